@@ -1,0 +1,1 @@
+export { startWorker, type TaskerWorker } from './worker.ts';

@@ -1,0 +1,61 @@
+import type { TaskConfig } from '@tasker/tasks';
+import { z } from 'zod';
+
+const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === '' ? undefined : v));
+
+const redisUrl = z
+  .string()
+  .default('redis://127.0.0.1:6379/0')
+  .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL (a DB index may follow: /1)');
+
+/** Every environment variable Tasker reads, with its default. `.env.example` lists the same. */
+export const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(5000),
+  DATABASE_URL: z
+    .string()
+    .default('postgres://root@127.0.0.1:5432/tasker')
+    .refine((v) => /^postgres(ql)?:\/\/[^/]*\/[^/?]+/.test(v), 'must be a postgres:// URL naming a database'),
+  DATABASE_POOL_SIZE: int(10, 1),
+  REDIS_URL: redisUrl,
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[\w.-]+$/, 'letters, digits, "_", "." or "-" only')
+    .default('tasker'),
+  WORKER_CONCURRENCY: int(50, 1),
+  WORKER_LOCK_MS: int(30_000, 1000),
+  SHUTDOWN_TIMEOUT_MS: int(10_000),
+  SWEEP_INTERVAL_MS: int(5_000, 100),
+  SWEEP_GRACE_MS: int(10_000, 0),
+  RESULT_CACHE_TTL_SECONDS: int(24 * 3600, 1),
+  BODY_LIMIT_BYTES: int(1024 * 1024, 1024),
+  OPENAI_API_KEY: optionalText,
+  OPENAI_BASE_URL: optionalText.pipe(z.url().optional()),
+  OPENAI_MODEL: z.string().default('gpt-4o-mini'),
+});
+
+export type Env = z.output<typeof envSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment once. A bad value throws a ConfigError naming each bad variable. */
+export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+export function taskConfig(env: Env): TaskConfig {
+  return { openai: { apiKey: env.OPENAI_API_KEY, baseURL: env.OPENAI_BASE_URL, model: env.OPENAI_MODEL } };
+}

@@ -1,0 +1,80 @@
+import type { StaleTask, TaskRow } from '@tasker/db';
+import { getTaskDefinition } from '@tasker/tasks';
+import { type JobsOptions, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+
+export const QUEUE_NAME = 'tasks';
+
+/** The payload of every BullMQ job. The task's input stays in PostgreSQL; the job id is the task id. */
+export const jobDataSchema = z.object({ taskId: z.uuid() });
+export type JobData = z.output<typeof jobDataSchema>;
+
+type Deliverable = Pick<TaskRow | StaleTask, 'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts'>;
+
+/** BullMQ options for a task row: retries and backoff from its definition, delay from run_after. */
+export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
+  const retry = getTaskDefinition(task.name)?.retry;
+  const delay = task.runAfter ? task.runAfter.getTime() - now : 0;
+  return {
+    jobId: task.id,
+    attempts: task.maxAttempts,
+    backoff: retry ? { type: retry.backoff.type, delay: retry.backoff.delayMs, jitter: 0.5 } : undefined,
+    delay: delay > 0 ? delay : undefined,
+    // PostgreSQL keeps every result; Redis only needs unfinished jobs (and recent failures, for inspection).
+    removeOnComplete: true,
+    removeOnFail: { age: 24 * 3600, count: 10_000 },
+  };
+}
+
+/** Producer side of the queue: server (submission) and worker (recovery). */
+export class TaskQueue {
+  readonly queue: Queue<JobData>;
+
+  constructor(
+    private readonly connection: Redis,
+    prefix: string,
+  ) {
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection, prefix });
+  }
+
+  /** Adds the jobs. A task whose job already exists is left alone (BullMQ ignores a known jobId). */
+  async enqueue(tasks: readonly Deliverable[]): Promise<void> {
+    if (tasks.length === 0) return;
+    const now = Date.now();
+    await this.queue.addBulk(
+      tasks.map((task) => ({ name: task.name, data: { taskId: task.id }, opts: jobOptions(task, now) })),
+    );
+  }
+
+  /**
+   * Where each task's job stands, in one round trip: `missing` (no job in Redis: never added, or
+   * Redis lost it), `failed` (BullMQ gave up on it) or `queued` (waiting, delayed or active).
+   */
+  async inspect(ids: readonly string[]): Promise<Map<string, 'missing' | 'failed' | 'queued'>> {
+    const states = new Map<string, 'missing' | 'failed' | 'queued'>();
+    if (ids.length === 0) return states;
+    const failedKey = this.queue.toKey('failed');
+    const pipeline = this.connection.pipeline();
+    for (const id of ids) pipeline.exists(this.queue.toKey(id)).zscore(failedKey, id);
+    const results = (await pipeline.exec()) ?? [];
+    ids.forEach((id, i) => {
+      const [existsError, exists] = results[2 * i] ?? [];
+      const [scoreError, score] = results[2 * i + 1] ?? [];
+      if (existsError) throw existsError;
+      if (scoreError) throw scoreError;
+      states.set(id, exists === 0 ? 'missing' : score !== null ? 'failed' : 'queued');
+    });
+    return states;
+  }
+
+  /** Why BullMQ failed a job, if it still has it. */
+  async failedReason(id: string): Promise<string | undefined> {
+    const job = await this.queue.getJob(id);
+    return job?.failedReason || undefined;
+  }
+
+  close(): Promise<void> {
+    return this.queue.close();
+  }
+}

@@ -1,0 +1,48 @@
+import type { TaskRow } from '@tasker/db';
+import type { Redis } from 'ioredis';
+import { isTerminal, type TaskEvent, taskEventSchema, toTaskEvent } from './view.ts';
+
+/**
+ * Where state changes leave a worker: each one is published once on one channel, and a finished
+ * task's state is cached so that reads need not reach PostgreSQL.
+ */
+export class StatusBus {
+  readonly channel: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly ttlSeconds: number,
+  ) {
+    this.channel = `${prefix}:events`;
+  }
+
+  private resultKey(id: string) {
+    return `${this.prefix}:result:${id}`;
+  }
+
+  /** Publishes the row's new state; caches it when final. One round trip. */
+  async announce(row: TaskRow): Promise<void> {
+    const event = JSON.stringify(toTaskEvent(row));
+    const pipeline = this.redis.multi();
+    if (isTerminal(row.status)) pipeline.set(this.resultKey(row.id), event, 'EX', this.ttlSeconds);
+    pipeline.publish(this.channel, event);
+    await pipeline.exec();
+  }
+
+  /** The cached final state, or undefined (not finished, expired, or unreadable). */
+  async cached(id: string): Promise<TaskEvent | undefined> {
+    const raw = await this.redis.get(this.resultKey(id));
+    return raw === null ? undefined : StatusBus.parse(raw);
+  }
+
+  /** Parses a message received on `channel`. */
+  static parse(message: string): TaskEvent | undefined {
+    try {
+      const parsed = taskEventSchema.safeParse(JSON.parse(message));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,75 @@
+import { TASK_STATUSES, type TaskRow } from '@tasker/db';
+import { z } from 'zod';
+
+export const taskStatusSchema = z.enum(TASK_STATUSES).meta({ id: 'TaskStatus' });
+
+export const taskErrorSchema = z
+  .object({
+    message: z.string(),
+    name: z.string(),
+    code: z
+      .string()
+      .describe('TIMEOUT, CANCELLED, STALLED, HANDLER_ERROR, INVALID_OUTPUT, UNKNOWN_TASK, ...'),
+    attempt: z.number().int().optional(),
+    at: z.string().optional(),
+  })
+  .meta({ id: 'TaskError' });
+
+const isoDate = z.iso.datetime({ offset: true });
+
+/** A task as every newer route, stream and the SDK report it. */
+export const taskViewSchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    status: taskStatusSchema,
+    input: z.unknown().describe('The task_parameters it was submitted with'),
+    output: z.unknown().describe('The result, once COMPLETED; null before'),
+    error: taskErrorSchema.nullable(),
+    attemptErrors: z.array(taskErrorSchema),
+    progress: z.unknown(),
+    attempts: z.number().int(),
+    maxAttempts: z.number().int(),
+    priority: z.number().int(),
+    createdAt: isoDate,
+    startedAt: isoDate.nullable(),
+    finishedAt: isoDate.nullable(),
+    updatedAt: isoDate,
+  })
+  .meta({ id: 'Task' });
+
+export type TaskView = z.output<typeof taskViewSchema>;
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toTaskView(row: TaskRow): TaskView {
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    input: row.input,
+    output: row.output ?? null,
+    error: row.error ?? null,
+    attemptErrors: row.attemptErrors,
+    progress: row.progress ?? null,
+    attempts: row.attempts,
+    maxAttempts: row.maxAttempts,
+    priority: row.priority,
+    createdAt: row.createdAt.toISOString(),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+/** What is published on every state change, and cached for finished tasks. No input: it may be large. */
+export const taskEventSchema = taskViewSchema.omit({ input: true });
+export type TaskEvent = z.output<typeof taskEventSchema>;
+
+export function toTaskEvent(row: TaskRow): TaskEvent {
+  const { input: _input, ...event } = toTaskView(row);
+  return event;
+}
+
+export const isTerminal = (status: TaskView['status']) =>
+  status === 'COMPLETED' || status === 'FAILED' || status === 'CANCELLED';

@@ -1,0 +1,81 @@
+import { sql } from 'drizzle-orm';
+import {
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+export const TASK_STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const TERMINAL_STATUSES = [
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+] as const satisfies readonly TaskStatus[];
+
+export const taskStatus = pgEnum('task_status', TASK_STATUSES);
+
+/** What a failed attempt (or a failed task) records. Never a stack trace: it may reach clients. */
+export interface TaskError {
+  message: string;
+  name: string;
+  /** Machine-readable reason, e.g. `TIMEOUT`, `CANCELLED`, `STALLED`, `HANDLER_ERROR`. */
+  code: string;
+  attempt?: number;
+  at?: string;
+}
+
+const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+/**
+ * One row per accepted task. PostgreSQL is the source of truth; the BullMQ job whose id is `id`
+ * is only how the row reaches a worker.
+ */
+export const tasks = pgTable(
+  'tasks',
+  {
+    id: uuid('id').primaryKey(),
+    /** Tenant / API-key owner. Every query filters on it once auth exists. */
+    ownerId: text('owner_id').notNull().default('default'),
+    name: text('name').notNull(),
+    input: jsonb('input').$type<unknown>().notNull(),
+    status: taskStatus('status').notNull().default('PENDING'),
+    /** The handler's output (JSON; `0`, `false` and `""` are kept as themselves). SQL NULL until COMPLETED. */
+    output: jsonb('output').$type<unknown>(),
+    error: jsonb('error').$type<TaskError>(),
+    /** Every failed attempt's error, oldest first. */
+    attemptErrors: jsonb('attempt_errors').$type<TaskError[]>().notNull().default(sql`'[]'::jsonb`),
+    progress: jsonb('progress').$type<unknown>(),
+    attempts: integer('attempts').notNull().default(0),
+    maxAttempts: integer('max_attempts').notNull().default(1),
+    priority: integer('priority').notNull().default(0),
+    timeoutMs: integer('timeout_ms'),
+    idempotencyKey: text('idempotency_key'),
+    runAfter: timestamptz('run_after'),
+    cancelRequestedAt: timestamptz('cancel_requested_at'),
+    /** Which worker process ran the latest attempt (host:pid). */
+    workerId: text('worker_id'),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    startedAt: timestamptz('started_at'),
+    finishedAt: timestamptz('finished_at'),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    // Listing, newest first, per owner (cursor pagination on (created_at, id)).
+    index('tasks_owner_created_idx').on(t.ownerId, t.createdAt.desc(), t.id.desc()),
+    // The recovery sweeper: unfinished rows that have not moved for a while.
+    index('tasks_unfinished_idx').on(t.updatedAt).where(sql`${t.status} in ('PENDING', 'RUNNING')`),
+    uniqueIndex('tasks_owner_idempotency_idx')
+      .on(t.ownerId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
+  ],
+);
+
+export type TaskRow = typeof tasks.$inferSelect;
+export type NewTaskRow = typeof tasks.$inferInsert;

@@ -1,0 +1,81 @@
+import type { z } from 'zod';
+
+/** Settings that task handlers may need. Parsed from the environment by `@tasker/core`. */
+export interface TaskConfig {
+  openai: { apiKey?: string | undefined; baseURL?: string | undefined; model: string };
+}
+
+/** What a handler may report while it runs. */
+export interface TaskProgress {
+  /** 0..100 */
+  percent?: number;
+  /** Partial output so far, e.g. the text a model has produced until now. */
+  partial?: unknown;
+  message?: string;
+}
+
+export interface TaskContext {
+  taskId: string;
+  /** 1 for the first attempt. */
+  attempt: number;
+  /** Fired when the task times out, is cancelled, or the worker shuts down. Pass it on to I/O. */
+  signal: AbortSignal;
+  /** Reports progress; cheap to call often (the worker coalesces updates). */
+  progress(update: TaskProgress): void;
+  config: TaskConfig;
+}
+
+export interface RetryPolicy {
+  /** Total attempts, the first included. */
+  attempts: number;
+  backoff: { type: 'exponential' | 'fixed'; delayMs: number };
+}
+
+export interface TaskDefinition<
+  Name extends string = string,
+  Input extends z.ZodObject = z.ZodObject,
+  Output extends z.ZodType = z.ZodType,
+> {
+  name: Name;
+  description: string;
+  /** Schema of `task_parameters`. */
+  input: Input;
+  /** Schema of the result. The worker checks every result against it. */
+  output: Output;
+  retry: RetryPolicy;
+  /** An attempt running longer is aborted and counts as failed. */
+  timeoutMs: number;
+  /** Example parameters, shown in the API documentation. */
+  example?: z.input<Input>;
+  /** Why this task cannot run with this configuration (checked at submission), or undefined. */
+  unavailable?(config: TaskConfig): string | undefined;
+  run(input: z.output<Input>, ctx: TaskContext): Promise<z.input<Output>> | z.input<Output>;
+}
+
+export interface TaskOptions<Name extends string, Input extends z.ZodObject, Output extends z.ZodType>
+  extends Omit<TaskDefinition<Name, Input, Output>, 'retry' | 'timeoutMs'> {
+  retry?: Partial<RetryPolicy>;
+  timeoutMs?: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, backoff: { type: 'exponential', delayMs: 1000 } };
+export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * Declares a task type: its name, the schemas of its parameters and result, and its handler.
+ * Register the result in `catalog.ts` and every caller, server and worker knows it.
+ */
+export function defineTask<const Name extends string, Input extends z.ZodObject, Output extends z.ZodType>(
+  options: TaskOptions<Name, Input, Output>,
+): TaskDefinition<Name, Input, Output> {
+  return {
+    ...options,
+    retry: { ...DEFAULT_RETRY, ...options.retry },
+    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  };
+}
+
+/** Thrown by a handler for a failure that another attempt cannot fix (bad input found late, 4xx). */
+export class NonRetryableError extends Error {
+  override name = 'NonRetryableError';
+}

@@ -1,0 +1,14 @@
+export { getTaskDefinition, type TaskName, type TaskTypes, taskDefinitions, taskNames } from './catalog.ts';
+export {
+  DEFAULT_RETRY,
+  DEFAULT_TIMEOUT_MS,
+  defineTask,
+  NonRetryableError,
+  type RetryPolicy,
+  type TaskConfig,
+  type TaskContext,
+  type TaskDefinition,
+  type TaskOptions,
+  type TaskProgress,
+} from './define.ts';
+export { longestRun } from './tasks/find-longest-consecutive-letters.ts';
