@@ -1,6 +1,11 @@
 import type { Logger } from '@tasker/core';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from 'fastify';
 import { fastifyTRPCOpenApiPlugin, generateOpenApiDocument } from 'trpc-to-openapi';
 import { type PublicIssue, type RestError, restError } from './errors.ts';
 import { type AppRouter, appRouter } from './router.ts';
@@ -96,7 +101,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: options.bodyLimit,
     requestIdHeader: 'x-request-id',
-    disableRequestLogging: true,
+    // Per-request logs at info would dominate at thousands of requests/s; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
   });
 
@@ -120,7 +126,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       request.log.error({ err: error }, 'unhandled error');
       return reply.code(status).send(restError(status, 'Internal server error'));
     }
-    const message = error.message.replace(/^FST_\w+: /, '');
+    const type = request.headers['content-type'];
+    const message =
+      error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+        ? `Content-Type must be application/json${type ? ` (got "${type}")` : ' (none was sent)'}`
+        : error.message;
     return reply.code(status).send(restError(status, message));
   });
   app.setNotFoundHandler((request, reply) =>
@@ -184,6 +194,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       }
     });
     rest.addHook('preHandler', async (request, reply) => {
+      if (request.method === 'POST' || request.method === 'PUT' || request.method === 'PATCH') {
+        const type = request.headers['content-type'];
+        if (!type?.toLowerCase().startsWith('application/json')) {
+          return reply
+            .code(415)
+            .send(
+              restError(
+                415,
+                `Content-Type must be application/json${type ? ` (got "${type}")` : ' (none was sent)'}`,
+              ),
+            );
+        }
+      }
       const body = request.body;
       if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body))) {
         return reply.code(400).send(restError(400, 'The request body must be a JSON object'));

@@ -14,13 +14,13 @@ CREATE TABLE "tasks" (
 	"priority" integer DEFAULT 0 NOT NULL,
 	"timeout_ms" integer,
 	"idempotency_key" text,
-	"run_after" timestamp with time zone,
-	"cancel_requested_at" timestamp with time zone,
+	"run_after" timestamp (3) with time zone,
+	"cancel_requested_at" timestamp (3) with time zone,
 	"worker_id" text,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"started_at" timestamp with time zone,
-	"finished_at" timestamp with time zone,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"started_at" timestamp (3) with time zone,
+	"finished_at" timestamp (3) with time zone,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
 CREATE INDEX "tasks_owner_created_idx" ON "tasks" USING btree ("owner_id","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);--> statement-breakpoint

@@ -31,7 +31,8 @@ export interface TaskError {
   at?: string;
 }
 
-const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+/** Millisecond precision, like JavaScript's Date, so that keyset cursors round-trip exactly. */
+const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date', precision: 3 });
 
 /**
  * One row per accepted task. PostgreSQL is the source of truth; the BullMQ job whose id is `id`

@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import type { TaskRow } from '@tasker/db';
+import { createTestEnv, deleteKeys } from '@tasker/testing';
+import { UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  createRedis,
+  jobOptions,
+  loadEnv,
+  QUEUE_NAME,
+  StatusBus,
+  TaskQueue,
+} from '../src/index.ts';
+
+describe('loadEnv', () => {
+  it('serves this machine with no variables set', () => {
+    const env = loadEnv({});
+    expect(env.PORT).toBe(5000);
+    expect(env.DATABASE_URL).toBe('postgres://root@127.0.0.1:5432/tasker');
+    expect(env.REDIS_URL).toBe('redis://127.0.0.1:6379/0');
+    expect(env.WORKER_CONCURRENCY).toBeGreaterThan(0);
+    expect(env.OPENAI_API_KEY).toBeUndefined();
+  });
+
+  it('names every bad variable', () => {
+    const attempt = () =>
+      loadEnv({
+        PORT: 'eighty',
+        REDIS_URL: 'localhost:6379',
+        WORKER_CONCURRENCY: '0',
+        OPENAI_BASE_URL: 'not a url',
+      });
+    expect(attempt).toThrow(ConfigError);
+    try {
+      attempt();
+    } catch (error) {
+      const message = (error as Error).message;
+      for (const name of ['PORT', 'REDIS_URL', 'WORKER_CONCURRENCY', 'OPENAI_BASE_URL'])
+        expect(message).toContain(name);
+    }
+  });
+
+  it('treats an empty OPENAI_API_KEY as unset and accepts a Redis DB index', () => {
+    const env = loadEnv({ OPENAI_API_KEY: '', REDIS_URL: 'redis://127.0.0.1:6379/7' });
+    expect(env.OPENAI_API_KEY).toBeUndefined();
+    expect(env.REDIS_URL).toBe('redis://127.0.0.1:6379/7');
+  });
+});
+
+describe('jobOptions', () => {
+  it('uses the task id as job id, the row attempts, the definition backoff, and run_after as a delay', () => {
+    const now = Date.now();
+    const opts = jobOptions(
+      { id: 'x', name: 'query_chatgpt', priority: 0, runAfter: new Date(now + 2000), maxAttempts: 3 },
+      now,
+    );
+    expect(opts.jobId).toBe('x');
+    expect(opts.attempts).toBe(3);
+    expect(opts.delay).toBe(2000);
+    expect(opts.backoff).toMatchObject({ type: 'exponential', delay: 2000 });
+    expect(opts.removeOnComplete).toBe(true);
+  });
+});
+
+describe('TaskQueue and StatusBus on real Redis', () => {
+  const env = createTestEnv();
+  const redis = createRedis(env.redisUrl, 'blocking');
+  const queue = new TaskQueue(redis, env.prefix);
+  afterAll(async () => {
+    await queue.close();
+    await deleteKeys(env.redisUrl, env.prefix);
+    redis.disconnect();
+  });
+
+  it('enqueues idempotently and tells missing, queued and failed jobs apart', async () => {
+    const task = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
+    const absent = randomUUID();
+    const failedId = randomUUID();
+    // A job that BullMQ gives up on.
+    await queue.enqueue([{ ...task, id: failedId }]);
+    const worker = new Worker(
+      QUEUE_NAME,
+      async () => {
+        throw new UnrecoverableError('job stalled more than allowable limit');
+      },
+      { connection: redis, prefix: env.prefix },
+    );
+    await new Promise((resolve) => worker.once('failed', resolve));
+    await worker.close();
+    await queue.enqueue([task]);
+    await queue.enqueue([task]); // same jobId: ignored
+    expect(await queue.queue.getJobCounts('wait')).toEqual({ wait: 1 });
+    const states = await queue.inspect([task.id, absent, failedId]);
+    expect(states.get(task.id)).toBe('queued');
+    expect(states.get(absent)).toBe('missing');
+    expect(states.get(failedId)).toBe('failed');
+    expect(await queue.failedReason(failedId)).toMatch(/stalled/);
+  });
+
+  it('publishes every change once and caches only final states', async () => {
+    const bus = new StatusBus(redis, env.prefix, 60);
+    const subscriber = new Redis(env.redisUrl);
+    const received: string[] = [];
+    await subscriber.subscribe(bus.channel);
+    subscriber.on('message', (_channel, message) => received.push(message));
+    const now = new Date();
+    const row: TaskRow = {
+      id: randomUUID(),
+      ownerId: 'default',
+      name: 'sum_two_numbers',
+      input: { a: 1, b: 2 },
+      status: 'RUNNING',
+      output: null,
+      error: null,
+      attemptErrors: [],
+      progress: null,
+      attempts: 1,
+      maxAttempts: 1,
+      priority: 0,
+      timeoutMs: null,
+      idempotencyKey: null,
+      runAfter: null,
+      cancelRequestedAt: null,
+      workerId: 'w',
+      createdAt: now,
+      startedAt: now,
+      finishedAt: null,
+      updatedAt: now,
+    };
+    await bus.announce(row);
+    expect(await bus.cached(row.id)).toBeUndefined();
+    await bus.announce({ ...row, status: 'COMPLETED', output: 0, finishedAt: now });
+    expect(await bus.cached(row.id)).toMatchObject({ status: 'COMPLETED', output: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(received.map((m) => StatusBus.parse(m)?.status)).toEqual(['RUNNING', 'COMPLETED']);
+    expect(StatusBus.parse('not json')).toBeUndefined();
+    subscriber.disconnect();
+  });
+});

@@ -1,0 +1,133 @@
+import { randomUUID } from 'node:crypto';
+import { createTestEnv, type TestEnv } from '@tasker/testing';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, type DbClient, migrateDatabase, TaskStore } from '../src/index.ts';
+
+let env: TestEnv;
+let client: DbClient;
+let store: TaskStore;
+
+beforeAll(async () => {
+  env = createTestEnv();
+  // Five processes starting at once against a database that does not exist yet.
+  await Promise.all(Array.from({ length: 5 }, () => migrateDatabase(env.databaseUrl)));
+  client = createDb(env.databaseUrl, { max: 5 });
+  store = new TaskStore(client.db);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await env?.cleanup();
+});
+
+const newTask = (input: unknown = { a: 1, b: 2 }) =>
+  store.insert({ id: randomUUID(), name: 'sum_two_numbers', input, maxAttempts: 3 });
+
+describe('migrations', () => {
+  it('created the database and applied each migration once despite concurrent starts', async () => {
+    const sql = postgres(env.databaseUrl, { max: 1 });
+    try {
+      const [{ count }] =
+        (await sql`select count(*)::int as count from drizzle.__drizzle_migrations`) as unknown as [
+          { count: number },
+        ];
+      const files = (await import('node:fs'))
+        .readdirSync(new URL('../drizzle', import.meta.url))
+        .filter((f) => f.endsWith('.sql'));
+      expect(count).toBe(files.length);
+      const indexes = await sql`select indexname from pg_indexes where tablename = 'tasks' order by 1`;
+      expect(indexes.map((r) => r.indexname)).toEqual(
+        expect.arrayContaining([
+          'tasks_owner_created_idx',
+          'tasks_unfinished_idx',
+          'tasks_owner_idempotency_idx',
+        ]),
+      );
+    } finally {
+      await sql.end();
+    }
+  });
+
+  it('is a no-op when run again', async () => {
+    await expect(migrateDatabase(env.databaseUrl)).resolves.toBeUndefined();
+  });
+});
+
+describe('TaskStore', () => {
+  it('starts PENDING and walks RUNNING → COMPLETED, keeping a result of 0 as 0', async () => {
+    const task = await newTask();
+    expect(task.status).toBe('PENDING');
+    expect(task.attempts).toBe(0);
+    const running = await store.start(task.id, 'w1');
+    expect(running?.status).toBe('RUNNING');
+    expect(running?.attempts).toBe(1);
+    expect(running?.startedAt).toBeInstanceOf(Date);
+    const done = await store.complete(task.id, 0);
+    expect(done?.status).toBe('COMPLETED');
+    expect(done?.output).toBe(0);
+    expect((await store.get(task.id))?.output).toBe(0);
+    expect(done?.finishedAt).toBeInstanceOf(Date);
+  });
+
+  it('lets exactly one of many racing completions win, and never re-opens a finished task', async () => {
+    const task = await newTask();
+    await store.start(task.id, 'w1');
+    await store.start(task.id, 'w2'); // a re-delivery after a crash may claim it again
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.complete(task.id, i)));
+    const winners = results.filter((r) => r !== undefined);
+    expect(winners).toHaveLength(1);
+    expect((await store.get(task.id))?.output).toBe(winners[0]?.output);
+    expect(await store.start(task.id, 'w3')).toBeUndefined();
+    expect(
+      await store.failAttempt(task.id, { message: 'x', name: 'Error', code: 'HANDLER_ERROR' }, true),
+    ).toBeUndefined();
+  });
+
+  it('keeps every failed attempt and fails only on the final one', async () => {
+    const task = await newTask();
+    await store.start(task.id, 'w1');
+    const retry = await store.failAttempt(
+      task.id,
+      { message: 'first', name: 'Error', code: 'HANDLER_ERROR', attempt: 1 },
+      false,
+    );
+    expect(retry?.status).toBe('PENDING');
+    expect(retry?.error).toBeNull();
+    await store.start(task.id, 'w1');
+    const failed = await store.failAttempt(
+      task.id,
+      { message: 'second', name: 'Error', code: 'TIMEOUT', attempt: 2 },
+      true,
+    );
+    expect(failed?.status).toBe('FAILED');
+    expect(failed?.error?.message).toBe('second');
+    expect(failed?.attemptErrors.map((e) => e.message)).toEqual(['first', 'second']);
+    expect(failed?.attempts).toBe(2);
+  });
+
+  it('gives a running attempt back without counting it', async () => {
+    const task = await newTask();
+    await store.start(task.id, 'w1');
+    const released = await store.release(task.id);
+    expect(released?.status).toBe('PENDING');
+    expect(released?.attempts).toBe(0);
+  });
+
+  it('pages through stale unfinished rows by (updated_at, id) without skipping or repeating', async () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 7; i++) ids.add((await newTask()).id);
+    const seen: string[] = [];
+    let cursor: { updatedAt: Date; id: string } | undefined;
+    for (;;) {
+      const page = await store.findStale(new Date(Date.now() + 1000), 3, cursor);
+      if (page.length === 0) break;
+      seen.push(...page.map((r) => r.id));
+      const last = page.at(-1);
+      if (last) cursor = { updatedAt: last.updatedAt, id: last.id };
+    }
+    expect(new Set(seen).size).toBe(seen.length);
+    for (const id of ids) expect(seen).toContain(id);
+    expect(await store.findStale(new Date(0), 10)).toEqual([]);
+  });
+});

@@ -1,0 +1,107 @@
+import { type FakeOpenAI, startFakeOpenAI } from '@tasker/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  getTaskDefinition,
+  longestRun,
+  NonRetryableError,
+  type TaskConfig,
+  type TaskContext,
+  taskDefinitions,
+  taskNames,
+} from '../src/index.ts';
+
+function context(config: TaskConfig, signal = new AbortController().signal): TaskContext {
+  return { taskId: '00000000-0000-4000-8000-000000000000', attempt: 1, signal, progress: () => {}, config };
+}
+
+const noKey: TaskConfig = { openai: { model: 'gpt-test' } };
+
+describe('catalog', () => {
+  it('holds the three task types of the old service, each with unique name and an example that validates', () => {
+    expect(taskNames).toEqual(['sum_two_numbers', 'query_chatgpt', 'find_longest_consecutive_letters']);
+    for (const definition of taskDefinitions) {
+      expect(definition.input.safeParse(definition.example).success).toBe(true);
+      expect(definition.retry.attempts).toBeGreaterThanOrEqual(1);
+    }
+    expect(getTaskDefinition('nope')).toBeUndefined();
+  });
+});
+
+describe('sum_two_numbers', () => {
+  const sum = getTaskDefinition('sum_two_numbers');
+  it('adds, keeping 0 as 0', async () => {
+    expect(await sum?.run({ a: 5, b: 10 }, context(noKey))).toBe(15);
+    expect(await sum?.run({ a: 0, b: 0 }, context(noKey))).toBe(0);
+    expect(await sum?.run({ a: -1.5, b: 0.25 }, context(noKey))).toBe(-1.25);
+  });
+  it('rejects missing, wrongly typed, unknown and overflowing parameters', () => {
+    expect(sum?.input.safeParse({ a: 1 }).success).toBe(false);
+    expect(sum?.input.safeParse({ a: '1', b: 2 }).success).toBe(false);
+    expect(sum?.input.safeParse({ a: 1, b: 2, c: 3 }).success).toBe(false);
+    expect(sum?.input.safeParse({ a: 1e308, b: 1e308 }).success).toBe(false);
+  });
+});
+
+describe('find_longest_consecutive_letters', () => {
+  it.each([
+    ['aaabbccccdd', 4],
+    ['😀😀😀', 3],
+    ['', 0],
+    ['abc', 1],
+    ['aAAa', 2],
+    ['ab😀😀b', 2],
+    ['x'.repeat(100_000), 100_000],
+  ])('%j → %i (Unicode code points)', (text, expected) => {
+    expect(longestRun(text)).toBe(expected);
+  });
+});
+
+describe('query_chatgpt against a local fake OpenAI server', () => {
+  const chat = getTaskDefinition('query_chatgpt');
+  let fake: FakeOpenAI | undefined;
+  afterEach(async () => {
+    await fake?.close();
+    fake = undefined;
+  });
+  const config = (baseURL: string): TaskConfig => ({
+    openai: { apiKey: 'sk-test', baseURL, model: 'gpt-test' },
+  });
+
+  it('is unavailable without an API key, with a message naming the variable', () => {
+    expect(chat?.unavailable?.(noKey)).toMatch(/OPENAI_API_KEY/);
+    expect(chat?.unavailable?.({ openai: { apiKey: 'sk', model: 'm' } })).toBeUndefined();
+  });
+
+  it("returns the model's reply and sends the configured model and key", async () => {
+    fake = await startFakeOpenAI({ reply: (prompt) => `You said: ${prompt}` });
+    const reply = await chat?.run({ prompt: 'Tell me a joke.' }, context(config(fake.baseURL)));
+    expect(reply).toBe('You said: Tell me a joke.');
+    expect(fake.requests).toHaveLength(1);
+    expect(fake.requests[0]?.body.model).toBe('gpt-test');
+    expect(fake.requests[0]?.authorization).toBe('Bearer sk-test');
+  });
+
+  it('fails without retry on a 4xx the API will repeat, and retryably on a 5xx', async () => {
+    fake = await startFakeOpenAI({ failWith: 401 });
+    await expect(chat?.run({ prompt: 'x' }, context(config(fake.baseURL)))).rejects.toBeInstanceOf(
+      NonRetryableError,
+    );
+    await fake.close();
+    fake = await startFakeOpenAI({ failWith: 503 });
+    const failure = chat?.run({ prompt: 'x' }, context(config(fake.baseURL)));
+    await expect(failure).rejects.toThrow();
+    await expect(failure).rejects.not.toBeInstanceOf(NonRetryableError);
+    expect(fake.requests).toHaveLength(1); // no hidden retries inside the handler
+  });
+
+  it('aborts the HTTP request when its signal fires', async () => {
+    fake = await startFakeOpenAI({ responseDelayMs: 5_000 });
+    const controller = new AbortController();
+    const running = chat?.run({ prompt: 'slow' }, context(config(fake.baseURL), controller.signal));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    controller.abort(new Error('cancelled'));
+    await expect(running).rejects.toThrow();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(fake.requests[0]?.aborted).toBe(true);
+  });
+});

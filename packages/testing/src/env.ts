@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import { dropDatabase } from '@tasker/db';
+import { Redis } from 'ioredis';
+
+export interface TestEnv {
+  /** Environment variables for a Tasker process under test (pass to loadEnv or a child process). */
+  vars: Record<string, string>;
+  databaseUrl: string;
+  redisUrl: string;
+  prefix: string;
+  /** Drops the database and deletes every Redis key under the prefix. */
+  cleanup(): Promise<void>;
+}
+
+/** Deletes every key that starts with `prefix:` (SCAN, never KEYS). */
+export async function deleteKeys(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * A database and a Redis key prefix of the test's own, never those of a developer's running stack:
+ * database `tasker_test_<random>` (created by the code under test at start-up), Redis DB index 9
+ * unless TEST_REDIS_URL says otherwise, prefix `tasker-test-<random>`.
+ */
+export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
+  const id = randomBytes(5).toString('hex');
+  const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+  base.pathname = `/tasker_test_${id}`;
+  const databaseUrl = base.toString();
+  const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9';
+  const prefix = `tasker-test-${id}`;
+  const vars: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    DATABASE_URL: databaseUrl,
+    DATABASE_POOL_SIZE: '5',
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    WORKER_CONCURRENCY: '20',
+    ...overrides,
+  };
+  return {
+    vars,
+    databaseUrl: vars.DATABASE_URL ?? databaseUrl,
+    redisUrl: vars.REDIS_URL ?? redisUrl,
+    prefix: vars.REDIS_PREFIX ?? prefix,
+    cleanup: async () => {
+      await dropDatabase(vars.DATABASE_URL ?? databaseUrl);
+      await deleteKeys(vars.REDIS_URL ?? redisUrl, vars.REDIS_PREFIX ?? prefix).catch(() => {});
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs`. */
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  { timeoutMs = 10_000, intervalMs = 25, what = 'condition' } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

@@ -1,0 +1,117 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakeOpenAIOptions {
+  /** The reply text; by default it echoes the prompt. */
+  reply?: (prompt: string) => string;
+  /** When set, `stream: true` requests get one chunk per word with this delay between chunks. */
+  chunkDelayMs?: number;
+  /** Answer every request with this HTTP status and an OpenAI-style error body. */
+  failWith?: number;
+  /** Wait this long before answering a plain (non-streamed) request. */
+  responseDelayMs?: number;
+}
+
+export interface RecordedRequest {
+  body: { model?: string; stream?: boolean; messages?: { role: string; content: string }[] };
+  authorization: string | undefined;
+  /** True when the client went away before the answer was complete. */
+  aborted: boolean;
+}
+
+export interface FakeOpenAI {
+  /** Use as OPENAI_BASE_URL. */
+  baseURL: string;
+  requests: RecordedRequest[];
+  close(): Promise<void>;
+}
+
+async function readJson(req: IncomingMessage): Promise<RecordedRequest['body']> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+/** A local server that speaks the chat-completions protocol (plain and streamed), for tests. */
+export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<FakeOpenAI> {
+  const requests: RecordedRequest[] = [];
+  const server = createServer(async (req, res) => {
+    if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) {
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { message: 'not found' } }));
+      return;
+    }
+    const body = await readJson(req);
+    const record: RecordedRequest = { body, authorization: req.headers.authorization, aborted: false };
+    requests.push(record);
+    res.on('close', () => {
+      if (!res.writableFinished) record.aborted = true;
+    });
+    if (options.failWith) {
+      res
+        .writeHead(options.failWith, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify({
+            error: { message: `fake failure ${options.failWith}`, type: 'test', code: null },
+          }),
+        );
+      return;
+    }
+    const prompt = body.messages?.at(-1)?.content ?? '';
+    const text = options.reply ? options.reply(prompt) : `echo: ${prompt}`;
+    const id = `chatcmpl-${requests.length}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = body.model ?? 'fake';
+    if (!body.stream) {
+      if (options.responseDelayMs)
+        await new Promise((resolve) => setTimeout(resolve, options.responseDelayMs));
+      if (res.destroyed) return;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          id,
+          object: 'chat.completion',
+          created,
+          model,
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: text },
+              finish_reason: 'stop',
+              logprobs: null,
+            },
+          ],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        }),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const send = (delta: object, finish: string | null) =>
+      res.write(
+        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`,
+      );
+    send({ role: 'assistant', content: '' }, null);
+    const words = text.split(/(?<= )/);
+    for (const word of words) {
+      if (res.destroyed) return;
+      if (options.chunkDelayMs) await new Promise((resolve) => setTimeout(resolve, options.chunkDelayMs));
+      if (res.destroyed) return;
+      send({ content: word }, null);
+    }
+    send({}, 'stop');
+    res.end('data: [DONE]\n\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    requests,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

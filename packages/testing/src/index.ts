@@ -1,0 +1,9 @@
+export { createTestEnv, deleteKeys, type TestEnv, waitFor } from './env.ts';
+export {
+  type FakeOpenAI,
+  type FakeOpenAIOptions,
+  type RecordedRequest,
+  startFakeOpenAI,
+} from './fake-openai.ts';
+export { type AppProcess, freePort, type RedisServer, spawnApp, startRedisServer } from './processes.ts';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';

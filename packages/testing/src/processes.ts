@@ -1,0 +1,127 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface AppProcess {
+  child: ChildProcess;
+  /** Everything it printed (stdout + stderr). */
+  output(): string;
+  /** For a server: its base URL, read from its "listening" log line. */
+  url?: string;
+  /** Sends a signal and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Starts the built `apps/<kind>/dist/main.js` as a real process with these variables and waits
+ * until it says it is ready. LOG_LEVEL must let `info` through.
+ */
+export async function spawnApp(
+  kind: 'server' | 'worker',
+  vars: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<AppProcess> {
+  const child = spawn(process.execPath, [path.join(root, 'apps', kind, 'dist', 'main.js')], {
+    env: { ...process.env, ...vars, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<string | undefined>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${kind} not ready after ${timeoutMs} ms:\n${output}`)),
+      timeoutMs,
+    );
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match =
+        kind === 'server'
+          ? /"url":"(http:[^"]+)","msg":"server listening"/.exec(output)
+          : /worker ready/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(kind === 'server' ? match[1] : undefined);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${kind} exited with ${code} before it was ready:\n${output}`));
+    });
+  });
+  const url = await ready;
+  return {
+    child,
+    output: () => output,
+    url,
+    exited,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  /** Kills it (SIGKILL): everything it held is gone, as this machine's Redis keeps nothing on disk. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  start(): Promise<void>;
+}
+
+/** A private redis-server on a free port, for tests that restart Redis. */
+export async function startRedisServer(): Promise<RedisServer> {
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10_000);
+      child?.stdout?.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes('Ready to accept connections')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child?.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+    });
+  };
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    port,
+    start,
+    kill: async () => {
+      if (!child || child.exitCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
