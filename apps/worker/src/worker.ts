@@ -27,8 +27,10 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
   const id = `${hostname()}:${process.pid}`;
   const dbClient = createDb(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, name: 'tasker-worker' });
   const redis = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker');
+  // Its own connection: a MULTI on BullMQ's connection copies BullMQ's ~50 Lua commands every time.
+  const busRedis = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker-bus');
   const store = new TaskStore(dbClient.db);
-  const bus = new StatusBus(redis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
+  const bus = new StatusBus(busRedis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
   const queue = new TaskQueue(redis, env.REDIS_PREFIX);
   const runner = new TaskRunner(store, bus, taskConfig(env), id, log);
 
@@ -50,7 +52,7 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
     store,
     queue,
     bus,
-    redis,
+    busRedis,
     env.REDIS_PREFIX,
     { intervalMs: env.SWEEP_INTERVAL_MS, graceMs: env.SWEEP_GRACE_MS },
     log,
@@ -77,6 +79,7 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
     }
     await queue.close();
     await redis.quit().catch(() => redis.disconnect());
+    await busRedis.quit().catch(() => busRedis.disconnect());
     await dbClient.close();
   };
   return {

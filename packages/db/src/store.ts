@@ -15,16 +15,80 @@ export type StaleTask = Pick<
  * workers racing on one task can never both record a result.
  */
 export class TaskStore {
-  constructor(private readonly db: Database) {}
+  // Hot paths are prepared once: building a drizzle query costs more CPU than running it.
+  private readonly prepared;
+
+  constructor(private readonly db: Database) {
+    const p = <T extends string>(name: T) => sql.placeholder(name);
+    const byId = eq(tasks.id, p('id'));
+    this.prepared = {
+      insert: db
+        .insert(tasks)
+        .values({
+          id: p('id'),
+          ownerId: p('ownerId'),
+          name: p('name'),
+          input: sql`${p('input')}::jsonb`,
+          maxAttempts: p('maxAttempts'),
+          priority: p('priority'),
+          timeoutMs: p('timeoutMs'),
+          idempotencyKey: p('idempotencyKey'),
+          runAfter: sql`${p('runAfter')}`,
+        })
+        .returning()
+        .prepare('tasks_insert'),
+      get: db.select().from(tasks).where(byId).limit(1).prepare('tasks_get'),
+      start: db
+        .update(tasks)
+        .set({
+          status: 'RUNNING',
+          attempts: sql`${tasks.attempts} + 1`,
+          startedAt: sql`coalesce(${tasks.startedAt}, now())`,
+          updatedAt: sql`now()`,
+          workerId: sql`${p('workerId')}`,
+        })
+        .where(and(byId, inArray(tasks.status, UNFINISHED), isNull(tasks.cancelRequestedAt)))
+        .returning()
+        .prepare('tasks_start'),
+      complete: db
+        .update(tasks)
+        .set({
+          status: 'COMPLETED',
+          output: sql`${p('output')}::jsonb`,
+          error: null,
+          finishedAt: sql`now()`,
+          updatedAt: sql`now()`,
+        })
+        .where(and(byId, eq(tasks.status, 'RUNNING')))
+        .returning()
+        .prepare('tasks_complete'),
+      setProgress: db
+        .update(tasks)
+        .set({ progress: sql`${p('progress')}::jsonb`, updatedAt: sql`now()` })
+        .where(and(byId, eq(tasks.status, 'RUNNING')))
+        .returning()
+        .prepare('tasks_set_progress'),
+    };
+  }
 
   async insert(row: NewTaskRow): Promise<TaskRow> {
-    const [inserted] = await this.db.insert(tasks).values(row).returning();
+    const [inserted] = await this.prepared.insert.execute({
+      id: row.id,
+      ownerId: row.ownerId ?? 'default',
+      name: row.name,
+      input: JSON.stringify(row.input ?? null),
+      maxAttempts: row.maxAttempts ?? 1,
+      priority: row.priority ?? 0,
+      timeoutMs: row.timeoutMs ?? null,
+      idempotencyKey: row.idempotencyKey ?? null,
+      runAfter: row.runAfter ?? null,
+    });
     if (!inserted) throw new Error('insert returned no row');
     return inserted;
   }
 
   async get(id: string): Promise<TaskRow | undefined> {
-    const [row] = await this.db.select().from(tasks).where(eq(tasks.id, id)).limit(1);
+    const [row] = await this.prepared.get.execute({ id });
     return row;
   }
 
@@ -33,33 +97,13 @@ export class TaskStore {
    * the attempt is counted. Returns undefined when the task is already finished or being cancelled.
    */
   async start(id: string, workerId: string): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: 'RUNNING',
-        attempts: sql`${tasks.attempts} + 1`,
-        startedAt: sql`coalesce(${tasks.startedAt}, now())`,
-        updatedAt: sql`now()`,
-        workerId,
-      })
-      .where(and(eq(tasks.id, id), inArray(tasks.status, UNFINISHED), isNull(tasks.cancelRequestedAt)))
-      .returning();
+    const [row] = await this.prepared.start.execute({ id, workerId });
     return row;
   }
 
   /** RUNNING → COMPLETED. Undefined when another attempt already finished the task. */
   async complete(id: string, output: unknown): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: 'COMPLETED',
-        output: sql`${JSON.stringify(output ?? null)}::jsonb`,
-        error: null,
-        finishedAt: sql`now()`,
-        updatedAt: sql`now()`,
-      })
-      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
-      .returning();
+    const [row] = await this.prepared.complete.execute({ id, output: JSON.stringify(output ?? null) });
     return row;
   }
 
@@ -84,11 +128,7 @@ export class TaskStore {
 
   /** Latest progress of a RUNNING task. */
   async setProgress(id: string, progress: unknown): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({ progress: sql`${JSON.stringify(progress)}::jsonb`, updatedAt: sql`now()` })
-      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
-      .returning();
+    const [row] = await this.prepared.setProgress.execute({ id, progress: JSON.stringify(progress ?? null) });
     return row;
   }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { dropDatabase } from '@tasker/db';
 import { Redis } from 'ioredis';
+import postgres from 'postgres';
 
 export interface TestEnv {
   /** Environment variables for a Tasker process under test (pass to loadEnv or a child process). */
@@ -10,6 +10,19 @@ export interface TestEnv {
   prefix: string;
   /** Drops the database and deletes every Redis key under the prefix. */
   cleanup(): Promise<void>;
+}
+
+/** Drops a test database, closing its connections. */
+export async function dropDatabase(url: string): Promise<void> {
+  const name = decodeURIComponent(new URL(url).pathname.slice(1));
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
 }
 
 /** Deletes every key that starts with `prefix:` (SCAN, never KEYS). */

@@ -50,13 +50,11 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       if (!res.writableFinished) record.aborted = true;
     });
     if (options.failWith) {
-      res
-        .writeHead(options.failWith, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify({
-            error: { message: `fake failure ${options.failWith}`, type: 'test', code: null },
-          }),
-        );
+      res.writeHead(options.failWith, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          error: { message: `fake failure ${options.failWith}`, type: 'test', code: null },
+        }),
+      );
       return;
     }
     const prompt = body.messages?.at(-1)?.content ?? '';

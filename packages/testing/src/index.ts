@@ -1,4 +1,4 @@
-export { createTestEnv, deleteKeys, type TestEnv, waitFor } from './env.ts';
+export { createTestEnv, deleteKeys, dropDatabase, type TestEnv, waitFor } from './env.ts';
 export {
   type FakeOpenAI,
   type FakeOpenAIOptions,

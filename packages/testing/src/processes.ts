@@ -34,9 +34,9 @@ export interface AppProcess {
 export async function spawnApp(
   kind: 'server' | 'worker',
   vars: Record<string, string>,
-  timeoutMs = 20_000,
+  { timeoutMs = 20_000, nodeArgs = [] as string[] } = {},
 ): Promise<AppProcess> {
-  const child = spawn(process.execPath, [path.join(root, 'apps', kind, 'dist', 'main.js')], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'apps', kind, 'dist', 'main.js')], {
     env: { ...process.env, ...vars, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,32 @@
+# One image for both processes. Default command: the HTTP server.
+# The worker runs the same image with: node apps/worker/dist/main.js
+#
+# The apps bundle the workspace packages (tsup) but keep npm packages external, and @tasker/db
+# finds its SQL migrations through require.resolve('@tasker/db/package.json'): the runtime stage
+# therefore keeps the built workspace with its (production) node_modules, as pnpm linked them.
+
+FROM node:20-bookworm-slim AS base
+# CI=true: pnpm never prompts (e.g. before it re-links node_modules for --prod).
+ENV CI=true
+RUN npm i -g pnpm@12.4.2
+WORKDIR /app
+
+FROM base AS build
+# Download every package the lockfile names first: this layer survives source-only changes.
+COPY pnpm-lock.yaml pnpm-workspace.yaml ./
+RUN pnpm fetch
+COPY . .
+RUN pnpm install --frozen-lockfile --offline
+RUN pnpm turbo run build --filter=@tasker/server --filter=@tasker/worker
+# Re-link node_modules from scratch with production dependencies only (drops build and test
+# tools: about 350 MB -> 110 MB); dist/ stays.
+RUN find . -name node_modules -type d -prune -exec rm -rf {} + \
+ && pnpm install --frozen-lockfile --offline --prod
+
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app /app
+USER node
+EXPOSE 5000
+CMD ["node", "apps/server/dist/main.js"]
