@@ -47,7 +47,8 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
     close: () => {
       closing ??= (async () => {
         await app.close();
-        await queue.close();
+        // BullMQ waits for a connection that may never come back (Redis down): bound it.
+        await Promise.race([queue.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
         redis.disconnect();
         await dbClient.close();
       })();

@@ -5,6 +5,16 @@ import { getTaskDefinition, type TaskConfig } from '@tasker/tasks';
 import { TRPCError } from '@trpc/server';
 import { describeIssues, toPublicIssues } from './errors.ts';
 
+const ENQUEUE_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** The old service's view of a task: it knows only PENDING, COMPLETED and FAILED. */
 export interface LegacyTaskOutput {
   status: 'PENDING' | 'COMPLETED' | 'FAILED';
@@ -60,7 +70,8 @@ export class TaskService {
       maxAttempts: definition.retry.attempts,
     });
     try {
-      await this.queue.enqueue([row]);
+      // Bounded: while Redis is away the request must not hang; the row is already safe.
+      await withTimeout(this.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue');
     } catch (error) {
       this.log.warn(
         { taskId: row.id, err: error },

@@ -10,11 +10,18 @@ export interface Context {
 
 const POSTGRES_DOWN = /ECONNREFUSED|CONNECT_TIMEOUT|CONNECTION_(CLOSED|ENDED|DESTROYED)|ENOTFOUND|57P0[123]/;
 
-/** A dependency failure seen by a procedure, told apart from a bug. */
-function unavailable(cause: unknown): TRPCError | undefined {
-  const code = (cause as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string' && POSTGRES_DOWN.test(code)) {
-    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'PostgreSQL is unavailable', cause });
+/** A dependency failure seen by a procedure, told apart from a bug (drizzle wraps driver errors: walk the causes). */
+function unavailable(error: unknown): TRPCError | undefined {
+  for (let cause = error, depth = 0; cause && depth < 5; depth++) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string' && POSTGRES_DOWN.test(code)) {
+      return new TRPCError({
+        code: 'SERVICE_UNAVAILABLE',
+        message: 'PostgreSQL is unavailable',
+        cause: error,
+      });
+    }
+    cause = (cause as { cause?: unknown }).cause;
   }
   return undefined;
 }
@@ -45,7 +52,7 @@ export const router = t.router;
 export const publicProcedure = t.procedure.use(async ({ next }) => {
   const result = await next();
   if (!result.ok) {
-    const mapped = unavailable(result.error.cause);
+    const mapped = unavailable(result.error);
     if (mapped) throw mapped;
   }
   return result;

@@ -41,6 +41,9 @@ export class TaskQueue {
   /** Adds the jobs. A task whose job already exists is left alone (BullMQ ignores a known jobId). */
   async enqueue(tasks: readonly Deliverable[]): Promise<void> {
     if (tasks.length === 0) return;
+    // Fail fast rather than wait for a reconnect: the caller decides what a failed enqueue means.
+    if (this.connection.status !== 'ready')
+      throw new Error(`Redis is not connected (${this.connection.status})`);
     const now = Date.now();
     await this.queue.addBulk(
       tasks.map((task) => ({ name: task.name, data: { taskId: task.id }, opts: jobOptions(task, now) })),

@@ -6,11 +6,15 @@ import { Redis } from 'ioredis';
  * hanging while Redis is away.
  */
 export function createRedis(url: string, kind: 'blocking' | 'command', name = 'tasker'): Redis {
-  return new Redis(url, {
+  const redis = new Redis(url, {
     connectionName: name,
     maxRetriesPerRequest: kind === 'blocking' ? null : 1,
     enableOfflineQueue: kind === 'blocking',
     connectTimeout: 5000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
+  // Connection errors are retried by ioredis and surface in the commands that fail; callers that
+  // want them logged add their own listener. Without any listener ioredis prints each one.
+  redis.on('error', () => {});
+  return redis;
 }

@@ -78,6 +78,7 @@ describe('TaskQueue and StatusBus on real Redis', () => {
     const task = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
     const absent = randomUUID();
     const failedId = randomUUID();
+    await queue.queue.waitUntilReady();
     // A job that BullMQ gives up on.
     await queue.enqueue([{ ...task, id: failedId }]);
     const worker = new Worker(

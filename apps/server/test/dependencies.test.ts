@@ -1,0 +1,88 @@
+import { createLogger, loadEnv } from '@tasker/core';
+import {
+  createTestEnv,
+  freePort,
+  spawnApp,
+  startTcpProxy,
+  type TcpProxy,
+  type TestEnv,
+} from '@tasker/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startServer, type TaskerServer } from '../src/server.ts';
+
+let env: TestEnv | undefined;
+let server: TaskerServer | undefined;
+let proxy: TcpProxy | undefined;
+
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+  await proxy?.up().catch(() => {}); // the test database is dropped through it
+  await env?.cleanup();
+  env = undefined;
+  await proxy?.close();
+  proxy = undefined;
+});
+
+async function start(vars: Record<string, string>) {
+  env = createTestEnv(vars);
+  const parsed = loadEnv(env.vars);
+  server = await startServer(parsed, createLogger(parsed, 'test'));
+  return server.url;
+}
+
+describe('a dependency that is down is a 503 that says which, never a crash or a hang', () => {
+  it('Redis down: /readyz names Redis; submissions are still accepted into PostgreSQL, promptly', async () => {
+    const url = await start({ REDIS_URL: `redis://127.0.0.1:${await freePort()}/0` });
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({
+      error: 'Redis is unavailable',
+      status: 503,
+      dependencies: { postgres: 'ok', redis: 'unavailable' },
+    });
+    const started = performance.now();
+    const res = await fetch(`${url}/run-task`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 } }),
+    });
+    expect(res.status).toBe(200);
+    expect(performance.now() - started).toBeLessThan(1000);
+    const { task_uuid } = (await res.json()) as { task_uuid: string };
+    const output = await (await fetch(`${url}/get-task-output?task_uuid=${task_uuid}`)).json();
+    expect(output).toEqual({ task_output: { status: 'PENDING', result: null, error: null } });
+  });
+
+  it('PostgreSQL down: requests answer 503 naming PostgreSQL, and work again once it is back', async () => {
+    proxy = await startTcpProxy(5432);
+    const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+    base.port = String(proxy.port);
+    base.pathname = `/tasker_test_proxy_${Date.now()}`;
+    const url = await start({ DATABASE_URL: base.toString() });
+    await proxy.down();
+    const body = JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 } });
+    const headers = { 'content-type': 'application/json' };
+    const res = await fetch(`${url}/run-task`, { method: 'POST', headers, body });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({
+      error: 'PostgreSQL is unavailable',
+      code: 'SERVICE_UNAVAILABLE',
+    });
+    const get = await fetch(`${url}/tasks/${crypto.randomUUID()}`);
+    expect(get.status).toBe(503);
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ error: 'PostgreSQL is unavailable' });
+    await proxy.up();
+    expect((await fetch(`${url}/run-task`, { method: 'POST', headers, body })).status).toBe(200);
+  });
+});
+
+describe('configuration', () => {
+  it('a bad variable stops the process with a message naming it', async () => {
+    await expect(
+      spawnApp('server', { PORT: 'eighty', WORKER_CONCURRENCY: '-1' }, { timeoutMs: 10_000 }),
+    ).rejects.toThrow(/exited with 1[\s\S]*PORT[\s\S]*WORKER_CONCURRENCY/);
+  });
+});
