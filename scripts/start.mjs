@@ -29,7 +29,6 @@ const watchdog =
   'if (process.channel) { process.channel.unref(); process.once("disconnect", () => process.kill(process.pid, "SIGTERM")); }';
 
 // After the first forwarded signal, children get this long before they are killed.
-// biome-ignore lint/suspicious/noUndeclaredEnvVars: read by this script, not by a turbo task
 const shutdownTimeout = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10_000);
 const killAfterMs = (Number.isFinite(shutdownTimeout) ? shutdownTimeout : 10_000) + 5_000;
 

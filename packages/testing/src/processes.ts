@@ -65,7 +65,10 @@ export async function spawnApp(
       reject(new Error(`${kind} exited with ${code} before it was ready:\n${output}`));
     });
   });
-  const url = await ready;
+  const url = await ready.catch((error: unknown) => {
+    child.kill('SIGKILL'); // never leave a half-started process behind
+    throw error;
+  });
   return {
     child,
     output: () => output,

@@ -1,0 +1,195 @@
+import path from 'node:path';
+import type postgres from 'postgres';
+
+/** Benchmark settings, from the environment. */
+export interface BenchConfig {
+  /** Tasks in each measured run. */
+  tasks: number;
+  /** Tasks submitted (and completed) before each measured run, not measured. */
+  warmup: number;
+  /** In-flight submissions at once (HTTP requests in e2e; INSERT + add pairs in the baseline). */
+  concurrency: number;
+  /** BullMQ worker concurrency, in the baseline and in each worker process. */
+  workerConcurrency: number;
+  /** PostgreSQL pool size of each process (and of each side of the baseline). */
+  poolSize: number;
+  /** Also run e2e with 2 server + 2 worker processes. */
+  multi: boolean;
+  /** `single`: one INSERT + one `Queue.add` per task; `bulk`: multi-row INSERT + `addBulk` in chunks. */
+  baselineMode: 'single' | 'bulk';
+  /** Chunk size of `bulk` mode. */
+  bulkChunk: number;
+  /** Completion polling interval. */
+  pollMs: number;
+  /** Gives up when no task completes for this long. */
+  stallTimeoutMs: number;
+  /** HTTP client of the e2e runs: Node's `fetch` (undici), or `http` (node:http, keep-alive, lighter). */
+  client: 'fetch' | 'http';
+  /** When set, the spawned server and worker processes write V8 CPU profiles into this directory. */
+  profileDir: string | undefined;
+}
+
+function intVar(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`${name} must be an integer >= ${min} (got "${raw}")`);
+  }
+  return value;
+}
+
+function boolVar(name: string, fallback: boolean): boolean {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new Error(`${name} must be 1/0, true/false, yes/no or on/off (got "${raw}")`);
+}
+
+export function loadBenchConfig(): BenchConfig {
+  const mode = process.env.BENCH_BASELINE_MODE ?? 'single';
+  if (mode !== 'single' && mode !== 'bulk') {
+    throw new Error(`BENCH_BASELINE_MODE must be "single" or "bulk" (got "${mode}")`);
+  }
+  const client = process.env.BENCH_CLIENT ?? 'fetch';
+  if (client !== 'fetch' && client !== 'http') {
+    throw new Error(`BENCH_CLIENT must be "fetch" or "http" (got "${client}")`);
+  }
+  const poolSize = intVar('BENCH_POOL_SIZE', 10, 1);
+  if (poolSize > 10)
+    throw new Error('BENCH_POOL_SIZE must be <= 10 (PostgreSQL allows 100 connections in all)');
+  return {
+    tasks: intVar('BENCH_TASKS', 5000, 1),
+    warmup: intVar('BENCH_WARMUP', 200, 0),
+    concurrency: intVar('BENCH_CONCURRENCY', 64, 1),
+    workerConcurrency: intVar('BENCH_WORKER_CONCURRENCY', 50, 1),
+    poolSize,
+    multi: boolVar('BENCH_MULTI', true),
+    baselineMode: mode,
+    bulkChunk: intVar('BENCH_BULK_CHUNK', 100, 1),
+    pollMs: intVar('BENCH_POLL_MS', 20, 1),
+    stallTimeoutMs: intVar('BENCH_STALL_TIMEOUT_MS', 60_000, 1000),
+    client,
+    profileDir: process.env.BENCH_PROFILE_DIR ? path.resolve(process.env.BENCH_PROFILE_DIR) : undefined,
+  };
+}
+
+/** The parameters of task `index` in a phase: distinct (a, b) for every task of a run. */
+export function taskParameters(base: number, index: number): { a: number; b: number } {
+  const a = base + index;
+  return { a, b: 2 * a + 1 };
+}
+
+/** Base of the parameters of the warm-up tasks and of the measured tasks (they never overlap). */
+export const WARMUP_BASE = 10_000_000;
+export const MEASURED_BASE = 20_000_000;
+
+/** Runs `job(0..count-1)` with at most `concurrency` of them in flight. */
+export async function runBounded(
+  count: number,
+  concurrency: number,
+  job: (index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < count) {
+      const index = next++;
+      await job(index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, lane));
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export interface CompletionResult {
+  /** performance.now() when the poll first saw every task finished. */
+  doneAt: number;
+  completed: number;
+  failed: number;
+  /** Most connections pg_stat_activity showed (every database) while waiting. */
+  peakConnections: number;
+}
+
+/**
+ * Waits until `target` rows of the tasks table are COMPLETED, by polling one cheap count query
+ * every `pollMs` (never one request per task). Stops early if every row is finished but some
+ * FAILED, and throws when nothing finishes for `stallTimeoutMs`.
+ */
+export async function waitForCompletion(
+  sql: postgres.Sql,
+  target: number,
+  { pollMs, stallTimeoutMs }: Pick<BenchConfig, 'pollMs' | 'stallTimeoutMs'>,
+): Promise<CompletionResult> {
+  let lastProgress = performance.now();
+  let lastFinished = -1;
+  let peakConnections = 0;
+  let lastConnectionSample = 0;
+  for (;;) {
+    const [row] = await sql<{ completed: number; failed: number }[]>`
+      select count(*) filter (where status = 'COMPLETED')::int as completed,
+             count(*) filter (where status in ('FAILED', 'CANCELLED'))::int as failed
+      from tasks`;
+    const now = performance.now();
+    const completed = row?.completed ?? 0;
+    const failed = row?.failed ?? 0;
+    if (completed + failed >= target) return { doneAt: now, completed, failed, peakConnections };
+    if (completed + failed !== lastFinished) {
+      lastFinished = completed + failed;
+      lastProgress = now;
+    } else if (now - lastProgress > stallTimeoutMs) {
+      throw new Error(
+        `no progress for ${stallTimeoutMs} ms: ${completed} COMPLETED, ${failed} FAILED of ${target}`,
+      );
+    }
+    if (now - lastConnectionSample > 250) {
+      lastConnectionSample = now;
+      const [connections] = await sql<{ n: number }[]>`select count(*)::int as n from pg_stat_activity`;
+      peakConnections = Math.max(peakConnections, connections?.n ?? 0);
+    }
+    await sleep(pollMs);
+  }
+}
+
+export interface Verification {
+  ok: boolean;
+  problems: string[];
+}
+
+/**
+ * Every expected task is a row, COMPLETED, whose output is its a + b; and the table holds no
+ * other rows. `expected`: task id → a + b.
+ */
+export async function verifyResults(
+  sql: postgres.Sql,
+  expected: ReadonlyMap<string, number>,
+): Promise<Verification> {
+  const rows = await sql<{ id: string; status: string; input: unknown; output: unknown }[]>`
+    select id, status, input, output from tasks`;
+  const problems: string[] = [];
+  const note = (problem: string) => {
+    if (problems.length < 10) problems.push(problem);
+    else if (problems.length === 10) problems.push('...');
+  };
+  let matched = 0;
+  for (const row of rows) {
+    const sum = expected.get(row.id);
+    if (sum === undefined) {
+      note(`unexpected row ${row.id}`);
+      continue;
+    }
+    matched++;
+    if (row.status !== 'COMPLETED') note(`${row.id}: status ${row.status}`);
+    else if (row.output !== sum) note(`${row.id}: output ${JSON.stringify(row.output)}, expected ${sum}`);
+  }
+  if (matched !== expected.size) note(`${expected.size - matched} of ${expected.size} tasks have no row`);
+  if (rows.length !== expected.size) note(`${rows.length} rows for ${expected.size} tasks`);
+  return { ok: problems.length === 0, problems };
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] ?? Number.NaN;
+}
