@@ -55,7 +55,7 @@ export async function runBaseline(config: BenchConfig): Promise<BaselineResult> 
   // Same connection kinds as Tasker: the producer fails fast (server), the worker waits (worker).
   const producerRedis = createRedis(env.redisUrl, 'command', 'bench-baseline-producer');
   const workerRedis = createRedis(env.redisUrl, 'blocking', 'bench-baseline-worker');
-  const store = new TaskStore(producerDb.db);
+  const store = new TaskStore(producerDb);
   const queue = new Queue<BaselineJob>(QUEUE_NAME, { connection: producerRedis, prefix: env.prefix });
 
   // Prepared once, as Tasker's TaskStore does: drizzle's query building costs more than the query.

@@ -52,7 +52,7 @@ export function loadBenchConfig(): BenchConfig {
   if (mode !== 'single' && mode !== 'bulk') {
     throw new Error(`BENCH_BASELINE_MODE must be "single" or "bulk" (got "${mode}")`);
   }
-  const client = process.env.BENCH_CLIENT ?? 'fetch';
+  const client = process.env.BENCH_CLIENT ?? 'http';
   if (client !== 'fetch' && client !== 'http') {
     throw new Error(`BENCH_CLIENT must be "fetch" or "http" (got "${client}")`);
   }

@@ -1,3 +1,4 @@
+import type { TRPCError } from '@trpc/server';
 import type { $ZodIssue } from 'zod/v4/core';
 
 /** One problem with a request, as clients see it. */
@@ -52,4 +53,15 @@ export function restError(status: number, message: string, issues?: PublicIssue[
   };
   if (issues && issues.length > 0) body.issues = issues;
   return body;
+}
+
+/** The words and issues of a procedure's error, the same for tRPC and REST clients. */
+export function describeTrpcError(error: TRPCError): { message: string; issues?: PublicIssue[] } {
+  // zod 4's ZodError is not an Error, so tRPC may hand it over copied into another object.
+  const cause = error.cause as { issues?: unknown } | undefined;
+  if (Array.isArray(cause?.issues)) {
+    const issues = toPublicIssues(cause.issues as $ZodIssue[]);
+    return { message: describeIssues(issues), issues };
+  }
+  return { message: error.message };
 }

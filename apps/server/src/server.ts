@@ -28,7 +28,7 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
   const queue = new TaskQueue(redis, env.REDIS_PREFIX);
   queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
   const bus = new StatusBus(redis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
-  const service = new TaskService(new TaskStore(dbClient.db), queue, bus, taskConfig(env), log);
+  const service = new TaskService(new TaskStore(dbClient), queue, bus, taskConfig(env), log);
 
   const app = await buildApp({
     log,

@@ -1,7 +1,6 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import type { OpenApiMeta } from 'trpc-to-openapi';
-import type { $ZodIssue } from 'zod/v4/core';
-import { describeIssues, type PublicIssue, toPublicIssues } from './errors.ts';
+import { describeTrpcError } from './errors.ts';
 import type { TaskService } from './service.ts';
 
 export interface Context {
@@ -31,18 +30,12 @@ const t = initTRPC
   .meta<OpenApiMeta>()
   .create({
     errorFormatter({ shape, error }) {
-      // zod 4's ZodError is not an Error, so tRPC may hand it over copied into another object.
-      const cause = error.cause as { issues?: unknown } | undefined;
-      const issues: PublicIssue[] | undefined = Array.isArray(cause?.issues)
-        ? toPublicIssues(cause.issues as $ZodIssue[])
-        : undefined;
-      const message = issues ? describeIssues(issues) : shape.message;
+      const { message, issues } = describeTrpcError(error);
       // No stack traces, ever: `data` carries only what a client can use.
       return {
         message,
         code: shape.code,
         data: { code: shape.data.code, httpStatus: shape.data.httpStatus, path: shape.data.path, issues },
-        error: message,
       };
     },
   });

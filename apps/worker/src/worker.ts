@@ -25,11 +25,15 @@ export interface TaskerWorker {
 export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> {
   await migrateDatabase(env.DATABASE_URL);
   const id = `${hostname()}:${process.pid}`;
-  const dbClient = createDb(env.DATABASE_URL, { max: env.DATABASE_POOL_SIZE, name: 'tasker-worker' });
+  const dbClient = createDb(env.DATABASE_URL, {
+    max: env.DATABASE_POOL_SIZE,
+    name: 'tasker-worker',
+    durableCommits: false,
+  });
   const redis = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker');
   // Its own connection: a MULTI on BullMQ's connection copies BullMQ's ~50 Lua commands every time.
-  const busRedis = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker-bus');
-  const store = new TaskStore(dbClient.db);
+  const busRedis = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker-bus', { autoPipelining: true });
+  const store = new TaskStore(dbClient);
   const bus = new StatusBus(busRedis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
   const queue = new TaskQueue(redis, env.REDIS_PREFIX);
   const runner = new TaskRunner(store, bus, taskConfig(env), id, log);

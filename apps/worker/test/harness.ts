@@ -19,7 +19,7 @@ export class Harness {
 
   private constructor(readonly env: TestEnv) {
     this.db = createDb(env.databaseUrl, { max: 4 });
-    this.store = new TaskStore(this.db.db);
+    this.store = new TaskStore(this.db);
     this.redis = createRedis(env.redisUrl, 'command');
     this.queue = new TaskQueue(this.redis, env.prefix);
     this.subscriber = new Redis(env.redisUrl, { maxRetriesPerRequest: null });

@@ -45,6 +45,12 @@ export class TaskQueue {
     if (this.connection.status !== 'ready')
       throw new Error(`Redis is not connected (${this.connection.status})`);
     const now = Date.now();
+    const [only] = tasks;
+    if (tasks.length === 1 && only) {
+      // One job (a submission): a plain add, no MULTI (which costs more than the add itself).
+      await this.queue.add(only.name, { taskId: only.id }, jobOptions(only, now));
+      return;
+    }
     await this.queue.addBulk(
       tasks.map((task) => ({ name: task.name, data: { taskId: task.id }, opts: jobOptions(task, now) })),
     );

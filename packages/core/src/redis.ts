@@ -5,8 +5,15 @@ import { Redis } from 'ioredis';
  * (maxRetriesPerRequest: null). `command`: for request paths, which must fail fast instead of
  * hanging while Redis is away.
  */
-export function createRedis(url: string, kind: 'blocking' | 'command', name = 'tasker'): Redis {
+export function createRedis(
+  url: string,
+  kind: 'blocking' | 'command',
+  name = 'tasker',
+  { autoPipelining = false } = {},
+): Redis {
   const redis = new Redis(url, {
+    // Commands issued in the same tick leave in one write: fewer syscalls when many tasks finish at once.
+    enableAutoPipelining: autoPipelining,
     connectionName: name,
     maxRetriesPerRequest: kind === 'blocking' ? null : 1,
     enableOfflineQueue: kind === 'blocking',

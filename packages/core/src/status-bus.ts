@@ -21,13 +21,17 @@ export class StatusBus {
     return `${this.prefix}:result:${id}`;
   }
 
-  /** Publishes the row's new state; caches it when final. One round trip. */
+  /** Publishes the row's new state; caches it when final (before publishing, so a reader told by the event finds it). */
   async announce(row: TaskRow): Promise<void> {
     const event = JSON.stringify(toTaskEvent(row));
-    const pipeline = this.redis.multi();
-    if (isTerminal(row.status)) pipeline.set(this.resultKey(row.id), event, 'EX', this.ttlSeconds);
-    pipeline.publish(this.channel, event);
-    await pipeline.exec();
+    // Two commands on one connection keep their order; with auto-pipelining they share one write
+    // (with those of every other task that changes state in the same tick).
+    await Promise.all([
+      isTerminal(row.status)
+        ? this.redis.set(this.resultKey(row.id), event, 'EX', this.ttlSeconds)
+        : undefined,
+      this.redis.publish(this.channel, event),
+    ]);
   }
 
   /** The cached final state, or undefined (not finished, expired, or unreadable). */

@@ -15,16 +15,27 @@ export interface DbOptions {
   max?: number;
   /** Application name shown in pg_stat_activity. */
   name?: string;
+  /**
+   * false: commits return before their WAL reaches disk (PostgreSQL's `synchronous_commit = off`).
+   * A crash of PostgreSQL may then forget the last fraction of a second of commits, never corrupt
+   * anything. For the worker that is safe: a forgotten RUNNING/COMPLETED leaves the row unfinished
+   * with its job gone, and the sweeper runs the task again. Submissions stay durable (the server
+   * answers 200 only for a row that is on disk).
+   */
+  durableCommits?: boolean;
 }
 
 /** One pooled client per process. */
-export function createDb(url: string, { max = 10, name = 'tasker' }: DbOptions = {}): DbClient {
+export function createDb(
+  url: string,
+  { max = 10, name = 'tasker', durableCommits = true }: DbOptions = {},
+): DbClient {
   const sql = postgres(url, {
     max,
     idle_timeout: 30,
     connect_timeout: 5,
     onnotice: () => {},
-    connection: { application_name: name },
+    connection: { application_name: name, ...(durableCommits ? {} : { synchronous_commit: 'off' }) },
   });
   const db = drizzle(sql, { schema });
   return { db, sql, close: () => sql.end({ timeout: 5 }) };

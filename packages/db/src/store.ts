@@ -1,5 +1,6 @@
-import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
-import type { Database } from './client.ts';
+import { and, asc, eq, getTableColumns, gt, inArray, lt, or, sql } from 'drizzle-orm';
+import { Batcher } from './batcher.ts';
+import type { Database, DbClient } from './client.ts';
 import { type NewTaskRow, type TaskError, type TaskRow, tasks } from './schema.ts';
 
 const UNFINISHED = ['PENDING', 'RUNNING'] as const;
@@ -14,81 +15,119 @@ export type StaleTask = Pick<
  * Every read and write of task rows. State transitions are conditional updates, so that two
  * workers racing on one task can never both record a result.
  */
-export class TaskStore {
-  // Hot paths are prepared once: building a drizzle query costs more CPU than running it.
-  private readonly prepared;
+const columns = getTableColumns(tasks);
+/**
+ * A PostgreSQL array literal of texts ('{"a","b",NULL}'), cast in SQL to the element type wanted.
+ * Written out here because postgres.js serialises array parameters only once it has fetched the
+ * server's array types, which the first query on a new connection may not wait for.
+ */
+function pgArray(values: readonly (string | null | undefined)[]): string {
+  const items = values.map((v) =>
+    v == null ? 'NULL' : `"${v.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`,
+  );
+  return `{${items.join(',')}}`;
+}
 
-  constructor(private readonly db: Database) {
-    const p = <T extends string>(name: T) => sql.placeholder(name);
-    const byId = eq(tasks.id, p('id'));
-    this.prepared = {
-      insert: db
-        .insert(tasks)
-        .values({
-          id: p('id'),
-          ownerId: p('ownerId'),
-          name: p('name'),
-          input: sql`${p('input')}::jsonb`,
-          maxAttempts: p('maxAttempts'),
-          priority: p('priority'),
-          timeoutMs: p('timeoutMs'),
-          idempotencyKey: p('idempotencyKey'),
-          runAfter: sql`${p('runAfter')}`,
-        })
-        .returning()
-        .prepare('tasks_insert'),
-      get: db.select().from(tasks).where(byId).limit(1).prepare('tasks_get'),
-      start: db
-        .update(tasks)
-        .set({
-          status: 'RUNNING',
-          attempts: sql`${tasks.attempts} + 1`,
-          startedAt: sql`coalesce(${tasks.startedAt}, now())`,
-          updatedAt: sql`now()`,
-          workerId: sql`${p('workerId')}`,
-        })
-        .where(and(byId, inArray(tasks.status, UNFINISHED), isNull(tasks.cancelRequestedAt)))
-        .returning()
-        .prepare('tasks_start'),
-      complete: db
-        .update(tasks)
-        .set({
-          status: 'COMPLETED',
-          output: sql`${p('output')}::jsonb`,
-          error: null,
-          finishedAt: sql`now()`,
-          updatedAt: sql`now()`,
-        })
-        .where(and(byId, eq(tasks.status, 'RUNNING')))
-        .returning()
-        .prepare('tasks_complete'),
-      setProgress: db
-        .update(tasks)
-        .set({ progress: sql`${p('progress')}::jsonb`, updatedAt: sql`now()` })
-        .where(and(byId, eq(tasks.status, 'RUNNING')))
-        .returning()
-        .prepare('tasks_set_progress'),
-    };
+/** A row as postgres.js returns it from raw SQL (snake_case, driver values) → the drizzle row type. */
+function fromDriver(raw: Record<string, unknown>): TaskRow {
+  const row: Record<string, unknown> = {};
+  for (const [key, column] of Object.entries(columns)) {
+    const value = raw[column.name];
+    row[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+  }
+  return row as TaskRow;
+}
+
+export class TaskStore {
+  // The hot transitions are batched (see Batcher): concurrent calls share one statement and one
+  // commit. Their SQL has a fixed text whatever the batch size (arrays + unnest), so postgres.js
+  // prepares each once per connection.
+  private readonly inserts: Batcher<NewTaskRow, TaskRow>;
+  private readonly starts: Batcher<{ id: string; workerId: string }, TaskRow | undefined>;
+  private readonly completions: Batcher<{ id: string; output: unknown }, TaskRow | undefined>;
+  private readonly getById;
+  private readonly db: Database;
+
+  constructor({ db, sql: pg }: Pick<DbClient, 'db' | 'sql'>) {
+    this.db = db;
+    this.getById = db
+      .select()
+      .from(tasks)
+      .where(eq(tasks.id, sql.placeholder('id')))
+      .limit(1)
+      .prepare('tasks_get');
+    const byId = (rows: readonly Record<string, unknown>[]) =>
+      new Map(rows.map((raw) => [raw.id as string, fromDriver(raw)]));
+    this.inserts = new Batcher(
+      async (rows) => {
+        const column = (f: (r: NewTaskRow) => unknown) =>
+          pgArray(rows.map((r) => (f(r) == null ? null : String(f(r)))));
+        const ids = column((r) => r.id);
+        const owners = column((r) => r.ownerId ?? 'default');
+        const names = column((r) => r.name);
+        const inputs = column((r) => JSON.stringify(r.input ?? null));
+        const maxAttempts = column((r) => r.maxAttempts ?? 1);
+        const priorities = column((r) => r.priority ?? 0);
+        const timeouts = column((r) => r.timeoutMs);
+        const keys = column((r) => r.idempotencyKey);
+        const runAfters = column((r) => r.runAfter?.toISOString());
+        const inserted = byId(
+          await pg`
+            insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after)
+            select * from unnest(${ids}::uuid[], ${owners}::text[], ${names}::text[], ${inputs}::jsonb[],
+              ${maxAttempts}::int[], ${priorities}::int[], ${timeouts}::int[], ${keys}::text[], ${runAfters}::timestamptz[])
+            returning *`,
+        );
+        return rows.map((r) => {
+          const row = inserted.get(r.id);
+          if (!row) throw new Error(`insert returned no row for ${r.id}`);
+          return row;
+        });
+      },
+      (row) => row.id,
+      { maxSize: 200 },
+    );
+    this.starts = new Batcher(
+      async (items) => {
+        const claimed = new Map<string, TaskRow>();
+        for (const workerId of new Set(items.map((i) => i.workerId))) {
+          const ids = items.filter((i) => i.workerId === workerId).map((i) => i.id);
+          const rows = await pg`
+            update tasks set status = 'RUNNING', attempts = attempts + 1, started_at = coalesce(started_at, now()),
+              updated_at = now(), worker_id = ${workerId}
+            where id = any(${pgArray(ids)}::uuid[]) and status in ('PENDING', 'RUNNING') and cancel_requested_at is null
+            returning *`;
+          for (const [id, row] of byId(rows)) claimed.set(id, row);
+        }
+        return items.map((i) => claimed.get(i.id));
+      },
+      (item) => item.id,
+      { maxSize: 200 },
+    );
+    this.completions = new Batcher(
+      async (items) => {
+        const completed = byId(
+          await pg`
+            update tasks t set status = 'COMPLETED', output = v.output, error = null, finished_at = now(), updated_at = now()
+            from unnest(${pgArray(items.map((i) => i.id))}::uuid[], ${pgArray(
+              items.map((i) => JSON.stringify(i.output ?? null)),
+            )}::jsonb[]) as v(id, output)
+            where t.id = v.id and t.status = 'RUNNING'
+            returning t.*`,
+        );
+        return items.map((i) => completed.get(i.id));
+      },
+      (item) => item.id,
+      { maxSize: 200 },
+    );
   }
 
-  async insert(row: NewTaskRow): Promise<TaskRow> {
-    const [inserted] = await this.prepared.insert.execute({
-      id: row.id,
-      ownerId: row.ownerId ?? 'default',
-      name: row.name,
-      input: JSON.stringify(row.input ?? null),
-      maxAttempts: row.maxAttempts ?? 1,
-      priority: row.priority ?? 0,
-      timeoutMs: row.timeoutMs ?? null,
-      idempotencyKey: row.idempotencyKey ?? null,
-      runAfter: row.runAfter ?? null,
-    });
-    if (!inserted) throw new Error('insert returned no row');
-    return inserted;
+  insert(row: NewTaskRow): Promise<TaskRow> {
+    return this.inserts.add(row);
   }
 
   async get(id: string): Promise<TaskRow | undefined> {
-    const [row] = await this.prepared.get.execute({ id });
+    const [row] = await this.getById.execute({ id });
     return row;
   }
 
@@ -96,15 +135,13 @@ export class TaskStore {
    * Claims the task for one attempt: PENDING (or RUNNING left by a dead worker) becomes RUNNING and
    * the attempt is counted. Returns undefined when the task is already finished or being cancelled.
    */
-  async start(id: string, workerId: string): Promise<TaskRow | undefined> {
-    const [row] = await this.prepared.start.execute({ id, workerId });
-    return row;
+  start(id: string, workerId: string): Promise<TaskRow | undefined> {
+    return this.starts.add({ id, workerId });
   }
 
   /** RUNNING → COMPLETED. Undefined when another attempt already finished the task. */
-  async complete(id: string, output: unknown): Promise<TaskRow | undefined> {
-    const [row] = await this.prepared.complete.execute({ id, output: JSON.stringify(output ?? null) });
-    return row;
+  complete(id: string, output: unknown): Promise<TaskRow | undefined> {
+    return this.completions.add({ id, output });
   }
 
   /**
@@ -128,7 +165,11 @@ export class TaskStore {
 
   /** Latest progress of a RUNNING task. */
   async setProgress(id: string, progress: unknown): Promise<TaskRow | undefined> {
-    const [row] = await this.prepared.setProgress.execute({ id, progress: JSON.stringify(progress ?? null) });
+    const [row] = await this.db
+      .update(tasks)
+      .set({ progress: sql`${JSON.stringify(progress ?? null)}::jsonb`, updatedAt: sql`now()` })
+      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
+      .returning();
     return row;
   }
 

@@ -13,7 +13,7 @@ beforeAll(async () => {
   // Five processes starting at once against a database that does not exist yet.
   await Promise.all(Array.from({ length: 5 }, () => migrateDatabase(env.databaseUrl)));
   client = createDb(env.databaseUrl, { max: 5 });
-  store = new TaskStore(client.db);
+  store = new TaskStore(client);
 });
 
 afterAll(async () => {
