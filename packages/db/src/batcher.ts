@@ -62,7 +62,7 @@ export class Batcher<In, Out> {
     if (batch.length === 0) return;
     this.run(batch.map((p) => p.item)).then(
       (results) => {
-        batch.forEach((p, i) => p.resolve(results[i] as Out));
+        for (const [i, p] of batch.entries()) p.resolve(results[i] as Out);
       },
       (error: unknown) => {
         for (const p of batch) p.reject(error);
