@@ -10,6 +10,7 @@ import { restError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerRestRoutes } from './rest.ts';
 import { type AppRouter, appRouter } from './router.ts';
+import { registerEventStream } from './sse.ts';
 import type { Context } from './trpc.ts';
 
 export interface AppOptions {
@@ -117,6 +118,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // REST: the same procedures as plain routes, described by the OpenAPI document.
   registerRestRoutes(app, context, doc);
+  registerEventStream(app, context.live);
 
   return app;
 }

@@ -49,5 +49,39 @@ export function openApiDocument(version = '0.1.0') {
       }
     }
   }
+  // The event stream is a plain Fastify route (SSE), described here by hand.
+  doc.paths = {
+    ...doc.paths,
+    '/tasks/{id}/events': {
+      get: {
+        operationId: 'taskEvents',
+        summary: "A task's states as Server-Sent Events",
+        description:
+          'text/event-stream. Each event: `id:` the task version, `data:` the task as JSON (the Task schema without ' +
+          '`input`). The current state comes first, then every change; the stream ends after COMPLETED, FAILED or ' +
+          'CANCELLED. Comments (`: keep-alive`) every 15 s. Send `Last-Event-ID` (or `?lastEventId=`) to resume.',
+        tags: ['tasks'],
+        parameters: [
+          { name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } },
+          { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string' } },
+          { name: 'lastEventId', in: 'query', required: false, schema: { type: 'string' } },
+        ],
+        responses: {
+          200: {
+            description: 'The event stream',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
+          400: {
+            description: 'Malformed id',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+          },
+          404: {
+            description: 'Task not found',
+            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+          },
+        },
+      },
+    },
+  };
   return doc;
 }

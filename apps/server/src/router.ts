@@ -1,5 +1,6 @@
-import { taskViewSchema, toTaskView } from '@tasker/core';
+import { taskStatusSchema, taskViewSchema, toTaskView } from '@tasker/core';
 import { getTaskDefinition, taskDefinitions, taskNames } from '@tasker/tasks';
+import { TRPCError, tracked } from '@trpc/server';
 import { z } from 'zod';
 import { publicProcedure, router } from './trpc.ts';
 
@@ -35,6 +36,12 @@ const legacyOutputSchema = z
     error: z.string().nullable().describe('Why it failed (or was cancelled) when FAILED, else null'),
   })
   .meta({ id: 'LegacyTaskOutput' });
+
+/** A stream's last event id (a task version) → the version to resume after. */
+export function resumeAfter(lastEventId: string | null | undefined): number {
+  const version = Number(lastEventId);
+  return lastEventId && Number.isInteger(version) ? version : -1;
+}
 
 export const appRouter = router({
   runTask: publicProcedure
@@ -87,6 +94,36 @@ export const appRouter = router({
     .input(z.object({ id: taskUuid }))
     .output(taskViewSchema)
     .query(async ({ ctx, input }) => toTaskView(await ctx.service.get(input.id))),
+
+  /**
+   * One task, live: its current state at once, then every change, ending after the terminal state.
+   * Each event's id is the task's version; reconnecting with it resumes without going backwards.
+   */
+  onTaskUpdate: publicProcedure
+    .input(z.object({ id: taskUuid, lastEventId: z.string().nullish() }))
+    .subscription(async function* ({ ctx, input, signal }) {
+      const updates = await ctx.live.watch(
+        input.id,
+        resumeAfter(input.lastEventId),
+        signal ?? new AbortController().signal,
+      );
+      if (!updates) throw new TRPCError({ code: 'NOT_FOUND', message: 'Task not found' });
+      for await (const event of updates) yield tracked(String(event.version), event);
+    }),
+
+  /** Every task's changes as they happen (for dashboards), optionally only some task types or statuses. */
+  onTasksUpdate: publicProcedure
+    .input(
+      z.object({ names: z.array(z.string()).optional(), statuses: z.array(taskStatusSchema).optional() }),
+    )
+    .subscription(async function* ({ ctx, input, signal }) {
+      const names = input.names && new Set(input.names);
+      const statuses = input.statuses && new Set(input.statuses);
+      yield* ctx.live.watchAll(
+        signal ?? new AbortController().signal,
+        (event) => (!names || names.has(event.name)) && (!statuses || statuses.has(event.status)),
+      );
+    }),
 
   listTaskTypes: publicProcedure
     .meta({

@@ -2,6 +2,7 @@ import { createRedis, type Env, type Logger, StatusBus, TaskQueue, taskConfig } 
 import { createDb, migrateDatabase, TaskStore } from '@tasker/db';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
+import { TaskFeed } from './live.ts';
 import { TaskService } from './service.ts';
 
 export interface TaskerServer {
@@ -28,12 +29,22 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
   const queue = new TaskQueue(redis, env.REDIS_PREFIX);
   queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
   const bus = new StatusBus(redis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
-  const service = new TaskService(new TaskStore(dbClient), queue, bus, taskConfig(env), log);
+  const store = new TaskStore(dbClient);
+  const service = new TaskService(store, queue, bus, taskConfig(env), log);
+  // One subscriber connection per process, whatever the number of watchers.
+  const live = new TaskFeed(
+    createRedis(env.REDIS_URL, 'blocking', 'tasker-server-events'),
+    bus.channel,
+    store,
+    { resyncMs: 5000 },
+    log,
+  );
+  live.start();
 
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
-    context: { service },
+    context: { service, live },
     readiness: { postgres: () => dbClient.sql`select 1`, redis: () => redis.ping() },
   });
   const address = await app.listen({ host: env.HOST, port: env.PORT });
@@ -46,6 +57,7 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
     url,
     close: () => {
       closing ??= (async () => {
+        live.close();
         await app.close();
         // BullMQ waits for a connection that may never come back (Redis down): bound it.
         await Promise.race([queue.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);

@@ -1,10 +1,12 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import type { OpenApiMeta } from 'trpc-to-openapi';
 import { describeTrpcError } from './errors.ts';
+import type { TaskFeed } from './live.ts';
 import type { TaskService } from './service.ts';
 
 export interface Context {
   service: TaskService;
+  live: TaskFeed;
 }
 
 const POSTGRES_DOWN = /ECONNREFUSED|CONNECT_TIMEOUT|CONNECTION_(CLOSED|ENDED|DESTROYED)|ENOTFOUND|57P0[123]/;

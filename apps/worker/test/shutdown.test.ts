@@ -21,7 +21,7 @@ async function openai(options: Parameters<typeof startFakeOpenAI>[0]) {
 
 describe('graceful shutdown', () => {
   it('SIGTERM lets a running task finish, then exits 0', async () => {
-    const { fake, ...vars } = await openai({ responseDelayMs: 1500 });
+    const { fake, ...vars } = await openai({ chunkDelayMs: 600 });
     harness = await Harness.start(vars);
     const worker = await spawnApp('worker', harness.env.vars);
     workers.push(worker);
@@ -35,7 +35,7 @@ describe('graceful shutdown', () => {
   });
 
   it('a task still running after SHUTDOWN_TIMEOUT_MS is aborted and handed back, uncounted, to the next worker', async () => {
-    const slow = await openai({ responseDelayMs: 30_000 });
+    const slow = await openai({ chunkDelayMs: 30_000 });
     harness = await Harness.start({
       OPENAI_API_KEY: 'sk-test',
       OPENAI_BASE_URL: slow.OPENAI_BASE_URL,

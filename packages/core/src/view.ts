@@ -27,7 +27,11 @@ export const taskViewSchema = z
     output: z.unknown().describe('The result, once COMPLETED; null before'),
     error: taskErrorSchema.nullable(),
     attemptErrors: z.array(taskErrorSchema),
-    progress: z.unknown(),
+    progress: z
+      .unknown()
+      .describe('The latest progress the handler reported ({percent?, partial?, message?}), or null'),
+    /** +1 on every change; the id of each event in a stream. */
+    version: z.number().int().describe('Increases by one on every change: compare to order states'),
     attempts: z.number().int(),
     maxAttempts: z.number().int(),
     priority: z.number().int(),
@@ -52,6 +56,7 @@ export function toTaskView(row: TaskRow): TaskView {
     error: row.error ?? null,
     attemptErrors: row.attemptErrors,
     progress: row.progress ?? null,
+    version: row.version,
     attempts: row.attempts,
     maxAttempts: row.maxAttempts,
     priority: row.priority,

@@ -117,6 +117,7 @@ describe('TaskQueue and StatusBus on real Redis', () => {
       error: null,
       attemptErrors: [],
       progress: null,
+      version: 1,
       attempts: 1,
       maxAttempts: 1,
       priority: 0,

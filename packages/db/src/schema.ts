@@ -53,6 +53,8 @@ export const tasks = pgTable(
     /** Every failed attempt's error, oldest first. */
     attemptErrors: jsonb('attempt_errors').$type<TaskError[]>().notNull().default(sql`'[]'::jsonb`),
     progress: jsonb('progress').$type<unknown>(),
+    /** +1 on every change: the id of each published state, so that watchers never go backwards. */
+    version: integer('version').notNull().default(0),
     attempts: integer('attempts').notNull().default(0),
     maxAttempts: integer('max_attempts').notNull().default(1),
     priority: integer('priority').notNull().default(0),

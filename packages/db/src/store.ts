@@ -93,7 +93,7 @@ export class TaskStore {
         for (const workerId of new Set(items.map((i) => i.workerId))) {
           const ids = items.filter((i) => i.workerId === workerId).map((i) => i.id);
           const rows = await pg`
-            update tasks set status = 'RUNNING', attempts = attempts + 1, started_at = coalesce(started_at, now()),
+            update tasks set status = 'RUNNING', version = version + 1, attempts = attempts + 1, progress = null, started_at = coalesce(started_at, now()),
               updated_at = now(), worker_id = ${workerId}
             where id = any(${pgArray(ids)}::uuid[]) and status in ('PENDING', 'RUNNING') and cancel_requested_at is null
             returning *`;
@@ -108,7 +108,7 @@ export class TaskStore {
       async (items) => {
         const completed = byId(
           await pg`
-            update tasks t set status = 'COMPLETED', output = v.output, error = null, finished_at = now(), updated_at = now()
+            update tasks t set status = 'COMPLETED', version = t.version + 1, output = v.output, error = null, finished_at = now(), updated_at = now()
             from unnest(${pgArray(items.map((i) => i.id))}::uuid[], ${pgArray(
               items.map((i) => JSON.stringify(i.output ?? null)),
             )}::jsonb[]) as v(id, output)
@@ -129,6 +129,15 @@ export class TaskStore {
   async get(id: string): Promise<TaskRow | undefined> {
     const [row] = await this.getById.execute({ id });
     return row;
+  }
+
+  /** Several rows by id (missing ids are left out). */
+  getMany(ids: readonly string[]): Promise<TaskRow[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.db
+      .select()
+      .from(tasks)
+      .where(inArray(tasks.id, [...ids]));
   }
 
   /**
@@ -157,6 +166,7 @@ export class TaskStore {
         attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
         finishedAt: final ? sql`now()` : null,
         updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
       })
       .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
       .returning();
@@ -167,7 +177,11 @@ export class TaskStore {
   async setProgress(id: string, progress: unknown): Promise<TaskRow | undefined> {
     const [row] = await this.db
       .update(tasks)
-      .set({ progress: sql`${JSON.stringify(progress ?? null)}::jsonb`, updatedAt: sql`now()` })
+      .set({
+        progress: sql`${JSON.stringify(progress ?? null)}::jsonb`,
+        updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
+      })
       .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
       .returning();
     return row;
@@ -181,6 +195,7 @@ export class TaskStore {
         status: 'PENDING',
         attempts: sql`greatest(${tasks.attempts} - 1, 0)`,
         updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
       })
       .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
       .returning();
@@ -197,6 +212,7 @@ export class TaskStore {
         attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
         finishedAt: sql`now()`,
         updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
       })
       .where(and(eq(tasks.id, id), inArray(tasks.status, UNFINISHED)))
       .returning();

@@ -72,10 +72,24 @@ describe('query_chatgpt against a local fake OpenAI server', () => {
     expect(chat?.unavailable?.({ openai: { apiKey: 'sk', model: 'm' } })).toBeUndefined();
   });
 
-  it("returns the model's reply and sends the configured model and key", async () => {
+  it("returns the model's reply, streamed as growing progress, and sends the configured model and key", async () => {
     fake = await startFakeOpenAI({ reply: (prompt) => `You said: ${prompt}` });
-    const reply = await chat?.run({ prompt: 'Tell me a joke.' }, context(config(fake.baseURL)));
+    const partials: unknown[] = [];
+    const ctx = {
+      ...context(config(fake.baseURL)),
+      progress: (p: { partial?: unknown }) => partials.push(p.partial),
+    };
+    const reply = await chat?.run({ prompt: 'Tell me a joke.' }, ctx);
     expect(reply).toBe('You said: Tell me a joke.');
+    expect(partials).toEqual([
+      'You ',
+      'You said: ',
+      'You said: Tell ',
+      'You said: Tell me ',
+      'You said: Tell me a ',
+      'You said: Tell me a joke.',
+    ]);
+    expect(fake.requests[0]?.body.stream).toBe(true);
     expect(fake.requests).toHaveLength(1);
     expect(fake.requests[0]?.body.model).toBe('gpt-test');
     expect(fake.requests[0]?.authorization).toBe('Bearer sk-test');
@@ -95,7 +109,7 @@ describe('query_chatgpt against a local fake OpenAI server', () => {
   });
 
   it('aborts the HTTP request when its signal fires', async () => {
-    fake = await startFakeOpenAI({ responseDelayMs: 5_000 });
+    fake = await startFakeOpenAI({ chunkDelayMs: 5_000 });
     const controller = new AbortController();
     const running = chat?.run({ prompt: 'slow' }, context(config(fake.baseURL), controller.signal));
     await new Promise((resolve) => setTimeout(resolve, 200));

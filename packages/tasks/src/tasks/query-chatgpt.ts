@@ -28,13 +28,24 @@ export const queryChatgpt = defineTask({
     config.openai.apiKey
       ? undefined
       : 'query_chatgpt is not available: OPENAI_API_KEY is not set on this server',
-  async run({ prompt }, { signal, config }) {
+  async run({ prompt }, { signal, config, progress }) {
     try {
-      const completion = await client(config.openai).chat.completions.create(
-        { model: config.openai.model, messages: [{ role: 'user', content: prompt }] },
+      // Streamed, so that watchers see the reply grow (reported as progress.partial).
+      const stream = await client(config.openai).chat.completions.create(
+        { model: config.openai.model, messages: [{ role: 'user', content: prompt }], stream: true },
         { signal },
       );
-      return completion.choices[0]?.message.content ?? '';
+      let reply = '';
+      for await (const chunk of stream) {
+        const delta = chunk.choices[0]?.delta?.content;
+        if (delta) {
+          reply += delta;
+          progress({ partial: reply });
+        }
+      }
+      // An aborted stream ends quietly: do not mistake that for a complete (possibly empty) reply.
+      signal.throwIfAborted();
+      return reply;
     } catch (error) {
       // 4xx other than 408/409/429 will fail the same way again.
       if (error instanceof OpenAI.APIError && error.status !== undefined) {

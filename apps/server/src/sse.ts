@@ -1,0 +1,54 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { restError } from './errors.ts';
+import type { TaskFeed } from './live.ts';
+import { resumeAfter } from './router.ts';
+
+const KEEP_ALIVE_MS = 15_000;
+const params = z.object({ id: z.uuid() });
+
+/**
+ * `GET /tasks/{id}/events`: a task's states as Server-Sent Events, for curl (`curl -N`) and
+ * browsers. One `data:` JSON line per state with `id:` = the task version; the stream closes after
+ * the terminal state. `Last-Event-ID` (header, or `?lastEventId=`) resumes after that version.
+ */
+export function registerEventStream(app: FastifyInstance, live: TaskFeed, keepAliveMs = KEEP_ALIVE_MS): void {
+  app.get('/tasks/:id/events', async (request, reply) => {
+    const parsed = params.safeParse(request.params);
+    if (!parsed.success) {
+      return reply
+        .code(400)
+        .send(restError(400, 'id: Invalid UUID', [{ path: 'id', message: 'Invalid UUID' }]));
+    }
+    const header = request.headers['last-event-id'];
+    const query = (request.query as { lastEventId?: unknown }).lastEventId;
+    const lastEventId = typeof header === 'string' ? header : typeof query === 'string' ? query : undefined;
+    const closed = new AbortController();
+    request.raw.on('close', () => closed.abort());
+    const updates = await live.watch(parsed.data.id, resumeAfter(lastEventId), closed.signal);
+    if (!updates) return reply.code(404).send(restError(404, 'Task not found'));
+
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    res.write(': tasker task events\n\n');
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
+    try {
+      for await (const event of updates)
+        res.write(`id: ${event.version}\ndata: ${JSON.stringify(event)}\n\n`);
+    } catch (error) {
+      request.log.warn({ err: error }, 'task event stream failed');
+      res.write(
+        `event: error\ndata: ${JSON.stringify(restError(503, 'the event stream was interrupted; reconnect'))}\n\n`,
+      );
+    } finally {
+      clearInterval(keepAlive);
+      res.end();
+    }
+  });
+}
