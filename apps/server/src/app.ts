@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Logger } from '@tasker/core';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
@@ -79,6 +80,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         : error.message;
     return reply.code(status).send(restError(status, message));
   });
+  // Streams (SSE, tRPC subscriptions) never end on their own: on close, cut them so that clients
+  // reconnect (with their last event id) to another instance, instead of holding shutdown.
+  const streams = new Set<Socket>();
+  app.addHook('onRequest', async (request) => {
+    const path = request.url.split('?')[0] ?? '';
+    if (path.endsWith('/events') || path.startsWith('/trpc/onTask')) {
+      const socket = request.raw.socket;
+      streams.add(socket);
+      socket.once('close', () => streams.delete(socket));
+    }
+  });
+  app.addHook('preClose', async () => {
+    for (const socket of streams) socket.destroy();
+  });
+
   await app.register(fastifyTRPCPlugin, {
     prefix: '/trpc',
     trpcOptions: {

@@ -1,11 +1,10 @@
 import { getTRPCErrorFromUnknown } from '@trpc/server';
 import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { OpenApiMeta } from 'trpc-to-openapi';
 import { describeTrpcError, restError } from './errors.ts';
 import type { OpenApiDocument } from './openapi.ts';
 import { appRouter } from './router.ts';
-import type { Context } from './trpc.ts';
+import type { Context, RestMeta } from './trpc.ts';
 
 type Caller = Record<string, (input: unknown) => Promise<unknown>>;
 
@@ -19,7 +18,7 @@ type Caller = Record<string, (input: unknown) => Promise<unknown>>;
 export function registerRestRoutes(app: FastifyInstance, context: Context, doc: OpenApiDocument): void {
   const caller = appRouter.createCaller(context) as unknown as Caller;
   for (const [name, procedure] of Object.entries(appRouter._def.procedures)) {
-    const openapi = (procedure as { _def: { meta?: OpenApiMeta } })._def.meta?.openapi;
+    const openapi = (procedure as { _def: { meta?: RestMeta } })._def.meta?.openapi;
     if (!openapi || openapi.enabled === false) continue;
     const call = caller[name];
     if (!call) continue;

@@ -1,4 +1,4 @@
-import { taskStatusSchema, taskViewSchema, toTaskView } from '@tasker/core';
+import { taskStatusSchema, taskViewSchema } from '@tasker/core';
 import { getTaskDefinition, taskDefinitions, taskNames } from '@tasker/tasks';
 import { TRPCError, tracked } from '@trpc/server';
 import { z } from 'zod';
@@ -93,7 +93,7 @@ export const appRouter = router({
     })
     .input(z.object({ id: taskUuid }))
     .output(taskViewSchema)
-    .query(async ({ ctx, input }) => toTaskView(await ctx.service.get(input.id))),
+    .query(({ ctx, input }) => ctx.service.get(input.id)),
 
   /**
    * One task, live: its current state at once, then every change, ending after the terminal state.

@@ -1,5 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { isTerminal, type Logger, type StatusBus, type TaskEvent, type TaskQueue } from '@tasker/core';
+import {
+  isTerminal,
+  type Logger,
+  type StatusBus,
+  type TaskEvent,
+  type TaskQueue,
+  type TaskView,
+  toTaskView,
+} from '@tasker/core';
 import type { TaskRow, TaskStore } from '@tasker/db';
 import { getTaskDefinition, type TaskConfig } from '@tasker/tasks';
 import { TRPCError } from '@trpc/server';
@@ -81,7 +89,11 @@ export class TaskService {
     return row;
   }
 
-  async get(id: string): Promise<TaskRow> {
+  async get(id: string): Promise<TaskView> {
+    return toTaskView(await this.row(id));
+  }
+
+  private async row(id: string): Promise<TaskRow> {
     const row = await this.store.get(id);
     if (!row) throw new TRPCError({ code: 'NOT_FOUND', message: 'Task not found' });
     return row;
@@ -91,7 +103,7 @@ export class TaskService {
   async legacyOutput(id: string): Promise<LegacyTaskOutput> {
     const cached = await this.bus.cached(id).catch(() => undefined);
     if (cached && isTerminal(cached.status)) return toLegacy(cached);
-    const row = await this.get(id);
+    const row = await this.row(id);
     return toLegacy({ status: row.status, output: row.output, error: row.error ?? null });
   }
 }

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { restError } from './errors.ts';
-import type { TaskFeed } from './live.ts';
 import { resumeAfter } from './router.ts';
+import type { Context } from './trpc.ts';
 
 const KEEP_ALIVE_MS = 15_000;
 const params = z.object({ id: z.uuid() });
@@ -12,7 +12,11 @@ const params = z.object({ id: z.uuid() });
  * browsers. One `data:` JSON line per state with `id:` = the task version; the stream closes after
  * the terminal state. `Last-Event-ID` (header, or `?lastEventId=`) resumes after that version.
  */
-export function registerEventStream(app: FastifyInstance, live: TaskFeed, keepAliveMs = KEEP_ALIVE_MS): void {
+export function registerEventStream(
+  app: FastifyInstance,
+  live: Context['live'],
+  keepAliveMs = KEEP_ALIVE_MS,
+): void {
   app.get('/tasks/:id/events', async (request, reply) => {
     const parsed = params.safeParse(request.params);
     if (!parsed.success) {

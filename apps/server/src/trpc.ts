@@ -1,12 +1,40 @@
+import type { TaskEvent, TaskView } from '@tasker/core';
 import { initTRPC, TRPCError } from '@trpc/server';
-import type { OpenApiMeta } from 'trpc-to-openapi';
 import { describeTrpcError } from './errors.ts';
-import type { TaskFeed } from './live.ts';
-import type { TaskService } from './service.ts';
+import type { LegacyTaskOutput } from './service.ts';
 
+/**
+ * What procedures may use. Declared as narrow interfaces of plain types (not the classes) because
+ * the router's type is published in the SDK: it must not drag the server's dependencies along.
+ */
 export interface Context {
-  service: TaskService;
-  live: TaskFeed;
+  service: {
+    submit(name: string, parameters: unknown): Promise<{ id: string }>;
+    get(id: string): Promise<TaskView>;
+    legacyOutput(id: string): Promise<LegacyTaskOutput>;
+  };
+  live: {
+    watch(
+      id: string,
+      afterVersion: number,
+      signal: AbortSignal,
+    ): Promise<AsyncGenerator<TaskEvent> | undefined>;
+    watchAll(signal: AbortSignal, filter?: (event: TaskEvent) => boolean): AsyncGenerator<TaskEvent>;
+  };
+}
+
+/** Procedure metadata: how a procedure is exposed over REST (read by the OpenAPI generator and rest.ts). */
+export interface RestMeta {
+  [key: string]: unknown;
+  openapi?: {
+    method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+    path: `/${string}`;
+    summary?: string;
+    description?: string;
+    tags?: string[];
+    enabled?: boolean;
+    errorResponses?: Record<number, string>;
+  };
 }
 
 const POSTGRES_DOWN = /ECONNREFUSED|CONNECT_TIMEOUT|CONNECTION_(CLOSED|ENDED|DESTROYED)|ENOTFOUND|57P0[123]/;
@@ -29,7 +57,7 @@ function unavailable(error: unknown): TRPCError | undefined {
 
 const t = initTRPC
   .context<Context>()
-  .meta<OpenApiMeta>()
+  .meta<RestMeta>()
   .create({
     errorFormatter({ shape, error }) {
       const { message, issues } = describeTrpcError(error);

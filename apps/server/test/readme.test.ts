@@ -24,6 +24,7 @@ afterAll(async () => {
 });
 
 async function shell(command: string): Promise<unknown> {
+  expect(command).toBeTruthy();
   const { stdout } = await run('bash', ['-c', command.replaceAll('http://localhost:5000', stack.url)]);
   return JSON.parse(stdout);
 }
@@ -40,7 +41,8 @@ describe('the README curl examples, run as written', () => {
       find_longest_consecutive_letters: 4,
       query_chatgpt: 'Why did the chicken cross the road?',
     };
-    const getOutput = curls.find((c) => c.includes('<task_uuid>'));
+    const getOutput = curls.find((c) => c.includes('/get-task-output'));
+    const events = curls.find((c) => c.includes('/events'));
     for (const command of curls.filter((c) => c.includes('/run-task'))) {
       const submitted = (await shell(command)) as { task_uuid: string };
       expect(submitted.task_uuid).toMatch(/^[0-9a-f-]{36}$/);
@@ -52,6 +54,12 @@ describe('the README curl examples, run as written', () => {
         return body.task_output.status === 'PENDING' ? undefined : body;
       });
       expect(output).toEqual({ task_output: { status: 'COMPLETED', result: expected[name], error: null } });
+      // The event stream of a finished task: its final state, then the stream ends.
+      const { stdout } = await run('bash', [
+        '-c',
+        `${events?.replace('<task_uuid>', submitted.task_uuid).replaceAll('http://localhost:5000', stack.url)} --max-time 10`,
+      ]);
+      expect(stdout).toMatch(/^id: \d+\ndata: \{.*"status":"COMPLETED"/m);
     }
   });
 });

@@ -1,0 +1,73 @@
+import { TRPCClientError } from '@trpc/client';
+import type { TaskError } from './types.ts';
+
+/** Every error the SDK throws. */
+export class TaskerError extends Error {
+  override name = 'TaskerError';
+  constructor(
+    message: string,
+    /** Tasker's error code: BAD_REQUEST, NOT_FOUND, SERVICE_UNAVAILABLE, ... */
+    readonly code: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface ValidationIssue {
+  /** Dotted path of the offending field, e.g. `task_parameters.a`. */
+  path: string;
+  message: string;
+  expected?: string;
+}
+
+/** The server refused the input: `issues` says which fields and why. */
+export class TaskerValidationError extends TaskerError {
+  override name = 'TaskerValidationError';
+  constructor(
+    message: string,
+    readonly issues: ValidationIssue[],
+    options?: { cause?: unknown },
+  ) {
+    super(message, 'BAD_REQUEST', options);
+  }
+}
+
+/** No such task (or not yours). */
+export class TaskerNotFoundError extends TaskerError {
+  override name = 'TaskerNotFoundError';
+}
+
+/** The server, or a dependency of it (PostgreSQL, Redis, the OpenAI key), is unavailable. Retry later. */
+export class TaskerUnavailableError extends TaskerError {
+  override name = 'TaskerUnavailableError';
+}
+
+/** The task ended FAILED or CANCELLED; `taskError` is what the task recorded. */
+export class TaskFailedError extends TaskerError {
+  override name = 'TaskFailedError';
+  constructor(
+    readonly taskId: string,
+    readonly status: 'FAILED' | 'CANCELLED',
+    readonly taskError: TaskError | null,
+  ) {
+    super(
+      `task ${taskId} ${status === 'CANCELLED' ? 'was cancelled' : 'failed'}${taskError ? `: ${taskError.message}` : ''}`,
+      status === 'CANCELLED' ? 'CANCELLED' : 'TASK_FAILED',
+    );
+  }
+}
+
+/** Turns what the tRPC client throws into one of the classes above. */
+export function toTaskerError(error: unknown): unknown {
+  if (!(error instanceof TRPCClientError)) return error;
+  const data = (error.data ?? {}) as { code?: string; issues?: ValidationIssue[] };
+  const code = data.code ?? 'INTERNAL_SERVER_ERROR';
+  if (code === 'BAD_REQUEST' && data.issues)
+    return new TaskerValidationError(error.message, data.issues, { cause: error });
+  if (code === 'NOT_FOUND') return new TaskerNotFoundError(error.message, code, { cause: error });
+  if (code === 'SERVICE_UNAVAILABLE' || !error.data) {
+    return new TaskerUnavailableError(error.message, 'SERVICE_UNAVAILABLE', { cause: error });
+  }
+  return new TaskerError(error.message, code, { cause: error });
+}

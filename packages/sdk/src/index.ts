@@ -1,0 +1,24 @@
+export {
+  createTaskerClient,
+  type TaskerClient,
+  type TaskerClientOptions,
+  type TaskHandle,
+} from './client.ts';
+export {
+  TaskerError,
+  TaskerNotFoundError,
+  TaskerUnavailableError,
+  TaskerValidationError,
+  TaskFailedError,
+  type ValidationIssue,
+} from './errors.ts';
+export type {
+  AppRouter,
+  Task,
+  TaskError,
+  TaskInput,
+  TaskName,
+  TaskOutput,
+  TaskStatus,
+  TaskUpdate,
+} from './types.ts';
