@@ -11,6 +11,8 @@ export interface FakeOpenAIOptions {
   failWith?: number;
   /** Wait this long before answering a plain (non-streamed) request. */
   responseDelayMs?: number;
+  /** Awaited before answering each request: lets a test or benchmark decide when each one completes. */
+  hold?: () => Promise<void>;
 }
 
 export interface RecordedRequest {
@@ -57,6 +59,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       );
       return;
     }
+    if (options.hold) await options.hold();
     const prompt = body.messages?.at(-1)?.content ?? '';
     const text = options.reply ? options.reply(prompt) : `echo: ${prompt}`;
     const id = `chatcmpl-${requests.length}`;
