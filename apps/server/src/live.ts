@@ -21,6 +21,8 @@ export interface TaskFeedOptions {
  */
 export class TaskFeed {
   private readonly byTask = new Map<string, Set<Listener>>();
+  /** Newest version dispatched, per watched task: a resync fetches only rows that moved past it. */
+  private readonly dispatched = new Map<string, number>();
   private readonly everyTask = new Set<Listener>();
   private timer: NodeJS.Timeout | undefined;
   private connectedOnce = false;
@@ -65,7 +67,11 @@ export class TaskFeed {
   }
 
   private dispatch(event: TaskEvent, toEveryTask = true) {
-    for (const listener of this.byTask.get(event.id) ?? []) listener(event);
+    const listeners = this.byTask.get(event.id);
+    if (listeners) {
+      if (event.version > (this.dispatched.get(event.id) ?? -1)) this.dispatched.set(event.id, event.version);
+      for (const listener of listeners) listener(event);
+    }
     if (toEveryTask) for (const listener of this.everyTask) listener(event);
   }
 
@@ -73,8 +79,10 @@ export class TaskFeed {
     const ids = [...this.byTask.keys()];
     for (let i = 0; i < ids.length; i += 1000) {
       try {
-        const rows = await this.store.getMany(ids.slice(i, i + 1000));
-        for (const row of rows) this.dispatch(toTaskEvent(row), false); // single-task watchers drop repeats
+        // Versions first (one index scan); whole rows only for the tasks whose events were missed.
+        const versions = await this.store.versions(ids.slice(i, i + 1000));
+        const behind = versions.filter((v) => v.version > (this.dispatched.get(v.id) ?? -1)).map((v) => v.id);
+        for (const row of await this.store.getMany(behind)) this.dispatch(toTaskEvent(row), false);
       } catch (error) {
         this.log.warn({ err: error }, 'could not re-read watched tasks');
       }
@@ -94,7 +102,10 @@ export class TaskFeed {
     set.add(listener);
     return () => {
       set.delete(listener);
-      if (set.size === 0) this.byTask.delete(id);
+      if (set.size === 0) {
+        this.byTask.delete(id);
+        this.dispatched.delete(id);
+      }
     };
   }
 

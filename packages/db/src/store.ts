@@ -131,6 +131,15 @@ export class TaskStore {
     return row;
   }
 
+  /** The current version of each of these rows (missing ids are left out): cheap change detection. */
+  versions(ids: readonly string[]): Promise<{ id: string; version: number }[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.db
+      .select({ id: tasks.id, version: tasks.version })
+      .from(tasks)
+      .where(inArray(tasks.id, [...ids]));
+  }
+
   /** Several rows by id (missing ids are left out). */
   getMany(ids: readonly string[]): Promise<TaskRow[]> {
     if (ids.length === 0) return Promise.resolve([]);
