@@ -23,6 +23,11 @@ afterAll(async () => {
   await fake?.close();
 });
 
+/** The first test starts the worker while it watches; the others need it running. */
+async function ensureWorker() {
+  stack.worker ??= await spawnApp('worker', stack.env.vars);
+}
+
 interface SseEvent {
   id?: string;
   data: TaskEvent;
@@ -77,6 +82,7 @@ describe('GET /tasks/{id}/events (plain SSE)', () => {
   });
 
   it('a client that drops mid-task and reconnects with Last-Event-ID gets the terminal state, never older ones', async () => {
+    await ensureWorker();
     const id = await runTask(stack.url, 'query_chatgpt', { prompt: 'again' });
     const firstTwo = await new Promise<SseEvent[]>((resolve, reject) => {
       const req = request(`${stack.url}/tasks/${id}/events`, (res) => {
@@ -118,6 +124,7 @@ describe('GET /tasks/{id}/events (plain SSE)', () => {
   });
 
   it('serves many watchers of one task over ONE Redis subscription, and each sees the end', async () => {
+    await ensureWorker();
     const id = await runTask(stack.url, 'query_chatgpt', { prompt: 'crowd' });
     const watchers = 300;
     const streams = Array.from({ length: watchers }, () => curl(`${stack.url}/tasks/${id}/events`));
@@ -146,6 +153,7 @@ describe('tRPC subscription over SSE', () => {
         }),
       ],
     });
+    await ensureWorker();
     const { task_uuid } = await trpc.runTask.mutate({
       task_name: 'query_chatgpt',
       task_parameters: { prompt: 'x' },
@@ -175,6 +183,7 @@ describe('tRPC subscription over SSE', () => {
     const trpc = createTRPCClient<AppRouter>({
       links: [httpSubscriptionLink({ url: `${stack.url}/trpc`, EventSource })],
     });
+    await ensureWorker();
     const seen: TaskEvent[] = [];
     const sub = trpc.onTasksUpdate.subscribe(
       { names: ['sum_two_numbers'] },
