@@ -103,7 +103,7 @@ export async function runBaseline(config: BenchConfig): Promise<BaselineResult> 
     if (config.baselineMode === 'single') {
       await runBounded(count, config.concurrency, async (index) => {
         const { row, a, b } = newRow(base, index);
-        const inserted = await store.insert(row);
+        const { row: inserted } = await store.insert(row);
         await queue.add(TASK_NAME, { taskId: inserted.id, a, b }, jobOptions(inserted));
         expected.set(inserted.id, a + b);
       });

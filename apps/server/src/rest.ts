@@ -28,7 +28,8 @@ export function registerRestRoutes(app: FastifyInstance, context: Context, doc: 
       url: openapi.path.replace(/\{(\w+)\}/g, ':$1'),
       handler: async (request: FastifyRequest, reply: FastifyReply) => {
         let input: Record<string, unknown>;
-        if (hasBody) {
+        const sentBody = request.body !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+        if (hasBody && sentBody) {
           const type = request.headers['content-type'];
           if (!type?.toLowerCase().startsWith('application/json')) {
             const got = type ? ` (got "${type}")` : ' (none was sent)';
@@ -39,6 +40,8 @@ export function registerRestRoutes(app: FastifyInstance, context: Context, doc: 
             return reply.code(400).send(restError(400, 'The request body must be a JSON object'));
           }
           input = { ...(body as object), ...(request.params as object) };
+        } else if (hasBody) {
+          input = { ...(request.params as object) }; // e.g. POST /tasks/{id}/cancel with no body
         } else {
           input = { ...(request.query as object), ...(request.params as object) };
         }

@@ -1,4 +1,4 @@
-import { taskStatusSchema, taskViewSchema } from '@tasker/core';
+import { MAX_PRIORITY, taskStatusSchema, taskViewSchema } from '@tasker/core';
 import { getTaskDefinition, taskDefinitions, taskNames } from '@tasker/tasks';
 import { TRPCError, tracked } from '@trpc/server';
 import { z } from 'zod';
@@ -10,12 +10,52 @@ const taskParametersDoc = taskDefinitions
   .map((d) => `- \`${d.name}\`: ${d.description} Example: \`${JSON.stringify(d.example)}\``)
   .join('\n');
 
+const DAY_MS = 24 * 3600 * 1000;
+
 const runTaskInput = z
   .strictObject({
     task_name: z.enum(taskNames).describe('Which task type to run'),
     task_parameters: z
       .record(z.string(), z.unknown())
       .describe(`The parameters of that task type, checked against its schema:\n${taskParametersDoc}`),
+    priority: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_PRIORITY)
+      .optional()
+      .describe('0 (default) to 100: higher runs first'),
+    delay_ms: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * DAY_MS)
+      .optional()
+      .describe('Start no sooner than this many ms from now'),
+    run_at: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .describe('Start no sooner than this time (instead of delay_ms)'),
+    max_attempts: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe("Attempts in all (default: the task type's)"),
+    timeout_ms: z
+      .number()
+      .int()
+      .min(100)
+      .max(DAY_MS)
+      .optional()
+      .describe("An attempt running longer is aborted and counts as failed (default: the task type's)"),
+    idempotency_key: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe('The same key within IDEMPOTENCY_WINDOW_SECONDS returns the first task instead of a new one'),
   })
   .superRefine((value, ctx) => {
     // The parameters are checked against the named task's own schema; issues point into task_parameters.
@@ -25,7 +65,25 @@ const runTaskInput = z
         typeof ctx.addIssue
       >[0]);
     }
+    if (value.delay_ms !== undefined && value.run_at !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'give delay_ms or run_at, not both' });
+    }
   });
+
+const runTaskOutput = z.object({
+  task_uuid: z.uuid(),
+  replayed: z
+    .boolean()
+    .optional()
+    .describe('Present when an idempotency_key was given: true if this is an earlier task'),
+});
+
+/** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
+const list = <T extends z.ZodType>(item: T) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' ? value.split(',') : value),
+    z.array(item).max(20).optional(),
+  );
 
 const legacyOutputSchema = z
   .strictObject({
@@ -59,10 +117,75 @@ export const appRouter = router({
       },
     })
     .input(runTaskInput)
-    .output(z.object({ task_uuid: z.uuid() }))
+    .output(runTaskOutput)
     .mutation(async ({ ctx, input }) => {
-      const row = await ctx.service.submit(input.task_name, input.task_parameters);
-      return { task_uuid: row.id };
+      const result = await ctx.service.submit(input.task_name, input.task_parameters, {
+        priority: input.priority,
+        delayMs: input.delay_ms,
+        runAt: input.run_at ? new Date(input.run_at) : undefined,
+        maxAttempts: input.max_attempts,
+        timeoutMs: input.timeout_ms,
+        idempotencyKey: input.idempotency_key,
+      });
+      // The old contract is exactly {task_uuid}; `replayed` only answers callers who sent a key.
+      return input.idempotency_key === undefined
+        ? { task_uuid: result.id }
+        : { task_uuid: result.id, replayed: result.replayed };
+    }),
+
+  cancelTask: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/tasks/{id}/cancel',
+        summary: 'Cancel a task',
+        description:
+          'A PENDING or delayed task never runs (CANCELLED at once). A RUNNING one has its AbortSignal fired on ' +
+          'whichever worker runs it and ends CANCELLED shortly after (not retried); the answer shows it RUNNING ' +
+          'with cancelRequestedAt set. A finished task: 409.',
+        tags: ['tasks'],
+        errorResponses: { 400: 'Malformed id', 404: 'Task not found', 409: 'The task is already finished' },
+      },
+    })
+    .input(z.object({ id: taskUuid }))
+    .output(taskViewSchema)
+    .mutation(({ ctx, input }) => ctx.service.cancel(input.id)),
+
+  listTasks: publicProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/tasks',
+        summary: 'List tasks, newest first',
+        description:
+          'Cursor pagination: pass next_cursor as cursor to get the next page; null on the last page.',
+        tags: ['tasks'],
+        errorResponses: { 400: 'A malformed filter or cursor' },
+      },
+    })
+    .input(
+      z.object({
+        status: list(taskStatusSchema).describe(
+          'Only these statuses (repeat the parameter or separate with commas)',
+        ),
+        name: list(z.string().min(1)).describe('Only these task types'),
+        created_after: z.iso.datetime({ offset: true }).optional().describe('Created at or after this time'),
+        created_before: z.iso.datetime({ offset: true }).optional().describe('Created before this time'),
+        limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1..500, default 50)'),
+        cursor: z.string().max(200).optional().describe('next_cursor of the previous page'),
+      }),
+    )
+    .output(z.object({ tasks: z.array(taskViewSchema), next_cursor: z.string().nullable() }))
+    .query(async ({ ctx, input }) => {
+      const page = await ctx.service.list({
+        statuses: input.status,
+        names: input.name,
+        createdAfter: input.created_after ? new Date(input.created_after) : undefined,
+        createdBefore: input.created_before ? new Date(input.created_before) : undefined,
+        cursor: input.cursor,
+        limit: input.limit,
+      });
+      return { tasks: page.tasks, next_cursor: page.nextCursor };
     }),
 
   getTaskOutput: publicProcedure

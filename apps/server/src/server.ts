@@ -29,7 +29,7 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
   const queue = new TaskQueue(redis, env.REDIS_PREFIX);
   queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
   const bus = new StatusBus(redis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
-  const store = new TaskStore(dbClient);
+  const store = new TaskStore(dbClient, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
   const service = new TaskService(store, queue, bus, taskConfig(env), log);
   // One subscriber connection per process, whatever the number of watchers.
   const live = new TaskFeed(

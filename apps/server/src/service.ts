@@ -23,6 +23,47 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Every task belongs to an owner; until API keys exist (a later issue) there is one. */
+const OWNER = 'default';
+
+/** Optional run options of a submission (the task definition gives the defaults). */
+export interface RunOptions {
+  priority?: number;
+  delayMs?: number;
+  runAt?: Date;
+  maxAttempts?: number;
+  timeoutMs?: number;
+  idempotencyKey?: string;
+}
+
+export interface SubmitResult {
+  id: string;
+  /** True when an idempotency key answered with the task it created earlier. */
+  replayed: boolean;
+}
+
+export interface ListFilter {
+  statuses?: TaskView['status'][];
+  names?: string[];
+  createdAfter?: Date;
+  createdBefore?: Date;
+  cursor?: string;
+  limit: number;
+}
+
+function encodeCursor(row: TaskRow): string {
+  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || !/^[0-9a-f-]{36}$/i.test(id) || Number.isNaN(createdAt.getTime())) {
+    throw new TRPCError({ code: 'BAD_REQUEST', message: 'cursor: not a cursor returned by this API' });
+  }
+  return { createdAt, id };
+}
+
 /** The old service's view of a task: it knows only PENDING, COMPLETED and FAILED. */
 export interface LegacyTaskOutput {
   status: 'PENDING' | 'COMPLETED' | 'FAILED';
@@ -57,7 +98,7 @@ export class TaskService {
    * Validates, records (PostgreSQL first: it is the source of truth), then enqueues. If the enqueue
    * fails the task is still accepted: the worker's sweeper enqueues it once Redis answers again.
    */
-  async submit(name: string, parameters: unknown): Promise<TaskRow> {
+  async submit(name: string, parameters: unknown, options: RunOptions = {}): Promise<SubmitResult> {
     const definition = getTaskDefinition(name);
     if (!definition) throw new TRPCError({ code: 'BAD_REQUEST', message: `Unknown task_name "${name}"` });
     const parsed = definition.input.safeParse(parameters);
@@ -71,12 +112,19 @@ export class TaskService {
     const unavailable = definition.unavailable?.(this.config);
     if (unavailable) throw new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: unavailable });
 
-    const row = await this.store.insert({
+    const runAfter = options.runAt ?? (options.delayMs ? new Date(Date.now() + options.delayMs) : undefined);
+    const { row, created } = await this.store.insert({
       id: randomUUID(),
+      ownerId: OWNER,
       name,
       input: parsed.data,
-      maxAttempts: definition.retry.attempts,
+      maxAttempts: options.maxAttempts ?? definition.retry.attempts,
+      priority: options.priority ?? 0,
+      timeoutMs: options.timeoutMs ?? null,
+      idempotencyKey: options.idempotencyKey ?? null,
+      runAfter: runAfter ?? null,
     });
+    if (!created) return { id: row.id, replayed: true }; // an idempotent replay: already queued
     try {
       // Bounded: while Redis is away the request must not hang; the row is already safe.
       await withTimeout(this.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue');
@@ -86,7 +134,57 @@ export class TaskService {
         'enqueue failed; the sweeper will enqueue the task later',
       );
     }
-    return row;
+    return { id: row.id, replayed: false };
+  }
+
+  /**
+   * PENDING (queued or delayed): CANCELLED at once, and its job removed. RUNNING: the request is
+   * recorded and sent to every worker; the one running it aborts the handler and ends it CANCELLED.
+   * Finished: 409.
+   */
+  async cancel(id: string): Promise<TaskView> {
+    const error = {
+      message: 'the task was cancelled',
+      name: 'CancelledError',
+      code: 'CANCELLED',
+      at: new Date().toISOString(),
+    };
+    const pending = await this.store.cancelPending(id, error);
+    if (pending) {
+      await this.bus.announce(pending).catch(() => {});
+      await this.queue.remove(id).catch(() => {});
+      return toTaskView(pending);
+    }
+    const running = await this.store.requestCancel(id);
+    if (running) {
+      await this.bus.announce(running).catch(() => {});
+      await this.bus.requestCancel(id);
+      return toTaskView(running);
+    }
+    const row = await this.row(id);
+    throw new TRPCError({
+      code: 'CONFLICT',
+      message: `Task is already ${row.status}; only a PENDING or RUNNING task can be cancelled`,
+    });
+  }
+
+  /** A page of tasks, newest first; `cursor` is the `next_cursor` of the previous page. */
+  async list(filter: ListFilter): Promise<{ tasks: TaskView[]; nextCursor: string | null }> {
+    const rows = await this.store.list({
+      ownerId: OWNER,
+      statuses: filter.statuses,
+      names: filter.names,
+      createdAfter: filter.createdAfter,
+      createdBefore: filter.createdBefore,
+      cursor: filter.cursor ? decodeCursor(filter.cursor) : undefined,
+      limit: filter.limit + 1,
+    });
+    const page = rows.slice(0, filter.limit);
+    const last = page.at(-1);
+    return {
+      tasks: page.map(toTaskView),
+      nextCursor: rows.length > filter.limit && last ? encodeCursor(last) : null,
+    };
   }
 
   async get(id: string): Promise<TaskView> {

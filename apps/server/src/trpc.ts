@@ -1,7 +1,7 @@
 import type { TaskEvent, TaskView } from '@tasker/core';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { describeTrpcError } from './errors.ts';
-import type { LegacyTaskOutput } from './service.ts';
+import type { LegacyTaskOutput, ListFilter, RunOptions, SubmitResult } from './service.ts';
 
 /**
  * What procedures may use. Declared as narrow interfaces of plain types (not the classes) because
@@ -9,8 +9,10 @@ import type { LegacyTaskOutput } from './service.ts';
  */
 export interface Context {
   service: {
-    submit(name: string, parameters: unknown): Promise<{ id: string }>;
+    submit(name: string, parameters: unknown, options?: RunOptions): Promise<SubmitResult>;
     get(id: string): Promise<TaskView>;
+    cancel(id: string): Promise<TaskView>;
+    list(filter: ListFilter): Promise<{ tasks: TaskView[]; nextCursor: string | null }>;
     legacyOutput(id: string): Promise<LegacyTaskOutput>;
   };
   live: {

@@ -5,6 +5,15 @@ import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 
 /** Abort reasons the runner tells apart. */
 export const SHUTDOWN = 'worker shutting down';
+export const CANCELLED = 'cancelled by request';
+
+const cancelledError = (attempt?: number): TaskError => ({
+  message: 'the task was cancelled',
+  name: 'CancelledError',
+  code: 'CANCELLED',
+  attempt,
+  at: new Date().toISOString(),
+});
 
 class TimeoutError extends Error {
   override name = 'TimeoutError';
@@ -41,7 +50,13 @@ export class TaskRunner {
     const { taskId } = parsed.data;
 
     const row = await this.store.start(taskId, this.workerId);
-    if (!row) return; // finished already (a re-delivered job) or cancelled before it started
+    if (!row) {
+      // Finished already (a re-delivered job), or its cancellation was requested while no worker
+      // ran it (e.g. its worker died): end that one now.
+      const cancelled = await this.store.markCancelled(taskId, cancelledError());
+      if (cancelled) await this.announce(cancelled);
+      return;
+    }
     await this.announce(row);
 
     const definition = getTaskDefinition(row.name);
@@ -54,7 +69,8 @@ export class TaskRunner {
       throw new UnrecoverableError(`unknown task type "${row.name}"`);
     }
 
-    const timeout = AbortSignal.timeout(definition.timeoutMs);
+    const timeoutMs = row.timeoutMs ?? definition.timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
     const attemptSignal = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const progress = this.progressReporter(row);
     try {
@@ -63,7 +79,7 @@ export class TaskRunner {
         const onAbort = () =>
           reject(
             timeout.aborted
-              ? new TimeoutError(`timed out after ${definition.timeoutMs} ms`)
+              ? new TimeoutError(`timed out after ${timeoutMs} ms`)
               : new Error(String(attemptSignal.reason ?? 'aborted')),
           );
         if (attemptSignal.aborted) onAbort();
@@ -93,6 +109,11 @@ export class TaskRunner {
     } catch (error) {
       await progress.stop();
       if (error instanceof UnrecoverableError) throw error;
+      if (signal?.aborted && signal.reason === CANCELLED) {
+        const cancelled = await this.store.markCancelled(taskId, cancelledError(row.attempts));
+        if (cancelled) await this.announce(cancelled);
+        throw new UnrecoverableError('the task was cancelled'); // never retried
+      }
       if (signal?.aborted && signal.reason === SHUTDOWN && token) {
         // Hand the task back untouched: another worker (or this one, restarted) runs it again.
         const released = await this.store.release(taskId);

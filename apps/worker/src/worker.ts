@@ -11,7 +11,7 @@ import {
 } from '@tasker/core';
 import { createDb, migrateDatabase, TaskStore } from '@tasker/db';
 import { Worker } from 'bullmq';
-import { SHUTDOWN, TaskRunner } from './runner.ts';
+import { CANCELLED, SHUTDOWN, TaskRunner } from './runner.ts';
 import { Sweeper } from './sweeper.ts';
 
 export interface TaskerWorker {
@@ -33,7 +33,7 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
   const redis = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker');
   // Its own connection: a MULTI on BullMQ's connection copies BullMQ's ~50 Lua commands every time.
   const busRedis = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker-bus', { autoPipelining: true });
-  const store = new TaskStore(dbClient);
+  const store = new TaskStore(dbClient, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
   const bus = new StatusBus(busRedis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
   const queue = new TaskQueue(redis, env.REDIS_PREFIX);
   const runner = new TaskRunner(store, bus, taskConfig(env), id, log);
@@ -51,6 +51,13 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
   worker.on('error', (error) => log.error({ err: error }, 'worker error'));
   worker.on('stalled', (jobId) => log.warn({ taskId: jobId }, 'task stalled (its worker died); re-queued'));
   await worker.waitUntilReady();
+
+  // Cancellation requests reach every worker; the one running the task aborts its signal.
+  const cancellations = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker-cancel');
+  cancellations.on('message', (_channel: string, taskId: string) => {
+    if (worker.cancelJob(taskId, CANCELLED)) log.info({ taskId }, 'cancelling running task');
+  });
+  await cancellations.subscribe(bus.cancelChannel);
 
   const sweeper = new Sweeper(
     store,
@@ -81,6 +88,7 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
       worker.cancelAllJobs(SHUTDOWN);
       await closed;
     }
+    cancellations.disconnect();
     await queue.close();
     await redis.quit().catch(() => redis.disconnect());
     await busRedis.quit().catch(() => busRedis.disconnect());

@@ -55,7 +55,7 @@ export class Harness {
   }
 
   async submit(name: string, input: unknown, maxAttempts: number): Promise<string> {
-    const row = await this.store.insert({ id: randomUUID(), name, input, maxAttempts });
+    const { row } = await this.store.insert({ id: randomUUID(), name, input, maxAttempts });
     await this.queue.enqueue([row]);
     return row.id;
   }

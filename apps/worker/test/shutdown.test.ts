@@ -73,6 +73,8 @@ describe('retries', () => {
     expect(row?.attemptErrors.map((e) => e.attempt)).toEqual([1, 2, 3]);
     expect(row?.error).toMatchObject({ code: 'HANDLER_ERROR', attempt: 3 });
     expect(fake.requests).toHaveLength(3);
+    // The event follows the commit: wait for it rather than race it.
+    await waitFor(() => harness?.events.some((e) => e.id === id && e.status === 'FAILED'));
     const statuses = harness.events.filter((e) => e.id === id).map((e) => e.status);
     expect(statuses).toEqual(['RUNNING', 'PENDING', 'RUNNING', 'PENDING', 'RUNNING', 'FAILED']);
   });

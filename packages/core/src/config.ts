@@ -34,6 +34,7 @@ export const envSchema = z.object({
   SWEEP_INTERVAL_MS: int(5_000, 100),
   SWEEP_GRACE_MS: int(10_000, 0),
   RESULT_CACHE_TTL_SECONDS: int(24 * 3600, 1),
+  IDEMPOTENCY_WINDOW_SECONDS: int(24 * 3600, 1),
   BODY_LIMIT_BYTES: int(1024 * 1024, 1024),
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText.pipe(z.url().optional()),

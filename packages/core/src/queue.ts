@@ -12,7 +12,14 @@ export type JobData = z.output<typeof jobDataSchema>;
 
 type Deliverable = Pick<TaskRow | StaleTask, 'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts'>;
 
-/** BullMQ options for a task row: retries and backoff from its definition, delay from run_after. */
+/** Task priorities: 0 (default) to 100, higher first. */
+export const MAX_PRIORITY = 100;
+
+/**
+ * BullMQ options for a task row: retries and backoff from its definition, delay from run_after,
+ * priority mapped onto BullMQ's (1 is first). Every job gets one: BullMQ runs jobs without a
+ * priority before all prioritized ones, which would put default tasks ahead of urgent ones.
+ */
 export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
   const retry = getTaskDefinition(task.name)?.retry;
   const delay = task.runAfter ? task.runAfter.getTime() - now : 0;
@@ -21,6 +28,7 @@ export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
     attempts: task.maxAttempts,
     backoff: retry ? { type: retry.backoff.type, delay: retry.backoff.delayMs, jitter: 0.5 } : undefined,
     delay: delay > 0 ? delay : undefined,
+    priority: MAX_PRIORITY + 1 - Math.min(MAX_PRIORITY, Math.max(0, task.priority)),
     // PostgreSQL keeps every result; Redis only needs unfinished jobs (and recent failures, for inspection).
     removeOnComplete: true,
     removeOnFail: { age: 24 * 3600, count: 10_000 },
@@ -81,6 +89,11 @@ export class TaskQueue {
   async failedReason(id: string): Promise<string | undefined> {
     const job = await this.queue.getJob(id);
     return job?.failedReason || undefined;
+  }
+
+  /** Removes a task's job unless a worker holds it (then the worker's cancellation applies). */
+  async remove(id: string): Promise<void> {
+    await this.queue.remove(id).catch(() => 0);
   }
 
   close(): Promise<void> {

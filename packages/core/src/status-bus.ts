@@ -8,6 +8,8 @@ import { isTerminal, type TaskEvent, taskEventSchema, toTaskEvent } from './view
  */
 export class StatusBus {
   readonly channel: string;
+  /** Where cancellation requests go; every worker listens and aborts the task if it runs it. */
+  readonly cancelChannel: string;
 
   constructor(
     private readonly redis: Redis,
@@ -15,6 +17,7 @@ export class StatusBus {
     private readonly ttlSeconds: number,
   ) {
     this.channel = `${prefix}:events`;
+    this.cancelChannel = `${prefix}:cancel`;
   }
 
   private resultKey(id: string) {
@@ -32,6 +35,11 @@ export class StatusBus {
         : undefined,
       this.redis.publish(this.channel, event),
     ]);
+  }
+
+  /** Asks whichever worker runs this task to abort it. */
+  async requestCancel(id: string): Promise<void> {
+    await this.redis.publish(this.cancelChannel, id);
   }
 
   /** The cached final state, or undefined (not finished, expired, or unreadable). */

@@ -34,7 +34,11 @@ export const taskViewSchema = z
     version: z.number().int().describe('Increases by one on every change: compare to order states'),
     attempts: z.number().int(),
     maxAttempts: z.number().int(),
-    priority: z.number().int(),
+    priority: z.number().int().describe('0..100, higher runs first'),
+    runAfter: isoDate.nullable().describe('A delayed task does not start before this time'),
+    cancelRequestedAt: isoDate
+      .nullable()
+      .describe('When cancellation was asked for (the task ends CANCELLED)'),
     createdAt: isoDate,
     startedAt: isoDate.nullable(),
     finishedAt: isoDate.nullable(),
@@ -60,6 +64,8 @@ export function toTaskView(row: TaskRow): TaskView {
     attempts: row.attempts,
     maxAttempts: row.maxAttempts,
     priority: row.priority,
+    runAfter: iso(row.runAfter),
+    cancelRequestedAt: iso(row.cancelRequestedAt),
     createdAt: row.createdAt.toISOString(),
     startedAt: iso(row.startedAt),
     finishedAt: iso(row.finishedAt),

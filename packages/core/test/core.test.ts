@@ -61,6 +61,12 @@ describe('jobOptions', () => {
     expect(opts.delay).toBe(2000);
     expect(opts.backoff).toMatchObject({ type: 'exponential', delay: 2000 });
     expect(opts.removeOnComplete).toBe(true);
+    // Every job has a BullMQ priority (1 runs first): default tasks 101, the most urgent 1.
+    expect(opts.priority).toBe(101);
+    expect(
+      jobOptions({ id: 'y', name: 'sum_two_numbers', priority: 100, runAfter: null, maxAttempts: 1 })
+        .priority,
+    ).toBe(1);
   });
 });
 
@@ -92,7 +98,7 @@ describe('TaskQueue and StatusBus on real Redis', () => {
     await worker.close();
     await queue.enqueue([task]);
     await queue.enqueue([task]); // same jobId: ignored
-    expect(await queue.queue.getJobCounts('wait')).toEqual({ wait: 1 });
+    expect(await queue.queue.getJobCounts('wait', 'prioritized')).toEqual({ wait: 0, prioritized: 1 });
     const states = await queue.inspect([task.id, absent, failedId]);
     expect(states.get(task.id)).toBe('queued');
     expect(states.get(absent)).toBe('missing');

@@ -72,6 +72,9 @@ export const tasks = pgTable(
   (t) => [
     // Listing, newest first, per owner (cursor pagination on (created_at, id)).
     index('tasks_owner_created_idx').on(t.ownerId, t.createdAt.desc(), t.id.desc()),
+    // The same, filtered by status or by task type.
+    index('tasks_owner_status_created_idx').on(t.ownerId, t.status, t.createdAt.desc(), t.id.desc()),
+    index('tasks_owner_name_created_idx').on(t.ownerId, t.name, t.createdAt.desc(), t.id.desc()),
     // The recovery sweeper: unfinished rows that have not moved for a while.
     index('tasks_unfinished_idx').on(t.updatedAt).where(sql`${t.status} in ('PENDING', 'RUNNING')`),
     uniqueIndex('tasks_owner_idempotency_idx')

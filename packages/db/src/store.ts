@@ -1,9 +1,25 @@
-import { and, asc, eq, getTableColumns, gt, inArray, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, isNotNull, lt, or, sql } from 'drizzle-orm';
 import { Batcher } from './batcher.ts';
 import type { Database, DbClient } from './client.ts';
-import { type NewTaskRow, type TaskError, type TaskRow, tasks } from './schema.ts';
+import { type NewTaskRow, type TaskError, type TaskRow, type TaskStatus, tasks } from './schema.ts';
 
 const UNFINISHED = ['PENDING', 'RUNNING'] as const;
+
+export interface TaskListFilter {
+  ownerId: string;
+  statuses?: TaskStatus[];
+  names?: string[];
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** The last row of the previous page. */
+  cursor?: { createdAt: Date; id: string };
+  limit: number;
+}
+
+export interface TaskStoreOptions {
+  /** How long an idempotency key keeps answering with its first task. */
+  idempotencyWindowSeconds: number;
+}
 
 /** A row that may need re-delivery: what the sweeper needs to rebuild its job. */
 export type StaleTask = Pick<
@@ -42,13 +58,16 @@ export class TaskStore {
   // The hot transitions are batched (see Batcher): concurrent calls share one statement and one
   // commit. Their SQL has a fixed text whatever the batch size (arrays + unnest), so postgres.js
   // prepares each once per connection.
-  private readonly inserts: Batcher<NewTaskRow, TaskRow>;
+  private readonly inserts: Batcher<NewTaskRow, { row: TaskRow; created: boolean }>;
   private readonly starts: Batcher<{ id: string; workerId: string }, TaskRow | undefined>;
   private readonly completions: Batcher<{ id: string; output: unknown }, TaskRow | undefined>;
   private readonly getById;
   private readonly db: Database;
 
-  constructor({ db, sql: pg }: Pick<DbClient, 'db' | 'sql'>) {
+  constructor(
+    { db, sql: pg }: Pick<DbClient, 'db' | 'sql'>,
+    private readonly options: TaskStoreOptions = { idempotencyWindowSeconds: 24 * 3600 },
+  ) {
     this.db = db;
     this.getById = db
       .select()
@@ -71,17 +90,43 @@ export class TaskStore {
         const timeouts = column((r) => r.timeoutMs);
         const keys = column((r) => r.idempotencyKey);
         const runAfters = column((r) => r.runAfter?.toISOString());
+        const keyed = rows.filter((r) => r.idempotencyKey != null);
+        if (keyed.length > 0) {
+          // A key older than the window is free again: detach it from its old task first.
+          await pg`
+            update tasks set idempotency_key = null
+            where idempotency_key = any(${column((r) => r.idempotencyKey)}::text[])
+              and created_at < now() - make_interval(secs => ${this.options.idempotencyWindowSeconds})`;
+        }
         const inserted = byId(
           await pg`
             insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after)
             select * from unnest(${ids}::uuid[], ${owners}::text[], ${names}::text[], ${inputs}::jsonb[],
               ${maxAttempts}::int[], ${priorities}::int[], ${timeouts}::int[], ${keys}::text[], ${runAfters}::timestamptz[])
+            on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing
             returning *`,
         );
+        // Rows that hit an existing key (also one inserted by another row of this batch): the task
+        // that holds the key is the answer, as a replay.
+        const replays = new Map<string, TaskRow>();
+        const lost = keyed.filter((r) => !inserted.has(r.id));
+        if (lost.length > 0) {
+          const existing = await pg`
+            select * from tasks
+            where (owner_id, idempotency_key) in (
+              select * from unnest(${pgArray(lost.map((r) => r.ownerId ?? 'default'))}::text[],
+                                   ${pgArray(lost.map((r) => r.idempotencyKey))}::text[]))`;
+          for (const raw of existing) {
+            const row = fromDriver(raw);
+            replays.set(`${row.ownerId}\u0000${row.idempotencyKey}`, row);
+          }
+        }
         return rows.map((r) => {
           const row = inserted.get(r.id);
-          if (!row) throw new Error(`insert returned no row for ${r.id}`);
-          return row;
+          if (row) return { row, created: true };
+          const replay = replays.get(`${r.ownerId ?? 'default'}\u0000${r.idempotencyKey}`);
+          if (!replay) throw new Error(`insert returned no row for ${r.id}`);
+          return { row: replay, created: false };
         });
       },
       (row) => row.id,
@@ -122,7 +167,12 @@ export class TaskStore {
     );
   }
 
-  insert(row: NewTaskRow): Promise<TaskRow> {
+  /**
+   * Records a new task. With an idempotency key already used by this owner within the window, no
+   * row is written: the existing task comes back with `created: false` (two racing inserts with one
+   * key also end with one row).
+   */
+  insert(row: NewTaskRow): Promise<{ row: TaskRow; created: boolean }> {
     return this.inserts.add(row);
   }
 
@@ -194,6 +244,76 @@ export class TaskStore {
       .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
       .returning();
     return row;
+  }
+
+  /** PENDING (queued or delayed) → CANCELLED at once: it will never run. */
+  async cancelPending(id: string, error: TaskError): Promise<TaskRow | undefined> {
+    const [row] = await this.db
+      .update(tasks)
+      .set({
+        status: 'CANCELLED',
+        error,
+        cancelRequestedAt: sql`now()`,
+        finishedAt: sql`now()`,
+        updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
+      })
+      .where(and(eq(tasks.id, id), eq(tasks.status, 'PENDING')))
+      .returning();
+    return row;
+  }
+
+  /** RUNNING: records that it must stop; the worker running it aborts it and ends it CANCELLED. */
+  async requestCancel(id: string): Promise<TaskRow | undefined> {
+    const [row] = await this.db
+      .update(tasks)
+      .set({
+        cancelRequestedAt: sql`coalesce(${tasks.cancelRequestedAt}, now())`,
+        updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
+      })
+      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
+      .returning();
+    return row;
+  }
+
+  /** Ends as CANCELLED an unfinished task whose cancellation was requested. */
+  async markCancelled(id: string, error: TaskError): Promise<TaskRow | undefined> {
+    const [row] = await this.db
+      .update(tasks)
+      .set({
+        status: 'CANCELLED',
+        error,
+        finishedAt: sql`now()`,
+        updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
+      })
+      .where(and(eq(tasks.id, id), inArray(tasks.status, UNFINISHED), isNotNull(tasks.cancelRequestedAt)))
+      .returning();
+    return row;
+  }
+
+  /**
+   * One page of an owner's tasks, newest first, after `cursor` (exclusive). Keyset pagination on
+   * (created_at, id): every page costs the same, however deep (no OFFSET).
+   */
+  async list(filter: TaskListFilter): Promise<TaskRow[]> {
+    const conditions = [eq(tasks.ownerId, filter.ownerId)];
+    if (filter.statuses?.length) conditions.push(inArray(tasks.status, filter.statuses));
+    if (filter.names?.length) conditions.push(inArray(tasks.name, filter.names));
+    if (filter.createdAfter) conditions.push(gte(tasks.createdAt, filter.createdAfter));
+    if (filter.createdBefore) conditions.push(lt(tasks.createdAt, filter.createdBefore));
+    if (filter.cursor) {
+      conditions.push(
+        sql`(${tasks.createdAt}, ${tasks.id}) < (${filter.cursor.createdAt.toISOString()}::timestamptz, ${filter.cursor.id}::uuid)`,
+      );
+    }
+    return this.db
+      .select()
+      .from(tasks)
+      .where(and(...conditions))
+      .orderBy(desc(tasks.createdAt), desc(tasks.id))
+      .limit(filter.limit);
   }
 
   /** Gives an attempt back without counting it (graceful shutdown): RUNNING → PENDING. */

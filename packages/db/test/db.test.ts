@@ -21,8 +21,8 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
-const newTask = (input: unknown = { a: 1, b: 2 }) =>
-  store.insert({ id: randomUUID(), name: 'sum_two_numbers', input, maxAttempts: 3 });
+const newTask = async (input: unknown = { a: 1, b: 2 }) =>
+  (await store.insert({ id: randomUUID(), name: 'sum_two_numbers', input, maxAttempts: 3 })).row;
 
 describe('migrations', () => {
   it('created the database and applied each migration once despite concurrent starts', async () => {
@@ -112,6 +112,39 @@ describe('TaskStore', () => {
     const released = await store.release(task.id);
     expect(released?.status).toBe('PENDING');
     expect(released?.attempts).toBe(0);
+  });
+
+  it('answers an idempotency key with its first task, even to racing inserts, until the window ends', async () => {
+    const key = `key-${randomUUID()}`;
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        store.insert({
+          id: randomUUID(),
+          name: 'sum_two_numbers',
+          input: { a: 1, b: 1 },
+          idempotencyKey: key,
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.row.id)).size).toBe(1);
+    const later = await store.insert({
+      id: randomUUID(),
+      name: 'sum_two_numbers',
+      input: {},
+      idempotencyKey: key,
+    });
+    expect(later).toMatchObject({ created: false, row: { id: results[0]?.row.id } });
+    // Past the window the key is free again.
+    const shortWindow = new TaskStore(client, { idempotencyWindowSeconds: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const fresh = await shortWindow.insert({
+      id: randomUUID(),
+      name: 'sum_two_numbers',
+      input: {},
+      idempotencyKey: key,
+    });
+    expect(fresh.created).toBe(true);
   });
 
   it('pages through stale unfinished rows by (updated_at, id) without skipping or repeating', async () => {

@@ -1,0 +1,202 @@
+import { type AppProcess, type FakeOpenAI, spawnApp, startFakeOpenAI, waitFor } from '@tasker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postJson, type Stack, startStack } from './helpers.ts';
+
+let stack: Stack;
+let fake: FakeOpenAI;
+const workers: AppProcess[] = [];
+
+interface Task {
+  id: string;
+  status: string;
+  attempts: number;
+  priority: number;
+  createdAt: string;
+  startedAt: string | null;
+  attemptErrors: { code: string }[];
+  cancelRequestedAt: string | null;
+}
+
+beforeAll(async () => {
+  // A model that streams slowly: one word every 400 ms.
+  fake = await startFakeOpenAI({ reply: () => 'a b c d e f g h i j k l m n o p', chunkDelayMs: 400 });
+  stack = await startStack({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL }, { worker: false });
+});
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop('SIGKILL')));
+  await stack?.close();
+  await fake?.close();
+});
+
+const submit = async (body: Record<string, unknown>) => {
+  const res = await postJson(`${stack.url}/run-task`, body);
+  if (res.status !== 200) throw new Error(`run-task ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body as { task_uuid: string; replayed?: boolean };
+};
+const getTask = async (id: string) => (await (await fetch(`${stack.url}/tasks/${id}`)).json()) as Task;
+const cancel = (id: string) => fetch(`${stack.url}/tasks/${id}/cancel`, { method: 'POST' });
+const sum = (a: number, extra: Record<string, unknown> = {}) =>
+  submit({ task_name: 'sum_two_numbers', task_parameters: { a, b: 0 }, ...extra });
+
+describe('run options', () => {
+  it('priority: high-priority tasks submitted last run first', async () => {
+    const low: string[] = [];
+    for (let i = 0; i < 20; i++) low.push((await sum(i)).task_uuid);
+    const high: string[] = [];
+    for (let i = 0; i < 5; i++) high.push((await sum(100 + i, { priority: 10 })).task_uuid);
+    workers.push(await spawnApp('worker', { ...stack.env.vars, WORKER_CONCURRENCY: '1' }));
+    const tasks = await waitFor(async () => {
+      const all = await Promise.all([...low, ...high].map(getTask));
+      return all.every((t) => t.status === 'COMPLETED') ? all : undefined;
+    });
+    const firstFive = [...tasks]
+      .sort((x, y) => Date.parse(x.startedAt ?? '') - Date.parse(y.startedAt ?? ''))
+      .slice(0, 5);
+    expect(firstFive.map((t) => t.id).sort()).toEqual([...high].sort());
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  });
+
+  it('delay_ms: a task delayed 2 s starts no sooner than 2 s after submission', async () => {
+    workers.push(await spawnApp('worker', stack.env.vars));
+    const { task_uuid } = await sum(1, { delay_ms: 2000 });
+    const queued = await getTask(task_uuid);
+    expect(queued.status).toBe('PENDING');
+    const done = await waitFor(async () => {
+      const t = await getTask(task_uuid);
+      return t.status === 'COMPLETED' ? t : undefined;
+    });
+    expect(Date.parse(done.startedAt ?? '') - Date.parse(done.createdAt)).toBeGreaterThanOrEqual(2000);
+  });
+
+  it('timeout_ms: an attempt over its timeout is aborted and retried, then FAILED with every attempt error', async () => {
+    const { task_uuid } = await submit({
+      task_name: 'query_chatgpt',
+      task_parameters: { prompt: 'slow' },
+      timeout_ms: 300,
+      max_attempts: 2,
+    });
+    const failed = await waitFor(
+      async () => {
+        const t = await getTask(task_uuid);
+        return t.status === 'FAILED' ? t : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(failed.attempts).toBe(2);
+    expect(failed.attemptErrors.map((e) => e.code)).toEqual(['TIMEOUT', 'TIMEOUT']);
+  });
+
+  it('idempotency_key: 50 concurrent submissions create exactly one task', async () => {
+    const key = `order-${crypto.randomUUID()}`;
+    const answers = await Promise.all(Array.from({ length: 50 }, () => sum(7, { idempotency_key: key })));
+    expect(new Set(answers.map((a) => a.task_uuid)).size).toBe(1);
+    expect(answers.filter((a) => a.replayed === false)).toHaveLength(1);
+    expect(answers.filter((a) => a.replayed === true)).toHaveLength(49);
+  });
+
+  it('rejects a run option out of range, naming it', async () => {
+    const res = await postJson(`${stack.url}/run-task`, {
+      task_name: 'sum_two_numbers',
+      task_parameters: { a: 1, b: 2 },
+      priority: 1000,
+      delay_ms: 5,
+      run_at: new Date().toISOString(),
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatch(/priority/);
+    expect(res.body.error).toMatch(/run_at: give delay_ms or run_at, not both/);
+  });
+});
+
+describe('cancellation', () => {
+  it('a delayed (PENDING) task cancelled never runs', async () => {
+    const { task_uuid } = await sum(2, { delay_ms: 1000 });
+    const res = await cancel(task_uuid);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'CANCELLED', error: { code: 'CANCELLED' } });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await getTask(task_uuid)).toMatchObject({ status: 'CANCELLED', attempts: 0, startedAt: null });
+    const legacy = await (await fetch(`${stack.url}/get-task-output?task_uuid=${task_uuid}`)).json();
+    expect(legacy).toEqual({
+      task_output: { status: 'FAILED', result: null, error: 'the task was cancelled' },
+    });
+  });
+
+  it('with two workers, a RUNNING query_chatgpt ends CANCELLED within 1 s and its OpenAI request is aborted', async () => {
+    workers.push(await spawnApp('worker', stack.env.vars));
+    const { task_uuid } = await submit({
+      task_name: 'query_chatgpt',
+      task_parameters: { prompt: 'cancel me' },
+    });
+    await waitFor(async () => (await getTask(task_uuid)).status === 'RUNNING');
+    await waitFor(() => fake.requests.some((r) => r.body.messages?.[0]?.content === 'cancel me'));
+    const asked = performance.now();
+    const res = await cancel(task_uuid);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as Task).cancelRequestedAt).not.toBeNull();
+    const cancelled = await waitFor(async () => {
+      const t = await getTask(task_uuid);
+      return t.status === 'CANCELLED' ? t : undefined;
+    });
+    expect(performance.now() - asked).toBeLessThan(1000);
+    expect(cancelled.attempts).toBe(1);
+    const request = fake.requests.find((r) => r.body.messages?.[0]?.content === 'cancel me');
+    await waitFor(() => request?.aborted === true, { what: 'the OpenAI request to be aborted' });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await getTask(task_uuid)).status).toBe('CANCELLED'); // not retried
+  });
+
+  it('cancelling a finished task is a 409 that says so; an unknown one a 404', async () => {
+    const { task_uuid } = await sum(3);
+    await waitFor(async () => (await getTask(task_uuid)).status === 'COMPLETED');
+    const res = await cancel(task_uuid);
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({
+      code: 'CONFLICT',
+      error: expect.stringMatching(/already COMPLETED/),
+    });
+    expect((await cancel(crypto.randomUUID())).status).toBe(404);
+  });
+});
+
+describe('listing', () => {
+  it('pages newest first with a cursor, without gaps or repeats, and filters by status and name', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let previous = Number.POSITIVE_INFINITY;
+    do {
+      const query: string = cursor ? `&cursor=${cursor}` : '';
+      const page = (await (await fetch(`${stack.url}/tasks?limit=7${query}`)).json()) as {
+        tasks: Task[];
+        next_cursor: string | null;
+      };
+      for (const t of page.tasks) {
+        expect(Date.parse(t.createdAt)).toBeLessThanOrEqual(previous);
+        previous = Date.parse(t.createdAt);
+        seen.push(t.id);
+      }
+      cursor = page.next_cursor;
+    } while (cursor);
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen.length).toBeGreaterThanOrEqual(30);
+
+    const cancelled = (await (await fetch(`${stack.url}/tasks?status=CANCELLED&limit=500`)).json()) as {
+      tasks: Task[];
+    };
+    expect(cancelled.tasks.length).toBeGreaterThanOrEqual(2);
+    expect(cancelled.tasks.every((t) => t.status === 'CANCELLED')).toBe(true);
+    const both = (await (
+      await fetch(`${stack.url}/tasks?status=CANCELLED,FAILED&name=query_chatgpt`)
+    ).json()) as {
+      tasks: (Task & { name: string })[];
+    };
+    expect(
+      both.tasks.every((t) => t.name === 'query_chatgpt' && ['CANCELLED', 'FAILED'].includes(t.status)),
+    ).toBe(true);
+    expect(both.tasks.length).toBeGreaterThanOrEqual(2);
+
+    expect((await fetch(`${stack.url}/tasks?cursor=bogus`)).status).toBe(400);
+    expect((await fetch(`${stack.url}/tasks?status=DONE`)).status).toBe(400);
+    expect((await fetch(`${stack.url}/tasks?limit=0`)).status).toBe(400);
+  });
+});

@@ -1,0 +1,2 @@
+CREATE INDEX "tasks_owner_status_created_idx" ON "tasks" USING btree ("owner_id","status","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);--> statement-breakpoint
+CREATE INDEX "tasks_owner_name_created_idx" ON "tasks" USING btree ("owner_id","name","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);
