@@ -70,11 +70,22 @@ export const tasks = pgTable(
     updatedAt: timestamptz('updated_at').notNull().defaultNow(),
   },
   (t) => [
-    // Listing, newest first, per owner (cursor pagination on (created_at, id)).
-    index('tasks_owner_created_idx').on(t.ownerId, t.createdAt.desc(), t.id.desc()),
+    // Listing, newest first, per owner (cursor pagination on (created_at, id)). NULLS FIRST is what
+    // a plain ORDER BY ... DESC means: with NULLS LAST the planner would sort instead of walking it.
+    index('tasks_owner_created_idx').on(t.ownerId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
     // The same, filtered by status or by task type.
-    index('tasks_owner_status_created_idx').on(t.ownerId, t.status, t.createdAt.desc(), t.id.desc()),
-    index('tasks_owner_name_created_idx').on(t.ownerId, t.name, t.createdAt.desc(), t.id.desc()),
+    index('tasks_owner_status_created_idx').on(
+      t.ownerId,
+      t.status,
+      t.createdAt.desc().nullsFirst(),
+      t.id.desc().nullsFirst(),
+    ),
+    index('tasks_owner_name_created_idx').on(
+      t.ownerId,
+      t.name,
+      t.createdAt.desc().nullsFirst(),
+      t.id.desc().nullsFirst(),
+    ),
     // The recovery sweeper: unfinished rows that have not moved for a while.
     index('tasks_unfinished_idx').on(t.updatedAt).where(sql`${t.status} in ('PENDING', 'RUNNING')`),
     uniqueIndex('tasks_owner_idempotency_idx')
