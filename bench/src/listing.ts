@@ -86,14 +86,15 @@ async function main() {
       `explain (analyze, format json) select * from tasks where owner_id = 'default' and (created_at, id) < ($1::timestamptz, $2::uuid) order by created_at desc, id desc limit ${LIMIT + 1}`,
       [deepRow?.created_at, deepRow?.id],
     );
-    const execution = (
-      plan[0]?.['QUERY PLAN'] as [
-        {
-          'Execution Time': number;
-          Plan: { 'Node Type': string; Plans?: { 'Node Type': string; 'Index Name'?: string }[] };
-        },
-      ]
-    )[0];
+    type Explained = [
+      {
+        'Execution Time': number;
+        Plan: { 'Node Type': string; Plans?: { 'Node Type': string; 'Index Name'?: string }[] };
+      },
+    ];
+    const explained = plan[0]?.['QUERY PLAN'] as Explained | undefined;
+    const execution = explained?.[0];
+    if (!execution) throw new Error('EXPLAIN returned no plan');
 
     console.log('');
     console.log(

@@ -151,6 +151,27 @@ export const appRouter = router({
     .output(taskViewSchema)
     .mutation(({ ctx, input }) => ctx.service.cancel(input.id)),
 
+  retryTask: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/tasks/{id}/retry',
+        summary: 'Run a FAILED or CANCELLED task again',
+        description:
+          'The task keeps its id and goes back to PENDING for a new round of max_attempts attempts; the errors of its ' +
+          'earlier attempts stay in attemptErrors. Any other status: 409.',
+        tags: ['tasks'],
+        errorResponses: {
+          400: 'Malformed id',
+          404: 'Task not found',
+          409: 'The task is not FAILED or CANCELLED',
+        },
+      },
+    })
+    .input(z.object({ id: taskUuid }))
+    .output(taskViewSchema)
+    .mutation(({ ctx, input }) => ctx.service.retry(input.id)),
+
   listTasks: publicProcedure
     .meta({
       openapi: {

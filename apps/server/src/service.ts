@@ -168,6 +168,30 @@ export class TaskService {
     });
   }
 
+  /**
+   * A FAILED or CANCELLED task runs again under the same id (its earlier attempt errors are kept).
+   * Any other status: 409.
+   */
+  async retry(id: string): Promise<TaskView> {
+    const row = await this.store.retry(id);
+    if (!row) {
+      const current = await this.row(id);
+      throw new TRPCError({
+        code: 'CONFLICT',
+        message: `Task is ${current.status}; only a FAILED or CANCELLED task can be retried`,
+      });
+    }
+    await this.bus.announce(row).catch(() => {});
+    // The old job (failed in BullMQ) holds the id: remove it, then queue the new attempt.
+    await this.queue.remove(id);
+    try {
+      await withTimeout(this.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue');
+    } catch (error) {
+      this.log.warn({ taskId: id, err: error }, 'enqueue failed; the sweeper will enqueue the task later');
+    }
+    return toTaskView(row);
+  }
+
   /** A page of tasks, newest first; `cursor` is the `next_cursor` of the previous page. */
   async list(filter: ListFilter): Promise<{ tasks: TaskView[]; nextCursor: string | null }> {
     const rows = await this.store.list({

@@ -12,6 +12,7 @@ export interface Context {
     submit(name: string, parameters: unknown, options?: RunOptions): Promise<SubmitResult>;
     get(id: string): Promise<TaskView>;
     cancel(id: string): Promise<TaskView>;
+    retry(id: string): Promise<TaskView>;
     list(filter: ListFilter): Promise<{ tasks: TaskView[]; nextCursor: string | null }>;
     legacyOutput(id: string): Promise<LegacyTaskOutput>;
   };

@@ -159,6 +159,26 @@ describe('cancellation', () => {
   });
 });
 
+describe('retry by hand', () => {
+  it('a CANCELLED task runs again under its id; a COMPLETED one is a 409', async () => {
+    const { task_uuid } = await sum(40, { delay_ms: 60_000 });
+    expect((await cancel(task_uuid)).status).toBe(200);
+    const res = await fetch(`${stack.url}/tasks/${task_uuid}/retry`, { method: 'POST' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: task_uuid, status: 'PENDING', attempts: 0, error: null });
+    const done = await waitFor(async () => {
+      const t = await getTask(task_uuid);
+      return t.status === 'COMPLETED' ? t : undefined;
+    });
+    expect(done.attempts).toBe(1);
+    const again = await fetch(`${stack.url}/tasks/${task_uuid}/retry`, { method: 'POST' });
+    expect(again.status).toBe(409);
+    expect(await again.json()).toMatchObject({
+      error: expect.stringMatching(/COMPLETED; only a FAILED or CANCELLED/),
+    });
+  });
+});
+
 describe('listing', () => {
   it('pages newest first with a cursor, without gaps or repeats, and filters by status and name', async () => {
     const seen: string[] = [];

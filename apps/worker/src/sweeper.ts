@@ -8,7 +8,13 @@ export interface SweeperOptions {
   intervalMs: number;
   /** A row must have been still this long before it is checked (covers the insert → enqueue gap). */
   graceMs: number;
+  /** Finished tasks older than this are deleted; 0 keeps them. */
+  retentionMs: number;
 }
+
+const PRUNE_BATCH = 1000;
+/** At most this many batches per tick, so that a large backlog is pruned over several ticks. */
+const PRUNE_BATCHES_PER_TICK = 20;
 
 /**
  * Makes PostgreSQL's word final: finds unfinished tasks whose BullMQ job is missing (the server
@@ -53,7 +59,23 @@ export class Sweeper {
 
   private async sweepIfLeader(): Promise<void> {
     const acquired = await this.redis.set(this.lockKey, '1', 'PX', this.options.intervalMs, 'NX');
-    if (acquired === 'OK') await this.sweep();
+    if (acquired !== 'OK') return;
+    await this.sweep();
+    await this.prune();
+  }
+
+  /** Retention: deletes finished tasks older than retentionMs, in short batches. */
+  async prune(): Promise<number> {
+    if (this.options.retentionMs <= 0) return 0;
+    const before = new Date(Date.now() - this.options.retentionMs);
+    let total = 0;
+    for (let i = 0; i < PRUNE_BATCHES_PER_TICK; i++) {
+      const deleted = await this.store.pruneFinished(before, PRUNE_BATCH);
+      total += deleted;
+      if (deleted < PRUNE_BATCH) break;
+    }
+    if (total > 0) this.log.info({ deleted: total }, 'pruned finished tasks past retention');
+    return total;
   }
 
   /** One pass over every stale unfinished row. Returns what it did (for tests and logs). */

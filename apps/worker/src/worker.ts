@@ -65,7 +65,11 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
     bus,
     busRedis,
     env.REDIS_PREFIX,
-    { intervalMs: env.SWEEP_INTERVAL_MS, graceMs: env.SWEEP_GRACE_MS },
+    {
+      intervalMs: env.SWEEP_INTERVAL_MS,
+      graceMs: env.SWEEP_GRACE_MS,
+      retentionMs: env.RETENTION_DAYS * 24 * 3600 * 1000,
+    },
     log,
   );
   sweeper.start();

@@ -1,4 +1,4 @@
-import { type AppProcess, type RedisServer, spawnApp, startRedisServer } from '@tasker/testing';
+import { type AppProcess, type RedisServer, spawnApp, startRedisServer, waitFor } from '@tasker/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness } from './harness.ts';
 
@@ -88,6 +88,22 @@ describe('nothing accepted is lost', () => {
     expect(await harness.wrongSums()).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expectEachCompletedOnce(harness, ids);
+  });
+});
+
+describe('retention', () => {
+  it('the worker deletes finished tasks older than RETENTION_DAYS, and keeps the rest', async () => {
+    harness = await Harness.start({ RETENTION_DAYS: '1', SWEEP_INTERVAL_MS: '200' });
+    workers.push(await spawnApp('worker', harness.env.vars));
+    const ids = await harness.submitSums(30);
+    await harness.waitForStatus('COMPLETED', 30);
+    const old = ids.slice(0, 20);
+    await harness.db
+      .sql`update tasks set finished_at = now() - interval '2 days' where id = any(${old}::uuid[])`;
+    await waitFor(async () => ((await harness?.counts())?.COMPLETED ?? 0) === 10, {
+      what: 'old tasks pruned',
+    });
+    for (const id of ids.slice(20)) expect(await harness.store.get(id)).toBeDefined();
   });
 });
 

@@ -35,6 +35,7 @@ export const envSchema = z.object({
   SWEEP_GRACE_MS: int(10_000, 0),
   RESULT_CACHE_TTL_SECONDS: int(24 * 3600, 1),
   IDEMPOTENCY_WINDOW_SECONDS: int(24 * 3600, 1),
+  RETENTION_DAYS: z.coerce.number().min(0).default(30),
   BODY_LIMIT_BYTES: int(1024 * 1024, 1024),
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText.pipe(z.url().optional()),

@@ -88,6 +88,10 @@ export const tasks = pgTable(
     ),
     // The recovery sweeper: unfinished rows that have not moved for a while.
     index('tasks_unfinished_idx').on(t.updatedAt).where(sql`${t.status} in ('PENDING', 'RUNNING')`),
+    // Retention: finished tasks by age.
+    index('tasks_finished_idx')
+      .on(t.finishedAt)
+      .where(sql`${t.status} in ('COMPLETED', 'FAILED', 'CANCELLED')`),
     uniqueIndex('tasks_owner_idempotency_idx')
       .on(t.ownerId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),

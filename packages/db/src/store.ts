@@ -294,6 +294,43 @@ export class TaskStore {
   }
 
   /**
+   * FAILED or CANCELLED → PENDING again, same id, for a new round of attempts. The errors of the
+   * earlier attempts stay in attempt_errors. Undefined when the task is not FAILED or CANCELLED.
+   */
+  async retry(id: string): Promise<TaskRow | undefined> {
+    const [row] = await this.db
+      .update(tasks)
+      .set({
+        status: 'PENDING',
+        error: null,
+        output: null,
+        progress: null,
+        attempts: 0,
+        cancelRequestedAt: null,
+        finishedAt: null,
+        runAfter: null,
+        updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
+      })
+      .where(and(eq(tasks.id, id), inArray(tasks.status, ['FAILED', 'CANCELLED'])))
+      .returning();
+    return row;
+  }
+
+  /**
+   * Deletes up to `limit` tasks that finished before `before` (one short statement: no long lock).
+   * Returns how many it deleted; call again until it returns less than `limit`.
+   */
+  async pruneFinished(before: Date, limit: number): Promise<number> {
+    const deleted = await this.db.execute(sql`
+      delete from ${tasks} where ${tasks.id} in (
+        select ${tasks.id} from ${tasks}
+        where ${tasks.status} in ('COMPLETED', 'FAILED', 'CANCELLED') and ${tasks.finishedAt} < ${before.toISOString()}::timestamptz
+        limit ${limit})`);
+    return deleted.count;
+  }
+
+  /**
    * One page of an owner's tasks, newest first, after `cursor` (exclusive). Keyset pagination on
    * (created_at, id): every page costs the same, however deep (no OFFSET).
    */

@@ -147,6 +147,27 @@ describe('TaskStore', () => {
     expect(fresh.created).toBe(true);
   });
 
+  it('prunes finished tasks past retention, in batches, and nothing else', async () => {
+    const old = await Promise.all(Array.from({ length: 5 }, () => newTask()));
+    for (const task of old) {
+      await store.start(task.id, 'w');
+      await store.complete(task.id, 1);
+    }
+    const unfinished = await newTask();
+    const recent = await newTask();
+    await store.start(recent.id, 'w');
+    await store.complete(recent.id, 2);
+    await client.sql`update tasks set finished_at = now() - interval '40 days' where id = any(${old.map((t) => t.id)}::uuid[])`;
+    await client.sql`update tasks set created_at = now() - interval '40 days' where id = ${unfinished.id}`;
+    const cutoff = new Date(Date.now() - 30 * 24 * 3600 * 1000);
+    expect(await store.pruneFinished(cutoff, 3)).toBe(3);
+    expect(await store.pruneFinished(cutoff, 3)).toBe(2);
+    expect(await store.pruneFinished(cutoff, 3)).toBe(0);
+    for (const task of old) expect(await store.get(task.id)).toBeUndefined();
+    expect(await store.get(unfinished.id)).toBeDefined();
+    expect(await store.get(recent.id)).toBeDefined();
+  });
+
   it('pages through stale unfinished rows by (updated_at, id) without skipping or repeating', async () => {
     const ids = new Set<string>();
     for (let i = 0; i < 7; i++) ids.add((await newTask()).id);

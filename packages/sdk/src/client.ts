@@ -34,13 +34,27 @@ export interface TaskHandle<N extends TaskName> {
   updates(options?: { signal?: AbortSignal }): AsyncIterableIterator<TaskUpdate<N>>;
   /** Its full record now. */
   get(): Promise<Task<N>>;
+  /** Cancels it: a PENDING task never runs; a RUNNING one is aborted and ends CANCELLED. */
+  cancel(): Promise<Task<N>>;
+  /** Runs a FAILED or CANCELLED task again, under the same id. */
+  retry(): Promise<Task<N>>;
 }
+
+/** Filters of `list()`; every field is optional. */
+export type ListOptions = NonNullable<Parameters<TRPCClient<AppRouter>['listTasks']['query']>[0]>;
+/** Run options of `run()`: priority, delay, attempts, timeout, idempotency key. */
+export type RunOptions = Omit<
+  Parameters<TRPCClient<AppRouter>['runTask']['mutate']>[0],
+  'task_name' | 'task_parameters'
+>;
 
 export interface TaskerClient {
   /** The typed tRPC client, for every procedure of the server. */
   readonly trpc: TRPCClient<AppRouter>;
   /** Submits a task; the handle follows it. A wrong name or parameter is a compile error. */
-  run<N extends TaskName>(name: N, parameters: TaskInput<N>): Promise<TaskHandle<N>>;
+  run<N extends TaskName>(name: N, parameters: TaskInput<N>, options?: RunOptions): Promise<TaskHandle<N>>;
+  /** A page of tasks, newest first; pass `next_cursor` back as `cursor` for the next page. */
+  list(options?: ListOptions): Promise<{ tasks: Task[]; next_cursor: string | null }>;
   /** A task's full record. */
   get<N extends TaskName = TaskName>(id: string): Promise<Task<N>>;
   /** A handle for a task submitted earlier. */
@@ -151,6 +165,8 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
       name: name as N,
       updates,
       get: () => get<N>(id),
+      cancel: () => call(trpc.cancelTask.mutate({ id })) as Promise<Task<N>>,
+      retry: () => call(trpc.retryTask.mutate({ id })) as Promise<Task<N>>,
       result: async () => {
         for await (const update of updates()) {
           if (update.status === 'COMPLETED') return update.output as TaskOutput<N>;
@@ -170,11 +186,17 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
     trpc,
     get,
     task,
-    run: async (name, parameters) => {
+    run: async (name, parameters, runOptions = {}) => {
       const { task_uuid } = await call(
-        trpc.runTask.mutate({ task_name: name, task_parameters: parameters as Record<string, unknown> }),
+        trpc.runTask.mutate({
+          ...runOptions,
+          task_name: name,
+          task_parameters: parameters as Record<string, unknown>,
+        }),
       );
       return task(task_uuid, name);
     },
+    list: (listOptions = {}) =>
+      call(trpc.listTasks.query(listOptions)) as Promise<{ tasks: Task[]; next_cursor: string | null }>,
   };
 }

@@ -53,7 +53,12 @@ try {
 }
 const failedClass = TaskFailedError.name;
 
-console.log(JSON.stringify({ five, four, reply, status: record.status, input: record.input, again: again.output, legacy: viaTrpc.task_output, notFound, invalid, failedClass }));
+const delayed = await tasker.run('sum_two_numbers', { a: 9, b: 9 }, { delay_ms: 60_000, priority: 5, idempotency_key: \`k-\${sum.id}\` });
+const cancelled = await delayed.cancel();
+const retried = await delayed.retry();
+const page = await tasker.list({ limit: 2 });
+
+console.log(JSON.stringify({ five, four, reply, status: record.status, input: record.input, again: again.output, legacy: viaTrpc.task_output, notFound, invalid, failedClass, cancelled: cancelled.status, retried: retried.status, listed: page.tasks.length, more: page.next_cursor !== null }));
 `;
 
 const BAD: Record<string, { code: string; source: string }> = {
@@ -189,6 +194,10 @@ describe('the packed @tasker/sdk, installed outside the workspace', () => {
       notFound: true,
       invalid: ['task_parameters.b'],
       failedClass: 'TaskFailedError',
+      cancelled: 'CANCELLED',
+      retried: 'PENDING',
+      listed: 2,
+      more: true,
     });
   });
 

@@ -1,0 +1,1 @@
+CREATE INDEX "tasks_finished_idx" ON "tasks" USING btree ("finished_at") WHERE "tasks"."status" in ('COMPLETED', 'FAILED', 'CANCELLED');
