@@ -70,6 +70,16 @@ const runTaskInput = z
     }
   });
 
+const queueStateSchema = z
+  .object({
+    paused: z.boolean(),
+    waiting: z.number().int().describe('Queued and ready to run (or held by the pause)'),
+    delayed: z.number().int().describe('Waiting for their start time or a retry backoff'),
+    active: z.number().int(),
+    failed: z.number().int().describe('Failed jobs BullMQ keeps for 24 h (their tasks are FAILED)'),
+  })
+  .meta({ id: 'QueueState' });
+
 const runTaskOutput = z.object({
   task_uuid: z.uuid(),
   replayed: z
@@ -171,6 +181,42 @@ export const appRouter = router({
     .input(z.object({ id: taskUuid }))
     .output(taskViewSchema)
     .mutation(({ ctx, input }) => ctx.service.retry(input.id)),
+
+  getQueue: publicProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/queue',
+        summary: 'Whether processing is paused, and queue depths',
+        tags: ['queue'],
+      },
+    })
+    .input(z.object({}))
+    .output(queueStateSchema)
+    .query(({ ctx }) => ctx.service.queueState()),
+
+  pauseQueue: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/queue/pause',
+        summary: 'Pause processing',
+        description:
+          'Workers start no queued task until resumed; running tasks finish; submissions are still accepted.',
+        tags: ['queue'],
+      },
+    })
+    .input(z.object({}))
+    .output(queueStateSchema)
+    .mutation(({ ctx }) => ctx.service.setPaused(true)),
+
+  resumeQueue: publicProcedure
+    .meta({
+      openapi: { method: 'POST', path: '/queue/resume', summary: 'Resume processing', tags: ['queue'] },
+    })
+    .input(z.object({}))
+    .output(queueStateSchema)
+    .mutation(({ ctx }) => ctx.service.setPaused(false)),
 
   listTasks: publicProcedure
     .meta({

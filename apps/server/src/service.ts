@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import {
   isTerminal,
   type Logger,
+  type QueueState,
   type StatusBus,
   type TaskEvent,
   type TaskQueue,
@@ -190,6 +191,16 @@ export class TaskService {
       this.log.warn({ taskId: id, err: error }, 'enqueue failed; the sweeper will enqueue the task later');
     }
     return toTaskView(row);
+  }
+
+  /** Pauses or resumes the processing of every task type (queued tasks wait; none is lost). */
+  async setPaused(paused: boolean): Promise<QueueState> {
+    await (paused ? this.queue.pause() : this.queue.resume());
+    return this.queue.state();
+  }
+
+  queueState(): Promise<QueueState> {
+    return this.queue.state();
   }
 
   /** A page of tasks, newest first; `cursor` is the `next_cursor` of the previous page. */

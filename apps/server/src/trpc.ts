@@ -1,4 +1,4 @@
-import type { TaskEvent, TaskView } from '@tasker/core';
+import type { QueueState, TaskEvent, TaskView } from '@tasker/core';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { describeTrpcError } from './errors.ts';
 import type { LegacyTaskOutput, ListFilter, RunOptions, SubmitResult } from './service.ts';
@@ -13,6 +13,8 @@ export interface Context {
     get(id: string): Promise<TaskView>;
     cancel(id: string): Promise<TaskView>;
     retry(id: string): Promise<TaskView>;
+    setPaused(paused: boolean): Promise<QueueState>;
+    queueState(): Promise<QueueState>;
     list(filter: ListFilter): Promise<{ tasks: TaskView[]; nextCursor: string | null }>;
     legacyOutput(id: string): Promise<LegacyTaskOutput>;
   };

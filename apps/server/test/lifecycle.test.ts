@@ -108,6 +108,38 @@ describe('run options', () => {
   });
 });
 
+describe('pause', () => {
+  it('with processing paused, 100 low-priority then 10 high-priority tasks: on resume the 10 run first', async () => {
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+    workers.push(await spawnApp('worker', { ...stack.env.vars, WORKER_CONCURRENCY: '1' }));
+    const paused = await fetch(`${stack.url}/queue/pause`, { method: 'POST' });
+    expect(await paused.json()).toMatchObject({ paused: true });
+    const low: string[] = [];
+    for (let i = 0; i < 100; i++) low.push((await sum(1000 + i)).task_uuid);
+    const high: string[] = [];
+    for (let i = 0; i < 10; i++) high.push((await sum(2000 + i, { priority: 50 })).task_uuid);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const state = (await (await fetch(`${stack.url}/queue`)).json()) as { paused: boolean; waiting: number };
+    expect(state).toMatchObject({ paused: true, waiting: 110 });
+    expect((await Promise.all([...low, ...high].map(getTask))).every((t) => t.status === 'PENDING')).toBe(
+      true,
+    );
+
+    expect(await (await fetch(`${stack.url}/queue/resume`, { method: 'POST' })).json()).toMatchObject({
+      paused: false,
+    });
+    const tasks = await waitFor(async () => {
+      const all = await Promise.all([...low, ...high].map(getTask));
+      return all.every((t) => t.status === 'COMPLETED') ? all : undefined;
+    });
+    const firstTen = [...tasks]
+      .sort((x, y) => Date.parse(x.startedAt ?? '') - Date.parse(y.startedAt ?? ''))
+      .slice(0, 10);
+    expect(firstTen.map((t) => t.id).sort()).toEqual([...high].sort());
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  });
+});
+
 describe('cancellation', () => {
   it('a delayed (PENDING) task cancelled never runs', async () => {
     const { task_uuid } = await sum(2, { delay_ms: 1000 });
@@ -123,7 +155,7 @@ describe('cancellation', () => {
   });
 
   it('with two workers, a RUNNING query_chatgpt ends CANCELLED within 1 s and its OpenAI request is aborted', async () => {
-    workers.push(await spawnApp('worker', stack.env.vars));
+    while (workers.length < 2) workers.push(await spawnApp('worker', stack.env.vars));
     const { task_uuid } = await submit({
       task_name: 'query_chatgpt',
       task_parameters: { prompt: 'cancel me' },

@@ -1,6 +1,14 @@
 export { ConfigError, type Env, envSchema, loadEnv, taskConfig } from './config.ts';
 export { createLogger, type Logger } from './logger.ts';
-export { type JobData, jobDataSchema, jobOptions, MAX_PRIORITY, QUEUE_NAME, TaskQueue } from './queue.ts';
+export {
+  type JobData,
+  jobDataSchema,
+  jobOptions,
+  MAX_PRIORITY,
+  QUEUE_NAME,
+  type QueueState,
+  TaskQueue,
+} from './queue.ts';
 export { createRedis } from './redis.ts';
 export { StatusBus } from './status-bus.ts';
 export {

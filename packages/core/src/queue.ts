@@ -35,6 +35,17 @@ export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
   };
 }
 
+export interface QueueState {
+  paused: boolean;
+  /** Queued and ready to run (or held by the pause). */
+  waiting: number;
+  /** Waiting for their start time or a retry's backoff. */
+  delayed: number;
+  active: number;
+  /** Jobs BullMQ still keeps as failed (their tasks are FAILED; kept 24 h for inspection). */
+  failed: number;
+}
+
 /** Producer side of the queue: server (submission) and worker (recovery). */
 export class TaskQueue {
   readonly queue: Queue<JobData>;
@@ -89,6 +100,30 @@ export class TaskQueue {
   async failedReason(id: string): Promise<string | undefined> {
     const job = await this.queue.getJob(id);
     return job?.failedReason || undefined;
+  }
+
+  /** Stops every worker from starting queued tasks (running ones finish); nothing queued is lost. */
+  pause(): Promise<void> {
+    return this.queue.pause();
+  }
+
+  resume(): Promise<void> {
+    return this.queue.resume();
+  }
+
+  /** Whether processing is paused, and how many jobs wait in each state. */
+  async state(): Promise<QueueState> {
+    const [paused, counts] = await Promise.all([
+      this.queue.isPaused(),
+      this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'),
+    ]);
+    return {
+      paused,
+      waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0),
+      delayed: counts.delayed ?? 0,
+      active: counts.active ?? 0,
+      failed: counts.failed ?? 0,
+    };
   }
 
   /** Removes a task's job unless a worker holds it (then the worker's cancellation applies). */
