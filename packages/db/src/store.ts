@@ -1,4 +1,19 @@
-import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, isNotNull, lt, or, sql } from 'drizzle-orm';
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  gt,
+  gte,
+  inArray,
+  isNotNull,
+  lt,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
+import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { Batcher } from './batcher.ts';
 import type { Database, DbClient } from './client.ts';
 import { type NewTaskRow, type TaskError, type TaskRow, type TaskStatus, tasks } from './schema.ts';
@@ -213,84 +228,62 @@ export class TaskStore {
   }
 
   /**
+   * Every change to a row goes through here: a conditional UPDATE (only from the states `from`
+   * allows) that also bumps `version` and `updated_at`, so that watchers can order states.
+   */
+  private async transition(id: string, from: SQL | undefined, set: PgUpdateSetSource<typeof tasks>) {
+    const [row] = await this.db
+      .update(tasks)
+      .set({ ...set, updatedAt: sql`now()`, version: sql`${tasks.version} + 1` })
+      .where(and(eq(tasks.id, id), from))
+      .returning();
+    return row;
+  }
+
+  /**
    * Records a failed attempt. `final`: the task is FAILED with this error; otherwise it goes back to
    * PENDING to wait for its retry. Undefined when the task is no longer RUNNING.
    */
   async failAttempt(id: string, error: TaskError, final: boolean): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: final ? 'FAILED' : 'PENDING',
-        error: final ? error : null,
-        attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
-        finishedAt: final ? sql`now()` : null,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
-      .returning();
-    return row;
+    return this.transition(id, eq(tasks.status, 'RUNNING'), {
+      status: final ? 'FAILED' : 'PENDING',
+      error: final ? error : null,
+      attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
+      finishedAt: final ? sql`now()` : null,
+    });
   }
 
   /** Latest progress of a RUNNING task. */
   async setProgress(id: string, progress: unknown): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        progress: sql`${JSON.stringify(progress ?? null)}::jsonb`,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
-      .returning();
-    return row;
+    return this.transition(id, eq(tasks.status, 'RUNNING'), {
+      progress: sql`${JSON.stringify(progress ?? null)}::jsonb`,
+    });
   }
 
   /** PENDING (queued or delayed) → CANCELLED at once: it will never run. */
   async cancelPending(id: string, error: TaskError): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: 'CANCELLED',
-        error,
-        cancelRequestedAt: sql`now()`,
-        finishedAt: sql`now()`,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), eq(tasks.status, 'PENDING')))
-      .returning();
-    return row;
+    return this.transition(id, eq(tasks.status, 'PENDING'), {
+      status: 'CANCELLED',
+      error,
+      cancelRequestedAt: sql`now()`,
+      finishedAt: sql`now()`,
+    });
   }
 
   /** RUNNING: records that it must stop; the worker running it aborts it and ends it CANCELLED. */
   async requestCancel(id: string): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        cancelRequestedAt: sql`coalesce(${tasks.cancelRequestedAt}, now())`,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
-      .returning();
-    return row;
+    return this.transition(id, eq(tasks.status, 'RUNNING'), {
+      cancelRequestedAt: sql`coalesce(${tasks.cancelRequestedAt}, now())`,
+    });
   }
 
   /** Ends as CANCELLED an unfinished task whose cancellation was requested. */
   async markCancelled(id: string, error: TaskError): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: 'CANCELLED',
-        error,
-        finishedAt: sql`now()`,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), inArray(tasks.status, UNFINISHED), isNotNull(tasks.cancelRequestedAt)))
-      .returning();
-    return row;
+    return this.transition(id, and(inArray(tasks.status, UNFINISHED), isNotNull(tasks.cancelRequestedAt)), {
+      status: 'CANCELLED',
+      error,
+      finishedAt: sql`now()`,
+    });
   }
 
   /**
@@ -298,23 +291,16 @@ export class TaskStore {
    * earlier attempts stay in attempt_errors. Undefined when the task is not FAILED or CANCELLED.
    */
   async retry(id: string): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: 'PENDING',
-        error: null,
-        output: null,
-        progress: null,
-        attempts: 0,
-        cancelRequestedAt: null,
-        finishedAt: null,
-        runAfter: null,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), inArray(tasks.status, ['FAILED', 'CANCELLED'])))
-      .returning();
-    return row;
+    return this.transition(id, inArray(tasks.status, ['FAILED', 'CANCELLED']), {
+      status: 'PENDING',
+      error: null,
+      output: null,
+      progress: null,
+      attempts: 0,
+      cancelRequestedAt: null,
+      finishedAt: null,
+      runAfter: null,
+    });
   }
 
   /**
@@ -355,34 +341,20 @@ export class TaskStore {
 
   /** Gives an attempt back without counting it (graceful shutdown): RUNNING → PENDING. */
   async release(id: string): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: 'PENDING',
-        attempts: sql`greatest(${tasks.attempts} - 1, 0)`,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), eq(tasks.status, 'RUNNING')))
-      .returning();
-    return row;
+    return this.transition(id, eq(tasks.status, 'RUNNING'), {
+      status: 'PENDING',
+      attempts: sql`greatest(${tasks.attempts} - 1, 0)`,
+    });
   }
 
   /** Ends an unfinished task as FAILED from outside a worker (e.g. its job was lost for good). */
   async failUnfinished(id: string, error: TaskError): Promise<TaskRow | undefined> {
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        status: 'FAILED',
-        error,
-        attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
-        finishedAt: sql`now()`,
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(and(eq(tasks.id, id), inArray(tasks.status, UNFINISHED)))
-      .returning();
-    return row;
+    return this.transition(id, inArray(tasks.status, UNFINISHED), {
+      status: 'FAILED',
+      error,
+      attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
+      finishedAt: sql`now()`,
+    });
   }
 
   /**
