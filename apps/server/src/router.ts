@@ -77,8 +77,13 @@ const queueStateSchema = z
     delayed: z.number().int().describe('Waiting for their start time or a retry backoff'),
     active: z.number().int(),
     failed: z.number().int().describe('Failed jobs BullMQ keeps for 24 h (their tasks are FAILED)'),
+    pausedTypes: z.array(z.string()).describe('Task types paused on their own'),
   })
   .meta({ id: 'QueueState' });
+
+const pauseInput = z.object({
+  task_name: z.enum(taskNames).optional().describe('Only this task type; without it, every task type'),
+});
 
 const runTaskOutput = z.object({
   task_uuid: z.uuid(),
@@ -200,23 +205,29 @@ export const appRouter = router({
       openapi: {
         method: 'POST',
         path: '/queue/pause',
-        summary: 'Pause processing',
+        summary: 'Pause processing (of task_name only, if given)',
         description:
-          'Workers start no queued task until resumed; running tasks finish; submissions are still accepted.',
+          'Workers start no queued task (of task_name only, if given) until resumed; running tasks finish; ' +
+          'submissions are still accepted and wait. Nothing queued is lost.',
         tags: ['queue'],
       },
     })
-    .input(z.object({}))
+    .input(pauseInput)
     .output(queueStateSchema)
-    .mutation(({ ctx }) => ctx.service.setPaused(true)),
+    .mutation(({ ctx, input }) => ctx.service.setPaused(true, input.task_name)),
 
   resumeQueue: publicProcedure
     .meta({
-      openapi: { method: 'POST', path: '/queue/resume', summary: 'Resume processing', tags: ['queue'] },
+      openapi: {
+        method: 'POST',
+        path: '/queue/resume',
+        summary: 'Resume processing (of task_name only, if given)',
+        tags: ['queue'],
+      },
     })
-    .input(z.object({}))
+    .input(pauseInput)
     .output(queueStateSchema)
-    .mutation(({ ctx }) => ctx.service.setPaused(false)),
+    .mutation(({ ctx, input }) => ctx.service.setPaused(false, input.task_name)),
 
   listTasks: publicProcedure
     .meta({

@@ -1,4 +1,12 @@
-import { createRedis, type Env, type Logger, StatusBus, TaskQueue, taskConfig } from '@tasker/core';
+import {
+  createRedis,
+  type Env,
+  type Logger,
+  PausedTypes,
+  StatusBus,
+  TaskQueue,
+  taskConfig,
+} from '@tasker/core';
 import { createDb, migrateDatabase, TaskStore } from '@tasker/db';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
@@ -30,7 +38,14 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
   queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
   const bus = new StatusBus(redis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
   const store = new TaskStore(dbClient, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
-  const service = new TaskService(store, queue, bus, taskConfig(env), log);
+  const service = new TaskService(
+    store,
+    queue,
+    bus,
+    taskConfig(env),
+    log,
+    new PausedTypes(redis, env.REDIS_PREFIX),
+  );
   // One subscriber connection per process, whatever the number of watchers.
   const live = new TaskFeed(
     createRedis(env.REDIS_URL, 'blocking', 'tasker-server-events'),

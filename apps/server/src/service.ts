@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import {
   isTerminal,
   type Logger,
+  type PausedTypes,
   type QueueState,
   type StatusBus,
   type TaskEvent,
@@ -35,6 +36,11 @@ export interface RunOptions {
   maxAttempts?: number;
   timeoutMs?: number;
   idempotencyKey?: string;
+}
+
+export interface ProcessingState extends QueueState {
+  /** Task types whose processing is paused (beside a pause of everything, `paused`). */
+  pausedTypes: string[];
 }
 
 export interface SubmitResult {
@@ -93,6 +99,7 @@ export class TaskService {
     private readonly bus: StatusBus,
     private readonly config: TaskConfig,
     private readonly log: Logger,
+    private readonly paused: PausedTypes,
   ) {}
 
   /**
@@ -126,6 +133,8 @@ export class TaskService {
       runAfter: runAfter ?? null,
     });
     if (!created) return { id: row.id, replayed: true }; // an idempotent replay: already queued
+    // A paused type's tasks wait in PostgreSQL; resuming the type enqueues them.
+    if (await this.paused.has(name).catch(() => false)) return { id: row.id, replayed: false };
     try {
       // Bounded: while Redis is away the request must not hang; the row is already safe.
       await withTimeout(this.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue');
@@ -193,14 +202,34 @@ export class TaskService {
     return toTaskView(row);
   }
 
-  /** Pauses or resumes the processing of every task type (queued tasks wait; none is lost). */
-  async setPaused(paused: boolean): Promise<QueueState> {
-    await (paused ? this.queue.pause() : this.queue.resume());
-    return this.queue.state();
+  /**
+   * Pauses or resumes processing: of every task type (BullMQ's own pause), or of one. A paused
+   * type's queued jobs are taken out of Redis (their rows stay PENDING, nothing is lost) and new
+   * ones are not queued; workers also skip its jobs. Resuming it enqueues its PENDING rows again.
+   */
+  async setPaused(paused: boolean, name?: string): Promise<ProcessingState> {
+    if (name === undefined) {
+      await (paused ? this.queue.pause() : this.queue.resume());
+    } else if (paused) {
+      await this.paused.add(name);
+      await this.queue.removeQueuedOfType(name);
+    } else {
+      await this.paused.remove(name);
+      let cursor: { createdAt: Date; id: string } | undefined;
+      for (;;) {
+        const rows = await this.store.pendingOfType(name, 500, cursor);
+        await this.queue.enqueue(rows);
+        const last = rows.at(-1);
+        if (!last || rows.length < 500) break;
+        cursor = { createdAt: last.createdAt, id: last.id };
+      }
+    }
+    return this.queueState();
   }
 
-  queueState(): Promise<QueueState> {
-    return this.queue.state();
+  async queueState(): Promise<ProcessingState> {
+    const [state, pausedTypes] = await Promise.all([this.queue.state(), this.paused.list()]);
+    return { ...state, pausedTypes };
   }
 
   /** A page of tasks, newest first; `cursor` is the `next_cursor` of the previous page. */

@@ -28,9 +28,8 @@ export function registerEventStream(
     const query = (request.query as { lastEventId?: unknown }).lastEventId;
     const lastEventId = typeof header === 'string' ? header : typeof query === 'string' ? query : undefined;
     const closed = new AbortController();
-    // The response's 'close' (the connection went away), not the request's (which may fire once its
-    // empty body has been read).
-    reply.raw.on('close', () => closed.abort());
+    // The connection's own 'close': the client went away.
+    request.raw.socket.once('close', () => closed.abort());
     const updates = await live.watch(parsed.data.id, resumeAfter(lastEventId), closed.signal);
     if (!updates) return reply.code(404).send(restError(404, 'Task not found'));
 

@@ -1,7 +1,7 @@
-import type { QueueState, TaskEvent, TaskView } from '@tasker/core';
+import type { TaskEvent, TaskView } from '@tasker/core';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { describeTrpcError } from './errors.ts';
-import type { LegacyTaskOutput, ListFilter, RunOptions, SubmitResult } from './service.ts';
+import type { LegacyTaskOutput, ListFilter, ProcessingState, RunOptions, SubmitResult } from './service.ts';
 
 /**
  * What procedures may use. Declared as narrow interfaces of plain types (not the classes) because
@@ -13,8 +13,8 @@ export interface Context {
     get(id: string): Promise<TaskView>;
     cancel(id: string): Promise<TaskView>;
     retry(id: string): Promise<TaskView>;
-    setPaused(paused: boolean): Promise<QueueState>;
-    queueState(): Promise<QueueState>;
+    setPaused(paused: boolean, name?: string): Promise<ProcessingState>;
+    queueState(): Promise<ProcessingState>;
     list(filter: ListFilter): Promise<{ tasks: TaskView[]; nextCursor: string | null }>;
     legacyOutput(id: string): Promise<LegacyTaskOutput>;
   };

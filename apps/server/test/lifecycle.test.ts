@@ -140,6 +140,40 @@ describe('pause', () => {
   });
 });
 
+describe('pause one task type', () => {
+  const post = (path: string, body: unknown) =>
+    fetch(`${stack.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  it('holds queued and new tasks of that type (others run); resuming runs them all', async () => {
+    const queuedBefore: string[] = [];
+    for (let i = 0; i < 10; i++) queuedBefore.push((await sum(3000 + i)).task_uuid); // no worker yet: queued
+    const paused = await post('/queue/pause', { task_name: 'sum_two_numbers' });
+    expect(await paused.json()).toMatchObject({ paused: false, pausedTypes: ['sum_two_numbers'] });
+    workers.push(await spawnApp('worker', stack.env.vars));
+    const submittedAfter = (await sum(4000)).task_uuid;
+    const other = await submit({
+      task_name: 'find_longest_consecutive_letters',
+      task_parameters: { string: 'xx' },
+    });
+    await waitFor(async () => (await getTask(other.task_uuid)).status === 'COMPLETED');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const held = await Promise.all([...queuedBefore, submittedAfter].map(getTask));
+    expect(held.every((t) => t.status === 'PENDING' && t.attempts === 0)).toBe(true);
+
+    const resumed = await post('/queue/resume', { task_name: 'sum_two_numbers' });
+    expect(await resumed.json()).toMatchObject({ pausedTypes: [] });
+    await waitFor(async () => {
+      const all = await Promise.all([...queuedBefore, submittedAfter].map(getTask));
+      return all.every((t) => t.status === 'COMPLETED');
+    });
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  });
+});
+
 describe('cancellation', () => {
   it('a delayed (PENDING) task cancelled never runs', async () => {
     const { task_uuid } = await sum(2, { delay_ms: 1000 });

@@ -52,7 +52,8 @@ function curl(url: string, headers: string[] = []): Promise<string> {
     child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
     });
-    child.on('exit', (code) =>
+    // 'close', not 'exit': 'exit' may come before the last of stdout has been read.
+    child.on('close', (code) =>
       code === 0 ? resolve(out) : reject(new Error(`curl exited ${code}: ${out}`)),
     );
   });
@@ -135,7 +136,8 @@ describe('GET /tasks/{id}/events (plain SSE)', () => {
         return clients.split('\n').filter((l) => l.includes('name=tasker-server-events')).length === 1;
       });
       const ends = await Promise.all(streams);
-      for (const text of ends) expect(parseSse(text).at(-1)?.data.status).toBe('COMPLETED');
+      for (const text of ends)
+        expect(parseSse(text).at(-1)?.data.status, text.slice(-1500)).toBe('COMPLETED');
     } finally {
       redis.disconnect();
     }

@@ -1,4 +1,4 @@
-import { type JobData, jobDataSchema, type Logger, type StatusBus } from '@tasker/core';
+import { type JobData, jobDataSchema, type Logger, type PausedTypes, type StatusBus } from '@tasker/core';
 import type { TaskError, TaskRow, TaskStore } from '@tasker/db';
 import { getTaskDefinition, NonRetryableError, type TaskConfig, type TaskProgress } from '@tasker/tasks';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
@@ -38,6 +38,7 @@ export class TaskRunner {
     private readonly config: TaskConfig,
     private readonly workerId: string,
     private readonly log: Logger,
+    private readonly paused: PausedTypes,
   ) {}
 
   readonly process = async (
@@ -48,6 +49,9 @@ export class TaskRunner {
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job payload: ${parsed.error.message}`);
     const { taskId } = parsed.data;
+    // A job of a paused task type (queued before the pause reached us) is dropped, its row left
+    // PENDING: resuming the type enqueues it again.
+    if (await this.paused.has(job.name)) return;
 
     const row = await this.store.start(taskId, this.workerId);
     if (!row) {

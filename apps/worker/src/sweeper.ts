@@ -1,4 +1,4 @@
-import type { Logger, StatusBus, TaskQueue } from '@tasker/core';
+import type { Logger, PausedTypes, StatusBus, TaskQueue } from '@tasker/core';
 import type { TaskStore } from '@tasker/db';
 import type { Redis } from 'ioredis';
 
@@ -35,6 +35,7 @@ export class Sweeper {
     prefix: string,
     private readonly options: SweeperOptions,
     private readonly log: Logger,
+    private readonly paused: PausedTypes,
   ) {
     this.lockKey = `${prefix}:sweeper-lock`;
   }
@@ -89,7 +90,11 @@ export class Sweeper {
       const last = rows[rows.length - 1];
       if (last) cursor = { updatedAt: last.updatedAt, id: last.id };
       const states = await this.queue.inspect(rows.map((r) => r.id));
-      const missing = rows.filter((r) => states.get(r.id) === 'missing');
+      const pausedTypes = new Set(await this.paused.list());
+      // A paused type's PENDING rows have no job on purpose.
+      const missing = rows.filter(
+        (r) => states.get(r.id) === 'missing' && !(r.status === 'PENDING' && pausedTypes.has(r.name)),
+      );
       await this.queue.enqueue(missing);
       for (const row of rows.filter((r) => states.get(r.id) === 'failed')) {
         const reason = (await this.queue.failedReason(row.id)) ?? 'the queue gave up on this task';

@@ -4,6 +4,7 @@ import {
   type Env,
   type JobData,
   type Logger,
+  PausedTypes,
   QUEUE_NAME,
   StatusBus,
   TaskQueue,
@@ -36,7 +37,8 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
   const store = new TaskStore(dbClient, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
   const bus = new StatusBus(busRedis, env.REDIS_PREFIX, env.RESULT_CACHE_TTL_SECONDS);
   const queue = new TaskQueue(redis, env.REDIS_PREFIX);
-  const runner = new TaskRunner(store, bus, taskConfig(env), id, log);
+  const paused = new PausedTypes(busRedis, env.REDIS_PREFIX);
+  const runner = new TaskRunner(store, bus, taskConfig(env), id, log, paused);
 
   const worker = new Worker<JobData>(QUEUE_NAME, runner.process, {
     connection: redis,
@@ -71,6 +73,7 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
       retentionMs: env.RETENTION_DAYS * 24 * 3600 * 1000,
     },
     log,
+    paused,
   );
   sweeper.start();
   log.info({ workerId: id, concurrency: env.WORKER_CONCURRENCY }, 'worker ready');

@@ -1,5 +1,6 @@
 export { ConfigError, type Env, envSchema, loadEnv, taskConfig } from './config.ts';
 export { createLogger, type Logger } from './logger.ts';
+export { PausedTypes } from './paused-types.ts';
 export {
   type JobData,
   jobDataSchema,

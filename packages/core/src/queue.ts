@@ -126,6 +126,28 @@ export class TaskQueue {
     };
   }
 
+  /**
+   * Removes the queued (not running) jobs of one task type: their rows stay PENDING in PostgreSQL,
+   * which is all a paused type needs; resuming enqueues them again. Returns how many.
+   */
+  async removeQueuedOfType(name: string): Promise<number> {
+    let removed = 0;
+    const states = ['wait', 'prioritized', 'delayed'] as const;
+    for (let start = 0; ; start += 500) {
+      const jobs = await this.queue.getJobs([...states], start, start + 499, true);
+      if (jobs.length === 0) break;
+      for (const job of jobs) {
+        if (job?.name === name && job.id) {
+          await this.queue.remove(job.id).catch(() => 0);
+          removed++;
+        }
+      }
+      if (jobs.length < 500) break;
+      start -= jobs.filter((j) => j?.name === name).length; // the removed ones shifted the rest
+    }
+    return removed;
+  }
+
   /** Removes a task's job unless a worker holds it (then the worker's cancellation applies). */
   async remove(id: string): Promise<void> {
     await this.queue.remove(id).catch(() => 0);

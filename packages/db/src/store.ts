@@ -357,6 +357,33 @@ export class TaskStore {
     });
   }
 
+  /** PENDING tasks of one type, oldest first, after the keyset `cursor`: what a resumed type enqueues. */
+  pendingOfType(
+    name: string,
+    limit: number,
+    cursor?: { createdAt: Date; id: string },
+  ): Promise<Pick<TaskRow, 'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts' | 'createdAt'>[]> {
+    const conditions = [eq(tasks.status, 'PENDING'), eq(tasks.name, name)];
+    if (cursor) {
+      conditions.push(
+        sql`(${tasks.createdAt}, ${tasks.id}) > (${cursor.createdAt.toISOString()}::timestamptz, ${cursor.id}::uuid)`,
+      );
+    }
+    return this.db
+      .select({
+        id: tasks.id,
+        name: tasks.name,
+        priority: tasks.priority,
+        runAfter: tasks.runAfter,
+        maxAttempts: tasks.maxAttempts,
+        createdAt: tasks.createdAt,
+      })
+      .from(tasks)
+      .where(and(...conditions))
+      .orderBy(asc(tasks.createdAt), asc(tasks.id))
+      .limit(limit);
+  }
+
   /**
    * Unfinished rows that have not changed since `before`, oldest first, after the keyset
    * `cursor` (exclusive). Used by the sweeper to find tasks whose job may be missing.
