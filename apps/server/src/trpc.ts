@@ -43,11 +43,17 @@ export interface RestMeta {
 }
 
 const POSTGRES_DOWN = /ECONNREFUSED|CONNECT_TIMEOUT|CONNECTION_(CLOSED|ENDED|DESTROYED)|ENOTFOUND|57P0[123]/;
+/** What ioredis (and our fail-fast enqueue) say when Redis cannot take a command. */
+const REDIS_DOWN =
+  /Stream isn't writeable|Connection is closed|Redis is not connected|Reached the max retries per request/;
 
 /** A dependency failure seen by a procedure, told apart from a bug (drizzle wraps driver errors: walk the causes). */
 function unavailable(error: unknown): TRPCError | undefined {
   for (let cause = error, depth = 0; cause && depth < 5; depth++) {
-    const code = (cause as { code?: unknown }).code;
+    const { code, message } = cause as { code?: unknown; message?: unknown };
+    if (typeof message === 'string' && REDIS_DOWN.test(message)) {
+      return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'Redis is unavailable', cause: error });
+    }
     if (typeof code === 'string' && POSTGRES_DOWN.test(code)) {
       return new TRPCError({
         code: 'SERVICE_UNAVAILABLE',

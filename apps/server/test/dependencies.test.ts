@@ -52,6 +52,13 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
     const { task_uuid } = (await res.json()) as { task_uuid: string };
     const output = await (await fetch(`${url}/get-task-output?task_uuid=${task_uuid}`)).json();
     expect(output).toEqual({ task_output: { status: 'PENDING', result: null, error: null } });
+    // What needs Redis itself says so, as a 503.
+    const pause = await fetch(`${url}/queue/pause`, { method: 'POST' });
+    expect(pause.status).toBe(503);
+    expect(await pause.json()).toMatchObject({ error: 'Redis is unavailable', code: 'SERVICE_UNAVAILABLE' });
+    const cancel = await fetch(`${url}/tasks/${task_uuid}/cancel`, { method: 'POST' });
+    expect(cancel.status).toBe(200); // a PENDING task is cancelled in PostgreSQL alone
+    expect(await cancel.json()).toMatchObject({ status: 'CANCELLED' });
   });
 
   it('PostgreSQL down: requests answer 503 naming PostgreSQL, and work again once it is back', async () => {

@@ -57,12 +57,19 @@ export class TaskQueue {
     this.queue = new Queue<JobData>(QUEUE_NAME, { connection, prefix });
   }
 
+  /**
+   * Fail fast rather than wait for a reconnect (BullMQ would wait forever): request paths must
+   * answer, and the caller decides what a failed queue operation means.
+   */
+  private ensureConnected(): void {
+    if (this.connection.status !== 'ready')
+      throw new Error(`Redis is not connected (${this.connection.status})`);
+  }
+
   /** Adds the jobs. A task whose job already exists is left alone (BullMQ ignores a known jobId). */
   async enqueue(tasks: readonly Deliverable[]): Promise<void> {
     if (tasks.length === 0) return;
-    // Fail fast rather than wait for a reconnect: the caller decides what a failed enqueue means.
-    if (this.connection.status !== 'ready')
-      throw new Error(`Redis is not connected (${this.connection.status})`);
+    this.ensureConnected();
     const now = Date.now();
     const [only] = tasks;
     if (tasks.length === 1 && only) {
@@ -103,16 +110,19 @@ export class TaskQueue {
   }
 
   /** Stops every worker from starting queued tasks (running ones finish); nothing queued is lost. */
-  pause(): Promise<void> {
-    return this.queue.pause();
+  async pause(): Promise<void> {
+    this.ensureConnected();
+    await this.queue.pause();
   }
 
-  resume(): Promise<void> {
-    return this.queue.resume();
+  async resume(): Promise<void> {
+    this.ensureConnected();
+    await this.queue.resume();
   }
 
   /** Whether processing is paused, and how many jobs wait in each state. */
   async state(): Promise<QueueState> {
+    this.ensureConnected();
     const [paused, counts] = await Promise.all([
       this.queue.isPaused(),
       this.queue.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'),
@@ -131,6 +141,7 @@ export class TaskQueue {
    * which is all a paused type needs; resuming enqueues them again. Returns how many.
    */
   async removeQueuedOfType(name: string): Promise<number> {
+    this.ensureConnected();
     let removed = 0;
     const states = ['wait', 'prioritized', 'delayed'] as const;
     for (let start = 0; ; start += 500) {
@@ -150,6 +161,7 @@ export class TaskQueue {
 
   /** Removes a task's job unless a worker holds it (then the worker's cancellation applies). */
   async remove(id: string): Promise<void> {
+    if (this.connection.status !== 'ready') return; // no Redis: nothing to remove from now
     await this.queue.remove(id).catch(() => 0);
   }
 
