@@ -35,7 +35,7 @@ const runTaskInput = z
     run_at: z.iso
       .datetime({ offset: true })
       .optional()
-      .describe('Start no sooner than this time (instead of delay_ms)'),
+      .describe('Start no sooner than this time, within 30 days (instead of delay_ms)'),
     max_attempts: z
       .number()
       .int()
@@ -67,6 +67,9 @@ const runTaskInput = z
     }
     if (value.delay_ms !== undefined && value.run_at !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'give delay_ms or run_at, not both' });
+    }
+    if (value.run_at !== undefined && Date.parse(value.run_at) - Date.now() > 30 * DAY_MS) {
+      ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'must be within 30 days from now' });
     }
   });
 

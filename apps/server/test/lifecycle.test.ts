@@ -105,6 +105,13 @@ describe('run options', () => {
     expect(res.status).toBe(400);
     expect(res.body.error).toMatch(/priority/);
     expect(res.body.error).toMatch(/run_at: give delay_ms or run_at, not both/);
+    const far = await postJson(`${stack.url}/run-task`, {
+      task_name: 'sum_two_numbers',
+      task_parameters: { a: 1, b: 2 },
+      run_at: '9999-12-31T00:00:00Z',
+    });
+    expect(far.status).toBe(400);
+    expect(far.body.error).toMatch(/run_at: must be within 30 days/);
   });
 });
 

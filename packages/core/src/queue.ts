@@ -142,21 +142,18 @@ export class TaskQueue {
    */
   async removeQueuedOfType(name: string): Promise<number> {
     this.ensureConnected();
-    let removed = 0;
-    const states = ['wait', 'prioritized', 'delayed'] as const;
-    for (let start = 0; ; start += 500) {
-      const jobs = await this.queue.getJobs([...states], start, start + 499, true);
-      if (jobs.length === 0) break;
-      for (const job of jobs) {
-        if (job?.name === name && job.id) {
-          await this.queue.remove(job.id).catch(() => 0);
-          removed++;
-        }
+    // Collect first, remove after, so that removing does not shift the pages being read. A job
+    // missed here (queued meanwhile) is dropped by the worker's own paused check instead.
+    const ids: string[] = [];
+    for (const state of ['wait', 'prioritized', 'delayed'] as const) {
+      for (let start = 0; ; start += 500) {
+        const jobs = await this.queue.getJobs(state, start, start + 499, true);
+        for (const job of jobs) if (job?.name === name && job.id) ids.push(job.id);
+        if (jobs.length < 500) break;
       }
-      if (jobs.length < 500) break;
-      start -= jobs.filter((j) => j?.name === name).length; // the removed ones shifted the rest
     }
-    return removed;
+    for (const id of ids) await this.queue.remove(id).catch(() => 0);
+    return ids.length;
   }
 
   /** Removes a task's job unless a worker holds it (then the worker's cancellation applies). */
