@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createRedis, jobOptions, QUEUE_NAME } from '@tasker/core';
 import { createDb, migrateDatabase, type NewTaskRow, TaskStore, tasks } from '@tasker/db';
+import { createRedis, jobOptions, QUEUE_NAME } from '@tasker/engine';
 import { createTestEnv } from '@tasker/testing';
 import { type Job, Queue, Worker } from 'bullmq';
 import { eq, sql } from 'drizzle-orm';

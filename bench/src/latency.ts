@@ -5,7 +5,7 @@
  * It prints figures; it is not a test.
  */
 import { Agent, request } from 'node:http';
-import type { TaskEvent } from '@tasker/core';
+import type { TaskEvent } from '@tasker/engine';
 import { type AppProcess, createTestEnv, spawnApp, startFakeOpenAI, waitFor } from '@tasker/testing';
 import { Redis } from 'ioredis';
 import { percentile, runBounded, sleep } from './common.ts';

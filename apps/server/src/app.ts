@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Logger } from '@tasker/core';
+import type { Logger } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyBaseLogger,
@@ -10,14 +10,14 @@ import Fastify, {
 import { restError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerRestRoutes } from './rest.ts';
-import { type AppRouter, appRouter } from './router.ts';
+import { type AppRouter, appRouter } from './root.ts';
 import { registerEventStream } from './sse.ts';
-import type { Context } from './trpc.ts';
+import { createContextFactory } from './trpc.ts';
 
 export interface AppOptions {
   log: Logger;
   bodyLimit: number;
-  context: Context;
+  services: Parameters<typeof createContextFactory>[0];
   /** Each resolves when its dependency answers, rejects otherwise. */
   readiness: Record<'postgres' | 'redis', () => Promise<unknown>>;
   version?: string;
@@ -43,7 +43,8 @@ function nestsDeeperThan(text: string, max: number): boolean {
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const { log, context } = options;
+  const { log } = options;
+  const createContext = createContextFactory(options.services);
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: options.bodyLimit,
@@ -99,7 +100,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     prefix: '/trpc',
     trpcOptions: {
       router: appRouter,
-      createContext: () => context,
+      createContext,
       onError: ({ error, path }) => {
         if (error.code === 'INTERNAL_SERVER_ERROR') log.error({ err: error, path }, 'tRPC procedure failed');
       },
@@ -133,8 +134,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   // REST: the same procedures as plain routes, described by the OpenAPI document.
-  registerRestRoutes(app, context, doc);
-  registerEventStream(app, context.live);
+  registerRestRoutes(app, createContext, doc);
+  registerEventStream(app, options.services.live);
 
   return app;
 }

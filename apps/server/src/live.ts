@@ -1,69 +1,97 @@
-import { isTerminal, type Logger, StatusBus, type TaskEvent, toTaskEvent } from '@tasker/core';
-import type { TaskStore } from '@tasker/db';
-import type { Redis } from 'ioredis';
+import { listenTaskChanges, type TaskChange, type TaskChangeListener, type TaskStore } from '@tasker/db';
+import { isTerminal, type Logger, type TaskEvent, toTaskEvent } from '@tasker/engine';
+import type postgres from 'postgres';
 
 type Listener = (event: TaskEvent) => void;
 
 /** Most events one watcher may have waiting; past that the oldest are dropped (each event is a full state). */
 const MAX_BUFFERED = 256;
 
+/** What the API's procedures and the SSE route need of the live feed (plain types: see trpc.ts). */
+export interface TaskWatcher {
+  /**
+   * One task's states, newest last: its current state at once (unless `afterVersion` already has
+   * it), then every change, ending after the terminal state. Never goes backwards. Undefined when
+   * the task does not exist.
+   */
+  watch(
+    id: string,
+    afterVersion: number,
+    signal: AbortSignal,
+  ): Promise<AsyncGenerator<TaskEvent> | undefined>;
+  /** Every task's changes, as they happen, while `signal` is not aborted. */
+  watchAll(signal: AbortSignal, filter?: (event: TaskEvent) => boolean): AsyncGenerator<TaskEvent>;
+}
+
+/** A stream's last event id (a task version) → the version to resume after. */
+export function resumeAfter(lastEventId: string | null | undefined): number {
+  const version = Number(lastEventId);
+  return lastEventId && Number.isInteger(version) ? version : -1;
+}
+
 export interface TaskFeedOptions {
-  /** How often every watched task is re-read from PostgreSQL, in case an event was lost. */
+  /** How often every watched task is re-read from PostgreSQL, a safety net beside the notifications. */
   resyncMs: number;
 }
 
 /**
- * Live task states for this server process: ONE Redis subscription on the events channel, fanned
- * out in memory to any number of watchers. PostgreSQL stays the truth: a watcher starts from the
- * row, and every watched row is re-read after the subscription reconnects and every `resyncMs`
- * (one query for all watchers), so a lost event (Redis hiccup, a worker killed between its commit
- * and its publish) delays a watcher but never leaves it hanging.
+ * Live task states for this server process. PostgreSQL announces every change in the transaction
+ * that makes it (NOTIFY, delivered exactly on commit): ONE listening connection per process, fanned
+ * out in memory to any number of watchers. A watcher starts from the row; after the listening
+ * connection comes back (changes made meanwhile were not heard), and every `resyncMs`, the watched
+ * rows are re-read (one query for all watchers).
  */
-export class TaskFeed {
+export class TaskFeed implements TaskWatcher {
   private readonly byTask = new Map<string, Set<Listener>>();
   /** Newest version dispatched, per watched task: a resync fetches only rows that moved past it. */
   private readonly dispatched = new Map<string, number>();
   private readonly everyTask = new Set<Listener>();
+  /** Changes too large for a notification: their rows are read, a batch per tick. */
+  private truncated = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
-  private connectedOnce = false;
+  private listener: TaskChangeListener | undefined;
 
   constructor(
-    private readonly subscriber: Redis,
-    private readonly channel: string,
+    private readonly sql: postgres.Sql,
     private readonly store: TaskStore,
     private readonly options: TaskFeedOptions,
     private readonly log: Logger,
   ) {}
 
-  start(): void {
-    this.subscriber.on('message', (_channel: string, message: string) => {
-      const event = StatusBus.parse(message);
-      if (event) this.dispatch(event);
-    });
-    this.subscriber.on('ready', () => {
-      if (this.connectedOnce) void this.resync(); // events may have been missed while away
-      this.connectedOnce = true;
-    });
-    // Not awaited: with Redis down at start the subscription completes when it is back (ioredis
-    // re-subscribes after every reconnect); until then the periodic re-read keeps watchers moving.
-    this.subscriber.subscribe(this.channel).catch((error: unknown) => {
-      this.log.warn({ err: error }, 'could not subscribe to task events');
-    });
-    this.connectedOnce = true;
+  async start(): Promise<void> {
+    let listening = false;
+    this.listener = await listenTaskChanges(
+      this.sql,
+      (change) => this.receive(change),
+      () => {
+        if (listening) void this.resync(); // reconnected: changes may have been missed while away
+        listening = true;
+      },
+    );
     this.timer = setInterval(() => void this.resync(), this.options.resyncMs);
     this.timer.unref();
   }
 
-  close(): void {
+  async close(): Promise<void> {
     clearInterval(this.timer);
-    this.subscriber.disconnect();
+    await this.listener?.close().catch(() => {});
   }
 
-  /** Number of watchers (for tests and metrics). */
-  get watchers(): number {
-    let n = this.everyTask.size;
-    for (const set of this.byTask.values()) n += set.size;
-    return n;
+  private receive(change: TaskChange) {
+    if (!change.truncated) return this.dispatch(toTaskEvent(change.row));
+    if (!this.byTask.has(change.id) && this.everyTask.size === 0) return;
+    if (this.truncated.size === 0) setImmediate(() => void this.readTruncated());
+    this.truncated.add(change.id);
+  }
+
+  private async readTruncated() {
+    const ids = [...this.truncated];
+    this.truncated = new Set();
+    try {
+      for (const row of await this.store.getMany(ids)) this.dispatch(toTaskEvent(row));
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not read changed tasks; the resync will');
+    }
   }
 
   private dispatch(event: TaskEvent, toEveryTask = true) {
@@ -109,17 +137,12 @@ export class TaskFeed {
     };
   }
 
-  /**
-   * One task's states, newest last: its current state at once (unless `afterVersion` already has
-   * it), then every change, ending after the terminal state. Never goes backwards. Undefined when
-   * the task does not exist.
-   */
   async watch(
     id: string,
     afterVersion: number,
     signal: AbortSignal,
   ): Promise<AsyncGenerator<TaskEvent> | undefined> {
-    const inbox = new Inbox(signal);
+    const inbox = new Inbox<TaskEvent>(signal, MAX_BUFFERED);
     const stop = this.listen(id, (event) => inbox.push(event));
     try {
       const row = await this.store.get(id);
@@ -152,12 +175,11 @@ export class TaskFeed {
     })();
   }
 
-  /** Every task's changes, as they happen, while `signal` is not aborted. */
   async *watchAll(
     signal: AbortSignal,
     filter: (event: TaskEvent) => boolean = () => true,
   ): AsyncGenerator<TaskEvent> {
-    const inbox = new Inbox(signal);
+    const inbox = new Inbox<TaskEvent>(signal, MAX_BUFFERED);
     const stop = this.listen(undefined, (event) => {
       if (filter(event)) inbox.push(event);
     });
@@ -173,22 +195,28 @@ export class TaskFeed {
   }
 }
 
-/** A bounded mailbox that one consumer awaits; `next()` resolves undefined once the signal aborts. */
-class Inbox {
-  private readonly items: TaskEvent[] = [];
+/**
+ * A bounded mailbox that one consumer awaits: `push` never blocks (past `max` items the oldest is
+ * dropped), `next()` resolves undefined once the signal aborts.
+ */
+export class Inbox<T> {
+  private readonly items: T[] = [];
   private wake: (() => void) | undefined;
 
-  constructor(private readonly signal: AbortSignal) {
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly max: number,
+  ) {
     signal.addEventListener('abort', () => this.wake?.(), { once: true });
   }
 
-  push(event: TaskEvent) {
-    this.items.push(event);
-    if (this.items.length > MAX_BUFFERED) this.items.shift();
+  push(item: T) {
+    this.items.push(item);
+    if (this.items.length > this.max) this.items.shift();
     this.wake?.();
   }
 
-  async next(): Promise<TaskEvent | undefined> {
+  async next(): Promise<T | undefined> {
     while (this.items.length === 0) {
       if (this.signal.aborted) return undefined;
       await new Promise<void>((resolve) => {

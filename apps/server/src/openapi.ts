@@ -1,5 +1,5 @@
 import { generateOpenApiDocument } from 'trpc-to-openapi';
-import { appRouter } from './router.ts';
+import { appRouter } from './root.ts';
 
 export type OpenApiDocument = ReturnType<typeof openApiDocument>;
 

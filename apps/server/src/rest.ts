@@ -3,29 +3,44 @@ import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { describeTrpcError, restError } from './errors.ts';
 import type { OpenApiDocument } from './openapi.ts';
-import { appRouter } from './router.ts';
-import type { Context, RestMeta } from './trpc.ts';
+import { appRouter } from './root.ts';
+import type { Context } from './trpc.ts';
 
 type Caller = Record<string, (input: unknown) => Promise<unknown>>;
+const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
+interface Operation {
+  operationId?: string;
+  responses?: Record<string, { content?: Record<string, unknown> }>;
+}
 
 /**
- * The router's procedures that carry `openapi` meta, served as plain Fastify routes: the same
- * procedure (input validation, middleware, output validation) as over tRPC, called through a
- * server-side caller. trpc-to-openapi generates the document; its request adapter is not used
- * because it builds a WHATWG Request per call (a fifth of the server's CPU under load) and
- * bypasses Fastify's routing and body parsing.
+ * Every operation of the OpenAPI document (which trpc-to-openapi generates from the procedures'
+ * `openapi` meta, its `operationId` being the procedure's name), served as a plain Fastify route
+ * that calls the procedure through tRPC's server-side caller: the same input validation,
+ * middleware and output validation as over /trpc, and nothing read from tRPC's internals.
+ * trpc-to-openapi's own request adapter is not used: it builds a WHATWG Request per call (a fifth
+ * of the server's CPU under load) and bypasses Fastify's routing and body parsing.
  */
-export function registerRestRoutes(app: FastifyInstance, context: Context, doc: OpenApiDocument): void {
-  const caller = appRouter.createCaller(context) as unknown as Caller;
-  for (const [name, procedure] of Object.entries(appRouter._def.procedures)) {
-    const openapi = (procedure as { _def: { meta?: RestMeta } })._def.meta?.openapi;
-    if (!openapi || openapi.enabled === false) continue;
-    const call = caller[name];
-    if (!call) continue;
-    const hasBody = openapi.method !== 'GET' && openapi.method !== 'DELETE';
+export function registerRestRoutes(
+  app: FastifyInstance,
+  createContext: () => Context,
+  doc: OpenApiDocument,
+): void {
+  const caller = appRouter.createCaller(createContext) as unknown as Caller;
+  const operations = Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
+    METHODS.flatMap((method) => {
+      const operation = (item as Record<string, Operation | undefined>)[method];
+      // Event streams are Fastify routes of their own (sse.ts), described in the document by hand.
+      if (!operation?.operationId || operation.responses?.['200']?.content?.['text/event-stream']) return [];
+      const call = caller[operation.operationId];
+      return call ? [{ path, method: method.toUpperCase(), name: operation?.operationId, call }] : [];
+    }),
+  );
+  for (const { path, method, name, call } of operations) {
+    const hasBody = method !== 'GET' && method !== 'DELETE';
     app.route({
-      method: openapi.method,
-      url: openapi.path.replace(/\{(\w+)\}/g, ':$1'),
+      method,
+      url: path.replace(/\{(\w+)\}/g, ':$1'),
       handler: async (request: FastifyRequest, reply: FastifyReply) => {
         let input: Record<string, unknown>;
         const sentBody = request.body !== undefined || Number(request.headers['content-length'] ?? 0) > 0;

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { restError } from './errors.ts';
-import { resumeAfter } from './router.ts';
-import type { Context } from './trpc.ts';
+import { resumeAfter, type TaskWatcher } from './live.ts';
 
 const KEEP_ALIVE_MS = 15_000;
 const params = z.object({ id: z.uuid() });
@@ -14,7 +13,7 @@ const params = z.object({ id: z.uuid() });
  */
 export function registerEventStream(
   app: FastifyInstance,
-  live: Context['live'],
+  live: TaskWatcher,
   keepAliveMs = KEEP_ALIVE_MS,
 ): void {
   app.get('/tasks/:id/events', async (request, reply) => {

@@ -1,34 +1,40 @@
-import type { TaskEvent, TaskView } from '@tasker/core';
+/**
+ * The tRPC setup, in one place (as create-t3-turbo's `packages/api/src/trpc.ts`):
+ * 1. the context every procedure receives, and its factory;
+ * 2. initialisation: error shape, SSE keep-alive, procedure metadata (how it is served over REST);
+ * 3. the procedure builders the routers in `router/*.ts` use.
+ */
+
+import { isDatabaseUnavailable } from '@tasker/db';
+import {
+  DependencyUnavailableError,
+  InvalidArgumentError,
+  InvalidTaskInputError,
+  isRedisUnavailable,
+  type TaskApi,
+  TaskNotFoundError,
+  TaskStateConflictError,
+} from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { describeTrpcError } from './errors.ts';
-import type { LegacyTaskOutput, ListFilter, ProcessingState, RunOptions, SubmitResult } from './service.ts';
+import type { TaskWatcher } from './live.ts';
+
+// 1. CONTEXT
 
 /**
- * What procedures may use. Declared as narrow interfaces of plain types (not the classes) because
- * the router's type is published in the SDK: it must not drag the server's dependencies along.
+ * What procedures may use: the task API (plain data in and out) and the live feed. The context type
+ * is inferred from this factory. It names interfaces, not the classes behind them, because the
+ * router's type is published inside the SDK and must not drag BullMQ or drizzle along.
  */
-export interface Context {
-  service: {
-    submit(name: string, parameters: unknown, options?: RunOptions): Promise<SubmitResult>;
-    get(id: string): Promise<TaskView>;
-    cancel(id: string): Promise<TaskView>;
-    retry(id: string): Promise<TaskView>;
-    setPaused(paused: boolean, name?: string): Promise<ProcessingState>;
-    queueState(): Promise<ProcessingState>;
-    list(filter: ListFilter): Promise<{ tasks: TaskView[]; nextCursor: string | null }>;
-    legacyOutput(id: string): Promise<LegacyTaskOutput>;
-  };
-  live: {
-    watch(
-      id: string,
-      afterVersion: number,
-      signal: AbortSignal,
-    ): Promise<AsyncGenerator<TaskEvent> | undefined>;
-    watchAll(signal: AbortSignal, filter?: (event: TaskEvent) => boolean): AsyncGenerator<TaskEvent>;
-  };
+export function createContextFactory(services: { tasks: TaskApi; live: TaskWatcher }) {
+  return () => ({ tasks: services.tasks, live: services.live });
 }
 
-/** Procedure metadata: how a procedure is exposed over REST (read by the OpenAPI generator and rest.ts). */
+export type Context = ReturnType<ReturnType<typeof createContextFactory>>;
+
+// 2. INITIALISATION
+
+/** Procedure metadata: how a procedure is exposed over REST (read by the OpenAPI generator). */
 export interface RestMeta {
   [key: string]: unknown;
   openapi?: {
@@ -42,29 +48,8 @@ export interface RestMeta {
   };
 }
 
-const POSTGRES_DOWN = /ECONNREFUSED|CONNECT_TIMEOUT|CONNECTION_(CLOSED|ENDED|DESTROYED)|ENOTFOUND|57P0[123]/;
-/** What ioredis (and our fail-fast enqueue) say when Redis cannot take a command. */
-const REDIS_DOWN =
-  /Stream isn't writeable|Connection is closed|Redis is not connected|Reached the max retries per request/;
-
-/** A dependency failure seen by a procedure, told apart from a bug (drizzle wraps driver errors: walk the causes). */
-function unavailable(error: unknown): TRPCError | undefined {
-  for (let cause = error, depth = 0; cause && depth < 5; depth++) {
-    const { code, message } = cause as { code?: unknown; message?: unknown };
-    if (typeof message === 'string' && REDIS_DOWN.test(message)) {
-      return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'Redis is unavailable', cause: error });
-    }
-    if (typeof code === 'string' && POSTGRES_DOWN.test(code)) {
-      return new TRPCError({
-        code: 'SERVICE_UNAVAILABLE',
-        message: 'PostgreSQL is unavailable',
-        cause: error,
-      });
-    }
-    cause = (cause as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
+/** How often a subscription stream sends a keep-alive, so that proxies do not close an idle one. */
+export const SSE_PING_MS = 15_000;
 
 const t = initTRPC
   .context<Context>()
@@ -79,14 +64,48 @@ const t = initTRPC
         data: { code: shape.data.code, httpStatus: shape.data.httpStatus, path: shape.data.path, issues },
       };
     },
+    sse: {
+      ping: { enabled: true, intervalMs: SSE_PING_MS },
+      // A client that hears nothing (not even a ping) for this long reconnects, with its last event id.
+      client: { reconnectAfterInactivityMs: SSE_PING_MS * 2 + 5_000 },
+    },
   });
 
-export const router = t.router;
+/** The engine's errors (and dependency failures) as the API's: one mapping for tRPC and REST. */
+function toTrpcError(error: unknown): TRPCError | undefined {
+  const cause = error instanceof TRPCError && error.cause ? error.cause : error;
+  if (cause instanceof InvalidTaskInputError) {
+    const issues = cause.issues.map((issue) => ({ ...issue, path: ['task_parameters', ...issue.path] }));
+    return new TRPCError({
+      code: 'BAD_REQUEST',
+      message: cause.message,
+      cause: Object.assign(new Error(cause.message), { issues }),
+    });
+  }
+  if (cause instanceof InvalidArgumentError)
+    return new TRPCError({ code: 'BAD_REQUEST', message: cause.message });
+  if (cause instanceof TaskNotFoundError) return new TRPCError({ code: 'NOT_FOUND', message: cause.message });
+  if (cause instanceof TaskStateConflictError)
+    return new TRPCError({ code: 'CONFLICT', message: cause.message });
+  if (cause instanceof DependencyUnavailableError)
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: cause.message, cause });
+  if (isDatabaseUnavailable(cause))
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'PostgreSQL is unavailable', cause });
+  if (isRedisUnavailable(cause))
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'Redis is unavailable', cause });
+  return undefined;
+}
 
+// 3. PROCEDURES
+
+export const router = t.router;
+export const mergeRouters = t.mergeRouters;
+
+/** Every procedure: the engine's errors become the API's (400, 404, 409, 503), never a 500. */
 export const publicProcedure = t.procedure.use(async ({ next }) => {
   const result = await next();
   if (!result.ok) {
-    const mapped = unavailable(result.error);
+    const mapped = toTrpcError(result.error);
     if (mapped) throw mapped;
   }
   return result;

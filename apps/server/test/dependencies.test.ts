@@ -1,4 +1,4 @@
-import { createLogger, loadEnv } from '@tasker/core';
+import { createLogger, loadEnv } from '@tasker/engine';
 import {
   createTestEnv,
   freePort,

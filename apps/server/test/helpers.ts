@@ -1,4 +1,4 @@
-import { createLogger, loadEnv } from '@tasker/core';
+import { createLogger, loadEnv } from '@tasker/engine';
 import { type AppProcess, createTestEnv, spawnApp, type TestEnv, waitFor } from '@tasker/testing';
 import { startServer, type TaskerServer } from '../src/server.ts';
 

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { createRedis, type TaskEvent } from '@tasker/core';
+import type { TaskEvent } from '@tasker/engine';
 import { type FakeOpenAI, spawnApp, startFakeOpenAI, waitFor } from '@tasker/testing';
 import { createTRPCClient, httpBatchLink, httpSubscriptionLink, splitLink } from '@trpc/client';
 import { EventSource } from 'eventsource';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppRouter } from '../src/index.ts';
 import { runTask, type Stack, startStack } from './helpers.ts';
@@ -124,22 +125,24 @@ describe('GET /tasks/{id}/events (plain SSE)', () => {
     expect(bad.status).toBe(400);
   });
 
-  it('serves many watchers of one task over ONE Redis subscription, and each sees the end', async () => {
+  it('serves many watchers of one task over ONE listening connection, and each sees the end', async () => {
     await ensureWorker();
     const id = await runTask(stack.url, 'query_chatgpt', { prompt: 'crowd' });
     const watchers = 300;
     const streams = Array.from({ length: watchers }, () => curl(`${stack.url}/tasks/${id}/events`));
-    const redis = createRedis(stack.env.redisUrl, 'command');
+    const sql = postgres(stack.env.databaseUrl, { max: 1 });
     try {
+      const database = new URL(stack.env.databaseUrl).pathname.slice(1);
       await waitFor(async () => {
-        const clients = (await redis.client('LIST')) as string;
-        return clients.split('\n').filter((l) => l.includes('name=tasker-server-events')).length === 1;
+        const [row] = await sql<{ n: number }[]>`
+          select count(*)::int as n from pg_stat_activity where datname = ${database} and query ilike 'listen %'`;
+        return row?.n === 1;
       });
       const ends = await Promise.all(streams);
       for (const text of ends)
         expect(parseSse(text).at(-1)?.data.status, text.slice(-1500)).toBe('COMPLETED');
     } finally {
-      redis.disconnect();
+      await sql.end();
     }
   });
 });

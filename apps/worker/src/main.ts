@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadEnv } from '@tasker/core';
+import { ConfigError, createLogger, loadEnv } from '@tasker/engine';
 import { startWorker } from './worker.ts';
 
 async function main() {

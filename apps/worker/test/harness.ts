@@ -1,63 +1,79 @@
 import { randomUUID } from 'node:crypto';
-import { createRedis, StatusBus, TaskQueue } from '@tasker/core';
-import { createDb, type DbClient, migrateDatabase, TaskStore, tasks } from '@tasker/db';
+import { listenTaskChanges, type TaskChangeListener, type TaskStore, tasks } from '@tasker/db';
+import {
+  createEngine,
+  createLogger,
+  createTaskApi,
+  type Engine,
+  loadEnv,
+  type TaskApi,
+} from '@tasker/engine';
 import { createTestEnv, type TestEnv, waitFor } from '@tasker/testing';
 import { sql } from 'drizzle-orm';
-import { Redis } from 'ioredis';
 
 /**
- * What the server does on submission (INSERT, then enqueue), without HTTP, plus a few probes:
- * row counts by status and a log of every published state change.
+ * The server's own submit path (the API the router calls, over an engine in the server's role),
+ * without HTTP, plus probes: row counts by status, and every change PostgreSQL announced.
  */
 export class Harness {
-  readonly db: DbClient;
-  readonly store: TaskStore;
   readonly events: { id: string; status: string }[] = [];
-  private redis: Redis;
-  private subscriber: Redis;
-  queue: TaskQueue;
+  readonly api: TaskApi;
+  readonly store: TaskStore;
+  private listener: TaskChangeListener | undefined;
 
-  private constructor(readonly env: TestEnv) {
-    this.db = createDb(env.databaseUrl, { max: 4 });
-    this.store = new TaskStore(this.db);
-    this.redis = createRedis(env.redisUrl, 'command');
-    this.queue = new TaskQueue(this.redis, env.prefix);
-    this.subscriber = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
+  private constructor(
+    readonly env: TestEnv,
+    readonly engine: Engine,
+  ) {
+    this.api = createTaskApi(engine.lifecycle);
+    this.store = engine.lifecycle.resources.store;
+  }
+
+  get db() {
+    return this.engine.db;
   }
 
   static async start(vars: Record<string, string> = {}): Promise<Harness> {
     const env = createTestEnv(vars);
-    await migrateDatabase(env.databaseUrl);
-    const harness = new Harness(env);
-    harness.subscriber.on('message', (_channel, message) => {
-      const event = StatusBus.parse(message);
-      if (event) harness.events.push({ id: event.id, status: event.status });
-    });
-    harness.subscriber.on('error', () => {});
-    harness.redis.on('error', () => {});
-    await harness.subscriber.subscribe(`${env.prefix}:events`);
+    const parsed = loadEnv(env.vars);
+    const harness = new Harness(env, await createEngine(parsed, createLogger(parsed, 'harness'), 'server'));
+    harness.listener = await listenTaskChanges(
+      harness.engine.db.sql,
+      (change) => {
+        if (!change.truncated) harness.events.push({ id: change.row.id, status: change.row.status });
+      },
+      () => {},
+    );
     return harness;
   }
 
-  /** Inserts sum_two_numbers rows (a = i, b = 2i); enqueues them unless `enqueue: false`. */
-  async submitSums(count: number, { enqueue = true } = {}): Promise<string[]> {
+  /** Submits sum_two_numbers tasks (a = i, b = 2i) as the server does, 50 at a time. */
+  async submitSums(count: number): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < count; i += 50) {
+      const batch = Array.from({ length: Math.min(50, count - i) }, (_, j) => i + j);
+      const results = await Promise.all(
+        batch.map((n) => this.api.submit({ name: 'sum_two_numbers', input: { a: n, b: 2 * n } })),
+      );
+      ids.push(...results.map((r) => r.id));
+    }
+    return ids;
+  }
+
+  /** What a server that died between its two writes leaves behind: rows with no job. */
+  async insertSumsWithoutJobs(count: number): Promise<string[]> {
     const rows = Array.from({ length: count }, (_, i) => ({
       id: randomUUID(),
       name: 'sum_two_numbers',
       input: { a: i, b: 2 * i },
       maxAttempts: 1,
     }));
-    for (let i = 0; i < rows.length; i += 500) await this.db.db.insert(tasks).values(rows.slice(i, i + 500));
-    const inserted = rows.map((r) => ({ ...r, priority: 0, runAfter: null }));
-    if (enqueue)
-      for (let i = 0; i < inserted.length; i += 500) await this.queue.enqueue(inserted.slice(i, i + 500));
+    await this.db.db.insert(tasks).values(rows);
     return rows.map((r) => r.id);
   }
 
   async submit(name: string, input: unknown, maxAttempts: number): Promise<string> {
-    const { row } = await this.store.insert({ id: randomUUID(), name, input, maxAttempts });
-    await this.queue.enqueue([row]);
-    return row.id;
+    return (await this.api.submit({ name, input, maxAttempts })).id;
   }
 
   async counts(): Promise<Record<string, number>> {
@@ -92,10 +108,8 @@ export class Harness {
   }
 
   async close(): Promise<void> {
-    await this.queue.close().catch(() => {});
-    this.redis.disconnect();
-    this.subscriber.disconnect();
-    await this.db.close();
+    await this.listener?.close().catch(() => {});
+    await this.engine.close().catch(() => {});
     await this.env.cleanup();
   }
 }

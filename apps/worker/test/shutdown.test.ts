@@ -76,7 +76,7 @@ describe('retries', () => {
     // The event follows the commit: wait for it rather than race it.
     await waitFor(() => harness?.events.some((e) => e.id === id && e.status === 'FAILED'));
     const statuses = harness.events.filter((e) => e.id === id).map((e) => e.status);
-    expect(statuses).toEqual(['RUNNING', 'PENDING', 'RUNNING', 'PENDING', 'RUNNING', 'FAILED']);
+    expect(statuses).toEqual(['PENDING', 'RUNNING', 'PENDING', 'RUNNING', 'PENDING', 'RUNNING', 'FAILED']);
   });
 
   it('an error another attempt cannot fix (401) fails at once', async () => {

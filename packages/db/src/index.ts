@@ -1,4 +1,13 @@
 export { createDb, type Database, type DbClient, type DbOptions } from './client.ts';
+export { isDatabaseUnavailable, isTransientDatabaseError } from './errors.ts';
+export {
+  listenTaskChanges,
+  parseTaskChange,
+  TASK_EVENTS_CHANNEL,
+  type TaskChange,
+  type TaskChangeListener,
+  type TruncatedTaskChange,
+} from './events.ts';
 export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts';
 export * from './schema.ts';
 export { type StaleTask, type TaskListFilter, TaskStore, type TaskStoreOptions } from './store.ts';

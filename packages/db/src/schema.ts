@@ -13,15 +13,26 @@ import {
 
 export const TASK_STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
+/** The statuses a task ends in. Only an explicit retry moves a task out of one. Listed here only. */
 export const TERMINAL_STATUSES = [
   'COMPLETED',
   'FAILED',
   'CANCELLED',
 ] as const satisfies readonly TaskStatus[];
+/** The statuses of a task that is not finished: queued, delayed, waiting for a retry, or running. */
+export const UNFINISHED_STATUSES = ['PENDING', 'RUNNING'] as const satisfies readonly TaskStatus[];
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
+
+export const isTerminal = (status: TaskStatus): status is TerminalStatus =>
+  (TERMINAL_STATUSES as readonly TaskStatus[]).includes(status);
+
+/** `('A', 'B')` for a status list in SQL (constants only, never user input). */
+const statusList = (statuses: readonly TaskStatus[]) =>
+  sql.raw(`(${statuses.map((s) => `'${s}'`).join(', ')})`);
 
 export const taskStatus = pgEnum('task_status', TASK_STATUSES);
 
-/** What a failed attempt (or a failed task) records. Never a stack trace: it may reach clients. */
+/** What a failed attempt (or a failed or cancelled task) records. Never a stack trace: it may reach clients. */
 export interface TaskError {
   message: string;
   name: string;
@@ -87,11 +98,13 @@ export const tasks = pgTable(
       t.id.desc().nullsFirst(),
     ),
     // The recovery sweeper: unfinished rows that have not moved for a while.
-    index('tasks_unfinished_idx').on(t.updatedAt).where(sql`${t.status} in ('PENDING', 'RUNNING')`),
+    index('tasks_unfinished_idx')
+      .on(t.updatedAt)
+      .where(sql`${t.status} in ${statusList(UNFINISHED_STATUSES)}`),
     // Retention: finished tasks by age.
     index('tasks_finished_idx')
       .on(t.finishedAt)
-      .where(sql`${t.status} in ('COMPLETED', 'FAILED', 'CANCELLED')`),
+      .where(sql`${t.status} in ${statusList(TERMINAL_STATUSES)}`),
     uniqueIndex('tasks_owner_idempotency_idx')
       .on(t.ownerId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),

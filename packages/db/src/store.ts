@@ -16,9 +16,15 @@ import {
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { Batcher } from './batcher.ts';
 import type { Database, DbClient } from './client.ts';
-import { type NewTaskRow, type TaskError, type TaskRow, type TaskStatus, tasks } from './schema.ts';
-
-const UNFINISHED = ['PENDING', 'RUNNING'] as const;
+import {
+  type NewTaskRow,
+  type TaskError,
+  type TaskRow,
+  type TaskStatus,
+  TERMINAL_STATUSES,
+  tasks,
+  UNFINISHED_STATUSES,
+} from './schema.ts';
 
 export interface TaskListFilter {
   ownerId: string;
@@ -74,7 +80,7 @@ export class TaskStore {
   // commit. Their SQL has a fixed text whatever the batch size (arrays + unnest), so postgres.js
   // prepares each once per connection.
   private readonly inserts: Batcher<NewTaskRow, { row: TaskRow; created: boolean }>;
-  private readonly starts: Batcher<{ id: string; workerId: string }, TaskRow | undefined>;
+  private readonly claims: Batcher<{ id: string; workerId: string; attempt: number }, TaskRow | undefined>;
   private readonly completions: Batcher<{ id: string; output: unknown }, TaskRow | undefined>;
   private readonly getById;
   private readonly db: Database;
@@ -107,11 +113,14 @@ export class TaskStore {
         const runAfters = column((r) => r.runAfter?.toISOString());
         const keyed = rows.filter((r) => r.idempotencyKey != null);
         if (keyed.length > 0) {
-          // A key older than the window is free again: detach it from its old task first.
+          // A key older than the window is free again: detach it from the owner's old task first
+          // (a change like any other: version and updated_at move, and it is announced).
           await pg`
-            update tasks set idempotency_key = null
-            where idempotency_key = any(${column((r) => r.idempotencyKey)}::text[])
-              and created_at < now() - make_interval(secs => ${this.options.idempotencyWindowSeconds})`;
+            update tasks t set idempotency_key = null, version = t.version + 1, updated_at = now()
+            from unnest(${pgArray(keyed.map((r) => r.ownerId ?? 'default'))}::text[],
+                        ${pgArray(keyed.map((r) => r.idempotencyKey))}::text[]) as k(owner_id, key)
+            where t.owner_id = k.owner_id and t.idempotency_key = k.key
+              and t.created_at < now() - make_interval(secs => ${this.options.idempotencyWindowSeconds})`;
         }
         const inserted = byId(
           await pg`
@@ -147,16 +156,17 @@ export class TaskStore {
       (row) => row.id,
       { maxSize: 200 },
     );
-    this.starts = new Batcher(
+    this.claims = new Batcher(
       async (items) => {
         const claimed = new Map<string, TaskRow>();
         for (const workerId of new Set(items.map((i) => i.workerId))) {
-          const ids = items.filter((i) => i.workerId === workerId).map((i) => i.id);
+          const mine = items.filter((i) => i.workerId === workerId);
           const rows = await pg`
-            update tasks set status = 'RUNNING', version = version + 1, attempts = attempts + 1, progress = null, started_at = coalesce(started_at, now()),
-              updated_at = now(), worker_id = ${workerId}
-            where id = any(${pgArray(ids)}::uuid[]) and status in ('PENDING', 'RUNNING') and cancel_requested_at is null
-            returning *`;
+            update tasks t set status = 'RUNNING', version = t.version + 1, attempts = v.attempt, progress = null,
+              started_at = coalesce(t.started_at, now()), updated_at = now(), worker_id = ${workerId}
+            from unnest(${pgArray(mine.map((i) => i.id))}::uuid[], ${pgArray(mine.map((i) => String(i.attempt)))}::int[]) as v(id, attempt)
+            where t.id = v.id and t.status in ('PENDING', 'RUNNING') and t.cancel_requested_at is null
+            returning t.*`;
           for (const [id, row] of byId(rows)) claimed.set(id, row);
         }
         return items.map((i) => claimed.get(i.id));
@@ -172,7 +182,7 @@ export class TaskStore {
             from unnest(${pgArray(items.map((i) => i.id))}::uuid[], ${pgArray(
               items.map((i) => JSON.stringify(i.output ?? null)),
             )}::jsonb[]) as v(id, output)
-            where t.id = v.id and t.status = 'RUNNING'
+            where t.id = v.id and t.status = 'RUNNING' and t.cancel_requested_at is null
             returning t.*`,
         );
         return items.map((i) => completed.get(i.id));
@@ -215,14 +225,18 @@ export class TaskStore {
   }
 
   /**
-   * Claims the task for one attempt: PENDING (or RUNNING left by a dead worker) becomes RUNNING and
-   * the attempt is counted. Returns undefined when the task is already finished or being cancelled.
+   * Claims the task for attempt number `attempt` (the queue's count, so that a delivery repeated
+   * after a crash or a lost answer does not use up an attempt): PENDING (or RUNNING left by a dead
+   * worker) becomes RUNNING. Undefined when the task is finished or its cancellation was requested.
    */
-  start(id: string, workerId: string): Promise<TaskRow | undefined> {
-    return this.starts.add({ id, workerId });
+  claim(id: string, workerId: string, attempt: number): Promise<TaskRow | undefined> {
+    return this.claims.add({ id, workerId, attempt });
   }
 
-  /** RUNNING → COMPLETED. Undefined when another attempt already finished the task. */
+  /**
+   * RUNNING → COMPLETED. Undefined when the task is no longer RUNNING (another delivery finished it)
+   * or its cancellation was requested: a task whose cancel was recorded first never ends COMPLETED.
+   */
   complete(id: string, output: unknown): Promise<TaskRow | undefined> {
     return this.completions.add({ id, output });
   }
@@ -277,13 +291,27 @@ export class TaskStore {
     });
   }
 
+  /** The ids among these whose cancellation was requested (the worker's check on what it runs). */
+  async cancelRequested(ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .select({ id: tasks.id })
+      .from(tasks)
+      .where(and(inArray(tasks.id, [...ids]), isNotNull(tasks.cancelRequestedAt)));
+    return rows.map((r) => r.id);
+  }
+
   /** Ends as CANCELLED an unfinished task whose cancellation was requested. */
   async markCancelled(id: string, error: TaskError): Promise<TaskRow | undefined> {
-    return this.transition(id, and(inArray(tasks.status, UNFINISHED), isNotNull(tasks.cancelRequestedAt)), {
-      status: 'CANCELLED',
-      error,
-      finishedAt: sql`now()`,
-    });
+    return this.transition(
+      id,
+      and(inArray(tasks.status, [...UNFINISHED_STATUSES]), isNotNull(tasks.cancelRequestedAt)),
+      {
+        status: 'CANCELLED',
+        error,
+        finishedAt: sql`now()`,
+      },
+    );
   }
 
   /**
@@ -291,7 +319,7 @@ export class TaskStore {
    * earlier attempts stay in attempt_errors. Undefined when the task is not FAILED or CANCELLED.
    */
   async retry(id: string): Promise<TaskRow | undefined> {
-    return this.transition(id, inArray(tasks.status, ['FAILED', 'CANCELLED']), {
+    return this.transition(id, inArray(tasks.status, ['FAILED', 'CANCELLED'] satisfies TaskStatus[]), {
       status: 'PENDING',
       error: null,
       output: null,
@@ -311,7 +339,7 @@ export class TaskStore {
     const deleted = await this.db.execute(sql`
       delete from ${tasks} where ${tasks.id} in (
         select ${tasks.id} from ${tasks}
-        where ${tasks.status} in ('COMPLETED', 'FAILED', 'CANCELLED') and ${tasks.finishedAt} < ${before.toISOString()}::timestamptz
+        where ${inArray(tasks.status, [...TERMINAL_STATUSES])} and ${tasks.finishedAt} < ${before.toISOString()}::timestamptz
         limit ${limit})`);
     return deleted.count;
   }
@@ -349,7 +377,7 @@ export class TaskStore {
 
   /** Ends an unfinished task as FAILED from outside a worker (e.g. its job was lost for good). */
   async failUnfinished(id: string, error: TaskError): Promise<TaskRow | undefined> {
-    return this.transition(id, inArray(tasks.status, UNFINISHED), {
+    return this.transition(id, inArray(tasks.status, [...UNFINISHED_STATUSES]), {
       status: 'FAILED',
       error,
       attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
@@ -393,7 +421,7 @@ export class TaskStore {
     limit: number,
     cursor?: { updatedAt: Date; id: string },
   ): Promise<StaleTask[]> {
-    const conditions = [inArray(tasks.status, UNFINISHED), lt(tasks.updatedAt, before)];
+    const conditions = [inArray(tasks.status, [...UNFINISHED_STATUSES]), lt(tasks.updatedAt, before)];
     if (cursor) {
       conditions.push(
         or(

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { createTestEnv, type TestEnv } from '@tasker/testing';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, type DbClient, migrateDatabase, TaskStore } from '../src/index.ts';
+import {
+  createDb,
+  type DbClient,
+  listenTaskChanges,
+  migrateDatabase,
+  type TaskChange,
+  TaskStore,
+} from '../src/index.ts';
 
 let env: TestEnv;
 let client: DbClient;
@@ -23,6 +30,44 @@ afterAll(async () => {
 
 const newTask = async (input: unknown = { a: 1, b: 2 }) =>
   (await store.insert({ id: randomUUID(), name: 'sum_two_numbers', input, maxAttempts: 3 })).row;
+
+describe('task change notifications', () => {
+  it('announces every change on commit, never a rolled-back one, with the row as it is after it', async () => {
+    const heard: TaskChange[] = [];
+    const listener = await listenTaskChanges(
+      client.sql,
+      (c) => heard.push(c),
+      () => {},
+    );
+    try {
+      const task = await newTask();
+      await store.claim(task.id, 'w1', 1);
+      await store.complete(task.id, 7);
+      await client.sql
+        .begin(async (tx) => {
+          await tx`update tasks set version = version + 1 where id = ${task.id}`;
+          throw new Error('roll back');
+        })
+        .catch(() => {});
+      const big = await newTask({ text: 'x'.repeat(20_000) });
+      await store.claim(big.id, 'w1', 1);
+      await store.complete(big.id, 'y'.repeat(10_000));
+      const deadline = Date.now() + 5000;
+      while (heard.filter((c) => c.truncated || c.row.id === big.id).length < 3 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      const mine = heard.filter((c) => !c.truncated && c.row.id === task.id);
+      expect(mine.map((c) => (c.truncated ? '' : c.row.status))).toEqual(['PENDING', 'RUNNING', 'COMPLETED']);
+      const done = mine.at(-1);
+      expect(done?.truncated === false && done.row.output).toBe(7);
+      expect(done?.truncated === false && done.row.finishedAt).toBeInstanceOf(Date);
+      const bigOnes = heard.filter((c) => (c.truncated ? c.id : c.row.id) === big.id);
+      expect(bigOnes.map((c) => c.truncated)).toEqual([false, false, true]);
+      expect(bigOnes.at(-1)).toMatchObject({ truncated: true, status: 'COMPLETED', version: 2 });
+    } finally {
+      await listener.close();
+    }
+  });
+});
 
 describe('migrations', () => {
   it('created the database and applied each migration once despite concurrent starts', async () => {
@@ -59,7 +104,7 @@ describe('TaskStore', () => {
     const task = await newTask();
     expect(task.status).toBe('PENDING');
     expect(task.attempts).toBe(0);
-    const running = await store.start(task.id, 'w1');
+    const running = await store.claim(task.id, 'w1', 1);
     expect(running?.status).toBe('RUNNING');
     expect(running?.attempts).toBe(1);
     expect(running?.startedAt).toBeInstanceOf(Date);
@@ -72,13 +117,13 @@ describe('TaskStore', () => {
 
   it('lets exactly one of many racing completions win, and never re-opens a finished task', async () => {
     const task = await newTask();
-    await store.start(task.id, 'w1');
-    await store.start(task.id, 'w2'); // a re-delivery after a crash may claim it again
+    await store.claim(task.id, 'w1', 1);
+    await store.claim(task.id, 'w2', 1); // a re-delivery after a crash may claim it again
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.complete(task.id, i)));
     const winners = results.filter((r) => r !== undefined);
     expect(winners).toHaveLength(1);
     expect((await store.get(task.id))?.output).toBe(winners[0]?.output);
-    expect(await store.start(task.id, 'w3')).toBeUndefined();
+    expect(await store.claim(task.id, 'w3', 2)).toBeUndefined();
     expect(
       await store.failAttempt(task.id, { message: 'x', name: 'Error', code: 'HANDLER_ERROR' }, true),
     ).toBeUndefined();
@@ -86,7 +131,7 @@ describe('TaskStore', () => {
 
   it('keeps every failed attempt and fails only on the final one', async () => {
     const task = await newTask();
-    await store.start(task.id, 'w1');
+    await store.claim(task.id, 'w1', 1);
     const retry = await store.failAttempt(
       task.id,
       { message: 'first', name: 'Error', code: 'HANDLER_ERROR', attempt: 1 },
@@ -94,7 +139,7 @@ describe('TaskStore', () => {
     );
     expect(retry?.status).toBe('PENDING');
     expect(retry?.error).toBeNull();
-    await store.start(task.id, 'w1');
+    await store.claim(task.id, 'w1', 2);
     const failed = await store.failAttempt(
       task.id,
       { message: 'second', name: 'Error', code: 'TIMEOUT', attempt: 2 },
@@ -108,7 +153,7 @@ describe('TaskStore', () => {
 
   it('gives a running attempt back without counting it', async () => {
     const task = await newTask();
-    await store.start(task.id, 'w1');
+    await store.claim(task.id, 'w1', 1);
     const released = await store.release(task.id);
     expect(released?.status).toBe('PENDING');
     expect(released?.attempts).toBe(0);
@@ -147,15 +192,57 @@ describe('TaskStore', () => {
     expect(fresh.created).toBe(true);
   });
 
+  it('counts a repeated claim of the same delivery once (a lost answer costs no attempt)', async () => {
+    const task = await newTask();
+    await store.claim(task.id, 'w1', 1);
+    const again = await store.claim(task.id, 'w1', 1);
+    expect(again?.attempts).toBe(1);
+  });
+
+  it('never completes a task whose cancellation was recorded first; it ends CANCELLED', async () => {
+    const task = await newTask();
+    await store.claim(task.id, 'w1', 1);
+    expect((await store.requestCancel(task.id))?.cancelRequestedAt).toBeInstanceOf(Date);
+    expect(await store.cancelRequested([task.id, randomUUID()])).toEqual([task.id]);
+    expect(await store.complete(task.id, 3)).toBeUndefined();
+    const cancelled = await store.markCancelled(task.id, {
+      message: 'cancelled',
+      name: 'X',
+      code: 'CANCELLED',
+    });
+    expect(cancelled?.status).toBe('CANCELLED');
+    expect(cancelled?.output).toBeNull();
+  });
+
+  // Issue 7, fault 6: releasing an expired idempotency key touched every owner's rows with that key,
+  // and did not move version/updated_at (so watchers and the sweeper missed the change).
+  it('frees an expired idempotency key of this owner only, as a versioned change', async () => {
+    const key = `shared-${randomUUID()}`;
+    const insert = (ownerId: string) =>
+      store.insert({ id: randomUUID(), ownerId, name: 'sum_two_numbers', input: {}, idempotencyKey: key });
+    const a = (await insert('tenant-a')).row;
+    const b = (await insert('tenant-b')).row;
+    await client.sql`update tasks set created_at = now() - interval '2 days' where id in (${a.id}, ${b.id})`;
+    const again = await insert('tenant-a');
+    expect(again.created).toBe(true);
+    const [oldA, oldB] = [await store.get(a.id), await store.get(b.id)];
+    expect(oldA?.idempotencyKey).toBeNull();
+    expect(oldA?.version).toBe(a.version + 1);
+    expect(oldA?.updatedAt.getTime()).toBeGreaterThan(a.updatedAt.getTime());
+    // tenant-b's key is tenant-b's: tenant-a's submission must not touch it.
+    expect(oldB?.idempotencyKey).toBe(key);
+    expect(oldB?.version).toBe(b.version);
+  });
+
   it('prunes finished tasks past retention, in batches, and nothing else', async () => {
     const old = await Promise.all(Array.from({ length: 5 }, () => newTask()));
     for (const task of old) {
-      await store.start(task.id, 'w');
+      await store.claim(task.id, 'w', 1);
       await store.complete(task.id, 1);
     }
     const unfinished = await newTask();
     const recent = await newTask();
-    await store.start(recent.id, 'w');
+    await store.claim(recent.id, 'w', 1);
     await store.complete(recent.id, 2);
     await client.sql`update tasks set finished_at = now() - interval '40 days' where id = any(${old.map((t) => t.id)}::uuid[])`;
     await client.sql`update tasks set created_at = now() - interval '40 days' where id = ${unfinished.id}`;

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 
-/** Settings that task handlers may need. Parsed from the environment by `@tasker/core`. */
+/** Settings that task handlers may need. Parsed from the environment by `@tasker/engine`. */
 export interface TaskConfig {
   openai: { apiKey?: string | undefined; baseURL?: string | undefined; model: string };
 }

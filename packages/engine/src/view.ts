@@ -1,4 +1,7 @@
 import { TASK_STATUSES, type TaskRow } from '@tasker/db';
+
+export { isTerminal } from '@tasker/db';
+
 import { z } from 'zod';
 
 export const taskStatusSchema = z.enum(TASK_STATUSES).meta({ id: 'TaskStatus' });
@@ -77,10 +80,7 @@ export function toTaskView(row: TaskRow): TaskView {
 export const taskEventSchema = taskViewSchema.omit({ input: true });
 export type TaskEvent = z.output<typeof taskEventSchema>;
 
-export function toTaskEvent(row: TaskRow): TaskEvent {
-  const { input: _input, ...event } = toTaskView(row);
+export function toTaskEvent(row: Omit<TaskRow, 'input'>): TaskEvent {
+  const { input: _input, ...event } = toTaskView({ ...row, input: null });
   return event;
 }
-
-export const isTerminal = (status: TaskView['status']) =>
-  status === 'COMPLETED' || status === 'FAILED' || status === 'CANCELLED';

@@ -25,3 +25,17 @@ export function createRedis(
   redis.on('error', () => {});
   return redis;
 }
+
+/** What ioredis (and the queue's fail-fast check) say when Redis cannot take a command. */
+const REDIS_DOWN =
+  /Stream isn't writeable|Connection is closed|Redis is not connected|Reached the max retries per request/;
+
+/** Redis is down or the connection broke (the error, or one of its causes, says so). */
+export function isRedisUnavailable(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause && typeof cause === 'object' && depth < 6; depth++) {
+    const { message } = cause as { message?: unknown };
+    if (typeof message === 'string' && REDIS_DOWN.test(message)) return true;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return false;
+}

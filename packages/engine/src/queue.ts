@@ -3,8 +3,7 @@ import { getTaskDefinition } from '@tasker/tasks';
 import { type JobsOptions, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-
-export const QUEUE_NAME = 'tasks';
+import { QUEUE_NAME, type RedisKeys } from './keys.ts';
 
 /** The payload of every BullMQ job. The task's input stays in PostgreSQL; the job id is the task id. */
 export const jobDataSchema = z.object({ taskId: z.uuid() });
@@ -29,7 +28,9 @@ export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
     backoff: retry ? { type: retry.backoff.type, delay: retry.backoff.delayMs, jitter: 0.5 } : undefined,
     delay: delay > 0 ? delay : undefined,
     priority: MAX_PRIORITY + 1 - Math.min(MAX_PRIORITY, Math.max(0, task.priority)),
-    // PostgreSQL keeps every result; Redis only needs unfinished jobs (and recent failures, for inspection).
+    // PostgreSQL keeps every result; Redis only needs unfinished jobs (and the jobs BullMQ itself gave
+    // up on, e.g. stalled too often, for the sweeper and for inspection). A job whose outcome the
+    // worker recorded in PostgreSQL (completed, failed for good, cancelled) completes.
     removeOnComplete: true,
     removeOnFail: { age: 24 * 3600, count: 10_000 },
   };
@@ -52,9 +53,9 @@ export class TaskQueue {
 
   constructor(
     private readonly connection: Redis,
-    prefix: string,
+    keys: RedisKeys,
   ) {
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection, prefix });
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection, prefix: keys.bullmqPrefix });
   }
 
   /**
@@ -160,6 +161,24 @@ export class TaskQueue {
   async remove(id: string): Promise<void> {
     if (this.connection.status !== 'ready') return; // no Redis: nothing to remove from now
     await this.queue.remove(id).catch(() => 0);
+  }
+
+  /**
+   * Queues a task that runs again under the same id (a retry by hand, or a job the sweeper found
+   * left over from an earlier round): any job still under that id is removed first, waiting for a
+   * worker that still holds it to let go, since BullMQ ignores an add whose job id exists. Throws
+   * when the old job cannot be removed in time; the sweeper then replaces it later.
+   */
+  async replace(task: Deliverable, { waitMs = 3000 } = {}): Promise<void> {
+    this.ensureConnected();
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      await this.queue.remove(task.id).catch(() => 0);
+      if (!(await this.queue.getJob(task.id))) break;
+      if (Date.now() > deadline) throw new Error(`the old job of task ${task.id} is still held by a worker`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await this.enqueue([task]);
   }
 
   close(): Promise<void> {

@@ -1,27 +1,25 @@
 import type { Redis } from 'ioredis';
+import type { RedisKeys } from './keys.ts';
 
 /**
- * Which task types are paused, shared by every process through one Redis set. Reads are served
- * from a copy at most `maxAgeMs` old (a worker asks for every job it takes); if Redis cannot be
- * read the last copy stands.
+ * Which task types are paused, shared by every process through one Redis set. `has` answers from a
+ * copy at most `maxAgeMs` old (a worker asks for every job it takes); `has(name, { fresh: true })`
+ * asks Redis. If Redis cannot be read, the last copy stands.
  */
 export class PausedTypes {
-  private readonly key: string;
   private cached = new Set<string>();
   private loadedAt = 0;
   private loading: Promise<void> | undefined;
 
   constructor(
     private readonly redis: Redis,
-    prefix: string,
+    private readonly keys: RedisKeys,
     private readonly maxAgeMs = 1000,
-  ) {
-    this.key = `${prefix}:paused-types`;
-  }
+  ) {}
 
   private refresh(): Promise<void> {
     this.loading ??= this.redis
-      .smembers(this.key)
+      .smembers(this.keys.pausedTypes)
       .then(
         (names) => {
           this.cached = new Set(names);
@@ -35,8 +33,8 @@ export class PausedTypes {
     return this.loading;
   }
 
-  async has(name: string): Promise<boolean> {
-    if (Date.now() - this.loadedAt > this.maxAgeMs) await this.refresh();
+  async has(name: string, { fresh = false } = {}): Promise<boolean> {
+    if (fresh || Date.now() - this.loadedAt > this.maxAgeMs) await this.refresh();
     return this.cached.has(name);
   }
 
@@ -46,12 +44,12 @@ export class PausedTypes {
   }
 
   async add(name: string): Promise<void> {
-    await this.redis.sadd(this.key, name);
+    await this.redis.sadd(this.keys.pausedTypes, name);
     this.cached.add(name);
   }
 
   async remove(name: string): Promise<void> {
-    await this.redis.srem(this.key, name);
+    await this.redis.srem(this.keys.pausedTypes, name);
     this.cached.delete(name);
   }
 }

@@ -2,15 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { TaskRow } from '@tasker/db';
 import { createTestEnv, deleteKeys } from '@tasker/testing';
 import { UnrecoverableError, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
   createRedis,
   jobOptions,
+  LeaderLock,
   loadEnv,
   QUEUE_NAME,
-  StatusBus,
+  ResultCache,
+  redisKeys,
   TaskQueue,
 } from '../src/index.ts';
 
@@ -70,10 +71,11 @@ describe('jobOptions', () => {
   });
 });
 
-describe('TaskQueue and StatusBus on real Redis', () => {
+describe('TaskQueue, ResultCache and LeaderLock on real Redis', () => {
   const env = createTestEnv();
+  const keys = redisKeys(env.prefix);
   const redis = createRedis(env.redisUrl, 'blocking');
-  const queue = new TaskQueue(redis, env.prefix);
+  const queue = new TaskQueue(redis, keys);
   afterAll(async () => {
     await queue.close();
     await deleteKeys(env.redisUrl, env.prefix);
@@ -106,12 +108,50 @@ describe('TaskQueue and StatusBus on real Redis', () => {
     expect(await queue.failedReason(failedId)).toMatch(/stalled/);
   });
 
-  it('publishes every change once and caches only final states', async () => {
-    const bus = new StatusBus(redis, env.prefix, 60);
-    const subscriber = new Redis(env.redisUrl);
-    const received: string[] = [];
-    await subscriber.subscribe(bus.channel);
-    subscriber.on('message', (_channel, message) => received.push(message));
+  it('replaces a job left from an earlier round (BullMQ would ignore a plain add under its id)', async () => {
+    const task = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
+    await queue.enqueue([task]);
+    const worker = new Worker(
+      QUEUE_NAME,
+      async () => {
+        throw new UnrecoverableError('an earlier round failed');
+      },
+      { connection: redis, prefix: env.prefix },
+    );
+    await new Promise((resolve) => worker.once('failed', resolve));
+    await worker.close();
+    await queue.enqueue([task]);
+    expect((await queue.inspect([task.id])).get(task.id)).toBe('failed'); // the add was ignored
+    await queue.replace(task);
+    expect((await queue.inspect([task.id])).get(task.id)).toBe('queued');
+  });
+
+  it('lets one holder run at a time, renewing the lock while a run lasts longer than its ttl', async () => {
+    const a = new LeaderLock(redis, keys.sweeperLock, 150);
+    const b = new LeaderLock(redis, keys.sweeperLock, 150);
+    let overlapped = false;
+    let running = false;
+    const work = async () => {
+      if (running) overlapped = true;
+      running = true;
+      await new Promise((resolve) => setTimeout(resolve, 500)); // more than 3 ttls
+      running = false;
+    };
+    const first = a.run(work);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const attempts: boolean[] = [];
+    for (let i = 0; i < 4; i++) {
+      attempts.push(await b.run(work));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(await first).toBe(true);
+    expect(attempts).toEqual([false, false, false, false]);
+    expect(overlapped).toBe(false);
+    expect(await b.run(async () => {})).toBe(true); // released at the end, not left to expire
+  });
+
+  it('caches only final states', async () => {
+    const cache = new ResultCache(redis, keys, 60);
     const now = new Date();
     const row: TaskRow = {
       id: randomUUID(),
@@ -137,13 +177,13 @@ describe('TaskQueue and StatusBus on real Redis', () => {
       finishedAt: null,
       updatedAt: now,
     };
-    await bus.announce(row);
-    expect(await bus.cached(row.id)).toBeUndefined();
-    await bus.announce({ ...row, status: 'COMPLETED', output: 0, finishedAt: now });
-    expect(await bus.cached(row.id)).toMatchObject({ status: 'COMPLETED', output: 0 });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(received.map((m) => StatusBus.parse(m)?.status)).toEqual(['RUNNING', 'COMPLETED']);
-    expect(StatusBus.parse('not json')).toBeUndefined();
-    subscriber.disconnect();
+    await cache.put(row);
+    expect(await cache.get(row.id)).toBeUndefined();
+    await cache.put({ ...row, status: 'COMPLETED', output: 0, finishedAt: now });
+    expect(await cache.get(row.id)).toMatchObject({ status: 'COMPLETED', output: 0 });
+    await cache.drop(row.id);
+    expect(await cache.get(row.id)).toBeUndefined();
+    await redis.set(keys.result(row.id), 'not json');
+    expect(await cache.get(row.id)).toBeUndefined();
   });
 });

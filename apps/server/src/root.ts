@@ -1,0 +1,13 @@
+import { legacyRouter } from './router/legacy.ts';
+import { liveRouter } from './router/live.ts';
+import { queueRouter } from './router/queue.ts';
+import { tasksRouter } from './router/tasks.ts';
+import { mergeRouters } from './trpc.ts';
+
+/**
+ * The whole API: one router per domain, merged flat so that procedure names stay what clients call
+ * (`runTask`, `getTask`, `onTaskUpdate`, ...). Procedures with `openapi` meta are also REST routes.
+ */
+export const appRouter = mergeRouters(legacyRouter, tasksRouter, queueRouter, liveRouter);
+
+export type AppRouter = typeof appRouter;

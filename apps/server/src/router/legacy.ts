@@ -1,0 +1,139 @@
+import { MAX_PRIORITY } from '@tasker/engine';
+import { taskDefinitions, taskNames } from '@tasker/tasks';
+import { z } from 'zod';
+import { publicProcedure, router } from '../trpc.ts';
+import { taskUuid } from './schemas.ts';
+
+const DAY_MS = 24 * 3600 * 1000;
+
+const taskParametersDoc = taskDefinitions
+  .map((d) => `- \`${d.name}\`: ${d.description} Example: \`${JSON.stringify(d.example)}\``)
+  .join('\n');
+
+const runTaskInput = z
+  .strictObject({
+    task_name: z.enum(taskNames).describe('Which task type to run'),
+    task_parameters: z
+      .record(z.string(), z.unknown())
+      .describe(`The parameters of that task type, checked against its schema:\n${taskParametersDoc}`),
+    priority: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_PRIORITY)
+      .optional()
+      .describe('0 (default) to 100: higher runs first'),
+    delay_ms: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * DAY_MS)
+      .optional()
+      .describe('Start no sooner than this many ms from now'),
+    run_at: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .describe('Start no sooner than this time, within 30 days (instead of delay_ms)'),
+    max_attempts: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .optional()
+      .describe("Attempts in all (default: the task type's)"),
+    timeout_ms: z
+      .number()
+      .int()
+      .min(100)
+      .max(DAY_MS)
+      .optional()
+      .describe("An attempt running longer is aborted and counts as failed (default: the task type's)"),
+    idempotency_key: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe('The same key within IDEMPOTENCY_WINDOW_SECONDS returns the first task instead of a new one'),
+  })
+  .superRefine((value, ctx) => {
+    if (value.delay_ms !== undefined && value.run_at !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'give delay_ms or run_at, not both' });
+    }
+    if (value.run_at !== undefined && Date.parse(value.run_at) - Date.now() > 30 * DAY_MS) {
+      ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'must be within 30 days from now' });
+    }
+  });
+
+const runTaskOutput = z.object({
+  task_uuid: z.uuid(),
+  replayed: z
+    .boolean()
+    .optional()
+    .describe('Present when an idempotency_key was given: true if this is an earlier task'),
+});
+
+const legacyOutputSchema = z
+  .strictObject({
+    status: z
+      .enum(['PENDING', 'COMPLETED', 'FAILED'])
+      .describe('PENDING until the task is finished (queued, running or waiting for a retry)'),
+    result: z.unknown().describe('The result when COMPLETED, else null'),
+    error: z.string().nullable().describe('Why it failed (or was cancelled) when FAILED, else null'),
+  })
+  .meta({ id: 'LegacyTaskOutput' });
+
+/**
+ * The old service's contract, kept to the letter: `POST /run-task` answers `{task_uuid}`, and
+ * `GET /get-task-output` answers exactly `{status, result, error}` in its three words.
+ */
+export const legacyRouter = router({
+  runTask: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/run-task',
+        summary: 'Submit a task',
+        description: 'Validates the parameters, records the task and queues it. Answers at once with its id.',
+        tags: ['tasks'],
+        errorResponses: {
+          400: 'Unknown task_name or invalid task_parameters',
+          503: 'A dependency is unavailable',
+        },
+      },
+    })
+    .input(runTaskInput)
+    .output(runTaskOutput)
+    .mutation(async ({ ctx, input }) => {
+      // The parameters are checked once, by the engine, against the task type's own schema.
+      const result = await ctx.tasks.submit({
+        name: input.task_name,
+        input: input.task_parameters,
+        priority: input.priority,
+        delayMs: input.delay_ms,
+        runAt: input.run_at ? new Date(input.run_at) : undefined,
+        maxAttempts: input.max_attempts,
+        timeoutMs: input.timeout_ms,
+        idempotencyKey: input.idempotency_key,
+      });
+      // The old contract is exactly {task_uuid}; `replayed` only answers callers who sent a key.
+      return input.idempotency_key === undefined
+        ? { task_uuid: result.id }
+        : { task_uuid: result.id, replayed: result.replayed };
+    }),
+
+  getTaskOutput: publicProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/get-task-output',
+        summary: "A task's status and result (the old service's shape)",
+        description:
+          'Exactly three keys. Cancelled tasks read FAILED. Newer clients should use GET /tasks/{id} for the full lifecycle.',
+        tags: ['tasks'],
+        errorResponses: { 400: 'Missing or malformed task_uuid', 404: 'Task not found' },
+      },
+    })
+    .input(z.object({ task_uuid: taskUuid }))
+    .output(z.object({ task_output: legacyOutputSchema }))
+    .query(async ({ ctx, input }) => ({ task_output: await ctx.tasks.legacyOutput(input.task_uuid) })),
+});

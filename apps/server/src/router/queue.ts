@@ -1,0 +1,63 @@
+import { taskNames } from '@tasker/tasks';
+import { z } from 'zod';
+import { publicProcedure, router } from '../trpc.ts';
+
+const queueStateSchema = z
+  .object({
+    paused: z.boolean(),
+    waiting: z.number().int().describe('Queued and ready to run (or held by the pause)'),
+    delayed: z.number().int().describe('Waiting for their start time or a retry backoff'),
+    active: z.number().int(),
+    failed: z.number().int().describe('Failed jobs BullMQ keeps for 24 h (their tasks are FAILED)'),
+    pausedTypes: z.array(z.string()).describe('Task types paused on their own'),
+  })
+  .meta({ id: 'QueueState' });
+
+const pauseInput = z.object({
+  task_name: z.enum(taskNames).optional().describe('Only this task type; without it, every task type'),
+});
+
+/** Pausing and resuming processing, of everything or of one task type; queue depths. */
+export const queueRouter = router({
+  getQueue: publicProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/queue',
+        summary: 'Whether processing is paused, and queue depths',
+        tags: ['queue'],
+      },
+    })
+    .input(z.object({}))
+    .output(queueStateSchema)
+    .query(({ ctx }) => ctx.tasks.queueState()),
+
+  pauseQueue: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/queue/pause',
+        summary: 'Pause processing (of task_name only, if given)',
+        description:
+          'Workers start no queued task (of task_name only, if given) until resumed; running tasks finish; ' +
+          'submissions are still accepted and wait. Nothing queued is lost.',
+        tags: ['queue'],
+      },
+    })
+    .input(pauseInput)
+    .output(queueStateSchema)
+    .mutation(({ ctx, input }) => ctx.tasks.pause(input.task_name)),
+
+  resumeQueue: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/queue/resume',
+        summary: 'Resume processing (of task_name only, if given)',
+        tags: ['queue'],
+      },
+    })
+    .input(pauseInput)
+    .output(queueStateSchema)
+    .mutation(({ ctx, input }) => ctx.tasks.resume(input.task_name)),
+});

@@ -1,0 +1,138 @@
+import { taskStatusSchema, taskViewSchema } from '@tasker/engine';
+import { taskDefinitions } from '@tasker/tasks';
+import { z } from 'zod';
+import { publicProcedure, router } from '../trpc.ts';
+import { taskUuid } from './schemas.ts';
+
+/** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
+const list = <T extends z.ZodType>(item: T) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' ? value.split(',') : value),
+    z.array(item).max(20).optional(),
+  );
+
+/** Reading tasks, and the state changes a caller may ask for: cancel and retry. */
+export const tasksRouter = router({
+  getTask: publicProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/tasks/{id}',
+        summary: 'The full task record',
+        tags: ['tasks'],
+        errorResponses: { 400: 'Malformed id', 404: 'Task not found' },
+      },
+    })
+    .input(z.object({ id: taskUuid }))
+    .output(taskViewSchema)
+    .query(({ ctx, input }) => ctx.tasks.get(input.id)),
+
+  listTasks: publicProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/tasks',
+        summary: 'List tasks, newest first',
+        description:
+          'Cursor pagination: pass next_cursor as cursor to get the next page; null on the last page.',
+        tags: ['tasks'],
+        errorResponses: { 400: 'A malformed filter or cursor' },
+      },
+    })
+    .input(
+      z.object({
+        status: list(taskStatusSchema).describe(
+          'Only these statuses (repeat the parameter or separate with commas)',
+        ),
+        name: list(z.string().min(1)).describe('Only these task types'),
+        created_after: z.iso.datetime({ offset: true }).optional().describe('Created at or after this time'),
+        created_before: z.iso.datetime({ offset: true }).optional().describe('Created before this time'),
+        limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1..500, default 50)'),
+        cursor: z.string().max(200).optional().describe('next_cursor of the previous page'),
+      }),
+    )
+    .output(z.object({ tasks: z.array(taskViewSchema), next_cursor: z.string().nullable() }))
+    .query(async ({ ctx, input }) => {
+      const page = await ctx.tasks.list({
+        statuses: input.status,
+        names: input.name,
+        createdAfter: input.created_after ? new Date(input.created_after) : undefined,
+        createdBefore: input.created_before ? new Date(input.created_before) : undefined,
+        cursor: input.cursor,
+        limit: input.limit,
+      });
+      return { tasks: page.tasks, next_cursor: page.nextCursor };
+    }),
+
+  cancelTask: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/tasks/{id}/cancel',
+        summary: 'Cancel a task',
+        description:
+          'A PENDING or delayed task never runs (CANCELLED at once). A RUNNING one has its AbortSignal fired on ' +
+          'whichever worker runs it and ends CANCELLED shortly after (not retried); the answer shows it RUNNING ' +
+          'with cancelRequestedAt set. A finished task: 409.',
+        tags: ['tasks'],
+        errorResponses: { 400: 'Malformed id', 404: 'Task not found', 409: 'The task is already finished' },
+      },
+    })
+    .input(z.object({ id: taskUuid }))
+    .output(taskViewSchema)
+    .mutation(({ ctx, input }) => ctx.tasks.cancel(input.id)),
+
+  retryTask: publicProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/tasks/{id}/retry',
+        summary: 'Run a FAILED or CANCELLED task again',
+        description:
+          'The task keeps its id and goes back to PENDING for a new round of max_attempts attempts; the errors of its ' +
+          'earlier attempts stay in attemptErrors. Any other status: 409.',
+        tags: ['tasks'],
+        errorResponses: {
+          400: 'Malformed id',
+          404: 'Task not found',
+          409: 'The task is not FAILED or CANCELLED',
+        },
+      },
+    })
+    .input(z.object({ id: taskUuid }))
+    .output(taskViewSchema)
+    .mutation(({ ctx, input }) => ctx.tasks.retry(input.id)),
+
+  listTaskTypes: publicProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/task-types',
+        summary: 'The task types this server accepts, with the JSON Schema of their parameters and result',
+        tags: ['tasks'],
+      },
+    })
+    .input(z.object({}))
+    .output(
+      z.array(
+        z.object({
+          name: z.string(),
+          description: z.string(),
+          parameters: z.record(z.string(), z.unknown()),
+          result: z.record(z.string(), z.unknown()),
+          maxAttempts: z.number().int(),
+          timeoutMs: z.number().int(),
+        }),
+      ),
+    )
+    .query(() =>
+      taskDefinitions.map((d) => ({
+        name: d.name,
+        description: d.description,
+        parameters: z.toJSONSchema(d.input, { io: 'input' }) as Record<string, unknown>,
+        result: z.toJSONSchema(d.output) as Record<string, unknown>,
+        maxAttempts: d.retry.attempts,
+        timeoutMs: d.timeoutMs,
+      })),
+    ),
+});

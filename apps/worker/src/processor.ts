@@ -1,0 +1,128 @@
+import type { TaskError, TaskRow } from '@tasker/db';
+import { type JobData, jobDataSchema, type Logger, type TaskLifecycle } from '@tasker/engine';
+import { getTaskDefinition, type TaskConfig } from '@tasker/tasks';
+import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
+import { persist } from './persist.ts';
+import { type AttemptOutcome, runAttempt } from './run-attempt.ts';
+
+/** Abort reasons the processor tells apart (passed to `worker.cancelJob`). */
+export const SHUTDOWN = 'worker shutting down';
+export const CANCELLED = 'cancelled by request';
+
+/** How long a job of a paused task type waits before it is looked at again. */
+const PAUSED_RECHECK_MS = 1000;
+
+export interface ProcessorOptions {
+  lifecycle: TaskLifecycle;
+  workerId: string;
+  config: TaskConfig;
+  log: Logger;
+  /** Ids of the tasks this worker runs now (read by the CancelWatch). */
+  running: Set<string>;
+  /** Fires when shutdown stops waiting for running tasks: bookkeeping retries give up then. */
+  stopping: AbortSignal;
+}
+
+function toTaskError(error: unknown, code: string, attempt: number): TaskError {
+  const base = error instanceof Error ? error : new Error(String(error));
+  return { message: base.message, name: base.name, code, attempt, at: new Date().toISOString() };
+}
+
+/**
+ * The BullMQ processor: step 5 of a task's way, as a thin caller of the lifecycle. It claims the
+ * row, runs the handler (`runAttempt`: the handler's outcome, nothing more), then records that
+ * outcome. Recording is kept apart from the outcome: a write that fails because PostgreSQL is away
+ * is retried (`persist`) and never mistaken for a handler failure, so a finished handler never runs
+ * again and an outage never costs an attempt.
+ *
+ * What the job then tells BullMQ: it completes whenever the outcome is recorded in PostgreSQL for
+ * good (completed, failed for good, cancelled); it throws only to ask for a retry (BullMQ's
+ * attempts and backoff), or to hand the job back on shutdown.
+ */
+export function createProcessor(options: ProcessorOptions) {
+  const { lifecycle, workerId, config, log, running, stopping } = options;
+
+  return async (job: Job<JobData>, token: string | undefined, signal?: AbortSignal): Promise<void> => {
+    const parsed = jobDataSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`malformed job payload: ${parsed.error.message}`);
+    const { taskId } = parsed.data;
+    const record = <T>(what: string, write: () => Promise<T>) =>
+      persist(what, write, { log, taskId, until: stopping });
+
+    // A job of a paused type (queued before the pause reached every process) waits, delayed.
+    if (await lifecycle.isPaused(job.name)) {
+      await job.moveToDelayed(Date.now() + PAUSED_RECHECK_MS, token);
+      throw new DelayedError();
+    }
+
+    let row: TaskRow | undefined;
+    try {
+      row = await record('claim', () => lifecycle.claim(taskId, workerId, job.attemptsMade + 1));
+    } catch (error) {
+      return handBack(job, token, error);
+    }
+    if (!row) return; // finished already (a job delivered again), or cancelled before it ran
+    const claimed = row;
+
+    const definition = getTaskDefinition(claimed.name);
+    if (!definition) {
+      const error = new Error(`unknown task type "${claimed.name}"`);
+      await record('fail', () =>
+        lifecycle.fail(claimed, toTaskError(error, 'UNKNOWN_TASK', claimed.attempts), true),
+      );
+      return;
+    }
+
+    running.add(taskId);
+    let outcome: AttemptOutcome;
+    const progress = lifecycle.progress(claimed);
+    try {
+      outcome = await runAttempt(definition, claimed, { signal, progress: progress.report, config });
+    } finally {
+      running.delete(taskId);
+      await progress.stop();
+    }
+
+    try {
+      switch (outcome.kind) {
+        case 'completed':
+          await record('complete', () => lifecycle.complete(claimed, outcome.output));
+          return;
+        case 'invalid-output':
+          await record('fail', () =>
+            lifecycle.fail(claimed, toTaskError(outcome.error, 'INVALID_OUTPUT', claimed.attempts), true),
+          );
+          return;
+        case 'aborted':
+          if (outcome.reason === SHUTDOWN) return handBack(job, token, undefined, claimed);
+          await record('cancel', () => lifecycle.endCancelled(taskId, claimed.attempts));
+          return;
+        case 'failed': {
+          // BullMQ's own rule, so that the row and the job agree on which attempt is the last.
+          const final = !outcome.retryable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+          const error = toTaskError(outcome.error, outcome.code, claimed.attempts);
+          const failed = await record('fail', () => lifecycle.fail(claimed, error, final));
+          log.warn({ taskId, attempt: claimed.attempts, final, err: outcome.error }, 'task attempt failed');
+          if (final || failed?.status !== 'PENDING') return;
+          throw outcome.error instanceof Error ? outcome.error : new Error(String(outcome.error));
+        }
+      }
+    } catch (error) {
+      if (stopping.aborted) return handBack(job, token, error, claimed);
+      throw error;
+    }
+  };
+
+  /**
+   * Shutdown (or a database that did not come back before it): the attempt is given back untouched
+   * and the job returns to the queue without counting; another worker, or this one restarted, runs
+   * it again.
+   */
+  async function handBack(job: Job<JobData>, token: string | undefined, cause: unknown, row?: TaskRow) {
+    if (!stopping.aborted && cause !== undefined) throw cause;
+    if (row) await lifecycle.release(row.id).catch(() => undefined);
+    if (!token) throw cause ?? new Error(SHUTDOWN);
+    await job.moveToWait(token);
+    throw new WaitingError();
+  }
+}

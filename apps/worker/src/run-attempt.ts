@@ -1,0 +1,86 @@
+import type { TaskRow } from '@tasker/db';
+import { NonRetryableError, type TaskConfig, type TaskDefinition, type TaskProgress } from '@tasker/tasks';
+
+/** An attempt that ran longer than its task's timeout. */
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
+}
+
+/** What one run of a handler came to: only the handler's outcome, nothing recorded yet. */
+export type AttemptOutcome =
+  | { kind: 'completed'; output: unknown }
+  /** The handler returned something its task's output schema refuses: another attempt won't help. */
+  | { kind: 'invalid-output'; error: Error }
+  /** The worker's signal fired (a cancel, or shutdown): `reason` says which. */
+  | { kind: 'aborted'; reason: unknown }
+  | { kind: 'failed'; error: unknown; code: 'TIMEOUT' | 'HANDLER_ERROR'; retryable: boolean };
+
+export interface AttemptContext {
+  /** BullMQ's signal for this job: fired by `worker.cancelJob` (cancel, shutdown). */
+  signal: AbortSignal | undefined;
+  progress(update: TaskProgress): void;
+  config: TaskConfig;
+}
+
+/**
+ * Runs the handler once, with its timeout, and turns whatever happens into an outcome. A handler
+ * that ignores its AbortSignal is not waited for: the outcome is decided when the signal fires.
+ * Nothing stays behind when it returns (the timer is cleared, listeners are removed), so a worker
+ * that runs millions of attempts keeps none of them in memory.
+ */
+export async function runAttempt(
+  definition: TaskDefinition,
+  row: TaskRow,
+  { signal, progress, config }: AttemptContext,
+): Promise<AttemptOutcome> {
+  const timeoutMs = row.timeoutMs ?? definition.timeoutMs;
+  const attempt = new AbortController();
+  const timer = setTimeout(
+    () => attempt.abort(new TimeoutError(`timed out after ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  const forward = () => attempt.abort(signal?.reason);
+  if (signal?.aborted) forward();
+  else signal?.addEventListener('abort', forward, { once: true });
+  let stopWaiting: (() => void) | undefined;
+  const aborted = new Promise<'aborted'>((resolve) => {
+    stopWaiting = () => resolve('aborted');
+    if (attempt.signal.aborted) resolve('aborted');
+    else attempt.signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+  });
+  try {
+    const raw = await Promise.race([
+      (async () =>
+        definition.run(row.input as never, {
+          taskId: row.id,
+          attempt: row.attempts,
+          signal: attempt.signal,
+          progress,
+          config,
+        }))(),
+      aborted,
+    ]);
+    if (attempt.signal.aborted) return abortOutcome(attempt.signal.reason);
+    const output = definition.output.safeParse(raw);
+    if (!output.success) {
+      return {
+        kind: 'invalid-output',
+        error: new Error(`handler returned an invalid result: ${output.error.message}`),
+      };
+    }
+    return { kind: 'completed', output: output.data };
+  } catch (error) {
+    if (attempt.signal.aborted) return abortOutcome(attempt.signal.reason);
+    return { kind: 'failed', error, code: 'HANDLER_ERROR', retryable: !(error instanceof NonRetryableError) };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', forward);
+    stopWaiting?.();
+  }
+}
+
+function abortOutcome(reason: unknown): AttemptOutcome {
+  if (reason instanceof TimeoutError)
+    return { kind: 'failed', error: reason, code: 'TIMEOUT', retryable: true };
+  return { kind: 'aborted', reason };
+}

@@ -1,0 +1,78 @@
+import { getTableColumns } from 'drizzle-orm';
+import type postgres from 'postgres';
+import { type TaskRow, tasks } from './schema.ts';
+
+/** The channel on which PostgreSQL announces every task change (see migration 0005_task_events). */
+export const TASK_EVENTS_CHANNEL = 'tasker_task_events';
+
+/** A row too large for a notification: only these fields come; read the rest from the table. */
+export interface TruncatedTaskChange {
+  truncated: true;
+  id: string;
+  version: number;
+  ownerId: string;
+  name: string;
+  status: TaskRow['status'];
+}
+
+/** One announced change: the row as it is after the change (without `input`), or its key alone. */
+export type TaskChange = { truncated: false; row: Omit<TaskRow, 'input'> } | TruncatedTaskChange;
+
+const columns = Object.entries(getTableColumns(tasks));
+
+/** Parses a notification payload (`to_jsonb(row) - 'input'`: column names, ISO timestamps). */
+export function parseTaskChange(payload: string): TaskChange | undefined {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(payload) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (typeof json.id !== 'string' || typeof json.version !== 'number') return undefined;
+  if (json.truncated === true) {
+    return {
+      truncated: true,
+      id: json.id,
+      version: json.version,
+      ownerId: String(json.owner_id),
+      name: String(json.name),
+      status: json.status as TaskRow['status'],
+    };
+  }
+  const row: Record<string, unknown> = {};
+  for (const [key, column] of columns) {
+    if (key === 'input') continue;
+    const value = json[column.name];
+    if (value === undefined || value === null) row[key] = null;
+    // JSON columns arrive as JSON already; timestamps as ISO text.
+    else if (column.dataType === 'date') row[key] = new Date(value as string);
+    else row[key] = value;
+  }
+  return { truncated: false, row: row as Omit<TaskRow, 'input'> };
+}
+
+export interface TaskChangeListener {
+  /** Stops listening and closes the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens for task changes on a dedicated connection (postgres.js reconnects it by itself).
+ * `onListen` runs after every (re)connection: changes made while disconnected were not heard, so a
+ * caller re-reads what it cares about there.
+ */
+export async function listenTaskChanges(
+  sql: postgres.Sql,
+  onChange: (change: TaskChange) => void,
+  onListen: () => void,
+): Promise<TaskChangeListener> {
+  const { unlisten } = await sql.listen(
+    TASK_EVENTS_CHANNEL,
+    (payload) => {
+      const change = parseTaskChange(payload);
+      if (change) onChange(change);
+    },
+    onListen,
+  );
+  return { close: unlisten };
+}

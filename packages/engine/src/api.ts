@@ -1,0 +1,138 @@
+import { isTerminal, type TaskRow } from '@tasker/db';
+import { InvalidArgumentError } from './errors/invalid-argument.ts';
+import { TaskNotFoundError } from './errors/task-not-found.ts';
+import { DEFAULT_OWNER, type SubmitRequest, type TaskLifecycle } from './lifecycle/index.ts';
+import type { QueueState } from './queue.ts';
+import { type TaskEvent, type TaskView, toTaskView } from './view.ts';
+
+/** Task types whose processing is paused, beside the state of the whole queue. */
+export interface ProcessingState extends QueueState {
+  pausedTypes: string[];
+}
+
+export interface SubmitResult {
+  id: string;
+  /** True when an idempotency key answered with the task it created earlier. */
+  replayed: boolean;
+}
+
+export interface ListFilter {
+  statuses?: TaskView['status'][];
+  names?: string[];
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+  limit: number;
+}
+
+export interface TaskPage {
+  tasks: TaskView[];
+  nextCursor: string | null;
+}
+
+/** The old service's view of a task: it knows only PENDING, COMPLETED and FAILED. */
+export interface LegacyTaskOutput {
+  status: 'PENDING' | 'COMPLETED' | 'FAILED';
+  result: unknown;
+  error: string | null;
+}
+
+/**
+ * What the HTTP API (tRPC, REST, and the tools built on them) may ask: plain data in and out. The
+ * tRPC context carries this interface, not the classes behind it, because the router's type is
+ * published inside the SDK and must not drag the server's dependencies (BullMQ, drizzle) along.
+ */
+export interface TaskApi {
+  submit(request: SubmitRequest): Promise<SubmitResult>;
+  get(id: string): Promise<TaskView>;
+  list(filter: ListFilter): Promise<TaskPage>;
+  /** `GET /get-task-output`: from the result cache when the task is finished, else PostgreSQL. */
+  legacyOutput(id: string): Promise<LegacyTaskOutput>;
+  cancel(id: string): Promise<TaskView>;
+  retry(id: string): Promise<TaskView>;
+  pause(name?: string): Promise<ProcessingState>;
+  resume(name?: string): Promise<ProcessingState>;
+  queueState(): Promise<ProcessingState>;
+}
+
+function encodeCursor(row: TaskRow): string {
+  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || !/^[0-9a-f-]{36}$/i.test(id) || Number.isNaN(createdAt.getTime())) {
+    throw new InvalidArgumentError('cursor', 'not a cursor returned by this API');
+  }
+  return { createdAt, id };
+}
+
+function toLegacy(task: Pick<TaskEvent, 'status' | 'output' | 'error'>): LegacyTaskOutput {
+  switch (task.status) {
+    case 'COMPLETED':
+      return { status: 'COMPLETED', result: task.output ?? null, error: null };
+    case 'FAILED':
+      return { status: 'FAILED', result: null, error: task.error?.message ?? 'task failed' };
+    case 'CANCELLED':
+      return { status: 'FAILED', result: null, error: task.error?.message ?? 'task was cancelled' };
+    default:
+      return { status: 'PENDING', result: null, error: null };
+  }
+}
+
+/** The API over the lifecycle (state changes) and the store (reads). */
+export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
+  const { store, cache, queue, paused } = lifecycle.resources;
+  const row = async (id: string) => {
+    const found = await store.get(id);
+    if (!found) throw new TaskNotFoundError(id);
+    return found;
+  };
+  const queueState = async (): Promise<ProcessingState> => {
+    const [state, pausedTypes] = await Promise.all([queue.state(), paused.list()]);
+    return { ...state, pausedTypes };
+  };
+  return {
+    submit: async (request) => {
+      const { row: created, replayed } = await lifecycle.submit(request);
+      return { id: created.id, replayed };
+    },
+    get: async (id) => toTaskView(await row(id)),
+    list: async (filter) => {
+      const rows = await store.list({
+        ownerId: DEFAULT_OWNER,
+        statuses: filter.statuses,
+        names: filter.names,
+        createdAfter: filter.createdAfter,
+        createdBefore: filter.createdBefore,
+        cursor: filter.cursor ? decodeCursor(filter.cursor) : undefined,
+        limit: filter.limit + 1,
+      });
+      const page = rows.slice(0, filter.limit);
+      const last = page.at(-1);
+      return {
+        tasks: page.map(toTaskView),
+        nextCursor: rows.length > filter.limit && last ? encodeCursor(last) : null,
+      };
+    },
+    legacyOutput: async (id) => {
+      const cached = await cache.get(id).catch(() => undefined);
+      if (cached && isTerminal(cached.status)) return toLegacy(cached);
+      const found = await row(id);
+      return toLegacy({ status: found.status, output: found.output, error: found.error ?? null });
+    },
+    cancel: async (id) => toTaskView(await lifecycle.cancel(id)),
+    retry: async (id) => toTaskView(await lifecycle.retry(id)),
+    pause: async (name) => {
+      await lifecycle.pause(name);
+      return queueState();
+    },
+    resume: async (name) => {
+      await lifecycle.resume(name);
+      return queueState();
+    },
+    queueState,
+  };
+}

@@ -1,0 +1,5 @@
+export { DependencyUnavailableError } from './dependency-unavailable.ts';
+export { InvalidArgumentError } from './invalid-argument.ts';
+export { InvalidTaskInputError } from './invalid-task-input.ts';
+export { TaskNotFoundError } from './task-not-found.ts';
+export { TaskStateConflictError } from './task-state-conflict.ts';

@@ -1,0 +1,7 @@
+/** No task has this id (or it belongs to another tenant: the answer is the same). */
+export class TaskNotFoundError extends Error {
+  override name = 'TaskNotFoundError';
+  constructor(readonly taskId: string) {
+    super('Task not found');
+  }
+}

@@ -1,0 +1,25 @@
+/** The BullMQ queue every task job goes through. */
+export const QUEUE_NAME = 'tasks';
+
+/**
+ * Every Redis key and channel Tasker uses, in one place (as BullMQ's `queue-keys.ts` does for its
+ * own). All start with `REDIS_PREFIX:`, so that several deployments (or test runs) share one Redis.
+ */
+export function redisKeys(prefix: string) {
+  return {
+    /** BullMQ's `prefix` option: its keys are `<prefix>:tasks:<...>` (see `bullmq`). */
+    bullmqPrefix: prefix,
+    /** One BullMQ key of the task queue, e.g. `bullmq('wait')` or `bullmq(taskId)` (a job's hash). */
+    bullmq: (suffix: string) => `${prefix}:${QUEUE_NAME}:${suffix}`,
+    /** Set: the task types whose processing is paused. */
+    pausedTypes: `${prefix}:paused-types`,
+    /** Pub/sub channel: ids of RUNNING tasks whose cancellation was requested. */
+    cancelChannel: `${prefix}:cancel`,
+    /** String: a finished task's last state (JSON), for fast reads. */
+    result: (taskId: string) => `${prefix}:result:${taskId}`,
+    /** String: who runs the recovery sweep now (a token and an expiry). */
+    sweeperLock: `${prefix}:sweeper-lock`,
+  };
+}
+
+export type RedisKeys = ReturnType<typeof redisKeys>;

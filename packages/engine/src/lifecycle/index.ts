@@ -1,0 +1,94 @@
+import type { TaskError, TaskRow } from '@tasker/db';
+import { cancel, endCancelled } from './cancel.ts';
+import { claim, release } from './claim.ts';
+import { complete } from './complete.ts';
+import { fail } from './fail.ts';
+import { isPaused, pause, resume } from './pause.ts';
+import { type ProgressReporter, progressReporter } from './progress.ts';
+import { prune, type RecoveryReport, recover } from './recover.ts';
+import type { LifecycleResources } from './resources.ts';
+import { retry } from './retry.ts';
+import { type SubmitRequest, type Submitted, submit } from './submit.ts';
+
+/**
+ * The one module that changes a task's state. Each step lives in its own file of this folder, and
+ * does "PostgreSQL transition (announced by PostgreSQL on commit) → cache → queue operation" once:
+ * the server's procedures and the worker's processor only call these.
+ *
+ * | step | file | who calls it |
+ * |---|---|---|
+ * | submit | `submit.ts` | server (`runTask`, `POST /run-task`) |
+ * | claim, release | `claim.ts` | worker, when it takes a job / shuts down |
+ * | progress | `progress.ts` | worker, while the handler runs |
+ * | complete | `complete.ts` | worker, the handler returned a valid output |
+ * | fail | `fail.ts` | worker, the handler threw or timed out |
+ * | cancel, endCancelled | `cancel.ts` | server (`cancelTask`); worker (the abort) |
+ * | retry | `retry.ts` | server (`retryTask`) |
+ * | pause, resume, isPaused | `pause.ts` | server (`pauseQueue`, `resumeQueue`); worker |
+ * | recover, prune | `recover.ts` | the worker's sweeper |
+ */
+export class TaskLifecycle {
+  constructor(readonly resources: LifecycleResources) {}
+
+  submit(request: SubmitRequest): Promise<Submitted> {
+    return submit(this.resources, request);
+  }
+
+  claim(taskId: string, workerId: string, attempt: number): Promise<TaskRow | undefined> {
+    return claim(this.resources, taskId, workerId, attempt);
+  }
+
+  release(taskId: string): Promise<TaskRow | undefined> {
+    return release(this.resources, taskId);
+  }
+
+  progress(row: TaskRow): ProgressReporter {
+    return progressReporter(this.resources, row);
+  }
+
+  complete(row: TaskRow, output: unknown): Promise<TaskRow | undefined> {
+    return complete(this.resources, row, output);
+  }
+
+  fail(row: TaskRow, error: TaskError, final: boolean): Promise<TaskRow | undefined> {
+    return fail(this.resources, row, error, final);
+  }
+
+  cancel(taskId: string): Promise<TaskRow> {
+    return cancel(this.resources, taskId);
+  }
+
+  endCancelled(taskId: string, attempt?: number): Promise<TaskRow | undefined> {
+    return endCancelled(this.resources, taskId, attempt);
+  }
+
+  retry(taskId: string): Promise<TaskRow> {
+    return retry(this.resources, taskId);
+  }
+
+  pause(name?: string): Promise<void> {
+    return pause(this.resources, name);
+  }
+
+  resume(name?: string): Promise<void> {
+    return resume(this.resources, name);
+  }
+
+  isPaused(name: string): Promise<boolean> {
+    return isPaused(this.resources, name);
+  }
+
+  recover(graceMs: number): Promise<RecoveryReport> {
+    return recover(this.resources, graceMs);
+  }
+
+  prune(retentionMs: number): Promise<number> {
+    return prune(this.resources, retentionMs);
+  }
+}
+
+export { cancelledError } from './cancel.ts';
+export type { ProgressReporter } from './progress.ts';
+export type { RecoveryReport } from './recover.ts';
+export { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';
+export { DEFAULT_OWNER, type SubmitRequest, type Submitted } from './submit.ts';

@@ -1,0 +1,38 @@
+import type { LifecycleResources } from './resources.ts';
+
+const PAGE = 500;
+
+/**
+ * Pausing. Of everything: BullMQ's own pause (workers start no queued job; running ones finish;
+ * submissions are still accepted and wait). Of one task type: the type joins the paused set (every
+ * process reads it, at most 1 s stale), its queued jobs leave Redis (their rows stay PENDING in
+ * PostgreSQL, so nothing is lost), and new submissions of it are not queued.
+ */
+export async function pause(r: LifecycleResources, name?: string): Promise<void> {
+  if (name === undefined) return r.queue.pause();
+  await r.paused.add(name);
+  await r.queue.removeQueuedOfType(name);
+}
+
+/** Resuming a type queues its PENDING rows again, oldest first (a job that is still queued is kept). */
+export async function resume(r: LifecycleResources, name?: string): Promise<void> {
+  if (name === undefined) return r.queue.resume();
+  await r.paused.remove(name);
+  let cursor: { createdAt: Date; id: string } | undefined;
+  for (;;) {
+    const rows = await r.store.pendingOfType(name, PAGE, cursor);
+    await r.queue.enqueue(rows);
+    const last = rows.at(-1);
+    if (!last || rows.length < PAGE) break;
+    cursor = { createdAt: last.createdAt, id: last.id };
+  }
+}
+
+/**
+ * The worker's side: whether a job of this type must wait instead of running. Its copy of the
+ * paused set may be up to 1 s old, so a "paused" answer is checked against Redis before the job is
+ * held back: a type resumed a moment ago runs at once.
+ */
+export async function isPaused(r: LifecycleResources, name: string): Promise<boolean> {
+  return (await r.paused.has(name)) && (await r.paused.has(name, { fresh: true }));
+}

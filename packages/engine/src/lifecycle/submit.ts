@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import type { TaskRow } from '@tasker/db';
+import { getTaskDefinition } from '@tasker/tasks';
+import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
+import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
+import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';
+
+/** How long a submission waits for Redis before it answers anyway (the row is already safe). */
+const ENQUEUE_TIMEOUT_MS = 2000;
+
+/** Every task belongs to an owner (tenant); until API keys exist there is one. */
+export const DEFAULT_OWNER = 'default';
+
+/** A submission: the task type, its parameters, and optional run options (the type gives defaults). */
+export interface SubmitRequest {
+  name: string;
+  input: unknown;
+  ownerId?: string;
+  /** 0..100, higher first. */
+  priority?: number;
+  delayMs?: number;
+  runAt?: Date;
+  maxAttempts?: number;
+  timeoutMs?: number;
+  idempotencyKey?: string;
+}
+
+export interface Submitted {
+  row: TaskRow;
+  /** True when an idempotency key answered with the task it created earlier. */
+  replayed: boolean;
+}
+
+/**
+ * Steps 2–4 of a task's way (DESIGN.md): checks the parameters against the task type's schema (the
+ * only place they are checked: the worker trusts the stored, parsed input), records the row
+ * (PENDING; PostgreSQL announces it on commit), then adds its BullMQ job. When the enqueue fails
+ * (Redis away, or slower than 2 s) the task is still accepted: the sweeper (`recover`) enqueues
+ * every PENDING row whose job is missing. A paused type's rows wait in PostgreSQL with no job.
+ */
+export async function submit(r: LifecycleResources, request: SubmitRequest): Promise<Submitted> {
+  const definition = getTaskDefinition(request.name);
+  if (!definition) {
+    throw new InvalidTaskInputError(`Unknown task type "${request.name}"`, [
+      {
+        code: 'custom',
+        path: [],
+        message: `Unknown task type "${request.name}"`,
+        input: request.name,
+      },
+    ]);
+  }
+  const parsed = definition.input.safeParse(request.input);
+  if (!parsed.success) throw new InvalidTaskInputError('Invalid task parameters', parsed.error.issues);
+  const unavailable = definition.unavailable?.(r.config);
+  if (unavailable) throw new DependencyUnavailableError(definition.name, unavailable);
+
+  const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
+  const { row, created } = await r.store.insert({
+    id: randomUUID(),
+    ownerId: request.ownerId ?? DEFAULT_OWNER,
+    name: definition.name,
+    input: parsed.data,
+    maxAttempts: request.maxAttempts ?? definition.retry.attempts,
+    priority: request.priority ?? 0,
+    timeoutMs: request.timeoutMs ?? null,
+    idempotencyKey: request.idempotencyKey ?? null,
+    runAfter,
+  });
+  if (!created) return { row, replayed: true }; // an idempotent replay: queued the first time
+  if (await r.paused.has(row.name).catch(() => false)) return { row, replayed: false };
+  await bestEffort(r, 'enqueue (the sweeper will enqueue it later)', row.id, () =>
+    withTimeout(r.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue'),
+  );
+  return { row, replayed: false };
+}
