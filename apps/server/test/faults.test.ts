@@ -1,0 +1,330 @@
+/**
+ * The faults a review of the task lifecycle found (issue 7), each reproduced against the real
+ * processes: an in-process server and a real worker process, on the real PostgreSQL and Redis,
+ * with TCP proxies in front of them where a test cuts a connection. They talk to Tasker only over
+ * HTTP (and read the rows with SQL), so that they hold for any implementation.
+ */
+
+import { createLogger, loadEnv } from '@tasker/engine';
+import {
+  type AppProcess,
+  createTestEnv,
+  type FakeOpenAI,
+  spawnApp,
+  startFakeOpenAI,
+  startTcpProxy,
+  type TcpProxy,
+  type TestEnv,
+  waitFor,
+} from '@tasker/testing';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import postgres from 'postgres';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startServer, type TaskerServer } from '../src/server.ts';
+
+interface Task {
+  id: string;
+  status: string;
+  output: unknown;
+  error: { message: string; code: string } | null;
+  attempts: number;
+  cancelRequestedAt: string | null;
+}
+
+let env: TestEnv | undefined;
+let server: TaskerServer | undefined;
+let sql: postgres.Sql | undefined;
+const workers: AppProcess[] = [];
+const proxies: TcpProxy[] = [];
+const fakes: FakeOpenAI[] = [];
+
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop('SIGKILL')));
+  await Promise.all(proxies.map((p) => p.up().catch(() => {})));
+  await server?.close();
+  server = undefined;
+  await sql?.end();
+  sql = undefined;
+  await env?.cleanup();
+  env = undefined;
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+  await Promise.all(fakes.splice(0).map((f) => f.close()));
+});
+
+const db = () => {
+  if (!sql) throw new Error('no stack started');
+  return sql;
+};
+
+const withPort = (url: string, port: number) => {
+  const u = new URL(url);
+  u.port = String(port);
+  return u.toString();
+};
+
+/** A proxy in front of PostgreSQL or Redis, that a test takes down and brings back. */
+async function proxyTo(url: string): Promise<{ url: string; proxy: TcpProxy }> {
+  const proxy = await startTcpProxy(Number(new URL(url).port));
+  proxies.push(proxy);
+  return { url: withPort(url, proxy.port), proxy };
+}
+
+/** The server (in this process) with `serverVars`, and a worker process with `workerVars` (or none). */
+async function start(vars: Record<string, string>, { serverVars = {}, workerVars = {}, worker = true } = {}) {
+  env = createTestEnv(vars);
+  const parsed = loadEnv({ ...env.vars, ...serverVars });
+  server = await startServer(parsed, createLogger(parsed, 'test'));
+  sql = postgres(env.databaseUrl, { max: 2, onnotice: () => {} });
+  if (worker) workers.push(await spawnApp('worker', { ...env.vars, ...workerVars }));
+  return server.url;
+}
+
+const post = async (url: string, body?: unknown) => {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+};
+const runTask = async (url: string, task_name: string, task_parameters: unknown, extra = {}) => {
+  const res = await post(`${url}/run-task`, { task_name, task_parameters, ...extra });
+  if (res.status !== 200) throw new Error(`run-task ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body.task_uuid as string;
+};
+const getTask = async (url: string, id: string) => (await (await fetch(`${url}/tasks/${id}`)).json()) as Task;
+const waitForStatus = (url: string, id: string, status: string, timeoutMs = 10_000) =>
+  waitFor(
+    async () => {
+      const task = await getTask(url, id);
+      return task.status === status ? task : undefined;
+    },
+    { timeoutMs, what: `task ${id} ${status}` },
+  );
+
+async function slowModel(options: Parameters<typeof startFakeOpenAI>[0]) {
+  const fake = await startFakeOpenAI(options);
+  fakes.push(fake);
+  return { fake, vars: { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL } };
+}
+
+describe('fault 1: a requested cancel is never lost', () => {
+  it('the cancel signal is lost: the worker finds the recorded request within 2 s and ends it CANCELLED', async () => {
+    const { fake, vars } = await slowModel({ reply: () => 'w '.repeat(40), chunkDelayMs: 200 });
+    const url = await start(vars);
+    const id = await runTask(url, 'query_chatgpt', { prompt: 'long' });
+    await waitForStatus(url, id, 'RUNNING');
+    await waitFor(() => fake.requests.length === 1);
+    // What a cancel leaves when its Redis message never reaches the worker: the request, recorded.
+    await db()`update tasks set cancel_requested_at = now(), version = version + 1, updated_at = now() where id = ${id}`;
+    const requestedAt = Date.now();
+    const ended = await waitFor(
+      async () => {
+        const task = await getTask(url, id);
+        return task.status !== 'RUNNING' ? task : undefined;
+      },
+      { timeoutMs: 8000 },
+    );
+    expect(ended.status).toBe('CANCELLED');
+    expect(Date.now() - requestedAt).toBeLessThan(2500);
+    await waitFor(() => fake.requests[0]?.aborted);
+  });
+
+  it('Redis is down when the cancel is asked: 200 (not 503), and the task still ends CANCELLED', async () => {
+    const { vars } = await slowModel({ reply: () => 'w '.repeat(40), chunkDelayMs: 200 });
+    const base = createTestEnv();
+    const redis = await proxyTo(base.redisUrl);
+    const url = await start(vars, { serverVars: { REDIS_URL: redis.url } });
+    const id = await runTask(url, 'query_chatgpt', { prompt: 'long' });
+    await waitForStatus(url, id, 'RUNNING');
+    await redis.proxy.down(); // the server's Redis only; the worker keeps its own
+    const res = await post(`${url}/tasks/${id}/cancel`);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'RUNNING', cancelRequestedAt: expect.any(String) });
+    const ended = await waitFor(
+      async () => {
+        const task = await getTask(url, id);
+        return task.status !== 'RUNNING' ? task : undefined;
+      },
+      { timeoutMs: 8000 },
+    );
+    expect(ended.status).toBe('CANCELLED');
+  });
+});
+
+describe('fault 2: a retried task is never failed by a job left from its earlier round', () => {
+  it('retry while the server cannot reach Redis: the old failed job is replaced, and the task completes', async () => {
+    const base = createTestEnv();
+    const redis = await proxyTo(base.redisUrl);
+    const fast = { SWEEP_INTERVAL_MS: '300', SWEEP_GRACE_MS: '500' };
+    const url = await start(fast, { serverVars: { REDIS_URL: redis.url }, worker: false });
+    const id = await runTask(url, 'sum_two_numbers', { a: 2, b: 3 });
+    // An earlier round that failed: BullMQ keeps the failed job (24 h), the row says FAILED.
+    const connection = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
+    const old = new Worker(
+      'tasks',
+      async () => {
+        throw new UnrecoverableError('the old round failed');
+      },
+      { connection, prefix: env?.prefix },
+    );
+    await new Promise((resolve) => old.once('failed', resolve));
+    await old.close();
+    await db()`update tasks set status = 'FAILED', error = '{"message":"the old round failed","name":"Error","code":"HANDLER_ERROR"}',
+      finished_at = now(), version = version + 1, updated_at = now() where id = ${id}`;
+    await redis.proxy.down();
+    const retried = await post(`${url}/tasks/${id}/retry`);
+    expect(retried.status).toBe(200);
+    expect(retried.body.status).toBe('PENDING');
+    await redis.proxy.up();
+    workers.push(await spawnApp('worker', env?.vars ?? {}));
+    const done = await waitFor(
+      async () => {
+        const task = await getTask(url, id);
+        return task.status === 'COMPLETED' || task.status === 'FAILED' ? task : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    expect(done).toMatchObject({ status: 'COMPLETED', output: 5 });
+    // And a retry with Redis up replaces the old job at once.
+    const queue = new Queue('tasks', { connection, prefix: env?.prefix });
+    expect(await queue.getJob(id)).toBeUndefined();
+    await queue.close();
+    connection.disconnect();
+  });
+});
+
+describe('fault 3: resumed tasks start at once', () => {
+  it('a worker whose copy of the paused types is stale still runs a just-resumed type within 1 s', async () => {
+    const url = await start({});
+    expect((await post(`${url}/queue/pause`, { task_name: 'sum_two_numbers' })).status).toBe(200);
+    const held = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => runTask(url, 'sum_two_numbers', { a: i, b: 1 })),
+    );
+    // Other work keeps the worker busy, so that it re-reads the paused set every second.
+    let feeding = true;
+    const feed = (async () => {
+      while (feeding) {
+        await runTask(url, 'find_longest_consecutive_letters', { string: 'aab' });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const resumedAt = Date.now();
+    expect((await post(`${url}/queue/resume`, { task_name: 'sum_two_numbers' })).status).toBe(200);
+    await waitFor(
+      async () => {
+        const tasks = await Promise.all(held.map((id) => getTask(url, id)));
+        return tasks.every((t) => t.status === 'COMPLETED');
+      },
+      { timeoutMs: 20_000, what: 'the resumed tasks' },
+    );
+    const elapsed = Date.now() - resumedAt;
+    feeding = false;
+    await feed;
+    expect(elapsed).toBeLessThan(1000);
+  });
+});
+
+describe('fault 4: a finished handler is never run again because its result could not be written', () => {
+  it('PostgreSQL drops the worker as the reply arrives: the result is written when it is back, the model asked once', async () => {
+    let release: (() => void) | undefined;
+    const replied = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { fake, vars } = await slowModel({ reply: () => 'the answer', hold: () => replied });
+    const base = createTestEnv();
+    const pg = await proxyTo(base.databaseUrl);
+    const url = await start(vars, { worker: false });
+    // The worker reaches PostgreSQL through the proxy; the server directly.
+    workers.push(
+      await spawnApp('worker', {
+        ...env?.vars,
+        DATABASE_URL: withPort(env?.databaseUrl ?? '', pg.proxy.port),
+      }),
+    );
+    const id = await runTask(url, 'query_chatgpt', { prompt: 'q' });
+    await waitFor(() => fake.requests.length === 1);
+    await pg.proxy.down();
+    release?.();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await pg.proxy.up();
+    const done = await waitFor(
+      async () => {
+        const task = await getTask(url, id);
+        return task.status === 'COMPLETED' || task.status === 'FAILED' ? task : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(done).toMatchObject({ status: 'COMPLETED', output: 'the answer', attempts: 1 });
+    expect(fake.requests).toHaveLength(1);
+  });
+});
+
+describe('fault 10: a PostgreSQL outage fails no task', () => {
+  it('10,000 sums at 32 in flight, PostgreSQL cut for 3 s: submissions meet 503s, every accepted task completes once, right', async () => {
+    const base = createTestEnv();
+    const pg = await proxyTo(base.databaseUrl);
+    env = createTestEnv();
+    const viaProxy = withPort(env.databaseUrl, pg.proxy.port);
+    const parsed = loadEnv({ ...env.vars, DATABASE_URL: viaProxy });
+    server = await startServer(parsed, createLogger(parsed, 'test'));
+    const url = server.url;
+    sql = postgres(env.databaseUrl, { max: 2, onnotice: () => {} });
+    workers.push(await spawnApp('worker', { ...env.vars, DATABASE_URL: viaProxy, WORKER_CONCURRENCY: '32' }));
+
+    const total = Number(process.env.TEST_OUTAGE_TASKS ?? 10_000);
+    const statuses = new Map<number, number>();
+    const accepted: { id: string; a: number }[] = [];
+    let next = 0;
+    const submitter = async () => {
+      while (next < total) {
+        const a = next++;
+        const res = await fetch(`${url}/run-task`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a, b: 1 } }),
+        }).catch(() => undefined);
+        const status = res?.status ?? 0;
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        if (res && status === 200)
+          accepted.push({ id: ((await res.json()) as { task_uuid: string }).task_uuid, a });
+        else await res?.body?.cancel();
+      }
+    };
+    const outage = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await pg.proxy.down();
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      await pg.proxy.up();
+    })();
+    await Promise.all([...Array.from({ length: 32 }, submitter), outage]);
+    const counts = Object.fromEntries(statuses);
+    console.log(`outage: answers by status ${JSON.stringify(counts)}`);
+    expect(Object.keys(counts).sort()).toEqual(expect.arrayContaining(['200']));
+    for (const status of Object.keys(counts)) expect(['200', '503']).toContain(status);
+    expect(counts['503'] ?? 0).toBeGreaterThan(0); // the outage was seen
+
+    await waitFor(
+      async () => {
+        const [row] = await db()<
+          { n: number }[]
+        >`select count(*)::int as n from tasks where status = 'COMPLETED'`;
+        return (row?.n ?? 0) >= accepted.length;
+      },
+      { timeoutMs: 90_000, intervalMs: 200, what: `${accepted.length} accepted tasks COMPLETED` },
+    );
+    const rows = await db()<
+      { id: string; status: string; output: number; attempts: number; errors: number }[]
+    >`
+      select id, status, output, attempts, jsonb_array_length(attempt_errors) as errors from tasks`;
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const wrong = accepted.filter(({ id, a }) => {
+      const row = byId.get(id);
+      return row?.status !== 'COMPLETED' || row.output !== a + 1 || row.attempts !== 1 || row.errors !== 0;
+    });
+    expect(wrong).toEqual([]);
+    expect(rows.filter((r) => r.status !== 'COMPLETED')).toEqual([]);
+  });
+});
