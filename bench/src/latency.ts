@@ -1,13 +1,16 @@
 /**
  * Live-status latency: the delay from the worker's commit of COMPLETED to an SSE watcher receiving
  * it, with BENCH_WATCHERS (1,000) concurrent watchers on ONE server process. Beside it, the
- * substrate measured in the same run: Redis PUBLISH → SUBSCRIBE delay for the same burst.
+ * substrates measured in the same run with the same pace: PostgreSQL NOTIFY → LISTEN (what Tasker's
+ * events travel on: the worker's commit announces the change) and Redis PUBLISH → SUBSCRIBE.
  * It prints figures; it is not a test.
  */
 import { Agent, request } from 'node:http';
+import { migrateDatabase } from '@tasker/db';
 import type { TaskEvent } from '@tasker/engine';
 import { type AppProcess, createTestEnv, spawnApp, startFakeOpenAI, waitFor } from '@tasker/testing';
 import { Redis } from 'ioredis';
+import postgres from 'postgres';
 import { percentile, runBounded, sleep } from './common.ts';
 import { onInterrupt } from './interrupt.ts';
 
@@ -57,6 +60,26 @@ async function substrate(redisUrl: string, prefix: string): Promise<Summary> {
   return summarize(delays);
 }
 
+/** PostgreSQL alone: WATCHERS notifications, one every PACE_MS, each in its own transaction. */
+async function notifySubstrate(databaseUrl: string): Promise<Summary> {
+  await migrateDatabase(databaseUrl); // creates the database
+  const listener = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const sender = postgres(databaseUrl, { max: 1, onnotice: () => {} });
+  const delays: number[] = [];
+  try {
+    await listener.listen('tasker_bench_latency', (payload) => delays.push(wallNow() - Number(payload)));
+    for (let i = 0; i < WATCHERS; i++) {
+      void sender`select pg_notify('tasker_bench_latency', ${String(wallNow())})`;
+      await sleep(PACE_MS);
+    }
+    await waitFor(() => delays.length >= WATCHERS, { timeoutMs: 30_000 });
+  } finally {
+    await listener.end();
+    await sender.end();
+  }
+  return summarize(delays);
+}
+
 async function main() {
   // The fake model answers each request only when released, so the benchmark sets the pace of
   // completions: one every PACE_MS, each task a real query_chatgpt through the real worker.
@@ -82,6 +105,7 @@ async function main() {
       `Live-status latency: ${WATCHERS} SSE watchers (one per task) on one server process; one task completes every ${PACE_MS} ms`,
     );
     const baseline = await substrate(env.redisUrl, env.prefix);
+    const notify = await notifySubstrate(env.databaseUrl);
 
     const server = await spawnApp('server', env.vars);
     apps.push(server);
@@ -149,7 +173,10 @@ async function main() {
     console.log('');
     console.log('                                           count     p50     p90     p99     max   (ms)');
     console.log(
-      `  Redis PUBLISH → SUBSCRIBE (substrate)   ${String(baseline.count).padStart(5)} ${f(baseline.p50)} ${f(baseline.p90)} ${f(baseline.p99)} ${f(baseline.max)}`,
+      `  PostgreSQL NOTIFY → LISTEN (substrate)  ${String(notify.count).padStart(5)} ${f(notify.p50)} ${f(notify.p90)} ${f(notify.p99)} ${f(notify.max)}`,
+    );
+    console.log(
+      `  Redis PUBLISH → SUBSCRIBE (reference)   ${String(baseline.count).padStart(5)} ${f(baseline.p50)} ${f(baseline.p90)} ${f(baseline.p99)} ${f(baseline.max)}`,
     );
     console.log(
       `  worker commit → SSE watcher (Tasker)    ${String(live.count).padStart(5)} ${f(live.p50)} ${f(live.p90)} ${f(live.p99)} ${f(live.max)}`,

@@ -1,9 +1,14 @@
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { awaitOutput, runTask, type Stack, startStack } from './helpers.ts';
 
 let stack: Stack;
+/** Tasks accepted before the bad requests: every one must still complete, right. */
+const accepted: { id: string; a: number }[] = [];
 beforeAll(async () => {
   stack = await startStack();
+  for (let a = 0; a < 10; a++)
+    accepted.push({ id: await runTask(stack.url, 'sum_two_numbers', { a, b: 1 }), a });
 });
 afterAll(async () => {
   await stack?.close();
@@ -265,7 +270,17 @@ describe('bad input gets a 4xx in one JSON error shape, never a 5xx', () => {
     );
   });
 
-  it('keeps serving afterwards, and lost nothing', async () => {
+  it('lost nothing: no row was written for a refused request, every accepted task completed right, and it keeps serving', async () => {
+    const sql = postgres(stack.env.databaseUrl, { max: 1 });
+    try {
+      const rows = await sql<{ id: string }[]>`select id from tasks`;
+      expect(rows.map((r) => r.id).sort()).toEqual(accepted.map((t) => t.id).sort());
+    } finally {
+      await sql.end();
+    }
+    for (const { id, a } of accepted) {
+      expect(await awaitOutput(stack.url, id)).toEqual({ status: 'COMPLETED', result: a + 1, error: null });
+    }
     const output = await awaitOutput(stack.url, await runTask(stack.url, 'sum_two_numbers', { a: 1, b: 1 }));
     expect(output.result).toBe(2);
   });

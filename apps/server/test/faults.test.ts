@@ -5,7 +5,7 @@
  * HTTP (and read the rows with SQL), so that they hold for any implementation.
  */
 
-import { createLogger, loadEnv } from '@tasker/engine';
+import { createLogger, loadEnv, QUEUE_NAME } from '@tasker/engine';
 import {
   type AppProcess,
   createTestEnv,
@@ -163,7 +163,7 @@ describe('fault 2: a retried task is never failed by a job left from its earlier
     // An earlier round that failed: BullMQ keeps the failed job (24 h), the row says FAILED.
     const connection = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
     const old = new Worker(
-      'tasks',
+      QUEUE_NAME,
       async () => {
         throw new UnrecoverableError('the old round failed');
       },
@@ -188,7 +188,7 @@ describe('fault 2: a retried task is never failed by a job left from its earlier
     );
     expect(done).toMatchObject({ status: 'COMPLETED', output: 5 });
     // And a retry with Redis up replaces the old job at once.
-    const queue = new Queue('tasks', { connection, prefix: env?.prefix });
+    const queue = new Queue(QUEUE_NAME, { connection, prefix: env?.prefix });
     expect(await queue.getJob(id)).toBeUndefined();
     await queue.close();
     connection.disconnect();

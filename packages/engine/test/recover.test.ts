@@ -1,0 +1,63 @@
+import { createTestEnv } from '@tasker/testing';
+import { UnrecoverableError, Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine, createLogger, createRedis, type Engine, loadEnv, QUEUE_NAME } from '../src/index.ts';
+
+const env = createTestEnv({ SWEEP_GRACE_MS: '0' });
+let engine: Engine;
+
+beforeAll(async () => {
+  const parsed = loadEnv(env.vars);
+  engine = await createEngine(parsed, createLogger(parsed, 'test'), 'worker');
+});
+afterAll(async () => {
+  await engine?.close();
+  await env.cleanup();
+});
+
+/** Lets BullMQ fail these jobs for good, as it does with a job that stalled too often. */
+async function failJobs(ids: string[]) {
+  const connection = createRedis(env.redisUrl, 'blocking');
+  const failed = new Set<string>();
+  const worker = new Worker(
+    QUEUE_NAME,
+    async () => {
+      throw new UnrecoverableError('job stalled more than allowable limit');
+    },
+    { connection, prefix: env.prefix },
+  );
+  await new Promise<void>((resolve) =>
+    worker.on('failed', (job) => {
+      if (job?.id) failed.add(job.id);
+      if (ids.every((id) => failed.has(id))) resolve();
+    }),
+  );
+  await worker.close();
+  connection.disconnect();
+}
+
+describe('recover (the sweeper)', () => {
+  // Issue 7, fault 5: one failing call aborted the rest of the batch.
+  it('handles each row on its own: an error on one does not stop the recovery of the others', async () => {
+    const { lifecycle } = engine;
+    const { store, queue } = lifecycle.resources;
+    const submit = async () =>
+      (await lifecycle.submit({ name: 'sum_two_numbers', input: { a: 1, b: 2 } })).row;
+    const broken = await submit(); // RUNNING, its job failed, and its job's data unreadable
+    const stalled = await submit(); // RUNNING, its job failed: BullMQ gave up on it
+    await failJobs([broken.id, stalled.id]);
+    const lost = await submit(); // PENDING, its job gone (Redis lost it)
+    await queue.queue.remove(lost.id);
+    for (const row of [broken, stalled]) await store.claim(row.id, 'dead-worker', 1);
+    await engine.redis.hset(engine.keys.bullmq(broken.id), 'data', '{not json', 'opts', '{not json');
+    // Oldest first, so that the broken row comes first in the batch.
+    await engine.db.sql`update tasks set updated_at = now() - interval '1 minute' where id = ${broken.id}`;
+
+    const report = await lifecycle.recover(0);
+    expect(report).toEqual({ checked: 3, requeued: 1, failed: 1, errors: 1 });
+    expect((await store.get(stalled.id))?.status).toBe('FAILED');
+    expect((await store.get(stalled.id))?.error?.code).toBe('STALLED');
+    expect((await queue.inspect([lost.id])).get(lost.id)).toBe('queued');
+    expect((await store.get(broken.id))?.status).toBe('RUNNING'); // left for the next sweep
+  });
+});
