@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
 import type { Logger } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
@@ -7,17 +10,24 @@ import Fastify, {
   type FastifyInstance,
   LogController,
 } from 'fastify';
+import type { Authenticator } from './auth.ts';
 import { restError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerRestRoutes } from './rest.ts';
 import { type AppRouter, appRouter } from './root.ts';
 import { registerEventStream } from './sse.ts';
-import { createContextFactory } from './trpc.ts';
+import { createContextFactory, type Services } from './trpc.ts';
 
 export interface AppOptions {
   log: Logger;
   bodyLimit: number;
-  services: Parameters<typeof createContextFactory>[0];
+  services: Services;
+  authenticator: Authenticator;
+  /** Requests per minute per key (or client IP without one), shared through `rateLimitRedis`; 0: none. */
+  rateLimitPerMinute: number;
+  rateLimitRedis?: unknown;
+  /** Origins allowed to call from a browser (CORS); none by default. */
+  corsOrigins: string[];
   /** Each resolves when its dependency answers, rejects otherwise. */
   readiness: Record<'postgres' | 'redis', () => Promise<unknown>>;
   version?: string;
@@ -49,6 +59,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: options.bodyLimit,
     requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
     // Per-request logs at info would dominate at thousands of requests/s; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -96,14 +107,67 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const socket of streams) socket.destroy();
   });
 
+  // Every answer carries its request id (also in every log line of the request).
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  // Who is calling: read once per request, before the rate limit (which counts per key).
+  options.authenticator.register(app);
+  if (options.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: options.corsOrigins,
+      allowedHeaders: ['authorization', 'content-type', 'last-event-id', 'x-request-id', 'trpc-accept'],
+      exposedHeaders: [
+        'x-request-id',
+        'retry-after',
+        'ratelimit-limit',
+        'ratelimit-remaining',
+        'ratelimit-reset',
+      ],
+      maxAge: 600,
+    });
+  }
+  if (options.rateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      global: true,
+      max: options.rateLimitPerMinute,
+      timeWindow: 60_000,
+      hook: 'onRequest',
+      // One budget per key, shared by every server through Redis; per client IP without a key.
+      keyGenerator: (request) =>
+        request.auth?.ok && request.auth.identity.keyId
+          ? `key:${request.auth.identity.keyId}`
+          : `ip:${request.ip}`,
+      redis: options.rateLimitRedis,
+      nameSpace: 'tasker-rate-limit:',
+      // Redis away: serve rather than refuse everyone.
+      skipOnError: true,
+      enableDraftSpec: true,
+      allowList: (request) => /^\/(healthz|readyz)$/.test(request.url.split('?')[0] ?? ''),
+      errorResponseBuilder: (_request, context) =>
+        Object.assign(
+          restError(
+            429,
+            `Rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`,
+          ),
+          { statusCode: 429 },
+        ),
+    });
+  }
+
   await app.register(fastifyTRPCPlugin, {
     prefix: '/trpc',
     trpcOptions: {
       router: appRouter,
       createContext,
-      onError: ({ error, path }) => {
-        if (error.code === 'INTERNAL_SERVER_ERROR') log.error({ err: error, path }, 'tRPC procedure failed');
+      onError: ({ error, path, req }) => {
+        if (error.code === 'INTERNAL_SERVER_ERROR')
+          req.log.error({ err: error, path }, 'tRPC procedure failed');
       },
+      responseMeta: ({ errors }) =>
+        errors.some((error) => error.code === 'UNAUTHORIZED')
+          ? { headers: { 'www-authenticate': 'Bearer' } }
+          : {},
     } satisfies FastifyTRPCPluginOptions<AppRouter>['trpcOptions'],
   });
 

@@ -2,7 +2,8 @@ import { listenTaskChanges, type TaskChange, type TaskChangeListener, type TaskS
 import { isTerminal, type Logger, type TaskEvent, toTaskEvent } from '@tasker/engine';
 import type postgres from 'postgres';
 
-type Listener = (event: TaskEvent) => void;
+/** Gets each change with the tenant of its task (events themselves do not carry it). */
+type Listener = (event: TaskEvent, tenantId: string) => void;
 
 /** Most events one watcher may have waiting; past that the oldest are dropped (each event is a full state). */
 const MAX_BUFFERED = 256;
@@ -15,12 +16,17 @@ export interface TaskWatcher {
    * the task does not exist.
    */
   watch(
+    tenantId: string,
     id: string,
     afterVersion: number,
     signal: AbortSignal,
   ): Promise<AsyncGenerator<TaskEvent> | undefined>;
-  /** Every task's changes, as they happen, while `signal` is not aborted. */
-  watchAll(signal: AbortSignal, filter?: (event: TaskEvent) => boolean): AsyncGenerator<TaskEvent>;
+  /** Every change to this tenant's tasks, as it happens, while `signal` is not aborted. */
+  watchAll(
+    tenantId: string,
+    signal: AbortSignal,
+    filter?: (event: TaskEvent) => boolean,
+  ): AsyncGenerator<TaskEvent>;
 }
 
 /** A stream's last event id (a task version) → the version to resume after. */
@@ -78,7 +84,7 @@ export class TaskFeed implements TaskWatcher {
   }
 
   private receive(change: TaskChange) {
-    if (!change.truncated) return this.dispatch(toTaskEvent(change.row));
+    if (!change.truncated) return this.dispatch(toTaskEvent(change.row), change.row.tenantId);
     if (!this.byTask.has(change.id) && this.everyTask.size === 0) return;
     if (this.truncated.size === 0) setImmediate(() => void this.readTruncated());
     this.truncated.add(change.id);
@@ -88,19 +94,19 @@ export class TaskFeed implements TaskWatcher {
     const ids = [...this.truncated];
     this.truncated = new Set();
     try {
-      for (const row of await this.store.getMany(ids)) this.dispatch(toTaskEvent(row));
+      for (const row of await this.store.getMany(ids)) this.dispatch(toTaskEvent(row), row.tenantId);
     } catch (error) {
       this.log.warn({ err: error }, 'could not read changed tasks; the resync will');
     }
   }
 
-  private dispatch(event: TaskEvent, toEveryTask = true) {
+  private dispatch(event: TaskEvent, tenantId: string, toEveryTask = true) {
     const listeners = this.byTask.get(event.id);
     if (listeners) {
       if (event.version > (this.dispatched.get(event.id) ?? -1)) this.dispatched.set(event.id, event.version);
-      for (const listener of listeners) listener(event);
+      for (const listener of listeners) listener(event, tenantId);
     }
-    if (toEveryTask) for (const listener of this.everyTask) listener(event);
+    if (toEveryTask) for (const listener of this.everyTask) listener(event, tenantId);
   }
 
   private async resync() {
@@ -110,7 +116,8 @@ export class TaskFeed implements TaskWatcher {
         // Versions first (one index scan); whole rows only for the tasks whose events were missed.
         const versions = await this.store.versions(ids.slice(i, i + 1000));
         const behind = versions.filter((v) => v.version > (this.dispatched.get(v.id) ?? -1)).map((v) => v.id);
-        for (const row of await this.store.getMany(behind)) this.dispatch(toTaskEvent(row), false);
+        for (const row of await this.store.getMany(behind))
+          this.dispatch(toTaskEvent(row), row.tenantId, false);
       } catch (error) {
         this.log.warn({ err: error }, 'could not re-read watched tasks');
       }
@@ -138,14 +145,17 @@ export class TaskFeed implements TaskWatcher {
   }
 
   async watch(
+    tenantId: string,
     id: string,
     afterVersion: number,
     signal: AbortSignal,
   ): Promise<AsyncGenerator<TaskEvent> | undefined> {
     const inbox = new Inbox<TaskEvent>(signal, MAX_BUFFERED);
-    const stop = this.listen(id, (event) => inbox.push(event));
+    const stop = this.listen(id, (event, owner) => {
+      if (owner === tenantId) inbox.push(event);
+    });
     try {
-      const row = await this.store.get(id);
+      const row = await this.store.get(id, tenantId);
       if (!row) {
         stop();
         return undefined;
@@ -176,12 +186,13 @@ export class TaskFeed implements TaskWatcher {
   }
 
   async *watchAll(
+    tenantId: string,
     signal: AbortSignal,
     filter: (event: TaskEvent) => boolean = () => true,
   ): AsyncGenerator<TaskEvent> {
     const inbox = new Inbox<TaskEvent>(signal, MAX_BUFFERED);
-    const stop = this.listen(undefined, (event) => {
-      if (filter(event)) inbox.push(event);
+    const stop = this.listen(undefined, (event, owner) => {
+      if (owner === tenantId && filter(event)) inbox.push(event);
     });
     try {
       for (;;) {

@@ -23,20 +23,20 @@ interface Operation {
  */
 export function registerRestRoutes(
   app: FastifyInstance,
-  createContext: () => Context,
+  createContext: (opts: { req: FastifyRequest }) => Context,
   doc: OpenApiDocument,
 ): void {
-  const caller = appRouter.createCaller(createContext) as unknown as Caller;
+  const callerFor = (request: FastifyRequest) =>
+    appRouter.createCaller(createContext({ req: request })) as unknown as Caller;
   const operations = Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
     METHODS.flatMap((method) => {
       const operation = (item as Record<string, Operation | undefined>)[method];
       // Event streams are Fastify routes of their own (sse.ts), described in the document by hand.
       if (!operation?.operationId || operation.responses?.['200']?.content?.['text/event-stream']) return [];
-      const call = caller[operation.operationId];
-      return call ? [{ path, method: method.toUpperCase(), name: operation?.operationId, call }] : [];
+      return [{ path, method: method.toUpperCase(), name: operation.operationId }];
     }),
   );
-  for (const { path, method, name, call } of operations) {
+  for (const { path, method, name } of operations) {
     const hasBody = method !== 'GET' && method !== 'DELETE';
     app.route({
       method,
@@ -61,6 +61,8 @@ export function registerRestRoutes(
           input = { ...(request.query as object), ...(request.params as object) };
         }
         try {
+          const call = callerFor(request)[name];
+          if (!call) throw new Error(`no procedure ${name}`);
           return await call(input);
         } catch (cause) {
           const error = getTRPCErrorFromUnknown(cause);
@@ -70,6 +72,7 @@ export function registerRestRoutes(
             return reply.code(500).send(restError(500, 'Internal server error'));
           }
           const { message, issues } = describeTrpcError(error);
+          if (status === 401) reply.header('www-authenticate', 'Bearer');
           return reply.code(status).send(restError(status, message, issues));
         }
       },

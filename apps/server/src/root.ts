@@ -1,3 +1,4 @@
+import { keysRouter } from './router/keys.ts';
 import { legacyRouter } from './router/legacy.ts';
 import { liveRouter } from './router/live.ts';
 import { queueRouter } from './router/queue.ts';
@@ -8,6 +9,6 @@ import { mergeRouters } from './trpc.ts';
  * The whole API: one router per domain, merged flat so that procedure names stay what clients call
  * (`runTask`, `getTask`, `onTaskUpdate`, ...). Procedures with `openapi` meta are also REST routes.
  */
-export const appRouter = mergeRouters(legacyRouter, tasksRouter, queueRouter, liveRouter);
+export const appRouter = mergeRouters(legacyRouter, tasksRouter, queueRouter, liveRouter, keysRouter);
 
 export type AppRouter = typeof appRouter;

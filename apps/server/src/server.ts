@@ -1,6 +1,9 @@
+import { ApiKeyStore } from '@tasker/db';
 import { createEngine, createTaskApi, type Env, type Logger } from '@tasker/engine';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
+import { Authenticator } from './auth.ts';
+import { createKeysApi } from './keys-api.ts';
 import { TaskFeed } from './live.ts';
 
 export interface TaskerServer {
@@ -17,10 +20,21 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
   const live = new TaskFeed(engine.db.sql, store, { resyncMs: 10_000 }, log);
   await live.start();
 
+  const keys = new ApiKeyStore(engine.db.db);
+  const authenticator = new Authenticator(keys, env.AUTH_MODE, log);
+  if (env.AUTH_MODE === 'disabled') {
+    log.warn(
+      'AUTH_MODE=disabled: every request is tenant "default" with every scope; set AUTH_MODE=required (the default when NODE_ENV=production) to require API keys',
+    );
+  }
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
-    services: { tasks: createTaskApi(engine.lifecycle), live },
+    services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys) },
+    authenticator,
+    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    rateLimitRedis: engine.redis,
+    corsOrigins: env.CORS_ORIGINS,
     readiness: { postgres: () => engine.db.sql`select 1`, redis: () => engine.redis.ping() },
   });
   const address = await app.listen({ host: env.HOST, port: env.PORT });
@@ -35,6 +49,7 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
       closing ??= (async () => {
         await app.close();
         await live.close();
+        await authenticator.close();
         await engine.close();
       })();
       return closing;

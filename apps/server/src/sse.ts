@@ -17,6 +17,13 @@ export function registerEventStream(
   keepAliveMs = KEEP_ALIVE_MS,
 ): void {
   app.get('/tasks/:id/events', async (request, reply) => {
+    // The same rule as the procedures': a key with tasks:read, and only its tenant's tasks.
+    const { auth } = request;
+    if (!auth.ok)
+      return reply.code(401).header('www-authenticate', 'Bearer').send(restError(401, auth.reason));
+    if (!auth.identity.scopes.includes('tasks:read')) {
+      return reply.code(403).send(restError(403, 'This API key lacks the "tasks:read" scope'));
+    }
     const parsed = params.safeParse(request.params);
     if (!parsed.success) {
       return reply
@@ -29,12 +36,19 @@ export function registerEventStream(
     const closed = new AbortController();
     // The connection's own 'close': the client went away.
     request.raw.socket.once('close', () => closed.abort());
-    const updates = await live.watch(parsed.data.id, resumeAfter(lastEventId), closed.signal);
+    const updates = await live.watch(
+      auth.identity.tenantId,
+      parsed.data.id,
+      resumeAfter(lastEventId),
+      closed.signal,
+    );
     if (!updates) return reply.code(404).send(restError(404, 'Task not found'));
 
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
+      // What hooks set on the reply (x-request-id, CORS, rate-limit headers) goes out too.
+      ...(reply.getHeaders() as Record<string, string>),
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       connection: 'keep-alive',

@@ -5,29 +5,41 @@
  * 3. the procedure builders the routers in `router/*.ts` use.
  */
 
+import type { ApiKeyScope } from '@tasker/db';
 import { isDatabaseUnavailable } from '@tasker/db';
 import {
   DependencyUnavailableError,
   InvalidArgumentError,
   InvalidTaskInputError,
   isRedisUnavailable,
+  NotFoundError,
   type TaskApi,
-  TaskNotFoundError,
   TaskStateConflictError,
 } from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
+import type { FastifyRequest } from 'fastify';
+import type { Auth } from './auth.ts';
 import { describeTrpcError } from './errors.ts';
+import type { KeysApi } from './keys-api.ts';
 import type { TaskWatcher } from './live.ts';
 
 // 1. CONTEXT
 
+/** What the procedures work with, whoever calls. */
+export interface Services {
+  tasks: TaskApi;
+  live: TaskWatcher;
+  keys: KeysApi;
+}
+
 /**
- * What procedures may use: the task API (plain data in and out) and the live feed. The context type
- * is inferred from this factory. It names interfaces, not the classes behind them, because the
- * router's type is published inside the SDK and must not drag BullMQ or drizzle along.
+ * What procedures may use: the services, and who is calling (`auth`, read from the request's key
+ * by the Authenticator before any route runs). The context type is inferred from this factory. It
+ * names interfaces, not the classes behind them, because the router's type is published inside the
+ * SDK and must not drag BullMQ or drizzle along.
  */
-export function createContextFactory(services: { tasks: TaskApi; live: TaskWatcher }) {
-  return () => ({ tasks: services.tasks, live: services.live });
+export function createContextFactory(services: Services) {
+  return ({ req }: { req: Pick<FastifyRequest, 'auth'> }) => ({ ...services, auth: req.auth });
 }
 
 export type Context = ReturnType<ReturnType<typeof createContextFactory>>;
@@ -84,7 +96,7 @@ function toTrpcError(error: unknown): TRPCError | undefined {
   }
   if (cause instanceof InvalidArgumentError)
     return new TRPCError({ code: 'BAD_REQUEST', message: cause.message });
-  if (cause instanceof TaskNotFoundError) return new TRPCError({ code: 'NOT_FOUND', message: cause.message });
+  if (cause instanceof NotFoundError) return new TRPCError({ code: 'NOT_FOUND', message: cause.message });
   if (cause instanceof TaskStateConflictError)
     return new TRPCError({ code: 'CONFLICT', message: cause.message });
   if (cause instanceof DependencyUnavailableError)
@@ -102,7 +114,7 @@ export const router = t.router;
 export const mergeRouters = t.mergeRouters;
 
 /** Every procedure: the engine's errors become the API's (400, 404, 409, 503), never a 500. */
-export const publicProcedure = t.procedure.use(async ({ next }) => {
+const procedure = t.procedure.use(async ({ next }) => {
   const result = await next();
   if (!result.ok) {
     const mapped = toTrpcError(result.error);
@@ -110,3 +122,24 @@ export const publicProcedure = t.procedure.use(async ({ next }) => {
   }
   return result;
 });
+
+/**
+ * A procedure that needs a key with `scope` (any key in `disabled` mode: every call is then the
+ * `default` tenant with every scope). No or a bad key: 401; a key without the scope: 403 naming it.
+ * The procedure gets the caller's `identity`: its tenant scopes every task it touches.
+ */
+export const scopedProcedure = (scope: ApiKeyScope) =>
+  procedure.use(({ ctx, next }) => {
+    if (!ctx.auth.ok) throw new TRPCError({ code: 'UNAUTHORIZED', message: ctx.auth.reason });
+    if (!ctx.auth.identity.scopes.includes(scope)) {
+      throw new TRPCError({ code: 'FORBIDDEN', message: `This API key lacks the "${scope}" scope` });
+    }
+    return next({ ctx: { ...ctx, identity: ctx.auth.identity } });
+  });
+
+/** Reads: get, list, output, streams, subscriptions. */
+export const readProcedure = scopedProcedure('tasks:read');
+/** Changes to tasks: run, cancel, retry. */
+export const writeProcedure = scopedProcedure('tasks:write');
+/** The operator's: the queue shared by every tenant, and the keys of any tenant. */
+export const adminProcedure = scopedProcedure('admin');

@@ -53,7 +53,7 @@ export class Harness {
     for (let i = 0; i < count; i += 50) {
       const batch = Array.from({ length: Math.min(50, count - i) }, (_, j) => i + j);
       const results = await Promise.all(
-        batch.map((n) => this.api.submit({ name: 'sum_two_numbers', input: { a: n, b: 2 * n } })),
+        batch.map((n) => this.api.submit('default', { name: 'sum_two_numbers', input: { a: n, b: 2 * n } })),
       );
       ids.push(...results.map((r) => r.id));
     }
@@ -73,7 +73,7 @@ export class Harness {
   }
 
   async submit(name: string, input: unknown, maxAttempts: number): Promise<string> {
-    return (await this.api.submit({ name, input, maxAttempts })).id;
+    return (await this.api.submit('default', { name, input, maxAttempts })).id;
   }
 
   async counts(): Promise<Record<string, number>> {

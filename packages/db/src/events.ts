@@ -10,7 +10,7 @@ export interface TruncatedTaskChange {
   truncated: true;
   id: string;
   version: number;
-  ownerId: string;
+  tenantId: string;
   name: string;
   status: TaskRow['status'];
 }
@@ -34,7 +34,7 @@ export function parseTaskChange(payload: string): TaskChange | undefined {
       truncated: true,
       id: json.id,
       version: json.version,
-      ownerId: String(json.owner_id),
+      tenantId: String(json.owner_id),
       name: String(json.name),
       status: json.status as TaskRow['status'],
     };

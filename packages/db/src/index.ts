@@ -1,3 +1,11 @@
+export {
+  API_KEY_PREFIX,
+  type ApiKeyInfo,
+  ApiKeyStore,
+  hashApiKey,
+  looksLikeApiKey,
+  type NewApiKey,
+} from './api-keys.ts';
 export { createDb, type Database, type DbClient, type DbOptions } from './client.ts';
 export { isDatabaseUnavailable, isTransientDatabaseError } from './errors.ts';
 export {

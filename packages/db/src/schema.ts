@@ -53,8 +53,8 @@ export const tasks = pgTable(
   'tasks',
   {
     id: uuid('id').primaryKey(),
-    /** Tenant / API-key owner. Every query filters on it once auth exists. */
-    ownerId: text('owner_id').notNull().default('default'),
+    /** The tenant the task belongs to (its API key's). Every read and write is scoped to it. */
+    tenantId: text('owner_id').notNull().default('default'),
     name: text('name').notNull(),
     input: jsonb('input').$type<unknown>().notNull(),
     status: taskStatus('status').notNull().default('PENDING'),
@@ -83,16 +83,20 @@ export const tasks = pgTable(
   (t) => [
     // Listing, newest first, per owner (cursor pagination on (created_at, id)). NULLS FIRST is what
     // a plain ORDER BY ... DESC means: with NULLS LAST the planner would sort instead of walking it.
-    index('tasks_owner_created_idx').on(t.ownerId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
+    index('tasks_owner_created_idx').on(
+      t.tenantId,
+      t.createdAt.desc().nullsFirst(),
+      t.id.desc().nullsFirst(),
+    ),
     // The same, filtered by status or by task type.
     index('tasks_owner_status_created_idx').on(
-      t.ownerId,
+      t.tenantId,
       t.status,
       t.createdAt.desc().nullsFirst(),
       t.id.desc().nullsFirst(),
     ),
     index('tasks_owner_name_created_idx').on(
-      t.ownerId,
+      t.tenantId,
       t.name,
       t.createdAt.desc().nullsFirst(),
       t.id.desc().nullsFirst(),
@@ -106,10 +110,43 @@ export const tasks = pgTable(
       .on(t.finishedAt)
       .where(sql`${t.status} in ${statusList(TERMINAL_STATUSES)}`),
     uniqueIndex('tasks_owner_idempotency_idx')
-      .on(t.ownerId, t.idempotencyKey)
+      .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
   ],
 );
 
 export type TaskRow = typeof tasks.$inferSelect;
 export type NewTaskRow = typeof tasks.$inferInsert;
+
+/** The scopes an API key may carry. */
+export const API_KEY_SCOPES = ['tasks:write', 'tasks:read', 'admin'] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+
+/**
+ * API keys. The key itself (`tsk_...`) is shown once, at creation; only its SHA-256 is stored (a
+ * 256-bit random secret needs no slow hash). `prefix` (the first characters) tells keys apart in
+ * listings.
+ */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: text('tenant_id').notNull(),
+    name: text('name').notNull(),
+    /** Hex SHA-256 of the whole key. */
+    hash: text('hash').notNull(),
+    prefix: text('prefix').notNull(),
+    scopes: text('scopes').array().$type<ApiKeyScope[]>().notNull(),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    /** Written at most once a minute per key, never once per request. */
+    lastUsedAt: timestamptz('last_used_at'),
+    expiresAt: timestamptz('expires_at'),
+    revokedAt: timestamptz('revoked_at'),
+  },
+  (t) => [
+    uniqueIndex('api_keys_hash_idx').on(t.hash),
+    index('api_keys_tenant_idx').on(t.tenantId, t.createdAt),
+  ],
+);
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect;

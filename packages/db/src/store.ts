@@ -27,7 +27,7 @@ import {
 } from './schema.ts';
 
 export interface TaskListFilter {
-  ownerId: string;
+  tenantId: string;
   statuses?: TaskStatus[];
   names?: string[];
   createdAfter?: Date;
@@ -103,7 +103,7 @@ export class TaskStore {
         const column = (f: (r: NewTaskRow) => unknown) =>
           pgArray(rows.map((r) => (f(r) == null ? null : String(f(r)))));
         const ids = column((r) => r.id);
-        const owners = column((r) => r.ownerId ?? 'default');
+        const owners = column((r) => r.tenantId ?? 'default');
         const names = column((r) => r.name);
         const inputs = column((r) => JSON.stringify(r.input ?? null));
         const maxAttempts = column((r) => r.maxAttempts ?? 1);
@@ -117,7 +117,7 @@ export class TaskStore {
           // (a change like any other: version and updated_at move, and it is announced).
           await pg`
             update tasks t set idempotency_key = null, version = t.version + 1, updated_at = now()
-            from unnest(${pgArray(keyed.map((r) => r.ownerId ?? 'default'))}::text[],
+            from unnest(${pgArray(keyed.map((r) => r.tenantId ?? 'default'))}::text[],
                         ${pgArray(keyed.map((r) => r.idempotencyKey))}::text[]) as k(owner_id, key)
             where t.owner_id = k.owner_id and t.idempotency_key = k.key
               and t.created_at < now() - make_interval(secs => ${this.options.idempotencyWindowSeconds})`;
@@ -138,17 +138,17 @@ export class TaskStore {
           const existing = await pg`
             select * from tasks
             where (owner_id, idempotency_key) in (
-              select * from unnest(${pgArray(lost.map((r) => r.ownerId ?? 'default'))}::text[],
+              select * from unnest(${pgArray(lost.map((r) => r.tenantId ?? 'default'))}::text[],
                                    ${pgArray(lost.map((r) => r.idempotencyKey))}::text[]))`;
           for (const raw of existing) {
             const row = fromDriver(raw);
-            replays.set(`${row.ownerId}\u0000${row.idempotencyKey}`, row);
+            replays.set(`${row.tenantId}\u0000${row.idempotencyKey}`, row);
           }
         }
         return rows.map((r) => {
           const row = inserted.get(r.id);
           if (row) return { row, created: true };
-          const replay = replays.get(`${r.ownerId ?? 'default'}\u0000${r.idempotencyKey}`);
+          const replay = replays.get(`${r.tenantId ?? 'default'}\u0000${r.idempotencyKey}`);
           if (!replay) throw new Error(`insert returned no row for ${r.id}`);
           return { row: replay, created: false };
         });
@@ -201,9 +201,10 @@ export class TaskStore {
     return this.inserts.add(row);
   }
 
-  async get(id: string): Promise<TaskRow | undefined> {
+  /** The task, if it exists (and belongs to `tenantId`, when given: another tenant's is not found). */
+  async get(id: string, tenantId?: string): Promise<TaskRow | undefined> {
     const [row] = await this.getById.execute({ id });
-    return row;
+    return tenantId === undefined || row?.tenantId === tenantId ? row : undefined;
   }
 
   /** The current version of each of these rows (missing ids are left out): cheap change detection. */
@@ -349,7 +350,7 @@ export class TaskStore {
    * (created_at, id): every page costs the same, however deep (no OFFSET).
    */
   async list(filter: TaskListFilter): Promise<TaskRow[]> {
-    const conditions = [eq(tasks.ownerId, filter.ownerId)];
+    const conditions = [eq(tasks.tenantId, filter.tenantId)];
     if (filter.statuses?.length) conditions.push(inArray(tasks.status, filter.statuses));
     if (filter.names?.length) conditions.push(inArray(tasks.name, filter.names));
     if (filter.createdAfter) conditions.push(gte(tasks.createdAt, filter.createdAfter));

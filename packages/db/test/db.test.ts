@@ -218,8 +218,8 @@ describe('TaskStore', () => {
   // and did not move version/updated_at (so watchers and the sweeper missed the change).
   it('frees an expired idempotency key of this owner only, as a versioned change', async () => {
     const key = `shared-${randomUUID()}`;
-    const insert = (ownerId: string) =>
-      store.insert({ id: randomUUID(), ownerId, name: 'sum_two_numbers', input: {}, idempotencyKey: key });
+    const insert = (tenantId: string) =>
+      store.insert({ id: randomUUID(), tenantId, name: 'sum_two_numbers', input: {}, idempotencyKey: key });
     const a = (await insert('tenant-a')).row;
     const b = (await insert('tenant-b')).row;
     await client.sql`update tasks set created_at = now() - interval '2 days' where id in (${a.id}, ${b.id})`;

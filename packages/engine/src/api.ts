@@ -1,7 +1,7 @@
 import { isTerminal, type TaskRow } from '@tasker/db';
 import { InvalidArgumentError } from './errors/invalid-argument.ts';
 import { TaskNotFoundError } from './errors/task-not-found.ts';
-import { DEFAULT_OWNER, type SubmitRequest, type TaskLifecycle } from './lifecycle/index.ts';
+import type { SubmitRequest, TaskLifecycle } from './lifecycle/index.ts';
 import type { QueueState } from './queue.ts';
 import { type TaskEvent, type TaskView, toTaskView } from './view.ts';
 
@@ -44,13 +44,15 @@ export interface LegacyTaskOutput {
  * published inside the SDK and must not drag the server's dependencies (BullMQ, drizzle) along.
  */
 export interface TaskApi {
-  submit(request: SubmitRequest): Promise<SubmitResult>;
-  get(id: string): Promise<TaskView>;
-  list(filter: ListFilter): Promise<TaskPage>;
+  /** Every task call is made for one tenant: another tenant's task is not found (404), like an unknown id. */
+  submit(tenantId: string, request: Omit<SubmitRequest, 'tenantId'>): Promise<SubmitResult>;
+  get(tenantId: string, id: string): Promise<TaskView>;
+  list(tenantId: string, filter: ListFilter): Promise<TaskPage>;
   /** `GET /get-task-output`: from the result cache when the task is finished, else PostgreSQL. */
-  legacyOutput(id: string): Promise<LegacyTaskOutput>;
-  cancel(id: string): Promise<TaskView>;
-  retry(id: string): Promise<TaskView>;
+  legacyOutput(tenantId: string, id: string): Promise<LegacyTaskOutput>;
+  cancel(tenantId: string, id: string): Promise<TaskView>;
+  retry(tenantId: string, id: string): Promise<TaskView>;
+  /** The operator's: the queue is shared by every tenant. */
   pause(name?: string): Promise<ProcessingState>;
   resume(name?: string): Promise<ProcessingState>;
   queueState(): Promise<ProcessingState>;
@@ -85,8 +87,8 @@ function toLegacy(task: Pick<TaskEvent, 'status' | 'output' | 'error'>): LegacyT
 /** The API over the lifecycle (state changes) and the store (reads). */
 export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
   const { store, cache, queue, paused } = lifecycle.resources;
-  const row = async (id: string) => {
-    const found = await store.get(id);
+  const row = async (tenantId: string, id: string) => {
+    const found = await store.get(id, tenantId);
     if (!found) throw new TaskNotFoundError(id);
     return found;
   };
@@ -95,14 +97,14 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
     return { ...state, pausedTypes };
   };
   return {
-    submit: async (request) => {
-      const { row: created, replayed } = await lifecycle.submit(request);
+    submit: async (tenantId, request) => {
+      const { row: created, replayed } = await lifecycle.submit({ ...request, tenantId });
       return { id: created.id, replayed };
     },
-    get: async (id) => toTaskView(await row(id)),
-    list: async (filter) => {
+    get: async (tenantId, id) => toTaskView(await row(tenantId, id)),
+    list: async (tenantId, filter) => {
       const rows = await store.list({
-        ownerId: DEFAULT_OWNER,
+        tenantId,
         statuses: filter.statuses,
         names: filter.names,
         createdAfter: filter.createdAfter,
@@ -117,14 +119,14 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
         nextCursor: rows.length > filter.limit && last ? encodeCursor(last) : null,
       };
     },
-    legacyOutput: async (id) => {
+    legacyOutput: async (tenantId, id) => {
       const cached = await cache.get(id).catch(() => undefined);
-      if (cached && isTerminal(cached.status)) return toLegacy(cached);
-      const found = await row(id);
+      if (cached?.tenantId === tenantId && isTerminal(cached.event.status)) return toLegacy(cached.event);
+      const found = await row(tenantId, id);
       return toLegacy({ status: found.status, output: found.output, error: found.error ?? null });
     },
-    cancel: async (id) => toTaskView(await lifecycle.cancel(id)),
-    retry: async (id) => toTaskView(await lifecycle.retry(id)),
+    cancel: async (tenantId, id) => toTaskView(await lifecycle.cancel(id, tenantId)),
+    retry: async (tenantId, id) => toTaskView(await lifecycle.retry(id, tenantId)),
     pause: async (name) => {
       await lifecycle.pause(name);
       return queueState();

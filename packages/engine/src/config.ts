@@ -41,9 +41,26 @@ export const envSchema = z.object({
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText.pipe(z.url().optional()),
   OPENAI_MODEL: z.string().default('gpt-4o-mini'),
+  AUTH_MODE: optionalText.pipe(z.enum(['required', 'disabled']).optional()),
+  RATE_LIMIT_PER_MINUTE: optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).optional()),
+  CORS_ORIGINS: optionalText.transform((v) =>
+    (v ?? '')
+      .split(',')
+      .map((origin) => origin.trim())
+      .filter(Boolean),
+  ),
 });
 
-export type Env = z.output<typeof envSchema>;
+/** Requests per minute per API key (or client IP) in `required` mode, unless RATE_LIMIT_PER_MINUTE says otherwise. */
+export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
+
+/** The configuration, with the defaults that depend on other variables filled in. */
+export type Env = Omit<z.output<typeof envSchema>, 'AUTH_MODE' | 'RATE_LIMIT_PER_MINUTE'> & {
+  /** `required` by default when NODE_ENV=production, `disabled` otherwise. */
+  AUTH_MODE: 'required' | 'disabled';
+  /** 0 = off: the default in `disabled` mode. */
+  RATE_LIMIT_PER_MINUTE: number;
+};
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -56,7 +73,14 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
-  return parsed.data;
+  const env = parsed.data;
+  const authMode = env.AUTH_MODE ?? (env.NODE_ENV === 'production' ? 'required' : 'disabled');
+  return {
+    ...env,
+    AUTH_MODE: authMode,
+    RATE_LIMIT_PER_MINUTE:
+      env.RATE_LIMIT_PER_MINUTE ?? (authMode === 'required' ? DEFAULT_RATE_LIMIT_PER_MINUTE : 0),
+  };
 }
 
 export function taskConfig(env: Env): TaskConfig {

@@ -8,7 +8,14 @@ export {
   type TaskPage,
 } from './api.ts';
 export { CancelSignals } from './cancel-signals.ts';
-export { ConfigError, type Env, envSchema, loadEnv, taskConfig } from './config.ts';
+export {
+  ConfigError,
+  DEFAULT_RATE_LIMIT_PER_MINUTE,
+  type Env,
+  envSchema,
+  loadEnv,
+  taskConfig,
+} from './config.ts';
 export { createEngine, type Engine, type EngineRole } from './engine.ts';
 export * from './errors/index.ts';
 export { QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts';
@@ -16,7 +23,7 @@ export { LeaderLock } from './leader-lock.ts';
 export {
   bestEffort,
   cancelledError,
-  DEFAULT_OWNER,
+  DEFAULT_TENANT,
   type LifecycleResources,
   type ProgressReporter,
   type RecoveryReport,

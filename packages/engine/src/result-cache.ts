@@ -1,7 +1,11 @@
 import { isTerminal, type TaskRow } from '@tasker/db';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import type { RedisKeys } from './keys.ts';
-import { type TaskEvent, taskEventSchema, toTaskEvent } from './view.ts';
+import { taskEventSchema, toTaskEvent } from './view.ts';
+
+const entrySchema = z.object({ tenantId: z.string(), event: taskEventSchema });
+export type CachedResult = z.output<typeof entrySchema>;
 
 /**
  * Finished tasks' last states in Redis, so that polling clients (`GET /get-task-output` in a loop)
@@ -18,7 +22,8 @@ export class ResultCache {
   /** Caches the row if it is finished. */
   async put(row: TaskRow): Promise<void> {
     if (!isTerminal(row.status)) return;
-    await this.redis.set(this.keys.result(row.id), JSON.stringify(toTaskEvent(row)), 'EX', this.ttlSeconds);
+    const entry: CachedResult = { tenantId: row.tenantId, event: toTaskEvent(row) };
+    await this.redis.set(this.keys.result(row.id), JSON.stringify(entry), 'EX', this.ttlSeconds);
   }
 
   /** Forgets a task's cached state (it is running again). */
@@ -26,12 +31,12 @@ export class ResultCache {
     await this.redis.del(this.keys.result(id));
   }
 
-  /** The cached final state, or undefined (not finished, expired, unreadable). */
-  async get(id: string): Promise<TaskEvent | undefined> {
+  /** The cached final state and its tenant, or undefined (not finished, expired, unreadable). */
+  async get(id: string): Promise<CachedResult | undefined> {
     const raw = await this.redis.get(this.keys.result(id));
     if (raw === null) return undefined;
     try {
-      const parsed = taskEventSchema.safeParse(JSON.parse(raw));
+      const parsed = entrySchema.safeParse(JSON.parse(raw));
       return parsed.success ? parsed.data : undefined;
     } catch {
       return undefined;

@@ -155,7 +155,7 @@ describe('TaskQueue, ResultCache and LeaderLock on real Redis', () => {
     const now = new Date();
     const row: TaskRow = {
       id: randomUUID(),
-      ownerId: 'default',
+      tenantId: 'default',
       name: 'sum_two_numbers',
       input: { a: 1, b: 2 },
       status: 'RUNNING',
@@ -180,7 +180,10 @@ describe('TaskQueue, ResultCache and LeaderLock on real Redis', () => {
     await cache.put(row);
     expect(await cache.get(row.id)).toBeUndefined();
     await cache.put({ ...row, status: 'COMPLETED', output: 0, finishedAt: now });
-    expect(await cache.get(row.id)).toMatchObject({ status: 'COMPLETED', output: 0 });
+    expect(await cache.get(row.id)).toMatchObject({
+      tenantId: 'default',
+      event: { status: 'COMPLETED', output: 0 },
+    });
     await cache.drop(row.id);
     expect(await cache.get(row.id)).toBeUndefined();
     await redis.set(keys.result(row.id), 'not json');

@@ -1,7 +1,7 @@
 import { MAX_PRIORITY } from '@tasker/engine';
 import { taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
-import { publicProcedure, router } from '../trpc.ts';
+import { readProcedure, router, writeProcedure } from '../trpc.ts';
 import { taskUuid } from './schemas.ts';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -87,7 +87,7 @@ const legacyOutputSchema = z
  * `GET /get-task-output` answers exactly `{status, result, error}` in its three words.
  */
 export const legacyRouter = router({
-  runTask: publicProcedure
+  runTask: writeProcedure
     .meta({
       openapi: {
         method: 'POST',
@@ -105,7 +105,7 @@ export const legacyRouter = router({
     .output(runTaskOutput)
     .mutation(async ({ ctx, input }) => {
       // The parameters are checked once, by the engine, against the task type's own schema.
-      const result = await ctx.tasks.submit({
+      const result = await ctx.tasks.submit(ctx.identity.tenantId, {
         name: input.task_name,
         input: input.task_parameters,
         priority: input.priority,
@@ -121,7 +121,7 @@ export const legacyRouter = router({
         : { task_uuid: result.id, replayed: result.replayed };
     }),
 
-  getTaskOutput: publicProcedure
+  getTaskOutput: readProcedure
     .meta({
       openapi: {
         method: 'GET',
@@ -135,5 +135,7 @@ export const legacyRouter = router({
     })
     .input(z.object({ task_uuid: taskUuid }))
     .output(z.object({ task_output: legacyOutputSchema }))
-    .query(async ({ ctx, input }) => ({ task_output: await ctx.tasks.legacyOutput(input.task_uuid) })),
+    .query(async ({ ctx, input }) => ({
+      task_output: await ctx.tasks.legacyOutput(ctx.identity.tenantId, input.task_uuid),
+    })),
 });

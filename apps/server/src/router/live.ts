@@ -2,7 +2,7 @@ import { taskStatusSchema } from '@tasker/engine';
 import { TRPCError, tracked } from '@trpc/server';
 import { z } from 'zod';
 import { resumeAfter } from '../live.ts';
-import { publicProcedure, router } from '../trpc.ts';
+import { readProcedure, router } from '../trpc.ts';
 import { taskUuid } from './schemas.ts';
 
 /** Subscriptions (served over SSE at /trpc): one task's states, or every task's changes. */
@@ -11,10 +11,11 @@ export const liveRouter = router({
    * One task, live: its current state at once, then every change, ending after the terminal state.
    * Each event's id is the task's version; reconnecting with it resumes without going backwards.
    */
-  onTaskUpdate: publicProcedure
+  onTaskUpdate: readProcedure
     .input(z.object({ id: taskUuid, lastEventId: z.string().nullish() }))
     .subscription(async function* ({ ctx, input, signal }) {
       const updates = await ctx.live.watch(
+        ctx.identity.tenantId,
         input.id,
         resumeAfter(input.lastEventId),
         signal ?? new AbortController().signal,
@@ -24,7 +25,7 @@ export const liveRouter = router({
     }),
 
   /** Every task's changes as they happen (for dashboards), optionally only some task types or statuses. */
-  onTasksUpdate: publicProcedure
+  onTasksUpdate: readProcedure
     .input(
       z.object({ names: z.array(z.string()).optional(), statuses: z.array(taskStatusSchema).optional() }),
     )
@@ -32,6 +33,7 @@ export const liveRouter = router({
       const names = input.names && new Set(input.names);
       const statuses = input.statuses && new Set(input.statuses);
       yield* ctx.live.watchAll(
+        ctx.identity.tenantId,
         signal ?? new AbortController().signal,
         (event) => (!names || names.has(event.name)) && (!statuses || statuses.has(event.status)),
       );

@@ -1,6 +1,6 @@
 import { taskNames } from '@tasker/tasks';
 import { z } from 'zod';
-import { publicProcedure, router } from '../trpc.ts';
+import { adminProcedure, router } from '../trpc.ts';
 
 const queueStateSchema = z
   .object({
@@ -19,7 +19,7 @@ const pauseInput = z.object({
 
 /** Pausing and resuming processing, of everything or of one task type; queue depths. */
 export const queueRouter = router({
-  getQueue: publicProcedure
+  getQueue: adminProcedure
     .meta({
       openapi: {
         method: 'GET',
@@ -32,7 +32,7 @@ export const queueRouter = router({
     .output(queueStateSchema)
     .query(({ ctx }) => ctx.tasks.queueState()),
 
-  pauseQueue: publicProcedure
+  pauseQueue: adminProcedure
     .meta({
       openapi: {
         method: 'POST',
@@ -48,7 +48,7 @@ export const queueRouter = router({
     .output(queueStateSchema)
     .mutation(({ ctx, input }) => ctx.tasks.pause(input.task_name)),
 
-  resumeQueue: publicProcedure
+  resumeQueue: adminProcedure
     .meta({
       openapi: {
         method: 'POST',

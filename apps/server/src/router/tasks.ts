@@ -1,7 +1,7 @@
 import { taskStatusSchema, taskViewSchema } from '@tasker/engine';
 import { taskDefinitions } from '@tasker/tasks';
 import { z } from 'zod';
-import { publicProcedure, router } from '../trpc.ts';
+import { readProcedure, router, writeProcedure } from '../trpc.ts';
 import { taskUuid } from './schemas.ts';
 
 /** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
@@ -13,7 +13,7 @@ const list = <T extends z.ZodType>(item: T) =>
 
 /** Reading tasks, and the state changes a caller may ask for: cancel and retry. */
 export const tasksRouter = router({
-  getTask: publicProcedure
+  getTask: readProcedure
     .meta({
       openapi: {
         method: 'GET',
@@ -25,9 +25,9 @@ export const tasksRouter = router({
     })
     .input(z.object({ id: taskUuid }))
     .output(taskViewSchema)
-    .query(({ ctx, input }) => ctx.tasks.get(input.id)),
+    .query(({ ctx, input }) => ctx.tasks.get(ctx.identity.tenantId, input.id)),
 
-  listTasks: publicProcedure
+  listTasks: readProcedure
     .meta({
       openapi: {
         method: 'GET',
@@ -53,7 +53,7 @@ export const tasksRouter = router({
     )
     .output(z.object({ tasks: z.array(taskViewSchema), next_cursor: z.string().nullable() }))
     .query(async ({ ctx, input }) => {
-      const page = await ctx.tasks.list({
+      const page = await ctx.tasks.list(ctx.identity.tenantId, {
         statuses: input.status,
         names: input.name,
         createdAfter: input.created_after ? new Date(input.created_after) : undefined,
@@ -64,7 +64,7 @@ export const tasksRouter = router({
       return { tasks: page.tasks, next_cursor: page.nextCursor };
     }),
 
-  cancelTask: publicProcedure
+  cancelTask: writeProcedure
     .meta({
       openapi: {
         method: 'POST',
@@ -80,9 +80,9 @@ export const tasksRouter = router({
     })
     .input(z.object({ id: taskUuid }))
     .output(taskViewSchema)
-    .mutation(({ ctx, input }) => ctx.tasks.cancel(input.id)),
+    .mutation(({ ctx, input }) => ctx.tasks.cancel(ctx.identity.tenantId, input.id)),
 
-  retryTask: publicProcedure
+  retryTask: writeProcedure
     .meta({
       openapi: {
         method: 'POST',
@@ -101,9 +101,9 @@ export const tasksRouter = router({
     })
     .input(z.object({ id: taskUuid }))
     .output(taskViewSchema)
-    .mutation(({ ctx, input }) => ctx.tasks.retry(input.id)),
+    .mutation(({ ctx, input }) => ctx.tasks.retry(ctx.identity.tenantId, input.id)),
 
-  listTaskTypes: publicProcedure
+  listTaskTypes: readProcedure
     .meta({
       openapi: {
         method: 'GET',

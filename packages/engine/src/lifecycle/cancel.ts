@@ -27,9 +27,11 @@ export function cancelledError(attempt?: number): TaskError {
  *   before the request makes the task COMPLETED and the cancel a 409; a request committed before the
  *   result makes the task CANCELLED and the result is dropped (`complete` refuses a row with a
  *   recorded request).
- * - Finished: TaskStateConflictError (409).
+ * - Finished: TaskStateConflictError (409). Unknown, or another tenant's: TaskNotFoundError (404).
  */
-export async function cancel(r: LifecycleResources, id: string): Promise<TaskRow> {
+export async function cancel(r: LifecycleResources, id: string, tenantId?: string): Promise<TaskRow> {
+  // Another tenant's task is not found: the same answer as an unknown id.
+  if (tenantId !== undefined && !(await r.store.get(id, tenantId))) throw new TaskNotFoundError(id);
   const pending = await r.store.cancelPending(id, cancelledError());
   if (pending) {
     await bestEffort(r, 'result cache write', id, () => r.cache.put(pending));

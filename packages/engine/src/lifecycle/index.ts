@@ -54,16 +54,16 @@ export class TaskLifecycle {
     return fail(this.resources, row, error, final);
   }
 
-  cancel(taskId: string): Promise<TaskRow> {
-    return cancel(this.resources, taskId);
+  cancel(taskId: string, tenantId?: string): Promise<TaskRow> {
+    return cancel(this.resources, taskId, tenantId);
   }
 
   endCancelled(taskId: string, attempt?: number): Promise<TaskRow | undefined> {
     return endCancelled(this.resources, taskId, attempt);
   }
 
-  retry(taskId: string): Promise<TaskRow> {
-    return retry(this.resources, taskId);
+  retry(taskId: string, tenantId?: string): Promise<TaskRow> {
+    return retry(this.resources, taskId, tenantId);
   }
 
   pause(name?: string): Promise<void> {
@@ -91,4 +91,4 @@ export { cancelledError } from './cancel.ts';
 export type { ProgressReporter } from './progress.ts';
 export type { RecoveryReport } from './recover.ts';
 export { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';
-export { DEFAULT_OWNER, type SubmitRequest, type Submitted } from './submit.ts';
+export { DEFAULT_TENANT, type SubmitRequest, type Submitted } from './submit.ts';

@@ -11,7 +11,8 @@ import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts
  * replacement fails, the sweeper replaces it later: a PENDING row whose job is missing or left from
  * an earlier round is queued again, never failed. Any other status: TaskStateConflictError (409).
  */
-export async function retry(r: LifecycleResources, id: string): Promise<TaskRow> {
+export async function retry(r: LifecycleResources, id: string, tenantId?: string): Promise<TaskRow> {
+  if (tenantId !== undefined && !(await r.store.get(id, tenantId))) throw new TaskNotFoundError(id);
   const row = await r.store.retry(id);
   if (!row) {
     const current = await r.store.get(id);

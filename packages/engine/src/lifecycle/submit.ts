@@ -9,13 +9,13 @@ import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts
 const ENQUEUE_TIMEOUT_MS = 2000;
 
 /** Every task belongs to an owner (tenant); until API keys exist there is one. */
-export const DEFAULT_OWNER = 'default';
+export const DEFAULT_TENANT = 'default';
 
 /** A submission: the task type, its parameters, and optional run options (the type gives defaults). */
 export interface SubmitRequest {
   name: string;
   input: unknown;
-  ownerId?: string;
+  tenantId?: string;
   /** 0..100, higher first. */
   priority?: number;
   delayMs?: number;
@@ -58,7 +58,7 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
   const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
   const { row, created } = await r.store.insert({
     id: randomUUID(),
-    ownerId: request.ownerId ?? DEFAULT_OWNER,
+    tenantId: request.tenantId ?? DEFAULT_TENANT,
     name: definition.name,
     input: parsed.data,
     maxAttempts: request.maxAttempts ?? definition.retry.attempts,

@@ -1,0 +1,123 @@
+import {
+  type ApiKeyScope,
+  type ApiKeyStore,
+  hashApiKey,
+  isDatabaseUnavailable,
+  looksLikeApiKey,
+} from '@tasker/db';
+import { DEFAULT_TENANT, type Logger } from '@tasker/engine';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { restError } from './errors.ts';
+
+/** Who is calling: a tenant, and what its key may do. */
+export interface Identity {
+  tenantId: string;
+  scopes: readonly ApiKeyScope[];
+  /** The key's id; null in `disabled` mode. */
+  keyId: string | null;
+}
+
+/** The outcome of reading a request's credentials. */
+export type Auth = { ok: true; identity: Identity } | { ok: false; reason: string };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth: Auth;
+  }
+}
+
+/** How long a looked-up key is trusted before it is read again: a revocation reaches every server within this. */
+const KEY_CACHE_MS = 1000;
+/** `last_used_at` is written at most this often per key. */
+const TOUCH_EVERY_MS = 60_000;
+
+const EVERY_SCOPE: readonly ApiKeyScope[] = ['tasks:write', 'tasks:read', 'admin'];
+const DISABLED: Auth = { ok: true, identity: { tenantId: DEFAULT_TENANT, scopes: EVERY_SCOPE, keyId: null } };
+
+/** Routes anyone may call, in every mode. */
+const OPEN_ROUTES = [/^\/healthz$/, /^\/readyz$/, /^\/openapi\.json$/, /^\/docs(\/|$)/, /^\/ui(\/|$)/];
+
+/**
+ * Checks `Authorization: Bearer tsk_…` against the API keys table. A key is looked up by its
+ * SHA-256 (an index lookup: no timing to measure, nothing to compare byte by byte), cached for
+ * KEY_CACHE_MS, and refused when unknown, revoked or expired. Its `last_used_at` is written in
+ * batches, at most once a minute per key.
+ */
+export class Authenticator {
+  private readonly cache = new Map<string, { auth: Auth; until: number }>();
+  private readonly touched = new Map<string, number>();
+  private readonly toTouch = new Set<string>();
+  private flushTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly keys: ApiKeyStore,
+    private readonly mode: 'required' | 'disabled',
+    private readonly log: Logger,
+  ) {}
+
+  async authenticate(header: string | undefined): Promise<Auth> {
+    if (this.mode === 'disabled') return DISABLED;
+    if (!header) return { ok: false, reason: 'No API key: send Authorization: Bearer <key>' };
+    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    const key = match?.[1];
+    if (!key || !looksLikeApiKey(key))
+      return { ok: false, reason: 'Malformed API key: expected Bearer tsk_…' };
+    const hash = hashApiKey(key);
+    const now = Date.now();
+    const cached = this.cache.get(hash);
+    let auth = cached && cached.until > now ? cached.auth : undefined;
+    if (!auth) {
+      auth = await this.lookUp(hash);
+      if (this.cache.size > 10_000) this.cache.clear();
+      this.cache.set(hash, { auth, until: now + KEY_CACHE_MS });
+    }
+    if (auth.ok && auth.identity.keyId) this.touch(auth.identity.keyId, now);
+    return auth;
+  }
+
+  private async lookUp(hash: string): Promise<Auth> {
+    const row = await this.keys.findByHash(hash);
+    if (!row) return { ok: false, reason: 'Unknown API key' };
+    if (row.revokedAt) return { ok: false, reason: 'This API key was revoked' };
+    if (row.expiresAt && row.expiresAt.getTime() <= Date.now())
+      return { ok: false, reason: 'This API key has expired' };
+    return { ok: true, identity: { tenantId: row.tenantId, scopes: row.scopes, keyId: row.id } };
+  }
+
+  private touch(keyId: string, now: number) {
+    if (now - (this.touched.get(keyId) ?? 0) < TOUCH_EVERY_MS) return;
+    this.touched.set(keyId, now);
+    this.toTouch.add(keyId);
+    this.flushTimer ??= setTimeout(() => void this.flush(), 1000);
+  }
+
+  private async flush() {
+    this.flushTimer = undefined;
+    const ids = [...this.toTouch];
+    this.toTouch.clear();
+    await this.keys.touch(ids).catch((error) => this.log.warn({ err: error }, 'could not record key use'));
+  }
+
+  close(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    return this.flush();
+  }
+
+  /** Reads every request's credentials once, before anything else (rate limits count per key). */
+  register(app: FastifyInstance): void {
+    app.decorateRequest('auth', null as never); // set by the hook below on every request
+    app.addHook('onRequest', async (request: FastifyRequest, reply) => {
+      const path = request.url.split('?')[0] ?? '';
+      if (OPEN_ROUTES.some((route) => route.test(path))) {
+        request.auth = { ok: false, reason: 'an open route needs no key' };
+        return;
+      }
+      try {
+        request.auth = await this.authenticate(request.headers.authorization);
+      } catch (error) {
+        if (!isDatabaseUnavailable(error)) throw error;
+        return reply.code(503).send(restError(503, 'PostgreSQL is unavailable'));
+      }
+    });
+  }
+}

@@ -1,0 +1,74 @@
+import type { ApiKeyInfo, ApiKeyStore } from '@tasker/db';
+import { NotFoundError } from '@tasker/engine';
+import { z } from 'zod';
+
+const iso = z.iso.datetime({ offset: true });
+
+/** An API key as the API shows it: never the key itself, nor its hash. */
+export const apiKeySchema = z
+  .object({
+    id: z.uuid(),
+    tenant: z.string().describe('The tenant whose tasks the key reaches'),
+    name: z.string(),
+    prefix: z.string().describe('The first characters of the key, to tell keys apart'),
+    scopes: z.array(z.enum(['tasks:write', 'tasks:read', 'admin'])),
+    createdAt: iso,
+    lastUsedAt: iso.nullable().describe('Updated at most once a minute'),
+    expiresAt: iso.nullable(),
+    revokedAt: iso.nullable(),
+  })
+  .meta({ id: 'ApiKey' });
+
+export type ApiKeyView = z.output<typeof apiKeySchema>;
+export type ApiKeyScopeName = ApiKeyView['scopes'][number];
+
+/** The operator's key management (the `admin` scope), over any tenant. */
+export interface KeysApi {
+  /** The returned `key` is shown this once; only its hash is kept. */
+  create(input: {
+    tenant: string;
+    name: string;
+    scopes: ApiKeyScopeName[];
+    expiresInS?: number;
+  }): Promise<ApiKeyView & { key: string }>;
+  list(tenant?: string): Promise<ApiKeyView[]>;
+  /** Takes effect on every server within 2 s. */
+  revoke(id: string): Promise<ApiKeyView>;
+}
+
+const when = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function toApiKeyView(info: ApiKeyInfo): ApiKeyView {
+  return {
+    id: info.id,
+    tenant: info.tenantId,
+    name: info.name,
+    prefix: info.prefix,
+    scopes: info.scopes,
+    createdAt: info.createdAt.toISOString(),
+    lastUsedAt: when(info.lastUsedAt),
+    expiresAt: when(info.expiresAt),
+    revokedAt: when(info.revokedAt),
+  };
+}
+
+export function createKeysApi(store: ApiKeyStore): KeysApi {
+  return {
+    create: async ({ tenant, name, scopes, expiresInS }) => {
+      const { key, info } = await store.create({
+        tenantId: tenant,
+        name,
+        scopes,
+        expiresAt: expiresInS === undefined ? null : new Date(Date.now() + expiresInS * 1000),
+      });
+      return { ...toApiKeyView(info), key };
+    },
+    list: async (tenant) => (await store.list(tenant)).map(toApiKeyView),
+    revoke: async (id) => {
+      const revoked = await store.revoke(id);
+      // Unknown or already revoked: a 404 either way (the id names no live key).
+      if (!revoked) throw new NotFoundError('API key not found');
+      return toApiKeyView(revoked);
+    },
+  };
+}

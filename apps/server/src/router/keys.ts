@@ -1,0 +1,78 @@
+import { z } from 'zod';
+import { apiKeySchema } from '../keys-api.ts';
+import { adminProcedure, router } from '../trpc.ts';
+
+const scopes = z
+  .array(z.enum(['tasks:write', 'tasks:read', 'admin']))
+  .min(1)
+  .describe('tasks:write (run, cancel, retry), tasks:read (get, list, output, streams), admin (queue, keys)');
+
+/** The operator's key management (`admin` scope): keys of any tenant. `tasker keys` does the same from a shell. */
+export const keysRouter = router({
+  createApiKey: adminProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/api-keys',
+        summary: 'Create an API key (shown once)',
+        description:
+          'The answer carries the whole key in `key`, this once: only its SHA-256 is stored. Send it as `Authorization: Bearer <key>`.',
+        tags: ['keys'],
+      },
+    })
+    .input(
+      z.strictObject({
+        tenant: z
+          .string()
+          .min(1)
+          .max(100)
+          .regex(/^[\w.-]+$/, 'letters, digits, "_", "." or "-" only')
+          .describe('The tenant whose tasks the key reaches'),
+        name: z.string().min(1).max(200).describe('What the key is for, e.g. "ci"'),
+        scopes,
+        expires_in_s: z
+          .number()
+          .int()
+          .min(1)
+          .max(10 * 365 * 24 * 3600)
+          .optional()
+          .describe('The key stops working this many seconds from now (default: never)'),
+      }),
+    )
+    .output(apiKeySchema.extend({ key: z.string().describe('The key, shown this once') }))
+    .mutation(({ ctx, input }) =>
+      ctx.keys.create({
+        tenant: input.tenant,
+        name: input.name,
+        scopes: input.scopes,
+        expiresInS: input.expires_in_s,
+      }),
+    ),
+
+  listApiKeys: adminProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/api-keys',
+        summary: 'List API keys (never the keys themselves)',
+        tags: ['keys'],
+      },
+    })
+    .input(z.object({ tenant: z.string().min(1).max(100).optional().describe('Only this tenant’s keys') }))
+    .output(z.object({ keys: z.array(apiKeySchema) }))
+    .query(async ({ ctx, input }) => ({ keys: await ctx.keys.list(input.tenant) })),
+
+  revokeApiKey: adminProcedure
+    .meta({
+      openapi: {
+        method: 'DELETE',
+        path: '/api-keys/{id}',
+        summary: 'Revoke an API key',
+        description: 'Every server refuses the key within 2 s.',
+        tags: ['keys'],
+      },
+    })
+    .input(z.object({ id: z.uuid().describe('The key id (not the key)') }))
+    .output(apiKeySchema)
+    .mutation(({ ctx, input }) => ctx.keys.revoke(input.id)),
+});
