@@ -17,7 +17,6 @@ import {
   TaskStateConflictError,
 } from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
-import type { FastifyRequest } from 'fastify';
 import type { Auth } from './auth.ts';
 import { describeTrpcError } from './errors.ts';
 import type { KeysApi } from './keys-api.ts';
@@ -39,7 +38,7 @@ export interface Services {
  * SDK and must not drag BullMQ or drizzle along.
  */
 export function createContextFactory(services: Services) {
-  return ({ req }: { req: Pick<FastifyRequest, 'auth'> }) => ({ ...services, auth: req.auth });
+  return ({ req }: { req: { auth: Auth } }) => ({ ...services, auth: req.auth });
 }
 
 export type Context = ReturnType<ReturnType<typeof createContextFactory>>;
