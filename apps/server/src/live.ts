@@ -73,6 +73,8 @@ export class TaskFeed implements TaskWatcher {
         if (listening) void this.resync(); // reconnected: changes may have been missed while away
         listening = true;
       },
+      // With nobody watching, a change costs this process nothing but reading the notification.
+      () => this.byTask.size > 0 || this.everyTask.size > 0,
     );
     this.timer = setInterval(() => void this.resync(), this.options.resyncMs);
     this.timer.unref();

@@ -35,7 +35,15 @@ export function createDb(
     idle_timeout: 30,
     connect_timeout: 5,
     onnotice: () => {},
-    connection: { application_name: name, ...(durableCommits ? {} : { synchronous_commit: 'off' }) },
+    connection: {
+      application_name: name,
+      // Plan each statement for its own parameters. A prepared statement's generic plan is made
+      // once per connection, when the tasks table may still be empty: then a claim walks every
+      // unfinished (and dead) entry of tasks_unfinished_idx instead of looking ids up by primary
+      // key, and every batch gets slower as the table grows (measured: 1,200 → 250 tasks/s).
+      plan_cache_mode: 'force_custom_plan',
+      ...(durableCommits ? {} : { synchronous_commit: 'off' }),
+    },
   });
   const db = drizzle(sql, { schema });
   return { db, sql, close: () => sql.end({ timeout: 5 }) };

@@ -65,10 +65,13 @@ export async function listenTaskChanges(
   sql: postgres.Sql,
   onChange: (change: TaskChange) => void,
   onListen: () => void,
+  /** When given and false, a notification is dropped unparsed (nobody is watching). */
+  wanted: () => boolean = () => true,
 ): Promise<TaskChangeListener> {
   const { unlisten } = await sql.listen(
     TASK_EVENTS_CHANNEL,
     (payload) => {
+      if (!wanted()) return;
       const change = parseTaskChange(payload);
       if (change) onChange(change);
     },
