@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import type { Logger } from '@tasker/engine';
+import { type Logger, requestScope } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyBaseLogger,
@@ -26,6 +26,8 @@ export interface AppOptions {
   /** Requests per minute per key (or client IP without one), shared through `rateLimitRedis`; 0: none. */
   rateLimitPerMinute: number;
   rateLimitRedis?: unknown;
+  /** Prefix of the rate-limit counters in Redis (see keys.ts). */
+  rateLimitNamespace: string;
   /** Origins allowed to call from a browser (CORS); none by default. */
   corsOrigins: string[];
   /** Each resolves when its dependency answers, rejects otherwise. */
@@ -60,6 +62,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: options.bodyLimit,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
+    // Every line logged during a request carries `requestId` through requestScope (below), request.log
+    // and the engine's logger alike: no second binding here.
+    childLoggerFactory: (logger) => logger,
     // Per-request logs at info would dominate at thousands of requests/s; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
@@ -107,9 +112,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const socket of streams) socket.destroy();
   });
 
-  // Every answer carries its request id (also in every log line of the request).
-  app.addHook('onRequest', async (request, reply) => {
+  // Every answer carries its request id, and so does every log line written while it is served.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    requestScope.run({ requestId: request.id }, done);
   });
   // Who is calling: read once per request, before the rate limit (which counts per key).
   options.authenticator.register(app);
@@ -139,17 +145,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           ? `key:${request.auth.identity.keyId}`
           : `ip:${request.ip}`,
       redis: options.rateLimitRedis,
-      nameSpace: 'tasker-rate-limit:',
+      nameSpace: options.rateLimitNamespace,
       // Redis away: serve rather than refuse everyone.
       skipOnError: true,
       enableDraftSpec: true,
       allowList: (request) => /^\/(healthz|readyz)$/.test(request.url.split('?')[0] ?? ''),
+      // Thrown, so that the error handler answers it in the one error shape.
       errorResponseBuilder: (_request, context) =>
         Object.assign(
-          restError(
-            429,
-            `Rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`,
-          ),
+          new Error(`Rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`),
           { statusCode: 429 },
         ),
     });

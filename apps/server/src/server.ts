@@ -34,6 +34,7 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     rateLimitRedis: engine.redis,
+    rateLimitNamespace: engine.keys.rateLimitNamespace,
     corsOrigins: env.CORS_ORIGINS,
     readiness: { postgres: () => engine.db.sql`select 1`, redis: () => engine.redis.ping() },
   });

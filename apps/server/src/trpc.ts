@@ -9,6 +9,7 @@ import type { ApiKeyScope } from '@tasker/db';
 import { isDatabaseUnavailable } from '@tasker/db';
 import {
   DependencyUnavailableError,
+  findUnstorable,
   InvalidArgumentError,
   InvalidTaskInputError,
   isRedisUnavailable,
@@ -112,8 +113,21 @@ function toTrpcError(error: unknown): TRPCError | undefined {
 export const router = t.router;
 export const mergeRouters = t.mergeRouters;
 
-/** Every procedure: the engine's errors become the API's (400, 404, 409, 503), never a 500. */
-const procedure = t.procedure.use(async ({ next }) => {
+/**
+ * Every procedure: input PostgreSQL cannot hold is refused up front (400, saying where and why);
+ * the engine's errors become the API's (400, 404, 409, 503), never a 500.
+ */
+const procedure = t.procedure.use(async ({ next, getRawInput }) => {
+  const unstorable = findUnstorable(await getRawInput());
+  if (unstorable) {
+    const issues = [{ code: 'custom', path: unstorable.path, message: unstorable.reason }];
+    const message = `${unstorable.path.join('.')}: ${unstorable.reason}`;
+    throw new TRPCError({
+      code: 'BAD_REQUEST',
+      message,
+      cause: Object.assign(new Error(message), { issues }),
+    });
+  }
   const result = await next();
   if (!result.ok) {
     const mapped = toTrpcError(result.error);

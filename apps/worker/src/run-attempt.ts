@@ -1,4 +1,5 @@
 import type { TaskRow } from '@tasker/db';
+import { findUnstorable } from '@tasker/engine';
 import { NonRetryableError, type TaskConfig, type TaskDefinition, type TaskProgress } from '@tasker/tasks';
 
 /** An attempt that ran longer than its task's timeout. */
@@ -66,6 +67,15 @@ export async function runAttempt(
       return {
         kind: 'invalid-output',
         error: new Error(`handler returned an invalid result: ${output.error.message}`),
+      };
+    }
+    const unstorable = findUnstorable(output.data, ['output']);
+    if (unstorable) {
+      return {
+        kind: 'invalid-output',
+        error: new Error(
+          `handler returned a result that cannot be stored: ${unstorable.path.join('.')} ${unstorable.reason}`,
+        ),
       };
     }
     return { kind: 'completed', output: output.data };

@@ -32,7 +32,7 @@ export {
   TaskLifecycle,
   withTimeout,
 } from './lifecycle/index.ts';
-export { createLogger, type Logger } from './logger.ts';
+export { createLogger, type Logger, requestScope } from './logger.ts';
 export { PausedTypes } from './paused-types.ts';
 export {
   type JobData,
@@ -44,6 +44,7 @@ export {
 } from './queue.ts';
 export { createRedis, isRedisUnavailable } from './redis.ts';
 export { ResultCache } from './result-cache.ts';
+export { findUnstorable, type Unstorable } from './unstorable.ts';
 export {
   isTerminal,
   type TaskEvent,

@@ -17,6 +17,8 @@ export function redisKeys(prefix: string) {
     cancelChannel: `${prefix}:cancel`,
     /** String: a finished task's last state (JSON), for fast reads. */
     result: (taskId: string) => `${prefix}:result:${taskId}`,
+    /** Namespace of @fastify/rate-limit's counters (one per key or client IP, per minute). */
+    rateLimitNamespace: `${prefix}:rate-limit:`,
     /** String: who runs the recovery sweep now (a token and an expiry). */
     sweeperLock: `${prefix}:sweeper-lock`,
   };

@@ -1,0 +1,121 @@
+import { API_KEY_SCOPES, type ApiKeyScope, ApiKeyStore, createDb, migrateDatabase } from '@tasker/db';
+import { type Command, InvalidArgumentError } from 'commander';
+import { parseDuration } from './duration.ts';
+
+function scopesOption(value: string): ApiKeyScope[] {
+  const scopes = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = scopes.filter((s) => !(API_KEY_SCOPES as readonly string[]).includes(s));
+  if (scopes.length === 0 || unknown.length > 0) {
+    throw new InvalidArgumentError(`scopes are ${API_KEY_SCOPES.join(', ')} (got "${value}")`);
+  }
+  return scopes as ApiKeyScope[];
+}
+
+function durationOption(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+/** Opens the database of DATABASE_URL (migrating it, so the first key can be made before any server ran). */
+async function withKeys<T>(databaseUrl: string, work: (keys: ApiKeyStore) => Promise<T>): Promise<T> {
+  await migrateDatabase(databaseUrl);
+  const db = createDb(databaseUrl, { max: 1, name: 'tasker-cli' });
+  try {
+    return await work(new ApiKeyStore(db.db));
+  } finally {
+    await db.close();
+  }
+}
+
+/**
+ * `tasker keys ...`: API keys, straight in PostgreSQL (DATABASE_URL), so that the first key can be
+ * made before any server runs. `create` prints the key, and nothing else, on stdout.
+ */
+export function keysCommand(program: Command, databaseUrl: () => string): void {
+  const keys = program
+    .command('keys')
+    .description('Create, list and revoke API keys (talks to PostgreSQL directly)');
+
+  keys
+    .command('create')
+    .description('Make a key; prints it (once, and nothing else) on stdout')
+    .requiredOption('--tenant <tenant>', 'the tenant whose tasks the key reaches')
+    .requiredOption('--name <name>', 'what the key is for, e.g. "ci"')
+    .requiredOption('--scopes <scopes>', `comma-separated: ${API_KEY_SCOPES.join(', ')}`, scopesOption)
+    .option(
+      '--expires-in <duration>',
+      'the key stops working after this long: 90s, 15m, 12h, 30d, 2w',
+      durationOption,
+    )
+    .action(async (options: { tenant: string; name: string; scopes: ApiKeyScope[]; expiresIn?: number }) => {
+      if (!/^[\w.-]{1,100}$/.test(options.tenant)) {
+        throw new Error('--tenant: letters, digits, "_", "." or "-" only');
+      }
+      const { key, info } = await withKeys(databaseUrl(), (store) =>
+        store.create({
+          tenantId: options.tenant,
+          name: options.name,
+          scopes: options.scopes,
+          expiresAt: options.expiresIn === undefined ? null : new Date(Date.now() + options.expiresIn * 1000),
+        }),
+      );
+      process.stdout.write(`${key}\n`);
+      process.stderr.write(
+        `created key ${info.id} (${info.prefix}…) for tenant ${info.tenantId}, scopes ${info.scopes.join(',')}` +
+          `${info.expiresAt ? `, expires ${info.expiresAt.toISOString()}` : ''}. It is shown only this once.\n`,
+      );
+    });
+
+  keys
+    .command('list')
+    .description('List keys (never the keys themselves)')
+    .option('--tenant <tenant>', 'only this tenant’s keys')
+    .option('--json', 'one JSON array')
+    .action(async (options: { tenant?: string; json?: boolean }) => {
+      const rows = await withKeys(databaseUrl(), (store) => store.list(options.tenant));
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        return;
+      }
+      const when = (d: Date | null) => (d ? d.toISOString().slice(0, 19).replace('T', ' ') : '-');
+      const table = [
+        ['ID', 'TENANT', 'NAME', 'PREFIX', 'SCOPES', 'CREATED', 'LAST USED', 'EXPIRES', 'STATE'],
+        ...rows.map((k) => [
+          k.id,
+          k.tenantId,
+          k.name,
+          k.prefix,
+          k.scopes.join(','),
+          when(k.createdAt),
+          when(k.lastUsedAt),
+          when(k.expiresAt),
+          k.revokedAt ? 'revoked' : k.expiresAt && k.expiresAt <= new Date() ? 'expired' : 'active',
+        ]),
+      ];
+      const widths = table[0]?.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length))) ?? [];
+      for (const row of table)
+        process.stdout.write(
+          `${row
+            .map((c, i) => c.padEnd(widths[i] ?? 0))
+            .join('  ')
+            .trimEnd()}\n`,
+        );
+    });
+
+  keys
+    .command('revoke')
+    .description('Revoke a key by its id; every server refuses it within 2 s')
+    .argument('<id>', 'the key id (from `keys list`), not the key')
+    .action(async (id: string) => {
+      if (!/^[0-9a-f-]{36}$/i.test(id)) throw new Error(`"${id}" is not a key id (see \`tasker keys list\`)`);
+      const revoked = await withKeys(databaseUrl(), (store) => store.revoke(id));
+      if (!revoked) throw new Error(`no active key has id ${id}`);
+      process.stderr.write(`revoked key ${revoked.id} (${revoked.prefix}…) of tenant ${revoked.tenantId}\n`);
+    });
+}
