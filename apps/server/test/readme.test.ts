@@ -23,11 +23,18 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function shell(command: string): Promise<unknown> {
+async function shell(command: string, on = stack, env: Record<string, string> = {}): Promise<unknown> {
   expect(command).toBeTruthy();
-  const { stdout } = await run('bash', ['-c', command.replaceAll('http://localhost:5000', stack.url)]);
+  const { stdout } = await run('bash', ['-c', command.replaceAll('http://localhost:5000', on.url)], {
+    env: { ...process.env, ...env },
+  });
   return JSON.parse(stdout);
 }
+
+const root = new URL('../../../', import.meta.url).pathname;
+const bashLines = [...readme.matchAll(/```bash\n([\s\S]*?)```/g)].flatMap((block) =>
+  (block[1] ?? '').split('\n'),
+);
 
 describe('the README curl examples, run as written', () => {
   it('has the old service examples', () => {
@@ -43,7 +50,7 @@ describe('the README curl examples, run as written', () => {
     };
     const getOutput = curls.find((c) => c.includes('/get-task-output'));
     const events = curls.find((c) => c.includes('/events'));
-    for (const command of curls.filter((c) => c.includes('/run-task'))) {
+    for (const command of curls.filter((c) => c.includes('/run-task') && !c.includes('Authorization'))) {
       const submitted = (await shell(command)) as { task_uuid: string };
       expect(submitted.task_uuid).toMatch(/^[0-9a-f-]{36}$/);
       const name = /"task_name": "(\w+)"/.exec(command)?.[1] ?? '';
@@ -60,6 +67,54 @@ describe('the README curl examples, run as written', () => {
         `${events?.replace('<task_uuid>', submitted.task_uuid).replaceAll('http://localhost:5000', stack.url)} --max-time 10`,
       ]);
       expect(stdout).toMatch(/^id: \d+\ndata: \{.*"status":"COMPLETED"/m);
+    }
+  });
+});
+
+describe('the README identity examples, run as written', () => {
+  it('makes the first key with `pnpm tasker keys create`, then the curl lines with it work in required mode', async () => {
+    const secure = await startStack({ AUTH_MODE: 'required' });
+    try {
+      const create = bashLines.find((l) => l.startsWith('KEY=$(pnpm tasker keys create'));
+      expect(create).toBeTruthy();
+      const { stdout, stderr } = await run('bash', ['-c', `${create}\nprintf %s "$KEY"`], {
+        cwd: root,
+        env: { ...process.env, DATABASE_URL: secure.env.databaseUrl },
+      });
+      expect(stdout, stderr).toMatch(/^tsk_[A-Za-z0-9_-]{43}$/);
+      const env = { KEY: stdout };
+      const keyed = curls.filter((c) => c.includes('Authorization: Bearer $KEY'));
+      const submit = keyed.find((c) => c.includes('/run-task'));
+      const output = keyed.find((c) => c.includes('/get-task-output'));
+      const events = keyed.find((c) => c.includes('/events'));
+      // Without the key: 401.
+      const refused = (await shell(
+        submit?.replace('-H "Authorization: Bearer $KEY" ', '') ?? '',
+        secure,
+        env,
+      )) as {
+        status: number;
+      };
+      expect(refused.status).toBe(401);
+      const { task_uuid } = (await shell(submit ?? '', secure, env)) as { task_uuid: string };
+      const body = await waitFor(async () => {
+        const answer = (await shell(output?.replace('<task_uuid>', task_uuid) ?? '', secure, env)) as {
+          task_output: { status: string };
+        };
+        return answer.task_output.status === 'PENDING' ? undefined : answer;
+      });
+      expect(body).toEqual({ task_output: { status: 'COMPLETED', result: 15, error: null } });
+      const stream = await run(
+        'bash',
+        [
+          '-c',
+          `${events?.replace('<task_uuid>', task_uuid).replaceAll('http://localhost:5000', secure.url)} --max-time 10`,
+        ],
+        { env: { ...process.env, ...env } },
+      );
+      expect(stream.stdout).toMatch(/"status":"COMPLETED"/);
+    } finally {
+      await secure.close();
     }
   });
 });
