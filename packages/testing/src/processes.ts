@@ -29,15 +29,15 @@ export interface AppProcess {
 
 /**
  * Starts the built `apps/<kind>/dist/main.js` as a real process with these variables and waits
- * until it says it is ready. LOG_LEVEL must let `info` through.
+ * until it says it is ready. `logLevel` must let `info` through (info, debug or trace).
  */
 export async function spawnApp(
   kind: 'server' | 'worker',
   vars: Record<string, string>,
-  { timeoutMs = 20_000, nodeArgs = [] as string[] } = {},
+  { timeoutMs = 20_000, nodeArgs = [] as string[], logLevel = 'info' } = {},
 ): Promise<AppProcess> {
   const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'apps', kind, 'dist', 'main.js')], {
-    env: { ...process.env, ...vars, LOG_LEVEL: 'info' },
+    env: { ...process.env, ...vars, LOG_LEVEL: logLevel },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
