@@ -7,7 +7,20 @@ import {
 } from '@trpc/client';
 import { EventSource as EventSourcePonyfill } from 'eventsource';
 import { TaskFailedError, toTaskerError } from './errors.ts';
-import type { AppRouter, Task, TaskInput, TaskName, TaskOutput, TaskUpdate } from './types.ts';
+import { classifyingFetch, retryLinks } from './retry.ts';
+import type {
+  AppRouter,
+  ListOptions,
+  ListResult,
+  RetryOptions,
+  RunOptions,
+  Task,
+  TaskInput,
+  TaskName,
+  TaskOutput,
+  TaskUpdate,
+} from './types.ts';
+import { listOptionsToWire, listResultFromWire, renameIssuePaths, runOptionsToWire } from './wire.ts';
 
 type FetchLike = typeof fetch;
 
@@ -20,6 +33,12 @@ export interface TaskerClientOptions {
   headers?: Record<string, string>;
   /** A fetch implementation (default: the global one). */
   fetch?: FetchLike;
+  /**
+   * Retries of idempotent calls (queries, and `run()` with an `idempotencyKey`) after a network
+   * error or an HTTP 502, 503 or 504. Default `{ attempts: 3, delayMs: 200, maxDelayMs: 1000 }`;
+   * `false` never retries. Other mutations are never retried.
+   */
+  retry?: RetryOptions | false;
 }
 
 export interface TaskHandle<N extends TaskName> {
@@ -30,7 +49,10 @@ export interface TaskHandle<N extends TaskName> {
    * CANCELLED (carrying the task's error).
    */
   result(): Promise<TaskOutput<N>>;
-  /** Its current state, then every change, ending after the terminal one. Resumes across reconnects. */
+  /**
+   * Its current state, then every change, ending after the terminal one. Resumes across reconnects
+   * without going backwards. `signal` stops it early (the loop then ends without an error).
+   */
   updates(options?: { signal?: AbortSignal }): AsyncIterableIterator<TaskUpdate<N>>;
   /** Its full record now. */
   get(): Promise<Task<N>>;
@@ -40,26 +62,23 @@ export interface TaskHandle<N extends TaskName> {
   retry(): Promise<Task<N>>;
 }
 
-/** Filters of `list()`; every field is optional. */
-export type ListOptions = NonNullable<Parameters<TRPCClient<AppRouter>['listTasks']['query']>[0]>;
-/** Run options of `run()`: priority, delay, attempts, timeout, idempotency key. */
-export type RunOptions = Omit<
-  Parameters<TRPCClient<AppRouter>['runTask']['mutate']>[0],
-  'task_name' | 'task_parameters'
->;
-
 export interface TaskerClient {
-  /** The typed tRPC client, for every procedure of the server. */
+  /**
+   * The typed tRPC client, for every procedure of the server. It speaks the router's own input
+   * names (snake_case, as the REST API), not the camelCase options of the methods below.
+   */
   readonly trpc: TRPCClient<AppRouter>;
   /** Submits a task; the handle follows it. A wrong name or parameter is a compile error. */
   run<N extends TaskName>(name: N, parameters: TaskInput<N>, options?: RunOptions): Promise<TaskHandle<N>>;
-  /** A page of tasks, newest first; pass `next_cursor` back as `cursor` for the next page. */
-  list(options?: ListOptions): Promise<{ tasks: Task[]; next_cursor: string | null }>;
+  /** A page of tasks, newest first; pass `nextCursor` back as `cursor` for the next page. */
+  list(options?: ListOptions): Promise<ListResult>;
   /** A task's full record. */
   get<N extends TaskName = TaskName>(id: string): Promise<Task<N>>;
   /** A handle for a task submitted earlier. */
   task<N extends TaskName = TaskName>(id: string, name?: N): TaskHandle<N>;
 }
+
+const TERMINAL = new Set<string>(['COMPLETED', 'FAILED', 'CANCELLED']);
 
 function withHeaders(base: FetchLike, headers: Record<string, string>): FetchLike {
   if (Object.keys(headers).length === 0) return base;
@@ -91,75 +110,37 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
       ? globalThis.EventSource
       : EventSourcePonyfill;
 
+  const transport = splitLink<AppRouter>({
+    condition: (op) => op.type === 'subscription',
+    true: httpSubscriptionLink({
+      url,
+      EventSource: EventSourceImpl,
+      eventSourceOptions: () => ({ fetch: fetchWithHeaders }) as EventSourceInit,
+    }),
+    false: httpBatchLink({ url, fetch: classifyingFetch(fetchWithHeaders) }),
+  });
   const trpc = createTRPCClient<AppRouter>({
-    links: [
-      splitLink({
-        condition: (op) => op.type === 'subscription',
-        true: httpSubscriptionLink({
-          url,
-          EventSource: EventSourceImpl,
-          eventSourceOptions: () => ({ fetch: fetchWithHeaders }) as EventSourceInit,
-        }),
-        false: httpBatchLink({ url, fetch: fetchWithHeaders }),
-      }),
-    ],
+    links: options.retry === false ? [transport] : [...retryLinks(options.retry ?? {}), transport],
   });
 
   const get = <N extends TaskName>(id: string) => call(trpc.getTask.query({ id })) as Promise<Task<N>>;
 
   const task = <N extends TaskName>(id: string, name?: N): TaskHandle<N> => {
-    const updates = (opts: { signal?: AbortSignal } = {}): AsyncIterableIterator<TaskUpdate<N>> => {
-      const queue: TaskUpdate<N>[] = [];
-      let failure: unknown;
-      let done = false;
-      let wake: (() => void) | undefined;
-      const subscription = trpc.onTaskUpdate.subscribe(
-        { id },
-        {
-          onData: (event) => {
-            queue.push(event.data as TaskUpdate<N>);
-            wake?.();
-          },
-          onError: (error) => {
-            failure = toTaskerError(error);
-            wake?.();
-          },
-          onComplete: () => {
-            done = true;
-            wake?.();
-          },
-        },
-      );
-      const stop = () => {
-        done = true;
-        subscription.unsubscribe();
-        wake?.();
-      };
-      opts.signal?.addEventListener('abort', stop, { once: true });
-      const iterator: AsyncIterableIterator<TaskUpdate<N>> = {
-        [Symbol.asyncIterator]: () => iterator,
-        next: async () => {
-          for (;;) {
-            const item = queue.shift();
-            if (item) return { value: item, done: false };
-            if (failure) {
-              stop();
-              throw failure;
-            }
-            if (done) return { value: undefined, done: true };
-            await new Promise<void>((resolve) => {
-              wake = resolve;
-            });
-            wake = undefined;
-          }
-        },
-        return: async () => {
-          stop();
-          return { value: undefined, done: true };
-        },
-      };
-      return iterator;
-    };
+    async function* updates(
+      opts: { signal?: AbortSignal } = {},
+    ): AsyncGenerator<TaskUpdate<N>, void, undefined> {
+      // tRPC's own iterator: `signal`, `break` and `return()` stop it (and close the stream).
+      const events = trpc.onTaskUpdate.subscribe({ id }, { signal: opts.signal });
+      try {
+        for await (const event of events) {
+          const update = event.data as TaskUpdate<N>;
+          yield update;
+          if (TERMINAL.has(update.status)) return;
+        }
+      } catch (error) {
+        throw toTaskerError(error);
+      }
+    }
     return {
       id,
       name: name as N,
@@ -187,16 +168,25 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
     get,
     task,
     run: async (name, parameters, runOptions = {}) => {
-      const { task_uuid } = await call(
-        trpc.runTask.mutate({
-          ...runOptions,
+      const wire = runOptionsToWire(runOptions);
+      try {
+        const { task_uuid } = await trpc.runTask.mutate({
+          ...wire,
           task_name: name,
           task_parameters: parameters as Record<string, unknown>,
-        }),
-      );
-      return task(task_uuid, name);
+        });
+        return task(task_uuid, name);
+      } catch (error) {
+        throw renameIssuePaths(toTaskerError(error), 'run');
+      }
     },
-    list: (listOptions = {}) =>
-      call(trpc.listTasks.query(listOptions)) as Promise<{ tasks: Task[]; next_cursor: string | null }>,
+    list: async (listOptions = {}) => {
+      const wire = listOptionsToWire(listOptions);
+      try {
+        return listResultFromWire(await trpc.listTasks.query(wire));
+      } catch (error) {
+        throw renameIssuePaths(toTaskerError(error), 'list');
+      }
+    },
   };
 }

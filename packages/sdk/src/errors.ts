@@ -38,7 +38,11 @@ export class TaskerNotFoundError extends TaskerError {
   override name = 'TaskerNotFoundError';
 }
 
-/** The server, or a dependency of it (PostgreSQL, Redis, the OpenAI key), is unavailable. Retry later. */
+/**
+ * The server, or a dependency of it (PostgreSQL, Redis, the OpenAI key), is unavailable, or it could
+ * not be reached (a network error, a proxy's 502/503/504). Idempotent calls have already been retried
+ * (see the `retry` option): try again later.
+ */
 export class TaskerUnavailableError extends TaskerError {
   override name = 'TaskerUnavailableError';
 }
@@ -66,8 +70,9 @@ export function toTaskerError(error: unknown): unknown {
   if (code === 'BAD_REQUEST' && data.issues)
     return new TaskerValidationError(error.message, data.issues, { cause: error });
   if (code === 'NOT_FOUND') return new TaskerNotFoundError(error.message, code, { cause: error });
-  if (code === 'SERVICE_UNAVAILABLE' || !error.data) {
-    return new TaskerUnavailableError(error.message, 'SERVICE_UNAVAILABLE', { cause: error });
+  if (!error.data) return new TaskerUnavailableError(error.message, 'SERVICE_UNAVAILABLE', { cause: error });
+  if (code === 'SERVICE_UNAVAILABLE' || code === 'BAD_GATEWAY' || code === 'GATEWAY_TIMEOUT') {
+    return new TaskerUnavailableError(error.message, code, { cause: error });
   }
   return new TaskerError(error.message, code, { cause: error });
 }

@@ -14,6 +14,10 @@ export {
 } from './errors.ts';
 export type {
   AppRouter,
+  ListOptions,
+  ListResult,
+  RetryOptions,
+  RunOptions,
   Task,
   TaskError,
   TaskInput,

@@ -1,4 +1,5 @@
 import type { AppRouter, TaskEvent, TaskTypes, TaskView } from '@tasker/server';
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 
 export type { AppRouter };
 
@@ -25,3 +26,74 @@ export type TaskUpdate<N extends TaskName = TaskName> = Omit<TaskEvent, 'name' |
   name: N;
   output: TaskOutput<N> | null;
 };
+
+/**
+ * The inputs of the router's procedures as they travel (snake_case, as the REST API has them).
+ * The SDK's own options are camelCase and are mapped to these in one place (`wire.ts`).
+ */
+export type WireInputs = inferRouterInputs<AppRouter>;
+/** The outputs of the router's procedures as they travel. */
+export type WireOutputs = inferRouterOutputs<AppRouter>;
+
+/** How to run a task: the third argument of `tasker.run(name, parameters, options)`. Every field is optional. */
+export interface RunOptions {
+  /** From 0 (the default) to 100: a task of higher priority runs first. */
+  priority?: number;
+  /** Start no sooner than this many milliseconds from now (at most 30 days). Not together with `runAt`. */
+  delayMs?: number;
+  /**
+   * Start no sooner than this time, at most 30 days ahead: a `Date`, or an ISO 8601 date-time with
+   * its offset (`2026-11-28T09:00:00Z`). Not together with `delayMs`.
+   */
+  runAt?: Date | string;
+  /** Attempts in all, from 1 to 100 (default: the task type's own). */
+  maxAttempts?: number;
+  /**
+   * An attempt running longer than this many milliseconds (100 ms to 1 day) is aborted and counts as
+   * failed (default: the task type's own).
+   */
+  timeoutMs?: number;
+  /**
+   * The same key within the server's idempotency window returns the first task instead of making a
+   * new one. It also makes `run()` safe to retry, so the client retries it on transient failures.
+   */
+  idempotencyKey?: string;
+}
+
+/** Filters and paging of `tasker.list(options)`. Every field is optional. */
+export interface ListOptions {
+  /** Only tasks in this status, or in one of these statuses. */
+  status?: TaskStatus | readonly TaskStatus[];
+  /** Only tasks of this type, or of one of these types. */
+  name?: TaskName | readonly TaskName[];
+  /** Only tasks created at or after this time (a `Date` or an ISO 8601 date-time with its offset). */
+  createdAfter?: Date | string;
+  /** Only tasks created before this time (a `Date` or an ISO 8601 date-time with its offset). */
+  createdBefore?: Date | string;
+  /** Page size, from 1 to 500 (default 50). */
+  limit?: number;
+  /** The `nextCursor` of the previous page, for the page after it. */
+  cursor?: string;
+}
+
+/** A page of `tasker.list()`: tasks newest first. */
+export interface ListResult {
+  tasks: Task[];
+  /** Pass it as `cursor` for the next page; `null` on the last page. */
+  nextCursor: string | null;
+}
+
+/**
+ * Retries of idempotent calls on transient failures (network errors, HTTP 502, 503, 504): every
+ * query, and `run()` when it carries an `idempotencyKey`. Other mutations (`cancel()`, `retry()`,
+ * `run()` without a key) are never retried. The delay before retry n is `delayMs * 2^(n-1)`, at most
+ * `maxDelayMs`, less up to a quarter at random (so that many clients do not retry in step).
+ */
+export interface RetryOptions {
+  /** Attempts in all, the first one included (default 3). `1` never retries. */
+  attempts?: number;
+  /** The delay before the first retry, in milliseconds (default 200); it doubles at each retry. */
+  delayMs?: number;
+  /** The longest delay between two attempts, in milliseconds (default 1000). */
+  maxDelayMs?: number;
+}

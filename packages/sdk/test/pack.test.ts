@@ -18,11 +18,18 @@ import {
   TaskerNotFoundError,
   TaskerValidationError,
   TaskFailedError,
+  type ListOptions,
+  type ListResult,
+  type RunOptions,
   type Task,
   type TaskUpdate,
 } from '@tasker/sdk';
 
-const tasker = createTaskerClient({ url: process.env.TASKER_URL ?? 'http://localhost:5000', headers: { 'x-client': 'consumer' } });
+const tasker = createTaskerClient({
+  url: process.env.TASKER_URL ?? 'http://localhost:5000',
+  headers: { 'x-client': 'consumer' },
+  retry: { attempts: 4, delayMs: 100, maxDelayMs: 500 },
+});
 
 const sum = await tasker.run('sum_two_numbers', { a: 2, b: 3 });
 const five: number = await sum.result();
@@ -53,12 +60,17 @@ try {
 }
 const failedClass = TaskFailedError.name;
 
-const delayed = await tasker.run('sum_two_numbers', { a: 9, b: 9 }, { delay_ms: 60_000, priority: 5, idempotency_key: \`k-\${sum.id}\` });
+const runOptions: RunOptions = { delayMs: 60_000, priority: 5, maxAttempts: 2, timeoutMs: 10_000, idempotencyKey: \`k-\${sum.id}\` };
+const delayed = await tasker.run('sum_two_numbers', { a: 9, b: 9 }, runOptions);
 const cancelled = await delayed.cancel();
 const retried = await delayed.retry();
-const page = await tasker.list({ limit: 2 });
+const later = await tasker.run('sum_two_numbers', { a: 1, b: 1 }, { runAt: new Date(Date.now() + 60_000) });
+await later.cancel();
+const listOptions: ListOptions = { limit: 2, createdAfter: new Date(Date.now() - 3_600_000), status: ['COMPLETED', 'PENDING', 'CANCELLED'] };
+const page: ListResult = await tasker.list(listOptions);
+const next = await tasker.list({ ...listOptions, cursor: page.nextCursor ?? undefined });
 
-console.log(JSON.stringify({ five, four, reply, status: record.status, input: record.input, again: again.output, legacy: viaTrpc.task_output, notFound, invalid, failedClass, cancelled: cancelled.status, retried: retried.status, listed: page.tasks.length, more: page.next_cursor !== null }));
+console.log(JSON.stringify({ five, four, reply, status: record.status, input: record.input, again: again.output, legacy: viaTrpc.task_output, notFound, invalid, failedClass, cancelled: cancelled.status, retried: retried.status, listed: page.tasks.length, more: page.nextCursor !== null, nextPage: next.tasks.length > 0 }));
 `;
 
 const BAD: Record<string, { code: string; source: string }> = {
@@ -74,6 +86,34 @@ await tasker.run('sum_two_numberz', { a: 1, b: 2 });
     source: `import { createTaskerClient } from '@tasker/sdk';
 const tasker = createTaskerClient({ url: 'http://localhost:5000' });
 await tasker.run('sum_two_numbers', { a: '1', b: 2 });
+`,
+  },
+  'bad-legacy-option.ts': {
+    code: 'TS2561',
+    source: `import { createTaskerClient } from '@tasker/sdk';
+const tasker = createTaskerClient({ url: 'http://localhost:5000' });
+await tasker.run('sum_two_numbers', { a: 1, b: 2 }, { delay_ms: 1000 });
+`,
+  },
+  'bad-list-status.ts': {
+    code: 'TS2322',
+    source: `import { createTaskerClient } from '@tasker/sdk';
+const tasker = createTaskerClient({ url: 'http://localhost:5000' });
+await tasker.list({ status: 'DONE' });
+`,
+  },
+  'bad-list-result.ts': {
+    code: 'TS2551',
+    source: `import { createTaskerClient } from '@tasker/sdk';
+const tasker = createTaskerClient({ url: 'http://localhost:5000' });
+const page = await tasker.list();
+console.log(page.next_cursor);
+`,
+  },
+  'bad-retry-option.ts': {
+    code: 'TS2322',
+    source: `import { createTaskerClient } from '@tasker/sdk';
+createTaskerClient({ url: 'http://localhost:5000', retry: true });
 `,
   },
   'bad-result.ts': {
@@ -198,6 +238,7 @@ describe('the packed @tasker/sdk, installed outside the workspace', () => {
       retried: 'PENDING',
       listed: 2,
       more: true,
+      nextPage: true,
     });
   });
 

@@ -73,6 +73,93 @@ describe('createTaskerClient against a live server', () => {
     await expect(nowhere.get(crypto.randomUUID())).rejects.toBeInstanceOf(TaskerUnavailableError);
   });
 
+  it('run() takes camelCase options and maps them to the router', async () => {
+    const runAt = new Date(Date.now() + 60_000);
+    const key = `camel-${crypto.randomUUID()}`;
+    const later = await tasker.run(
+      'sum_two_numbers',
+      { a: 1, b: 1 },
+      { priority: 7, runAt, maxAttempts: 2, timeoutMs: 5_000, idempotencyKey: key },
+    );
+    expect(await later.get()).toMatchObject({
+      status: 'PENDING',
+      priority: 7,
+      maxAttempts: 2,
+      runAfter: runAt.toISOString(),
+    });
+    // The same key: the same task.
+    expect((await tasker.run('sum_two_numbers', { a: 1, b: 1 }, { idempotencyKey: key })).id).toBe(later.id);
+    const delayed = await tasker.run(
+      'sum_two_numbers',
+      { a: 2, b: 2 },
+      { delayMs: 60_000, runAt: undefined },
+    );
+    const runAfter = Date.parse((await delayed.get()).runAfter ?? '');
+    expect(runAfter).toBeGreaterThan(Date.now() + 50_000);
+    const asString = await tasker.run('sum_two_numbers', { a: 3, b: 3 }, { runAt: runAt.toISOString() });
+    expect((await asString.get()).runAfter).toBe(runAt.toISOString());
+    await Promise.all([later.cancel(), delayed.cancel(), asString.cancel()]);
+  });
+
+  it('list() takes camelCase filters and pages with nextCursor', async () => {
+    const since = new Date(Date.now() - 1);
+    const done = await Promise.all(
+      [1, 2, 3].map((a) => tasker.run('find_longest_consecutive_letters', { string: 'x'.repeat(a) })),
+    );
+    await Promise.all(done.map((t) => t.result()));
+    const options = {
+      status: ['COMPLETED'],
+      name: 'find_longest_consecutive_letters',
+      createdAfter: since,
+      createdBefore: new Date(Date.now() + 60_000).toISOString(),
+      limit: 2,
+    } as const;
+    const first = await tasker.list(options);
+    expect(first.tasks).toHaveLength(2);
+    expect(first.nextCursor).toEqual(expect.any(String));
+    const second = await tasker.list({ ...options, cursor: first.nextCursor ?? undefined });
+    expect(second.tasks).toHaveLength(1);
+    expect(second.nextCursor).toBeNull();
+    expect(new Set([...first.tasks, ...second.tasks].map((t) => t.id))).toEqual(
+      new Set(done.map((t) => t.id)),
+    );
+    expect((await tasker.list({ status: 'RUNNING', createdAfter: since })).tasks).toEqual([]);
+  });
+
+  it("refuses 0.1's snake_case options, and names the fields of a refused option as the caller did", async () => {
+    const legacy = tasker.run('sum_two_numbers', { a: 1, b: 2 }, { delay_ms: 1000 } as never);
+    await expect(legacy).rejects.toBeInstanceOf(TaskerValidationError);
+    await expect(legacy).rejects.toMatchObject({
+      issues: [{ path: 'delay_ms', message: expect.stringContaining('"delayMs"') }],
+    });
+    await expect(tasker.list({ next_cursor: 'x' } as never)).rejects.toBeInstanceOf(TaskerValidationError);
+    await expect(tasker.run('sum_two_numbers', { a: 1, b: 2 }, { delayMs: -5 })).rejects.toMatchObject({
+      issues: [expect.objectContaining({ path: 'delayMs' })],
+    });
+    await expect(tasker.list({ createdAfter: 'yesterday' })).rejects.toMatchObject({
+      issues: [expect.objectContaining({ path: 'createdAfter' })],
+    });
+    await expect(tasker.list({ createdAfter: new Date('nonsense') })).rejects.toBeInstanceOf(
+      TaskerValidationError,
+    );
+  });
+
+  it('updates({ signal }) stops the loop early, without an error', async () => {
+    const delayed = await tasker.run('sum_two_numbers', { a: 4, b: 4 }, { delayMs: 60_000 });
+    const controller = new AbortController();
+    const statuses: string[] = [];
+    for await (const update of delayed.updates({ signal: controller.signal })) {
+      statuses.push(update.status);
+      controller.abort();
+    }
+    expect(statuses).toEqual(['PENDING']);
+    // An already aborted signal: no update at all.
+    const none: unknown[] = [];
+    for await (const update of delayed.updates({ signal: controller.signal })) none.push(update);
+    expect(none).toEqual([]);
+    await delayed.cancel();
+  });
+
   it("result() rejects with TaskFailedError carrying the task's error", async () => {
     await stack.fake.close();
     // The fake model is gone: every attempt fails, and the task ends FAILED after its retries.

@@ -1,0 +1,99 @@
+/**
+ * The SDK's edge: its camelCase options become the router's snake_case inputs here, and nowhere else.
+ * The tables below are checked against both sides, so a renamed field on either one is a compile error.
+ */
+import { TaskerValidationError } from './errors.ts';
+import type { ListOptions, ListResult, RunOptions, Task, WireInputs, WireOutputs } from './types.ts';
+
+type RunWire = Omit<WireInputs['runTask'], 'task_name' | 'task_parameters'>;
+type ListWire = WireInputs['listTasks'];
+
+/** Each run option and the router's name for it. */
+const RUN_FIELDS = {
+  priority: 'priority',
+  delayMs: 'delay_ms',
+  runAt: 'run_at',
+  maxAttempts: 'max_attempts',
+  timeoutMs: 'timeout_ms',
+  idempotencyKey: 'idempotency_key',
+} as const satisfies { [K in keyof Required<RunOptions>]: keyof RunWire };
+
+/** Each list option and the router's name for it. */
+const LIST_FIELDS = {
+  status: 'status',
+  name: 'name',
+  createdAfter: 'created_after',
+  createdBefore: 'created_before',
+  limit: 'limit',
+  cursor: 'cursor',
+} as const satisfies { [K in keyof Required<ListOptions>]: keyof ListWire };
+
+/** Options are camelCase since 0.2.0: an unknown key (say `delay_ms` from 0.1) is refused, not ignored. */
+function checkKeys(options: object, fields: Record<string, string>, what: string): void {
+  const issues = Object.keys(options)
+    .filter((key) => !Object.hasOwn(fields, key))
+    .map((key) => {
+      const camel = Object.keys(fields).find((k) => fields[k] === key);
+      return {
+        path: key,
+        message: camel
+          ? `Unknown ${what} option "${key}": options are camelCase since version 0.2.0 of the SDK, use "${camel}"`
+          : `Unknown ${what} option "${key}"`,
+      };
+    });
+  if (issues.length > 0) throw new TaskerValidationError(issues.map((i) => i.message).join('; '), issues);
+}
+
+function isoTime(value: Date | string | undefined, path: string): string | undefined {
+  if (!(value instanceof Date)) return value;
+  if (Number.isNaN(value.getTime())) {
+    throw new TaskerValidationError(`${path} is an invalid Date`, [{ path, message: 'Invalid Date' }]);
+  }
+  return value.toISOString();
+}
+
+function list<T>(value: T | readonly T[] | undefined): T[] | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? [...(value as readonly T[])] : [value as T];
+}
+
+export function runOptionsToWire(options: RunOptions): RunWire {
+  checkKeys(options, RUN_FIELDS, 'run');
+  return {
+    priority: options.priority,
+    delay_ms: options.delayMs,
+    run_at: isoTime(options.runAt, 'runAt'),
+    max_attempts: options.maxAttempts,
+    timeout_ms: options.timeoutMs,
+    idempotency_key: options.idempotencyKey,
+  };
+}
+
+export function listOptionsToWire(options: ListOptions): ListWire {
+  checkKeys(options, LIST_FIELDS, 'list');
+  return {
+    status: list(options.status),
+    name: list(options.name),
+    created_after: isoTime(options.createdAfter, 'createdAfter'),
+    created_before: isoTime(options.createdBefore, 'createdBefore'),
+    limit: options.limit,
+    cursor: options.cursor,
+  };
+}
+
+export function listResultFromWire(page: WireOutputs['listTasks']): ListResult {
+  return { tasks: page.tasks as Task[], nextCursor: page.next_cursor };
+}
+
+/** A validation error of the router names its fields: name them as the caller wrote them. */
+export function renameIssuePaths(error: unknown, fields: 'run' | 'list'): unknown {
+  if (!(error instanceof TaskerValidationError)) return error;
+  const table: Record<string, string> = fields === 'run' ? RUN_FIELDS : LIST_FIELDS;
+  const camel = new Map(Object.entries(table).map(([k, v]) => [v, k]));
+  for (const issue of error.issues) {
+    const [head, ...rest] = issue.path.split('.');
+    const renamed = head === undefined ? undefined : camel.get(head);
+    if (renamed) issue.path = [renamed, ...rest].join('.');
+  }
+  return error;
+}
