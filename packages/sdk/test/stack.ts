@@ -20,13 +20,18 @@ export interface LiveStack {
 }
 
 /** A real server and worker process, and a fake OpenAI that streams its reply word by word. */
-export async function startLiveStack(): Promise<LiveStack> {
+export async function startLiveStack(vars: Record<string, string> = {}): Promise<LiveStack> {
   const fake = await startFakeOpenAI({
     reply: () => 'one two three four five six seven eight',
     chunkDelayMs: 150,
   });
   const port = await freePort();
-  const env = createTestEnv({ PORT: String(port), OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL });
+  const env = createTestEnv({
+    PORT: String(port),
+    OPENAI_API_KEY: 'sk-test',
+    OPENAI_BASE_URL: fake.baseURL,
+    ...vars,
+  });
   const stack: LiveStack = {
     url: `http://127.0.0.1:${port}`,
     env,
