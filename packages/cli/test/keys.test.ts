@@ -1,0 +1,82 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createTestEnv } from '@tasker/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const exec = promisify(execFile);
+const env = createTestEnv();
+const main = new URL('../src/main.ts', import.meta.url).pathname;
+const tsx = new URL('../../../node_modules/.bin/tsx', import.meta.url).pathname;
+
+/** Runs `tasker ...` as a process: its stdout, stderr and exit code. */
+async function tasker(...args: string[]) {
+  try {
+    const { stdout, stderr } = await exec(tsx, [main, ...args], {
+      env: { ...process.env, DATABASE_URL: env.databaseUrl, LOG_LEVEL: 'silent' },
+    });
+    return { stdout, stderr, code: 0 };
+  } catch (error) {
+    const e = error as { stdout: string; stderr: string; code: number };
+    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
+  }
+}
+
+afterAll(async () => {
+  await env.cleanup();
+});
+
+describe('tasker keys', () => {
+  it('create prints the key and nothing else on stdout; list shows it without the key; revoke ends it', async () => {
+    const created = await tasker(
+      'keys',
+      'create',
+      '--tenant',
+      'acme',
+      '--name',
+      'ci',
+      '--scopes',
+      'tasks:write,tasks:read',
+      '--expires-in',
+      '30d',
+    );
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^tsk_[A-Za-z0-9_-]{43}\n$/);
+    expect(created.stderr).toMatch(/created key .* for tenant acme/);
+    const key = created.stdout.trim();
+
+    const listed = await tasker('keys', 'list', '--tenant', 'acme', '--json');
+    const keys = JSON.parse(listed.stdout) as {
+      id: string;
+      tenantId: string;
+      scopes: string[];
+      expiresAt: string;
+    }[];
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatchObject({ tenantId: 'acme', scopes: ['tasks:write', 'tasks:read'] });
+    expect(Date.parse(keys[0]?.expiresAt ?? '') - Date.now()).toBeGreaterThan(29 * 24 * 3600 * 1000);
+    expect(listed.stdout).not.toContain(key);
+    const table = await tasker('keys', 'list');
+    expect(table.stdout).toMatch(/acme\s+ci\s+tsk_\S+\s+tasks:write,tasks:read/);
+
+    const id = keys[0]?.id ?? '';
+    expect((await tasker('keys', 'revoke', id)).code).toBe(0);
+    expect((await tasker('keys', 'list', '--json')).stdout).toContain('"revokedAt": "');
+    const again = await tasker('keys', 'revoke', id);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`tasker: no active key has id ${id}\n`);
+  });
+
+  it('refuses bad arguments with a non-zero exit and one line', async () => {
+    for (const args of [
+      ['keys', 'create', '--tenant', 'acme', '--name', 'x', '--scopes', 'root'],
+      ['keys', 'create', '--tenant', 'acme', '--name', 'x', '--scopes', 'admin', '--expires-in', 'soon'],
+      ['keys', 'create', '--tenant', 'a b', '--name', 'x', '--scopes', 'admin'],
+      ['keys', 'revoke', 'not-an-id'],
+    ]) {
+      const result = await tasker(...args);
+      expect(result.code, args.join(' ')).not.toBe(0);
+      expect(result.stdout, args.join(' ')).toBe('');
+      expect(result.stderr.trim().split('\n'), args.join(' ')).toHaveLength(1);
+    }
+  });
+});
