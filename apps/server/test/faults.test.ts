@@ -103,6 +103,16 @@ const waitForStatus = (url: string, id: string, status: string, timeoutMs = 10_0
     { timeoutMs, what: `task ${id} ${status}` },
   );
 
+/** Polls the task until it leaves PENDING and RUNNING. */
+const waitForEnd = (url: string, id: string, timeoutMs = 10_000) =>
+  waitFor(
+    async () => {
+      const task = await getTask(url, id);
+      return task.status !== 'PENDING' && task.status !== 'RUNNING' ? task : undefined;
+    },
+    { timeoutMs, what: `task ${id} to end` },
+  );
+
 async function slowModel(options: Parameters<typeof startFakeOpenAI>[0]) {
   const fake = await startFakeOpenAI(options);
   fakes.push(fake);
@@ -119,13 +129,7 @@ describe('fault 1: a requested cancel is never lost', () => {
     // What a cancel leaves when its Redis message never reaches the worker: the request, recorded.
     await db()`update tasks set cancel_requested_at = now(), version = version + 1, updated_at = now() where id = ${id}`;
     const requestedAt = Date.now();
-    const ended = await waitFor(
-      async () => {
-        const task = await getTask(url, id);
-        return task.status !== 'RUNNING' ? task : undefined;
-      },
-      { timeoutMs: 8000 },
-    );
+    const ended = await waitForEnd(url, id, 8000);
     expect(ended.status).toBe('CANCELLED');
     expect(Date.now() - requestedAt).toBeLessThan(2500);
     await waitFor(() => fake.requests[0]?.aborted);
@@ -142,13 +146,7 @@ describe('fault 1: a requested cancel is never lost', () => {
     const res = await post(`${url}/tasks/${id}/cancel`);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ status: 'RUNNING', cancelRequestedAt: expect.any(String) });
-    const ended = await waitFor(
-      async () => {
-        const task = await getTask(url, id);
-        return task.status !== 'RUNNING' ? task : undefined;
-      },
-      { timeoutMs: 8000 },
-    );
+    const ended = await waitForEnd(url, id, 8000);
     expect(ended.status).toBe('CANCELLED');
   });
 });
@@ -179,13 +177,7 @@ describe('fault 2: a retried task is never failed by a job left from its earlier
     expect(retried.body.status).toBe('PENDING');
     await redis.proxy.up();
     workers.push(await spawnApp('worker', env?.vars ?? {}));
-    const done = await waitFor(
-      async () => {
-        const task = await getTask(url, id);
-        return task.status === 'COMPLETED' || task.status === 'FAILED' ? task : undefined;
-      },
-      { timeoutMs: 15_000 },
-    );
+    const done = await waitForEnd(url, id, 15_000);
     expect(done).toMatchObject({ status: 'COMPLETED', output: 5 });
     // And a retry with Redis up replaces the old job at once.
     const queue = new Queue(QUEUE_NAME, { connection, prefix: env?.prefix });
@@ -250,13 +242,7 @@ describe('fault 4: a finished handler is never run again because its result coul
     release?.();
     await new Promise((resolve) => setTimeout(resolve, 2000));
     await pg.proxy.up();
-    const done = await waitFor(
-      async () => {
-        const task = await getTask(url, id);
-        return task.status === 'COMPLETED' || task.status === 'FAILED' ? task : undefined;
-      },
-      { timeoutMs: 20_000 },
-    );
+    const done = await waitForEnd(url, id, 20_000);
     expect(done).toMatchObject({ status: 'COMPLETED', output: 'the answer', attempts: 1 });
     expect(fake.requests).toHaveLength(1);
   });
@@ -326,5 +312,5 @@ describe('fault 10: a PostgreSQL outage fails no task', () => {
     });
     expect(wrong).toEqual([]);
     expect(rows.filter((r) => r.status !== 'COMPLETED')).toEqual([]);
-  });
+  }, 180_000);
 });
