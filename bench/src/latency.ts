@@ -69,7 +69,7 @@ async function notifySubstrate(databaseUrl: string): Promise<Summary> {
   try {
     await listener.listen('tasker_bench_latency', (payload) => delays.push(wallNow() - Number(payload)));
     for (let i = 0; i < WATCHERS; i++) {
-      void sender`select pg_notify('tasker_bench_latency', ${String(wallNow())})`;
+      sender`select pg_notify('tasker_bench_latency', ${String(wallNow())})`.execute(); // a query runs only when asked
       await sleep(PACE_MS);
     }
     await waitFor(() => delays.length >= WATCHERS, { timeoutMs: 30_000 });

@@ -10,7 +10,8 @@ export interface SweeperOptions {
 }
 
 /**
- * Runs the lifecycle's recovery (`recover`) and retention (`prune`) every `intervalMs`. Every
+ * Runs the lifecycle's recovery (`recover`), retention (`prune`) and table upkeep (`vacuum`) every
+ * `intervalMs`. Every
  * worker has one; a Redis lock, renewed while a sweep lasts, lets one sweep at a time.
  */
 export class Sweeper {
@@ -45,6 +46,7 @@ export class Sweeper {
     await this.lock.run(async () => {
       await this.lifecycle.recover(this.options.graceMs);
       await this.lifecycle.prune(this.options.retentionMs);
+      await this.lifecycle.vacuum();
     });
   }
 

@@ -346,6 +346,21 @@ export class TaskStore {
   }
 
   /**
+   * Vacuums (and analyzes) the tasks table when its dead rows pass `share` of its live ones (and at
+   * least `minDead`). Every task leaves two or more dead row versions behind (no update of a task
+   * can be HOT: status and updated_at are indexed), and a PostgreSQL whose autovacuum is off, or
+   * behind, lets them pile up until every claim and every index scan slows down. Returns whether
+   * it vacuumed. VACUUM takes no lock that stops reads or writes.
+   */
+  async vacuumIfBloated({ share = 0.2, minDead = 10_000 } = {}): Promise<boolean> {
+    const [stats] = await this.db.execute<{ dead: number; live: number }>(sql`
+      select n_dead_tup::int as dead, n_live_tup::int as live from pg_stat_user_tables where relid = 'tasks'::regclass`);
+    if (!stats || stats.dead < Math.max(minDead, share * stats.live)) return false;
+    await this.db.execute(sql`vacuum (analyze) ${tasks}`);
+    return true;
+  }
+
+  /**
    * One page of an owner's tasks, newest first, after `cursor` (exclusive). Keyset pagination on
    * (created_at, id): every page costs the same, however deep (no OFFSET).
    */

@@ -5,7 +5,7 @@ import { complete } from './complete.ts';
 import { fail } from './fail.ts';
 import { isPaused, pause, resume } from './pause.ts';
 import { type ProgressReporter, progressReporter } from './progress.ts';
-import { prune, type RecoveryReport, recover } from './recover.ts';
+import { prune, type RecoveryReport, recover, vacuum } from './recover.ts';
 import type { LifecycleResources } from './resources.ts';
 import { retry } from './retry.ts';
 import { type SubmitRequest, type Submitted, submit } from './submit.ts';
@@ -25,7 +25,7 @@ import { type SubmitRequest, type Submitted, submit } from './submit.ts';
  * | cancel, endCancelled | `cancel.ts` | server (`cancelTask`); worker (the abort) |
  * | retry | `retry.ts` | server (`retryTask`) |
  * | pause, resume, isPaused | `pause.ts` | server (`pauseQueue`, `resumeQueue`); worker |
- * | recover, prune | `recover.ts` | the worker's sweeper |
+ * | recover, prune, vacuum | `recover.ts` | the worker's sweeper |
  */
 export class TaskLifecycle {
   constructor(readonly resources: LifecycleResources) {}
@@ -84,6 +84,10 @@ export class TaskLifecycle {
 
   prune(retentionMs: number): Promise<number> {
     return prune(this.resources, retentionMs);
+  }
+
+  vacuum(): Promise<boolean> {
+    return vacuum(this.resources);
   }
 }
 

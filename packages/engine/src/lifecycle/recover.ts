@@ -78,6 +78,14 @@ async function failGivenUp(r: LifecycleResources, row: StaleTask): Promise<TaskR
   return failed;
 }
 
+/** Keeps the tasks table lean (see `TaskStore.vacuumIfBloated`); logs when it vacuumed. */
+export async function vacuum(r: LifecycleResources): Promise<boolean> {
+  const started = performance.now();
+  const vacuumed = await r.store.vacuumIfBloated();
+  if (vacuumed) r.log.info({ ms: Math.round(performance.now() - started) }, 'vacuumed the tasks table');
+  return vacuumed;
+}
+
 /** Retention: deletes finished tasks that finished more than `retentionMs` ago, in short batches. */
 export async function prune(r: LifecycleResources, retentionMs: number): Promise<number> {
   if (retentionMs <= 0) return 0;
