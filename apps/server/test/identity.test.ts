@@ -268,6 +268,19 @@ describe('tenants', () => {
   });
 });
 
+describe('key use', () => {
+  it('records last_used_at once, not on every request (at most once a minute per key)', async () => {
+    const k = await key('usage', ['tasks:read']);
+    const info = async () => (await keys.list('usage'))[0];
+    expect((await info())?.lastUsedAt).toBeNull();
+    for (let i = 0; i < 5; i++) expect((await call('GET', `/tasks/${randomUUID()}`, k)).status).toBe(404);
+    const first = await waitFor(async () => (await info())?.lastUsedAt ?? undefined, { timeoutMs: 5000 });
+    for (let i = 0; i < 5; i++) await call('GET', `/tasks/${randomUUID()}`, k);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect((await info())?.lastUsedAt).toEqual(first);
+  });
+});
+
 describe('keys over HTTP', () => {
   it('an admin key creates, lists and revokes keys; a key revoked through server 1 is refused by server 2 within 2 s', async () => {
     const admin = await key('ops', ['admin']);
