@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import { type Logger, requestScope } from '@tasker/engine';
+import { isDatabaseUnavailable } from '@tasker/db';
+import { isRedisUnavailable, type Logger, requestScope } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyBaseLogger,
@@ -85,6 +86,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // A dependency that is down, met outside a procedure (the key lookup, a stream's first read).
+    const down = isDatabaseUnavailable(error)
+      ? 'PostgreSQL'
+      : isRedisUnavailable(error)
+        ? 'Redis'
+        : undefined;
+    if (down) return reply.code(503).send(restError(503, `${down} is unavailable`));
     const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
     if (status >= 500) {
       request.log.error({ err: error }, 'unhandled error');
@@ -102,8 +110,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const streams = new Set<Socket>();
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0] ?? '';
-    if (path.endsWith('/events') || path.startsWith('/trpc/onTask')) {
-      const socket = request.raw.socket;
+    const socket = request.raw.socket;
+    if ((path.endsWith('/events') || path.startsWith('/trpc/onTask')) && !streams.has(socket)) {
       streams.add(socket);
       socket.once('close', () => streams.delete(socket));
     }

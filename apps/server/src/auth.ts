@@ -1,13 +1,6 @@
-import {
-  type ApiKeyScope,
-  type ApiKeyStore,
-  hashApiKey,
-  isDatabaseUnavailable,
-  looksLikeApiKey,
-} from '@tasker/db';
+import { API_KEY_SCOPES, type ApiKeyScope, type ApiKeyStore, hashApiKey, looksLikeApiKey } from '@tasker/db';
 import { DEFAULT_TENANT, type Logger } from '@tasker/engine';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { restError } from './errors.ts';
 
 /** Who is calling: a tenant, and what its key may do. */
 export interface Identity {
@@ -26,13 +19,30 @@ declare module 'fastify' {
   }
 }
 
+/** Why a call is refused, as an HTTP status and words; undefined when `auth` may make it. */
+export type Refusal = { status: 401 | 403; message: string };
+
+/**
+ * The one rule for every route and stream: no or a bad key is a 401, a key without `scope` a 403
+ * naming it. Returns the caller's identity, or why it is refused.
+ */
+export function authorize(auth: Auth, scope: ApiKeyScope): { identity: Identity } | { refusal: Refusal } {
+  if (!auth.ok) return { refusal: { status: 401, message: auth.reason } };
+  if (!auth.identity.scopes.includes(scope)) {
+    return { refusal: { status: 403, message: `This API key lacks the "${scope}" scope` } };
+  }
+  return { identity: auth.identity };
+}
+
 /** How long a looked-up key is trusted before it is read again: a revocation reaches every server within this. */
 const KEY_CACHE_MS = 1000;
 /** `last_used_at` is written at most this often per key. */
 const TOUCH_EVERY_MS = 60_000;
 
-const EVERY_SCOPE: readonly ApiKeyScope[] = ['tasks:write', 'tasks:read', 'admin'];
-const DISABLED: Auth = { ok: true, identity: { tenantId: DEFAULT_TENANT, scopes: EVERY_SCOPE, keyId: null } };
+const DISABLED: Auth = {
+  ok: true,
+  identity: { tenantId: DEFAULT_TENANT, scopes: API_KEY_SCOPES, keyId: null },
+};
 
 /** Routes anyone may call, in every mode. */
 const OPEN_ROUTES = [/^\/healthz$/, /^\/readyz$/, /^\/openapi\.json$/, /^\/docs(\/|$)/, /^\/ui(\/|$)/];
@@ -106,18 +116,12 @@ export class Authenticator {
   /** Reads every request's credentials once, before anything else (rate limits count per key). */
   register(app: FastifyInstance): void {
     app.decorateRequest('auth', null as never); // set by the hook below on every request
-    app.addHook('onRequest', async (request: FastifyRequest, reply) => {
+    // A key lookup that meets PostgreSQL down throws: the error handler answers 503.
+    app.addHook('onRequest', async (request: FastifyRequest) => {
       const path = request.url.split('?')[0] ?? '';
-      if (OPEN_ROUTES.some((route) => route.test(path))) {
-        request.auth = { ok: false, reason: 'an open route needs no key' };
-        return;
-      }
-      try {
-        request.auth = await this.authenticate(request.headers.authorization);
-      } catch (error) {
-        if (!isDatabaseUnavailable(error)) throw error;
-        return reply.code(503).send(restError(503, 'PostgreSQL is unavailable'));
-      }
+      request.auth = OPEN_ROUTES.some((route) => route.test(path))
+        ? { ok: false, reason: 'an open route needs no key' }
+        : await this.authenticate(request.headers.authorization);
     });
   }
 }

@@ -1,4 +1,4 @@
-import type { ApiKeyInfo, ApiKeyStore } from '@tasker/db';
+import { API_KEY_SCOPES, type ApiKeyInfo, type ApiKeyStore } from '@tasker/db';
 import { NotFoundError } from '@tasker/engine';
 import { z } from 'zod';
 
@@ -11,7 +11,7 @@ export const apiKeySchema = z
     tenant: z.string().describe('The tenant whose tasks the key reaches'),
     name: z.string(),
     prefix: z.string().describe('The first characters of the key, to tell keys apart'),
-    scopes: z.array(z.enum(['tasks:write', 'tasks:read', 'admin'])),
+    scopes: z.array(z.enum(API_KEY_SCOPES)),
     createdAt: iso,
     lastUsedAt: iso.nullable().describe('Updated at most once a minute'),
     expiresAt: iso.nullable(),

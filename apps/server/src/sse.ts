@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { authorize } from './auth.ts';
 import { restError } from './errors.ts';
 import { resumeAfter, type TaskWatcher } from './live.ts';
 
@@ -18,12 +19,13 @@ export function registerEventStream(
 ): void {
   app.get('/tasks/:id/events', async (request, reply) => {
     // The same rule as the procedures': a key with tasks:read, and only its tenant's tasks.
-    const { auth } = request;
-    if (!auth.ok)
-      return reply.code(401).header('www-authenticate', 'Bearer').send(restError(401, auth.reason));
-    if (!auth.identity.scopes.includes('tasks:read')) {
-      return reply.code(403).send(restError(403, 'This API key lacks the "tasks:read" scope'));
+    const decision = authorize(request.auth, 'tasks:read');
+    if ('refusal' in decision) {
+      const { status, message } = decision.refusal;
+      if (status === 401) reply.header('www-authenticate', 'Bearer');
+      return reply.code(status).send(restError(status, message));
     }
+    const { identity } = decision;
     const parsed = params.safeParse(request.params);
     if (!parsed.success) {
       return reply
@@ -34,15 +36,21 @@ export function registerEventStream(
     const query = (request.query as { lastEventId?: unknown }).lastEventId;
     const lastEventId = typeof header === 'string' ? header : typeof query === 'string' ? query : undefined;
     const closed = new AbortController();
-    // The connection's own 'close': the client went away.
-    request.raw.socket.once('close', () => closed.abort());
-    const updates = await live.watch(
-      auth.identity.tenantId,
-      parsed.data.id,
-      resumeAfter(lastEventId),
-      closed.signal,
-    );
-    if (!updates) return reply.code(404).send(restError(404, 'Task not found'));
+    // The connection's own 'close': the client went away. Removed when the stream ends, since a
+    // keep-alive connection may carry many requests.
+    const socket = request.raw.socket;
+    const onClose = () => closed.abort();
+    socket.once('close', onClose);
+    const updates = await live
+      .watch(identity.tenantId, parsed.data.id, resumeAfter(lastEventId), closed.signal)
+      .catch((error: unknown) => {
+        socket.off('close', onClose);
+        throw error;
+      });
+    if (!updates) {
+      socket.off('close', onClose);
+      return reply.code(404).send(restError(404, 'Task not found'));
+    }
 
     reply.hijack();
     const res = reply.raw;
@@ -66,6 +74,7 @@ export function registerEventStream(
       );
     } finally {
       clearInterval(keepAlive);
+      socket.off('close', onClose);
       res.end();
     }
   });

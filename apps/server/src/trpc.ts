@@ -18,7 +18,7 @@ import {
   TaskStateConflictError,
 } from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
-import type { Auth } from './auth.ts';
+import { type Auth, authorize } from './auth.ts';
 import { describeTrpcError } from './errors.ts';
 import type { KeysApi } from './keys-api.ts';
 import type { TaskWatcher } from './live.ts';
@@ -143,11 +143,12 @@ const procedure = t.procedure.use(async ({ next, getRawInput }) => {
  */
 export const scopedProcedure = (scope: ApiKeyScope) =>
   procedure.use(({ ctx, next }) => {
-    if (!ctx.auth.ok) throw new TRPCError({ code: 'UNAUTHORIZED', message: ctx.auth.reason });
-    if (!ctx.auth.identity.scopes.includes(scope)) {
-      throw new TRPCError({ code: 'FORBIDDEN', message: `This API key lacks the "${scope}" scope` });
+    const decision = authorize(ctx.auth, scope);
+    if ('refusal' in decision) {
+      const { status, message } = decision.refusal;
+      throw new TRPCError({ code: status === 401 ? 'UNAUTHORIZED' : 'FORBIDDEN', message });
     }
-    return next({ ctx: { ...ctx, identity: ctx.auth.identity } });
+    return next({ ctx: { ...ctx, identity: decision.identity } });
   });
 
 /** Reads: get, list, output, streams, subscriptions. */

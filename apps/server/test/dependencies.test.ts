@@ -78,11 +78,40 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
     });
     const get = await fetch(`${url}/tasks/${crypto.randomUUID()}`);
     expect(get.status).toBe(503);
+    // A plain route (the event stream) answers the same, not a 500.
+    const stream = await fetch(`${url}/tasks/${crypto.randomUUID()}/events`);
+    expect(stream.status).toBe(503);
+    expect(await stream.json()).toMatchObject({ error: 'PostgreSQL is unavailable', status: 503 });
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(503);
     expect(await ready.json()).toMatchObject({ error: 'PostgreSQL is unavailable' });
     await proxy.up();
     expect((await fetch(`${url}/run-task`, { method: 'POST', headers, body })).status).toBe(200);
+  });
+
+  it('PostgreSQL down in required mode: the key lookup answers 503, not 401 or 500', async () => {
+    proxy = await startTcpProxy(5432);
+    const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+    base.port = String(proxy.port);
+    base.pathname = `/tasker_test_proxy_${Date.now()}`;
+    const url = await start({ DATABASE_URL: base.toString(), AUTH_MODE: 'required' });
+    await proxy.down();
+    const res = await fetch(`${url}/tasks/${crypto.randomUUID()}`, {
+      headers: { authorization: `Bearer tsk_${'A'.repeat(43)}` },
+    });
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({
+      error: 'PostgreSQL is unavailable',
+      code: 'SERVICE_UNAVAILABLE',
+    });
+    await proxy.up();
+    expect(
+      (
+        await fetch(`${url}/tasks/${crypto.randomUUID()}`, {
+          headers: { authorization: `Bearer tsk_${'A'.repeat(43)}` },
+        })
+      ).status,
+    ).toBe(401);
   });
 });
 

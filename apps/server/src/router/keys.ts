@@ -1,9 +1,10 @@
+import { API_KEY_SCOPES } from '@tasker/db';
 import { z } from 'zod';
 import { apiKeySchema } from '../keys-api.ts';
 import { adminProcedure, router } from '../trpc.ts';
 
 const scopes = z
-  .array(z.enum(['tasks:write', 'tasks:read', 'admin']))
+  .array(z.enum(API_KEY_SCOPES))
   .min(1)
   .describe('tasks:write (run, cancel, retry), tasks:read (get, list, output, streams), admin (queue, keys)');
 
