@@ -75,6 +75,10 @@ function fromDriver(raw: Record<string, unknown>): TaskRow {
   return row as TaskRow;
 }
 
+/** Only this tenant's row, when a tenant is given (another tenant's task is as good as missing). */
+const ofTenant = (tenantId: string | undefined) =>
+  tenantId === undefined ? undefined : eq(tasks.tenantId, tenantId);
+
 export class TaskStore {
   // The hot transitions are batched (see Batcher): concurrent calls share one statement and one
   // commit. Their SQL has a fixed text whatever the batch size (arrays + unnest), so postgres.js
@@ -276,8 +280,8 @@ export class TaskStore {
   }
 
   /** PENDING (queued or delayed) → CANCELLED at once: it will never run. */
-  async cancelPending(id: string, error: TaskError): Promise<TaskRow | undefined> {
-    return this.transition(id, eq(tasks.status, 'PENDING'), {
+  async cancelPending(id: string, error: TaskError, tenantId?: string): Promise<TaskRow | undefined> {
+    return this.transition(id, and(eq(tasks.status, 'PENDING'), ofTenant(tenantId)), {
       status: 'CANCELLED',
       error,
       cancelRequestedAt: sql`now()`,
@@ -286,8 +290,8 @@ export class TaskStore {
   }
 
   /** RUNNING: records that it must stop; the worker running it aborts it and ends it CANCELLED. */
-  async requestCancel(id: string): Promise<TaskRow | undefined> {
-    return this.transition(id, eq(tasks.status, 'RUNNING'), {
+  async requestCancel(id: string, tenantId?: string): Promise<TaskRow | undefined> {
+    return this.transition(id, and(eq(tasks.status, 'RUNNING'), ofTenant(tenantId)), {
       cancelRequestedAt: sql`coalesce(${tasks.cancelRequestedAt}, now())`,
     });
   }
@@ -319,8 +323,12 @@ export class TaskStore {
    * FAILED or CANCELLED → PENDING again, same id, for a new round of attempts. The errors of the
    * earlier attempts stay in attempt_errors. Undefined when the task is not FAILED or CANCELLED.
    */
-  async retry(id: string): Promise<TaskRow | undefined> {
-    return this.transition(id, inArray(tasks.status, ['FAILED', 'CANCELLED'] satisfies TaskStatus[]), {
+  async retry(id: string, tenantId?: string): Promise<TaskRow | undefined> {
+    const from = and(
+      inArray(tasks.status, ['FAILED', 'CANCELLED'] satisfies TaskStatus[]),
+      ofTenant(tenantId),
+    );
+    return this.transition(id, from, {
       status: 'PENDING',
       error: null,
       output: null,

@@ -30,15 +30,14 @@ export function cancelledError(attempt?: number): TaskError {
  * - Finished: TaskStateConflictError (409). Unknown, or another tenant's: TaskNotFoundError (404).
  */
 export async function cancel(r: LifecycleResources, id: string, tenantId?: string): Promise<TaskRow> {
-  // Another tenant's task is not found: the same answer as an unknown id.
-  if (tenantId !== undefined && !(await r.store.get(id, tenantId))) throw new TaskNotFoundError(id);
-  const pending = await r.store.cancelPending(id, cancelledError());
+  // Each transition is scoped to the tenant: another tenant's task is not found, like an unknown id.
+  const pending = await r.store.cancelPending(id, cancelledError(), tenantId);
   if (pending) {
     await bestEffort(r, 'result cache write', id, () => r.cache.put(pending));
     await bestEffort(r, 'job removal', id, () => r.queue.remove(id));
     return pending;
   }
-  const running = await r.store.requestCancel(id);
+  const running = await r.store.requestCancel(id, tenantId);
   if (running) {
     if (!(await r.cancels.send(id))) {
       r.log.warn(
@@ -48,7 +47,7 @@ export async function cancel(r: LifecycleResources, id: string, tenantId?: strin
     }
     return running;
   }
-  const row = await r.store.get(id);
+  const row = await r.store.get(id, tenantId);
   if (!row) throw new TaskNotFoundError(id);
   throw new TaskStateConflictError(
     `Task is already ${row.status}; only a PENDING or RUNNING task can be cancelled`,

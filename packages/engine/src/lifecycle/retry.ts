@@ -12,10 +12,9 @@ import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts
  * an earlier round is queued again, never failed. Any other status: TaskStateConflictError (409).
  */
 export async function retry(r: LifecycleResources, id: string, tenantId?: string): Promise<TaskRow> {
-  if (tenantId !== undefined && !(await r.store.get(id, tenantId))) throw new TaskNotFoundError(id);
-  const row = await r.store.retry(id);
+  const row = await r.store.retry(id, tenantId);
   if (!row) {
-    const current = await r.store.get(id);
+    const current = await r.store.get(id, tenantId);
     if (!current) throw new TaskNotFoundError(id);
     throw new TaskStateConflictError(
       `Task is ${current.status}; only a FAILED or CANCELLED task can be retried`,

@@ -8,7 +8,7 @@ import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts
 /** How long a submission waits for Redis before it answers anyway (the row is already safe). */
 const ENQUEUE_TIMEOUT_MS = 2000;
 
-/** Every task belongs to an owner (tenant); until API keys exist there is one. */
+/** The tenant of every task when AUTH_MODE=disabled (and of the rows made before tenants existed). */
 export const DEFAULT_TENANT = 'default';
 
 /** A submission: the task type, its parameters, and optional run options (the type gives defaults). */
