@@ -1,8 +1,6 @@
 import { API_KEY_SCOPES, type ApiKeyInfo, type ApiKeyStore } from '@tasker/db';
-import { NotFoundError } from '@tasker/engine';
+import { iso, isoDate, NotFoundError } from '@tasker/engine';
 import { z } from 'zod';
-
-const iso = z.iso.datetime({ offset: true });
 
 /** An API key as the API shows it: never the key itself, nor its hash. */
 export const apiKeySchema = z
@@ -12,10 +10,10 @@ export const apiKeySchema = z
     name: z.string(),
     prefix: z.string().describe('The first characters of the key, to tell keys apart'),
     scopes: z.array(z.enum(API_KEY_SCOPES)),
-    createdAt: iso,
-    lastUsedAt: iso.nullable().describe('Updated at most once a minute'),
-    expiresAt: iso.nullable(),
-    revokedAt: iso.nullable(),
+    createdAt: isoDate,
+    lastUsedAt: isoDate.nullable().describe('Updated at most once a minute'),
+    expiresAt: isoDate.nullable(),
+    revokedAt: isoDate.nullable(),
   })
   .meta({ id: 'ApiKey' });
 
@@ -36,8 +34,6 @@ export interface KeysApi {
   revoke(id: string): Promise<ApiKeyView>;
 }
 
-const when = (d: Date | null) => (d ? d.toISOString() : null);
-
 export function toApiKeyView(info: ApiKeyInfo): ApiKeyView {
   return {
     id: info.id,
@@ -46,9 +42,9 @@ export function toApiKeyView(info: ApiKeyInfo): ApiKeyView {
     prefix: info.prefix,
     scopes: info.scopes,
     createdAt: info.createdAt.toISOString(),
-    lastUsedAt: when(info.lastUsedAt),
-    expiresAt: when(info.expiresAt),
-    revokedAt: when(info.revokedAt),
+    lastUsedAt: iso(info.lastUsedAt),
+    expiresAt: iso(info.expiresAt),
+    revokedAt: iso(info.revokedAt),
   };
 }
 

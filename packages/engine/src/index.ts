@@ -46,6 +46,8 @@ export { createRedis, isRedisUnavailable } from './redis.ts';
 export { ResultCache } from './result-cache.ts';
 export { findUnstorable, type Unstorable } from './unstorable.ts';
 export {
+  iso,
+  isoDate,
   isTerminal,
   type TaskEvent,
   type TaskView,

@@ -18,7 +18,8 @@ export const taskErrorSchema = z
   })
   .meta({ id: 'TaskError' });
 
-const isoDate = z.iso.datetime({ offset: true });
+/** A timestamp as the API writes it (ISO 8601 with offset). */
+export const isoDate = z.iso.datetime({ offset: true });
 
 /** A task as every newer route, stream and the SDK report it. */
 export const taskViewSchema = z
@@ -51,7 +52,8 @@ export const taskViewSchema = z
 
 export type TaskView = z.output<typeof taskViewSchema>;
 
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
+/** A nullable timestamp as the API writes it. */
+export const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function toTaskView(row: TaskRow): TaskView {
   return {
