@@ -196,6 +196,15 @@ describe('the packed @tasker/sdk, installed outside the workspace', () => {
       expect(readFileSync(path.join(installed, file), 'utf8')).not.toMatch(/['"]@tasker\//);
     }
     expect(readdirSync(path.join(project, 'node_modules', '@tasker'))).toEqual(['sdk']);
+    // The router's type carries the server's context: it must name no server package either.
+    for (const file of ['dist/index.d.ts', 'dist/index.d.cts']) {
+      const text = readFileSync(path.join(installed, file), 'utf8');
+      const imported = [...text.matchAll(/from ['"]([^'"]+)['"]/g)].map((m) => m[1] ?? '');
+      expect(
+        imported.filter((m) => !/^(@trpc\/(client|server)(\/.*)?|zod)$/.test(m)),
+        file,
+      ).toEqual([]);
+    }
   });
 
   it('type-checks the README examples', async () => {
