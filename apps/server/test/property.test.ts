@@ -111,6 +111,15 @@ describe('any input, any REST route', () => {
   });
 
   it('NUL and lone surrogates get a 400 that says why, and the service still works', async () => {
+    // The property run may have paused processing (POST /queue/pause is one of the routes): undo it.
+    const post = (path: string, body: unknown) =>
+      fetch(`${stack.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    expect((await post('/queue/resume', {})).status).toBe(200);
+    for (const task_name of taskNames) expect((await post('/queue/resume', { task_name })).status).toBe(200);
     for (const string of ['a\u0000b', '\ud800', 'x\udc00']) {
       const res = await fetch(`${stack.url}/run-task`, {
         method: 'POST',
