@@ -292,14 +292,26 @@ describe('fault 10: a PostgreSQL outage fails no task', () => {
     for (const status of Object.keys(counts)) expect(['200', '503']).toContain(status);
     expect(counts['503'] ?? 0).toBeGreaterThan(0); // the outage was seen
 
+    // Every accepted task completes (counted by id: a submission answered 503 may still have
+    // committed its row, which must not stand in for an accepted one).
     await waitFor(
       async () => {
-        const [row] = await db()<
-          { n: number }[]
-        >`select count(*)::int as n from tasks where status = 'COMPLETED'`;
+        const [row] = await db()<{ n: number }[]>`
+          select count(*)::int as n from tasks
+          where status = 'COMPLETED' and id = any(${accepted.map((t) => t.id)}::uuid[])`;
         return (row?.n ?? 0) >= accepted.length;
       },
       { timeoutMs: 90_000, intervalMs: 200, what: `${accepted.length} accepted tasks COMPLETED` },
+    );
+    // Such a row (its client was told 503, the INSERT had committed) has no job: the sweeper finds
+    // it after SWEEP_GRACE_MS and runs it, so nothing stays PENDING.
+    await waitFor(
+      async () => {
+        const [row] = await db()<{ n: number }[]>`
+          select count(*)::int as n from tasks where status <> 'COMPLETED'`;
+        return row?.n === 0;
+      },
+      { timeoutMs: 60_000, intervalMs: 500, what: 'rows of 503-answered submissions COMPLETED' },
     );
     const rows = await db()<
       { id: string; status: string; output: number; attempts: number; errors: number }[]
