@@ -24,7 +24,12 @@ export interface AppOptions {
   bodyLimit: number;
   services: Services;
   authenticator: Authenticator;
-  /** Requests per minute per key (or client IP without one), shared through `rateLimitRedis`; 0: none. */
+  /**
+   * Requests per minute per key (or client IP without one); 0: none. Shared by every server through
+   * `rateLimitRedis`; without Redis (PostgreSQL-only mode) each server counts on its own, in memory:
+   * a counter in PostgreSQL would add a write to every request, and that mode is meant for one
+   * server or a few (with N servers, a key gets up to N times the budget).
+   */
   rateLimitPerMinute: number;
   rateLimitRedis?: unknown;
   /** Prefix of the rate-limit counters in Redis (see keys.ts). */
@@ -32,7 +37,7 @@ export interface AppOptions {
   /** Origins allowed to call from a browser (CORS); none by default. */
   corsOrigins: string[];
   /** Each resolves when its dependency answers, rejects otherwise. */
-  readiness: Record<'postgres' | 'redis', () => Promise<unknown>>;
+  readiness: Record<string, () => Promise<unknown>>;
   version?: string;
 }
 
@@ -203,7 +208,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const down = checks.filter(([, state]) => state !== 'ok').map(([name]) => name);
     const dependencies = Object.fromEntries(checks);
     if (down.length === 0) return { status: 'ok', dependencies };
-    const names = down.map((n) => (n === 'postgres' ? 'PostgreSQL' : 'Redis')).join(' and ');
+    const names = down
+      .map((n) => ({ postgres: 'PostgreSQL', redis: 'Redis' })[n] ?? n)
+      .join(' and ');
     return reply
       .code(503)
       .send({ ...restError(503, `${names} ${down.length > 1 ? 'are' : 'is'} unavailable`), dependencies });

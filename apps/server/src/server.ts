@@ -1,5 +1,5 @@
 import { ApiKeyStore } from '@tasker/db';
-import { createEngine, createTaskApi, type Env, type Logger } from '@tasker/engine';
+import { createEngine, createTaskApi, type Env, type Logger, redisKeys } from '@tasker/engine';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
@@ -13,7 +13,7 @@ export interface TaskerServer {
   close(): Promise<void>;
 }
 
-/** Migrates, connects and listens. One PostgreSQL pool, one Redis connection and one listening connection per process. */
+/** Migrates, connects and listens. One PostgreSQL pool, one queue connection (Redis, or BullMQ's own PostgreSQL pool) and one listening connection per process. */
 export async function startServer(env: Env, log: Logger): Promise<TaskerServer> {
   const engine = await createEngine(env, log, 'server');
   const { store } = engine.lifecycle.resources;
@@ -33,14 +33,15 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
     services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys) },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
-    rateLimitRedis: engine.redis,
-    rateLimitNamespace: engine.keys.rateLimitNamespace,
+    rateLimitRedis: engine.mode.kind === 'redis' ? engine.mode.redis : undefined,
+    rateLimitNamespace: redisKeys(env.REDIS_PREFIX).rateLimitNamespace,
     corsOrigins: env.CORS_ORIGINS,
-    readiness: { postgres: () => engine.db.sql`select 1`, redis: () => engine.redis.ping() },
+    readiness: engine.readiness,
   });
   const address = await app.listen({ host: env.HOST, port: env.PORT });
   const url = address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
   log.info({ url }, 'server listening');
+  log.info(engine.describe);
 
   let closing: Promise<void> | undefined;
   return {

@@ -1,5 +1,4 @@
-import { LeaderLock, type Logger, type TaskLifecycle } from '@tasker/engine';
-import type { Redis } from 'ioredis';
+import type { LeaderLock, Logger, TaskLifecycle } from '@tasker/engine';
 
 export interface SweeperOptions {
   intervalMs: number;
@@ -11,23 +10,19 @@ export interface SweeperOptions {
 
 /**
  * Runs the lifecycle's recovery (`recover`), retention (`prune`) and table upkeep (`vacuum`) every
- * `intervalMs`. Every
- * worker has one; a Redis lock, renewed while a sweep lasts, lets one sweep at a time.
+ * `intervalMs`. Every worker has one; a lock held while a sweep lasts (`LeaderLock`: Redis, or a
+ * PostgreSQL advisory lock) lets one sweep at a time.
  */
 export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private readonly lock: LeaderLock;
 
   constructor(
     private readonly lifecycle: TaskLifecycle,
-    redis: Redis,
-    lockKey: string,
+    private readonly lock: LeaderLock,
     private readonly options: SweeperOptions,
     private readonly log: Logger,
-  ) {
-    this.lock = new LeaderLock(redis, lockKey, Math.max(options.intervalMs, 5000));
-  }
+  ) {}
 
   start(): void {
     const tick = () => {

@@ -1,14 +1,5 @@
 import { hostname } from 'node:os';
-import {
-  createEngine,
-  createRedis,
-  type Env,
-  type JobData,
-  type Logger,
-  QUEUE_NAME,
-  taskConfig,
-} from '@tasker/engine';
-import { Worker } from 'bullmq';
+import { createEngine, createTaskWorker, type Env, type Logger, taskConfig } from '@tasker/engine';
 import { CancelWatch } from './cancel-watch.ts';
 import { CANCELLED, createProcessor, SHUTDOWN } from './processor.ts';
 import { Sweeper } from './sweeper.ts';
@@ -27,10 +18,9 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
   const running = new Set<string>();
   const stopping = new AbortController();
 
-  // BullMQ's blocking connection: its own, waiting through outages.
-  const connection = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker-queue');
-  const worker = new Worker<JobData>(
-    QUEUE_NAME,
+  const queueConnection = engine.queueConnection();
+  const worker = createTaskWorker(
+    queueConnection,
     createProcessor({
       lifecycle,
       workerId: id,
@@ -40,8 +30,6 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
       stopping: stopping.signal,
     }),
     {
-      connection,
-      prefix: engine.keys.bullmqPrefix,
       concurrency: env.WORKER_CONCURRENCY,
       lockDuration: env.WORKER_LOCK_MS,
       stalledInterval: env.WORKER_LOCK_MS,
@@ -54,12 +42,11 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
   worker.on('stalled', (jobId) => log.warn({ taskId: jobId }, 'task stalled (its worker died); re-queued'));
   await worker.waitUntilReady();
 
-  // Cancelling a running task: the fast path (a Redis signal) and the sure one (PostgreSQL).
+  // Cancelling a running task: the fast path (a signal) and the sure one (the recorded request).
   const abort = (taskId: string) => {
     if (worker.cancelJob(taskId, CANCELLED)) log.info({ taskId }, 'cancelling running task');
   };
-  const subscriber = createRedis(env.REDIS_URL, 'blocking', 'tasker-worker-cancel');
-  await lifecycle.resources.cancels.listen(subscriber, abort);
+  const unlisten = await lifecycle.resources.cancels.listen(abort);
   const cancelWatch = new CancelWatch(
     lifecycle.resources.store,
     running,
@@ -71,8 +58,7 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
 
   const sweeper = new Sweeper(
     lifecycle,
-    engine.redis,
-    engine.keys.sweeperLock,
+    engine.sweeperLock(Math.max(env.SWEEP_INTERVAL_MS, 5000)),
     {
       intervalMs: env.SWEEP_INTERVAL_MS,
       graceMs: env.SWEEP_GRACE_MS,
@@ -81,7 +67,7 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
     log,
   );
   sweeper.start();
-  log.info({ workerId: id, concurrency: env.WORKER_CONCURRENCY }, 'worker ready');
+  log.info({ workerId: id, concurrency: env.WORKER_CONCURRENCY }, `worker ready; ${engine.describe}`);
 
   let closing: Promise<void> | undefined;
   const close = async () => {
@@ -102,8 +88,11 @@ export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> 
       await closed;
     }
     cancelWatch.stop();
-    subscriber.disconnect();
-    await connection.quit().catch(() => connection.disconnect());
+    await unlisten().catch(() => {});
+    if (queueConnection.kind === 'redis') {
+      const { redis } = queueConnection;
+      await redis.quit().catch(() => redis.disconnect());
+    }
     await engine.close();
   };
   return {

@@ -17,5 +17,6 @@ export {
   type TruncatedTaskChange,
 } from './events.ts';
 export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts';
+export { PausedTypeStore } from './paused-types.ts';
 export * from './schema.ts';
 export { type StaleTask, type TaskListFilter, TaskStore, type TaskStoreOptions } from './store.ts';

@@ -150,3 +150,12 @@ export const apiKeys = pgTable(
 );
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+/**
+ * The task types whose processing is paused, in PostgreSQL-only mode (with Redis, a Redis set holds
+ * them: see `@tasker/engine` paused-types.ts). Every process reads it, at most 1 s stale.
+ */
+export const pausedTaskTypes = pgTable('paused_task_types', {
+  name: text('name').primaryKey(),
+  pausedAt: timestamptz('paused_at').notNull().defaultNow(),
+});

@@ -1,21 +1,31 @@
+import type { Sql } from 'postgres';
 import type { Redis } from 'ioredis';
-import type { RedisKeys } from './keys.ts';
+import { postgresNames, type RedisKeys } from './keys.ts';
 
 /**
- * The fast path of cancelling a RUNNING task: its id, published to every worker; the one running it
- * aborts the handler at once. Pub/sub delivers at most once (a worker whose subscriber is
- * reconnecting never hears it), so it is only the fast path: the request itself is recorded in
- * PostgreSQL (`cancel_requested_at`), and each worker also checks the tasks it runs there
- * (`CancelWatch`, at most `WORKER_CANCEL_CHECK_MS` apart).
+ * The fast path of cancelling a RUNNING task: its id, sent to every worker; the one running it
+ * aborts the handler at once. Both transports deliver at most once (a worker whose listening
+ * connection is reconnecting never hears it), so this is only the fast path: the request itself is
+ * recorded in PostgreSQL (`cancel_requested_at`), and each worker also checks the tasks it runs
+ * there (`CancelWatch`, at most `WORKER_CANCEL_CHECK_MS` apart).
  */
-export class CancelSignals {
+export interface CancelSignals {
+  /** Best effort: true when the signal was sent. */
+  send(taskId: string): Promise<boolean>;
+  /** Calls `onCancel` with each id heard, until the returned function is called. */
+  listen(onCancel: (taskId: string) => void): Promise<() => Promise<void>>;
+}
+
+/** With Redis: pub/sub on `keys.cancelChannel`. */
+export class RedisCancelSignals implements CancelSignals {
   constructor(
     private readonly keys: RedisKeys,
     /** A connection for publishing (commands). */
     private readonly publisher: Redis,
+    /** Opens a connection of its own for subscribing (a subscribed connection takes no commands). */
+    private readonly connect: () => Redis,
   ) {}
 
-  /** Best effort: true when the signal was sent. */
   async send(taskId: string): Promise<boolean> {
     try {
       await this.publisher.publish(this.keys.cancelChannel, taskId);
@@ -25,11 +35,31 @@ export class CancelSignals {
     }
   }
 
-  /** Subscribes `subscriber` (a connection of its own) and calls `onCancel` with each id heard. */
-  async listen(subscriber: Redis, onCancel: (taskId: string) => void): Promise<void> {
+  async listen(onCancel: (taskId: string) => void): Promise<() => Promise<void>> {
+    const subscriber = this.connect();
     subscriber.on('message', (channel: string, taskId: string) => {
       if (channel === this.keys.cancelChannel) onCancel(taskId);
     });
     await subscriber.subscribe(this.keys.cancelChannel);
+    return async () => subscriber.disconnect();
+  }
+}
+
+/** PostgreSQL-only mode: `NOTIFY tasker_cancel`, heard on one `LISTEN` connection per worker. */
+export class PostgresCancelSignals implements CancelSignals {
+  constructor(private readonly sql: Sql) {}
+
+  async send(taskId: string): Promise<boolean> {
+    try {
+      await this.sql`select pg_notify(${postgresNames.cancelChannel}, ${taskId})`;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async listen(onCancel: (taskId: string) => void): Promise<() => Promise<void>> {
+    const { unlisten } = await this.sql.listen(postgresNames.cancelChannel, onCancel);
+    return unlisten;
   }
 }

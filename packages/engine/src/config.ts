@@ -7,10 +7,13 @@ const optionalText = z
   .optional()
   .transform((v) => (v === '' ? undefined : v));
 
-const redisUrl = z
-  .string()
-  .default('redis://127.0.0.1:6379/0')
-  .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL (a DB index may follow: /1)');
+/** Unset or empty: PostgreSQL-only mode (the queue on BullMQ's PostgreSQL backend). */
+const redisUrl = optionalText.pipe(
+  z
+    .string()
+    .refine((v) => /^rediss?:\/\//.test(v), 'must be a redis:// or rediss:// URL (a DB index may follow: /1)')
+    .optional(),
+);
 
 /** Every environment variable Tasker reads, with its default. `.env.example` lists the same. */
 export const envSchema = z.object({
@@ -19,8 +22,7 @@ export const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   PORT: z.coerce.number().int().min(0).max(65535).default(5000),
   DATABASE_URL: z
-    .string()
-    .default('postgres://root@127.0.0.1:5432/tasker')
+    .string({ error: 'required (`pnpm start` runs an embedded PostgreSQL when it is unset)' })
     .refine((v) => /^postgres(ql)?:\/\/[^/]*\/[^/?]+/.test(v), 'must be a postgres:// URL naming a database'),
   DATABASE_POOL_SIZE: int(10, 1),
   REDIS_URL: redisUrl,

@@ -1,26 +1,57 @@
-import { createDb, type DbClient, migrateDatabase, TaskStore } from '@tasker/db';
+import { createDb, type DbClient, migrateDatabase, PausedTypeStore, TaskStore } from '@tasker/db';
 import type { Redis } from 'ioredis';
-import { CancelSignals } from './cancel-signals.ts';
+import { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
 import { type Env, taskConfig } from './config.ts';
-import { redisKeys } from './keys.ts';
+import { postgresNames, redisKeys } from './keys.ts';
+import { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 import { TaskLifecycle } from './lifecycle/index.ts';
 import type { Logger } from './logger.ts';
-import { PausedTypes } from './paused-types.ts';
-import { TaskQueue } from './queue.ts';
+import { PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
+import { type QueueConnection, TaskQueue } from './queue.ts';
 import { createRedis } from './redis.ts';
-import { ResultCache } from './result-cache.ts';
+import { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 
 export type EngineRole = 'server' | 'worker';
 
-/** One process's share of Tasker's state: its PostgreSQL pool, its Redis connection and the lifecycle over them. */
+/**
+ * Where Tasker keeps what is not a task row (DESIGN.md, "three ways to run"), chosen once by
+ * `REDIS_URL`: with it, the queue, paused types, result cache, cancel signals, rate limits and the
+ * sweeper's lock are in Redis; without it, all of them are in PostgreSQL, each behind the same small
+ * interface (the queue on BullMQ's PostgreSQL backend).
+ */
+export type EngineMode =
+  | { kind: 'redis'; redis: Redis; redisUrl: string }
+  | { kind: 'postgres' };
+
+/** One process's share of Tasker's state: its PostgreSQL pool, its queue connection and the lifecycle over them. */
 export interface Engine {
   lifecycle: TaskLifecycle;
   db: DbClient;
-  /** Commands: the queue, cache, paused set, signals. */
-  redis: Redis;
-  keys: ReturnType<typeof redisKeys>;
+  mode: EngineMode;
+  /** The mode in one line, for the start-up log: "queue: Redis at …" or "queue: PostgreSQL (REDIS_URL unset)". */
+  describe: string;
+  /** Where the queue's jobs are, for a BullMQ Worker (the worker opens its own blocking connection). */
+  queueConnection(): QueueConnection;
+  /** The sweep's lock, one holder across every worker. */
+  sweeperLock(ttlMs: number): LeaderLock;
+  /** Each resolves when its dependency answers (the server's `/readyz`). */
+  readiness: Record<string, () => Promise<unknown>>;
   /** Closes the queue, Redis and PostgreSQL (in that order). */
   close(): Promise<void>;
+}
+
+/** Connections of BullMQ's own `pg` pool per process, in PostgreSQL-only mode. */
+const QUEUE_POOL_SIZE = 4;
+
+/** Where a URL points, without its password: for log lines and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
 }
 
 /**
@@ -37,7 +68,53 @@ export async function createEngine(env: Env, log: Logger, role: EngineRole): Pro
     name: `tasker-${role}`,
     durableCommits: role === 'server',
   });
-  const redis = createRedis(env.REDIS_URL, role === 'server' ? 'command' : 'blocking', `tasker-${role}`, {
+  const store = new TaskStore(db, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
+  const parts = env.REDIS_URL ? await redisParts(env.REDIS_URL, env, log, role) : postgresParts(env, db);
+  const queue = new TaskQueue(parts.queue);
+  queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
+  const lifecycle = new TaskLifecycle({
+    store,
+    queue,
+    cache: parts.cache,
+    cancels: parts.cancels,
+    paused: new PausedTypes(parts.paused),
+    config: taskConfig(env),
+    log,
+  });
+  return {
+    lifecycle,
+    db,
+    mode: parts.mode,
+    describe: parts.describe,
+    queueConnection: parts.workerQueue,
+    sweeperLock: parts.sweeperLock,
+    readiness: { postgres: () => db.sql`select 1`.execute(), ...parts.readiness },
+    close: async () => {
+      // BullMQ waits for a connection that may never come back (Redis down): bound it.
+      await Promise.race([queue.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      if (parts.mode.kind === 'redis') {
+        const { redis } = parts.mode;
+        await redis.quit().catch(() => redis.disconnect());
+      }
+      await db.close();
+    },
+  };
+}
+
+interface ModeParts {
+  mode: EngineMode;
+  describe: string;
+  queue: QueueConnection;
+  workerQueue: () => QueueConnection;
+  cache: ResultCache;
+  cancels: CancelSignals;
+  paused: ConstructorParameters<typeof PausedTypes>[0];
+  sweeperLock: (ttlMs: number) => LeaderLock;
+  readiness: Record<string, () => Promise<unknown>>;
+}
+
+async function redisParts(url: string, env: Env, log: Logger, role: EngineRole): Promise<ModeParts> {
+  const redis = createRedis(url, role === 'server' ? 'command' : 'blocking', `tasker-${role}`, {
     autoPipelining: role === 'worker',
   });
   redis.on('error', (error) => log.debug({ err: error }, 'redis connection error'));
@@ -52,27 +129,35 @@ export async function createEngine(env: Env, log: Logger, role: EngineRole): Pro
     });
   }
   const keys = redisKeys(env.REDIS_PREFIX);
-  const queue = new TaskQueue(redis, keys);
-  queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
-  const lifecycle = new TaskLifecycle({
-    store: new TaskStore(db, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS }),
-    queue,
-    cache: new ResultCache(redis, keys, env.RESULT_CACHE_TTL_SECONDS),
-    cancels: new CancelSignals(keys, redis),
-    paused: new PausedTypes(redis, keys),
-    config: taskConfig(env),
-    log,
-  });
   return {
-    lifecycle,
-    db,
-    redis,
-    keys,
-    close: async () => {
-      // BullMQ waits for a connection that may never come back (Redis down): bound it.
-      await Promise.race([queue.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
-      await redis.quit().catch(() => redis.disconnect());
-      await db.close();
-    },
+    mode: { kind: 'redis', redis, redisUrl: url },
+    describe: `queue: Redis at ${redactUrl(url)} (prefix "${env.REDIS_PREFIX}")`,
+    queue: { kind: 'redis', redis, prefix: keys.bullmqPrefix },
+    // BullMQ's blocking connection: its own, waiting through outages.
+    workerQueue: () => ({
+      kind: 'redis',
+      redis: createRedis(url, 'blocking', `tasker-${role}-queue`),
+      prefix: keys.bullmqPrefix,
+    }),
+    cache: new RedisResultCache(redis, keys, env.RESULT_CACHE_TTL_SECONDS),
+    cancels: new RedisCancelSignals(keys, redis, () => createRedis(url, 'blocking', `tasker-${role}-cancel`)),
+    paused: redisPausedSet(redis, keys),
+    sweeperLock: (ttlMs) => new RedisLeaderLock(redis, keys.sweeperLock, ttlMs),
+    readiness: { redis: () => redis.ping() },
+  };
+}
+
+function postgresParts(env: Env, db: DbClient): ModeParts {
+  const queue: QueueConnection = { kind: 'postgres', url: env.DATABASE_URL, poolSize: QUEUE_POOL_SIZE };
+  return {
+    mode: { kind: 'postgres' },
+    describe: 'queue: PostgreSQL (REDIS_URL unset)',
+    queue,
+    workerQueue: () => queue,
+    cache: noResultCache,
+    cancels: new PostgresCancelSignals(db.sql),
+    paused: postgresPausedSet(new PausedTypeStore(db.db)),
+    sweeperLock: () => new PostgresLeaderLock(db.sql, postgresNames.sweeperLock),
+    readiness: {},
   };
 }

@@ -7,7 +7,7 @@ export {
   type TaskApi,
   type TaskPage,
 } from './api.ts';
-export { CancelSignals } from './cancel-signals.ts';
+export { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
 export {
   ConfigError,
   DEFAULT_RATE_LIMIT_PER_MINUTE,
@@ -16,10 +16,10 @@ export {
   loadEnv,
   taskConfig,
 } from './config.ts';
-export { createEngine, type Engine, type EngineRole } from './engine.ts';
+export { createEngine, type Engine, type EngineMode, type EngineRole, redactUrl } from './engine.ts';
 export * from './errors/index.ts';
-export { QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts';
-export { LeaderLock } from './leader-lock.ts';
+export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts';
+export { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 export {
   bestEffort,
   cancelledError,
@@ -33,17 +33,21 @@ export {
   withTimeout,
 } from './lifecycle/index.ts';
 export { createLogger, type Logger, requestScope } from './logger.ts';
-export { PausedTypes } from './paused-types.ts';
+export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 export {
   type JobData,
   jobDataSchema,
+  bullmqConnection,
+  createTaskWorker,
   jobOptions,
   MAX_PRIORITY,
+  type QueueConnection,
   type QueueState,
   TaskQueue,
+  type TaskWorker,
 } from './queue.ts';
 export { createRedis, isRedisUnavailable } from './redis.ts';
-export { ResultCache } from './result-cache.ts';
+export { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 export { findUnstorable, type Unstorable } from './unstorable.ts';
 export {
   iso,

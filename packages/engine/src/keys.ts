@@ -2,8 +2,12 @@
 export const QUEUE_NAME = 'tasks';
 
 /**
- * Every Redis key and channel Tasker uses, in one place (as BullMQ's `queue-keys.ts` does for its
- * own). All start with `REDIS_PREFIX:`, so that several deployments (or test runs) share one Redis.
+ * Every name Tasker gives to shared state outside its own tables, in one place (as BullMQ's
+ * `queue-keys.ts` does for its keys).
+ *
+ * With Redis, every key and channel starts with `REDIS_PREFIX:`, so that several deployments (or
+ * test runs) share one Redis. In PostgreSQL-only mode the same concerns live in Tasker's database
+ * (see `postgresNames`), which is the deployment's own.
  */
 export function redisKeys(prefix: string) {
   return {
@@ -25,3 +29,13 @@ export function redisKeys(prefix: string) {
 }
 
 export type RedisKeys = ReturnType<typeof redisKeys>;
+
+/** The same concerns in PostgreSQL-only mode (the paused types are a table: `paused_task_types`). */
+export const postgresNames = {
+  /** The schema of BullMQ's PostgreSQL backend (its jobs tables; it migrates them itself). */
+  bullmqSchema: 'bullmq',
+  /** `NOTIFY` channel: ids of RUNNING tasks whose cancellation was requested. */
+  cancelChannel: 'tasker_cancel',
+  /** Advisory lock key (`pg_try_advisory_lock`): who runs the recovery sweep now. */
+  sweeperLock: 0x7a5c_5e3e,
+} as const;

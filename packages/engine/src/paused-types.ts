@@ -1,10 +1,30 @@
+import type { PausedTypeStore } from '@tasker/db';
 import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
 
+/** Where the paused set lives: a Redis set, or the `paused_task_types` table (PostgreSQL-only mode). */
+export interface PausedSet {
+  list(): Promise<string[]>;
+  add(name: string): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
+export function redisPausedSet(redis: Redis, keys: RedisKeys): PausedSet {
+  return {
+    list: () => redis.smembers(keys.pausedTypes),
+    add: async (name) => void (await redis.sadd(keys.pausedTypes, name)),
+    remove: async (name) => void (await redis.srem(keys.pausedTypes, name)),
+  };
+}
+
+export function postgresPausedSet(store: PausedTypeStore): PausedSet {
+  return store;
+}
+
 /**
- * Which task types are paused, shared by every process through one Redis set. `has` answers from a
- * copy at most `maxAgeMs` old (a worker asks for every job it takes); `has(name, { fresh: true })`
- * asks Redis. If Redis cannot be read, the last copy stands.
+ * Which task types are paused, shared by every process through one `PausedSet`. `has` answers from
+ * a copy at most `maxAgeMs` old (a worker asks for every job it takes); `has(name, { fresh: true })`
+ * reads the set. If the set cannot be read, the last copy stands.
  */
 export class PausedTypes {
   private cached = new Set<string>();
@@ -12,14 +32,13 @@ export class PausedTypes {
   private loading: Promise<void> | undefined;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly keys: RedisKeys,
+    private readonly set: PausedSet,
     private readonly maxAgeMs = 1000,
   ) {}
 
   private refresh(): Promise<void> {
-    this.loading ??= this.redis
-      .smembers(this.keys.pausedTypes)
+    this.loading ??= this.set
+      .list()
       .then(
         (names) => {
           this.cached = new Set(names);
@@ -44,12 +63,12 @@ export class PausedTypes {
   }
 
   async add(name: string): Promise<void> {
-    await this.redis.sadd(this.keys.pausedTypes, name);
+    await this.set.add(name);
     this.cached.add(name);
   }
 
   async remove(name: string): Promise<void> {
-    await this.redis.srem(this.keys.pausedTypes, name);
+    await this.set.remove(name);
     this.cached.delete(name);
   }
 }

@@ -1,9 +1,20 @@
 import type { StaleTask, TaskRow } from '@tasker/db';
 import { getTaskDefinition } from '@tasker/tasks';
-import { type JobsOptions, Queue } from 'bullmq';
+import {
+  type BackendFactory,
+  createPostgresBackend,
+  createRedisBackend,
+  type IQueueBackend,
+  type JobProgress,
+  type JobsOptions,
+  type Processor,
+  Queue,
+  Worker,
+  type WorkerOptions,
+} from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { QUEUE_NAME, type RedisKeys } from './keys.ts';
+import { postgresNames, QUEUE_NAME } from './keys.ts';
 
 /** The payload of every BullMQ job. The task's input stays in PostgreSQL; the job id is the task id. */
 export const jobDataSchema = z.object({ taskId: z.uuid() });
@@ -47,24 +58,87 @@ export interface QueueState {
   failed: number;
 }
 
+/**
+ * Where BullMQ keeps the jobs: Redis (`prefix` namespaces its keys), or BullMQ's PostgreSQL backend
+ * in Tasker's database (schema `bullmq`, migrated by BullMQ itself; its own `pg` pool of `poolSize`
+ * connections plus one `LISTEN` connection per queue or worker).
+ */
+export type QueueConnection =
+  | { kind: 'redis'; redis: Redis; prefix: string }
+  | { kind: 'postgres'; url: string; poolSize: number };
+
+type AnyBackendFactory = BackendFactory<IQueueBackend, unknown>;
+type TaskQueueOf = Queue<JobData, unknown, string, JobData, unknown, string, IQueueBackend, unknown>;
+
+/** The options and backend factory of a BullMQ `Queue` or `Worker` on this connection. */
+export function bullmqConnection(connection: QueueConnection): {
+  options: { connection: unknown; prefix?: string };
+  backend: AnyBackendFactory;
+} {
+  if (connection.kind === 'redis') {
+    return {
+      options: { connection: connection.redis, prefix: connection.prefix },
+      backend: createRedisBackend as AnyBackendFactory,
+    };
+  }
+  return {
+    options: {
+      connection: {
+        connectionString: connection.url,
+        schema: postgresNames.bullmqSchema,
+        migrate: true,
+        max: connection.poolSize,
+        application_name: 'tasker-queue',
+      },
+    },
+    backend: createPostgresBackend as AnyBackendFactory,
+  };
+}
+
+/** A BullMQ worker of the task queue, on either backend. */
+export type TaskWorker = Worker<JobData, unknown, string, IQueueBackend, JobProgress, unknown>;
+
+/** Consumer side of the queue: a BullMQ `Worker` on this connection (the worker process's, and tests'). */
+export function createTaskWorker(
+  connection: QueueConnection,
+  processor: Processor<JobData, unknown, string, JobProgress>,
+  options: Omit<WorkerOptions<unknown>, 'connection' | 'prefix'> = {},
+): TaskWorker {
+  const { options: where, backend } = bullmqConnection(connection);
+  return new Worker<JobData, unknown, string, IQueueBackend, JobProgress, unknown>(
+    QUEUE_NAME,
+    processor,
+    { ...options, ...where },
+    backend,
+  );
+}
+
 /** Producer side of the queue: server (submission) and worker (recovery). */
 export class TaskQueue {
-  readonly queue: Queue<JobData>;
+  readonly queue: TaskQueueOf;
 
-  constructor(
-    private readonly connection: Redis,
-    keys: RedisKeys,
-  ) {
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection, prefix: keys.bullmqPrefix });
+  constructor(private readonly connection: QueueConnection) {
+    const { options, backend } = bullmqConnection(connection);
+    this.queue = new Queue<JobData, unknown, string, JobData, unknown, string, IQueueBackend, unknown>(
+      QUEUE_NAME,
+      options,
+      backend,
+    );
   }
 
   /**
-   * Fail fast rather than wait for a reconnect (BullMQ would wait forever): request paths must
-   * answer, and the caller decides what a failed queue operation means.
+   * Fail fast rather than wait for a Redis reconnect (BullMQ would wait forever): request paths
+   * must answer, and the caller decides what a failed queue operation means. (PostgreSQL's pool
+   * fails a query at once when the server is away.)
    */
   private ensureConnected(): void {
-    if (this.connection.status !== 'ready')
-      throw new Error(`Redis is not connected (${this.connection.status})`);
+    const { connection } = this;
+    if (connection.kind === 'redis' && connection.redis.status !== 'ready')
+      throw new Error(`Redis is not connected (${connection.redis.status})`);
+  }
+
+  private get ready(): boolean {
+    return this.connection.kind === 'postgres' || this.connection.redis.status === 'ready';
   }
 
   /** Adds the jobs. A task whose job already exists is left alone (BullMQ ignores a known jobId). */
@@ -84,22 +158,21 @@ export class TaskQueue {
   }
 
   /**
-   * Where each task's job stands, in one round trip: `missing` (no job in Redis: never added, or
-   * Redis lost it), `failed` (BullMQ gave up on it) or `queued` (waiting, delayed or active).
+   * Where each task's job stands: `missing` (no job: never added, or the queue lost it), `failed`
+   * (BullMQ gave up on it) or `queued` (waiting, delayed or active). Jobs complete only once their
+   * outcome is in PostgreSQL and are then removed, so a completed job under an unfinished row counts
+   * as missing.
    */
   async inspect(ids: readonly string[]): Promise<Map<string, 'missing' | 'failed' | 'queued'>> {
     const states = new Map<string, 'missing' | 'failed' | 'queued'>();
-    if (ids.length === 0) return states;
-    const failedKey = this.queue.toKey('failed');
-    const pipeline = this.connection.pipeline();
-    for (const id of ids) pipeline.exists(this.queue.toKey(id)).zscore(failedKey, id);
-    const results = (await pipeline.exec()) ?? [];
+    // One round trip with Redis (auto-pipelined); one query per job on PostgreSQL.
+    const found = await Promise.all(ids.map((id) => this.queue.getJobState(id)));
     ids.forEach((id, i) => {
-      const [existsError, exists] = results[2 * i] ?? [];
-      const [scoreError, score] = results[2 * i + 1] ?? [];
-      if (existsError) throw existsError;
-      if (scoreError) throw scoreError;
-      states.set(id, exists === 0 ? 'missing' : score !== null ? 'failed' : 'queued');
+      const state = found[i];
+      states.set(
+        id,
+        state === 'unknown' || state === 'completed' ? 'missing' : state === 'failed' ? 'failed' : 'queued',
+      );
     });
     return states;
   }
@@ -159,7 +232,7 @@ export class TaskQueue {
 
   /** Removes a task's job unless a worker holds it (then the worker's cancellation applies). */
   async remove(id: string): Promise<void> {
-    if (this.connection.status !== 'ready') return; // no Redis: nothing to remove from now
+    if (!this.ready) return; // no Redis: nothing to remove from now
     await this.queue.remove(id).catch(() => 0);
   }
 

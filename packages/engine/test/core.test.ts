@@ -1,28 +1,40 @@
 import { randomUUID } from 'node:crypto';
 import type { TaskRow } from '@tasker/db';
-import { createTestEnv, deleteKeys } from '@tasker/testing';
-import { UnrecoverableError, Worker } from 'bullmq';
-import { afterAll, describe, expect, it } from 'vitest';
+import { createDb, migrateDatabase, PausedTypeStore } from '@tasker/db';
+import { createTestEnv, deleteKeys, onRedis, waitFor } from '@tasker/testing';
+import { type IQueueBackend, UnrecoverableError, Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  bullmqConnection,
   ConfigError,
   createRedis,
   jobOptions,
-  LeaderLock,
+  type LeaderLock,
   loadEnv,
+  PausedTypes,
+  PostgresCancelSignals,
+  PostgresLeaderLock,
+  postgresNames,
+  postgresPausedSet,
+  type QueueConnection,
   QUEUE_NAME,
-  ResultCache,
+  RedisCancelSignals,
+  RedisLeaderLock,
+  RedisResultCache,
   redisKeys,
+  redisPausedSet,
   TaskQueue,
 } from '../src/index.ts';
 
 describe('loadEnv', () => {
-  it('serves this machine with no variables set', () => {
-    const env = loadEnv({});
+  it('needs only DATABASE_URL; without REDIS_URL (unset or empty) it is the PostgreSQL-only mode', () => {
+    const env = loadEnv({ DATABASE_URL: 'postgres://root@127.0.0.1:5432/tasker' });
     expect(env.PORT).toBe(5000);
-    expect(env.DATABASE_URL).toBe('postgres://root@127.0.0.1:5432/tasker');
-    expect(env.REDIS_URL).toBe('redis://127.0.0.1:6379/0');
+    expect(env.REDIS_URL).toBeUndefined();
+    expect(loadEnv({ DATABASE_URL: 'postgres://h/db', REDIS_URL: '' }).REDIS_URL).toBeUndefined();
     expect(env.WORKER_CONCURRENCY).toBeGreaterThan(0);
     expect(env.OPENAI_API_KEY).toBeUndefined();
+    expect(() => loadEnv({})).toThrow(/DATABASE_URL: required/);
   });
 
   it('names every bad variable', () => {
@@ -44,7 +56,11 @@ describe('loadEnv', () => {
   });
 
   it('treats an empty OPENAI_API_KEY as unset and accepts a Redis DB index', () => {
-    const env = loadEnv({ OPENAI_API_KEY: '', REDIS_URL: 'redis://127.0.0.1:6379/7' });
+    const env = loadEnv({
+      DATABASE_URL: 'postgres://h/db',
+      OPENAI_API_KEY: '',
+      REDIS_URL: 'redis://127.0.0.1:6379/7',
+    });
     expect(env.OPENAI_API_KEY).toBeUndefined();
     expect(env.REDIS_URL).toBe('redis://127.0.0.1:6379/7');
   });
@@ -71,33 +87,54 @@ describe('jobOptions', () => {
   });
 });
 
-describe('TaskQueue, ResultCache and LeaderLock on real Redis', () => {
+/** Each backend this run can reach: PostgreSQL always, Redis unless TEST_MODE=postgres. */
+const backends = onRedis ? (['redis', 'postgres'] as const) : (['postgres'] as const);
+
+describe.each(backends)('the queue and its companions on %s', (kind) => {
   const env = createTestEnv();
   const keys = redisKeys(env.prefix);
-  const redis = createRedis(env.redisUrl, 'blocking');
-  const queue = new TaskQueue(redis, keys);
-  afterAll(async () => {
-    await queue.close();
-    await deleteKeys(env.redisUrl, env.prefix);
-    redis.disconnect();
+  const redis = kind === 'redis' ? createRedis(env.redisUrl, 'blocking') : undefined;
+  let db: ReturnType<typeof createDb>;
+  let connection: QueueConnection;
+  let queue: TaskQueue;
+  beforeAll(async () => {
+    await migrateDatabase(env.databaseUrl);
+    db = createDb(env.databaseUrl, { max: 3 });
+    connection = redis
+      ? { kind: 'redis', redis, prefix: env.prefix }
+      : { kind: 'postgres', url: env.databaseUrl, poolSize: 2 };
+    queue = new TaskQueue(connection);
+    await queue.queue.waitUntilReady();
   });
+  afterAll(async () => {
+    await queue?.close();
+    await db?.close();
+    if (redis) await deleteKeys(env.redisUrl, env.prefix);
+    redis?.disconnect();
+    await env.cleanup();
+  });
+
+  /** Lets BullMQ fail the next job for good, as it does with a job that stalled too often. */
+  async function failNextJob(reason: string) {
+    const { options, backend } = bullmqConnection(connection);
+    const worker = new Worker<unknown, unknown, string, IQueueBackend, number, unknown>(
+      QUEUE_NAME,
+      async () => {
+        throw new UnrecoverableError(reason);
+      },
+      options,
+      backend,
+    );
+    await new Promise((resolve) => worker.once('failed', resolve));
+    await worker.close();
+  }
 
   it('enqueues idempotently and tells missing, queued and failed jobs apart', async () => {
     const task = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
     const absent = randomUUID();
     const failedId = randomUUID();
-    await queue.queue.waitUntilReady();
-    // A job that BullMQ gives up on.
     await queue.enqueue([{ ...task, id: failedId }]);
-    const worker = new Worker(
-      QUEUE_NAME,
-      async () => {
-        throw new UnrecoverableError('job stalled more than allowable limit');
-      },
-      { connection: redis, prefix: env.prefix },
-    );
-    await new Promise((resolve) => worker.once('failed', resolve));
-    await worker.close();
+    await failNextJob('job stalled more than allowable limit');
     await queue.enqueue([task]);
     await queue.enqueue([task]); // same jobId: ignored
     expect(await queue.queue.getJobCounts('wait', 'prioritized')).toEqual({ wait: 0, prioritized: 1 });
@@ -106,29 +143,25 @@ describe('TaskQueue, ResultCache and LeaderLock on real Redis', () => {
     expect(states.get(absent)).toBe('missing');
     expect(states.get(failedId)).toBe('failed');
     expect(await queue.failedReason(failedId)).toMatch(/stalled/);
+    await queue.remove(task.id);
   });
 
   it('replaces a job left from an earlier round (BullMQ would ignore a plain add under its id)', async () => {
     const task = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
     await queue.enqueue([task]);
-    const worker = new Worker(
-      QUEUE_NAME,
-      async () => {
-        throw new UnrecoverableError('an earlier round failed');
-      },
-      { connection: redis, prefix: env.prefix },
-    );
-    await new Promise((resolve) => worker.once('failed', resolve));
-    await worker.close();
+    await failNextJob('an earlier round failed');
     await queue.enqueue([task]);
     expect((await queue.inspect([task.id])).get(task.id)).toBe('failed'); // the add was ignored
     await queue.replace(task);
     expect((await queue.inspect([task.id])).get(task.id)).toBe('queued');
   });
 
-  it('lets one holder run at a time, renewing the lock while a run lasts longer than its ttl', async () => {
-    const a = new LeaderLock(redis, keys.sweeperLock, 150);
-    const b = new LeaderLock(redis, keys.sweeperLock, 150);
+  it('lets one holder of the leader lock run at a time, longer than its ttl, and frees it at the end', async () => {
+    const lock = (): LeaderLock =>
+      redis
+        ? new RedisLeaderLock(redis, keys.sweeperLock, 150)
+        : new PostgresLeaderLock(db.sql, postgresNames.sweeperLock);
+    const [a, b] = [lock(), lock()];
     let overlapped = false;
     let running = false;
     const work = async () => {
@@ -150,8 +183,43 @@ describe('TaskQueue, ResultCache and LeaderLock on real Redis', () => {
     expect(await b.run(async () => {})).toBe(true); // released at the end, not left to expire
   });
 
+  it('shares the paused types between processes, each copy at most maxAgeMs stale unless asked fresh', async () => {
+    const set = () => (redis ? redisPausedSet(redis, keys) : postgresPausedSet(new PausedTypeStore(db.db)));
+    const [here, there] = [new PausedTypes(set(), 60_000), new PausedTypes(set(), 60_000)];
+    expect(await there.has('sum_two_numbers')).toBe(false); // loaded now, kept a minute
+    await here.add('sum_two_numbers');
+    await here.add('sum_two_numbers'); // twice: still one entry
+    expect(await here.list()).toEqual(['sum_two_numbers']);
+    expect(await there.has('sum_two_numbers')).toBe(false); // its copy is older
+    expect(await there.has('sum_two_numbers', { fresh: true })).toBe(true);
+    await here.remove('sum_two_numbers');
+    expect(await there.list()).toEqual([]);
+  });
+
+  it('delivers a cancel signal to every listener', async () => {
+    const signals = redis
+      ? new RedisCancelSignals(keys, redis, () => createRedis(env.redisUrl, 'blocking'))
+      : new PostgresCancelSignals(db.sql);
+    const heard: string[][] = [[], []];
+    const stops = await Promise.all(heard.map((list) => signals.listen((id) => list.push(id))));
+    const id = randomUUID();
+    expect(await signals.send(id)).toBe(true);
+    await waitFor(() => heard.every((list) => list.includes(id)), { timeoutMs: 2000, what: 'both heard' });
+    for (const stop of stops) await stop();
+  });
+});
+
+describe.runIf(onRedis)('RedisResultCache', () => {
+  const env = createTestEnv();
+  const keys = redisKeys(env.prefix);
+  const redis = createRedis(env.redisUrl, 'blocking');
+  afterAll(async () => {
+    await deleteKeys(env.redisUrl, env.prefix);
+    redis.disconnect();
+  });
+
   it('caches only final states', async () => {
-    const cache = new ResultCache(redis, keys, 60);
+    const cache = new RedisResultCache(redis, keys, 60);
     const now = new Date();
     const row: TaskRow = {
       id: randomUUID(),

@@ -1,7 +1,14 @@
-import { createTestEnv } from '@tasker/testing';
-import { UnrecoverableError, Worker } from 'bullmq';
+import { createTestEnv, onRedis } from '@tasker/testing';
+import { UnrecoverableError } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, createLogger, createRedis, type Engine, loadEnv, QUEUE_NAME } from '../src/index.ts';
+import {
+  createEngine,
+  createLogger,
+  createTaskWorker,
+  type Engine,
+  loadEnv,
+  redisKeys,
+} from '../src/index.ts';
 
 const env = createTestEnv({ SWEEP_GRACE_MS: '0' });
 let engine: Engine;
@@ -17,15 +24,11 @@ afterAll(async () => {
 
 /** Lets BullMQ fail these jobs for good, as it does with a job that stalled too often. */
 async function failJobs(ids: string[]) {
-  const connection = createRedis(env.redisUrl, 'blocking');
+  const connection = engine.queueConnection();
   const failed = new Set<string>();
-  const worker = new Worker(
-    QUEUE_NAME,
-    async () => {
-      throw new UnrecoverableError('job stalled more than allowable limit');
-    },
-    { connection, prefix: env.prefix },
-  );
+  const worker = createTaskWorker(connection, async () => {
+    throw new UnrecoverableError('job stalled more than allowable limit');
+  });
   await new Promise<void>((resolve) =>
     worker.on('failed', (job) => {
       if (job?.id) failed.add(job.id);
@@ -33,7 +36,7 @@ async function failJobs(ids: string[]) {
     }),
   );
   await worker.close();
-  connection.disconnect();
+  if (connection.kind === 'redis') connection.redis.disconnect();
 }
 
 describe('recover (the sweeper)', () => {
@@ -46,10 +49,20 @@ describe('recover (the sweeper)', () => {
     const broken = await submit(); // RUNNING, its job failed, and its job's data unreadable
     const stalled = await submit(); // RUNNING, its job failed: BullMQ gave up on it
     await failJobs([broken.id, stalled.id]);
-    const lost = await submit(); // PENDING, its job gone (Redis lost it)
+    const lost = await submit(); // PENDING, its job gone (the queue lost it)
     await queue.queue.remove(lost.id);
     for (const row of [broken, stalled]) await store.claim(row.id, 'dead-worker', 1);
-    await engine.redis.hset(engine.keys.bullmq(broken.id), 'data', '{not json', 'opts', '{not json');
+    const { mode } = engine;
+    if (mode.kind === 'redis') {
+      const job = redisKeys(env.prefix).bullmq(broken.id);
+      await mode.redis.hset(job, 'data', '{not json', 'opts', '{not json');
+    } else {
+      // BullMQ's PostgreSQL backend keeps job data as jsonb (never unreadable): make failing the
+      // row itself error instead.
+      await engine.db.sql.unsafe(
+        `alter table tasks add constraint broken_row check (id <> '${broken.id}' or status <> 'FAILED') not valid`,
+      );
+    }
     // Oldest first, so that the broken row comes first in the batch.
     await engine.db.sql`update tasks set updated_at = now() - interval '1 minute' where id = ${broken.id}`;
 

@@ -2,12 +2,23 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 
+/**
+ * Which of Tasker's ways to run the tests exercise, from `TEST_MODE`: `redis` (the default: the
+ * queue and its companions in Redis) or `postgres` (PostgreSQL only: `REDIS_URL` empty). `pnpm
+ * test:pg` runs the suite in the second mode, on an embedded PostgreSQL.
+ */
+export const testMode: 'redis' | 'postgres' = process.env.TEST_MODE === 'postgres' ? 'postgres' : 'redis';
+
+/** For tests of what only the Redis mode has (a Redis outage, BullMQ's Redis keys): `it.runIf(onRedis)`. */
+export const onRedis = testMode === 'redis';
+
 export interface TestEnv {
   /** Environment variables for a Tasker process under test (pass to loadEnv or a child process). */
   vars: Record<string, string>;
   databaseUrl: string;
-  redisUrl: string;
   prefix: string;
+  /** Empty in PostgreSQL-only mode. */
+  redisUrl: string;
   /** Drops the database and deletes every Redis key under the prefix. */
   cleanup(): Promise<void>;
 }
@@ -44,14 +55,15 @@ export async function deleteKeys(redisUrl: string, prefix: string): Promise<void
 /**
  * A database and a Redis key prefix of the test's own, never those of a developer's running stack:
  * database `tasker_test_<random>` (created by the code under test at start-up), Redis DB index 9
- * unless TEST_REDIS_URL says otherwise, prefix `tasker-test-<random>`.
+ * unless TEST_REDIS_URL says otherwise, prefix `tasker-test-<random>`. In PostgreSQL-only mode
+ * (`TEST_MODE=postgres`) REDIS_URL is empty, which selects that mode in the code under test.
  */
 export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
   const id = randomBytes(5).toString('hex');
   const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
   base.pathname = `/tasker_test_${id}`;
   const databaseUrl = base.toString();
-  const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9';
+  const redisUrl = testMode === 'postgres' ? '' : (process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9');
   const prefix = `tasker-test-${id}`;
   const vars: Record<string, string> = {
     NODE_ENV: 'test',
@@ -72,7 +84,8 @@ export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
     prefix: vars.REDIS_PREFIX ?? prefix,
     cleanup: async () => {
       await dropDatabase(vars.DATABASE_URL ?? databaseUrl);
-      await deleteKeys(vars.REDIS_URL ?? redisUrl, vars.REDIS_PREFIX ?? prefix).catch(() => {});
+      const url = vars.REDIS_URL ?? redisUrl;
+      if (url) await deleteKeys(url, vars.REDIS_PREFIX ?? prefix).catch(() => {});
     },
   };
 }

@@ -1,4 +1,12 @@
-export { createTestEnv, deleteKeys, dropDatabase, type TestEnv, waitFor } from './env.ts';
+export {
+  createTestEnv,
+  deleteKeys,
+  dropDatabase,
+  onRedis,
+  type TestEnv,
+  testMode,
+  waitFor,
+} from './env.ts';
 export {
   type FakeOpenAI,
   type FakeOpenAIOptions,
