@@ -208,9 +208,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const down = checks.filter(([, state]) => state !== 'ok').map(([name]) => name);
     const dependencies = Object.fromEntries(checks);
     if (down.length === 0) return { status: 'ok', dependencies };
-    const names = down
-      .map((n) => ({ postgres: 'PostgreSQL', redis: 'Redis' })[n] ?? n)
-      .join(' and ');
+    const names = down.map((n) => ({ postgres: 'PostgreSQL', redis: 'Redis' })[n] ?? n).join(' and ');
     return reply
       .code(503)
       .send({ ...restError(503, `${names} ${down.length > 1 ? 'are' : 'is'} unavailable`), dependencies });

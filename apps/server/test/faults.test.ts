@@ -10,6 +10,7 @@ import {
   type AppProcess,
   createTestEnv,
   type FakeOpenAI,
+  onRedis,
   spawnApp,
   startFakeOpenAI,
   startTcpProxy,
@@ -135,56 +136,62 @@ describe('fault 1: a requested cancel is never lost', () => {
     await waitFor(() => fake.requests[0]?.aborted);
   });
 
-  it('Redis is down when the cancel is asked: 200 (not 503), and the task still ends CANCELLED', async () => {
-    const { vars } = await slowModel({ reply: () => 'w '.repeat(40), chunkDelayMs: 200 });
-    const base = createTestEnv();
-    const redis = await proxyTo(base.redisUrl);
-    const url = await start(vars, { serverVars: { REDIS_URL: redis.url } });
-    const id = await runTask(url, 'query_chatgpt', { prompt: 'long' });
-    await waitForStatus(url, id, 'RUNNING');
-    await redis.proxy.down(); // the server's Redis only; the worker keeps its own
-    const res = await post(`${url}/tasks/${id}/cancel`);
-    expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ status: 'RUNNING', cancelRequestedAt: expect.any(String) });
-    const ended = await waitForEnd(url, id, 8000);
-    expect(ended.status).toBe('CANCELLED');
-  });
+  it.runIf(onRedis)(
+    'Redis is down when the cancel is asked: 200 (not 503), and the task still ends CANCELLED',
+    async () => {
+      const { vars } = await slowModel({ reply: () => 'w '.repeat(40), chunkDelayMs: 200 });
+      const base = createTestEnv();
+      const redis = await proxyTo(base.redisUrl);
+      const url = await start(vars, { serverVars: { REDIS_URL: redis.url } });
+      const id = await runTask(url, 'query_chatgpt', { prompt: 'long' });
+      await waitForStatus(url, id, 'RUNNING');
+      await redis.proxy.down(); // the server's Redis only; the worker keeps its own
+      const res = await post(`${url}/tasks/${id}/cancel`);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ status: 'RUNNING', cancelRequestedAt: expect.any(String) });
+      const ended = await waitForEnd(url, id, 8000);
+      expect(ended.status).toBe('CANCELLED');
+    },
+  );
 });
 
 describe('fault 2: a retried task is never failed by a job left from its earlier round', () => {
-  it('retry while the server cannot reach Redis: the old failed job is replaced, and the task completes', async () => {
-    const base = createTestEnv();
-    const redis = await proxyTo(base.redisUrl);
-    const fast = { SWEEP_INTERVAL_MS: '300', SWEEP_GRACE_MS: '500' };
-    const url = await start(fast, { serverVars: { REDIS_URL: redis.url }, worker: false });
-    const id = await runTask(url, 'sum_two_numbers', { a: 2, b: 3 });
-    // An earlier round that failed: BullMQ keeps the failed job (24 h), the row says FAILED.
-    const connection = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
-    const old = new Worker(
-      QUEUE_NAME,
-      async () => {
-        throw new UnrecoverableError('the old round failed');
-      },
-      { connection, prefix: env?.prefix },
-    );
-    await new Promise((resolve) => old.once('failed', resolve));
-    await old.close();
-    await db()`update tasks set status = 'FAILED', error = '{"message":"the old round failed","name":"Error","code":"HANDLER_ERROR"}',
+  it.runIf(onRedis)(
+    'retry while the server cannot reach Redis: the old failed job is replaced, and the task completes',
+    async () => {
+      const base = createTestEnv();
+      const redis = await proxyTo(base.redisUrl);
+      const fast = { SWEEP_INTERVAL_MS: '300', SWEEP_GRACE_MS: '500' };
+      const url = await start(fast, { serverVars: { REDIS_URL: redis.url }, worker: false });
+      const id = await runTask(url, 'sum_two_numbers', { a: 2, b: 3 });
+      // An earlier round that failed: BullMQ keeps the failed job (24 h), the row says FAILED.
+      const connection = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
+      const old = new Worker(
+        QUEUE_NAME,
+        async () => {
+          throw new UnrecoverableError('the old round failed');
+        },
+        { connection, prefix: env?.prefix },
+      );
+      await new Promise((resolve) => old.once('failed', resolve));
+      await old.close();
+      await db()`update tasks set status = 'FAILED', error = '{"message":"the old round failed","name":"Error","code":"HANDLER_ERROR"}',
       finished_at = now(), version = version + 1, updated_at = now() where id = ${id}`;
-    await redis.proxy.down();
-    const retried = await post(`${url}/tasks/${id}/retry`);
-    expect(retried.status).toBe(200);
-    expect(retried.body.status).toBe('PENDING');
-    await redis.proxy.up();
-    workers.push(await spawnApp('worker', env?.vars ?? {}));
-    const done = await waitForEnd(url, id, 15_000);
-    expect(done).toMatchObject({ status: 'COMPLETED', output: 5 });
-    // And a retry with Redis up replaces the old job at once.
-    const queue = new Queue(QUEUE_NAME, { connection, prefix: env?.prefix });
-    expect(await queue.getJob(id)).toBeUndefined();
-    await queue.close();
-    connection.disconnect();
-  });
+      await redis.proxy.down();
+      const retried = await post(`${url}/tasks/${id}/retry`);
+      expect(retried.status).toBe(200);
+      expect(retried.body.status).toBe('PENDING');
+      await redis.proxy.up();
+      workers.push(await spawnApp('worker', env?.vars ?? {}));
+      const done = await waitForEnd(url, id, 15_000);
+      expect(done).toMatchObject({ status: 'COMPLETED', output: 5 });
+      // And a retry with Redis up replaces the old job at once.
+      const queue = new Queue(QUEUE_NAME, { connection, prefix: env?.prefix });
+      expect(await queue.getJob(id)).toBeUndefined();
+      await queue.close();
+      connection.disconnect();
+    },
+  );
 });
 
 describe('fault 3: resumed tasks start at once', () => {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
-import { type AppProcess, createTestEnv, spawnApp, type TestEnv, waitFor } from '@tasker/testing';
+import { type AppProcess, createTestEnv, onRedis, spawnApp, type TestEnv, waitFor } from '@tasker/testing';
 import {
   createTRPCClient,
   httpBatchLink,
@@ -322,46 +322,75 @@ describe('keys over HTTP', () => {
 });
 
 describe('rate limits', () => {
-  it('two servers on one Redis share one budget per key: over it, both answer 429 with Retry-After and RateLimit-*', async () => {
-    const limited = createTestEnv({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '10' });
-    const parsed = loadEnv(limited.vars);
-    const one = await startServer(parsed, createLogger(parsed, 'rl-1'));
-    const two = await startServer(parsed, createLogger(parsed, 'rl-2'));
-    const limitedDb = createDb(limited.databaseUrl, { max: 1 });
-    try {
-      const k = (
-        await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl', scopes: ['tasks:read'] })
-      ).key;
-      const statuses: number[] = [];
-      for (let i = 0; i < 10; i++)
-        statuses.push(
-          (await call('GET', `/tasks/${randomUUID()}`, k, undefined, i % 2 ? one.url : two.url)).status,
-        );
-      expect(statuses).toEqual(Array(10).fill(404));
-      for (const base of [one.url, two.url]) {
-        const res = await call('GET', `/tasks/${randomUUID()}`, k, undefined, base);
-        expect(res.status).toBe(429);
-        expect(res.body).toMatchObject({
-          status: 429,
-          code: 'TOO_MANY_REQUESTS',
-          error: expect.stringContaining('Rate limit'),
-        });
-        expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
-        expect(res.headers.get('ratelimit-limit')).toBe('10');
-        expect(res.headers.get('ratelimit-remaining')).toBe('0');
+  it.runIf(onRedis)(
+    'two servers on one Redis share one budget per key: over it, both answer 429 with Retry-After and RateLimit-*',
+    async () => {
+      const limited = createTestEnv({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '10' });
+      const parsed = loadEnv(limited.vars);
+      const one = await startServer(parsed, createLogger(parsed, 'rl-1'));
+      const two = await startServer(parsed, createLogger(parsed, 'rl-2'));
+      const limitedDb = createDb(limited.databaseUrl, { max: 1 });
+      try {
+        const k = (
+          await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl', scopes: ['tasks:read'] })
+        ).key;
+        const statuses: number[] = [];
+        for (let i = 0; i < 10; i++)
+          statuses.push(
+            (await call('GET', `/tasks/${randomUUID()}`, k, undefined, i % 2 ? one.url : two.url)).status,
+          );
+        expect(statuses).toEqual(Array(10).fill(404));
+        for (const base of [one.url, two.url]) {
+          const res = await call('GET', `/tasks/${randomUUID()}`, k, undefined, base);
+          expect(res.status).toBe(429);
+          expect(res.body).toMatchObject({
+            status: 429,
+            code: 'TOO_MANY_REQUESTS',
+            error: expect.stringContaining('Rate limit'),
+          });
+          expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+          expect(res.headers.get('ratelimit-limit')).toBe('10');
+          expect(res.headers.get('ratelimit-remaining')).toBe('0');
+        }
+        // Another key has its own budget.
+        const other = (
+          await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl2', scopes: ['tasks:read'] })
+        ).key;
+        expect((await call('GET', `/tasks/${randomUUID()}`, other, undefined, one.url)).status).toBe(404);
+      } finally {
+        await one.close();
+        await two.close();
+        await limitedDb.close();
+        await limited.cleanup();
       }
-      // Another key has its own budget.
-      const other = (
-        await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl2', scopes: ['tasks:read'] })
-      ).key;
-      expect((await call('GET', `/tasks/${randomUUID()}`, other, undefined, one.url)).status).toBe(404);
-    } finally {
-      await one.close();
-      await two.close();
-      await limitedDb.close();
-      await limited.cleanup();
-    }
-  });
+    },
+  );
+
+  it.runIf(!onRedis)(
+    'PostgreSQL-only mode: each server counts a key on its own, in memory (see app.ts)',
+    async () => {
+      const limited = createTestEnv({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '10' });
+      const parsed = loadEnv(limited.vars);
+      const one = await startServer(parsed, createLogger(parsed, 'rl-1'));
+      const two = await startServer(parsed, createLogger(parsed, 'rl-2'));
+      const limitedDb = createDb(limited.databaseUrl, { max: 1 });
+      try {
+        const k = (
+          await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl', scopes: ['tasks:read'] })
+        ).key;
+        const get = async (base: string) =>
+          (await call('GET', `/tasks/${randomUUID()}`, k, undefined, base)).status;
+        for (let i = 0; i < 10; i++) expect(await get(one.url)).toBe(404);
+        expect(await get(one.url)).toBe(429);
+        expect(await get(two.url)).toBe(404); // its own budget
+      } finally {
+        await one.close();
+        await two.close();
+        await limitedDb.close();
+        await limited.cleanup();
+      }
+    },
+  );
 });
 
 describe('the old curl lines with a key', () => {

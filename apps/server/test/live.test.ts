@@ -135,7 +135,8 @@ describe('GET /tasks/{id}/events (plain SSE)', () => {
       const database = new URL(stack.env.databaseUrl).pathname.slice(1);
       await waitFor(async () => {
         const [row] = await sql<{ n: number }[]>`
-          select count(*)::int as n from pg_stat_activity where datname = ${database} and query ilike 'listen %'`;
+          select count(*)::int as n from pg_stat_activity
+          where datname = ${database} and query ilike 'listen %tasker_task_events%'`;
         return row?.n === 1;
       });
       const ends = await Promise.all(streams);

@@ -19,9 +19,7 @@ export type EngineRole = 'server' | 'worker';
  * sweeper's lock are in Redis; without it, all of them are in PostgreSQL, each behind the same small
  * interface (the queue on BullMQ's PostgreSQL backend).
  */
-export type EngineMode =
-  | { kind: 'redis'; redis: Redis; redisUrl: string }
-  | { kind: 'postgres' };
+export type EngineMode = { kind: 'redis'; redis: Redis; redisUrl: string } | { kind: 'postgres' };
 
 /** One process's share of Tasker's state: its PostgreSQL pool, its queue connection and the lifecycle over them. */
 export interface Engine {

@@ -35,10 +35,10 @@ export {
 export { createLogger, type Logger, requestScope } from './logger.ts';
 export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 export {
-  type JobData,
-  jobDataSchema,
   bullmqConnection,
   createTaskWorker,
+  type JobData,
+  jobDataSchema,
   jobOptions,
   MAX_PRIORITY,
   type QueueConnection,
