@@ -1,4 +1,4 @@
-import { createTestEnv, onRedis } from '@tasker/testing';
+import { createTestEnv } from '@tasker/testing';
 import { UnrecoverableError } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
