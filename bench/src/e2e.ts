@@ -20,7 +20,11 @@ import { onInterrupt } from './interrupt.ts';
 
 const runTaskResponse = z.object({ task_uuid: z.uuid() });
 
+/** Where the queue lives: Redis (REDIS_URL set), or PostgreSQL only (REDIS_URL empty). */
+export type QueueMode = 'redis' | 'postgres';
+
 export interface E2eResult {
+  mode: QueueMode;
   servers: number;
   workers: number;
   tasks: number;
@@ -54,10 +58,16 @@ function problemsIn(kind: string, output: string): string[] {
  * (`POST /run-task`, Node's fetch unless BENCH_CLIENT=http, `concurrency` requests in flight, spread round-robin over the
  * servers); completion is read from PostgreSQL with one count query every `pollMs`.
  */
-export async function runE2e(config: BenchConfig, servers: number, workers: number): Promise<E2eResult> {
+export async function runE2e(
+  config: BenchConfig,
+  servers: number,
+  workers: number,
+  mode: QueueMode = 'redis',
+): Promise<E2eResult> {
   const env = createTestEnv({
     WORKER_CONCURRENCY: String(config.workerConcurrency),
     DATABASE_POOL_SIZE: String(config.poolSize),
+    ...(mode === 'postgres' ? { REDIS_URL: '' } : {}),
   });
   // Diagnosis: each process writes a V8 CPU profile into profileDir when it exits.
   const nodeArgs = config.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${config.profileDir}`] : [];
@@ -164,6 +174,7 @@ export async function runE2e(config: BenchConfig, servers: number, workers: numb
     }
     const sorted = latencies.filter((v) => v !== undefined).sort((x, y) => x - y);
     return {
+      mode,
       servers,
       workers,
       tasks: config.tasks,

@@ -73,7 +73,7 @@ function describeBaseline(config: BenchConfig, result: BaselineResult): string {
 
 function describeE2e(config: BenchConfig, result: E2eResult): string {
   const lines = [
-    `End-to-end ${result.servers} server + ${result.workers} worker process(es) (POST /run-task with ${config.client === 'fetch' ? 'fetch' : 'node:http'}, ${config.concurrency} requests in flight; WORKER_CONCURRENCY=${config.workerConcurrency}, DATABASE_POOL_SIZE=${config.poolSize})`,
+    `End-to-end ${result.servers} server + ${result.workers} worker process(es), queue on ${result.mode === 'redis' ? 'Redis' : 'PostgreSQL (REDIS_URL unset)'} (POST /run-task with ${config.client === 'fetch' ? 'fetch' : 'node:http'}, ${config.concurrency} requests in flight; WORKER_CONCURRENCY=${config.workerConcurrency}, DATABASE_POOL_SIZE=${config.poolSize})`,
     `  ${fmt(result.tasks)} tasks in ${fmt(result.seconds, 2)} s = ${fmt(result.tasksPerSecond)} tasks/s`,
     `  submit phase: ${fmt(result.submitSeconds, 2)} s (${fmt(result.tasks / result.submitSeconds)} POST/s); POST latency p50 ${fmt(result.latency.p50, 1)} ms, p99 ${fmt(result.latency.p99, 1)} ms, max ${fmt(result.latency.max, 1)} ms`,
     `  peak PostgreSQL connections (all databases): ${result.completion.peakConnections}`,
@@ -107,9 +107,13 @@ async function main() {
   const single = await runE2e(config, 1, 1);
   console.log(describeE2e(config, single));
 
+  console.log('\n[3] end-to-end, 1 server + 1 worker, PostgreSQL only (no Redis) ...');
+  const pgOnly = await runE2e(config, 1, 1, 'postgres');
+  console.log(describeE2e(config, pgOnly));
+
   let multi: E2eResult | undefined;
   if (config.multi) {
-    console.log('\n[3] end-to-end, 2 servers + 2 workers ...');
+    console.log('\n[4] end-to-end, 2 servers + 2 workers ...');
     multi = await runE2e(config, 2, 2);
     console.log(describeE2e(config, multi));
   }
@@ -120,6 +124,13 @@ async function main() {
     ['run', 'tasks/s', 'ratio to baseline', 'floor', 'result'],
     ['baseline (no HTTP, in-process)', fmt(baseline.tasksPerSecond), '1.00', '', ''],
     ['e2e 1 server + 1 worker', fmt(single.tasksPerSecond), fmt(ratio, 2), fmt(FLOOR, 2), verdict],
+    [
+      'e2e 1 + 1, PostgreSQL only',
+      fmt(pgOnly.tasksPerSecond),
+      fmt(pgOnly.tasksPerSecond / baseline.tasksPerSecond, 2),
+      '',
+      '',
+    ],
   ];
   if (multi) {
     const multiRatio = multi.tasksPerSecond / baseline.tasksPerSecond;
@@ -134,9 +145,12 @@ async function main() {
   console.log(`\n${table(rows)}`);
   console.log(`(floor from the issue: ${FLOOR}; DESIGN.md's later goal: ${DESIGN_GOAL})`);
 
-  const verified = [baseline.verification, single.verification, multi?.verification].every(
-    (v) => v?.ok ?? true,
-  );
+  const verified = [
+    baseline.verification,
+    single.verification,
+    pgOnly.verification,
+    multi?.verification,
+  ].every((v) => v?.ok ?? true);
   if (!verified) console.log('\n!!! SOME RESULTS WERE WRONG (see above): the figures are not valid !!!');
   if (verdict !== 'PASS') {
     const banner = '!'.repeat(72);

@@ -6,6 +6,7 @@ export {
   looksLikeApiKey,
   type NewApiKey,
 } from './api-keys.ts';
+export { Batcher, type BatcherOptions } from './batcher.ts';
 export { createDb, type Database, type DbClient, type DbOptions } from './client.ts';
 export { isDatabaseUnavailable, isTransientDatabaseError } from './errors.ts';
 export {
