@@ -128,4 +128,33 @@ describe('configuration', () => {
       spawnApp('server', { PORT: 'eighty', WORKER_CONCURRENCY: '-1' }, { timeoutMs: 10_000 }),
     ).rejects.toThrow(/exited with 1[\s\S]*PORT[\s\S]*WORKER_CONCURRENCY/);
   });
+
+  it.each(['server', 'worker'] as const)(
+    'the %s, given a PostgreSQL that does not answer, says so in one line naming DATABASE_URL and the address, retries, then exits without a stack trace',
+    async (kind) => {
+      const port = await freePort(); // nothing listens there
+      const started = Date.now();
+      const failure = await spawnApp(
+        kind,
+        {
+          ...createTestEnv().vars,
+          DATABASE_URL: `postgres://tasker:secret@127.0.0.1:${port}/tasker`,
+          STARTUP_TIMEOUT_MS: '2500',
+          LOG_LEVEL: 'info',
+        },
+        { timeoutMs: 15_000 },
+      ).then(
+        () => undefined,
+        (error: Error) => error.message,
+      );
+      expect(failure).toMatch(/exited with 1/);
+      const line = `cannot reach PostgreSQL at postgres://tasker:***@127.0.0.1:${port}/tasker (DATABASE_URL)`;
+      expect(failure).toContain(`${line}: connect ECONNREFUSED`);
+      expect(failure).toContain('retrying for up to 2500 ms');
+      expect(failure).toContain('gave up after 2500 ms (STARTUP_TIMEOUT_MS)');
+      expect(failure).not.toMatch(/^\s+at /m); // no stack trace
+      expect(failure).not.toContain('secret');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2500);
+    },
+  );
 });

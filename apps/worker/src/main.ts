@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadEnv } from '@tasker/engine';
+import { ConfigError, createLogger, loadEnv, UnreachableError } from '@tasker/engine';
 import { startWorker } from './worker.ts';
 
 async function main() {
@@ -26,6 +26,8 @@ async function main() {
 }
 
 main().catch((error) => {
-  console.error(error instanceof ConfigError ? error.message : error);
+  // What a user can fix (a bad variable, an address that does not answer) is one line, no stack trace.
+  const known = error instanceof ConfigError || error instanceof UnreachableError;
+  console.error(known ? error.message : error);
   process.exit(1);
 });

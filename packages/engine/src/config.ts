@@ -34,6 +34,7 @@ export const envSchema = z.object({
   WORKER_LOCK_MS: int(30_000, 1000),
   WORKER_CANCEL_CHECK_MS: int(1000, 50),
   SHUTDOWN_TIMEOUT_MS: int(10_000),
+  STARTUP_TIMEOUT_MS: int(30_000),
   SWEEP_INTERVAL_MS: int(5_000, 100),
   SWEEP_GRACE_MS: int(10_000, 0),
   RESULT_CACHE_TTL_SECONDS: int(24 * 3600, 1),

@@ -1,7 +1,15 @@
-import { createDb, type DbClient, migrateDatabase, PausedTypeStore, TaskStore } from '@tasker/db';
+import {
+  createDb,
+  type DbClient,
+  isDatabaseUnavailable,
+  migrateDatabase,
+  PausedTypeStore,
+  TaskStore,
+} from '@tasker/db';
 import type { Redis } from 'ioredis';
 import { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
 import { type Env, taskConfig } from './config.ts';
+import { UnreachableError } from './errors/unreachable.ts';
 import { postgresNames, redisKeys } from './keys.ts';
 import { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 import { TaskLifecycle } from './lifecycle/index.ts';
@@ -60,7 +68,13 @@ export function redactUrl(url: string): string {
  * unfinished, and the sweeper runs it again.
  */
 export async function createEngine(env: Env, log: Logger, role: EngineRole): Promise<Engine> {
-  await migrateDatabase(env.DATABASE_URL);
+  await untilReachable(
+    `PostgreSQL at ${redactUrl(env.DATABASE_URL)} (DATABASE_URL)`,
+    () => migrateDatabase(env.DATABASE_URL),
+    isDatabaseUnavailable,
+    env.STARTUP_TIMEOUT_MS,
+    log,
+  );
   const db = createDb(env.DATABASE_URL, {
     max: env.DATABASE_POOL_SIZE,
     name: `tasker-${role}`,
@@ -111,20 +125,54 @@ interface ModeParts {
   readiness: Record<string, () => Promise<unknown>>;
 }
 
+/**
+ * Runs `attempt` until it stops failing with an "unreachable" error: one warning line naming the
+ * variable and the address, retries every second, and after `timeoutMs` an UnreachableError with
+ * the same line (which `main` prints without a stack trace).
+ */
+async function untilReachable(
+  what: string,
+  attempt: () => Promise<unknown>,
+  unreachable: (error: unknown) => boolean,
+  timeoutMs: number,
+  log: Logger,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let tries = 0; ; tries++) {
+    try {
+      await attempt();
+      if (tries > 0) log.info(`reached ${what}`);
+      return;
+    } catch (error) {
+      if (!unreachable(error)) throw error;
+      const reason = error instanceof Error ? error.message || error.name : String(error);
+      const line = `cannot reach ${what}: ${reason}`;
+      if (Date.now() >= deadline)
+        throw new UnreachableError(`${line}; gave up after ${timeoutMs} ms (STARTUP_TIMEOUT_MS)`);
+      if (tries === 0) log.warn(`${line}; retrying for up to ${timeoutMs} ms (STARTUP_TIMEOUT_MS)`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
 async function redisParts(url: string, env: Env, log: Logger, role: EngineRole): Promise<ModeParts> {
   const redis = createRedis(url, role === 'server' ? 'command' : 'blocking', `tasker-${role}`, {
     autoPipelining: role === 'worker',
   });
   redis.on('error', (error) => log.debug({ err: error }, 'redis connection error'));
-  if (role === 'server') {
-    // Start even if Redis is down: tasks are still accepted (PostgreSQL) and enqueued later.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 5000);
-      redis.once('ready', () => {
-        clearTimeout(timer);
-        resolve();
-      });
+  // Start even if Redis is down: the server still accepts tasks (PostgreSQL) and enqueues them
+  // later; the worker's connections wait for it. Say so in one line.
+  const ready = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5000);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve(true);
     });
+  });
+  if (!ready) {
+    log.warn(
+      `cannot reach Redis at ${redactUrl(url)} (REDIS_URL); starting anyway and reconnecting in the background`,
+    );
   }
   const keys = redisKeys(env.REDIS_PREFIX);
   return {
