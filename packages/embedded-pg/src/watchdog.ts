@@ -29,7 +29,15 @@ done
 i=0
 while [ "$i" -lt "$tenths" ]; do
   alive=
-  for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+  for p in $pids; do
+    kill -0 "$p" 2>/dev/null || continue
+    # Exited but not yet reaped by init (a zombie, state Z) counts as gone. Linux only.
+    if [ -r "/proc/$p/stat" ] && read -r stat < "/proc/$p/stat"; then
+      state=\${stat##*) }
+      [ "\${state%% *}" = Z ] && continue
+    fi
+    alive=1
+  done
   [ -z "$alive" ] && break
   sleep 0.1
   i=$((i + 1))
