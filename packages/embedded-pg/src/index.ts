@@ -5,4 +5,4 @@ export {
   POSTGRES_MAJOR,
   startEmbeddedPostgres,
 } from './embedded.ts';
-export { EmbeddedPostgresError } from './errors.ts';
+export { EmbeddedPostgresError, type EmbeddedPostgresFailure } from './errors.ts';

@@ -37,10 +37,12 @@ export async function postgresOsUser(): Promise<RunAs | undefined> {
     const reason = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
     throw new EmbeddedPostgresError(
       `PostgreSQL cannot run as root, and creating the OS user "postgres" failed: ${reason.split('\n')[0]}`,
+      'os-user',
     );
   }
   const created = await lookup('postgres');
-  if (!created) throw new EmbeddedPostgresError('created the OS user "postgres" but cannot look it up');
+  if (!created)
+    throw new EmbeddedPostgresError('created the OS user "postgres" but cannot look it up', 'os-user');
   return created;
 }
 
@@ -55,6 +57,7 @@ export async function assertReachable(dir: string, user: RunAs): Promise<void> {
     if ((info.mode & bit) === 0) {
       throw new EmbeddedPostgresError(
         `PostgreSQL runs as the OS user "${user.name}" (this process is root), which cannot enter ${current} (mode ${(info.mode & 0o777).toString(8)}): choose a data directory it can reach`,
+        'data-dir',
       );
     }
     if (current === path.dirname(current)) return;

@@ -129,6 +129,7 @@ describe('startEmbeddedPostgres', () => {
     expect((error as Error).message).toBe(
       `a PostgreSQL (pid ${first.pid}) is already running on ${dataDir}: stop it first, or use another data directory`,
     );
+    expect((error as EmbeddedPostgresError).failure).toBe('in-use');
     expect(await query(first.urlFor('postgres'), 'select 1 as ok')).toEqual([{ ok: 1 }]);
   });
 
@@ -141,6 +142,7 @@ describe('startEmbeddedPostgres', () => {
     expect((error as Error).message).toBe(
       `${dataDir} is not empty but holds no PostgreSQL cluster (no PG_VERSION file): empty it or choose another directory`,
     );
+    expect((error as EmbeddedPostgresError).failure).toBe('data-dir');
     expect(await readFile(path.join(dataDir, 'notes.txt'), 'utf8')).toBe('mine');
   });
 
