@@ -5,7 +5,7 @@ import path from 'node:path';
 import { type Binaries, findBinaries } from './binaries.ts';
 import { EmbeddedPostgresError } from './errors.ts';
 import { assertReachable, postgresOsUser, type RunAs } from './os-user.ts';
-import { commandLine, freePort, portIsFree } from './processes.ts';
+import { freePort, isPostgresOn, portIsFree } from './processes.ts';
 import { startWatchdog } from './watchdog.ts';
 
 /** The port tried first: not 5432, so that a system PostgreSQL does not clash with it. */
@@ -274,8 +274,7 @@ async function removeStalePidFile(dataDir: string, log: (message: string) => voi
   if (text === undefined) return;
   const pid = Math.abs(Number.parseInt(text.split('\n')[0] ?? '', 10));
   if (Number.isInteger(pid) && pid > 0) {
-    const command = await commandLine(pid);
-    if (command?.includes('postgres') && command.includes(dataDir)) {
+    if (await isPostgresOn(pid, dataDir)) {
       throw new EmbeddedPostgresError(
         `a PostgreSQL (pid ${pid}) is already running on ${dataDir}: stop it first, or use another data directory`,
         'in-use',

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { readFile, readlink, realpath } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 
@@ -31,6 +31,26 @@ export async function commandLine(pid: number): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether a PostgreSQL server runs under this pid on this data directory. A postmaster's working
+ * directory is its data directory, which settles it on Linux whatever path (symlinks...) either
+ * side used. Where that can't be read, any live `postgres` counts: better to refuse to start than
+ * to remove the lock file of a running server.
+ */
+export async function isPostgresOn(pid: number, dataDir: string): Promise<boolean> {
+  const command = await commandLine(pid);
+  if (!command?.includes('postgres')) return false;
+  if (process.platform === 'linux') {
+    try {
+      const [cwd, dir] = await Promise.all([readlink(`/proc/${pid}/cwd`), realpath(dataDir)]);
+      return cwd === dir;
+    } catch {
+      // not ours to read: fall through
+    }
+  }
+  return true;
 }
 
 /** Whether `port` can be bound on 127.0.0.1 right now. */

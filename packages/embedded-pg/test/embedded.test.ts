@@ -1,7 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import path from 'node:path';
@@ -130,6 +130,12 @@ describe('startEmbeddedPostgres', () => {
       `a PostgreSQL (pid ${first.pid}) is already running on ${dataDir}: stop it first, or use another data directory`,
     );
     expect((error as EmbeddedPostgresError).failure).toBe('in-use');
+    // The same directory through a symlink: still in use.
+    const link = path.join(tmp, 'busy-link');
+    await symlink(dataDir, link);
+    await expect(startEmbeddedPostgres({ dataDir: link })).rejects.toThrow(
+      `a PostgreSQL (pid ${first.pid}) is already running on ${link}`,
+    );
     expect(await query(first.urlFor('postgres'), 'select 1 as ok')).toEqual([{ ok: 1 }]);
   });
 
