@@ -85,13 +85,10 @@ async function startSupervisor(): Promise<Run> {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  const ready = waitFor(
-    () => /"msg":"server listening"/.test(output) && /"msg":"worker ready"/.test(output),
-    {
-      timeoutMs: 60_000,
-      what: 'server and worker to be ready',
-    },
-  );
+  const ready = waitFor(() => /"msg":"server listening"/.test(output) && /"msg":"worker ready/.test(output), {
+    timeoutMs: 60_000,
+    what: 'server and worker to be ready',
+  });
   await Promise.race([
     ready.catch((error: unknown) => {
       throw new Error(`${String(error)}:\n${output}`);
