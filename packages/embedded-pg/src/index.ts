@@ -1,0 +1,8 @@
+export {
+  DEFAULT_PORT,
+  type EmbeddedPostgres,
+  type EmbeddedPostgresOptions,
+  POSTGRES_MAJOR,
+  startEmbeddedPostgres,
+} from './embedded.ts';
+export { EmbeddedPostgresError, type EmbeddedPostgresFailure } from './errors.ts';
