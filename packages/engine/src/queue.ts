@@ -13,6 +13,7 @@ import {
   type WorkerOptions,
 } from 'bullmq';
 import type { Redis } from 'ioredis';
+import pg from 'pg';
 import { z } from 'zod';
 import { postgresNames, QUEUE_NAME } from './keys.ts';
 
@@ -68,6 +69,21 @@ export type QueueConnection =
   | { kind: 'postgres'; url: string; poolSize: number };
 
 type AnyBackendFactory = BackendFactory<IQueueBackend, unknown>;
+
+/**
+ * node-postgres emits 'error' on a client whose connection drops while it is checked out of its
+ * pool, and an 'error' with no listener kills the process. BullMQ's backend listens on its idle and
+ * LISTEN clients, not on every checked-out one (its migration client, say), so a PostgreSQL restart
+ * at the wrong moment would crash the server or worker. Every client of BullMQ's pool is this one:
+ * the error still reaches the query that was running (it fails, and the caller retries); the event
+ * itself is dropped here.
+ */
+class QueueClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    this.on('error', () => {});
+  }
+}
 type TaskQueueOf = Queue<JobData, unknown, string, JobData, unknown, string, IQueueBackend, unknown>;
 
 /** The options and backend factory of a BullMQ `Queue` or `Worker` on this connection. */
@@ -89,6 +105,7 @@ export function bullmqConnection(connection: QueueConnection): {
         migrate: true,
         max: connection.poolSize,
         application_name: 'tasker-queue',
+        Client: QueueClient,
         // The job is delivery, not the record: the task row is committed durably first, and the
         // sweeper enqueues again any PENDING row whose job a crash forgot. So the queue's commits
         // need not wait for the disk, which matters because each of them also NOTIFYs, and
