@@ -1,4 +1,4 @@
-// Runs a command against a throwaway embedded PostgreSQL: `pnpm test:pg` runs the test suite so.
+// Runs a command against a throwaway embedded PostgreSQL: `pnpm test` runs the test suite so (`pnpm test:redis` runs it on the system PostgreSQL and Redis).
 //
 //   node scripts/with-embedded-pg.mjs <command> [args...]
 //

@@ -1,7 +1,6 @@
 // `pnpm start` with DATABASE_URL unset: scripts/start.mjs starts the embedded PostgreSQL, then the
 // built server and worker; killed, restarted and stopped as a user's terminal would.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,15 +8,12 @@ import { deleteKeys, freePort, waitFor } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, type Proc, processes, repoRoot, tempDir } from './helpers.ts';
 
-const id = randomBytes(5).toString('hex');
 /**
- * The queue of the supervised server and worker. Until the PostgreSQL-only queue lands, the test
- * Redis under a prefix of this test's own; then make this `{}` (REDIS_URL unset): the rest follows.
+ * The queue of the supervised server and worker: none set, as on a bare machine (REDIS_URL unset:
+ * the queue is in the embedded PostgreSQL too). Set REDIS_URL and REDIS_PREFIX here to run the
+ * same checks with a Redis queue.
  */
-const QUEUE: { REDIS_URL?: string; REDIS_PREFIX?: string } = {
-  REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9',
-  REDIS_PREFIX: `tasker-test-start-${id}`,
-};
+const QUEUE: { REDIS_URL?: string; REDIS_PREFIX?: string } = {};
 
 let tmp: string;
 let dataDir: string;

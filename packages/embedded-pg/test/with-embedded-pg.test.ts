@@ -1,4 +1,4 @@
-// scripts/with-embedded-pg.mjs, the wrapper of `pnpm test:pg`.
+// scripts/with-embedded-pg.mjs, the wrapper of `pnpm test`.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';

@@ -3,9 +3,9 @@ import { Redis } from 'ioredis';
 import postgres from 'postgres';
 
 /**
- * Which of Tasker's ways to run the tests exercise, from `TEST_MODE`: `redis` (the default: the
- * queue and its companions in Redis) or `postgres` (PostgreSQL only: `REDIS_URL` empty). `pnpm
- * test:pg` runs the suite in the second mode, on an embedded PostgreSQL.
+ * Which of Tasker's ways to run the tests exercise, from `TEST_MODE`: `redis` (the queue and its
+ * companions in Redis; `pnpm test:redis`) or `postgres` (PostgreSQL only: `REDIS_URL` empty; `pnpm
+ * test` sets it, on an embedded PostgreSQL).
  */
 export const testMode: 'redis' | 'postgres' = process.env.TEST_MODE === 'postgres' ? 'postgres' : 'redis';
 
