@@ -37,7 +37,7 @@ async function withKeys<T>(databaseUrl: string, work: (keys: ApiKeyStore) => Pro
  * `tasker keys ...`: API keys, straight in PostgreSQL (DATABASE_URL), so that the first key can be
  * made before any server runs. `create` prints the key, and nothing else, on stdout.
  */
-export function keysCommand(program: Command, databaseUrl: () => string): void {
+export function keysCommand(program: Command, databaseUrl: () => Promise<string>): void {
   const keys = program
     .command('keys')
     .description('Create, list and revoke API keys (talks to PostgreSQL directly)');
@@ -57,7 +57,7 @@ export function keysCommand(program: Command, databaseUrl: () => string): void {
       if (!/^[\w.-]{1,100}$/.test(options.tenant)) {
         throw new Error('--tenant: letters, digits, "_", "." or "-" only');
       }
-      const { key, info } = await withKeys(databaseUrl(), (store) =>
+      const { key, info } = await withKeys(await databaseUrl(), (store) =>
         store.create({
           tenantId: options.tenant,
           name: options.name,
@@ -78,7 +78,7 @@ export function keysCommand(program: Command, databaseUrl: () => string): void {
     .option('--tenant <tenant>', 'only this tenant’s keys')
     .option('--json', 'one JSON array')
     .action(async (options: { tenant?: string; json?: boolean }) => {
-      const rows = await withKeys(databaseUrl(), (store) => store.list(options.tenant));
+      const rows = await withKeys(await databaseUrl(), (store) => store.list(options.tenant));
       if (options.json) {
         process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
         return;
@@ -114,7 +114,7 @@ export function keysCommand(program: Command, databaseUrl: () => string): void {
     .argument('<id>', 'the key id (from `keys list`), not the key')
     .action(async (id: string) => {
       if (!/^[0-9a-f-]{36}$/i.test(id)) throw new Error(`"${id}" is not a key id (see \`tasker keys list\`)`);
-      const revoked = await withKeys(databaseUrl(), (store) => store.revoke(id));
+      const revoked = await withKeys(await databaseUrl(), (store) => store.revoke(id));
       if (!revoked) throw new Error(`no active key has id ${id}`);
       process.stderr.write(`revoked key ${revoked.id} (${revoked.prefix}…) of tenant ${revoked.tenantId}\n`);
     });

@@ -80,3 +80,19 @@ describe('tasker keys', () => {
     }
   });
 });
+
+describe('tasker without DATABASE_URL', () => {
+  it('with no embedded PostgreSQL running either, says what to do in one line', async () => {
+    const { DATABASE_URL: _, ...rest } = process.env;
+    const result = await exec(tsx, [main, 'keys', 'list'], {
+      env: { ...rest, TASKER_DATA_DIR: '/nonexistent-tasker-dir', LOG_LEVEL: 'silent' },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      'tasker: DATABASE_URL is not set, and no embedded PostgreSQL runs in /nonexistent-tasker-dir/pg (start one with `pnpm start`, or set DATABASE_URL)\n',
+    );
+  });
+});

@@ -167,7 +167,7 @@ function signal(child: ChildProcess, name: NodeJS.Signals): void {
   }
 }
 
-function currentUserName(): string {
+export function currentUserName(): string {
   try {
     return userInfo().username;
   } catch {

@@ -6,3 +6,4 @@ export {
   startEmbeddedPostgres,
 } from './embedded.ts';
 export { EmbeddedPostgresError, type EmbeddedPostgresFailure } from './errors.ts';
+export { runningEmbeddedUrl } from './running.ts';

@@ -1,9 +1,10 @@
 // `pnpm start` with DATABASE_URL unset: scripts/start.mjs starts the embedded PostgreSQL, then the
 // built server and worker; killed, restarted and stopped as a user's terminal would.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { deleteKeys, freePort, waitFor } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, type Proc, processes, repoRoot, tempDir } from './helpers.ts';
@@ -13,6 +14,8 @@ import { assertBuilt, type Proc, processes, repoRoot, tempDir } from './helpers.
  * the queue is in the embedded PostgreSQL too). Set REDIS_URL and REDIS_PREFIX here to run the
  * same checks with a Redis queue.
  */
+const exec = promisify(execFile);
+
 const QUEUE: { REDIS_URL?: string; REDIS_PREFIX?: string } = {};
 
 let tmp: string;
@@ -152,6 +155,23 @@ describe('pnpm start with DATABASE_URL unset (scripts/start.mjs)', () => {
     expect(res.status).toBe(200);
     taskId = ((await res.json()) as { task_uuid: string }).task_uuid;
     expect(await output(run.url, taskId)).toEqual({ status: 'COMPLETED', result: 15, error: null });
+
+    // The CLI, with DATABASE_URL unset too, finds the embedded PostgreSQL that runs on the data
+    // directory, and a key it makes is one the server knows (here: its database has it).
+    const cliEnv: NodeJS.ProcessEnv = { ...process.env, TASKER_DATA_DIR: path.dirname(dataDir) };
+    delete cliEnv.DATABASE_URL;
+    const { stdout: key } = await exec(
+      path.join(repoRoot, 'node_modules/.bin/tsx'),
+      ['packages/cli/src/main.ts', 'keys', 'create', '--tenant', 'acme', '--name', 'embedded'],
+      { cwd: repoRoot, env: cliEnv },
+    );
+    expect(key.trim()).toMatch(/^tsk_[\w-]{43}$/);
+    const { stdout: listed } = await exec(
+      path.join(repoRoot, 'node_modules/.bin/tsx'),
+      ['packages/cli/src/main.ts', 'keys', 'list'],
+      { cwd: repoRoot, env: cliEnv },
+    );
+    expect(listed).toContain('embedded');
 
     // A crashed terminal: SIGKILL to the whole process group of `pnpm start`.
     const family = await run.family();
