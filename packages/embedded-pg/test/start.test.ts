@@ -162,7 +162,17 @@ describe('pnpm start with DATABASE_URL unset (scripts/start.mjs)', () => {
     delete cliEnv.DATABASE_URL;
     const { stdout: key } = await exec(
       path.join(repoRoot, 'node_modules/.bin/tsx'),
-      ['packages/cli/src/main.ts', 'keys', 'create', '--tenant', 'acme', '--name', 'embedded'],
+      [
+        'packages/cli/src/main.ts',
+        'keys',
+        'create',
+        '--tenant',
+        'acme',
+        '--name',
+        'embedded',
+        '--scopes',
+        'tasks:read',
+      ],
       { cwd: repoRoot, env: cliEnv },
     );
     expect(key.trim()).toMatch(/^tsk_[\w-]{43}$/);
