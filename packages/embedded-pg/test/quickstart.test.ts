@@ -65,7 +65,12 @@ describe("the README's Quick start on a machine with nothing but Node and pnpm",
       if (/^(DATABASE_|REDIS_|TEST_|TASKER_|TURBO_|VITEST|npm_|PNPM_|NODE_ENV$|AUTH_MODE$)/i.test(name))
         delete env[name];
     let output = '';
-    child = spawn('bash', ['-c', commands[0] ?? 'false'], {
+    // The command's first part installs pnpm globally: a test must not change the machine's global
+    // packages, so it checks instead that the pnpm at hand is the one that part would install.
+    const installPnpm = 'npm install -g pnpm@12.4.2 && ';
+    expect(commands[0]?.startsWith(installPnpm)).toBe(true);
+    expect((await run('pnpm', ['--version'])).stdout.trim()).toBe('12.4.2');
+    child = spawn('bash', ['-c', (commands[0] ?? 'false').slice(installPnpm.length)], {
       cwd: copy,
       env,
       detached: true,
