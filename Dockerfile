@@ -5,7 +5,7 @@
 # finds its SQL migrations through require.resolve('@tasker/db/package.json'): the runtime stage
 # therefore keeps the built workspace with its (production) node_modules, as pnpm linked them.
 
-FROM node:20-bookworm-slim AS base
+FROM node:24-bookworm-slim AS base
 # CI=true: pnpm never prompts (e.g. before it re-links node_modules for --prod).
 ENV CI=true
 RUN npm i -g pnpm@12.4.2
@@ -23,7 +23,7 @@ RUN pnpm turbo run build --filter=@tasker/server --filter=@tasker/worker
 RUN find . -name node_modules -type d -prune -exec rm -rf {} + \
  && pnpm install --frozen-lockfile --offline --prod
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app /app

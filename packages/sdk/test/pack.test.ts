@@ -172,7 +172,7 @@ beforeAll(async () => {
       name: 'consumer',
       private: true,
       type: 'module',
-      dependencies: { '@tasker/sdk': `file:${tarball}`, typescript: '6.0.3', '@types/node': '^20.19.0' },
+      dependencies: { '@tasker/sdk': `file:${tarball}`, typescript: '6.0.3', '@types/node': '^22.20.7' },
     }),
   );
   await exec('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], {
