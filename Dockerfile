@@ -18,10 +18,12 @@ RUN pnpm fetch
 COPY . .
 RUN pnpm install --frozen-lockfile --offline
 RUN pnpm turbo run build --filter=@tasker/server --filter=@tasker/worker
-# Re-link node_modules from scratch with production dependencies only (drops build and test
-# tools: about 350 MB -> 110 MB); dist/ stays.
+# Re-link node_modules from scratch with the production dependencies of the server, the worker and
+# the workspace packages they use, nothing else: no build or test tools, no embedded PostgreSQL
+# (60 MB), no CLI or SDK. Measured here: 458 MB with everything, 218 MB with --prod alone, 136 MB
+# so. dist/ stays.
 RUN find . -name node_modules -type d -prune -exec rm -rf {} + \
- && pnpm install --frozen-lockfile --offline --prod
+ && pnpm install --frozen-lockfile --offline --prod --filter "@tasker/server..." --filter "@tasker/worker..."
 
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
