@@ -5,7 +5,7 @@
 # finds its SQL migrations through require.resolve('@tasker/db/package.json'): the runtime stage
 # therefore keeps the built workspace with its (production) node_modules, as pnpm linked them.
 
-FROM node:20-bookworm-slim AS base
+FROM node:24-bookworm-slim AS base
 # CI=true: pnpm never prompts (e.g. before it re-links node_modules for --prod).
 ENV CI=true
 RUN npm i -g pnpm@12.4.2
@@ -18,12 +18,14 @@ RUN pnpm fetch
 COPY . .
 RUN pnpm install --frozen-lockfile --offline
 RUN pnpm turbo run build --filter=@tasker/server --filter=@tasker/worker
-# Re-link node_modules from scratch with production dependencies only (drops build and test
-# tools: about 350 MB -> 110 MB); dist/ stays.
+# Re-link node_modules from scratch with the production dependencies of the server, the worker and
+# the workspace packages they use, nothing else: no build or test tools, no embedded PostgreSQL
+# (60 MB), no CLI or SDK. Measured here: 458 MB with everything, 218 MB with --prod alone, 136 MB
+# so. dist/ stays.
 RUN find . -name node_modules -type d -prune -exec rm -rf {} + \
- && pnpm install --frozen-lockfile --offline --prod
+ && pnpm install --frozen-lockfile --offline --prod --filter "@tasker/server..." --filter "@tasker/worker..."
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app /app

@@ -4,7 +4,7 @@ export default defineConfig({
   entry: ['src/main.ts'],
   format: ['esm'],
   platform: 'node',
-  target: 'node20',
+  target: 'node22',
   // Workspace packages are TypeScript sources: bundle them; npm dependencies stay external.
   noExternal: [/^@tasker\//],
   clean: true,

@@ -5,7 +5,7 @@ export default defineConfig({
   banner: { js: '#!/usr/bin/env node' },
   format: ['esm'],
   platform: 'node',
-  target: 'node20',
+  target: 'node22',
   // Workspace packages are TypeScript sources: bundle them; npm dependencies stay external.
   noExternal: [/^@tasker\//],
   clean: true,

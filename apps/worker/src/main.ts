@@ -1,10 +1,14 @@
 import { ConfigError, createLogger, loadEnv, UnreachableError } from '@tasker/engine';
+import { startHealthServer } from './health-server.ts';
 import { startWorker } from './worker.ts';
 
 async function main() {
   const env = loadEnv();
   const log = createLogger(env, 'tasker-worker');
+  // METRICS_PORT (0: off): GET /healthz for probes, listening before anything else starts.
+  const health = env.METRICS_PORT ? await startHealthServer(env.METRICS_PORT, env.HOST, log) : undefined;
   const worker = await startWorker(env, log);
+  health?.set('ok');
   let signals = 0;
   const stop = (signal: string) => {
     signals += 1;
@@ -13,8 +17,12 @@ async function main() {
       process.exit(1);
     }
     log.info({ signal }, 'shutting down');
+    health?.set('stopping');
     worker.close().then(
-      () => process.exit(0),
+      async () => {
+        await health?.close();
+        process.exit(0);
+      },
       (error) => {
         log.error({ err: error }, 'shutdown failed');
         process.exit(1);

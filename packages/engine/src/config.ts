@@ -21,6 +21,8 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HOST: z.string().default('0.0.0.0'),
   PORT: z.coerce.number().int().min(0).max(65535).default(5000),
+  /** The worker's probe listener (GET /healthz), on HOST; 0: off. */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   DATABASE_URL: z
     .string({ error: 'required (`pnpm start` runs an embedded PostgreSQL when it is unset)' })
     .refine((v) => /^postgres(ql)?:\/\/[^/]*\/[^/?]+/.test(v), 'must be a postgres:// URL naming a database'),

@@ -104,7 +104,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
   const baseFetch: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const fetchWithHeaders = withHeaders(baseFetch, headers);
-  // Browsers have EventSource; Node 20 does not, and the ponyfill also lets us send headers.
+  // Browsers have EventSource; Node (22, 24) has none without a flag, and the ponyfill also lets us send headers.
   const EventSourceImpl =
     Object.keys(headers).length === 0 && !options.fetch && globalThis.EventSource
       ? globalThis.EventSource

@@ -172,7 +172,7 @@ beforeAll(async () => {
       name: 'consumer',
       private: true,
       type: 'module',
-      dependencies: { '@tasker/sdk': `file:${tarball}`, typescript: '6.0.3', '@types/node': '^20.19.0' },
+      dependencies: { '@tasker/sdk': `file:${tarball}`, typescript: '6.0.3', '@types/node': '^22.20.7' },
     }),
   );
   await exec('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], {
@@ -249,6 +249,32 @@ describe('the packed @tasker/sdk, installed outside the workspace', () => {
       more: true,
       nextPage: true,
     });
+  });
+
+  it('runs from CommonJS too, live updates included (eventsource 5 is ESM-only: the .cjs build relies on require(esm))', async () => {
+    writeFileSync(
+      path.join(project, 'consumer.cjs'),
+      `const { createTaskerClient } = require('@tasker/sdk');
+(async () => {
+  const tasker = createTaskerClient({ url: process.env.TASKER_URL });
+  const task = await tasker.run('find_longest_consecutive_letters', { string: 'aaabbccccdd' });
+  const updates = [];
+  for await (const update of task.updates()) updates.push(update);
+  const last = updates[updates.length - 1];
+  console.log(JSON.stringify({ entry: require.resolve('@tasker/sdk'), status: last.status, output: last.output }));
+})().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
+`,
+    );
+    const { stdout } = await exec(process.execPath, [path.join(project, 'consumer.cjs')], {
+      cwd: project,
+      env: { ...process.env, TASKER_URL: stack.url },
+    });
+    const result = JSON.parse(stdout);
+    expect(result.entry).toMatch(/index\.cjs$/);
+    expect(result).toMatchObject({ status: 'COMPLETED', output: 4 });
   });
 
   it.each(Object.entries(BAD))('%s fails to type-check', async (file, { code, source }) => {

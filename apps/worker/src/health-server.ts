@@ -1,0 +1,62 @@
+import { createServer, type ServerResponse } from 'node:http';
+import { ConfigError, type Logger } from '@tasker/engine';
+
+/** What `GET /healthz` says: `starting` until the worker takes jobs, `ok` while it does, `stopping` after a signal. */
+export type WorkerHealth = 'starting' | 'ok' | 'stopping';
+
+export interface HealthServer {
+  readonly url: string;
+  set(health: WorkerHealth): void;
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, body: object): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+/**
+ * The worker's HTTP listener on METRICS_PORT, for probes (docker compose's health check, Kubernetes):
+ * `GET /healthz` answers 200 `{"status":"ok"}` while the worker runs, 503 with `starting` or
+ * `stopping` around that. Anything else is 404 (405 for another method on /healthz). It listens
+ * before the worker connects to anything, so a port already taken stops the worker at once, in one
+ * line (a ConfigError). Prometheus' `/metrics` will be served here too.
+ */
+export async function startHealthServer(port: number, host: string, log: Logger): Promise<HealthServer> {
+  let health: WorkerHealth = 'starting';
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path !== '/healthz') return send(res, 404, { error: 'Not found' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, { error: 'Method not allowed' });
+    }
+    send(res, health === 'ok' ? 200 : 503, { status: health });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((error: NodeJS.ErrnoException) => {
+    throw new ConfigError(
+      `METRICS_PORT=${port}: cannot listen on ${host}:${port} (${error.code ?? error.message})`,
+    );
+  });
+  server.on('error', (error) => log.error({ err: error }, 'health listener error'));
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  const url = `http://${shownHost}:${port}`;
+  log.info({ url }, 'health listener ready: GET /healthz');
+  return {
+    url,
+    set: (next) => {
+      health = next;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
