@@ -69,8 +69,8 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
   );
 
   it('PostgreSQL down: requests answer 503 naming PostgreSQL, and work again once it is back', async () => {
-    proxy = await startTcpProxy(5432);
     const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+    proxy = await startTcpProxy(Number(base.port || 5432));
     base.port = String(proxy.port);
     base.pathname = `/tasker_test_proxy_${Date.now()}`;
     const url = await start({ DATABASE_URL: base.toString() });
@@ -97,8 +97,8 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
   });
 
   it('PostgreSQL down in required mode: the key lookup answers 503, not 401 or 500', async () => {
-    proxy = await startTcpProxy(5432);
     const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+    proxy = await startTcpProxy(Number(base.port || 5432));
     base.port = String(proxy.port);
     base.pathname = `/tasker_test_proxy_${Date.now()}`;
     const url = await start({ DATABASE_URL: base.toString(), AUTH_MODE: 'required' });
