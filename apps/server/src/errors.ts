@@ -45,6 +45,9 @@ const CODE_BY_STATUS: Record<number, string> = {
   503: 'SERVICE_UNAVAILABLE',
 };
 
+/** Every `code` an error body may carry. */
+export const ERROR_CODES = [...new Set([...Object.values(CODE_BY_STATUS), 'INTERNAL_SERVER_ERROR'])];
+
 export function restError(status: number, message: string, issues?: PublicIssue[]): RestError {
   const body: RestError = {
     error: message,

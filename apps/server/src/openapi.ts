@@ -1,57 +1,267 @@
+import type { ApiKeyScope } from '@tasker/db';
+import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
+import { ERROR_CODES, restError } from './errors.ts';
 import { appRouter } from './root.ts';
+import type { RestMeta } from './trpc.ts';
 
 export type OpenApiDocument = ReturnType<typeof openApiDocument>;
 
-/** The OpenAPI 3 document of the REST routes, generated from the router's procedures and their zod schemas. */
+/** Operations served by Fastify routes of their own (not procedures): rest.ts leaves them alone. */
+export const HAND_WRITTEN_OPERATIONS: ReadonlySet<string> = new Set([
+  'taskEvents',
+  'healthz',
+  'readyz',
+  'openApiDocument',
+]);
+
+const ERROR_REF = { $ref: '#/components/schemas/Error' } as const;
+const BODY_METHODS = new Set(['post', 'put', 'patch', 'delete']);
+
+type Json = Record<string, unknown>;
+interface Operation {
+  operationId?: string;
+  description?: string;
+  parameters?: { name: string; description?: string; schema?: { description?: string } }[];
+  requestBody?: { content?: Record<string, Json> };
+  responses?: Record<string, Json>;
+}
+
+/** What a bad body is on this method: DELETE ignores a body it can parse. */
+const badBody = (method: string) =>
+  method === 'delete'
+    ? 'a body that is not valid JSON'
+    : 'a body that is not valid JSON, or not a JSON object';
+
+function errorResponse(description: string, example: object, extra: Json = {}): Json {
+  return { description, ...extra, content: { 'application/json': { schema: ERROR_REF, example } } };
+}
+
+const rateLimited = errorResponse(
+  'More than RATE_LIMIT_PER_MINUTE requests in a minute from this API key (or, without one, this client IP); retry after Retry-After seconds',
+  restError(429, 'Rate limit exceeded: 1200 requests per minute; retry in 12 seconds'),
+  {
+    headers: {
+      'retry-after': {
+        description: 'Seconds until the budget is renewed',
+        schema: { type: 'integer' },
+      },
+    },
+  },
+);
+
+/** The README's requests and answers, by operation. */
+const README_EXAMPLES: Record<string, { request?: Json; response?: Json }> = {
+  runTask: {
+    request: Object.fromEntries(
+      taskDefinitions.map((d) => [
+        d.name,
+        { summary: d.description, value: { task_name: d.name, task_parameters: d.example ?? {} } },
+      ]),
+    ),
+    response: {
+      submitted: { summary: 'The new task id', value: { task_uuid: '2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e' } },
+    },
+  },
+  getTaskOutput: {
+    response: {
+      completed: {
+        summary: 'sum_two_numbers {"a": 5, "b": 10}, finished',
+        value: { task_output: { status: 'COMPLETED', result: 15, error: null } },
+      },
+      pending: {
+        summary: 'Queued, running or waiting for a retry',
+        value: { task_output: { status: 'PENDING', result: null, error: null } },
+      },
+    },
+  },
+};
+
+const taskParametersError = restError(
+  400,
+  'task_parameters.a: Invalid input: expected number, received string',
+  [
+    {
+      path: 'task_parameters.a',
+      message: 'Invalid input: expected number, received string',
+      expected: 'number',
+    },
+  ],
+);
+
+/**
+ * The OpenAPI 3.1 document of the REST routes: generated from the router's procedures and their zod
+ * schemas, then completed here with what every route shares (the one error shape, the statuses of
+ * authentication, rate limits, bodies and dependencies), the hand-written routes (the event stream
+ * and the health routes) and the README's examples.
+ */
 export function openApiDocument(version = '0.1.0') {
-  const doc = generateOpenApiDocument(appRouter, {
+  /** Each procedure's scope, by "METHOD path" (read from its meta as the generator walks them). */
+  const scopes = new Map<string, ApiKeyScope>();
+  const doc = generateOpenApiDocument<RestMeta>(appRouter, {
     title: 'Tasker',
     description:
       'Runs long work in the background. Submit with POST /run-task, follow with GET /get-task-output or GET /tasks/{id}. ' +
-      'The same procedures are served over tRPC at /trpc. Every error is a JSON object: {"error", "code", "status", "issues"?}.',
+      'The same procedures are served over tRPC at /trpc. Every error is a JSON object: {"error", "code", "status", "issues"?}. ' +
+      'A method a path does not take answers 405 with an Allow header; an unknown path answers 404.',
     version,
     baseUrl: '/',
+    license: { name: 'MIT', identifier: 'MIT' },
+    contact: { name: 'Tasker maintainers' },
+    filter: ({ metadata }) => {
+      if (metadata.scope) scopes.set(`${metadata.openapi.method} ${metadata.openapi.path}`, metadata.scope);
+      return true;
+    },
   });
-  // trpc-to-openapi describes its own error body; ours is the one RestError shape for every route.
+
+  // trpc-to-openapi's own error schemas are not what the server sends: one Error shape for every route.
   type Schema = NonNullable<NonNullable<typeof doc.components>['schemas']>[string];
-  const errorSchema: Schema = {
+  const schemas: Record<string, Schema> = Object.fromEntries(
+    Object.entries(doc.components?.schemas ?? {}).filter(([name]) => !name.startsWith('error.')),
+  );
+  schemas.Error = {
     type: 'object',
+    description: 'The one JSON body of every 4xx and 5xx answer',
     required: ['error', 'code', 'status'],
     properties: {
       error: { type: 'string', description: 'What was wrong, in words' },
-      code: { type: 'string', description: 'BAD_REQUEST, NOT_FOUND, PAYLOAD_TOO_LARGE, ...' },
-      status: { type: 'integer' },
+      code: { type: 'string', enum: ERROR_CODES, description: 'The status as a word' },
+      status: { type: 'integer', description: 'The HTTP status, again' },
       issues: {
         type: 'array',
+        description: 'When the input was refused: each problem, where it is',
         items: {
           type: 'object',
           required: ['path', 'message'],
-          properties: { path: { type: 'string' }, message: { type: 'string' }, expected: { type: 'string' } },
+          properties: {
+            path: {
+              type: 'string',
+              description:
+                'Dotted path of the offending field, e.g. task_parameters.a; empty for the whole body',
+            },
+            message: { type: 'string', description: 'What is wrong with it' },
+            expected: {
+              type: 'string',
+              description: 'What was expected, when known (a type, or the allowed values)',
+            },
+          },
         },
       },
     },
+    example: taskParametersError,
   };
-  doc.components = { ...doc.components, schemas: { ...doc.components?.schemas, Error: errorSchema } };
-  for (const item of Object.values(doc.paths ?? {})) {
-    for (const operation of Object.values(item as Record<string, { responses?: Record<string, unknown> }>)) {
-      for (const [status, response] of Object.entries(operation.responses ?? {})) {
-        if (Number(status) >= 400 || status === 'default') {
-          const description = (response as { description?: string }).description ?? 'Error';
-          operation.responses = {
-            ...operation.responses,
-            [status]: {
-              description,
-              content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-            },
-          };
-        }
-      }
+  schemas.NotReady = {
+    description: 'The Error shape, with the state of each dependency',
+    allOf: [
+      ERROR_REF,
+      {
+        type: 'object',
+        required: ['dependencies'],
+        properties: {
+          dependencies: {
+            type: 'object',
+            description: 'Each dependency: ok or unavailable',
+            additionalProperties: { type: 'string', enum: ['ok', 'unavailable'] },
+          },
+        },
+      },
+    ],
+  };
+
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    for (const [method, operation] of Object.entries(item as Record<string, Operation>)) {
+      const scope = scopes.get(`${method.toUpperCase()} ${path}`);
+      if (!scope) throw new Error(`${method.toUpperCase()} ${path}: a REST procedure must be scoped`);
+      completeProcedureOperation(operation, method, scope);
     }
   }
-  // The event stream is a plain Fastify route (SSE), described here by hand.
-  doc.paths = {
-    ...doc.paths,
+
+  doc.components = { ...doc.components, schemas };
+  doc.tags = [
+    {
+      name: 'tasks',
+      description: 'Submit tasks, follow them, cancel and retry them (the tasks:write and tasks:read scopes)',
+    },
+    { name: 'queue', description: 'Pause and resume processing; queue depths (the admin scope)' },
+    { name: 'keys', description: 'API keys of any tenant (the admin scope)' },
+    { name: 'health', description: 'Liveness, readiness and this document: open to anyone' },
+  ];
+  doc.paths = { ...doc.paths, ...handWrittenPaths() };
+  return doc;
+}
+
+/** Completes what trpc-to-openapi generated for one procedure: error shapes, shared statuses, examples, words. */
+function completeProcedureOperation(operation: Operation, method: string, scope: ApiKeyScope): void {
+  const own = operation.responses ?? {};
+  const responses: Record<string, Json> = {};
+  for (const [status, response] of Object.entries(own)) {
+    const code = Number(status);
+    if (code < 400) {
+      responses[status] = response;
+      continue;
+    }
+    let description = String(response.description);
+    if (code === 400 && BODY_METHODS.has(method)) description += `; or ${badBody(method)}`;
+    const example =
+      operation.operationId === 'runTask' && code === 400
+        ? taskParametersError
+        : restError(code, description);
+    responses[status] = errorResponse(description, example);
+  }
+  if (BODY_METHODS.has(method) && !responses['400']) {
+    const description = `A body that is ${badBody(method).replace(/^a body that is /, '')}`;
+    responses['400'] = errorResponse(description, restError(400, description));
+  }
+  responses['401'] = errorResponse(
+    'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
+    restError(401, 'No API key: send Authorization: Bearer <key>'),
+  );
+  responses['403'] = errorResponse(
+    `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
+    restError(403, `This API key lacks the "${scope}" scope`),
+  );
+  if (BODY_METHODS.has(method)) {
+    responses['413'] = errorResponse(
+      'The body is larger than BODY_LIMIT_BYTES',
+      restError(413, 'Request body is too large'),
+    );
+  }
+  if (method !== 'get' && method !== 'delete') {
+    responses['415'] = errorResponse(
+      'A body was sent with a Content-Type other than application/json',
+      restError(415, 'Content-Type must be application/json (got "text/plain")'),
+    );
+  }
+  responses['429'] = rateLimited;
+  if (!responses['503']) {
+    const description =
+      operation.operationId === 'listTaskTypes'
+        ? 'PostgreSQL is unavailable, so the API key cannot be checked (when AUTH_MODE=required)'
+        : operation.operationId?.endsWith('ApiKey') || operation.operationId === 'listApiKeys'
+          ? 'PostgreSQL is unavailable'
+          : 'PostgreSQL (or Redis, in that mode) is unavailable';
+    responses['503'] = errorResponse(description, restError(503, 'PostgreSQL is unavailable'));
+  }
+  operation.responses = Object.fromEntries(
+    Object.entries(responses).sort(([a], [b]) => Number(a) - Number(b)),
+  );
+
+  for (const parameter of operation.parameters ?? []) {
+    parameter.description ??= parameter.schema?.description;
+    if (!parameter.description)
+      throw new Error(`${operation.operationId}: parameter ${parameter.name} has no description`);
+  }
+  const examples = operation.operationId ? README_EXAMPLES[operation.operationId] : undefined;
+  const body = operation.requestBody?.content?.['application/json'];
+  if (examples?.request && body) body.examples = examples.request;
+  const ok = operation.responses['200']?.content as Record<string, Json> | undefined;
+  if (examples?.response && ok?.['application/json']) ok['application/json'].examples = examples.response;
+}
+
+/** The Fastify routes that are not procedures: the event stream, the health routes and this document. */
+function handWrittenPaths(): Record<string, Record<string, Json>> {
+  const security = [{ Authorization: [] }];
+  return {
     '/tasks/{id}/events': {
       get: {
         operationId: 'taskEvents',
@@ -59,29 +269,147 @@ export function openApiDocument(version = '0.1.0') {
         description:
           'text/event-stream. Each event: `id:` the task version, `data:` the task as JSON (the Task schema without ' +
           '`input`). The current state comes first, then every change; the stream ends after COMPLETED, FAILED or ' +
-          'CANCELLED. Comments (`: keep-alive`) every 15 s. Send `Last-Event-ID` (or `?lastEventId=`) to resume.',
+          'CANCELLED. Comments (`: keep-alive`) every 15 s. Send `Last-Event-ID` (or `?lastEventId=`) to resume. ' +
+          'If the stream breaks on the server side, an `event: error` carries an Error body; reconnect.',
         tags: ['tasks'],
+        security,
         parameters: [
-          { name: 'id', in: 'path', required: true, schema: { type: 'string', format: 'uuid' } },
-          { name: 'Last-Event-ID', in: 'header', required: false, schema: { type: 'string' } },
-          { name: 'lastEventId', in: 'query', required: false, schema: { type: 'string' } },
+          {
+            name: 'id',
+            in: 'path',
+            required: true,
+            description: 'The id returned by run-task',
+            schema: { type: 'string', format: 'uuid' },
+          },
+          {
+            name: 'Last-Event-ID',
+            in: 'header',
+            required: false,
+            description: 'The id of the last event received: the stream resumes after that version',
+            schema: { type: 'string' },
+          },
+          {
+            name: 'lastEventId',
+            in: 'query',
+            required: false,
+            description: 'The same as Last-Event-ID, for clients that cannot set headers',
+            schema: { type: 'string' },
+          },
         ],
         responses: {
           200: {
-            description: 'The event stream',
-            content: { 'text/event-stream': { schema: { type: 'string' } } },
+            description: "The task's states, as they change, until its final state",
+            content: {
+              'text/event-stream': {
+                schema: { type: 'string' },
+                example:
+                  ': tasker task events\n\nid: 1\ndata: {"id":"2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e","name":"query_chatgpt","status":"RUNNING","progress":null,"version":1}\n\n',
+              },
+            },
           },
-          400: {
-            description: 'Malformed id',
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-          },
-          404: {
-            description: 'Task not found',
-            content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+          400: errorResponse('Malformed id (not a UUID)', restError(400, 'id: Invalid UUID')),
+          401: errorResponse(
+            'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
+            restError(401, 'No API key: send Authorization: Bearer <key>'),
+          ),
+          403: errorResponse(
+            'The API key lacks the tasks:read scope (when AUTH_MODE=required)',
+            restError(403, 'This API key lacks the "tasks:read" scope'),
+          ),
+          404: errorResponse('No task of this tenant has this id', restError(404, 'Task not found')),
+          429: rateLimited,
+          503: errorResponse(
+            'PostgreSQL is unavailable (the task cannot be read)',
+            restError(503, 'PostgreSQL is unavailable'),
+          ),
+        },
+      },
+    },
+    '/healthz': {
+      get: {
+        operationId: 'healthz',
+        summary: 'Liveness',
+        description:
+          'Answers 200 while the process serves requests, whatever its dependencies. Open, and not rate-limited.',
+        tags: ['health'],
+        security: [],
+        responses: {
+          200: {
+            description: 'The process is alive',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['status'],
+                  properties: { status: { type: 'string', enum: ['ok'], description: 'Always ok' } },
+                },
+                example: { status: 'ok' },
+              },
+            },
           },
         },
       },
     },
+    '/readyz': {
+      get: {
+        operationId: 'readyz',
+        summary: 'Readiness: whether PostgreSQL (and Redis, in that mode) answer',
+        description:
+          'Each dependency is checked, each within 2 s. Open, and not rate-limited: for load balancers and orchestrators.',
+        tags: ['health'],
+        security: [],
+        responses: {
+          200: {
+            description: 'Every dependency answers',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['status', 'dependencies'],
+                  properties: {
+                    status: { type: 'string', enum: ['ok'], description: 'Always ok' },
+                    dependencies: {
+                      type: 'object',
+                      description: 'Each dependency: ok',
+                      additionalProperties: { type: 'string', enum: ['ok'] },
+                    },
+                  },
+                },
+                example: { status: 'ok', dependencies: { postgres: 'ok', redis: 'ok' } },
+              },
+            },
+          },
+          503: {
+            description: 'A dependency does not answer: do not send traffic here',
+            content: {
+              'application/json': {
+                schema: { $ref: '#/components/schemas/NotReady' },
+                example: {
+                  ...restError(503, 'Redis is unavailable'),
+                  dependencies: { postgres: 'ok', redis: 'unavailable' },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        operationId: 'openApiDocument',
+        summary: 'This OpenAPI document',
+        description:
+          'The OpenAPI 3.1 description of every REST route, to generate clients from. Open to anyone.',
+        tags: ['health'],
+        security: [],
+        responses: {
+          200: {
+            description: 'The OpenAPI document',
+            content: { 'application/json': { schema: { type: 'object' } } },
+          },
+          429: rateLimited,
+        },
+      },
+    },
   };
-  return doc;
 }

@@ -2,7 +2,7 @@ import { getTRPCErrorFromUnknown } from '@trpc/server';
 import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { describeTrpcError, restError } from './errors.ts';
-import type { OpenApiDocument } from './openapi.ts';
+import { HAND_WRITTEN_OPERATIONS, type OpenApiDocument } from './openapi.ts';
 import { appRouter } from './root.ts';
 import type { Context } from './trpc.ts';
 
@@ -10,7 +10,7 @@ type Caller = Record<string, (input: unknown) => Promise<unknown>>;
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
 interface Operation {
   operationId?: string;
-  responses?: Record<string, { content?: Record<string, unknown> }>;
+  parameters?: { name: string; in: string }[];
 }
 
 /**
@@ -31,12 +31,14 @@ export function registerRestRoutes(
   const operations = Object.entries(doc.paths ?? {}).flatMap(([path, item]) =>
     METHODS.flatMap((method) => {
       const operation = (item as Record<string, Operation | undefined>)[method];
-      // Event streams are Fastify routes of their own (sse.ts), described in the document by hand.
-      if (!operation?.operationId || operation.responses?.['200']?.content?.['text/event-stream']) return [];
-      return [{ path, method: method.toUpperCase(), name: operation.operationId }];
+      // The event stream (sse.ts) and the health routes are Fastify routes of their own.
+      if (!operation?.operationId || HAND_WRITTEN_OPERATIONS.has(operation.operationId)) return [];
+      // Only the documented query parameters reach the procedure: any other is ignored, as documented.
+      const query = (operation.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name);
+      return [{ path, method: method.toUpperCase(), name: operation.operationId, query }];
     }),
   );
-  for (const { path, method, name } of operations) {
+  for (const { path, method, name, query } of operations) {
     const hasBody = method !== 'GET' && method !== 'DELETE';
     app.route({
       method,
@@ -58,7 +60,9 @@ export function registerRestRoutes(
         } else if (hasBody) {
           input = { ...(request.params as object) }; // e.g. POST /tasks/{id}/cancel with no body
         } else {
-          input = { ...(request.query as object), ...(request.params as object) };
+          const sent = request.query as Record<string, unknown>;
+          input = { ...(request.params as object) };
+          for (const key of query) if (key in sent) input[key] = sent[key];
         }
         try {
           const call = callerFor(request)[name];

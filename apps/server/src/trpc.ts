@@ -56,8 +56,17 @@ export interface RestMeta {
     description?: string;
     tags?: string[];
     enabled?: boolean;
+    /** What a 200 answer is, in words. */
+    successDescription?: string;
+    /**
+     * The statuses this route answers for its own reasons (400, 404, 409, a 503 of its own), each
+     * with words that fit it. Those every route shares (401, 403, 413, 415, 429, 503) are added by
+     * openapi.ts.
+     */
     errorResponses?: Record<number, string>;
   };
+  /** The API key scope a procedure needs (set by `scopedProcedure`; read by openapi.ts for its 403). */
+  scope?: ApiKeyScope;
 }
 
 /** How often a subscription stream sends a keep-alive, so that proxies do not close an idle one. */
@@ -142,7 +151,7 @@ const procedure = t.procedure.use(async ({ next, getRawInput }) => {
  * The procedure gets the caller's `identity`: its tenant scopes every task it touches.
  */
 export const scopedProcedure = (scope: ApiKeyScope) =>
-  procedure.use(({ ctx, next }) => {
+  procedure.meta({ scope }).use(({ ctx, next }) => {
     const decision = authorize(ctx.auth, scope);
     if ('refusal' in decision) {
       const { status, message } = decision.refusal;

@@ -19,6 +19,8 @@ export const keysRouter = router({
         description:
           'The answer carries the whole key in `key`, this once: only its SHA-256 is stored. Send it as `Authorization: Bearer <key>`.',
         tags: ['keys'],
+        successDescription: 'The new key, with the key itself in `key` (shown this once)',
+        errorResponses: { 400: 'A missing or malformed tenant, name, scopes or expires_in_s' },
       },
     })
     .input(
@@ -56,10 +58,14 @@ export const keysRouter = router({
         method: 'GET',
         path: '/api-keys',
         summary: 'List API keys (never the keys themselves)',
+        description:
+          'Every API key (of one tenant, if given), revoked and expired ones included, with their prefix, scopes and times; never the key nor its hash.',
         tags: ['keys'],
+        successDescription: 'The keys',
+        errorResponses: { 400: 'A malformed tenant' },
       },
     })
-    .input(z.object({ tenant: z.string().min(1).max(100).optional().describe('Only this tenant’s keys') }))
+    .input(z.object({ tenant: z.string().min(1).max(100).describe('Only this tenant’s keys').optional() }))
     .output(z.object({ keys: z.array(apiKeySchema) }))
     .query(async ({ ctx, input }) => ({ keys: await ctx.keys.list(input.tenant) })),
 
@@ -71,6 +77,11 @@ export const keysRouter = router({
         summary: 'Revoke an API key',
         description: 'Every server refuses the key within 2 s.',
         tags: ['keys'],
+        successDescription: 'The key, with revokedAt set',
+        errorResponses: {
+          400: 'Malformed id (not a UUID)',
+          404: 'No live API key has this id (unknown or already revoked)',
+        },
       },
     })
     .input(z.object({ id: z.uuid().describe('The key id (not the key)') }))

@@ -95,9 +95,11 @@ export const legacyRouter = router({
         summary: 'Submit a task',
         description: 'Validates the parameters, records the task and queues it. Answers at once with its id.',
         tags: ['tasks'],
+        successDescription:
+          'The task is recorded and queued: its id (and `replayed`, when an idempotency_key was sent)',
         errorResponses: {
-          400: 'Unknown task_name or invalid task_parameters',
-          503: 'A dependency is unavailable',
+          400: 'Unknown task_name, task_parameters that do not fit its schema, or a run option out of range',
+          503: 'PostgreSQL (or Redis, in that mode) is unavailable, or the task type needs a service that is not configured (query_chatgpt without OPENAI_API_KEY)',
         },
       },
     })
@@ -130,7 +132,11 @@ export const legacyRouter = router({
         description:
           'Exactly three keys. Cancelled tasks read FAILED. Newer clients should use GET /tasks/{id} for the full lifecycle.',
         tags: ['tasks'],
-        errorResponses: { 400: 'Missing or malformed task_uuid', 404: 'Task not found' },
+        successDescription: "The task's status, and its result or error once finished",
+        errorResponses: {
+          400: 'Missing or malformed task_uuid',
+          404: 'No task of this tenant has this id',
+        },
       },
     })
     .input(z.object({ task_uuid: taskUuid }))

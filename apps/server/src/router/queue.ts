@@ -13,9 +13,12 @@ const queueStateSchema = z
   })
   .meta({ id: 'QueueState' });
 
-const pauseInput = z.object({
-  task_name: z.enum(taskNames).optional().describe('Only this task type; without it, every task type'),
-});
+/** The body is optional: without it (or without task_name), every task type. */
+const pauseInput = z
+  .object({
+    task_name: z.enum(taskNames).optional().describe('Only this task type; without it, every task type'),
+  })
+  .default({});
 
 /** Pausing and resuming processing, of everything or of one task type; queue depths. */
 export const queueRouter = router({
@@ -25,7 +28,11 @@ export const queueRouter = router({
         method: 'GET',
         path: '/queue',
         summary: 'Whether processing is paused, and queue depths',
+        description:
+          'Whether processing is paused (as a whole, and which task types on their own), and how many jobs wait, are delayed, run and failed. Shared by every tenant: admin only.',
         tags: ['queue'],
+        successDescription: 'The state of the queue',
+        errorResponses: {},
       },
     })
     .input(z.object({}))
@@ -40,8 +47,10 @@ export const queueRouter = router({
         summary: 'Pause processing (of task_name only, if given)',
         description:
           'Workers start no queued task (of task_name only, if given) until resumed; running tasks finish; ' +
-          'submissions are still accepted and wait. Nothing queued is lost.',
+          'submissions are still accepted and wait. Nothing queued is lost. The body is optional.',
         tags: ['queue'],
+        successDescription: 'The state of the queue, paused',
+        errorResponses: { 400: 'An unknown task_name' },
       },
     })
     .input(pauseInput)
@@ -54,7 +63,11 @@ export const queueRouter = router({
         method: 'POST',
         path: '/queue/resume',
         summary: 'Resume processing (of task_name only, if given)',
+        description:
+          'Workers start queued tasks again (of task_name only, if given; without it, every task type, including those paused on their own). The body is optional.',
         tags: ['queue'],
+        successDescription: 'The state of the queue, resumed',
+        errorResponses: { 400: 'An unknown task_name' },
       },
     })
     .input(pauseInput)

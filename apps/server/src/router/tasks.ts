@@ -19,8 +19,11 @@ export const tasksRouter = router({
         method: 'GET',
         path: '/tasks/{id}',
         summary: 'The full task record',
+        description:
+          'Everything about one task: its status and progress, its input and output or error, its attempts and their errors, and its times.',
         tags: ['tasks'],
-        errorResponses: { 400: 'Malformed id', 404: 'Task not found' },
+        successDescription: 'The task',
+        errorResponses: { 400: 'Malformed id (not a UUID)', 404: 'No task of this tenant has this id' },
       },
     })
     .input(z.object({ id: taskUuid }))
@@ -36,7 +39,8 @@ export const tasksRouter = router({
         description:
           'Cursor pagination: pass next_cursor as cursor to get the next page; null on the last page.',
         tags: ['tasks'],
-        errorResponses: { 400: 'A malformed filter or cursor' },
+        successDescription: "A page of this tenant's tasks, newest first, and the cursor of the next page",
+        errorResponses: { 400: 'A malformed filter, limit or cursor' },
       },
     })
     .input(
@@ -45,10 +49,16 @@ export const tasksRouter = router({
           'Only these statuses (repeat the parameter or separate with commas)',
         ),
         name: list(z.string().min(1)).describe('Only these task types'),
-        created_after: z.iso.datetime({ offset: true }).optional().describe('Created at or after this time'),
-        created_before: z.iso.datetime({ offset: true }).optional().describe('Created before this time'),
+        created_after: z.iso
+          .datetime({ offset: true })
+          .describe('Only tasks created at or after this time (ISO 8601, with an offset)')
+          .optional(),
+        created_before: z.iso
+          .datetime({ offset: true })
+          .describe('Only tasks created before this time (ISO 8601, with an offset)')
+          .optional(),
         limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1..500, default 50)'),
-        cursor: z.string().max(200).optional().describe('next_cursor of the previous page'),
+        cursor: z.string().max(200).describe('next_cursor of the previous page').optional(),
       }),
     )
     .output(z.object({ tasks: z.array(taskViewSchema), next_cursor: z.string().nullable() }))
@@ -75,7 +85,12 @@ export const tasksRouter = router({
           'whichever worker runs it and ends CANCELLED shortly after (not retried); the answer shows it RUNNING ' +
           'with cancelRequestedAt set. A finished task: 409.',
         tags: ['tasks'],
-        errorResponses: { 400: 'Malformed id', 404: 'Task not found', 409: 'The task is already finished' },
+        successDescription: 'The task, CANCELLED, or RUNNING with cancelRequestedAt set',
+        errorResponses: {
+          400: 'Malformed id (not a UUID)',
+          404: 'No task of this tenant has this id',
+          409: 'The task is already finished',
+        },
       },
     })
     .input(z.object({ id: taskUuid }))
@@ -92,9 +107,10 @@ export const tasksRouter = router({
           'The task keeps its id and goes back to PENDING for a new round of max_attempts attempts; the errors of its ' +
           'earlier attempts stay in attemptErrors. Any other status: 409.',
         tags: ['tasks'],
+        successDescription: 'The task, PENDING again',
         errorResponses: {
-          400: 'Malformed id',
-          404: 'Task not found',
+          400: 'Malformed id (not a UUID)',
+          404: 'No task of this tenant has this id',
           409: 'The task is not FAILED or CANCELLED',
         },
       },
@@ -109,7 +125,11 @@ export const tasksRouter = router({
         method: 'GET',
         path: '/task-types',
         summary: 'The task types this server accepts, with the JSON Schema of their parameters and result',
+        description:
+          "One entry per task type: its name (run-task's task_name), what it does, the JSON Schema of its task_parameters and of its result, and its default attempts and timeout.",
         tags: ['tasks'],
+        successDescription: 'Every task type',
+        errorResponses: {},
       },
     })
     .input(z.object({}))

@@ -1,0 +1,143 @@
+/**
+ * The served OpenAPI document: clean under `redocly lint --extends=recommended`, and true to what the
+ * routes answer (one error shape, the statuses each route can give, words for every operation).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Stack, startStack } from './helpers.ts';
+
+const run = promisify(execFile);
+const redocly = join(import.meta.dirname, '..', 'node_modules', '.bin', 'redocly');
+
+/**
+ * The only problems ignored, each for a reason: `operation-4xx-response` wants a 4xx on every
+ * operation, but /healthz and /readyz answer none (they take no input, need no key and are not
+ * rate-limited); documenting one would make the document untrue.
+ */
+const IGNORED = `openapi.json:
+  operation-4xx-response:
+    - '#/paths/~1healthz/get/responses'
+    - '#/paths/~1readyz/get/responses'
+`;
+
+interface Operation {
+  operationId: string;
+  description?: string;
+  security?: unknown[];
+  parameters?: { name: string; description?: string }[];
+  requestBody?: { required?: boolean };
+  responses: Record<
+    string,
+    { description: string; content?: Record<string, { schema?: { $ref?: string } }> }
+  >;
+}
+interface Doc {
+  info: { license?: { name: string }; contact?: object };
+  tags?: { name: string }[];
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, unknown> };
+}
+
+let stack: Stack;
+let doc: Doc;
+const operations = () =>
+  Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, op]) => ({ path, method, op })),
+  );
+
+beforeAll(async () => {
+  stack = await startStack({}, { worker: false });
+  doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as Doc;
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe('/openapi.json', () => {
+  it('passes redocly lint --extends=recommended with 0 errors and 0 warnings', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tasker-openapi-'));
+    try {
+      await writeFile(join(dir, 'openapi.json'), JSON.stringify(doc));
+      await writeFile(join(dir, '.redocly.lint-ignore.yaml'), IGNORED);
+      // redocly exits 1 when it finds errors: read its report either way.
+      const { stdout } = await run(
+        redocly,
+        ['lint', '--extends=recommended', '--format=json', 'openapi.json'],
+        {
+          cwd: dir,
+          env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' },
+        },
+      ).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
+      const report = JSON.parse(stdout) as {
+        totals: { errors: number; warnings: number; ignored: number };
+        problems: { ruleId: string; message: string }[];
+      };
+      expect(report.problems.map((p) => `${p.ruleId}: ${p.message}`)).toEqual([]);
+      expect(report.totals).toEqual({ errors: 0, warnings: 0, ignored: 2 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('describes every operation, parameter and 200, with tags, a license and a contact', () => {
+    expect(doc.info.license?.name).toBe('MIT');
+    expect(doc.info.contact).toBeDefined();
+    expect(doc.tags?.map((t) => t.name).sort()).toEqual(['health', 'keys', 'queue', 'tasks']);
+    for (const { path, method, op } of operations()) {
+      expect(op.description, `${method} ${path}`).toBeTruthy();
+      for (const p of op.parameters ?? []) expect(p.description, `${method} ${path} ${p.name}`).toBeTruthy();
+      expect(op.responses['200']?.description, `${method} ${path}`).not.toMatch(/^Successful response$/);
+    }
+    for (const path of ['/healthz', '/readyz', '/openapi.json']) {
+      expect(doc.paths[path]?.get?.security).toEqual([]);
+    }
+  });
+
+  it('answers every error in the one Error shape, with the statuses each route can give', () => {
+    expect(Object.keys(doc.components.schemas).filter((name) => name.startsWith('error.'))).toEqual([]);
+    for (const { path, method, op } of operations()) {
+      const statuses = Object.keys(op.responses);
+      for (const status of statuses.filter((s) => Number(s) >= 400)) {
+        const schema = op.responses[status]?.content?.['application/json']?.schema;
+        const expected = path === '/readyz' ? '#/components/schemas/NotReady' : '#/components/schemas/Error';
+        expect(schema?.$ref, `${method} ${path} ${status}`).toBe(expected);
+      }
+      const open = ['/healthz', '/readyz', '/openapi.json'].includes(path);
+      if (!open)
+        expect(statuses, `${method} ${path}`).toEqual(expect.arrayContaining(['401', '403', '429', '503']));
+      if (method === 'post')
+        expect(statuses, `${method} ${path}`).toEqual(expect.arrayContaining(['400', '413', '415']));
+      if (method === 'get') expect(statuses, `${method} ${path}`).not.toContain('413');
+      const takesInput = method !== 'get' || (op.parameters ?? []).length > 0;
+      if (!takesInput) expect(statuses, `${method} ${path}`).not.toContain('400');
+      const looksUpId = path.includes('{id}') || path === '/get-task-output';
+      if (!looksUpId) expect(statuses, `${method} ${path}`).not.toContain('404');
+      else expect(statuses, `${method} ${path}`).toContain('404');
+    }
+  });
+
+  it('documents the pause/resume body as optional, and the server takes no body', async () => {
+    expect(doc.paths['/queue/pause']?.post?.requestBody?.required).not.toBe(true);
+    expect(doc.paths['/queue/resume']?.post?.requestBody?.required).not.toBe(true);
+    expect((await fetch(`${stack.url}/queue/resume`, { method: 'POST' })).status).toBe(200);
+  });
+
+  it('ignores undocumented query parameters, so GET /queue cannot answer the 400 it does not document', async () => {
+    const res = await fetch(`${stack.url}/queue?x=%00`);
+    expect(res.status).toBe(200);
+  });
+
+  it("carries the README's examples", () => {
+    const run = doc.paths['/run-task']?.post as unknown as {
+      requestBody: { content: { 'application/json': { examples: Record<string, { value: unknown }> } } };
+    };
+    expect(run.requestBody.content['application/json'].examples.sum_two_numbers?.value).toEqual({
+      task_name: 'sum_two_numbers',
+      task_parameters: { a: 5, b: 10 },
+    });
+  });
+});
