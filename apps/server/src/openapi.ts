@@ -98,6 +98,11 @@ const taskParametersError = restError(
 export function openApiDocument(version = '0.1.0') {
   /** Each procedure's scope, by "METHOD path" (read from its meta as the generator walks them). */
   const scopes = new Map<string, ApiKeyScope>();
+  /**
+   * Each procedure's own error words, by "METHOD path". trpc-to-openapi caches one response object
+   * per status, so the words it writes are those of the first procedure with that status.
+   */
+  const errorWords = new Map<string, Record<number, string>>();
   const doc = generateOpenApiDocument<RestMeta>(appRouter, {
     title: 'Tasker',
     description:
@@ -109,7 +114,9 @@ export function openApiDocument(version = '0.1.0') {
     license: { name: 'MIT', identifier: 'MIT' },
     contact: { name: 'Tasker maintainers' },
     filter: ({ metadata }) => {
-      if (metadata.scope) scopes.set(`${metadata.openapi.method} ${metadata.openapi.path}`, metadata.scope);
+      const key = `${metadata.openapi.method} ${metadata.openapi.path}`;
+      if (metadata.scope) scopes.set(key, metadata.scope);
+      errorWords.set(key, metadata.openapi.errorResponses ?? {});
       return true;
     },
   });
@@ -170,9 +177,10 @@ export function openApiDocument(version = '0.1.0') {
 
   for (const [path, item] of Object.entries(doc.paths ?? {})) {
     for (const [method, operation] of Object.entries(item as Record<string, Operation>)) {
-      const scope = scopes.get(`${method.toUpperCase()} ${path}`);
-      if (!scope) throw new Error(`${method.toUpperCase()} ${path}: a REST procedure must be scoped`);
-      completeProcedureOperation(operation, method, scope);
+      const key = `${method.toUpperCase()} ${path}`;
+      const scope = scopes.get(key);
+      if (!scope) throw new Error(`${key}: a REST procedure must be scoped`);
+      completeProcedureOperation(operation, method, scope, errorWords.get(key) ?? {});
     }
   }
 
@@ -191,7 +199,12 @@ export function openApiDocument(version = '0.1.0') {
 }
 
 /** Completes what trpc-to-openapi generated for one procedure: error shapes, shared statuses, examples, words. */
-function completeProcedureOperation(operation: Operation, method: string, scope: ApiKeyScope): void {
+function completeProcedureOperation(
+  operation: Operation,
+  method: string,
+  scope: ApiKeyScope,
+  words: Record<number, string>,
+): void {
   const own = operation.responses ?? {};
   const responses: Record<string, Json> = {};
   for (const [status, response] of Object.entries(own)) {
@@ -200,7 +213,7 @@ function completeProcedureOperation(operation: Operation, method: string, scope:
       responses[status] = response;
       continue;
     }
-    let description = String(response.description);
+    let description = words[code] ?? String(response.description);
     if (code === 400 && BODY_METHODS.has(method)) description += `; or ${badBody(method)}`;
     const example =
       operation.operationId === 'runTask' && code === 400

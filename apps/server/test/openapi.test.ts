@@ -120,6 +120,21 @@ describe('/openapi.json', () => {
     }
   });
 
+  it("gives each route's errors its own words, not those of the first route with that status", () => {
+    expect(doc.paths['/tasks/{id}']?.get?.responses['400']?.description).toBe('Malformed id (not a UUID)');
+    expect(doc.paths['/tasks']?.get?.responses['400']?.description).toBe(
+      'A malformed filter, limit or cursor',
+    );
+    expect(doc.paths['/api-keys/{id}']?.delete?.responses['404']?.description).toMatch(/API key/);
+    expect(doc.paths['/tasks/{id}/retry']?.post?.responses['409']?.description).toBe(
+      'The task is not FAILED or CANCELLED',
+    );
+    const mentionsTaskParameters = operations().filter(({ op }) =>
+      Object.values(op.responses).some((r) => r.description.includes('task_parameters')),
+    );
+    expect(mentionsTaskParameters.map(({ path }) => path)).toEqual(['/run-task']);
+  });
+
   it('documents the pause/resume body as optional, and the server takes no body', async () => {
     expect(doc.paths['/queue/pause']?.post?.requestBody?.required).not.toBe(true);
     expect(doc.paths['/queue/resume']?.post?.requestBody?.required).not.toBe(true);
