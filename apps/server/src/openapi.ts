@@ -1,6 +1,7 @@
 import type { ApiKeyScope } from '@tasker/db';
 import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
+import { createSchema } from 'zod-openapi';
 import { ERROR_CODES, restError } from './errors.ts';
 import { appRouter } from './root.ts';
 import type { RestMeta } from './trpc.ts';
@@ -63,6 +64,14 @@ const README_EXAMPLES: Record<string, { request?: Json; response?: Json }> = {
       submitted: { summary: 'The new task id', value: { task_uuid: '2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e' } },
     },
   },
+  createTask: {
+    request: Object.fromEntries(
+      taskDefinitions.map((d) => [
+        d.name,
+        { summary: d.description, value: { name: d.name, input: d.example ?? {} } },
+      ]),
+    ),
+  },
   getTaskOutput: {
     response: {
       completed: {
@@ -77,17 +86,13 @@ const README_EXAMPLES: Record<string, { request?: Json; response?: Json }> = {
   },
 };
 
-const taskParametersError = restError(
-  400,
-  'task_parameters.a: Invalid input: expected number, received string',
-  [
-    {
-      path: 'task_parameters.a',
-      message: 'Invalid input: expected number, received string',
-      expected: 'number',
-    },
-  ],
-);
+/** A 400 for parameters of the wrong type, where the request carries them (`task_parameters` or `input`). */
+const parametersError = (field: string) =>
+  restError(400, `${field}.a: Invalid input: expected number, received string`, [
+    { path: `${field}.a`, message: 'Invalid input: expected number, received string', expected: 'number' },
+  ]);
+const taskParametersError = parametersError('task_parameters');
+const PARAMETERS_FIELD: Record<string, string> = { runTask: 'task_parameters', createTask: 'input' };
 
 /**
  * The OpenAPI 3.1 document of the REST routes: generated from the router's procedures and their zod
@@ -184,6 +189,7 @@ export function openApiDocument(version = '0.1.0') {
     }
   }
 
+  typeTaskBodies(doc.paths as Record<string, Record<string, Operation>>, schemas);
   doc.components = { ...doc.components, schemas };
   doc.tags = [
     {
@@ -196,6 +202,86 @@ export function openApiDocument(version = '0.1.0') {
   ];
   doc.paths = { ...doc.paths, ...handWrittenPaths() };
   return doc;
+}
+
+/** `sum_two_numbers` → `SumTwoNumbers`: a task name as part of a component name. */
+export function pascalCase(name: string): string {
+  return name
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((word) => word.charAt(0).toUpperCase() + word.slice(1))
+    .join('');
+}
+
+/** Adds a component; the same name twice must be the same schema (two task types cannot share a name). */
+function addComponent(schemas: Record<string, unknown>, name: string, schema: unknown): void {
+  if (name in schemas && JSON.stringify(schemas[name]) !== JSON.stringify(schema)) {
+    throw new Error(`OpenAPI: two different schemas are named ${name}`);
+  }
+  schemas[name] = schema;
+}
+
+const ref = (name: string) => `#/components/schemas/${name}`;
+
+/**
+ * The catalog's schemas as components: `<Type>Input` (the parameters a caller sends) for every task
+ * type, and the components their zod schemas name (`.meta({ id })`). A new `defineTask` appears here,
+ * and in every body below, with nothing else to write.
+ */
+function addTaskTypeSchemas(schemas: Record<string, unknown>): void {
+  for (const d of taskDefinitions) {
+    const { schema, components } = createSchema(d.input, { io: 'input', openapiVersion: '3.1.0' });
+    for (const [name, component] of Object.entries(components)) addComponent(schemas, name, component);
+    addComponent(schemas, `${pascalCase(d.name)}Input`, {
+      description: `The parameters of a ${d.name} task`,
+      ...(schema as Json),
+    });
+  }
+}
+
+/**
+ * POST /tasks: the procedure's zod input takes any task type's parameters (the engine checks them
+ * against the named type's schema), which trpc-to-openapi can only write as a loose record. The
+ * document says more: a `oneOf` with one member per task type, each with its own input schema,
+ * discriminated by `name` with an explicit mapping (without one, openapi-typescript would take the
+ * component names for the values of `name`).
+ */
+function typeTaskBodies(
+  paths: Record<string, Record<string, Operation>>,
+  schemas: Record<string, unknown>,
+): void {
+  const create = paths['/tasks']?.post;
+  const body = create?.requestBody?.content?.['application/json'];
+  const generated = body?.schema as
+    | { properties?: Record<string, Json>; required?: string[]; description?: string }
+    | undefined;
+  if (!body || !generated?.properties) throw new Error('OpenAPI: POST /tasks has no body to type');
+  addTaskTypeSchemas(schemas);
+  const mapping: Record<string, string> = {};
+  for (const d of taskDefinitions) {
+    const name = `New${pascalCase(d.name)}Task`;
+    addComponent(schemas, name, {
+      type: 'object',
+      description: `A new ${d.name} task. ${d.description}`,
+      required: generated.required ?? ['name', 'input'],
+      additionalProperties: false,
+      properties: {
+        ...generated.properties,
+        name: { type: 'string', enum: [d.name], description: 'The task type' },
+        input: { $ref: ref(`${pascalCase(d.name)}Input`) },
+      },
+    });
+    mapping[d.name] = ref(name);
+  }
+  addComponent(schemas, 'NewTask', {
+    description: 'A task to create: its type (name), its parameters (input, of that type) and how to run it',
+    oneOf: Object.values(mapping).map(($ref) => ({ $ref })),
+    discriminator: { propertyName: 'name', mapping },
+  });
+  body.schema = { $ref: ref('NewTask') };
+  // It creates: 201, which rest.ts reads from here.
+  const { 200: created, ...errors } = create?.responses ?? {};
+  if (create && created) create.responses = { 201: created, ...errors };
 }
 
 /** Completes what trpc-to-openapi generated for one procedure: error shapes, shared statuses, examples, words. */
@@ -215,10 +301,8 @@ function completeProcedureOperation(
     }
     let description = words[code] ?? String(response.description);
     if (code === 400 && BODY_METHODS.has(method)) description += `; or ${badBody(method)}`;
-    const example =
-      operation.operationId === 'runTask' && code === 400
-        ? taskParametersError
-        : restError(code, description);
+    const field = operation.operationId ? PARAMETERS_FIELD[operation.operationId] : undefined;
+    const example = field && code === 400 ? parametersError(field) : restError(code, description);
     responses[status] = errorResponse(description, example);
   }
   if (BODY_METHODS.has(method) && !responses['400']) {

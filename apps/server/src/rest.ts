@@ -11,6 +11,7 @@ const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
 interface Operation {
   operationId?: string;
   parameters?: { name: string; in: string }[];
+  responses?: Record<string, unknown>;
 }
 
 /**
@@ -35,10 +36,12 @@ export function registerRestRoutes(
       if (!operation?.operationId || HAND_WRITTEN_OPERATIONS.has(operation.operationId)) return [];
       // Only the documented query parameters reach the procedure: any other is ignored, as documented.
       const query = (operation.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name);
-      return [{ path, method: method.toUpperCase(), name: operation.operationId, query }];
+      // The documented success status: 200, or 201 for a route that creates (openapi.ts says which).
+      const success = Number(Object.keys(operation.responses ?? {}).find((s) => s.startsWith('2')) ?? 200);
+      return [{ path, method: method.toUpperCase(), name: operation.operationId, query, success }];
     }),
   );
-  for (const { path, method, name, query } of operations) {
+  for (const { path, method, name, query, success } of operations) {
     const hasBody = method !== 'GET' && method !== 'DELETE';
     app.route({
       method,
@@ -67,7 +70,8 @@ export function registerRestRoutes(
         try {
           const call = callerFor(request)[name];
           if (!call) throw new Error(`no procedure ${name}`);
-          return await call(input);
+          const result = await call(input);
+          return reply.code(success).send(result);
         } catch (cause) {
           const error = getTRPCErrorFromUnknown(cause);
           const status = getHTTPStatusCodeFromError(error);

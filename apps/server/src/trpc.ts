@@ -92,17 +92,23 @@ const t = initTRPC
     },
   });
 
+/**
+ * Parameters the task type refuses, as a 400 whose issues point into the request: `field` is where
+ * the request carries the parameters (`task_parameters` on run-task, `input` on POST /tasks).
+ */
+export function invalidTaskInput(cause: InvalidTaskInputError, field: string): TRPCError {
+  const issues = cause.issues.map((issue) => ({ ...issue, path: [field, ...issue.path] }));
+  return new TRPCError({
+    code: 'BAD_REQUEST',
+    message: cause.message,
+    cause: Object.assign(new Error(cause.message), { issues }),
+  });
+}
+
 /** The engine's errors (and dependency failures) as the API's: one mapping for tRPC and REST. */
 function toTrpcError(error: unknown): TRPCError | undefined {
   const cause = error instanceof TRPCError && error.cause ? error.cause : error;
-  if (cause instanceof InvalidTaskInputError) {
-    const issues = cause.issues.map((issue) => ({ ...issue, path: ['task_parameters', ...issue.path] }));
-    return new TRPCError({
-      code: 'BAD_REQUEST',
-      message: cause.message,
-      cause: Object.assign(new Error(cause.message), { issues }),
-    });
-  }
+  if (cause instanceof InvalidTaskInputError) return invalidTaskInput(cause, 'task_parameters');
   if (cause instanceof InvalidArgumentError)
     return new TRPCError({ code: 'BAD_REQUEST', message: cause.message });
   if (cause instanceof NotFoundError) return new TRPCError({ code: 'NOT_FOUND', message: cause.message });

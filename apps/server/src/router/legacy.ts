@@ -1,10 +1,7 @@
-import { MAX_PRIORITY } from '@tasker/engine';
 import { taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
-import { taskUuid } from './schemas.ts';
-
-const DAY_MS = 24 * 3600 * 1000;
+import { checkRunOptions, runOptionsShape, taskUuid, toSubmitOptions } from './schemas.ts';
 
 const taskParametersDoc = taskDefinitions
   .map((d) => `- \`${d.name}\`: ${d.description} Example: \`${JSON.stringify(d.example)}\``)
@@ -16,53 +13,9 @@ const runTaskInput = z
     task_parameters: z
       .record(z.string(), z.unknown())
       .describe(`The parameters of that task type, checked against its schema:\n${taskParametersDoc}`),
-    priority: z
-      .number()
-      .int()
-      .min(0)
-      .max(MAX_PRIORITY)
-      .optional()
-      .describe('0 (default) to 100: higher runs first'),
-    delay_ms: z
-      .number()
-      .int()
-      .min(0)
-      .max(30 * DAY_MS)
-      .optional()
-      .describe('Start no sooner than this many ms from now'),
-    run_at: z.iso
-      .datetime({ offset: true })
-      .optional()
-      .describe('Start no sooner than this time, within 30 days (instead of delay_ms)'),
-    max_attempts: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .optional()
-      .describe("Attempts in all (default: the task type's)"),
-    timeout_ms: z
-      .number()
-      .int()
-      .min(100)
-      .max(DAY_MS)
-      .optional()
-      .describe("An attempt running longer is aborted and counts as failed (default: the task type's)"),
-    idempotency_key: z
-      .string()
-      .min(1)
-      .max(200)
-      .optional()
-      .describe('The same key within IDEMPOTENCY_WINDOW_SECONDS returns the first task instead of a new one'),
+    ...runOptionsShape,
   })
-  .superRefine((value, ctx) => {
-    if (value.delay_ms !== undefined && value.run_at !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'give delay_ms or run_at, not both' });
-    }
-    if (value.run_at !== undefined && Date.parse(value.run_at) - Date.now() > 30 * DAY_MS) {
-      ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'must be within 30 days from now' });
-    }
-  });
+  .superRefine(checkRunOptions);
 
 const runTaskOutput = z.object({
   task_uuid: z.uuid(),
@@ -110,12 +63,7 @@ export const legacyRouter = router({
       const result = await ctx.tasks.submit(ctx.identity.tenantId, {
         name: input.task_name,
         input: input.task_parameters,
-        priority: input.priority,
-        delayMs: input.delay_ms,
-        runAt: input.run_at ? new Date(input.run_at) : undefined,
-        maxAttempts: input.max_attempts,
-        timeoutMs: input.timeout_ms,
-        idempotencyKey: input.idempotency_key,
+        ...toSubmitOptions(input),
       });
       // The old contract is exactly {task_uuid}; `replayed` only answers callers who sent a key.
       return input.idempotency_key === undefined

@@ -1,8 +1,8 @@
-import { taskStatusSchema, taskViewSchema } from '@tasker/engine';
-import { taskDefinitions } from '@tasker/tasks';
+import { InvalidTaskInputError, taskStatusSchema, taskViewSchema } from '@tasker/engine';
+import { taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
-import { readProcedure, router, writeProcedure } from '../trpc.ts';
-import { taskUuid } from './schemas.ts';
+import { invalidTaskInput, readProcedure, router, writeProcedure } from '../trpc.ts';
+import { checkRunOptions, runOptionsShape, taskUuid, toSubmitOptions } from './schemas.ts';
 
 /** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
 const list = <T extends z.ZodType>(item: T) =>
@@ -11,8 +11,53 @@ const list = <T extends z.ZodType>(item: T) =>
     z.array(item).max(20).optional(),
   );
 
-/** Reading tasks, and the state changes a caller may ask for: cancel and retry. */
+/**
+ * POST /tasks: a task type and its parameters, and the run options of run-task. The document
+ * (openapi.ts) describes this body as one schema per task type, from the catalog; here the
+ * parameters are checked by the engine against the named type's schema, as on run-task.
+ */
+export const createTaskInput = z
+  .strictObject({
+    name: z.enum(taskNames).describe('Which task type to run'),
+    input: z
+      .record(z.string(), z.unknown())
+      .describe('The parameters of that task type, checked against its schema'),
+    ...runOptionsShape,
+  })
+  .superRefine(checkRunOptions);
+
+/** Reading tasks, and the state changes a caller may ask for: create, cancel and retry. */
 export const tasksRouter = router({
+  createTask: writeProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/tasks',
+        summary: 'Create a task',
+        description:
+          "Validates the parameters against the task type's schema, records the task and queues it. Answers 201 at once " +
+          'with the task record, as GET /tasks/{id} gives it (PENDING, unless a worker was quicker). With an ' +
+          'idempotency_key seen within IDEMPOTENCY_WINDOW_SECONDS, the earlier task.',
+        tags: ['tasks'],
+        successDescription: 'The task is recorded and queued: its record',
+        errorResponses: {
+          400: "Unknown name, input that does not fit its task type's schema, or a run option out of range",
+          503: 'PostgreSQL (or Redis, in that mode) is unavailable, or the task type needs a service that is not configured (query_chatgpt without OPENAI_API_KEY)',
+        },
+      },
+    })
+    .input(createTaskInput)
+    .output(taskViewSchema)
+    .mutation(async ({ ctx, input }) => {
+      const tenantId = ctx.identity.tenantId;
+      const submitted = await ctx.tasks
+        .submit(tenantId, { name: input.name, input: input.input, ...toSubmitOptions(input) })
+        .catch((error: unknown) => {
+          throw error instanceof InvalidTaskInputError ? invalidTaskInput(error, 'input') : error;
+        });
+      return ctx.tasks.get(tenantId, submitted.id);
+    }),
+
   getTask: readProcedure
     .meta({
       openapi: {
