@@ -190,6 +190,7 @@ export function openApiDocument(version = '0.1.0') {
   }
 
   typeTaskBodies(doc.paths as Record<string, Record<string, Operation>>, schemas);
+  typeTaskRecords(doc.paths as Record<string, Record<string, Operation>>, schemas);
   doc.components = { ...doc.components, schemas };
   doc.tags = [
     {
@@ -282,6 +283,65 @@ function typeTaskBodies(
   // It creates: 201, which rest.ts reads from here.
   const { 200: created, ...errors } = create?.responses ?? {};
   if (create && created) create.responses = { 201: created, ...errors };
+}
+
+/**
+ * The task record, typed per task type: `TypedTask` is a `oneOf` by `name` whose members are the
+ * `Task` record with that type's `input` and `output` (null until COMPLETED). Every success answer
+ * that carries a record (GET /tasks/{id}, the items of GET /tasks, create, cancel, retry) refers to it.
+ */
+function typeTaskRecords(
+  paths: Record<string, Record<string, Operation>>,
+  schemas: Record<string, unknown>,
+): void {
+  const mapping: Record<string, string> = {};
+  for (const d of taskDefinitions) {
+    const type = pascalCase(d.name);
+    const { schema, components } = createSchema(d.output, { io: 'output', openapiVersion: '3.1.0' });
+    for (const [name, component] of Object.entries(components)) addComponent(schemas, name, component);
+    addComponent(schemas, `${type}Output`, {
+      description: `The result of a ${d.name} task`,
+      ...(schema as Json),
+    });
+    addComponent(schemas, `${type}Task`, {
+      description: `A ${d.name} task. ${d.description}`,
+      allOf: [
+        { $ref: ref('Task') },
+        {
+          type: 'object',
+          required: ['name', 'input', 'output'],
+          properties: {
+            name: { type: 'string', enum: [d.name], description: 'The task type' },
+            input: { $ref: ref(`${type}Input`) },
+            output: {
+              description: 'The result, once COMPLETED; null before',
+              oneOf: [{ $ref: ref(`${type}Output`) }, { type: 'null' }],
+            },
+          },
+        },
+      ],
+    });
+    mapping[d.name] = ref(`${type}Task`);
+  }
+  addComponent(schemas, 'TypedTask', {
+    description: 'A task record, with the input and output of its type (name)',
+    oneOf: Object.values(mapping).map(($ref) => ({ $ref })),
+    discriminator: { propertyName: 'name', mapping },
+  });
+  const retype = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(retype);
+    if (typeof value !== 'object' || value === null) return value;
+    if ((value as Json).$ref === ref('Task')) return { ...value, $ref: ref('TypedTask') };
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, retype(v)]));
+  };
+  for (const item of Object.values(paths)) {
+    for (const operation of Object.values(item)) {
+      for (const [status, response] of Object.entries(operation.responses ?? {})) {
+        if (status.startsWith('2'))
+          operation.responses = { ...operation.responses, [status]: retype(response) as Json };
+      }
+    }
+  }
 }
 
 /** Completes what trpc-to-openapi generated for one procedure: error shapes, shared statuses, examples, words. */

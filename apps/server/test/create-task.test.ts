@@ -194,7 +194,38 @@ describe('the document of POST /tasks', () => {
     }
     expect(Object.keys(operation?.responses ?? {})).not.toContain('200');
     expect(operation?.responses['201']?.content?.['application/json']?.schema.$ref).toBe(
-      '#/components/schemas/Task',
+      '#/components/schemas/TypedTask',
     );
+  });
+
+  it("types the task record per task type: a oneOf by name, with each type's input and output", () => {
+    const record = (path: string, method: string, status: string) =>
+      doc.paths[path]?.[method]?.responses[status]?.content?.['application/json']?.schema;
+    for (const [path, method, status] of [
+      ['/tasks/{id}', 'get', '200'],
+      ['/tasks', 'post', '201'],
+      ['/tasks/{id}/cancel', 'post', '200'],
+      ['/tasks/{id}/retry', 'post', '200'],
+    ] as const) {
+      expect(record(path, method, status)?.$ref, `${method} ${path}`).toBe('#/components/schemas/TypedTask');
+    }
+    const list = record('/tasks', 'get', '200') as { properties: { tasks: { items: Schema } } };
+    expect(list.properties.tasks.items.$ref).toBe('#/components/schemas/TypedTask');
+
+    const typed = resolve({ $ref: '#/components/schemas/TypedTask' });
+    expect(typed.discriminator?.propertyName).toBe('name');
+    const mapping = typed.discriminator?.mapping ?? {};
+    expect(Object.keys(mapping)).toEqual([...taskNames]);
+    for (const d of taskDefinitions) {
+      const member = resolve({ $ref: mapping[d.name] }) as { allOf: Schema[] };
+      expect(member.allOf[0]?.$ref).toBe('#/components/schemas/Task');
+      const own = member.allOf[1]?.properties ?? {};
+      expect(own.name?.enum).toEqual([d.name]);
+      expect(own.input?.$ref).toBe(mapping[d.name]?.replace(/Task$/, 'Input'));
+      const output = own.output as { oneOf: Schema[] };
+      expect(output.oneOf).toEqual([{ $ref: mapping[d.name]?.replace(/Task$/, 'Output') }, { type: 'null' }]);
+    }
+    expect(resolve({ $ref: '#/components/schemas/SumTwoNumbersOutput' })).toMatchObject({ type: 'number' });
+    expect(resolve({ $ref: '#/components/schemas/QueryChatgptOutput' })).toMatchObject({ type: 'string' });
   });
 });
