@@ -44,16 +44,20 @@ describe('POST /tasks', () => {
     expect(stored.createdAt).toBe(res.body.createdAt);
   });
 
-  it('runs the task to the right output', async () => {
-    const res = await postJson(`${stack.url}/tasks`, { name: 'sum_two_numbers', input: { a: 5, b: 10 } });
-    expect(res.status).toBe(201);
-    const done = await waitFor(
+  /** The task once COMPLETED or FAILED. */
+  const finished = (id: string) =>
+    waitFor(
       async () => {
-        const task = await getTask(res.body.id as string);
+        const task = await getTask(id);
         return task.status === 'COMPLETED' || task.status === 'FAILED' ? task : undefined;
       },
       { timeoutMs: 10_000, intervalMs: 20, what: 'the task to finish' },
     );
+
+  it('runs the task to the right output', async () => {
+    const res = await postJson(`${stack.url}/tasks`, { name: 'sum_two_numbers', input: { a: 5, b: 10 } });
+    expect(res.status).toBe(201);
+    const done = await finished(res.body.id as string);
     expect(done).toMatchObject({ status: 'COMPLETED', output: 15, error: null });
 
     const letters = await postJson(`${stack.url}/tasks`, {
@@ -61,13 +65,7 @@ describe('POST /tasks', () => {
       input: { string: 'aaabbccccdd' },
     });
     expect(letters.status).toBe(201);
-    const counted = await waitFor(
-      async () => {
-        const task = await getTask(letters.body.id as string);
-        return task.status === 'COMPLETED' || task.status === 'FAILED' ? task : undefined;
-      },
-      { timeoutMs: 10_000, intervalMs: 20, what: 'the task to finish' },
-    );
+    const counted = await finished(letters.body.id as string);
     expect(counted).toMatchObject({ status: 'COMPLETED', output: 4 });
   });
 

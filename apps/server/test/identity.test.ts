@@ -175,6 +175,17 @@ describe('401 and 403', () => {
     expect(noKey.status).toBe(401);
     expect(noKey.headers.get('www-authenticate')).toBe('Bearer');
     expect((await call('GET', `/tasks/${randomUUID()}/events`)).status).toBe(401);
+    // POST /tasks is scoped the same way, and makes the task in the key's tenant only.
+    const created = { name: 'sum_two_numbers', input: { a: 1, b: 2 } };
+    expect((await call('POST', '/tasks', undefined, created)).status).toBe(401);
+    expect((await call('POST', '/tasks', readOnly, created)).status).toBe(403);
+    const writer = await key('acme', ['tasks:write', 'tasks:read']);
+    const made = await call('POST', '/tasks', writer, created);
+    expect(made.status).toBe(201);
+    const madeId = (made.body as { id: string }).id;
+    expect((await call('GET', `/tasks/${madeId}`, writer)).status).toBe(200);
+    const stranger = await key('another-tenant', ['tasks:read']);
+    expect((await call('GET', `/tasks/${madeId}`, stranger)).status).toBe(404);
     // A read-only key reads; an admin-only route refuses it.
     expect((await call('GET', `/tasks/${randomUUID()}`, readOnly)).status).toBe(404);
     const pause = await call('POST', '/queue/pause', readOnly);
@@ -321,19 +332,37 @@ describe('keys over HTTP', () => {
   });
 });
 
+/** Two servers on one database with AUTH_MODE=required and 10 requests a minute per key. */
+async function withTwoLimitedServers(
+  work: (servers: {
+    one: TaskerServer;
+    two: TaskerServer;
+    newKey: (name: string) => Promise<string>;
+  }) => Promise<void>,
+): Promise<void> {
+  const limited = createTestEnv({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '10' });
+  const parsed = loadEnv(limited.vars);
+  const one = await startServer(parsed, createLogger(parsed, 'rl-1'));
+  const two = await startServer(parsed, createLogger(parsed, 'rl-2'));
+  const limitedDb = createDb(limited.databaseUrl, { max: 1 });
+  const newKey = async (name: string) =>
+    (await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name, scopes: ['tasks:read'] })).key;
+  try {
+    await work({ one, two, newKey });
+  } finally {
+    await one.close();
+    await two.close();
+    await limitedDb.close();
+    await limited.cleanup();
+  }
+}
+
 describe('rate limits', () => {
   it.runIf(onRedis)(
     'two servers on one Redis share one budget per key: over it, both answer 429 with Retry-After and RateLimit-*',
-    async () => {
-      const limited = createTestEnv({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '10' });
-      const parsed = loadEnv(limited.vars);
-      const one = await startServer(parsed, createLogger(parsed, 'rl-1'));
-      const two = await startServer(parsed, createLogger(parsed, 'rl-2'));
-      const limitedDb = createDb(limited.databaseUrl, { max: 1 });
-      try {
-        const k = (
-          await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl', scopes: ['tasks:read'] })
-        ).key;
+    async () =>
+      withTwoLimitedServers(async ({ one, two, newKey }) => {
+        const k = await newKey('rl');
         const statuses: number[] = [];
         for (let i = 0; i < 10; i++)
           statuses.push(
@@ -353,43 +382,22 @@ describe('rate limits', () => {
           expect(res.headers.get('ratelimit-remaining')).toBe('0');
         }
         // Another key has its own budget.
-        const other = (
-          await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl2', scopes: ['tasks:read'] })
-        ).key;
+        const other = await newKey('rl2');
         expect((await call('GET', `/tasks/${randomUUID()}`, other, undefined, one.url)).status).toBe(404);
-      } finally {
-        await one.close();
-        await two.close();
-        await limitedDb.close();
-        await limited.cleanup();
-      }
-    },
+      }),
   );
 
   it.runIf(!onRedis)(
     'PostgreSQL-only mode: each server counts a key on its own, in memory (see app.ts)',
-    async () => {
-      const limited = createTestEnv({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '10' });
-      const parsed = loadEnv(limited.vars);
-      const one = await startServer(parsed, createLogger(parsed, 'rl-1'));
-      const two = await startServer(parsed, createLogger(parsed, 'rl-2'));
-      const limitedDb = createDb(limited.databaseUrl, { max: 1 });
-      try {
-        const k = (
-          await new ApiKeyStore(limitedDb.db).create({ tenantId: 'x', name: 'rl', scopes: ['tasks:read'] })
-        ).key;
+    async () =>
+      withTwoLimitedServers(async ({ one, two, newKey }) => {
+        const k = await newKey('rl');
         const get = async (base: string) =>
           (await call('GET', `/tasks/${randomUUID()}`, k, undefined, base)).status;
         for (let i = 0; i < 10; i++) expect(await get(one.url)).toBe(404);
         expect(await get(one.url)).toBe(429);
         expect(await get(two.url)).toBe(404); // its own budget
-      } finally {
-        await one.close();
-        await two.close();
-        await limitedDb.close();
-        await limited.cleanup();
-      }
-    },
+      }),
   );
 });
 

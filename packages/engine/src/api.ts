@@ -14,6 +14,8 @@ export interface SubmitResult {
   id: string;
   /** True when an idempotency key answered with the task it created earlier. */
   replayed: boolean;
+  /** The task as recorded (PENDING), or the earlier task on a replay: no second read needed. */
+  task: TaskView;
 }
 
 export interface ListFilter {
@@ -99,7 +101,7 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
   return {
     submit: async (tenantId, request) => {
       const { row: created, replayed } = await lifecycle.submit({ ...request, tenantId });
-      return { id: created.id, replayed };
+      return { id: created.id, replayed, task: toTaskView(created) };
     },
     get: async (tenantId, id) => toTaskView(await row(tenantId, id)),
     list: async (tenantId, filter) => {

@@ -36,7 +36,7 @@ export const tasksRouter = router({
         summary: 'Create a task',
         description:
           "Validates the parameters against the task type's schema, records the task and queues it. Answers 201 at once " +
-          'with the task record, as GET /tasks/{id} gives it (PENDING, unless a worker was quicker). With an ' +
+          'with the task record as recorded (PENDING), in the shape GET /tasks/{id} gives. With an ' +
           'idempotency_key seen within IDEMPOTENCY_WINDOW_SECONDS, the earlier task.',
         tags: ['tasks'],
         successDescription: 'The task is recorded and queued: its record',
@@ -49,13 +49,12 @@ export const tasksRouter = router({
     .input(createTaskInput)
     .output(taskViewSchema)
     .mutation(async ({ ctx, input }) => {
-      const tenantId = ctx.identity.tenantId;
       const submitted = await ctx.tasks
-        .submit(tenantId, { name: input.name, input: input.input, ...toSubmitOptions(input) })
+        .submit(ctx.identity.tenantId, { name: input.name, input: input.input, ...toSubmitOptions(input) })
         .catch((error: unknown) => {
           throw error instanceof InvalidTaskInputError ? invalidTaskInput(error, 'input') : error;
         });
-      return ctx.tasks.get(tenantId, submitted.id);
+      return submitted.task;
     }),
 
   getTask: readProcedure
