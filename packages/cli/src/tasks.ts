@@ -1,6 +1,7 @@
 import type { Task, TaskName, TaskStatus, TaskUpdate } from '@tasker/sdk';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Connection, connect } from './connect.ts';
+import { parseDuration } from './duration.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable, Spinner, statusText, valueText } from './output.ts';
 import { buildParameters } from './params.ts';
@@ -9,6 +10,20 @@ const STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'] as c
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+function delayOption(value: string): number {
+  try {
+    return parseDuration(value) * 1000;
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function priorityOption(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 100) throw new InvalidArgumentError('a whole number from 0 to 100');
+  return n;
 }
 
 function limitOption(value: string): number {
@@ -169,6 +184,8 @@ export function taskCommands(program: Command): void {
       [],
     )
     .option('-i, --input <json>', 'the parameters as one JSON object (--param values override)')
+    .option('--delay <duration>', 'start no sooner than this from now: 90s, 15m, 12h, 30d', delayOption)
+    .option('--priority <n>', '0 (default) to 100: higher runs first', priorityOption)
     .option('-w, --wait', 'wait for the end and print the result (a spinner on a terminal)')
     .option('--watch', 'show each status and stream the reply as it grows, then the result')
     .option('--json', 'JSON on stdout: the task record (with --watch, one JSON line per update)')
@@ -183,7 +200,15 @@ Examples:
     .action(
       async (
         type: string,
-        options: { param: string[]; input?: string; wait?: boolean; watch?: boolean; json?: boolean },
+        options: {
+          param: string[];
+          input?: string;
+          delay?: number;
+          priority?: number;
+          wait?: boolean;
+          watch?: boolean;
+          json?: boolean;
+        },
         command: Command,
       ) => {
         const connection = connect(command);
@@ -195,7 +220,10 @@ Examples:
               ? (await client.taskTypes().catch(() => [])).find((t) => t.name === type)?.parameters
               : undefined;
           const parameters = buildParameters(options.input, options.param, schema);
-          const handle = await client.run(type as TaskName, parameters as never);
+          const handle = await client.run(type as TaskName, parameters as never, {
+            delayMs: options.delay,
+            priority: options.priority,
+          });
           if (options.wait || options.watch) {
             if (!options.json && options.wait && !options.watch && process.stderr.isTTY) {
               process.stderr.write(`${paint('dim', `submitted ${type} ${handle.id}`, process.stderr)}\n`);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import {
   type AppProcess,
   createTestEnv,
@@ -363,4 +363,42 @@ describe('with AUTH_MODE=required', () => {
     expect(wrong.code).toBe(4);
     oneLine(wrong.stderr);
   }, 180_000);
+});
+
+describe('the README', () => {
+  it('runs its CLI examples as written: each exits 0, the bad parameter 2 with the line it shows', async () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## The `tasker` command line'));
+    const block = /```bash\n([\s\S]*?)```/.exec(section)?.[1] ?? '';
+    const lines = block
+      .split('\n')
+      .filter((line) => line.startsWith('pnpm tasker') || line.startsWith('ID=$('));
+    expect(lines.length).toBeGreaterThanOrEqual(12);
+    // One shell, so that $ID carries from line to line; each line's exit code after it.
+    const script = lines.map((line) => `${line}\necho "[exit $?]"`).join('\n');
+    const root = new URL('../../../', import.meta.url).pathname;
+    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn('bash', ['-c', script], {
+        cwd: root,
+        env: { ...process.env, TASKER_URL: server.url ?? '', TASKER_API_KEY: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+      });
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    const codes = [...run.stdout.matchAll(/\[exit (\d+)\]/g)].map((m) => Number(m[1]));
+    expect(codes, `${run.stdout}\n${run.stderr}`).toEqual([...lines.slice(0, -1).map(() => 0), 2]);
+    expect(run.stdout).toMatch(/^15\n\[exit 0\]$/m);
+    expect(run.stdout).toContain('"output": 15');
+    expect(run.stdout).toContain('echo: Tell me a joke\n');
+    const shown = /# (tasker: task_parameters\.b: .*)/.exec(block)?.[1];
+    expect(run.stderr).toContain(`${shown}\n`);
+  }, 240_000);
 });
