@@ -40,7 +40,10 @@ export function queueCommand(program: Command): void {
 
   for (const [name, description] of [
     ['pause', 'Workers start no queued task (of --type only) until resumed; running ones finish'],
-    ['resume', 'Workers start queued tasks again (of --type only, if given)'],
+    [
+      'resume',
+      'Workers start queued tasks again (of --type only; without it, every type, those paused on their own too)',
+    ],
   ] as const) {
     queue
       .command(name)

@@ -91,7 +91,7 @@ export interface TaskerClient {
   queue(): Promise<QueueState>;
   /** Workers start no queued task (of `taskName` only, if given) until resumed; nothing is lost (admin). */
   pauseQueue(options?: QueueOptions): Promise<QueueState>;
-  /** Workers start queued tasks again (of `taskName` only, if given) (admin). */
+  /** Workers start queued tasks again: of `taskName` only, if given; else every type, those paused on their own too (admin). */
   resumeQueue(options?: QueueOptions): Promise<QueueState>;
 }
 
