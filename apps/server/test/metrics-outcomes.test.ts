@@ -14,6 +14,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './helpers.ts';
 import { countOf, type Scrape, sampleValue, scrape } from './prometheus.ts';
+import { metricsCurls, runReadmeLine } from './readme-metrics.ts';
 
 let stack: Stack;
 let worker: AppProcess;
@@ -111,5 +112,15 @@ describe('task counters', () => {
       countOf(after.worker, 'tasker_task_run_duration_seconds', { outcome: 'cancelled' }) -
         countOf(before.worker, 'tasker_task_run_duration_seconds', { outcome: 'cancelled' }),
     ).toBe(1);
+  });
+});
+
+describe("the README's metrics curl line, run as written (METRICS_TOKEN unset)", () => {
+  it('prints the created-tasks counter by task type', async () => {
+    const line = metricsCurls.find((l) => !l.includes('Authorization'));
+    expect(line).toBeTruthy();
+    const out = await runReadmeLine(line ?? '', stack.url);
+    expect(out).toMatch(/^tasker_tasks_created_total\{task_type="sum_two_numbers"\} [1-9]\d*$/m);
+    expect(out).toMatch(/^tasker_tasks_created_total\{task_type="query_chatgpt"\} [1-9]\d*$/m);
   });
 });

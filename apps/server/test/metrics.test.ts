@@ -18,6 +18,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './helpers.ts';
 import { countOf, exposedNames, parseMetrics, type Scrape, sampleValue, scrape } from './prometheus.ts';
+import { metricsCurls, runReadmeLine } from './readme-metrics.ts';
 
 const TOKEN = 'metrics-token-for-tests';
 let stack: Stack;
@@ -78,6 +79,14 @@ describe('GET /metrics', () => {
       'tasker_tasks_created_total',
     ])
       expect(families.families.map((f) => f.name)).toContain(name);
+  });
+
+  it("the README's curl line with the token works, and the same line without it is refused", async () => {
+    const line = metricsCurls.find((l) => l.includes('Authorization: Bearer s3cret'));
+    expect(line).toBeTruthy();
+    expect(await runReadmeLine(line ?? '', stack.url, TOKEN)).toMatch(/^# HELP /);
+    const refused = await runReadmeLine(line?.replace(' | head', '') ?? '', stack.url, 'not-the-token');
+    expect(JSON.parse(refused)).toMatchObject({ status: 401, code: 'UNAUTHORIZED' });
   });
 
   it('counts 100 tasks, 10 of them failing: created on the server, completed and failed on the worker, exactly', async () => {
