@@ -37,6 +37,8 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
     rateLimitNamespace: redisKeys(env.REDIS_PREFIX).rateLimitNamespace,
     corsOrigins: env.CORS_ORIGINS,
     readiness: engine.readiness,
+    metrics: engine.metrics,
+    metricsToken: env.METRICS_TOKEN,
   });
   const address = await app.listen({ host: env.HOST, port: env.PORT });
   const url = address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
