@@ -71,8 +71,8 @@ let dir: string;
 let doc: Doc;
 let base: string;
 const keys = {} as Record<'admin' | 'limited' | `without:${ApiKeyScope}`, string>;
-/** Keys never used yet (so not in the server's key cache), one per 503 case. */
-const freshKeys: string[] = [];
+/** Makes a key with every scope, never used yet (so not in the server's key cache). */
+let freshKey: () => Promise<string>;
 /** Ids made in setup: each operation's cases use them. */
 const ids = {
   pending: '',
@@ -131,7 +131,7 @@ beforeAll(async () => {
   keys.admin = await key(ALL_SCOPES);
   keys.limited = await key(ALL_SCOPES);
   for (const scope of ALL_SCOPES) keys[`without:${scope}`] = await key(ALL_SCOPES.filter((s) => s !== scope));
-  for (let i = 0; i < 30; i++) freshKeys.push(await key(ALL_SCOPES));
+  freshKey = () => key(ALL_SCOPES);
   ids.keyToRevoke = (
     await store.create({ tenantId: 'prism', name: 'old', scopes: ['tasks:read'], expiresAt: null })
   ).info.id;
@@ -501,7 +501,7 @@ describe('prism proxy in front of the server', () => {
     // (Within one outage, the driver's reconnection backoff makes later requests wait for seconds.)
     for (const { key, method, path, op } of operationsOf(doc)) {
       if (!op.responses['503']) continue;
-      const bearer = freshKeys.pop();
+      const bearer = await freshKey();
       await pg.down();
       try {
         await send(key, method, path, op, {
