@@ -12,6 +12,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Authenticator } from './auth.ts';
+import { registerDocs } from './docs.ts';
 import { restError } from './errors.ts';
 import { registerObservability } from './observability.ts';
 import { openApiDocument } from './openapi.ts';
@@ -224,6 +225,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // REST: the same procedures as plain routes, described by the OpenAPI document.
   registerRestRoutes(app, createContext, doc);
   registerEventStream(app, options.services.live);
+  // /docs: the document, rendered from assets served here.
+  await registerDocs(app, doc);
 
   return app;
 }

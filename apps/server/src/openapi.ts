@@ -3,6 +3,7 @@ import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
 import { createSchema } from 'zod-openapi';
 import { ERROR_CODES, restError } from './errors.ts';
+import { OPERATION_EXAMPLES, taskEventExample } from './openapi-examples.ts';
 import { appRouter } from './root.ts';
 import type { RestMeta } from './trpc.ts';
 
@@ -23,7 +24,12 @@ type Json = Record<string, unknown>;
 interface Operation {
   operationId?: string;
   description?: string;
-  parameters?: { name: string; description?: string; schema?: { description?: string } }[];
+  parameters?: {
+    name: string;
+    description?: string;
+    example?: unknown;
+    schema?: { description?: string };
+  }[];
   requestBody?: { content?: Record<string, Json> };
   responses?: Record<string, Json>;
 }
@@ -50,41 +56,6 @@ const rateLimited = errorResponse(
     },
   },
 );
-
-/** The README's requests and answers, by operation. */
-const README_EXAMPLES: Record<string, { request?: Json; response?: Json }> = {
-  runTask: {
-    request: Object.fromEntries(
-      taskDefinitions.map((d) => [
-        d.name,
-        { summary: d.description, value: { task_name: d.name, task_parameters: d.example ?? {} } },
-      ]),
-    ),
-    response: {
-      submitted: { summary: 'The new task id', value: { task_uuid: '2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e' } },
-    },
-  },
-  createTask: {
-    request: Object.fromEntries(
-      taskDefinitions.map((d) => [
-        d.name,
-        { summary: d.description, value: { name: d.name, input: d.example ?? {} } },
-      ]),
-    ),
-  },
-  getTaskOutput: {
-    response: {
-      completed: {
-        summary: 'sum_two_numbers {"a": 5, "b": 10}, finished',
-        value: { task_output: { status: 'COMPLETED', result: 15, error: null } },
-      },
-      pending: {
-        summary: 'Queued, running or waiting for a retry',
-        value: { task_output: { status: 'PENDING', result: null, error: null } },
-      },
-    },
-  },
-};
 
 /** A 400 for parameters of the wrong type, where the request carries them (`task_parameters` or `input`). */
 const parametersError = (field: string) =>
@@ -201,7 +172,8 @@ export function openApiDocument(version = '0.1.0') {
     { name: 'keys', description: 'API keys of any tenant (the admin scope)' },
     { name: 'health', description: 'Liveness, readiness and this document: open to anyone' },
   ];
-  doc.paths = { ...doc.paths, ...handWrittenPaths() };
+  doc.paths = { ...doc.paths, ...handWrittenPaths(version, schemas) };
+  addExamples(doc.paths as Record<string, Record<string, Operation>>);
   return doc;
 }
 
@@ -328,6 +300,7 @@ function typeTaskRecords(
     oneOf: Object.values(mapping).map(($ref) => ({ $ref })),
     discriminator: { propertyName: 'name', mapping },
   });
+  addTaskEventSchemas(schemas);
   const retype = (value: unknown): unknown => {
     if (Array.isArray(value)) return value.map(retype);
     if (typeof value !== 'object' || value === null) return value;
@@ -342,6 +315,49 @@ function typeTaskRecords(
       }
     }
   }
+}
+
+/**
+ * What GET /tasks/{id}/events sends in each event's `data:`: the task record without its input
+ * (`TaskEvent`), typed per task type like TypedTask: `TypedTaskEvent`, a `oneOf` by `name` whose
+ * members carry that type's `output`.
+ */
+function addTaskEventSchemas(schemas: Record<string, unknown>): void {
+  const task = schemas.Task as { properties: Json; required: string[] } & Json;
+  const { input: _input, ...properties } = task.properties;
+  addComponent(schemas, 'TaskEvent', {
+    ...task,
+    description: 'A state of a task, as the event stream sends it: the task record without its input',
+    properties,
+    required: task.required.filter((name) => name !== 'input'),
+  });
+  const mapping: Record<string, string> = {};
+  for (const d of taskDefinitions) {
+    const type = pascalCase(d.name);
+    addComponent(schemas, `${type}TaskEvent`, {
+      description: `A state of a ${d.name} task`,
+      allOf: [
+        { $ref: ref('TaskEvent') },
+        {
+          type: 'object',
+          required: ['name', 'output'],
+          properties: {
+            name: { type: 'string', enum: [d.name], description: 'The task type' },
+            output: {
+              description: 'The result, once COMPLETED; null before',
+              oneOf: [{ $ref: ref(`${type}Output`) }, { type: 'null' }],
+            },
+          },
+        },
+      ],
+    });
+    mapping[d.name] = ref(`${type}TaskEvent`);
+  }
+  addComponent(schemas, 'TypedTaskEvent', {
+    description: 'A state of a task, with the output of its type (name)',
+    oneOf: Object.values(mapping).map(($ref) => ({ $ref })),
+    discriminator: { propertyName: 'name', mapping },
+  });
 }
 
 /** Completes what trpc-to-openapi generated for one procedure: error shapes, shared statuses, examples, words. */
@@ -408,15 +424,88 @@ function completeProcedureOperation(
     if (!parameter.description)
       throw new Error(`${operation.operationId}: parameter ${parameter.name} has no description`);
   }
-  const examples = operation.operationId ? README_EXAMPLES[operation.operationId] : undefined;
-  const body = operation.requestBody?.content?.['application/json'];
-  if (examples?.request && body) body.examples = examples.request;
-  const ok = operation.responses['200']?.content as Record<string, Json> | undefined;
-  if (examples?.response && ok?.['application/json']) ok['application/json'].examples = examples.response;
+}
+
+/**
+ * The examples of openapi-examples.ts, on each operation: its request body, its success answer and
+ * its parameters. An operation without its examples there (a new route) fails here, at start, and
+ * in openapi.test.ts.
+ */
+function addExamples(paths: Record<string, Record<string, Operation>>): void {
+  for (const [path, item] of Object.entries(paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      const examples = operation.operationId ? OPERATION_EXAMPLES[operation.operationId] : undefined;
+      const body = operation.requestBody?.content?.['application/json'];
+      if (body && examples?.request) body.examples = examples.request;
+      const [, ok] =
+        Object.entries(operation.responses ?? {}).find(([status]) => status.startsWith('2')) ?? [];
+      const json = (ok?.content as Record<string, Json> | undefined)?.['application/json'];
+      if (json && examples?.response) json.examples = examples.response;
+      for (const parameter of operation.parameters ?? []) {
+        const value = examples?.parameters?.[parameter.name];
+        if (value !== undefined) parameter.example = value;
+        else throw new Error(`${method.toUpperCase()} ${path}: no example for parameter ${parameter.name}`);
+      }
+    }
+  }
+}
+
+/**
+ * The event stream's media type. OpenAPI 3.1 has no schema for the events of a stream (3.2's
+ * `itemSchema`): the body is a string whose `contentSchema` is one event, `TaskStreamEvent` (id,
+ * event, data), whose `data` is JSON (contentMediaType) of a TypedTaskEvent (contentSchema), as
+ * OpenAPI 3.2's own Server-Sent Events example writes it.
+ */
+function taskEventStream(schemas: Record<string, unknown>): Json {
+  addComponent(schemas, 'TaskStreamEvent', {
+    type: 'object',
+    description: 'One event of GET /tasks/{id}/events',
+    required: ['data'],
+    properties: {
+      id: { type: 'string', description: 'The task version: send it back as Last-Event-ID to resume' },
+      event: {
+        type: 'string',
+        enum: ['error'],
+        description: 'Absent for a state; error when the stream broke on the server side (data: an Error)',
+      },
+      data: {
+        type: 'string',
+        description: 'A TypedTaskEvent as JSON (an Error after event: error)',
+        contentMediaType: 'application/json',
+        contentSchema: { oneOf: [{ $ref: ref('TypedTaskEvent') }, ERROR_REF] },
+      },
+    },
+  });
+  const sum = taskDefinitions[0];
+  const events = sum
+    ? [
+        { id: 1, data: taskEventExample(sum, 'PENDING') },
+        { id: 3, data: taskEventExample(sum, 'COMPLETED') },
+      ]
+    : [];
+  const text = events.map((e) => `id: ${e.id}\ndata: ${JSON.stringify(e.data)}\n\n`).join('');
+  return {
+    schema: {
+      type: 'string',
+      description:
+        'Server-Sent Events: `id: <version>` and `data: <TypedTaskEvent as JSON>`, separated by blank lines; comment lines start with `:`',
+      contentMediaType: 'text/event-stream',
+      contentSchema: { $ref: ref('TaskStreamEvent') },
+    },
+    examples: {
+      [sum?.name ?? 'task']: {
+        summary: `A ${sum?.name ?? 'task'} task, from PENDING to COMPLETED`,
+        value: `: tasker task events\n\n${text}`,
+      },
+    },
+  };
 }
 
 /** The Fastify routes that are not procedures: the event stream, the health routes and this document. */
-function handWrittenPaths(): Record<string, Record<string, Json>> {
+function handWrittenPaths(
+  version: string,
+  schemas: Record<string, unknown>,
+): Record<string, Record<string, Json>> {
   const security = [{ Authorization: [] }];
   return {
     '/tasks/{id}/events': {
@@ -424,10 +513,14 @@ function handWrittenPaths(): Record<string, Record<string, Json>> {
         operationId: 'taskEvents',
         summary: "A task's states as Server-Sent Events",
         description:
-          'text/event-stream. Each event: `id:` the task version, `data:` the task as JSON (the Task schema without ' +
-          '`input`). The current state comes first, then every change; the stream ends after COMPLETED, FAILED or ' +
-          'CANCELLED. Comments (`: keep-alive`) every 15 s. Send `Last-Event-ID` (or `?lastEventId=`) to resume. ' +
-          'If the stream breaks on the server side, an `event: error` carries an Error body; reconnect.',
+          "text/event-stream (`curl -N`, or a browser's EventSource). Each event is `id:` the task version and " +
+          '`data:` one TypedTaskEvent as JSON: the task record without its input, typed by `name` (its `output` ' +
+          "is that type's result, null until COMPLETED). The current state comes first, then every change, in " +
+          'version order; the stream ends after COMPLETED, FAILED or CANCELLED. A comment line (`: keep-alive`) ' +
+          'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
+          '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
+          'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
+          'carries an Error body; reconnect.',
         tags: ['tasks'],
         security,
         parameters: [
@@ -456,13 +549,7 @@ function handWrittenPaths(): Record<string, Record<string, Json>> {
         responses: {
           200: {
             description: "The task's states, as they change, until its final state",
-            content: {
-              'text/event-stream': {
-                schema: { type: 'string' },
-                example:
-                  ': tasker task events\n\nid: 1\ndata: {"id":"2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e","name":"query_chatgpt","status":"RUNNING","progress":null,"version":1}\n\n',
-              },
-            },
+            content: { 'text/event-stream': taskEventStream(schemas) },
           },
           400: errorResponse('Malformed id (not a UUID)', restError(400, 'id: Invalid UUID')),
           401: errorResponse(
@@ -562,7 +649,17 @@ function handWrittenPaths(): Record<string, Record<string, Json>> {
         responses: {
           200: {
             description: 'The OpenAPI document',
-            content: { 'application/json': { schema: { type: 'object' } } },
+            content: {
+              'application/json': {
+                schema: { type: 'object' },
+                examples: {
+                  excerpt: {
+                    summary: 'The beginning of this document',
+                    value: { openapi: '3.1.0', info: { title: 'Tasker', version }, servers: [{ url: '/' }] },
+                  },
+                },
+              },
+            },
           },
           429: rateLimited,
         },

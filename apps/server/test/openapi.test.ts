@@ -147,6 +147,57 @@ describe('/openapi.json', () => {
     expect(res.status).toBe(200);
   });
 
+  it('has examples on every operation: its success answer, its request body and each parameter', () => {
+    type Media = { example?: unknown; examples?: Record<string, { value?: unknown }> };
+    const hasExample = (media: Media | undefined) =>
+      media?.example !== undefined || Object.values(media?.examples ?? {}).some((e) => e.value !== undefined);
+    for (const { path, method, op } of operations()) {
+      const [, success] = Object.entries(op.responses).find(([status]) => status.startsWith('2')) ?? [];
+      const content = (success?.content ?? {}) as Record<string, Media>;
+      expect(Object.keys(content).length, `${method} ${path}: success content`).toBeGreaterThan(0);
+      for (const [type, media] of Object.entries(content))
+        expect(hasExample(media), `${method} ${path}: ${type} success example`).toBe(true);
+      const body = (op.requestBody as { content?: Record<string, Media> } | undefined)?.content;
+      for (const [type, media] of Object.entries(body ?? {}))
+        expect(hasExample(media), `${method} ${path}: ${type} request example`).toBe(true);
+      for (const p of (op.parameters ?? []) as { name: string; example?: unknown }[])
+        expect(p.example, `${method} ${path}: parameter ${p.name}`).toBeDefined();
+    }
+    // One request example per task type, from its definition, on both ways to submit.
+    const created = doc.paths['/tasks']?.post as unknown as {
+      requestBody: { content: { 'application/json': { examples: Record<string, unknown> } } };
+    };
+    expect(Object.keys(created.requestBody.content['application/json'].examples).sort()).toEqual([
+      'find_longest_consecutive_letters',
+      'query_chatgpt',
+      'sum_two_numbers',
+    ]);
+  });
+
+  it('types the event stream: text/event-stream whose data is a TypedTaskEvent, a oneOf by name', () => {
+    const stream = doc.paths['/tasks/{id}/events']?.get?.responses['200']?.content?.['text/event-stream'] as {
+      schema: { type: string; contentSchema: { $ref: string } };
+    };
+    expect(stream.schema.type).toBe('string');
+    expect(stream.schema.contentSchema.$ref).toBe('#/components/schemas/TaskStreamEvent');
+    const event = doc.components.schemas.TaskStreamEvent as {
+      properties: { data: { contentMediaType: string; contentSchema: { oneOf: { $ref: string }[] } } };
+    };
+    expect(event.properties.data.contentMediaType).toBe('application/json');
+    expect(event.properties.data.contentSchema.oneOf.map((s) => s.$ref)).toContain(
+      '#/components/schemas/TypedTaskEvent',
+    );
+    const typed = doc.components.schemas.TypedTaskEvent as {
+      discriminator: { propertyName: string; mapping: Record<string, string> };
+    };
+    expect(typed.discriminator.propertyName).toBe('name');
+    expect(typed.discriminator.mapping.sum_two_numbers).toBe('#/components/schemas/SumTwoNumbersTaskEvent');
+    const taskEvent = doc.components.schemas.TaskEvent as { properties: object; required: string[] };
+    expect(Object.keys(taskEvent.properties)).not.toContain('input');
+    expect(taskEvent.required).toContain('output');
+    expect(doc.paths['/tasks/{id}/events']?.get?.description).toMatch(/Last-Event-ID/);
+  });
+
   it("carries the README's examples", () => {
     const run = doc.paths['/run-task']?.post as unknown as {
       requestBody: { content: { 'application/json': { examples: Record<string, { value: unknown }> } } };

@@ -47,6 +47,8 @@ export interface TaskDefinition<
   timeoutMs: number;
   /** Example parameters, shown in the API documentation. */
   example?: z.input<Input>;
+  /** The result of `example`, shown in the API documentation (a task record, COMPLETED). */
+  exampleOutput?: z.output<Output>;
   /** Why this task cannot run with this configuration (checked at submission), or undefined. */
   unavailable?(config: TaskConfig): string | undefined;
   run(input: z.output<Input>, ctx: TaskContext): Promise<z.input<Output>> | z.input<Output>;

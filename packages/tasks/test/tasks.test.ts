@@ -25,6 +25,19 @@ describe('catalog', () => {
     }
     expect(getTaskDefinition('nope')).toBeUndefined();
   });
+
+  it("documents each type's result with an exampleOutput that fits its schema, and is what its example gives", async () => {
+    for (const definition of taskDefinitions) {
+      expect(definition.output.safeParse(definition.exampleOutput).success, definition.name).toBe(true);
+    }
+    // The types that call no outside service: run them on their example.
+    for (const name of ['sum_two_numbers', 'find_longest_consecutive_letters']) {
+      const definition = getTaskDefinition(name);
+      expect(await definition?.run(definition.example as never, context(noKey))).toEqual(
+        definition?.exampleOutput,
+      );
+    }
+  });
 });
 
 describe('sum_two_numbers', () => {

@@ -21,6 +21,7 @@ export const findLongestConsecutiveLetters = defineTask({
   input: z.strictObject({ string: z.string().describe('The text to scan') }),
   output: z.number().int().nonnegative(),
   example: { string: 'aaabbccccdd' },
+  exampleOutput: 4,
   retry: { attempts: 1 },
   run: ({ string }) => longestRun(string),
 });

@@ -22,6 +22,7 @@ export const queryChatgpt = defineTask({
   input: z.strictObject({ prompt: z.string().min(1).describe('The prompt to send') }),
   output: z.string(),
   example: { prompt: 'Tell me a joke.' },
+  exampleOutput: 'Why did the scarecrow win an award? Because he was outstanding in his field.',
   retry: { attempts: 3, backoff: { type: 'exponential', delayMs: 2000 } },
   timeoutMs: 120_000,
   unavailable: (config) =>

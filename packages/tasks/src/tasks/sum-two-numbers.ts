@@ -9,6 +9,7 @@ export const sumTwoNumbers = defineTask({
     .refine(({ a, b }) => Number.isFinite(a + b), { message: 'a + b is too large to represent' }),
   output: z.number(),
   example: { a: 5, b: 10 },
+  exampleOutput: 15,
   retry: { attempts: 1 },
   run: ({ a, b }) => a + b,
 });

@@ -1,0 +1,227 @@
+import { type TaskDefinition, taskDefinitions } from '@tasker/tasks';
+import { z } from 'zod';
+
+/**
+ * The document's examples: the README's requests and answers, built from the task definitions'
+ * own examples (`example`, `exampleOutput`), so that a new task type brings its own. Every value
+ * here must fit its schema: `redocly lint` (no-invalid-media-type-examples) checks it, and the
+ * Prism test sends the same kind of traffic.
+ */
+
+type Json = Record<string, unknown>;
+export interface Example {
+  summary: string;
+  value: unknown;
+}
+export interface OperationExamples {
+  /** The request body's examples, by name. */
+  request?: Record<string, Example>;
+  /** The success answer's examples, by name. */
+  response?: Record<string, Example>;
+  /** An example value for each parameter, by name. */
+  parameters?: Record<string, unknown>;
+}
+
+export const EXAMPLE_TASK_ID = '2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e';
+const EXAMPLE_KEY_ID = '7d8e4a60-1f2b-4c3d-8e9f-0a1b2c3d4e5f';
+const EXAMPLE_KEY = 'tsk_Vb3xQ9mK2pL7nR4sT8wY1zA6cE0fG5hJ2kM9oP3qU7v';
+
+const at = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds)).toISOString();
+
+type State = 'COMPLETED' | 'PENDING' | 'CANCELLED';
+
+/** A task record of this type, as GET /tasks/{id} answers it. */
+export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE_TASK_ID): Json {
+  const done = status === 'COMPLETED' && d.exampleOutput !== undefined;
+  const state = status === 'COMPLETED' && !done ? 'PENDING' : status;
+  return {
+    id,
+    name: d.name,
+    status: state,
+    input: d.example ?? {},
+    output: done ? d.exampleOutput : null,
+    error:
+      state === 'CANCELLED'
+        ? { message: 'the task was cancelled', name: 'CancelledError', code: 'CANCELLED', at: at(2) }
+        : null,
+    attemptErrors: [],
+    progress: null,
+    version: state === 'PENDING' ? 1 : state === 'CANCELLED' ? 2 : 3,
+    attempts: done ? 1 : 0,
+    maxAttempts: d.retry.attempts,
+    priority: 0,
+    runAfter: null,
+    cancelRequestedAt: state === 'CANCELLED' ? at(2) : null,
+    createdAt: at(0),
+    startedAt: done ? at(1) : null,
+    finishedAt: state === 'PENDING' ? null : at(2),
+    updatedAt: at(state === 'PENDING' ? 0 : 2),
+  };
+}
+
+/** A task event (the SSE stream's `data:`): the record without its input. */
+export function taskEventExample(d: TaskDefinition, status: State): Json {
+  const { input: _input, ...event } = taskRecordExample(d, status);
+  return event;
+}
+
+const byType = (make: (d: TaskDefinition) => Example) =>
+  Object.fromEntries(taskDefinitions.map((d) => [d.name, make(d)]));
+
+const first = taskDefinitions[0] as TaskDefinition;
+const queue = (paused: boolean, pausedTypes: string[] = []) => ({
+  paused,
+  waiting: 12,
+  delayed: 3,
+  active: 4,
+  failed: 1,
+  pausedTypes,
+});
+const apiKey = (extra: Json = {}) => ({
+  id: EXAMPLE_KEY_ID,
+  tenant: 'acme',
+  name: 'ci',
+  prefix: EXAMPLE_KEY.slice(0, 12),
+  scopes: ['tasks:write', 'tasks:read'],
+  createdAt: at(0),
+  lastUsedAt: null,
+  expiresAt: null,
+  revokedAt: null,
+  ...extra,
+});
+const cursor = Buffer.from(`${at(0)}|${EXAMPLE_TASK_ID}`).toString('base64url');
+
+/** The examples of every operation, by operationId. */
+export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
+  runTask: {
+    request: byType((d) => ({
+      summary: d.description,
+      value: { task_name: d.name, task_parameters: d.example ?? {} },
+    })),
+    response: { submitted: { summary: 'The new task id', value: { task_uuid: EXAMPLE_TASK_ID } } },
+  },
+  getTaskOutput: {
+    parameters: { task_uuid: EXAMPLE_TASK_ID },
+    response: {
+      completed: {
+        summary: 'sum_two_numbers {"a": 5, "b": 10}, finished',
+        value: { task_output: { status: 'COMPLETED', result: 15, error: null } },
+      },
+      pending: {
+        summary: 'Queued, running or waiting for a retry',
+        value: { task_output: { status: 'PENDING', result: null, error: null } },
+      },
+    },
+  },
+  createTask: {
+    request: byType((d) => ({ summary: d.description, value: { name: d.name, input: d.example ?? {} } })),
+    response: byType((d) => ({
+      summary: `A new ${d.name} task, recorded and queued`,
+      value: taskRecordExample(d, 'PENDING'),
+    })),
+  },
+  getTask: {
+    parameters: { id: EXAMPLE_TASK_ID },
+    response: byType((d) => ({
+      summary: `A finished ${d.name} task: output is its result`,
+      value: taskRecordExample(d, 'COMPLETED'),
+    })),
+  },
+  listTasks: {
+    parameters: {
+      status: ['COMPLETED'],
+      name: [first.name],
+      created_after: at(0),
+      created_before: '2026-11-29T00:00:00.000Z',
+      limit: 50,
+      cursor,
+    },
+    response: {
+      page: {
+        summary: 'A page, newest first, with the cursor of the next one',
+        value: {
+          tasks: taskDefinitions.map((d, i) =>
+            taskRecordExample(d, 'COMPLETED', EXAMPLE_TASK_ID.replace(/.$/, String(i))),
+          ),
+          next_cursor: cursor,
+        },
+      },
+      last: { summary: 'The last page', value: { tasks: [], next_cursor: null } },
+    },
+  },
+  cancelTask: {
+    parameters: { id: EXAMPLE_TASK_ID },
+    response: {
+      cancelled: { summary: 'A queued task, cancelled', value: taskRecordExample(first, 'CANCELLED') },
+    },
+  },
+  retryTask: {
+    parameters: { id: EXAMPLE_TASK_ID },
+    response: {
+      queued: { summary: 'Queued again, under the same id', value: taskRecordExample(first, 'PENDING') },
+    },
+  },
+  listTaskTypes: {
+    response: {
+      catalog: {
+        summary: 'The task types of this server',
+        value: taskDefinitions.map((d) => ({
+          name: d.name,
+          description: d.description,
+          parameters: z.toJSONSchema(d.input, { io: 'input' }),
+          result: z.toJSONSchema(d.output),
+          maxAttempts: d.retry.attempts,
+          timeoutMs: d.timeoutMs,
+        })),
+      },
+    },
+  },
+  getQueue: {
+    response: { running: { summary: 'Processing', value: queue(false) } },
+  },
+  pauseQueue: {
+    request: {
+      everything: { summary: 'Every task type', value: {} },
+      one: { summary: `Only ${first.name}`, value: { task_name: first.name } },
+    },
+    response: {
+      everything: { summary: 'Every task type paused', value: queue(true) },
+      one: { summary: `Only ${first.name} paused`, value: queue(false, [first.name]) },
+    },
+  },
+  resumeQueue: {
+    request: {
+      everything: { summary: 'Every task type', value: {} },
+      one: { summary: `Only ${first.name}`, value: { task_name: first.name } },
+    },
+    response: { running: { summary: 'Processing again', value: queue(false) } },
+  },
+  createApiKey: {
+    request: {
+      ci: {
+        summary: 'A key for CI that submits and reads tasks of tenant acme',
+        value: { tenant: 'acme', name: 'ci', scopes: ['tasks:write', 'tasks:read'] },
+      },
+      expiring: {
+        summary: 'A read-only key that stops working in 30 days',
+        value: { tenant: 'acme', name: 'dashboard', scopes: ['tasks:read'], expires_in_s: 2592000 },
+      },
+    },
+    response: {
+      created: { summary: 'The key, in key: shown this once', value: apiKey({ key: EXAMPLE_KEY }) },
+    },
+  },
+  listApiKeys: {
+    parameters: { tenant: 'acme' },
+    response: {
+      keys: { summary: "A tenant's keys", value: { keys: [apiKey({ lastUsedAt: at(30) })] } },
+    },
+  },
+  revokeApiKey: {
+    parameters: { id: EXAMPLE_KEY_ID },
+    response: { revoked: { summary: 'Revoked from now on', value: apiKey({ revokedAt: at(40) }) } },
+  },
+  taskEvents: {
+    parameters: { id: EXAMPLE_TASK_ID, 'Last-Event-ID': '1', lastEventId: '1' },
+  },
+};

@@ -1,0 +1,569 @@
+/**
+ * Prism-clean: real traffic through Stoplight Prism's validation proxy (`prism proxy`, 5.16) in front
+ * of a real server (AUTH_MODE=required, a rate limit, a small body limit, PostgreSQL behind a TCP
+ * proxy that can be cut), covering every operation of /openapi.json with its success and each error
+ * status it documents. Prism reports what it finds in the `sl-violations` header of each answer
+ * (`--errors=false`: it reports, and passes the server's answer through unchanged). There must be
+ * no response violation (a body, header or status the document does not describe), every answer
+ * must have the status the case expects, and every documented status must be exercised, or skipped
+ * here with a reason. A new operation in the document fails this test until it has its cases.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient } from '@tasker/db';
+import { createLogger, loadEnv } from '@tasker/engine';
+import {
+  createTestEnv,
+  freePort,
+  startTcpProxy,
+  type TcpProxy,
+  type TestEnv,
+  waitFor,
+} from '@tasker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type TaskerServer } from '../src/server.ts';
+
+const RATE_LIMIT = 300;
+const BODY_LIMIT = 4096;
+const ALL_SCOPES: ApiKeyScope[] = ['tasks:write', 'tasks:read', 'admin'];
+
+interface Operation {
+  operationId: string;
+  responses: Record<string, { description: string }>;
+}
+type Doc = { paths: Record<string, Record<string, Operation>> };
+
+/** Which key a request carries: one with every scope, one lacking the operation's scope, an exhausted one, a malformed one, or none. */
+type KeyChoice = 'admin' | 'lacking' | 'limited' | 'malformed' | 'none';
+interface Case {
+  status: number;
+  /** Defaults: the operation's own method, and its path with the sample ids below. */
+  method?: string;
+  path?: string;
+  key?: KeyChoice;
+  /** A JSON body; or `raw` with its content type. */
+  body?: unknown;
+  raw?: string;
+  contentType?: string;
+  headers?: Record<string, string>;
+  /** A key of its own, instead of `key`. */
+  bearer?: string;
+  what: string;
+  /**
+   * Sent to the server itself, not through Prism: Prism 5.16 never answers a request whose JSON body
+   * it cannot parse (the client waits until it gives up), so a malformed body cannot go through it.
+   * The answer is checked here instead: a documented status, in the Error shape.
+   */
+  direct?: true;
+}
+
+let env: TestEnv;
+let pg: TcpProxy;
+let server: TaskerServer;
+let db: DbClient;
+let prism: ChildProcess | undefined;
+let prismLog = '';
+let dir: string;
+let doc: Doc;
+let base: string;
+const keys = {} as Record<'admin' | 'limited' | `without:${ApiKeyScope}`, string>;
+/** Makes a key with every scope, never used yet (so not in the server's key cache). */
+let freshKey: () => Promise<string>;
+/** Ids made in setup: each operation's cases use them. */
+const ids = {
+  pending: '',
+  toCancel: '',
+  toRetry: '',
+  finished: '',
+  keyToRevoke: '',
+  unknown: randomUUID(),
+};
+
+/** The CLI's entry, run with this Node (its .bin shim would pick whatever `node` is on PATH). */
+function prismEntry(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve('@stoplight/prism-cli/package.json')), 'dist', 'index.js');
+}
+
+async function direct(method: string, path: string, key?: string, body?: unknown): Promise<Response> {
+  const headers: Record<string, string> = {};
+  if (key) headers.authorization = `Bearer ${key}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  return fetch(`${server.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+async function submit(): Promise<string> {
+  const res = await direct('POST', '/run-task', keys.admin, {
+    task_name: 'sum_two_numbers',
+    task_parameters: { a: 1, b: 2 },
+  });
+  if (res.status !== 200) throw new Error(`run-task: ${res.status}`);
+  return ((await res.json()) as { task_uuid: string }).task_uuid;
+}
+
+beforeAll(async () => {
+  // PostgreSQL through a TCP proxy, to answer 503s by cutting it.
+  const url = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+  pg = await startTcpProxy(Number(url.port || 5432));
+  url.port = String(pg.port);
+  url.pathname = `/tasker_test_prism_${Date.now()}_${process.pid}`;
+  env = createTestEnv({
+    DATABASE_URL: url.toString(),
+    AUTH_MODE: 'required',
+    RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT),
+    BODY_LIMIT_BYTES: String(BODY_LIMIT),
+    OPENAI_API_KEY: '',
+  });
+  const parsed = loadEnv(env.vars);
+  server = await startServer(parsed, createLogger(parsed, 'test-prism'));
+  db = createDb(env.databaseUrl, { max: 1 });
+  const store = new ApiKeyStore(db.db);
+  const key = async (scopes: ApiKeyScope[]) =>
+    (await store.create({ tenantId: 'prism', name: 'prism', scopes, expiresAt: null })).key;
+  keys.admin = await key(ALL_SCOPES);
+  keys.limited = await key(ALL_SCOPES);
+  for (const scope of ALL_SCOPES) keys[`without:${scope}`] = await key(ALL_SCOPES.filter((s) => s !== scope));
+  freshKey = () => key(ALL_SCOPES);
+  ids.keyToRevoke = (
+    await store.create({ tenantId: 'prism', name: 'old', scopes: ['tasks:read'], expiresAt: null })
+  ).info.id;
+
+  // No worker runs: submitted tasks stay PENDING until cancelled.
+  ids.pending = await submit();
+  ids.toCancel = await submit();
+  ids.toRetry = await submit();
+  ids.finished = await submit();
+  for (const id of [ids.toRetry, ids.finished]) await direct('POST', `/tasks/${id}/cancel`, keys.admin);
+
+  doc = (await (await direct('GET', '/openapi.json')).json()) as Doc;
+  dir = await mkdtemp(join(tmpdir(), 'tasker-prism-'));
+  await writeFile(join(dir, 'openapi.json'), JSON.stringify(doc));
+  const port = await freePort();
+  prism = spawn(
+    process.execPath,
+    [
+      prismEntry(),
+      'proxy',
+      join(dir, 'openapi.json'),
+      server.url,
+      '--errors=false',
+      '--host=127.0.0.1',
+      `--port=${port}`,
+      '--verboseLevel=warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const collect = (chunk: Buffer) => {
+    prismLog = (prismLog + chunk.toString()).slice(-20_000);
+  };
+  prism.stdout?.on('data', collect);
+  prism.stderr?.on('data', collect);
+  base = `http://127.0.0.1:${port}`;
+  await waitFor(
+    async () => {
+      if (prism?.exitCode !== null) throw new Error(`prism exited: ${prismLog}`);
+      return (await fetch(`${base}/healthz`).catch(() => undefined))?.status === 200 ? true : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 200, what: 'prism proxy' },
+  );
+}, 60_000);
+
+afterAll(async () => {
+  if (prism && prism.exitCode === null) {
+    const exited = new Promise((resolve) => prism?.once('exit', resolve));
+    prism.kill('SIGTERM');
+    const timer = setTimeout(() => prism?.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  }
+  await server?.close();
+  await pg?.up().catch(() => {}); // the test database is dropped through it
+  await db?.close();
+  await env?.cleanup();
+  await pg?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** The scope an operation needs, read from its documented 403. */
+function scopeOf(op: Operation): ApiKeyScope | undefined {
+  const words = op.responses['403']?.description ?? '';
+  return ALL_SCOPES.find((scope) => words.includes(`the ${scope} scope`));
+}
+
+const json = (body: unknown): Pick<Case, 'body'> => ({ body });
+const big = 'x'.repeat(BODY_LIMIT * 2);
+
+/**
+ * The cases of each operation, by "METHOD path", beyond those every operation of its kind gets
+ * (see `commonCases`). A new operation must be added here.
+ */
+const CASES: Record<string, () => Case[]> = {
+  'POST /run-task': () => [
+    {
+      status: 200,
+      what: 'submits',
+      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: 5, b: 10 } }),
+    },
+    {
+      status: 400,
+      what: 'wrong parameter type',
+      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: '5', b: 1 } }),
+    },
+    { status: 400, what: 'unknown task', ...json({ task_name: 'nope', task_parameters: {} }) },
+    { status: 400, what: 'not JSON', raw: '{"task_name":', contentType: 'application/json', direct: true },
+    {
+      status: 503,
+      what: 'query_chatgpt without OPENAI_API_KEY',
+      ...json({ task_name: 'query_chatgpt', task_parameters: { prompt: 'hi' } }),
+    },
+  ],
+  'GET /get-task-output': () => [
+    { status: 200, what: 'a pending task', path: `/get-task-output?task_uuid=${ids.pending}` },
+    { status: 400, what: 'malformed id', path: '/get-task-output?task_uuid=nope' },
+    { status: 400, what: 'no id', path: '/get-task-output' },
+    { status: 404, what: 'unknown id', path: `/get-task-output?task_uuid=${ids.unknown}` },
+  ],
+  'POST /tasks': () => [
+    {
+      status: 201,
+      what: 'creates',
+      ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, priority: 5 }),
+    },
+    {
+      status: 201,
+      what: 'creates, delayed',
+      ...json({ name: 'find_longest_consecutive_letters', input: { string: 'aab' }, delay_ms: 60_000 }),
+    },
+    {
+      status: 400,
+      what: 'input of another type',
+      ...json({ name: 'sum_two_numbers', input: { string: 'a' } }),
+    },
+    { status: 400, what: 'unknown field', ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, x: 1 }) },
+    { status: 400, what: 'an array body', ...json([1]) },
+    {
+      status: 503,
+      what: 'query_chatgpt without OPENAI_API_KEY',
+      ...json({ name: 'query_chatgpt', input: { prompt: 'hi' } }),
+    },
+  ],
+  'GET /tasks': () => [
+    { status: 200, what: 'lists', path: '/tasks?limit=2' },
+    { status: 200, what: 'filters', path: '/tasks?status=PENDING,CANCELLED&name=sum_two_numbers' },
+    { status: 400, what: 'limit out of range', path: '/tasks?limit=0' },
+    { status: 400, what: 'unknown status', path: '/tasks?status=DONE' },
+    { status: 400, what: 'bad cursor', path: '/tasks?cursor=%%%' },
+  ],
+  'GET /tasks/{id}': () => [
+    { status: 200, what: 'pending', path: `/tasks/${ids.pending}` },
+    { status: 200, what: 'cancelled', path: `/tasks/${ids.finished}` },
+    { status: 400, what: 'malformed id', path: '/tasks/nope' },
+    { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}` },
+  ],
+  'POST /tasks/{id}/cancel': () => [
+    { status: 200, what: 'cancels a pending task', path: `/tasks/${ids.toCancel}/cancel` },
+    { status: 409, what: 'already finished', path: `/tasks/${ids.finished}/cancel` },
+    { status: 400, what: 'malformed id', path: '/tasks/nope/cancel' },
+    { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}/cancel` },
+    {
+      status: 400,
+      what: 'not JSON',
+      path: `/tasks/${ids.pending}/cancel`,
+      raw: '{',
+      contentType: 'application/json',
+      direct: true,
+    },
+  ],
+  'POST /tasks/{id}/retry': () => [
+    { status: 200, what: 'retries a cancelled task', path: `/tasks/${ids.toRetry}/retry` },
+    { status: 409, what: 'a pending task', path: `/tasks/${ids.pending}/retry` },
+    { status: 400, what: 'malformed id', path: '/tasks/nope/retry' },
+    { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}/retry` },
+  ],
+  'GET /task-types': () => [{ status: 200, what: 'the catalog' }],
+  'GET /queue': () => [{ status: 200, what: 'its state' }],
+  'POST /queue/pause': () => [
+    { status: 200, what: 'one type', ...json({ task_name: 'find_longest_consecutive_letters' }) },
+    { status: 200, what: 'every type, no body' },
+    { status: 400, what: 'unknown type', ...json({ task_name: 'nope' }) },
+  ],
+  'POST /queue/resume': () => [
+    { status: 200, what: 'every type', ...json({}) },
+    { status: 200, what: 'one type', ...json({ task_name: 'find_longest_consecutive_letters' }) },
+    { status: 400, what: 'unknown type', ...json({ task_name: 'nope' }) },
+  ],
+  'POST /api-keys': () => [
+    {
+      status: 200,
+      what: 'creates',
+      ...json({ tenant: 'prism-2', name: 'ci', scopes: ['tasks:read'], expires_in_s: 3600 }),
+    },
+    { status: 400, what: 'no scopes', ...json({ tenant: 'prism-2', name: 'ci', scopes: [] }) },
+    { status: 400, what: 'bad tenant', ...json({ tenant: 'a b', name: 'ci', scopes: ['admin'] }) },
+  ],
+  'GET /api-keys': () => [
+    { status: 200, what: 'every key', path: '/api-keys' },
+    { status: 200, what: "a tenant's", path: '/api-keys?tenant=prism' },
+    { status: 400, what: 'empty tenant', path: '/api-keys?tenant=' },
+  ],
+  'DELETE /api-keys/{id}': () => [
+    { status: 200, what: 'revokes', path: `/api-keys/${ids.keyToRevoke}` },
+    { status: 400, what: 'malformed id', path: '/api-keys/nope' },
+    { status: 404, what: 'unknown id', path: `/api-keys/${ids.unknown}` },
+    {
+      status: 400,
+      what: 'not JSON',
+      path: `/api-keys/${ids.unknown}`,
+      raw: '{',
+      contentType: 'application/json',
+      direct: true,
+    },
+  ],
+  'GET /tasks/{id}/events': () => [
+    { status: 200, what: 'a finished task: its state, then the end', path: `/tasks/${ids.finished}/events` },
+    {
+      status: 200,
+      what: 'resumed after its version',
+      path: `/tasks/${ids.finished}/events`,
+      headers: { 'last-event-id': '0' },
+    },
+    { status: 400, what: 'malformed id', path: '/tasks/nope/events' },
+    { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}/events` },
+  ],
+  'GET /healthz': () => [{ status: 200, what: 'alive', key: 'none' }],
+  'GET /readyz': () => [{ status: 200, what: 'ready', key: 'none' }],
+  'GET /openapi.json': () => [{ status: 200, what: 'the document', key: 'none' }],
+};
+
+/**
+ * Statuses documented but not sent here, each with its reason. Everything else documented must be
+ * answered by some case.
+ */
+const SKIPPED: Record<string, Record<number, string>> = {};
+
+/** The example path of an operation: its path parameters filled with ids that exist. */
+function samplePath(path: string): string {
+  return path.replace('{id}', path.startsWith('/api-keys') ? ids.unknown : ids.pending);
+}
+
+/** What every operation of its kind gets: a bad key, a key without its scope, bodies too large or not JSON. */
+function commonCases(op: Operation): Case[] {
+  const documented = new Set(Object.keys(op.responses).map(Number));
+  const cases: Case[] = [];
+  if (documented.has(401)) {
+    cases.push({ status: 401, what: 'no key', key: 'none' });
+    cases.push({ status: 401, what: 'malformed key', key: 'malformed' });
+  }
+  if (documented.has(403)) cases.push({ status: 403, what: `a key without ${scopeOf(op)}`, key: 'lacking' });
+  if (documented.has(413)) cases.push({ status: 413, what: 'a body over the limit', ...json({ big }) });
+  if (documented.has(415))
+    cases.push({ status: 415, what: 'text/plain', raw: 'hello', contentType: 'text/plain' });
+  return cases;
+}
+
+interface Outcome {
+  operation: string;
+  what: string;
+  status: number;
+  violations: { location: string[]; severity: string; message: string }[];
+}
+const outcomes: Outcome[] = [];
+const problems: string[] = [];
+
+/** Sends one case through Prism; records its status and Prism's response violations. */
+async function send(
+  operation: string,
+  method: string,
+  path: string,
+  op: Operation,
+  c: Case,
+  timeoutMs = 5000,
+): Promise<void> {
+  const headers: Record<string, string> = { ...c.headers };
+  const key = c.key ?? 'admin';
+  if (key === 'admin' || key === 'limited') headers.authorization = `Bearer ${keys[key]}`;
+  if (key === 'malformed') headers.authorization = 'Bearer not-a-key';
+  if (c.bearer) headers.authorization = `Bearer ${c.bearer}`;
+  if (key === 'lacking') {
+    const scope = scopeOf(op);
+    if (!scope) throw new Error(`${operation}: no scope in its 403`);
+    headers.authorization = `Bearer ${keys[`without:${scope}`]}`;
+  }
+  let body: string | undefined;
+  if (c.raw !== undefined) {
+    body = c.raw;
+    headers['content-type'] = c.contentType ?? 'application/json';
+  } else if (c.body !== undefined) {
+    body = JSON.stringify(c.body);
+    headers['content-type'] = 'application/json';
+  }
+  const label = `${operation} (${c.what})`;
+  const started = performance.now();
+  let res: Response;
+  let text = '';
+  try {
+    res = await fetch(`${c.direct ? server.url : base}${c.path ?? samplePath(path)}`, {
+      method: c.method ?? method,
+      headers,
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    text = await res.text();
+  } catch (error) {
+    problems.push(`${label}: no answer (${String(error)})`);
+    return;
+  } finally {
+    if (process.env.PRISM_TRACE) console.log(label, Math.round(performance.now() - started), 'ms');
+  }
+  const header = res.headers.get('sl-violations');
+  const violations = (header ? JSON.parse(header) : []) as Outcome['violations'];
+  outcomes.push({ operation, what: c.what, status: res.status, violations });
+  if (res.status !== c.status) problems.push(`${label}: answered ${res.status}, expected ${c.status}`);
+  if (!(String(res.status) in op.responses)) problems.push(`${label}: ${res.status} is not documented`);
+  for (const v of violations.filter((v) => v.location[0] === 'response'))
+    problems.push(`${label}: Prism: ${v.location.join('.')}: ${v.message}`);
+  if (c.direct && !isError(text, res.status)) problems.push(`${label}: not an Error body: ${text}`);
+}
+
+/** The Error shape: {error, code, status, issues?}. */
+function isError(text: string, status: number): boolean {
+  try {
+    const body = JSON.parse(text) as Record<string, unknown>;
+    return typeof body.error === 'string' && typeof body.code === 'string' && body.status === status;
+  } catch {
+    return false;
+  }
+}
+
+const operationsOf = (d: Doc) =>
+  Object.entries(d.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, op]) => ({
+      key: `${method.toUpperCase()} ${path}`,
+      method: method.toUpperCase(),
+      path,
+      op,
+    })),
+  );
+
+/** The first case of an operation that a key with every scope answers with success. */
+function successCase(key: string): Case {
+  const found = (CASES[key]?.() ?? []).find((c) => c.status < 300 && !c.direct);
+  if (!found) throw new Error(`${key}: no success case`);
+  return found;
+}
+
+describe('prism proxy in front of the server', () => {
+  it('has cases for every operation of the document, and none for an operation it lacks', () => {
+    const documented = operationsOf(doc).map((o) => o.key);
+    expect(documented.filter((key) => !(key in CASES))).toEqual([]);
+    expect(Object.keys(CASES).filter((key) => !documented.includes(key))).toEqual([]);
+  });
+
+  it('finds no response violation and no undocumented status, in success and error cases', async () => {
+    problems.length = 0;
+    for (const { key, method, path, op } of operationsOf(doc)) {
+      for (const c of [...(CASES[key]?.() ?? []), ...commonCases(op)]) await send(key, method, path, op, c);
+    }
+    expect(problems).toEqual([]);
+  }, 30_000);
+
+  it('finds none in the 429 of a key over its rate limit', async () => {
+    problems.length = 0;
+    // Spend the budget of the limited key on the server itself.
+    for (let i = 0; i < RATE_LIMIT; i++) {
+      const res = await direct('GET', '/task-types', keys.limited);
+      await res.arrayBuffer();
+      if (res.status === 429) break;
+    }
+    for (const { key, method, path, op } of operationsOf(doc)) {
+      if (!op.responses['429'] || key === 'GET /openapi.json') continue;
+      await send(key, method, path, op, {
+        ...successCase(key),
+        key: 'limited',
+        status: 429,
+        what: 'over the limit',
+      });
+    }
+    expect(problems).toEqual([]);
+  }, 30_000);
+
+  it('finds none in the 503s of PostgreSQL down', async () => {
+    problems.length = 0;
+    // One request per outage, with a key the server has not cached: the lookup needs PostgreSQL.
+    // (Within one outage, the driver's reconnection backoff makes later requests wait for seconds.)
+    for (const { key, method, path, op } of operationsOf(doc)) {
+      if (!op.responses['503']) continue;
+      const bearer = await freshKey();
+      await pg.down();
+      try {
+        await send(key, method, path, op, {
+          ...successCase(key),
+          bearer,
+          status: 503,
+          what: 'PostgreSQL down',
+        });
+      } finally {
+        await pg.up();
+      }
+      await waitFor(async () => ((await direct('GET', '/readyz')).status === 200 ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        what: 'PostgreSQL back',
+      });
+    }
+    expect(problems).toEqual([]);
+  }, 40_000);
+
+  it('finds none in the 429 of a client IP over its limit (on the open /openapi.json)', async () => {
+    problems.length = 0;
+    for (let i = 0; i < RATE_LIMIT; i++) {
+      const res = await direct('GET', '/queue'); // no key: counted per client IP
+      await res.arrayBuffer();
+      if (res.status === 429) break;
+    }
+    const op = doc.paths['/openapi.json']?.get as Operation;
+    await send('GET /openapi.json', 'GET', '/openapi.json', op, {
+      status: 429,
+      key: 'none',
+      what: 'over the limit',
+    });
+    expect(problems).toEqual([]);
+  });
+
+  it('answers a method a path does not take with 405 and Allow, and an unknown path with 404', async () => {
+    const wrong = await fetch(`${base}/queue/pause`);
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('POST');
+    expect(isError(await wrong.text(), 405)).toBe(true);
+    const unknown = await fetch(`${base}/no-such-route`, { method: 'DELETE' });
+    expect(unknown.status).toBe(404);
+    expect(isError(await unknown.text(), 404)).toBe(true);
+  });
+
+  it('has exercised every status each operation documents, but those skipped for a reason', () => {
+    const missing: string[] = [];
+    for (const { key, op } of operationsOf(doc)) {
+      const seen = new Set(outcomes.filter((o) => o.operation === key).map((o) => o.status));
+      for (const status of Object.keys(op.responses).map(Number)) {
+        if (!seen.has(status) && !SKIPPED[key]?.[status]) missing.push(`${key} ${status}`);
+      }
+    }
+    expect(missing).toEqual([]);
+    // Prism did look: the bad requests sent on purpose carry its request violations.
+    const noKey = outcomes.filter((o) => o.what === 'no key');
+    expect(noKey.length).toBeGreaterThan(10);
+    for (const o of noKey)
+      expect(
+        o.violations.some((v) => v.location[0] === 'request'),
+        o.operation,
+      ).toBe(true);
+  });
+});
