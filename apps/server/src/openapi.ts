@@ -15,6 +15,7 @@ export const HAND_WRITTEN_OPERATIONS: ReadonlySet<string> = new Set([
   'healthz',
   'readyz',
   'openApiDocument',
+  'metrics',
 ]);
 
 const ERROR_REF = { $ref: '#/components/schemas/Error' } as const;
@@ -162,7 +163,18 @@ export function openApiDocument(version = '0.1.0') {
 
   typeTaskBodies(doc.paths as Record<string, Record<string, Operation>>, schemas);
   typeTaskRecords(doc.paths as Record<string, Record<string, Operation>>, schemas);
-  doc.components = { ...doc.components, schemas };
+  doc.components = {
+    ...doc.components,
+    schemas,
+    securitySchemes: {
+      ...doc.components?.securitySchemes,
+      metricsToken: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'METRICS_TOKEN, for /metrics when it is set (not an API key)',
+      },
+    },
+  };
   doc.tags = [
     {
       name: 'tasks',
@@ -170,7 +182,11 @@ export function openApiDocument(version = '0.1.0') {
     },
     { name: 'queue', description: 'Pause and resume processing; queue depths (the admin scope)' },
     { name: 'keys', description: 'API keys of any tenant (the admin scope)' },
-    { name: 'health', description: 'Liveness, readiness and this document: open to anyone' },
+    {
+      name: 'health',
+      description:
+        'Liveness, readiness, metrics and this document: open to anyone (metrics: unless METRICS_TOKEN is set)',
+    },
   ];
   doc.paths = { ...doc.paths, ...handWrittenPaths(version, schemas) };
   addExamples(doc.paths as Record<string, Record<string, Operation>>);
@@ -635,6 +651,37 @@ function handWrittenPaths(
               },
             },
           },
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary: 'Prometheus metrics',
+        description:
+          "This server's metrics in the Prometheus text format: tasks created and cancelled here, by task type; HTTP requests " +
+          'and their latency by route and status; open SSE streams and subscriptions; queue depth by state; process metrics. ' +
+          'Workers serve theirs on METRICS_PORT. Open, and not rate-limited, unless METRICS_TOKEN is set: then it needs ' +
+          '`Authorization: Bearer <METRICS_TOKEN>` (not an API key).',
+        tags: ['health'],
+        security: [{ metricsToken: [] }, {}],
+        responses: {
+          200: {
+            description: 'The metrics, in the Prometheus text exposition format 0.0.4',
+            content: {
+              'text/plain': {
+                schema: { type: 'string' },
+                example:
+                  '# HELP tasker_tasks_created_total Tasks created (submitted), by task type\n' +
+                  '# TYPE tasker_tasks_created_total counter\n' +
+                  'tasker_tasks_created_total{task_type="sum_two_numbers"} 42\n',
+              },
+            },
+          },
+          401: errorResponse(
+            'METRICS_TOKEN is set and the request has no bearer token, or another one',
+            restError(401, 'Invalid metrics token'),
+          ),
         },
       },
     },

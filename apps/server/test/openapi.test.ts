@@ -107,7 +107,7 @@ describe('/openapi.json', () => {
         const expected = path === '/readyz' ? '#/components/schemas/NotReady' : '#/components/schemas/Error';
         expect(schema?.$ref, `${method} ${path} ${status}`).toBe(expected);
       }
-      const open = ['/healthz', '/readyz', '/openapi.json'].includes(path);
+      const open = ['/healthz', '/readyz', '/openapi.json', '/metrics'].includes(path);
       if (!open)
         expect(statuses, `${method} ${path}`).toEqual(expect.arrayContaining(['401', '403', '429', '503']));
       if (method === 'post')

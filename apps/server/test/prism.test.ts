@@ -29,6 +29,7 @@ import { startServer, type TaskerServer } from '../src/server.ts';
 
 const RATE_LIMIT = 300;
 const BODY_LIMIT = 4096;
+const METRICS_TOKEN = 'prism-metrics-token';
 const ALL_SCOPES: ApiKeyScope[] = ['tasks:write', 'tasks:read', 'admin'];
 
 interface Operation {
@@ -121,6 +122,7 @@ beforeAll(async () => {
     RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT),
     BODY_LIMIT_BYTES: String(BODY_LIMIT),
     OPENAI_API_KEY: '',
+    METRICS_TOKEN: METRICS_TOKEN,
   });
   const parsed = loadEnv(env.vars);
   server = await startServer(parsed, createLogger(parsed, 'test-prism'));
@@ -341,6 +343,10 @@ const CASES: Record<string, () => Case[]> = {
   'GET /healthz': () => [{ status: 200, what: 'alive', key: 'none' }],
   'GET /readyz': () => [{ status: 200, what: 'ready', key: 'none' }],
   'GET /openapi.json': () => [{ status: 200, what: 'the document', key: 'none' }],
+  'GET /metrics': () => [
+    { status: 200, what: 'with METRICS_TOKEN', key: 'none', bearer: METRICS_TOKEN },
+    { status: 401, what: 'an API key is not the metrics token', key: 'admin' },
+  ],
 };
 
 /**
@@ -558,7 +564,8 @@ describe('prism proxy in front of the server', () => {
     }
     expect(missing).toEqual([]);
     // Prism did look: the bad requests sent on purpose carry its request violations.
-    const noKey = outcomes.filter((o) => o.what === 'no key');
+    // (Not /metrics: its token is optional in the document, since it is open unless METRICS_TOKEN is set.)
+    const noKey = outcomes.filter((o) => o.what === 'no key' && o.operation !== 'GET /metrics');
     expect(noKey.length).toBeGreaterThan(10);
     for (const o of noKey)
       expect(
