@@ -96,6 +96,35 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
     expect((await fetch(`${url}/run-task`, { method: 'POST', headers, body })).status).toBe(200);
   });
 
+  it('PostgreSQL down for a while: every request keeps answering its 503 promptly (no growing reconnection backoff)', async () => {
+    const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+    proxy = await startTcpProxy(Number(base.port || 5432));
+    base.port = String(proxy.port);
+    base.pathname = `/tasker_test_proxy_${Date.now()}`;
+    const url = await start({ DATABASE_URL: base.toString() });
+    await proxy.down();
+    const slowest: number[] = [];
+    // 8 rounds of 10 concurrent reads: the driver's default backoff (3^n/100 s, to 20 s) would make
+    // later rounds wait for seconds before their 503.
+    for (let round = 0; round < 8; round++) {
+      const times = await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const started = performance.now();
+          const res = await fetch(`${url}/tasks/${crypto.randomUUID()}`);
+          expect(res.status).toBe(503);
+          await res.arrayBuffer();
+          return performance.now() - started;
+        }),
+      );
+      slowest.push(Math.round(Math.max(...times)));
+    }
+    expect(Math.max(...slowest), `slowest answer per round (ms): ${slowest.join(', ')}`).toBeLessThan(2500);
+    await proxy.up();
+    const started = performance.now();
+    expect((await fetch(`${url}/tasks/${crypto.randomUUID()}`)).status).toBe(404);
+    expect(performance.now() - started).toBeLessThan(2500);
+  });
+
   it('PostgreSQL down in required mode: the key lookup answers 503, not 401 or 500', async () => {
     const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
     proxy = await startTcpProxy(Number(base.port || 5432));

@@ -34,6 +34,10 @@ export function createDb(
     max,
     idle_timeout: 30,
     connect_timeout: 5,
+    // Wait before reconnecting after a failed connection: 50 ms, doubling, at most 500 ms. The
+    // driver's default (3^n / 100 s, up to 20 s, counted across the pool) holds every query of an
+    // outage for that long, so requests hang instead of answering their 503.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5),
     onnotice: () => {},
     connection: {
       application_name: name,
