@@ -12,6 +12,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Authenticator } from './auth.ts';
+import { registerDashboard } from './dashboard.ts';
 import { restError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerRestRoutes } from './rest.ts';
@@ -39,6 +40,10 @@ export interface AppOptions {
   /** Each resolves when its dependency answers, rejects otherwise. */
   readiness: Record<string, () => Promise<unknown>>;
   version?: string;
+  /** The built dashboard served at /ui (default: apps/dashboard/dist, see dashboard.ts). */
+  dashboardDir?: string;
+  /** Whether the dashboard should ask for an API key (the server's AUTH_MODE). */
+  authMode?: 'required' | 'disabled';
 }
 
 const MAX_JSON_DEPTH = 64;
@@ -217,6 +222,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // REST: the same procedures as plain routes, described by the OpenAPI document.
   registerRestRoutes(app, createContext, doc);
   registerEventStream(app, options.services.live);
+  registerDashboard(app, { root: options.dashboardDir, authMode: options.authMode ?? 'required' });
 
   return app;
 }
