@@ -94,17 +94,25 @@ describe(`the dashboard (${testMode} mode)`, () => {
     const partial = page.getByTestId('task-partial');
     await partial.waitFor();
     const lengths: number[] = [];
+    let pictured = false;
     await waitFor(
       async () => {
         const status = await page
           .locator('[data-testid="task-detail"] [data-status]')
           .first()
           .getAttribute('data-status');
-        lengths.push(((await partial.textContent()) ?? '').length);
-        return status === 'COMPLETED';
+        if (status === 'COMPLETED') return true;
+        const length = ((await partial.textContent({ timeout: 1000 })) ?? '').length;
+        lengths.push(length);
+        if (!pictured && length > 40) {
+          pictured = true;
+          await screenshot(page, 'llm-streaming');
+        }
+        return false;
       },
       { timeoutMs: 20_000, intervalMs: 100, what: 'the reply to complete' },
     );
+    await page.getByTestId('task-output').waitFor();
     await screenshot(page, 'llm-reply');
     const growing = new Set(lengths.filter((n) => n > 0));
     expect(growing.size, `lengths seen: ${lengths.join(',')}`).toBeGreaterThanOrEqual(3);
@@ -159,6 +167,7 @@ describe(`the dashboard (${testMode} mode)`, () => {
     const writer = await openDashboard(browser, stack.url, admin);
     await row(writer, held.id).getByRole('button', { name: 'Cancel' }).waitFor();
     await row(writer, failed.id).getByRole('button', { name: 'Retry' }).waitFor();
+    await screenshot(writer, 'tasks-actions');
 
     const page = await openDashboard(browser, stack.url, reader);
     await row(page, held.id).waitFor();
@@ -324,6 +333,21 @@ describe(`filters and paging (${testMode} mode)`, () => {
     await page.getByLabel('Payload search').fill('{a: 7');
     await page.getByRole('button', { name: 'Apply' }).click();
     await page.getByRole('alert').filter({ hasText: 'must be JSON' }).waitFor();
+  });
+});
+
+describe('the API docs page', () => {
+  it('renders the OpenAPI document at /docs, every route, from assets the server serves', async () => {
+    const page = await browser.page();
+    await page.goto(`${stack.url}/docs`);
+    // Operations by their summaries, as every OpenAPI renderer lists them.
+    await page.getByText('Submit a task').first().waitFor();
+    await page.getByText('Create a task').first().waitFor();
+    await page
+      .getByText("This tenant's completed and failed tasks per minute, over the last hour")
+      .first()
+      .waitFor();
+    await screenshot(page, 'docs');
   });
 });
 

@@ -34,7 +34,10 @@ const CHROMIUM_FLAGS = [
 
 export interface Browser {
   context: BrowserContext;
-  /** A new tab (its own sessionStorage) that fails the test on any console error or page error. */
+  /**
+   * A new tab (its own sessionStorage) that fails the test on any console error, page error or
+   * request to anything but the server under test.
+   */
   page(): Promise<Page>;
   /** Console errors and page errors seen so far, in every tab. */
   problems: string[];
@@ -65,6 +68,11 @@ export async function launchBrowser(): Promise<Browser> {
         if (message.type() === 'error') problems.push(`console error: ${message.text()} (${page.url()})`);
       });
       page.on('pageerror', (error) => problems.push(`page error: ${error.message} (${page.url()})`));
+      // Everything comes from the server under test: no CDN, no web font, nothing from the internet.
+      page.on('request', (request) => {
+        if (!/^(http:\/\/127\.0\.0\.1[:/]|data:|blob:)/.test(request.url()))
+          problems.push(`request outside the server under test: ${request.url()}`);
+      });
       return page;
     },
     close: async () => {

@@ -153,13 +153,19 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         <div className="card">
           <h2>Output</h2>
           {view.status === 'COMPLETED' ? (
-            <pre data-testid="task-output">{json(view.output)}</pre>
+            // A text result (an LLM's reply) as text; anything else as JSON.
+            <pre data-testid="task-output" className={typeof view.output === 'string' ? 'reply' : undefined}>
+              {typeof view.output === 'string' ? view.output : json(view.output)}
+            </pre>
           ) : (
             <p className="muted">{view.finishedAt ? 'None: the task did not complete.' : 'Not yet.'}</p>
           )}
         </div>
       </div>
-      {progress && (progress.percent !== undefined || progress.message || progress.partial !== undefined) ? (
+      {progress &&
+      (progress.percent !== undefined ||
+        progress.message ||
+        (progress.partial !== undefined && view.status !== 'COMPLETED')) ? (
         <div className="card">
           <h2>Progress</h2>
           {progress.percent !== undefined ? (
@@ -174,9 +180,9 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
             </div>
           ) : null}
           {progress.message ? <p>{progress.message}</p> : null}
-          {progress.partial !== undefined ? (
+          {progress.partial !== undefined && view.status !== 'COMPLETED' ? (
             <>
-              <h3>Reply so far{view.status === 'RUNNING' ? ' (streaming)' : ''}</h3>
+              <h3>{view.finishedAt ? 'Reply when it stopped' : 'Reply so far (streaming)'}</h3>
               <pre className="reply" data-testid="task-partial">
                 {progress.partial}
               </pre>
