@@ -110,7 +110,14 @@ export async function startStack(
   const openai = await startFakeOpenAI({
     chunkDelayMs,
     reply: (prompt) =>
-      `Here is a reply to "${prompt}" that arrives one word at a time so that the dashboard can show it growing while it streams in.`,
+      `Here is a reply to "${prompt}" that arrives one word at a time so that the dashboard can show it growing while it streams in.${
+        // Long enough to be watched (40 more words) or cancelled (200 more) while it streams, however slow the machine.
+        prompt.includes('long')
+          ? ' More words.'.repeat(100)
+          : prompt.includes('story')
+            ? ' And then?'.repeat(20)
+            : ''
+      }`,
   });
   const env = createTestEnv({
     AUTH_MODE: 'required',

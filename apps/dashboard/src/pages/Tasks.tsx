@@ -111,6 +111,13 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
     }),
   );
 
+  // Changes made before the feed connected (or while it reconnected) were not heard: read the page again.
+  const connected = live.status === 'pending';
+  const pageKey = listOptions.queryKey;
+  useEffect(() => {
+    if (connected) void queryClient.invalidateQueries({ queryKey: pageKey });
+  }, [connected, queryClient, pageKey]);
+
   const apply = (event: FormEvent) => {
     event.preventDefault();
     if (draft.payload.trim()) {
