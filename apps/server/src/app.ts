@@ -13,6 +13,7 @@ import Fastify, {
 } from 'fastify';
 import type { Authenticator } from './auth.ts';
 import { registerDashboard } from './dashboard.ts';
+import { registerDocs } from './docs.ts';
 import { restError } from './errors.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerRestRoutes } from './rest.ts';
@@ -222,6 +223,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // REST: the same procedures as plain routes, described by the OpenAPI document.
   registerRestRoutes(app, createContext, doc);
   registerEventStream(app, options.services.live);
+  // /docs: the document, rendered from assets served here.
+  await registerDocs(app, doc);
   registerDashboard(app, { root: options.dashboardDir, authMode: options.authMode ?? 'required' });
 
   return app;
