@@ -357,18 +357,20 @@ describe('the API docs page', () => {
 });
 
 describe(`AUTH_MODE=disabled (${testMode} mode)`, () => {
+  let open: Stack;
+  beforeAll(async () => {
+    open = await startStack({ AUTH_MODE: 'disabled' }, { worker: false });
+  });
+  afterAll(async () => {
+    await open?.close();
+  });
+
   it('asks for no key', async () => {
-    const open = await startStack({ AUTH_MODE: 'disabled' }, { worker: false });
-    try {
-      const page = await browser.page();
-      await page.goto(`${open.url}/ui/`);
-      await page.getByTestId('whoami').filter({ hasText: 'AUTH_MODE=disabled' }).waitFor();
-      expect(await page.getByLabel('API key').count()).toBe(0);
-      expect(await page.getByTestId('whoami').textContent()).toContain('default');
-      await page.getByRole('link', { name: 'Run a task' }).waitFor();
-    } finally {
-      for (const page of browser.context.pages()) await page.close();
-      await open.close();
-    }
+    const page = await browser.page();
+    await page.goto(`${open.url}/ui/`);
+    await page.getByTestId('whoami').filter({ hasText: 'AUTH_MODE=disabled' }).waitFor();
+    expect(await page.getByLabel('API key').count()).toBe(0);
+    expect(await page.getByTestId('whoami').textContent()).toContain('default');
+    await page.getByRole('link', { name: 'Run a task' }).waitFor();
   });
 });
