@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import { isDatabaseUnavailable } from '@tasker/db';
-import { isRedisUnavailable, type Logger, requestScope } from '@tasker/engine';
+import { isRedisUnavailable, type Logger, requestScope, type TaskerMetrics } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyBaseLogger,
@@ -15,6 +15,7 @@ import type { Authenticator } from './auth.ts';
 import { registerDashboard } from './dashboard.ts';
 import { registerDocs } from './docs.ts';
 import { restError } from './errors.ts';
+import { registerObservability } from './observability.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerRestRoutes } from './rest.ts';
 import { type AppRouter, appRouter } from './root.ts';
@@ -45,6 +46,10 @@ export interface AppOptions {
   dashboardDir?: string;
   /** Whether the dashboard should ask for an API key (the server's AUTH_MODE). */
   authMode?: 'required' | 'disabled';
+  /** Prometheus metrics and `GET /metrics` (observability.ts); none without. */
+  metrics?: TaskerMetrics;
+  /** METRICS_TOKEN: `/metrics` then needs `Authorization: Bearer <token>`. */
+  metricsToken?: string;
 }
 
 const MAX_JSON_DEPTH = 64;
@@ -116,6 +121,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         : error.message;
     return reply.code(status).send(restError(status, message));
   });
+  // Metrics, request spans and GET /metrics: first, so that they cover every other hook.
+  if (options.metrics) registerObservability(app, { metrics: options.metrics, token: options.metricsToken });
   // Streams (SSE, tRPC subscriptions) never end on their own: on close, cut them so that clients
   // reconnect (with their last event id) to another instance, instead of holding shutdown.
   const streams = new Set<Socket>();
@@ -168,7 +175,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // Redis away: serve rather than refuse everyone.
       skipOnError: true,
       enableDraftSpec: true,
-      allowList: (request) => /^\/(healthz|readyz)$/.test(request.url.split('?')[0] ?? ''),
+      allowList: (request) => /^\/(healthz|readyz|metrics)$/.test(request.url.split('?')[0] ?? ''),
       // Thrown, so that the error handler answers it in the one error shape.
       errorResponseBuilder: (_request, context) =>
         Object.assign(

@@ -45,7 +45,14 @@ const DISABLED: Auth = {
 };
 
 /** Routes anyone may call, in every mode. */
-const OPEN_ROUTES = [/^\/healthz$/, /^\/readyz$/, /^\/openapi\.json$/, /^\/docs(\/|$)/, /^\/ui(\/|$)/];
+const OPEN_ROUTES = [
+  /^\/healthz$/,
+  /^\/readyz$/,
+  /^\/metrics$/,
+  /^\/openapi\.json$/,
+  /^\/docs(\/|$)/,
+  /^\/ui(\/|$)/,
+];
 
 /**
  * Checks `Authorization: Bearer tsk_…` against the API keys table. A key is looked up by its

@@ -1,16 +1,26 @@
-import { ConfigError, createLogger, loadEnv, UnreachableError } from '@tasker/engine';
+import { ConfigError, createLogger, loadEnv, startTracing, UnreachableError } from '@tasker/engine';
 import { startServer } from './server.ts';
 
 async function main() {
   const env = loadEnv();
   const log = createLogger(env, 'tasker-server');
+  // Tracing: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (the SDK is not even loaded then).
+  const tracing = await startTracing({
+    serviceName: env.OTEL_SERVICE_NAME ?? 'tasker-server',
+    endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
+    headers: env.OTEL_EXPORTER_OTLP_HEADERS,
+  });
+  if (tracing) log.info({ endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'tracing on: OTLP over HTTP');
   const server = await startServer(env, log);
   let signals = 0;
   const stop = (signal: string) => {
     if (++signals > 1) process.exit(1);
     log.info({ signal }, 'shutting down');
     server.close().then(
-      () => process.exit(0),
+      async () => {
+        await tracing?.shutdown().catch(() => {});
+        process.exit(0);
+      },
       (error) => {
         log.error({ err: error }, 'shutdown failed');
         process.exit(1);

@@ -43,6 +43,8 @@ export async function startServer(
     readiness: engine.readiness,
     dashboardDir,
     authMode: env.AUTH_MODE,
+    metrics: engine.metrics,
+    metricsToken: env.METRICS_TOKEN,
   });
   const address = await app.listen({ host: env.HOST, port: env.PORT });
   const url = address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');

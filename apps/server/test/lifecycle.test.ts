@@ -179,6 +179,21 @@ describe('pause one task type', () => {
     });
     await Promise.all(workers.splice(0).map((w) => w.stop()));
   });
+
+  it('resuming without task_name resumes the queue and every type paused on its own', async () => {
+    await post('/queue/pause', { task_name: 'sum_two_numbers' });
+    await post('/queue/pause', { task_name: 'find_longest_consecutive_letters' });
+    expect(await (await post('/queue/pause', {})).json()).toMatchObject({
+      paused: true,
+      pausedTypes: ['find_longest_consecutive_letters', 'sum_two_numbers'],
+    });
+    const held = (await sum(5000)).task_uuid;
+    const resumed = await post('/queue/resume', {});
+    expect(await resumed.json()).toMatchObject({ paused: false, pausedTypes: [] });
+    workers.push(await spawnApp('worker', stack.env.vars));
+    await waitFor(async () => (await getTask(held)).status === 'COMPLETED');
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  });
 });
 
 describe('cancellation', () => {

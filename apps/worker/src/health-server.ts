@@ -1,5 +1,11 @@
 import { createServer, type ServerResponse } from 'node:http';
-import { ConfigError, type Logger } from '@tasker/engine';
+import {
+  ConfigError,
+  type Logger,
+  metricsAuthorized,
+  metricsRefusal,
+  type TaskerMetrics,
+} from '@tasker/engine';
 
 /** What `GET /healthz` says: `starting` until the worker takes jobs, `ok` while it does, `stopping` after a signal. */
 export type WorkerHealth = 'starting' | 'ok' | 'stopping';
@@ -10,9 +16,15 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-function send(res: ServerResponse, status: number, body: object): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+function send(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
   res.end(JSON.stringify(body));
+}
+
+/** What `/metrics` serves: this process's registry, behind METRICS_TOKEN when that is set. */
+export interface MetricsEndpoint {
+  metrics: TaskerMetrics;
+  token?: string;
 }
 
 /**
@@ -20,12 +32,19 @@ function send(res: ServerResponse, status: number, body: object): void {
  * `GET /healthz` answers 200 `{"status":"ok"}` while the worker runs, 503 with `starting` or
  * `stopping` around that. Anything else is 404 (405 for another method on /healthz). It listens
  * before the worker connects to anything, so a port already taken stops the worker at once, in one
- * line (a ConfigError). Prometheus' `/metrics` will be served here too.
+ * line (a ConfigError). With `metrics`, `GET /metrics` answers Prometheus' text format (a 401 in the
+ * server's error shape without the METRICS_TOKEN, when one is set).
  */
-export async function startHealthServer(port: number, host: string, log: Logger): Promise<HealthServer> {
+export async function startHealthServer(
+  port: number,
+  host: string,
+  log: Logger,
+  metrics?: MetricsEndpoint,
+): Promise<HealthServer> {
   let health: WorkerHealth = 'starting';
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
+    if (path === '/metrics' && metrics) return void serveMetrics(req.method, req.headers.authorization, res);
     if (path !== '/healthz') return send(res, 404, { error: 'Not found' });
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
@@ -44,10 +63,33 @@ export async function startHealthServer(port: number, host: string, log: Logger)
       `METRICS_PORT=${port}: cannot listen on ${host}:${port} (${error.code ?? error.message})`,
     );
   });
+  async function serveMetrics(
+    method: string | undefined,
+    authorization: string | undefined,
+    res: ServerResponse,
+  ) {
+    if (!metrics) return;
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, { error: 'Method not allowed', code: 'METHOD_NOT_SUPPORTED', status: 405 });
+    }
+    if (!metricsAuthorized(authorization, metrics.token)) {
+      const body = { error: metricsRefusal(authorization), code: 'UNAUTHORIZED', status: 401 };
+      return send(res, 401, body, { 'www-authenticate': 'Bearer' });
+    }
+    try {
+      const { contentType, body } = await metrics.metrics.scrape();
+      res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+      res.end(method === 'HEAD' ? undefined : body);
+    } catch (error) {
+      log.error({ err: error }, 'metrics scrape failed');
+      send(res, 500, { error: 'Internal server error', code: 'INTERNAL_SERVER_ERROR', status: 500 });
+    }
+  }
   server.on('error', (error) => log.error({ err: error }, 'health listener error'));
   const shownHost = host.includes(':') ? `[${host}]` : host;
   const url = `http://${shownHost}:${port}`;
-  log.info({ url }, 'health listener ready: GET /healthz');
+  log.info({ url }, `health listener ready: GET /healthz${metrics ? ', GET /metrics' : ''}`);
   return {
     url,
     set: (next) => {

@@ -1,13 +1,30 @@
-import { ConfigError, createLogger, loadEnv, UnreachableError } from '@tasker/engine';
+import {
+  ConfigError,
+  createLogger,
+  loadEnv,
+  startTracing,
+  TaskerMetrics,
+  UnreachableError,
+} from '@tasker/engine';
 import { startHealthServer } from './health-server.ts';
 import { startWorker } from './worker.ts';
 
 async function main() {
   const env = loadEnv();
   const log = createLogger(env, 'tasker-worker');
-  // METRICS_PORT (0: off): GET /healthz for probes, listening before anything else starts.
-  const health = env.METRICS_PORT ? await startHealthServer(env.METRICS_PORT, env.HOST, log) : undefined;
-  const worker = await startWorker(env, log);
+  // Tracing: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (the SDK is not even loaded then).
+  const tracing = await startTracing({
+    serviceName: env.OTEL_SERVICE_NAME ?? 'tasker-worker',
+    endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
+    headers: env.OTEL_EXPORTER_OTLP_HEADERS,
+  });
+  if (tracing) log.info({ endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'tracing on: OTLP over HTTP');
+  const metrics = new TaskerMetrics();
+  // METRICS_PORT (0: off): GET /healthz for probes and GET /metrics, listening before anything else starts.
+  const health = env.METRICS_PORT
+    ? await startHealthServer(env.METRICS_PORT, env.HOST, log, { metrics, token: env.METRICS_TOKEN })
+    : undefined;
+  const worker = await startWorker(env, log, { metrics });
   health?.set('ok');
   let signals = 0;
   const stop = (signal: string) => {
@@ -21,6 +38,7 @@ async function main() {
     worker.close().then(
       async () => {
         await health?.close();
+        await tracing?.shutdown().catch(() => {});
         process.exit(0);
       },
       (error) => {

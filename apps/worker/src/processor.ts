@@ -1,5 +1,14 @@
 import type { TaskError, TaskRow } from '@tasker/db';
-import { type JobData, jobDataSchema, type Logger, type TaskLifecycle } from '@tasker/engine';
+import {
+  inSpan,
+  type JobData,
+  jobDataSchema,
+  type Logger,
+  SpanKind,
+  setSpanAttribute,
+  type TaskLifecycle,
+  tracingEnabled,
+} from '@tasker/engine';
 import { getTaskDefinition, type TaskConfig } from '@tasker/tasks';
 import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import { persist } from './persist.ts';
@@ -42,10 +51,13 @@ function toTaskError(error: unknown, code: string, attempt: number): TaskError {
 export function createProcessor(options: ProcessorOptions) {
   const { lifecycle, workerId, config, log, running, stopping } = options;
 
-  return async (job: Job<JobData>, token: string | undefined, signal?: AbortSignal): Promise<void> => {
-    const parsed = jobDataSchema.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError(`malformed job payload: ${parsed.error.message}`);
-    const { taskId } = parsed.data;
+  const processJob = async (
+    job: Job<JobData>,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+    data: JobData,
+  ): Promise<void> => {
+    const { taskId } = data;
     const record = <T>(what: string, write: () => Promise<T>) =>
       persist(what, write, { log, taskId, until: stopping });
 
@@ -63,6 +75,7 @@ export function createProcessor(options: ProcessorOptions) {
     }
     if (!row) return; // finished already (a job delivered again), or cancelled before it ran
     const claimed = row;
+    setSpanAttribute('tasker.attempt', claimed.attempts);
 
     const definition = getTaskDefinition(claimed.name);
     if (!definition) {
@@ -83,6 +96,7 @@ export function createProcessor(options: ProcessorOptions) {
       await progress.stop();
     }
 
+    setSpanAttribute('tasker.outcome', outcome.kind);
     try {
       switch (outcome.kind) {
         case 'completed':
@@ -95,7 +109,7 @@ export function createProcessor(options: ProcessorOptions) {
           return;
         case 'aborted':
           if (outcome.reason === SHUTDOWN) return handBack(job, token, undefined, claimed);
-          await record('cancel', () => lifecycle.endCancelled(taskId, claimed.attempts));
+          await record('cancel', () => lifecycle.endCancelled(taskId, claimed.attempts, claimed));
           return;
         case 'failed': {
           // BullMQ's own rule, so that the row and the job agree on which attempt is the last.
@@ -111,6 +125,27 @@ export function createProcessor(options: ProcessorOptions) {
       if (stopping.aborted) return handBack(job, token, error, claimed);
       throw error;
     }
+  };
+
+  return async (job: Job<JobData>, token: string | undefined, signal?: AbortSignal): Promise<void> => {
+    const parsed = jobDataSchema.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`malformed job payload: ${parsed.error.message}`);
+    const data = parsed.data;
+    if (!tracingEnabled()) return processJob(job, token, signal, data);
+    // One span per attempt, a child of the submitting request's span (its context rode in the job).
+    return inSpan(
+      `task ${job.name}`,
+      {
+        kind: SpanKind.CONSUMER,
+        parent: { traceparent: data.traceparent, tracestate: data.tracestate },
+        attributes: {
+          'tasker.task.id': data.taskId,
+          'tasker.task.type': job.name,
+          'tasker.worker': workerId,
+        },
+      },
+      () => processJob(job, token, signal, data),
+    );
   };
 
   /**

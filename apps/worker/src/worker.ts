@@ -1,5 +1,12 @@
 import { hostname } from 'node:os';
-import { createEngine, createTaskWorker, type Env, type Logger, taskConfig } from '@tasker/engine';
+import {
+  createEngine,
+  createTaskWorker,
+  type Env,
+  type Logger,
+  type TaskerMetrics,
+  taskConfig,
+} from '@tasker/engine';
 import { CancelWatch } from './cancel-watch.ts';
 import { CANCELLED, createProcessor, SHUTDOWN } from './processor.ts';
 import { Sweeper } from './sweeper.ts';
@@ -11,9 +18,13 @@ export interface TaskerWorker {
 }
 
 /** Starts one worker process's share of the work: a BullMQ worker, its cancel paths, and the recovery sweeper. */
-export async function startWorker(env: Env, log: Logger): Promise<TaskerWorker> {
+export async function startWorker(
+  env: Env,
+  log: Logger,
+  options: { metrics?: TaskerMetrics } = {},
+): Promise<TaskerWorker> {
   const id = `${hostname()}:${process.pid}`;
-  const engine = await createEngine(env, log, 'worker');
+  const engine = await createEngine(env, log, 'worker', options);
   const { lifecycle } = engine;
   const running = new Set<string>();
   const stopping = new AbortController();

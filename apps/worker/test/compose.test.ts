@@ -65,11 +65,12 @@ const runScript = (script: string) =>
   });
 
 describe('docker-compose.yml', () => {
-  it('has two profiles, the full stack and PostgreSQL only, and nothing outside them', () => {
+  it('has two profiles, the full stack and PostgreSQL only, the optional metrics one, and nothing outside them', () => {
     expect(services.filter(([, s]) => s.profiles.length === 0)).toEqual([]);
     expect(Object.keys(inProfile('full')).sort()).toEqual(['postgres', 'redis', 'server', 'worker']);
     expect(Object.keys(inProfile('pg')).sort()).toEqual(['postgres', 'server-pg', 'worker-pg']);
-    for (const profile of ['full', 'pg']) {
+    expect(Object.keys(inProfile('metrics')).sort()).toEqual(['grafana', 'prometheus']);
+    for (const profile of ['full', 'pg', 'metrics']) {
       for (const [name, s] of Object.entries(inProfile(profile))) {
         for (const dependency of Object.keys(s.depends_on ?? {})) {
           expect(inProfile(profile), `${name} depends on ${dependency}`).toHaveProperty(dependency);

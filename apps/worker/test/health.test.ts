@@ -43,7 +43,9 @@ describe('the worker on METRICS_PORT', () => {
     const worker = await spawnApp('worker', { ...harness.env.vars, METRICS_PORT: String(port) });
     workers.push(worker);
     const url = `http://127.0.0.1:${port}`;
-    expect(worker.output()).toContain(`"url":"${url}","msg":"health listener ready: GET /healthz"`);
+    expect(worker.output()).toContain(
+      `"url":"${url}","msg":"health listener ready: GET /healthz, GET /metrics"`,
+    );
 
     // "worker ready" is logged a moment before the state turns ok.
     await waitFor(async () => {
@@ -53,7 +55,12 @@ describe('the worker on METRICS_PORT', () => {
     expect(await probe(`${url}/healthz`)).toEqual({ status: 200, body: { status: 'ok' } });
     expect(await probe(`${url}/healthz?verbose=1`)).toEqual({ status: 200, body: { status: 'ok' } });
     expect((await fetch(`${url}/healthz`, { method: 'HEAD' })).status).toBe(200);
-    expect(await probe(`${url}/metrics`)).toEqual({ status: 404, body: { error: 'Not found' } });
+    expect(await probe(`${url}/nothing`)).toEqual({ status: 404, body: { error: 'Not found' } });
+    // Prometheus' text format, open without METRICS_TOKEN (metrics.test.ts in apps/server tests the rest).
+    const metrics = await fetch(`${url}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(await metrics.text()).toMatch(/^# HELP tasker_tasks_completed_total /m);
     const post = await fetch(`${url}/healthz`, { method: 'POST' });
     expect([post.status, post.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
 

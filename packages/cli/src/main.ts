@@ -1,10 +1,24 @@
 import path from 'node:path';
 import { runningEmbeddedUrl } from '@tasker/embedded-pg';
-import { ConfigError, loadEnv } from '@tasker/engine';
-import { Command, CommanderError } from 'commander';
+import { ConfigError, loadEnv } from '@tasker/engine/config';
+import { Command, CommanderError, Option } from 'commander';
+import { DEFAULT_URL } from './connect.ts';
+import { CliError, EXIT, EXIT_CODES_HELP } from './errors.ts';
 import { keysCommand } from './keys.ts';
+import { queueCommand } from './queue.ts';
+import { taskCommands } from './tasks.ts';
 
-const program = new Command('tasker').description('Tasker from the command line').exitOverride();
+const program = new Command('tasker')
+  .description('Tasker from the command line: run and follow tasks, the queue, API keys')
+  .addOption(new Option('--url <url>', `the Tasker server (default ${DEFAULT_URL})`).env('TASKER_URL'))
+  .addOption(new Option('--api-key <key>', 'an API key, sent as Authorization: Bearer').env('TASKER_API_KEY'))
+  .addHelpText(
+    'after',
+    `${EXIT_CODES_HELP}
+
+Output: colours and a spinner on a terminal; plain text when piped; --json always JSON on stdout.`,
+  )
+  .exitOverride();
 
 /**
  * The database: DATABASE_URL, or else the embedded PostgreSQL that `pnpm start` runs now (its data
@@ -20,15 +34,24 @@ async function databaseUrl(): Promise<string> {
   );
 }
 
+taskCommands(program);
+queueCommand(program);
 keysCommand(program, databaseUrl);
+// Every command: commander's own usage errors become exit 2 (its message is already on stderr).
+for (const command of program.commands) {
+  command.exitOverride();
+  for (const sub of command.commands) sub.exitOverride();
+}
 
 /** One line on stderr and a non-zero exit, never a stack trace. */
 function fail(error: unknown): never {
-  if (error instanceof CommanderError) process.exit(error.exitCode || 1);
-  const message =
-    error instanceof ConfigError ? error.message : error instanceof Error ? error.message : String(error);
+  if (error instanceof CommanderError) {
+    process.exit(error.exitCode === 0 ? EXIT.ok : EXIT.usage);
+  }
+  const code = error instanceof CliError ? error.exitCode : EXIT.failed;
+  const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`tasker: ${message.split('\n').join(' ')}\n`);
-  process.exit(1);
+  process.exit(code);
 }
 
-program.parseAsync(process.argv).catch(fail);
+program.parseAsync(process.argv).then(() => process.exit(EXIT.ok), fail);

@@ -21,7 +21,7 @@ export const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HOST: z.string().default('0.0.0.0'),
   PORT: z.coerce.number().int().min(0).max(65535).default(5000),
-  /** The worker's probe listener (GET /healthz), on HOST; 0: off. */
+  /** The worker's probe and metrics listener (GET /healthz, GET /metrics), on HOST; 0: off. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   DATABASE_URL: z
     .string({ error: 'required (`pnpm start` runs an embedded PostgreSQL when it is unset)' })
@@ -48,6 +48,27 @@ export const envSchema = z.object({
   OPENAI_MODEL: z.string().default('gpt-4o-mini'),
   AUTH_MODE: optionalText.pipe(z.enum(['required', 'disabled']).optional()),
   RATE_LIMIT_PER_MINUTE: optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).optional()),
+  /** When set, `/metrics` (server, and worker on METRICS_PORT) needs `Authorization: Bearer <token>`. */
+  METRICS_TOKEN: optionalText,
+  /** OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318): tracing is on when set, off otherwise. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalText.pipe(z.url().optional()),
+  /** Headers for the OTLP exporter, `key=value` pairs separated by commas (W3C baggage style). */
+  OTEL_EXPORTER_OTLP_HEADERS: optionalText.pipe(
+    z
+      .string()
+      .regex(/^\s*[^=,\s]+\s*=[^,]*(,\s*[^=,\s]+\s*=[^,]*)*$/, 'must be key=value pairs separated by commas')
+      .transform((v) =>
+        Object.fromEntries(
+          v.split(',').map((pair) => {
+            const at = pair.indexOf('=');
+            return [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
+          }),
+        ),
+      )
+      .optional(),
+  ),
+  /** The service name on this process's spans; default tasker-server / tasker-worker. */
+  OTEL_SERVICE_NAME: optionalText,
   CORS_ORIGINS: optionalText.transform((v) =>
     (v ?? '')
       .split(',')

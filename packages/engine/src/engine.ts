@@ -14,6 +14,7 @@ import { postgresNames, redisKeys } from './keys.ts';
 import { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 import { TaskLifecycle } from './lifecycle/index.ts';
 import type { Logger } from './logger.ts';
+import { TaskerMetrics } from './observability/metrics.ts';
 import { PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 import { type QueueConnection, TaskQueue } from './queue.ts';
 import { createRedis } from './redis.ts';
@@ -40,6 +41,8 @@ export interface Engine {
   queueConnection(): QueueConnection;
   /** The sweep's lock, one holder across every worker. */
   sweeperLock(ttlMs: number): LeaderLock;
+  /** This process's Prometheus metrics: the lifecycle's transitions and the queue's depth feed them. */
+  metrics: TaskerMetrics;
   /** Each resolves when its dependency answers (the server's `/readyz`). */
   readiness: Record<string, () => Promise<unknown>>;
   /** Closes the queue, Redis and PostgreSQL (in that order). */
@@ -67,7 +70,12 @@ export function redactUrl(url: string): string {
  * and its commits do not wait for the disk: a state that a PostgreSQL crash forgets leaves the task
  * unfinished, and the sweeper runs it again.
  */
-export async function createEngine(env: Env, log: Logger, role: EngineRole): Promise<Engine> {
+export async function createEngine(
+  env: Env,
+  log: Logger,
+  role: EngineRole,
+  { metrics = new TaskerMetrics() }: { metrics?: TaskerMetrics } = {},
+): Promise<Engine> {
   await untilReachable(
     `PostgreSQL at ${redactUrl(env.DATABASE_URL)} (DATABASE_URL)`,
     () => migrateDatabase(env.DATABASE_URL),
@@ -92,7 +100,9 @@ export async function createEngine(env: Env, log: Logger, role: EngineRole): Pro
     paused: new PausedTypes(parts.paused),
     config: taskConfig(env),
     log,
+    observe: metrics.observe,
   });
+  metrics.watchQueue(() => queue.state());
   return {
     lifecycle,
     db,
@@ -100,6 +110,7 @@ export async function createEngine(env: Env, log: Logger, role: EngineRole): Pro
     describe: parts.describe,
     queueConnection: parts.workerQueue,
     sweeperLock: parts.sweeperLock,
+    metrics,
     readiness: { postgres: () => db.sql`select 1`.execute(), ...parts.readiness },
     close: async () => {
       // BullMQ waits for a connection that may never come back (Redis down): bound it.

@@ -34,6 +34,7 @@ export {
   withTimeout,
 } from './lifecycle/index.ts';
 export { createLogger, type Logger, requestScope } from './logger.ts';
+export * from './observability/index.ts';
 export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 export {
   bullmqConnection,

@@ -16,12 +16,26 @@ import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { z } from 'zod';
 import { postgresNames, QUEUE_NAME } from './keys.ts';
+import { currentTraceCarrier, type TraceCarrier } from './observability/tracing.ts';
 
-/** The payload of every BullMQ job. The task's input stays in PostgreSQL; the job id is the task id. */
-export const jobDataSchema = z.object({ taskId: z.uuid() });
+/**
+ * The payload of every BullMQ job. The task's input stays in PostgreSQL; the job id is the task id.
+ * With tracing on, the submitting request's W3C trace context rides along, so that the worker's
+ * attempt span joins the request's trace (on both backends, and through the batched addBulk).
+ */
+export const jobDataSchema = z.object({
+  taskId: z.uuid(),
+  traceparent: z.string().max(256).optional(),
+  tracestate: z.string().max(512).optional(),
+});
 export type JobData = z.output<typeof jobDataSchema>;
 
 type Deliverable = Pick<TaskRow | StaleTask, 'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts'>;
+/** A task to deliver, with the trace context active when its enqueue was asked for. */
+type Traced = Deliverable & { trace?: TraceCarrier };
+
+const jobData = (task: Traced): JobData =>
+  task.trace ? { taskId: task.id, ...task.trace } : { taskId: task.id };
 
 /** Task priorities: 0 (default) to 100, higher first. */
 export const MAX_PRIORITY = 100;
@@ -143,7 +157,7 @@ export class TaskQueue {
    * transaction that NOTIFYs, and PostgreSQL serializes NOTIFYing commits, so one per submission
    * caps submissions near 500/s here. On Redis a plain add is cheaper than a MULTI, so none.
    */
-  private readonly adds: Batcher<Deliverable, void> | undefined;
+  private readonly adds: Batcher<Traced, void> | undefined;
 
   constructor(private readonly connection: QueueConnection) {
     const { options, backend } = bullmqConnection(connection);
@@ -164,10 +178,10 @@ export class TaskQueue {
     }
   }
 
-  private async addBulk(tasks: readonly Deliverable[]): Promise<void> {
+  private async addBulk(tasks: readonly Traced[]): Promise<void> {
     const now = Date.now();
     await this.queue.addBulk(
-      tasks.map((task) => ({ name: task.name, data: { taskId: task.id }, opts: jobOptions(task, now) })),
+      tasks.map((task) => ({ name: task.name, data: jobData(task), opts: jobOptions(task, now) })),
     );
   }
 
@@ -190,14 +204,17 @@ export class TaskQueue {
   async enqueue(tasks: readonly Deliverable[]): Promise<void> {
     if (tasks.length === 0) return;
     this.ensureConnected();
+    // Taken now, in the caller's context: a batched add runs later, outside it.
+    const trace = currentTraceCarrier();
     const [only] = tasks;
     if (tasks.length === 1 && only) {
-      if (this.adds) return this.adds.add(only);
+      const task: Traced = trace ? { ...only, trace } : only;
+      if (this.adds) return this.adds.add(task);
       // One job (a submission): a plain add, no MULTI (which costs more than the add itself).
-      await this.queue.add(only.name, { taskId: only.id }, jobOptions(only));
+      await this.queue.add(only.name, jobData(task), jobOptions(only));
       return;
     }
-    await this.addBulk(tasks);
+    await this.addBulk(trace ? tasks.map((task) => ({ ...task, trace })) : tasks);
   }
 
   /**

@@ -12,15 +12,24 @@ import type {
   AppRouter,
   ListOptions,
   ListResult,
+  QueueOptions,
+  QueueState,
   RetryOptions,
   RunOptions,
   Task,
   TaskInput,
   TaskName,
   TaskOutput,
+  TaskType,
   TaskUpdate,
 } from './types.ts';
-import { listOptionsToWire, listResultFromWire, renameIssuePaths, runOptionsToWire } from './wire.ts';
+import {
+  listOptionsToWire,
+  listResultFromWire,
+  queueOptionsToWire,
+  renameIssuePaths,
+  runOptionsToWire,
+} from './wire.ts';
 
 type FetchLike = typeof fetch;
 
@@ -76,6 +85,14 @@ export interface TaskerClient {
   get<N extends TaskName = TaskName>(id: string): Promise<Task<N>>;
   /** A handle for a task submitted earlier. */
   task<N extends TaskName = TaskName>(id: string, name?: N): TaskHandle<N>;
+  /** The task types the server runs, with the JSON Schema of their parameters and result. */
+  taskTypes(): Promise<TaskType[]>;
+  /** Whether processing is paused, and queue depths (an `admin` key in `required` auth mode). */
+  queue(): Promise<QueueState>;
+  /** Workers start no queued task (of `taskName` only, if given) until resumed; nothing is lost (admin). */
+  pauseQueue(options?: QueueOptions): Promise<QueueState>;
+  /** Workers start queued tasks again: of `taskName` only, if given; else every type, those paused on their own too (admin). */
+  resumeQueue(options?: QueueOptions): Promise<QueueState>;
 }
 
 const TERMINAL = new Set<string>(['COMPLETED', 'FAILED', 'CANCELLED']);
@@ -178,6 +195,22 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
         return task(task_uuid, name);
       } catch (error) {
         throw renameIssuePaths(toTaskerError(error), 'run');
+      }
+    },
+    taskTypes: () => call(trpc.listTaskTypes.query({})),
+    queue: () => call(trpc.getQueue.query({})),
+    pauseQueue: async (queueOptions = {}) => {
+      try {
+        return await trpc.pauseQueue.mutate(queueOptionsToWire(queueOptions));
+      } catch (error) {
+        throw renameIssuePaths(toTaskerError(error), 'queue');
+      }
+    },
+    resumeQueue: async (queueOptions = {}) => {
+      try {
+        return await trpc.resumeQueue.mutate(queueOptionsToWire(queueOptions));
+      } catch (error) {
+        throw renameIssuePaths(toTaskerError(error), 'queue');
       }
     },
     list: async (listOptions = {}) => {

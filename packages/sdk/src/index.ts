@@ -16,6 +16,8 @@ export type {
   AppRouter,
   ListOptions,
   ListResult,
+  QueueOptions,
+  QueueState,
   RetryOptions,
   RunOptions,
   Task,
@@ -24,5 +26,6 @@ export type {
   TaskName,
   TaskOutput,
   TaskStatus,
+  TaskType,
   TaskUpdate,
 } from './types.ts';

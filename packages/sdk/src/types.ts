@@ -60,6 +60,18 @@ export interface RunOptions {
   idempotencyKey?: string;
 }
 
+/** Whether processing is paused (as a whole, and which task types on their own), and queue depths. */
+export type QueueState = WireOutputs['getQueue'];
+
+/** A task type the server runs: its name, description, JSON Schemas of parameters and result, defaults. */
+export type TaskType = WireOutputs['listTaskTypes'][number];
+
+/** Which processing `pauseQueue()` / `resumeQueue()` touch. */
+export interface QueueOptions {
+  /** Only this task type; without it, every task type. */
+  taskName?: TaskName;
+}
+
 /** Filters and paging of `tasker.list(options)`. Every field is optional. */
 export interface ListOptions {
   /** Only tasks in this status, or in one of these statuses. */

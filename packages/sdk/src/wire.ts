@@ -3,10 +3,19 @@
  * The tables below are checked against both sides, so a renamed field on either one is a compile error.
  */
 import { TaskerValidationError } from './errors.ts';
-import type { ListOptions, ListResult, RunOptions, Task, WireInputs, WireOutputs } from './types.ts';
+import type {
+  ListOptions,
+  ListResult,
+  QueueOptions,
+  RunOptions,
+  Task,
+  WireInputs,
+  WireOutputs,
+} from './types.ts';
 
 type RunWire = Omit<WireInputs['runTask'], 'task_name' | 'task_parameters'>;
 type ListWire = WireInputs['listTasks'];
+type QueueWire = Extract<WireInputs['pauseQueue'], object>;
 
 /** Each run option and the router's name for it. */
 const RUN_FIELDS = {
@@ -27,6 +36,11 @@ const LIST_FIELDS = {
   limit: 'limit',
   cursor: 'cursor',
 } as const satisfies { [K in keyof Required<ListOptions>]: keyof ListWire };
+
+/** Each queue option and the router's name for it. */
+const QUEUE_FIELDS = {
+  taskName: 'task_name',
+} as const satisfies { [K in keyof Required<QueueOptions>]: keyof QueueWire };
 
 /** Options are camelCase since 0.2.0: an unknown key (say `delay_ms` from 0.1) is refused, not ignored. */
 function checkKeys(options: object, fields: Record<string, string>, what: string): void {
@@ -81,14 +95,20 @@ export function listOptionsToWire(options: ListOptions): ListWire {
   };
 }
 
+export function queueOptionsToWire(options: QueueOptions): QueueWire {
+  checkKeys(options, QUEUE_FIELDS, 'queue');
+  return { task_name: options.taskName };
+}
+
 export function listResultFromWire(page: WireOutputs['listTasks']): ListResult {
   return { tasks: page.tasks as Task[], nextCursor: page.next_cursor };
 }
 
 /** A validation error of the router names its fields: name them as the caller wrote them. */
-export function renameIssuePaths(error: unknown, fields: 'run' | 'list'): unknown {
+export function renameIssuePaths(error: unknown, fields: 'run' | 'list' | 'queue'): unknown {
   if (!(error instanceof TaskerValidationError)) return error;
-  const table: Record<string, string> = fields === 'run' ? RUN_FIELDS : LIST_FIELDS;
+  const table: Record<string, string> =
+    fields === 'run' ? RUN_FIELDS : fields === 'list' ? LIST_FIELDS : QUEUE_FIELDS;
   const camel = new Map(Object.entries(table).map(([k, v]) => [v, k]));
   for (const issue of error.issues) {
     const [head, ...rest] = issue.path.split('.');

@@ -1,7 +1,7 @@
 import type { TaskError, TaskRow } from '@tasker/db';
 import { TaskNotFoundError } from '../errors/task-not-found.ts';
 import { TaskStateConflictError } from '../errors/task-state-conflict.ts';
-import { bestEffort, type LifecycleResources } from './resources.ts';
+import { bestEffort, emit, type LifecycleResources } from './resources.ts';
 
 /** What a cancelled task records as its error (the old route shows it as FAILED with this message). */
 export function cancelledError(attempt?: number): TaskError {
@@ -33,6 +33,7 @@ export async function cancel(r: LifecycleResources, id: string, tenantId?: strin
   // Each transition is scoped to the tenant: another tenant's task is not found, like an unknown id.
   const pending = await r.store.cancelPending(id, cancelledError(), tenantId);
   if (pending) {
+    emit(r, { kind: 'finished', row: pending });
     await bestEffort(r, 'result cache write', id, () => r.cache.put(pending));
     await bestEffort(r, 'job removal', id, () => r.queue.remove(id));
     return pending;
@@ -56,14 +57,20 @@ export async function cancel(r: LifecycleResources, id: string, tenantId?: strin
 
 /**
  * The end of a cancellation: an unfinished task whose cancel was requested becomes CANCELLED.
- * Undefined when there is nothing to end (no request, or already finished).
+ * Undefined when there is nothing to end (no request, or already finished). `running`: the row as
+ * its running attempt claimed it, when an attempt is what ends here.
  */
 export async function endCancelled(
   r: LifecycleResources,
   id: string,
   attempt?: number,
+  running?: TaskRow,
 ): Promise<TaskRow | undefined> {
   const cancelled = await r.store.markCancelled(id, cancelledError(attempt));
+  if (cancelled) {
+    if (running) emit(r, { kind: 'attempt-ended', row: running, outcome: 'cancelled' });
+    emit(r, { kind: 'finished', row: cancelled });
+  }
   if (cancelled) await bestEffort(r, 'result cache write', id, () => r.cache.put(cancelled));
   return cancelled;
 }

@@ -1,6 +1,6 @@
 import type { TaskRow } from '@tasker/db';
 import { endCancelled } from './cancel.ts';
-import type { LifecycleResources } from './resources.ts';
+import { emit, type LifecycleResources } from './resources.ts';
 
 /**
  * Step 5 begins: a worker took the task's job and claims the row for attempt number `attempt`
@@ -17,7 +17,10 @@ export async function claim(
   attempt: number,
 ): Promise<TaskRow | undefined> {
   const row = await r.store.claim(taskId, workerId, attempt);
-  if (row) return row;
+  if (row) {
+    emit(r, { kind: 'started', row });
+    return row;
+  }
   await endCancelled(r, taskId);
   return undefined;
 }

@@ -1,6 +1,6 @@
 import type { TaskRow } from '@tasker/db';
 import { endCancelled } from './cancel.ts';
-import { bestEffort, type LifecycleResources } from './resources.ts';
+import { bestEffort, emit, type LifecycleResources } from './resources.ts';
 
 /**
  * Step 5 ends well: RUNNING → COMPLETED with the handler's (validated) output, announced by
@@ -15,8 +15,10 @@ export async function complete(
 ): Promise<TaskRow | undefined> {
   const completed = await r.store.complete(row.id, output);
   if (completed) {
+    emit(r, { kind: 'attempt-ended', row, outcome: 'completed' });
+    emit(r, { kind: 'finished', row: completed });
     await bestEffort(r, 'result cache write', row.id, () => r.cache.put(completed));
     return completed;
   }
-  return endCancelled(r, row.id, row.attempts);
+  return endCancelled(r, row.id, row.attempts, row);
 }

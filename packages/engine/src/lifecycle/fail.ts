@@ -1,6 +1,6 @@
 import type { TaskError, TaskRow } from '@tasker/db';
 import { endCancelled } from './cancel.ts';
-import { bestEffort, type LifecycleResources } from './resources.ts';
+import { bestEffort, emit, type LifecycleResources } from './resources.ts';
 
 /**
  * An attempt failed (the handler threw, timed out, or returned an invalid result). `final` (no
@@ -16,7 +16,12 @@ export async function fail(
   final: boolean,
 ): Promise<TaskRow | undefined> {
   const failed = await r.store.failAttempt(row.id, error, final);
-  if (failed?.status === 'PENDING' && failed.cancelRequestedAt) return endCancelled(r, row.id, row.attempts);
+  if (failed?.status === 'PENDING' && failed.cancelRequestedAt)
+    return endCancelled(r, row.id, row.attempts, row);
+  if (failed) {
+    emit(r, { kind: 'attempt-ended', row, outcome: failed.status === 'FAILED' ? 'failed' : 'retrying' });
+    if (failed.status === 'FAILED') emit(r, { kind: 'finished', row: failed });
+  }
   if (failed) await bestEffort(r, 'result cache write', row.id, () => r.cache.put(failed));
   return failed;
 }

@@ -58,8 +58,9 @@ export class TaskLifecycle {
     return cancel(this.resources, taskId, tenantId);
   }
 
-  endCancelled(taskId: string, attempt?: number): Promise<TaskRow | undefined> {
-    return endCancelled(this.resources, taskId, attempt);
+  /** `running`: the row as the attempt being ended claimed it (the worker's abort). */
+  endCancelled(taskId: string, attempt?: number, running?: TaskRow): Promise<TaskRow | undefined> {
+    return endCancelled(this.resources, taskId, attempt, running);
   }
 
   retry(taskId: string, tenantId?: string): Promise<TaskRow> {

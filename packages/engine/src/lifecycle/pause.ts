@@ -14,9 +14,16 @@ export async function pause(r: LifecycleResources, name?: string): Promise<void>
   await r.queue.removeQueuedOfType(name);
 }
 
-/** Resuming a type queues its PENDING rows again, oldest first (a job that is still queued is kept). */
+/**
+ * Resuming everything resumes the queue and every type paused on its own. Resuming a type queues
+ * its PENDING rows again, oldest first (a job that is still queued is kept).
+ */
 export async function resume(r: LifecycleResources, name?: string): Promise<void> {
-  if (name === undefined) return r.queue.resume();
+  if (name === undefined) {
+    await r.queue.resume();
+    for (const type of await r.paused.list()) await resume(r, type);
+    return;
+  }
   await r.paused.remove(name);
   let cursor: { createdAt: Date; id: string } | undefined;
   for (;;) {

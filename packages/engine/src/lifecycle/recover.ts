@@ -1,5 +1,5 @@
 import type { StaleTask, TaskRow } from '@tasker/db';
-import { bestEffort, type LifecycleResources } from './resources.ts';
+import { bestEffort, emit, type LifecycleResources } from './resources.ts';
 
 const BATCH = 500;
 const PRUNE_BATCH = 1000;
@@ -74,7 +74,10 @@ async function failGivenUp(r: LifecycleResources, row: StaleTask): Promise<TaskR
     code: /stalled/i.test(reason) ? 'STALLED' : 'QUEUE_FAILED',
     at: new Date().toISOString(),
   });
-  if (failed) await bestEffort(r, 'result cache write', row.id, () => r.cache.put(failed));
+  if (failed) {
+    emit(r, { kind: 'finished', row: failed });
+    await bestEffort(r, 'result cache write', row.id, () => r.cache.put(failed));
+  }
   return failed;
 }
 

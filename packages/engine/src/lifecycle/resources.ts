@@ -2,6 +2,7 @@ import type { TaskStore } from '@tasker/db';
 import type { TaskConfig } from '@tasker/tasks';
 import type { CancelSignals } from '../cancel-signals.ts';
 import type { Logger } from '../logger.ts';
+import type { LifecycleEvent, LifecycleObserver } from '../observability/events.ts';
 import type { PausedTypes } from '../paused-types.ts';
 import type { TaskQueue } from '../queue.ts';
 import type { ResultCache } from '../result-cache.ts';
@@ -19,6 +20,18 @@ export interface LifecycleResources {
   paused: PausedTypes;
   config: TaskConfig;
   log: Logger;
+  /** Told of each transition that happened (metrics); see LifecycleEvent. */
+  observe?: LifecycleObserver;
+}
+
+/** Tells the observer, if any; an observer's error is logged, never thrown into the lifecycle. */
+export function emit(r: Pick<LifecycleResources, 'observe' | 'log'>, event: LifecycleEvent): void {
+  if (!r.observe) return;
+  try {
+    r.observe(event);
+  } catch (error) {
+    r.log.warn({ err: error, taskId: event.row.id }, 'lifecycle observer failed');
+  }
 }
 
 /** Runs a best-effort side effect (cache, signal, queue clean-up): its failure is logged, never thrown. */

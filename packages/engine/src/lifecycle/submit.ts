@@ -3,7 +3,7 @@ import type { TaskRow } from '@tasker/db';
 import { getTaskDefinition } from '@tasker/tasks';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
-import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';
+import { bestEffort, emit, type LifecycleResources, withTimeout } from './resources.ts';
 
 /** How long a submission waits for Redis before it answers anyway (the row is already safe). */
 const ENQUEUE_TIMEOUT_MS = 2000;
@@ -68,6 +68,7 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
     runAfter,
   });
   if (!created) return { row, replayed: true }; // an idempotent replay: queued the first time
+  emit(r, { kind: 'created', row });
   if (await r.paused.has(row.name).catch(() => false)) return { row, replayed: false };
   await bestEffort(r, 'enqueue (the sweeper will enqueue it later)', row.id, () =>
     withTimeout(r.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue'),

@@ -1,0 +1,85 @@
+import {
+  TaskerError,
+  TaskerNotFoundError,
+  TaskerUnavailableError,
+  TaskerValidationError,
+  TaskFailedError,
+} from '@tasker/sdk';
+
+/** The exit codes of `tasker`, as `tasker --help` lists them. */
+export const EXIT = {
+  ok: 0,
+  /** The task ended FAILED or CANCELLED (run --wait/--watch, watch), or an unexpected error. */
+  failed: 1,
+  /** Bad usage, or input the server refused (400). */
+  usage: 2,
+  /** The server could not be reached, is unavailable (502/503/504) or rate-limits (429). */
+  unavailable: 3,
+  /** No API key, or a key that is refused or lacks the scope (401/403). */
+  auth: 4,
+  /** No such task, or not possible in its state (404/409). */
+  notFound: 5,
+} as const;
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0  success
+  1  the task ended FAILED or CANCELLED (run --wait, run --watch, watch), or an unexpected error
+  2  bad usage, or input the server refused (400): e.g. a parameter of the wrong type
+  3  the server could not be reached, is unavailable (502/503/504) or rate-limits (429)
+  4  not authenticated or not allowed (401/403): set TASKER_API_KEY or --api-key
+  5  no such task (404), or not possible in its state (409)
+Every failure prints one line on stderr, starting with "tasker: ".`;
+
+/** A failure the CLI reports itself: one line, this exit code. */
+export class CliError extends Error {
+  override name = 'CliError';
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The innermost cause's words (`connect ECONNREFUSED 127.0.0.1:5000` rather than `fetch failed`). */
+function rootCause(error: unknown): string {
+  let current: unknown = error;
+  let message = error instanceof Error ? error.message : String(error);
+  for (let depth = 0; depth < 5 && current instanceof Error && current.cause !== undefined; depth++) {
+    current = current.cause;
+    if (current instanceof Error && current.message) message = current.message;
+  }
+  return message;
+}
+
+/** What the SDK threw, as one line and an exit code. */
+export function describeError(error: unknown, url: string): CliError {
+  if (error instanceof CliError) return error;
+  if (error instanceof TaskFailedError) return new CliError(error.message, EXIT.failed);
+  if (error instanceof TaskerValidationError) return new CliError(error.message, EXIT.usage);
+  if (error instanceof TaskerNotFoundError) return new CliError(error.message, EXIT.notFound);
+  if (error instanceof TaskerUnavailableError) {
+    const data = (error.cause as { data?: unknown } | undefined)?.data;
+    return data
+      ? new CliError(`the server at ${url} is unavailable: ${error.message}`, EXIT.unavailable)
+      : new CliError(`cannot reach the Tasker server at ${url}: ${rootCause(error)}`, EXIT.unavailable);
+  }
+  if (error instanceof TaskerError) {
+    switch (error.code) {
+      case 'UNAUTHORIZED':
+      case 'FORBIDDEN':
+        return new CliError(`${error.message} (${error.code === 'UNAUTHORIZED' ? 401 : 403})`, EXIT.auth);
+      case 'BAD_REQUEST':
+      case 'PAYLOAD_TOO_LARGE':
+        return new CliError(error.message, EXIT.usage);
+      case 'CONFLICT':
+        return new CliError(error.message, EXIT.notFound);
+      case 'TOO_MANY_REQUESTS':
+        return new CliError(`${error.message} (429): try again later`, EXIT.unavailable);
+      default:
+        return new CliError(`${error.message} (${error.code})`, EXIT.failed);
+    }
+  }
+  return new CliError(error instanceof Error ? error.message : String(error), EXIT.failed);
+}

@@ -1,0 +1,382 @@
+import type { Task, TaskName, TaskStatus, TaskUpdate } from '@tasker/sdk';
+import { type Command, InvalidArgumentError } from 'commander';
+import { type Connection, connect } from './connect.ts';
+import { parseDuration } from './duration.ts';
+import { CliError, describeError, EXIT } from './errors.ts';
+import { paint, printJson, printTable, Spinner, statusText, valueText } from './output.ts';
+import { buildParameters } from './params.ts';
+
+const STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function delayOption(value: string): number {
+  try {
+    return parseDuration(value) * 1000;
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function priorityOption(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 100) throw new InvalidArgumentError('a whole number from 0 to 100');
+  return n;
+}
+
+function limitOption(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > 500)
+    throw new InvalidArgumentError('a whole number from 1 to 500');
+  return n;
+}
+
+function statusOption(value: string, previous: TaskStatus[] = []): TaskStatus[] {
+  const statuses = value.split(',').map((s) => s.trim().toUpperCase());
+  const unknown = statuses.filter((s) => !(STATUSES as readonly string[]).includes(s));
+  if (unknown.length > 0)
+    throw new InvalidArgumentError(`statuses are ${STATUSES.join(', ')} (got "${value}")`);
+  return [...previous, ...(statuses as TaskStatus[])];
+}
+
+function idArgument(value: string): string {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) {
+    throw new InvalidArgumentError('a task id is a UUID, e.g. 0b5f0c1e-2a3b-4c5d-8e9f-0a1b2c3d4e5f');
+  }
+  return value.toLowerCase();
+}
+
+const time = (iso: string | null) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
+
+function attemptsText(t: { attempts: number; maxAttempts: number }): string {
+  return `${t.attempts} of ${t.maxAttempts}`;
+}
+
+/** A task's record as `key  value` lines. */
+function printTask(task: Task | TaskUpdate): void {
+  const rows: string[][] = [
+    ['id', task.id],
+    ['type', task.name],
+    ['status', task.status],
+    ['attempts', attemptsText(task)],
+    ['created', time(task.createdAt)],
+    ['started', time(task.startedAt)],
+    ['finished', time(task.finishedAt)],
+  ];
+  if (task.runAfter) rows.push(['run after', time(task.runAfter)]);
+  if (task.cancelRequestedAt) rows.push(['cancel asked', time(task.cancelRequestedAt)]);
+  if ('input' in task) rows.push(['input', JSON.stringify(task.input)]);
+  if (task.status === 'COMPLETED') rows.push(['output', valueText(task.output)]);
+  if (task.error) rows.push(['error', `${task.error.code}: ${task.error.message}`]);
+  if (task.status === 'RUNNING' && task.progress !== null)
+    rows.push(['progress', JSON.stringify(task.progress)]);
+  printTable(rows, (_r, c, text) => {
+    if (c === 0) return paint('dim', text);
+    return STATUSES.includes(text as TaskStatus) ? statusText(text) : text;
+  });
+}
+
+/** `progress.partial` of a RUNNING task as text (query_chatgpt reports its reply so far). */
+function partialText(update: TaskUpdate): string | undefined {
+  const progress = update.progress as { partial?: unknown } | null;
+  return typeof progress?.partial === 'string' ? progress.partial : undefined;
+}
+
+function statusLine(update: TaskUpdate): string {
+  const status = statusText(update.status, process.stderr);
+  const detail =
+    update.status === 'RUNNING'
+      ? ` (attempt ${update.attempts} of ${update.maxAttempts})`
+      : update.status === 'PENDING' && update.attempts > 0
+        ? ` (retry ${update.attempts + 1} of ${update.maxAttempts})`
+        : '';
+  return `${update.name} ${paint('dim', update.id, process.stderr)} ${status}${detail}`;
+}
+
+const TERMINAL = new Set<string>(['COMPLETED', 'FAILED', 'CANCELLED']);
+
+/**
+ * Follows a task to its end. `watch`: each status on stderr, and the reply streaming to stdout as
+ * it grows (progress.partial), then the rest of the result; `--json` makes it one JSON line per
+ * update. Else (`--wait`): a spinner on a terminal, then the result (with `--json`, the final
+ * record). A task that ends FAILED or CANCELLED is exit 1.
+ */
+async function follow(
+  connection: Connection,
+  id: string,
+  mode: { watch: boolean; json: boolean },
+): Promise<void> {
+  const { client, url } = connection;
+  const spinner = new Spinner();
+  let printed = '';
+  let lastStatus = '';
+  let final: TaskUpdate | undefined;
+  try {
+    for await (const update of client.task(id).updates()) {
+      final = update;
+      if (mode.json) {
+        if (mode.watch) process.stdout.write(`${JSON.stringify(update)}\n`);
+        continue;
+      }
+      if (!mode.watch) {
+        spinner.text(statusLine(update));
+        continue;
+      }
+      if (TERMINAL.has(update.status)) break;
+      if (update.status !== lastStatus) {
+        lastStatus = update.status;
+        spinner.stop();
+        // A retry starts the reply over: end the line of the attempt before.
+        if (printed) process.stdout.write('\n');
+        printed = '';
+        process.stderr.write(`${statusLine(update)}\n`);
+      }
+      const partial = update.status === 'RUNNING' ? partialText(update) : undefined;
+      if (partial !== undefined && partial !== printed) {
+        spinner.stop();
+        if (partial.startsWith(printed)) process.stdout.write(partial.slice(printed.length));
+        else process.stdout.write(`\n${partial}`);
+        printed = partial;
+      } else if (!printed) {
+        spinner.text(`${statusText(update.status, process.stderr)}…`);
+      }
+    }
+  } catch (error) {
+    throw describeError(error, url);
+  } finally {
+    spinner.stop();
+  }
+  if (!final) throw new CliError(`the stream of task ${id} ended with no news`, EXIT.failed);
+  if (mode.json && !mode.watch) {
+    printJson(await client.get(id).catch((error: unknown) => Promise.reject(describeError(error, url))));
+  } else if (!mode.json && final.status === 'COMPLETED') {
+    const output = final.output;
+    if (typeof output === 'string' && printed && output.startsWith(printed)) {
+      process.stdout.write(`${output.slice(printed.length)}\n`);
+    } else {
+      if (printed) process.stdout.write('\n');
+      process.stdout.write(`${valueText(output)}\n`);
+    }
+  } else if (printed) {
+    process.stdout.write('\n');
+  }
+  if (mode.watch && !mode.json) process.stderr.write(`${statusLine(final)}\n`);
+  if (final.status === 'COMPLETED') return;
+  const reason = final.error ? `: ${final.error.message}` : '';
+  throw new CliError(
+    `task ${id} ${final.status === 'CANCELLED' ? 'was cancelled' : 'failed'}${reason}`,
+    EXIT.failed,
+  );
+}
+
+/** `run`, `get`, `list`, `cancel`, `retry` and `watch`: through the SDK, on TASKER_URL. */
+export function taskCommands(program: Command): void {
+  program
+    .command('run')
+    .description('Submit a task; prints its id (or, with --wait, its result)')
+    .argument('<type>', 'the task type, e.g. sum_two_numbers (`tasker types` lists them)')
+    .option(
+      '-p, --param <key=value>',
+      'a parameter (repeatable); read as the type’s schema says (number, boolean, text), else as JSON, else as text',
+      collect,
+      [],
+    )
+    .option('-i, --input <json>', 'the parameters as one JSON object (--param values override)')
+    .option('--delay <duration>', 'start no sooner than this from now: 90s, 15m, 12h, 30d', delayOption)
+    .option('--priority <n>', '0 (default) to 100: higher runs first', priorityOption)
+    .option('-w, --wait', 'wait for the end and print the result (a spinner on a terminal)')
+    .option('--watch', 'show each status and stream the reply as it grows, then the result')
+    .option('--json', 'JSON on stdout: the task record (with --watch, one JSON line per update)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  tasker run sum_two_numbers --param a=1 --param b=2 --wait
+  tasker run query_chatgpt --param prompt="Tell me a joke" --watch
+  tasker run sum_two_numbers --input '{"a": 1, "b": 2}' --json`,
+    )
+    .action(
+      async (
+        type: string,
+        options: {
+          param: string[];
+          input?: string;
+          delay?: number;
+          priority?: number;
+          wait?: boolean;
+          watch?: boolean;
+          json?: boolean;
+        },
+        command: Command,
+      ) => {
+        const connection = connect(command);
+        const { client, url } = connection;
+        try {
+          // The parameters' JSON Schema says how to read each --param (a type it does not know: none).
+          const schema =
+            options.param.length > 0
+              ? (await client.taskTypes().catch(() => [])).find((t) => t.name === type)?.parameters
+              : undefined;
+          const parameters = buildParameters(options.input, options.param, schema);
+          const handle = await client.run(type as TaskName, parameters as never, {
+            delayMs: options.delay,
+            priority: options.priority,
+          });
+          if (options.wait || options.watch) {
+            if (!options.json && options.wait && !options.watch && process.stderr.isTTY) {
+              process.stderr.write(`${paint('dim', `submitted ${type} ${handle.id}`, process.stderr)}\n`);
+            }
+            await follow(connection, handle.id, {
+              watch: Boolean(options.watch),
+              json: Boolean(options.json),
+            });
+            return;
+          }
+          if (options.json) printJson(await handle.get());
+          else process.stdout.write(`${handle.id}\n`);
+        } catch (error) {
+          throw describeError(error, url);
+        }
+      },
+    );
+
+  program
+    .command('get')
+    .description('Show a task: status, attempts, times, input, output or error')
+    .argument('<id>', 'the task id', idArgument)
+    .option('--json', 'the task record as JSON')
+    .action(async (id: string, options: { json?: boolean }, command: Command) => {
+      const { client, url } = connect(command);
+      const task = await client.get(id).catch((error: unknown) => Promise.reject(describeError(error, url)));
+      if (options.json) printJson(task);
+      else printTask(task);
+    });
+
+  program
+    .command('list')
+    .description('List tasks, newest first')
+    .option(
+      '-s, --status <status>',
+      `only these statuses (comma-separated or repeated): ${STATUSES.join(', ')}`,
+      statusOption,
+    )
+    .option('-t, --type <type>', 'only this task type (repeatable)', collect, [])
+    .option('-n, --limit <n>', 'at most this many (1 to 500)', limitOption, 20)
+    .option('--cursor <cursor>', 'the page after the one that printed this cursor')
+    .option('--json', '{"tasks": [...], "nextCursor": ...} as JSON')
+    .action(
+      async (
+        options: { status?: TaskStatus[]; type: string[]; limit: number; cursor?: string; json?: boolean },
+        command: Command,
+      ) => {
+        const { client, url } = connect(command);
+        const page = await client
+          .list({
+            status: options.status,
+            name: options.type.length > 0 ? (options.type as TaskName[]) : undefined,
+            limit: options.limit,
+            cursor: options.cursor,
+          })
+          .catch((error: unknown) => Promise.reject(describeError(error, url)));
+        if (options.json) {
+          printJson(page);
+          return;
+        }
+        if (page.tasks.length === 0) {
+          process.stderr.write('no tasks\n');
+          return;
+        }
+        printTable(
+          [
+            ['ID', 'TYPE', 'STATUS', 'ATTEMPTS', 'CREATED', 'FINISHED'],
+            ...page.tasks.map((t) => [
+              t.id,
+              t.name,
+              t.status,
+              attemptsText(t),
+              time(t.createdAt),
+              time(t.finishedAt),
+            ]),
+          ],
+          (r, c, text) =>
+            r === 0
+              ? paint('bold', text)
+              : c === 2
+                ? statusText(text.trim()) + text.slice(text.trim().length)
+                : text,
+        );
+        if (page.nextCursor) {
+          process.stderr.write(`more: tasker list --cursor ${page.nextCursor} (same filters)\n`);
+        }
+      },
+    );
+
+  for (const [name, description] of [
+    ['cancel', 'Cancel a task: a PENDING one never runs, a RUNNING one is aborted'],
+    ['retry', 'Run a FAILED or CANCELLED task again, under the same id'],
+  ] as const) {
+    program
+      .command(name)
+      .description(description)
+      .argument('<id>', 'the task id', idArgument)
+      .option('--json', 'the task record as JSON')
+      .action(async (id: string, options: { json?: boolean }, command: Command) => {
+        const { client, url } = connect(command);
+        const handle = client.task(id);
+        const task = await (name === 'cancel' ? handle.cancel() : handle.retry()).catch((error: unknown) =>
+          Promise.reject(describeError(error, url)),
+        );
+        if (options.json) {
+          printJson(task);
+          return;
+        }
+        const note =
+          name === 'cancel' && task.status !== 'CANCELLED' ? ' (cancellation requested, it stops soon)' : '';
+        process.stdout.write(`${task.id} ${statusText(task.status)}${note}\n`);
+      });
+  }
+
+  program
+    .command('watch')
+    .description('Follow a task live: each status, the reply as it streams, then the result')
+    .argument('<id>', 'the task id', idArgument)
+    .option('--json', 'one JSON line per update')
+    .action(async (id: string, options: { json?: boolean }, command: Command) => {
+      const connection = connect(command);
+      // A clear 404 before subscribing to a task that does not exist.
+      await connection.client
+        .get(id)
+        .catch((error: unknown) => Promise.reject(describeError(error, connection.url)));
+      await follow(connection, id, { watch: true, json: Boolean(options.json) });
+    });
+
+  program
+    .command('types')
+    .description('The task types the server runs, with their parameters')
+    .option('--json', 'the list as JSON, with each type’s JSON Schemas')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      const { client, url } = connect(command);
+      const types = await client
+        .taskTypes()
+        .catch((error: unknown) => Promise.reject(describeError(error, url)));
+      if (options.json) {
+        printJson(types);
+        return;
+      }
+      const params = (schema: Record<string, unknown>) => {
+        const properties = (schema.properties ?? {}) as Record<string, { type?: unknown }>;
+        return Object.entries(properties)
+          .map(([key, p]) => `${key}:${typeof p.type === 'string' ? p.type : 'json'}`)
+          .join(' ');
+      };
+      printTable(
+        [
+          ['TYPE', 'PARAMETERS', 'DESCRIPTION'],
+          ...types.map((t) => [t.name, params(t.parameters), t.description]),
+        ],
+        (r, _c, text) => (r === 0 ? paint('bold', text) : text),
+      );
+    });
+}

@@ -1,0 +1,19 @@
+import type { TaskRow } from '@tasker/db';
+
+/**
+ * What the lifecycle tells observers (metrics), once per transition that really happened: every
+ * transition is a conditional UPDATE, and an event is emitted only when it changed the row, so each
+ * outcome is seen exactly once, in the process that made it (created: the server; an attempt's
+ * start and end, completed, failed: the worker; cancelled: whichever process ended the task).
+ */
+export type LifecycleEvent =
+  /** A submission inserted a new row (not an idempotent replay). */
+  | { kind: 'created'; row: TaskRow }
+  /** A worker claimed the row: attempt `row.attempts` starts now (`row.startedAt`). */
+  | { kind: 'started'; row: TaskRow }
+  /** A running attempt ended: `row` is the row as claimed (its `startedAt` is the attempt's start). */
+  | { kind: 'attempt-ended'; row: TaskRow; outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' }
+  /** The task reached a terminal state: `row.status` is COMPLETED, FAILED or CANCELLED. */
+  | { kind: 'finished'; row: TaskRow };
+
+export type LifecycleObserver = (event: LifecycleEvent) => void;

@@ -1,0 +1,16 @@
+export type { LifecycleEvent, LifecycleObserver } from './events.ts';
+export { type StreamKind, TaskerMetrics } from './metrics.ts';
+export { metricsAuthorized, metricsRefusal } from './token.ts';
+export {
+  currentTraceCarrier,
+  endRequestSpan,
+  inSpan,
+  SpanKind,
+  setSpanAttribute,
+  startRequestSpan,
+  startTracing,
+  type TraceCarrier,
+  type Tracing,
+  type TracingOptions,
+  tracingEnabled,
+} from './tracing.ts';

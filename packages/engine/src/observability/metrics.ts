@@ -1,0 +1,175 @@
+import { taskNames } from '@tasker/tasks';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { QueueState } from '../queue.ts';
+import type { LifecycleEvent } from './events.ts';
+
+/** Seconds: from a sum (milliseconds) to an LLM call that streams for minutes. */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+export type StreamKind = 'sse' | 'subscription';
+
+const seconds = (ms: number) => Math.max(0, ms) / 1000;
+
+/**
+ * One process's Prometheus metrics (prefix `tasker_`), in a registry of its own (several servers or
+ * workers may share a test process), with Node's default process metrics (`process_*`, `nodejs_*`).
+ * The lifecycle feeds the task metrics through `observe`; the server feeds the HTTP ones; the queue
+ * depth is read from the queue at each scrape.
+ */
+export class TaskerMetrics {
+  readonly registry = new Registry();
+  private readonly created: Counter<'task_type'>;
+  private readonly completed: Counter<'task_type'>;
+  private readonly failed: Counter<'task_type'>;
+  private readonly cancelled: Counter<'task_type'>;
+  private readonly runDuration: Histogram<'task_type' | 'outcome'>;
+  private readonly queueWait: Histogram<'task_type'>;
+  private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
+  private readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
+  private readonly openStreams: Gauge<'kind'>;
+  private queueState: (() => Promise<QueueState>) | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    const byType = (name: string, help: string) =>
+      new Counter({ name, help, labelNames: ['task_type'] as const, registers });
+    this.created = byType(
+      'tasker_tasks_created_total',
+      'Tasks submitted (new rows; idempotent replays not counted)',
+    );
+    this.completed = byType('tasker_tasks_completed_total', 'Tasks that ended COMPLETED');
+    this.failed = byType(
+      'tasker_tasks_failed_total',
+      'Tasks that ended FAILED (once per task, not per attempt)',
+    );
+    this.cancelled = byType('tasker_tasks_cancelled_total', 'Tasks that ended CANCELLED');
+    this.runDuration = new Histogram({
+      name: 'tasker_task_run_duration_seconds',
+      help: 'How long each attempt ran, from its claim to its recorded end, by outcome (completed, failed, retrying, cancelled)',
+      labelNames: ['task_type', 'outcome'] as const,
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'tasker_task_queue_wait_seconds',
+      help: 'How long a task waited from when it was due (created, or its run_after) to the start of its first attempt',
+      labelNames: ['task_type'] as const,
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.httpRequests = new Counter({
+      name: 'tasker_http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern and status',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'tasker_http_request_duration_seconds',
+      help: 'HTTP request latency, by method, route pattern and status',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: HTTP_BUCKETS,
+      registers,
+    });
+    this.openStreams = new Gauge({
+      name: 'tasker_open_streams',
+      help: 'Open live streams: sse (GET /tasks/{id}/events) and subscription (tRPC over SSE)',
+      labelNames: ['kind'] as const,
+      registers,
+    });
+    const metrics = this;
+    new Gauge({
+      name: 'tasker_queue_jobs',
+      help: "Jobs in the queue by state (read from BullMQ's counts at each scrape)",
+      labelNames: ['state'] as const,
+      registers,
+      async collect() {
+        const read = metrics.queueState;
+        if (!read) return;
+        try {
+          const state = await read();
+          for (const name of ['waiting', 'delayed', 'active', 'failed'] as const)
+            this.set({ state: name }, state[name]);
+        } catch {
+          this.reset(); // the queue is unreachable: no value rather than a stale one
+        }
+      },
+    });
+    new Gauge({
+      name: 'tasker_queue_paused',
+      help: '1 while the whole queue is paused, else 0',
+      registers,
+      async collect() {
+        const read = metrics.queueState;
+        if (!read) return;
+        try {
+          this.set((await read()).paused ? 1 : 0);
+        } catch {
+          this.reset();
+        }
+      },
+    });
+    collectDefaultMetrics({ register: this.registry });
+    // Every series exists from the start at zero, so rates and dashboards work before the first task.
+    for (const name of taskNames) {
+      for (const counter of [this.created, this.completed, this.failed, this.cancelled])
+        counter.inc({ task_type: name }, 0);
+      this.queueWait.zero({ task_type: name });
+    }
+    for (const kind of ['sse', 'subscription'] as const) this.openStreams.set({ kind }, 0);
+  }
+
+  /** The queue whose depth each scrape reports. */
+  watchQueue(read: () => Promise<QueueState>): void {
+    this.queueState = read;
+  }
+
+  /** The lifecycle's observer (see LifecycleEvent). */
+  readonly observe = (event: LifecycleEvent): void => {
+    const { row } = event;
+    const task_type = row.name;
+    switch (event.kind) {
+      case 'created':
+        this.created.inc({ task_type });
+        return;
+      case 'started':
+        if (row.attempts === 1 && row.startedAt) {
+          const due = Math.max(row.createdAt.getTime(), row.runAfter?.getTime() ?? 0);
+          this.queueWait.observe({ task_type }, seconds(row.startedAt.getTime() - due));
+        }
+        return;
+      case 'attempt-ended':
+        if (row.startedAt)
+          this.runDuration.observe(
+            { task_type, outcome: event.outcome },
+            seconds(Date.now() - row.startedAt.getTime()),
+          );
+        return;
+      case 'finished':
+        if (row.status === 'COMPLETED') this.completed.inc({ task_type });
+        else if (row.status === 'FAILED') this.failed.inc({ task_type });
+        else if (row.status === 'CANCELLED') this.cancelled.inc({ task_type });
+        return;
+    }
+  };
+
+  /** One answered HTTP request; `route` is the route's pattern (`/tasks/:id`), never the raw URL. */
+  httpRequest(method: string, route: string, statusCode: number, seconds: number): void {
+    const labels = { method, route, status_code: String(statusCode) };
+    this.httpRequests.inc(labels);
+    this.httpDuration.observe(labels, seconds);
+  }
+
+  streamOpened(kind: StreamKind): void {
+    this.openStreams.inc({ kind });
+  }
+
+  streamClosed(kind: StreamKind): void {
+    this.openStreams.dec({ kind });
+  }
+
+  /** The Prometheus text exposition. */
+  async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
