@@ -19,7 +19,9 @@ COPY pnpm-lock.yaml pnpm-workspace.yaml ./
 RUN pnpm fetch
 COPY . .
 RUN pnpm install --frozen-lockfile --offline
-RUN pnpm turbo run build --filter=@tasker/server --filter=@tasker/worker --filter=@tasker/cli
+# The dashboard is built to static files (apps/dashboard/dist) that the server serves at /ui; its
+# build tools are dropped below with the rest, its dist/ stays.
+RUN pnpm turbo run build --filter=@tasker/server --filter=@tasker/worker --filter=@tasker/cli --filter=@tasker/dashboard
 # Re-link node_modules from scratch with the production dependencies of the server, the worker, the
 # CLI and the workspace packages they use, nothing else: no build or test tools, no embedded
 # PostgreSQL (60 MB), no SDK. Measured here: 458 MB with everything, 218 MB with --prod alone, 136 MB

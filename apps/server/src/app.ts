@@ -12,6 +12,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Authenticator } from './auth.ts';
+import { registerDashboard } from './dashboard.ts';
 import { registerDocs } from './docs.ts';
 import { restError } from './errors.ts';
 import { registerObservability } from './observability.ts';
@@ -41,6 +42,10 @@ export interface AppOptions {
   /** Each resolves when its dependency answers, rejects otherwise. */
   readiness: Record<string, () => Promise<unknown>>;
   version?: string;
+  /** The built dashboard served at /ui (default: apps/dashboard/dist, see dashboard.ts). */
+  dashboardDir?: string;
+  /** Whether the dashboard should ask for an API key (the server's AUTH_MODE). */
+  authMode?: 'required' | 'disabled';
   /** Prometheus metrics and `GET /metrics` (observability.ts); none without. */
   metrics?: TaskerMetrics;
   /** METRICS_TOKEN: `/metrics` then needs `Authorization: Bearer <token>`. */
@@ -227,6 +232,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerEventStream(app, options.services.live);
   // /docs: the document, rendered from assets served here.
   await registerDocs(app, doc);
+  registerDashboard(app, { root: options.dashboardDir, authMode: options.authMode ?? 'required' });
 
   return app;
 }

@@ -1,3 +1,4 @@
+import { insightsRouter } from './router/insights.ts';
 import { keysRouter } from './router/keys.ts';
 import { legacyRouter } from './router/legacy.ts';
 import { liveRouter } from './router/live.ts';
@@ -9,6 +10,13 @@ import { mergeRouters } from './trpc.ts';
  * The whole API: one router per domain, merged flat so that procedure names stay what clients call
  * (`runTask`, `getTask`, `onTaskUpdate`, ...). Procedures with `openapi` meta are also REST routes.
  */
-export const appRouter = mergeRouters(legacyRouter, tasksRouter, queueRouter, liveRouter, keysRouter);
+export const appRouter = mergeRouters(
+  legacyRouter,
+  tasksRouter,
+  queueRouter,
+  liveRouter,
+  keysRouter,
+  insightsRouter,
+);
 
 export type AppRouter = typeof appRouter;

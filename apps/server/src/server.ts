@@ -14,7 +14,11 @@ export interface TaskerServer {
 }
 
 /** Migrates, connects and listens. One PostgreSQL pool, one queue connection (Redis, or BullMQ's own PostgreSQL pool) and one listening connection per process. */
-export async function startServer(env: Env, log: Logger): Promise<TaskerServer> {
+export async function startServer(
+  env: Env,
+  log: Logger,
+  { dashboardDir }: { dashboardDir?: string } = {},
+): Promise<TaskerServer> {
   const engine = await createEngine(env, log, 'server');
   const { store } = engine.lifecycle.resources;
   const live = new TaskFeed(engine.db.sql, store, { resyncMs: 10_000 }, log);
@@ -37,6 +41,8 @@ export async function startServer(env: Env, log: Logger): Promise<TaskerServer> 
     rateLimitNamespace: redisKeys(env.REDIS_PREFIX).rateLimitNamespace,
     corsOrigins: env.CORS_ORIGINS,
     readiness: engine.readiness,
+    dashboardDir,
+    authMode: env.AUTH_MODE,
     metrics: engine.metrics,
     metricsToken: env.METRICS_TOKEN,
   });

@@ -391,6 +391,26 @@ export class TaskStore {
       .limit(filter.limit);
   }
 
+  /**
+   * How many of an owner's tasks finished COMPLETED and FAILED in each minute since `since` (only
+   * minutes with any). Walks `tasks_finished_idx` (finished tasks by `finished_at`): it reads the
+   * rows finished since then, however many tasks are older.
+   */
+  async finishedPerMinute(
+    tenantId: string,
+    since: Date,
+  ): Promise<{ minute: Date; status: 'COMPLETED' | 'FAILED'; count: number }[]> {
+    const rows = await this.db.execute<{ minute: string; status: 'COMPLETED' | 'FAILED'; count: number }>(sql`
+      select date_trunc('minute', ${tasks.finishedAt}) as minute, ${tasks.status} as status, count(*)::int as count
+      from ${tasks}
+      where ${inArray(tasks.status, [...TERMINAL_STATUSES])}
+        and ${tasks.finishedAt} >= ${since.toISOString()}::timestamptz
+        and ${tasks.tenantId} = ${tenantId}
+        and ${tasks.status} in ('COMPLETED', 'FAILED')
+      group by 1, 2`);
+    return rows.map((row) => ({ minute: new Date(row.minute), status: row.status, count: row.count }));
+  }
+
   /** Gives an attempt back without counting it (graceful shutdown): RUNNING → PENDING. */
   async release(id: string): Promise<TaskRow | undefined> {
     return this.transition(id, eq(tasks.status, 'RUNNING'), {

@@ -28,6 +28,14 @@ export interface ListFilter {
   limit: number;
 }
 
+/** Tasks that finished in one minute: completed and failed (cancelled ones are neither). */
+export interface MinuteCounts {
+  /** The minute's start (ISO 8601). */
+  minute: string;
+  completed: number;
+  failed: number;
+}
+
 export interface TaskPage {
   tasks: TaskView[];
   nextCursor: string | null;
@@ -58,6 +66,8 @@ export interface TaskApi {
   pause(name?: string): Promise<ProcessingState>;
   resume(name?: string): Promise<ProcessingState>;
   queueState(): Promise<ProcessingState>;
+  /** Completed and failed counts of this tenant's tasks, per minute over the last `minutes`, oldest first (every minute, zeros included). */
+  throughput(tenantId: string, minutes: number): Promise<MinuteCounts[]>;
 }
 
 function encodeCursor(row: TaskRow): string {
@@ -138,5 +148,22 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
       return queueState();
     },
     queueState,
+    throughput: async (tenantId, minutes) => {
+      const MINUTE = 60_000;
+      const current = Math.floor(Date.now() / MINUTE) * MINUTE;
+      const first = current - (minutes - 1) * MINUTE;
+      const buckets = Array.from({ length: minutes }, (_, i) => ({
+        minute: new Date(first + i * MINUTE).toISOString(),
+        completed: 0,
+        failed: 0,
+      }));
+      for (const row of await store.finishedPerMinute(tenantId, new Date(first))) {
+        const bucket = buckets[Math.round((row.minute.getTime() - first) / MINUTE)];
+        if (!bucket) continue; // a clock step between the two reads
+        if (row.status === 'COMPLETED') bucket.completed += row.count;
+        else bucket.failed += row.count;
+      }
+      return buckets;
+    },
   };
 }

@@ -2,6 +2,7 @@ export {
   createTaskApi,
   type LegacyTaskOutput,
   type ListFilter,
+  type MinuteCounts,
   type ProcessingState,
   type SubmitResult,
   type TaskApi,

@@ -1,0 +1,51 @@
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
+import { errorText, type Task, type TaskEvent, useTRPC } from './api.ts';
+
+/** Cancel while PENDING or RUNNING (and not already asked), retry once FAILED or CANCELLED: only for keys with tasks:write. */
+export function TaskActions({
+  task,
+  write,
+  onChanged,
+}: {
+  task: TaskEvent;
+  write: boolean;
+  onChanged?: (task: Task) => void;
+}) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const [problem, setProblem] = useState<string>();
+  const done = {
+    onSuccess: (changed: Task) => {
+      setProblem(undefined);
+      onChanged?.(changed);
+      void queryClient.invalidateQueries({ queryKey: trpc.listTasks.queryKey() });
+    },
+    onError: (error: unknown) => setProblem(errorText(error)),
+  };
+  const cancel = useMutation(trpc.cancelTask.mutationOptions(done));
+  const retry = useMutation(trpc.retryTask.mutationOptions(done));
+  if (!write) return null;
+  const cancellable = (task.status === 'PENDING' || task.status === 'RUNNING') && !task.cancelRequestedAt;
+  const retryable = task.status === 'FAILED' || task.status === 'CANCELLED';
+  return (
+    <span className="actions">
+      {cancellable ? (
+        <button
+          type="button"
+          className="danger"
+          disabled={cancel.isPending}
+          onClick={() => cancel.mutate({ id: task.id })}
+        >
+          Cancel
+        </button>
+      ) : null}
+      {retryable ? (
+        <button type="button" disabled={retry.isPending} onClick={() => retry.mutate({ id: task.id })}>
+          Retry
+        </button>
+      ) : null}
+      {problem ? <span className="error small">{problem}</span> : null}
+    </span>
+  );
+}

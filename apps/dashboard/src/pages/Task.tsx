@@ -1,0 +1,245 @@
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import { useSubscription } from '@trpc/tanstack-react-query';
+import { useEffect, useState } from 'react';
+import type { Abilities } from '../App.tsx';
+import { TaskActions } from '../actions.tsx';
+import { errorText, type TaskEvent, useTRPC } from '../api.ts';
+import { asProgress, duration, json, StatusBadge, time } from '../format.tsx';
+import { Link } from '../router.tsx';
+
+interface Step {
+  at: string | null;
+  label: string;
+  detail?: string;
+  kind: 'created' | 'attempt' | 'failed' | 'finished' | 'waiting';
+}
+
+/** created → each attempt (its error, if it failed) → finished (or what it waits for now). */
+function timeline(task: TaskEvent): Step[] {
+  const steps: Step[] = [{ at: task.createdAt, label: 'Created', kind: 'created' }];
+  if (task.runAfter && Date.parse(task.runAfter) > Date.parse(task.createdAt) && task.attempts === 0) {
+    steps.push({ at: task.runAfter, label: 'Not before', kind: 'waiting' });
+  }
+  const errors = new Map(task.attemptErrors.map((e, i) => [e.attempt ?? i + 1, e]));
+  for (let attempt = 1; attempt <= task.attempts; attempt++) {
+    const error = errors.get(attempt);
+    const current = attempt === task.attempts;
+    steps.push({
+      at: current ? task.startedAt : null,
+      label: `Attempt ${attempt} of ${task.maxAttempts} started`,
+      kind: 'attempt',
+    });
+    if (error) {
+      steps.push({
+        at: error.at ?? null,
+        label: `Attempt ${attempt} failed (${error.code})`,
+        detail: error.message,
+        kind: 'failed',
+      });
+    }
+  }
+  if (task.cancelRequestedAt)
+    steps.push({ at: task.cancelRequestedAt, label: 'Cancel requested', kind: 'waiting' });
+  if (task.finishedAt) {
+    steps.push({
+      at: task.finishedAt,
+      label: `Finished ${task.status}`,
+      detail: task.error && task.status !== 'COMPLETED' ? task.error.message : undefined,
+      kind: task.status === 'COMPLETED' ? 'finished' : 'failed',
+    });
+  } else if (task.status === 'PENDING') {
+    steps.push({ at: null, label: task.attempts > 0 ? 'Waiting for a retry' : 'Queued', kind: 'waiting' });
+  } else if (task.status === 'RUNNING') {
+    steps.push({ at: null, label: 'Running…', kind: 'waiting' });
+  }
+  return steps;
+}
+
+export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const taskOptions = trpc.getTask.queryOptions({ id });
+  const task = useQuery(taskOptions);
+  const [latest, setLatest] = useState<TaskEvent>();
+  const [, tick] = useState(0);
+
+  // Every change of this task, as it happens (its reply grows here while an LLM streams it).
+  const live = useSubscription(
+    trpc.onTaskUpdate.subscriptionOptions(
+      { id },
+      {
+        enabled: task.isSuccess,
+        onData: (tracked) => {
+          const event = tracked.data;
+          setLatest((prev) => (prev && prev.version >= event.version ? prev : event));
+        },
+      },
+    ),
+  );
+
+  const base = task.data;
+  const view =
+    base && latest && latest.id === base.id && latest.version > base.version ? { ...base, ...latest } : base;
+  // A running task's duration moves on its own.
+  const running = view?.status === 'RUNNING';
+  useEffect(() => {
+    if (!running) return;
+    const timer = setInterval(() => tick((n) => n + 1), 1000);
+    return () => clearInterval(timer);
+  }, [running]);
+
+  if (task.isPending) return <p className="muted">Loading…</p>;
+  if (task.isError) {
+    return (
+      <section>
+        <p>
+          <Link to="/">← Tasks</Link>
+        </p>
+        <p className="error" role="alert">
+          {errorText(task.error)}
+        </p>
+      </section>
+    );
+  }
+  if (!view) return null;
+  const progress = asProgress(view.progress);
+  return (
+    <section data-testid="task-detail">
+      <p>
+        <Link to="/">← Tasks</Link>
+      </p>
+      <div className="title-row">
+        <h1>
+          {view.name} <span className="mono small">{view.id}</span>
+        </h1>
+        <StatusBadge status={view.status} cancelling={Boolean(view.cancelRequestedAt)} />
+        <span className={`live ${live.status}`} title="The live feed (SSE)">
+          {view.finishedAt ? '' : live.status === 'pending' ? '● live' : '○ connecting'}
+        </span>
+        <TaskActions
+          task={view}
+          write={abilities.write}
+          onChanged={(changed) => {
+            // A retried task is followed again from its new state (the stream ended with the old one).
+            queryClient.setQueryData(taskOptions.queryKey, changed);
+            setLatest(undefined);
+            live.reset();
+          }}
+        />
+      </div>
+      <dl className="facts">
+        <dt>Attempts</dt>
+        <dd>
+          {view.attempts} of {view.maxAttempts}
+        </dd>
+        <dt>Priority</dt>
+        <dd>{view.priority}</dd>
+        <dt>Created</dt>
+        <dd>{time(view.createdAt)}</dd>
+        <dt>Started</dt>
+        <dd>{time(view.startedAt)}</dd>
+        <dt>Finished</dt>
+        <dd>{time(view.finishedAt)}</dd>
+        <dt>Ran for</dt>
+        <dd>{duration(view.startedAt, view.finishedAt)}</dd>
+        <dt>Version</dt>
+        <dd>{view.version}</dd>
+      </dl>
+      <div className="grid2">
+        <div className="card">
+          <h2>Input</h2>
+          <pre data-testid="task-input">{json(view.input)}</pre>
+        </div>
+        <div className="card">
+          <h2>Output</h2>
+          {view.status === 'COMPLETED' ? (
+            // A text result (an LLM's reply) as text; anything else as JSON.
+            <pre data-testid="task-output" className={typeof view.output === 'string' ? 'reply' : undefined}>
+              {typeof view.output === 'string' ? view.output : json(view.output)}
+            </pre>
+          ) : (
+            <p className="muted">{view.finishedAt ? 'None: the task did not complete.' : 'Not yet.'}</p>
+          )}
+        </div>
+      </div>
+      {progress &&
+      (progress.percent !== undefined ||
+        progress.message ||
+        (progress.partial !== undefined && view.status !== 'COMPLETED')) ? (
+        <div className="card">
+          <h2>Progress</h2>
+          {progress.percent !== undefined ? (
+            <div
+              className="bar"
+              role="progressbar"
+              aria-valuemin={0}
+              aria-valuemax={100}
+              aria-valuenow={progress.percent}
+            >
+              <div style={{ width: `${Math.max(0, Math.min(100, progress.percent))}%` }} />
+            </div>
+          ) : null}
+          {progress.message ? <p>{progress.message}</p> : null}
+          {progress.partial !== undefined && view.status !== 'COMPLETED' ? (
+            <>
+              <h3>{view.finishedAt ? 'Reply when it stopped' : 'Reply so far (streaming)'}</h3>
+              <pre className="reply" data-testid="task-partial">
+                {progress.partial}
+              </pre>
+            </>
+          ) : null}
+        </div>
+      ) : view.progress !== null && view.progress !== undefined ? (
+        <div className="card">
+          <h2>Progress</h2>
+          <pre>{json(view.progress)}</pre>
+        </div>
+      ) : null}
+      {view.error ? (
+        <div className="card">
+          <h2>Error</h2>
+          <p className="error" data-testid="task-error">
+            <b>{view.error.code}</b>: {view.error.message}
+          </p>
+        </div>
+      ) : null}
+      {view.attemptErrors.length ? (
+        <div className="card">
+          <h2>Errors of each attempt</h2>
+          <table>
+            <thead>
+              <tr>
+                <th>Attempt</th>
+                <th>At</th>
+                <th>Code</th>
+                <th>Message</th>
+              </tr>
+            </thead>
+            <tbody>
+              {view.attemptErrors.map((e, i) => (
+                <tr key={`${e.attempt ?? i}-${e.at ?? ''}`}>
+                  <td>{e.attempt ?? i + 1}</td>
+                  <td>{time(e.at)}</td>
+                  <td>{e.code}</td>
+                  <td>{e.message}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : null}
+      <div className="card">
+        <h2>Timeline</h2>
+        <ol className="timeline" data-testid="timeline">
+          {timeline(view).map((step) => (
+            <li key={step.label} className={step.kind}>
+              <span className="when">{step.at ? time(step.at) : ''}</span>
+              <span className="what">{step.label}</span>
+              {step.detail ? <span className="detail">{step.detail}</span> : null}
+            </li>
+          ))}
+        </ol>
+      </div>
+    </section>
+  );
+}

@@ -1,0 +1,349 @@
+import { keepPreviousData, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useSubscription } from '@trpc/tanstack-react-query';
+import { type FormEvent, useEffect, useMemo, useRef, useState } from 'react';
+import type { Abilities } from '../App.tsx';
+import { TaskActions } from '../actions.tsx';
+import {
+  errorText,
+  type RouterInputs,
+  type RouterOutputs,
+  STATUSES,
+  type TaskEvent,
+  type TaskStatus,
+  useTRPC,
+} from '../api.ts';
+import { duration, StatusBadge, time } from '../format.tsx';
+import { Link, navigate } from '../router.tsx';
+
+type ListInput = RouterInputs['listTasks'];
+/**
+ * Payload search (JSONB containment): `input_contains` / `output_contains`, JSON text. Sent as they
+ * are; a server without them ignores them.
+ */
+type PayloadSearch = { input_contains?: string; output_contains?: string };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const PAGE_SIZES = [10, 20, 50, 100];
+
+interface Filters {
+  statuses: TaskStatus[];
+  name: string;
+  createdAfter: string;
+  createdBefore: string;
+  payloadField: 'input' | 'output';
+  payload: string;
+}
+
+const EMPTY: Filters = {
+  statuses: [],
+  name: '',
+  createdAfter: '',
+  createdBefore: '',
+  payloadField: 'input',
+  payload: '',
+};
+
+/** A datetime-local value (the browser's time zone) as ISO 8601 with an offset. */
+const isoFrom = (local: string) => (local ? new Date(local).toISOString() : undefined);
+
+export function TasksPage({ abilities }: { abilities: Abilities }) {
+  const trpc = useTRPC();
+  const queryClient = useQueryClient();
+  const types = useQuery(trpc.listTaskTypes.queryOptions({}, { staleTime: 60_000 }));
+  const [draft, setDraft] = useState<Filters>(EMPTY);
+  const [filters, setFilters] = useState<Filters>(EMPTY);
+  const [limit, setLimit] = useState(20);
+  /** The cursors of the pages before this one: [undefined] on the first page. */
+  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
+  const cursor = cursors.at(-1);
+  const [idSearch, setIdSearch] = useState('');
+  const [problem, setProblem] = useState<string>();
+
+  const input = useMemo(() => {
+    const base: ListInput = {
+      status: filters.statuses.length ? filters.statuses : undefined,
+      name: filters.name ? [filters.name] : undefined,
+      created_after: isoFrom(filters.createdAfter),
+      created_before: isoFrom(filters.createdBefore),
+      limit,
+      cursor,
+    };
+    const search: PayloadSearch = filters.payload.trim()
+      ? { [`${filters.payloadField}_contains`]: filters.payload.trim() }
+      : {};
+    const withSearch: ListInput & PayloadSearch = { ...base, ...search };
+    return withSearch;
+  }, [filters, limit, cursor]);
+
+  const listOptions = trpc.listTasks.queryOptions(input, { placeholderData: keepPreviousData });
+  const list = useQuery(listOptions);
+
+  // Live: rows on this page change in place; a new task that fits the filters reloads the first page.
+  const reload = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  useEffect(() => () => clearTimeout(reload.current), []);
+  const onEvent = (event: TaskEvent) => {
+    let present = false;
+    queryClient.setQueryData(listOptions.queryKey, (page: RouterOutputs['listTasks'] | undefined) => {
+      if (!page) return page;
+      const tasks = page.tasks.map((task) => {
+        if (task.id !== event.id || task.version >= event.version) {
+          if (task.id === event.id) present = true;
+          return task;
+        }
+        present = true;
+        return { ...task, ...event };
+      });
+      return { ...page, tasks };
+    });
+    const fits =
+      (!filters.statuses.length || filters.statuses.includes(event.status)) &&
+      (!filters.name || filters.name === event.name);
+    if (!present && cursor === undefined && fits && !reload.current) {
+      reload.current = setTimeout(() => {
+        reload.current = undefined;
+        void queryClient.invalidateQueries({ queryKey: listOptions.queryKey });
+      }, 250);
+    }
+  };
+  const live = useSubscription(
+    trpc.onTasksUpdate.subscriptionOptions(filters.name ? { names: [filters.name] } : {}, {
+      onData: onEvent,
+    }),
+  );
+
+  // Changes made before the feed connected (or while it reconnected) were not heard: read the page again.
+  const connected = live.status === 'pending';
+  const pageKey = listOptions.queryKey;
+  useEffect(() => {
+    if (connected) void queryClient.invalidateQueries({ queryKey: pageKey });
+  }, [connected, queryClient, pageKey]);
+
+  const apply = (event: FormEvent) => {
+    event.preventDefault();
+    if (draft.payload.trim()) {
+      try {
+        JSON.parse(draft.payload);
+      } catch {
+        setProblem('The payload search must be JSON, e.g. {"a": 5} or {"prompt": "joke"}');
+        return;
+      }
+    }
+    setProblem(undefined);
+    setFilters(draft);
+    setCursors([undefined]);
+  };
+  const clear = () => {
+    setDraft(EMPTY);
+    setFilters(EMPTY);
+    setCursors([undefined]);
+    setProblem(undefined);
+  };
+  const findId = (event: FormEvent) => {
+    event.preventDefault();
+    const id = idSearch.trim();
+    if (!UUID.test(id)) {
+      setProblem('A task id is a UUID, e.g. 2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e');
+      return;
+    }
+    setProblem(undefined);
+    navigate(`/tasks/${id.toLowerCase()}`);
+  };
+  const toggleStatus = (status: TaskStatus) =>
+    setDraft((d) => ({
+      ...d,
+      statuses: d.statuses.includes(status)
+        ? d.statuses.filter((s) => s !== status)
+        : [...d.statuses, status],
+    }));
+
+  const page = list.data;
+  return (
+    <section>
+      <div className="title-row">
+        <h1>Tasks</h1>
+        <span className={`live ${live.status}`} data-testid="live-status" title="The live feed (SSE)">
+          {live.status === 'pending' ? '● live' : live.status === 'error' ? '● disconnected' : '○ connecting'}
+        </span>
+        <form className="inline" onSubmit={findId}>
+          <input
+            aria-label="Task id"
+            placeholder="Find a task by id"
+            value={idSearch}
+            onChange={(e) => setIdSearch(e.target.value)}
+            size={38}
+          />
+          <button type="submit">Open</button>
+        </form>
+      </div>
+      <form className="filters card" onSubmit={apply} aria-label="Filters">
+        <fieldset>
+          <legend>Status</legend>
+          {STATUSES.map((status) => (
+            <label key={status} className="check">
+              <input
+                type="checkbox"
+                name="status"
+                value={status}
+                checked={draft.statuses.includes(status)}
+                onChange={() => toggleStatus(status)}
+              />
+              {status}
+            </label>
+          ))}
+        </fieldset>
+        <label>
+          Type
+          <select
+            aria-label="Task type"
+            value={draft.name}
+            onChange={(e) => setDraft({ ...draft, name: e.target.value })}
+          >
+            <option value="">any</option>
+            {types.data?.map((t) => (
+              <option key={t.name} value={t.name}>
+                {t.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Created after
+          <input
+            type="datetime-local"
+            step="1"
+            aria-label="Created after"
+            value={draft.createdAfter}
+            onChange={(e) => setDraft({ ...draft, createdAfter: e.target.value })}
+          />
+        </label>
+        <label>
+          Created before
+          <input
+            type="datetime-local"
+            step="1"
+            aria-label="Created before"
+            value={draft.createdBefore}
+            onChange={(e) => setDraft({ ...draft, createdBefore: e.target.value })}
+          />
+        </label>
+        <label className="grow">
+          Payload contains (JSON)
+          <span className="inline">
+            <select
+              aria-label="Payload field"
+              value={draft.payloadField}
+              onChange={(e) =>
+                setDraft({ ...draft, payloadField: e.target.value as Filters['payloadField'] })
+              }
+            >
+              <option value="input">input</option>
+              <option value="output">output</option>
+            </select>
+            <input
+              aria-label="Payload search"
+              placeholder='{"a": 5}'
+              value={draft.payload}
+              onChange={(e) => setDraft({ ...draft, payload: e.target.value })}
+            />
+          </span>
+        </label>
+        <span className="buttons">
+          <button type="submit">Apply</button>
+          <button type="button" className="secondary" onClick={clear}>
+            Clear
+          </button>
+        </span>
+      </form>
+      {problem ? (
+        <p className="error" role="alert">
+          {problem}
+        </p>
+      ) : null}
+      {list.isError ? (
+        <p className="error" role="alert">
+          {errorText(list.error)}
+        </p>
+      ) : null}
+      <table className="tasks" data-testid="task-table">
+        <thead>
+          <tr>
+            <th>Id</th>
+            <th>Type</th>
+            <th>Status</th>
+            <th>Attempts</th>
+            <th>Created</th>
+            <th>Duration</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {page?.tasks.map((task) => (
+            <tr key={task.id} data-task-id={task.id}>
+              <td className="mono">
+                <Link to={`/tasks/${task.id}`}>{task.id.slice(0, 8)}</Link>
+              </td>
+              <td>{task.name}</td>
+              <td>
+                <StatusBadge status={task.status} cancelling={Boolean(task.cancelRequestedAt)} />
+              </td>
+              <td>
+                {task.attempts}/{task.maxAttempts}
+              </td>
+              <td>{time(task.createdAt)}</td>
+              <td>{duration(task.startedAt, task.finishedAt)}</td>
+              <td>
+                <TaskActions task={task} write={abilities.write} />
+              </td>
+            </tr>
+          ))}
+          {page && page.tasks.length === 0 ? (
+            <tr>
+              <td colSpan={7} className="muted">
+                No tasks match.
+              </td>
+            </tr>
+          ) : null}
+        </tbody>
+      </table>
+      <div className="pager">
+        <button
+          type="button"
+          disabled={cursors.length <= 1}
+          onClick={() => setCursors((c) => (c.length > 1 ? c.slice(0, -1) : c))}
+        >
+          ← Newer
+        </button>
+        <span className="muted" data-testid="page-number">
+          page {cursors.length}
+        </span>
+        <button
+          type="button"
+          disabled={!page?.next_cursor}
+          onClick={() => {
+            const next = page?.next_cursor;
+            if (next) setCursors((c) => [...c, next]);
+          }}
+        >
+          Older →
+        </button>
+        <label className="inline">
+          per page
+          <select
+            aria-label="Page size"
+            value={limit}
+            onChange={(e) => {
+              setLimit(Number(e.target.value));
+              setCursors([undefined]);
+            }}
+          >
+            {PAGE_SIZES.map((n) => (
+              <option key={n} value={n}>
+                {n}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+    </section>
+  );
+}
