@@ -176,6 +176,42 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       },
     },
   },
+  whoami: {
+    response: {
+      key: {
+        summary: 'A key that runs and reads tasks',
+        value: {
+          tenant: 'acme',
+          scopes: ['tasks:write', 'tasks:read'],
+          keyId: EXAMPLE_KEY_ID,
+          authMode: 'required',
+        },
+      },
+      disabled: {
+        summary: 'AUTH_MODE=disabled',
+        value: {
+          tenant: 'default',
+          scopes: ['tasks:write', 'tasks:read', 'admin'],
+          keyId: null,
+          authMode: 'disabled',
+        },
+      },
+    },
+  },
+  getThroughput: {
+    response: {
+      hour: {
+        summary: 'Sixty minutes, oldest first (three shown)',
+        value: {
+          minutes: [
+            { minute: '2026-11-28T11:01:00.000Z', completed: 118, failed: 2 },
+            { minute: '2026-11-28T11:02:00.000Z', completed: 0, failed: 0 },
+            { minute: '2026-11-28T12:00:00.000Z', completed: 41, failed: 1 },
+          ],
+        },
+      },
+    },
+  },
   getQueue: {
     response: { running: { summary: 'Processing', value: queue(false) } },
   },

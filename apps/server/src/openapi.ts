@@ -74,7 +74,7 @@ const PARAMETERS_FIELD: Record<string, string> = { runTask: 'task_parameters', c
  */
 export function openApiDocument(version = '0.1.0') {
   /** Each procedure's scope, by "METHOD path" (read from its meta as the generator walks them). */
-  const scopes = new Map<string, ApiKeyScope>();
+  const scopes = new Map<string, ApiKeyScope | 'any'>();
   /**
    * Each procedure's own error words, by "METHOD path". trpc-to-openapi caches one response object
    * per status, so the words it writes are those of the first procedure with that status.
@@ -380,7 +380,7 @@ function addTaskEventSchemas(schemas: Record<string, unknown>): void {
 function completeProcedureOperation(
   operation: Operation,
   method: string,
-  scope: ApiKeyScope,
+  scope: ApiKeyScope | 'any',
   words: Record<number, string>,
 ): void {
   const own = operation.responses ?? {};
@@ -405,10 +405,12 @@ function completeProcedureOperation(
     'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
     restError(401, 'No API key: send Authorization: Bearer <key>'),
   );
-  responses['403'] = errorResponse(
-    `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
-    restError(403, `This API key lacks the "${scope}" scope`),
-  );
+  if (scope !== 'any') {
+    responses['403'] = errorResponse(
+      `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
+      restError(403, `This API key lacks the "${scope}" scope`),
+    );
+  }
   if (BODY_METHODS.has(method)) {
     responses['413'] = errorResponse(
       'The body is larger than BODY_LIMIT_BYTES',

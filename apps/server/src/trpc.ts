@@ -65,8 +65,11 @@ export interface RestMeta {
      */
     errorResponses?: Record<number, string>;
   };
-  /** The API key scope a procedure needs (set by `scopedProcedure`; read by openapi.ts for its 403). */
-  scope?: ApiKeyScope;
+  /**
+   * The API key scope a procedure needs (set by `scopedProcedure`; read by openapi.ts for its 403),
+   * or `any` for one that any valid key may call (`identifiedProcedure`: no 403).
+   */
+  scope?: ApiKeyScope | 'any';
 }
 
 /** How often a subscription stream sends a keep-alive, so that proxies do not close an idle one. */
@@ -165,6 +168,12 @@ export const scopedProcedure = (scope: ApiKeyScope) =>
     }
     return next({ ctx: { ...ctx, identity: decision.identity } });
   });
+
+/** A procedure any valid key may call, whatever its scopes (who am I): no key or a bad one is 401. */
+export const identifiedProcedure = procedure.meta({ scope: 'any' }).use(({ ctx, next }) => {
+  if (!ctx.auth.ok) throw new TRPCError({ code: 'UNAUTHORIZED', message: ctx.auth.reason });
+  return next({ ctx: { ...ctx, identity: ctx.auth.identity } });
+});
 
 /** Reads: get, list, output, streams, subscriptions. */
 export const readProcedure = scopedProcedure('tasks:read');

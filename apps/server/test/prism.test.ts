@@ -343,6 +343,8 @@ const CASES: Record<string, () => Case[]> = {
   'GET /healthz': () => [{ status: 200, what: 'alive', key: 'none' }],
   'GET /readyz': () => [{ status: 200, what: 'ready', key: 'none' }],
   'GET /openapi.json': () => [{ status: 200, what: 'the document', key: 'none' }],
+  'GET /whoami': () => [{ status: 200, what: 'the key with every scope' }],
+  'GET /stats/throughput': () => [{ status: 200, what: 'the last hour' }],
   'GET /metrics': () => [
     { status: 200, what: 'with METRICS_TOKEN', key: 'none', bearer: METRICS_TOKEN },
     { status: 401, what: 'an API key is not the metrics token', key: 'admin' },

@@ -1,6 +1,6 @@
 import { API_KEY_SCOPES } from '@tasker/db';
 import { z } from 'zod';
-import { readProcedure, router } from '../trpc.ts';
+import { identifiedProcedure, readProcedure, router } from '../trpc.ts';
 
 /** Minutes the throughput covers. */
 export const THROUGHPUT_MINUTES = 60;
@@ -15,14 +15,14 @@ const minuteCountsSchema = z
 
 /** Who is calling and how its tasks fare: what a dashboard shows beside the tasks themselves. */
 export const insightsRouter = router({
-  whoami: readProcedure
+  whoami: identifiedProcedure
     .meta({
       openapi: {
         method: 'GET',
         path: '/whoami',
         summary: 'The tenant and scopes of the calling API key',
         description:
-          'Which tenant the key reaches and what it may do (tasks:write, tasks:read, admin): a client shows only the actions the key can take. With AUTH_MODE=disabled: tenant "default", every scope, authMode "disabled".',
+          'Which tenant the key reaches and what it may do (tasks:write, tasks:read, admin): a client shows only the actions the key can take. Any valid key may ask, whatever its scopes. With AUTH_MODE=disabled: tenant "default", every scope, authMode "disabled".',
         tags: ['keys'],
         successDescription: "The caller's tenant and scopes",
         errorResponses: {},
