@@ -101,6 +101,18 @@ export const tasks = pgTable(
       t.createdAt.desc().nullsFirst(),
       t.id.desc().nullsFirst(),
     ),
+    // Search by payload (`input @> $value`, `output @> $value`): jsonb_path_ops indexes only what
+    // containment needs, smaller and faster than the default jsonb_ops. A selective search reads
+    // its few matches from here; an unselective one walks tasks_owner_created_idx instead. New
+    // entries wait in a pending list that every search reads through: at the default 4 MB that read
+    // took 7 to 26 ms at 1M rows; 256 kB keeps it near a millisecond and costs writes little more
+    // (200,000 inserts with this index alone: 3.9 s with 4 MB, 4.1 s with 256 kB, 9.0 s with
+    // fastupdate off, 1.9 s without the index; a shared, noisy machine).
+    index('tasks_input_idx').using('gin', t.input.op('jsonb_path_ops')).with({ gin_pending_list_limit: 256 }),
+    index('tasks_output_idx')
+      .using('gin', t.output.op('jsonb_path_ops'))
+      .with({ gin_pending_list_limit: 256 })
+      .where(sql`${t.output} is not null`),
     // The recovery sweeper: unfinished rows that have not moved for a while.
     index('tasks_unfinished_idx')
       .on(t.updatedAt)

@@ -32,6 +32,14 @@ export interface TaskListFilter {
   names?: string[];
   createdAfter?: Date;
   createdBefore?: Date;
+  /**
+   * Only tasks whose input contains this JSON value (`input @> value`: an object matches any input
+   * holding at least its keys with those values, recursively; an array any input array holding its
+   * elements; a scalar only itself). `undefined`: no condition.
+   */
+  inputContains?: unknown;
+  /** Only tasks whose output contains this JSON value (`output @> value`); never a task without output. */
+  outputContains?: unknown;
   /** The last row of the previous page. */
   cursor?: { createdAt: Date; id: string };
   limit: number;
@@ -378,6 +386,14 @@ export class TaskStore {
     if (filter.names?.length) conditions.push(inArray(tasks.name, filter.names));
     if (filter.createdAfter) conditions.push(gte(tasks.createdAt, filter.createdAfter));
     if (filter.createdBefore) conditions.push(lt(tasks.createdAt, filter.createdBefore));
+    // Containment, answered from the GIN indexes (tasks_input_idx, tasks_output_idx) when it is
+    // selective; otherwise the planner walks the listing index and filters. Each query is planned
+    // for its own value (plan_cache_mode = force_custom_plan, client.ts), which is what lets it tell
+    // the two apart.
+    if (filter.inputContains !== undefined)
+      conditions.push(sql`${tasks.input} @> ${JSON.stringify(filter.inputContains)}::jsonb`);
+    if (filter.outputContains !== undefined)
+      conditions.push(sql`${tasks.output} @> ${JSON.stringify(filter.outputContains)}::jsonb`);
     if (filter.cursor) {
       conditions.push(
         sql`(${tasks.createdAt}, ${tasks.id}) < (${filter.cursor.createdAt.toISOString()}::timestamptz, ${filter.cursor.id}::uuid)`,

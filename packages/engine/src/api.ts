@@ -23,6 +23,10 @@ export interface ListFilter {
   names?: string[];
   createdAfter?: Date;
   createdBefore?: Date;
+  /** Only tasks whose input contains this JSON value (JSONB `@>`); `undefined`: any. */
+  inputContains?: unknown;
+  /** Only tasks whose output contains this JSON value (JSONB `@>`); `undefined`: any. */
+  outputContains?: unknown;
   /** `nextCursor` of the previous page. */
   cursor?: string;
   limit: number;
@@ -121,6 +125,8 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
         names: filter.names,
         createdAfter: filter.createdAfter,
         createdBefore: filter.createdBefore,
+        inputContains: filter.inputContains,
+        outputContains: filter.outputContains,
         cursor: filter.cursor ? decodeCursor(filter.cursor) : undefined,
         limit: filter.limit + 1,
       });

@@ -80,7 +80,7 @@ export interface TaskerClient {
   /** Submits a task; the handle follows it. A wrong name or parameter is a compile error. */
   run<N extends TaskName>(name: N, parameters: TaskInput<N>, options?: RunOptions): Promise<TaskHandle<N>>;
   /** A page of tasks, newest first; pass `nextCursor` back as `cursor` for the next page. */
-  list(options?: ListOptions): Promise<ListResult>;
+  list<N extends TaskName = TaskName>(options?: ListOptions<N>): Promise<ListResult>;
   /** A task's full record. */
   get<N extends TaskName = TaskName>(id: string): Promise<Task<N>>;
   /** A handle for a task submitted earlier. */

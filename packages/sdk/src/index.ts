@@ -14,6 +14,7 @@ export {
 } from './errors.ts';
 export type {
   AppRouter,
+  DeepPartial,
   ListOptions,
   ListResult,
   QueueOptions,

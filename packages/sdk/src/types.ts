@@ -72,12 +72,33 @@ export interface QueueOptions {
   taskName?: TaskName;
 }
 
-/** Filters and paging of `tasker.list(options)`. Every field is optional. */
-export interface ListOptions {
+/**
+ * What a JSONB containment search may give for a value of type T: an object any subset of its keys
+ * (each one searched the same way, at any depth), an array some of its elements, a scalar itself.
+ */
+export type DeepPartial<T> = T extends readonly (infer E)[]
+  ? readonly DeepPartial<E>[]
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
+
+/**
+ * Filters and paging of `tasker.list(options)`. Every field is optional. With `name`, the payload
+ * searches are typed by that task type's parameters and result.
+ */
+export interface ListOptions<N extends TaskName = TaskName> {
   /** Only tasks in this status, or in one of these statuses. */
   status?: TaskStatus | readonly TaskStatus[];
   /** Only tasks of this type, or of one of these types. */
-  name?: TaskName | readonly TaskName[];
+  name?: N | readonly N[];
+  /**
+   * Only tasks whose parameters contain this (JSONB containment): `{ a: 1 }` finds every task whose
+   * input has `a` equal to 1, whatever else it holds. It needs at least one value, not only empty
+   * objects or arrays.
+   */
+  inputContains?: NoInfer<DeepPartial<TaskInput<N>>>;
+  /** Only tasks whose result contains this (JSONB containment); a task with no result never matches. */
+  outputContains?: NoInfer<DeepPartial<TaskOutput<N>>>;
   /** Only tasks created at or after this time (a `Date` or an ISO 8601 date-time with its offset). */
   createdAfter?: Date | string;
   /** Only tasks created before this time (a `Date` or an ISO 8601 date-time with its offset). */

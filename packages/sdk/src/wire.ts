@@ -9,6 +9,7 @@ import type {
   QueueOptions,
   RunOptions,
   Task,
+  TaskName,
   WireInputs,
   WireOutputs,
 } from './types.ts';
@@ -33,6 +34,8 @@ const LIST_FIELDS = {
   name: 'name',
   createdAfter: 'created_after',
   createdBefore: 'created_before',
+  inputContains: 'input_contains',
+  outputContains: 'output_contains',
   limit: 'limit',
   cursor: 'cursor',
 } as const satisfies { [K in keyof Required<ListOptions>]: keyof ListWire };
@@ -83,13 +86,20 @@ export function runOptionsToWire(options: RunOptions): RunWire {
   };
 }
 
-export function listOptionsToWire(options: ListOptions): ListWire {
+/** A payload search travels as JSON text, as the REST query parameter does. */
+function jsonText(value: unknown): string | undefined {
+  return value === undefined ? undefined : JSON.stringify(value);
+}
+
+export function listOptionsToWire<N extends TaskName>(options: ListOptions<N>): ListWire {
   checkKeys(options, LIST_FIELDS, 'list');
   return {
     status: list(options.status),
     name: list(options.name),
     created_after: isoTime(options.createdAfter, 'createdAfter'),
     created_before: isoTime(options.createdBefore, 'createdBefore'),
+    input_contains: jsonText(options.inputContains),
+    output_contains: jsonText(options.outputContains),
     limit: options.limit,
     cursor: options.cursor,
   };

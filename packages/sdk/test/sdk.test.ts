@@ -126,6 +126,35 @@ describe('createTaskerClient against a live server', () => {
     expect((await tasker.list({ status: 'RUNNING', createdAfter: since })).tasks).toEqual([]);
   });
 
+  it('list() searches by payload: inputContains and outputContains, typed by the task type', async () => {
+    const marker = Date.now();
+    const [hit, other] = await Promise.all([
+      tasker.run('sum_two_numbers', { a: marker, b: 1 }),
+      tasker.run('sum_two_numbers', { a: marker, b: 2 }),
+    ]);
+    await Promise.all([hit.result(), other.result()]);
+    const both = await tasker.list({ name: 'sum_two_numbers', inputContains: { a: marker }, limit: 1 });
+    expect(both.tasks).toHaveLength(1);
+    const rest = await tasker.list({
+      name: 'sum_two_numbers',
+      inputContains: { a: marker },
+      cursor: both.nextCursor ?? undefined,
+    });
+    expect(new Set([...both.tasks, ...rest.tasks].map((t) => t.id))).toEqual(new Set([hit.id, other.id]));
+    const byOutput = await tasker.list({
+      name: 'sum_two_numbers',
+      inputContains: { a: marker },
+      outputContains: marker + 1,
+      status: 'COMPLETED',
+    });
+    expect(byOutput.tasks.map((t) => t.id)).toEqual([hit.id]);
+    expect((await tasker.list({ inputContains: { a: marker, b: 3 } })).tasks).toEqual([]);
+    // Nothing to look for: refused by the server, the field named as the caller wrote it.
+    await expect(tasker.list({ inputContains: {} })).rejects.toMatchObject({
+      issues: [expect.objectContaining({ path: 'inputContains' })],
+    });
+  });
+
   it("refuses 0.1's snake_case options, and names the fields of a refused option as the caller did", async () => {
     const legacy = tasker.run('sum_two_numbers', { a: 1, b: 2 }, { delay_ms: 1000 } as never);
     await expect(legacy).rejects.toBeInstanceOf(TaskerValidationError);
