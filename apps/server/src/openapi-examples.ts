@@ -135,6 +135,8 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       created_before: '2026-11-29T00:00:00.000Z',
       limit: 50,
       cursor,
+      input_contains: '{"a":1}',
+      output_contains: '3',
     },
     response: {
       page: {

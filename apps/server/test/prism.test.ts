@@ -263,6 +263,12 @@ const CASES: Record<string, () => Case[]> = {
     { status: 400, what: 'limit out of range', path: '/tasks?limit=0' },
     { status: 400, what: 'unknown status', path: '/tasks?status=DONE' },
     { status: 400, what: 'bad cursor', path: '/tasks?cursor=%%%' },
+    {
+      status: 200,
+      what: 'payload search',
+      path: `/tasks?input_contains=${encodeURIComponent('{"a":1}')}&output_contains=3&status=CANCELLED`,
+    },
+    { status: 400, what: 'payload search that is not JSON', path: '/tasks?input_contains=%7Ba' },
   ],
   'GET /tasks/{id}': () => [
     { status: 200, what: 'pending', path: `/tasks/${ids.pending}` },
