@@ -353,6 +353,23 @@ describe('the API docs page', () => {
       .first()
       .waitFor();
     await screenshot(page, 'docs');
+    // Every operation of the document is listed (Swagger UI shows each operationId).
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { operationId: string }>>;
+    };
+    const operationIds = Object.values(doc.paths).flatMap((item) =>
+      Object.values(item).map((op) => op.operationId),
+    );
+    expect(operationIds.length).toBeGreaterThan(15);
+    for (const id of operationIds) await page.getByText(id, { exact: true }).first().waitFor();
+    // An operation opened shows its examples: POST /tasks, one request example per task type.
+    const createTask = page
+      .locator('.opblock')
+      .filter({ has: page.getByText('createTask', { exact: true }) });
+    await createTask.locator('.opblock-summary').first().click();
+    await createTask.getByText('"sum_two_numbers"').first().waitFor();
+    await createTask.locator('select').first().waitFor();
+    await screenshot(page, 'docs-create-task');
   });
 });
 
