@@ -32,6 +32,15 @@ async function start(vars: Record<string, string>) {
   return server.url;
 }
 
+/** A server whose PostgreSQL is reached through a TCP proxy that the test can cut (`proxy.down()`). */
+async function startBehindProxy(vars: Record<string, string> = {}) {
+  const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+  proxy = await startTcpProxy(Number(base.port || 5432));
+  base.port = String(proxy.port);
+  base.pathname = `/tasker_test_proxy_${Date.now()}`;
+  return start({ ...vars, DATABASE_URL: base.toString() });
+}
+
 describe('a dependency that is down is a 503 that says which, never a crash or a hang', () => {
   it.runIf(onRedis)(
     'Redis down: /readyz names Redis; submissions are still accepted into PostgreSQL, promptly',
@@ -69,11 +78,7 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
   );
 
   it('PostgreSQL down: requests answer 503 naming PostgreSQL, and work again once it is back', async () => {
-    const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
-    proxy = await startTcpProxy(Number(base.port || 5432));
-    base.port = String(proxy.port);
-    base.pathname = `/tasker_test_proxy_${Date.now()}`;
-    const url = await start({ DATABASE_URL: base.toString() });
+    const url = await startBehindProxy();
     await proxy.down();
     const body = JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 } });
     const headers = { 'content-type': 'application/json' };
@@ -97,11 +102,7 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
   });
 
   it('PostgreSQL down for a while: every request keeps answering its 503 promptly (no growing reconnection backoff)', async () => {
-    const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
-    proxy = await startTcpProxy(Number(base.port || 5432));
-    base.port = String(proxy.port);
-    base.pathname = `/tasker_test_proxy_${Date.now()}`;
-    const url = await start({ DATABASE_URL: base.toString() });
+    const url = await startBehindProxy();
     await proxy.down();
     const slowest: number[] = [];
     // 8 rounds of 10 concurrent reads: the driver's default backoff (3^n/100 s, to 20 s) would make
@@ -126,11 +127,7 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
   });
 
   it('PostgreSQL down in required mode: the key lookup answers 503, not 401 or 500', async () => {
-    const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
-    proxy = await startTcpProxy(Number(base.port || 5432));
-    base.port = String(proxy.port);
-    base.pathname = `/tasker_test_proxy_${Date.now()}`;
-    const url = await start({ DATABASE_URL: base.toString(), AUTH_MODE: 'required' });
+    const url = await startBehindProxy({ AUTH_MODE: 'required' });
     await proxy.down();
     const res = await fetch(`${url}/tasks/${crypto.randomUUID()}`, {
       headers: { authorization: `Bearer tsk_${'A'.repeat(43)}` },
