@@ -32,13 +32,14 @@ async function start(vars: Record<string, string>) {
   return server.url;
 }
 
-/** A server whose PostgreSQL is reached through a TCP proxy that the test can cut (`proxy.down()`). */
-async function startBehindProxy(vars: Record<string, string> = {}) {
+/** A server whose PostgreSQL is reached through a TCP proxy that the test can cut (`pg.down()`). */
+async function startBehindProxy(vars: Record<string, string> = {}): Promise<{ url: string; pg: TcpProxy }> {
   const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
-  proxy = await startTcpProxy(Number(base.port || 5432));
-  base.port = String(proxy.port);
+  const pg = await startTcpProxy(Number(base.port || 5432));
+  proxy = pg;
+  base.port = String(pg.port);
   base.pathname = `/tasker_test_proxy_${Date.now()}`;
-  return start({ ...vars, DATABASE_URL: base.toString() });
+  return { url: await start({ ...vars, DATABASE_URL: base.toString() }), pg };
 }
 
 describe('a dependency that is down is a 503 that says which, never a crash or a hang', () => {
@@ -78,8 +79,8 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
   );
 
   it('PostgreSQL down: requests answer 503 naming PostgreSQL, and work again once it is back', async () => {
-    const url = await startBehindProxy();
-    await proxy.down();
+    const { url, pg } = await startBehindProxy();
+    await pg.down();
     const body = JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 } });
     const headers = { 'content-type': 'application/json' };
     const res = await fetch(`${url}/run-task`, { method: 'POST', headers, body });
@@ -97,13 +98,13 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
     const ready = await fetch(`${url}/readyz`);
     expect(ready.status).toBe(503);
     expect(await ready.json()).toMatchObject({ error: 'PostgreSQL is unavailable' });
-    await proxy.up();
+    await pg.up();
     expect((await fetch(`${url}/run-task`, { method: 'POST', headers, body })).status).toBe(200);
   });
 
   it('PostgreSQL down for a while: every request keeps answering its 503 promptly (no growing reconnection backoff)', async () => {
-    const url = await startBehindProxy();
-    await proxy.down();
+    const { url, pg } = await startBehindProxy();
+    await pg.down();
     const slowest: number[] = [];
     // 8 rounds of 10 concurrent reads: the driver's default backoff (3^n/100 s, to 20 s) would make
     // later rounds wait for seconds before their 503.
@@ -120,15 +121,15 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
       slowest.push(Math.round(Math.max(...times)));
     }
     expect(Math.max(...slowest), `slowest answer per round (ms): ${slowest.join(', ')}`).toBeLessThan(2500);
-    await proxy.up();
+    await pg.up();
     const started = performance.now();
     expect((await fetch(`${url}/tasks/${crypto.randomUUID()}`)).status).toBe(404);
     expect(performance.now() - started).toBeLessThan(2500);
   });
 
   it('PostgreSQL down in required mode: the key lookup answers 503, not 401 or 500', async () => {
-    const url = await startBehindProxy({ AUTH_MODE: 'required' });
-    await proxy.down();
+    const { url, pg } = await startBehindProxy({ AUTH_MODE: 'required' });
+    await pg.down();
     const res = await fetch(`${url}/tasks/${crypto.randomUUID()}`, {
       headers: { authorization: `Bearer tsk_${'A'.repeat(43)}` },
     });
@@ -137,7 +138,7 @@ describe('a dependency that is down is a 503 that says which, never a crash or a
       error: 'PostgreSQL is unavailable',
       code: 'SERVICE_UNAVAILABLE',
     });
-    await proxy.up();
+    await pg.up();
     expect(
       (
         await fetch(`${url}/tasks/${crypto.randomUUID()}`, {
