@@ -46,6 +46,13 @@ export async function startServer(
     metrics: engine.metrics,
     metricsToken: env.METRICS_TOKEN,
   });
+  // What is still being answered, so that a shutdown that has to cut requests can say which.
+  const open = new Map<string, string>();
+  app.addHook('onRequest', async (request, reply) => {
+    open.set(request.id, `${request.method} ${request.url.split('?')[0]}`);
+    // 'close' comes once the answer is sent, or the connection went away first.
+    reply.raw.once('close', () => open.delete(request.id));
+  });
   const address = await app.listen({ host: env.HOST, port: env.PORT });
   const url = address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
   log.info({ url }, 'server listening');
@@ -57,7 +64,25 @@ export async function startServer(
     url,
     close: () => {
       closing ??= (async () => {
-        await app.close();
+        // In-flight requests may finish (streams are cut at once, see app.ts), for at most
+        // SHUTDOWN_TIMEOUT_MS: then their connections are closed, so that a shutdown always ends.
+        const closed = app.close();
+        let timer: NodeJS.Timeout | undefined;
+        const late = await Promise.race([
+          closed.then(() => false),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(true), env.SHUTDOWN_TIMEOUT_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (late) {
+          log.warn(
+            { open: [...open.values()].slice(0, 20), count: open.size },
+            `requests still open ${env.SHUTDOWN_TIMEOUT_MS} ms after shutdown began (SHUTDOWN_TIMEOUT_MS); closing their connections`,
+          );
+          app.server.closeAllConnections();
+          await closed;
+        }
         await live.close();
         await authenticator.close();
         await engine.close();

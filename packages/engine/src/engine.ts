@@ -117,7 +117,16 @@ export async function createEngine(
       await Promise.race([queue.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
       if (parts.mode.kind === 'redis') {
         const { redis } = parts.mode;
-        await redis.quit().catch(() => redis.disconnect());
+        // QUIT waits for Redis's answer; a Redis that does not answer gets a plain disconnect.
+        const quit = redis.quit().then(
+          () => true,
+          () => false,
+        );
+        const quitInTime = await Promise.race([
+          quit,
+          new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000).unref()),
+        ]);
+        if (!quitInTime) redis.disconnect();
       }
       await db.close();
     },

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
+import { bounded } from './teardown.ts';
 
 /**
  * Which of Tasker's ways to run the tests exercise, from `TEST_MODE`: `redis` (the queue and its
@@ -23,17 +24,28 @@ export interface TestEnv {
   cleanup(): Promise<void>;
 }
 
-/** Drops a test database, closing its connections. */
+/**
+ * How long a test's clean-up waits for its `DROP DATABASE`. PostgreSQL (before 17) makes every
+ * DROP DATABASE wait for an immediate checkpoint, which writes every dirty buffer of the whole
+ * server and fsyncs it: on a machine whose disk is slow or busy (CI, other test files writing
+ * thousands of tasks), that took tens of seconds. Past this bound the drop goes on in PostgreSQL
+ * (the backend completes it) while the test moves on.
+ */
+export const DROP_DATABASE_BOUND_MS = 15_000;
+
+/** Drops a test database, closing its connections; waits at most DROP_DATABASE_BOUND_MS (see there). */
 export async function dropDatabase(url: string): Promise<void> {
   const name = decodeURIComponent(new URL(url).pathname.slice(1));
   const admin = new URL(url);
   admin.pathname = '/postgres';
-  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {} });
-  try {
-    await sql.unsafe(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`);
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
+  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {}, connect_timeout: 5 });
+  const drop = sql.unsafe(`drop database if exists "${name.replaceAll('"', '""')}" with (force)`).execute();
+  const finished = await bounded(`dropping database ${name}`, DROP_DATABASE_BOUND_MS, () => drop);
+  // In time: close now. Late: close once the drop is over (the connection must stay open until then,
+  // or PostgreSQL would see the client go and the drop could be cancelled).
+  const end = () => sql.end({ timeout: 5 });
+  if (finished) await end();
+  else void drop.then(end, end);
 }
 
 /** Deletes every key that starts with `prefix:` (SCAN, never KEYS). */
@@ -86,7 +98,8 @@ export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
     cleanup: async () => {
       await dropDatabase(vars.DATABASE_URL ?? databaseUrl);
       const url = vars.REDIS_URL ?? redisUrl;
-      if (url) await deleteKeys(url, vars.REDIS_PREFIX ?? prefix).catch(() => {});
+      const keys = vars.REDIS_PREFIX ?? prefix;
+      if (url) await bounded(`deleting Redis keys ${keys}:*`, 10_000, () => deleteKeys(url, keys));
     },
   };
 }

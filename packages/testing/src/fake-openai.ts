@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { bounded } from './teardown.ts';
 
 export interface FakeOpenAIOptions {
   /** The reply text; by default it echoes the prompt. */
@@ -111,8 +112,10 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     baseURL: `http://127.0.0.1:${port}/v1`,
     requests,
     close: async () => {
+      // Streams still being written hold their sockets: cut every connection, then stop listening.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await bounded('closing the fake OpenAI server', 5000, () => closed);
     },
   };
 }

@@ -1,5 +1,6 @@
 export {
   createTestEnv,
+  DROP_DATABASE_BOUND_MS,
   deleteKeys,
   dropDatabase,
   onRedis,
@@ -15,3 +16,4 @@ export {
 } from './fake-openai.ts';
 export { type AppProcess, freePort, type RedisServer, spawnApp, startRedisServer } from './processes.ts';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
+export { bounded, SLOW_MS, teardownLog } from './teardown.ts';

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bounded, teardownLog } from './teardown.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -22,8 +23,12 @@ export interface AppProcess {
   output(): string;
   /** For a server: its base URL, read from its "listening" log line. */
   url?: string;
-  /** Sends a signal and waits for the exit. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /**
+   * Sends a signal and waits for the exit. A process still running `graceMs` after it (default 20 s:
+   * the apps' own shutdown bound, SHUTDOWN_TIMEOUT_MS, is 10 s) is reported with the end of its
+   * output and SIGKILLed, so that a teardown never hangs on it.
+   */
+  stop(signal?: NodeJS.Signals, options?: { graceMs?: number }): Promise<number | null>;
   exited: Promise<number | null>;
 }
 
@@ -74,8 +79,21 @@ export async function spawnApp(
     output: () => output,
     url,
     exited,
-    stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    stop: async (signal = 'SIGTERM', { graceMs = 20_000 } = {}) => {
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
+      child.kill(signal);
+      if (signal === 'SIGKILL') return exited;
+      const inTime = await bounded(
+        `${kind} (pid ${child.pid}) exiting after ${signal}`,
+        graceMs,
+        () => exited,
+      );
+      if (!inTime) {
+        teardownLog(
+          `${kind} did not exit; SIGKILL. Its last output:\n${output.split('\n').slice(-20).join('\n')}`,
+        );
+        child.kill('SIGKILL');
+      }
       return exited;
     },
   };
