@@ -141,6 +141,44 @@ async function tsc(file: string): Promise<{ ok: boolean; output: string }> {
   }
 }
 
+/**
+ * `npm install` in the consumer project, as a user would, made to survive a registry that fails now
+ * and then: npm's own fetch retries for what it retries (timeouts, resets, 5xx), and up to three
+ * whole installs for what it does not (a TLS error on one tarball, seen on this kind of machine).
+ * The registry settings that matter are passed on unchanged from the environment (CI exports
+ * NPM_CONFIG_GLOBALCONFIG: with a Node from the registry first on PATH, npm would otherwise read its
+ * global config from that Node's folder, not the machine's, and miss its `cafile`).
+ */
+async function npmInstall(dir: string): Promise<void> {
+  const args = [
+    'install',
+    '--no-audit',
+    '--no-fund',
+    '--loglevel=error',
+    '--prefer-offline',
+    '--fetch-retries=3',
+    '--fetch-retry-mintimeout=1000',
+    '--fetch-retry-maxtimeout=10000',
+  ];
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // Bounded: npm retrying a fetch it cannot make (a missing CA, say) would otherwise run silently
+      // until the hook's timeout, saying nothing of why.
+      await exec('npm', args, { cwd: dir, timeout: 150_000, killSignal: 'SIGKILL' });
+      return;
+    } catch (error) {
+      const stderr = String((error as { stderr?: string }).stderr ?? error);
+      if (attempt >= 3) throw new Error(`npm install failed ${attempt} times; the last:\n${stderr}`);
+      process.stderr.write(
+        `[pack test] npm install failed (attempt ${attempt} of 3), retrying: ${stderr.trim().split('\n').slice(-3).join(' | ')}\n`,
+      );
+      rmSync(path.join(dir, 'node_modules'), { recursive: true, force: true });
+      rmSync(path.join(dir, 'package-lock.json'), { force: true });
+      await new Promise((resolve) => setTimeout(resolve, 5000 * attempt));
+    }
+  }
+}
+
 function tsconfigFor(file: string, emit: boolean) {
   writeFileSync(
     path.join(project, `tsconfig.${file}.json`),
@@ -175,11 +213,9 @@ beforeAll(async () => {
       dependencies: { '@tasker/sdk': `file:${tarball}`, typescript: '6.0.3', '@types/node': '^22.20.7' },
     }),
   );
-  await exec('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--prefer-offline'], {
-    cwd: project,
-  });
+  await npmInstall(project);
   stack = await startLiveStack();
-});
+}, 600_000); // up to three installs, each of which may fetch from the registry
 
 afterAll(async () => {
   await stack?.close();
