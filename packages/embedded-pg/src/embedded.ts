@@ -4,7 +4,7 @@ import { userInfo } from 'node:os';
 import path from 'node:path';
 import { type Binaries, findBinaries } from './binaries.ts';
 import { EmbeddedPostgresError } from './errors.ts';
-import { assertReachable, postgresOsUser, type RunAs } from './os-user.ts';
+import { assertReachable, mkdirReachable, postgresOsUser, type RunAs } from './os-user.ts';
 import { freePort, isPostgresOn, portIsFree } from './processes.ts';
 import { startWatchdog } from './watchdog.ts';
 
@@ -14,7 +14,10 @@ export const DEFAULT_PORT = 54329;
 export const POSTGRES_MAJOR = '18';
 
 export interface EmbeddedPostgresOptions {
-  /** The cluster's directory. It is initialised when it holds no cluster yet, and kept afterwards. */
+  /**
+   * The cluster's directory. It is initialised when it holds no cluster yet, and kept afterwards.
+   * As root, the OS user `postgres` must be able to reach it (`chooseDataDir` picks one it can).
+   */
   dataDir: string;
   /** The port tried first (default 54329). When it is taken, a free one is used instead. */
   port?: number;
@@ -23,8 +26,9 @@ export interface EmbeddedPostgresOptions {
   /** The superuser created by initdb and named in `url` (default: the current OS user's name). */
   user?: string;
   /**
-   * One line for each thing done on the way (initialising, a stale postmaster.pid removed, another
-   * port used). PostgreSQL's own log goes to `<dataDir>/postgres.log`, emptied at each start.
+   * One line for each thing done on the way (binaries copied, initialising, a stale postmaster.pid
+   * removed, another port used). PostgreSQL's own log goes to `<dataDir>/postgres.log`, emptied at
+   * each start.
    */
   log?: (message: string) => void;
   /** Server settings (`postgres -c name=value`) on top of the defaults (e.g. `{ fsync: 'off' }`). */
@@ -78,10 +82,14 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const log = options.log ?? (() => {});
   const user = options.user ?? currentUserName();
   const database = options.database ?? 'tasker';
-  const binaries = findBinaries();
   const runAs = await postgresOsUser();
-  await mkdir(path.dirname(dataDir), { recursive: true });
-  if (runAs) await assertReachable(dataDir, runAs);
+  const binaries = await findBinaries(runAs, log);
+  if (runAs) {
+    await mkdirReachable(path.dirname(dataDir));
+    await assertReachable(dataDir, runAs);
+  } else {
+    await mkdir(path.dirname(dataDir), { recursive: true });
+  }
 
   const initdbMs = await ensureCluster({ dataDir, binaries, runAs, user, log });
   const version = (await readFile(path.join(dataDir, 'PG_VERSION'), 'utf8')).trim();

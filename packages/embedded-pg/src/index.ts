@@ -6,4 +6,5 @@ export {
   startEmbeddedPostgres,
 } from './embedded.ts';
 export { EmbeddedPostgresError, type EmbeddedPostgresFailure } from './errors.ts';
+export { chooseDataDir, type DataDirChoice, STATE_DIR } from './locations.ts';
 export { runningEmbeddedUrl } from './running.ts';
