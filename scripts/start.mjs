@@ -17,8 +17,8 @@
 // $TASKER_DATA_DIR/pg (default ./.tasker/pg under the repo root, kept across runs; as root, when the
 // OS user postgres cannot enter the clone, /var/lib/tasker/clones/<clone>-<hash>/pg: see
 // packages/embedded-pg/src/locations.ts) on port $TASKER_PG_PORT (default 54329, another free one
-// when that is taken); the children get a DATABASE_URL naming its database `tasker`, which they
-// create and migrate.
+// when that is taken); the children get a DATABASE_URL naming its database `tasker`, with the
+// cluster's password (never printed), and create and migrate it.
 // - It runs in its own process group too, so Ctrl-C reaches only this script, which stops it (fast
 //   shutdown) once both children have exited, then exits.
 // - If this script is killed outright (SIGKILL, alone or with its whole process group), a watchdog
@@ -198,8 +198,11 @@ async function startDatabase() {
     say(`embedded PostgreSQL could not start: ${message.split('\n')[0]}${hint}`);
     process.exit(1);
   }
-  const shown = path.relative(process.cwd(), dataDir);
-  const where = shown && !shown.startsWith('..') && !path.isAbsolute(shown) ? shown : dataDir;
+  /** Relative to the working directory when inside it, else absolute. */
+  const show = (file) => {
+    const relative = path.relative(process.cwd(), file);
+    return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
+  };
   const db = database;
   void db.exited.then(({ code, signal }) => {
     databaseExited = true;
@@ -211,7 +214,7 @@ async function startDatabase() {
     if (running.some((e) => !e.exited)) stop('SIGTERM', 'embedded PostgreSQL stopped');
     else void finish();
   });
-  return `embedded PostgreSQL ${db.version} at ${where} (port ${db.port})`;
+  return `embedded PostgreSQL ${db.version} at ${show(dataDir)} (${db.urlWithoutPassword}, password in ${show(db.passwordFile)})`;
 }
 
 process.on('SIGINT', () => stop('SIGINT', 'SIGINT'));

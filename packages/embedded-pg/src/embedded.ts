@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { chown, mkdir, open, readdir, readFile, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
+import { ensurePassword, PASSWORD_FILE } from './auth.ts';
 import { type Binaries, findBinaries } from './binaries.ts';
 import { EmbeddedPostgresError } from './errors.ts';
 import { assertReachable, mkdirReachable, postgresOsUser, type RunAs } from './os-user.ts';
@@ -26,9 +27,9 @@ export interface EmbeddedPostgresOptions {
   /** The superuser created by initdb and named in `url` (default: the current OS user's name). */
   user?: string;
   /**
-   * One line for each thing done on the way (binaries copied, initialising, a stale postmaster.pid
-   * removed, another port used). PostgreSQL's own log goes to `<dataDir>/postgres.log`, emptied at
-   * each start.
+   * One line for each thing done on the way (binaries copied, initialising, a cluster upgraded to a
+   * password, a stale postmaster.pid removed, another port used). PostgreSQL's own log goes to
+   * `<dataDir>/postgres.log`, emptied at each start.
    */
   log?: (message: string) => void;
   /** Server settings (`postgres -c name=value`) on top of the defaults (e.g. `{ fsync: 'off' }`). */
@@ -45,8 +46,12 @@ export interface EmbeddedPostgresOptions {
 }
 
 export interface EmbeddedPostgres {
-  /** `postgres://<user>@127.0.0.1:<port>/<database>` (no password: trust, on 127.0.0.1 only). */
+  /** `postgres://<user>:<password>@127.0.0.1:<port>/<database>`: hand it to clients, never print it. */
   url: string;
+  /** `url` without the password, to print. */
+  urlWithoutPassword: string;
+  /** The file that holds the password (inside `dataDir`, readable by its owner only). */
+  passwordFile: string;
   port: number;
   /** Absolute. */
   dataDir: string;
@@ -94,6 +99,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const initdbMs = await ensureCluster({ dataDir, binaries, runAs, user, log });
   const version = (await readFile(path.join(dataDir, 'PG_VERSION'), 'utf8')).trim();
   await removeStalePidFile(dataDir, log);
+  // A new cluster has its password already (see ensureCluster); one made before passwords gets one.
+  const password = await ensurePassword({ dataDir, binaries, runAs, user, fresh: false, log });
 
   const preferred = options.port ?? DEFAULT_PORT;
   let port = preferred !== 0 && (await portIsFree(preferred)) ? preferred : await freePort();
@@ -132,10 +139,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   void exited.then(() => watchdog?.disarm());
 
   let stopping: Promise<void> | undefined;
-  const urlFor = (name: string) =>
-    `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${encodeURIComponent(name)}`;
+  const urlFor = (name: string) => connectionUrl({ user, password, port, database: name });
   return {
     url: urlFor(database),
+    urlWithoutPassword: connectionUrl({ user, port, database }),
+    passwordFile: path.join(dataDir, PASSWORD_FILE),
     port,
     dataDir,
     user,
@@ -173,6 +181,24 @@ function signal(child: ChildProcess, name: NodeJS.Signals): void {
   } catch {
     // already gone
   }
+}
+
+/** `postgres://<user>[:<password>]@127.0.0.1:<port>/<database>`, every part encoded. */
+export function connectionUrl({
+  user,
+  password,
+  port,
+  database,
+}: {
+  user: string;
+  password?: string;
+  port: number;
+  database: string;
+}): string {
+  const credentials = password
+    ? `${encodeURIComponent(user)}:${encodeURIComponent(password)}`
+    : encodeURIComponent(user);
+  return `postgres://${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
 }
 
 export function currentUserName(): string {
@@ -231,7 +257,8 @@ async function ensureCluster({
   const args = [
     `--pgdata=${staging}`,
     `--username=${user}`,
-    // No passwords: connections are only accepted on 127.0.0.1 (see launch).
+    // Trust for no longer than this: ensurePassword below sets a password and rewrites pg_hba.conf
+    // (in single-user mode, no network) before the cluster is moved into place.
     '--auth=trust',
     '--encoding=UTF8',
     '--locale=C',
@@ -264,6 +291,12 @@ async function ensureCluster({
     const reason =
       lines.findLast((line) => line.includes('error:')) ?? lines.findLast(Boolean) ?? `exit code ${code}`;
     throw new EmbeddedPostgresError(`initdb failed for ${dataDir}: ${reason}`, 'initdb');
+  }
+  try {
+    await ensurePassword({ dataDir: staging, binaries, runAs, user, fresh: true, log });
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
   }
   if (entries) await rmdir(dataDir);
   await rename(staging, dataDir);
@@ -317,7 +350,7 @@ async function launch({
   timeoutMs: number;
 }): Promise<Launched | { error: string; portTaken: boolean }> {
   const all: Record<string, string> = {
-    // TCP on 127.0.0.1 only (the cluster trusts local connections), no Unix socket.
+    // TCP on 127.0.0.1 only, with the password (see auth.ts); no Unix socket.
     listen_addresses: '127.0.0.1',
     unix_socket_directories: '',
     // Server, worker and BullMQ's PostgreSQL backend each keep pools.

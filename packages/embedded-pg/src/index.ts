@@ -1,3 +1,4 @@
+export { PASSWORD_FILE } from './auth.ts';
 export {
   DEFAULT_PORT,
   type EmbeddedPostgres,

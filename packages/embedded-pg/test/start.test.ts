@@ -138,10 +138,20 @@ describe('pnpm start with DATABASE_URL unset (scripts/start.mjs)', () => {
     const run = await startSupervisor();
     const redis = QUEUE.REDIS_URL ? new URL(QUEUE.REDIS_URL) : undefined;
     const queue = redis ? `Redis at ${redis.host}${redis.pathname}` : 'PostgreSQL (REDIS_URL unset)';
-    const mode = /^\[start\] database: embedded PostgreSQL 18 at (.+) \(port (\d+)\); queue: (.+)$/m.exec(
-      run.output(),
-    );
-    expect(mode?.slice(1)).toEqual([dataDir, expect.stringMatching(/^\d+$/), queue]);
+    const mode =
+      /^\[start\] database: embedded PostgreSQL 18 at (.+) \((postgres:\/\/\S+), password in (.+)\); queue: (.+)$/m.exec(
+        run.output(),
+      );
+    expect(mode?.slice(1)).toEqual([
+      dataDir,
+      expect.stringMatching(/^postgres:\/\/[^:@/]+@127\.0\.0\.1:\d+\/tasker$/),
+      path.join(dataDir, 'superuser.password'),
+      queue,
+    ]);
+    // The password is in no line printed.
+    const password = (await readFile(path.join(dataDir, 'superuser.password'), 'utf8')).trim();
+    expect(password).toMatch(/^[\w-]{32}$/);
+    expect(run.output()).not.toContain(password);
     expect(run.output().match(/\[start\] database: /g)).toHaveLength(1);
     expect(run.output()).toContain(
       `[start] embedded PostgreSQL: initialising a new PostgreSQL 18 cluster in ${dataDir}`,
