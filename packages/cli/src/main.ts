@@ -1,5 +1,4 @@
-import path from 'node:path';
-import { runningEmbeddedUrl } from '@tasker/embedded-pg';
+import { chooseDataDir, runningEmbeddedUrl } from '@tasker/embedded-pg';
 import { ConfigError, loadEnv } from '@tasker/engine/config';
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_URL } from './connect.ts';
@@ -21,12 +20,13 @@ Output: colours and a spinner on a terminal; plain text when piped; --json alway
   .exitOverride();
 
 /**
- * The database: DATABASE_URL, or else the embedded PostgreSQL that `pnpm start` runs now (its data
- * in TASKER_DATA_DIR, default ./.tasker, under the directory the command runs in).
+ * The database: DATABASE_URL, or else the embedded PostgreSQL that `pnpm start` runs now, found
+ * where `pnpm start` puts it for the directory the command runs in (TASKER_DATA_DIR, default
+ * ./.tasker; see chooseDataDir).
  */
 async function databaseUrl(): Promise<string> {
   if (process.env.DATABASE_URL) return loadEnv().DATABASE_URL;
-  const dataDir = path.join(path.resolve(process.env.TASKER_DATA_DIR || '.tasker'), 'pg');
+  const { dataDir } = await chooseDataDir(process.cwd());
   const url = await runningEmbeddedUrl(dataDir);
   if (url) return url;
   throw new ConfigError(

@@ -2,9 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { chown, mkdir, open, readdir, readFile, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
+import { ensurePassword, PASSWORD_FILE } from './auth.ts';
 import { type Binaries, findBinaries } from './binaries.ts';
 import { EmbeddedPostgresError } from './errors.ts';
-import { assertReachable, postgresOsUser, type RunAs } from './os-user.ts';
+import { assertReachable, mkdirReachable, postgresOsUser, type RunAs } from './os-user.ts';
 import { freePort, isPostgresOn, portIsFree } from './processes.ts';
 import { startWatchdog } from './watchdog.ts';
 
@@ -14,7 +15,10 @@ export const DEFAULT_PORT = 54329;
 export const POSTGRES_MAJOR = '18';
 
 export interface EmbeddedPostgresOptions {
-  /** The cluster's directory. It is initialised when it holds no cluster yet, and kept afterwards. */
+  /**
+   * The cluster's directory. It is initialised when it holds no cluster yet, and kept afterwards.
+   * As root, the OS user `postgres` must be able to reach it (`chooseDataDir` picks one it can).
+   */
   dataDir: string;
   /** The port tried first (default 54329). When it is taken, a free one is used instead. */
   port?: number;
@@ -23,8 +27,9 @@ export interface EmbeddedPostgresOptions {
   /** The superuser created by initdb and named in `url` (default: the current OS user's name). */
   user?: string;
   /**
-   * One line for each thing done on the way (initialising, a stale postmaster.pid removed, another
-   * port used). PostgreSQL's own log goes to `<dataDir>/postgres.log`, emptied at each start.
+   * One line for each thing done on the way (binaries copied, initialising, a cluster upgraded to a
+   * password, a stale postmaster.pid removed, another port used). PostgreSQL's own log goes to
+   * `<dataDir>/postgres.log`, emptied at each start.
    */
   log?: (message: string) => void;
   /** Server settings (`postgres -c name=value`) on top of the defaults (e.g. `{ fsync: 'off' }`). */
@@ -41,8 +46,12 @@ export interface EmbeddedPostgresOptions {
 }
 
 export interface EmbeddedPostgres {
-  /** `postgres://<user>@127.0.0.1:<port>/<database>` (no password: trust, on 127.0.0.1 only). */
+  /** `postgres://<user>:<password>@127.0.0.1:<port>/<database>`: hand it to clients, never print it. */
   url: string;
+  /** `url` without the password, to print. */
+  urlWithoutPassword: string;
+  /** The file that holds the password (inside `dataDir`, readable by its owner only). */
+  passwordFile: string;
   port: number;
   /** Absolute. */
   dataDir: string;
@@ -78,14 +87,20 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const log = options.log ?? (() => {});
   const user = options.user ?? currentUserName();
   const database = options.database ?? 'tasker';
-  const binaries = findBinaries();
   const runAs = await postgresOsUser();
-  await mkdir(path.dirname(dataDir), { recursive: true });
-  if (runAs) await assertReachable(dataDir, runAs);
+  const binaries = await findBinaries(runAs, log);
+  if (runAs) {
+    await mkdirReachable(path.dirname(dataDir));
+    await assertReachable(dataDir, runAs);
+  } else {
+    await mkdir(path.dirname(dataDir), { recursive: true });
+  }
 
   const initdbMs = await ensureCluster({ dataDir, binaries, runAs, user, log });
   const version = (await readFile(path.join(dataDir, 'PG_VERSION'), 'utf8')).trim();
   await removeStalePidFile(dataDir, log);
+  // A new cluster has its password already (see ensureCluster); one made before passwords gets one.
+  const password = await ensurePassword({ dataDir, binaries, runAs, user, fresh: false, log });
 
   const preferred = options.port ?? DEFAULT_PORT;
   let port = preferred !== 0 && (await portIsFree(preferred)) ? preferred : await freePort();
@@ -124,10 +139,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   void exited.then(() => watchdog?.disarm());
 
   let stopping: Promise<void> | undefined;
-  const urlFor = (name: string) =>
-    `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/${encodeURIComponent(name)}`;
+  const urlFor = (name: string) => connectionUrl({ user, password, port, database: name });
   return {
     url: urlFor(database),
+    urlWithoutPassword: connectionUrl({ user, port, database }),
+    passwordFile: path.join(dataDir, PASSWORD_FILE),
     port,
     dataDir,
     user,
@@ -165,6 +181,24 @@ function signal(child: ChildProcess, name: NodeJS.Signals): void {
   } catch {
     // already gone
   }
+}
+
+/** `postgres://<user>[:<password>]@127.0.0.1:<port>/<database>`, every part encoded. */
+export function connectionUrl({
+  user,
+  password,
+  port,
+  database,
+}: {
+  user: string;
+  password?: string;
+  port: number;
+  database: string;
+}): string {
+  const credentials = password
+    ? `${encodeURIComponent(user)}:${encodeURIComponent(password)}`
+    : encodeURIComponent(user);
+  return `postgres://${credentials}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
 }
 
 export function currentUserName(): string {
@@ -223,7 +257,8 @@ async function ensureCluster({
   const args = [
     `--pgdata=${staging}`,
     `--username=${user}`,
-    // No passwords: connections are only accepted on 127.0.0.1 (see launch).
+    // Trust for no longer than this: ensurePassword below sets a password and rewrites pg_hba.conf
+    // (in single-user mode, no network) before the cluster is moved into place.
     '--auth=trust',
     '--encoding=UTF8',
     '--locale=C',
@@ -256,6 +291,12 @@ async function ensureCluster({
     const reason =
       lines.findLast((line) => line.includes('error:')) ?? lines.findLast(Boolean) ?? `exit code ${code}`;
     throw new EmbeddedPostgresError(`initdb failed for ${dataDir}: ${reason}`, 'initdb');
+  }
+  try {
+    await ensurePassword({ dataDir: staging, binaries, runAs, user, fresh: true, log });
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
   }
   if (entries) await rmdir(dataDir);
   await rename(staging, dataDir);
@@ -309,7 +350,7 @@ async function launch({
   timeoutMs: number;
 }): Promise<Launched | { error: string; portTaken: boolean }> {
   const all: Record<string, string> = {
-    // TCP on 127.0.0.1 only (the cluster trusts local connections), no Unix socket.
+    // TCP on 127.0.0.1 only, with the password (see auth.ts); no Unix socket.
     listen_addresses: '127.0.0.1',
     unix_socket_directories: '',
     // Server, worker and BullMQ's PostgreSQL backend each keep pools.

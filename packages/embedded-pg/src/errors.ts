@@ -9,6 +9,8 @@ export type EmbeddedPostgresFailure =
   /** A PostgreSQL already runs on the data directory. */
   | 'in-use'
   | 'initdb'
+  /** The superuser's password could not be set, or read (see auth.ts). */
+  | 'password'
   /** The server did not start, or not in time. */
   | 'start';
 

@@ -1,3 +1,4 @@
+export { PASSWORD_FILE } from './auth.ts';
 export {
   DEFAULT_PORT,
   type EmbeddedPostgres,
@@ -6,4 +7,5 @@ export {
   startEmbeddedPostgres,
 } from './embedded.ts';
 export { EmbeddedPostgresError, type EmbeddedPostgresFailure } from './errors.ts';
+export { chooseDataDir, type DataDirChoice, STATE_DIR } from './locations.ts';
 export { runningEmbeddedUrl } from './running.ts';

@@ -55,7 +55,10 @@ describe('startEmbeddedPostgres', () => {
     expect(first.initdbMs).toBeGreaterThan(0);
     expect(messages.some((m) => m.startsWith('initialising a new PostgreSQL 18 cluster'))).toBe(true);
     expect(first.port).not.toBe(5432);
-    expect(first.url).toBe(`postgres://${userInfo().username}@127.0.0.1:${first.port}/tasker`);
+    const password = (await readFile(path.join(dataDir, 'superuser.password'), 'utf8')).trim();
+    expect(first.passwordFile).toBe(path.join(dataDir, 'superuser.password'));
+    expect(first.url).toBe(`postgres://${userInfo().username}:${password}@127.0.0.1:${first.port}/tasker`);
+    expect(first.urlWithoutPassword).toBe(`postgres://${userInfo().username}@127.0.0.1:${first.port}/tasker`);
     // Generous: this machine is shared. The figure above is the measurement.
     expect(firstMs).toBeLessThan(10_000);
 

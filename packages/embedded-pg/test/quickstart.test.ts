@@ -94,7 +94,7 @@ describe("the README's Quick start on a machine with nothing but Node and pnpm",
       throw new Error(`${String(error)}\n${output.slice(-4000)}`);
     });
     expect(output).toMatch(
-      /\[start\] database: embedded PostgreSQL 18 at \.tasker\/pg \(port \d+\); queue: PostgreSQL \(REDIS_URL unset\)/,
+      /\[start\] database: embedded PostgreSQL 18 at \.tasker\/pg \(postgres:\/\/[^:@/]+@127\.0\.0\.1:\d+\/tasker, password in \.tasker\/pg\/superuser\.password\); queue: PostgreSQL \(REDIS_URL unset\)/,
     );
 
     const url = `http://127.0.0.1:${port}`;

@@ -138,10 +138,20 @@ describe('pnpm start with DATABASE_URL unset (scripts/start.mjs)', () => {
     const run = await startSupervisor();
     const redis = QUEUE.REDIS_URL ? new URL(QUEUE.REDIS_URL) : undefined;
     const queue = redis ? `Redis at ${redis.host}${redis.pathname}` : 'PostgreSQL (REDIS_URL unset)';
-    const mode = /^\[start\] database: embedded PostgreSQL 18 at (.+) \(port (\d+)\); queue: (.+)$/m.exec(
-      run.output(),
-    );
-    expect(mode?.slice(1)).toEqual([dataDir, expect.stringMatching(/^\d+$/), queue]);
+    const mode =
+      /^\[start\] database: embedded PostgreSQL 18 at (.+) \((postgres:\/\/\S+), password in (.+)\); queue: (.+)$/m.exec(
+        run.output(),
+      );
+    expect(mode?.slice(1)).toEqual([
+      dataDir,
+      expect.stringMatching(/^postgres:\/\/[^:@/]+@127\.0\.0\.1:\d+\/tasker$/),
+      path.join(dataDir, 'superuser.password'),
+      queue,
+    ]);
+    // The password is in no line printed.
+    const password = (await readFile(path.join(dataDir, 'superuser.password'), 'utf8')).trim();
+    expect(password).toMatch(/^[\w-]{32}$/);
+    expect(run.output()).not.toContain(password);
     expect(run.output().match(/\[start\] database: /g)).toHaveLength(1);
     expect(run.output()).toContain(
       `[start] embedded PostgreSQL: initialising a new PostgreSQL 18 cluster in ${dataDir}`,
@@ -160,27 +170,25 @@ describe('pnpm start with DATABASE_URL unset (scripts/start.mjs)', () => {
     // directory, and a key it makes is one the server knows (here: its database has it).
     const cliEnv: NodeJS.ProcessEnv = { ...process.env, TASKER_DATA_DIR: path.dirname(dataDir) };
     delete cliEnv.DATABASE_URL;
-    const { stdout: key } = await exec(
-      path.join(repoRoot, 'node_modules/.bin/tsx'),
-      [
-        'packages/cli/src/main.ts',
-        'keys',
-        'create',
-        '--tenant',
-        'acme',
-        '--name',
-        'embedded',
-        '--scopes',
-        'tasks:read',
-      ],
-      { cwd: repoRoot, env: cliEnv },
+    // As `pnpm tasker` runs it: from its sources, the SDK's too (no SDK build needed).
+    const tasker = (...args: string[]) =>
+      exec(
+        path.join(repoRoot, 'node_modules/.bin/tsx'),
+        ['--tsconfig', 'packages/cli/tsconfig.json', 'packages/cli/src/main.ts', ...args],
+        { cwd: repoRoot, env: cliEnv },
+      );
+    const { stdout: key } = await tasker(
+      'keys',
+      'create',
+      '--tenant',
+      'acme',
+      '--name',
+      'embedded',
+      '--scopes',
+      'tasks:read',
     );
     expect(key.trim()).toMatch(/^tsk_[\w-]{43}$/);
-    const { stdout: listed } = await exec(
-      path.join(repoRoot, 'node_modules/.bin/tsx'),
-      ['packages/cli/src/main.ts', 'keys', 'list'],
-      { cwd: repoRoot, env: cliEnv },
-    );
+    const { stdout: listed } = await tasker('keys', 'list');
     expect(listed).toContain('embedded');
 
     // A crashed terminal: SIGKILL to the whole process group of `pnpm start`.

@@ -44,7 +44,11 @@ describe('node scripts/with-embedded-pg.mjs <command>', () => {
       fsync: string;
       dir: string;
     };
-    expect(seen.url).toMatch(/^postgres:\/\/[^@/]+@127\.0\.0\.1:\d+\/postgres$/);
+    // The cluster's password is in the URL, and printed nowhere.
+    const password = new URL(seen.url).password;
+    expect(password).toMatch(/^[\w-]{32}$/);
+    expect(seen.url).toMatch(/^postgres:\/\/[^:@/]+:[\w-]+@127\.0\.0\.1:\d+\/postgres$/);
+    expect(result?.stderr).not.toContain(password);
     expect(seen.mode).toBe('postgres');
     expect(seen.version).toMatch(/^18\d{4}$/);
     expect(seen.fsync).toBe('off');
