@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import { isDatabaseUnavailable } from '@tasker/db';
-import { isRedisUnavailable, type Logger, requestScope, type TaskerMetrics } from '@tasker/engine';
+import { type Logger, requestScope, type TaskerMetrics } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyBaseLogger,
@@ -14,11 +13,12 @@ import Fastify, {
 import type { Authenticator } from './auth.ts';
 import { registerDashboard } from './dashboard.ts';
 import { registerDocs } from './docs.ts';
-import { restError } from './errors.ts';
+import { bodyOf, errorBody, toPublicError } from './errors.ts';
 import { registerObservability } from './observability.ts';
 import { openApiDocument } from './openapi.ts';
 import { registerRestRoutes } from './rest.ts';
 import { type AppRouter, appRouter } from './root.ts';
+import { routeFacts } from './routes.ts';
 import { registerEventStream } from './sse.ts';
 import { createContextFactory, type Services } from './trpc.ts';
 
@@ -101,25 +101,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     defaultJson(request, text, done);
   });
 
+  // Errors met outside a procedure (a bad body, the key lookup, a stream's first read, a hook's
+  // refusal), mapped like every other (errors.ts).
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    // A dependency that is down, met outside a procedure (the key lookup, a stream's first read).
-    const down = isDatabaseUnavailable(error)
-      ? 'PostgreSQL'
-      : isRedisUnavailable(error)
-        ? 'Redis'
-        : undefined;
-    if (down) return reply.code(503).send(restError(503, `${down} is unavailable`));
-    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-    if (status >= 500) {
-      request.log.error({ err: error }, 'unhandled error');
-      return reply.code(status).send(restError(status, 'Internal server error'));
-    }
-    const type = request.headers['content-type'];
-    const message =
-      error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-        ? `Content-Type must be application/json${type ? ` (got "${type}")` : ' (none was sent)'}`
-        : error.message;
-    return reply.code(status).send(restError(status, message));
+    const failure = toPublicError(error, { contentType: request.headers['content-type'] });
+    if (failure.internal) request.log.error({ err: error }, 'unhandled error');
+    return reply.code(failure.status).send(bodyOf(failure));
   });
   // Metrics, request spans and GET /metrics: first, so that they cover every other hook.
   if (options.metrics) registerObservability(app, { metrics: options.metrics, token: options.metricsToken });
@@ -127,9 +114,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // reconnect (with their last event id) to another instance, instead of holding shutdown.
   const streams = new Set<Socket>();
   app.addHook('onRequest', async (request) => {
-    const path = request.url.split('?')[0] ?? '';
     const socket = request.raw.socket;
-    if ((path.endsWith('/events') || path.startsWith('/trpc/onTask')) && !streams.has(socket)) {
+    if (routeFacts(request.url).stream && !streams.has(socket)) {
       streams.add(socket);
       socket.once('close', () => streams.delete(socket));
     }
@@ -144,7 +130,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestScope.run({ requestId: request.id }, done);
   });
   // Who is calling: read once per request, before the rate limit (which counts per key).
-  options.authenticator.register(app);
+  options.authenticator.register(app, (request) => routeFacts(request.url).open);
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {
       origin: options.corsOrigins,
@@ -175,7 +161,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // Redis away: serve rather than refuse everyone.
       skipOnError: true,
       enableDraftSpec: true,
-      allowList: (request) => /^\/(healthz|readyz|metrics)$/.test(request.url.split('?')[0] ?? ''),
+      allowList: (request) => !routeFacts(request.url).rateLimited,
       // Thrown, so that the error handler answers it in the one error shape.
       errorResponseBuilder: (_request, context) =>
         Object.assign(
@@ -224,11 +210,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const names = down.map((n) => ({ postgres: 'PostgreSQL', redis: 'Redis' })[n] ?? n).join(' and ');
     return reply
       .code(503)
-      .send({ ...restError(503, `${names} ${down.length > 1 ? 'are' : 'is'} unavailable`), dependencies });
+      .send({ ...errorBody(503, `${names} ${down.length > 1 ? 'are' : 'is'} unavailable`), dependencies });
   });
 
   // REST: the same procedures as plain routes, described by the OpenAPI document.
-  registerRestRoutes(app, createContext, doc);
+  registerRestRoutes(app, createContext);
   registerEventStream(app, options.services.live);
   // /docs: the document, rendered from assets served here.
   await registerDocs(app, doc);

@@ -44,16 +44,6 @@ const DISABLED: Auth = {
   identity: { tenantId: DEFAULT_TENANT, scopes: API_KEY_SCOPES, keyId: null },
 };
 
-/** Routes anyone may call, in every mode. */
-const OPEN_ROUTES = [
-  /^\/healthz$/,
-  /^\/readyz$/,
-  /^\/metrics$/,
-  /^\/openapi\.json$/,
-  /^\/docs(\/|$)/,
-  /^\/ui(\/|$)/,
-];
-
 /**
  * Checks `Authorization: Bearer tsk_…` against the API keys table. A key is looked up by its
  * SHA-256 (an index lookup: no timing to measure, nothing to compare byte by byte), cached for
@@ -120,13 +110,15 @@ export class Authenticator {
     return this.flush();
   }
 
-  /** Reads every request's credentials once, before anything else (rate limits count per key). */
-  register(app: FastifyInstance): void {
+  /**
+   * Reads every request's credentials once, before anything else (rate limits count per key).
+   * `isOpen`: whether the request's route is open to anyone (routes.ts); no key is read there.
+   */
+  register(app: FastifyInstance, isOpen: (request: FastifyRequest) => boolean): void {
     app.decorateRequest('auth', null as never); // set by the hook below on every request
     // A key lookup that meets PostgreSQL down throws: the error handler answers 503.
     app.addHook('onRequest', async (request: FastifyRequest) => {
-      const path = request.url.split('?')[0] ?? '';
-      request.auth = OPEN_ROUTES.some((route) => route.test(path))
+      request.auth = isOpen(request)
         ? { ok: false, reason: 'an open route needs no key' }
         : await this.authenticate(request.headers.authorization);
     });

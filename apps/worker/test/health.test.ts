@@ -55,7 +55,10 @@ describe('the worker on METRICS_PORT', () => {
     expect(await probe(`${url}/healthz`)).toEqual({ status: 200, body: { status: 'ok' } });
     expect(await probe(`${url}/healthz?verbose=1`)).toEqual({ status: 200, body: { status: 'ok' } });
     expect((await fetch(`${url}/healthz`, { method: 'HEAD' })).status).toBe(200);
-    expect(await probe(`${url}/nothing`)).toEqual({ status: 404, body: { error: 'Not found' } });
+    expect(await probe(`${url}/nothing`)).toEqual({
+      status: 404,
+      body: { error: 'Not found', code: 'NOT_FOUND', status: 404 },
+    });
     // Prometheus' text format, open without METRICS_TOKEN (metrics.test.ts in apps/server tests the rest).
     const metrics = await fetch(`${url}/metrics`);
     expect(metrics.status).toBe(200);
