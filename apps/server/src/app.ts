@@ -53,6 +53,8 @@ export interface AppOptions {
 }
 
 const MAX_JSON_DEPTH = 64;
+/** A request id a caller may choose: at most 128 of these characters. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** True when the JSON text nests arrays/objects deeper than `max` (strings are skipped). */
 function nestsDeeperThan(text: string, max: number): boolean {
@@ -77,8 +79,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: options.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // A caller's x-request-id is kept when it is a plain token (it goes into every log line and
+    // back in the answer); anything else is replaced by a new one.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const sent = request.headers['x-request-id'];
+      return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID();
+    },
     // Every line logged during a request carries `requestId` through requestScope (below), request.log
     // and the engine's logger alike: no second binding here.
     childLoggerFactory: (logger) => logger,

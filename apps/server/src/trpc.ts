@@ -83,10 +83,9 @@ const t = initTRPC
   .meta<RestMeta>()
   .create({
     errorFormatter({ shape, error }) {
-      const failure = toPublicError(error);
-      const { issues } = failure;
-      const message = failure.internal ? error.message : failure.message;
-      // No stack traces, ever: `data` carries only what a client can use.
+      // The same words as the REST door: a bug is "Internal server error", its cause only logged
+      // (app.ts's onError); no stack traces, ever: `data` carries only what a client can use.
+      const { message, issues } = toPublicError(error);
       return {
         message,
         code: shape.code,
