@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
@@ -25,6 +26,8 @@ import { createContextFactory, type Services } from './trpc.ts';
 export interface AppOptions {
   log: Logger;
   bodyLimit: number;
+  /** HTTP_*_TIMEOUT_MS, in ms (0: none where the variable allows it). */
+  timeouts: { request: number; headers: number; keepAlive: number; idle: number };
   services: Services;
   authenticator: Authenticator;
   /**
@@ -53,6 +56,57 @@ export interface AppOptions {
 }
 
 const MAX_JSON_DEPTH = 64;
+/**
+ * A body over the limit is read to its end, up to this many times the limit, before the 413 goes
+ * out: a client still sending (Node's fetch) would otherwise meet a closed socket (EPIPE) instead
+ * of the answer. Larger than that, the connection is closed at once.
+ */
+const DISCARD_FACTOR = 8;
+
+/** Reads and drops the rest of a request's body, up to `max` bytes; false when it is larger or breaks off. */
+function discardBody(raw: IncomingMessage, max: number): Promise<boolean> {
+  if (raw.complete || raw.destroyed) return Promise.resolve(raw.complete);
+  if (Number(raw.headers['content-length']) > max) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let seen = 0;
+    const finish = (read: boolean) => {
+      raw.off('data', onData).off('end', onEnd).off('close', onClose).off('error', onClose);
+      resolve(read);
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > max) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onClose = () => finish(false);
+    raw.on('data', onData).once('end', onEnd).once('close', onClose).once('error', onClose);
+    raw.resume();
+  });
+}
+
+/**
+ * What a connection that breaks HTTP's rules before any route is reached gets, in the one error
+ * shape (Fastify's default writes its own): 408 for headers or a body that do not arrive within
+ * HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS, 431 for headers too large, 400 otherwise.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'The request did not arrive in time (HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS)']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'The request headers are too large']
+        : [400, 'Malformed HTTP request'];
+  if (socket.writable) {
+    const body = JSON.stringify(errorBody(status, message));
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
 /** A request id a caller may choose: at most 128 of these characters. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -79,6 +133,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: options.bodyLimit,
+    // A slow client holds a socket for a bounded time: the request (headers, then body) must
+    // arrive within these, an idle connection is closed. Streams are answers: not cut (below).
+    requestTimeout: options.timeouts.request,
+    connectionTimeout: options.timeouts.idle,
+    keepAliveTimeout: options.timeouts.keepAlive,
+    http: {
+      headersTimeout: options.timeouts.headers,
+      // How often Node checks the two above (its default, 30 s, would let a request run that much over).
+      connectionsCheckingInterval: 1000,
+    },
+    clientErrorHandler: answerClientError,
     // A caller's x-request-id is kept when it is a plain token (it goes into every log line and
     // back in the answer); anything else is replaced by a new one.
     requestIdHeader: false,
@@ -110,7 +175,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Errors met outside a procedure (a bad body, the key lookup, a stream's first read, a hook's
   // refusal), mapped like every other (errors.ts).
-  app.setErrorHandler((error: FastifyError, request, reply) => {
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      await discardBody(request.raw, options.bodyLimit * DISCARD_FACTOR);
     const failure = toPublicError(error, { contentType: request.headers['content-type'] });
     if (failure.internal) request.log.error({ err: error }, 'unhandled error');
     return reply.code(failure.status).send(bodyOf(failure));
@@ -118,11 +185,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Metrics, request spans and GET /metrics: first, so that they cover every other hook.
   if (options.metrics) registerObservability(app, { metrics: options.metrics, token: options.metricsToken });
   // Streams (SSE, tRPC subscriptions) never end on their own: on close, cut them so that clients
-  // reconnect (with their last event id) to another instance, instead of holding shutdown.
+  // reconnect (with their last event id) to another instance, instead of holding shutdown. They
+  // are long by design, and keep themselves alive: the idle timeout does not apply to them.
   const streams = new Set<Socket>();
   app.addHook('onRequest', async (request) => {
     const socket = request.raw.socket;
     if (routeFacts(request.url).stream && !streams.has(socket)) {
+      socket.setTimeout(0);
       streams.add(socket);
       socket.once('close', () => streams.delete(socket));
     }

@@ -34,6 +34,12 @@ export async function startServer(
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
+    timeouts: {
+      request: env.HTTP_REQUEST_TIMEOUT_MS,
+      headers: env.HTTP_HEADERS_TIMEOUT_MS,
+      keepAlive: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      idle: env.HTTP_IDLE_TIMEOUT_MS,
+    },
     services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys) },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,

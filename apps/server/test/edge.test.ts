@@ -2,15 +2,19 @@
  * The HTTP edge, safe by default: what a client can send (ids, bodies, batches, slow bodies, random
  * keys) and what it is told (errors, headers). In both queue modes.
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
-import { createDb, type DbClient } from '@tasker/db';
+import { promisify } from 'node:util';
+import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
 import { createTestEnv, type TestEnv } from '@tasker/testing';
 import { createTRPCClient, httpLink, TRPCClientError } from '@trpc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppRouter } from '../src/index.ts';
 import { startServer, type TaskerServer } from '../src/server.ts';
+
+const run = promisify(execFile);
 
 interface Started {
   env: TestEnv;
@@ -54,11 +58,18 @@ function raw(url: string, text: string, ms = 3000): Promise<string> {
   });
 }
 
+const BODY_LIMIT = 64 * 1024;
+const REQUEST_TIMEOUT_MS = 2000;
+
 describe('a development server (AUTH_MODE=disabled)', () => {
   let dev: Started;
   let db: DbClient;
   beforeAll(async () => {
-    dev = await start();
+    dev = await start({
+      BODY_LIMIT_BYTES: String(BODY_LIMIT),
+      HTTP_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+      HTTP_HEADERS_TIMEOUT_MS: '1000',
+    });
     db = createDb(dev.env.databaseUrl, { max: 1 });
   });
   afterAll(async () => {
@@ -110,6 +121,140 @@ describe('a development server (AUTH_MODE=disabled)', () => {
       } finally {
         await db.sql`ALTER TABLE tasks_hidden_by_test RENAME TO tasks`;
       }
+    });
+  });
+
+  describe('timeouts', () => {
+    it('cuts a client that sends its headers, then drips its body a byte a second, within the bound', async () => {
+      const { hostname, port } = new URL(dev.url);
+      const socket = connect(Number(port), hostname);
+      await new Promise((resolve) => socket.once('connect', resolve));
+      const opened = performance.now();
+      socket.write(
+        'POST /run-task HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n',
+      );
+      let answer = '';
+      socket.on('data', (chunk) => {
+        answer += chunk.toString();
+      });
+      const drip = setInterval(() => socket.writable && socket.write('{'), 1000);
+      const closedAfter = await new Promise<number>((resolve) => {
+        socket.once('close', () => resolve(performance.now() - opened));
+        socket.once('error', () => {});
+        setTimeout(() => socket.destroy(), 15_000);
+      });
+      clearInterval(drip);
+      expect(closedAfter).toBeLessThan(REQUEST_TIMEOUT_MS + 2000);
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+      expect(body).toMatchObject({ code: 'TIMEOUT', status: 408 });
+    });
+
+    it('cuts a client that never finishes its headers', async () => {
+      const opened = performance.now();
+      const answer = await raw(dev.url, 'GET /healthz HTTP/1.1\r\nHost: x\r\n', 10_000);
+      expect(performance.now() - opened).toBeLessThan(REQUEST_TIMEOUT_MS + 2000);
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    });
+
+    it('leaves SSE streams and tRPC subscriptions open past the bound', async () => {
+      const submitted = await fetch(`${dev.url}/run-task`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          task_name: 'sum_two_numbers',
+          task_parameters: { a: 1, b: 2 },
+          delay_ms: 600_000,
+        }),
+      });
+      const { task_uuid: id } = (await submitted.json()) as { task_uuid: string };
+      const stop = new AbortController();
+      const streams = await Promise.all([
+        fetch(`${dev.url}/tasks/${id}/events`, { signal: stop.signal }),
+        fetch(`${dev.url}/trpc/onTaskUpdate?input=${encodeURIComponent(JSON.stringify({ id }))}`, {
+          signal: stop.signal,
+        }),
+      ]);
+      const ended = streams.map(() => false);
+      for (const [i, res] of streams.entries()) {
+        expect(res.status).toBe(200);
+        void (async () => {
+          try {
+            for await (const _ of res.body as AsyncIterable<Uint8Array>);
+          } catch {}
+          ended[i] = true;
+        })();
+      }
+      await new Promise((resolve) => setTimeout(resolve, REQUEST_TIMEOUT_MS * 2));
+      expect(ended).toEqual([false, false]);
+      stop.abort();
+    });
+  });
+
+  describe('a body over the limit', () => {
+    it("answers 413 with its message to Node's fetch sending a body with a Content-Length", async () => {
+      for (const path of ['/run-task', '/tasks']) {
+        const res = await fetch(`${dev.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ task_name: 'x', task_parameters: { big: 'x'.repeat(8_000_000) } }),
+        });
+        expect(res.status).toBe(413);
+        expect(await res.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', status: 413 });
+      }
+    });
+  });
+});
+
+describe('a production server (AUTH_MODE=required, RATE_LIMIT_PER_MINUTE=30)', () => {
+  let prod: Started;
+  let db: DbClient;
+  let keys: ApiKeyStore;
+  const newKey = async (scopes: ApiKeyScope[] = ['tasks:write', 'tasks:read']) =>
+    (await keys.create({ tenantId: 'edge', name: 'edge', scopes, expiresAt: null })).key;
+  beforeAll(async () => {
+    prod = await start({
+      AUTH_MODE: 'required',
+      RATE_LIMIT_PER_MINUTE: '30',
+      BODY_LIMIT_BYTES: String(BODY_LIMIT),
+    });
+    db = createDb(prod.env.databaseUrl, { max: 1 });
+    keys = new ApiKeyStore(db.db);
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  describe('a body over the limit', () => {
+    it("answers 413 with its message to Node's fetch streaming a body, every time (not EPIPE)", async () => {
+      // The client in a process of its own, as in real use: sharing the server's event loop hides the race.
+      const client = `
+        const outcomes = [];
+        for (let i = 0; i < 10; i++) {
+          const chunk = new TextEncoder().encode('x'.repeat(16 * 1024));
+          let sent = 0;
+          const body = new ReadableStream({
+            async pull(controller) { if (sent++ < 30) controller.enqueue(chunk); else controller.close(); },
+          });
+          try {
+            const res = await fetch(process.argv[1], {
+              method: 'POST', body, duplex: 'half',
+              headers: { 'content-type': 'application/json', authorization: 'Bearer ' + process.argv[2] },
+            });
+            outcomes.push(res.status + ' ' + (await res.json()).error);
+          } catch (error) {
+            outcomes.push(String(error.cause?.code ?? error.message));
+          }
+        }
+        console.log(JSON.stringify(outcomes));`;
+      const { stdout } = await run(process.execPath, [
+        '--input-type=module',
+        '-e',
+        client,
+        `${prod.url}/run-task`,
+        await newKey(),
+      ]);
+      expect(JSON.parse(stdout)).toEqual(Array(10).fill('413 Request body is too large'));
     });
   });
 });
