@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
-import rateLimit from '@fastify/rate-limit';
 import { type Logger, requestScope, type TaskerMetrics } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
@@ -17,9 +16,10 @@ import { registerDocs } from './docs.ts';
 import { bodyOf, errorBody, toPublicError } from './errors.ts';
 import { registerObservability } from './observability.ts';
 import { openApiDocument } from './openapi.ts';
+import { registerRateLimits } from './rate-limits.ts';
 import { registerRestRoutes } from './rest.ts';
 import { type AppRouter, appRouter } from './root.ts';
-import { routeFacts } from './routes.ts';
+import { LONGEST_PROCEDURE_NAME, routeFacts } from './routes.ts';
 import { registerEventStream } from './sse.ts';
 import { createContextFactory, type Services } from './trpc.ts';
 
@@ -31,12 +31,13 @@ export interface AppOptions {
   services: Services;
   authenticator: Authenticator;
   /**
-   * Requests per minute per key (or client IP without one); 0: none. Shared by every server through
-   * `rateLimitRedis`; without Redis (PostgreSQL-only mode) each server counts on its own, in memory:
-   * a counter in PostgreSQL would add a write to every request, and that mode is meant for one
-   * server or a few (with N servers, a key gets up to N times the budget).
+   * Requests (tRPC calls) per minute per key, and per client IP without a valid key; 0: none.
+   * Shared by every server through `rateLimitRedis`; without Redis each server counts on its own
+   * (rate-limits.ts).
    */
   rateLimitPerMinute: number;
+  /** TRPC_MAX_BATCH: the most calls one tRPC batch request may carry. */
+  trpcMaxBatch: number;
   rateLimitRedis?: unknown;
   /** Prefix of the rate-limit counters in Redis (see keys.ts). */
   rateLimitNamespace: string;
@@ -144,6 +145,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       connectionsCheckingInterval: 1000,
     },
     clientErrorHandler: answerClientError,
+    // A tRPC batch names its calls in the path (`/trpc/a,b,c`): long enough for several times
+    // TRPC_MAX_BATCH calls, so that tRPC's own cap answers, not Fastify's 100-character default.
+    routerOptions: { maxParamLength: Math.max(100, 4 * options.trpcMaxBatch * (LONGEST_PROCEDURE_NAME + 1)) },
     // A caller's x-request-id is kept when it is a plain token (it goes into every log line and
     // back in the answer); anything else is replaced by a new one.
     requestIdHeader: false,
@@ -205,8 +209,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
     requestScope.run({ requestId: request.id }, done);
   });
-  // Who is calling: read once per request, before the rate limit (which counts per key).
-  options.authenticator.register(app, (request) => routeFacts(request.url).open);
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {
       origin: options.corsOrigins,
@@ -221,30 +223,23 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       maxAge: 600,
     });
   }
-  if (options.rateLimitPerMinute > 0) {
-    await app.register(rateLimit, {
-      global: true,
-      max: options.rateLimitPerMinute,
-      timeWindow: 60_000,
-      hook: 'onRequest',
-      // One budget per key, shared by every server through Redis; per client IP without a key.
-      keyGenerator: (request) =>
-        request.auth?.ok && request.auth.identity.keyId
-          ? `key:${request.auth.identity.keyId}`
-          : `ip:${request.ip}`,
-      redis: options.rateLimitRedis,
-      nameSpace: options.rateLimitNamespace,
-      // Redis away: serve rather than refuse everyone.
-      skipOnError: true,
-      enableDraftSpec: true,
-      allowList: (request) => !routeFacts(request.url).rateLimited,
-      // Thrown, so that the error handler answers it in the one error shape.
-      errorResponseBuilder: (_request, context) =>
-        Object.assign(
-          new Error(`Rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`),
-          { statusCode: 429 },
-        ),
-    });
+  // Who is calling: read once per request, between the two rate limits: a client IP that spent its
+  // budget gets no key lookup; a known key counts against its own budget (rate-limits.ts).
+  const limits =
+    options.rateLimitPerMinute > 0
+      ? await registerRateLimits(app, options.authenticator, {
+          perMinute: options.rateLimitPerMinute,
+          redis: options.rateLimitRedis,
+          namespace: options.rateLimitNamespace,
+          maxBatch: options.trpcMaxBatch,
+        })
+      : undefined;
+  if (limits) app.addHook('onRequest', limits.beforeLookUp);
+  // No key is read for an open route, nor for an unknown path (404/405: nothing to authorize).
+  options.authenticator.register(app, (request) => request.is404 || routeFacts(request.url).open);
+  if (limits) {
+    app.addHook('onRequest', limits.perCaller);
+    app.addHook('onRequest', limits.perBatchCall);
   }
 
   await app.register(fastifyTRPCPlugin, {
@@ -252,6 +247,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trpcOptions: {
       router: appRouter,
       createContext,
+      // A larger batch is refused before any of its calls runs: a 400 in tRPC's error shape.
+      maxBatchSize: options.trpcMaxBatch,
       onError: ({ error, path, req }) => {
         if (error.code === 'INTERNAL_SERVER_ERROR')
           req.log.error({ err: error, path }, 'tRPC procedure failed');

@@ -38,7 +38,7 @@ function errorResponse(description: string, example: object, extra: Json = {}): 
 }
 
 const rateLimited = errorResponse(
-  'More than RATE_LIMIT_PER_MINUTE requests in a minute from this API key (or, without one, this client IP); retry after Retry-After seconds',
+  'More than RATE_LIMIT_PER_MINUTE requests in a minute from this API key (or, without a valid one, this client IP, whose spent budget also stops the lookup of a new key); retry after Retry-After seconds',
   errorBody(429, 'Rate limit exceeded: 1200 requests per minute; retry in 12 seconds'),
   {
     headers: {

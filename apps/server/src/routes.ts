@@ -69,6 +69,9 @@ const SUBSCRIPTIONS: ReadonlySet<string> = new Set(
     .map(([name]) => name),
 );
 
+/** The length of the longest procedure name (how long a tRPC batch path may grow). */
+export const LONGEST_PROCEDURE_NAME = Math.max(...Object.keys(procedures).map((name) => name.length));
+
 /** The keys of a procedure's input object (its query parameters over GET, path parameters aside). */
 function inputKeys(procedure: AnyProcedure): string[] {
   const [input] = (procedure._def as { inputs?: unknown[] }).inputs ?? [];

@@ -43,6 +43,7 @@ export async function startServer(
     services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys) },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    trpcMaxBatch: env.TRPC_MAX_BATCH,
     rateLimitRedis: engine.mode.kind === 'redis' ? engine.mode.redis : undefined,
     rateLimitNamespace: redisKeys(env.REDIS_PREFIX).rateLimitNamespace,
     corsOrigins: env.CORS_ORIGINS,

@@ -3,14 +3,15 @@
  * keys) and what it is told (errors, headers). In both queue modes.
  */
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
-import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient } from '@tasker/db';
+import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient, hashApiKey } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
-import { createTestEnv, type TestEnv } from '@tasker/testing';
+import { createTestEnv, startTcpProxy, type TcpProxy, type TestEnv } from '@tasker/testing';
 import { createTRPCClient, httpLink, TRPCClientError } from '@trpc/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { Authenticator } from '../src/auth.ts';
 import type { AppRouter } from '../src/index.ts';
 import { startServer, type TaskerServer } from '../src/server.ts';
 
@@ -20,23 +21,35 @@ interface Started {
   env: TestEnv;
   server: TaskerServer;
   url: string;
+  /** With `behindProxy`: PostgreSQL as the server reaches it, to cut (`pg.down()`). */
+  pg?: TcpProxy;
 }
 const started: Started[] = [];
 
-/** A server of its own (no worker), on a database of its own. */
-async function start(vars: Record<string, string> = {}): Promise<Started> {
-  const env = createTestEnv(vars);
+/** A server of its own (no worker), on a database of its own; with `behindProxy`, one that can be cut. */
+async function start(vars: Record<string, string> = {}, { behindProxy = false } = {}): Promise<Started> {
+  let pg: TcpProxy | undefined;
+  if (behindProxy) {
+    const url = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
+    pg = await startTcpProxy(Number(url.port || 5432));
+    url.port = String(pg.port);
+    url.pathname = `/tasker_test_edge_${Date.now()}_${process.pid}`;
+    vars = { ...vars, DATABASE_URL: url.toString() };
+  }
+  const env = createTestEnv({ DATABASE_POOL_SIZE: '4', ...vars });
   const parsed = loadEnv(env.vars);
   const server = await startServer(parsed, createLogger(parsed, 'test-edge'));
-  const one = { env, server, url: server.url };
+  const one = { env, server, url: server.url, pg };
   started.push(one);
   return one;
 }
 
 afterAll(async () => {
-  for (const { server, env } of started.reverse()) {
+  for (const { server, env, pg } of started.reverse()) {
     await server.close();
+    await pg?.up().catch(() => {}); // the test database is dropped through it
     await env.cleanup();
+    await pg?.close();
   }
 });
 
@@ -206,18 +219,41 @@ describe('a development server (AUTH_MODE=disabled)', () => {
   });
 });
 
+const RATE_LIMIT = 30;
+const MAX_BATCH = 15;
+
+/** `POST /trpc/runTask,runTask,…?batch=1`: `calls` sums in one request. */
+async function runBatch(url: string, key: string, calls: number, tenant = 'batch') {
+  const body = Object.fromEntries(
+    Array.from({ length: calls }, (_, i) => [
+      String(i),
+      { task_name: 'sum_two_numbers', task_parameters: { a: i, b: tenant.length } },
+    ]),
+  );
+  const res = await fetch(`${url}/trpc/${Array(calls).fill('runTask').join(',')}?batch=1`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as unknown };
+}
+
 describe('a production server (AUTH_MODE=required, RATE_LIMIT_PER_MINUTE=30)', () => {
   let prod: Started;
   let db: DbClient;
   let keys: ApiKeyStore;
-  const newKey = async (scopes: ApiKeyScope[] = ['tasks:write', 'tasks:read']) =>
-    (await keys.create({ tenantId: 'edge', name: 'edge', scopes, expiresAt: null })).key;
+  const newKey = async (scopes: ApiKeyScope[] = ['tasks:write', 'tasks:read'], tenantId = 'edge') =>
+    (await keys.create({ tenantId, name: 'edge', scopes, expiresAt: null })).key;
   beforeAll(async () => {
-    prod = await start({
-      AUTH_MODE: 'required',
-      RATE_LIMIT_PER_MINUTE: '30',
-      BODY_LIMIT_BYTES: String(BODY_LIMIT),
-    });
+    prod = await start(
+      {
+        AUTH_MODE: 'required',
+        RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT),
+        BODY_LIMIT_BYTES: String(BODY_LIMIT),
+        TRPC_MAX_BATCH: String(MAX_BATCH),
+      },
+      { behindProxy: true },
+    );
     db = createDb(prod.env.databaseUrl, { max: 1 });
     keys = new ApiKeyStore(db.db);
   });
@@ -256,5 +292,107 @@ describe('a production server (AUTH_MODE=required, RATE_LIMIT_PER_MINUTE=30)', (
       ]);
       expect(JSON.parse(stdout)).toEqual(Array(10).fill('413 Request body is too large'));
     });
+  });
+
+  describe('tRPC batches', () => {
+    it('count each call against the rate limit: 60 calls in 5 batches store at most 30 tasks', async () => {
+      const key = await newKey(['tasks:write'], 'batch');
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await runBatch(prod.url, key, 12)).status);
+      expect(statuses).toEqual([200, 200, 429, 429, 429]);
+      const reader = await newKey(['tasks:read'], 'batch');
+      const listed = await fetch(`${prod.url}/tasks?limit=500`, {
+        headers: { authorization: `Bearer ${reader}` },
+      });
+      const { tasks } = (await listed.json()) as { tasks: unknown[] };
+      expect(tasks.length).toBe(24);
+    });
+
+    it(`refuse a batch of more than TRPC_MAX_BATCH (${MAX_BATCH}) calls with a 400 in tRPC's shape, running none`, async () => {
+      const key = await newKey(['tasks:write', 'tasks:read'], 'big-batch');
+      expect((await runBatch(prod.url, key, MAX_BATCH, 'big-batch')).status).toBe(200);
+      const over = await runBatch(prod.url, key, MAX_BATCH + 1, 'big-batch');
+      expect(over.status).toBe(400);
+      expect(over.body).toMatchObject({
+        error: { message: expect.stringMatching(/batch/i), data: { code: 'BAD_REQUEST', httpStatus: 400 } },
+      });
+      // Far past Fastify's default 100-character path parameter: still tRPC's answer.
+      expect((await runBatch(prod.url, key, MAX_BATCH * 2, 'big-batch')).status).toBe(400);
+      const listed = await fetch(`${prod.url}/tasks?limit=500`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
+      expect(((await listed.json()) as { tasks: unknown[] }).tasks.length).toBe(MAX_BATCH);
+    });
+  });
+
+  // Last: it spends this client IP's budget.
+  describe('keys looked up behind a per-IP budget', () => {
+    it('random well-formed keys cost a lookup each only until the IP has spent its budget', async () => {
+      const good = await newKey(['tasks:read']);
+      // A key once valid is not held back by its IP's budget.
+      expect(
+        (await fetch(`${prod.url}/whoami`, { headers: { authorization: `Bearer ${good}` } })).status,
+      ).toBe(200);
+      const random = () => `tsk_${randomBytes(32).toString('base64url')}`;
+      const statuses: number[] = [];
+      for (let i = 0; i < RATE_LIMIT + 5; i++) {
+        const res = await fetch(`${prod.url}/tasks`, { headers: { authorization: `Bearer ${random()}` } });
+        statuses.push(res.status);
+      }
+      expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(RATE_LIMIT);
+      expect(statuses.at(-1)).toBe(429);
+      // Proof that no lookup happens now: with PostgreSQL cut, a new random key is a 429, not a 503.
+      await prod.pg?.down();
+      try {
+        const res = await fetch(`${prod.url}/tasks`, { headers: { authorization: `Bearer ${random()}` } });
+        expect(res.status).toBe(429);
+        expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+        expect(await res.json()).toMatchObject({ code: 'TOO_MANY_REQUESTS', status: 429 });
+      } finally {
+        await prod.pg?.up();
+      }
+      expect(
+        (await fetch(`${prod.url}/whoami`, { headers: { authorization: `Bearer ${good}` } })).status,
+      ).toBe(200);
+    });
+  });
+});
+
+describe("the Authenticator's key caches", () => {
+  it('keep a valid key through a flood of random ones, and look each refused key up once', async () => {
+    // The clock stands still: the flood happens within the second a valid key is trusted.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
+    const good = `tsk_${randomBytes(32).toString('base64url')}`;
+    const lookups: string[] = [];
+    const store = {
+      findByHash: async (hash: string) => {
+        lookups.push(hash);
+        return hash === hashApiKey(good)
+          ? { id: randomUUID(), tenantId: 't', scopes: ['tasks:read'], revokedAt: null, expiresAt: null }
+          : undefined;
+      },
+      touch: async () => {},
+    };
+    const log = createLogger(loadEnv({ DATABASE_URL: 'postgres://x/y', LOG_LEVEL: 'silent' }), 'test');
+    const auth = new Authenticator(store as unknown as ApiKeyStore, 'required', log);
+    const bearer = (key: string) => `Bearer ${key}`;
+    expect((await auth.authenticate(bearer(good))).ok).toBe(true);
+    const unknown = `tsk_${randomBytes(32).toString('base64url')}`;
+    expect(await auth.authenticate(bearer(unknown))).toEqual({ ok: false, reason: 'Unknown API key' });
+    expect(await auth.authenticate(bearer(unknown))).toEqual({ ok: false, reason: 'Unknown API key' });
+    expect(auth.wouldLookUp(bearer(unknown))).toBe(false);
+    expect(lookups.length).toBe(2); // the refused key was looked up once
+    for (let i = 0; i < 20_000; i++)
+      await auth.authenticate(bearer(`tsk_${randomBytes(32).toString('base64url')}`));
+    lookups.length = 0;
+    expect((await auth.authenticate(bearer(good))).ok).toBe(true);
+    expect(lookups).toEqual([]); // still cached: the flood evicted only refused keys
+    expect(auth.wouldLookUp(bearer(good))).toBe(false);
+    expect(auth.wouldLookUp(bearer(`tsk_${randomBytes(32).toString('base64url')}`))).toBe(true);
+    expect(auth.wouldLookUp('Bearer not-a-key')).toBe(false);
+    await auth.close();
   });
 });

@@ -56,6 +56,8 @@ export const envSchema = z.object({
   OPENAI_MODEL: z.string().default('gpt-4o-mini'),
   AUTH_MODE: optionalText.pipe(z.enum(['required', 'disabled']).optional()),
   RATE_LIMIT_PER_MINUTE: optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).optional()),
+  /** The most calls one tRPC batch request (`/trpc/a,b,c?batch=1`) may carry; each counts against the rate limit. */
+  TRPC_MAX_BATCH: int(20, 1),
   /** When set, `/metrics` (server, and worker on METRICS_PORT) needs `Authorization: Bearer <token>`. */
   METRICS_TOKEN: optionalText,
   /** OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318): tracing is on when set, off otherwise. */
