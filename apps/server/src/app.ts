@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
-import { type Logger, requestScope, type TaskerMetrics } from '@tasker/engine';
+import { type Logger, type MetricsAccess, requestScope, type TaskerMetrics } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyBaseLogger,
@@ -52,8 +52,8 @@ export interface AppOptions {
   authMode?: 'required' | 'disabled';
   /** Prometheus metrics and `GET /metrics` (observability.ts); none without. */
   metrics?: TaskerMetrics;
-  /** METRICS_TOKEN: `/metrics` then needs `Authorization: Bearer <token>`. */
-  metricsToken?: string;
+  /** Who may read `/metrics` (METRICS_TOKEN, AUTH_MODE); default: anyone. */
+  metricsAccess?: MetricsAccess;
 }
 
 const MAX_JSON_DEPTH = 64;
@@ -187,7 +187,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return reply.code(failure.status).send(bodyOf(failure));
   });
   // Metrics, request spans and GET /metrics: first, so that they cover every other hook.
-  if (options.metrics) registerObservability(app, { metrics: options.metrics, token: options.metricsToken });
+  if (options.metrics) {
+    registerObservability(app, {
+      metrics: options.metrics,
+      access: options.metricsAccess ?? { closed: false },
+    });
+  }
   // Streams (SSE, tRPC subscriptions) never end on their own: on close, cut them so that clients
   // reconnect (with their last event id) to another instance, instead of holding shutdown. They
   // are long by design, and keep themselves alive: the idle timeout does not apply to them.

@@ -1,6 +1,6 @@
 import {
   endRequestSpan,
-  metricsAuthorized,
+  type MetricsAccess,
   metricsRefusal,
   startRequestSpan,
   type TaskerMetrics,
@@ -11,8 +11,8 @@ import { pathOf, routeFacts } from './routes.ts';
 
 export interface ObservabilityOptions {
   metrics: TaskerMetrics;
-  /** METRICS_TOKEN: when set, `/metrics` needs `Authorization: Bearer <token>`. */
-  token?: string;
+  /** Who may read `/metrics` (METRICS_TOKEN, AUTH_MODE): see metricsAccess. */
+  access: MetricsAccess;
 }
 
 /**
@@ -21,9 +21,9 @@ export interface ObservabilityOptions {
  * histogram, labelled with the route's pattern (`/tasks/:id`; `unmatched` for a 404, never the raw
  * URL), the open-streams gauge, and, with tracing on, a server span that the rest of the request
  * runs in. Then `GET /metrics`, outside authentication and rate limiting (open and not rate-limited
- * in routes.ts), guarded by METRICS_TOKEN when that is set. Register before every other hook.
+ * in routes.ts), guarded by METRICS_TOKEN when that is set, closed in AUTH_MODE=required without it. Register before every other hook.
  */
-export function registerObservability(app: FastifyInstance, { metrics, token }: ObservabilityOptions): void {
+export function registerObservability(app: FastifyInstance, { metrics, access }: ObservabilityOptions): void {
   app.addHook('onRequest', (request, reply, done) => {
     const started = performance.now();
     const route = request.routeOptions.url ?? 'unmatched';
@@ -46,13 +46,8 @@ export function registerObservability(app: FastifyInstance, { metrics, token }: 
   });
 
   app.get('/metrics', { logLevel: 'warn' }, async (request, reply) => {
-    const header = request.headers.authorization;
-    if (!metricsAuthorized(header, token)) {
-      return reply
-        .code(401)
-        .header('www-authenticate', 'Bearer')
-        .send(errorBody(401, metricsRefusal(header)));
-    }
+    const refusal = metricsRefusal(access, request.headers.authorization);
+    if (refusal) return reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(401, refusal));
     const { contentType, body } = await metrics.scrape();
     return reply.header('content-type', contentType).header('cache-control', 'no-store').send(body);
   });

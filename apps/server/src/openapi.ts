@@ -159,7 +159,7 @@ export function openApiDocument(version = '0.1.0') {
       metricsToken: {
         type: 'http',
         scheme: 'bearer',
-        description: 'METRICS_TOKEN, for /metrics when it is set (not an API key)',
+        description: 'METRICS_TOKEN, for /metrics (not an API key)',
       },
     },
   };
@@ -173,7 +173,7 @@ export function openApiDocument(version = '0.1.0') {
     {
       name: 'health',
       description:
-        'Liveness, readiness, metrics and this document: open to anyone (metrics: unless METRICS_TOKEN is set)',
+        'Liveness, readiness, metrics and this document: open to anyone (metrics: only with AUTH_MODE=disabled and no METRICS_TOKEN)',
     },
   ];
   doc.paths = { ...doc.paths, ...handWrittenPaths(version, schemas) };
@@ -643,8 +643,9 @@ function handWrittenPaths(
         description:
           "This server's metrics in the Prometheus text format: tasks created and cancelled here, by task type; HTTP requests " +
           'and their latency by route and status; open SSE streams and subscriptions; queue depth by state; process metrics. ' +
-          'Workers serve theirs on METRICS_PORT. Open, and not rate-limited, unless METRICS_TOKEN is set: then it needs ' +
-          '`Authorization: Bearer <METRICS_TOKEN>` (not an API key).',
+          'Workers serve theirs on METRICS_PORT. Not rate-limited. With METRICS_TOKEN set, it needs ' +
+          '`Authorization: Bearer <METRICS_TOKEN>` (not an API key); without it, it is open with AUTH_MODE=disabled ' +
+          "and closed (401) with AUTH_MODE=required, since it shows every tenant's queue.",
         tags: ['health'],
         security: [{ metricsToken: [] }, {}],
         responses: {
@@ -661,7 +662,7 @@ function handWrittenPaths(
             },
           },
           401: errorResponse(
-            'METRICS_TOKEN is set and the request has no bearer token, or another one',
+            'METRICS_TOKEN is set and the request has no bearer token, or another one; or AUTH_MODE=required and METRICS_TOKEN is unset (closed)',
             errorBody(401, 'Invalid metrics token'),
           ),
         },

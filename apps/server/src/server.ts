@@ -1,5 +1,13 @@
 import { ApiKeyStore } from '@tasker/db';
-import { createEngine, createTaskApi, type Env, type Logger, redisKeys } from '@tasker/engine';
+import {
+  createEngine,
+  metricsAccess as createMetricsAccess,
+  createTaskApi,
+  type Env,
+  type Logger,
+  METRICS_CLOSED,
+  redisKeys,
+} from '@tasker/engine';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
@@ -31,6 +39,8 @@ export async function startServer(
       'AUTH_MODE=disabled: every request is tenant "default" with every scope; set AUTH_MODE=required (the default when NODE_ENV=production) to require API keys',
     );
   }
+  const metricsAccess = createMetricsAccess(env);
+  if (metricsAccess.closed) log.warn(METRICS_CLOSED);
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
@@ -51,7 +61,7 @@ export async function startServer(
     dashboardDir,
     authMode: env.AUTH_MODE,
     metrics: engine.metrics,
-    metricsToken: env.METRICS_TOKEN,
+    metricsAccess,
   });
   const address = await app.listen({ host: env.HOST, port: env.PORT });
   const url = address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');

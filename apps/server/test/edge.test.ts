@@ -89,6 +89,12 @@ describe('a development server (AUTH_MODE=disabled)', () => {
     await db?.close();
   });
 
+  it('serves /metrics to anyone (a developer machine, AUTH_MODE=disabled)', async () => {
+    const res = await fetch(`${dev.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/^# HELP /m);
+  });
+
   describe('x-request-id', () => {
     it('echoes a well-formed one, and replaces one too long or with characters outside [A-Za-z0-9._:-]', async () => {
       const id = async (sent: string) =>
@@ -322,6 +328,23 @@ describe('a production server (AUTH_MODE=required, RATE_LIMIT_PER_MINUTE=30)', (
         headers: { authorization: `Bearer ${key}` },
       });
       expect(((await listed.json()) as { tasks: unknown[] }).tasks.length).toBe(MAX_BATCH);
+    });
+  });
+
+  describe("/metrics (it shows every tenant's queue)", () => {
+    it('is closed in required mode without METRICS_TOKEN: 401 saying how to open it', async () => {
+      const res = await fetch(`${prod.url}/metrics`);
+      expect(res.status).toBe(401);
+      expect(await res.json()).toEqual({
+        error: expect.stringContaining('Set METRICS_TOKEN'),
+        code: 'UNAUTHORIZED',
+        status: 401,
+      });
+      // An API key is not the metrics token.
+      const key = await newKey(['tasks:read']);
+      expect(
+        (await fetch(`${prod.url}/metrics`, { headers: { authorization: `Bearer ${key}` } })).status,
+      ).toBe(401);
     });
   });
 

@@ -4,7 +4,7 @@ import {
   errorBody,
   INTERNAL_ERROR_MESSAGE,
   type Logger,
-  metricsAuthorized,
+  type MetricsAccess,
   metricsRefusal,
   type TaskerMetrics,
 } from '@tasker/engine';
@@ -23,10 +23,10 @@ function send(res: ServerResponse, status: number, body: object, headers: Record
   res.end(JSON.stringify(body));
 }
 
-/** What `/metrics` serves: this process's registry, behind METRICS_TOKEN when that is set. */
+/** What `/metrics` serves: this process's registry, to whom metricsAccess allows (METRICS_TOKEN, AUTH_MODE). */
 export interface MetricsEndpoint {
   metrics: TaskerMetrics;
-  token?: string;
+  access: MetricsAccess;
 }
 
 /**
@@ -76,8 +76,9 @@ export async function startHealthServer(
       res.setHeader('allow', 'GET, HEAD');
       return send(res, 405, errorBody(405, 'Method not allowed'));
     }
-    if (!metricsAuthorized(authorization, metrics.token)) {
-      return send(res, 401, errorBody(401, metricsRefusal(authorization)), { 'www-authenticate': 'Bearer' });
+    const refusal = metricsRefusal(metrics.access, authorization);
+    if (refusal) {
+      return send(res, 401, errorBody(401, refusal), { 'www-authenticate': 'Bearer' });
     }
     try {
       const { contentType, body } = await metrics.metrics.scrape();
