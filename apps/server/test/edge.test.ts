@@ -95,6 +95,29 @@ describe('a development server (AUTH_MODE=disabled)', () => {
     expect(await res.text()).toMatch(/^# HELP /m);
   });
 
+  it('sends security headers: a CSP without framing on /ui and /docs, nosniff and no framing on the API', async () => {
+    for (const path of [
+      '/ui',
+      '/ui/tasks',
+      '/docs/static/index.html',
+      '/healthz',
+      '/openapi.json',
+      '/tasks',
+    ]) {
+      const res = await fetch(`${dev.url}${path}`);
+      await res.arrayBuffer();
+      expect(res.status, path).toBeLessThan(400);
+      expect(res.headers.get('x-content-type-options'), path).toBe('nosniff');
+      expect(res.headers.get('x-frame-options'), path).toBe('DENY');
+      const csp = res.headers.get('content-security-policy') ?? '';
+      expect(csp, path).toContain("frame-ancestors 'none'");
+      expect(csp, path).toContain("script-src 'self'");
+      // Swagger UI adds a <style> element at run time; scripts are never inline.
+      if (path.startsWith('/docs')) expect(csp, path).toContain("style-src 'self' 'unsafe-inline'");
+      else expect(csp, path).not.toContain('unsafe-inline');
+    }
+  });
+
   describe('x-request-id', () => {
     it('echoes a well-formed one, and replaces one too long or with characters outside [A-Za-z0-9._:-]', async () => {
       const id = async (sent: string) =>
