@@ -1,9 +1,10 @@
-import { ERROR_CODES } from '@tasker/engine';
+import { DEFAULT_RATE_LIMIT_PER_MINUTE, ERROR_CODES } from '@tasker/engine';
 import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
 import { createSchema } from 'zod-openapi';
 import { errorBody } from './errors.ts';
 import { OPERATION_EXAMPLES, taskEventExample } from './openapi-examples.ts';
+import { rateLimitMessage } from './rate-limits.ts';
 import { appRouter } from './root.ts';
 import { REST_ROUTES } from './routes.ts';
 import type { RestMeta } from './trpc.ts';
@@ -39,7 +40,7 @@ function errorResponse(description: string, example: object, extra: Json = {}): 
 
 const rateLimited = errorResponse(
   'More than RATE_LIMIT_PER_MINUTE requests in a minute from this API key (or, without a valid one, this client IP, whose spent budget also stops the lookup of a new key); retry after Retry-After seconds',
-  errorBody(429, 'Rate limit exceeded: 1200 requests per minute; retry in 12 seconds'),
+  errorBody(429, rateLimitMessage(DEFAULT_RATE_LIMIT_PER_MINUTE, '12 seconds')),
   {
     headers: {
       'retry-after': {

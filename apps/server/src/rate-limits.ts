@@ -26,11 +26,14 @@ export interface RateLimitHooks {
 
 const WINDOW_MS = 60_000;
 
+/** The words of a 429 (the document's example uses them too). */
+export function rateLimitMessage(max: number, after: string): string {
+  return `Rate limit exceeded: ${max} requests per minute; retry in ${after}`;
+}
+
 /** The 429, thrown so that the error handler answers it in the one error shape. */
 function tooMany(max: number, after: string): Error {
-  return Object.assign(new Error(`Rate limit exceeded: ${max} requests per minute; retry in ${after}`), {
-    statusCode: 429,
-  });
+  return Object.assign(new Error(rateLimitMessage(max, after)), { statusCode: 429 });
 }
 
 /**
