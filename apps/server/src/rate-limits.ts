@@ -77,7 +77,7 @@ export async function registerRateLimits(
   const refuse = (
     reply: FastifyReply,
     state: { max: number; remaining: number; ttlInSeconds: number },
-  ): Promise<never> => {
+  ): never => {
     reply
       .header('ratelimit-limit', state.max)
       .header('ratelimit-remaining', state.remaining)

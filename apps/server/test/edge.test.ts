@@ -347,6 +347,17 @@ describe('a production server (AUTH_MODE=required, RATE_LIMIT_PER_MINUTE=30)', (
       });
       // Far past Fastify's default 100-character path parameter: still tRPC's answer.
       expect((await runBatch(prod.url, key, MAX_BATCH * 2, 'big-batch')).status).toBe(400);
+      // Queries batched over GET too.
+      const input = encodeURIComponent(
+        JSON.stringify(Object.fromEntries(Array.from({ length: MAX_BATCH + 1 }, (_, i) => [i, {}]))),
+      );
+      const get = await fetch(
+        `${prod.url}/trpc/${Array(MAX_BATCH + 1)
+          .fill('whoami')
+          .join(',')}?batch=1&input=${input}`,
+        { headers: { authorization: `Bearer ${key}` } },
+      );
+      expect(get.status).toBe(400);
       const listed = await fetch(`${prod.url}/tasks?limit=500`, {
         headers: { authorization: `Bearer ${key}` },
       });
