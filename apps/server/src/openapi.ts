@@ -51,6 +51,12 @@ const rateLimited = errorResponse(
   },
 );
 
+/** What every route that needs a key answers without a good one. */
+const unauthorized = errorResponse(
+  'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
+  errorBody(401, 'No API key: send Authorization: Bearer <key>'),
+);
+
 /** A 400 for parameters of the wrong type, where the request carries them (`task_parameters` or `input`). */
 const parametersError = (field: string) =>
   errorBody(400, `${field}.a: Invalid input: expected number, received string`, [
@@ -177,14 +183,25 @@ export function openApiDocument(version = '0.1.0') {
         'Liveness, readiness, metrics and this document: open to anyone (metrics: only with AUTH_MODE=disabled and no METRICS_TOKEN)',
     },
   ];
-  doc.paths = { ...doc.paths, ...handWrittenPaths(version, schemas) };
-  // What routes.ts says of them: the rate-limited ones answer 429.
-  for (const route of REST_ROUTES.filter((r) => r.handWritten && r.rateLimited)) {
-    const operation = (doc.paths as Record<string, Record<string, Operation>>)[route.path]?.[
-      route.method.toLowerCase()
-    ];
-    if (!operation?.responses) throw new Error(`OpenAPI: ${route.method} ${route.path} is not documented`);
-    operation.responses = { ...operation.responses, 429: rateLimited };
+  // The hand-written routes: their words from here, their path, method and what routes.ts says of
+  // them (open: no key, else a 401; rate-limited: a 429) from there.
+  const handWritten = handWrittenOperations(version, schemas);
+  const paths = doc.paths as Record<string, Record<string, Json>>;
+  for (const route of REST_ROUTES.filter((r) => r.handWritten)) {
+    const documented = handWritten[route.operationId];
+    if (!documented) throw new Error(`OpenAPI: ${route.method} ${route.path} is not documented`);
+    const responses = { ...(documented.responses as Record<string, Json>) };
+    if (!route.open) responses[401] = unauthorized;
+    if (route.rateLimited) responses[429] = rateLimited;
+    paths[route.path] = {
+      ...paths[route.path],
+      [route.method.toLowerCase()]: {
+        operationId: route.operationId,
+        security: route.open ? [] : [{ Authorization: [] }],
+        ...documented,
+        responses,
+      },
+    };
   }
   addExamples(doc.paths as Record<string, Record<string, Operation>>);
   return doc;
@@ -388,10 +405,7 @@ function completeProcedureOperation(operation: Operation, method: string, meta: 
     const description = `A body that is ${badBody(method).replace(/^a body that is /, '')}`;
     responses['400'] = errorResponse(description, errorBody(400, description));
   }
-  responses['401'] = errorResponse(
-    'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
-    errorBody(401, 'No API key: send Authorization: Bearer <key>'),
-  );
+  responses['401'] = unauthorized;
   if (scope !== 'any') {
     responses['403'] = errorResponse(
       `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
@@ -501,193 +515,169 @@ function taskEventStream(schemas: Record<string, unknown>): Json {
   };
 }
 
-/** The Fastify routes that are not procedures: the event stream, the health routes and this document. */
-function handWrittenPaths(
-  version: string,
-  schemas: Record<string, unknown>,
-): Record<string, Record<string, Json>> {
-  const security = [{ Authorization: [] }];
+/**
+ * The words of the Fastify routes that are not procedures (the event stream, the health routes and
+ * this document), by operationId; routes.ts has their paths and methods.
+ */
+function handWrittenOperations(version: string, schemas: Record<string, unknown>): Record<string, Json> {
   return {
-    '/tasks/{id}/events': {
-      get: {
-        operationId: 'taskEvents',
-        summary: "A task's states as Server-Sent Events",
-        description:
-          "text/event-stream (`curl -N`, or a browser's EventSource). Each event is `id:` the task version and " +
-          '`data:` one TypedTaskEvent as JSON: the task record without its input, typed by `name` (its `output` ' +
-          "is that type's result, null until COMPLETED). The current state comes first, then every change, in " +
-          'version order; the stream ends after COMPLETED, FAILED or CANCELLED. A comment line (`: keep-alive`) ' +
-          'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
-          '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
-          'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
-          'carries an Error body; reconnect.',
-        tags: ['tasks'],
-        security,
-        parameters: [
-          {
-            name: 'id',
-            in: 'path',
-            required: true,
-            description: 'The id returned by run-task',
-            schema: { type: 'string', format: 'uuid' },
-          },
-          {
-            name: 'Last-Event-ID',
-            in: 'header',
-            required: false,
-            description: 'The id of the last event received: the stream resumes after that version',
-            schema: { type: 'string' },
-          },
-          {
-            name: 'lastEventId',
-            in: 'query',
-            required: false,
-            description: 'The same as Last-Event-ID, for clients that cannot set headers',
-            schema: { type: 'string' },
-          },
-        ],
-        responses: {
-          200: {
-            description: "The task's states, as they change, until its final state",
-            content: { 'text/event-stream': taskEventStream(schemas) },
-          },
-          400: errorResponse('Malformed id (not a UUID)', errorBody(400, 'id: Invalid UUID')),
-          401: errorResponse(
-            'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
-            errorBody(401, 'No API key: send Authorization: Bearer <key>'),
-          ),
-          403: errorResponse(
-            'The API key lacks the tasks:read scope (when AUTH_MODE=required)',
-            errorBody(403, 'This API key lacks the "tasks:read" scope'),
-          ),
-          404: errorResponse('No task of this tenant has this id', errorBody(404, 'Task not found')),
-          503: errorResponse(
-            'PostgreSQL is unavailable (the task cannot be read)',
-            errorBody(503, 'PostgreSQL is unavailable'),
-          ),
+    taskEvents: {
+      summary: "A task's states as Server-Sent Events",
+      description:
+        "text/event-stream (`curl -N`, or a browser's EventSource). Each event is `id:` the task version and " +
+        '`data:` one TypedTaskEvent as JSON: the task record without its input, typed by `name` (its `output` ' +
+        "is that type's result, null until COMPLETED). The current state comes first, then every change, in " +
+        'version order; the stream ends after COMPLETED, FAILED or CANCELLED. A comment line (`: keep-alive`) ' +
+        'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
+        '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
+        'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
+        'carries an Error body; reconnect.',
+      tags: ['tasks'],
+      parameters: [
+        {
+          name: 'id',
+          in: 'path',
+          required: true,
+          description: 'The id returned by run-task',
+          schema: { type: 'string', format: 'uuid' },
         },
+        {
+          name: 'Last-Event-ID',
+          in: 'header',
+          required: false,
+          description: 'The id of the last event received: the stream resumes after that version',
+          schema: { type: 'string' },
+        },
+        {
+          name: 'lastEventId',
+          in: 'query',
+          required: false,
+          description: 'The same as Last-Event-ID, for clients that cannot set headers',
+          schema: { type: 'string' },
+        },
+      ],
+      responses: {
+        200: {
+          description: "The task's states, as they change, until its final state",
+          content: { 'text/event-stream': taskEventStream(schemas) },
+        },
+        400: errorResponse('Malformed id (not a UUID)', errorBody(400, 'id: Invalid UUID')),
+        403: errorResponse(
+          'The API key lacks the tasks:read scope (when AUTH_MODE=required)',
+          errorBody(403, 'This API key lacks the "tasks:read" scope'),
+        ),
+        404: errorResponse('No task of this tenant has this id', errorBody(404, 'Task not found')),
+        503: errorResponse(
+          'PostgreSQL is unavailable (the task cannot be read)',
+          errorBody(503, 'PostgreSQL is unavailable'),
+        ),
       },
     },
-    '/healthz': {
-      get: {
-        operationId: 'healthz',
-        summary: 'Liveness',
-        description:
-          'Answers 200 while the process serves requests, whatever its dependencies. Open, and not rate-limited.',
-        tags: ['health'],
-        security: [],
-        responses: {
-          200: {
-            description: 'The process is alive',
-            content: {
-              'application/json': {
-                schema: {
-                  type: 'object',
-                  required: ['status'],
-                  properties: { status: { type: 'string', enum: ['ok'], description: 'Always ok' } },
-                },
-                example: { status: 'ok' },
+    healthz: {
+      summary: 'Liveness',
+      description:
+        'Answers 200 while the process serves requests, whatever its dependencies. Open, and not rate-limited.',
+      tags: ['health'],
+      responses: {
+        200: {
+          description: 'The process is alive',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['status'],
+                properties: { status: { type: 'string', enum: ['ok'], description: 'Always ok' } },
               },
+              example: { status: 'ok' },
             },
           },
         },
       },
     },
-    '/readyz': {
-      get: {
-        operationId: 'readyz',
-        summary: 'Readiness: whether PostgreSQL (and Redis, in that mode) answer',
-        description:
-          'Each dependency is checked, each within 2 s. Open, and not rate-limited: for load balancers and orchestrators.',
-        tags: ['health'],
-        security: [],
-        responses: {
-          200: {
-            description: 'Every dependency answers',
-            content: {
-              'application/json': {
-                schema: {
-                  type: 'object',
-                  required: ['status', 'dependencies'],
-                  properties: {
-                    status: { type: 'string', enum: ['ok'], description: 'Always ok' },
-                    dependencies: {
-                      type: 'object',
-                      description: 'Each dependency: ok',
-                      additionalProperties: { type: 'string', enum: ['ok'] },
-                    },
+    readyz: {
+      summary: 'Readiness: whether PostgreSQL (and Redis, in that mode) answer',
+      description:
+        'Each dependency is checked, each within 2 s. Open, and not rate-limited: for load balancers and orchestrators.',
+      tags: ['health'],
+      responses: {
+        200: {
+          description: 'Every dependency answers',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['status', 'dependencies'],
+                properties: {
+                  status: { type: 'string', enum: ['ok'], description: 'Always ok' },
+                  dependencies: {
+                    type: 'object',
+                    description: 'Each dependency: ok',
+                    additionalProperties: { type: 'string', enum: ['ok'] },
                   },
                 },
-                example: { status: 'ok', dependencies: { postgres: 'ok', redis: 'ok' } },
               },
+              example: { status: 'ok', dependencies: { postgres: 'ok', redis: 'ok' } },
             },
           },
-          503: {
-            description: 'A dependency does not answer: do not send traffic here',
-            content: {
-              'application/json': {
-                schema: { $ref: '#/components/schemas/NotReady' },
-                example: {
-                  ...errorBody(503, 'Redis is unavailable'),
-                  dependencies: { postgres: 'ok', redis: 'unavailable' },
-                },
+        },
+        503: {
+          description: 'A dependency does not answer: do not send traffic here',
+          content: {
+            'application/json': {
+              schema: { $ref: '#/components/schemas/NotReady' },
+              example: {
+                ...errorBody(503, 'Redis is unavailable'),
+                dependencies: { postgres: 'ok', redis: 'unavailable' },
               },
             },
           },
         },
       },
     },
-    '/metrics': {
-      get: {
-        operationId: 'metrics',
-        summary: 'Prometheus metrics',
-        description:
-          "This server's metrics in the Prometheus text format: tasks created and cancelled here, by task type; HTTP requests " +
-          'and their latency by route and status; open SSE streams and subscriptions; queue depth by state; process metrics. ' +
-          'Workers serve theirs on METRICS_PORT. Not rate-limited. With METRICS_TOKEN set, it needs ' +
-          '`Authorization: Bearer <METRICS_TOKEN>` (not an API key); without it, it is open with AUTH_MODE=disabled ' +
-          "and closed (401) with AUTH_MODE=required, since it shows every tenant's queue.",
-        tags: ['health'],
-        security: [{ metricsToken: [] }, {}],
-        responses: {
-          200: {
-            description: 'The metrics, in the Prometheus text exposition format 0.0.4',
-            content: {
-              'text/plain': {
-                schema: { type: 'string' },
-                example:
-                  '# HELP tasker_tasks_created_total Tasks created (submitted), by task type\n' +
-                  '# TYPE tasker_tasks_created_total counter\n' +
-                  'tasker_tasks_created_total{task_type="sum_two_numbers"} 42\n',
-              },
+    metrics: {
+      summary: 'Prometheus metrics',
+      description:
+        "This server's metrics in the Prometheus text format: tasks created and cancelled here, by task type; HTTP requests " +
+        'and their latency by route and status; open SSE streams and subscriptions; queue depth by state; process metrics. ' +
+        'Workers serve theirs on METRICS_PORT. Not rate-limited. With METRICS_TOKEN set, it needs ' +
+        '`Authorization: Bearer <METRICS_TOKEN>` (not an API key); without it, it is open with AUTH_MODE=disabled ' +
+        "and closed (401) with AUTH_MODE=required, since it shows every tenant's queue.",
+      tags: ['health'],
+      security: [{ metricsToken: [] }, {}],
+      responses: {
+        200: {
+          description: 'The metrics, in the Prometheus text exposition format 0.0.4',
+          content: {
+            'text/plain': {
+              schema: { type: 'string' },
+              example:
+                '# HELP tasker_tasks_created_total Tasks created (submitted), by task type\n' +
+                '# TYPE tasker_tasks_created_total counter\n' +
+                'tasker_tasks_created_total{task_type="sum_two_numbers"} 42\n',
             },
           },
-          401: errorResponse(
-            'METRICS_TOKEN is set and the request has no bearer token, or another one; or AUTH_MODE=required and METRICS_TOKEN is unset (closed)',
-            errorBody(401, 'Invalid metrics token'),
-          ),
         },
+        401: errorResponse(
+          'METRICS_TOKEN is set and the request has no bearer token, or another one; or AUTH_MODE=required and METRICS_TOKEN is unset (closed)',
+          errorBody(401, 'Invalid metrics token'),
+        ),
       },
     },
-    '/openapi.json': {
-      get: {
-        operationId: 'openApiDocument',
-        summary: 'This OpenAPI document',
-        description:
-          'The OpenAPI 3.1 description of every REST route, to generate clients from. Open to anyone.',
-        tags: ['health'],
-        security: [],
-        responses: {
-          200: {
-            description: 'The OpenAPI document',
-            content: {
-              'application/json': {
-                schema: { type: 'object' },
-                examples: {
-                  excerpt: {
-                    summary: 'The beginning of this document',
-                    value: { openapi: '3.1.0', info: { title: 'Tasker', version }, servers: [{ url: '/' }] },
-                  },
+    openApiDocument: {
+      summary: 'This OpenAPI document',
+      description:
+        'The OpenAPI 3.1 description of every REST route, to generate clients from. Open to anyone.',
+      tags: ['health'],
+      responses: {
+        200: {
+          description: 'The OpenAPI document',
+          content: {
+            'application/json': {
+              schema: { type: 'object' },
+              examples: {
+                excerpt: {
+                  summary: 'The beginning of this document',
+                  value: { openapi: '3.1.0', info: { title: 'Tasker', version }, servers: [{ url: '/' }] },
                 },
               },
             },
