@@ -53,7 +53,8 @@ export function createClient() {
               fetch(input, { ...init, headers: { ...init?.headers, ...authHeaders() } }),
           }),
         }),
-        false: httpBatchLink({ url: '/trpc', headers: authHeaders }),
+        // At most the server's default TRPC_MAX_BATCH calls per request (larger batches are refused).
+        false: httpBatchLink({ url: '/trpc', headers: authHeaders, maxItems: 20 }),
       }),
     ],
   });

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
-import rateLimit from '@fastify/rate-limit';
-import { isDatabaseUnavailable } from '@tasker/db';
-import { isRedisUnavailable, type Logger, requestScope, type TaskerMetrics } from '@tasker/engine';
+import helmet from '@fastify/helmet';
+import { type Logger, type MetricsAccess, requestScope, type TaskerMetrics } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyBaseLogger,
@@ -14,26 +14,31 @@ import Fastify, {
 import type { Authenticator } from './auth.ts';
 import { registerDashboard } from './dashboard.ts';
 import { registerDocs } from './docs.ts';
-import { restError } from './errors.ts';
+import { bodyOf, errorBody, toPublicError } from './errors.ts';
 import { registerObservability } from './observability.ts';
 import { openApiDocument } from './openapi.ts';
+import { registerRateLimits } from './rate-limits.ts';
 import { registerRestRoutes } from './rest.ts';
 import { type AppRouter, appRouter } from './root.ts';
+import { LONGEST_PROCEDURE_NAME, routeFacts } from './routes.ts';
 import { registerEventStream } from './sse.ts';
 import { createContextFactory, type Services } from './trpc.ts';
 
 export interface AppOptions {
   log: Logger;
   bodyLimit: number;
+  /** HTTP_*_TIMEOUT_MS, in ms (0: none where the variable allows it). */
+  timeouts: { request: number; headers: number; keepAlive: number; idle: number };
   services: Services;
   authenticator: Authenticator;
   /**
-   * Requests per minute per key (or client IP without one); 0: none. Shared by every server through
-   * `rateLimitRedis`; without Redis (PostgreSQL-only mode) each server counts on its own, in memory:
-   * a counter in PostgreSQL would add a write to every request, and that mode is meant for one
-   * server or a few (with N servers, a key gets up to N times the budget).
+   * Requests (tRPC calls) per minute per key, and per client IP without a valid key; 0: none.
+   * Shared by every server through `rateLimitRedis`; without Redis each server counts on its own
+   * (rate-limits.ts).
    */
   rateLimitPerMinute: number;
+  /** TRPC_MAX_BATCH: the most calls one tRPC batch request may carry. */
+  trpcMaxBatch: number;
   rateLimitRedis?: unknown;
   /** Prefix of the rate-limit counters in Redis (see keys.ts). */
   rateLimitNamespace: string;
@@ -48,11 +53,84 @@ export interface AppOptions {
   authMode?: 'required' | 'disabled';
   /** Prometheus metrics and `GET /metrics` (observability.ts); none without. */
   metrics?: TaskerMetrics;
-  /** METRICS_TOKEN: `/metrics` then needs `Authorization: Bearer <token>`. */
-  metricsToken?: string;
+  /** Who may read `/metrics` (METRICS_TOKEN, AUTH_MODE); default: anyone. */
+  metricsAccess?: MetricsAccess;
 }
 
 const MAX_JSON_DEPTH = 64;
+
+/**
+ * The Content-Security-Policy of every answer: the dashboard (/ui) and the API docs (/docs) load
+ * scripts, styles, fonts and images from this server only (data: images for Swagger UI's icons),
+ * call only this server, and no page of ours may be framed. JSON answers carry it too (harmless,
+ * and nothing is left out by mistake).
+ */
+const CSP_DIRECTIVES = {
+  defaultSrc: ["'self'"],
+  baseUri: ["'self'"],
+  connectSrc: ["'self'"],
+  fontSrc: ["'self'", 'data:'],
+  formAction: ["'self'"],
+  frameAncestors: ["'none'"],
+  imgSrc: ["'self'", 'data:'],
+  objectSrc: ["'none'"],
+  scriptSrc: ["'self'"],
+  scriptSrcAttr: ["'none'"],
+  styleSrc: ["'self'"],
+};
+/**
+ * A body over the limit is read to its end, up to this many times the limit, before the 413 goes
+ * out: a client still sending (Node's fetch) would otherwise meet a closed socket (EPIPE) instead
+ * of the answer. Larger than that, the connection is closed at once.
+ */
+const DISCARD_FACTOR = 8;
+
+/** Reads and drops the rest of a request's body, up to `max` bytes; false when it is larger or breaks off. */
+function discardBody(raw: IncomingMessage, max: number): Promise<boolean> {
+  if (raw.complete || raw.destroyed) return Promise.resolve(raw.complete);
+  if (Number(raw.headers['content-length']) > max) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let seen = 0;
+    const finish = (read: boolean) => {
+      raw.off('data', onData).off('end', onEnd).off('close', onClose).off('error', onClose);
+      resolve(read);
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > max) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onClose = () => finish(false);
+    raw.on('data', onData).once('end', onEnd).once('close', onClose).once('error', onClose);
+    raw.resume();
+  });
+}
+
+/**
+ * What a connection that breaks HTTP's rules before any route is reached gets, in the one error
+ * shape (Fastify's default writes its own): 408 for headers or a body that do not arrive within
+ * HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS, 431 for headers too large, 400 otherwise.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'The request did not arrive in time (HTTP_HEADERS_TIMEOUT_MS, HTTP_REQUEST_TIMEOUT_MS)']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'The request headers are too large']
+        : [400, 'Malformed HTTP request'];
+  if (socket.writable) {
+    const body = JSON.stringify(errorBody(status, message));
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/** A request id a caller may choose: at most 128 of these characters. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** True when the JSON text nests arrays/objects deeper than `max` (strings are skipped). */
 function nestsDeeperThan(text: string, max: number): boolean {
@@ -77,8 +155,27 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: options.bodyLimit,
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // A slow client holds a socket for a bounded time: the request (headers, then body) must
+    // arrive within these, an idle connection is closed. Streams are answers: not cut (below).
+    requestTimeout: options.timeouts.request,
+    connectionTimeout: options.timeouts.idle,
+    keepAliveTimeout: options.timeouts.keepAlive,
+    http: {
+      headersTimeout: options.timeouts.headers,
+      // How often Node checks the two above (its default, 30 s, would let a request run that much over).
+      connectionsCheckingInterval: 1000,
+    },
+    clientErrorHandler: answerClientError,
+    // A tRPC batch names its calls in the path (`/trpc/a,b,c`): long enough for several times
+    // TRPC_MAX_BATCH calls, so that tRPC's own cap answers, not Fastify's 100-character default.
+    routerOptions: { maxParamLength: Math.max(100, 4 * options.trpcMaxBatch * (LONGEST_PROCEDURE_NAME + 1)) },
+    // A caller's x-request-id is kept when it is a plain token (it goes into every log line and
+    // back in the answer); anything else is replaced by a new one.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const sent = request.headers['x-request-id'];
+      return typeof sent === 'string' && REQUEST_ID.test(sent) ? sent : randomUUID();
+    },
     // Every line logged during a request carries `requestId` through requestScope (below), request.log
     // and the engine's logger alike: no second binding here.
     childLoggerFactory: (logger) => logger,
@@ -101,35 +198,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     defaultJson(request, text, done);
   });
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    // A dependency that is down, met outside a procedure (the key lookup, a stream's first read).
-    const down = isDatabaseUnavailable(error)
-      ? 'PostgreSQL'
-      : isRedisUnavailable(error)
-        ? 'Redis'
-        : undefined;
-    if (down) return reply.code(503).send(restError(503, `${down} is unavailable`));
-    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-    if (status >= 500) {
-      request.log.error({ err: error }, 'unhandled error');
-      return reply.code(status).send(restError(status, 'Internal server error'));
-    }
-    const type = request.headers['content-type'];
-    const message =
-      error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-        ? `Content-Type must be application/json${type ? ` (got "${type}")` : ' (none was sent)'}`
-        : error.message;
-    return reply.code(status).send(restError(status, message));
+  // Errors met outside a procedure (a bad body, the key lookup, a stream's first read, a hook's
+  // refusal), mapped like every other (errors.ts).
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
+    if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+      await discardBody(request.raw, options.bodyLimit * DISCARD_FACTOR);
+    const failure = toPublicError(error, { contentType: request.headers['content-type'] });
+    if (failure.internal) request.log.error({ err: error }, 'unhandled error');
+    return reply.code(failure.status).send(bodyOf(failure));
   });
   // Metrics, request spans and GET /metrics: first, so that they cover every other hook.
-  if (options.metrics) registerObservability(app, { metrics: options.metrics, token: options.metricsToken });
+  if (options.metrics) {
+    registerObservability(app, {
+      metrics: options.metrics,
+      access: options.metricsAccess ?? { closed: false },
+    });
+  }
   // Streams (SSE, tRPC subscriptions) never end on their own: on close, cut them so that clients
-  // reconnect (with their last event id) to another instance, instead of holding shutdown.
+  // reconnect (with their last event id) to another instance, instead of holding shutdown. They
+  // are long by design, and keep themselves alive: the idle timeout does not apply to them.
   const streams = new Set<Socket>();
   app.addHook('onRequest', async (request) => {
-    const path = request.url.split('?')[0] ?? '';
     const socket = request.raw.socket;
-    if ((path.endsWith('/events') || path.startsWith('/trpc/onTask')) && !streams.has(socket)) {
+    if (routeFacts(request.url).stream && !streams.has(socket)) {
+      socket.setTimeout(0);
       streams.add(socket);
       socket.once('close', () => streams.delete(socket));
     }
@@ -143,8 +235,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
     requestScope.run({ requestId: request.id }, done);
   });
-  // Who is calling: read once per request, before the rate limit (which counts per key).
-  options.authenticator.register(app);
+  // Security headers on every answer (refusals included): CSP, no framing, nosniff, and the rest
+  // of helmet's defaults.
+  await app.register(helmet, {
+    global: true,
+    contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES },
+    frameguard: { action: 'deny' },
+  });
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {
       origin: options.corsOrigins,
@@ -159,30 +256,23 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       maxAge: 600,
     });
   }
-  if (options.rateLimitPerMinute > 0) {
-    await app.register(rateLimit, {
-      global: true,
-      max: options.rateLimitPerMinute,
-      timeWindow: 60_000,
-      hook: 'onRequest',
-      // One budget per key, shared by every server through Redis; per client IP without a key.
-      keyGenerator: (request) =>
-        request.auth?.ok && request.auth.identity.keyId
-          ? `key:${request.auth.identity.keyId}`
-          : `ip:${request.ip}`,
-      redis: options.rateLimitRedis,
-      nameSpace: options.rateLimitNamespace,
-      // Redis away: serve rather than refuse everyone.
-      skipOnError: true,
-      enableDraftSpec: true,
-      allowList: (request) => /^\/(healthz|readyz|metrics)$/.test(request.url.split('?')[0] ?? ''),
-      // Thrown, so that the error handler answers it in the one error shape.
-      errorResponseBuilder: (_request, context) =>
-        Object.assign(
-          new Error(`Rate limit exceeded: ${context.max} requests per minute; retry in ${context.after}`),
-          { statusCode: 429 },
-        ),
-    });
+  // Who is calling: read once per request, between the two rate limits: a client IP that spent its
+  // budget gets no key lookup; a known key counts against its own budget (rate-limits.ts).
+  const limits =
+    options.rateLimitPerMinute > 0
+      ? await registerRateLimits(app, options.authenticator, {
+          perMinute: options.rateLimitPerMinute,
+          redis: options.rateLimitRedis,
+          namespace: options.rateLimitNamespace,
+          maxBatch: options.trpcMaxBatch,
+        })
+      : undefined;
+  if (limits) app.addHook('onRequest', limits.beforeLookUp);
+  // No key is read for an open route, nor for an unknown path (404/405: nothing to authorize).
+  options.authenticator.register(app, (request) => request.is404 || routeFacts(request.url).open);
+  if (limits) {
+    app.addHook('onRequest', limits.perCaller);
+    app.addHook('onRequest', limits.perBatchCall);
   }
 
   await app.register(fastifyTRPCPlugin, {
@@ -190,6 +280,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trpcOptions: {
       router: appRouter,
       createContext,
+      // A larger batch is refused before any of its calls runs: a 400 in tRPC's error shape.
+      maxBatchSize: options.trpcMaxBatch,
       onError: ({ error, path, req }) => {
         if (error.code === 'INTERNAL_SERVER_ERROR')
           req.log.error({ err: error, path }, 'tRPC procedure failed');
@@ -224,11 +316,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const names = down.map((n) => ({ postgres: 'PostgreSQL', redis: 'Redis' })[n] ?? n).join(' and ');
     return reply
       .code(503)
-      .send({ ...restError(503, `${names} ${down.length > 1 ? 'are' : 'is'} unavailable`), dependencies });
+      .send({ ...errorBody(503, `${names} ${down.length > 1 ? 'are' : 'is'} unavailable`), dependencies });
   });
 
   // REST: the same procedures as plain routes, described by the OpenAPI document.
-  registerRestRoutes(app, createContext, doc);
+  registerRestRoutes(app, createContext);
   registerEventStream(app, options.services.live);
   // /docs: the document, rendered from assets served here.
   await registerDocs(app, doc);

@@ -1,6 +1,7 @@
 import { API_KEY_SCOPES, type ApiKeyScope, type ApiKeyStore, hashApiKey, looksLikeApiKey } from '@tasker/db';
 import { DEFAULT_TENANT, type Logger } from '@tasker/engine';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { LruMap } from 'toad-cache';
 
 /** Who is calling: a tenant, and what its key may do. */
 export interface Identity {
@@ -36,6 +37,17 @@ export function authorize(auth: Auth, scope: ApiKeyScope): { identity: Identity 
 
 /** How long a looked-up key is trusted before it is read again: a revocation reaches every server within this. */
 const KEY_CACHE_MS = 1000;
+/** `Authorization: Bearer <key>`. */
+const BEARER = /^Bearer[ ]+(\S+)\s*$/i;
+/** Most keys each cache holds (least recently used first out). */
+const KEY_CACHE_SIZE = 10_000;
+/** How long a refused key (unknown, revoked, expired) is answered without a lookup. */
+const REFUSED_CACHE_MS = 10_000;
+/**
+ * How long a key once valid is known as such: it is still looked up after KEY_CACHE_MS, but the
+ * per-IP budget in front of the lookups (rate-limits.ts) does not hold it back.
+ */
+const KNOWN_VALID_MS = 10 * 60_000;
 /** `last_used_at` is written at most this often per key. */
 const TOUCH_EVERY_MS = 60_000;
 
@@ -44,24 +56,18 @@ const DISABLED: Auth = {
   identity: { tenantId: DEFAULT_TENANT, scopes: API_KEY_SCOPES, keyId: null },
 };
 
-/** Routes anyone may call, in every mode. */
-const OPEN_ROUTES = [
-  /^\/healthz$/,
-  /^\/readyz$/,
-  /^\/metrics$/,
-  /^\/openapi\.json$/,
-  /^\/docs(\/|$)/,
-  /^\/ui(\/|$)/,
-];
-
 /**
  * Checks `Authorization: Bearer tsk_…` against the API keys table. A key is looked up by its
  * SHA-256 (an index lookup: no timing to measure, nothing to compare byte by byte), cached for
  * KEY_CACHE_MS, and refused when unknown, revoked or expired. Its `last_used_at` is written in
  * batches, at most once a minute per key.
+ *
+ * Two bounded LRU caches, by hash: valid keys, and refused ones (for REFUSED_CACHE_MS). Refused
+ * keys go only into theirs, so a flood of random keys evicts other refused keys, never a valid one.
  */
 export class Authenticator {
-  private readonly cache = new Map<string, { auth: Auth; until: number }>();
+  private readonly valid = new LruMap<{ auth: Auth; until: number }>(KEY_CACHE_SIZE, KNOWN_VALID_MS);
+  private readonly refused = new LruMap<Auth>(KEY_CACHE_SIZE, REFUSED_CACHE_MS);
   private readonly touched = new Map<string, number>();
   private readonly toTouch = new Set<string>();
   private flushTimer: NodeJS.Timeout | undefined;
@@ -75,21 +81,38 @@ export class Authenticator {
   async authenticate(header: string | undefined): Promise<Auth> {
     if (this.mode === 'disabled') return DISABLED;
     if (!header) return { ok: false, reason: 'No API key: send Authorization: Bearer <key>' };
-    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    const match = BEARER.exec(header);
     const key = match?.[1];
     if (!key || !looksLikeApiKey(key))
       return { ok: false, reason: 'Malformed API key: expected Bearer tsk_…' };
     const hash = hashApiKey(key);
     const now = Date.now();
-    const cached = this.cache.get(hash);
-    let auth = cached && cached.until > now ? cached.auth : undefined;
+    const cached = this.valid.get(hash);
+    let auth = cached && cached.until > now ? cached.auth : this.refused.get(hash);
     if (!auth) {
       auth = await this.lookUp(hash);
-      if (this.cache.size > 10_000) this.cache.clear();
-      this.cache.set(hash, { auth, until: now + KEY_CACHE_MS });
+      if (auth.ok) {
+        this.valid.set(hash, { auth, until: now + KEY_CACHE_MS });
+        this.refused.delete(hash);
+      } else {
+        this.refused.set(hash, auth);
+        this.valid.delete(hash);
+      }
     }
     if (auth.ok && auth.identity.keyId) this.touch(auth.identity.keyId, now);
     return auth;
+  }
+
+  /**
+   * Whether authenticating this header would query the database for a key not known as valid
+   * lately: what the per-IP budget in front of the lookups holds back (rate-limits.ts).
+   */
+  wouldLookUp(header: string | undefined): boolean {
+    if (this.mode === 'disabled' || !header) return false;
+    const key = BEARER.exec(header)?.[1];
+    if (!key || !looksLikeApiKey(key)) return false;
+    const hash = hashApiKey(key);
+    return this.valid.get(hash) === undefined && this.refused.get(hash) === undefined;
   }
 
   private async lookUp(hash: string): Promise<Auth> {
@@ -120,13 +143,15 @@ export class Authenticator {
     return this.flush();
   }
 
-  /** Reads every request's credentials once, before anything else (rate limits count per key). */
-  register(app: FastifyInstance): void {
+  /**
+   * Reads every request's credentials once, before anything else (rate limits count per key).
+   * `isOpen`: whether the request's route is open to anyone (routes.ts); no key is read there.
+   */
+  register(app: FastifyInstance, isOpen: (request: FastifyRequest) => boolean): void {
     app.decorateRequest('auth', null as never); // set by the hook below on every request
     // A key lookup that meets PostgreSQL down throws: the error handler answers 503.
     app.addHook('onRequest', async (request: FastifyRequest) => {
-      const path = request.url.split('?')[0] ?? '';
-      request.auth = OPEN_ROUTES.some((route) => route.test(path))
+      request.auth = isOpen(request)
         ? { ok: false, reason: 'an open route needs no key' }
         : await this.authenticate(request.headers.authorization);
     });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { restError } from './errors.ts';
+import { errorBody } from './errors.ts';
 
 /**
  * Where `pnpm build` puts the dashboard (apps/dashboard/dist), seen from this file: from
@@ -34,7 +34,7 @@ export function registerDashboard(
         return reply
           .code(503)
           .send(
-            restError(
+            errorBody(
               503,
               'The dashboard is not built: run `pnpm build` (or `pnpm --filter @tasker/dashboard build`) and reload',
             ),

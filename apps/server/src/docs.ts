@@ -26,6 +26,10 @@ export async function registerDocs(app: FastifyInstance, doc: OpenApiDocument): 
     theme: { title: 'Tasker API' },
     // No badge from validator.swagger.io: nothing leaves this server.
     validatorUrl: false,
+    // The server's Content-Security-Policy (app.ts), but for one thing: Swagger UI's bundle adds a
+    // <style> element at run time, so its pages allow inline styles (never inline scripts).
+    transformStaticCSP: (header) =>
+      header.replace(/style-src 'self'(?=;|$)/, "style-src 'self' 'unsafe-inline'"),
     uiConfig: {
       docExpansion: 'list',
       deepLinking: true,

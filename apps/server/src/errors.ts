@@ -1,70 +1,112 @@
-import type { TRPCError } from '@trpc/server';
+import {
+  describeIssues,
+  type ErrorBody,
+  type ErrorCode,
+  errorBody,
+  errorCodeOf,
+  INTERNAL_ERROR_MESSAGE,
+  type PublicFailure,
+  type PublicIssue,
+  publicFailureOf,
+  toPublicIssues,
+} from '@tasker/engine';
+import { TRPCError } from '@trpc/server';
+import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { $ZodIssue } from 'zod/v4/core';
 
-/** One problem with a request, as clients see it. */
-export interface PublicIssue {
-  /** Dotted path of the offending field, e.g. `task_parameters.a`; empty for the whole body. */
-  path: string;
-  message: string;
-  /** What was expected, when the validator says so (a type, or the allowed values). */
-  expected?: string;
+/**
+ * The one mapping from an error to what a client gets: its HTTP status, its code and its public
+ * words, the same on every door: tRPC's error formatter and procedure middleware (trpc.ts), the REST
+ * adapter (rest.ts), Fastify's error handler (app.ts, which answers the streams' and hooks' errors
+ * too) and the OpenAPI document's shared responses (openapi.ts). The engine's part (its errors, a
+ * dependency that is down, the body shape) is in @tasker/engine, which the worker shares.
+ */
+
+export { describeIssues, type ErrorBody, errorBody, type PublicIssue, toPublicIssues };
+
+/** An error as a client gets it; `internal`: a bug, answered 500 with generic words, its cause logged. */
+export interface PublicError extends PublicFailure {
+  code: ErrorCode;
+  internal: boolean;
 }
 
-/** The one JSON error body of every REST 4xx/5xx. */
-export interface RestError {
-  error: string;
-  code: string;
-  status: number;
-  issues?: PublicIssue[];
-}
-
-export function toPublicIssues(issues: readonly $ZodIssue[]): PublicIssue[] {
-  return issues.map((issue) => {
-    const out: PublicIssue = { path: issue.path.map(String).join('.'), message: issue.message };
-    if (issue.code === 'invalid_type') out.expected = String(issue.expected);
-    if (issue.code === 'invalid_value') out.expected = issue.values.map((v) => JSON.stringify(v)).join(' | ');
-    return out;
-  });
-}
-
-export function describeIssues(issues: readonly PublicIssue[]): string {
-  return issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
-}
-
-const CODE_BY_STATUS: Record<number, string> = {
-  400: 'BAD_REQUEST',
-  401: 'UNAUTHORIZED',
-  403: 'FORBIDDEN',
-  404: 'NOT_FOUND',
-  405: 'METHOD_NOT_SUPPORTED',
-  406: 'NOT_ACCEPTABLE',
-  409: 'CONFLICT',
-  413: 'PAYLOAD_TOO_LARGE',
-  415: 'UNSUPPORTED_MEDIA_TYPE',
-  429: 'TOO_MANY_REQUESTS',
-  503: 'SERVICE_UNAVAILABLE',
-};
-
-/** Every `code` an error body may carry. */
-export const ERROR_CODES = [...new Set([...Object.values(CODE_BY_STATUS), 'INTERNAL_SERVER_ERROR'])];
-
-export function restError(status: number, message: string, issues?: PublicIssue[]): RestError {
-  const body: RestError = {
-    error: message,
-    code: CODE_BY_STATUS[status] ?? (status >= 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST'),
-    status,
-  };
-  if (issues && issues.length > 0) body.issues = issues;
-  return body;
-}
-
-/** The words and issues of a procedure's error, the same for tRPC and REST clients. */
-export function describeTrpcError(error: TRPCError): { message: string; issues?: PublicIssue[] } {
-  // zod 4's ZodError is not an Error, so tRPC may hand it over copied into another object.
-  const cause = error.cause as { issues?: unknown } | undefined;
-  if (Array.isArray(cause?.issues)) {
-    const issues = toPublicIssues(cause.issues as $ZodIssue[]);
-    return { message: describeIssues(issues), issues };
+/**
+ * A failure already in public words, thrown inside a procedure as the cause of its TRPCError (see
+ * trpc.ts): the words and issues reach both doors as they are.
+ */
+export class PublicFailureError extends Error {
+  override name = 'PublicFailureError';
+  constructor(
+    readonly failure: PublicFailure,
+    options?: { cause?: unknown },
+  ) {
+    super(failure.message, options);
   }
-  return { message: error.message };
+}
+
+/** The public words of Fastify's own errors that are worth rewording (the others say it well). */
+function fastifyMessage(error: { code?: string; message: string }, contentType: string | undefined): string {
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return `Content-Type must be application/json${contentType ? ` (got "${contentType}")` : ' (none was sent)'}`;
+  return error.message;
+}
+
+/** The issues of an input tRPC refused (zod 4's ZodError is not an Error: tRPC may hand it over copied). */
+function zodIssuesOf(cause: unknown): PublicIssue[] | undefined {
+  const issues = (cause as { issues?: unknown } | undefined)?.issues;
+  return Array.isArray(issues) ? toPublicIssues(issues as $ZodIssue[]) : undefined;
+}
+
+function internal(): PublicError {
+  return { status: 500, code: 'INTERNAL_SERVER_ERROR', message: INTERNAL_ERROR_MESSAGE, internal: true };
+}
+
+function known(failure: PublicFailure): PublicError {
+  return { ...failure, code: errorCodeOf(failure.status), internal: false };
+}
+
+/**
+ * Any error, as a client sees it. In order: what the engine and the dependencies say (also as the
+ * cause of a tRPC error), a tRPC error's own code (its HTTP status as tRPC gives it) (a refused input carries its issues), an error
+ * with a 4xx `statusCode` (Fastify's: a bad body, a body too large, a wrong content type; the rate
+ * limit's 429); anything else is a 500.
+ */
+export function toPublicError(
+  error: unknown,
+  options: { taskParametersField?: string; contentType?: string } = {},
+): PublicError {
+  const cause = error instanceof TRPCError && error.cause ? error.cause : error;
+  if (cause instanceof PublicFailureError) return known(cause.failure);
+  const failure = publicFailureOf(cause, options.taskParametersField);
+  if (failure) return known(failure);
+  if (error instanceof TRPCError) {
+    const status = getHTTPStatusCodeFromError(error);
+    if (status >= 500 && status !== 503) return internal();
+    const issues = zodIssuesOf(error.cause);
+    return issues
+      ? known({ status, message: describeIssues(issues), issues })
+      : known({ status, message: error.message });
+  }
+  const { statusCode, code, message } = (error ?? {}) as {
+    statusCode?: number;
+    code?: string;
+    message?: string;
+  };
+  if (statusCode && statusCode >= 400 && statusCode < 500) {
+    return known({
+      status: statusCode,
+      message: fastifyMessage({ code, message: message ?? '' }, options.contentType),
+    });
+  }
+  return internal();
+}
+
+/** The body of a PublicError. */
+export function bodyOf(error: PublicFailure): ErrorBody {
+  return errorBody(error.status, error.message, error.issues);
+}
+
+/** The tRPC code of a status, for errors thrown inside procedures. */
+export function trpcCodeOf(status: number): TRPCError['code'] {
+  return errorCodeOf(status) as TRPCError['code'];
 }

@@ -1,22 +1,15 @@
-import type { ApiKeyScope } from '@tasker/db';
+import { DEFAULT_RATE_LIMIT_PER_MINUTE, ERROR_CODES } from '@tasker/engine';
 import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
 import { createSchema } from 'zod-openapi';
-import { ERROR_CODES, restError } from './errors.ts';
+import { errorBody } from './errors.ts';
 import { OPERATION_EXAMPLES, taskEventExample } from './openapi-examples.ts';
+import { rateLimitMessage } from './rate-limits.ts';
 import { appRouter } from './root.ts';
+import { REST_ROUTES } from './routes.ts';
 import type { RestMeta } from './trpc.ts';
 
 export type OpenApiDocument = ReturnType<typeof openApiDocument>;
-
-/** Operations served by Fastify routes of their own (not procedures): rest.ts leaves them alone. */
-export const HAND_WRITTEN_OPERATIONS: ReadonlySet<string> = new Set([
-  'taskEvents',
-  'healthz',
-  'readyz',
-  'openApiDocument',
-  'metrics',
-]);
 
 const ERROR_REF = { $ref: '#/components/schemas/Error' } as const;
 const BODY_METHODS = new Set(['post', 'put', 'patch', 'delete']);
@@ -46,8 +39,8 @@ function errorResponse(description: string, example: object, extra: Json = {}): 
 }
 
 const rateLimited = errorResponse(
-  'More than RATE_LIMIT_PER_MINUTE requests in a minute from this API key (or, without one, this client IP); retry after Retry-After seconds',
-  restError(429, 'Rate limit exceeded: 1200 requests per minute; retry in 12 seconds'),
+  'More than RATE_LIMIT_PER_MINUTE requests in a minute from this API key (or, without a valid one, this client IP, whose spent budget also stops the lookup of a new key); retry after Retry-After seconds',
+  errorBody(429, rateLimitMessage(DEFAULT_RATE_LIMIT_PER_MINUTE, '12 seconds')),
   {
     headers: {
       'retry-after': {
@@ -58,13 +51,18 @@ const rateLimited = errorResponse(
   },
 );
 
+/** What every route that needs a key answers without a good one. */
+const unauthorized = errorResponse(
+  'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
+  errorBody(401, 'No API key: send Authorization: Bearer <key>'),
+);
+
 /** A 400 for parameters of the wrong type, where the request carries them (`task_parameters` or `input`). */
 const parametersError = (field: string) =>
-  restError(400, `${field}.a: Invalid input: expected number, received string`, [
+  errorBody(400, `${field}.a: Invalid input: expected number, received string`, [
     { path: `${field}.a`, message: 'Invalid input: expected number, received string', expected: 'number' },
   ]);
 const taskParametersError = parametersError('task_parameters');
-const PARAMETERS_FIELD: Record<string, string> = { runTask: 'task_parameters', createTask: 'input' };
 
 /**
  * The OpenAPI 3.1 document of the REST routes: generated from the router's procedures and their zod
@@ -73,13 +71,12 @@ const PARAMETERS_FIELD: Record<string, string> = { runTask: 'task_parameters', c
  * and the health routes) and the README's examples.
  */
 export function openApiDocument(version = '0.1.0') {
-  /** Each procedure's scope, by "METHOD path" (read from its meta as the generator walks them). */
-  const scopes = new Map<string, ApiKeyScope | 'any'>();
   /**
-   * Each procedure's own error words, by "METHOD path". trpc-to-openapi caches one response object
-   * per status, so the words it writes are those of the first procedure with that status.
+   * Each procedure's meta, by "METHOD path" (read as the generator walks them): its scope, its own
+   * error words (trpc-to-openapi caches one response object per status, so the words it writes are
+   * those of the first procedure with that status), its success status and where its task input is.
    */
-  const errorWords = new Map<string, Record<number, string>>();
+  const metas = new Map<string, RestMeta>();
   const doc = generateOpenApiDocument<RestMeta>(appRouter, {
     title: 'Tasker',
     description:
@@ -91,9 +88,7 @@ export function openApiDocument(version = '0.1.0') {
     license: { name: 'MIT', identifier: 'MIT' },
     contact: { name: 'Tasker maintainers' },
     filter: ({ metadata }) => {
-      const key = `${metadata.openapi.method} ${metadata.openapi.path}`;
-      if (metadata.scope) scopes.set(key, metadata.scope);
-      errorWords.set(key, metadata.openapi.errorResponses ?? {});
+      metas.set(`${metadata.openapi.method} ${metadata.openapi.path}`, metadata);
       return true;
     },
   });
@@ -155,13 +150,13 @@ export function openApiDocument(version = '0.1.0') {
   for (const [path, item] of Object.entries(doc.paths ?? {})) {
     for (const [method, operation] of Object.entries(item as Record<string, Operation>)) {
       const key = `${method.toUpperCase()} ${path}`;
-      const scope = scopes.get(key);
-      if (!scope) throw new Error(`${key}: a REST procedure must be scoped`);
-      completeProcedureOperation(operation, method, scope, errorWords.get(key) ?? {});
+      const meta = metas.get(key);
+      if (!meta?.scope) throw new Error(`${key}: a REST procedure must be scoped`);
+      completeProcedureOperation(operation, method, meta);
+      if (meta.taskParameters === 'input') typeTaskBody(operation, schemas);
     }
   }
 
-  typeTaskBodies(doc.paths as Record<string, Record<string, Operation>>, schemas);
   typeTaskRecords(doc.paths as Record<string, Record<string, Operation>>, schemas);
   doc.components = {
     ...doc.components,
@@ -171,7 +166,7 @@ export function openApiDocument(version = '0.1.0') {
       metricsToken: {
         type: 'http',
         scheme: 'bearer',
-        description: 'METRICS_TOKEN, for /metrics when it is set (not an API key)',
+        description: 'METRICS_TOKEN, for /metrics (not an API key)',
       },
     },
   };
@@ -185,10 +180,29 @@ export function openApiDocument(version = '0.1.0') {
     {
       name: 'health',
       description:
-        'Liveness, readiness, metrics and this document: open to anyone (metrics: unless METRICS_TOKEN is set)',
+        'Liveness, readiness, metrics and this document: open to anyone (metrics: only with AUTH_MODE=disabled and no METRICS_TOKEN)',
     },
   ];
-  doc.paths = { ...doc.paths, ...handWrittenPaths(version, schemas) };
+  // The hand-written routes: their words from here, their path, method and what routes.ts says of
+  // them (open: no key, else a 401; rate-limited: a 429) from there.
+  const handWritten = handWrittenOperations(version, schemas);
+  const paths = doc.paths as Record<string, Record<string, Json>>;
+  for (const route of REST_ROUTES.filter((r) => r.handWritten)) {
+    const documented = handWritten[route.operationId];
+    if (!documented) throw new Error(`OpenAPI: ${route.method} ${route.path} is not documented`);
+    const responses = { ...(documented.responses as Record<string, Json>) };
+    if (!route.open) responses[401] = unauthorized;
+    if (route.rateLimited) responses[429] = rateLimited;
+    paths[route.path] = {
+      ...paths[route.path],
+      [route.method.toLowerCase()]: {
+        operationId: route.operationId,
+        security: route.open ? [] : [{ Authorization: [] }],
+        ...documented,
+        responses,
+      },
+    };
+  }
   addExamples(doc.paths as Record<string, Record<string, Operation>>);
   return doc;
 }
@@ -229,22 +243,18 @@ function addTaskTypeSchemas(schemas: Record<string, unknown>): void {
 }
 
 /**
- * POST /tasks: the procedure's zod input takes any task type's parameters (the engine checks them
- * against the named type's schema), which trpc-to-openapi can only write as a loose record. The
- * document says more: a `oneOf` with one member per task type, each with its own input schema,
- * discriminated by `name` with an explicit mapping (without one, openapi-typescript would take the
- * component names for the values of `name`).
+ * A body `{name, input, ...}` (POST /tasks, meta `taskParameters: 'input'`): the procedure's zod
+ * input takes any task type's parameters (the engine checks them against the named type's schema),
+ * which trpc-to-openapi can only write as a loose record. The document says more: a `oneOf` with one
+ * member per task type, each with its own input schema, discriminated by `name` with an explicit
+ * mapping (without one, openapi-typescript would take the component names for the values of `name`).
  */
-function typeTaskBodies(
-  paths: Record<string, Record<string, Operation>>,
-  schemas: Record<string, unknown>,
-): void {
-  const create = paths['/tasks']?.post;
-  const body = create?.requestBody?.content?.['application/json'];
+function typeTaskBody(create: Operation, schemas: Record<string, unknown>): void {
+  const body = create.requestBody?.content?.['application/json'];
   const generated = body?.schema as
     | { properties?: Record<string, Json>; required?: string[]; description?: string }
     | undefined;
-  if (!body || !generated?.properties) throw new Error('OpenAPI: POST /tasks has no body to type');
+  if (!body || !generated?.properties) throw new Error(`OpenAPI: ${create.operationId} has no body to type`);
   addTaskTypeSchemas(schemas);
   const mapping: Record<string, string> = {};
   for (const d of taskDefinitions) {
@@ -268,9 +278,6 @@ function typeTaskBodies(
     discriminator: { propertyName: 'name', mapping },
   });
   body.schema = { $ref: ref('NewTask') };
-  // It creates: 201, which rest.ts reads from here.
-  const { 200: created, ...errors } = create?.responses ?? {};
-  if (create && created) create.responses = { 201: created, ...errors };
 }
 
 /**
@@ -377,61 +384,50 @@ function addTaskEventSchemas(schemas: Record<string, unknown>): void {
 }
 
 /** Completes what trpc-to-openapi generated for one procedure: error shapes, shared statuses, examples, words. */
-function completeProcedureOperation(
-  operation: Operation,
-  method: string,
-  scope: ApiKeyScope | 'any',
-  words: Record<number, string>,
-): void {
+function completeProcedureOperation(operation: Operation, method: string, meta: RestMeta): void {
+  const { scope, taskParameters: field } = meta;
+  const words = meta.openapi?.errorResponses ?? {};
   const own = operation.responses ?? {};
   const responses: Record<string, Json> = {};
   for (const [status, response] of Object.entries(own)) {
     const code = Number(status);
     if (code < 400) {
-      responses[status] = response;
+      // trpc-to-openapi writes every success as a 200; one that creates is a 201.
+      responses[code === 200 ? String(meta.openapi?.successStatus ?? 200) : status] = response;
       continue;
     }
     let description = words[code] ?? String(response.description);
     if (code === 400 && BODY_METHODS.has(method)) description += `; or ${badBody(method)}`;
-    const field = operation.operationId ? PARAMETERS_FIELD[operation.operationId] : undefined;
-    const example = field && code === 400 ? parametersError(field) : restError(code, description);
+    const example = field && code === 400 ? parametersError(field) : errorBody(code, description);
     responses[status] = errorResponse(description, example);
   }
   if (BODY_METHODS.has(method) && !responses['400']) {
     const description = `A body that is ${badBody(method).replace(/^a body that is /, '')}`;
-    responses['400'] = errorResponse(description, restError(400, description));
+    responses['400'] = errorResponse(description, errorBody(400, description));
   }
-  responses['401'] = errorResponse(
-    'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
-    restError(401, 'No API key: send Authorization: Bearer <key>'),
-  );
+  responses['401'] = unauthorized;
   if (scope !== 'any') {
     responses['403'] = errorResponse(
       `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
-      restError(403, `This API key lacks the "${scope}" scope`),
+      errorBody(403, `This API key lacks the "${scope}" scope`),
     );
   }
   if (BODY_METHODS.has(method)) {
     responses['413'] = errorResponse(
       'The body is larger than BODY_LIMIT_BYTES',
-      restError(413, 'Request body is too large'),
+      errorBody(413, 'Request body is too large'),
     );
   }
   if (method !== 'get' && method !== 'delete') {
     responses['415'] = errorResponse(
       'A body was sent with a Content-Type other than application/json',
-      restError(415, 'Content-Type must be application/json (got "text/plain")'),
+      errorBody(415, 'Content-Type must be application/json (got "text/plain")'),
     );
   }
   responses['429'] = rateLimited;
   if (!responses['503']) {
-    const description =
-      operation.operationId === 'listTaskTypes'
-        ? 'PostgreSQL is unavailable, so the API key cannot be checked (when AUTH_MODE=required)'
-        : operation.operationId?.endsWith('ApiKey') || operation.operationId === 'listApiKeys'
-          ? 'PostgreSQL is unavailable'
-          : 'PostgreSQL (or Redis, in that mode) is unavailable';
-    responses['503'] = errorResponse(description, restError(503, 'PostgreSQL is unavailable'));
+    const description = meta.openapi?.unavailable ?? 'PostgreSQL (or Redis, in that mode) is unavailable';
+    responses['503'] = errorResponse(description, errorBody(503, 'PostgreSQL is unavailable'));
   }
   operation.responses = Object.fromEntries(
     Object.entries(responses).sort(([a], [b]) => Number(a) - Number(b)),
@@ -519,198 +515,173 @@ function taskEventStream(schemas: Record<string, unknown>): Json {
   };
 }
 
-/** The Fastify routes that are not procedures: the event stream, the health routes and this document. */
-function handWrittenPaths(
-  version: string,
-  schemas: Record<string, unknown>,
-): Record<string, Record<string, Json>> {
-  const security = [{ Authorization: [] }];
+/**
+ * The words of the Fastify routes that are not procedures (the event stream, the health routes and
+ * this document), by operationId; routes.ts has their paths and methods.
+ */
+function handWrittenOperations(version: string, schemas: Record<string, unknown>): Record<string, Json> {
   return {
-    '/tasks/{id}/events': {
-      get: {
-        operationId: 'taskEvents',
-        summary: "A task's states as Server-Sent Events",
-        description:
-          "text/event-stream (`curl -N`, or a browser's EventSource). Each event is `id:` the task version and " +
-          '`data:` one TypedTaskEvent as JSON: the task record without its input, typed by `name` (its `output` ' +
-          "is that type's result, null until COMPLETED). The current state comes first, then every change, in " +
-          'version order; the stream ends after COMPLETED, FAILED or CANCELLED. A comment line (`: keep-alive`) ' +
-          'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
-          '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
-          'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
-          'carries an Error body; reconnect.',
-        tags: ['tasks'],
-        security,
-        parameters: [
-          {
-            name: 'id',
-            in: 'path',
-            required: true,
-            description: 'The id returned by run-task',
-            schema: { type: 'string', format: 'uuid' },
-          },
-          {
-            name: 'Last-Event-ID',
-            in: 'header',
-            required: false,
-            description: 'The id of the last event received: the stream resumes after that version',
-            schema: { type: 'string' },
-          },
-          {
-            name: 'lastEventId',
-            in: 'query',
-            required: false,
-            description: 'The same as Last-Event-ID, for clients that cannot set headers',
-            schema: { type: 'string' },
-          },
-        ],
-        responses: {
-          200: {
-            description: "The task's states, as they change, until its final state",
-            content: { 'text/event-stream': taskEventStream(schemas) },
-          },
-          400: errorResponse('Malformed id (not a UUID)', restError(400, 'id: Invalid UUID')),
-          401: errorResponse(
-            'No API key, or a malformed, unknown, revoked or expired one (when AUTH_MODE=required); answered with WWW-Authenticate: Bearer',
-            restError(401, 'No API key: send Authorization: Bearer <key>'),
-          ),
-          403: errorResponse(
-            'The API key lacks the tasks:read scope (when AUTH_MODE=required)',
-            restError(403, 'This API key lacks the "tasks:read" scope'),
-          ),
-          404: errorResponse('No task of this tenant has this id', restError(404, 'Task not found')),
-          429: rateLimited,
-          503: errorResponse(
-            'PostgreSQL is unavailable (the task cannot be read)',
-            restError(503, 'PostgreSQL is unavailable'),
-          ),
+    taskEvents: {
+      summary: "A task's states as Server-Sent Events",
+      description:
+        "text/event-stream (`curl -N`, or a browser's EventSource). Each event is `id:` the task version and " +
+        '`data:` one TypedTaskEvent as JSON: the task record without its input, typed by `name` (its `output` ' +
+        "is that type's result, null until COMPLETED). The current state comes first, then every change, in " +
+        'version order; the stream ends after COMPLETED, FAILED or CANCELLED. A comment line (`: keep-alive`) ' +
+        'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
+        '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
+        'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
+        'carries an Error body; reconnect.',
+      tags: ['tasks'],
+      parameters: [
+        {
+          name: 'id',
+          in: 'path',
+          required: true,
+          description: 'The id returned by run-task',
+          schema: { type: 'string', format: 'uuid' },
         },
+        {
+          name: 'Last-Event-ID',
+          in: 'header',
+          required: false,
+          description: 'The id of the last event received: the stream resumes after that version',
+          schema: { type: 'string' },
+        },
+        {
+          name: 'lastEventId',
+          in: 'query',
+          required: false,
+          description: 'The same as Last-Event-ID, for clients that cannot set headers',
+          schema: { type: 'string' },
+        },
+      ],
+      responses: {
+        200: {
+          description: "The task's states, as they change, until its final state",
+          content: { 'text/event-stream': taskEventStream(schemas) },
+        },
+        400: errorResponse('Malformed id (not a UUID)', errorBody(400, 'id: Invalid UUID')),
+        403: errorResponse(
+          'The API key lacks the tasks:read scope (when AUTH_MODE=required)',
+          errorBody(403, 'This API key lacks the "tasks:read" scope'),
+        ),
+        404: errorResponse('No task of this tenant has this id', errorBody(404, 'Task not found')),
+        503: errorResponse(
+          'PostgreSQL is unavailable (the task cannot be read)',
+          errorBody(503, 'PostgreSQL is unavailable'),
+        ),
       },
     },
-    '/healthz': {
-      get: {
-        operationId: 'healthz',
-        summary: 'Liveness',
-        description:
-          'Answers 200 while the process serves requests, whatever its dependencies. Open, and not rate-limited.',
-        tags: ['health'],
-        security: [],
-        responses: {
-          200: {
-            description: 'The process is alive',
-            content: {
-              'application/json': {
-                schema: {
-                  type: 'object',
-                  required: ['status'],
-                  properties: { status: { type: 'string', enum: ['ok'], description: 'Always ok' } },
-                },
-                example: { status: 'ok' },
+    healthz: {
+      summary: 'Liveness',
+      description:
+        'Answers 200 while the process serves requests, whatever its dependencies. Open, and not rate-limited.',
+      tags: ['health'],
+      responses: {
+        200: {
+          description: 'The process is alive',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['status'],
+                properties: { status: { type: 'string', enum: ['ok'], description: 'Always ok' } },
               },
+              example: { status: 'ok' },
             },
           },
         },
       },
     },
-    '/readyz': {
-      get: {
-        operationId: 'readyz',
-        summary: 'Readiness: whether PostgreSQL (and Redis, in that mode) answer',
-        description:
-          'Each dependency is checked, each within 2 s. Open, and not rate-limited: for load balancers and orchestrators.',
-        tags: ['health'],
-        security: [],
-        responses: {
-          200: {
-            description: 'Every dependency answers',
-            content: {
-              'application/json': {
-                schema: {
-                  type: 'object',
-                  required: ['status', 'dependencies'],
-                  properties: {
-                    status: { type: 'string', enum: ['ok'], description: 'Always ok' },
-                    dependencies: {
-                      type: 'object',
-                      description: 'Each dependency: ok',
-                      additionalProperties: { type: 'string', enum: ['ok'] },
-                    },
-                  },
-                },
-                example: { status: 'ok', dependencies: { postgres: 'ok', redis: 'ok' } },
-              },
-            },
-          },
-          503: {
-            description: 'A dependency does not answer: do not send traffic here',
-            content: {
-              'application/json': {
-                schema: { $ref: '#/components/schemas/NotReady' },
-                example: {
-                  ...restError(503, 'Redis is unavailable'),
-                  dependencies: { postgres: 'ok', redis: 'unavailable' },
-                },
-              },
-            },
-          },
-        },
-      },
-    },
-    '/metrics': {
-      get: {
-        operationId: 'metrics',
-        summary: 'Prometheus metrics',
-        description:
-          "This server's metrics in the Prometheus text format: tasks created and cancelled here, by task type; HTTP requests " +
-          'and their latency by route and status; open SSE streams and subscriptions; queue depth by state; process metrics. ' +
-          'Workers serve theirs on METRICS_PORT. Open, and not rate-limited, unless METRICS_TOKEN is set: then it needs ' +
-          '`Authorization: Bearer <METRICS_TOKEN>` (not an API key).',
-        tags: ['health'],
-        security: [{ metricsToken: [] }, {}],
-        responses: {
-          200: {
-            description: 'The metrics, in the Prometheus text exposition format 0.0.4',
-            content: {
-              'text/plain': {
-                schema: { type: 'string' },
-                example:
-                  '# HELP tasker_tasks_created_total Tasks created (submitted), by task type\n' +
-                  '# TYPE tasker_tasks_created_total counter\n' +
-                  'tasker_tasks_created_total{task_type="sum_two_numbers"} 42\n',
-              },
-            },
-          },
-          401: errorResponse(
-            'METRICS_TOKEN is set and the request has no bearer token, or another one',
-            restError(401, 'Invalid metrics token'),
-          ),
-        },
-      },
-    },
-    '/openapi.json': {
-      get: {
-        operationId: 'openApiDocument',
-        summary: 'This OpenAPI document',
-        description:
-          'The OpenAPI 3.1 description of every REST route, to generate clients from. Open to anyone.',
-        tags: ['health'],
-        security: [],
-        responses: {
-          200: {
-            description: 'The OpenAPI document',
-            content: {
-              'application/json': {
-                schema: { type: 'object' },
-                examples: {
-                  excerpt: {
-                    summary: 'The beginning of this document',
-                    value: { openapi: '3.1.0', info: { title: 'Tasker', version }, servers: [{ url: '/' }] },
+    readyz: {
+      summary: 'Readiness: whether PostgreSQL (and Redis, in that mode) answer',
+      description:
+        'Each dependency is checked, each within 2 s. Open, and not rate-limited: for load balancers and orchestrators.',
+      tags: ['health'],
+      responses: {
+        200: {
+          description: 'Every dependency answers',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['status', 'dependencies'],
+                properties: {
+                  status: { type: 'string', enum: ['ok'], description: 'Always ok' },
+                  dependencies: {
+                    type: 'object',
+                    description: 'Each dependency: ok',
+                    additionalProperties: { type: 'string', enum: ['ok'] },
                   },
                 },
               },
+              example: { status: 'ok', dependencies: { postgres: 'ok', redis: 'ok' } },
             },
           },
-          429: rateLimited,
+        },
+        503: {
+          description: 'A dependency does not answer: do not send traffic here',
+          content: {
+            'application/json': {
+              schema: { $ref: '#/components/schemas/NotReady' },
+              example: {
+                ...errorBody(503, 'Redis is unavailable'),
+                dependencies: { postgres: 'ok', redis: 'unavailable' },
+              },
+            },
+          },
+        },
+      },
+    },
+    metrics: {
+      summary: 'Prometheus metrics',
+      description:
+        "This server's metrics in the Prometheus text format: tasks created and cancelled here, by task type; HTTP requests " +
+        'and their latency by route and status; open SSE streams and subscriptions; queue depth by state; process metrics. ' +
+        'Workers serve theirs on METRICS_PORT. Not rate-limited. With METRICS_TOKEN set, it needs ' +
+        '`Authorization: Bearer <METRICS_TOKEN>` (not an API key); without it, it is open with AUTH_MODE=disabled ' +
+        "and closed (401) with AUTH_MODE=required, since it shows every tenant's queue.",
+      tags: ['health'],
+      security: [{ metricsToken: [] }, {}],
+      responses: {
+        200: {
+          description: 'The metrics, in the Prometheus text exposition format 0.0.4',
+          content: {
+            'text/plain': {
+              schema: { type: 'string' },
+              example:
+                '# HELP tasker_tasks_created_total Tasks created (submitted), by task type\n' +
+                '# TYPE tasker_tasks_created_total counter\n' +
+                'tasker_tasks_created_total{task_type="sum_two_numbers"} 42\n',
+            },
+          },
+        },
+        401: errorResponse(
+          'METRICS_TOKEN is set and the request has no bearer token, or another one; or AUTH_MODE=required and METRICS_TOKEN is unset (closed)',
+          errorBody(401, 'Invalid metrics token'),
+        ),
+      },
+    },
+    openApiDocument: {
+      summary: 'This OpenAPI document',
+      description:
+        'The OpenAPI 3.1 description of every REST route, to generate clients from. Open to anyone.',
+      tags: ['health'],
+      responses: {
+        200: {
+          description: 'The OpenAPI document',
+          content: {
+            'application/json': {
+              schema: { type: 'object' },
+              examples: {
+                excerpt: {
+                  summary: 'The beginning of this document',
+                  value: { openapi: '3.1.0', info: { title: 'Tasker', version }, servers: [{ url: '/' }] },
+                },
+              },
+            },
+          },
         },
       },
     },

@@ -1,5 +1,13 @@
 import { ApiKeyStore } from '@tasker/db';
-import { createEngine, createTaskApi, type Env, type Logger, redisKeys } from '@tasker/engine';
+import {
+  createEngine,
+  metricsAccess as createMetricsAccess,
+  createTaskApi,
+  type Env,
+  type Logger,
+  METRICS_CLOSED,
+  redisKeys,
+} from '@tasker/engine';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
@@ -31,12 +39,21 @@ export async function startServer(
       'AUTH_MODE=disabled: every request is tenant "default" with every scope; set AUTH_MODE=required (the default when NODE_ENV=production) to require API keys',
     );
   }
+  const metricsAccess = createMetricsAccess(env);
+  if (metricsAccess.closed) log.warn(METRICS_CLOSED);
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
+    timeouts: {
+      request: env.HTTP_REQUEST_TIMEOUT_MS,
+      headers: env.HTTP_HEADERS_TIMEOUT_MS,
+      keepAlive: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      idle: env.HTTP_IDLE_TIMEOUT_MS,
+    },
     services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys) },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    trpcMaxBatch: env.TRPC_MAX_BATCH,
     rateLimitRedis: engine.mode.kind === 'redis' ? engine.mode.redis : undefined,
     rateLimitNamespace: redisKeys(env.REDIS_PREFIX).rateLimitNamespace,
     corsOrigins: env.CORS_ORIGINS,
@@ -44,7 +61,7 @@ export async function startServer(
     dashboardDir,
     authMode: env.AUTH_MODE,
     metrics: engine.metrics,
-    metricsToken: env.METRICS_TOKEN,
+    metricsAccess,
   });
   // What is still being answered, so that a shutdown that has to cut requests can say which.
   const open = new Map<string, string>();

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { authorize } from './auth.ts';
-import { restError } from './errors.ts';
+import { errorBody } from './errors.ts';
 import { resumeAfter, type TaskWatcher } from './live.ts';
 
 const KEEP_ALIVE_MS = 15_000;
@@ -23,14 +23,14 @@ export function registerEventStream(
     if ('refusal' in decision) {
       const { status, message } = decision.refusal;
       if (status === 401) reply.header('www-authenticate', 'Bearer');
-      return reply.code(status).send(restError(status, message));
+      return reply.code(status).send(errorBody(status, message));
     }
     const { identity } = decision;
     const parsed = params.safeParse(request.params);
     if (!parsed.success) {
       return reply
         .code(400)
-        .send(restError(400, 'id: Invalid UUID', [{ path: 'id', message: 'Invalid UUID' }]));
+        .send(errorBody(400, 'id: Invalid UUID', [{ path: 'id', message: 'Invalid UUID' }]));
     }
     const header = request.headers['last-event-id'];
     const query = (request.query as { lastEventId?: unknown }).lastEventId;
@@ -49,7 +49,7 @@ export function registerEventStream(
       });
     if (!updates) {
       socket.off('close', onClose);
-      return reply.code(404).send(restError(404, 'Task not found'));
+      return reply.code(404).send(errorBody(404, 'Task not found'));
     }
 
     reply.hijack();
@@ -70,7 +70,7 @@ export function registerEventStream(
     } catch (error) {
       request.log.warn({ err: error }, 'task event stream failed');
       res.write(
-        `event: error\ndata: ${JSON.stringify(restError(503, 'the event stream was interrupted; reconnect'))}\n\n`,
+        `event: error\ndata: ${JSON.stringify(errorBody(503, 'the event stream was interrupted; reconnect'))}\n\n`,
       );
     } finally {
       clearInterval(keepAlive);

@@ -6,20 +6,10 @@
  */
 
 import type { ApiKeyScope } from '@tasker/db';
-import { isDatabaseUnavailable } from '@tasker/db';
-import {
-  DependencyUnavailableError,
-  findUnstorable,
-  InvalidArgumentError,
-  InvalidTaskInputError,
-  isRedisUnavailable,
-  NotFoundError,
-  type TaskApi,
-  TaskStateConflictError,
-} from '@tasker/engine';
+import { findUnstorable, publicFailureOf, type TaskApi } from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { type Auth, authorize } from './auth.ts';
-import { describeTrpcError } from './errors.ts';
+import { PublicFailureError, toPublicError, trpcCodeOf } from './errors.ts';
 import type { KeysApi } from './keys-api.ts';
 import type { TaskWatcher } from './live.ts';
 
@@ -64,7 +54,20 @@ export interface RestMeta {
      * openapi.ts.
      */
     errorResponses?: Record<number, string>;
+    /** The status of a success (read by rest.ts and openapi.ts): 200 unless it creates (201). */
+    successStatus?: 200 | 201;
+    /**
+     * What the shared 503 means on this route, when not "PostgreSQL (or Redis, in that mode) is
+     * unavailable" (a route that touches only PostgreSQL, or nothing but the key lookup).
+     */
+    unavailable?: string;
   };
+  /**
+   * Where the input carries a task type's parameters, checked by the engine against that type's
+   * schema: the issues of refused parameters point there (`task_parameters` on run-task). `input`:
+   * the body is `{name, input, ...}`, and the document types it per task type (POST /tasks).
+   */
+  taskParameters?: 'task_parameters' | 'input';
   /**
    * The API key scope a procedure needs (set by `scopedProcedure`; read by openapi.ts for its 403),
    * or `any` for one that any valid key may call (`identifiedProcedure`: no 403).
@@ -80,8 +83,9 @@ const t = initTRPC
   .meta<RestMeta>()
   .create({
     errorFormatter({ shape, error }) {
-      const { message, issues } = describeTrpcError(error);
-      // No stack traces, ever: `data` carries only what a client can use.
+      // The same words as the REST door: a bug is "Internal server error", its cause only logged
+      // (app.ts's onError); no stack traces, ever: `data` carries only what a client can use.
+      const { message, issues } = toPublicError(error);
       return {
         message,
         code: shape.code,
@@ -95,37 +99,6 @@ const t = initTRPC
     },
   });
 
-/**
- * Parameters the task type refuses, as a 400 whose issues point into the request: `field` is where
- * the request carries the parameters (`task_parameters` on run-task, `input` on POST /tasks).
- */
-export function invalidTaskInput(cause: InvalidTaskInputError, field: string): TRPCError {
-  const issues = cause.issues.map((issue) => ({ ...issue, path: [field, ...issue.path] }));
-  return new TRPCError({
-    code: 'BAD_REQUEST',
-    message: cause.message,
-    cause: Object.assign(new Error(cause.message), { issues }),
-  });
-}
-
-/** The engine's errors (and dependency failures) as the API's: one mapping for tRPC and REST. */
-function toTrpcError(error: unknown): TRPCError | undefined {
-  const cause = error instanceof TRPCError && error.cause ? error.cause : error;
-  if (cause instanceof InvalidTaskInputError) return invalidTaskInput(cause, 'task_parameters');
-  if (cause instanceof InvalidArgumentError)
-    return new TRPCError({ code: 'BAD_REQUEST', message: cause.message });
-  if (cause instanceof NotFoundError) return new TRPCError({ code: 'NOT_FOUND', message: cause.message });
-  if (cause instanceof TaskStateConflictError)
-    return new TRPCError({ code: 'CONFLICT', message: cause.message });
-  if (cause instanceof DependencyUnavailableError)
-    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: cause.message, cause });
-  if (isDatabaseUnavailable(cause))
-    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'PostgreSQL is unavailable', cause });
-  if (isRedisUnavailable(cause))
-    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'Redis is unavailable', cause });
-  return undefined;
-}
-
 // 3. PROCEDURES
 
 export const router = t.router;
@@ -135,21 +108,26 @@ export const mergeRouters = t.mergeRouters;
  * Every procedure: input PostgreSQL cannot hold is refused up front (400, saying where and why);
  * the engine's errors become the API's (400, 404, 409, 503), never a 500.
  */
-const procedure = t.procedure.use(async ({ next, getRawInput }) => {
+const procedure = t.procedure.use(async ({ meta, next, getRawInput }) => {
   const unstorable = findUnstorable(await getRawInput());
   if (unstorable) {
-    const issues = [{ code: 'custom', path: unstorable.path, message: unstorable.reason }];
-    const message = `${unstorable.path.join('.')}: ${unstorable.reason}`;
-    throw new TRPCError({
-      code: 'BAD_REQUEST',
-      message,
-      cause: Object.assign(new Error(message), { issues }),
-    });
+    const path = unstorable.path.join('.');
+    const message = `${path}: ${unstorable.reason}`;
+    const failure = { status: 400, message, issues: [{ path, message: unstorable.reason }] };
+    throw new TRPCError({ code: 'BAD_REQUEST', message, cause: new PublicFailureError(failure) });
   }
   const result = await next();
   if (!result.ok) {
-    const mapped = toTrpcError(result.error);
-    if (mapped) throw mapped;
+    // The engine's errors (and dependency failures) in public words (errors.ts), for both doors.
+    const cause = result.error.cause ?? result.error;
+    const failure = publicFailureOf(cause, meta?.taskParameters);
+    if (failure) {
+      throw new TRPCError({
+        code: trpcCodeOf(failure.status),
+        message: failure.message,
+        cause: new PublicFailureError(failure, { cause }),
+      });
+    }
   }
   return result;
 });

@@ -1,8 +1,10 @@
 import { createServer, type ServerResponse } from 'node:http';
 import {
   ConfigError,
+  errorBody,
+  INTERNAL_ERROR_MESSAGE,
   type Logger,
-  metricsAuthorized,
+  type MetricsAccess,
   metricsRefusal,
   type TaskerMetrics,
 } from '@tasker/engine';
@@ -21,16 +23,17 @@ function send(res: ServerResponse, status: number, body: object, headers: Record
   res.end(JSON.stringify(body));
 }
 
-/** What `/metrics` serves: this process's registry, behind METRICS_TOKEN when that is set. */
+/** What `/metrics` serves: this process's registry, to whom metricsAccess allows (METRICS_TOKEN, AUTH_MODE). */
 export interface MetricsEndpoint {
   metrics: TaskerMetrics;
-  token?: string;
+  access: MetricsAccess;
 }
 
 /**
  * The worker's HTTP listener on METRICS_PORT, for probes (docker compose's health check, Kubernetes):
  * `GET /healthz` answers 200 `{"status":"ok"}` while the worker runs, 503 with `starting` or
- * `stopping` around that. Anything else is 404 (405 for another method on /healthz). It listens
+ * `stopping` around that. Anything else is 404 (405 for another method on /healthz), in the server's
+ * error shape. It listens
  * before the worker connects to anything, so a port already taken stops the worker at once, in one
  * line (a ConfigError). With `metrics`, `GET /metrics` answers Prometheus' text format (a 401 in the
  * server's error shape without the METRICS_TOKEN, when one is set).
@@ -45,10 +48,10 @@ export async function startHealthServer(
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     if (path === '/metrics' && metrics) return void serveMetrics(req.method, req.headers.authorization, res);
-    if (path !== '/healthz') return send(res, 404, { error: 'Not found' });
+    if (path !== '/healthz') return send(res, 404, errorBody(404, 'Not found'));
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      return send(res, 405, { error: 'Method not allowed' });
+      return send(res, 405, errorBody(405, 'Method not allowed'));
     }
     send(res, health === 'ok' ? 200 : 503, { status: health });
   });
@@ -71,11 +74,11 @@ export async function startHealthServer(
     if (!metrics) return;
     if (method !== 'GET' && method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      return send(res, 405, { error: 'Method not allowed', code: 'METHOD_NOT_SUPPORTED', status: 405 });
+      return send(res, 405, errorBody(405, 'Method not allowed'));
     }
-    if (!metricsAuthorized(authorization, metrics.token)) {
-      const body = { error: metricsRefusal(authorization), code: 'UNAUTHORIZED', status: 401 };
-      return send(res, 401, body, { 'www-authenticate': 'Bearer' });
+    const refusal = metricsRefusal(metrics.access, authorization);
+    if (refusal) {
+      return send(res, 401, errorBody(401, refusal), { 'www-authenticate': 'Bearer' });
     }
     try {
       const { contentType, body } = await metrics.metrics.scrape();
@@ -83,7 +86,7 @@ export async function startHealthServer(
       res.end(method === 'HEAD' ? undefined : body);
     } catch (error) {
       log.error({ err: error }, 'metrics scrape failed');
-      send(res, 500, { error: 'Internal server error', code: 'INTERNAL_SERVER_ERROR', status: 500 });
+      send(res, 500, errorBody(500, INTERNAL_ERROR_MESSAGE));
     }
   }
   server.on('error', (error) => log.error({ err: error }, 'health listener error'));

@@ -2,6 +2,8 @@ import {
   ConfigError,
   createLogger,
   loadEnv,
+  METRICS_CLOSED,
+  metricsAccess,
   startTracing,
   TaskerMetrics,
   UnreachableError,
@@ -21,8 +23,10 @@ async function main() {
   if (tracing) log.info({ endpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'tracing on: OTLP over HTTP');
   const metrics = new TaskerMetrics();
   // METRICS_PORT (0: off): GET /healthz for probes and GET /metrics, listening before anything else starts.
+  const access = metricsAccess(env);
+  if (env.METRICS_PORT && access.closed) log.warn(METRICS_CLOSED);
   const health = env.METRICS_PORT
-    ? await startHealthServer(env.METRICS_PORT, env.HOST, log, { metrics, token: env.METRICS_TOKEN })
+    ? await startHealthServer(env.METRICS_PORT, env.HOST, log, { metrics, access })
     : undefined;
   const worker = await startWorker(env, log, { metrics });
   health?.set('ok');

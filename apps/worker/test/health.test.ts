@@ -55,7 +55,10 @@ describe('the worker on METRICS_PORT', () => {
     expect(await probe(`${url}/healthz`)).toEqual({ status: 200, body: { status: 'ok' } });
     expect(await probe(`${url}/healthz?verbose=1`)).toEqual({ status: 200, body: { status: 'ok' } });
     expect((await fetch(`${url}/healthz`, { method: 'HEAD' })).status).toBe(200);
-    expect(await probe(`${url}/nothing`)).toEqual({ status: 404, body: { error: 'Not found' } });
+    expect(await probe(`${url}/nothing`)).toEqual({
+      status: 404,
+      body: { error: 'Not found', code: 'NOT_FOUND', status: 404 },
+    });
     // Prometheus' text format, open without METRICS_TOKEN (metrics.test.ts in apps/server tests the rest).
     const metrics = await fetch(`${url}/metrics`);
     expect(metrics.status).toBe(200);
@@ -86,6 +89,25 @@ describe('the worker on METRICS_PORT', () => {
     workers.push(worker);
     expect(worker.output()).toContain('worker ready');
     expect(worker.output()).not.toContain('health listener');
+  });
+
+  it('closes /metrics with AUTH_MODE=required and no METRICS_TOKEN, and says at start how to open it', async () => {
+    harness = await Harness.start();
+    const port = await freePort();
+    const worker = await spawnApp('worker', {
+      ...harness.env.vars,
+      AUTH_MODE: 'required',
+      METRICS_TOKEN: '',
+      METRICS_PORT: String(port),
+    });
+    workers.push(worker);
+    const output = worker.output();
+    expect(output.match(/METRICS_TOKEN is unset/g)).toHaveLength(1);
+    const res = await probe(`http://127.0.0.1:${port}/metrics`);
+    expect(res).toEqual({
+      status: 401,
+      body: { error: expect.stringContaining('Set METRICS_TOKEN'), code: 'UNAUTHORIZED', status: 401 },
+    });
   });
 
   it('a METRICS_PORT already taken stops the worker at start, in one line naming the variable', async () => {

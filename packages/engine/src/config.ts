@@ -43,11 +43,21 @@ export const envSchema = z.object({
   IDEMPOTENCY_WINDOW_SECONDS: int(24 * 3600, 1),
   RETENTION_DAYS: z.coerce.number().min(0).default(30),
   BODY_LIMIT_BYTES: int(1024 * 1024, 1024),
+  /** The whole request (headers and body) must arrive within this; 0: no limit. Streams are answers, not requests: not cut. */
+  HTTP_REQUEST_TIMEOUT_MS: int(30_000),
+  /** The headers must arrive within this (at most HTTP_REQUEST_TIMEOUT_MS). */
+  HTTP_HEADERS_TIMEOUT_MS: int(10_000, 1),
+  /** An idle keep-alive connection is closed after this. */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 1),
+  /** A connection with no traffic either way for this long is closed (streams are exempt); 0: never. */
+  HTTP_IDLE_TIMEOUT_MS: int(120_000),
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText.pipe(z.url().optional()),
   OPENAI_MODEL: z.string().default('gpt-4o-mini'),
   AUTH_MODE: optionalText.pipe(z.enum(['required', 'disabled']).optional()),
   RATE_LIMIT_PER_MINUTE: optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).optional()),
+  /** The most calls one tRPC batch request (`/trpc/a,b,c?batch=1`) may carry; each counts against the rate limit. */
+  TRPC_MAX_BATCH: int(20, 1),
   /** When set, `/metrics` (server, and worker on METRICS_PORT) needs `Authorization: Bearer <token>`. */
   METRICS_TOKEN: optionalText,
   /** OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318): tracing is on when set, off otherwise. */
@@ -100,6 +110,11 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   const env = parsed.data;
+  if (env.HTTP_REQUEST_TIMEOUT_MS > 0 && env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS: must be at most HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS})`,
+    );
+  }
   const authMode = env.AUTH_MODE ?? (env.NODE_ENV === 'production' ? 'required' : 'disabled');
   return {
     ...env,

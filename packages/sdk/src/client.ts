@@ -48,7 +48,16 @@ export interface TaskerClientOptions {
    * `false` never retries. Other mutations are never retried.
    */
   retry?: RetryOptions | false;
+  /**
+   * The most calls sent together in one batch request: at most the server's TRPC_MAX_BATCH
+   * (default 20, which larger batches exceed with a 400). Calls made at once beyond it go in
+   * further requests.
+   */
+  maxBatch?: number;
 }
+
+/** The server's default TRPC_MAX_BATCH. */
+const DEFAULT_MAX_BATCH = 20;
 
 export interface TaskHandle<N extends TaskName> {
   readonly id: string;
@@ -134,7 +143,11 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
       EventSource: EventSourceImpl,
       eventSourceOptions: () => ({ fetch: fetchWithHeaders }) as EventSourceInit,
     }),
-    false: httpBatchLink({ url, fetch: classifyingFetch(fetchWithHeaders) }),
+    false: httpBatchLink({
+      url,
+      fetch: classifyingFetch(fetchWithHeaders),
+      maxItems: options.maxBatch ?? DEFAULT_MAX_BATCH,
+    }),
   });
   const trpc = createTRPCClient<AppRouter>({
     links: options.retry === false ? [transport] : [...retryLinks(options.retry ?? {}), transport],

@@ -34,6 +34,13 @@ describe('an API key (AUTH_MODE=required)', () => {
     expect((await tasker.list()).tasks.map((t) => t.id)).toContain(task.id);
   });
 
+  it('splits calls made at once into batches the server takes (its TRPC_MAX_BATCH, 20)', async () => {
+    const tasker = createTaskerClient({ url: stack.url, apiKey: key, retry: false });
+    const task = await tasker.run('sum_two_numbers', { a: 1, b: 2 });
+    const reads = await Promise.all(Array.from({ length: 45 }, () => tasker.get(task.id)));
+    expect(reads.map((t) => t.id)).toEqual(Array(45).fill(task.id));
+  });
+
   it('without it, calls fail with UNAUTHORIZED', async () => {
     const anonymous = createTaskerClient({ url: stack.url, retry: false });
     const error = await anonymous.list().catch((e: unknown) => e);

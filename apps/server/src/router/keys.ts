@@ -21,6 +21,7 @@ export const keysRouter = router({
         tags: ['keys'],
         successDescription: 'The new key, with the key itself in `key` (shown this once)',
         errorResponses: { 400: 'A missing or malformed tenant, name, scopes or expires_in_s' },
+        unavailable: 'PostgreSQL is unavailable',
       },
     })
     .input(
@@ -63,6 +64,7 @@ export const keysRouter = router({
         tags: ['keys'],
         successDescription: 'The keys',
         errorResponses: { 400: 'A malformed tenant' },
+        unavailable: 'PostgreSQL is unavailable',
       },
     })
     .input(z.object({ tenant: z.string().min(1).max(100).describe('Only this tenant’s keys').optional() }))
@@ -82,6 +84,7 @@ export const keysRouter = router({
           400: 'Malformed id (not a UUID)',
           404: 'No live API key has this id (unknown or already revoked)',
         },
+        unavailable: 'PostgreSQL is unavailable',
       },
     })
     .input(z.object({ id: z.uuid().describe('The key id (not the key)') }))

@@ -55,6 +55,7 @@ export const legacyRouter = router({
           503: 'PostgreSQL (or Redis, in that mode) is unavailable, or the task type needs a service that is not configured (query_chatgpt without OPENAI_API_KEY)',
         },
       },
+      taskParameters: 'task_parameters',
     })
     .input(runTaskInput)
     .output(runTaskOutput)

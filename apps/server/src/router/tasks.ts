@@ -1,7 +1,7 @@
-import { findUnstorable, InvalidTaskInputError, taskStatusSchema, taskViewSchema } from '@tasker/engine';
+import { findUnstorable, taskStatusSchema, taskViewSchema } from '@tasker/engine';
 import { taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
-import { invalidTaskInput, readProcedure, router, writeProcedure } from '../trpc.ts';
+import { readProcedure, router, writeProcedure } from '../trpc.ts';
 import { checkRunOptions, runOptionsShape, taskUuid, toSubmitOptions } from './schemas.ts';
 
 /** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
@@ -102,21 +102,23 @@ export const tasksRouter = router({
           'with the task record as recorded (PENDING), in the shape GET /tasks/{id} gives. With an ' +
           'idempotency_key seen within IDEMPOTENCY_WINDOW_SECONDS, the earlier task.',
         tags: ['tasks'],
+        successStatus: 201,
         successDescription: 'The task is recorded and queued: its record',
         errorResponses: {
           400: "Unknown name, input that does not fit its task type's schema, or a run option out of range",
           503: 'PostgreSQL (or Redis, in that mode) is unavailable, or the task type needs a service that is not configured (query_chatgpt without OPENAI_API_KEY)',
         },
       },
+      taskParameters: 'input',
     })
     .input(createTaskInput)
     .output(taskViewSchema)
     .mutation(async ({ ctx, input }) => {
-      const submitted = await ctx.tasks
-        .submit(ctx.identity.tenantId, { name: input.name, input: input.input, ...toSubmitOptions(input) })
-        .catch((error: unknown) => {
-          throw error instanceof InvalidTaskInputError ? invalidTaskInput(error, 'input') : error;
-        });
+      const submitted = await ctx.tasks.submit(ctx.identity.tenantId, {
+        name: input.name,
+        input: input.input,
+        ...toSubmitOptions(input),
+      });
       return submitted.task;
     }),
 
@@ -242,6 +244,7 @@ export const tasksRouter = router({
         tags: ['tasks'],
         successDescription: 'Every task type',
         errorResponses: {},
+        unavailable: 'PostgreSQL is unavailable, so the API key cannot be checked (when AUTH_MODE=required)',
       },
     })
     .input(z.object({}))

@@ -1,4 +1,18 @@
 export { DependencyUnavailableError } from './dependency-unavailable.ts';
+export {
+  describeIssues,
+  ERROR_CODE_BY_STATUS,
+  ERROR_CODES,
+  type ErrorBody,
+  type ErrorCode,
+  errorBody,
+  errorCodeOf,
+  INTERNAL_ERROR_MESSAGE,
+  type PublicFailure,
+  type PublicIssue,
+  publicFailureOf,
+  toPublicIssues,
+} from './http.ts';
 export { InvalidArgumentError } from './invalid-argument.ts';
 export { InvalidTaskInputError } from './invalid-task-input.ts';
 export { NotFoundError } from './not-found.ts';

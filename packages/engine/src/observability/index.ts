@@ -1,6 +1,6 @@
 export type { LifecycleEvent, LifecycleObserver } from './events.ts';
 export { type StreamKind, TaskerMetrics } from './metrics.ts';
-export { metricsAuthorized, metricsRefusal } from './token.ts';
+export { METRICS_CLOSED, type MetricsAccess, metricsAccess, metricsRefusal } from './token.ts';
 export {
   currentTraceCarrier,
   endRequestSpan,
