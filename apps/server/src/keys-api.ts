@@ -1,5 +1,5 @@
 import { API_KEY_SCOPES, type ApiKeyInfo, type ApiKeyStore } from '@tasker/db';
-import { iso, isoDate, NotFoundError } from '@tasker/engine';
+import { ForbiddenError, iso, isoDate, NotFoundError } from '@tasker/engine';
 import { z } from 'zod';
 
 /** An API key as the API shows it: never the key itself, nor its hash. */
@@ -48,9 +48,17 @@ export function toApiKeyView(info: ApiKeyInfo): ApiKeyView {
   };
 }
 
-export function createKeysApi(store: ApiKeyStore): KeysApi {
+/**
+ * Why no key is made while AUTH_MODE=disabled: that server asks nobody for a key, so a key would
+ * suggest a protection that is not there. The CLI's `keys create` refuses in the same words.
+ */
+export const KEYS_NEED_AUTH =
+  'API keys are not made while AUTH_MODE=disabled: this server asks nobody for a key, so it would protect nothing. Run the server with AUTH_MODE=required (NODE_ENV=production implies it), then make keys';
+
+export function createKeysApi(store: ApiKeyStore, authMode: 'required' | 'disabled'): KeysApi {
   return {
     create: async ({ tenant, name, scopes, expiresInS }) => {
+      if (authMode === 'disabled') throw new ForbiddenError(KEYS_NEED_AUTH);
       const { key, info } = await store.create({
         tenantId: tenant,
         name,

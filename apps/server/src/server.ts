@@ -1,5 +1,13 @@
 import { ApiKeyStore } from '@tasker/db';
-import { createEngine, createTaskApi, type Env, type Logger, redisKeys } from '@tasker/engine';
+import {
+  checkServerExposure,
+  createEngine,
+  createTaskApi,
+  describeExposure,
+  type Env,
+  type Logger,
+  redisKeys,
+} from '@tasker/engine';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
@@ -19,6 +27,8 @@ export async function startServer(
   log: Logger,
   { dashboardDir }: { dashboardDir?: string } = {},
 ): Promise<TaskerServer> {
+  // Auth off on an address other machines reach: refused before anything starts (one line, main.ts).
+  checkServerExposure(env);
   const engine = await createEngine(env, log, 'server');
   const { store } = engine.lifecycle.resources;
   const live = new TaskFeed(engine.db.sql, store, { resyncMs: 10_000 }, log);
@@ -26,15 +36,10 @@ export async function startServer(
 
   const keys = new ApiKeyStore(engine.db.db);
   const authenticator = new Authenticator(keys, env.AUTH_MODE, log);
-  if (env.AUTH_MODE === 'disabled') {
-    log.warn(
-      'AUTH_MODE=disabled: every request is tenant "default" with every scope; set AUTH_MODE=required (the default when NODE_ENV=production) to require API keys',
-    );
-  }
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
-    services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys) },
+    services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys, env.AUTH_MODE) },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     rateLimitRedis: engine.mode.kind === 'redis' ? engine.mode.redis : undefined,
@@ -49,6 +54,15 @@ export async function startServer(
   const address = await app.listen({ host: env.HOST, port: env.PORT });
   const url = address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
   log.info({ url }, 'server listening');
+  // Which auth mode runs, on which address, in words: a warning when nothing is asked of callers.
+  const bound = app.server.address();
+  const where =
+    typeof bound === 'object' && bound
+      ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`
+      : address;
+  const exposure = describeExposure(env, where);
+  if (env.AUTH_MODE === 'disabled') log.warn(exposure);
+  else log.info(exposure);
   log.info(engine.describe);
 
   let closing: Promise<void> | undefined;

@@ -9,6 +9,7 @@ import type { ApiKeyScope } from '@tasker/db';
 import { isDatabaseUnavailable } from '@tasker/db';
 import {
   DependencyUnavailableError,
+  ForbiddenError,
   findUnstorable,
   InvalidArgumentError,
   InvalidTaskInputError,
@@ -115,6 +116,7 @@ function toTrpcError(error: unknown): TRPCError | undefined {
   if (cause instanceof InvalidArgumentError)
     return new TRPCError({ code: 'BAD_REQUEST', message: cause.message });
   if (cause instanceof NotFoundError) return new TRPCError({ code: 'NOT_FOUND', message: cause.message });
+  if (cause instanceof ForbiddenError) return new TRPCError({ code: 'FORBIDDEN', message: cause.message });
   if (cause instanceof TaskStateConflictError)
     return new TRPCError({ code: 'CONFLICT', message: cause.message });
   if (cause instanceof DependencyUnavailableError)

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { envSchema, loadEnv } from '@tasker/engine';
+import { checkServerExposure, envSchema, loadEnv } from '@tasker/engine';
 import { type AppProcess, freePort, spawnApp } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -110,6 +110,26 @@ describe('docker-compose.yml', () => {
       const parsed = loadEnv(env);
       expect(parsed.REDIS_URL, name).toBe(name.endsWith('-pg') ? undefined : 'redis://redis:6379/0');
       if (name.startsWith('worker')) expect(parsed.METRICS_PORT, name).toBeGreaterThan(0);
+    }
+  });
+
+  it('runs in production with API keys required, as the Dockerfile does: both say NODE_ENV=production and AUTH_MODE=required', () => {
+    // The runtime stage of the Dockerfile (the last FROM): its ENV lines.
+    const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const image = Object.fromEntries(
+      [...runtime.matchAll(/^ENV (.+)$/gm)].flatMap(([, pairs]) =>
+        (pairs ?? '').split(/\s+/).map((pair) => pair.split('=') as [string, string]),
+      ),
+    );
+    expect(image).toMatchObject({ NODE_ENV: 'production', AUTH_MODE: 'required', HOST: '0.0.0.0' });
+    expect(loadEnv({ ...image, DATABASE_URL: 'postgres://h/db' }).AUTH_MODE).toBe('required');
+    for (const [name, s] of services.filter(([n]) => n.startsWith('server') || n.startsWith('worker'))) {
+      const env = interpolated(s);
+      expect(env, name).toMatchObject({ NODE_ENV: 'production', AUTH_MODE: 'required' });
+      const parsed = loadEnv(env);
+      expect(parsed.RATE_LIMIT_PER_MINUTE, name).toBeGreaterThan(0);
+      expect(() => checkServerExposure(parsed), name).not.toThrow();
     }
   });
 

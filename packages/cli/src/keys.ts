@@ -1,6 +1,8 @@
 import type { ApiKeyScope, ApiKeyStore } from '@tasker/db';
+import { authModeOf } from '@tasker/engine/config';
 import { type Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from './duration.ts';
+import { CliError, EXIT } from './errors.ts';
 
 /**
  * @tasker/db's API_KEY_SCOPES, copied so that the CLI loads drizzle (a second of start-up) only for
@@ -65,6 +67,15 @@ export function keysCommand(program: Command, databaseUrl: () => Promise<string>
     .action(async (options: { tenant: string; name: string; scopes: ApiKeyScope[]; expiresIn?: number }) => {
       if (!/^[\w.-]{1,100}$/.test(options.tenant)) {
         throw new Error('--tenant: letters, digits, "_", "." or "-" only');
+      }
+      // The same rule as the server's POST /api-keys: a key for a server that asks for none would
+      // protect nothing. Decided by the variables that decide the server's mode (NODE_ENV, AUTH_MODE).
+      if (authModeOf(process.env) === 'disabled') {
+        throw new CliError(
+          'API keys are not made while AUTH_MODE=disabled (AUTH_MODE is not "required" here, and NODE_ENV is not "production"): ' +
+            'a server run so asks nobody for a key. Set AUTH_MODE=required, here and on the server, then make keys',
+          EXIT.auth,
+        );
       }
       const { key, info } = await withKeys(await databaseUrl(), (store) =>
         store.create({

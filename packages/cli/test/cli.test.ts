@@ -315,7 +315,8 @@ describe('tasker queue', () => {
 
 describe('with AUTH_MODE=required', () => {
   it('a key from `tasker keys create` works; none, or one without the scope, is exit 4 with one line', async () => {
-    const keys = { DATABASE_URL: env.databaseUrl, TASKER_URL: authServer.url ?? '' };
+    // `keys create` makes keys for a server run with AUTH_MODE=required: the same variable here.
+    const keys = { DATABASE_URL: env.databaseUrl, TASKER_URL: authServer.url ?? '', AUTH_MODE: 'required' };
     const create = async (scopes: string) => {
       const made = await tasker(
         ['keys', 'create', '--tenant', 'acme', '--name', scopes, '--scopes', scopes],

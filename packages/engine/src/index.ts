@@ -10,10 +10,14 @@ export {
 } from './api.ts';
 export { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
 export {
+  authModeOf,
   ConfigError,
+  checkServerExposure,
   DEFAULT_RATE_LIMIT_PER_MINUTE,
+  describeExposure,
   type Env,
   envSchema,
+  isLoopbackHost,
   loadEnv,
   taskConfig,
 } from './config.ts';

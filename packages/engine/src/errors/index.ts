@@ -1,4 +1,5 @@
 export { DependencyUnavailableError } from './dependency-unavailable.ts';
+export { ForbiddenError } from './forbidden.ts';
 export { InvalidArgumentError } from './invalid-argument.ts';
 export { InvalidTaskInputError } from './invalid-task-input.ts';
 export { NotFoundError } from './not-found.ts';
