@@ -38,14 +38,27 @@ const get = (name: string): Service => {
 const inProfile = (profile: string) =>
   Object.fromEntries(services.filter(([, s]) => s.profiles.includes(profile)));
 
-/** The environment as Compose passes it with nothing set in the shell: `${NAME:-default}` → default. */
+/** What the shell must give compose (`${NAME:?…}` in the file): a value each, for these tests. */
+const REQUIRED: Record<string, string> = { POSTGRES_PASSWORD: 'pw-for-tests', GRAFANA_ADMIN_PASSWORD: 'gf' };
+
+/**
+ * The environment as Compose passes it with only the required variables set in the shell:
+ * `${NAME:-default}` → default, `${NAME:?message}` → REQUIRED's value (a test fails on an unknown one).
+ */
 function interpolated(s: Service): Record<string, string> {
   return Object.fromEntries(
     Object.entries(s.environment ?? {}).map(([name, value]) => [
       name,
       String(value).replace(
-        /\$\{[A-Z_]+(?::?-([^}]*))?\}/g,
-        (_, fallback: string | undefined) => fallback ?? '',
+        /\$\{([A-Z_]+)(?:(:?[-?])([^}]*))?\}/g,
+        (_, variable: string, operator: string | undefined, rest: string | undefined) => {
+          if (operator?.endsWith('?')) {
+            const given = REQUIRED[variable];
+            if (given === undefined) throw new Error(`${variable} is required by docker-compose.yml`);
+            return given;
+          }
+          return rest ?? '';
+        },
       ),
     ]),
   );
