@@ -84,6 +84,7 @@ const apiKey = (extra: Json = {}) => ({
   prefix: EXAMPLE_KEY.slice(0, 12),
   scopes: ['tasks:write', 'tasks:read'],
   createdAt: at(0),
+  createdBy: null,
   lastUsedAt: null,
   expiresAt: null,
   revokedAt: null,
@@ -193,7 +194,7 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
         summary: 'AUTH_MODE=disabled',
         value: {
           tenant: 'default',
-          scopes: ['tasks:write', 'tasks:read', 'admin'],
+          scopes: ['tasks:write', 'tasks:read', 'admin', 'operator'],
           keyId: null,
           authMode: 'disabled',
         },
@@ -237,8 +238,12 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
   createApiKey: {
     request: {
       ci: {
-        summary: 'A key for CI that submits and reads tasks of tenant acme',
-        value: { tenant: 'acme', name: 'ci', scopes: ['tasks:write', 'tasks:read'] },
+        summary: "A key for CI that submits and reads tasks of the caller's tenant",
+        value: { name: 'ci', scopes: ['tasks:write', 'tasks:read'] },
+      },
+      otherTenant: {
+        summary: "An operator key making tenant acme's admin key",
+        value: { tenant: 'acme', name: 'acme admin', scopes: ['admin'] },
       },
       expiring: {
         summary: 'A read-only key that stops working in 30 days',
@@ -246,7 +251,10 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       },
     },
     response: {
-      created: { summary: 'The key, in key: shown this once', value: apiKey({ key: EXAMPLE_KEY }) },
+      created: {
+        summary: 'The key, in key: shown this once; createdBy is the caller’s key',
+        value: apiKey({ key: EXAMPLE_KEY, createdBy: '5f0c6a1e-8d2b-4c3a-9e7f-1a2b3c4d5e6f' }),
+      },
     },
   },
   listApiKeys: {

@@ -2,6 +2,7 @@ import type { ApiKeyScope } from '@tasker/db';
 import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
 import { createSchema } from 'zod-openapi';
+import { lacksScope } from './auth.ts';
 import { ERROR_CODES, restError } from './errors.ts';
 import { OPERATION_EXAMPLES, taskEventExample } from './openapi-examples.ts';
 import { appRouter } from './root.ts';
@@ -180,8 +181,15 @@ export function openApiDocument(version = '0.1.0') {
       name: 'tasks',
       description: 'Submit tasks, follow them, cancel and retry them (the tasks:write and tasks:read scopes)',
     },
-    { name: 'queue', description: 'Pause and resume processing; queue depths (the admin scope)' },
-    { name: 'keys', description: 'API keys of any tenant (the admin scope)' },
+    {
+      name: 'queue',
+      description: 'Pause and resume processing; queue depths: shared by every tenant (the operator scope)',
+    },
+    {
+      name: 'keys',
+      description:
+        "API keys: of the caller's own tenant (the admin scope), or of any tenant (the operator scope); who am I",
+    },
     {
       name: 'health',
       description:
@@ -406,9 +414,10 @@ function completeProcedureOperation(
     restError(401, 'No API key: send Authorization: Bearer <key>'),
   );
   if (scope !== 'any') {
+    // The route's own words when it has more reasons for a 403 (another tenant, the operator scope).
     responses['403'] = errorResponse(
-      `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
-      restError(403, `This API key lacks the "${scope}" scope`),
+      words[403] ?? `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
+      restError(403, lacksScope(scope)),
     );
   }
   if (BODY_METHODS.has(method)) {

@@ -181,5 +181,7 @@ export const identifiedProcedure = procedure.meta({ scope: 'any' }).use(({ ctx, 
 export const readProcedure = scopedProcedure('tasks:read');
 /** Changes to tasks: run, cancel, retry. */
 export const writeProcedure = scopedProcedure('tasks:write');
-/** The operator's: the queue shared by every tenant, and the keys of any tenant. */
+/** A tenant's administration: its own keys (an operator key may call these too, for any tenant). */
 export const adminProcedure = scopedProcedure('admin');
+/** Across tenants: the queue every tenant shares (pause, resume, depths). Never a tenant admin's. */
+export const operatorProcedure = scopedProcedure('operator');

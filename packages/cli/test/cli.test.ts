@@ -328,6 +328,7 @@ describe('with AUTH_MODE=required', () => {
     const writer = await create('tasks:write,tasks:read');
     const reader = await create('tasks:read');
     const admin = await create('admin');
+    const operator = await create('operator');
 
     const anonymous = await tasker(
       ['run', 'sum_two_numbers', '--param', 'a=1', '--param', 'b=2', '--wait'],
@@ -353,7 +354,14 @@ describe('with AUTH_MODE=required', () => {
 
     const notAdmin = await tasker(['queue'], { ...keys, TASKER_API_KEY: writer });
     expect(notAdmin.code).toBe(4);
-    const queue = await tasker(['queue', '--json'], { ...keys, TASKER_API_KEY: admin });
+    // The queue is every tenant's: a tenant's admin key is refused it, an operator key is not.
+    const tenantAdmin = await tasker(['queue', 'pause', '--type', 'sum_two_numbers'], {
+      ...keys,
+      TASKER_API_KEY: admin,
+    });
+    expect(tenantAdmin.code).toBe(4);
+    expect(oneLine(tenantAdmin.stderr)).toMatch(/operator.*\(403\)$/);
+    const queue = await tasker(['queue', '--json'], { ...keys, TASKER_API_KEY: operator });
     expect(queue.code, queue.stderr).toBe(0);
     expect(JSON.parse(queue.stdout)).toMatchObject({ paused: false });
 

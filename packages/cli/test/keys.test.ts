@@ -62,11 +62,30 @@ describe('tasker keys', () => {
       expiresAt: string;
     }[];
     expect(keys).toHaveLength(1);
-    expect(keys[0]).toMatchObject({ tenantId: 'acme', scopes: ['tasks:write', 'tasks:read'] });
+    // Made against the database: no key made it.
+    expect(keys[0]).toMatchObject({
+      tenantId: 'acme',
+      scopes: ['tasks:write', 'tasks:read'],
+      createdBy: null,
+    });
     expect(Date.parse(keys[0]?.expiresAt ?? '') - Date.now()).toBeGreaterThan(29 * 24 * 3600 * 1000);
     expect(listed.stdout).not.toContain(key);
     const table = await tasker('keys', 'list');
-    expect(table.stdout).toMatch(/acme\s+ci\s+tsk_\S+\s+tasks:write,tasks:read/);
+    expect(table.stdout).toMatch(/^ID\s+TENANT\s+NAME\s+PREFIX\s+SCOPES\s+CREATED\s+CREATED BY\s+LAST USED/);
+    expect(table.stdout).toMatch(/acme\s+ci\s+tsk_\S+\s+tasks:write,tasks:read\s+\S+ \S+\s+cli\s/);
+    // The first operator key is made here, against the database.
+    const operator = await tasker(
+      'keys',
+      'create',
+      '--tenant',
+      'ops',
+      '--name',
+      'op',
+      '--scopes',
+      'operator',
+    );
+    expect(operator.code, operator.stderr).toBe(0);
+    expect(operator.stderr).toMatch(/scopes operator/);
 
     const id = keys[0]?.id ?? '';
     expect((await tasker('keys', 'revoke', id)).code).toBe(0);
