@@ -59,6 +59,26 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
   };
 }
 
+/** PostgreSQL's JSON text of a jsonb value (a space after ":" and ","), as a list row's previews carry it. */
+const jsonbText = (value: unknown): string =>
+  JSON.stringify(value).replace(/("(?:[^"\\]|\\.)*")|([:,])/g, (_, string, sign) => string ?? `${sign} `);
+
+/** A row of GET /tasks: the record's fixed fields and previews of its payloads. */
+export function taskSummaryExample(d: TaskDefinition, status: State, id = EXAMPLE_TASK_ID): Json {
+  const {
+    input,
+    output,
+    attemptErrors: _a,
+    progress: _p,
+    ...fixed
+  } = taskRecordExample(d, status, id) as Record<string, unknown>;
+  const preview = (value: unknown) => {
+    const json = jsonbText(value);
+    return { json, truncated: false, bytes: Buffer.byteLength(json) };
+  };
+  return { ...fixed, inputPreview: preview(input), outputPreview: output === null ? null : preview(output) };
+}
+
 /** A task event (the SSE stream's `data:`): the record without its input. */
 export function taskEventExample(d: TaskDefinition, status: State): Json {
   const { input: _input, ...event } = taskRecordExample(d, status);
@@ -144,7 +164,7 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
         summary: 'A page, newest first, with the cursor of the next one',
         value: {
           tasks: taskDefinitions.map((d, i) =>
-            taskRecordExample(d, 'COMPLETED', EXAMPLE_TASK_ID.replace(/.$/, String(i))),
+            taskSummaryExample(d, 'COMPLETED', EXAMPLE_TASK_ID.replace(/.$/, String(i))),
           ),
           next_cursor: cursor,
         },

@@ -139,7 +139,9 @@ describe('tasker run', () => {
     expect(page.tasks.map((t) => t.id)).toContain(record.id);
     expect(new Set(page.tasks.map((t) => t.name))).toEqual(new Set(['sum_two_numbers']));
     const table = await tasker(['list', '--limit', '50']);
-    expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+TYPE\s+STATUS\s+ATTEMPTS\s+CREATED\s+FINISHED$/);
+    expect(table.stdout.split('\n')[0]).toMatch(
+      /^ID\s+TYPE\s+STATUS\s+ATTEMPTS\s+CREATED\s+FINISHED\s+INPUT$/,
+    );
     expect(table.stdout).toContain(id);
   });
 

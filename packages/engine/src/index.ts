@@ -56,15 +56,23 @@ export { createRedis, isRedisUnavailable } from './redis.ts';
 export { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 export { findUnstorable, type Unstorable } from './unstorable.ts';
 export {
+  cutUtf8,
   iso,
   isoDate,
   isTerminal,
+  MAX_LIST_ROW_BYTES,
+  PREVIEW_BYTES,
+  type Preview,
+  previewSchema,
   type TaskEvent,
+  type TaskSummary,
   type TaskView,
   taskErrorSchema,
   taskEventSchema,
   taskStatusSchema,
+  taskSummarySchema,
   taskViewSchema,
   toTaskEvent,
+  toTaskSummary,
   toTaskView,
 } from './view.ts';
