@@ -547,7 +547,10 @@ function handWrittenPaths(
           'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
           '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
           'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
-          'carries an Error body; reconnect.',
+          'carries an Error body; reconnect. A key holds at most MAX_STREAMS_PER_KEY open streams (these and tRPC ' +
+          'subscriptions together, per server; per client IP with AUTH_MODE=disabled): past it, 429. When the key is ' +
+          'revoked or expires, the stream ends within 5 s with an `event: error` carrying a 401. A client that stops ' +
+          'reading is dropped once 1 MiB of events waits for it.',
         tags: ['tasks'],
         security,
         parameters: [
@@ -588,7 +591,22 @@ function handWrittenPaths(
             restError(403, 'This API key lacks the "tasks:read" scope'),
           ),
           404: errorResponse('No task of this tenant has this id', restError(404, 'Task not found')),
-          429: rateLimited,
+          429: errorResponse(
+            'The key (or, without one, the client IP) already holds MAX_STREAMS_PER_KEY open streams on this server (close one first); ' +
+              'or more than RATE_LIMIT_PER_MINUTE requests in a minute (then with Retry-After)',
+            restError(
+              429,
+              'Too many open streams for this API key: at most 100 (MAX_STREAMS_PER_KEY) on one server; close one first',
+            ),
+            {
+              headers: {
+                'retry-after': {
+                  description: 'Seconds until the rate-limit budget is renewed (the rate limit only)',
+                  schema: { type: 'integer' },
+                },
+              },
+            },
+          ),
           503: errorResponse(
             'PostgreSQL is unavailable (the task cannot be read)',
             restError(503, 'PostgreSQL is unavailable'),

@@ -13,6 +13,7 @@ import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
 import { createKeysApi } from './keys-api.ts';
 import { TaskFeed } from './live.ts';
+import { OpenStreams } from './streams.ts';
 
 export interface TaskerServer {
   app: FastifyInstance;
@@ -35,11 +36,17 @@ export async function startServer(
   await live.start();
 
   const keys = new ApiKeyStore(engine.db.db);
+  const streams = new OpenStreams(keys, { maxPerCaller: env.MAX_STREAMS_PER_KEY }, log);
   const authenticator = new Authenticator(keys, env.AUTH_MODE, log);
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
-    services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys, env.AUTH_MODE) },
+    services: {
+      tasks: createTaskApi(engine.lifecycle),
+      live,
+      keys: createKeysApi(keys, env.AUTH_MODE),
+      streams,
+    },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     rateLimitRedis: engine.mode.kind === 'redis' ? engine.mode.redis : undefined,
@@ -72,6 +79,7 @@ export async function startServer(
     close: () => {
       closing ??= (async () => {
         await app.close();
+        streams.close();
         await live.close();
         await authenticator.close();
         await engine.close();

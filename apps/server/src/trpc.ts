@@ -23,6 +23,7 @@ import { type Auth, authorize } from './auth.ts';
 import { describeTrpcError } from './errors.ts';
 import type { KeysApi } from './keys-api.ts';
 import type { TaskWatcher } from './live.ts';
+import type { StreamGate } from './streams.ts';
 
 // 1. CONTEXT
 
@@ -31,6 +32,8 @@ export interface Services {
   tasks: TaskApi;
   live: TaskWatcher;
   keys: KeysApi;
+  /** Slots of open streams per key (or client IP), and their end with their key. */
+  streams: StreamGate;
 }
 
 /**
@@ -40,7 +43,12 @@ export interface Services {
  * SDK and must not drag BullMQ or drizzle along.
  */
 export function createContextFactory(services: Services) {
-  return ({ req }: { req: { auth: Auth } }) => ({ ...services, auth: req.auth });
+  return ({ req }: { req: { auth: Auth; ip: string; raw: { socket: { destroy(): void } } } }) => ({
+    ...services,
+    auth: req.auth,
+    /** The client's address, and how to cut its connection (a stream whose client stopped reading). */
+    client: { ip: req.ip, drop: () => req.raw.socket.destroy() },
+  });
 }
 
 export type Context = ReturnType<ReturnType<typeof createContextFactory>>;

@@ -50,6 +50,11 @@ export const envSchema = z.object({
   OPENAI_MODEL: z.string().default('gpt-4o-mini'),
   AUTH_MODE: optionalText.pipe(z.enum(['required', 'disabled']).optional()),
   RATE_LIMIT_PER_MINUTE: optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).optional()),
+  /**
+   * Open streams (SSE and tRPC subscriptions together) one API key may hold on one server; without a
+   * key (AUTH_MODE=disabled), one client IP. Past it: 429.
+   */
+  MAX_STREAMS_PER_KEY: int(100, 1),
   /** When set, `/metrics` (server, and worker on METRICS_PORT) needs `Authorization: Bearer <token>`. */
   METRICS_TOKEN: optionalText,
   /** OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318): tracing is on when set, off otherwise. */
