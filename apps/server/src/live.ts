@@ -61,8 +61,7 @@ export class TaskFeed implements TaskWatcher {
   private readonly dispatched = new Map<string, number>();
   /** watchAll's listeners, by tenant: a change costs nothing in the other tenants' streams. */
   private readonly everyTask = new Map<string, Set<Listener>>();
-  /** Listener calls made so far (each one a stream handed an event): the fan-out, measured. */
-  deliveries = 0;
+  private delivered = 0;
   /** Changes too large for a notification: their rows are read, a batch per tick. */
   private truncated = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -74,6 +73,11 @@ export class TaskFeed implements TaskWatcher {
     private readonly options: TaskFeedOptions,
     private readonly log: Logger,
   ) {}
+
+  /** Listener calls made so far (each one a stream handed an event): the fan-out, measured. */
+  get deliveries(): number {
+    return this.delivered;
+  }
 
   async start(): Promise<void> {
     let listening = false;
@@ -123,12 +127,12 @@ export class TaskFeed implements TaskWatcher {
     if (listeners) {
       if (event.version > (this.dispatched.get(event.id) ?? -1)) this.dispatched.set(event.id, event.version);
       for (const listener of listeners) {
-        this.deliveries++;
+        this.delivered++;
         listener(event, tenantId, bytes);
       }
     }
     for (const listener of everyTask ?? []) {
-      this.deliveries++;
+      this.delivered++;
       listener(event, tenantId, bytes);
     }
   }
