@@ -31,7 +31,10 @@ RUN find . -name node_modules -type d -prune -exec rm -rf {} + \
  && pnpm install --frozen-lockfile --offline --prod --filter "@tasker/server..." --filter "@tasker/worker..." --filter-prod "@tasker/cli..."
 
 FROM node:24-bookworm-slim AS runtime
-ENV NODE_ENV=production
+# Production, said explicitly: API keys required on every API route (AUTH_MODE would default to it
+# with NODE_ENV=production; it is written out so that nobody wonders), on every interface of the
+# container. A server with AUTH_MODE=disabled refuses a HOST other than loopback.
+ENV NODE_ENV=production AUTH_MODE=required HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build /app /app
 # `tasker` on the PATH (dist/main.js starts with #!/usr/bin/env node; Node follows the link to find

@@ -22,7 +22,8 @@ export type Whoami = RouterOutputs['whoami'];
 /** What the caller may do: pages show only the actions its key allows. */
 export interface Abilities {
   write: boolean;
-  admin: boolean;
+  /** The queue is every tenant's: its depths and controls are an operator key's, not a tenant admin's. */
+  operator: boolean;
 }
 
 export const can = (who: Whoami, scope: Scope) => who.scopes.includes(scope);
@@ -116,7 +117,7 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
     );
   }
   const who = whoami.data;
-  const abilities: Abilities = { write: can(who, 'tasks:write'), admin: can(who, 'admin') };
+  const abilities: Abilities = { write: can(who, 'tasks:write'), operator: can(who, 'operator') };
   return (
     <div className="app">
       <header>

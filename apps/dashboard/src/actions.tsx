@@ -8,7 +8,8 @@ export function TaskActions({
   write,
   onChanged,
 }: {
-  task: TaskEvent;
+  /** A record, an event or a list row: only what the actions depend on. */
+  task: Pick<TaskEvent, 'id' | 'status' | 'cancelRequestedAt'>;
   write: boolean;
   onChanged?: (task: Task) => void;
 }) {

@@ -20,14 +20,16 @@ import {
 
 let stack: Stack;
 let browser: Browser;
-/** tenant acme: every scope; and a read-only key of the same tenant. */
+/** tenant acme: every scope (an operator's too); a read-only key and a tenant admin's of the same tenant. */
 let admin: string;
 let reader: string;
+let tenantAdmin: string;
 
 beforeAll(async () => {
   [stack, browser] = await Promise.all([startStack(), launchBrowser()]);
-  admin = await stack.key('acme', ['tasks:write', 'tasks:read', 'admin']);
+  admin = await stack.key('acme', ['tasks:write', 'tasks:read', 'admin', 'operator']);
   reader = await stack.key('acme', ['tasks:read']);
+  tenantAdmin = await stack.key('acme', ['tasks:write', 'tasks:read', 'admin']);
 });
 afterAll(async () => {
   await browser?.close();
@@ -187,9 +189,17 @@ describe(`the dashboard (${testMode} mode)`, () => {
     expect(await page.getByRole('button', { name: /Cancel|Retry/ }).count()).toBe(0);
 
     await page.getByRole('link', { name: 'Queue' }).click();
-    await page.getByText('need a key with the admin scope').waitFor();
+    await page.getByText('need a key with the operator scope').waitFor();
     expect(await page.getByRole('button', { name: /Pause|Resume/ }).count()).toBe(0);
     await stack.api(admin, 'POST', `/tasks/${held.id}/cancel`);
+  });
+
+  it("a tenant's admin key sees no queue controls (the queue is every tenant's); whoami shows its scopes", async () => {
+    const page = await openDashboard(browser, stack.url, tenantAdmin, '/ui/queue');
+    await page.getByText('need a key with the operator scope').waitFor();
+    expect(await page.getByTestId('whoami').textContent()).toContain('tasks:write, tasks:read, admin');
+    expect(await page.getByRole('button', { name: /Pause|Resume/ }).count()).toBe(0);
+    expect(await page.getByTestId('queue-paused').count()).toBe(0);
   });
 
   it('pauses and resumes one task type and everything on the queue page, with the last hour as a chart', async () => {

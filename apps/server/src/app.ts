@@ -321,7 +321,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // REST: the same procedures as plain routes, described by the OpenAPI document.
   registerRestRoutes(app, createContext);
-  registerEventStream(app, options.services.live);
+  registerEventStream(app, options.services.live, options.services.streams);
   // /docs: the document, rendered from assets served here.
   await registerDocs(app, doc);
   registerDashboard(app, { root: options.dashboardDir, authMode: options.authMode ?? 'required' });

@@ -23,15 +23,28 @@ declare module 'fastify' {
 /** Why a call is refused, as an HTTP status and words; undefined when `auth` may make it. */
 export type Refusal = { status: 401 | 403; message: string };
 
+/** Whether a key acts across tenants (the shared queue, any tenant's keys). */
+export const isOperator = (identity: Identity): boolean => identity.scopes.includes('operator');
+
+/**
+ * Whether `identity` holds `scope`. `operator` includes `admin`: the keys of any tenant include
+ * those of its own. Nothing else implies anything (an operator key reads no task without tasks:read).
+ */
+export function hasScope(identity: Identity, scope: ApiKeyScope): boolean {
+  return identity.scopes.includes(scope) || (scope === 'admin' && isOperator(identity));
+}
+
+/** The words of the 403 for a key without `scope`. */
+export const lacksScope = (scope: ApiKeyScope): string =>
+  `This API key lacks the "${scope}" scope${scope === 'admin' ? ' (or "operator")' : ''}`;
+
 /**
  * The one rule for every route and stream: no or a bad key is a 401, a key without `scope` a 403
  * naming it. Returns the caller's identity, or why it is refused.
  */
 export function authorize(auth: Auth, scope: ApiKeyScope): { identity: Identity } | { refusal: Refusal } {
   if (!auth.ok) return { refusal: { status: 401, message: auth.reason } };
-  if (!auth.identity.scopes.includes(scope)) {
-    return { refusal: { status: 403, message: `This API key lacks the "${scope}" scope` } };
-  }
+  if (!hasScope(auth.identity, scope)) return { refusal: { status: 403, message: lacksScope(scope) } };
   return { identity: auth.identity };
 }
 

@@ -1,12 +1,20 @@
 import { listenTaskChanges, type TaskChange, type TaskChangeListener, type TaskStore } from '@tasker/db';
 import { isTerminal, type Logger, type TaskEvent, toTaskEvent } from '@tasker/engine';
 import type postgres from 'postgres';
+import { STREAM_BUFFER_BYTES, STREAM_BUFFER_EVENTS } from './streams.ts';
 
-/** Gets each change with the tenant of its task (events themselves do not carry it). */
-type Listener = (event: TaskEvent, tenantId: string) => void;
+/** Gets each change with the tenant of its task (events themselves do not carry it) and its size as JSON. */
+type Listener = (event: TaskEvent, tenantId: string, bytes: number) => void;
 
-/** Most events one watcher may have waiting; past that the oldest are dropped (each event is a full state). */
-const MAX_BUFFERED = 256;
+/** How a stream is fed: until `signal` aborts; `onOverflow` when its client stops reading. */
+export interface StreamOptions {
+  signal: AbortSignal;
+  /**
+   * Called once when the events waiting for this stream pass STREAM_BUFFER_BYTES (or
+   * STREAM_BUFFER_EVENTS): its client no longer reads. The stream ends; the caller drops the client.
+   */
+  onOverflow?: () => void;
+}
 
 /** What the API's procedures and the SSE route need of the live feed (plain types: see trpc.ts). */
 export interface TaskWatcher {
@@ -19,12 +27,12 @@ export interface TaskWatcher {
     tenantId: string,
     id: string,
     afterVersion: number,
-    signal: AbortSignal,
+    stream: StreamOptions,
   ): Promise<AsyncGenerator<TaskEvent> | undefined>;
-  /** Every change to this tenant's tasks, as it happens, while `signal` is not aborted. */
+  /** Every change to this tenant's tasks, as it happens, while the stream's signal is not aborted. */
   watchAll(
     tenantId: string,
-    signal: AbortSignal,
+    stream: StreamOptions,
     filter?: (event: TaskEvent) => boolean,
   ): AsyncGenerator<TaskEvent>;
 }
@@ -51,7 +59,9 @@ export class TaskFeed implements TaskWatcher {
   private readonly byTask = new Map<string, Set<Listener>>();
   /** Newest version dispatched, per watched task: a resync fetches only rows that moved past it. */
   private readonly dispatched = new Map<string, number>();
-  private readonly everyTask = new Set<Listener>();
+  /** watchAll's listeners, by tenant: a change costs nothing in the other tenants' streams. */
+  private readonly everyTask = new Map<string, Set<Listener>>();
+  private delivered = 0;
   /** Changes too large for a notification: their rows are read, a batch per tick. */
   private truncated = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -63,6 +73,11 @@ export class TaskFeed implements TaskWatcher {
     private readonly options: TaskFeedOptions,
     private readonly log: Logger,
   ) {}
+
+  /** Listener calls made so far (each one a stream handed an event): the fan-out, measured. */
+  get deliveries(): number {
+    return this.delivered;
+  }
 
   async start(): Promise<void> {
     let listening = false;
@@ -85,9 +100,10 @@ export class TaskFeed implements TaskWatcher {
     await this.listener?.close().catch(() => {});
   }
 
-  private receive(change: TaskChange) {
+  /** A change heard from PostgreSQL (public for tests: the notifications call it). */
+  receive(change: TaskChange) {
     if (!change.truncated) return this.dispatch(toTaskEvent(change.row), change.row.tenantId);
-    if (!this.byTask.has(change.id) && this.everyTask.size === 0) return;
+    if (!this.byTask.has(change.id) && !this.everyTask.has(change.tenantId)) return;
     if (this.truncated.size === 0) setImmediate(() => void this.readTruncated());
     this.truncated.add(change.id);
   }
@@ -104,11 +120,21 @@ export class TaskFeed implements TaskWatcher {
 
   private dispatch(event: TaskEvent, tenantId: string, toEveryTask = true) {
     const listeners = this.byTask.get(event.id);
+    const everyTask = toEveryTask ? this.everyTask.get(tenantId) : undefined;
+    if (!listeners && !everyTask) return;
+    // Its size as JSON, once for every stream it goes to: what their buffers are bounded by.
+    const bytes = JSON.stringify(event).length;
     if (listeners) {
       if (event.version > (this.dispatched.get(event.id) ?? -1)) this.dispatched.set(event.id, event.version);
-      for (const listener of listeners) listener(event, tenantId);
+      for (const listener of listeners) {
+        this.delivered++;
+        listener(event, tenantId, bytes);
+      }
     }
-    if (toEveryTask) for (const listener of this.everyTask) listener(event, tenantId);
+    for (const listener of everyTask ?? []) {
+      this.delivered++;
+      listener(event, tenantId, bytes);
+    }
   }
 
   private async resync() {
@@ -126,11 +152,20 @@ export class TaskFeed implements TaskWatcher {
     }
   }
 
-  private listen(id: string | undefined, listener: Listener): () => void {
-    if (id === undefined) {
-      this.everyTask.add(listener);
-      return () => this.everyTask.delete(listener);
+  private listen(target: { id: string } | { tenantId: string }, listener: Listener): () => void {
+    if ('tenantId' in target) {
+      let tenant = this.everyTask.get(target.tenantId);
+      if (!tenant) {
+        tenant = new Set();
+        this.everyTask.set(target.tenantId, tenant);
+      }
+      tenant.add(listener);
+      return () => {
+        tenant.delete(listener);
+        if (tenant.size === 0) this.everyTask.delete(target.tenantId);
+      };
     }
+    const { id } = target;
     let set = this.byTask.get(id);
     if (!set) {
       set = new Set();
@@ -150,11 +185,11 @@ export class TaskFeed implements TaskWatcher {
     tenantId: string,
     id: string,
     afterVersion: number,
-    signal: AbortSignal,
+    stream: StreamOptions,
   ): Promise<AsyncGenerator<TaskEvent> | undefined> {
-    const inbox = new Inbox<TaskEvent>(signal, MAX_BUFFERED);
-    const stop = this.listen(id, (event, owner) => {
-      if (owner === tenantId) inbox.push(event);
+    const inbox = new Inbox<TaskEvent>(stream);
+    const stop = this.listen({ id }, (event, owner, bytes) => {
+      if (owner === tenantId) inbox.push(event, bytes);
     });
     try {
       const row = await this.store.get(id, tenantId);
@@ -162,7 +197,8 @@ export class TaskFeed implements TaskWatcher {
         stop();
         return undefined;
       }
-      inbox.push(toTaskEvent(row));
+      const current = toTaskEvent(row);
+      inbox.push(current, JSON.stringify(current).length);
     } catch (error) {
       stop();
       throw error;
@@ -189,12 +225,13 @@ export class TaskFeed implements TaskWatcher {
 
   async *watchAll(
     tenantId: string,
-    signal: AbortSignal,
+    stream: StreamOptions,
     filter: (event: TaskEvent) => boolean = () => true,
   ): AsyncGenerator<TaskEvent> {
-    const inbox = new Inbox<TaskEvent>(signal, MAX_BUFFERED);
-    const stop = this.listen(undefined, (event, owner) => {
-      if (owner === tenantId && filter(event)) inbox.push(event);
+    const inbox = new Inbox<TaskEvent>(stream);
+    // Indexed by tenant: only this tenant's changes reach this listener.
+    const stop = this.listen({ tenantId }, (event, _owner, bytes) => {
+      if (filter(event)) inbox.push(event, bytes);
     });
     try {
       for (;;) {
@@ -209,34 +246,54 @@ export class TaskFeed implements TaskWatcher {
 }
 
 /**
- * A bounded mailbox that one consumer awaits: `push` never blocks (past `max` items the oldest is
- * dropped), `next()` resolves undefined once the signal aborts.
+ * A bounded mailbox that one consumer (a stream) awaits: `push` never blocks, and `next()` resolves
+ * undefined once the signal aborts. Its consumer takes the next item only when the client has taken
+ * the last (writes wait for the socket to drain), so what waits here is what the client has not
+ * read: past `maxBytes` (or `maxItems`) the client is not reading. The items are let go and
+ * `onOverflow` is called, once: the stream ends, instead of the server's memory growing.
  */
 export class Inbox<T> {
-  private readonly items: T[] = [];
+  private items: { item: T; bytes: number }[] = [];
+  private bytes = 0;
+  private overflowed = false;
   private wake: (() => void) | undefined;
+  private readonly signal: AbortSignal;
+  private readonly onOverflow: (() => void) | undefined;
 
   constructor(
-    private readonly signal: AbortSignal,
-    private readonly max: number,
+    stream: StreamOptions,
+    private readonly maxBytes = STREAM_BUFFER_BYTES,
+    private readonly maxItems = STREAM_BUFFER_EVENTS,
   ) {
-    signal.addEventListener('abort', () => this.wake?.(), { once: true });
+    this.signal = stream.signal;
+    this.onOverflow = stream.onOverflow;
+    this.signal.addEventListener('abort', () => this.wake?.(), { once: true });
   }
 
-  push(item: T) {
-    this.items.push(item);
-    if (this.items.length > this.max) this.items.shift();
+  push(item: T, bytes: number) {
+    if (this.overflowed || this.signal.aborted) return;
+    this.items.push({ item, bytes });
+    this.bytes += bytes;
+    if (this.bytes > this.maxBytes || this.items.length > this.maxItems) {
+      this.overflowed = true;
+      this.items = [];
+      this.bytes = 0;
+      this.onOverflow?.();
+    }
     this.wake?.();
   }
 
   async next(): Promise<T | undefined> {
     while (this.items.length === 0) {
-      if (this.signal.aborted) return undefined;
+      if (this.signal.aborted || this.overflowed) return undefined;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
       this.wake = undefined;
     }
-    return this.signal.aborted ? undefined : this.items.shift();
+    if (this.signal.aborted) return undefined;
+    const next = this.items.shift();
+    if (next) this.bytes -= next.bytes;
+    return next?.item;
   }
 }

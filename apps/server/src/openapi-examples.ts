@@ -59,6 +59,26 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
   };
 }
 
+/** PostgreSQL's JSON text of a jsonb value (a space after ":" and ","), as a list row's previews carry it. */
+const jsonbText = (value: unknown): string =>
+  JSON.stringify(value).replace(/("(?:[^"\\]|\\.)*")|([:,])/g, (_, string, sign) => string ?? `${sign} `);
+
+/** A row of GET /tasks: the record's fixed fields and previews of its payloads. */
+export function taskSummaryExample(d: TaskDefinition, status: State, id = EXAMPLE_TASK_ID): Json {
+  const {
+    input,
+    output,
+    attemptErrors: _a,
+    progress: _p,
+    ...fixed
+  } = taskRecordExample(d, status, id) as Record<string, unknown>;
+  const preview = (value: unknown) => {
+    const json = jsonbText(value);
+    return { json, truncated: false, bytes: Buffer.byteLength(json) };
+  };
+  return { ...fixed, inputPreview: preview(input), outputPreview: output === null ? null : preview(output) };
+}
+
 /** A task event (the SSE stream's `data:`): the record without its input. */
 export function taskEventExample(d: TaskDefinition, status: State): Json {
   const { input: _input, ...event } = taskRecordExample(d, status);
@@ -84,6 +104,7 @@ const apiKey = (extra: Json = {}) => ({
   prefix: EXAMPLE_KEY.slice(0, 12),
   scopes: ['tasks:write', 'tasks:read'],
   createdAt: at(0),
+  createdBy: null,
   lastUsedAt: null,
   expiresAt: null,
   revokedAt: null,
@@ -143,7 +164,7 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
         summary: 'A page, newest first, with the cursor of the next one',
         value: {
           tasks: taskDefinitions.map((d, i) =>
-            taskRecordExample(d, 'COMPLETED', EXAMPLE_TASK_ID.replace(/.$/, String(i))),
+            taskSummaryExample(d, 'COMPLETED', EXAMPLE_TASK_ID.replace(/.$/, String(i))),
           ),
           next_cursor: cursor,
         },
@@ -193,7 +214,7 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
         summary: 'AUTH_MODE=disabled',
         value: {
           tenant: 'default',
-          scopes: ['tasks:write', 'tasks:read', 'admin'],
+          scopes: ['tasks:write', 'tasks:read', 'admin', 'operator'],
           keyId: null,
           authMode: 'disabled',
         },
@@ -237,8 +258,12 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
   createApiKey: {
     request: {
       ci: {
-        summary: 'A key for CI that submits and reads tasks of tenant acme',
-        value: { tenant: 'acme', name: 'ci', scopes: ['tasks:write', 'tasks:read'] },
+        summary: "A key for CI that submits and reads tasks of the caller's tenant",
+        value: { name: 'ci', scopes: ['tasks:write', 'tasks:read'] },
+      },
+      otherTenant: {
+        summary: "An operator key making tenant acme's admin key",
+        value: { tenant: 'acme', name: 'acme admin', scopes: ['admin'] },
       },
       expiring: {
         summary: 'A read-only key that stops working in 30 days',
@@ -246,7 +271,10 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       },
     },
     response: {
-      created: { summary: 'The key, in key: shown this once', value: apiKey({ key: EXAMPLE_KEY }) },
+      created: {
+        summary: 'The key, in key: shown this once; createdBy is the caller’s key',
+        value: apiKey({ key: EXAMPLE_KEY, createdBy: '5f0c6a1e-8d2b-4c3a-9e7f-1a2b3c4d5e6f' }),
+      },
     },
   },
   listApiKeys: {

@@ -2,6 +2,7 @@ import { DEFAULT_RATE_LIMIT_PER_MINUTE, ERROR_CODES } from '@tasker/engine';
 import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
 import { createSchema } from 'zod-openapi';
+import { lacksScope } from './auth.ts';
 import { errorBody } from './errors.ts';
 import { OPERATION_EXAMPLES, taskEventExample } from './openapi-examples.ts';
 import { rateLimitMessage } from './rate-limits.ts';
@@ -175,8 +176,15 @@ export function openApiDocument(version = '0.1.0') {
       name: 'tasks',
       description: 'Submit tasks, follow them, cancel and retry them (the tasks:write and tasks:read scopes)',
     },
-    { name: 'queue', description: 'Pause and resume processing; queue depths (the admin scope)' },
-    { name: 'keys', description: 'API keys of any tenant (the admin scope)' },
+    {
+      name: 'queue',
+      description: 'Pause and resume processing; queue depths: shared by every tenant (the operator scope)',
+    },
+    {
+      name: 'keys',
+      description:
+        "API keys: of the caller's own tenant (the admin scope), or of any tenant (the operator scope); who am I",
+    },
     {
       name: 'health',
       description:
@@ -192,7 +200,8 @@ export function openApiDocument(version = '0.1.0') {
     if (!documented) throw new Error(`OpenAPI: ${route.method} ${route.path} is not documented`);
     const responses = { ...(documented.responses as Record<string, Json>) };
     if (!route.open) responses[401] = unauthorized;
-    if (route.rateLimited) responses[429] = rateLimited;
+    // A route with more reasons for a 429 (the event stream's cap) says so itself.
+    if (route.rateLimited && !responses[429]) responses[429] = rateLimited;
     paths[route.path] = {
       ...paths[route.path],
       [route.method.toLowerCase()]: {
@@ -406,10 +415,11 @@ function completeProcedureOperation(operation: Operation, method: string, meta: 
     responses['400'] = errorResponse(description, errorBody(400, description));
   }
   responses['401'] = unauthorized;
-  if (scope !== 'any') {
+  if (scope !== undefined && scope !== 'any') {
+    // The route's own words when it has more reasons for a 403 (another tenant, the operator scope).
     responses['403'] = errorResponse(
-      `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
-      errorBody(403, `This API key lacks the "${scope}" scope`),
+      words[403] ?? `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,
+      errorBody(403, lacksScope(scope)),
     );
   }
   if (BODY_METHODS.has(method)) {
@@ -531,7 +541,10 @@ function handWrittenOperations(version: string, schemas: Record<string, unknown>
         'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
         '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
         'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
-        'carries an Error body; reconnect.',
+        'carries an Error body; reconnect. A key holds at most MAX_STREAMS_PER_KEY open streams (these and tRPC ' +
+        'subscriptions together, per server; per client IP with AUTH_MODE=disabled): past it, 429. When the key is ' +
+        'revoked or expires, the stream ends within 5 s with an `event: error` carrying a 401. A client that stops ' +
+        'reading is dropped once 1 MiB of events waits for it.',
       tags: ['tasks'],
       parameters: [
         {

@@ -1,8 +1,10 @@
 import { ApiKeyStore } from '@tasker/db';
 import {
+  checkServerExposure,
   createEngine,
   metricsAccess as createMetricsAccess,
   createTaskApi,
+  describeExposure,
   type Env,
   type Logger,
   METRICS_CLOSED,
@@ -13,6 +15,7 @@ import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
 import { createKeysApi } from './keys-api.ts';
 import { TaskFeed } from './live.ts';
+import { OpenStreams } from './streams.ts';
 
 export interface TaskerServer {
   app: FastifyInstance;
@@ -27,18 +30,16 @@ export async function startServer(
   log: Logger,
   { dashboardDir }: { dashboardDir?: string } = {},
 ): Promise<TaskerServer> {
+  // Auth off on an address other machines reach: refused before anything starts (one line, main.ts).
+  checkServerExposure(env);
   const engine = await createEngine(env, log, 'server');
   const { store } = engine.lifecycle.resources;
   const live = new TaskFeed(engine.db.sql, store, { resyncMs: 10_000 }, log);
   await live.start();
 
   const keys = new ApiKeyStore(engine.db.db);
+  const streams = new OpenStreams(keys, { maxPerCaller: env.MAX_STREAMS_PER_KEY }, log);
   const authenticator = new Authenticator(keys, env.AUTH_MODE, log);
-  if (env.AUTH_MODE === 'disabled') {
-    log.warn(
-      'AUTH_MODE=disabled: every request is tenant "default" with every scope; set AUTH_MODE=required (the default when NODE_ENV=production) to require API keys',
-    );
-  }
   const metricsAccess = createMetricsAccess(env);
   if (metricsAccess.closed) log.warn(METRICS_CLOSED);
   const app = await buildApp({
@@ -50,7 +51,12 @@ export async function startServer(
       keepAlive: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       idle: env.HTTP_IDLE_TIMEOUT_MS,
     },
-    services: { tasks: createTaskApi(engine.lifecycle), live, keys: createKeysApi(keys) },
+    services: {
+      tasks: createTaskApi(engine.lifecycle),
+      live,
+      keys: createKeysApi(keys, env.AUTH_MODE),
+      streams,
+    },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     trpcMaxBatch: env.TRPC_MAX_BATCH,
@@ -73,6 +79,15 @@ export async function startServer(
   const address = await app.listen({ host: env.HOST, port: env.PORT });
   const url = address.replace('[::]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
   log.info({ url }, 'server listening');
+  // Which auth mode runs, on which address, in words: a warning when nothing is asked of callers.
+  const bound = app.server.address();
+  const where =
+    typeof bound === 'object' && bound
+      ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`
+      : address;
+  const exposure = describeExposure(env, where);
+  if (env.AUTH_MODE === 'disabled') log.warn(exposure);
+  else log.info(exposure);
   log.info(engine.describe);
 
   let closing: Promise<void> | undefined;
@@ -100,6 +115,7 @@ export async function startServer(
           app.server.closeAllConnections();
           await closed;
         }
+        streams.close();
         await live.close();
         await authenticator.close();
         await engine.close();

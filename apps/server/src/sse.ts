@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { authorize } from './auth.ts';
 import { errorBody } from './errors.ts';
 import { resumeAfter, type TaskWatcher } from './live.ts';
+import { STREAM_BUFFER_BYTES, type StreamGate } from './streams.ts';
 
 const KEEP_ALIVE_MS = 15_000;
 const params = z.object({ id: z.uuid() });
@@ -15,6 +16,7 @@ const params = z.object({ id: z.uuid() });
 export function registerEventStream(
   app: FastifyInstance,
   live: TaskWatcher,
+  streams: StreamGate,
   keepAliveMs = KEEP_ALIVE_MS,
 ): void {
   app.get('/tasks/:id/events', async (request, reply) => {
@@ -41,41 +43,72 @@ export function registerEventStream(
     const socket = request.raw.socket;
     const onClose = () => closed.abort();
     socket.once('close', onClose);
-    const updates = await live
-      .watch(identity.tenantId, parsed.data.id, resumeAfter(lastEventId), closed.signal)
-      .catch((error: unknown) => {
-        socket.off('close', onClose);
-        throw error;
-      });
-    if (!updates) {
+    // A slot among the caller's streams (429 past MAX_STREAMS_PER_KEY); it ends with its key.
+    const lease = streams.open({ identity, ip: request.ip, drop: () => socket.destroy() }, closed.signal);
+    if ('refusal' in lease) {
       socket.off('close', onClose);
-      return reply.code(404).send(errorBody(404, 'Task not found'));
+      return reply.code(lease.refusal.status).send(errorBody(lease.refusal.status, lease.refusal.message));
     }
-
-    reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, {
-      // What hooks set on the reply (x-request-id, CORS, rate-limit headers) goes out too.
-      ...(reply.getHeaders() as Record<string, string>),
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    res.write(': tasker task events\n\n');
-    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
+    let hijacked = false;
     try {
-      for await (const event of updates)
-        res.write(`id: ${event.version}\ndata: ${JSON.stringify(event)}\n\n`);
-    } catch (error) {
-      request.log.warn({ err: error }, 'task event stream failed');
-      res.write(
-        `event: error\ndata: ${JSON.stringify(errorBody(503, 'the event stream was interrupted; reconnect'))}\n\n`,
-      );
+      const updates = await live.watch(identity.tenantId, parsed.data.id, resumeAfter(lastEventId), {
+        signal: lease.signal,
+        onOverflow: lease.overflow,
+      });
+      if (!updates) return reply.code(404).send(errorBody(404, 'Task not found'));
+
+      reply.hijack();
+      hijacked = true;
+      const res = reply.raw;
+      res.writeHead(200, {
+        // What hooks set on the reply (x-request-id, CORS, rate-limit headers) goes out too.
+        ...(reply.getHeaders() as Record<string, string>),
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      /**
+       * Writes, then waits until the socket takes more (backpressure): the next event stays in the
+       * feed's bounded inbox meanwhile, and a client that stops reading overflows it and is dropped.
+       */
+      const send = async (chunk: string) => {
+        if (res.write(chunk) || res.destroyed) return;
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done);
+            lease.signal.removeEventListener('abort', done);
+            resolve();
+          };
+          res.once('drain', done);
+          lease.signal.addEventListener('abort', done, { once: true });
+        });
+      };
+      await send(': tasker task events\n\n');
+      const keepAlive = setInterval(() => {
+        if (res.writableLength > STREAM_BUFFER_BYTES) lease.overflow();
+        else res.write(': keep-alive\n\n');
+      }, keepAliveMs);
+      try {
+        for await (const event of updates)
+          await send(`id: ${event.version}\ndata: ${JSON.stringify(event)}\n\n`);
+        // Ended by the server: a revoked or expired key (401), in the one error shape.
+        const ended = lease.ended();
+        if (ended && !res.destroyed)
+          res.write(`event: error\ndata: ${JSON.stringify(errorBody(ended.status, ended.message))}\n\n`);
+      } catch (error) {
+        request.log.warn({ err: error }, 'task event stream failed');
+        res.write(
+          `event: error\ndata: ${JSON.stringify(errorBody(503, 'the event stream was interrupted; reconnect'))}\n\n`,
+        );
+      } finally {
+        clearInterval(keepAlive);
+        res.end();
+      }
     } finally {
-      clearInterval(keepAlive);
       socket.off('close', onClose);
-      res.end();
+      lease.release();
+      if (!hijacked) closed.abort();
     }
   });
 }

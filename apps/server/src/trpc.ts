@@ -12,6 +12,7 @@ import { type Auth, authorize } from './auth.ts';
 import { PublicFailureError, toPublicError, trpcCodeOf } from './errors.ts';
 import type { KeysApi } from './keys-api.ts';
 import type { TaskWatcher } from './live.ts';
+import type { StreamGate } from './streams.ts';
 
 // 1. CONTEXT
 
@@ -20,6 +21,8 @@ export interface Services {
   tasks: TaskApi;
   live: TaskWatcher;
   keys: KeysApi;
+  /** Slots of open streams per key (or client IP), and their end with their key. */
+  streams: StreamGate;
 }
 
 /**
@@ -29,7 +32,12 @@ export interface Services {
  * SDK and must not drag BullMQ or drizzle along.
  */
 export function createContextFactory(services: Services) {
-  return ({ req }: { req: { auth: Auth } }) => ({ ...services, auth: req.auth });
+  return ({ req }: { req: { auth: Auth; ip: string; raw: { socket: { destroy(): void } } } }) => ({
+    ...services,
+    auth: req.auth,
+    /** The client's address, and how to cut its connection (a stream whose client stopped reading). */
+    client: { ip: req.ip, drop: () => req.raw.socket.destroy() },
+  });
 }
 
 export type Context = ReturnType<ReturnType<typeof createContextFactory>>;
@@ -157,5 +165,7 @@ export const identifiedProcedure = procedure.meta({ scope: 'any' }).use(({ ctx, 
 export const readProcedure = scopedProcedure('tasks:read');
 /** Changes to tasks: run, cancel, retry. */
 export const writeProcedure = scopedProcedure('tasks:write');
-/** The operator's: the queue shared by every tenant, and the keys of any tenant. */
+/** A tenant's administration: its own keys (an operator key may call these too, for any tenant). */
 export const adminProcedure = scopedProcedure('admin');
+/** Across tenants: the queue every tenant shares (pause, resume, depths). Never a tenant admin's. */
+export const operatorProcedure = scopedProcedure('operator');

@@ -186,11 +186,11 @@ describe('401 and 403', () => {
     expect((await call('GET', `/tasks/${madeId}`, writer)).status).toBe(200);
     const stranger = await key('another-tenant', ['tasks:read']);
     expect((await call('GET', `/tasks/${madeId}`, stranger)).status).toBe(404);
-    // A read-only key reads; an admin-only route refuses it.
+    // A read-only key reads; an operator-only route refuses it.
     expect((await call('GET', `/tasks/${randomUUID()}`, readOnly)).status).toBe(404);
     const pause = await call('POST', '/queue/pause', readOnly);
     expect(pause.status).toBe(403);
-    expect(pause.body).toMatchObject({ error: expect.stringContaining('"admin"') });
+    expect(pause.body).toMatchObject({ error: expect.stringContaining('"operator"') });
   });
 
   it('leaves /healthz, /readyz and /openapi.json open', async () => {
@@ -293,8 +293,8 @@ describe('key use', () => {
 });
 
 describe('keys over HTTP', () => {
-  it('an admin key creates, lists and revokes keys; a key revoked through server 1 is refused by server 2 within 2 s', async () => {
-    const admin = await key('ops', ['admin']);
+  it('an operator key creates, lists and revokes keys of any tenant; a key revoked through server 1 is refused by server 2 within 2 s', async () => {
+    const admin = await key('ops', ['operator']);
     const created = await call('POST', '/api-keys', admin, {
       tenant: 'acme',
       name: 'ci',
@@ -329,6 +329,77 @@ describe('keys over HTTP', () => {
     expect((await call('DELETE', `/api-keys/${made.id}`, admin)).status).toBe(404);
     // Not an admin: 403.
     expect((await call('GET', '/api-keys', made.key)).status).toBe(401);
+  });
+});
+
+describe("one tenant's key does not govern the others", () => {
+  it("a tenant's admin key manages its own tenant's keys only; each key records the key that made it", async () => {
+    const admin = await key('gov-a', ['tasks:read', 'admin']);
+    const adminId = (await keys.list('gov-a'))[0]?.id;
+    const theirs = (await keys.create({ tenantId: 'gov-b', name: 'b', scopes: ['tasks:read'] })).info;
+    const ops = (await keys.create({ tenantId: 'gov-a', name: 'ops', scopes: ['operator'] })).info;
+
+    // Its own tenant (the default): made, recorded as made by this admin key.
+    const mine = await call('POST', '/api-keys', admin, { name: 'ci', scopes: ['tasks:write', 'admin'] });
+    expect(mine.status, JSON.stringify(mine.body)).toBe(200);
+    expect(mine.body).toMatchObject({ tenant: 'gov-a', createdBy: adminId });
+    // Another tenant's, or the operator scope: 403 saying why.
+    const other = await call('POST', '/api-keys', admin, { tenant: 'gov-b', name: 'x', scopes: ['admin'] });
+    expect(other.status).toBe(403);
+    expect(other.body).toMatchObject({ error: expect.stringContaining('its own tenant only') });
+    const escalate = await call('POST', '/api-keys', admin, { name: 'x', scopes: ['operator'] });
+    expect(escalate.status).toBe(403);
+    expect(escalate.body).toMatchObject({ error: expect.stringContaining('operator scope') });
+    // Lists its own tenant's keys only; asking for another tenant's is a 403.
+    const listed = (await call('GET', '/api-keys', admin)).body as { keys: { tenant: string; id: string }[] };
+    expect(new Set(listed.keys.map((k) => k.tenant))).toEqual(new Set(['gov-a']));
+    expect(listed.keys.map((k) => k.id)).not.toContain(theirs.id);
+    expect((await call('GET', '/api-keys?tenant=gov-b', admin)).status).toBe(403);
+    // Another tenant's key is unknown to it (404, as an unknown id), and stays live.
+    const revoke = await call('DELETE', `/api-keys/${theirs.id}`, admin);
+    const unknown = await call('DELETE', `/api-keys/${randomUUID()}`, admin);
+    expect({ status: revoke.status, body: revoke.body }).toEqual({
+      status: unknown.status,
+      body: unknown.body,
+    });
+    expect(revoke.status).toBe(404);
+    expect((await keys.get(theirs.id))?.revokedAt).toBeNull();
+    // Its tenant's operator key is not its to revoke.
+    expect((await call('DELETE', `/api-keys/${ops.id}`, admin)).status).toBe(403);
+    expect((await keys.get(ops.id))?.revokedAt).toBeNull();
+    // Nor is the shared queue: pausing it (or a task type) is an operator's act.
+    const pause = await call('POST', '/queue/pause', admin, { task_name: 'sum_two_numbers' });
+    expect(pause.status).toBe(403);
+    expect(pause.body).toMatchObject({ error: 'This API key lacks the "operator" scope' });
+    expect((await call('GET', '/queue', admin)).status).toBe(403);
+    // A key made by the CLI against the database has no creator.
+    expect((await keys.get(theirs.id))?.createdBy).toBeNull();
+  });
+
+  it('an operator key acts across tenants: any tenant, the operator scope, the whole queue, a task type', async () => {
+    const operator = await key('gov-ops', ['operator']);
+    const operatorId = (await keys.list('gov-ops'))[0]?.id;
+    const made = await call('POST', '/api-keys', operator, {
+      tenant: 'gov-c',
+      name: 'op2',
+      scopes: ['operator'],
+    });
+    expect(made.status).toBe(200);
+    expect(made.body).toMatchObject({ tenant: 'gov-c', scopes: ['operator'], createdBy: operatorId });
+    const all = (await call('GET', '/api-keys', operator)).body as { keys: { tenant: string }[] };
+    expect(all.keys.some((k) => k.tenant === 'gov-c') && all.keys.some((k) => k.tenant === 'gov-ops')).toBe(
+      true,
+    );
+    for (const body of [{ task_name: 'find_longest_consecutive_letters' }, {}]) {
+      const paused = await call('POST', '/queue/pause', operator, body);
+      expect(paused.status, JSON.stringify(body)).toBe(200);
+      expect((await call('POST', '/queue/resume', operator, body)).status).toBe(200);
+    }
+    const second = (made.body as { key: string }).key;
+    expect((await call('DELETE', `/api-keys/${(made.body as { id: string }).id}`, operator)).status).toBe(
+      200,
+    );
+    await waitFor(async () => (await call('GET', '/queue', second)).status === 401, { timeoutMs: 5000 });
   });
 });
 

@@ -16,7 +16,11 @@ const REPLY = 'Why did the chicken cross the road? To get to the other side.';
 beforeAll(async () => {
   // A model that streams its reply slowly, word by word.
   fake = await startFakeOpenAI({ reply: () => REPLY, chunkDelayMs: 120 });
-  stack = await startStack({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL }, { worker: false });
+  // 300 watchers of one task from this one address (AUTH_MODE=disabled: counted per client IP).
+  stack = await startStack(
+    { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL, MAX_STREAMS_PER_KEY: '1000' },
+    { worker: false },
+  );
 });
 afterAll(async () => {
   await stack?.worker?.stop();

@@ -30,7 +30,7 @@ import { startServer, type TaskerServer } from '../src/server.ts';
 const RATE_LIMIT = 300;
 const BODY_LIMIT = 4096;
 const METRICS_TOKEN = 'prism-metrics-token';
-const ALL_SCOPES: ApiKeyScope[] = ['tasks:write', 'tasks:read', 'admin'];
+const ALL_SCOPES: ApiKeyScope[] = ['tasks:write', 'tasks:read', 'admin', 'operator'];
 
 interface Operation {
   operationId: string;
@@ -71,7 +71,10 @@ let prismLog = '';
 let dir: string;
 let doc: Doc;
 let base: string;
-const keys = {} as Record<'admin' | 'limited' | `without:${ApiKeyScope}`, string>;
+const keys = {} as Record<
+  'admin' | 'limited' | 'tenantAdmin' | 'operatorOnly' | `without:${ApiKeyScope}`,
+  string
+>;
 /** Makes a key with every scope, never used yet (so not in the server's key cache). */
 let freshKey: () => Promise<string>;
 /** Ids made in setup: each operation's cases use them. */
@@ -81,6 +84,9 @@ const ids = {
   toRetry: '',
   finished: '',
   keyToRevoke: '',
+  /** A key of another tenant, and an operator key of this one: a tenant admin may revoke neither. */
+  otherTenantKey: '',
+  operatorKey: '',
   unknown: randomUUID(),
 };
 
@@ -132,7 +138,19 @@ beforeAll(async () => {
     (await store.create({ tenantId: 'prism', name: 'prism', scopes, expiresAt: null })).key;
   keys.admin = await key(ALL_SCOPES);
   keys.limited = await key(ALL_SCOPES);
-  for (const scope of ALL_SCOPES) keys[`without:${scope}`] = await key(ALL_SCOPES.filter((s) => s !== scope));
+  // `operator` includes `admin`: a key lacking admin lacks operator too.
+  for (const scope of ALL_SCOPES)
+    keys[`without:${scope}`] = await key(
+      ALL_SCOPES.filter((s) => s !== scope && !(scope === 'admin' && s === 'operator')),
+    );
+  keys.tenantAdmin = await key(['tasks:write', 'tasks:read', 'admin']);
+  keys.operatorOnly = await key(['operator']);
+  ids.otherTenantKey = (
+    await store.create({ tenantId: 'prism-other', name: 'theirs', scopes: ['tasks:read'], expiresAt: null })
+  ).info.id;
+  ids.operatorKey = (
+    await store.create({ tenantId: 'prism', name: 'ops', scopes: ['operator'], expiresAt: null })
+  ).info.id;
   freshKey = () => key(ALL_SCOPES);
   ids.keyToRevoke = (
     await store.create({ tenantId: 'prism', name: 'old', scopes: ['tasks:read'], expiresAt: null })
@@ -297,10 +315,25 @@ const CASES: Record<string, () => Case[]> = {
     { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}/retry` },
   ],
   'GET /task-types': () => [{ status: 200, what: 'the catalog' }],
-  'GET /queue': () => [{ status: 200, what: 'its state' }],
+  'GET /queue': () => [
+    { status: 200, what: 'its state' },
+    { status: 403, what: "a tenant's admin key (the queue is every tenant's)", bearer: keys.tenantAdmin },
+  ],
   'POST /queue/pause': () => [
     { status: 200, what: 'one type', ...json({ task_name: 'find_longest_consecutive_letters' }) },
     { status: 200, what: 'every type, no body' },
+    {
+      status: 200,
+      what: 'an operator key (the operator scope alone)',
+      bearer: keys.operatorOnly,
+      ...json({ task_name: 'find_longest_consecutive_letters' }),
+    },
+    {
+      status: 403,
+      what: "a tenant's admin key (admin, not operator)",
+      bearer: keys.tenantAdmin,
+      ...json({ task_name: 'find_longest_consecutive_letters' }),
+    },
     { status: 400, what: 'unknown type', ...json({ task_name: 'nope' }) },
   ],
   'POST /queue/resume': () => [
@@ -314,15 +347,57 @@ const CASES: Record<string, () => Case[]> = {
       what: 'creates',
       ...json({ tenant: 'prism-2', name: 'ci', scopes: ['tasks:read'], expires_in_s: 3600 }),
     },
+    {
+      status: 200,
+      what: 'an operator key gives the operator scope',
+      ...json({ tenant: 'ops', name: 'second operator', scopes: ['operator'] }),
+    },
+    {
+      status: 200,
+      what: 'a tenant admin, for its own tenant (the default)',
+      bearer: keys.tenantAdmin,
+      ...json({ name: 'mine', scopes: ['tasks:read', 'admin'] }),
+    },
+    {
+      status: 403,
+      what: 'a tenant admin, for another tenant',
+      bearer: keys.tenantAdmin,
+      ...json({ tenant: 'prism-2', name: 'theirs', scopes: ['tasks:read'] }),
+    },
+    {
+      status: 403,
+      what: 'a tenant admin giving the operator scope',
+      bearer: keys.tenantAdmin,
+      ...json({ name: 'escalate', scopes: ['operator'] }),
+    },
     { status: 400, what: 'no scopes', ...json({ tenant: 'prism-2', name: 'ci', scopes: [] }) },
     { status: 400, what: 'bad tenant', ...json({ tenant: 'a b', name: 'ci', scopes: ['admin'] }) },
   ],
   'GET /api-keys': () => [
     { status: 200, what: 'every key', path: '/api-keys' },
     { status: 200, what: "a tenant's", path: '/api-keys?tenant=prism' },
+    { status: 200, what: "a tenant admin: its tenant's", path: '/api-keys', bearer: keys.tenantAdmin },
+    {
+      status: 403,
+      what: "a tenant admin asking for another tenant's",
+      path: '/api-keys?tenant=prism-other',
+      bearer: keys.tenantAdmin,
+    },
     { status: 400, what: 'empty tenant', path: '/api-keys?tenant=' },
   ],
   'DELETE /api-keys/{id}': () => [
+    {
+      status: 404,
+      what: "a tenant admin, another tenant's key (as an unknown one)",
+      path: `/api-keys/${ids.otherTenantKey}`,
+      bearer: keys.tenantAdmin,
+    },
+    {
+      status: 403,
+      what: "a tenant admin, its tenant's operator key",
+      path: `/api-keys/${ids.operatorKey}`,
+      bearer: keys.tenantAdmin,
+    },
     { status: 200, what: 'revokes', path: `/api-keys/${ids.keyToRevoke}` },
     { status: 400, what: 'malformed id', path: '/api-keys/nope' },
     { status: 404, what: 'unknown id', path: `/api-keys/${ids.unknown}` },

@@ -75,7 +75,7 @@ describe('the README identity examples, run as written', () => {
   it('makes the first key with `pnpm tasker keys create`, then the curl lines with it work in required mode', async () => {
     const secure = await startStack({ AUTH_MODE: 'required' });
     try {
-      const create = bashLines.find((l) => l.startsWith('KEY=$(pnpm tasker keys create'));
+      const create = bashLines.find((l) => l.startsWith('KEY=$(AUTH_MODE=required pnpm tasker keys create'));
       expect(create).toBeTruthy();
       const { stdout, stderr } = await run('bash', ['-c', `${create}\nprintf %s "$KEY"`], {
         cwd: root,

@@ -23,8 +23,8 @@ interface Row {
   id: string;
   name: string;
   status: string;
-  input: Record<string, unknown>;
-  output: unknown;
+  inputPreview: { json: string; truncated: boolean; bytes: number };
+  outputPreview: { json: string; truncated: boolean; bytes: number } | null;
   createdAt: string;
 }
 interface Page {
@@ -142,7 +142,11 @@ describe('GET /tasks?input_contains=…', () => {
   it('finds the one task whose input holds a value, and only it', async () => {
     const page = await list(alice, { input_contains: JSON.stringify({ a: 3 }) });
     expect(ids(page.tasks)).toEqual([mine.sums[3]?.id]);
-    expect(page.tasks[0]).toMatchObject({ input: { a: 3, b: 7 }, output: 10, status: 'COMPLETED' });
+    expect(page.tasks[0]).toMatchObject({
+      inputPreview: { json: '{"a": 3, "b": 7}', truncated: false },
+      outputPreview: { json: '10', truncated: false, bytes: 2 },
+      status: 'COMPLETED',
+    });
     expect(page.next_cursor).toBeNull();
     // Both keys, or a key with another value: containment, not equality of a field.
     expect(ids((await list(alice, { input_contains: '{"a":3,"b":7}' })).tasks)).toEqual([mine.sums[3]?.id]);

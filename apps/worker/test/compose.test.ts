@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { envSchema, loadEnv } from '@tasker/engine';
+import { checkServerExposure, envSchema, loadEnv } from '@tasker/engine';
 import { type AppProcess, freePort, spawnApp } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -38,14 +38,27 @@ const get = (name: string): Service => {
 const inProfile = (profile: string) =>
   Object.fromEntries(services.filter(([, s]) => s.profiles.includes(profile)));
 
-/** The environment as Compose passes it with nothing set in the shell: `${NAME:-default}` → default. */
+/** What the shell must give compose (`${NAME:?…}` in the file): a value each, for these tests. */
+const REQUIRED: Record<string, string> = { POSTGRES_PASSWORD: 'pw-for-tests', GRAFANA_ADMIN_PASSWORD: 'gf' };
+
+/**
+ * The environment as Compose passes it with only the required variables set in the shell:
+ * `${NAME:-default}` → default, `${NAME:?message}` → REQUIRED's value (a test fails on an unknown one).
+ */
 function interpolated(s: Service): Record<string, string> {
   return Object.fromEntries(
     Object.entries(s.environment ?? {}).map(([name, value]) => [
       name,
       String(value).replace(
-        /\$\{[A-Z_]+(?::?-([^}]*))?\}/g,
-        (_, fallback: string | undefined) => fallback ?? '',
+        /\$\{([A-Z_]+)(?:(:?[-?])([^}]*))?\}/g,
+        (_, variable: string, operator: string | undefined, rest: string | undefined) => {
+          if (operator?.endsWith('?')) {
+            const given = REQUIRED[variable];
+            if (given === undefined) throw new Error(`${variable} is required by docker-compose.yml`);
+            return given;
+          }
+          return rest ?? '';
+        },
       ),
     ]),
   );
@@ -110,6 +123,26 @@ describe('docker-compose.yml', () => {
       const parsed = loadEnv(env);
       expect(parsed.REDIS_URL, name).toBe(name.endsWith('-pg') ? undefined : 'redis://redis:6379/0');
       if (name.startsWith('worker')) expect(parsed.METRICS_PORT, name).toBeGreaterThan(0);
+    }
+  });
+
+  it('runs in production with API keys required, as the Dockerfile does: both say NODE_ENV=production and AUTH_MODE=required', () => {
+    // The runtime stage of the Dockerfile (the last FROM): its ENV lines.
+    const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const image = Object.fromEntries(
+      [...runtime.matchAll(/^ENV (.+)$/gm)].flatMap(([, pairs]) =>
+        (pairs ?? '').split(/\s+/).map((pair) => pair.split('=') as [string, string]),
+      ),
+    );
+    expect(image).toMatchObject({ NODE_ENV: 'production', AUTH_MODE: 'required', HOST: '0.0.0.0' });
+    expect(loadEnv({ ...image, DATABASE_URL: 'postgres://h/db' }).AUTH_MODE).toBe('required');
+    for (const [name, s] of services.filter(([n]) => n.startsWith('server') || n.startsWith('worker'))) {
+      const env = interpolated(s);
+      expect(env, name).toMatchObject({ NODE_ENV: 'production', AUTH_MODE: 'required' });
+      const parsed = loadEnv(env);
+      expect(parsed.RATE_LIMIT_PER_MINUTE, name).toBeGreaterThan(0);
+      expect(() => checkServerExposure(parsed), name).not.toThrow();
     }
   });
 

@@ -21,14 +21,39 @@ const service = z.object({
   profiles: z.array(z.string()),
   image: z.string(),
   ports: z.array(z.string()).optional(),
+  networks: z.array(z.string()).optional(),
   volumes: z.array(z.string()).optional(),
   environment: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
   command: z.array(z.string()).optional(),
 });
 const compose = z
-  .object({ services: z.record(z.string(), z.object({ profiles: z.array(z.string()) }).passthrough()) })
+  .object({
+    services: z.record(z.string(), z.object({ profiles: z.array(z.string()) }).passthrough()),
+    networks: z.record(z.string(), z.unknown()).optional(),
+  })
   .parse(yaml('docker-compose.yml'));
 const get = (name: string) => service.parse(compose.services[name]);
+const serviceNames = Object.keys(compose.services);
+/** The Tasker processes: the servers and workers of both profiles. */
+const taskerServices = serviceNames.filter((n) => /^(server|worker)(-pg)?$/.test(n));
+
+/**
+ * Compose's interpolation of one value: `${NAME:-default}`, and `${NAME:?message}`, which stops
+ * compose when NAME is unset or empty. `vars` is the shell's environment.
+ */
+function interpolate(value: string, vars: Record<string, string>): string {
+  return value.replace(
+    /\$\{([A-Z_]+)(?:(:?[-?])([^}]*))?\}/g,
+    (_, name: string, operator: string | undefined, rest: string) => {
+      const given = vars[name];
+      if (operator?.endsWith('?')) {
+        if (!given) throw new Error(`required variable ${name} is missing a value: ${rest}`);
+        return given;
+      }
+      return given || (operator ? rest : '');
+    },
+  );
+}
 
 /** `./host/path:/container/path[:ro]` → [host path from the repo root, container path]. */
 const mounts = (volumes: string[] = []) =>
@@ -89,7 +114,7 @@ describe('the compose metrics profile', () => {
     expect(datasources).toHaveLength(1);
     const [source] = datasources;
     expect(source?.type).toBe('prometheus');
-    expect(source?.url).toBe(`http://prometheus:${get('prometheus').ports?.[0]?.split(':')[1]}`);
+    expect(source?.url).toBe(`http://prometheus:${get('prometheus').ports?.[0]?.split(':').at(-1)}`);
 
     const providers = z
       .object({
@@ -119,5 +144,81 @@ describe('the compose metrics profile', () => {
     );
     uids.delete(undefined);
     expect([...uids]).toEqual([source?.uid]);
+  });
+});
+
+describe('the compose file exposes nothing by accident', () => {
+  it('publishes Prometheus and Grafana on 127.0.0.1 only; nothing but the API (keys required) on every interface', () => {
+    for (const name of ['prometheus', 'grafana'])
+      for (const port of get(name).ports ?? []) expect(port, name).toMatch(/^127\.0\.0\.1:\d+:\d+$/);
+    for (const name of serviceNames) {
+      for (const port of get(name).ports ?? []) {
+        expect(port, name).not.toMatch(/^(0\.0\.0\.0|\[?::\]?):/);
+        // A port with no host address is published on every interface: only a Tasker server's,
+        // which requires API keys there (compose.test.ts checks AUTH_MODE=required).
+        if (!/^127\.0\.0\.1:/.test(port)) expect(name, port).toMatch(/^server(-pg)?$/);
+      }
+    }
+  });
+
+  it('writes no password: each comes from the environment, with no default, and compose stops without it', () => {
+    const text = read('docker-compose.yml');
+    expect(text).not.toMatch(/admin\/admin|:tasker@/);
+    const secrets = /PASSWORD|SECRET|TOKEN/;
+    const required = /^\$\{([A-Z_]+):\?[^}]+\}$/;
+    const seen = new Set<string>();
+    for (const name of serviceNames) {
+      for (const [variable, raw] of Object.entries(get(name).environment ?? {})) {
+        const value = String(raw);
+        if (secrets.test(variable)) {
+          expect(value, `${name} ${variable}`).toMatch(required);
+          seen.add(variable);
+        }
+        // A password inside a URL (DATABASE_URL) too.
+        const inUrl = /^[a-z]+:\/\/[^:/@]+:([^@]+)@/.exec(value)?.[1];
+        if (inUrl !== undefined) expect(inUrl, `${name} ${variable}`).toMatch(required);
+      }
+    }
+    expect([...seen].sort()).toEqual(['GF_SECURITY_ADMIN_PASSWORD', 'POSTGRES_PASSWORD']);
+    // PostgreSQL's password and the one in DATABASE_URL are the same variable.
+    const postgresPassword = String(get('postgres').environment?.POSTGRES_PASSWORD);
+    for (const name of taskerServices) {
+      const url = String(get(name).environment?.DATABASE_URL);
+      expect(url, name).toContain(`:${postgresPassword}@`);
+      expect(() => interpolate(url, {}), name).toThrow(
+        /required variable POSTGRES_PASSWORD is missing a value/,
+      );
+      expect(interpolate(url, { POSTGRES_PASSWORD: 's3cret' }), name).toBe(
+        'postgres://tasker:s3cret@postgres:5432/tasker',
+      );
+    }
+    const grafanaPassword = String(get('grafana').environment?.GF_SECURITY_ADMIN_PASSWORD);
+    expect(() => interpolate(grafanaPassword, {})).toThrow(
+      /required variable GRAFANA_ADMIN_PASSWORD is missing a value/,
+    );
+    expect(() => interpolate(grafanaPassword, { GRAFANA_ADMIN_PASSWORD: '' })).toThrow(/missing a value/);
+  });
+
+  it('keeps monitoring on a network of its own: Prometheus reaches every server and worker, never PostgreSQL or Redis', () => {
+    const networksOf = (name: string) => get(name).networks ?? ['default'];
+    expect(Object.keys(compose.networks ?? {}).sort()).toEqual(['backend', 'monitoring']);
+    const monitoring = new Set([...networksOf('prometheus'), ...networksOf('grafana')]);
+    expect([...monitoring]).toEqual(['monitoring']);
+    for (const name of ['postgres', 'redis'])
+      for (const network of networksOf(name))
+        expect(monitoring.has(network), `${name} shares ${network} with monitoring`).toBe(false);
+    // Every scrape target is on a network Prometheus is on, and reaches PostgreSQL on another.
+    for (const name of taskerServices) {
+      expect(
+        networksOf(name).some((n) => networksOf('prometheus').includes(n)),
+        name,
+      ).toBe(true);
+      expect(
+        networksOf(name).some((n) => networksOf('postgres').includes(n)),
+        name,
+      ).toBe(true);
+    }
+    for (const name of ['redis'])
+      expect(networksOf('server')).toEqual(expect.arrayContaining(networksOf(name)));
   });
 });

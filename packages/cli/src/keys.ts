@@ -1,12 +1,19 @@
 import type { ApiKeyScope, ApiKeyStore } from '@tasker/db';
+import { authModeOf } from '@tasker/engine/config';
 import { type Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from './duration.ts';
+import { CliError, EXIT } from './errors.ts';
 
 /**
  * @tasker/db's API_KEY_SCOPES, copied so that the CLI loads drizzle (a second of start-up) only for
  * `keys`; the checks below make a scope added there and missing here a compile error.
  */
-const API_KEY_SCOPES = ['tasks:write', 'tasks:read', 'admin'] as const satisfies readonly ApiKeyScope[];
+const API_KEY_SCOPES = [
+  'tasks:write',
+  'tasks:read',
+  'admin',
+  'operator',
+] as const satisfies readonly ApiKeyScope[];
 const everyScope: Exclude<ApiKeyScope, (typeof API_KEY_SCOPES)[number]> extends never ? true : false = true;
 void everyScope;
 
@@ -44,7 +51,8 @@ async function withKeys<T>(databaseUrl: string, work: (keys: ApiKeyStore) => Pro
 
 /**
  * `tasker keys ...`: API keys, straight in PostgreSQL (DATABASE_URL), so that the first key can be
- * made before any server runs. `create` prints the key, and nothing else, on stdout.
+ * made before any server runs. `create` prints the key, and nothing else, on stdout. Whoever can
+ * write to the database is trusted with every tenant: this is where the first operator key is made.
  */
 export function keysCommand(program: Command, databaseUrl: () => Promise<string>): void {
   const keys = program
@@ -56,7 +64,11 @@ export function keysCommand(program: Command, databaseUrl: () => Promise<string>
     .description('Make a key; prints it (once, and nothing else) on stdout')
     .requiredOption('--tenant <tenant>', 'the tenant whose tasks the key reaches')
     .requiredOption('--name <name>', 'what the key is for, e.g. "ci"')
-    .requiredOption('--scopes <scopes>', `comma-separated: ${API_KEY_SCOPES.join(', ')}`, scopesOption)
+    .requiredOption(
+      '--scopes <scopes>',
+      `comma-separated: ${API_KEY_SCOPES.join(', ')} (admin: its tenant's keys; operator: the shared queue and every tenant's keys)`,
+      scopesOption,
+    )
     .option(
       '--expires-in <duration>',
       'the key stops working after this long: 90s, 15m, 12h, 30d, 2w',
@@ -65,6 +77,15 @@ export function keysCommand(program: Command, databaseUrl: () => Promise<string>
     .action(async (options: { tenant: string; name: string; scopes: ApiKeyScope[]; expiresIn?: number }) => {
       if (!/^[\w.-]{1,100}$/.test(options.tenant)) {
         throw new Error('--tenant: letters, digits, "_", "." or "-" only');
+      }
+      // The same rule as the server's POST /api-keys: a key for a server that asks for none would
+      // protect nothing. Decided by the variables that decide the server's mode (NODE_ENV, AUTH_MODE).
+      if (authModeOf(process.env) === 'disabled') {
+        throw new CliError(
+          'API keys are not made while AUTH_MODE=disabled (AUTH_MODE is not "required" here, and NODE_ENV is not "production"): ' +
+            'a server run so asks nobody for a key. Set AUTH_MODE=required, here and on the server, then make keys',
+          EXIT.auth,
+        );
       }
       const { key, info } = await withKeys(await databaseUrl(), (store) =>
         store.create({
@@ -94,7 +115,18 @@ export function keysCommand(program: Command, databaseUrl: () => Promise<string>
       }
       const when = (d: Date | null) => (d ? d.toISOString().slice(0, 19).replace('T', ' ') : '-');
       const table = [
-        ['ID', 'TENANT', 'NAME', 'PREFIX', 'SCOPES', 'CREATED', 'LAST USED', 'EXPIRES', 'STATE'],
+        [
+          'ID',
+          'TENANT',
+          'NAME',
+          'PREFIX',
+          'SCOPES',
+          'CREATED',
+          'CREATED BY',
+          'LAST USED',
+          'EXPIRES',
+          'STATE',
+        ],
         ...rows.map((k) => [
           k.id,
           k.tenantId,
@@ -102,6 +134,8 @@ export function keysCommand(program: Command, databaseUrl: () => Promise<string>
           k.prefix,
           k.scopes.join(','),
           when(k.createdAt),
+          // The key that made it over the API; `cli` when made here, against the database.
+          k.createdBy ?? 'cli',
           when(k.lastUsedAt),
           when(k.expiresAt),
           k.revokedAt ? 'revoked' : k.expiresAt && k.expiresAt <= new Date() ? 'expired' : 'active',

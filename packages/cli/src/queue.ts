@@ -25,11 +25,13 @@ function printQueue(state: QueueState): void {
   );
 }
 
-/** `tasker queue [pause|resume] [--type]`: queue depths and pausing (an admin key in required mode). */
+/** `tasker queue [pause|resume] [--type]`: queue depths and pausing (an operator key in required mode). */
 export function queueCommand(program: Command): void {
   const queue = program
     .command('queue')
-    .description('Queue depths and paused types; `queue pause|resume [--type]` (admin)')
+    .description(
+      "Queue depths and paused types; `queue pause|resume [--type]` (an operator key: the queue is every tenant's)",
+    )
     .option('--json', 'the state as JSON')
     .action(async (options: { json?: boolean }, command: Command) => {
       const { client, url } = connect(command);

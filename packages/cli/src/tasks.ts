@@ -290,7 +290,7 @@ Examples:
         }
         printTable(
           [
-            ['ID', 'TYPE', 'STATUS', 'ATTEMPTS', 'CREATED', 'FINISHED'],
+            ['ID', 'TYPE', 'STATUS', 'ATTEMPTS', 'CREATED', 'FINISHED', 'INPUT'],
             ...page.tasks.map((t) => [
               t.id,
               t.name,
@@ -298,6 +298,10 @@ Examples:
               attemptsText(t),
               time(t.createdAt),
               time(t.finishedAt),
+              // A list row carries a preview of the input (its JSON cut at 1 KiB): its start, here.
+              t.inputPreview.json.length > 40 || t.inputPreview.truncated
+                ? `${t.inputPreview.json.slice(0, 40)}…`
+                : t.inputPreview.json,
             ]),
           ],
           (r, c, text) =>

@@ -139,7 +139,9 @@ describe('tasker run', () => {
     expect(page.tasks.map((t) => t.id)).toContain(record.id);
     expect(new Set(page.tasks.map((t) => t.name))).toEqual(new Set(['sum_two_numbers']));
     const table = await tasker(['list', '--limit', '50']);
-    expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+TYPE\s+STATUS\s+ATTEMPTS\s+CREATED\s+FINISHED$/);
+    expect(table.stdout.split('\n')[0]).toMatch(
+      /^ID\s+TYPE\s+STATUS\s+ATTEMPTS\s+CREATED\s+FINISHED\s+INPUT$/,
+    );
     expect(table.stdout).toContain(id);
   });
 
@@ -315,7 +317,8 @@ describe('tasker queue', () => {
 
 describe('with AUTH_MODE=required', () => {
   it('a key from `tasker keys create` works; none, or one without the scope, is exit 4 with one line', async () => {
-    const keys = { DATABASE_URL: env.databaseUrl, TASKER_URL: authServer.url ?? '' };
+    // `keys create` makes keys for a server run with AUTH_MODE=required: the same variable here.
+    const keys = { DATABASE_URL: env.databaseUrl, TASKER_URL: authServer.url ?? '', AUTH_MODE: 'required' };
     const create = async (scopes: string) => {
       const made = await tasker(
         ['keys', 'create', '--tenant', 'acme', '--name', scopes, '--scopes', scopes],
@@ -327,6 +330,7 @@ describe('with AUTH_MODE=required', () => {
     const writer = await create('tasks:write,tasks:read');
     const reader = await create('tasks:read');
     const admin = await create('admin');
+    const operator = await create('operator');
 
     const anonymous = await tasker(
       ['run', 'sum_two_numbers', '--param', 'a=1', '--param', 'b=2', '--wait'],
@@ -352,7 +356,14 @@ describe('with AUTH_MODE=required', () => {
 
     const notAdmin = await tasker(['queue'], { ...keys, TASKER_API_KEY: writer });
     expect(notAdmin.code).toBe(4);
-    const queue = await tasker(['queue', '--json'], { ...keys, TASKER_API_KEY: admin });
+    // The queue is every tenant's: a tenant's admin key is refused it, an operator key is not.
+    const tenantAdmin = await tasker(['queue', 'pause', '--type', 'sum_two_numbers'], {
+      ...keys,
+      TASKER_API_KEY: admin,
+    });
+    expect(tenantAdmin.code).toBe(4);
+    expect(oneLine(tenantAdmin.stderr)).toMatch(/operator.*\(403\)$/);
+    const queue = await tasker(['queue', '--json'], { ...keys, TASKER_API_KEY: operator });
     expect(queue.code, queue.stderr).toBe(0);
     expect(JSON.parse(queue.stdout)).toMatchObject({ paused: false });
 

@@ -8,11 +8,21 @@ const env = createTestEnv();
 const main = new URL('../src/main.ts', import.meta.url).pathname;
 const tsx = new URL('../../../node_modules/.bin/tsx', import.meta.url).pathname;
 
-/** Runs `tasker ...` as a process: its stdout, stderr and exit code. */
+/** Runs `tasker ...` as a process (AUTH_MODE=required unless `vars` say otherwise): its stdout, stderr and exit code. */
 async function tasker(...args: string[]) {
+  return taskerWith({}, ...args);
+}
+
+async function taskerWith(vars: Record<string, string>, ...args: string[]) {
   try {
     const { stdout, stderr } = await exec(tsx, [main, ...args], {
-      env: { ...process.env, DATABASE_URL: env.databaseUrl, LOG_LEVEL: 'silent' },
+      env: {
+        ...process.env,
+        DATABASE_URL: env.databaseUrl,
+        LOG_LEVEL: 'silent',
+        AUTH_MODE: 'required',
+        ...vars,
+      },
     });
     return { stdout, stderr, code: 0 };
   } catch (error) {
@@ -52,11 +62,30 @@ describe('tasker keys', () => {
       expiresAt: string;
     }[];
     expect(keys).toHaveLength(1);
-    expect(keys[0]).toMatchObject({ tenantId: 'acme', scopes: ['tasks:write', 'tasks:read'] });
+    // Made against the database: no key made it.
+    expect(keys[0]).toMatchObject({
+      tenantId: 'acme',
+      scopes: ['tasks:write', 'tasks:read'],
+      createdBy: null,
+    });
     expect(Date.parse(keys[0]?.expiresAt ?? '') - Date.now()).toBeGreaterThan(29 * 24 * 3600 * 1000);
     expect(listed.stdout).not.toContain(key);
     const table = await tasker('keys', 'list');
-    expect(table.stdout).toMatch(/acme\s+ci\s+tsk_\S+\s+tasks:write,tasks:read/);
+    expect(table.stdout).toMatch(/^ID\s+TENANT\s+NAME\s+PREFIX\s+SCOPES\s+CREATED\s+CREATED BY\s+LAST USED/);
+    expect(table.stdout).toMatch(/acme\s+ci\s+tsk_\S+\s+tasks:write,tasks:read\s+\S+ \S+\s+cli\s/);
+    // The first operator key is made here, against the database.
+    const operator = await tasker(
+      'keys',
+      'create',
+      '--tenant',
+      'ops',
+      '--name',
+      'op',
+      '--scopes',
+      'operator',
+    );
+    expect(operator.code, operator.stderr).toBe(0);
+    expect(operator.stderr).toMatch(/scopes operator/);
 
     const id = keys[0]?.id ?? '';
     expect((await tasker('keys', 'revoke', id)).code).toBe(0);
@@ -64,6 +93,28 @@ describe('tasker keys', () => {
     const again = await tasker('keys', 'revoke', id);
     expect(again.code).toBe(1);
     expect(again.stderr).toBe(`tasker: no active key has id ${id}\n`);
+  });
+
+  it('makes no key while AUTH_MODE=disabled (NODE_ENV not production, AUTH_MODE unset or disabled): exit 4, one line, nothing made', async () => {
+    const args = ['keys', 'create', '--tenant', 'open', '--name', 'x', '--scopes', 'tasks:read'];
+    for (const vars of [
+      { AUTH_MODE: '', NODE_ENV: 'development' },
+      { AUTH_MODE: 'disabled', NODE_ENV: 'production' },
+      { AUTH_MODE: '', NODE_ENV: 'test' },
+    ]) {
+      const refused = await taskerWith(vars, ...args);
+      expect(refused.code, JSON.stringify(vars)).toBe(4);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toMatch(
+        /^tasker: API keys are not made while AUTH_MODE=disabled .*Set AUTH_MODE=required\b.*\n$/,
+      );
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    expect(JSON.parse((await tasker('keys', 'list', '--tenant', 'open', '--json')).stdout)).toEqual([]);
+    // NODE_ENV=production alone implies it.
+    const made = await taskerWith({ AUTH_MODE: '', NODE_ENV: 'production' }, ...args);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toMatch(/^tsk_/);
   });
 
   it('refuses bad arguments with a non-zero exit and one line', async () => {

@@ -19,6 +19,8 @@ export interface NewApiKey {
   name: string;
   scopes: ApiKeyScope[];
   expiresAt?: Date | null;
+  /** The key that made this one over the API; null (the default) for the CLI against the database. */
+  createdBy?: string | null;
 }
 
 /** A key as listings show it: never the key, nor its hash. */
@@ -43,6 +45,7 @@ export class ApiKeyStore {
         prefix: key.slice(0, 12),
         scopes: [...new Set(input.scopes)],
         expiresAt: input.expiresAt ?? null,
+        createdBy: input.createdBy ?? null,
       })
       .returning();
     if (!row) throw new Error('insert returned no row');
@@ -53,6 +56,38 @@ export class ApiKeyStore {
   async findByHash(hash: string): Promise<ApiKeyRow | undefined> {
     const [row] = await this.db.select().from(apiKeys).where(eq(apiKeys.hash, hash)).limit(1);
     return row;
+  }
+
+  /** The key with this id (of this tenant only, when given), revoked or expired ones included. */
+  async get(id: string, tenantId?: string): Promise<ApiKeyInfo | undefined> {
+    const conditions: SQL[] = [eq(apiKeys.id, id)];
+    if (tenantId !== undefined) conditions.push(eq(apiKeys.tenantId, tenantId));
+    const [row] = await this.db
+      .select()
+      .from(apiKeys)
+      .where(and(...conditions))
+      .limit(1);
+    return row ? info(row) : undefined;
+  }
+
+  /**
+   * Of these key ids, those that no longer let anyone in (revoked, expired, or gone), with why: what
+   * servers ask, every second or so, of the keys holding streams open.
+   */
+  async unusable(ids: readonly string[]): Promise<{ id: string; reason: 'revoked' | 'expired' }[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .select({ id: apiKeys.id, revokedAt: apiKeys.revokedAt, expiresAt: apiKeys.expiresAt })
+      .from(apiKeys)
+      .where(inArray(apiKeys.id, [...ids]));
+    const now = Date.now();
+    const found = new Map(rows.map((row) => [row.id, row]));
+    return ids.flatMap((id): { id: string; reason: 'revoked' | 'expired' }[] => {
+      const row = found.get(id);
+      if (!row || row.revokedAt) return [{ id, reason: 'revoked' }];
+      if (row.expiresAt && row.expiresAt.getTime() <= now) return [{ id, reason: 'expired' }];
+      return [];
+    });
   }
 
   /** Keys, newest first: of one tenant, or of all. Revoked ones too (with `revokedAt`). */

@@ -20,4 +20,11 @@ export {
 export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts';
 export { PausedTypeStore } from './paused-types.ts';
 export * from './schema.ts';
-export { type StaleTask, type TaskListFilter, TaskStore, type TaskStoreOptions } from './store.ts';
+export {
+  LIST_HEAD_CHARS,
+  type StaleTask,
+  type TaskListFilter,
+  type TaskListRow,
+  TaskStore,
+  type TaskStoreOptions,
+} from './store.ts';

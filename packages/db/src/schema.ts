@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  type AnyPgColumn,
   index,
   integer,
   jsonb,
@@ -130,8 +131,12 @@ export const tasks = pgTable(
 export type TaskRow = typeof tasks.$inferSelect;
 export type NewTaskRow = typeof tasks.$inferInsert;
 
-/** The scopes an API key may carry. */
-export const API_KEY_SCOPES = ['tasks:write', 'tasks:read', 'admin'] as const;
+/**
+ * The scopes an API key may carry: `tasks:write` and `tasks:read` (its tenant's tasks), `admin` (its
+ * own tenant: its keys), `operator` (across tenants: the shared queue, any tenant's keys; made only
+ * by the CLI against the database or by another operator key).
+ */
+export const API_KEY_SCOPES = ['tasks:write', 'tasks:read', 'admin', 'operator'] as const;
 export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
 
 /**
@@ -154,6 +159,8 @@ export const apiKeys = pgTable(
     lastUsedAt: timestamptz('last_used_at'),
     expiresAt: timestamptz('expires_at'),
     revokedAt: timestamptz('revoked_at'),
+    /** The key whose holder made this one over the API; null when made by the CLI against the database. */
+    createdBy: uuid('created_by').references((): AnyPgColumn => apiKeys.id),
   },
   (t) => [
     uniqueIndex('api_keys_hash_idx').on(t.hash),

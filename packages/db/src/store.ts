@@ -26,6 +26,27 @@ import {
   UNFINISHED_STATUSES,
 } from './schema.ts';
 
+/**
+ * Characters of each payload's JSON text a listing reads from PostgreSQL (the API cuts the preview
+ * further, to PREVIEW_BYTES of UTF-8): a page never carries whole inputs and outputs, and never
+ * reads them out of the database either.
+ */
+export const LIST_HEAD_CHARS = 1024;
+
+/**
+ * A row as a listing reads it: the task without its payloads, with the first LIST_HEAD_CHARS
+ * characters of each one's JSON text (PostgreSQL's rendering of the jsonb) and its whole size in
+ * bytes; the error with its message cut the same way. The full row: `get`.
+ */
+export type TaskListRow = Omit<TaskRow, 'input' | 'output' | 'error' | 'attemptErrors' | 'progress'> & {
+  inputHead: string;
+  inputBytes: number;
+  /** Null when the task has no output. */
+  outputHead: string | null;
+  outputBytes: number | null;
+  error: TaskRow['error'];
+};
+
 export interface TaskListFilter {
   tenantId: string;
   statuses?: TaskStatus[];
@@ -380,7 +401,7 @@ export class TaskStore {
    * One page of an owner's tasks, newest first, after `cursor` (exclusive). Keyset pagination on
    * (created_at, id): every page costs the same, however deep (no OFFSET).
    */
-  async list(filter: TaskListFilter): Promise<TaskRow[]> {
+  async list(filter: TaskListFilter): Promise<TaskListRow[]> {
     const conditions = [eq(tasks.tenantId, filter.tenantId)];
     if (filter.statuses?.length) conditions.push(inArray(tasks.status, filter.statuses));
     if (filter.names?.length) conditions.push(inArray(tasks.name, filter.names));
@@ -399,8 +420,35 @@ export class TaskStore {
         sql`(${tasks.createdAt}, ${tasks.id}) < (${filter.cursor.createdAt.toISOString()}::timestamptz, ${filter.cursor.id}::uuid)`,
       );
     }
+    // input is never null; output is, until the task completes.
+    const head = <T extends string | null>(column: typeof tasks.input | typeof tasks.output) =>
+      sql<T>`left(${column}::text, ${sql.raw(String(LIST_HEAD_CHARS))})`;
+    const bytes = <T extends number | null>(column: typeof tasks.input | typeof tasks.output) =>
+      sql<T>`octet_length(${column}::text)`.mapWith(Number);
+    const cut = (field: 'message' | 'name' | 'code' | 'at', chars: number) =>
+      sql`left(${tasks.error}->>${sql.raw(`'${field}'`)}, ${sql.raw(String(chars))})`;
+    const {
+      input: _i,
+      output: _o,
+      error: _e,
+      attemptErrors: _a,
+      progress: _p,
+      ...fixed
+    } = getTableColumns(tasks);
     return this.db
-      .select()
+      .select({
+        ...fixed,
+        inputHead: head<string>(tasks.input),
+        inputBytes: bytes<number>(tasks.input),
+        outputHead: head<string | null>(tasks.output),
+        outputBytes: bytes<number | null>(tasks.output),
+        // The error with its strings cut: a handler's message may be as long as it likes.
+        error: sql<
+          TaskRow['error']
+        >`case when ${tasks.error} is null then null else jsonb_strip_nulls(jsonb_build_object(
+          'message', ${cut('message', LIST_HEAD_CHARS + 1)}, 'name', ${cut('name', 128)}, 'code', ${cut('code', 128)},
+          'attempt', ${tasks.error}->'attempt', 'at', ${cut('at', 64)})) end`,
+      })
       .from(tasks)
       .where(and(...conditions))
       .orderBy(desc(tasks.createdAt), desc(tasks.id))

@@ -168,7 +168,11 @@ describe('pnpm start with DATABASE_URL unset (scripts/start.mjs)', () => {
 
     // The CLI, with DATABASE_URL unset too, finds the embedded PostgreSQL that runs on the data
     // directory, and a key it makes is one the server knows (here: its database has it).
-    const cliEnv: NodeJS.ProcessEnv = { ...process.env, TASKER_DATA_DIR: path.dirname(dataDir) };
+    const cliEnv: NodeJS.ProcessEnv = {
+      ...process.env,
+      TASKER_DATA_DIR: path.dirname(dataDir),
+      AUTH_MODE: 'required', // keys are made for a server that asks for them
+    };
     delete cliEnv.DATABASE_URL;
     // As `pnpm tasker` runs it: from its sources, the SDK's too (no SDK build needed).
     const tasker = (...args: string[]) =>

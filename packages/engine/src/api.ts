@@ -3,7 +3,7 @@ import { InvalidArgumentError } from './errors/invalid-argument.ts';
 import { TaskNotFoundError } from './errors/task-not-found.ts';
 import type { SubmitRequest, TaskLifecycle } from './lifecycle/index.ts';
 import type { QueueState } from './queue.ts';
-import { type TaskEvent, type TaskView, toTaskView } from './view.ts';
+import { type TaskEvent, type TaskSummary, type TaskView, toTaskSummary, toTaskView } from './view.ts';
 
 /** Task types whose processing is paused, beside the state of the whole queue. */
 export interface ProcessingState extends QueueState {
@@ -41,7 +41,8 @@ export interface MinuteCounts {
 }
 
 export interface TaskPage {
-  tasks: TaskView[];
+  /** Rows with bounded previews of their payloads (toTaskSummary), never the whole records. */
+  tasks: TaskSummary[];
   nextCursor: string | null;
 }
 
@@ -74,7 +75,7 @@ export interface TaskApi {
   throughput(tenantId: string, minutes: number): Promise<MinuteCounts[]>;
 }
 
-function encodeCursor(row: TaskRow): string {
+function encodeCursor(row: Pick<TaskRow, 'createdAt' | 'id'>): string {
   return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
 }
 
@@ -133,7 +134,7 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
       const page = rows.slice(0, filter.limit);
       const last = page.at(-1);
       return {
-        tasks: page.map(toTaskView),
+        tasks: page.map(toTaskSummary),
         nextCursor: rows.length > filter.limit && last ? encodeCursor(last) : null,
       };
     },

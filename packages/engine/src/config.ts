@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { TaskConfig } from '@tasker/tasks';
 import { z } from 'zod';
 
@@ -19,7 +20,8 @@ const redisUrl = optionalText.pipe(
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  HOST: z.string().default('0.0.0.0'),
+  /** Unset: 127.0.0.1 when AUTH_MODE=disabled, 0.0.0.0 when required (see loadEnv and checkServerExposure). */
+  HOST: optionalText,
   PORT: z.coerce.number().int().min(0).max(65535).default(5000),
   /** The worker's probe and metrics listener (GET /healthz, GET /metrics), on HOST; 0: off. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
@@ -58,6 +60,11 @@ export const envSchema = z.object({
   RATE_LIMIT_PER_MINUTE: optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).optional()),
   /** The most calls one tRPC batch request (`/trpc/a,b,c?batch=1`) may carry; each counts against the rate limit. */
   TRPC_MAX_BATCH: int(20, 1),
+  /**
+   * Open streams (SSE and tRPC subscriptions together) one API key may hold on one server; without a
+   * key (AUTH_MODE=disabled), one client IP. Past it: 429.
+   */
+  MAX_STREAMS_PER_KEY: int(100, 1),
   /** When set, `/metrics` (server, and worker on METRICS_PORT) needs `Authorization: Bearer <token>`. */
   METRICS_TOKEN: optionalText,
   /** OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318): tracing is on when set, off otherwise. */
@@ -91,9 +98,11 @@ export const envSchema = z.object({
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
 
 /** The configuration, with the defaults that depend on other variables filled in. */
-export type Env = Omit<z.output<typeof envSchema>, 'AUTH_MODE' | 'RATE_LIMIT_PER_MINUTE'> & {
+export type Env = Omit<z.output<typeof envSchema>, 'AUTH_MODE' | 'RATE_LIMIT_PER_MINUTE' | 'HOST'> & {
   /** `required` by default when NODE_ENV=production, `disabled` otherwise. */
   AUTH_MODE: 'required' | 'disabled';
+  /** Default: 127.0.0.1 (loopback only) when AUTH_MODE=disabled, 0.0.0.0 (every interface) when required. */
+  HOST: string;
   /** 0 = off: the default in `disabled` mode. */
   RATE_LIMIT_PER_MINUTE: number;
 };
@@ -115,13 +124,63 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
       `Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS: must be at most HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS})`,
     );
   }
-  const authMode = env.AUTH_MODE ?? (env.NODE_ENV === 'production' ? 'required' : 'disabled');
+  const authMode = authModeOf(env);
   return {
     ...env,
     AUTH_MODE: authMode,
+    HOST: env.HOST ?? (authMode === 'disabled' ? LOOPBACK : '0.0.0.0'),
     RATE_LIMIT_PER_MINUTE:
       env.RATE_LIMIT_PER_MINUTE ?? (authMode === 'required' ? DEFAULT_RATE_LIMIT_PER_MINUTE : 0),
   };
+}
+
+/** Where a server with auth disabled listens unless HOST says otherwise. */
+const LOOPBACK = '127.0.0.1';
+
+/**
+ * AUTH_MODE as NODE_ENV and AUTH_MODE decide it: `required` when set so or when NODE_ENV=production,
+ * else `disabled`. The one rule, for the server and for the CLI's `keys` commands (which refuse to
+ * make keys that a server in this environment would not ask for).
+ */
+export function authModeOf(source: { NODE_ENV?: string; AUTH_MODE?: string }): 'required' | 'disabled' {
+  const explicit = source.AUTH_MODE === '' ? undefined : source.AUTH_MODE;
+  if (explicit === 'required' || explicit === 'disabled') return explicit;
+  return source.NODE_ENV === 'production' ? 'required' : 'disabled';
+}
+
+/** Whether `host` names this machine's loopback interface only (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (bare === 'localhost') return true;
+  if (isIP(bare) === 4) return bare.startsWith('127.');
+  if (isIP(bare) === 6) return bare === '::1' || /^::ffff:127\./.test(bare);
+  return false;
+}
+
+/**
+ * A server with auth disabled on an address other machines reach is refused: a ConfigError, one
+ * line saying what to set. Nobody is open by accident.
+ */
+export function checkServerExposure(env: Pick<Env, 'AUTH_MODE' | 'HOST'>): void {
+  if (env.AUTH_MODE === 'disabled' && !isLoopbackHost(env.HOST)) {
+    throw new ConfigError(
+      `HOST=${env.HOST} with AUTH_MODE=disabled would let anyone who can reach this machine run, read and cancel every task: ` +
+        'set AUTH_MODE=required (and make API keys with `tasker keys create`), or HOST=127.0.0.1 (this machine only)',
+    );
+  }
+}
+
+/** The server's start line: which auth mode runs, on which address, and what that means, in words. */
+export function describeExposure(env: Pick<Env, 'AUTH_MODE' | 'HOST'>, address: string): string {
+  if (env.AUTH_MODE === 'disabled') {
+    return `auth OFF (AUTH_MODE=disabled): anyone who can reach ${address} may do anything (run, read and cancel every task, pause the queue); listening on loopback only (HOST=${env.HOST}): only this machine can`;
+  }
+  const where = isLoopbackHost(env.HOST)
+    ? `loopback only (HOST=${env.HOST})`
+    : env.HOST === '0.0.0.0' || env.HOST === '::'
+      ? `every interface (HOST=${env.HOST})`
+      : `HOST=${env.HOST}`;
+  return `auth ON (AUTH_MODE=required): every API call needs an API key (health, metrics, docs and the dashboard's files stay open); listening on ${address}, ${where}`;
 }
 
 export function taskConfig(env: Env): TaskConfig {

@@ -10,10 +10,14 @@ export {
 } from './api.ts';
 export { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
 export {
+  authModeOf,
   ConfigError,
+  checkServerExposure,
   DEFAULT_RATE_LIMIT_PER_MINUTE,
+  describeExposure,
   type Env,
   envSchema,
+  isLoopbackHost,
   loadEnv,
   taskConfig,
 } from './config.ts';
@@ -52,15 +56,23 @@ export { createRedis, isRedisUnavailable } from './redis.ts';
 export { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 export { findUnstorable, type Unstorable } from './unstorable.ts';
 export {
+  cutUtf8,
   iso,
   isoDate,
   isTerminal,
+  MAX_LIST_ROW_BYTES,
+  PREVIEW_BYTES,
+  type Preview,
+  previewSchema,
   type TaskEvent,
+  type TaskSummary,
   type TaskView,
   taskErrorSchema,
   taskEventSchema,
   taskStatusSchema,
+  taskSummarySchema,
   taskViewSchema,
   toTaskEvent,
+  toTaskSummary,
   toTaskView,
 } from './view.ts';

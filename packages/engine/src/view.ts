@@ -1,4 +1,4 @@
-import { TASK_STATUSES, type TaskRow } from '@tasker/db';
+import { TASK_STATUSES, type TaskListRow, type TaskRow } from '@tasker/db';
 
 export { isTerminal } from '@tasker/db';
 
@@ -85,4 +85,97 @@ export type TaskEvent = z.output<typeof taskEventSchema>;
 export function toTaskEvent(row: Omit<TaskRow, 'input'>): TaskEvent {
   const { input: _input, ...event } = toTaskView({ ...row, input: null });
   return event;
+}
+
+/** Bytes of UTF-8 a preview of a payload (or an error message) in a list row holds at most. */
+export const PREVIEW_BYTES = 1024;
+/**
+ * Most bytes one list row takes in a JSON answer, whatever its task holds: 3 strings of at most
+ * PREVIEW_BYTES (input, output, error message), each at most doubled by JSON escaping (`"` and `\`
+ * become two bytes; PostgreSQL's JSON text holds no raw control character), plus the fixed fields.
+ * `view.test.ts` checks it against the worst case; the README and the route's description state it.
+ */
+export const MAX_LIST_ROW_BYTES = 8 * 1024;
+
+/** `text` cut to at most `maxBytes` of UTF-8, on a character boundary. */
+export function cutUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let bytes = 0;
+  let end = 0;
+  for (const char of text) {
+    const size = Buffer.byteLength(char);
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    end += char.length;
+  }
+  return text.slice(0, end);
+}
+
+export const previewSchema = z
+  .object({
+    json: z
+      .string()
+      .describe(
+        `The value as JSON text (as PostgreSQL writes jsonb: a space after ":" and ","), cut at ${PREVIEW_BYTES} bytes of UTF-8`,
+      ),
+    truncated: z.boolean().describe('True when json is cut: the whole value is in GET /tasks/{id}'),
+    bytes: z.number().int().describe('The size of the whole JSON text, in bytes of UTF-8'),
+  })
+  .meta({ id: 'Preview' });
+export type Preview = z.output<typeof previewSchema>;
+
+/**
+ * A task as a list shows it (GET /tasks, tRPC listTasks, the SDK's `list()`): the record's fixed
+ * fields, a bounded preview of its input and output, and its error with the message cut at
+ * PREVIEW_BYTES; no progress, no attempt errors. At most MAX_LIST_ROW_BYTES of JSON. The full
+ * record: GET /tasks/{id}.
+ */
+export const taskSummarySchema = taskViewSchema
+  .omit({ input: true, output: true, progress: true, attemptErrors: true, error: true })
+  .extend({
+    inputPreview: previewSchema.describe('The parameters it was submitted with, as a preview'),
+    outputPreview: previewSchema.nullable().describe('The result, as a preview, once COMPLETED; null before'),
+    error: taskErrorSchema
+      .nullable()
+      .describe(
+        `The last error, its message cut at ${PREVIEW_BYTES} bytes (ending with "…" when cut); every attempt's: GET /tasks/{id}`,
+      ),
+  })
+  .meta({ id: 'TaskSummary' });
+export type TaskSummary = z.output<typeof taskSummarySchema>;
+
+function preview(head: string, bytes: number): Preview {
+  const json = cutUtf8(head, PREVIEW_BYTES);
+  return { json, truncated: bytes > Buffer.byteLength(json), bytes };
+}
+
+export function toTaskSummary(row: TaskListRow): TaskSummary {
+  const error = row.error && {
+    ...row.error,
+    message:
+      Buffer.byteLength(row.error.message) > PREVIEW_BYTES
+        ? `${cutUtf8(row.error.message, PREVIEW_BYTES - 3)}…`
+        : row.error.message,
+    name: cutUtf8(row.error.name, 128),
+    code: cutUtf8(row.error.code, 128),
+  };
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    inputPreview: preview(row.inputHead, row.inputBytes),
+    outputPreview:
+      row.outputHead === null || row.outputBytes === null ? null : preview(row.outputHead, row.outputBytes),
+    error: error ?? null,
+    version: row.version,
+    attempts: row.attempts,
+    maxAttempts: row.maxAttempts,
+    priority: row.priority,
+    runAfter: iso(row.runAfter),
+    cancelRequestedAt: iso(row.cancelRequestedAt),
+    createdAt: row.createdAt.toISOString(),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+    updatedAt: row.updatedAt.toISOString(),
+  };
 }

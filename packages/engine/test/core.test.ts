@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bullmqConnection,
   ConfigError,
+  checkServerExposure,
   createRedis,
+  describeExposure,
+  isLoopbackHost,
   jobOptions,
   type LeaderLock,
   loadEnv,
@@ -63,6 +66,47 @@ describe('loadEnv', () => {
     });
     expect(env.OPENAI_API_KEY).toBeUndefined();
     expect(env.REDIS_URL).toBe('redis://127.0.0.1:6379/7');
+  });
+});
+
+describe('what the server exposes (HOST, AUTH_MODE)', () => {
+  const db = { DATABASE_URL: 'postgres://h/db' };
+
+  it('with NODE_ENV unset (auth disabled) listens on loopback by default; in production on every interface', () => {
+    expect(loadEnv(db)).toMatchObject({ AUTH_MODE: 'disabled', HOST: '127.0.0.1', RATE_LIMIT_PER_MINUTE: 0 });
+    expect(loadEnv({ ...db, NODE_ENV: 'production' })).toMatchObject({
+      AUTH_MODE: 'required',
+      HOST: '0.0.0.0',
+    });
+    expect(loadEnv({ ...db, AUTH_MODE: 'required' })).toMatchObject({ HOST: '0.0.0.0' });
+    expect(loadEnv({ ...db, HOST: '' }).HOST).toBe('127.0.0.1');
+    expect(loadEnv({ ...db, HOST: '::1' }).HOST).toBe('::1');
+  });
+
+  it('refuses auth disabled on an address other machines reach, in one line saying what to set', () => {
+    for (const HOST of ['0.0.0.0', '::', '192.168.1.10', 'tasker.example.com']) {
+      const env = loadEnv({ ...db, HOST });
+      expect(() => checkServerExposure(env), HOST).toThrow(ConfigError);
+      expect(() => checkServerExposure(env), HOST).toThrow(
+        new RegExp(
+          `^HOST=${HOST.replaceAll('.', '\\.')} with AUTH_MODE=disabled .*AUTH_MODE=required.*HOST=127\\.0\\.0\\.1`,
+        ),
+      );
+      expect(() => checkServerExposure(loadEnv({ ...db, HOST, AUTH_MODE: 'required' })), HOST).not.toThrow();
+    }
+    for (const HOST of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]'])
+      expect(() => checkServerExposure(loadEnv({ ...db, HOST })), HOST).not.toThrow();
+    expect(isLoopbackHost('128.0.0.1')).toBe(false);
+    expect(isLoopbackHost('::ffff:127.0.0.1')).toBe(true);
+  });
+
+  it('says in words which mode runs, on which address', () => {
+    expect(describeExposure(loadEnv(db), '127.0.0.1:5000')).toMatch(
+      /^auth OFF \(AUTH_MODE=disabled\): anyone who can reach 127\.0\.0\.1:5000 may do anything.*loopback only/,
+    );
+    expect(describeExposure(loadEnv({ ...db, NODE_ENV: 'production' }), '0.0.0.0:5000')).toMatch(
+      /^auth ON \(AUTH_MODE=required\): every API call needs an API key.*0\.0\.0\.0:5000, every interface/,
+    );
   });
 });
 

@@ -96,11 +96,11 @@ export interface TaskerClient {
   task<N extends TaskName = TaskName>(id: string, name?: N): TaskHandle<N>;
   /** The task types the server runs, with the JSON Schema of their parameters and result. */
   taskTypes(): Promise<TaskType[]>;
-  /** Whether processing is paused, and queue depths (an `admin` key in `required` auth mode). */
+  /** Whether processing is paused, and queue depths (an `operator` key in `required` auth mode: the queue is every tenant's). */
   queue(): Promise<QueueState>;
-  /** Workers start no queued task (of `taskName` only, if given) until resumed; nothing is lost (admin). */
+  /** Workers start no queued task (of `taskName` only, if given) until resumed; nothing is lost (operator). */
   pauseQueue(options?: QueueOptions): Promise<QueueState>;
-  /** Workers start queued tasks again: of `taskName` only, if given; else every type, those paused on their own too (admin). */
+  /** Workers start queued tasks again: of `taskName` only, if given; else every type, those paused on their own too (operator). */
   resumeQueue(options?: QueueOptions): Promise<QueueState>;
 }
 

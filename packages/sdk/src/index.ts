@@ -17,6 +17,7 @@ export type {
   DeepPartial,
   ListOptions,
   ListResult,
+  Preview,
   QueueOptions,
   QueueState,
   RetryOptions,
@@ -27,6 +28,7 @@ export type {
   TaskName,
   TaskOutput,
   TaskStatus,
+  TaskSummary,
   TaskType,
   TaskUpdate,
 } from './types.ts';

@@ -1,4 +1,11 @@
-import type { AppRouter, TaskEvent, TaskTypes, TaskView } from '@tasker/server';
+import type {
+  AppRouter,
+  Preview,
+  TaskSummary as ServerTaskSummary,
+  TaskEvent,
+  TaskTypes,
+  TaskView,
+} from '@tasker/server';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 
 export type { AppRouter };
@@ -20,6 +27,16 @@ export type Task<N extends TaskName = TaskName> = Omit<TaskView, 'name' | 'input
   /** The result once COMPLETED, else null. */
   output: TaskOutput<N> | null;
 };
+
+export type { Preview };
+
+/**
+ * A task as `list()` gives it: the record's fixed fields, with a preview of its input and output
+ * (`inputPreview`, `outputPreview`: their JSON text cut at 1 KiB, `truncated` when cut, and the
+ * whole size in `bytes`), its error with the message cut, and no progress nor attempt errors. A
+ * page stays small whatever the tasks hold; `get(id)` gives the full record.
+ */
+export type TaskSummary<N extends TaskName = TaskName> = Omit<ServerTaskSummary, 'name'> & { name: N };
 
 /** One state of a task as it changes (the record without its input). */
 export type TaskUpdate<N extends TaskName = TaskName> = Omit<TaskEvent, 'name' | 'output'> & {
@@ -109,9 +126,9 @@ export interface ListOptions<N extends TaskName = TaskName> {
   cursor?: string;
 }
 
-/** A page of `tasker.list()`: tasks newest first. */
+/** A page of `tasker.list()`: tasks newest first, each a bounded summary (at most 8 KiB of JSON). */
 export interface ListResult {
-  tasks: Task[];
+  tasks: TaskSummary[];
   /** Pass it as `cursor` for the next page; `null` on the last page. */
   nextCursor: string | null;
 }

@@ -8,8 +8,8 @@ import type {
   ListResult,
   QueueOptions,
   RunOptions,
-  Task,
   TaskName,
+  TaskSummary,
   WireInputs,
   WireOutputs,
 } from './types.ts';
@@ -111,7 +111,7 @@ export function queueOptionsToWire(options: QueueOptions): QueueWire {
 }
 
 export function listResultFromWire(page: WireOutputs['listTasks']): ListResult {
-  return { tasks: page.tasks as Task[], nextCursor: page.next_cursor };
+  return { tasks: page.tasks as TaskSummary[], nextCursor: page.next_cursor };
 }
 
 /** A validation error of the router names its fields: name them as the caller wrote them. */

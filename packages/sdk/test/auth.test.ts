@@ -15,7 +15,7 @@ beforeAll(async () => {
   const { stdout } = await run(
     'pnpm',
     ['tasker', 'keys', 'create', '--tenant', 'sdk', '--name', 'test', '--scopes', 'tasks:write,tasks:read'],
-    { cwd: root, env: { ...process.env, DATABASE_URL: stack.env.databaseUrl } },
+    { cwd: root, env: { ...process.env, DATABASE_URL: stack.env.databaseUrl, AUTH_MODE: 'required' } },
   );
   key = stdout.trim();
 });

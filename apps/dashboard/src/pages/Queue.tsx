@@ -59,7 +59,9 @@ export function QueuePage({ abilities }: { abilities: Abilities }) {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const [problem, setProblem] = useState<string>();
-  const queue = useQuery(trpc.getQueue.queryOptions({}, { enabled: abilities.admin, refetchInterval: 2000 }));
+  const queue = useQuery(
+    trpc.getQueue.queryOptions({}, { enabled: abilities.operator, refetchInterval: 2000 }),
+  );
   const types = useQuery(trpc.listTaskTypes.queryOptions({}, { staleTime: 60_000 }));
   const throughput = useQuery(trpc.getThroughput.queryOptions({}, { refetchInterval: 10_000 }));
   const runningOptions = trpc.listTasks.queryOptions({ status: ['RUNNING'], limit: 50 });
@@ -76,7 +78,8 @@ export function QueuePage({ abilities }: { abilities: Abilities }) {
           reload.current = setTimeout(() => {
             reload.current = undefined;
             void queryClient.invalidateQueries({ queryKey: runningOptions.queryKey });
-            if (abilities.admin) void queryClient.invalidateQueries({ queryKey: trpc.getQueue.queryKey() });
+            if (abilities.operator)
+              void queryClient.invalidateQueries({ queryKey: trpc.getQueue.queryKey() });
           }, 250);
         },
       },
@@ -111,7 +114,7 @@ export function QueuePage({ abilities }: { abilities: Abilities }) {
           {problem}
         </p>
       ) : null}
-      {abilities.admin ? (
+      {abilities.operator ? (
         <div className="card">
           <div className="title-row">
             <h2>Processing</h2>
@@ -202,7 +205,10 @@ export function QueuePage({ abilities }: { abilities: Abilities }) {
           </table>
         </div>
       ) : (
-        <p className="muted">Queue depths and pause/resume need a key with the admin scope.</p>
+        <p className="muted">
+          Queue depths and pause/resume need a key with the operator scope: the queue is shared by every
+          tenant.
+        </p>
       )}
       <div className="card">
         <div className="title-row">

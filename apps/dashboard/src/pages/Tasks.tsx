@@ -16,6 +16,29 @@ import { duration, StatusBadge, time } from '../format.tsx';
 import { Link, navigate } from '../router.tsx';
 
 type ListInput = RouterInputs['listTasks'];
+type Row = RouterOutputs['listTasks']['tasks'][number];
+
+/**
+ * A live change applied to a list row: its state and times. The row keeps its previews (a list row
+ * carries bounded previews of the payloads, the event the whole output): the table shows the input's.
+ */
+const applyEvent = (row: Row, event: TaskEvent): Row => ({
+  ...row,
+  status: event.status,
+  version: event.version,
+  attempts: event.attempts,
+  maxAttempts: event.maxAttempts,
+  priority: event.priority,
+  runAfter: event.runAfter,
+  cancelRequestedAt: event.cancelRequestedAt,
+  startedAt: event.startedAt,
+  finishedAt: event.finishedAt,
+  updatedAt: event.updatedAt,
+});
+
+/** A preview as the table shows it: its first characters, and … when there is more. */
+const snippet = (preview: Row['inputPreview'], chars = 60) =>
+  preview.json.length > chars || preview.truncated ? `${preview.json.slice(0, chars)}…` : preview.json;
 /**
  * Payload search (JSONB containment): `input_contains` / `output_contains`, JSON text. Sent as they
  * are; a server without them ignores them.
@@ -91,7 +114,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
           return task;
         }
         present = true;
-        return { ...task, ...event };
+        return applyEvent(task, event);
       });
       return { ...page, tasks };
     });
@@ -269,6 +292,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
           <tr>
             <th>Id</th>
             <th>Type</th>
+            <th>Input</th>
             <th>Status</th>
             <th>Attempts</th>
             <th>Created</th>
@@ -283,6 +307,9 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
                 <Link to={`/tasks/${task.id}`}>{task.id.slice(0, 8)}</Link>
               </td>
               <td>{task.name}</td>
+              <td className="mono small" title={task.inputPreview.json}>
+                {snippet(task.inputPreview)}
+              </td>
               <td>
                 <StatusBadge status={task.status} cancelling={Boolean(task.cancelRequestedAt)} />
               </td>
@@ -298,7 +325,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
           ))}
           {page && page.tasks.length === 0 ? (
             <tr>
-              <td colSpan={7} className="muted">
+              <td colSpan={8} className="muted">
                 No tasks match.
               </td>
             </tr>

@@ -22,7 +22,7 @@ export const insightsRouter = router({
         path: '/whoami',
         summary: 'The tenant and scopes of the calling API key',
         description:
-          'Which tenant the key reaches and what it may do (tasks:write, tasks:read, admin): a client shows only the actions the key can take. Any valid key may ask, whatever its scopes. With AUTH_MODE=disabled: tenant "default", every scope, authMode "disabled".',
+          'Which tenant the key reaches and what it may do (tasks:write, tasks:read, admin: its tenant\'s keys, operator: the shared queue and every tenant\'s keys): a client shows only the actions the key can take. Any valid key may ask, whatever its scopes. With AUTH_MODE=disabled: tenant "default", every scope, authMode "disabled".',
         tags: ['keys'],
         successDescription: "The caller's tenant and scopes",
         errorResponses: {},

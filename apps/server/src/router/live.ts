@@ -1,9 +1,30 @@
 import { taskStatusSchema } from '@tasker/engine';
 import { TRPCError, tracked } from '@trpc/server';
 import { z } from 'zod';
+import type { Identity } from '../auth.ts';
 import { resumeAfter } from '../live.ts';
-import { readProcedure, router } from '../trpc.ts';
+import type { StreamLease } from '../streams.ts';
+import { type Context, readProcedure, router } from '../trpc.ts';
 import { taskUuid } from './schemas.ts';
+
+/**
+ * A slot for one subscription among the caller's streams (TOO_MANY_REQUESTS past
+ * MAX_STREAMS_PER_KEY), ended with its key, and dropped if its client stops reading.
+ */
+function openStream(ctx: Context & { identity: Identity }, signal: AbortSignal | undefined): StreamLease {
+  const lease = ctx.streams.open(
+    { identity: ctx.identity, ip: ctx.client.ip, drop: ctx.client.drop },
+    signal ?? new AbortController().signal,
+  );
+  if ('refusal' in lease) throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: lease.refusal.message });
+  return lease;
+}
+
+/** After the stream's events: the server ended it (a revoked or expired key): an UNAUTHORIZED error event. */
+function endedBy(lease: StreamLease): void {
+  const ended = lease.ended();
+  if (ended?.status === 401) throw new TRPCError({ code: 'UNAUTHORIZED', message: ended.message });
+}
 
 /** Subscriptions (served over SSE at /trpc): one task's states, or every task's changes. */
 export const liveRouter = router({
@@ -14,14 +35,23 @@ export const liveRouter = router({
   onTaskUpdate: readProcedure
     .input(z.object({ id: taskUuid, lastEventId: z.string().nullish() }))
     .subscription(async function* ({ ctx, input, signal }) {
-      const updates = await ctx.live.watch(
-        ctx.identity.tenantId,
-        input.id,
-        resumeAfter(input.lastEventId),
-        signal ?? new AbortController().signal,
-      );
-      if (!updates) throw new TRPCError({ code: 'NOT_FOUND', message: 'Task not found' });
-      for await (const event of updates) yield tracked(String(event.version), event);
+      const lease = openStream(ctx, signal);
+      try {
+        const updates = await ctx.live.watch(
+          ctx.identity.tenantId,
+          input.id,
+          resumeAfter(input.lastEventId),
+          {
+            signal: lease.signal,
+            onOverflow: lease.overflow,
+          },
+        );
+        if (!updates) throw new TRPCError({ code: 'NOT_FOUND', message: 'Task not found' });
+        for await (const event of updates) yield tracked(String(event.version), event);
+        endedBy(lease);
+      } finally {
+        lease.release();
+      }
     }),
 
   /** Every task's changes as they happen (for dashboards), optionally only some task types or statuses. */
@@ -32,10 +62,16 @@ export const liveRouter = router({
     .subscription(async function* ({ ctx, input, signal }) {
       const names = input.names && new Set(input.names);
       const statuses = input.statuses && new Set(input.statuses);
-      yield* ctx.live.watchAll(
-        ctx.identity.tenantId,
-        signal ?? new AbortController().signal,
-        (event) => (!names || names.has(event.name)) && (!statuses || statuses.has(event.status)),
-      );
+      const lease = openStream(ctx, signal);
+      try {
+        yield* ctx.live.watchAll(
+          ctx.identity.tenantId,
+          { signal: lease.signal, onOverflow: lease.overflow },
+          (event) => (!names || names.has(event.name)) && (!statuses || statuses.has(event.status)),
+        );
+        endedBy(lease);
+      } finally {
+        lease.release();
+      }
     }),
 });

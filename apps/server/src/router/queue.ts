@@ -1,6 +1,6 @@
 import { taskNames } from '@tasker/tasks';
 import { z } from 'zod';
-import { adminProcedure, router } from '../trpc.ts';
+import { operatorProcedure, router } from '../trpc.ts';
 
 const queueStateSchema = z
   .object({
@@ -20,26 +20,33 @@ const pauseInput = z
   })
   .default({});
 
-/** Pausing and resuming processing, of everything or of one task type; queue depths. */
+/**
+ * The 403 of every queue route: the queue is every tenant's, so a tenant's admin key may not touch
+ * it (a pause per tenant needs a fair dequeue first).
+ */
+const OPERATOR_403 =
+  "The API key lacks the operator scope: the queue is shared by every tenant, so pausing, resuming and its depths are an operator's (a tenant admin key gets this 403)";
+
+/** Pausing and resuming processing, of everything or of one task type; queue depths: an operator's. */
 export const queueRouter = router({
-  getQueue: adminProcedure
+  getQueue: operatorProcedure
     .meta({
       openapi: {
         method: 'GET',
         path: '/queue',
         summary: 'Whether processing is paused, and queue depths',
         description:
-          'Whether processing is paused (as a whole, and which task types on their own), and how many jobs wait, are delayed, run and failed. Shared by every tenant: admin only.',
+          'Whether processing is paused (as a whole, and which task types on their own), and how many jobs wait, are delayed, run and failed. Shared by every tenant: an operator key only.',
         tags: ['queue'],
         successDescription: 'The state of the queue',
-        errorResponses: {},
+        errorResponses: { 403: OPERATOR_403 },
       },
     })
     .input(z.object({}))
     .output(queueStateSchema)
     .query(({ ctx }) => ctx.tasks.queueState()),
 
-  pauseQueue: adminProcedure
+  pauseQueue: operatorProcedure
     .meta({
       openapi: {
         method: 'POST',
@@ -50,14 +57,14 @@ export const queueRouter = router({
           'submissions are still accepted and wait. Nothing queued is lost. The body is optional.',
         tags: ['queue'],
         successDescription: 'The state of the queue, paused',
-        errorResponses: { 400: 'An unknown task_name' },
+        errorResponses: { 400: 'An unknown task_name', 403: OPERATOR_403 },
       },
     })
     .input(pauseInput)
     .output(queueStateSchema)
     .mutation(({ ctx, input }) => ctx.tasks.pause(input.task_name)),
 
-  resumeQueue: adminProcedure
+  resumeQueue: operatorProcedure
     .meta({
       openapi: {
         method: 'POST',
@@ -67,7 +74,7 @@ export const queueRouter = router({
           'Workers start queued tasks again (of task_name only, if given; without it, every task type, including those paused on their own). The body is optional.',
         tags: ['queue'],
         successDescription: 'The state of the queue, resumed',
-        errorResponses: { 400: 'An unknown task_name' },
+        errorResponses: { 400: 'An unknown task_name', 403: OPERATOR_403 },
       },
     })
     .input(pauseInput)

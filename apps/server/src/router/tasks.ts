@@ -1,4 +1,11 @@
-import { findUnstorable, taskStatusSchema, taskViewSchema } from '@tasker/engine';
+import {
+  findUnstorable,
+  MAX_LIST_ROW_BYTES,
+  PREVIEW_BYTES,
+  taskStatusSchema,
+  taskSummarySchema,
+  taskViewSchema,
+} from '@tasker/engine';
 import { taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
@@ -147,7 +154,10 @@ export const tasksRouter = router({
         summary: 'List tasks, newest first',
         description:
           'Cursor pagination: pass next_cursor as cursor to get the next page; null on the last page. ' +
-          'input_contains and output_contains search the payloads (JSONB containment) and combine with every other filter.',
+          'input_contains and output_contains search the payloads (JSONB containment) and combine with every other filter. ' +
+          `Each row is a TaskSummary: a preview of its input and output (their JSON text cut at ${PREVIEW_BYTES} bytes, with truncated and the whole size), ` +
+          `its error with the message cut, no progress nor attempt errors; at most ${MAX_LIST_ROW_BYTES / 1024} KiB of JSON per row, ` +
+          `so a page of 500 is at most ${(500 * MAX_LIST_ROW_BYTES) / 1024 / 1024} MiB. The full record of a task: GET /tasks/{id}.`,
         tags: ['tasks'],
         successDescription: "A page of this tenant's tasks, newest first, and the cursor of the next page",
         errorResponses: { 400: 'A malformed filter, limit or cursor' },
@@ -173,7 +183,7 @@ export const tasksRouter = router({
         cursor: z.string().max(200).describe('next_cursor of the previous page').optional(),
       }),
     )
-    .output(z.object({ tasks: z.array(taskViewSchema), next_cursor: z.string().nullable() }))
+    .output(z.object({ tasks: z.array(taskSummarySchema), next_cursor: z.string().nullable() }))
     .query(async ({ ctx, input }) => {
       const page = await ctx.tasks.list(ctx.identity.tenantId, {
         statuses: input.status,

@@ -2,6 +2,7 @@ import { isDatabaseUnavailable } from '@tasker/db';
 import type { $ZodIssue } from 'zod/v4/core';
 import { isRedisUnavailable } from '../redis.ts';
 import { DependencyUnavailableError } from './dependency-unavailable.ts';
+import { ForbiddenError } from './forbidden.ts';
 import { InvalidArgumentError } from './invalid-argument.ts';
 import { InvalidTaskInputError } from './invalid-task-input.ts';
 import { NotFoundError } from './not-found.ts';
@@ -101,7 +102,7 @@ export interface PublicFailure {
 }
 
 /**
- * The engine's errors and dependency failures as a client sees them: bad input 400, unknown 404,
+ * The engine's errors and dependency failures as a client sees them: bad input 400, refused 403, unknown 404,
  * wrong state 409, a dependency down or not configured 503 naming it. Undefined for anything else,
  * which is a bug: a 500 whose cause is logged and never shown.
  *
@@ -118,6 +119,7 @@ export function publicFailureOf(
   }
   if (error instanceof InvalidArgumentError) return { status: 400, message: error.message };
   if (error instanceof NotFoundError) return { status: 404, message: error.message };
+  if (error instanceof ForbiddenError) return { status: 403, message: error.message };
   if (error instanceof TaskStateConflictError) return { status: 409, message: error.message };
   if (error instanceof DependencyUnavailableError) return { status: 503, message: error.message };
   if (isDatabaseUnavailable(error)) return { status: 503, message: 'PostgreSQL is unavailable' };

@@ -1,4 +1,5 @@
 export { DependencyUnavailableError } from './dependency-unavailable.ts';
+export { ForbiddenError } from './forbidden.ts';
 export {
   describeIssues,
   ERROR_CODE_BY_STATUS,
