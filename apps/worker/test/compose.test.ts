@@ -39,7 +39,11 @@ const inProfile = (profile: string) =>
   Object.fromEntries(services.filter(([, s]) => s.profiles.includes(profile)));
 
 /** What the shell must give compose (`${NAME:?…}` in the file): a value each, for these tests. */
-const REQUIRED: Record<string, string> = { POSTGRES_PASSWORD: 'pw-for-tests', GRAFANA_ADMIN_PASSWORD: 'gf' };
+const REQUIRED: Record<string, string> = {
+  POSTGRES_PASSWORD: 'pw-for-tests',
+  GRAFANA_ADMIN_PASSWORD: 'gf',
+  METRICS_TOKEN: 'metrics-token-for-tests',
+};
 
 /**
  * The environment as Compose passes it with only the required variables set in the shell:

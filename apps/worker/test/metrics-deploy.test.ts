@@ -25,11 +25,13 @@ const service = z.object({
   volumes: z.array(z.string()).optional(),
   environment: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
   command: z.array(z.string()).optional(),
+  secrets: z.array(z.string()).optional(),
 });
 const compose = z
   .object({
     services: z.record(z.string(), z.object({ profiles: z.array(z.string()) }).passthrough()),
     networks: z.record(z.string(), z.unknown()).optional(),
+    secrets: z.record(z.string(), z.object({ environment: z.string() })).optional(),
   })
   .parse(yaml('docker-compose.yml'));
 const get = (name: string) => service.parse(compose.services[name]);
@@ -68,6 +70,9 @@ describe('the compose metrics profile', () => {
     );
     expect(config?.[0]).toBe('./deploy/prometheus/prometheus.yml');
     expect(prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.yml');
+    // The token the servers and workers check, handed to Prometheus as /run/secrets/metrics_token.
+    expect(prometheus.secrets).toEqual(['metrics_token']);
+    expect(compose.secrets?.metrics_token).toEqual({ environment: 'METRICS_TOKEN' });
 
     const scrape = z.object({
       global: z.object({ scrape_interval: z.string() }),
@@ -75,6 +80,11 @@ describe('the compose metrics profile', () => {
         z.object({
           job_name: z.string(),
           metrics_path: z.literal('/metrics'),
+          // Servers and workers need METRICS_TOKEN in production: the compose secret, as a file.
+          authorization: z.object({
+            type: z.literal('Bearer'),
+            credentials_file: z.literal('/run/secrets/metrics_token'),
+          }),
           dns_sd_configs: z.array(
             z.object({ names: z.array(z.string()), type: z.literal('A'), port: z.number() }),
           ),
@@ -179,7 +189,7 @@ describe('the compose file exposes nothing by accident', () => {
         if (inUrl !== undefined) expect(inUrl, `${name} ${variable}`).toMatch(required);
       }
     }
-    expect([...seen].sort()).toEqual(['GF_SECURITY_ADMIN_PASSWORD', 'POSTGRES_PASSWORD']);
+    expect([...seen].sort()).toEqual(['GF_SECURITY_ADMIN_PASSWORD', 'METRICS_TOKEN', 'POSTGRES_PASSWORD']);
     // PostgreSQL's password and the one in DATABASE_URL are the same variable.
     const postgresPassword = String(get('postgres').environment?.POSTGRES_PASSWORD);
     for (const name of taskerServices) {
