@@ -207,8 +207,9 @@ describe('the document of POST /tasks', () => {
     ] as const) {
       expect(record(path, method, status)?.$ref, `${method} ${path}`).toBe('#/components/schemas/TypedTask');
     }
+    // A page of the list carries bounded summaries (previews, not whole payloads): the record is GET /tasks/{id}.
     const list = record('/tasks', 'get', '200') as { properties: { tasks: { items: Schema } } };
-    expect(list.properties.tasks.items.$ref).toBe('#/components/schemas/TypedTask');
+    expect(list.properties.tasks.items.$ref).toBe('#/components/schemas/TaskSummary');
 
     const typed = resolve({ $ref: '#/components/schemas/TypedTask' });
     expect(typed.discriminator?.propertyName).toBe('name');
