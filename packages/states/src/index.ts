@@ -1,0 +1,215 @@
+/**
+ * A task's life, stated once: every status, and every transition allowed between them with its
+ * guards and the fields it writes. Nothing else in Tasker decides which change is allowed:
+ *
+ * - `@tasker/db` builds each UPDATE's WHERE clause from `TRANSITIONS[name]` (its `from` statuses and
+ *   guards) and types each UPDATE's SET from its `sets`, so a transition cannot write a field it
+ *   does not declare;
+ * - the SDK (bundled into its package), the CLI and the dashboard read the terminal set and
+ *   `canCancel` / `canRetry` from here instead of keeping their own lists.
+ *
+ * No dependencies: the browser bundle and the published SDK take it as is.
+ */
+
+export const TASK_STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+/** What each status means, for documents (OpenAPI, the CLI's help, the dashboard's legend). */
+export const STATUS_DESCRIPTIONS: Readonly<Record<TaskStatus, string>> = {
+  PENDING: 'accepted, not running: queued, delayed (run_after), or waiting for its next attempt',
+  RUNNING: 'an attempt runs on a worker',
+  COMPLETED: 'finished with an output',
+  FAILED: 'finished with an error, no attempts left (or an error no attempt can fix)',
+  CANCELLED: 'finished because its cancellation was asked for',
+  EXPIRED: 'finished without running: it was not started within its ttl_ms',
+};
+
+/** The statuses a task ends in. Only an explicit retry moves a task out of one. */
+export const TERMINAL_STATUSES = [
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+  'EXPIRED',
+] as const satisfies readonly TaskStatus[];
+export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
+
+/** The statuses of a task that is not finished: queued, delayed, waiting for a retry, or running. */
+export const UNFINISHED_STATUSES = ['PENDING', 'RUNNING'] as const satisfies readonly TaskStatus[];
+export type UnfinishedStatus = (typeof UNFINISHED_STATUSES)[number];
+
+export const isTerminal = (status: TaskStatus | string): status is TerminalStatus =>
+  (TERMINAL_STATUSES as readonly string[]).includes(status);
+
+/**
+ * Conditions a transition may require besides the task's current status. Each has one SQL
+ * rendering (in `@tasker/db`, `tasks/transition-sql.ts`), checked there to cover this list.
+ */
+export const GUARDS = {
+  cancelNotRequested: 'no cancellation was asked for (cancel_requested_at is null)',
+  cancelRequested: 'a cancellation was asked for (cancel_requested_at is set)',
+  ofTenant: "the caller's tenant owns the task (when the caller names a tenant)",
+  notExpired: 'the task has no expiry, or it has not passed (expires_at is null or later than now)',
+  expired: 'the task has an expiry and it has passed (expires_at <= now)',
+} as const;
+export type Guard = keyof typeof GUARDS;
+
+/** The task fields a transition may write (besides `status`, `version` and `updated_at`, which every one writes). */
+export type TaskField =
+  | 'attempts'
+  | 'attemptErrors'
+  | 'cancelRequestedAt'
+  | 'error'
+  | 'expiresAt'
+  | 'finishedAt'
+  | 'output'
+  | 'progress'
+  | 'runAfter'
+  | 'startedAt'
+  | 'workerId';
+
+export interface Transition {
+  readonly from: readonly TaskStatus[];
+  /** The status after it; `from`'s own status when the transition changes fields only. */
+  readonly to: TaskStatus | 'unchanged';
+  readonly guards: readonly Guard[];
+  readonly sets: readonly TaskField[];
+  readonly doc: string;
+}
+
+const transition = <const T extends Transition>(t: T): T => t;
+
+/**
+ * Every allowed change of a task row. A change not listed here is not made: the store has no other
+ * way to write a task.
+ */
+export const TRANSITIONS = {
+  claim: transition({
+    from: ['PENDING', 'RUNNING'],
+    to: 'RUNNING',
+    guards: ['cancelNotRequested', 'notExpired'],
+    sets: ['attempts', 'progress', 'startedAt', 'workerId'],
+    doc: 'A worker takes the task for an attempt (RUNNING too: the worker that ran it before died).',
+  }),
+  progress: transition({
+    from: ['RUNNING'],
+    to: 'unchanged',
+    guards: [],
+    sets: ['progress'],
+    doc: 'The running attempt reports progress.',
+  }),
+  complete: transition({
+    from: ['RUNNING'],
+    to: 'COMPLETED',
+    guards: ['cancelNotRequested'],
+    sets: ['output', 'error', 'finishedAt'],
+    doc: 'The attempt returned a valid output. A cancellation asked for first wins instead (cancelRunning).',
+  }),
+  failFinal: transition({
+    from: ['RUNNING'],
+    to: 'FAILED',
+    guards: [],
+    sets: ['error', 'attemptErrors', 'finishedAt'],
+    doc: 'The attempt failed with no attempts left, or with an error no attempt can fix.',
+  }),
+  failRetry: transition({
+    from: ['RUNNING'],
+    to: 'PENDING',
+    guards: ['cancelNotRequested'],
+    sets: ['error', 'attemptErrors', 'finishedAt'],
+    doc: 'The attempt failed and another one follows (after its backoff).',
+  }),
+  failCancelled: transition({
+    from: ['RUNNING'],
+    to: 'CANCELLED',
+    guards: ['cancelRequested'],
+    sets: ['error', 'attemptErrors', 'finishedAt'],
+    doc: 'The attempt failed while a cancellation was asked for: it ends CANCELLED in the same commit, never PENDING first.',
+  }),
+  release: transition({
+    from: ['RUNNING'],
+    to: 'PENDING',
+    guards: [],
+    sets: ['attempts'],
+    doc: 'A worker shutting down gives its attempt back without counting it.',
+  }),
+  cancelPending: transition({
+    from: ['PENDING'],
+    to: 'CANCELLED',
+    guards: ['ofTenant'],
+    sets: ['error', 'cancelRequestedAt', 'finishedAt'],
+    doc: 'Cancelled before it ran: it never runs.',
+  }),
+  requestCancel: transition({
+    from: ['RUNNING'],
+    to: 'unchanged',
+    guards: ['ofTenant'],
+    sets: ['cancelRequestedAt'],
+    doc: 'Cancellation asked for while it runs: the worker aborts it and ends it (cancelRunning).',
+  }),
+  cancelRunning: transition({
+    from: ['PENDING', 'RUNNING'],
+    to: 'CANCELLED',
+    guards: ['cancelRequested'],
+    sets: ['error', 'finishedAt'],
+    doc: 'The end of a cancellation asked for while it ran.',
+  }),
+  expire: transition({
+    from: ['PENDING'],
+    to: 'EXPIRED',
+    guards: ['expired'],
+    sets: ['error', 'finishedAt'],
+    doc: 'Not started within its ttl_ms (also while its type or the queue is paused): it never runs.',
+  }),
+  failLost: transition({
+    from: ['PENDING', 'RUNNING'],
+    to: 'FAILED',
+    guards: [],
+    sets: ['error', 'attemptErrors', 'finishedAt'],
+    doc: "Ended from outside a worker: the task's job was lost for good (the recovery sweeper).",
+  }),
+  retry: transition({
+    from: ['FAILED', 'CANCELLED', 'EXPIRED'],
+    to: 'PENDING',
+    guards: ['ofTenant'],
+    sets: ['error', 'output', 'progress', 'attempts', 'cancelRequestedAt', 'finishedAt', 'runAfter', 'expiresAt'],
+    doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors).',
+  }),
+} as const satisfies Record<string, Transition>;
+
+export type TransitionName = keyof typeof TRANSITIONS;
+/** The fields transition `T` writes. */
+export type FieldsOf<T extends TransitionName> = (typeof TRANSITIONS)[T]['sets'][number];
+
+/** The statuses a task may be in for a transition to apply (its guards aside). */
+export const fromOf = (name: TransitionName): readonly TaskStatus[] => TRANSITIONS[name].from;
+
+/** Whether a cancel can still change this task: it is unfinished and no cancellation was asked for yet. */
+export function canCancel(task: { status: TaskStatus | string; cancelRequestedAt?: unknown }): boolean {
+  if (task.cancelRequestedAt != null) return false;
+  return (
+    (TRANSITIONS.cancelPending.from as readonly string[]).includes(task.status) ||
+    (TRANSITIONS.requestCancel.from as readonly string[]).includes(task.status)
+  );
+}
+
+/** The statuses a task can be retried from. */
+export const RETRYABLE_STATUSES = TRANSITIONS.retry.from;
+
+/** Whether a retry can run this task again. */
+export const canRetry = (task: { status: TaskStatus | string }): boolean =>
+  (RETRYABLE_STATUSES as readonly string[]).includes(task.status);
+
+/** The statuses a task in `status` can move to, by any transition. */
+export function nextStatuses(status: TaskStatus): TaskStatus[] {
+  const next = new Set<TaskStatus>();
+  for (const t of Object.values(TRANSITIONS) as Transition[]) {
+    if (t.from.includes(status)) next.add(t.to === 'unchanged' ? status : t.to);
+  }
+  return [...next];
+}
+
+/** `a, b or c`, for messages that list statuses. */
+export function listInWords(statuses: readonly string[]): string {
+  if (statuses.length <= 1) return statuses.join('');
+  return `${statuses.slice(0, -1).join(', ')} or ${statuses.at(-1)}`;
+}
