@@ -6,7 +6,7 @@ import { type E2eResult, runE2e } from './e2e.ts';
 
 /** The issue's floor: end-to-end tasks/s at least this share of the baseline's. */
 const FLOOR = 0.25;
-/** DESIGN.md's later goal ("at least half"), printed for reference only. */
+/** The architecture's later goal ("at least half"; docs/architecture.md), printed for reference only. */
 const DESIGN_GOAL = 0.5;
 
 const fmt = (value: number, digits = 0) =>
@@ -143,7 +143,9 @@ async function main() {
     ]);
   }
   console.log(`\n${table(rows)}`);
-  console.log(`(floor from the issue: ${FLOOR}; DESIGN.md's later goal: ${DESIGN_GOAL})`);
+  console.log(
+    `(floor from the issue: ${FLOOR}; the architecture's later goal (docs/architecture.md): ${DESIGN_GOAL})`,
+  );
 
   const verified = [
     baseline.verification,

@@ -23,7 +23,7 @@ import { noResultCache, RedisResultCache, type ResultCache } from './result-cach
 export type EngineRole = 'server' | 'worker';
 
 /**
- * Where Tasker keeps what is not a task row (DESIGN.md, "three ways to run"), chosen once by
+ * Where Tasker keeps what is not a task row (docs/architecture.md, "Three ways to run"), chosen once by
  * `REDIS_URL`: with it, the queue, paused types, result cache, cancel signals, rate limits and the
  * sweeper's lock are in Redis; without it, all of them are in PostgreSQL, each behind the same small
  * interface (the queue on BullMQ's PostgreSQL backend).

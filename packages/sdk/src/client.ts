@@ -1,3 +1,4 @@
+import { isTerminal } from '@tasker/states';
 import {
   createTRPCClient,
   httpBatchLink,
@@ -6,7 +7,7 @@ import {
   type TRPCClient,
 } from '@trpc/client';
 import { EventSource as EventSourcePonyfill } from 'eventsource';
-import { TaskFailedError, toTaskerError } from './errors.ts';
+import { TaskerError, TaskFailedError, toTaskerError } from './errors.ts';
 import { classifyingFetch, retryLinks } from './retry.ts';
 import type {
   AppRouter,
@@ -63,8 +64,8 @@ export interface TaskHandle<N extends TaskName> {
   readonly id: string;
   readonly name: N;
   /**
-   * The task's result once it is COMPLETED. Rejects with TaskFailedError when it ends FAILED or
-   * CANCELLED (carrying the task's error).
+   * The task's result once it is COMPLETED. Rejects with TaskFailedError when it ends FAILED,
+   * CANCELLED or EXPIRED (carrying the task's error; `status` says which).
    */
   result(): Promise<TaskOutput<N>>;
   /**
@@ -76,7 +77,7 @@ export interface TaskHandle<N extends TaskName> {
   get(): Promise<Task<N>>;
   /** Cancels it: a PENDING task never runs; a RUNNING one is aborted and ends CANCELLED. */
   cancel(): Promise<Task<N>>;
-  /** Runs a FAILED or CANCELLED task again, under the same id. */
+  /** Runs a FAILED, CANCELLED or EXPIRED task again, under the same id. */
   retry(): Promise<Task<N>>;
 }
 
@@ -103,8 +104,6 @@ export interface TaskerClient {
   /** Workers start queued tasks again: of `taskName` only, if given; else every type, those paused on their own too (operator). */
   resumeQueue(options?: QueueOptions): Promise<QueueState>;
 }
-
-const TERMINAL = new Set<string>(['COMPLETED', 'FAILED', 'CANCELLED']);
 
 function withHeaders(base: FetchLike, headers: Record<string, string>): FetchLike {
   if (Object.keys(headers).length === 0) return base;
@@ -165,7 +164,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
         for await (const event of events) {
           const update = event.data as TaskUpdate<N>;
           yield update;
-          if (TERMINAL.has(update.status)) return;
+          if (isTerminal(update.status)) return;
         }
       } catch (error) {
         throw toTaskerError(error);
@@ -181,14 +180,13 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
       result: async () => {
         for await (const update of updates()) {
           if (update.status === 'COMPLETED') return update.output as TaskOutput<N>;
-          if (update.status === 'FAILED' || update.status === 'CANCELLED') {
-            throw new TaskFailedError(id, update.status, update.error);
-          }
+          if (isTerminal(update.status)) throw new TaskFailedError(id, update.status, update.error);
         }
         // The stream ended without a final state (should not happen): ask once more.
         const final = await get<N>(id);
         if (final.status === 'COMPLETED') return final.output as TaskOutput<N>;
-        throw new TaskFailedError(id, final.status === 'CANCELLED' ? 'CANCELLED' : 'FAILED', final.error);
+        if (isTerminal(final.status)) throw new TaskFailedError(id, final.status, final.error);
+        throw new TaskerError(`the updates of task ${id} ended while it is ${final.status}`, 'STREAM_ENDED');
       },
     };
   };

@@ -1,3 +1,4 @@
+import type { TerminalStatus } from '@tasker/states';
 import { TRPCClientError } from '@trpc/client';
 import type { TaskError } from './types.ts';
 
@@ -47,18 +48,35 @@ export class TaskerUnavailableError extends TaskerError {
   override name = 'TaskerUnavailableError';
 }
 
-/** The task ended FAILED or CANCELLED; `taskError` is what the task recorded. */
+/** The statuses a task ends in without a result: FAILED, CANCELLED or EXPIRED (from `@tasker/states`). */
+export type UnsuccessfulStatus = Exclude<TerminalStatus, 'COMPLETED'>;
+
+/** An unsuccessful end: the error's code, and how its message says it. */
+interface Ending {
+  code: string;
+  words: (taskError: TaskError | null) => string;
+}
+
+const ENDINGS: Record<UnsuccessfulStatus, Ending> = {
+  FAILED: { code: 'TASK_FAILED', words: (e) => `failed${e ? `: ${e.message}` : ''}` },
+  CANCELLED: { code: 'CANCELLED', words: (e) => `was cancelled${e ? `: ${e.message}` : ''}` },
+  EXPIRED: { code: 'EXPIRED', words: () => 'expired: not started within its ttl' },
+};
+
+/**
+ * The task ended FAILED, CANCELLED or EXPIRED (not started within its ttl); `taskError` is what the
+ * task recorded. `code` is `TASK_FAILED`, `CANCELLED` or `EXPIRED`.
+ */
 export class TaskFailedError extends TaskerError {
   override name = 'TaskFailedError';
   constructor(
     readonly taskId: string,
-    readonly status: 'FAILED' | 'CANCELLED',
+    readonly status: UnsuccessfulStatus,
     readonly taskError: TaskError | null,
   ) {
-    super(
-      `task ${taskId} ${status === 'CANCELLED' ? 'was cancelled' : 'failed'}${taskError ? `: ${taskError.message}` : ''}`,
-      status === 'CANCELLED' ? 'CANCELLED' : 'TASK_FAILED',
-    );
+    // A status this version does not know (a newer server) reads as a failure.
+    const ending = ENDINGS[status] ?? ENDINGS.FAILED;
+    super(`task ${taskId} ${ending.words(taskError)}`, ending.code);
   }
 }
 

@@ -1,3 +1,6 @@
+// Tasker's statuses, stated once in the workspace's @tasker/states and bundled into this package
+// (tsup's noExternal): the published SDK depends on no @tasker/* package.
+export { canCancel, canRetry, TASK_STATUSES, TERMINAL_STATUSES } from '@tasker/states';
 export {
   createTaskerClient,
   type TaskerClient,
@@ -10,6 +13,7 @@ export {
   TaskerUnavailableError,
   TaskerValidationError,
   TaskFailedError,
+  type UnsuccessfulStatus,
   type ValidationIssue,
 } from './errors.ts';
 export type {

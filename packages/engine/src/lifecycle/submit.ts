@@ -32,8 +32,9 @@ export interface Submitted {
 }
 
 /**
- * Steps 2–4 of a task's way (DESIGN.md): checks the parameters against the task type's schema (the
- * only place they are checked: the worker trusts the stored, parsed input), records the row
+ * Steps 2–4 of a task's way (docs/architecture.md, "A task's way, from submit to result"): checks
+ * the parameters against the task type's schema (the only place they are checked: the worker trusts
+ * the stored, parsed input), records the row
  * (PENDING; PostgreSQL announces it on commit), then adds its BullMQ job. When the enqueue fails
  * (Redis away, or slower than 2 s) the task is still accepted: the sweeper (`recover`) enqueues
  * every PENDING row whose job is missing. A paused type's rows wait in PostgreSQL with no job.
