@@ -5,6 +5,7 @@ import {
   TaskerValidationError,
   TaskFailedError,
 } from '@tasker/sdk';
+import type { TerminalStatus } from '@tasker/states';
 
 /** The exit codes of `tasker`, as `tasker --help` lists them. */
 export const EXIT = {
@@ -19,7 +20,21 @@ export const EXIT = {
   auth: 4,
   /** No such task, or not possible in its state (404/409). */
   notFound: 5,
+  /** The task ended EXPIRED: it was not started within its ttl (run --wait/--watch, watch). */
+  expired: 6,
 } as const;
+
+/** The exit code of `run --wait`, `run --watch` and `watch` for a task that ended in `status`. */
+const ENDED: Record<TerminalStatus, number> = {
+  COMPLETED: EXIT.ok,
+  FAILED: EXIT.failed,
+  CANCELLED: EXIT.failed,
+  EXPIRED: EXIT.expired,
+};
+
+export function exitCodeOf(status: TerminalStatus): number {
+  return ENDED[status] ?? EXIT.failed;
+}
 
 export const EXIT_CODES_HELP = `
 Exit codes:
@@ -29,6 +44,7 @@ Exit codes:
   3  the server could not be reached, is unavailable (502/503/504) or rate-limits (429)
   4  not authenticated or not allowed (401/403): set TASKER_API_KEY or --api-key
   5  no such task (404), or not possible in its state (409)
+  6  the task ended EXPIRED: not started within its ttl (run --wait, run --watch, watch)
 Every failure prints one line on stderr, starting with "tasker: ".`;
 
 /** A failure the CLI reports itself: one line, this exit code. */
@@ -56,7 +72,7 @@ function rootCause(error: unknown): string {
 /** What the SDK threw, as one line and an exit code. */
 export function describeError(error: unknown, url: string): CliError {
   if (error instanceof CliError) return error;
-  if (error instanceof TaskFailedError) return new CliError(error.message, EXIT.failed);
+  if (error instanceof TaskFailedError) return new CliError(error.message, exitCodeOf(error.status));
   if (error instanceof TaskerValidationError) return new CliError(error.message, EXIT.usage);
   if (error instanceof TaskerNotFoundError) return new CliError(error.message, EXIT.notFound);
   if (error instanceof TaskerUnavailableError) {

@@ -1,4 +1,5 @@
 import { styleText } from 'node:util';
+import type { TaskStatus } from '@tasker/states';
 
 type Style = Parameters<typeof styleText>[0];
 
@@ -7,16 +8,18 @@ export function paint(style: Style, text: string, stream: NodeJS.WriteStream = p
   return styleText(style, text, { stream });
 }
 
-const STATUS_STYLE: Record<string, Style> = {
+/** Each status its own colour (EXPIRED, a task that never ran, is grey). */
+export const STATUS_STYLE: Readonly<Record<TaskStatus, Style>> = {
   PENDING: 'yellow',
   RUNNING: 'cyan',
   COMPLETED: 'green',
   FAILED: 'red',
   CANCELLED: 'magenta',
+  EXPIRED: 'gray',
 };
 
 export function statusText(status: string, stream: NodeJS.WriteStream = process.stdout): string {
-  return paint(STATUS_STYLE[status] ?? 'reset', status, stream);
+  return paint(STATUS_STYLE[status as TaskStatus] ?? 'reset', status, stream);
 }
 
 /** A value as the terminal shows it: text as it is, anything else as JSON. */

@@ -1,12 +1,11 @@
-import type { Task, TaskName, TaskStatus, TaskUpdate } from '@tasker/sdk';
+import { type Task, TaskFailedError, type TaskName, type TaskStatus, type TaskUpdate } from '@tasker/sdk';
+import { isTerminal, listInWords, RETRYABLE_STATUSES, TASK_STATUSES } from '@tasker/states';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Connection, connect } from './connect.ts';
 import { parseDuration } from './duration.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable, Spinner, statusText, valueText } from './output.ts';
 import { buildParameters } from './params.ts';
-
-const STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -33,11 +32,12 @@ function limitOption(value: string): number {
   return n;
 }
 
-function statusOption(value: string, previous: TaskStatus[] = []): TaskStatus[] {
+/** `--status a,b` (repeatable): every status of @tasker/states, in any case. */
+export function statusOption(value: string, previous: TaskStatus[] = []): TaskStatus[] {
   const statuses = value.split(',').map((s) => s.trim().toUpperCase());
-  const unknown = statuses.filter((s) => !(STATUSES as readonly string[]).includes(s));
+  const unknown = statuses.filter((s) => !(TASK_STATUSES as readonly string[]).includes(s));
   if (unknown.length > 0)
-    throw new InvalidArgumentError(`statuses are ${STATUSES.join(', ')} (got "${value}")`);
+    throw new InvalidArgumentError(`statuses are ${TASK_STATUSES.join(', ')} (got "${value}")`);
   return [...previous, ...(statuses as TaskStatus[])];
 }
 
@@ -74,7 +74,7 @@ function printTask(task: Task | TaskUpdate): void {
     rows.push(['progress', JSON.stringify(task.progress)]);
   printTable(rows, (_r, c, text) => {
     if (c === 0) return paint('dim', text);
-    return STATUSES.includes(text as TaskStatus) ? statusText(text) : text;
+    return (TASK_STATUSES as readonly string[]).includes(text) ? statusText(text) : text;
   });
 }
 
@@ -95,13 +95,11 @@ function statusLine(update: TaskUpdate): string {
   return `${update.name} ${paint('dim', update.id, process.stderr)} ${status}${detail}`;
 }
 
-const TERMINAL = new Set<string>(['COMPLETED', 'FAILED', 'CANCELLED']);
-
 /**
  * Follows a task to its end. `watch`: each status on stderr, and the reply streaming to stdout as
  * it grows (progress.partial), then the rest of the result; `--json` makes it one JSON line per
  * update. Else (`--wait`): a spinner on a terminal, then the result (with `--json`, the final
- * record). A task that ends FAILED or CANCELLED is exit 1.
+ * record). A task that ends FAILED or CANCELLED is exit 1, EXPIRED exit 6 (exitCodeOf).
  */
 async function follow(
   connection: Connection,
@@ -124,7 +122,7 @@ async function follow(
         spinner.text(statusLine(update));
         continue;
       }
-      if (TERMINAL.has(update.status)) break;
+      if (isTerminal(update.status)) break;
       if (update.status !== lastStatus) {
         lastStatus = update.status;
         spinner.stop();
@@ -164,11 +162,9 @@ async function follow(
   }
   if (mode.watch && !mode.json) process.stderr.write(`${statusLine(final)}\n`);
   if (final.status === 'COMPLETED') return;
-  const reason = final.error ? `: ${final.error.message}` : '';
-  throw new CliError(
-    `task ${id} ${final.status === 'CANCELLED' ? 'was cancelled' : 'failed'}${reason}`,
-    EXIT.failed,
-  );
+  // The SDK's words for the end (`task … failed: …`, `… was cancelled: …`, `… expired: …`) and its exit code.
+  if (isTerminal(final.status)) throw describeError(new TaskFailedError(id, final.status, final.error), url);
+  throw new CliError(`the stream of task ${id} ended while it is ${final.status}`, EXIT.failed);
 }
 
 /** `run`, `get`, `list`, `cancel`, `retry` and `watch`: through the SDK, on TASKER_URL. */
@@ -259,7 +255,7 @@ Examples:
     .description('List tasks, newest first')
     .option(
       '-s, --status <status>',
-      `only these statuses (comma-separated or repeated): ${STATUSES.join(', ')}`,
+      `only these statuses (comma-separated or repeated): ${TASK_STATUSES.join(', ')}`,
       statusOption,
     )
     .option('-t, --type <type>', 'only this task type (repeatable)', collect, [])
@@ -319,7 +315,7 @@ Examples:
 
   for (const [name, description] of [
     ['cancel', 'Cancel a task: a PENDING one never runs, a RUNNING one is aborted'],
-    ['retry', 'Run a FAILED or CANCELLED task again, under the same id'],
+    ['retry', `Run a ${listInWords(RETRYABLE_STATUSES)} task again, under the same id`],
   ] as const) {
     program
       .command(name)
