@@ -15,11 +15,12 @@ if (!runBrowserTests) {
   );
 }
 
-// The browser tests: node environment (Playwright drives a real Chromium), one file at a time.
+// The browser tests: node environment (Playwright drives a real Chromium), one file at a time. The
+// unit tests (*.unit.test.ts: no browser, no server) run everywhere.
 export default defineConfig({
   test: {
     environment: 'node',
-    include: runBrowserTests ? ['test/**/*.test.ts'] : [],
+    include: runBrowserTests ? ['test/**/*.test.ts'] : ['test/**/*.unit.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     fileParallelism: false,

@@ -1,8 +1,12 @@
 import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { canCancel, canRetry } from '@tasker/states';
 import { useState } from 'react';
 import { errorText, type Task, type TaskEvent, useTRPC } from './api.ts';
 
-/** Cancel while PENDING or RUNNING (and not already asked), retry once FAILED or CANCELLED: only for keys with tasks:write. */
+/**
+ * Cancel while a cancel can still change the task (PENDING or RUNNING, not already asked), retry once
+ * it is FAILED, CANCELLED or EXPIRED: @tasker/states' canCancel and canRetry. Only for keys with tasks:write.
+ */
 export function TaskActions({
   task,
   write,
@@ -27,8 +31,8 @@ export function TaskActions({
   const cancel = useMutation(trpc.cancelTask.mutationOptions(done));
   const retry = useMutation(trpc.retryTask.mutationOptions(done));
   if (!write) return null;
-  const cancellable = (task.status === 'PENDING' || task.status === 'RUNNING') && !task.cancelRequestedAt;
-  const retryable = task.status === 'FAILED' || task.status === 'CANCELLED';
+  const cancellable = canCancel(task);
+  const retryable = canRetry(task);
   return (
     <span className="actions">
       {cancellable ? (

@@ -1,5 +1,6 @@
 import { QueryClient } from '@tanstack/react-query';
 import type { AppRouter } from '@tasker/server';
+import { TASK_STATUSES } from '@tasker/states';
 import {
   createTRPCClient,
   httpBatchLink,
@@ -18,7 +19,8 @@ export type TaskEvent = Omit<Task, 'input'>;
 export type TaskStatus = Task['status'];
 export type Scope = RouterOutputs['whoami']['scopes'][number];
 
-export const STATUSES: readonly TaskStatus[] = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'];
+/** Every status, from @tasker/states (typed as the API's: a status the API lacks is a compile error here). */
+export const STATUSES: readonly TaskStatus[] = TASK_STATUSES;
 
 const KEY_ITEM = 'tasker.apiKey';
 

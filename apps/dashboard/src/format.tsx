@@ -1,8 +1,14 @@
+import { STATUS_DESCRIPTIONS } from '@tasker/states';
 import type { TaskStatus } from './api.ts';
 
+/** A status, coloured by its `.badge.<status>` rule (style.css), its meaning on hover. */
 export function StatusBadge({ status, cancelling }: { status: TaskStatus; cancelling?: boolean }) {
   return (
-    <span className={`badge ${status.toLowerCase()}`} data-status={status}>
+    <span
+      className={`badge ${status.toLowerCase()}`}
+      data-status={status}
+      title={STATUS_DESCRIPTIONS[status]}
+    >
       {status}
       {cancelling && status === 'RUNNING' ? ' (cancelling)' : ''}
     </span>

@@ -1,4 +1,5 @@
 import { keepPreviousData, useQuery, useQueryClient } from '@tanstack/react-query';
+import { STATUS_DESCRIPTIONS } from '@tasker/states';
 import { useSubscription } from '@trpc/tanstack-react-query';
 import { type FormEvent, useEffect, useMemo, useRef, useState } from 'react';
 import type { Abilities } from '../App.tsx';
@@ -202,7 +203,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
         <fieldset>
           <legend>Status</legend>
           {STATUSES.map((status) => (
-            <label key={status} className="check">
+            <label key={status} className="check" title={STATUS_DESCRIPTIONS[status]}>
               <input
                 type="checkbox"
                 name="status"
