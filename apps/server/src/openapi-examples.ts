@@ -51,6 +51,8 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
     maxAttempts: d.retry.attempts,
     priority: 0,
     runAfter: null,
+    ttlMs: null,
+    expiresAt: null,
     cancelRequestedAt: state === 'CANCELLED' ? at(2) : null,
     createdAt: at(0),
     startedAt: done ? at(1) : null,

@@ -196,6 +196,74 @@ describe('pause one task type', () => {
   });
 });
 
+describe('ttl_ms', () => {
+  const post = (path: string, body: unknown) =>
+    fetch(`${stack.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  it('a task not started within its ttl ends EXPIRED within ttl + 2 s, while its type and the whole queue are paused; retry runs it', async () => {
+    await post('/queue/pause', { task_name: 'sum_two_numbers' });
+    await post('/queue/pause', {});
+    workers.push(await spawnApp('worker', stack.env.vars));
+    const submitted = Date.now();
+    const short = (await sum(7000, { ttl_ms: 500 })).task_uuid;
+    const delayed = (await sum(7001, { ttl_ms: 500, delay_ms: 1000 })).task_uuid;
+    const long = (await sum(7002, { ttl_ms: 60_000 })).task_uuid;
+    const record = await getTask(short);
+    expect(record).toMatchObject({ status: 'PENDING', ttlMs: 500 });
+    const expired = await waitFor(async () => {
+      const t = (await getTask(short)) as Task & {
+        error: { code: string } | null;
+        finishedAt: string | null;
+      };
+      return t.status === 'EXPIRED' ? t : undefined;
+    });
+    expect(Date.parse(expired.finishedAt ?? '') - submitted).toBeLessThan(500 + 2000);
+    expect(expired.error?.code).toBe('EXPIRED');
+    // A delayed task's ttl counts from its run_after: it is still waiting when the first expired.
+    expect((await getTask(delayed)).status).toBe('PENDING');
+    await waitFor(async () => (await getTask(delayed)).status === 'EXPIRED');
+    expect((await getTask(long)).status).toBe('PENDING');
+    // The old route reads an expired task as FAILED, with the reason.
+    const legacy = await (await fetch(`${stack.url}/get-task-output?task_uuid=${short}`)).json();
+    expect(legacy).toMatchObject({ task_output: { status: 'FAILED', error: expect.stringMatching(/ttl/) } });
+
+    await post('/queue/resume', {});
+    await waitFor(async () => (await getTask(long)).status === 'COMPLETED');
+    const retried = await post(`/tasks/${short}/retry`, {});
+    expect(retried.status).toBe(200);
+    await waitFor(async () => (await getTask(short)).status === 'COMPLETED');
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  });
+
+  it('a job delivered after its task expired does not run it: the claim ends it EXPIRED', async () => {
+    // No expiry pass in this worker for a minute: only the claim can see the expiry.
+    const short = (await sum(7100, { ttl_ms: 200 })).task_uuid;
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    workers.push(await spawnApp('worker', { ...stack.env.vars, EXPIRE_INTERVAL_MS: '60000' }));
+    const t = await waitFor(async () => {
+      const row = await getTask(short);
+      return row.status === 'EXPIRED' ? row : undefined;
+    });
+    expect(t.attempts).toBe(0);
+    expect(t.startedAt).toBeNull();
+    await Promise.all(workers.splice(0).map((w) => w.stop()));
+  });
+
+  it('refuses a ttl below 100 ms, naming the field', async () => {
+    const res = await postJson(`${stack.url}/run-task`, {
+      task_name: 'sum_two_numbers',
+      task_parameters: { a: 1, b: 2 },
+      ttl_ms: 50,
+    });
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(res.body)).toContain('ttl_ms');
+  });
+});
+
 describe('cancellation', () => {
   it('a delayed (PENDING) task cancelled never runs', async () => {
     const { task_uuid } = await sum(2, { delay_ms: 1000 });
@@ -262,7 +330,7 @@ describe('retry by hand', () => {
     const again = await fetch(`${stack.url}/tasks/${task_uuid}/retry`, { method: 'POST' });
     expect(again.status).toBe(409);
     expect(await again.json()).toMatchObject({
-      error: expect.stringMatching(/COMPLETED; only a FAILED or CANCELLED/),
+      error: expect.stringMatching(/COMPLETED; only a FAILED, CANCELLED/),
     });
   });
 });

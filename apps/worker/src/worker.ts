@@ -8,6 +8,7 @@ import {
   taskConfig,
 } from '@tasker/engine';
 import { CancelWatch } from './cancel-watch.ts';
+import { Expirer } from './expirer.ts';
 import { CANCELLED, createProcessor, SHUTDOWN } from './processor.ts';
 import { Sweeper } from './sweeper.ts';
 
@@ -78,11 +79,13 @@ export async function startWorker(
     log,
   );
   sweeper.start();
+  const expirer = new Expirer(lifecycle, env.EXPIRE_INTERVAL_MS, log);
+  expirer.start();
   log.info({ workerId: id, concurrency: env.WORKER_CONCURRENCY }, `worker ready; ${engine.describe}`);
 
   let closing: Promise<void> | undefined;
   const close = async () => {
-    await sweeper.stop();
+    await Promise.all([sweeper.stop(), expirer.stop()]);
     const closed = worker.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([

@@ -21,6 +21,7 @@ export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts'
 export { PausedTypeStore } from './paused-types.ts';
 export * from './schema.ts';
 export {
+  type FailedAttempt,
   LIST_HEAD_CHARS,
   type StaleTask,
   type TaskListFilter,
@@ -28,3 +29,4 @@ export {
   TaskStore,
   type TaskStoreOptions,
 } from './store.ts';
+export { type Assignments, choiceText, conditionText, whereOf } from './tasks/transition-sql.ts';

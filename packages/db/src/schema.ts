@@ -1,6 +1,8 @@
+import { TASK_STATUSES, type TaskStatus, UNFINISHED_STATUSES } from '@tasker/states';
 import { sql } from 'drizzle-orm';
 import {
   type AnyPgColumn,
+  check,
   index,
   integer,
   jsonb,
@@ -12,20 +14,15 @@ import {
   uuid,
 } from 'drizzle-orm/pg-core';
 
-export const TASK_STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED'] as const;
-export type TaskStatus = (typeof TASK_STATUSES)[number];
-/** The statuses a task ends in. Only an explicit retry moves a task out of one. Listed here only. */
-export const TERMINAL_STATUSES = [
-  'COMPLETED',
-  'FAILED',
-  'CANCELLED',
-] as const satisfies readonly TaskStatus[];
-/** The statuses of a task that is not finished: queued, delayed, waiting for a retry, or running. */
-export const UNFINISHED_STATUSES = ['PENDING', 'RUNNING'] as const satisfies readonly TaskStatus[];
-export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
-
-export const isTerminal = (status: TaskStatus): status is TerminalStatus =>
-  (TERMINAL_STATUSES as readonly TaskStatus[]).includes(status);
+// Every status and transition is stated once, in @tasker/states; the store builds its SQL from it.
+export {
+  isTerminal,
+  TASK_STATUSES,
+  type TaskStatus,
+  TERMINAL_STATUSES,
+  type TerminalStatus,
+  UNFINISHED_STATUSES,
+} from '@tasker/states';
 
 /** `('A', 'B')` for a status list in SQL (constants only, never user input). */
 const statusList = (statuses: readonly TaskStatus[]) =>
@@ -73,6 +70,10 @@ export const tasks = pgTable(
     timeoutMs: integer('timeout_ms'),
     idempotencyKey: text('idempotency_key'),
     runAfter: timestamptz('run_after'),
+    /** How long the task may wait to start (submit's `ttl_ms`); null: forever. */
+    ttlMs: integer('ttl_ms'),
+    /** created_at + ttl_ms: a task not started by then ends EXPIRED (`expire` transition). */
+    expiresAt: timestamptz('expires_at'),
     cancelRequestedAt: timestamptz('cancel_requested_at'),
     /** Which worker process ran the latest attempt (host:pid). */
     workerId: text('worker_id'),
@@ -118,10 +119,18 @@ export const tasks = pgTable(
     index('tasks_unfinished_idx')
       .on(t.updatedAt)
       .where(sql`${t.status} in ${statusList(UNFINISHED_STATUSES)}`),
-    // Retention: finished tasks by age.
-    index('tasks_finished_idx')
-      .on(t.finishedAt)
-      .where(sql`${t.status} in ${statusList(TERMINAL_STATUSES)}`),
+    // Retention and the finished-per-minute chart: finished tasks by age. `finished_at` is set
+    // exactly when the status is terminal (tasks_finished_check), so the predicate names no status
+    // and a new terminal status needs no new index.
+    index('tasks_finished_idx').on(t.finishedAt).where(sql`${t.finishedAt} is not null`),
+    check(
+      'tasks_finished_check',
+      sql`(${t.finishedAt} is null) = (${t.status} in ${statusList(UNFINISHED_STATUSES)})`,
+    ),
+    // Expiry: queued tasks that carry a deadline, soonest first.
+    index('tasks_expiry_idx')
+      .on(t.expiresAt)
+      .where(sql`${t.status} = 'PENDING' and ${t.expiresAt} is not null`),
     uniqueIndex('tasks_owner_idempotency_idx')
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),

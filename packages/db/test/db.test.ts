@@ -28,6 +28,9 @@ afterAll(async () => {
   await env?.cleanup();
 });
 
+const cancelled = { message: 'the task was cancelled', name: 'CancelledError', code: 'CANCELLED' };
+const expiredError = { message: 'not started within its ttl', name: 'ExpiredError', code: 'EXPIRED' };
+
 const newTask = async (input: unknown = { a: 1, b: 2 }) =>
   (await store.insert({ id: randomUUID(), name: 'sum_two_numbers', input, maxAttempts: 3 })).row;
 
@@ -125,26 +128,33 @@ describe('TaskStore', () => {
     expect((await store.get(task.id))?.output).toBe(winners[0]?.output);
     expect(await store.claim(task.id, 'w3', 2)).toBeUndefined();
     expect(
-      await store.failAttempt(task.id, { message: 'x', name: 'Error', code: 'HANDLER_ERROR' }, true),
+      await store.fail({
+        id: task.id,
+        error: { message: 'x', name: 'Error', code: 'HANDLER_ERROR' },
+        cancelled,
+        final: true,
+      }),
     ).toBeUndefined();
   });
 
   it('keeps every failed attempt and fails only on the final one', async () => {
     const task = await newTask();
     await store.claim(task.id, 'w1', 1);
-    const retry = await store.failAttempt(
-      task.id,
-      { message: 'first', name: 'Error', code: 'HANDLER_ERROR', attempt: 1 },
-      false,
-    );
+    const retry = await store.fail({
+      id: task.id,
+      error: { message: 'first', name: 'Error', code: 'HANDLER_ERROR', attempt: 1 },
+      cancelled,
+      final: false,
+    });
     expect(retry?.status).toBe('PENDING');
     expect(retry?.error).toBeNull();
     await store.claim(task.id, 'w1', 2);
-    const failed = await store.failAttempt(
-      task.id,
-      { message: 'second', name: 'Error', code: 'TIMEOUT', attempt: 2 },
-      true,
-    );
+    const failed = await store.fail({
+      id: task.id,
+      error: { message: 'second', name: 'Error', code: 'TIMEOUT', attempt: 2 },
+      cancelled,
+      final: true,
+    });
     expect(failed?.status).toBe('FAILED');
     expect(failed?.error?.message).toBe('second');
     expect(failed?.attemptErrors.map((e) => e.message)).toEqual(['first', 'second']);
@@ -205,13 +215,9 @@ describe('TaskStore', () => {
     expect((await store.requestCancel(task.id))?.cancelRequestedAt).toBeInstanceOf(Date);
     expect(await store.cancelRequested([task.id, randomUUID()])).toEqual([task.id]);
     expect(await store.complete(task.id, 3)).toBeUndefined();
-    const cancelled = await store.markCancelled(task.id, {
-      message: 'cancelled',
-      name: 'X',
-      code: 'CANCELLED',
-    });
-    expect(cancelled?.status).toBe('CANCELLED');
-    expect(cancelled?.output).toBeNull();
+    const ended = await store.cancelRunning(task.id, cancelled);
+    expect(ended?.status).toBe('CANCELLED');
+    expect(ended?.output).toBeNull();
   });
 
   // Issue 7, fault 6: releasing an expired idempotency key touched every owner's rows with that key,
@@ -270,5 +276,87 @@ describe('TaskStore', () => {
     expect(new Set(seen).size).toBe(seen.length);
     for (const id of ids) expect(seen).toContain(id);
     expect(await store.findStale(new Date(0), 10)).toEqual([]);
+  });
+});
+
+describe('the state machine in SQL', () => {
+  it('ends a retryable failure after a cancel request CANCELLED in one commit: watchers never see PENDING', async () => {
+    const heard: TaskChange[] = [];
+    const listener = await listenTaskChanges(
+      client.sql,
+      (c) => heard.push(c),
+      () => {},
+    );
+    try {
+      const task = await newTask();
+      await store.claim(task.id, 'w1', 1);
+      await store.requestCancel(task.id);
+      const attemptError = { message: 'boom', name: 'Error', code: 'HANDLER_ERROR', attempt: 1 };
+      const ended = await store.fail({ id: task.id, error: attemptError, cancelled, final: false });
+      expect(ended?.status).toBe('CANCELLED');
+      expect(ended?.error?.code).toBe('CANCELLED');
+      expect(ended?.attemptErrors.map((e) => e.message)).toEqual(['boom']);
+      expect(ended?.finishedAt).toBeInstanceOf(Date);
+      // A final failure with a cancel asked for ends CANCELLED too: the cancel wins, as over a result.
+      const other = await newTask();
+      await store.claim(other.id, 'w1', 1);
+      await store.requestCancel(other.id);
+      expect((await store.fail({ id: other.id, error: attemptError, cancelled, final: true }))?.status).toBe(
+        'CANCELLED',
+      );
+      const deadline = Date.now() + 5000;
+      const statuses = () =>
+        heard
+          .filter((c) => !c.truncated && c.row.id === task.id)
+          .map((c) => (c.truncated ? '' : c.row.status));
+      while (statuses().at(-1) !== 'CANCELLED' && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(statuses()).toEqual(['PENDING', 'RUNNING', 'RUNNING', 'CANCELLED']);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('expires a PENDING task past its ttl (never one that started, nor one without a ttl), and a claim refuses it', async () => {
+    const insert = (ttlMs: number | null) =>
+      store.insert({ id: randomUUID(), name: 'sum_two_numbers', input: {}, ttlMs }).then((r) => r.row);
+    const short = await insert(100);
+    const long = await insert(60_000);
+    const none = await insert(null);
+    const started = await insert(100);
+    expect(short.expiresAt?.getTime()).toBeGreaterThan(short.createdAt.getTime() + 90);
+    expect(none.expiresAt).toBeNull();
+    await store.claim(started.id, 'w1', 1);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await store.claim(short.id, 'w1', 1)).toBeUndefined();
+    const expired = await store.expireDue(100, expiredError);
+    const ids = expired.map((r) => r.id);
+    expect(ids).toContain(short.id);
+    for (const id of [long.id, none.id, started.id]) expect(ids).not.toContain(id);
+    const row = await store.get(short.id);
+    expect(row).toMatchObject({ status: 'EXPIRED', error: { code: 'EXPIRED' } });
+    expect(row?.finishedAt).toBeInstanceOf(Date);
+    // EXPIRED is terminal: nothing but a retry moves it, and the retry counts its ttl again.
+    expect(await store.cancelPending(short.id, cancelled)).toBeUndefined();
+    const retried = await store.retry(short.id);
+    expect(retried?.status).toBe('PENDING');
+    expect((retried?.expiresAt?.getTime() ?? 0) - (retried?.updatedAt.getTime() ?? 0)).toBe(100);
+  });
+
+  it('refuses, in the database itself, a row whose finished_at disagrees with its status', async () => {
+    const task = await newTask();
+    await expect(client.sql`update tasks set finished_at = now() where id = ${task.id}`).rejects.toThrow(
+      /tasks_finished_check/,
+    );
+  });
+
+  it('scopes tenant-guarded transitions to the tenant, and only those', async () => {
+    const task = (
+      await store.insert({ id: randomUUID(), tenantId: 'ta', name: 'sum_two_numbers', input: {} })
+    ).row;
+    expect(await store.cancelPending(task.id, cancelled, 'tb')).toBeUndefined();
+    expect((await store.cancelPending(task.id, cancelled, 'ta'))?.status).toBe('CANCELLED');
+    expect(await store.retry(task.id, 'tb')).toBeUndefined();
+    expect((await store.retry(task.id))?.status).toBe('PENDING');
   });
 });

@@ -96,6 +96,12 @@ function toLegacy(task: Pick<TaskEvent, 'status' | 'output' | 'error'>): LegacyT
       return { status: 'FAILED', result: null, error: task.error?.message ?? 'task failed' };
     case 'CANCELLED':
       return { status: 'FAILED', result: null, error: task.error?.message ?? 'task was cancelled' };
+    case 'EXPIRED':
+      return {
+        status: 'FAILED',
+        result: null,
+        error: task.error?.message ?? 'task expired before it started',
+      };
     default:
       return { status: 'PENDING', result: null, error: null };
   }

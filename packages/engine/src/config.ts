@@ -41,6 +41,8 @@ export const envSchema = z.object({
   STARTUP_TIMEOUT_MS: int(30_000),
   SWEEP_INTERVAL_MS: int(5_000, 100),
   SWEEP_GRACE_MS: int(10_000, 0),
+  /** How often each worker ends EXPIRED the queued tasks past their ttl (a task expires within ttl_ms + this + a query). */
+  EXPIRE_INTERVAL_MS: int(1_000, 50),
   RESULT_CACHE_TTL_SECONDS: int(24 * 3600, 1),
   IDEMPOTENCY_WINDOW_SECONDS: int(24 * 3600, 1),
   RETENTION_DAYS: z.coerce.number().min(0).default(30),

@@ -40,6 +40,10 @@ export const taskViewSchema = z
     maxAttempts: z.number().int(),
     priority: z.number().int().describe('0..100, higher runs first'),
     runAfter: isoDate.nullable().describe('A delayed task does not start before this time'),
+    ttlMs: z.number().int().nullable().describe('How long it may wait to start (ttl_ms), or null: for ever'),
+    expiresAt: isoDate
+      .nullable()
+      .describe('Not started by then, it ends EXPIRED (run_after or creation + ttl_ms); null without a ttl'),
     cancelRequestedAt: isoDate
       .nullable()
       .describe('When cancellation was asked for (the task ends CANCELLED)'),
@@ -70,6 +74,8 @@ export function toTaskView(row: TaskRow): TaskView {
     maxAttempts: row.maxAttempts,
     priority: row.priority,
     runAfter: iso(row.runAfter),
+    ttlMs: row.ttlMs,
+    expiresAt: iso(row.expiresAt),
     cancelRequestedAt: iso(row.cancelRequestedAt),
     createdAt: row.createdAt.toISOString(),
     startedAt: iso(row.startedAt),
@@ -172,6 +178,8 @@ export function toTaskSummary(row: TaskListRow): TaskSummary {
     maxAttempts: row.maxAttempts,
     priority: row.priority,
     runAfter: iso(row.runAfter),
+    ttlMs: row.ttlMs,
+    expiresAt: iso(row.expiresAt),
     cancelRequestedAt: iso(row.cancelRequestedAt),
     createdAt: row.createdAt.toISOString(),
     startedAt: iso(row.startedAt),

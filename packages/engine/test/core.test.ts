@@ -287,6 +287,8 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       timeoutMs: null,
       idempotencyKey: null,
       runAfter: null,
+      ttlMs: null,
+      expiresAt: null,
       cancelRequestedAt: null,
       workerId: 'w',
       createdAt: now,

@@ -107,9 +107,9 @@ export const TRANSITIONS = {
   failFinal: transition({
     from: ['RUNNING'],
     to: 'FAILED',
-    guards: [],
+    guards: ['cancelNotRequested'],
     sets: ['error', 'attemptErrors', 'finishedAt'],
-    doc: 'The attempt failed with no attempts left, or with an error no attempt can fix.',
+    doc: 'The attempt failed with no attempts left, or with an error no attempt can fix (a cancel asked for wins: failCancelled).',
   }),
   failRetry: transition({
     from: ['RUNNING'],
@@ -171,7 +171,16 @@ export const TRANSITIONS = {
     from: ['FAILED', 'CANCELLED', 'EXPIRED'],
     to: 'PENDING',
     guards: ['ofTenant'],
-    sets: ['error', 'output', 'progress', 'attempts', 'cancelRequestedAt', 'finishedAt', 'runAfter', 'expiresAt'],
+    sets: [
+      'error',
+      'output',
+      'progress',
+      'attempts',
+      'cancelRequestedAt',
+      'finishedAt',
+      'runAfter',
+      'expiresAt',
+    ],
     doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors).',
   }),
 } as const satisfies Record<string, Transition>;

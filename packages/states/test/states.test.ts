@@ -53,9 +53,14 @@ describe('the state machine', () => {
   });
 
   it('makes the three ends of a failed attempt exclusive: exactly one applies to a RUNNING task', () => {
-    const ends = [TRANSITIONS.failRetry, TRANSITIONS.failCancelled];
-    // With attempts left, a cancel request decides between them; with none, failFinal applies.
-    expect(ends.map((t) => t.guards.join())).toEqual(['cancelNotRequested', 'cancelRequested']);
+    const ends = [TRANSITIONS.failCancelled, TRANSITIONS.failFinal, TRANSITIONS.failRetry];
+    // A cancel asked for decides first (CANCELLED); without one, whether attempts are left does.
+    expect(ends.map((t) => t.guards.join())).toEqual([
+      'cancelRequested',
+      'cancelNotRequested',
+      'cancelNotRequested',
+    ]);
+    for (const t of ends) expect(t.from).toEqual(['RUNNING']);
     expect(TRANSITIONS.failCancelled.to).toBe('CANCELLED');
   });
 

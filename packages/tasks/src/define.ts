@@ -45,6 +45,12 @@ export interface TaskDefinition<
   retry: RetryPolicy;
   /** An attempt running longer is aborted and counts as failed. */
   timeoutMs: number;
+  /**
+   * How long a task of this type may wait to start (counted from its run_after, else its
+   * submission) before it ends EXPIRED without running; a submission's `ttl_ms` overrides it.
+   * Undefined: it waits for ever.
+   */
+  ttlMs?: number;
   /** Example parameters, shown in the API documentation. */
   example?: z.input<Input>;
   /** The result of `example`, shown in the API documentation (a task record, COMPLETED). */

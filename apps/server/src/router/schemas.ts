@@ -40,6 +40,15 @@ export const runOptionsShape = {
     .max(DAY_MS)
     .optional()
     .describe("An attempt running longer is aborted and counts as failed (default: the task type's)"),
+  ttl_ms: z
+    .number()
+    .int()
+    .min(100)
+    .max(30 * DAY_MS)
+    .optional()
+    .describe(
+      "Not started within this many ms (counted from run_at/delay_ms, else from now), the task ends EXPIRED without running, also while paused (default: the task type's, else never)",
+    ),
   idempotency_key: z
     .string()
     .min(1)
@@ -69,6 +78,7 @@ export function toSubmitOptions(options: RunOptions): Omit<SubmitRequest, 'tenan
     runAt: options.run_at ? new Date(options.run_at) : undefined,
     maxAttempts: options.max_attempts,
     timeoutMs: options.timeout_ms,
+    ttlMs: options.ttl_ms,
     idempotencyKey: options.idempotency_key,
   };
 }

@@ -66,7 +66,7 @@ export async function endCancelled(
   attempt?: number,
   running?: TaskRow,
 ): Promise<TaskRow | undefined> {
-  const cancelled = await r.store.markCancelled(id, cancelledError(attempt));
+  const cancelled = await r.store.cancelRunning(id, cancelledError(attempt));
   if (cancelled) {
     if (running) emit(r, { kind: 'attempt-ended', row: running, outcome: 'cancelled' });
     emit(r, { kind: 'finished', row: cancelled });

@@ -1,5 +1,6 @@
 import type { TaskRow } from '@tasker/db';
 import { endCancelled } from './cancel.ts';
+import { expireOne } from './expire.ts';
 import { emit, type LifecycleResources } from './resources.ts';
 
 /**
@@ -7,8 +8,9 @@ import { emit, type LifecycleResources } from './resources.ts';
  * (BullMQ's count, so that a delivery repeated after a crash or a lost database answer does not use
  * up an attempt): PENDING, or RUNNING left by a dead worker, becomes RUNNING.
  *
- * Undefined when the task must not run: it is finished (a job delivered again), or its cancellation
- * was requested while no worker ran it (then it ends CANCELLED here).
+ * Undefined when the task must not run: it is finished (a job delivered again), its cancellation
+ * was requested while no worker ran it (then it ends CANCELLED here), or it was not started within
+ * its ttl (then it ends EXPIRED here, if the expiry sweep has not ended it yet).
  */
 export async function claim(
   r: LifecycleResources,
@@ -21,7 +23,7 @@ export async function claim(
     emit(r, { kind: 'started', row });
     return row;
   }
-  await endCancelled(r, taskId);
+  if (!(await endCancelled(r, taskId))) await expireOne(r, taskId);
   return undefined;
 }
 

@@ -2,6 +2,7 @@ import type { TaskError, TaskRow } from '@tasker/db';
 import { cancel, endCancelled } from './cancel.ts';
 import { claim, release } from './claim.ts';
 import { complete } from './complete.ts';
+import { expireDue } from './expire.ts';
 import { fail } from './fail.ts';
 import { isPaused, pause, resume } from './pause.ts';
 import { type ProgressReporter, progressReporter } from './progress.ts';
@@ -25,6 +26,7 @@ import { type SubmitRequest, type Submitted, submit } from './submit.ts';
  * | cancel, endCancelled | `cancel.ts` | server (`cancelTask`); worker (the abort) |
  * | retry | `retry.ts` | server (`retryTask`) |
  * | pause, resume, isPaused | `pause.ts` | server (`pauseQueue`, `resumeQueue`); worker |
+ * | expire | `expire.ts` | every worker, every EXPIRE_INTERVAL_MS; the claim of an expired task |
  * | recover, prune, vacuum | `recover.ts` | the worker's sweeper |
  */
 export class TaskLifecycle {
@@ -79,6 +81,11 @@ export class TaskLifecycle {
     return isPaused(this.resources, name);
   }
 
+  /** Ends EXPIRED every PENDING task past its expiry; how many. */
+  expire(): Promise<number> {
+    return expireDue(this.resources);
+  }
+
   recover(graceMs: number): Promise<RecoveryReport> {
     return recover(this.resources, graceMs);
   }
@@ -93,6 +100,7 @@ export class TaskLifecycle {
 }
 
 export { cancelledError } from './cancel.ts';
+export { expiredError } from './expire.ts';
 export type { ProgressReporter } from './progress.ts';
 export type { RecoveryReport } from './recover.ts';
 export { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';

@@ -68,7 +68,7 @@ export async function recover(r: LifecycleResources, graceMs: number): Promise<R
 
 async function failGivenUp(r: LifecycleResources, row: StaleTask): Promise<TaskRow | undefined> {
   const reason = (await r.queue.failedReason(row.id)) ?? 'the queue gave up on this task';
-  const failed = await r.store.failUnfinished(row.id, {
+  const failed = await r.store.failLost(row.id, {
     message: reason,
     name: 'QueueError',
     code: /stalled/i.test(reason) ? 'STALLED' : 'QUEUE_FAILED',

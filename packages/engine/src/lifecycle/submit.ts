@@ -22,6 +22,8 @@ export interface SubmitRequest {
   runAt?: Date;
   maxAttempts?: number;
   timeoutMs?: number;
+  /** Not started within this many ms (from run_after, else now): it ends EXPIRED without running. */
+  ttlMs?: number;
   idempotencyKey?: string;
 }
 
@@ -65,6 +67,7 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
     maxAttempts: request.maxAttempts ?? definition.retry.attempts,
     priority: request.priority ?? 0,
     timeoutMs: request.timeoutMs ?? null,
+    ttlMs: request.ttlMs ?? definition.ttlMs ?? null,
     idempotencyKey: request.idempotencyKey ?? null,
     runAfter,
   });

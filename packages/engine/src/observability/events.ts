@@ -13,7 +13,7 @@ export type LifecycleEvent =
   | { kind: 'started'; row: TaskRow }
   /** A running attempt ended: `row` is the row as claimed (its `startedAt` is the attempt's start). */
   | { kind: 'attempt-ended'; row: TaskRow; outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' }
-  /** The task reached a terminal state: `row.status` is COMPLETED, FAILED or CANCELLED. */
+  /** The task reached a terminal state: `row.status` is terminal (COMPLETED, FAILED, CANCELLED or EXPIRED). */
   | { kind: 'finished'; row: TaskRow };
 
 export type LifecycleObserver = (event: LifecycleEvent) => void;

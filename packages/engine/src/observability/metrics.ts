@@ -23,6 +23,7 @@ export class TaskerMetrics {
   private readonly completed: Counter<'task_type'>;
   private readonly failed: Counter<'task_type'>;
   private readonly cancelled: Counter<'task_type'>;
+  private readonly expired: Counter<'task_type'>;
   private readonly runDuration: Histogram<'task_type' | 'outcome'>;
   private readonly queueWait: Histogram<'task_type'>;
   private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
@@ -44,6 +45,10 @@ export class TaskerMetrics {
       'Tasks that ended FAILED (once per task, not per attempt)',
     );
     this.cancelled = byType('tasker_tasks_cancelled_total', 'Tasks that ended CANCELLED');
+    this.expired = byType(
+      'tasker_tasks_expired_total',
+      'Tasks that ended EXPIRED: not started within their ttl_ms',
+    );
     this.runDuration = new Histogram({
       name: 'tasker_task_run_duration_seconds',
       help: 'How long each attempt ran, from its claim to its recorded end, by outcome (completed, failed, retrying, cancelled)',
@@ -149,6 +154,7 @@ export class TaskerMetrics {
         if (row.status === 'COMPLETED') this.completed.inc({ task_type });
         else if (row.status === 'FAILED') this.failed.inc({ task_type });
         else if (row.status === 'CANCELLED') this.cancelled.inc({ task_type });
+        else if (row.status === 'EXPIRED') this.expired.inc({ task_type });
         return;
     }
   };

@@ -1,0 +1,36 @@
+import { sql } from 'drizzle-orm';
+import type { Database } from '../client.ts';
+import { tasks } from '../schema.ts';
+
+/** Keeping the tasks table lean: retention and vacuum. */
+export class TaskMaintenance {
+  constructor(private readonly db: Database) {}
+
+  /**
+   * Deletes up to `limit` tasks that finished before `before` (one short statement: no long lock).
+   * Returns how many it deleted; call again until it returns less than `limit`.
+   */
+  async pruneFinished(before: Date, limit: number): Promise<number> {
+    const deleted = await this.db.execute(sql`
+      delete from ${tasks} where ${tasks.id} in (
+        select ${tasks.id} from ${tasks}
+        where ${tasks.finishedAt} is not null and ${tasks.finishedAt} < ${before.toISOString()}::timestamptz
+        limit ${limit})`);
+    return deleted.count;
+  }
+
+  /**
+   * Vacuums (and analyzes) the tasks table when its dead rows pass `share` of its live ones (and at
+   * least `minDead`). Every task leaves two or more dead row versions behind (no update of a task
+   * can be HOT: status and updated_at are indexed), and a PostgreSQL whose autovacuum is off, or
+   * behind, lets them pile up until every claim and every index scan slows down. Returns whether
+   * it vacuumed. VACUUM takes no lock that stops reads or writes.
+   */
+  async vacuumIfBloated({ share = 0.2, minDead = 10_000 } = {}): Promise<boolean> {
+    const [stats] = await this.db.execute<{ dead: number; live: number }>(sql`
+      select n_dead_tup::int as dead, n_live_tup::int as live from pg_stat_user_tables where relid = 'tasks'::regclass`);
+    if (!stats || stats.dead < Math.max(minDead, share * stats.live)) return false;
+    await this.db.execute(sql`vacuum (analyze) ${tasks}`);
+    return true;
+  }
+}

@@ -1,0 +1,133 @@
+import type { TransitionName } from '@tasker/states';
+import { sql } from 'drizzle-orm';
+import type postgres from 'postgres';
+import type { Database } from '../client.ts';
+import { type TaskError, type TaskRow, tasks } from '../schema.ts';
+import { byId, column } from './rows.ts';
+import { type Assignments, conditionText, statusAfter, whereOf } from './transition-sql.ts';
+
+const EXPIRE = conditionText('expire');
+
+/**
+ * The transitions off the hot path, one conditional UPDATE each: only from the statuses and under
+ * the guards its entry in @tasker/states allows, writing only the fields it declares, and always
+ * bumping `version` and `updated_at` so that watchers can order states.
+ */
+export class OtherTransitions {
+  constructor(
+    private readonly db: Database,
+    private readonly pg: postgres.Sql,
+  ) {}
+
+  private async apply<T extends TransitionName>(
+    name: T,
+    id: string,
+    set: Assignments<T>,
+    tenantId?: string,
+  ): Promise<TaskRow | undefined> {
+    const status = statusAfter(name);
+    const [row] = await this.db
+      .update(tasks)
+      .set({
+        ...set,
+        ...(status ? { status } : {}),
+        updatedAt: sql`now()`,
+        version: sql`${tasks.version} + 1`,
+      })
+      .where(whereOf(name, id, tenantId))
+      .returning();
+    return row;
+  }
+
+  /** Latest progress of a RUNNING task. */
+  setProgress(id: string, progress: unknown): Promise<TaskRow | undefined> {
+    return this.apply('progress', id, { progress: sql`${JSON.stringify(progress ?? null)}::jsonb` });
+  }
+
+  /** Gives an attempt back without counting it (graceful shutdown): RUNNING → PENDING. */
+  release(id: string): Promise<TaskRow | undefined> {
+    return this.apply('release', id, { attempts: sql`greatest(${tasks.attempts} - 1, 0)` });
+  }
+
+  /** PENDING (queued or delayed) → CANCELLED at once: it will never run. */
+  cancelPending(id: string, error: TaskError, tenantId?: string): Promise<TaskRow | undefined> {
+    return this.apply(
+      'cancelPending',
+      id,
+      { error, cancelRequestedAt: sql`now()`, finishedAt: sql`now()` },
+      tenantId,
+    );
+  }
+
+  /** RUNNING: records that it must stop; the worker running it aborts it and ends it CANCELLED. */
+  requestCancel(id: string, tenantId?: string): Promise<TaskRow | undefined> {
+    return this.apply(
+      'requestCancel',
+      id,
+      { cancelRequestedAt: sql`coalesce(${tasks.cancelRequestedAt}, now())` },
+      tenantId,
+    );
+  }
+
+  /** Ends as CANCELLED an unfinished task whose cancellation was requested. */
+  cancelRunning(id: string, error: TaskError): Promise<TaskRow | undefined> {
+    return this.apply('cancelRunning', id, { error, finishedAt: sql`now()` });
+  }
+
+  /** Ends an unfinished task as FAILED from outside a worker (e.g. its job was lost for good). */
+  failLost(id: string, error: TaskError): Promise<TaskRow | undefined> {
+    return this.apply('failLost', id, {
+      error,
+      attemptErrors: sql`${tasks.attemptErrors} || ${JSON.stringify([error])}::jsonb`,
+      finishedAt: sql`now()`,
+    });
+  }
+
+  /**
+   * FAILED, CANCELLED or EXPIRED → PENDING again, same id, for a new round of attempts. The errors
+   * of the earlier attempts stay in attempt_errors; a ttl counts again from now.
+   */
+  retry(id: string, tenantId?: string): Promise<TaskRow | undefined> {
+    return this.apply(
+      'retry',
+      id,
+      {
+        error: null,
+        output: null,
+        progress: null,
+        attempts: 0,
+        cancelRequestedAt: null,
+        finishedAt: null,
+        runAfter: null,
+        expiresAt: sql`case when ${tasks.ttlMs} is null then null else now() + ${tasks.ttlMs} * interval '1 millisecond' end`,
+      },
+      tenantId,
+    );
+  }
+
+  /**
+   * Ends as EXPIRED up to `limit` PENDING tasks whose expires_at has passed, soonest first (walks
+   * tasks_expiry_idx), skipping rows another transaction holds; each records `error`.
+   */
+  async expireDue(limit: number, error: TaskError): Promise<TaskRow[]> {
+    const rows = await this.pg`
+      update tasks t set status = 'EXPIRED', version = t.version + 1, updated_at = now(),
+        error = ${JSON.stringify(error)}::jsonb, finished_at = now()
+      from (select id from tasks where status = 'PENDING' and expires_at is not null and expires_at <= now()
+            order by expires_at limit ${limit} for update skip locked) due
+      where t.id = due.id and ${this.pg.unsafe(EXPIRE)}
+      returning t.*`;
+    return [...byId(rows).values()];
+  }
+
+  /** Ends these tasks EXPIRED if they still may (PENDING, past their expiry): the claim's path. */
+  async expire(ids: readonly string[], error: TaskError): Promise<TaskRow[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.pg`
+      update tasks t set status = 'EXPIRED', version = t.version + 1, updated_at = now(),
+        error = ${JSON.stringify(error)}::jsonb, finished_at = now()
+      where t.id = any(${column(ids, (id) => id)}::uuid[]) and ${this.pg.unsafe(EXPIRE)}
+      returning t.*`;
+    return [...byId(rows).values()];
+  }
+}
