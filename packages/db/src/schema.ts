@@ -69,6 +69,15 @@ export const tasks = pgTable(
     priority: integer('priority').notNull().default(0),
     timeoutMs: integer('timeout_ms'),
     idempotencyKey: text('idempotency_key'),
+    /**
+     * Tasks with one key share that key's concurrency limit (`max_running_per_key` of their type);
+     * the tenant's id when the submission gives none. Null only on rows older than the column.
+     */
+    concurrencyKey: text('concurrency_key'),
+    /** While a task with this key is unfinished, a submission with the same key returns it (per tenant). */
+    singletonKey: text('singleton_key'),
+    /** Submissions with this key within the delay collapse into this task while it is PENDING (per tenant). */
+    debounceKey: text('debounce_key'),
     runAfter: timestamptz('run_after'),
     /** How long the task may wait to start (submit's `ttl_ms`); null: forever. */
     ttlMs: integer('ttl_ms'),
@@ -131,6 +140,13 @@ export const tasks = pgTable(
     index('tasks_expiry_idx')
       .on(t.expiresAt)
       .where(sql`${t.status} = 'PENDING' and ${t.expiresAt} is not null`),
+    // One unfinished task per (tenant, singleton key); one PENDING task per (tenant, debounce key).
+    uniqueIndex('tasks_owner_singleton_idx')
+      .on(t.tenantId, t.singletonKey)
+      .where(sql`${t.singletonKey} is not null and ${t.status} in ${statusList(UNFINISHED_STATUSES)}`),
+    uniqueIndex('tasks_owner_debounce_idx')
+      .on(t.tenantId, t.debounceKey)
+      .where(sql`${t.debounceKey} is not null and ${t.status} = 'PENDING'`),
     uniqueIndex('tasks_owner_idempotency_idx')
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
@@ -187,3 +203,35 @@ export const pausedTaskTypes = pgTable('paused_task_types', {
   name: text('name').primaryKey(),
   pausedAt: timestamptz('paused_at').notNull().defaultNow(),
 });
+
+/** The limits of one kind of holder (a tenant, a task type): null means no limit. */
+const limitColumns = {
+  /** At most this many of its tasks RUNNING at once, across every worker. */
+  maxRunning: integer('max_running'),
+  /** A submission beyond this many of its tasks PENDING is refused (429 QUEUE_FULL), nothing stored. */
+  maxQueued: integer('max_queued'),
+  /** Its task starts are spread to at most this many per minute. */
+  startsPerMinute: integer('starts_per_minute'),
+  updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+};
+
+/**
+ * Limits set at runtime per tenant (`PUT /tenants/{tenant}/limits`). A tenant without a row has the
+ * defaults of the environment (TENANT_MAX_RUNNING, ...), unlimited where unset.
+ */
+export const tenantLimits = pgTable('tenant_limits', {
+  tenantId: text('tenant_id').primaryKey(),
+  ...limitColumns,
+});
+export type TenantLimitsRow = typeof tenantLimits.$inferSelect;
+
+/**
+ * Limits set at runtime per task type (`PUT /task-types/{name}/limits`), over the defaults of its
+ * `defineTask({ limits })`; `max_running_per_key` bounds each concurrency key of the type.
+ */
+export const taskTypeLimits = pgTable('task_type_limits', {
+  name: text('name').primaryKey(),
+  ...limitColumns,
+  maxRunningPerKey: integer('max_running_per_key'),
+});
+export type TaskTypeLimitsRow = typeof taskTypeLimits.$inferSelect;
