@@ -79,6 +79,12 @@ export const tasks = pgTable(
     /** Submissions with this key within the delay collapse into this task while it is PENDING (per tenant). */
     debounceKey: text('debounce_key'),
     runAfter: timestamptz('run_after'),
+    /**
+     * When the dispatcher handed the task to the queue (its job exists from then on). Null: the task
+     * waits in PostgreSQL for its turn (fair dequeue, limits, run_after, a paused type). Not a state
+     * of the task (no version, no event): where its delivery stands.
+     */
+    queuedAt: timestamptz('queued_at'),
     /** How long the task may wait to start (submit's `ttl_ms`); null: forever. */
     ttlMs: integer('ttl_ms'),
     /** created_at + ttl_ms: a task not started by then ends EXPIRED (`expire` transition). */
@@ -140,6 +146,14 @@ export const tasks = pgTable(
     index('tasks_expiry_idx')
       .on(t.expiresAt)
       .where(sql`${t.status} = 'PENDING' and ${t.expiresAt} is not null`),
+    // The dispatcher: tasks waiting for their turn, per tenant, in the order they are handed out.
+    index('tasks_ready_idx')
+      .on(t.tenantId, t.priority.desc().nullsFirst(), t.createdAt, t.id)
+      .where(sql`${t.status} = 'PENDING' and ${t.queuedAt} is null`),
+    // ... and the tasks holding a slot (handed to the queue, not finished), counted against limits.
+    index('tasks_holding_idx')
+      .on(t.tenantId, t.name, t.concurrencyKey)
+      .where(sql`${t.queuedAt} is not null and ${t.status} in ${statusList(UNFINISHED_STATUSES)}`),
     // One unfinished task per (tenant, singleton key); one PENDING task per (tenant, debounce key).
     uniqueIndex('tasks_owner_singleton_idx')
       .on(t.tenantId, t.singletonKey)
