@@ -47,3 +47,24 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 export function isTransientDatabaseError(error: unknown): boolean {
   return isDatabaseUnavailable(error) || codes(error).some((code) => RETRYABLE_CODES.has(code));
 }
+
+/**
+ * A submission refused because its tenant (or its task type) already has `limit` tasks PENDING, its
+ * `max_queued`: nothing was stored. The API answers 429 with code QUEUE_FULL.
+ */
+export class QueueFullError extends Error {
+  override name = 'QueueFullError';
+  constructor(
+    /** Whose limit: the tenant's, or the task type's (across every tenant). */
+    readonly holder: 'tenant' | 'type',
+    /** The tenant's id, or the task type's name. */
+    readonly of: string,
+    readonly limit: number,
+  ) {
+    super(
+      holder === 'tenant'
+        ? `Queue full: tenant "${of}" already has ${limit} queued (PENDING) tasks, its max_queued limit; retry once some have started`
+        : `Queue full: task type "${of}" already has ${limit} queued (PENDING) tasks, its max_queued limit; retry once some have started`,
+    );
+  }
+}

@@ -8,7 +8,7 @@ export {
 } from './api-keys.ts';
 export { Batcher, type BatcherOptions } from './batcher.ts';
 export { createDb, type Database, type DbClient, type DbOptions } from './client.ts';
-export { isDatabaseUnavailable, isTransientDatabaseError } from './errors.ts';
+export { isDatabaseUnavailable, isTransientDatabaseError, QueueFullError } from './errors.ts';
 export {
   listenTaskChanges,
   parseTaskChange,
@@ -17,6 +17,16 @@ export {
   type TaskChangeListener,
   type TruncatedTaskChange,
 } from './events.ts';
+export {
+  COUNT_CAP,
+  type LimitChange,
+  LimitStore,
+  type LimitValues,
+  type StoredTenantLimits,
+  type StoredTypeLimits,
+  type TaskCounts,
+  type TypeLimitValues,
+} from './limits.ts';
 export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts';
 export { PausedTypeStore } from './paused-types.ts';
 export * from './schema.ts';
