@@ -8,6 +8,9 @@ const optionalText = z
   .optional()
   .transform((v) => (v === '' ? undefined : v));
 
+/** An optional limit (0 to 1,000,000); unset or empty: none. */
+const limit = optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).max(1_000_000).optional());
+
 /** Unset or empty: PostgreSQL-only mode (the queue on BullMQ's PostgreSQL backend). */
 const redisUrl = optionalText.pipe(
   z
@@ -67,6 +70,14 @@ export const envSchema = z.object({
    * key (AUTH_MODE=disabled), one client IP. Past it: 429.
    */
   MAX_STREAMS_PER_KEY: int(100, 1),
+  /**
+   * The limits of a tenant without limits of its own (`PUT /tenants/{tenant}/limits` sets those):
+   * tasks RUNNING at once, tasks PENDING (a submission beyond is refused, 429 QUEUE_FULL), and task
+   * starts per minute. Unset: unlimited.
+   */
+  TENANT_MAX_RUNNING: limit,
+  TENANT_MAX_QUEUED: limit,
+  TENANT_STARTS_PER_MINUTE: limit,
   /** When set, `/metrics` (server, and worker on METRICS_PORT) needs `Authorization: Bearer <token>`. */
   METRICS_TOKEN: optionalText,
   /** OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318): tracing is on when set, off otherwise. */

@@ -2,6 +2,7 @@ import {
   createDb,
   type DbClient,
   isDatabaseUnavailable,
+  LimitStore,
   migrateDatabase,
   PausedTypeStore,
   TaskStore,
@@ -13,6 +14,7 @@ import { UnreachableError } from './errors/unreachable.ts';
 import { postgresNames, redisKeys } from './keys.ts';
 import { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 import { TaskLifecycle } from './lifecycle/index.ts';
+import { Limits, tenantLimitDefaults } from './limits.ts';
 import type { Logger } from './logger.ts';
 import { TaskerMetrics } from './observability/metrics.ts';
 import { PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
@@ -33,6 +35,11 @@ export type EngineMode = { kind: 'redis'; redis: Redis; redisUrl: string } | { k
 /** One process's share of Tasker's state: its PostgreSQL pool, its queue connection and the lifecycle over them. */
 export interface Engine {
   lifecycle: TaskLifecycle;
+  /**
+   * The effective limits of tenants and task types (`lifecycle.resources.limits`, the same object):
+   * `tenant(id)`, `tenants(ids)`, `type(name)`, each at most 1 s old; `invalidate()`; `store` to set them.
+   */
+  limits: Limits;
   db: DbClient;
   mode: EngineMode;
   /** The mode in one line, for the start-up log: "queue: Redis at …" or "queue: PostgreSQL (REDIS_URL unset)". */
@@ -90,6 +97,7 @@ export async function createEngine(
   });
   const store = new TaskStore(db, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
   const parts = env.REDIS_URL ? await redisParts(env.REDIS_URL, env, log, role) : postgresParts(env, db);
+  const limits = new Limits(new LimitStore(db.db), tenantLimitDefaults(env));
   const queue = new TaskQueue(parts.queue);
   queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
   const lifecycle = new TaskLifecycle({
@@ -98,6 +106,7 @@ export async function createEngine(
     cache: parts.cache,
     cancels: parts.cancels,
     paused: new PausedTypes(parts.paused),
+    limits,
     config: taskConfig(env),
     log,
     observe: metrics.observe,
@@ -105,6 +114,7 @@ export async function createEngine(
   metrics.watchQueue(() => queue.state());
   return {
     lifecycle,
+    limits,
     db,
     mode: parts.mode,
     describe: parts.describe,

@@ -37,6 +37,14 @@ export {
   TaskLifecycle,
   withTimeout,
 } from './lifecycle/index.ts';
+export {
+  effectiveLimits,
+  Limits,
+  type LimitValues,
+  type TypeLimitValues,
+  tenantLimitDefaults,
+  typeLimitDefaults,
+} from './limits.ts';
 export { createLogger, type Logger, requestScope } from './logger.ts';
 export * from './observability/index.ts';
 export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';

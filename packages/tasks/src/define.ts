@@ -31,6 +31,21 @@ export interface RetryPolicy {
   backoff: { type: 'exponential' | 'fixed'; delayMs: number };
 }
 
+/**
+ * A task type's default limits (each optional: unset, no limit), which an operator may change at
+ * runtime (`PUT /task-types/{name}/limits`; a value set there wins). Enforced across every worker.
+ */
+export interface TaskLimits {
+  /** At most this many tasks of the type RUNNING at once. */
+  maxRunning?: number;
+  /** A submission beyond this many tasks of the type PENDING is refused (429 QUEUE_FULL). */
+  maxQueued?: number;
+  /** Starts of the type spread to at most this many per minute. */
+  startsPerMinute?: number;
+  /** At most this many tasks of the type RUNNING at once per concurrency key. */
+  maxRunningPerKey?: number;
+}
+
 export interface TaskDefinition<
   Name extends string = string,
   Input extends z.ZodObject = z.ZodObject,
@@ -51,6 +66,8 @@ export interface TaskDefinition<
    * Undefined: it waits for ever.
    */
   ttlMs?: number;
+  /** Default limits of the type (see TaskLimits); unset: none. */
+  limits?: TaskLimits;
   /** Example parameters, shown in the API documentation. */
   example?: z.input<Input>;
   /** The result of `example`, shown in the API documentation (a task record, COMPLETED). */
@@ -66,6 +83,9 @@ export interface TaskOptions<Name extends string, Input extends z.ZodObject, Out
   timeoutMs?: number;
 }
 
+/** The largest value of any limit, here and at runtime (the API refuses more). */
+export const MAX_LIMIT = 1_000_000;
+
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, backoff: { type: 'exponential', delayMs: 1000 } };
 export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 
@@ -76,6 +96,12 @@ export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 export function defineTask<const Name extends string, Input extends z.ZodObject, Output extends z.ZodType>(
   options: TaskOptions<Name, Input, Output>,
 ): TaskDefinition<Name, Input, Output> {
+  for (const [field, value] of Object.entries(options.limits ?? {})) {
+    if (value !== undefined && !(Number.isInteger(value) && value >= 0 && value <= MAX_LIMIT))
+      throw new Error(
+        `defineTask ${options.name}: limits.${field} must be an integer from 0 to ${MAX_LIMIT}`,
+      );
+  }
   return {
     ...options,
     retry: { ...DEFAULT_RETRY, ...options.retry },

@@ -3,11 +3,13 @@ export {
   DEFAULT_RETRY,
   DEFAULT_TIMEOUT_MS,
   defineTask,
+  MAX_LIMIT,
   NonRetryableError,
   type RetryPolicy,
   type TaskConfig,
   type TaskContext,
   type TaskDefinition,
+  type TaskLimits,
   type TaskOptions,
   type TaskProgress,
 } from './define.ts';

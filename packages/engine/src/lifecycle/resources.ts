@@ -1,6 +1,7 @@
 import type { TaskStore } from '@tasker/db';
 import type { TaskConfig } from '@tasker/tasks';
 import type { CancelSignals } from '../cancel-signals.ts';
+import type { Limits } from '../limits.ts';
 import type { Logger } from '../logger.ts';
 import type { LifecycleEvent, LifecycleObserver } from '../observability/events.ts';
 import type { PausedTypes } from '../paused-types.ts';
@@ -18,6 +19,8 @@ export interface LifecycleResources {
   cache: ResultCache;
   cancels: CancelSignals;
   paused: PausedTypes;
+  /** The effective limits of tenants and task types, at most 1 s old (submit's max_queued; the dispatcher's). */
+  limits: Limits;
   config: TaskConfig;
   log: Logger;
   /** Told of each transition that happened (metrics); see LifecycleEvent. */
