@@ -62,7 +62,7 @@ function internal(): PublicError {
 }
 
 function known(failure: PublicFailure): PublicError {
-  return { ...failure, code: errorCodeOf(failure.status), internal: false };
+  return { ...failure, code: failure.code ?? errorCodeOf(failure.status), internal: false };
 }
 
 /**
@@ -103,7 +103,7 @@ export function toPublicError(
 
 /** The body of a PublicError. */
 export function bodyOf(error: PublicFailure): ErrorBody {
-  return errorBody(error.status, error.message, error.issues);
+  return errorBody(error.status, error.message, error.issues, error.code);
 }
 
 /** The tRPC code of a status, for errors thrown inside procedures. */

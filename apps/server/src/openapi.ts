@@ -1,4 +1,4 @@
-import { DEFAULT_RATE_LIMIT_PER_MINUTE, ERROR_CODES } from '@tasker/engine';
+import { DEFAULT_RATE_LIMIT_PER_MINUTE, ERROR_CODES, QueueFullError } from '@tasker/engine';
 import { taskDefinitions } from '@tasker/tasks';
 import { generateOpenApiDocument } from 'trpc-to-openapi';
 import { createSchema } from 'zod-openapi';
@@ -51,6 +51,30 @@ const rateLimited = errorResponse(
     },
   },
 );
+
+/**
+ * The 429 of a submission: the rate limit's, or a full queue (code QUEUE_FULL: the tenant's or the
+ * task type's max_queued PENDING tasks; nothing was stored, and retrying at once will not help).
+ */
+const rateLimitedOrQueueFull: Json = {
+  ...rateLimited,
+  description: `${String(rateLimited.description)}; or, with code QUEUE_FULL (no Retry-After), the tenant or the task type already has its max_queued tasks PENDING: nothing was stored, retry once some have started`,
+  content: {
+    'application/json': {
+      schema: ERROR_REF,
+      examples: {
+        rateLimited: {
+          summary: 'Over the rate limit',
+          value: errorBody(429, rateLimitMessage(DEFAULT_RATE_LIMIT_PER_MINUTE, '12 seconds')),
+        },
+        queueFull: {
+          summary: "Over the tenant's max_queued",
+          value: errorBody(429, new QueueFullError('tenant', 'acme', 1000).message, undefined, 'QUEUE_FULL'),
+        },
+      },
+    },
+  },
+};
 
 /** What every route that needs a key answers without a good one. */
 const unauthorized = errorResponse(
@@ -105,7 +129,12 @@ export function openApiDocument(version = '0.1.0') {
     required: ['error', 'code', 'status'],
     properties: {
       error: { type: 'string', description: 'What was wrong, in words' },
-      code: { type: 'string', enum: ERROR_CODES, description: 'The status as a word' },
+      code: {
+        type: 'string',
+        enum: ERROR_CODES,
+        description:
+          'The status as a word; QUEUE_FULL: a 429 of a full queue (max_queued), not of the rate limit',
+      },
       status: { type: 'integer', description: 'The HTTP status, again' },
       issues: {
         type: 'array',
@@ -434,7 +463,8 @@ function completeProcedureOperation(operation: Operation, method: string, meta: 
       errorBody(415, 'Content-Type must be application/json (got "text/plain")'),
     );
   }
-  responses['429'] = rateLimited;
+  // A submission (its task parameters are in the body) may also find its queue full.
+  responses['429'] = field ? rateLimitedOrQueueFull : rateLimited;
   if (!responses['503']) {
     const description = meta.openapi?.unavailable ?? 'PostgreSQL (or Redis, in that mode) is unavailable';
     responses['503'] = errorResponse(description, errorBody(503, 'PostgreSQL is unavailable'));

@@ -93,11 +93,12 @@ const t = initTRPC
     errorFormatter({ shape, error }) {
       // The same words as the REST door: a bug is "Internal server error", its cause only logged
       // (app.ts's onError); no stack traces, ever: `data` carries only what a client can use.
-      const { message, issues } = toPublicError(error);
+      // `data.code` is the REST body's `code`: tRPC's word for the status, or a more precise one (QUEUE_FULL).
+      const { message, issues, code } = toPublicError(error);
       return {
         message,
         code: shape.code,
-        data: { code: shape.data.code, httpStatus: shape.data.httpStatus, path: shape.data.path, issues },
+        data: { code, httpStatus: shape.data.httpStatus, path: shape.data.path, issues },
       };
     },
     sse: {

@@ -1,5 +1,5 @@
 import type { DbClient } from './client.ts';
-import type { NewTaskRow, TaskError, TaskRow } from './schema.ts';
+import type { TaskError, TaskRow } from './schema.ts';
 import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
@@ -44,7 +44,7 @@ export class TaskStore {
   }
 
   // Hot transitions (batched).
-  insert = (row: NewTaskRow): Promise<{ row: TaskRow; created: boolean }> => this.hot.insert(row);
+  insert: HotTransitions['insert'] = (row, options) => this.hot.insert(row, options);
   claim = (id: string, workerId: string, attempt: number): Promise<TaskRow | undefined> =>
     this.hot.claim(id, workerId, attempt);
   complete = (id: string, output: unknown): Promise<TaskRow | undefined> => this.hot.complete(id, output);

@@ -1,12 +1,19 @@
 import type postgres from 'postgres';
 import { Batcher } from '../batcher.ts';
 import type { NewTaskRow, TaskError, TaskRow } from '../schema.ts';
+import { insertWithinQueueLimits, limitsQueue, type MaxQueued } from './queue-limit.ts';
 import { byId, column, fromDriver, pgArray } from './rows.ts';
 import { choiceText, conditionText, sharedFromText } from './transition-sql.ts';
 
 export interface HotOptions {
   /** How long an idempotency key keeps answering with its first task. */
   idempotencyWindowSeconds: number;
+}
+
+/** How one insert is made. */
+export interface InsertOptions {
+  /** The `max_queued` limits of its tenant and its type: with one, it is counted (queue-limit.ts). */
+  maxQueued?: MaxQueued;
 }
 
 /** A failed attempt, as `fail` records it. */
@@ -38,6 +45,10 @@ const FAIL_TO = choiceText([
  */
 export class HotTransitions {
   private readonly inserts: Batcher<NewTaskRow, { row: TaskRow; created: boolean }>;
+  private readonly insertLimited: (
+    row: NewTaskRow,
+    maxQueued: MaxQueued,
+  ) => Promise<{ row: TaskRow; created: boolean }>;
   private readonly claims: Batcher<{ id: string; workerId: string; attempt: number }, TaskRow | undefined>;
   private readonly completions: Batcher<{ id: string; output: unknown }, TaskRow | undefined>;
   private readonly failures: Batcher<FailedAttempt, TaskRow | undefined>;
@@ -48,6 +59,8 @@ export class HotTransitions {
       (row) => row.id,
       { maxSize: 200 },
     );
+    this.insertLimited = (row, maxQueued) =>
+      insertWithinQueueLimits(pg, row, maxQueued, (tx, rows) => insertTasks(tx, rows, options));
     this.claims = new Batcher(
       async (items) => {
         const claimed = new Map<string, TaskRow>();
@@ -107,9 +120,11 @@ export class HotTransitions {
   /**
    * Records a new task. With an idempotency key already used by this owner within the window, no
    * row is written: the existing task comes back with `created: false` (two racing inserts with one
-   * key also end with one row).
+   * key also end with one row). Under a `max_queued` limit, a submission is inserted on its own and
+   * counted, or refused with a QueueFullError and nothing stored (queue-limit.ts).
    */
-  insert(row: NewTaskRow): Promise<{ row: TaskRow; created: boolean }> {
+  insert(row: NewTaskRow, options: InsertOptions = {}): Promise<{ row: TaskRow; created: boolean }> {
+    if (limitsQueue(options.maxQueued)) return this.insertLimited(row, options.maxQueued);
     return this.inserts.add(row);
   }
 

@@ -1,4 +1,4 @@
-import { isDatabaseUnavailable } from '@tasker/db';
+import { isDatabaseUnavailable, QueueFullError } from '@tasker/db';
 import type { $ZodIssue } from 'zod/v4/core';
 import { isRedisUnavailable } from '../redis.ts';
 import { DependencyUnavailableError } from './dependency-unavailable.ts';
@@ -48,13 +48,24 @@ export const ERROR_CODE_BY_STATUS = {
   503: 'SERVICE_UNAVAILABLE',
 } as const;
 
+/**
+ * Codes more precise than their status's word, each with its status: QUEUE_FULL is a 429 that
+ * retrying soon will not cure (the tenant's or the task type's max_queued), unlike a rate limit.
+ */
+export const SPECIFIC_ERROR_CODES = { QUEUE_FULL: 429 } as const;
+
 export type ErrorCode =
   | (typeof ERROR_CODE_BY_STATUS)[keyof typeof ERROR_CODE_BY_STATUS]
+  | keyof typeof SPECIFIC_ERROR_CODES
   | 'INTERNAL_SERVER_ERROR';
 
 /** Every `code` an error body may carry. */
 export const ERROR_CODES: ErrorCode[] = [
-  ...new Set([...Object.values(ERROR_CODE_BY_STATUS), 'INTERNAL_SERVER_ERROR' as const]),
+  ...new Set([
+    ...Object.values(ERROR_CODE_BY_STATUS),
+    ...(Object.keys(SPECIFIC_ERROR_CODES) as (keyof typeof SPECIFIC_ERROR_CODES)[]),
+    'INTERNAL_SERVER_ERROR' as const,
+  ]),
 ];
 
 /** What a client is told of a failure that is a bug: never its cause (that is logged). */
@@ -68,8 +79,14 @@ export function errorCodeOf(status: number): ErrorCode {
   );
 }
 
-export function errorBody(status: number, message: string, issues?: PublicIssue[]): ErrorBody {
-  const body: ErrorBody = { error: message, code: errorCodeOf(status), status };
+/** The body of an error: `code` the status's word unless a more precise one is given (QUEUE_FULL). */
+export function errorBody(
+  status: number,
+  message: string,
+  issues?: PublicIssue[],
+  code: ErrorCode = errorCodeOf(status),
+): ErrorBody {
+  const body: ErrorBody = { error: message, code, status };
   if (issues && issues.length > 0) body.issues = issues;
   return body;
 }
@@ -99,11 +116,13 @@ export interface PublicFailure {
   status: number;
   message: string;
   issues?: PublicIssue[];
+  /** A code more precise than the status's word (SPECIFIC_ERROR_CODES), e.g. QUEUE_FULL. */
+  code?: ErrorCode;
 }
 
 /**
  * The engine's errors and dependency failures as a client sees them: bad input 400, refused 403, unknown 404,
- * wrong state 409, a dependency down or not configured 503 naming it. Undefined for anything else,
+ * wrong state 409, a full queue 429 QUEUE_FULL (max_queued), a dependency down or not configured 503 naming it. Undefined for anything else,
  * which is a bug: a 500 whose cause is logged and never shown.
  *
  * `taskParametersField` is where the request carries a task type's parameters (`task_parameters`
@@ -121,6 +140,7 @@ export function publicFailureOf(
   if (error instanceof NotFoundError) return { status: 404, message: error.message };
   if (error instanceof ForbiddenError) return { status: 403, message: error.message };
   if (error instanceof TaskStateConflictError) return { status: 409, message: error.message };
+  if (error instanceof QueueFullError) return { status: 429, code: 'QUEUE_FULL', message: error.message };
   if (error instanceof DependencyUnavailableError) return { status: 503, message: error.message };
   if (isDatabaseUnavailable(error)) return { status: 503, message: 'PostgreSQL is unavailable' };
   if (isRedisUnavailable(error)) return { status: 503, message: 'Redis is unavailable' };

@@ -1,3 +1,4 @@
+export { QueueFullError } from '@tasker/db';
 export { DependencyUnavailableError } from './dependency-unavailable.ts';
 export { ForbiddenError } from './forbidden.ts';
 export {
@@ -12,6 +13,7 @@ export {
   type PublicFailure,
   type PublicIssue,
   publicFailureOf,
+  SPECIFIC_ERROR_CODES,
   toPublicIssues,
 } from './http.ts';
 export { InvalidArgumentError } from './invalid-argument.ts';

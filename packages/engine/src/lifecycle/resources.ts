@@ -33,7 +33,10 @@ export function emit(r: Pick<LifecycleResources, 'observe' | 'log'>, event: Life
   try {
     r.observe(event);
   } catch (error) {
-    r.log.warn({ err: error, taskId: event.row.id }, 'lifecycle observer failed');
+    r.log.warn(
+      { err: error, taskId: 'row' in event ? event.row.id : undefined },
+      'lifecycle observer failed',
+    );
   }
 }
 

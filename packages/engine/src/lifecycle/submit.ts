@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { TaskRow } from '@tasker/db';
+import { QueueFullError, type TaskRow, type TaskStore } from '@tasker/db';
 import { getTaskDefinition } from '@tasker/tasks';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
@@ -59,7 +59,7 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
   if (unavailable) throw new DependencyUnavailableError(definition.name, unavailable);
 
   const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
-  const { row, created } = await r.store.insert({
+  const { row, created } = await insertWithinLimits(r, {
     id: randomUUID(),
     tenantId: request.tenantId ?? DEFAULT_TENANT,
     name: definition.name,
@@ -78,4 +78,25 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
     withTimeout(r.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue'),
   );
   return { row, replayed: false };
+}
+
+/**
+ * `store.insert` under the `max_queued` of the task's tenant and of its type (effective limits, at
+ * most 1 s old): with one, the insert counts the PENDING tasks under an advisory lock and refuses
+ * the task beyond it (QueueFullError: 429 QUEUE_FULL, nothing stored, counted in
+ * `tasker_tasks_refused_total`); without, it is the batched insert as ever.
+ */
+async function insertWithinLimits(
+  r: LifecycleResources,
+  row: Parameters<TaskStore['insert']>[0],
+): ReturnType<TaskStore['insert']> {
+  const tenantId = row.tenantId ?? DEFAULT_TENANT;
+  const [tenant, type] = await Promise.all([r.limits.tenant(tenantId), r.limits.type(row.name)]);
+  try {
+    return await r.store.insert(row, { maxQueued: { tenant: tenant.maxQueued, type: type.maxQueued } });
+  } catch (error) {
+    if (error instanceof QueueFullError)
+      emit(r, { kind: 'refused', reason: 'QUEUE_FULL', name: row.name, tenantId });
+    throw error;
+  }
 }

@@ -14,6 +14,8 @@ export type LifecycleEvent =
   /** A running attempt ended: `row` is the row as claimed (its `startedAt` is the attempt's start). */
   | { kind: 'attempt-ended'; row: TaskRow; outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' }
   /** The task reached a terminal state: `row.status` is terminal (COMPLETED, FAILED, CANCELLED or EXPIRED). */
-  | { kind: 'finished'; row: TaskRow };
+  | { kind: 'finished'; row: TaskRow }
+  /** A submission was refused and nothing stored: its tenant's or type's queue is full (max_queued). */
+  | { kind: 'refused'; reason: 'QUEUE_FULL'; name: string; tenantId: string };
 
 export type LifecycleObserver = (event: LifecycleEvent) => void;

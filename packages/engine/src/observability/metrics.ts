@@ -24,6 +24,7 @@ export class TaskerMetrics {
   private readonly failed: Counter<'task_type'>;
   private readonly cancelled: Counter<'task_type'>;
   private readonly expired: Counter<'task_type'>;
+  private readonly refused: Counter<'reason'>;
   private readonly runDuration: Histogram<'task_type' | 'outcome'>;
   private readonly queueWait: Histogram<'task_type'>;
   private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
@@ -49,6 +50,13 @@ export class TaskerMetrics {
       'tasker_tasks_expired_total',
       'Tasks that ended EXPIRED: not started within their ttl_ms',
     );
+    this.refused = new Counter({
+      name: 'tasker_tasks_refused_total',
+      help: 'Submissions refused with nothing stored, by reason (QUEUE_FULL: the max_queued of the tenant or the task type)',
+      labelNames: ['reason'] as const,
+      registers,
+    });
+    this.refused.inc({ reason: 'QUEUE_FULL' }, 0);
     this.runDuration = new Histogram({
       name: 'tasker_task_run_duration_seconds',
       help: 'How long each attempt ran, from its claim to its recorded end, by outcome (completed, failed, retrying, cancelled)',
@@ -131,6 +139,10 @@ export class TaskerMetrics {
 
   /** The lifecycle's observer (see LifecycleEvent). */
   readonly observe = (event: LifecycleEvent): void => {
+    if (event.kind === 'refused') {
+      this.refused.inc({ reason: event.reason });
+      return;
+    }
     const { row } = event;
     const task_type = row.name;
     switch (event.kind) {
