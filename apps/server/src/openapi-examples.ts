@@ -113,6 +113,27 @@ const apiKey = (extra: Json = {}) => ({
   ...extra,
 });
 const cursor = Buffer.from(`${at(0)}|${EXAMPLE_TASK_ID}`).toString('base64url');
+const noLimits = { maxRunning: null, maxQueued: null, startsPerMinute: null };
+const tenantLimits = (stored: Json, effective: Json, extra: Json = {}) => ({
+  tenant: 'acme',
+  stored: { ...noLimits, ...stored },
+  defaults: noLimits,
+  effective: { ...noLimits, ...effective },
+  updatedAt: Object.keys(stored).length > 0 ? at(50) : null,
+  running: 4,
+  queued: 120,
+  ...extra,
+});
+const typeLimits = (stored: Json, effective: Json) => ({
+  name: first.name,
+  stored: { ...noLimits, maxRunningPerKey: null, ...stored },
+  defaults: { ...noLimits, maxRunningPerKey: null },
+  effective: { ...noLimits, maxRunningPerKey: null, ...effective },
+  updatedAt: Object.keys(stored).length > 0 ? at(50) : null,
+  running: 12,
+  queued: 340,
+});
+const acmeLimits = { maxRunning: 10, maxQueued: 1000 };
 
 /** The examples of every operation, by operationId. */
 export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
@@ -288,6 +309,76 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
   revokeApiKey: {
     parameters: { id: EXAMPLE_KEY_ID },
     response: { revoked: { summary: 'Revoked from now on', value: apiKey({ revokedAt: at(40) }) } },
+  },
+  getTenantLimits: {
+    parameters: { tenant: 'acme' },
+    response: {
+      set: {
+        summary: 'A tenant with limits of its own (no defaults set on the server)',
+        value: tenantLimits(acmeLimits, acmeLimits),
+      },
+      defaults: { summary: 'A tenant with nothing set: the defaults', value: tenantLimits({}, {}) },
+    },
+  },
+  setTenantLimits: {
+    parameters: { tenant: 'acme' },
+    request: {
+      set: {
+        summary: 'At most 10 running and 1000 queued tasks',
+        value: { max_running: 10, max_queued: 1000 },
+      },
+      one: { summary: 'Only the start rate (the others unchanged)', value: { starts_per_minute: 600 } },
+      clearOne: { summary: 'max_queued back to the default', value: { max_queued: null } },
+    },
+    response: { set: { summary: 'As set', value: tenantLimits(acmeLimits, acmeLimits) } },
+  },
+  clearTenantLimits: {
+    parameters: { tenant: 'acme' },
+    response: { defaults: { summary: 'The defaults again', value: tenantLimits({}, {}) } },
+  },
+  listTenants: {
+    parameters: { limit: 50, cursor: 'acme' },
+    response: {
+      page: {
+        summary: 'A page of tenants, by name',
+        value: {
+          tenants: [
+            tenantLimits(acmeLimits, acmeLimits),
+            tenantLimits({}, {}, { tenant: 'globex', running: 0, queued: 3 }),
+          ],
+          next_cursor: 'globex',
+        },
+      },
+      last: { summary: 'The last page', value: { tenants: [], next_cursor: null } },
+    },
+  },
+  getTypeLimits: {
+    parameters: { name: first.name },
+    response: {
+      set: {
+        summary: 'A task type with limits set at runtime',
+        value: typeLimits({ maxRunning: 20, maxRunningPerKey: 2 }, { maxRunning: 20, maxRunningPerKey: 2 }),
+      },
+    },
+  },
+  setTypeLimits: {
+    parameters: { name: first.name },
+    request: {
+      set: {
+        summary: 'At most 20 running, 2 per concurrency key',
+        value: { max_running: 20, max_running_per_key: 2 },
+      },
+    },
+    response: {
+      set: {
+        summary: 'As set',
+        value: typeLimits({ maxRunning: 20, maxRunningPerKey: 2 }, { maxRunning: 20, maxRunningPerKey: 2 }),
+      },
+    },
+  },
+  clearTypeLimits: {
+    parameters: { name: first.name },
+    response: { defaults: { summary: 'Its defineTask defaults again', value: typeLimits({}, {}) } },
   },
   taskEvents: {
     parameters: { id: EXAMPLE_TASK_ID, 'Last-Event-ID': '1', lastEventId: '1' },

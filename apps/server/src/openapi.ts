@@ -215,6 +215,11 @@ export function openApiDocument(version = '0.1.0') {
         "API keys: of the caller's own tenant (the admin scope), or of any tenant (the operator scope); who am I",
     },
     {
+      name: 'limits',
+      description:
+        "Limits set at runtime: a tenant's (its admin key, or an operator key), a task type's and the list of tenants (the operator scope)",
+    },
+    {
       name: 'health',
       description:
         'Liveness, readiness, metrics and this document: open to anyone (metrics: only with AUTH_MODE=disabled and no METRICS_TOKEN)',

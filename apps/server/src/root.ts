@@ -1,6 +1,7 @@
 import { insightsRouter } from './router/insights.ts';
 import { keysRouter } from './router/keys.ts';
 import { legacyRouter } from './router/legacy.ts';
+import { limitsRouter } from './router/limits.ts';
 import { liveRouter } from './router/live.ts';
 import { queueRouter } from './router/queue.ts';
 import { tasksRouter } from './router/tasks.ts';
@@ -17,6 +18,7 @@ export const appRouter = mergeRouters(
   liveRouter,
   keysRouter,
   insightsRouter,
+  limitsRouter,
 );
 
 export type AppRouter = typeof appRouter;

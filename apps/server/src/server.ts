@@ -14,6 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
 import { createKeysApi } from './keys-api.ts';
+import { createLimitsApi } from './limits-api.ts';
 import { TaskFeed } from './live.ts';
 import { OpenStreams } from './streams.ts';
 
@@ -55,6 +56,7 @@ export async function startServer(
       tasks: createTaskApi(engine.lifecycle),
       live,
       keys: createKeysApi(keys, env.AUTH_MODE),
+      limits: createLimitsApi(engine.limits),
       streams,
     },
     authenticator,

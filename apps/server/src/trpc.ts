@@ -11,6 +11,7 @@ import { initTRPC, TRPCError } from '@trpc/server';
 import { type Auth, authorize } from './auth.ts';
 import { PublicFailureError, toPublicError, trpcCodeOf } from './errors.ts';
 import type { KeysApi } from './keys-api.ts';
+import type { LimitsApi } from './limits-api.ts';
 import type { TaskWatcher } from './live.ts';
 import type { StreamGate } from './streams.ts';
 
@@ -21,6 +22,8 @@ export interface Services {
   tasks: TaskApi;
   live: TaskWatcher;
   keys: KeysApi;
+  /** Limits set at runtime: a tenant's (admin, operator), a task type's (operator). */
+  limits: LimitsApi;
   /** Slots of open streams per key (or client IP), and their end with their key. */
   streams: StreamGate;
 }

@@ -14,7 +14,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient } from '@tasker/db';
+import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient, LimitStore } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
 import {
   createTestEnv,
@@ -72,7 +72,7 @@ let dir: string;
 let doc: Doc;
 let base: string;
 const keys = {} as Record<
-  'admin' | 'limited' | 'tenantAdmin' | 'operatorOnly' | `without:${ApiKeyScope}`,
+  'admin' | 'limited' | 'tenantAdmin' | 'operatorOnly' | 'full' | `without:${ApiKeyScope}`,
   string
 >;
 /** Makes a key with every scope, never used yet (so not in the server's key cache). */
@@ -152,6 +152,11 @@ beforeAll(async () => {
     await store.create({ tenantId: 'prism', name: 'ops', scopes: ['operator'], expiresAt: null })
   ).info.id;
   freshKey = () => key(ALL_SCOPES);
+  // A tenant whose queue is full (max_queued 0): its submissions answer 429 QUEUE_FULL.
+  keys.full = (
+    await store.create({ tenantId: 'prism-full', name: 'full', scopes: ['tasks:write'], expiresAt: null })
+  ).key;
+  await new LimitStore(db.db).setTenant('prism-full', { maxQueued: 0 });
   ids.keyToRevoke = (
     await store.create({ tenantId: 'prism', name: 'old', scopes: ['tasks:read'], expiresAt: null })
   ).info.id;
@@ -244,6 +249,12 @@ const CASES: Record<string, () => Case[]> = {
       what: 'query_chatgpt without OPENAI_API_KEY',
       ...json({ task_name: 'query_chatgpt', task_parameters: { prompt: 'hi' } }),
     },
+    {
+      status: 429,
+      what: "QUEUE_FULL: its tenant's max_queued is 0",
+      bearer: keys.full,
+      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 } }),
+    },
   ],
   'GET /get-task-output': () => [
     { status: 200, what: 'a pending task', path: `/get-task-output?task_uuid=${ids.pending}` },
@@ -273,6 +284,12 @@ const CASES: Record<string, () => Case[]> = {
       status: 503,
       what: 'query_chatgpt without OPENAI_API_KEY',
       ...json({ name: 'query_chatgpt', input: { prompt: 'hi' } }),
+    },
+    {
+      status: 429,
+      what: "QUEUE_FULL: its tenant's max_queued is 0",
+      bearer: keys.full,
+      ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 } }),
     },
   ],
   'GET /tasks': () => [
@@ -315,6 +332,138 @@ const CASES: Record<string, () => Case[]> = {
     { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}/retry` },
   ],
   'GET /task-types': () => [{ status: 200, what: 'the catalog' }],
+  'GET /tenants/{tenant}/limits': () => [
+    { status: 200, what: "a tenant's", path: '/tenants/prism/limits' },
+    { status: 200, what: 'a tenant admin: its own', path: '/tenants/prism/limits', bearer: keys.tenantAdmin },
+    {
+      status: 403,
+      what: "a tenant admin, another tenant's",
+      path: '/tenants/prism-other/limits',
+      bearer: keys.tenantAdmin,
+    },
+    { status: 400, what: 'malformed tenant', path: '/tenants/a%20b/limits' },
+  ],
+  'PUT /tenants/{tenant}/limits': () => [
+    {
+      status: 200,
+      what: "an operator, another tenant's",
+      path: '/tenants/prism-other/limits',
+      ...json({ max_running: 10, max_queued: 1000 }),
+    },
+    {
+      status: 200,
+      what: 'a tenant admin, its own: back to the default',
+      path: '/tenants/prism/limits',
+      bearer: keys.tenantAdmin,
+      ...json({ starts_per_minute: null }),
+    },
+    {
+      status: 403,
+      what: "a tenant admin, another tenant's",
+      path: '/tenants/prism-other/limits',
+      bearer: keys.tenantAdmin,
+      ...json({ max_queued: 1 }),
+    },
+    { status: 400, what: 'a negative limit', path: '/tenants/prism/limits', ...json({ max_queued: -1 }) },
+    {
+      status: 400,
+      what: 'an absurd limit',
+      path: '/tenants/prism/limits',
+      ...json({ max_running: 1_000_000_000 }),
+    },
+    {
+      status: 400,
+      what: 'a tenant nothing belongs to',
+      path: '/tenants/nobody-at-all/limits',
+      ...json({ max_queued: 5 }),
+    },
+    {
+      status: 400,
+      what: 'not JSON',
+      path: '/tenants/prism/limits',
+      raw: '{',
+      contentType: 'application/json',
+      direct: true,
+    },
+  ],
+  'DELETE /tenants/{tenant}/limits': () => [
+    { status: 200, what: 'back to the defaults', path: '/tenants/prism-other/limits' },
+    {
+      status: 403,
+      what: "a tenant admin, another tenant's",
+      path: '/tenants/prism-other/limits',
+      bearer: keys.tenantAdmin,
+    },
+    { status: 400, what: 'malformed tenant', path: '/tenants/a%20b/limits' },
+    {
+      status: 400,
+      what: 'not JSON',
+      path: '/tenants/prism/limits',
+      raw: '{',
+      contentType: 'application/json',
+      direct: true,
+    },
+  ],
+  'GET /tenants': () => [
+    { status: 200, what: 'a page', path: '/tenants?limit=2' },
+    { status: 200, what: 'after a cursor', path: '/tenants?cursor=prism' },
+    { status: 403, what: 'a tenant admin (operator only)', path: '/tenants', bearer: keys.tenantAdmin },
+    { status: 400, what: 'limit out of range', path: '/tenants?limit=0' },
+  ],
+  'GET /task-types/{name}/limits': () => [
+    { status: 200, what: "a type's", path: '/task-types/sum_two_numbers/limits' },
+    {
+      status: 403,
+      what: 'a tenant admin (operator only)',
+      path: '/task-types/sum_two_numbers/limits',
+      bearer: keys.tenantAdmin,
+    },
+    { status: 400, what: 'unknown type', path: '/task-types/nope/limits' },
+  ],
+  'PUT /task-types/{name}/limits': () => [
+    {
+      status: 200,
+      what: 'sets',
+      path: '/task-types/find_longest_consecutive_letters/limits',
+      ...json({ max_running: 100, max_running_per_key: 10 }),
+    },
+    {
+      status: 403,
+      what: 'a tenant admin (operator only)',
+      path: '/task-types/find_longest_consecutive_letters/limits',
+      bearer: keys.tenantAdmin,
+      ...json({ max_running: 1 }),
+    },
+    { status: 400, what: 'unknown type', path: '/task-types/nope/limits', ...json({ max_running: 1 }) },
+    {
+      status: 400,
+      what: 'a negative limit',
+      path: '/task-types/find_longest_consecutive_letters/limits',
+      ...json({ max_running_per_key: -1 }),
+    },
+  ],
+  'DELETE /task-types/{name}/limits': () => [
+    {
+      status: 200,
+      what: 'back to the defaults',
+      path: '/task-types/find_longest_consecutive_letters/limits',
+    },
+    {
+      status: 403,
+      what: 'a tenant admin (operator only)',
+      path: '/task-types/find_longest_consecutive_letters/limits',
+      bearer: keys.tenantAdmin,
+    },
+    { status: 400, what: 'unknown type', path: '/task-types/nope/limits' },
+    {
+      status: 400,
+      what: 'not JSON',
+      path: '/task-types/sum_two_numbers/limits',
+      raw: '{',
+      contentType: 'application/json',
+      direct: true,
+    },
+  ],
   'GET /queue': () => [
     { status: 200, what: 'its state' },
     { status: 403, what: "a tenant's admin key (the queue is every tenant's)", bearer: keys.tenantAdmin },
@@ -440,7 +589,10 @@ const SKIPPED: Record<string, Record<number, string>> = {};
 
 /** The example path of an operation: its path parameters filled with ids that exist. */
 function samplePath(path: string): string {
-  return path.replace('{id}', path.startsWith('/api-keys') ? ids.unknown : ids.pending);
+  return path
+    .replace('{id}', path.startsWith('/api-keys') ? ids.unknown : ids.pending)
+    .replace('{tenant}', 'prism')
+    .replace('{name}', 'sum_two_numbers');
 }
 
 /** What every operation of its kind gets: a bad key, a key without its scope, bodies too large or not JSON. */

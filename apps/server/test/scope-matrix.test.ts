@@ -52,6 +52,8 @@ const dead = {} as Record<Tenant, { revoked: string; expired: string }>;
 let operations: string[] = [];
 /** Target keys an operator key revoked during the run (the design lets it). */
 const revokedByOperator = new Set<string>();
+/** Tenants whose limits an operator key set during the run (the design lets it). */
+const limitedByOperator = new Set<string>();
 
 async function call(method: string, path: string, bearer: string | undefined, body?: unknown) {
   const headers: Record<string, string> = {};
@@ -152,7 +154,13 @@ afterAll(async () => {
  * whether it names a resource of the victim (`aimed`: it must then be refused or unknown) or only
  * the caller's own (it may succeed, but must leak nothing). `across`: an operator key may do it.
  */
-type Plan = { method: string; path: string; body?: unknown; aimed: boolean; across?: 'keys' | 'queue' };
+type Plan = {
+  method: string;
+  path: string;
+  body?: unknown;
+  aimed: boolean;
+  across?: 'keys' | 'queue' | 'limits';
+};
 const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Plan> = {
   'POST /run-task': () => ({
     method: 'POST',
@@ -222,6 +230,46 @@ const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Pla
     aimed: true,
     across: 'keys',
   }),
+  // A tenant's limits: its own admin's, or an operator's; the list of tenants and the task types' are an operator's.
+  'GET /tenants/{tenant}/limits': (_v, tenant) => ({
+    method: 'GET',
+    path: `/tenants/${tenant}/limits`,
+    aimed: true,
+    across: 'limits',
+  }),
+  'PUT /tenants/{tenant}/limits': (_v, tenant, pick) => ({
+    method: 'PUT',
+    path: `/tenants/${tenant}/limits`,
+    body: [{ max_queued: 1_000_000 }, { starts_per_minute: null }, { max_running: 1_000_000 }][pick % 3],
+    aimed: true,
+    across: 'limits',
+  }),
+  'DELETE /tenants/{tenant}/limits': (_v, tenant) => ({
+    method: 'DELETE',
+    path: `/tenants/${tenant}/limits`,
+    aimed: true,
+    across: 'limits',
+  }),
+  'GET /tenants': () => ({ method: 'GET', path: '/tenants?limit=200', aimed: true, across: 'limits' }),
+  'GET /task-types/{name}/limits': () => ({
+    method: 'GET',
+    path: '/task-types/sum_two_numbers/limits',
+    aimed: true,
+    across: 'limits',
+  }),
+  'PUT /task-types/{name}/limits': (_v, _t, pick) => ({
+    method: 'PUT',
+    path: '/task-types/sum_two_numbers/limits',
+    body: pick % 2 ? { max_running: 1_000_000 } : { max_queued: null },
+    aimed: true,
+    across: 'limits',
+  }),
+  'DELETE /task-types/{name}/limits': () => ({
+    method: 'DELETE',
+    path: '/task-types/sum_two_numbers/limits',
+    aimed: true,
+    across: 'limits',
+  }),
   'GET /whoami': () => ({ method: 'GET', path: '/whoami', aimed: false }),
   'GET /stats/throughput': () => ({ method: 'GET', path: '/stats/throughput', aimed: false }),
   'GET /tasks/{id}/events': (v, _t, pick) => ({
@@ -290,8 +338,10 @@ describe('the scope matrix, over every operation of the document', () => {
           const operatorMay =
             who.state === 'live' && who.scopes.includes('operator') && plan.across !== undefined;
           if (plan.aimed && !operatorMay) expect([401, 403, 404], label).toContain(res.status);
-          if (operatorMay && plan.method === 'DELETE' && res.status === 200)
+          if (operatorMay && plan.across === 'keys' && plan.method === 'DELETE' && res.status === 200)
             revokedByOperator.add(victim.keyId);
+          if (operatorMay && plan.method === 'PUT' && plan.path.startsWith('/tenants/') && res.status === 200)
+            limitedByOperator.add(victimTenant);
           // No answer carries another tenant's data, but what an operator is let to see of their keys.
           if (!(operatorMay && plan.across === 'keys')) {
             for (const tenant of others)
@@ -314,6 +364,11 @@ describe('the scope matrix, over every operation of the document', () => {
       // Its target key: live, unless an operator key revoked it (which the design lets it do).
       const key = await store.get(owned[tenant].keyId);
       expect(Boolean(key?.revokedAt)).toBe(revokedByOperator.has(owned[tenant].keyId));
+      // Its limits: none, unless an operator key set them (which the design lets it do).
+      if (!limitedByOperator.has(tenant)) {
+        const [limits] = await db.sql`select * from tenant_limits where tenant_id = ${tenant}`;
+        expect(limits, `${tenant}'s limits`).toBeUndefined();
+      }
       // No key was made in it by another tenant's admin: every key made over the API there was made by an operator.
       for (const made of (await store.list(tenant)).filter((k) => k.createdBy)) {
         const creator = await store.get(made.createdBy ?? '');

@@ -10,7 +10,8 @@ const scopes = z
     "tasks:write (run, cancel, retry), tasks:read (get, list, output, streams), admin (its own tenant's keys), operator (across tenants: the shared queue, any tenant's keys; given only by an operator key or the CLI)",
   );
 
-const tenant = z
+/** A tenant's name, wherever the API takes one. */
+export const tenant = z
   .string()
   .min(1)
   .max(100)

@@ -1,0 +1,197 @@
+import type {
+  LimitChange,
+  StoredTenantLimits,
+  StoredTypeLimits,
+  TaskCounts,
+  TypeLimitValues,
+} from '@tasker/db';
+import {
+  DEFAULT_TENANT,
+  effectiveLimits,
+  ForbiddenError,
+  iso,
+  isoDate,
+  type Limits,
+  typeLimitDefaults,
+} from '@tasker/engine';
+import { z } from 'zod';
+import { type Identity, isOperator } from './auth.ts';
+import { PublicFailureError } from './errors.ts';
+
+const limit = (what: string) => z.number().int().nullable().describe(`${what}; null: no limit`);
+
+/** A holder's three limits, as the API shows them (null: none). */
+export const limitsSchema = z
+  .object({
+    maxRunning: limit('At most this many tasks RUNNING at once, across every worker'),
+    maxQueued: limit('A submission beyond this many tasks PENDING is refused: 429, code QUEUE_FULL'),
+    startsPerMinute: limit('Task starts spread to at most this many per minute'),
+  })
+  .meta({ id: 'Limits' });
+
+/** A task type's: the three, and one per concurrency key. */
+export const typeLimitsSchema = limitsSchema
+  .extend({
+    maxRunningPerKey: limit('At most this many tasks of the type RUNNING at once per concurrency key'),
+  })
+  .meta({ id: 'TypeLimits' });
+
+const counts = {
+  running: z.number().int().describe('Tasks RUNNING now (counted up to 100000)'),
+  queued: z.number().int().describe('Tasks PENDING now, queued or delayed (counted up to 100000)'),
+};
+
+export const tenantLimitsSchema = z
+  .object({
+    tenant: z.string(),
+    stored: limitsSchema.describe(
+      'What was set at runtime for this tenant (PUT); null where nothing is set, and the default applies',
+    ),
+    defaults: limitsSchema.describe(
+      "The defaults of every tenant: the server's TENANT_MAX_RUNNING, TENANT_MAX_QUEUED, TENANT_STARTS_PER_MINUTE",
+    ),
+    effective: limitsSchema.describe('What applies: each stored value, else the default'),
+    updatedAt: isoDate.nullable().describe('When its limits were last set; null: never (the defaults)'),
+    ...counts,
+  })
+  .meta({ id: 'TenantLimits' });
+
+export const typeLimitsViewSchema = z
+  .object({
+    name: z.string().describe('The task type'),
+    stored: typeLimitsSchema.describe(
+      'What was set at runtime for this task type (PUT); null where nothing is set, and the default applies',
+    ),
+    defaults: typeLimitsSchema.describe('The defaults of the type: its defineTask({ limits })'),
+    effective: typeLimitsSchema.describe('What applies: each stored value, else the default'),
+    updatedAt: isoDate.nullable().describe('When its limits were last set; null: never (the defaults)'),
+    running: z.number().int().describe('Tasks of the type RUNNING now, every tenant (counted up to 100000)'),
+    queued: z.number().int().describe('Tasks of the type PENDING now, every tenant (counted up to 100000)'),
+  })
+  .meta({ id: 'TaskTypeLimits' });
+
+export type TenantLimitsView = z.output<typeof tenantLimitsSchema>;
+export type TypeLimitsView = z.output<typeof typeLimitsViewSchema>;
+
+/** The 403 of an admin key naming another tenant: the words of the document and of the API. */
+export const OTHER_TENANT_LIMITS =
+  'An admin key reads and sets the limits of its own tenant only; another tenant needs an operator key';
+
+/** The 400 of a PUT for a tenant nothing belongs to (a misspelt name would limit nobody). */
+export const UNKNOWN_TENANT =
+  'no such tenant: no API key, task or limit belongs to it (make its first key, then set its limits)';
+
+/**
+ * Limits at runtime, for the caller's reach: an `admin` key reads and sets its own tenant's; an
+ * `operator` key any tenant's, the list of tenants, and the task types' (shared by every tenant).
+ * The rules are here; the router passes the caller along. A change counts at once on this server
+ * and within 2 s on every other process (the engine's `Limits` reads at most 1 s old copies).
+ */
+export interface LimitsApi {
+  getTenant(caller: Identity, tenant: string): Promise<TenantLimitsView>;
+  /** A field given changes (null: back to the default); the others stay. */
+  setTenant(caller: Identity, tenant: string, change: LimitChange): Promise<TenantLimitsView>;
+  /** Back to the defaults. */
+  clearTenant(caller: Identity, tenant: string): Promise<TenantLimitsView>;
+  /** Tenants with limits, keys or tasks, by name, after `cursor` (operator). */
+  listTenants(
+    caller: Identity,
+    page: { limit: number; cursor?: string },
+  ): Promise<{ tenants: TenantLimitsView[]; nextCursor: string | null }>;
+  getType(name: string): Promise<TypeLimitsView>;
+  setType(name: string, change: LimitChange<TypeLimitValues>): Promise<TypeLimitsView>;
+  clearType(name: string): Promise<TypeLimitsView>;
+}
+
+/** Only these fields of a stored row (null where it has none, or there is no row). */
+const values = <K extends string>(
+  row: Partial<Record<K, number | null>> | undefined,
+  fields: readonly K[],
+): Record<K, number | null> =>
+  Object.fromEntries(fields.map((field) => [field, row?.[field] ?? null])) as Record<K, number | null>;
+
+const TENANT_FIELDS = ['maxRunning', 'maxQueued', 'startsPerMinute'] as const;
+const TYPE_FIELDS = [...TENANT_FIELDS, 'maxRunningPerKey'] as const;
+
+/** The tenant an admin key may act on: its own; an operator's: any. */
+function reach(caller: Identity, tenant: string): string {
+  if (!isOperator(caller) && tenant !== caller.tenantId) throw new ForbiddenError(OTHER_TENANT_LIMITS);
+  return tenant;
+}
+
+export function createLimitsApi(limits: Limits): LimitsApi {
+  const { store, tenantDefaults } = limits;
+  const tenantView = (
+    tenant: string,
+    row: StoredTenantLimits | undefined,
+    count: TaskCounts | undefined,
+  ): TenantLimitsView => ({
+    tenant,
+    stored: values(row, TENANT_FIELDS),
+    defaults: tenantDefaults,
+    effective: effectiveLimits(row, tenantDefaults),
+    updatedAt: iso(row?.updatedAt ?? null),
+    running: count?.running ?? 0,
+    queued: count?.queued ?? 0,
+  });
+  const readTenant = async (tenant: string) => {
+    const [row, count] = await Promise.all([store.getTenant(tenant), store.countsOf([tenant])]);
+    return tenantView(tenant, row, count.get(tenant));
+  };
+  const typeView = async (name: string, row: StoredTypeLimits | undefined): Promise<TypeLimitsView> => {
+    const defaults = typeLimitDefaults(name);
+    return {
+      name,
+      stored: values(row, TYPE_FIELDS),
+      defaults,
+      effective: effectiveLimits(row, defaults),
+      updatedAt: iso(row?.updatedAt ?? null),
+      ...(await store.countsOfType(name)),
+    };
+  };
+  return {
+    getTenant: (caller, tenant) => readTenant(reach(caller, tenant)),
+    setTenant: async (caller, tenant, change) => {
+      reach(caller, tenant);
+      const known =
+        tenant === DEFAULT_TENANT || tenant === caller.tenantId || (await store.tenantExists(tenant));
+      if (!known) {
+        throw new PublicFailureError({
+          status: 400,
+          message: `tenant: ${UNKNOWN_TENANT}`,
+          issues: [{ path: 'tenant', message: UNKNOWN_TENANT }],
+        });
+      }
+      await store.setTenant(tenant, change);
+      limits.invalidate();
+      return readTenant(tenant);
+    },
+    clearTenant: async (caller, tenant) => {
+      await store.clearTenant(reach(caller, tenant));
+      limits.invalidate();
+      return readTenant(tenant);
+    },
+    listTenants: async (caller, { limit: size, cursor }) => {
+      if (!isOperator(caller)) throw new ForbiddenError('Only an operator key lists every tenant');
+      const names = await store.listTenants(size + 1, cursor);
+      const page = names.slice(0, size);
+      const [rows, count] = await Promise.all([store.getTenants(page), store.countsOf(page)]);
+      const byTenant = new Map(rows.map((row) => [row.tenantId, row]));
+      return {
+        tenants: page.map((tenant) => tenantView(tenant, byTenant.get(tenant), count.get(tenant))),
+        nextCursor: names.length > size ? (page.at(-1) ?? null) : null,
+      };
+    },
+    getType: async (name) => typeView(name, await store.getType(name)),
+    setType: async (name, change) => {
+      const row = await store.setType(name, change);
+      limits.invalidate();
+      return typeView(name, row);
+    },
+    clearType: async (name) => {
+      await store.clearType(name);
+      limits.invalidate();
+      return typeView(name, undefined);
+    },
+  };
+}

@@ -1,0 +1,223 @@
+import { MAX_LIMIT, taskNames } from '@tasker/tasks';
+import { z } from 'zod';
+import {
+  OTHER_TENANT_LIMITS,
+  tenantLimitsSchema,
+  typeLimitsViewSchema,
+  UNKNOWN_TENANT,
+} from '../limits-api.ts';
+import { adminProcedure, operatorProcedure, router } from '../trpc.ts';
+import { tenant } from './keys.ts';
+
+/** A limit in a PUT: an integer from 0 to 1,000,000; null gives it back to the default; absent: unchanged. */
+const limitInput = (what: string) =>
+  z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_LIMIT)
+    .nullable()
+    .optional()
+    .describe(`${what}: 0 to ${MAX_LIMIT}; null: back to the default; left out: unchanged`);
+
+const limitsBody = {
+  max_running: limitInput('At most this many tasks RUNNING at once, across every worker'),
+  max_queued: limitInput(
+    'A submission beyond this many tasks PENDING is refused (429, code QUEUE_FULL) and nothing is stored',
+  ),
+  starts_per_minute: limitInput('Task starts spread to at most this many per minute'),
+};
+
+const tenantPath = tenant.describe('The tenant');
+const typePath = z.enum(taskNames).describe('The task type (one of GET /task-types)');
+
+/** The 403 of a tenant's limits, beyond a key without the scope. */
+const TENANT_403 = `The API key lacks the admin scope (or operator); or an admin key naming another tenant ("${OTHER_TENANT_LIMITS}")`;
+const OPERATOR_403 =
+  "The API key lacks the operator scope: a task type's limits, and the list of tenants, are every tenant's";
+
+/** How a change reaches every process. */
+const WITHIN = 'It counts at once on this server and within 2 s on every server and worker.';
+
+/**
+ * Limits set at runtime: a tenant's (its `admin` key, or an `operator` key for any tenant) and a
+ * task type's (an operator's: every tenant shares the type). Null in a limit: the default (the
+ * environment's for a tenant, `defineTask({ limits })` for a type); unset there too: no limit.
+ * `max_queued` is enforced at submission (429 QUEUE_FULL); `max_running`, `starts_per_minute` and
+ * `max_running_per_key` by the dispatcher, when it hands tasks to the workers.
+ */
+export const limitsRouter = router({
+  getTenantLimits: adminProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/tenants/{tenant}/limits',
+        summary: "A tenant's limits, and its running and queued tasks",
+        description:
+          'The limits set for the tenant at runtime (stored), the defaults of every tenant (the environment), what applies (effective), and how many of its tasks are RUNNING and PENDING now. ' +
+          'A tenant with nothing set has the defaults. An admin key reads its own tenant; an operator key any.',
+        tags: ['limits'],
+        successDescription: "The tenant's limits and counts",
+        errorResponses: { 400: 'A malformed tenant', 403: TENANT_403 },
+      },
+    })
+    .input(z.object({ tenant: tenantPath }))
+    .output(tenantLimitsSchema)
+    .query(({ ctx, input }) => ctx.limits.getTenant(ctx.identity, input.tenant)),
+
+  setTenantLimits: adminProcedure
+    .meta({
+      openapi: {
+        method: 'PUT',
+        path: '/tenants/{tenant}/limits',
+        summary: "Set a tenant's limits",
+        description:
+          'Each field given is set (null: back to the default); a field left out stays as it is. ' +
+          `max_queued is checked at every submission: beyond it, 429 with code QUEUE_FULL and nothing stored. ${WITHIN} ` +
+          "An admin key sets its own tenant's; an operator key any tenant's that exists (has a key, a task or limits).",
+        tags: ['limits'],
+        successDescription: "The tenant's limits, as set, and counts",
+        errorResponses: {
+          400: `A limit that is not an integer from 0 to ${MAX_LIMIT} (or null), an unknown field, a malformed tenant, or a tenant nothing belongs to ("${UNKNOWN_TENANT}")`,
+          403: TENANT_403,
+        },
+        unavailable: 'PostgreSQL is unavailable',
+      },
+    })
+    .input(z.strictObject({ tenant: tenantPath, ...limitsBody }))
+    .output(tenantLimitsSchema)
+    .mutation(({ ctx, input }) =>
+      ctx.limits.setTenant(ctx.identity, input.tenant, {
+        maxRunning: input.max_running,
+        maxQueued: input.max_queued,
+        startsPerMinute: input.starts_per_minute,
+      }),
+    ),
+
+  clearTenantLimits: adminProcedure
+    .meta({
+      openapi: {
+        method: 'DELETE',
+        path: '/tenants/{tenant}/limits',
+        summary: "Clear a tenant's limits (back to the defaults)",
+        description: `The tenant's limits set at runtime are removed: the defaults apply again. ${WITHIN}`,
+        tags: ['limits'],
+        successDescription: "The tenant's limits, now the defaults, and counts",
+        errorResponses: { 400: 'A malformed tenant', 403: TENANT_403 },
+        unavailable: 'PostgreSQL is unavailable',
+      },
+    })
+    .input(z.object({ tenant: tenantPath }))
+    .output(tenantLimitsSchema)
+    .mutation(({ ctx, input }) => ctx.limits.clearTenant(ctx.identity, input.tenant)),
+
+  listTenants: operatorProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/tenants',
+        summary: 'The tenants, with their limits and counts',
+        description:
+          'Every tenant with limits, API keys or tasks, by name, a page at a time (pass next_cursor back as cursor), each with its limits and its RUNNING and PENDING tasks. An operator key only.',
+        tags: ['limits'],
+        successDescription: 'A page of tenants',
+        errorResponses: { 400: 'A limit out of range, or a malformed cursor', 403: OPERATOR_403 },
+      },
+    })
+    .input(
+      z.object({
+        limit: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .max(200)
+          .default(50)
+          .describe('Tenants per page, 1 to 200 (default 50)'),
+        cursor: tenant.describe('The next_cursor of the previous page').optional(),
+      }),
+    )
+    .output(
+      z.object({
+        tenants: z.array(tenantLimitsSchema),
+        next_cursor: z
+          .string()
+          .nullable()
+          .describe('Pass it as cursor for the next page; null: the last page'),
+      }),
+    )
+    .query(async ({ ctx, input }) => {
+      const page = await ctx.limits.listTenants(ctx.identity, { limit: input.limit, cursor: input.cursor });
+      return { tenants: page.tenants, next_cursor: page.nextCursor };
+    }),
+
+  getTypeLimits: operatorProcedure
+    .meta({
+      openapi: {
+        method: 'GET',
+        path: '/task-types/{name}/limits',
+        summary: "A task type's limits, and its running and queued tasks",
+        description:
+          "The limits set for the task type at runtime (stored), its defineTask defaults, what applies (effective), and how many of its tasks (every tenant's) are RUNNING and PENDING. An operator key only: every tenant shares a type.",
+        tags: ['limits'],
+        successDescription: "The task type's limits and counts",
+        errorResponses: { 400: 'An unknown task type', 403: OPERATOR_403 },
+      },
+    })
+    .input(z.object({ name: typePath }))
+    .output(typeLimitsViewSchema)
+    .query(({ ctx, input }) => ctx.limits.getType(input.name)),
+
+  setTypeLimits: operatorProcedure
+    .meta({
+      openapi: {
+        method: 'PUT',
+        path: '/task-types/{name}/limits',
+        summary: "Set a task type's limits",
+        description:
+          'Each field given is set (null: back to the defineTask default); a field left out stays as it is. ' +
+          `max_running_per_key bounds each concurrency key of the type. ${WITHIN} An operator key only.`,
+        tags: ['limits'],
+        successDescription: "The task type's limits, as set, and counts",
+        errorResponses: {
+          400: `An unknown task type, a limit that is not an integer from 0 to ${MAX_LIMIT} (or null), or an unknown field`,
+          403: OPERATOR_403,
+        },
+        unavailable: 'PostgreSQL is unavailable',
+      },
+    })
+    .input(
+      z.strictObject({
+        name: typePath,
+        ...limitsBody,
+        max_running_per_key: limitInput(
+          'At most this many tasks of the type RUNNING at once per concurrency key',
+        ),
+      }),
+    )
+    .output(typeLimitsViewSchema)
+    .mutation(({ ctx, input }) =>
+      ctx.limits.setType(input.name, {
+        maxRunning: input.max_running,
+        maxQueued: input.max_queued,
+        startsPerMinute: input.starts_per_minute,
+        maxRunningPerKey: input.max_running_per_key,
+      }),
+    ),
+
+  clearTypeLimits: operatorProcedure
+    .meta({
+      openapi: {
+        method: 'DELETE',
+        path: '/task-types/{name}/limits',
+        summary: "Clear a task type's limits (back to its defineTask defaults)",
+        description: `The task type's limits set at runtime are removed: its defineTask defaults apply again. ${WITHIN}`,
+        tags: ['limits'],
+        successDescription: "The task type's limits, now its defaults, and counts",
+        errorResponses: { 400: 'An unknown task type', 403: OPERATOR_403 },
+        unavailable: 'PostgreSQL is unavailable',
+      },
+    })
+    .input(z.object({ name: typePath }))
+    .output(typeLimitsViewSchema)
+    .mutation(({ ctx, input }) => ctx.limits.clearType(input.name)),
+});
