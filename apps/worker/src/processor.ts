@@ -1,5 +1,6 @@
 import type { TaskError, TaskRow } from '@tasker/db';
 import {
+  type Claim,
   inSpan,
   type JobData,
   jobDataSchema,
@@ -20,6 +21,8 @@ export const CANCELLED = 'cancelled by request';
 
 /** How long a job of a paused task type waits before it is looked at again. */
 const PAUSED_RECHECK_MS = 1000;
+/** The least a job delivered before its task's run_after waits again (clocks of worker and database differ a little). */
+const NOT_DUE_RECHECK_MS = 50;
 
 export interface ProcessorOptions {
   lifecycle: TaskLifecycle;
@@ -67,14 +70,20 @@ export function createProcessor(options: ProcessorOptions) {
       throw new DelayedError();
     }
 
-    let row: TaskRow | undefined;
+    let claim: Claim;
     try {
-      row = await record('claim', () => lifecycle.claim(taskId, workerId, job.attemptsMade + 1));
+      claim = await record('claim', () => lifecycle.claim(taskId, workerId, job.attemptsMade + 1));
     } catch (error) {
       return handBack(job, token, error);
     }
-    if (!row) return; // finished already (a job delivered again), or cancelled before it ran
-    const claimed = row;
+    if (claim.why === 'not-due') {
+      // Delivered before its run_after (a debounced task whose start moved): delayed again, until then.
+      const delay = Math.max(NOT_DUE_RECHECK_MS, claim.runAfter.getTime() - Date.now());
+      await job.moveToDelayed(Date.now() + delay, token);
+      throw new DelayedError();
+    }
+    if (!claim.row) return; // finished already (a job delivered again), or cancelled or expired before it ran
+    const claimed = claim.row;
     setSpanAttribute('tasker.attempt', claimed.attempts);
 
     const definition = getTaskDefinition(claimed.name);

@@ -5,7 +5,7 @@ import { choiceText, conditionText } from '../src/index.ts';
 describe('SQL built from the state machine', () => {
   it('guards each batched statement by its transition: statuses and guards', () => {
     expect(conditionText('claim')).toBe(
-      "t.status in ('PENDING', 'RUNNING') and t.cancel_requested_at is null and (t.expires_at is null or t.expires_at > now())",
+      "t.status in ('PENDING', 'RUNNING') and t.cancel_requested_at is null and (t.expires_at is null or t.expires_at > now()) and (t.run_after is null or t.run_after <= now())",
     );
     expect(conditionText('complete')).toBe("t.status = 'RUNNING' and t.cancel_requested_at is null");
     expect(conditionText('expire')).toBe("t.status = 'PENDING' and t.expires_at <= now()");

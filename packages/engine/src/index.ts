@@ -27,6 +27,7 @@ export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts'
 export { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 export {
   bestEffort,
+  type Claim,
   cancelledError,
   DEFAULT_TENANT,
   type LifecycleResources,

@@ -50,6 +50,7 @@ export const GUARDS = {
   ofTenant: "the caller's tenant owns the task (when the caller names a tenant)",
   notExpired: 'the task has no expiry, or it has not passed (expires_at is null or later than now)',
   expired: 'the task has an expiry and it has passed (expires_at <= now)',
+  due: 'the task may start now: it has no start time, or it has passed (run_after is null or <= now)',
 } as const;
 export type Guard = keyof typeof GUARDS;
 
@@ -86,9 +87,9 @@ export const TRANSITIONS = {
   claim: transition({
     from: ['PENDING', 'RUNNING'],
     to: 'RUNNING',
-    guards: ['cancelNotRequested', 'notExpired'],
+    guards: ['cancelNotRequested', 'notExpired', 'due'],
     sets: ['attempts', 'progress', 'startedAt', 'workerId'],
-    doc: 'A worker takes the task for an attempt (RUNNING too: the worker that ran it before died).',
+    doc: 'A worker takes the task for an attempt (RUNNING too: the worker that ran it before died); never before its run_after (a debounced task whose start moved: its job fired early).',
   }),
   progress: transition({
     from: ['RUNNING'],

@@ -15,6 +15,7 @@ const GUARD_SQL: Record<Exclude<Guard, 'ofTenant'>, (t: string) => string> = {
   cancelRequested: (t) => `${t}.cancel_requested_at is not null`,
   notExpired: (t) => `(${t}.expires_at is null or ${t}.expires_at > now())`,
   expired: (t) => `${t}.expires_at <= now()`,
+  due: (t) => `(${t}.run_after is null or ${t}.run_after <= now())`,
 };
 
 const quoted = (statuses: readonly TaskStatus[]) => statuses.map((s) => `'${s}'`).join(', ');

@@ -1,6 +1,6 @@
 import type { TaskError, TaskRow } from '@tasker/db';
 import { cancel, endCancelled } from './cancel.ts';
-import { claim, release } from './claim.ts';
+import { type Claim, claim, release } from './claim.ts';
 import { complete } from './complete.ts';
 import { expireDue } from './expire.ts';
 import { fail } from './fail.ts';
@@ -36,7 +36,7 @@ export class TaskLifecycle {
     return submit(this.resources, request);
   }
 
-  claim(taskId: string, workerId: string, attempt: number): Promise<TaskRow | undefined> {
+  claim(taskId: string, workerId: string, attempt: number): Promise<Claim> {
     return claim(this.resources, taskId, workerId, attempt);
   }
 
@@ -100,6 +100,7 @@ export class TaskLifecycle {
 }
 
 export { cancelledError } from './cancel.ts';
+export type { Claim } from './claim.ts';
 export { expiredError } from './expire.ts';
 export type { ProgressReporter } from './progress.ts';
 export type { RecoveryReport } from './recover.ts';
