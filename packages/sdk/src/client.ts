@@ -8,6 +8,7 @@ import {
 } from '@trpc/client';
 import { EventSource as EventSourcePonyfill } from 'eventsource';
 import { TaskerError, TaskFailedError, toTaskerError } from './errors.ts';
+import { limitsClient, type TenantsApi, type TypesApi } from './limits.ts';
 import { classifyingFetch, retryLinks } from './retry.ts';
 import type {
   AppRouter,
@@ -103,6 +104,14 @@ export interface TaskerClient {
   pauseQueue(options?: QueueOptions): Promise<QueueState>;
   /** Workers start queued tasks again: of `taskName` only, if given; else every type, those paused on their own too (operator). */
   resumeQueue(options?: QueueOptions): Promise<QueueState>;
+  /**
+   * Tenants and their limits: `tenants.limits.get(tenant)`, `.set(tenant, { maxRunning, maxQueued,
+   * startsPerMinute })`, `.clear(tenant)` (an `admin` key: its own tenant; an `operator` key: any),
+   * and `tenants.list()` (operator). A change takes effect everywhere within 2 s.
+   */
+  tenants: TenantsApi;
+  /** A task type's limits, `maxRunningPerKey` included: `types.limits.get/set/clear(name)` (operator). */
+  types: TypesApi;
 }
 
 function withHeaders(base: FetchLike, headers: Record<string, string>): FetchLike {
@@ -193,6 +202,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
 
   return {
     trpc,
+    ...limitsClient(trpc),
     get,
     task,
     run: async (name, parameters, runOptions = {}) => {

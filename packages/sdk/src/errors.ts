@@ -34,6 +34,15 @@ export class TaskerValidationError extends TaskerError {
   }
 }
 
+/**
+ * A submission refused because the queue of its tenant (or of its task type) is full: as many tasks
+ * are PENDING as its `max_queued` limit allows. Nothing was stored; retrying at once will not help,
+ * retry once some of the queued tasks have started. `code` is `QUEUE_FULL` (HTTP 429).
+ */
+export class TaskerQueueFullError extends TaskerError {
+  override name = 'TaskerQueueFullError';
+}
+
 /** No such task (or not yours). */
 export class TaskerNotFoundError extends TaskerError {
   override name = 'TaskerNotFoundError';
@@ -88,6 +97,7 @@ export function toTaskerError(error: unknown): unknown {
   if (code === 'BAD_REQUEST' && data.issues)
     return new TaskerValidationError(error.message, data.issues, { cause: error });
   if (code === 'NOT_FOUND') return new TaskerNotFoundError(error.message, code, { cause: error });
+  if (code === 'QUEUE_FULL') return new TaskerQueueFullError(error.message, code, { cause: error });
   if (!error.data) return new TaskerUnavailableError(error.message, 'SERVICE_UNAVAILABLE', { cause: error });
   if (code === 'SERVICE_UNAVAILABLE' || code === 'BAD_GATEWAY' || code === 'GATEWAY_TIMEOUT') {
     return new TaskerUnavailableError(error.message, code, { cause: error });

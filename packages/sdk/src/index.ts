@@ -10,12 +10,24 @@ export {
 export {
   TaskerError,
   TaskerNotFoundError,
+  TaskerQueueFullError,
   TaskerUnavailableError,
   TaskerValidationError,
   TaskFailedError,
   type UnsuccessfulStatus,
   type ValidationIssue,
 } from './errors.ts';
+export type {
+  LimitsInput,
+  TaskTypeLimits,
+  TenantLimits,
+  TenantLimitsApi,
+  TenantListOptions,
+  TenantPage,
+  TenantsApi,
+  TypeLimitsInput,
+  TypesApi,
+} from './limits.ts';
 export type {
   AppRouter,
   DeepPartial,
