@@ -14,7 +14,7 @@ export const EXIT = {
   failed: 1,
   /** Bad usage, or input the server refused (400). */
   usage: 2,
-  /** The server could not be reached, is unavailable (502/503/504) or rate-limits (429). */
+  /** The server could not be reached, is unavailable (502/503/504), rate-limits or the queue is full (429). */
   unavailable: 3,
   /** No API key, or a key that is refused or lacks the scope (401/403). */
   auth: 4,
@@ -41,7 +41,8 @@ Exit codes:
   0  success
   1  the task ended FAILED or CANCELLED (run --wait, run --watch, watch), or an unexpected error
   2  bad usage, or input the server refused (400): e.g. a parameter of the wrong type
-  3  the server could not be reached, is unavailable (502/503/504) or rate-limits (429)
+  3  the server could not be reached, is unavailable (502/503/504), rate-limits (429), or the
+     queue is full (429 QUEUE_FULL: the tenant's or the task type's max_queued)
   4  not authenticated or not allowed (401/403): set TASKER_API_KEY or --api-key
   5  no such task (404), or not possible in its state (409)
   6  the task ended EXPIRED: not started within its ttl (run --wait, run --watch, watch)
@@ -93,6 +94,8 @@ export function describeError(error: unknown, url: string): CliError {
         return new CliError(error.message, EXIT.notFound);
       case 'TOO_MANY_REQUESTS':
         return new CliError(`${error.message} (429): try again later`, EXIT.unavailable);
+      case 'QUEUE_FULL':
+        return new CliError(`${error.message} (429 QUEUE_FULL)`, EXIT.unavailable);
       default:
         return new CliError(`${error.message} (${error.code})`, EXIT.failed);
     }

@@ -4,11 +4,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_URL } from './connect.ts';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.ts';
 import { keysCommand } from './keys.ts';
+import { limitsCommands } from './limits.ts';
 import { queueCommand } from './queue.ts';
 import { taskCommands } from './tasks.ts';
 
 const program = new Command('tasker')
-  .description('Tasker from the command line: run and follow tasks, the queue, API keys')
+  .description('Tasker from the command line: run and follow tasks, the queue, limits, API keys')
   .addOption(new Option('--url <url>', `the Tasker server (default ${DEFAULT_URL})`).env('TASKER_URL'))
   .addOption(new Option('--api-key <key>', 'an API key, sent as Authorization: Bearer').env('TASKER_API_KEY'))
   .addHelpText(
@@ -36,6 +37,7 @@ async function databaseUrl(): Promise<string> {
 
 taskCommands(program);
 queueCommand(program);
+limitsCommands(program);
 keysCommand(program, databaseUrl);
 // Every command: commander's own usage errors become exit 2 (its message is already on stderr).
 for (const command of program.commands) {
