@@ -32,8 +32,10 @@ export { PausedTypeStore } from './paused-types.ts';
 export * from './schema.ts';
 export {
   type FailedAttempt,
+  type Inserted,
   LIST_HEAD_CHARS,
   type StaleTask,
+  type TaskInsert,
   type TaskListFilter,
   type TaskListRow,
   TaskStore,

@@ -5,7 +5,7 @@ import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
 import { OtherTransitions } from './tasks/transitions.ts';
 
-export type { FailedAttempt } from './tasks/hot.ts';
+export type { FailedAttempt, Inserted, TaskInsert } from './tasks/hot.ts';
 export { LIST_HEAD_CHARS, type StaleTask, type TaskListFilter, type TaskListRow } from './tasks/queries.ts';
 
 export interface TaskStoreOptions {

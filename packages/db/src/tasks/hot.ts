@@ -1,3 +1,4 @@
+import { UNFINISHED_STATUSES } from '@tasker/states';
 import type postgres from 'postgres';
 import { Batcher } from '../batcher.ts';
 import type { NewTaskRow, TaskError, TaskRow } from '../schema.ts';
@@ -14,6 +15,31 @@ export interface HotOptions {
 export interface InsertOptions {
   /** The `max_queued` limits of its tenant and its type: with one, it is counted (queue-limit.ts). */
   maxQueued?: MaxQueued;
+}
+
+/** A new task, as `insert` takes it: its row, and for a debounced submission its delay. */
+export type TaskInsert = NewTaskRow & {
+  /**
+   * With `debounceKey`: the task starts this many ms after the last submission with the key
+   * (run_after = the database's clock at the write + delay). Ignored without a debounce key.
+   */
+  debounceDelayMs?: number;
+};
+
+/** What `insert` did. */
+export interface Inserted {
+  /** The new task; or, when none was created, the task that answers instead (see `matched`). */
+  row: TaskRow;
+  created: boolean;
+  /**
+   * Why no task was created, when none was:
+   * - `idempotency`: the owner's task with this idempotency key (within the window), unchanged;
+   * - `singleton`: the owner's unfinished task (PENDING or RUNNING) with this singleton key, unchanged;
+   * - `debounce`: the owner's PENDING task with this debounce key, now with this submission's input,
+   *   start and options (version + 1). If that task is of another type (`row.name`), nothing was
+   *   written: a debounce key collapses submissions of one type.
+   */
+  matched?: 'idempotency' | 'singleton' | 'debounce';
 }
 
 /** A failed attempt, as `fail` records it. */
@@ -44,11 +70,8 @@ const FAIL_TO = choiceText([
  * share one statement and one commit (see Batcher), with arrays and unnest.
  */
 export class HotTransitions {
-  private readonly inserts: Batcher<NewTaskRow, { row: TaskRow; created: boolean }>;
-  private readonly insertLimited: (
-    row: NewTaskRow,
-    maxQueued: MaxQueued,
-  ) => Promise<{ row: TaskRow; created: boolean }>;
+  private readonly inserts: Batcher<TaskInsert, Inserted>;
+  private readonly insertLimited: (row: TaskInsert, maxQueued: MaxQueued) => Promise<Inserted>;
   private readonly claims: Batcher<{ id: string; workerId: string; attempt: number }, TaskRow | undefined>;
   private readonly completions: Batcher<{ id: string; output: unknown }, TaskRow | undefined>;
   private readonly failures: Batcher<FailedAttempt, TaskRow | undefined>;
@@ -118,12 +141,15 @@ export class HotTransitions {
   }
 
   /**
-   * Records a new task. With an idempotency key already used by this owner within the window, no
-   * row is written: the existing task comes back with `created: false` (two racing inserts with one
-   * key also end with one row). Under a `max_queued` limit, a submission is inserted on its own and
-   * counted, or refused with a QueueFullError and nothing stored (queue-limit.ts).
+   * Records a new task. With an idempotency key already used by this owner within the window, or a
+   * singleton key held by one of the owner's unfinished tasks, no row is written: that task comes
+   * back with `created: false`. With a debounce key held by one of the owner's PENDING tasks, that
+   * task takes this submission's input and start instead. Racing inserts with one key (from any
+   * number of processes) end with one task: the unique indexes decide (see `Inserted`). Under a
+   * `max_queued` limit, a submission is inserted on its own and counted, or refused with a
+   * QueueFullError and nothing stored (queue-limit.ts).
    */
-  insert(row: NewTaskRow, options: InsertOptions = {}): Promise<{ row: TaskRow; created: boolean }> {
+  insert(row: TaskInsert, options: InsertOptions = {}): Promise<Inserted> {
     if (limitsQueue(options.maxQueued)) return this.insertLimited(row, options.maxQueued);
     return this.inserts.add(row);
   }
@@ -156,11 +182,47 @@ export class HotTransitions {
   }
 }
 
+const UNFINISHED = UNFINISHED_STATUSES.map((status) => `'${status}'`).join(', ');
+/** A key held by another row of the batch, or by a task that ended meanwhile: the insert is tried again, this often at most. */
+const KEY_ROUNDS = 5;
+
+const ownerOf = (r: NewTaskRow) => r.tenantId ?? 'default';
+const keyOf = (owner: string, key: string | null | undefined) => `${owner}\u0000${key}`;
+
 async function insertTasks(
   pg: postgres.Sql,
-  rows: readonly NewTaskRow[],
+  rows: readonly TaskInsert[],
   options: HotOptions,
-): Promise<{ row: TaskRow; created: boolean }[]> {
+): Promise<Inserted[]> {
+  const answers = new Map<TaskInsert, Inserted>();
+  const plain = rows.filter((r) => r.debounceKey == null);
+  const debounced = rows.filter((r) => r.debounceKey != null);
+  if (plain.length > 0) {
+    const inserted = await insertPlain(pg, plain, options);
+    for (const [i, r] of plain.entries()) answers.set(r, inserted[i] as Inserted);
+  }
+  if (debounced.length > 0) {
+    const upserted = await upsertDebounced(pg, debounced);
+    for (const [i, r] of debounced.entries()) answers.set(r, upserted[i] as Inserted);
+  }
+  return rows.map((r) => {
+    const answer = answers.get(r);
+    if (!answer) throw new Error(`insert returned no row for ${r.id}`);
+    return answer;
+  });
+}
+
+/**
+ * New rows, unless an idempotency or singleton key of the owner answers instead: one INSERT ... ON
+ * CONFLICT DO NOTHING (any unique index: the idempotency key's, the singleton key's), then the holder
+ * of each key that refused a row is read. A singleton key whose holder finished between the two is
+ * free again: that row is inserted in the next round.
+ */
+async function insertPlain(
+  pg: postgres.Sql,
+  rows: readonly TaskInsert[],
+  options: HotOptions,
+): Promise<Inserted[]> {
   const keyed = rows.filter((r) => r.idempotencyKey != null);
   if (keyed.length > 0) {
     // A key older than the window is free again: detach it from the owner's old task first
@@ -172,42 +234,172 @@ async function insertTasks(
       where t.owner_id = k.owner_id and t.idempotency_key = k.key
         and t.created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})`;
   }
-  // expires_at counts from when the task may first start (run_after, else now).
-  const inserted = byId(
-    await pg`
-      insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms, expires_at)
-      select v.*, case when v.ttl_ms is null then null
-                       else coalesce(v.run_after, now()) + v.ttl_ms * interval '1 millisecond' end
-      from unnest(${column(rows, (r) => r.id)}::uuid[], ${column(rows, (r) => r.tenantId ?? 'default')}::text[],
-        ${column(rows, (r) => r.name)}::text[], ${column(rows, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
-        ${column(rows, (r) => r.maxAttempts ?? 1)}::int[], ${column(rows, (r) => r.priority ?? 0)}::int[],
-        ${column(rows, (r) => r.timeoutMs)}::int[], ${column(rows, (r) => r.idempotencyKey)}::text[],
-        ${column(rows, (r) => (r.runAfter instanceof Date ? r.runAfter.toISOString() : r.runAfter))}::timestamptz[],
-        ${column(rows, (r) => r.ttlMs)}::int[])
-        as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms)
-      on conflict (owner_id, idempotency_key) where idempotency_key is not null do nothing
-      returning *`,
-  );
-  // Rows that hit an existing key (also one inserted by another row of this batch): the task
-  // that holds the key is the answer, as a replay.
-  const replays = new Map<string, TaskRow>();
-  const lost = keyed.filter((r) => !inserted.has(r.id));
-  if (lost.length > 0) {
-    const existing = await pg`
-      select * from tasks
-      where (owner_id, idempotency_key) in (
-        select * from unnest(${pgArray(lost.map((r) => r.tenantId ?? 'default'))}::text[],
-                             ${pgArray(lost.map((r) => r.idempotencyKey))}::text[]))`;
-    for (const raw of existing) {
-      const row = fromDriver(raw);
-      replays.set(`${row.tenantId}\u0000${row.idempotencyKey}`, row);
+  const answers = new Map<TaskInsert, Inserted>();
+  let todo = rows;
+  for (let round = 0; todo.length > 0; round++) {
+    if (round === KEY_ROUNDS)
+      throw new Error(`insert: no answer for ${todo.length} task(s) after ${round} rounds`);
+    // expires_at counts from when the task may first start (run_after, else now). The concurrency
+    // key is the tenant's when none is given.
+    const inserted = byId(
+      await pg`
+        insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
+                           concurrency_key, singleton_key, expires_at)
+        select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.idempotency_key, v.run_after, v.ttl_ms,
+               coalesce(v.concurrency_key, v.owner_id), v.singleton_key,
+               case when v.ttl_ms is null then null
+                    else coalesce(v.run_after, now()) + v.ttl_ms * interval '1 millisecond' end
+        from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
+          ${column(todo, (r) => r.name)}::text[], ${column(todo, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
+          ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
+          ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.idempotencyKey)}::text[],
+          ${column(todo, (r) => (r.runAfter instanceof Date ? r.runAfter.toISOString() : r.runAfter))}::timestamptz[],
+          ${column(todo, (r) => r.ttlMs)}::int[], ${column(todo, (r) => r.concurrencyKey)}::text[],
+          ${column(todo, (r) => r.singletonKey)}::text[])
+          as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
+               concurrency_key, singleton_key)
+        on conflict do nothing
+        returning *`,
+    );
+    for (const r of todo) {
+      const row = inserted.get(r.id);
+      if (row) answers.set(r, { row, created: true });
     }
+    // Rows that hit an existing key (also one inserted by another row of this batch): the task that
+    // holds the key is the answer. An idempotency key first (a replay), then a singleton key.
+    const lost = todo.filter((r) => !inserted.has(r.id));
+    if (lost.length === 0) break;
+    const replays = new Map<string, TaskRow>();
+    const replayable = lost.filter((r) => r.idempotencyKey != null);
+    if (replayable.length > 0) {
+      const existing = await pg`
+        select * from tasks
+        where (owner_id, idempotency_key) in (
+          select * from unnest(${pgArray(replayable.map(ownerOf))}::text[],
+                               ${pgArray(replayable.map((r) => r.idempotencyKey))}::text[]))`;
+      for (const raw of existing) {
+        const row = fromDriver(raw);
+        replays.set(keyOf(row.tenantId, row.idempotencyKey), row);
+      }
+    }
+    const singletons = new Map<string, TaskRow>();
+    const single = lost.filter(
+      (r) => r.singletonKey != null && !replays.has(keyOf(ownerOf(r), r.idempotencyKey)),
+    );
+    if (single.length > 0) {
+      const holders = await pg`
+        select * from tasks
+        where (owner_id, singleton_key) in (
+          select * from unnest(${pgArray(single.map(ownerOf))}::text[],
+                               ${pgArray(single.map((r) => r.singletonKey))}::text[]))
+          and status in (${pg.unsafe(UNFINISHED)})`;
+      for (const raw of holders) {
+        const row = fromDriver(raw);
+        singletons.set(keyOf(row.tenantId, row.singletonKey), row);
+      }
+    }
+    const again: TaskInsert[] = [];
+    for (const r of lost) {
+      const replay = r.idempotencyKey == null ? undefined : replays.get(keyOf(ownerOf(r), r.idempotencyKey));
+      const holder = r.singletonKey == null ? undefined : singletons.get(keyOf(ownerOf(r), r.singletonKey));
+      if (replay) answers.set(r, { row: replay, created: false, matched: 'idempotency' });
+      else if (holder) answers.set(r, { row: holder, created: false, matched: 'singleton' });
+      else again.push(r); // its key's holder ended meanwhile: the key is free
+    }
+    todo = again;
   }
-  return rows.map((r) => {
-    const row = inserted.get(r.id);
-    if (row) return { row, created: true };
-    const replay = replays.get(`${r.tenantId ?? 'default'}\u0000${r.idempotencyKey}`);
-    if (!replay) throw new Error(`insert returned no row for ${r.id}`);
-    return { row: replay, created: false };
-  });
+  return rows.map((r) => answers.get(r) as Inserted);
+}
+
+/**
+ * Debounced submissions: each (owner, debounce key) has at most one PENDING task (a unique index).
+ * An upsert on it either creates that task or moves it: the newest input, options and start
+ * (run_after = the database's clock + delay, taken when the row is written, so the last write to
+ * commit sets the start). Submissions of one batch with one key are one write, the last one's (the
+ * others joined it); one of another type than that last one waits for the next statement. A holder
+ * that stopped being PENDING meanwhile frees the key: the write is tried again.
+ */
+async function upsertDebounced(pg: postgres.Sql, rows: readonly TaskInsert[]): Promise<Inserted[]> {
+  const answers = new Map<TaskInsert, Inserted>();
+  let pending = [...rows];
+  while (pending.length > 0) {
+    // One write per key and statement: ON CONFLICT DO UPDATE cannot touch a row twice in one.
+    const writers = new Map<string, TaskInsert>();
+    for (const r of pending) writers.set(keyOf(ownerOf(r), r.debounceKey), r);
+    const written = await writeDebounced(pg, [...writers.values()]);
+    const later: TaskInsert[] = [];
+    for (const r of pending) {
+      const writer = writers.get(keyOf(ownerOf(r), r.debounceKey)) as TaskInsert;
+      const answer = written.get(writer) as Inserted;
+      if (writer === r) answers.set(r, answer);
+      else if (writer.name === r.name)
+        answers.set(r, { row: answer.row, created: false, matched: 'debounce' });
+      else later.push(r);
+    }
+    pending = later;
+  }
+  return rows.map((r) => answers.get(r) as Inserted);
+}
+
+/** The upsert of `upsertDebounced`, for rows of distinct keys. */
+async function writeDebounced(
+  pg: postgres.Sql,
+  rows: readonly TaskInsert[],
+): Promise<Map<TaskInsert, Inserted>> {
+  const byKey = new Map<string, Inserted>();
+  let todo = rows;
+  for (let round = 0; todo.length > 0; round++) {
+    if (round === KEY_ROUNDS)
+      throw new Error(`insert: no answer for ${todo.length} debounced task(s) after ${round} rounds`);
+    const written = await pg`
+      insert into tasks as t (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
+                              concurrency_key, debounce_key)
+      select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
+             case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
+             coalesce(v.concurrency_key, v.owner_id), v.debounce_key
+      from (
+        select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
+        from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
+          ${column(todo, (r) => r.name)}::text[], ${column(todo, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
+          ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
+          ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.ttlMs)}::int[],
+          ${column(todo, (r) => r.concurrencyKey)}::text[], ${column(todo, (r) => r.debounceKey)}::text[],
+          ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[])
+          as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms)
+      ) v
+      on conflict (owner_id, debounce_key) where debounce_key is not null and status = 'PENDING'
+      do update set input = excluded.input, run_after = excluded.run_after, ttl_ms = excluded.ttl_ms,
+        expires_at = excluded.expires_at, priority = excluded.priority, max_attempts = excluded.max_attempts,
+        timeout_ms = excluded.timeout_ms, concurrency_key = excluded.concurrency_key,
+        version = t.version + 1, updated_at = now()
+      where t.status = 'PENDING' and t.name = excluded.name
+      returning t.*, t.xmax = 0 as created`;
+    for (const raw of written) {
+      const row = fromDriver(raw);
+      const created = raw.created === true;
+      byKey.set(
+        keyOf(row.tenantId, row.debounceKey),
+        created ? { row, created } : { row, created, matched: 'debounce' },
+      );
+    }
+    // No row back: the holder is of another type (it answers, nothing was written), or it stopped
+    // being PENDING between the conflict and the update (the key is free: again).
+    const missing = todo.filter((r) => !byKey.has(keyOf(ownerOf(r), r.debounceKey)));
+    if (missing.length === 0) break;
+    const holders = await pg`
+      select * from tasks
+      where (owner_id, debounce_key) in (
+        select * from unnest(${pgArray(missing.map(ownerOf))}::text[],
+                             ${pgArray(missing.map((r) => r.debounceKey))}::text[]))
+        and status = 'PENDING'`;
+    const wanted = new Map(missing.map((r) => [keyOf(ownerOf(r), r.debounceKey), r.name]));
+    for (const raw of holders) {
+      const row = fromDriver(raw);
+      const key = keyOf(row.tenantId, row.debounceKey);
+      // A holder of this very type appeared since: write again, into it.
+      if (wanted.get(key) !== row.name) byKey.set(key, { row, created: false, matched: 'debounce' });
+    }
+    todo = missing.filter((r) => !byKey.has(keyOf(ownerOf(r), r.debounceKey)));
+  }
+  return new Map(rows.map((r) => [r, byKey.get(keyOf(ownerOf(r), r.debounceKey)) as Inserted]));
 }

@@ -1,0 +1,207 @@
+/**
+ * The keys of a submission, in the database: the concurrency key (the tenant's by default), the
+ * singleton key (one unfinished task per key) and the debounce key (one PENDING task per key, moved
+ * by each submission), each per tenant. The races are run two ways: from one store (its batcher
+ * puts them in one statement) and from 20 stores on connections of their own (20 statements
+ * racing in PostgreSQL, as 20 servers would).
+ */
+import { randomUUID } from 'node:crypto';
+import { createTestEnv, type TestEnv } from '@tasker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, type DbClient, migrateDatabase, type TaskInsert, TaskStore } from '../src/index.ts';
+
+const RACERS = 20;
+
+let env: TestEnv;
+let client: DbClient;
+let store: TaskStore;
+/** Stores of their own, one connection each. */
+const racers: { client: DbClient; store: TaskStore }[] = [];
+
+beforeAll(async () => {
+  env = createTestEnv();
+  await migrateDatabase(env.databaseUrl);
+  client = createDb(env.databaseUrl, { max: 5 });
+  store = new TaskStore(client);
+  for (let i = 0; i < RACERS; i++) {
+    const own = createDb(env.databaseUrl, { max: 1 });
+    racers.push({ client: own, store: new TaskStore(own) });
+  }
+});
+
+afterAll(async () => {
+  await Promise.all(racers.map((r) => r.client.close()));
+  await client?.close();
+  await env?.cleanup();
+});
+
+const task = (fields: Partial<TaskInsert> = {}): TaskInsert => ({
+  id: randomUUID(),
+  name: 'sum_two_numbers',
+  input: { a: 1, b: 2 },
+  maxAttempts: 1,
+  ...fields,
+});
+
+/** Each submission from its own store (its own connection), all at once. */
+const race = (make: (i: number) => TaskInsert) => Promise.all(racers.map((r, i) => r.store.insert(make(i))));
+
+const count = async (where: string) =>
+  Number((await client.sql.unsafe(`select count(*)::int as n from tasks where ${where}`))[0]?.n);
+
+describe('the concurrency key', () => {
+  it("is the tenant's when none is given, else the one given", async () => {
+    const { row: mine } = await store.insert(task({ tenantId: 'acme' }));
+    expect(mine.concurrencyKey).toBe('acme');
+    const { row: given } = await store.insert(task({ tenantId: 'acme', concurrencyKey: 'customer-7' }));
+    expect(given.concurrencyKey).toBe('customer-7');
+    const { row: debounced } = await store.insert(
+      task({ tenantId: 'acme', debounceKey: `d-${randomUUID()}`, debounceDelayMs: 10 }),
+    );
+    expect(debounced.concurrencyKey).toBe('acme');
+  });
+});
+
+describe('the singleton key', () => {
+  for (const how of ['one store (one statement)', '20 stores (20 statements)'] as const) {
+    it(`answers ${RACERS} racing submissions with one task, from ${how}`, async () => {
+      const key = `s-${randomUUID()}`;
+      const make = (i: number) => task({ tenantId: 'acme', singletonKey: key, input: { a: i, b: 0 } });
+      const answers =
+        how === 'one store (one statement)'
+          ? await Promise.all(Array.from({ length: RACERS }, (_, i) => store.insert(make(i))))
+          : await race(make);
+      expect(new Set(answers.map((a) => a.row.id)).size).toBe(1);
+      expect(answers.filter((a) => a.created)).toHaveLength(1);
+      expect(answers.filter((a) => a.matched === 'singleton')).toHaveLength(RACERS - 1);
+      expect(await count(`singleton_key = '${key}'`)).toBe(1);
+    });
+  }
+
+  it('holds while the task is PENDING or RUNNING, and is free again once it finished', async () => {
+    const key = `s-${randomUUID()}`;
+    const first = await store.insert(task({ singletonKey: key }));
+    await store.claim(first.row.id, 'w1', 1);
+    const whileRunning = await store.insert(task({ singletonKey: key }));
+    expect(whileRunning).toMatchObject({ created: false, matched: 'singleton' });
+    expect(whileRunning.row).toMatchObject({ id: first.row.id, status: 'RUNNING' });
+    await store.complete(first.row.id, 3);
+    const after = await store.insert(task({ singletonKey: key }));
+    expect(after.created).toBe(true);
+    expect(after.row.id).not.toBe(first.row.id);
+  });
+
+  it('answers an idempotent replay as one, before the singleton', async () => {
+    const key = `s-${randomUUID()}`;
+    const idem = `i-${randomUUID()}`;
+    const first = await store.insert(task({ singletonKey: key, idempotencyKey: idem }));
+    const replay = await store.insert(task({ singletonKey: key, idempotencyKey: idem }));
+    expect(replay).toMatchObject({ created: false, matched: 'idempotency', row: { id: first.row.id } });
+    const other = await store.insert(task({ singletonKey: key, idempotencyKey: `i-${randomUUID()}` }));
+    expect(other).toMatchObject({ created: false, matched: 'singleton', row: { id: first.row.id } });
+  });
+});
+
+describe('the debounce key', () => {
+  for (const how of ['one store (one statement)', '20 stores (20 statements)'] as const) {
+    it(`collapses ${RACERS} racing submissions into one PENDING task with the last input, from ${how}`, async () => {
+      const key = `d-${randomUUID()}`;
+      const make = (i: number) =>
+        task({ tenantId: 'acme', debounceKey: key, debounceDelayMs: 1000, input: { a: i, b: 0 } });
+      const answers =
+        how === 'one store (one statement)'
+          ? await Promise.all(Array.from({ length: RACERS }, (_, i) => store.insert(make(i))))
+          : await race(make);
+      const ids = new Set(answers.map((a) => a.row.id));
+      expect(ids.size).toBe(1);
+      expect(answers.filter((a) => a.created)).toHaveLength(1);
+      expect(answers.filter((a) => a.matched === 'debounce')).toHaveLength(RACERS - 1);
+      const [id] = [...ids];
+      const stored = await store.get(id as string);
+      // The last write to commit is the one with the highest version: its input is the task's.
+      const last = answers.reduce((a, b) => (b.row.version > a.row.version ? b : a));
+      expect(stored?.input).toEqual(last.row.input);
+      expect(stored?.version).toBe(last.row.version);
+      if (how === 'one store (one statement)') expect(stored?.input).toEqual({ a: RACERS - 1, b: 0 });
+      else expect(stored?.version).toBe(RACERS - 1); // one insert, then 19 moves
+      expect(stored?.status).toBe('PENDING');
+      expect(await count(`debounce_key = '${key}'`)).toBe(1);
+    });
+  }
+
+  it('moves the start to delay after the last submission, and keeps the first one’s id', async () => {
+    const key = `d-${randomUUID()}`;
+    const first = await store.insert(
+      task({ debounceKey: key, debounceDelayMs: 5000, input: { a: 1, b: 0 } }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const second = await store.insert(
+      task({ debounceKey: key, debounceDelayMs: 5000, input: { a: 2, b: 0 } }),
+    );
+    expect(second).toMatchObject({ created: false, matched: 'debounce', row: { id: first.row.id } });
+    expect(second.row.input).toEqual({ a: 2, b: 0 });
+    const moved = (second.row.runAfter?.getTime() ?? 0) - (first.row.runAfter?.getTime() ?? 0);
+    expect(moved).toBeGreaterThanOrEqual(250);
+    expect(moved).toBeLessThan(2000);
+    expect(second.row.version).toBe(first.row.version + 1);
+  });
+
+  it('does not start before its run_after: the claim refuses it until then', async () => {
+    const key = `d-${randomUUID()}`;
+    const { row } = await store.insert(task({ debounceKey: key, debounceDelayMs: 400 }));
+    expect(await store.claim(row.id, 'w1', 1)).toBeUndefined();
+    expect((await store.get(row.id))?.status).toBe('PENDING');
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    expect((await store.claim(row.id, 'w1', 1))?.status).toBe('RUNNING');
+  });
+
+  it('opens a new task once the held one started', async () => {
+    const key = `d-${randomUUID()}`;
+    const { row } = await store.insert(task({ debounceKey: key, debounceDelayMs: 0 }));
+    await store.claim(row.id, 'w1', 1);
+    const next = await store.insert(task({ debounceKey: key, debounceDelayMs: 0 }));
+    expect(next.created).toBe(true);
+    expect(next.row.id).not.toBe(row.id);
+  });
+
+  it('writes nothing into a held task of another type, and answers with it', async () => {
+    const key = `d-${randomUUID()}`;
+    const { row } = await store.insert(task({ debounceKey: key, debounceDelayMs: 1000 }));
+    const other = await store.insert(
+      task({ name: 'find_longest_consecutive_letters', input: { string: 'aa' }, debounceKey: key }),
+    );
+    expect(other).toMatchObject({
+      created: false,
+      matched: 'debounce',
+      row: { id: row.id, name: 'sum_two_numbers' },
+    });
+    expect((await store.get(row.id))?.version).toBe(row.version);
+  });
+});
+
+describe('keys are per tenant', () => {
+  it("never answers with another tenant's task, for any of the keys", async () => {
+    const key = `k-${randomUUID()}`;
+    const tenants = ['acme', 'globex'];
+    const singles = await Promise.all(
+      tenants.map((tenantId) => store.insert(task({ tenantId, singletonKey: key }))),
+    );
+    const debounced = await Promise.all(
+      tenants.map((tenantId) => store.insert(task({ tenantId, debounceKey: key, debounceDelayMs: 1000 }))),
+    );
+    const idem = await Promise.all(
+      tenants.map((tenantId) => store.insert(task({ tenantId, idempotencyKey: key }))),
+    );
+    for (const answers of [singles, debounced, idem]) {
+      expect(answers.every((a) => a.created)).toBe(true);
+      expect(answers.map((a) => a.row.tenantId)).toEqual(tenants);
+      expect(new Set(answers.map((a) => a.row.id)).size).toBe(2);
+    }
+    // The same key again, per tenant: each gets its own.
+    const again = await race((i) => task({ tenantId: tenants[i % 2], singletonKey: key }));
+    for (const answer of again) {
+      expect(answer.matched).toBe('singleton');
+      expect(answer.row.id).toBe(singles[tenants.indexOf(answer.row.tenantId)]?.row.id);
+    }
+  });
+});
