@@ -24,6 +24,8 @@ export interface Abilities {
   write: boolean;
   /** The queue is every tenant's: its depths and controls are an operator key's, not a tenant admin's. */
   operator: boolean;
+  /** Its own tenant's limits (an admin key; an operator's includes it). */
+  admin: boolean;
 }
 
 export const can = (who: Whoami, scope: Scope) => who.scopes.includes(scope);
@@ -117,7 +119,11 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
     );
   }
   const who = whoami.data;
-  const abilities: Abilities = { write: can(who, 'tasks:write'), operator: can(who, 'operator') };
+  const abilities: Abilities = {
+    write: can(who, 'tasks:write'),
+    operator: can(who, 'operator'),
+    admin: can(who, 'admin') || can(who, 'operator'),
+  };
   return (
     <div className="app">
       <header>
@@ -149,7 +155,7 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
       <main>
         {route.page === 'tasks' ? <TasksPage abilities={abilities} /> : null}
         {route.page === 'task' ? <TaskPage key={route.id} id={route.id} abilities={abilities} /> : null}
-        {route.page === 'queue' ? <QueuePage abilities={abilities} /> : null}
+        {route.page === 'queue' ? <QueuePage abilities={abilities} tenant={who.tenant} /> : null}
         {route.page === 'run' ? (
           abilities.write ? (
             <RunPage />

@@ -8,6 +8,7 @@ import type { Abilities } from '../App.tsx';
 import { errorText, type RouterOutputs, useTRPC } from '../api.ts';
 import { duration, time } from '../format.tsx';
 import { Link } from '../router.tsx';
+import { TenantLimitsCard, TenantsCard } from './Limits.tsx';
 
 type Minutes = RouterOutputs['getThroughput']['minutes'];
 
@@ -55,7 +56,7 @@ function ThroughputChart({ minutes }: { minutes: Minutes }) {
   return <div ref={box} className="chart" data-testid="throughput-chart" />;
 }
 
-export function QueuePage({ abilities }: { abilities: Abilities }) {
+export function QueuePage({ abilities, tenant }: { abilities: Abilities; tenant: string }) {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const [problem, setProblem] = useState<string>();
@@ -114,6 +115,11 @@ export function QueuePage({ abilities }: { abilities: Abilities }) {
           {problem}
         </p>
       ) : null}
+      {abilities.admin ? (
+        <TenantLimitsCard tenant={tenant} />
+      ) : (
+        <p className="muted">Your tenant's limits and counts need a key with the admin scope.</p>
+      )}
       {abilities.operator ? (
         <div className="card">
           <div className="title-row">
@@ -210,6 +216,7 @@ export function QueuePage({ abilities }: { abilities: Abilities }) {
           tenant.
         </p>
       )}
+      {abilities.operator ? <TenantsCard /> : null}
       <div className="card">
         <div className="title-row">
           <h2>Last hour</h2>
