@@ -14,6 +14,12 @@ export interface SubmitResult {
   id: string;
   /** True when an idempotency key answered with the task it created earlier. */
   replayed: boolean;
+  /**
+   * When a key answered with an existing task instead of a new one: `singleton` (the unfinished
+   * task holding the singleton key) or `debounce` (the PENDING task holding the debounce key, with
+   * this submission's input and start now).
+   */
+  deduplicated?: 'singleton' | 'debounce';
   /** The task as recorded (PENDING), or the earlier task on a replay: no second read needed. */
   task: TaskView;
 }
@@ -121,8 +127,8 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
   };
   return {
     submit: async (tenantId, request) => {
-      const { row: created, replayed } = await lifecycle.submit({ ...request, tenantId });
-      return { id: created.id, replayed, task: toTaskView(created) };
+      const { row: created, replayed, deduplicated } = await lifecycle.submit({ ...request, tenantId });
+      return { id: created.id, replayed, deduplicated, task: toTaskView(created) };
     },
     get: async (tenantId, id) => toTaskView(await row(tenantId, id)),
     list: async (tenantId, filter) => {

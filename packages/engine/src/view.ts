@@ -39,6 +39,21 @@ export const taskViewSchema = z
     attempts: z.number().int(),
     maxAttempts: z.number().int(),
     priority: z.number().int().describe('0..100, higher runs first'),
+    concurrencyKey: z
+      .string()
+      .describe(
+        "The key whose concurrency limits the task shares (concurrency_key; the tenant's when none was given)",
+      ),
+    singletonKey: z
+      .string()
+      .nullable()
+      .describe('While the task is unfinished, a submission with this singleton_key returns it; null: none'),
+    debounceKey: z
+      .string()
+      .nullable()
+      .describe(
+        'While the task is PENDING, a submission with this debounce key joins it (its input and start); null: none',
+      ),
     runAfter: isoDate.nullable().describe('A delayed task does not start before this time'),
     ttlMs: z.number().int().nullable().describe('How long it may wait to start (ttl_ms), or null: for ever'),
     expiresAt: isoDate
@@ -73,6 +88,9 @@ export function toTaskView(row: TaskRow): TaskView {
     attempts: row.attempts,
     maxAttempts: row.maxAttempts,
     priority: row.priority,
+    concurrencyKey: row.concurrencyKey ?? row.tenantId,
+    singletonKey: row.singletonKey ?? null,
+    debounceKey: row.debounceKey ?? null,
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),
@@ -137,7 +155,15 @@ export type Preview = z.output<typeof previewSchema>;
  * record: GET /tasks/{id}.
  */
 export const taskSummarySchema = taskViewSchema
-  .omit({ input: true, output: true, progress: true, attemptErrors: true, error: true })
+  .omit({
+    input: true,
+    output: true,
+    progress: true,
+    attemptErrors: true,
+    error: true,
+    singletonKey: true,
+    debounceKey: true,
+  })
   .extend({
     inputPreview: previewSchema.describe('The parameters it was submitted with, as a preview'),
     outputPreview: previewSchema.nullable().describe('The result, as a preview, once COMPLETED; null before'),
@@ -177,6 +203,7 @@ export function toTaskSummary(row: TaskListRow): TaskSummary {
     attempts: row.attempts,
     maxAttempts: row.maxAttempts,
     priority: row.priority,
+    concurrencyKey: row.concurrencyKey ?? row.tenantId,
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),

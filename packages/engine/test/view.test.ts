@@ -14,6 +14,8 @@ function row(head: string, message: string): TaskListRow {
     attempts: 100,
     maxAttempts: 100,
     priority: 100,
+    // The longest key the API takes (200 characters, no control character), in the character JSON escapes longest.
+    concurrencyKey: '"'.repeat(200),
     runAfter: at,
     cancelRequestedAt: at,
     createdAt: at,

@@ -2,11 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { QueueFullError, type TaskRow, type TaskStore } from '@tasker/db';
 import { getTaskDefinition } from '@tasker/tasks';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
+import { InvalidArgumentError } from '../errors/invalid-argument.ts';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
 import { bestEffort, emit, type LifecycleResources, withTimeout } from './resources.ts';
 
 /** How long a submission waits for Redis before it answers anyway (the row is already safe). */
 const ENQUEUE_TIMEOUT_MS = 2000;
+/** How long a debounced submission waits for the queue to move its task's job (the row is already right). */
+const RESCHEDULE_TIMEOUT_MS = 2000;
 
 /** The tenant of every task when AUTH_MODE=disabled (and of the rows made before tenants existed). */
 export const DEFAULT_TENANT = 'default';
@@ -25,12 +28,28 @@ export interface SubmitRequest {
   /** Not started within this many ms (from run_after, else now): it ends EXPIRED without running. */
   ttlMs?: number;
   idempotencyKey?: string;
+  /** The task shares the concurrency limits of this key (`max_running_per_key`); default: the tenant. */
+  concurrencyKey?: string;
+  /** While a task of this tenant with this key is unfinished (PENDING, RUNNING), the submission returns it instead. */
+  singletonKey?: string;
+  /**
+   * Submissions of this tenant with `key` collapse into one PENDING task, which starts `delayMs`
+   * after the last of them, with the last one's input and options. Not with `delayMs`/`runAt`,
+   * `idempotencyKey` or `singletonKey`.
+   */
+  debounce?: { key: string; delayMs: number };
 }
 
 export interface Submitted {
   row: TaskRow;
   /** True when an idempotency key answered with the task it created earlier. */
   replayed: boolean;
+  /**
+   * When an existing task answered instead of a new one because of a key: `singleton` (the
+   * unfinished task holding the singleton key, unchanged) or `debounce` (the PENDING task holding
+   * the debounce key, which took this submission's input and start).
+   */
+  deduplicated?: 'singleton' | 'debounce';
 }
 
 /**
@@ -58,8 +77,17 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
   const unavailable = definition.unavailable?.(r.config);
   if (unavailable) throw new DependencyUnavailableError(definition.name, unavailable);
 
+  const { debounce } = request;
+  if (debounce && (request.delayMs !== undefined || request.runAt !== undefined))
+    throw new InvalidArgumentError(
+      'debounce',
+      'it sets the start itself: give no delay_ms or run_at with it',
+    );
+  if (debounce && (request.idempotencyKey !== undefined || request.singletonKey !== undefined))
+    throw new InvalidArgumentError('debounce', 'give no idempotency_key or singleton_key with it');
+
   const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
-  const { row, created } = await insertWithinLimits(r, {
+  const { row, created, matched } = await insertWithinLimits(r, {
     id: randomUUID(),
     tenantId: request.tenantId ?? DEFAULT_TENANT,
     name: definition.name,
@@ -70,8 +98,20 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
     ttlMs: request.ttlMs ?? definition.ttlMs ?? null,
     idempotencyKey: request.idempotencyKey ?? null,
     runAfter,
+    concurrencyKey: request.concurrencyKey ?? null,
+    singletonKey: request.singletonKey ?? null,
+    debounceKey: debounce?.key ?? null,
+    debounceDelayMs: debounce?.delayMs,
   });
-  if (!created) return { row, replayed: true }; // an idempotent replay: queued the first time
+  if (matched === 'debounce') return joined(r, row, definition.name);
+  if (matched === 'singleton') {
+    emit(r, { kind: 'deduplicated', row, reason: 'singleton' });
+    return { row, replayed: false, deduplicated: 'singleton' };
+  }
+  if (!created) {
+    emit(r, { kind: 'deduplicated', row, reason: 'idempotency' });
+    return { row, replayed: true }; // an idempotent replay
+  }
   emit(r, { kind: 'created', row });
   if (await r.paused.has(row.name).catch(() => false)) return { row, replayed: false };
   await bestEffort(r, 'enqueue (the sweeper will enqueue it later)', row.id, () =>
@@ -99,4 +139,30 @@ async function insertWithinLimits(
       emit(r, { kind: 'refused', reason: 'QUEUE_FULL', name: row.name, tenantId });
     throw error;
   }
+}
+
+/**
+ * A debounced submission joined the PENDING task holding its key: that task now has its input and
+ * its start (run_after). Its job, if one is queued and delayed, is moved to the new start; if that
+ * fails, or the job was queued with the old start meanwhile, the job fires early and the claim,
+ * which never starts a task before its run_after, puts it back until then.
+ */
+async function joined(r: LifecycleResources, row: TaskRow, name: string): Promise<Submitted> {
+  if (row.name !== name) {
+    throw new InvalidArgumentError(
+      'debounce.key',
+      `is held by a PENDING ${row.name} task (${row.id}): one debounce key collapses tasks of one type`,
+    );
+  }
+  emit(r, { kind: 'debounced', row });
+  const runAfter = row.runAfter;
+  if (runAfter) {
+    await bestEffort(
+      r,
+      'moving the job of a debounced task (the claim waits for its run_after)',
+      row.id,
+      () => withTimeout(r.queue.reschedule(row.id, runAfter), RESCHEDULE_TIMEOUT_MS, 'reschedule'),
+    );
+  }
+  return { row, replayed: false, deduplicated: 'debounce' };
 }

@@ -9,6 +9,10 @@ import type { TaskRow } from '@tasker/db';
 export type LifecycleEvent =
   /** A submission inserted a new row (not an idempotent replay). */
   | { kind: 'created'; row: TaskRow }
+  /** A submission was answered with an existing task, unchanged: an idempotent replay, or the holder of its singleton key. */
+  | { kind: 'deduplicated'; row: TaskRow; reason: 'idempotency' | 'singleton' }
+  /** A debounced submission joined the PENDING task holding its key (`row`: with its input and start now). */
+  | { kind: 'debounced'; row: TaskRow }
   /** A worker claimed the row: attempt `row.attempts` starts now (`row.startedAt`). */
   | { kind: 'started'; row: TaskRow }
   /** A running attempt ended: `row` is the row as claimed (its `startedAt` is the attempt's start). */

@@ -24,6 +24,8 @@ export class TaskerMetrics {
   private readonly failed: Counter<'task_type'>;
   private readonly cancelled: Counter<'task_type'>;
   private readonly expired: Counter<'task_type'>;
+  private readonly debounced: Counter<'task_type'>;
+  private readonly deduplicated: Counter<'task_type' | 'reason'>;
   private readonly refused: Counter<'reason'>;
   private readonly runDuration: Histogram<'task_type' | 'outcome'>;
   private readonly queueWait: Histogram<'task_type'>;
@@ -50,6 +52,16 @@ export class TaskerMetrics {
       'tasker_tasks_expired_total',
       'Tasks that ended EXPIRED: not started within their ttl_ms',
     );
+    this.debounced = byType(
+      'tasker_tasks_debounced_total',
+      'Submissions collapsed into the PENDING task holding their debounce key (it took their input and start)',
+    );
+    this.deduplicated = new Counter({
+      name: 'tasker_tasks_deduplicated_total',
+      help: 'Submissions answered with an existing task, unchanged: reason singleton (its singleton key is held by an unfinished task) or idempotency (a replay)',
+      labelNames: ['task_type', 'reason'] as const,
+      registers,
+    });
     this.refused = new Counter({
       name: 'tasker_tasks_refused_total',
       help: 'Submissions refused with nothing stored, by reason (QUEUE_FULL: the max_queued of the tenant or the task type)',
@@ -125,8 +137,10 @@ export class TaskerMetrics {
     collectDefaultMetrics({ register: this.registry });
     // Every series exists from the start at zero, so rates and dashboards work before the first task.
     for (const name of taskNames) {
-      for (const counter of [this.created, this.completed, this.failed, this.cancelled])
+      for (const counter of [this.created, this.completed, this.failed, this.cancelled, this.debounced])
         counter.inc({ task_type: name }, 0);
+      for (const reason of ['singleton', 'idempotency'] as const)
+        this.deduplicated.inc({ task_type: name, reason }, 0);
       this.queueWait.zero({ task_type: name });
     }
     for (const kind of ['sse', 'subscription'] as const) this.openStreams.set({ kind }, 0);
@@ -148,6 +162,12 @@ export class TaskerMetrics {
     switch (event.kind) {
       case 'created':
         this.created.inc({ task_type });
+        return;
+      case 'deduplicated':
+        this.deduplicated.inc({ task_type, reason: event.reason });
+        return;
+      case 'debounced':
+        this.debounced.inc({ task_type });
         return;
       case 'started':
         if (row.attempts === 1 && row.startedAt) {
