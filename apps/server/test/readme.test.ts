@@ -71,6 +71,30 @@ describe('the README curl examples, run as written', () => {
   });
 });
 
+describe('the README limits examples, run as written', () => {
+  it("sets, reads, lists and clears the default tenant's limits, and sets a task type's", async () => {
+    const section = readme.slice(readme.indexOf('### Sharing the service: limits'));
+    const lines = curls.filter((c) => section.includes(c) && /\/(tenants|task-types)\b/.test(c));
+    expect(lines).toHaveLength(5);
+    const [set, get, list, type, clear] = lines;
+    expect(await shell(set ?? '')).toMatchObject({
+      tenant: 'default',
+      effective: { maxRunning: 10, maxQueued: 1000, startsPerMinute: null },
+    });
+    expect(await shell(get ?? '')).toMatchObject({ stored: { maxRunning: 10, maxQueued: 1000 } });
+    const tenants = (await shell(list ?? '')) as { tenants: { tenant: string }[] };
+    expect(tenants.tenants.map((t) => t.tenant)).toContain('default');
+    expect(await shell(type ?? '')).toMatchObject({
+      name: 'query_chatgpt',
+      effective: { maxRunningPerKey: 2 },
+    });
+    expect(await shell(clear ?? '')).toMatchObject({
+      stored: { maxRunning: null, maxQueued: null, startsPerMinute: null },
+      updatedAt: null,
+    });
+  });
+});
+
 describe('the README identity examples, run as written', () => {
   it('makes the first key with `pnpm tasker keys create`, then the curl lines with it work in required mode', async () => {
     const secure = await startStack({ AUTH_MODE: 'required' });
