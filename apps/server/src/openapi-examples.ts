@@ -18,6 +18,8 @@ export interface OperationExamples {
   request?: Record<string, Example>;
   /** The success answer's examples, by name. */
   response?: Record<string, Example>;
+  /** The examples of the route's other success status, when it has one (POST /tasks: 200). */
+  otherResponse?: Record<string, Example>;
   /** An example value for each parameter, by name. */
   parameters?: Record<string, unknown>;
 }
@@ -50,6 +52,9 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
     attempts: done ? 1 : 0,
     maxAttempts: d.retry.attempts,
     priority: 0,
+    concurrencyKey: 'acme',
+    singletonKey: null,
+    debounceKey: null,
     runAfter: null,
     ttlMs: null,
     expiresAt: null,
@@ -72,6 +77,8 @@ export function taskSummaryExample(d: TaskDefinition, status: State, id = EXAMPL
     output,
     attemptErrors: _a,
     progress: _p,
+    singletonKey: _s,
+    debounceKey: _d,
     ...fixed
   } = taskRecordExample(d, status, id) as Record<string, unknown>;
   const preview = (value: unknown) => {
@@ -142,7 +149,13 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       summary: d.description,
       value: { task_name: d.name, task_parameters: d.example ?? {} },
     })),
-    response: { submitted: { summary: 'The new task id', value: { task_uuid: EXAMPLE_TASK_ID } } },
+    response: {
+      submitted: { summary: 'The new task id', value: { task_uuid: EXAMPLE_TASK_ID } },
+      deduplicated: {
+        summary: 'A singleton_key (or a debounce) was sent, and the unfinished task holding it answers',
+        value: { task_uuid: EXAMPLE_TASK_ID, deduplicated: true },
+      },
+    },
   },
   getTaskOutput: {
     parameters: { task_uuid: EXAMPLE_TASK_ID },
@@ -158,11 +171,43 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
     },
   },
   createTask: {
-    request: byType((d) => ({ summary: d.description, value: { name: d.name, input: d.example ?? {} } })),
+    request: {
+      ...byType((d) => ({ summary: d.description, value: { name: d.name, input: d.example ?? {} } })),
+      singleton: {
+        summary: 'At most one unfinished task with this key: a second submission returns it (200)',
+        value: { name: first.name, input: first.example ?? {}, singleton_key: 'nightly-report' },
+      },
+      debounced: {
+        summary: 'Submissions with this key within 5 s collapse into one task, run 5 s after the last',
+        value: {
+          name: first.name,
+          input: first.example ?? {},
+          debounce: { key: 'reindex-customer-7', delay_ms: 5000 },
+          concurrency_key: 'customer-7',
+        },
+      },
+    },
     response: byType((d) => ({
       summary: `A new ${d.name} task, recorded and queued`,
       value: taskRecordExample(d, 'PENDING'),
     })),
+    otherResponse: {
+      singleton: {
+        summary: 'The unfinished task holding the singleton_key answers: nothing was stored',
+        value: { ...taskRecordExample(first, 'PENDING'), singletonKey: 'nightly-report' },
+      },
+      debounced: {
+        summary: 'The PENDING task holding the debounce key answers, with this input and its start moved',
+        value: {
+          ...taskRecordExample(first, 'PENDING'),
+          debounceKey: 'reindex-customer-7',
+          concurrencyKey: 'customer-7',
+          version: 4,
+          runAfter: at(5),
+          updatedAt: at(3),
+        },
+      },
+    },
   },
   getTask: {
     parameters: { id: EXAMPLE_TASK_ID },

@@ -437,6 +437,10 @@ function completeProcedureOperation(operation: Operation, method: string, meta: 
     if (code < 400) {
       // trpc-to-openapi writes every success as a 200; one that creates is a 201.
       responses[code === 200 ? String(meta.openapi?.successStatus ?? 200) : status] = response;
+      // The same body under the route's other success status, in its own words (and examples).
+      const other = meta.openapi?.otherSuccess;
+      if (code === 200 && other)
+        responses[String(other.status)] = { ...structuredClone(response), description: other.description };
       continue;
     }
     let description = words[code] ?? String(response.description);
@@ -496,10 +500,16 @@ function addExamples(paths: Record<string, Record<string, Operation>>): void {
       const examples = operation.operationId ? OPERATION_EXAMPLES[operation.operationId] : undefined;
       const body = operation.requestBody?.content?.['application/json'];
       if (body && examples?.request) body.examples = examples.request;
-      const [, ok] =
-        Object.entries(operation.responses ?? {}).find(([status]) => status.startsWith('2')) ?? [];
-      const json = (ok?.content as Record<string, Json> | undefined)?.['application/json'];
-      if (json && examples?.response) json.examples = examples.response;
+      // The route's success status takes `response`; another success status, `otherResponse`.
+      const primary = String(REST_ROUTES.find((r) => r.operationId === operation.operationId)?.successStatus);
+      for (const [status, ok] of Object.entries(operation.responses ?? {})) {
+        if (!status.startsWith('2')) continue;
+        const json = (ok?.content as Record<string, Json> | undefined)?.['application/json'];
+        const own = status === primary ? examples?.response : examples?.otherResponse;
+        if (json && own) json.examples = own;
+        else if (json && status !== primary)
+          throw new Error(`${method.toUpperCase()} ${path}: no example for its ${status} answer`);
+      }
       for (const parameter of operation.parameters ?? []) {
         const value = examples?.parameters?.[parameter.name];
         if (value !== undefined) parameter.example = value;

@@ -18,8 +18,6 @@ export function registerRestRoutes(
   app: FastifyInstance,
   createContext: (opts: { req: FastifyRequest }) => Context,
 ): void {
-  const callerFor = (request: FastifyRequest) =>
-    appRouter.createCaller(createContext({ req: request })) as unknown as Caller;
   // The event stream (sse.ts) and the health routes are Fastify routes of their own.
   const operations = REST_ROUTES.filter((route) => !route.handWritten);
   for (const { path, method, operationId: name, query, successStatus } of operations) {
@@ -49,10 +47,12 @@ export function registerRestRoutes(
           for (const key of query) if (key in sent) input[key] = sent[key];
         }
         try {
-          const call = callerFor(request)[name];
+          const context = createContext({ req: request });
+          const call = (appRouter.createCaller(context) as unknown as Caller)[name];
           if (!call) throw new Error(`no procedure ${name}`);
           const result = await call(input);
-          return reply.code(successStatus).send(result);
+          // A procedure may answer with its route's other success status (routes.ts: otherSuccess).
+          return reply.code(context.rest.status ?? successStatus).send(result);
         } catch (cause) {
           const error = toPublicError(cause);
           if (error.internal) request.log.error({ err: cause, procedure: name }, 'procedure failed');

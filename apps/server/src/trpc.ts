@@ -40,6 +40,11 @@ export function createContextFactory(services: Services) {
     auth: req.auth,
     /** The client's address, and how to cut its connection (a stream whose client stopped reading). */
     client: { ip: req.ip, drop: () => req.raw.socket.destroy() },
+    /**
+     * What the REST door answers besides the body: a procedure may set another success status than
+     * its route's (POST /tasks: 200 when an existing task answers). tRPC's own door ignores it.
+     */
+    rest: { status: undefined as 200 | 201 | undefined },
   });
 }
 
@@ -67,6 +72,11 @@ export interface RestMeta {
     errorResponses?: Record<number, string>;
     /** The status of a success (read by rest.ts and openapi.ts): 200 unless it creates (201). */
     successStatus?: 200 | 201;
+    /**
+     * Another success status the procedure may answer with (setting `ctx.rest.status`), with the
+     * same body, and what it means (POST /tasks: 200 when an existing task answers instead of a new one).
+     */
+    otherSuccess?: { status: 200 | 201; description: string };
     /**
      * What the shared 503 means on this route, when not "PostgreSQL (or Redis, in that mode) is
      * unavailable" (a route that touches only PostgreSQL, or nothing but the key lookup).

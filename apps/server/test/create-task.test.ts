@@ -187,11 +187,17 @@ describe('the document of POST /tasks', () => {
           'max_attempts',
           'timeout_ms',
           'idempotency_key',
+          'concurrency_key',
+          'singleton_key',
+          'debounce',
         ]),
       );
     }
-    expect(Object.keys(operation?.responses ?? {})).not.toContain('200');
     expect(operation?.responses['201']?.content?.['application/json']?.schema.$ref).toBe(
+      '#/components/schemas/TypedTask',
+    );
+    // 200: an existing task answers (its singleton_key or debounce key held), in the same shape.
+    expect(operation?.responses['200']?.content?.['application/json']?.schema.$ref).toBe(
       '#/components/schemas/TypedTask',
     );
   });

@@ -154,24 +154,30 @@ describe('/openapi.json', () => {
     const hasExample = (media: Media | undefined) =>
       media?.example !== undefined || Object.values(media?.examples ?? {}).some((e) => e.value !== undefined);
     for (const { path, method, op } of operations()) {
-      const [, success] = Object.entries(op.responses).find(([status]) => status.startsWith('2')) ?? [];
-      const content = (success?.content ?? {}) as Record<string, Media>;
-      expect(Object.keys(content).length, `${method} ${path}: success content`).toBeGreaterThan(0);
-      for (const [type, media] of Object.entries(content))
-        expect(hasExample(media), `${method} ${path}: ${type} success example`).toBe(true);
+      // Every success status (POST /tasks has two: 201 created, 200 an existing task).
+      const successes = Object.entries(op.responses).filter(([status]) => status.startsWith('2'));
+      expect(successes.length, `${method} ${path}: a success`).toBeGreaterThan(0);
+      for (const [status, success] of successes) {
+        const content = (success?.content ?? {}) as Record<string, Media>;
+        expect(Object.keys(content).length, `${method} ${path}: ${status} content`).toBeGreaterThan(0);
+        for (const [type, media] of Object.entries(content))
+          expect(hasExample(media), `${method} ${path}: ${type} ${status} example`).toBe(true);
+      }
       const body = (op.requestBody as { content?: Record<string, Media> } | undefined)?.content;
       for (const [type, media] of Object.entries(body ?? {}))
         expect(hasExample(media), `${method} ${path}: ${type} request example`).toBe(true);
       for (const p of (op.parameters ?? []) as { name: string; example?: unknown }[])
         expect(p.example, `${method} ${path}: parameter ${p.name}`).toBeDefined();
     }
-    // One request example per task type, from its definition, on both ways to submit.
+    // One request example per task type, from its definition, and the keys' (singleton, debounce).
     const created = doc.paths['/tasks']?.post as unknown as {
       requestBody: { content: { 'application/json': { examples: Record<string, unknown> } } };
     };
     expect(Object.keys(created.requestBody.content['application/json'].examples).sort()).toEqual([
+      'debounced',
       'find_longest_consecutive_letters',
       'query_chatgpt',
+      'singleton',
       'sum_two_numbers',
     ]);
   });

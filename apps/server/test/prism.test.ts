@@ -243,6 +243,31 @@ const CASES: Record<string, () => Case[]> = {
       ...json({ task_name: 'sum_two_numbers', task_parameters: { a: '5', b: 1 } }),
     },
     { status: 400, what: 'unknown task', ...json({ task_name: 'nope', task_parameters: {} }) },
+    {
+      status: 200,
+      what: 'with a singleton_key: deduplicated in the answer',
+      ...json({
+        task_name: 'sum_two_numbers',
+        task_parameters: { a: 1, b: 2 },
+        singleton_key: 'prism-singleton',
+      }),
+    },
+    {
+      status: 200,
+      what: 'debounced, with a concurrency_key and a ttl',
+      ...json({
+        task_name: 'sum_two_numbers',
+        task_parameters: { a: 1, b: 2 },
+        debounce: { key: 'prism-debounce', delay_ms: 60_000 },
+        concurrency_key: 'prism-customer',
+        ttl_ms: 600_000,
+      }),
+    },
+    {
+      status: 400,
+      what: 'a debounce without a key',
+      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 }, debounce: { delay_ms: 5 } }),
+    },
     { status: 400, what: 'not JSON', raw: '{"task_name":', contentType: 'application/json', direct: true },
     {
       status: 503,
@@ -272,6 +297,43 @@ const CASES: Record<string, () => Case[]> = {
       status: 201,
       what: 'creates, delayed',
       ...json({ name: 'find_longest_consecutive_letters', input: { string: 'aab' }, delay_ms: 60_000 }),
+    },
+    {
+      status: 201,
+      what: 'creates, with a singleton_key no task holds',
+      ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, singleton_key: 'prism-new-singleton' }),
+    },
+    {
+      status: 200,
+      what: 'an unfinished task holds the singleton_key: it answers',
+      ...json({ name: 'sum_two_numbers', input: { a: 3, b: 4 }, singleton_key: 'prism-new-singleton' }),
+    },
+    {
+      status: 201,
+      what: 'debounced, a new task',
+      ...json({
+        name: 'sum_two_numbers',
+        input: { a: 5, b: 6 },
+        debounce: { key: 'prism-tasks-debounce', delay_ms: 60_000 },
+      }),
+    },
+    {
+      status: 200,
+      what: 'debounced into the task holding the key',
+      ...json({
+        name: 'sum_two_numbers',
+        input: { a: 7, b: 8 },
+        debounce: { key: 'prism-tasks-debounce', delay_ms: 60_000 },
+      }),
+    },
+    {
+      status: 400,
+      what: 'a debounce delay over a day',
+      ...json({
+        name: 'sum_two_numbers',
+        input: { a: 1, b: 2 },
+        debounce: { key: 'k', delay_ms: 86_400_001 },
+      }),
     },
     {
       status: 400,

@@ -23,6 +23,12 @@ const runTaskOutput = z.object({
     .boolean()
     .optional()
     .describe('Present when an idempotency_key was given: true if this is an earlier task'),
+  deduplicated: z
+    .boolean()
+    .optional()
+    .describe(
+      'Present when a singleton_key or a debounce was given: true if an existing task answers (the unfinished holder of the singleton_key; the PENDING holder of the debounce key, which took these parameters and its start from this submission)',
+    ),
 });
 
 const legacyOutputSchema = z
@@ -49,7 +55,7 @@ export const legacyRouter = router({
         description: 'Validates the parameters, records the task and queues it. Answers at once with its id.',
         tags: ['tasks'],
         successDescription:
-          'The task is recorded and queued: its id (and `replayed`, when an idempotency_key was sent)',
+          'The task is recorded and queued: its id (and `replayed`, when an idempotency_key was sent; `deduplicated`, when a singleton_key or a debounce was sent)',
         errorResponses: {
           400: 'Unknown task_name, task_parameters that do not fit its schema, or a run option out of range',
           503: 'PostgreSQL (or Redis, in that mode) is unavailable, or the task type needs a service that is not configured (query_chatgpt without OPENAI_API_KEY)',
@@ -66,10 +72,14 @@ export const legacyRouter = router({
         input: input.task_parameters,
         ...toSubmitOptions(input),
       });
-      // The old contract is exactly {task_uuid}; `replayed` only answers callers who sent a key.
-      return input.idempotency_key === undefined
-        ? { task_uuid: result.id }
-        : { task_uuid: result.id, replayed: result.replayed };
+      // The old contract is exactly {task_uuid}; `replayed` and `deduplicated` only answer callers who sent a key.
+      return {
+        task_uuid: result.id,
+        ...(input.idempotency_key === undefined ? {} : { replayed: result.replayed }),
+        ...(input.singleton_key === undefined && input.debounce === undefined
+          ? {}
+          : { deduplicated: result.deduplicated !== undefined }),
+      };
     }),
 
   getTaskOutput: readProcedure

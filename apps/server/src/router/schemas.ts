@@ -6,6 +6,18 @@ export const taskUuid = z.uuid().describe('The id returned by run-task');
 
 const DAY_MS = 24 * 3600 * 1000;
 
+/**
+ * A key of a submission (concurrency, singleton, debounce): per tenant, so another tenant's same key
+ * never meets it; 1 to 200 characters, none of them a control character.
+ */
+const submitKey = (description: string) =>
+  z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^\P{Cc}*$/u, 'must hold no control character')
+    .describe(`${description}. 1 to 200 characters, per tenant`);
+
 /** How a task is run, beside its type and parameters: the same options, in the same words, on every submit route. */
 export const runOptionsShape = {
   priority: z
@@ -55,15 +67,50 @@ export const runOptionsShape = {
     .max(200)
     .optional()
     .describe('The same key within IDEMPOTENCY_WINDOW_SECONDS returns the first task instead of a new one'),
+  concurrency_key: submitKey(
+    "Tasks with one concurrency key share that key's concurrency limits (their task type's max_running_per_key); default: the tenant",
+  ).optional(),
+  singleton_key: submitKey(
+    'While a task of this tenant with this key is PENDING or RUNNING, a submission with it returns that task instead of a new one (POST /tasks: 200, not 201; run-task: deduplicated true); once it finished, the key is free',
+  ).optional(),
+  debounce: z
+    .strictObject({
+      key: submitKey('Submissions with this key collapse into one PENDING task'),
+      delay_ms: z
+        .number()
+        .int()
+        .min(0)
+        .max(DAY_MS)
+        .describe('The task starts this many ms after the last submission with the key (0 to 1 day)'),
+    })
+    .optional()
+    .describe(
+      "Submissions of this tenant with the same key, while its task has not started, collapse into that one PENDING task: it starts delay_ms after the last of them, with the last one's parameters and options, and every caller gets its id (POST /tasks: 200 when it joined; run-task: deduplicated true). Not with delay_ms, run_at, idempotency_key or singleton_key",
+    ),
 };
 
 const runOptions = z.object(runOptionsShape);
 type RunOptions = z.output<typeof runOptions>;
 
 /** The checks that span two run options (a `superRefine` of every submit input). */
-export function checkRunOptions(value: Pick<RunOptions, 'delay_ms' | 'run_at'>, ctx: z.RefinementCtx): void {
+export function checkRunOptions(
+  value: Pick<RunOptions, 'delay_ms' | 'run_at' | 'debounce' | 'idempotency_key' | 'singleton_key'>,
+  ctx: z.RefinementCtx,
+): void {
   if (value.delay_ms !== undefined && value.run_at !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'give delay_ms or run_at, not both' });
+  }
+  if (value.debounce !== undefined) {
+    const others = (['delay_ms', 'run_at', 'idempotency_key', 'singleton_key'] as const).filter(
+      (name) => value[name] !== undefined,
+    );
+    if (others.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['debounce'],
+        message: `give debounce without ${others.join(' or ')} (it sets the start and the key itself)`,
+      });
+    }
   }
   if (value.run_at !== undefined && Date.parse(value.run_at) - Date.now() > 30 * DAY_MS) {
     ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'must be within 30 days from now' });
@@ -80,5 +127,8 @@ export function toSubmitOptions(options: RunOptions): Omit<SubmitRequest, 'tenan
     timeoutMs: options.timeout_ms,
     ttlMs: options.ttl_ms,
     idempotencyKey: options.idempotency_key,
+    concurrencyKey: options.concurrency_key,
+    singletonKey: options.singleton_key,
+    debounce: options.debounce && { key: options.debounce.key, delayMs: options.debounce.delay_ms },
   };
 }

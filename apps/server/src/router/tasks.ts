@@ -107,10 +107,17 @@ export const tasksRouter = router({
         description:
           "Validates the parameters against the task type's schema, records the task and queues it. Answers 201 at once " +
           'with the task record as recorded (PENDING), in the shape GET /tasks/{id} gives. With an ' +
-          'idempotency_key seen within IDEMPOTENCY_WINDOW_SECONDS, the earlier task.',
+          'idempotency_key seen within IDEMPOTENCY_WINDOW_SECONDS, the earlier task (201, as the first answer). ' +
+          'With a singleton_key held by an unfinished task of this tenant, that task, unchanged: 200, nothing stored. ' +
+          'With a debounce key held by a PENDING task of this tenant, that task, now with this input and its start moved: 200.',
         tags: ['tasks'],
         successStatus: 201,
         successDescription: 'The task is recorded and queued: its record',
+        otherSuccess: {
+          status: 200,
+          description:
+            'An existing task answers instead of a new one: the unfinished task holding the singleton_key (unchanged), or the PENDING task holding the debounce key (with this input and start now)',
+        },
         errorResponses: {
           400: "Unknown name, input that does not fit its task type's schema, or a run option out of range",
           503: 'PostgreSQL (or Redis, in that mode) is unavailable, or the task type needs a service that is not configured (query_chatgpt without OPENAI_API_KEY)',
@@ -126,6 +133,7 @@ export const tasksRouter = router({
         input: input.input,
         ...toSubmitOptions(input),
       });
+      if (submitted.deduplicated) ctx.rest.status = 200;
       return submitted.task;
     }),
 
