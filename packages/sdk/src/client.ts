@@ -65,6 +65,14 @@ export interface TaskHandle<N extends TaskName> {
   readonly id: string;
   readonly name: N;
   /**
+   * From `run()` with a `singletonKey` or a `debounce`: true when an existing task answers (the
+   * unfinished task holding the singleton key; the not yet started task holding the debounce key,
+   * which took this run's parameters and start). From `run()` with an `idempotencyKey`, `replayed`
+   * says the same of an earlier run with that key. Undefined otherwise.
+   */
+  readonly deduplicated?: boolean;
+  readonly replayed?: boolean;
+  /**
    * The task's result once it is COMPLETED. Rejects with TaskFailedError when it ends FAILED,
    * CANCELLED or EXPIRED (carrying the task's error; `status` says which).
    */
@@ -208,12 +216,12 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
     run: async (name, parameters, runOptions = {}) => {
       const wire = runOptionsToWire(runOptions);
       try {
-        const { task_uuid } = await trpc.runTask.mutate({
+        const { task_uuid, replayed, deduplicated } = await trpc.runTask.mutate({
           ...wire,
           task_name: name,
           task_parameters: parameters as Record<string, unknown>,
         });
-        return task(task_uuid, name);
+        return { ...task(task_uuid, name), replayed, deduplicated };
       } catch (error) {
         throw renameIssuePaths(toTaskerError(error), 'run');
       }

@@ -30,6 +30,7 @@ export type {
 } from './limits.ts';
 export type {
   AppRouter,
+  DebounceOptions,
   DeepPartial,
   ListOptions,
   ListResult,

@@ -71,10 +71,39 @@ export interface RunOptions {
    */
   timeoutMs?: number;
   /**
+   * Not started within this many milliseconds (100 ms to 30 days, counted from `runAt`/`delayMs`,
+   * else from now), the task ends `EXPIRED` without running (default: the task type's, else never).
+   */
+  ttlMs?: number;
+  /**
    * The same key within the server's idempotency window returns the first task instead of making a
    * new one. It also makes `run()` safe to retry, so the client retries it on transient failures.
    */
   idempotencyKey?: string;
+  /**
+   * Tasks with one concurrency key share that key's concurrency limits (their task type's
+   * `max_running_per_key`); default: the tenant. 1 to 200 characters, no control character.
+   */
+  concurrencyKey?: string;
+  /**
+   * While a task of this tenant with this key is `PENDING` or `RUNNING`, `run()` returns a handle on
+   * that task instead of making a new one (`deduplicated` is then true). 1 to 200 characters.
+   */
+  singletonKey?: string;
+  /**
+   * Runs with the same `key` while its task has not started collapse into that one task: it starts
+   * `delayMs` (0 to 1 day) after the last of them, with the last one's parameters and options, and
+   * every caller gets its handle. Not with `delayMs`, `runAt`, `idempotencyKey` or `singletonKey`.
+   */
+  debounce?: DebounceOptions;
+}
+
+/** `RunOptions.debounce`: the key whose runs collapse into one task, and how long after the last it starts. */
+export interface DebounceOptions {
+  /** 1 to 200 characters, no control character; per tenant. */
+  key: string;
+  /** The task starts this many milliseconds after the last run with the key (0 to 1 day). */
+  delayMs: number;
 }
 
 /** Whether processing is paused (as a whole, and which task types on their own), and queue depths. */

@@ -4,6 +4,7 @@
  */
 import { TaskerValidationError } from './errors.ts';
 import type {
+  DebounceOptions,
   ListOptions,
   ListResult,
   QueueOptions,
@@ -25,8 +26,18 @@ const RUN_FIELDS = {
   runAt: 'run_at',
   maxAttempts: 'max_attempts',
   timeoutMs: 'timeout_ms',
+  ttlMs: 'ttl_ms',
   idempotencyKey: 'idempotency_key',
+  concurrencyKey: 'concurrency_key',
+  singletonKey: 'singleton_key',
+  debounce: 'debounce',
 } as const satisfies { [K in keyof Required<RunOptions>]: keyof RunWire };
+
+/** Each field of `debounce` and the router's name for it. */
+const DEBOUNCE_FIELDS = {
+  key: 'key',
+  delayMs: 'delay_ms',
+} as const satisfies { [K in keyof Required<DebounceOptions>]: keyof NonNullable<RunWire['debounce']> };
 
 /** Each list option and the router's name for it. */
 const LIST_FIELDS = {
@@ -46,13 +57,13 @@ const QUEUE_FIELDS = {
 } as const satisfies { [K in keyof Required<QueueOptions>]: keyof QueueWire };
 
 /** Options are camelCase since 0.2.0: an unknown key (say `delay_ms` from 0.1) is refused, not ignored. */
-function checkKeys(options: object, fields: Record<string, string>, what: string): void {
+function checkKeys(options: object, fields: Record<string, string>, what: string, prefix = ''): void {
   const issues = Object.keys(options)
     .filter((key) => !Object.hasOwn(fields, key))
     .map((key) => {
       const camel = Object.keys(fields).find((k) => fields[k] === key);
       return {
-        path: key,
+        path: `${prefix}${key}`,
         message: camel
           ? `Unknown ${what} option "${key}": options are camelCase since version 0.2.0 of the SDK, use "${camel}"`
           : `Unknown ${what} option "${key}"`,
@@ -76,13 +87,24 @@ function list<T>(value: T | readonly T[] | undefined): T[] | undefined {
 
 export function runOptionsToWire(options: RunOptions): RunWire {
   checkKeys(options, RUN_FIELDS, 'run');
+  const { debounce } = options;
+  if (debounce !== undefined && typeof debounce === 'object' && debounce !== null)
+    checkKeys(debounce, DEBOUNCE_FIELDS, 'debounce', 'debounce.');
   return {
     priority: options.priority,
     delay_ms: options.delayMs,
     run_at: isoTime(options.runAt, 'runAt'),
     max_attempts: options.maxAttempts,
     timeout_ms: options.timeoutMs,
+    ttl_ms: options.ttlMs,
     idempotency_key: options.idempotencyKey,
+    concurrency_key: options.concurrencyKey,
+    singleton_key: options.singletonKey,
+    // Anything else than an object goes as it is: the server names what is wrong with it.
+    debounce:
+      debounce !== undefined && typeof debounce === 'object' && debounce !== null
+        ? { key: debounce.key, delay_ms: debounce.delayMs }
+        : debounce,
   };
 }
 
@@ -120,10 +142,15 @@ export function renameIssuePaths(error: unknown, fields: 'run' | 'list' | 'queue
   const table: Record<string, string> =
     fields === 'run' ? RUN_FIELDS : fields === 'list' ? LIST_FIELDS : QUEUE_FIELDS;
   const camel = new Map(Object.entries(table).map(([k, v]) => [v, k]));
+  const nested: Record<string, Map<string, string>> = {
+    debounce: new Map(Object.entries(DEBOUNCE_FIELDS).map(([k, v]) => [v, k])),
+  };
   for (const issue of error.issues) {
-    const [head, ...rest] = issue.path.split('.');
+    const [head, next, ...rest] = issue.path.split('.');
     const renamed = head === undefined ? undefined : camel.get(head);
-    if (renamed) issue.path = [renamed, ...rest].join('.');
+    if (!renamed) continue;
+    const inner = fields === 'run' && next !== undefined ? (nested[renamed]?.get(next) ?? next) : next;
+    issue.path = [renamed, ...(inner === undefined ? [] : [inner]), ...rest].join('.');
   }
   return error;
 }
