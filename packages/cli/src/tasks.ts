@@ -1,8 +1,15 @@
-import { type Task, TaskFailedError, type TaskName, type TaskStatus, type TaskUpdate } from '@tasker/sdk';
+import {
+  type RunOptions,
+  type Task,
+  TaskFailedError,
+  type TaskName,
+  type TaskStatus,
+  type TaskUpdate,
+} from '@tasker/sdk';
 import { isTerminal, listInWords, RETRYABLE_STATUSES, TASK_STATUSES } from '@tasker/states';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Connection, connect } from './connect.ts';
-import { parseDuration } from './duration.ts';
+import { parseDuration, parseDurationMs } from './duration.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable, Spinner, statusText, valueText } from './output.ts';
 import { buildParameters } from './params.ts';
@@ -17,6 +24,57 @@ function delayOption(value: string): number {
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
+}
+
+function ttlOption(value: string): number {
+  try {
+    return parseDurationMs(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+/** A key of a submission: 1 to 200 characters, no control character (the server's rule). */
+function keyOption(value: string): string {
+  if (value.length < 1 || value.length > 200 || /\p{Cc}/u.test(value))
+    throw new InvalidArgumentError('1 to 200 characters, no control character');
+  return value;
+}
+
+/** `--debounce-ms`: 0 to 86400000 (one day). */
+function debounceMsOption(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 86_400_000)
+    throw new InvalidArgumentError('a whole number of milliseconds from 0 to 86400000 (1 day)');
+  return n;
+}
+
+/** The options of `run`, as the command line gave them. */
+export interface RunFlags {
+  delay?: number;
+  priority?: number;
+  ttl?: number;
+  concurrencyKey?: string;
+  singletonKey?: string;
+  debounceKey?: string;
+  debounceMs?: number;
+}
+
+/** The SDK's run options from `run`'s flags; `--debounce-key` and `--debounce-ms` go together. */
+export function runOptionsOf(flags: RunFlags): RunOptions {
+  if ((flags.debounceKey === undefined) !== (flags.debounceMs === undefined))
+    throw new CliError('--debounce-key and --debounce-ms go together: give both, or neither', EXIT.usage);
+  return {
+    delayMs: flags.delay,
+    priority: flags.priority,
+    ttlMs: flags.ttl,
+    concurrencyKey: flags.concurrencyKey,
+    singletonKey: flags.singletonKey,
+    debounce:
+      flags.debounceKey !== undefined && flags.debounceMs !== undefined
+        ? { key: flags.debounceKey, delayMs: flags.debounceMs }
+        : undefined,
+  };
 }
 
 function priorityOption(value: string): number {
@@ -61,11 +119,15 @@ function printTask(task: Task | TaskUpdate): void {
     ['type', task.name],
     ['status', task.status],
     ['attempts', attemptsText(task)],
+    ['concurrency key', task.concurrencyKey],
     ['created', time(task.createdAt)],
     ['started', time(task.startedAt)],
     ['finished', time(task.finishedAt)],
   ];
   if (task.runAfter) rows.push(['run after', time(task.runAfter)]);
+  if (task.expiresAt) rows.push(['expires', `${time(task.expiresAt)} (ttl ${task.ttlMs} ms)`]);
+  if (task.singletonKey) rows.push(['singleton key', task.singletonKey]);
+  if (task.debounceKey) rows.push(['debounce key', task.debounceKey]);
   if (task.cancelRequestedAt) rows.push(['cancel asked', time(task.cancelRequestedAt)]);
   if ('input' in task) rows.push(['input', JSON.stringify(task.input)]);
   if (task.status === 'COMPLETED') rows.push(['output', valueText(task.output)]);
@@ -182,6 +244,31 @@ export function taskCommands(program: Command): void {
     .option('-i, --input <json>', 'the parameters as one JSON object (--param values override)')
     .option('--delay <duration>', 'start no sooner than this from now: 90s, 15m, 12h, 30d', delayOption)
     .option('--priority <n>', '0 (default) to 100: higher runs first', priorityOption)
+    .option(
+      '--ttl <duration>',
+      'not started within this (500ms, 30s, 15m, ...; from --delay, else now), it ends EXPIRED without running',
+      ttlOption,
+    )
+    .option(
+      '--concurrency-key <key>',
+      "tasks with one key share its concurrency limits (default: the tenant's)",
+      keyOption,
+    )
+    .option(
+      '--singleton-key <key>',
+      'while a task with this key is unfinished, print its id instead of making a new one',
+      keyOption,
+    )
+    .option(
+      '--debounce-key <key>',
+      'runs with this key collapse into one task, started --debounce-ms after the last (with its parameters)',
+      keyOption,
+    )
+    .option(
+      '--debounce-ms <n>',
+      'with --debounce-key: milliseconds after the last run (0 to 1 day)',
+      debounceMsOption,
+    )
     .option('-w, --wait', 'wait for the end and print the result (a spinner on a terminal)')
     .option('--watch', 'show each status and stream the reply as it grows, then the result')
     .option('--json', 'JSON on stdout: the task record (with --watch, one JSON line per update)')
@@ -191,16 +278,16 @@ export function taskCommands(program: Command): void {
 Examples:
   tasker run sum_two_numbers --param a=1 --param b=2 --wait
   tasker run query_chatgpt --param prompt="Tell me a joke" --watch
-  tasker run sum_two_numbers --input '{"a": 1, "b": 2}' --json`,
+  tasker run sum_two_numbers --input '{"a": 1, "b": 2}' --json
+  tasker run sum_two_numbers -p a=1 -p b=2 --singleton-key nightly --ttl 10m
+  tasker run sum_two_numbers -p a=1 -p b=2 --debounce-key reindex-7 --debounce-ms 5000 --concurrency-key customer-7`,
     )
     .action(
       async (
         type: string,
-        options: {
+        options: RunFlags & {
           param: string[];
           input?: string;
-          delay?: number;
-          priority?: number;
           wait?: boolean;
           watch?: boolean;
           json?: boolean;
@@ -209,6 +296,7 @@ Examples:
       ) => {
         const connection = connect(command);
         const { client, url } = connection;
+        const runOptions = runOptionsOf(options);
         try {
           // The parameters' JSON Schema says how to read each --param (a type it does not know: none).
           const schema =
@@ -216,10 +304,12 @@ Examples:
               ? (await client.taskTypes().catch(() => [])).find((t) => t.name === type)?.parameters
               : undefined;
           const parameters = buildParameters(options.input, options.param, schema);
-          const handle = await client.run(type as TaskName, parameters as never, {
-            delayMs: options.delay,
-            priority: options.priority,
-          });
+          const handle = await client.run(type as TaskName, parameters as never, runOptions);
+          if (handle.deduplicated && process.stderr.isTTY) {
+            const why =
+              options.singletonKey !== undefined ? 'its singleton key is held' : 'debounced into it';
+            process.stderr.write(`${paint('dim', `an existing task: ${why}`, process.stderr)}\n`);
+          }
           if (options.wait || options.watch) {
             if (!options.json && options.wait && !options.watch && process.stderr.isTTY) {
               process.stderr.write(`${paint('dim', `submitted ${type} ${handle.id}`, process.stderr)}\n`);
@@ -286,12 +376,14 @@ Examples:
         }
         printTable(
           [
-            ['ID', 'TYPE', 'STATUS', 'ATTEMPTS', 'CREATED', 'FINISHED', 'INPUT'],
+            ['ID', 'TYPE', 'STATUS', 'ATTEMPTS', 'KEY', 'CREATED', 'FINISHED', 'INPUT'],
             ...page.tasks.map((t) => [
               t.id,
               t.name,
               t.status,
               attemptsText(t),
+              // The concurrency key, its start when long.
+              t.concurrencyKey.length > 24 ? `${t.concurrencyKey.slice(0, 24)}…` : t.concurrencyKey,
               time(t.createdAt),
               time(t.finishedAt),
               // A list row carries a preview of the input (its JSON cut at 1 KiB): its start, here.
