@@ -134,6 +134,38 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         </dd>
         <dt>Priority</dt>
         <dd>{view.priority}</dd>
+        <dt title="Its tasks share its concurrency limits (the tenant's when none was given)">
+          Concurrency key
+        </dt>
+        <dd className="mono" data-testid="concurrency-key">
+          {view.concurrencyKey}
+        </dd>
+        {view.singletonKey ? (
+          <>
+            <dt title="While this task is unfinished, a submission with this key returns it">
+              Singleton key
+            </dt>
+            <dd className="mono" data-testid="singleton-key">
+              {view.singletonKey}
+            </dd>
+          </>
+        ) : null}
+        {view.debounceKey ? (
+          <>
+            <dt title="While this task is PENDING, a submission with this key joins it: its input and start">
+              Debounce key
+            </dt>
+            <dd className="mono" data-testid="debounce-key">
+              {view.debounceKey}
+            </dd>
+          </>
+        ) : null}
+        {view.expiresAt ? (
+          <>
+            <dt title="Not started by then, it ends EXPIRED (ttl_ms)">Expires</dt>
+            <dd>{time(view.expiresAt)}</dd>
+          </>
+        ) : null}
         <dt>Created</dt>
         <dd>{time(view.createdAt)}</dd>
         <dt>Started</dt>

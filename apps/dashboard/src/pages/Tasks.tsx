@@ -30,6 +30,7 @@ const applyEvent = (row: Row, event: TaskEvent): Row => ({
   attempts: event.attempts,
   maxAttempts: event.maxAttempts,
   priority: event.priority,
+  concurrencyKey: event.concurrencyKey,
   runAfter: event.runAfter,
   cancelRequestedAt: event.cancelRequestedAt,
   startedAt: event.startedAt,
@@ -296,6 +297,9 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
             <th>Input</th>
             <th>Status</th>
             <th>Attempts</th>
+            <th title="The concurrency key: its tasks share its concurrency limits (the tenant's when none was given)">
+              Key
+            </th>
             <th>Created</th>
             <th>Duration</th>
             <th />
@@ -317,6 +321,11 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
               <td>
                 {task.attempts}/{task.maxAttempts}
               </td>
+              <td className="mono small" data-testid="concurrency-key" title={task.concurrencyKey}>
+                {task.concurrencyKey.length > 24
+                  ? `${task.concurrencyKey.slice(0, 24)}…`
+                  : task.concurrencyKey}
+              </td>
               <td>{time(task.createdAt)}</td>
               <td>{duration(task.startedAt, task.finishedAt)}</td>
               <td>
@@ -326,7 +335,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
           ))}
           {page && page.tasks.length === 0 ? (
             <tr>
-              <td colSpan={8} className="muted">
+              <td colSpan={9} className="muted">
                 No tasks match.
               </td>
             </tr>
