@@ -165,7 +165,11 @@ describe('fault 2: a retried task is never failed by a job left from its earlier
       const url = await start(fast, { serverVars: { REDIS_URL: redis.url }, worker: false });
       const id = await runTask(url, 'sum_two_numbers', { a: 2, b: 3 });
       // An earlier round that failed: BullMQ keeps the failed job (24 h), the row says FAILED.
+      // (No worker runs, so no dispatcher has handed the task out: its old job is added here.)
       const connection = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
+      const oldQueue = new Queue(QUEUE_NAME, { connection, prefix: env?.prefix });
+      await oldQueue.add('sum_two_numbers', { taskId: id }, { jobId: id });
+      await oldQueue.close();
       const old = new Worker(
         QUEUE_NAME,
         async () => {
@@ -249,7 +253,10 @@ describe('fault 4: a finished handler is never run again because its result coul
     release?.();
     await new Promise((resolve) => setTimeout(resolve, 2000));
     await pg.proxy.up();
-    const done = await waitForEnd(url, id, 20_000);
+    const done = await waitForEnd(url, id, 20_000).catch((error) => {
+      console.log(workers.map((w) => w.output()).join('\n---\n'));
+      throw error;
+    });
     expect(done).toMatchObject({ status: 'COMPLETED', output: 'the answer', attempts: 1 });
     expect(fake.requests).toHaveLength(1);
   });

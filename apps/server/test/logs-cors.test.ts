@@ -79,23 +79,35 @@ describe('logs', () => {
         done();
       },
     });
-    // Redis is not there: the submission is accepted and its failed enqueue logged (by the engine).
+    // Redis is not there: cancelling a RUNNING task records the request, and the engine logs that
+    // its signal could not be sent.
     const env = createTestEnv({ REDIS_URL: `redis://127.0.0.1:${await freePort()}/0`, LOG_LEVEL: 'info' });
     const parsed = loadEnv(env.vars);
     const server = await startServer(parsed, createLogger(parsed, 'test', sink));
+    const db = createDb(env.databaseUrl, { max: 1 });
     try {
       const res = await fetch(`${server.url}/run-task`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-request-id': 'req-7f3a' },
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 } }),
       });
       expect(res.status).toBe(200);
-      expect(res.headers.get('x-request-id')).toBe('req-7f3a');
-      const warning = await waitFor(() => lines.find((l) => String(l.msg).includes('enqueue')));
+      const { task_uuid } = (await res.json()) as { task_uuid: string };
+      await db.sql`update tasks set status = 'RUNNING', started_at = now(), queued_at = now(), attempts = 1 where id = ${task_uuid}`;
+      const cancel = await fetch(`${server.url}/tasks/${task_uuid}/cancel`, {
+        method: 'POST',
+        headers: { 'x-request-id': 'req-7f3a' },
+      });
+      expect(cancel.status).toBe(200);
+      expect(cancel.headers.get('x-request-id')).toBe('req-7f3a');
+      const warning = await waitFor(() =>
+        lines.find((l) => String(l.msg).includes('cancel signal not sent')),
+      );
       expect(warning.requestId).toBe('req-7f3a');
       const generated = await fetch(`${server.url}/healthz`);
       expect(generated.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
     } finally {
+      await db.close();
       await server.close();
       await env.cleanup();
     }

@@ -2,8 +2,10 @@ import { hostname } from 'node:os';
 import {
   createEngine,
   createTaskWorker,
+  Dispatcher,
   type Env,
   type Logger,
+  postgresNames,
   type TaskerMetrics,
   taskConfig,
 } from '@tasker/engine';
@@ -81,11 +83,24 @@ export async function startWorker(
   sweeper.start();
   const expirer = new Expirer(lifecycle, env.EXPIRE_INTERVAL_MS, log);
   expirer.start();
+  // Fair dequeue: one worker's dispatcher leads and hands waiting tasks to the queue.
+  const dispatcher = new Dispatcher(
+    lifecycle.resources,
+    {
+      bufferSize: env.DISPATCH_BUFFER,
+      tickMs: env.DISPATCH_TICK_MS,
+      coalesceMs: env.DISPATCH_COALESCE_MS,
+      lockKey: postgresNames.dispatcherLock,
+      databaseUrl: env.DATABASE_URL,
+    },
+    lifecycle.resources.limits,
+  );
+  dispatcher.start();
   log.info({ workerId: id, concurrency: env.WORKER_CONCURRENCY }, `worker ready; ${engine.describe}`);
 
   let closing: Promise<void> | undefined;
   const close = async () => {
-    await Promise.all([sweeper.stop(), expirer.stop()]);
+    await Promise.all([sweeper.stop(), expirer.stop(), dispatcher.stop()]);
     const closed = worker.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([

@@ -32,8 +32,10 @@ export { PausedTypeStore } from './paused-types.ts';
 export * from './schema.ts';
 export {
   type FailedAttempt,
+  type HoldingGroup,
   type Inserted,
   LIST_HEAD_CHARS,
+  type ReadyTask,
   type StaleTask,
   type TaskInsert,
   type TaskListFilter,

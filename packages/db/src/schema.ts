@@ -85,6 +85,11 @@ export const tasks = pgTable(
      * of the task (no version, no event): where its delivery stands.
      */
     queuedAt: timestamptz('queued_at'),
+    /**
+     * The submitting request's W3C trace context (with tracing on), handed to the job when the
+     * dispatcher queues the task, so that the worker's attempt joins the request's trace.
+     */
+    trace: jsonb('trace').$type<{ traceparent?: string; tracestate?: string }>(),
     /** How long the task may wait to start (submit's `ttl_ms`); null: forever. */
     ttlMs: integer('ttl_ms'),
     /** created_at + ttl_ms: a task not started by then ends EXPIRED (`expire` transition). */

@@ -1,10 +1,12 @@
 import type { DbClient } from './client.ts';
 import type { TaskError, TaskRow } from './schema.ts';
+import { DispatchQueries } from './tasks/dispatch.ts';
 import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
 import { OtherTransitions } from './tasks/transitions.ts';
 
+export type { HoldingGroup, ReadyTask } from './tasks/dispatch.ts';
 export type { FailedAttempt, Inserted, TaskInsert } from './tasks/hot.ts';
 export { LIST_HEAD_CHARS, type StaleTask, type TaskListFilter, type TaskListRow } from './tasks/queries.ts';
 
@@ -22,6 +24,7 @@ export interface TaskStoreOptions {
  * | `transitions` | `tasks/transitions.ts` | every other change of state (cancel, retry, expire, ...) |
  * | `queries` | `tasks/queries.ts` | reads: one task, pages, searches, counts |
  * | `maintenance` | `tasks/maintenance.ts` | retention, vacuum |
+ * | `dispatch` | `tasks/dispatch.ts` | the dispatcher: who waits for a turn, who holds a slot, handing out |
  *
  * Every change is a transition of @tasker/states, made by a conditional UPDATE built from it
  * (`tasks/transition-sql.ts`): two workers racing on one task can never both record a result.
@@ -32,6 +35,7 @@ export class TaskStore {
   readonly transitions: OtherTransitions;
   readonly queries: TaskQueries;
   readonly maintenance: TaskMaintenance;
+  readonly dispatch: DispatchQueries;
 
   constructor(
     { db, sql: pg }: Pick<DbClient, 'db' | 'sql'>,
@@ -41,6 +45,7 @@ export class TaskStore {
     this.transitions = new OtherTransitions(db, pg);
     this.queries = new TaskQueries(db);
     this.maintenance = new TaskMaintenance(db);
+    this.dispatch = new DispatchQueries(pg);
   }
 
   // Hot transitions (batched).

@@ -122,8 +122,18 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
     return found;
   };
   const queueState = async (): Promise<ProcessingState> => {
-    const [state, pausedTypes] = await Promise.all([queue.state(), paused.list()]);
-    return { ...state, pausedTypes };
+    // Waiting: jobs in the queue, and tasks still waiting in PostgreSQL for their turn.
+    const [state, pausedTypes, held] = await Promise.all([
+      queue.state(),
+      paused.list(),
+      store.dispatch.waiting(),
+    ]);
+    return {
+      ...state,
+      waiting: state.waiting + held.due,
+      delayed: state.delayed + held.delayed,
+      pausedTypes,
+    };
   };
   return {
     submit: async (tenantId, request) => {

@@ -46,6 +46,12 @@ export const envSchema = z.object({
   SWEEP_GRACE_MS: int(10_000, 0),
   /** How often each worker ends EXPIRED the queued tasks past their ttl (a task expires within ttl_ms + this + a query). */
   EXPIRE_INTERVAL_MS: int(1_000, 50),
+  /** Jobs the queue holds waiting for a worker at most; the rest of every backlog waits in PostgreSQL for its turn. */
+  DISPATCH_BUFFER: int(200, 1),
+  /** The dispatcher passes at least this often (due delays, start pacing, limits changed). */
+  DISPATCH_TICK_MS: int(250, 10),
+  /** Task changes within this many ms of each other share one dispatch pass. */
+  DISPATCH_COALESCE_MS: int(20, 0),
   RESULT_CACHE_TTL_SECONDS: int(24 * 3600, 1),
   IDEMPOTENCY_WINDOW_SECONDS: int(24 * 3600, 1),
   RETENTION_DAYS: z.coerce.number().min(0).default(30),

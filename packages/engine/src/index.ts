@@ -21,6 +21,15 @@ export {
   loadEnv,
   taskConfig,
 } from './config.ts';
+export { Dispatcher, type DispatcherOptions, type LimitsSource, NO_LIMITS } from './dispatch/dispatcher.ts';
+export {
+  type HolderLimits,
+  Pace,
+  type Pick,
+  type PlanInput,
+  plan,
+  type TypeLimits,
+} from './dispatch/plan.ts';
 export { createEngine, type Engine, type EngineMode, type EngineRole, redactUrl } from './engine.ts';
 export * from './errors/index.ts';
 export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts';

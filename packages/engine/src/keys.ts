@@ -38,4 +38,6 @@ export const postgresNames = {
   cancelChannel: 'tasker_cancel',
   /** Advisory lock key (`pg_try_advisory_lock`): who runs the recovery sweep now. */
   sweeperLock: 0x7a5c_5e3e,
+  /** Advisory lock key (`pg_try_advisory_lock`, both modes): which worker's dispatcher leads. */
+  dispatcherLock: 0x7a5c_d15a,
 } as const;

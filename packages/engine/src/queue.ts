@@ -30,7 +30,10 @@ export const jobDataSchema = z.object({
 });
 export type JobData = z.output<typeof jobDataSchema>;
 
-type Deliverable = Pick<TaskRow | StaleTask, 'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts'>;
+type Deliverable = Pick<TaskRow | StaleTask, 'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts'> & {
+  /** Its place among its tenant's tasks in flight (the dispatcher's `Pick.order`): the job's priority. */
+  order?: number;
+};
 /** A task to deliver, with the trace context active when its enqueue was asked for. */
 type Traced = Deliverable & { trace?: TraceCarrier };
 
@@ -39,11 +42,15 @@ const jobData = (task: Traced): JobData =>
 
 /** Task priorities: 0 (default) to 100, higher first. */
 export const MAX_PRIORITY = 100;
+/** BullMQ's largest job priority (2^21 - 1). */
+const MAX_JOB_PRIORITY = 2_097_151;
 
 /**
  * BullMQ options for a task row: retries and backoff from its definition, delay from run_after,
- * priority mapped onto BullMQ's (1 is first). Every job gets one: BullMQ runs jobs without a
- * priority before all prioritized ones, which would put default tasks ahead of urgent ones.
+ * and a priority (1 is first): the dispatcher's order (the task's place among its tenant's tasks in
+ * flight, so that tenants alternate), else the task's own priority mapped onto BullMQ's (a job the
+ * sweeper adds again). Every job gets one: BullMQ runs jobs without a priority before all
+ * prioritized ones.
  */
 export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
   const retry = getTaskDefinition(task.name)?.retry;
@@ -53,7 +60,10 @@ export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
     attempts: task.maxAttempts,
     backoff: retry ? { type: retry.backoff.type, delay: retry.backoff.delayMs, jitter: 0.5 } : undefined,
     delay: delay > 0 ? delay : undefined,
-    priority: MAX_PRIORITY + 1 - Math.min(MAX_PRIORITY, Math.max(0, task.priority)),
+    priority:
+      task.order !== undefined
+        ? Math.min(MAX_JOB_PRIORITY, Math.max(1, task.order))
+        : MAX_PRIORITY + 1 - Math.min(MAX_PRIORITY, Math.max(0, task.priority)),
     // PostgreSQL keeps every result; Redis only needs unfinished jobs (and the jobs BullMQ itself gave
     // up on, e.g. stalled too often, for the sweeper and for inspection). A job whose outcome the
     // worker recorded in PostgreSQL (completed, failed for good, cancelled) completes.
@@ -252,6 +262,12 @@ export class TaskQueue {
   async resume(): Promise<void> {
     this.ensureConnected();
     await this.queue.resume();
+  }
+
+  /** Whether processing is paused (BullMQ's pause of the whole queue). */
+  isPaused(): Promise<boolean> {
+    this.ensureConnected();
+    return this.queue.isPaused();
   }
 
   /** Whether processing is paused, and how many jobs wait in each state. */

@@ -44,8 +44,13 @@ describe('recover (the sweeper)', () => {
   it('handles each row on its own: an error on one does not stop the recovery of the others', async () => {
     const { lifecycle } = engine;
     const { store, queue } = lifecycle.resources;
-    const submit = async () =>
-      (await lifecycle.submit({ name: 'sum_two_numbers', input: { a: 1, b: 2 } })).row;
+    // Submitted and handed to the queue, as the dispatcher does.
+    const submit = async () => {
+      const { row } = await lifecycle.submit({ name: 'sum_two_numbers', input: { a: 1, b: 2 } });
+      await store.dispatch.dispatch([row.id]);
+      await queue.enqueue([row]);
+      return row;
+    };
     const broken = await submit(); // RUNNING, its job failed, and its job's data unreadable
     const stalled = await submit(); // RUNNING, its job failed: BullMQ gave up on it
     await failJobs([broken.id, stalled.id]);

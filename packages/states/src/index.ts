@@ -64,6 +64,7 @@ export type TaskField =
   | 'finishedAt'
   | 'output'
   | 'progress'
+  | 'queuedAt'
   | 'runAfter'
   | 'startedAt'
   | 'workerId';
@@ -181,8 +182,9 @@ export const TRANSITIONS = {
       'finishedAt',
       'runAfter',
       'expiresAt',
+      'queuedAt',
     ],
-    doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors).',
+    doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors); it waits for its turn again.',
   }),
 } as const satisfies Record<string, Transition>;
 

@@ -244,9 +244,9 @@ async function insertPlain(
     const inserted = byId(
       await pg`
         insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-                           concurrency_key, singleton_key, expires_at)
+                           concurrency_key, singleton_key, trace, expires_at)
         select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.idempotency_key, v.run_after, v.ttl_ms,
-               coalesce(v.concurrency_key, v.owner_id), v.singleton_key,
+               coalesce(v.concurrency_key, v.owner_id), v.singleton_key, v.trace,
                case when v.ttl_ms is null then null
                     else coalesce(v.run_after, now()) + v.ttl_ms * interval '1 millisecond' end
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
@@ -255,9 +255,9 @@ async function insertPlain(
           ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.idempotencyKey)}::text[],
           ${column(todo, (r) => (r.runAfter instanceof Date ? r.runAfter.toISOString() : r.runAfter))}::timestamptz[],
           ${column(todo, (r) => r.ttlMs)}::int[], ${column(todo, (r) => r.concurrencyKey)}::text[],
-          ${column(todo, (r) => r.singletonKey)}::text[])
+          ${column(todo, (r) => r.singletonKey)}::text[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[])
           as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-               concurrency_key, singleton_key)
+               concurrency_key, singleton_key, trace)
         on conflict do nothing
         returning *`,
     );
@@ -353,10 +353,10 @@ async function writeDebounced(
       throw new Error(`insert: no answer for ${todo.length} debounced task(s) after ${round} rounds`);
     const written = await pg`
       insert into tasks as t (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
-                              concurrency_key, debounce_key)
+                              concurrency_key, debounce_key, trace)
       select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
              case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
-             coalesce(v.concurrency_key, v.owner_id), v.debounce_key
+             coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace
       from (
         select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
@@ -364,8 +364,8 @@ async function writeDebounced(
           ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
           ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.ttlMs)}::int[],
           ${column(todo, (r) => r.concurrencyKey)}::text[], ${column(todo, (r) => r.debounceKey)}::text[],
-          ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[])
-          as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms)
+          ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[])
+          as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace)
       ) v
       on conflict (owner_id, debounce_key) where debounce_key is not null and status = 'PENDING'
       do update set input = excluded.input, run_after = excluded.run_after, ttl_ms = excluded.ttl_ms,

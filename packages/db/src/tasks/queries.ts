@@ -208,7 +208,13 @@ export class TaskQueries {
     limit: number,
     cursor?: { updatedAt: Date; id: string },
   ): Promise<StaleTask[]> {
-    const conditions = [inArray(tasks.status, [...UNFINISHED_STATUSES]), lt(tasks.updatedAt, before)];
+    // Only tasks handed to the queue have a job to miss; the others wait for the dispatcher.
+    const conditions = [
+      inArray(tasks.status, [...UNFINISHED_STATUSES]),
+      lt(tasks.updatedAt, before),
+      isNotNull(tasks.queuedAt),
+      lt(tasks.queuedAt, before),
+    ];
     if (cursor) {
       conditions.push(
         or(

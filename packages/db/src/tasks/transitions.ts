@@ -99,6 +99,7 @@ export class OtherTransitions {
         cancelRequestedAt: null,
         finishedAt: null,
         runAfter: null,
+        queuedAt: null,
         expiresAt: sql`case when ${tasks.ttlMs} is null then null else now() + ${tasks.ttlMs} * interval '1 millisecond' end`,
       },
       tenantId,

@@ -1,38 +1,30 @@
 import type { LifecycleResources } from './resources.ts';
 
-const PAGE = 500;
-
 /**
  * Pausing. Of everything: BullMQ's own pause (workers start no queued job; running ones finish;
  * submissions are still accepted and wait). Of one task type: the type joins the paused set (every
  * process reads it, at most 1 s stale), its queued jobs leave Redis (their rows stay PENDING in
- * PostgreSQL, so nothing is lost), and new submissions of it are not queued.
+ * PostgreSQL, so nothing is lost, and wait for their turn again), and the dispatcher hands out none
+ * of it.
  */
 export async function pause(r: LifecycleResources, name?: string): Promise<void> {
   if (name === undefined) return r.queue.pause();
   await r.paused.add(name);
   await r.queue.removeQueuedOfType(name);
+  await r.store.dispatch.undispatchType(name);
 }
 
 /**
- * Resuming everything resumes the queue and every type paused on its own. Resuming a type queues
- * its PENDING rows again, oldest first (a job that is still queued is kept).
+ * Resuming everything resumes the queue and every type paused on its own. Resuming a type lets
+ * the dispatcher hand its PENDING tasks out again (within a second: its copy of the paused set).
  */
 export async function resume(r: LifecycleResources, name?: string): Promise<void> {
   if (name === undefined) {
     await r.queue.resume();
-    for (const type of await r.paused.list()) await resume(r, type);
+    for (const type of await r.paused.list()) await r.paused.remove(type);
     return;
   }
   await r.paused.remove(name);
-  let cursor: { createdAt: Date; id: string } | undefined;
-  for (;;) {
-    const rows = await r.store.pendingOfType(name, PAGE, cursor);
-    await r.queue.enqueue(rows);
-    const last = rows.at(-1);
-    if (!last || rows.length < PAGE) break;
-    cursor = { createdAt: last.createdAt, id: last.id };
-  }
 }
 
 /**

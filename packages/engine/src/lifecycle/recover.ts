@@ -17,10 +17,11 @@ export interface RecoveryReport {
 }
 
 /**
- * Makes PostgreSQL's word final. Looks at every unfinished row that has not changed for `graceMs`
- * (which covers the gap between a submission's INSERT and its enqueue) and at its BullMQ job:
- * - no job (the server died between its two writes, the enqueue failed, Redis lost its memory):
- *   queued again, unless it is a PENDING row of a paused type (those wait without a job);
+ * Makes PostgreSQL's word final. Looks at every unfinished row handed to the queue that has not
+ * changed for `graceMs` (which covers the gap between the dispatcher's mark and its enqueue) and at
+ * its BullMQ job:
+ * - no job (the dispatcher died between its two writes, the enqueue failed, Redis lost its
+ *   memory): queued again; a PENDING row of a paused type is given back to the dispatcher instead;
  * - a failed job under a PENDING row: a job left from an earlier round (a retry whose replacement
  *   failed): replaced, never taken for this round's failure;
  * - a failed job under a RUNNING row: BullMQ gave up on it (it stalled too often): FAILED.
@@ -37,8 +38,10 @@ export async function recover(r: LifecycleResources, graceMs: number): Promise<R
     cursor = { updatedAt: last.updatedAt, id: last.id };
     const states = await r.queue.inspect(rows.map((row) => row.id));
     const paused = new Set(await r.paused.list());
-    const missing = rows.filter(
-      (row) => states.get(row.id) === 'missing' && !(row.status === 'PENDING' && paused.has(row.name)),
+    const held = (row: StaleTask) => row.status === 'PENDING' && paused.has(row.name);
+    const missing = rows.filter((row) => states.get(row.id) === 'missing' && !held(row));
+    await r.store.dispatch.undispatch(
+      rows.filter((row) => states.get(row.id) === 'missing' && held(row)).map((row) => row.id),
     );
     try {
       await r.queue.enqueue(missing);

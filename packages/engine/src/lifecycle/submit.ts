@@ -4,10 +4,9 @@ import { getTaskDefinition } from '@tasker/tasks';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
 import { InvalidArgumentError } from '../errors/invalid-argument.ts';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
+import { currentTraceCarrier } from '../observability/tracing.ts';
 import { bestEffort, emit, type LifecycleResources, withTimeout } from './resources.ts';
 
-/** How long a submission waits for Redis before it answers anyway (the row is already safe). */
-const ENQUEUE_TIMEOUT_MS = 2000;
 /** How long a debounced submission waits for the queue to move its task's job (the row is already right). */
 const RESCHEDULE_TIMEOUT_MS = 2000;
 
@@ -55,10 +54,10 @@ export interface Submitted {
 /**
  * Steps 2–4 of a task's way (docs/architecture.md, "A task's way, from submit to result"): checks
  * the parameters against the task type's schema (the only place they are checked: the worker trusts
- * the stored, parsed input), records the row
- * (PENDING; PostgreSQL announces it on commit), then adds its BullMQ job. When the enqueue fails
- * (Redis away, or slower than 2 s) the task is still accepted: the sweeper (`recover`) enqueues
- * every PENDING row whose job is missing. A paused type's rows wait in PostgreSQL with no job.
+ * the stored, parsed input), then records the row (PENDING; PostgreSQL announces it on commit).
+ * That is all a submission writes: the task waits in PostgreSQL for its turn, and the dispatcher
+ * (`dispatch/dispatcher.ts`, in a worker) hands it to the queue when its tenant's turn and limits
+ * allow. A submission thus needs only PostgreSQL.
  */
 export async function submit(r: LifecycleResources, request: SubmitRequest): Promise<Submitted> {
   const definition = getTaskDefinition(request.name);
@@ -89,6 +88,8 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
   const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
   const { row, created, matched } = await insertWithinLimits(r, {
     id: randomUUID(),
+    // The request's trace, for the job the dispatcher adds later (the attempt joins this trace).
+    trace: currentTraceCarrier() ?? null,
     tenantId: request.tenantId ?? DEFAULT_TENANT,
     name: definition.name,
     input: parsed.data,
@@ -113,10 +114,7 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
     return { row, replayed: true }; // an idempotent replay
   }
   emit(r, { kind: 'created', row });
-  if (await r.paused.has(row.name).catch(() => false)) return { row, replayed: false };
-  await bestEffort(r, 'enqueue (the sweeper will enqueue it later)', row.id, () =>
-    withTimeout(r.queue.enqueue([row]), ENQUEUE_TIMEOUT_MS, 'enqueue'),
-  );
+  // The row waits for its turn: the dispatcher, woken by the insert's announcement, hands it to the queue.
   return { row, replayed: false };
 }
 

@@ -1,0 +1,151 @@
+import type postgres from 'postgres';
+import { column } from './rows.ts';
+
+/**
+ * The dispatcher's statements (fair dequeue): which tasks wait for their turn, which hold a slot,
+ * and handing tasks to the queue. Handing out (`queued_at`) is delivery, not a state of the task:
+ * no version moves and nothing is announced.
+ */
+
+/** Tasks handed to the queue and not finished, of one tenant, type and concurrency key. */
+export interface HoldingGroup {
+  tenantId: string;
+  name: string;
+  concurrencyKey: string;
+  /** Handed out and unfinished (queued in BullMQ, in a retry's backoff, or running). */
+  holding: number;
+  /** Of those, not running yet: jobs waiting in the queue. */
+  waiting: number;
+}
+
+/** A task waiting for its turn, as the planner needs it and the queue adds it. */
+export interface ReadyTask {
+  id: string;
+  tenantId: string;
+  name: string;
+  concurrencyKey: string;
+  priority: number;
+  maxAttempts: number;
+  runAfter: Date | null;
+  /** The submitting request's trace context, for the job. */
+  trace?: { traceparent?: string; tracestate?: string };
+}
+
+const READY = `status = 'PENDING' and queued_at is null`;
+
+const toReady = (r: Record<string, unknown>): ReadyTask => ({
+  id: r.id as string,
+  tenantId: r.owner_id as string,
+  name: r.name as string,
+  concurrencyKey: r.concurrency_key as string,
+  priority: r.priority as number,
+  maxAttempts: r.max_attempts as number,
+  runAfter: r.run_after == null ? null : new Date(r.run_after as string | Date),
+  ...(r.trace ? { trace: r.trace as ReadyTask['trace'] } : {}),
+});
+
+export class DispatchQueries {
+  constructor(private readonly pg: postgres.Sql) {}
+
+  /** Every group of tasks holding a slot (walks tasks_holding_idx: only tasks in flight). */
+  async holding(): Promise<HoldingGroup[]> {
+    const rows = await this.pg<
+      { owner_id: string; name: string; key: string; holding: number; waiting: number }[]
+    >`
+      select owner_id, name, coalesce(concurrency_key, owner_id) as key, count(*)::int as holding,
+             (count(*) filter (where status = 'PENDING'))::int as waiting
+      from tasks where queued_at is not null and status in ('PENDING', 'RUNNING')
+      group by 1, 2, 3`;
+    return rows.map((r) => ({
+      tenantId: r.owner_id,
+      name: r.name,
+      concurrencyKey: r.key,
+      holding: r.holding,
+      waiting: r.waiting,
+    }));
+  }
+
+  /**
+   * The tenants with tasks waiting for their turn, at most `limit`, from after `after` (wrapping
+   * round): a skip scan of tasks_ready_idx, one index probe per tenant however many tasks each has.
+   */
+  async readyTenants(limit: number, after = ''): Promise<string[]> {
+    const scan = (from: string, max: number) => this.pg<{ owner_id: string }[]>`
+      with recursive t(owner_id) as (
+        (select owner_id from tasks where ${this.pg.unsafe(READY)} and owner_id > ${from} order by owner_id limit 1)
+        union all
+        select (select owner_id from tasks where ${this.pg.unsafe(READY)} and owner_id > t.owner_id order by owner_id limit 1)
+        from t where t.owner_id is not null
+      )
+      select owner_id from t where owner_id is not null limit ${max}`;
+    const first = (await scan(after, limit)).map((r) => r.owner_id);
+    if (first.length >= limit || after === '') return first;
+    const wrapped = (await scan('', limit - first.length)).map((r) => r.owner_id).filter((t) => t <= after);
+    return [...first, ...wrapped];
+  }
+
+  /**
+   * Up to `perTenant` due tasks of each of these tenants, in the order each tenant's own tasks go:
+   * priority (higher first), then age. Tasks of `pausedTypes` and tasks whose run_after is still
+   * ahead wait.
+   */
+  async candidates(
+    tenants: readonly string[],
+    perTenant: number,
+    pausedTypes: readonly string[],
+  ): Promise<ReadyTask[]> {
+    if (tenants.length === 0 || perTenant <= 0) return [];
+    const rows = await this.pg`
+      select c.* from unnest(${column(tenants, (t) => t)}::text[]) as o(owner_id)
+      cross join lateral (
+        select id, owner_id, name, coalesce(concurrency_key, owner_id) as concurrency_key, priority, max_attempts, run_after, trace
+        from tasks t
+        where t.owner_id = o.owner_id and t.status = 'PENDING' and t.queued_at is null
+          and (t.run_after is null or t.run_after <= now())
+          and t.name <> all(${column(pausedTypes, (n) => n)}::text[])
+        order by t.priority desc, t.created_at, t.id
+        limit ${perTenant}) c`;
+    return rows.map(toReady);
+  }
+
+  /** Tasks waiting for their turn (not handed to the queue yet): due now, and delayed (run_after ahead). */
+  async waiting(): Promise<{ due: number; delayed: number }> {
+    const [row] = await this.pg<{ due: number; delayed: number }[]>`
+      select (count(*) filter (where run_after is null or run_after <= now()))::int as due,
+             (count(*) filter (where run_after > now()))::int as delayed
+      from tasks where ${this.pg.unsafe(READY)}`;
+    return { due: row?.due ?? 0, delayed: row?.delayed ?? 0 };
+  }
+
+  /** Hands these tasks to the queue (those still waiting for their turn); returns the ones it took. */
+  async dispatch(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.pg<{ id: string }[]>`
+      update tasks set queued_at = now()
+      where id = any(${column(ids, (id) => id)}::uuid[]) and ${this.pg.unsafe(READY)}
+      returning id`;
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /**
+   * Takes these PENDING tasks back from the queue (their jobs were removed: a paused type): they
+   * wait for their turn again.
+   */
+  async undispatch(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const rows = await this.pg`
+      update tasks set queued_at = null
+      where id = any(${column(ids, (id) => id)}::uuid[]) and status = 'PENDING' and queued_at is not null
+      returning id`;
+    return rows.length;
+  }
+
+  /** Takes back every PENDING task of this type from the queue; how many. */
+  async undispatchType(name: string): Promise<number> {
+    const rows = await this.pg`
+      update tasks set queued_at = null
+      where name = ${name} and status = 'PENDING' and queued_at is not null
+      returning id`;
+    return rows.length;
+  }
+}
