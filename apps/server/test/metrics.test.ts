@@ -30,7 +30,12 @@ beforeAll(async () => {
   // query_chatgpt against an OpenAI that answers 400: with max_attempts 1, it fails for good.
   fake = await startFakeOpenAI({ failWith: 400 });
   stack = await startStack(
-    { METRICS_TOKEN: TOKEN, OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL },
+    {
+      METRICS_TOKEN: TOKEN,
+      OPENAI_API_KEY: 'sk-test',
+      OPENAI_BASE_URL: fake.baseURL,
+      METRICS_TOP_TENANTS: '2',
+    },
     { worker: false },
   );
   const port = await freePort();
@@ -214,6 +219,40 @@ describe('GET /metrics', () => {
 function metricNames(expr: string): string[] {
   return [...expr.matchAll(/\b((?:tasker|process|nodejs)_[a-z0-9_]+)\b/g)].map((m) => m[1] ?? '');
 }
+
+describe('tasker_tenant_tasks', () => {
+  it('names the tenants with the most unfinished tasks, sums the rest under (other), and adds up to the table', async () => {
+    const db = postgres(stack.env.databaseUrl, { max: 1, onnotice: () => {} });
+    try {
+      // Delayed for a day: PENDING, and no worker takes them during the test.
+      const insert = (tenant: string, n: number) => db`
+        insert into tasks (id, owner_id, name, input, run_after)
+        select gen_random_uuid(), ${tenant}, 'sum_two_numbers', '{"a":1,"b":1}', now() + interval '1 day'
+        from generate_series(1, ${n})`;
+      await insert('metrics-t1', 30);
+      await insert('metrics-t2', 20);
+      await insert('metrics-t3', 1);
+      const families = await scrape(stack.url, TOKEN);
+      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t1', state: 'queued' })).toBe(
+        30,
+      );
+      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t2', state: 'queued' })).toBe(
+        20,
+      );
+      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t3', state: 'queued' })).toBe(0);
+      const [row] = await db<
+        { queued: number }[]
+      >`select count(*)::int as queued from tasks where status = 'PENDING'`;
+      expect(sampleValue(families, 'tasker_tenant_tasks', { state: 'queued' })).toBe(row?.queued);
+      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: '(other)', state: 'queued' })).toBe(
+        (row?.queued ?? 0) - 50,
+      );
+    } finally {
+      await db`delete from tasks where owner_id like 'metrics-t%'`;
+      await db.end();
+    }
+  });
+});
 
 describe('deploy/grafana/tasker.json', () => {
   it('queries only metrics that a real scrape of the server or the worker exposes (after the tasks above ran)', async () => {

@@ -264,6 +264,9 @@ describe('TaskStore', () => {
   it('pages through stale unfinished rows by (updated_at, id) without skipping or repeating', async () => {
     const ids = new Set<string>();
     for (let i = 0; i < 7; i++) ids.add((await newTask()).id);
+    // Only tasks handed to the queue can miss a job: one left waiting for its turn is not stale.
+    const waiting = (await newTask()).id;
+    expect(await store.dispatch.dispatch([...ids])).toEqual(ids);
     const seen: string[] = [];
     let cursor: { updatedAt: Date; id: string } | undefined;
     for (;;) {
@@ -275,6 +278,7 @@ describe('TaskStore', () => {
     }
     expect(new Set(seen).size).toBe(seen.length);
     for (const id of ids) expect(seen).toContain(id);
+    expect(seen).not.toContain(waiting);
     expect(await store.findStale(new Date(0), 10)).toEqual([]);
   });
 });

@@ -52,6 +52,8 @@ export const envSchema = z.object({
   DISPATCH_TICK_MS: int(250, 10),
   /** Task changes within this many ms of each other share one dispatch pass. */
   DISPATCH_COALESCE_MS: int(20, 0),
+  /** /metrics shows the unfinished tasks of this many tenants by name (those with the most), the rest summed. */
+  METRICS_TOP_TENANTS: int(20, 0),
   RESULT_CACHE_TTL_SECONDS: int(24 * 3600, 1),
   IDEMPOTENCY_WINDOW_SECONDS: int(24 * 3600, 1),
   RETENTION_DAYS: z.coerce.number().min(0).default(30),

@@ -112,6 +112,7 @@ export async function createEngine(
     observe: metrics.observe,
   });
   metrics.watchQueue(() => queue.state());
+  metrics.watchTenants(() => store.dispatch.perTenant(), env.METRICS_TOP_TENANTS);
   return {
     lifecycle,
     limits,

@@ -108,6 +108,15 @@ export class DispatchQueries {
     return rows.map(toReady);
   }
 
+  /** Each tenant's unfinished tasks: RUNNING, and PENDING (queued, delayed or waiting for a retry). */
+  async perTenant(): Promise<{ tenantId: string; running: number; queued: number }[]> {
+    const rows = await this.pg<{ owner_id: string; running: number; queued: number }[]>`
+      select owner_id, (count(*) filter (where status = 'RUNNING'))::int as running,
+             (count(*) filter (where status = 'PENDING'))::int as queued
+      from tasks where status in ('PENDING', 'RUNNING') group by owner_id`;
+    return rows.map((r) => ({ tenantId: r.owner_id, running: r.running, queued: r.queued }));
+  }
+
   /** Tasks waiting for their turn (not handed to the queue yet): due now, and delayed (run_after ahead). */
   async waiting(): Promise<{ due: number; delayed: number }> {
     const [row] = await this.pg<{ due: number; delayed: number }[]>`

@@ -33,6 +33,9 @@ export class TaskerMetrics {
   private readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
   private readonly openStreams: Gauge<'kind'>;
   private queueState: (() => Promise<QueueState>) | undefined;
+  private tenantCounts:
+    | { read: () => Promise<{ tenantId: string; running: number; queued: number }[]>; top: number }
+    | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -134,6 +137,38 @@ export class TaskerMetrics {
         }
       },
     });
+    new Gauge({
+      name: 'tasker_tenant_tasks',
+      help: 'Unfinished tasks per tenant, by state (running, queued): the METRICS_TOP_TENANTS tenants with the most, the rest summed under tenant="(other)"',
+      labelNames: ['tenant', 'state'] as const,
+      registers,
+      async collect() {
+        const source = metrics.tenantCounts;
+        if (!source) return;
+        this.reset();
+        try {
+          const rows = (await source.read()).sort(
+            (a, b) => b.running + b.queued - (a.running + a.queued) || (a.tenantId < b.tenantId ? -1 : 1),
+          );
+          const other = { running: 0, queued: 0 };
+          rows.forEach((row, i) => {
+            if (i < source.top) {
+              this.set({ tenant: row.tenantId, state: 'running' }, row.running);
+              this.set({ tenant: row.tenantId, state: 'queued' }, row.queued);
+            } else {
+              other.running += row.running;
+              other.queued += row.queued;
+            }
+          });
+          if (rows.length > source.top) {
+            this.set({ tenant: '(other)', state: 'running' }, other.running);
+            this.set({ tenant: '(other)', state: 'queued' }, other.queued);
+          }
+        } catch {
+          // PostgreSQL is unreachable: no value rather than a stale one
+        }
+      },
+    });
     collectDefaultMetrics({ register: this.registry });
     // Every series exists from the start at zero, so rates and dashboards work before the first task.
     for (const name of taskNames) {
@@ -149,6 +184,13 @@ export class TaskerMetrics {
   /** The queue whose depth each scrape reports. */
   watchQueue(read: () => Promise<QueueState>): void {
     this.queueState = read;
+  }
+  /** Reads each tenant's running and queued counts at each scrape: the `top` tenants with the most by name, the rest summed. */
+  watchTenants(
+    read: () => Promise<{ tenantId: string; running: number; queued: number }[]>,
+    top: number,
+  ): void {
+    this.tenantCounts = { read, top };
   }
 
   /** The lifecycle's observer (see LifecycleEvent). */
