@@ -44,8 +44,9 @@ describe('fair dequeue across tenants', () => {
         return (row.startedAt?.getTime() ?? 0) - row.createdAt.getTime();
       }),
     );
-    // Behind 190 of A's tasks on 8 slots this would be about 7 s; a fair turn comes with the next free slot.
-    for (const wait of waits) expect(wait).toBeLessThan(2 * SLOT_MS + 500);
+    // Behind 190 of A's tasks on 8 slots this would be about 7 s; a fair turn comes with the next
+    // free slot (plus the dispatch pass and the queue's pickup, slower on a loaded machine).
+    for (const wait of waits) expect(wait).toBeLessThan(2 * SLOT_MS + 1000);
     const aStillQueued = (await Promise.all(flood.map((t) => harness.store.get(t.id)))).filter(
       (row) => row?.status === 'PENDING',
     ).length;

@@ -364,3 +364,26 @@ describe('the state machine in SQL', () => {
     expect((await store.retry(task.id))?.status).toBe('PENDING');
   });
 });
+
+describe('dispatch', () => {
+  it("hands tasks out only on the leader's session: another session marks nothing while the lock is held", async () => {
+    const key = 424_242;
+    const leader = postgres(env.databaseUrl, { max: 1, onnotice: () => {} });
+    const other = postgres(env.databaseUrl, { max: 1, onnotice: () => {} });
+    try {
+      const a = await newTask();
+      const b = await newTask();
+      expect(await store.dispatch.dispatch([a.id], { sql: leader, lockKey: key })).toEqual(new Set([a.id]));
+      expect(await store.dispatch.dispatch([b.id], { sql: other, lockKey: key })).toEqual(new Set());
+      expect(await store.dispatch.dispatch([a.id], { sql: leader, lockKey: key })).toEqual(new Set()); // once
+      const holding = await store.dispatch.holding();
+      expect(holding.find((g) => g.tenantId === 'default')?.waiting).toBeGreaterThanOrEqual(1);
+      // The leader's session ends: its lock with it, and the other session may lead.
+      await leader.end();
+      expect(await store.dispatch.dispatch([b.id], { sql: other, lockKey: key })).toEqual(new Set([b.id]));
+    } finally {
+      await leader.end().catch(() => {});
+      await other.end();
+    }
+  });
+});

@@ -126,13 +126,28 @@ export class DispatchQueries {
     return { due: row?.due ?? 0, delayed: row?.delayed ?? 0 };
   }
 
-  /** Hands these tasks to the queue (those still waiting for their turn); returns the ones it took. */
-  async dispatch(ids: readonly string[]): Promise<Set<string>> {
+  /**
+   * Hands these tasks to the queue (those still waiting for their turn); returns the ones it took.
+   * `leader`: only on the connection that holds this advisory lock (the statement re-takes it, which
+   * on the holder's own session always succeeds): a leader that lost its session marks nothing, so
+   * two dispatchers can never both count and hand out against the same limits.
+   */
+  async dispatch(
+    ids: readonly string[],
+    leader?: { sql: postgres.Sql; lockKey: number },
+  ): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
-    const rows = await this.pg<{ id: string }[]>`
-      update tasks set queued_at = now()
-      where id = any(${column(ids, (id) => id)}::uuid[]) and ${this.pg.unsafe(READY)}
-      returning id`;
+    const sql = leader?.sql ?? this.pg;
+    const rows = leader
+      ? await sql<{ id: string }[]>`
+          with leader as (select pg_try_advisory_lock(${leader.lockKey}) as holds)
+          update tasks set queued_at = now() from leader
+          where leader.holds and id = any(${column(ids, (id) => id)}::uuid[]) and ${sql.unsafe(READY)}
+          returning id`
+      : await sql<{ id: string }[]>`
+          update tasks set queued_at = now()
+          where id = any(${column(ids, (id) => id)}::uuid[]) and ${sql.unsafe(READY)}
+          returning id`;
     return new Set(rows.map((r) => r.id));
   }
 

@@ -209,7 +209,12 @@ export class Dispatcher {
         now: Date.now(),
       });
       if (picks.length === 0) return;
-      const taken = await store.dispatch.dispatch(picks.map((p) => p.task.id));
+      const session = this.session;
+      if (!session) return;
+      const taken = await store.dispatch.dispatch(
+        picks.map((p) => p.task.id),
+        { sql: session, lockKey: this.options.lockKey },
+      );
       await queue.enqueue(
         picks.filter((p) => taken.has(p.task.id)).map((p) => ({ ...p.task, order: p.order })),
       );
