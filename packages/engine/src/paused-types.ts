@@ -57,8 +57,9 @@ export class PausedTypes {
     return this.cached.has(name);
   }
 
-  async list(): Promise<string[]> {
-    await this.refresh();
+  /** Every paused type, read now; `{ fresh: false }`: from the copy, when it is at most `maxAgeMs` old. */
+  async list({ fresh = true } = {}): Promise<string[]> {
+    if (fresh || Date.now() - this.loadedAt > this.maxAgeMs) await this.refresh();
     return [...this.cached].sort();
   }
 

@@ -177,9 +177,12 @@ export class Dispatcher {
   private async pass(): Promise<void> {
     try {
       const { store, queue, paused } = this.r;
-      // Paused, nothing is handed out: on resume the waiting tasks go in their turns and priorities.
-      if (await queue.isPaused()) return;
-      const [holding, pausedTypes] = await Promise.all([store.dispatch.holding(), paused.list()]);
+      // Paused types: from the process's copy, at most 1 s old (a job of a type paused since then
+      // waits in the worker's own paused check).
+      const [holding, pausedTypes] = await Promise.all([
+        store.dispatch.holding(),
+        paused.list({ fresh: false }),
+      ]);
       const waiting = holding.reduce((n, g) => n + g.waiting, 0);
       const free = this.options.bufferSize - waiting;
       if (free <= 0) return;
@@ -188,6 +191,8 @@ export class Dispatcher {
       if (tenants.length === 0) return;
       const candidates = await store.dispatch.candidates(tenants, free, pausedTypes);
       if (candidates.length === 0) return;
+      // Paused, nothing is handed out: on resume the waiting tasks go in their turns and priorities.
+      if (await queue.isPaused()) return;
       const tenantLimits = new Map<string, HolderLimits>();
       const typeLimits = new Map<string, TypeLimits>();
       await Promise.all([
