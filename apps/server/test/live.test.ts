@@ -129,7 +129,6 @@ describe('GET /tasks/{id}/events (plain SSE)', () => {
     expect(bad.status).toBe(400);
   });
 
-  // (The worker's dispatcher listens on its own connection: it is not a server's, and not counted.)
   it('serves many watchers of one task over ONE listening connection, and each sees the end', async () => {
     await ensureWorker();
     const id = await runTask(stack.url, 'query_chatgpt', { prompt: 'crowd' });
@@ -141,8 +140,7 @@ describe('GET /tasks/{id}/events (plain SSE)', () => {
       await waitFor(async () => {
         const [row] = await sql<{ n: number }[]>`
           select count(*)::int as n from pg_stat_activity
-          where datname = ${database} and query ilike 'listen %tasker_task_events%'
-            and application_name <> 'tasker-dispatcher'`;
+          where datname = ${database} and query ilike 'listen %tasker_task_events%'`;
         return row?.n === 1;
       });
       const ends = await Promise.all(streams);

@@ -90,8 +90,7 @@ export async function startWorker(
       bufferSize: env.DISPATCH_BUFFER,
       tickMs: env.DISPATCH_TICK_MS,
       coalesceMs: env.DISPATCH_COALESCE_MS,
-      lockKey: postgresNames.dispatcherLock,
-      databaseUrl: env.DATABASE_URL,
+      lock: engine.leaderLock(postgresNames.dispatcherLock),
     },
     lifecycle.resources.limits,
   );

@@ -4,6 +4,11 @@ import { type TaskRow, tasks } from './schema.ts';
 
 /** The channel on which PostgreSQL announces every task change (see migration 0005_task_events). */
 export const TASK_EVENTS_CHANNEL = 'tasker_task_events';
+/**
+ * The channel that wakes the dispatcher: an empty NOTIFY per statement that inserts or updates tasks
+ * (migration 0015_dispatch_wake), so that it looks for work without reading every changed row.
+ */
+export const DISPATCH_CHANNEL = 'tasker_dispatch';
 
 /** A row too large for a notification: only these fields come; read the rest from the table. */
 export interface TruncatedTaskChange {

@@ -1,3 +1,4 @@
+export { holdsAdvisoryLock } from './advisory-lock.ts';
 export {
   API_KEY_PREFIX,
   type ApiKeyInfo,
@@ -10,6 +11,7 @@ export { Batcher, type BatcherOptions } from './batcher.ts';
 export { createDb, type Database, type DbClient, type DbOptions } from './client.ts';
 export { isDatabaseUnavailable, isTransientDatabaseError, QueueFullError } from './errors.ts';
 export {
+  DISPATCH_CHANNEL,
   listenTaskChanges,
   parseTaskChange,
   TASK_EVENTS_CHANNEL,

@@ -366,13 +366,17 @@ describe('the state machine in SQL', () => {
 });
 
 describe('dispatch', () => {
-  it("hands tasks out only on the leader's session: another session marks nothing while the lock is held", async () => {
+  it("hands tasks out only on the session holding the leader's lock: another session marks nothing", async () => {
     const key = 424_242;
     const leader = postgres(env.databaseUrl, { max: 1, onnotice: () => {} });
     const other = postgres(env.databaseUrl, { max: 1, onnotice: () => {} });
     try {
       const a = await newTask();
       const b = await newTask();
+      const take = async (sql: postgres.Sql) =>
+        (await sql<{ ok: boolean }[]>`select pg_try_advisory_lock(${key}) as ok`)[0]?.ok;
+      expect(await take(leader)).toBe(true);
+      expect(await take(other)).toBe(false);
       expect(await store.dispatch.dispatch([a.id], { sql: leader, lockKey: key })).toEqual(new Set([a.id]));
       expect(await store.dispatch.dispatch([b.id], { sql: other, lockKey: key })).toEqual(new Set());
       expect(await store.dispatch.dispatch([a.id], { sql: leader, lockKey: key })).toEqual(new Set()); // once
@@ -380,6 +384,7 @@ describe('dispatch', () => {
       expect(holding.find((g) => g.tenantId === 'default')?.waiting).toBeGreaterThanOrEqual(1);
       // The leader's session ends: its lock with it, and the other session may lead.
       await leader.end();
+      expect(await take(other)).toBe(true);
       expect(await store.dispatch.dispatch([b.id], { sql: other, lockKey: key })).toEqual(new Set([b.id]));
     } finally {
       await leader.end().catch(() => {});

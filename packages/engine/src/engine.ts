@@ -12,7 +12,7 @@ import { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from '.
 import { type Env, taskConfig } from './config.ts';
 import { UnreachableError } from './errors/unreachable.ts';
 import { postgresNames, redisKeys } from './keys.ts';
-import { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
+import { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 import { TaskLifecycle } from './lifecycle/index.ts';
 import { Limits, tenantLimitDefaults } from './limits.ts';
 import type { Logger } from './logger.ts';
@@ -48,6 +48,11 @@ export interface Engine {
   queueConnection(): QueueConnection;
   /** The sweep's lock, one holder across every worker. */
   sweeperLock(ttlMs: number): LeaderLock;
+  /**
+   * A PostgreSQL advisory lock on this process's lock session (one connection, opened on first use,
+   * shared by every such lock of the process): the dispatcher's, in both modes.
+   */
+  leaderLock(key: number): PostgresLeaderLock;
   /** This process's Prometheus metrics: the lifecycle's transitions and the queue's depth feed them. */
   metrics: TaskerMetrics;
   /** Each resolves when its dependency answers (the server's `/readyz`). */
@@ -96,7 +101,12 @@ export async function createEngine(
     durableCommits: role === 'server',
   });
   const store = new TaskStore(db, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
-  const parts = env.REDIS_URL ? await redisParts(env.REDIS_URL, env, log, role) : postgresParts(env, db);
+  let lockSession: ReturnType<typeof createLockSession> | undefined;
+  const leaderLock = (key: number) =>
+    new PostgresLeaderLock((lockSession ??= createLockSession(env.DATABASE_URL)), key);
+  const parts = env.REDIS_URL
+    ? await redisParts(env.REDIS_URL, env, log, role)
+    : postgresParts(env, db, leaderLock);
   const limits = new Limits(new LimitStore(db.db), tenantLimitDefaults(env));
   const queue = new TaskQueue(parts.queue);
   queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
@@ -121,6 +131,7 @@ export async function createEngine(
     describe: parts.describe,
     queueConnection: parts.workerQueue,
     sweeperLock: parts.sweeperLock,
+    leaderLock,
     metrics,
     readiness: { postgres: () => db.sql`select 1`.execute(), ...parts.readiness },
     close: async () => {
@@ -139,6 +150,7 @@ export async function createEngine(
         ]);
         if (!quitInTime) redis.disconnect();
       }
+      await lockSession?.end({ timeout: 2 }).catch(() => {});
       await db.close();
     },
   };
@@ -224,7 +236,7 @@ async function redisParts(url: string, env: Env, log: Logger, role: EngineRole):
   };
 }
 
-function postgresParts(env: Env, db: DbClient): ModeParts {
+function postgresParts(env: Env, db: DbClient, leaderLock: (key: number) => LeaderLock): ModeParts {
   const queue: QueueConnection = { kind: 'postgres', url: env.DATABASE_URL, poolSize: QUEUE_POOL_SIZE };
   return {
     mode: { kind: 'postgres' },
@@ -234,7 +246,7 @@ function postgresParts(env: Env, db: DbClient): ModeParts {
     cache: noResultCache,
     cancels: new PostgresCancelSignals(db.sql),
     paused: postgresPausedSet(new PausedTypeStore(db.db)),
-    sweeperLock: () => new PostgresLeaderLock(db.sql, postgresNames.sweeperLock),
+    sweeperLock: () => leaderLock(postgresNames.sweeperLock),
     readiness: {},
   };
 }

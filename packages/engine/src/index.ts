@@ -33,7 +33,7 @@ export {
 export { createEngine, type Engine, type EngineMode, type EngineRole, redactUrl } from './engine.ts';
 export * from './errors/index.ts';
 export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts';
-export { type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
+export { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 export {
   bestEffort,
   type Claim,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { holdsAdvisoryLock } from '@tasker/db';
 import type { Redis } from 'ioredis';
-import type { Sql } from 'postgres';
+import postgres, { type Sql } from 'postgres';
 
 /**
  * One holder at a time across processes, for periodic work that must not overlap (the sweep).
@@ -48,29 +49,55 @@ export class RedisLeaderLock implements LeaderLock {
 }
 
 /**
- * PostgreSQL-only mode: a session advisory lock on a connection reserved for the work. PostgreSQL
- * releases it when that session ends, so a crashed holder (or a dropped connection) frees it at
- * once, and nothing needs renewing.
+ * A client of one connection kept for good (no max_lifetime): the session that holds a process's
+ * PostgreSQL advisory locks. A pool's connections come and go, and a reserved one that drops cannot
+ * be used again (postgres.js fails on it), so a session lock lives here.
+ */
+export function createLockSession(url: string): Sql {
+  return postgres(url, {
+    max: 1,
+    max_lifetime: null,
+    connect_timeout: 5,
+    onnotice: () => {},
+    connection: { application_name: 'tasker-locks' },
+  });
+}
+
+/**
+ * A session advisory lock on `session` (see `createLockSession`). PostgreSQL releases it when the
+ * session ends, so a crashed holder (or a dropped connection) frees it at once, and nothing needs
+ * renewing. The sweep runs under it in PostgreSQL-only mode; the dispatcher leads under it in both
+ * modes, checking with `acquire` that it still holds it, and marks its tasks only on `session`
+ * while it does (`holdsAdvisoryLock`).
  */
 export class PostgresLeaderLock implements LeaderLock {
   constructor(
-    private readonly sql: Sql,
-    private readonly key: number,
+    readonly session: Sql,
+    readonly key: number,
   ) {}
 
+  /**
+   * Holds the lock now: true if this session has it already, or took it because it was free. The
+   * lock is never counted twice, so one `release` lets it go.
+   */
+  async acquire(): Promise<boolean> {
+    const [row] = await this.session<{ held: boolean }[]>`
+      select case when ${holdsAdvisoryLock(this.session, this.key)} then true
+                  else pg_try_advisory_lock(${this.key}) end as held`;
+    return row?.held === true;
+  }
+
+  async release(): Promise<void> {
+    await this.session`select pg_advisory_unlock(${this.key})`.catch(() => {});
+  }
+
   async run(work: () => Promise<void>): Promise<boolean> {
-    const session = await this.sql.reserve();
+    if (!(await this.acquire())) return false;
     try {
-      const [row] = await session<{ locked: boolean }[]>`select pg_try_advisory_lock(${this.key}) as locked`;
-      if (!row?.locked) return false;
-      try {
-        await work();
-      } finally {
-        await session`select pg_advisory_unlock(${this.key})`.catch(() => {});
-      }
-      return true;
+      await work();
     } finally {
-      session.release();
+      await this.release();
     }
+    return true;
   }
 }

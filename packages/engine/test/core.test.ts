@@ -8,6 +8,7 @@ import {
   bullmqConnection,
   ConfigError,
   checkServerExposure,
+  createLockSession,
   createRedis,
   describeExposure,
   isLoopbackHost,
@@ -201,11 +202,15 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
   });
 
   it('lets one holder of the leader lock run at a time, longer than its ttl, and frees it at the end', async () => {
-    const lock = (): LeaderLock =>
-      redis
-        ? new RedisLeaderLock(redis, keys.sweeperLock, 150)
-        : new PostgresLeaderLock(db.sql, postgresNames.sweeperLock);
-    const [a, b] = [lock(), lock()];
+    // Two processes: each its own lock session (PostgreSQL), or the shared Redis.
+    const sessions = redis ? [] : [createLockSession(env.databaseUrl), createLockSession(env.databaseUrl)];
+    const lock = (i: number): LeaderLock => {
+      const session = sessions[i];
+      return session
+        ? new PostgresLeaderLock(session, postgresNames.sweeperLock)
+        : new RedisLeaderLock(redis as NonNullable<typeof redis>, keys.sweeperLock, 150);
+    };
+    const [a, b] = [lock(0), lock(1)];
     let overlapped = false;
     let running = false;
     const work = async () => {
@@ -225,6 +230,7 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
     expect(attempts).toEqual([false, false, false, false]);
     expect(overlapped).toBe(false);
     expect(await b.run(async () => {})).toBe(true); // released at the end, not left to expire
+    await Promise.all(sessions.map((session) => session.end()));
   });
 
   it('shares the paused types between processes, each copy at most maxAgeMs stale unless asked fresh', async () => {

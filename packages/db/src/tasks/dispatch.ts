@@ -1,4 +1,5 @@
 import type postgres from 'postgres';
+import { holdsAdvisoryLock } from '../advisory-lock.ts';
 import { column } from './rows.ts';
 
 /**
@@ -128,9 +129,9 @@ export class DispatchQueries {
 
   /**
    * Hands these tasks to the queue (those still waiting for their turn); returns the ones it took.
-   * `leader`: only on the connection that holds this advisory lock (the statement re-takes it, which
-   * on the holder's own session always succeeds): a leader that lost its session marks nothing, so
-   * two dispatchers can never both count and hand out against the same limits.
+   * `leader`: only on the session that holds this advisory lock: a dispatcher that lost its session
+   * (and so its lock) marks nothing, so two dispatchers never count and hand out against the same
+   * limits.
    */
   async dispatch(
     ids: readonly string[],
@@ -138,16 +139,11 @@ export class DispatchQueries {
   ): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const sql = leader?.sql ?? this.pg;
-    const rows = leader
-      ? await sql<{ id: string }[]>`
-          with leader as (select pg_try_advisory_lock(${leader.lockKey}) as holds)
-          update tasks set queued_at = now() from leader
-          where leader.holds and id = any(${column(ids, (id) => id)}::uuid[]) and ${sql.unsafe(READY)}
-          returning id`
-      : await sql<{ id: string }[]>`
-          update tasks set queued_at = now()
-          where id = any(${column(ids, (id) => id)}::uuid[]) and ${sql.unsafe(READY)}
-          returning id`;
+    const rows = await sql<{ id: string }[]>`
+      update tasks set queued_at = now()
+      where id = any(${column(ids, (id) => id)}::uuid[]) and ${sql.unsafe(READY)}
+        and ${leader ? holdsAdvisoryLock(sql, leader.lockKey) : sql`true`}
+      returning id`;
     return new Set(rows.map((r) => r.id));
   }
 

@@ -1,5 +1,5 @@
-import { TASK_EVENTS_CHANNEL } from '@tasker/db';
-import postgres, { type Sql } from 'postgres';
+import { DISPATCH_CHANNEL } from '@tasker/db';
+import type { PostgresLeaderLock } from '../leader-lock.ts';
 import type { LifecycleResources } from '../lifecycle/resources.ts';
 import { type HolderLimits, Pace, plan, type TypeLimits } from './plan.ts';
 
@@ -21,13 +21,12 @@ export interface DispatcherOptions {
   tickMs: number;
   /** Changes arriving within this of each other share one pass. */
   coalesceMs: number;
-  /** The advisory lock that makes one dispatcher the leader across every process. */
-  lockKey: number;
   /**
-   * The lock and the task events go over a connection of the dispatcher's own (to this URL): a
-   * session lock must live on one session, and the pool's connections come and go.
+   * The advisory lock that makes one dispatcher the leader across every process, on the process's
+   * lock session (`Engine.leaderLock`): it also carries the dispatcher's wake-ups, and marks the
+   * tasks handed out, so that only the lock's holder can.
    */
-  databaseUrl: string;
+  lock: PostgresLeaderLock;
 }
 
 /** The most tenants one pass looks at; the next pass goes on from where this one stopped. */
@@ -41,10 +40,11 @@ const TENANTS_PER_PASS = 1000;
  * job carries its place among its tenant's tasks in flight as its BullMQ priority, so that the jobs
  * already queued are taken round-robin too.
  *
- * Every worker runs one; one at a time leads (a PostgreSQL advisory lock on a session of its own:
- * a dead leader's lock goes with its connection, and another worker takes over within a second;
- * a leader that loses its session stops leading at its next check, within 2 s).
- * It passes when a task changes (PostgreSQL's task events), and every `tickMs`.
+ * Every worker runs one; one at a time leads (`options.lock`, an advisory lock on the process's
+ * lock session: a dead leader's lock goes with its connection, and another worker takes over within
+ * a second; a leader that loses its session stops leading at its next check, within 2 s, and cannot
+ * mark a task meanwhile). It passes when a statement inserts or updates tasks (an empty NOTIFY on
+ * `tasker_dispatch`, per statement, not per row: a batch of claims is one), and every `tickMs`.
  *
  * Nothing is lost at any point: a task is marked handed out before its job is added, and the
  * sweeper adds the job of a handed-out task whose job is missing (a leader killed in between).
@@ -60,7 +60,6 @@ export class Dispatcher {
   private readonly pace = new Pace();
   private cursor = '';
   private lastWarning = 0;
-  private session: Sql | undefined;
 
   constructor(
     private readonly r: LifecycleResources,
@@ -76,14 +75,6 @@ export class Dispatcher {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    // One connection, kept for good (no max_lifetime): the lock is held by its session.
-    this.session = postgres(this.options.databaseUrl, {
-      max: 1,
-      max_lifetime: null,
-      connect_timeout: 5,
-      onnotice: () => {},
-      connection: { application_name: 'tasker-dispatcher' },
-    });
     this.campaign = this.campaignLoop();
   }
 
@@ -92,8 +83,6 @@ export class Dispatcher {
     this.wakeStop?.();
     clearTimeout(this.timer);
     await this.campaign;
-    await this.session?.end({ timeout: 2 }).catch(() => {});
-    this.session = undefined;
   }
 
   /** A change may let tasks go: pass soon (changes close together share one pass). */
@@ -138,19 +127,14 @@ export class Dispatcher {
   }
 
   /**
-   * Takes the lock if free, and leads until stopped or the lock is lost. The check repeats the
-   * try-lock on the one connection: on the same session it holds already; on a new one (the old
-   * connection dropped, and its lock with it) it is taken again only if no other worker has it.
+   * Takes the lock if free, and leads until stopped or the lock is lost (`acquire` every 2 s: on the
+   * same session it still holds it; on a new one, the old connection and its lock gone, it takes it
+   * again only if no other worker has).
    */
   private async leadIfFree(): Promise<void> {
-    const session = this.session;
-    if (!session) return;
-    const key = this.options.lockKey;
-    const held = async () =>
-      (await session<{ locked: boolean }[]>`select pg_try_advisory_lock(${key}) as locked`)[0]?.locked ===
-      true;
-    if (!(await held())) return;
-    const listener = await session.listen(TASK_EVENTS_CHANNEL, () => this.wake());
+    const { lock } = this.options;
+    if (!(await lock.acquire())) return;
+    const listener = await lock.session.listen(DISPATCH_CHANNEL, () => this.wake());
     this.leading = true;
     const tick = setInterval(() => this.wake(), this.options.tickMs);
     this.r.log.info('dispatcher: leading (this worker hands tasks to the queue)');
@@ -158,7 +142,7 @@ export class Dispatcher {
     try {
       while (!this.stopped) {
         await this.sleep(2000);
-        if (!this.stopped && !(await held())) {
+        if (!this.stopped && !(await lock.acquire())) {
           this.r.log.warn('dispatcher: another worker leads now');
           return;
         }
@@ -170,6 +154,7 @@ export class Dispatcher {
       this.timer = undefined;
       await this.passing;
       await listener.unlisten().catch(() => {});
+      if (this.stopped) await lock.release();
     }
   }
 
@@ -214,11 +199,10 @@ export class Dispatcher {
         now: Date.now(),
       });
       if (picks.length === 0) return;
-      const session = this.session;
-      if (!session) return;
+      const { lock } = this.options;
       const taken = await store.dispatch.dispatch(
         picks.map((p) => p.task.id),
-        { sql: session, lockKey: this.options.lockKey },
+        { sql: lock.session, lockKey: lock.key },
       );
       await queue.enqueue(
         picks.filter((p) => taken.has(p.task.id)).map((p) => ({ ...p.task, order: p.order })),
