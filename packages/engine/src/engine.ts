@@ -102,8 +102,10 @@ export async function createEngine(
   });
   const store = new TaskStore(db, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
   let lockSession: ReturnType<typeof createLockSession> | undefined;
-  const leaderLock = (key: number) =>
-    new PostgresLeaderLock((lockSession ??= createLockSession(env.DATABASE_URL)), key);
+  const leaderLock = (key: number) => {
+    lockSession ??= createLockSession(env.DATABASE_URL);
+    return new PostgresLeaderLock(lockSession, key);
+  };
   const parts = env.REDIS_URL
     ? await redisParts(env.REDIS_URL, env, log, role)
     : postgresParts(env, db, leaderLock);
