@@ -3,6 +3,14 @@ export interface BatcherOptions {
   maxSize: number;
 }
 
+/**
+ * What a batch answers for one item that failed on its own (the others of the batch were done):
+ * that caller's promise rejects with `error`, the others resolve.
+ */
+export class ItemFailure {
+  constructor(readonly error: unknown) {}
+}
+
 interface Pending<In, Out> {
   item: In;
   resolve(value: Out): void;
@@ -22,7 +30,7 @@ export class Batcher<In, Out> {
   private scheduled = false;
 
   constructor(
-    private readonly run: (items: In[]) => Promise<Out[]>,
+    private readonly run: (items: In[]) => Promise<(Out | ItemFailure)[]>,
     private readonly key: (item: In) => string,
     private readonly options: BatcherOptions,
   ) {}
@@ -62,7 +70,11 @@ export class Batcher<In, Out> {
     if (batch.length === 0) return;
     this.run(batch.map((p) => p.item)).then(
       (results) => {
-        for (const [i, p] of batch.entries()) p.resolve(results[i] as Out);
+        for (const [i, p] of batch.entries()) {
+          const result = results[i];
+          if (result instanceof ItemFailure) p.reject(result.error);
+          else p.resolve(result as Out);
+        }
       },
       (error: unknown) => {
         for (const p of batch) p.reject(error);

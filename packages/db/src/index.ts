@@ -7,7 +7,7 @@ export {
   looksLikeApiKey,
   type NewApiKey,
 } from './api-keys.ts';
-export { Batcher, type BatcherOptions } from './batcher.ts';
+export { Batcher, type BatcherOptions, ItemFailure } from './batcher.ts';
 export { createDb, type Database, type DbClient, type DbOptions } from './client.ts';
 export { isDatabaseUnavailable, isTransientDatabaseError, QueueFullError } from './errors.ts';
 export {

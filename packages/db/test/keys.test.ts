@@ -205,3 +205,32 @@ describe('keys are per tenant', () => {
     }
   });
 });
+
+describe('batches racing on the same keys', () => {
+  it('never deadlock: two stores inserting one batch of keys in opposite orders, many times', async () => {
+    const [a, b] = [racers[0], racers[1]];
+    if (!a || !b) throw new Error('no racers');
+    for (let round = 0; round < 20; round++) {
+      const keys = Array.from({ length: 8 }, (_, i) => `dl-${round}-${i}`);
+      const batch = (store: TaskStore, order: string[]) =>
+        Promise.all(order.map((key) => store.insert(task({ singletonKey: key, tenantId: 'deadlock' }))));
+      const [first, second] = await Promise.all([batch(a.store, keys), batch(b.store, [...keys].reverse())]);
+      // Every submission answered; one task per key.
+      expect(first.length + second.length).toBe(16);
+      expect(await count(`owner_id = 'deadlock' and singleton_key like 'dl-${round}-%'`)).toBe(8);
+    }
+  });
+
+  it('answers the rows a batch committed even when a later round of that batch fails', async () => {
+    const { ItemFailure } = await import('../src/index.ts');
+    // Batcher's per-item failure: one item rejects, the others of the same batch resolve.
+    const { Batcher } = await import('../src/index.ts');
+    const batcher = new Batcher<number, number>(
+      async (items) => items.map((n) => (n === 2 ? new ItemFailure(new Error('two')) : n * 10)),
+      (n) => String(n),
+      { maxSize: 10 },
+    );
+    const results = await Promise.allSettled([1, 2, 3].map((n) => batcher.add(n)));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  });
+});

@@ -1,6 +1,7 @@
 import { UNFINISHED_STATUSES } from '@tasker/states';
 import type postgres from 'postgres';
-import { Batcher } from '../batcher.ts';
+import { Batcher, ItemFailure } from '../batcher.ts';
+import { isDatabaseUnavailable, isTransientDatabaseError } from '../errors.ts';
 import type { NewTaskRow, TaskError, TaskRow } from '../schema.ts';
 import { insertWithinQueueLimits, limitsQueue, type MaxQueued } from './queue-limit.ts';
 import { byId, column, fromDriver, pgArray } from './rows.ts';
@@ -71,19 +72,33 @@ const FAIL_TO = choiceText([
  */
 export class HotTransitions {
   private readonly inserts: Batcher<TaskInsert, Inserted>;
+  private readonly debounces: Batcher<TaskInsert, Inserted>;
   private readonly insertLimited: (row: TaskInsert, maxQueued: MaxQueued) => Promise<Inserted>;
   private readonly claims: Batcher<{ id: string; workerId: string; attempt: number }, TaskRow | undefined>;
   private readonly completions: Batcher<{ id: string; output: unknown }, TaskRow | undefined>;
   private readonly failures: Batcher<FailedAttempt, TaskRow | undefined>;
 
   constructor(pg: postgres.Sql, options: HotOptions) {
+    // Plain and debounced submissions go in batches of their own: one failing never fails the other.
     this.inserts = new Batcher(
-      (rows) => insertTasks(pg, rows, options),
+      (rows) => insertPlain(pg, rows, options),
+      (row) => row.id,
+      { maxSize: 200 },
+    );
+    this.debounces = new Batcher(
+      (rows) => upsertDebounced(pg, rows),
       (row) => row.id,
       { maxSize: 200 },
     );
     this.insertLimited = (row, maxQueued) =>
-      insertWithinQueueLimits(pg, row, maxQueued, (tx, rows) => insertTasks(tx, rows, options));
+      insertWithinQueueLimits(pg, row, maxQueued, async (tx, rows) => {
+        const [answer] = await (row.debounceKey == null
+          ? insertPlain(tx, rows, options)
+          : upsertDebounced(tx, rows));
+        if (!answer || answer instanceof ItemFailure)
+          throw answer?.error ?? new Error(`no answer for ${row.id}`);
+        return [answer];
+      });
     this.claims = new Batcher(
       async (items) => {
         const claimed = new Map<string, TaskRow>();
@@ -151,7 +166,7 @@ export class HotTransitions {
    */
   insert(row: TaskInsert, options: InsertOptions = {}): Promise<Inserted> {
     if (limitsQueue(options.maxQueued)) return this.insertLimited(row, options.maxQueued);
-    return this.inserts.add(row);
+    return row.debounceKey == null ? this.inserts.add(row) : this.debounces.add(row);
   }
 
   /**
@@ -187,30 +202,36 @@ const UNFINISHED = UNFINISHED_STATUSES.map((status) => `'${status}'`).join(', ')
 const KEY_ROUNDS = 5;
 
 const ownerOf = (r: NewTaskRow) => r.tenantId ?? 'default';
-const keyOf = (owner: string, key: string | null | undefined) => `${owner}\u0000${key}`;
 
-async function insertTasks(
-  pg: postgres.Sql,
-  rows: readonly TaskInsert[],
-  options: HotOptions,
-): Promise<Inserted[]> {
-  const answers = new Map<TaskInsert, Inserted>();
-  const plain = rows.filter((r) => r.debounceKey == null);
-  const debounced = rows.filter((r) => r.debounceKey != null);
-  if (plain.length > 0) {
-    const inserted = await insertPlain(pg, plain, options);
-    for (const [i, r] of plain.entries()) answers.set(r, inserted[i] as Inserted);
+/**
+ * Runs a statement again when PostgreSQL chose it as a deadlock's (or a serialization failure's)
+ * victim: nothing of it was written, and run again it goes through. Concurrent batches with the
+ * same keys take their locks in one order (the statements sort their rows), so this is rare.
+ */
+async function againOnConflict<T>(statement: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await statement();
+    } catch (error) {
+      const conflict = isTransientDatabaseError(error) && !isDatabaseUnavailable(error);
+      if (!conflict || attempt === 3) throw error;
+    }
   }
-  if (debounced.length > 0) {
-    const upserted = await upsertDebounced(pg, debounced);
-    for (const [i, r] of debounced.entries()) answers.set(r, upserted[i] as Inserted);
-  }
-  return rows.map((r) => {
-    const answer = answers.get(r);
-    if (!answer) throw new Error(`insert returned no row for ${r.id}`);
-    return answer;
-  });
 }
+
+/**
+ * The answers of a batch whose rounds stopped on an error: the rows answered before it keep their
+ * answer (they are committed), the others fail with the error. Nothing answered: the error itself.
+ */
+function answered<T>(
+  rows: readonly TaskInsert[],
+  answers: Map<TaskInsert, T>,
+  error: unknown,
+): (T | ItemFailure)[] {
+  if (answers.size === 0) throw error;
+  return rows.map((r) => answers.get(r) ?? new ItemFailure(error));
+}
+const keyOf = (owner: string, key: string | null | undefined) => `${owner}\u0000${key}`;
 
 /**
  * New rows, unless an idempotency or singleton key of the owner answers instead: one INSERT ... ON
@@ -222,7 +243,7 @@ async function insertPlain(
   pg: postgres.Sql,
   rows: readonly TaskInsert[],
   options: HotOptions,
-): Promise<Inserted[]> {
+): Promise<(Inserted | ItemFailure)[]> {
   const keyed = rows.filter((r) => r.idempotencyKey != null);
   if (keyed.length > 0) {
     // A key older than the window is free again: detach it from the owner's old task first
@@ -235,14 +256,30 @@ async function insertPlain(
         and t.created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})`;
   }
   const answers = new Map<TaskInsert, Inserted>();
+  try {
+    await insertRounds(pg, rows, answers);
+  } catch (error) {
+    return answered(rows, answers, error);
+  }
+  return rows.map((r) => answers.get(r) as Inserted);
+}
+
+/** The rounds of `insertPlain`, each answer recorded in `answers` as soon as it is committed. */
+async function insertRounds(
+  pg: postgres.Sql,
+  rows: readonly TaskInsert[],
+  answers: Map<TaskInsert, Inserted>,
+): Promise<void> {
   let todo = rows;
   for (let round = 0; todo.length > 0; round++) {
     if (round === KEY_ROUNDS)
       throw new Error(`insert: no answer for ${todo.length} task(s) after ${round} rounds`);
     // expires_at counts from when the task may first start (run_after, else now). The concurrency
     // key is the tenant's when none is given.
+    // Rows sorted by their keys, so that concurrent batches take the keys' locks in one order.
     const inserted = byId(
-      await pg`
+      await againOnConflict(
+        () => pg`
         insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
                            concurrency_key, singleton_key, trace, expires_at)
         select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.idempotency_key, v.run_after, v.ttl_ms,
@@ -258,8 +295,10 @@ async function insertPlain(
           ${column(todo, (r) => r.singletonKey)}::text[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[])
           as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
                concurrency_key, singleton_key, trace)
+        order by v.owner_id, v.singleton_key, v.idempotency_key
         on conflict do nothing
         returning *`,
+      ),
     );
     for (const r of todo) {
       const row = inserted.get(r.id);
@@ -284,7 +323,9 @@ async function insertPlain(
     }
     const singletons = new Map<string, TaskRow>();
     const single = lost.filter(
-      (r) => r.singletonKey != null && !replays.has(keyOf(ownerOf(r), r.idempotencyKey)),
+      (r) =>
+        r.singletonKey != null &&
+        (r.idempotencyKey == null || !replays.has(keyOf(ownerOf(r), r.idempotencyKey))),
     );
     if (single.length > 0) {
       const holders = await pg`
@@ -308,7 +349,6 @@ async function insertPlain(
     }
     todo = again;
   }
-  return rows.map((r) => answers.get(r) as Inserted);
 }
 
 /**
@@ -319,8 +359,25 @@ async function insertPlain(
  * others joined it); one of another type than that last one waits for the next statement. A holder
  * that stopped being PENDING meanwhile frees the key: the write is tried again.
  */
-async function upsertDebounced(pg: postgres.Sql, rows: readonly TaskInsert[]): Promise<Inserted[]> {
+async function upsertDebounced(
+  pg: postgres.Sql,
+  rows: readonly TaskInsert[],
+): Promise<(Inserted | ItemFailure)[]> {
   const answers = new Map<TaskInsert, Inserted>();
+  try {
+    await debounceRounds(pg, rows, answers);
+  } catch (error) {
+    return answered(rows, answers, error);
+  }
+  return rows.map((r) => answers.get(r) as Inserted);
+}
+
+/** The statements of `upsertDebounced`, each answer recorded in `answers` once committed. */
+async function debounceRounds(
+  pg: postgres.Sql,
+  rows: readonly TaskInsert[],
+  answers: Map<TaskInsert, Inserted>,
+): Promise<void> {
   let pending = [...rows];
   while (pending.length > 0) {
     // One write per key and statement: ON CONFLICT DO UPDATE cannot touch a row twice in one.
@@ -338,7 +395,6 @@ async function upsertDebounced(pg: postgres.Sql, rows: readonly TaskInsert[]): P
     }
     pending = later;
   }
-  return rows.map((r) => answers.get(r) as Inserted);
 }
 
 /** The upsert of `upsertDebounced`, for rows of distinct keys. */
@@ -351,7 +407,8 @@ async function writeDebounced(
   for (let round = 0; todo.length > 0; round++) {
     if (round === KEY_ROUNDS)
       throw new Error(`insert: no answer for ${todo.length} debounced task(s) after ${round} rounds`);
-    const written = await pg`
+    const written = await againOnConflict(
+      () => pg`
       insert into tasks as t (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
                               concurrency_key, debounce_key, trace)
       select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
@@ -367,13 +424,15 @@ async function writeDebounced(
           ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[])
           as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace)
       ) v
+      order by v.owner_id, v.debounce_key
       on conflict (owner_id, debounce_key) where debounce_key is not null and status = 'PENDING'
       do update set input = excluded.input, run_after = excluded.run_after, ttl_ms = excluded.ttl_ms,
         expires_at = excluded.expires_at, priority = excluded.priority, max_attempts = excluded.max_attempts,
         timeout_ms = excluded.timeout_ms, concurrency_key = excluded.concurrency_key,
         version = t.version + 1, updated_at = now()
       where t.status = 'PENDING' and t.name = excluded.name
-      returning t.*, t.xmax = 0 as created`;
+      returning t.*, t.xmax = 0 as created`,
+    );
     for (const raw of written) {
       const row = fromDriver(raw);
       const created = raw.created === true;
