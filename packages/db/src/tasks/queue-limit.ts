@@ -1,6 +1,7 @@
 import type postgres from 'postgres';
 import { QueueFullError } from '../errors.ts';
 import type { NewTaskRow } from '../schema.ts';
+import { pgArray } from './rows.ts';
 
 /**
  * The `max_queued` limits that apply to one submission: its tenant's and its task type's (PENDING
@@ -42,27 +43,31 @@ export function insertWithinQueueLimits<Row extends NewTaskRow, Answer extends {
 ): Promise<Answer> {
   const tenantId = row.tenantId ?? 'default';
   return pg.begin(async (tx) => {
-    if (maxQueued.tenant != null)
-      await tx`select pg_advisory_xact_lock(hashtextextended(${lockKey('tenant', tenantId)}, 0))`;
-    if (maxQueued.type != null)
-      await tx`select pg_advisory_xact_lock(hashtextextended(${lockKey('type', row.name)}, 0))`;
+    const tenantLimit = maxQueued.tenant ?? null;
+    const typeLimit = maxQueued.type ?? null;
+    // The locks of the limited holders in one statement, the tenant's first (so two submissions
+    // never wait for each other in a cycle).
+    const locks = [
+      ...(tenantLimit === null ? [] : [lockKey('tenant', tenantId)]),
+      ...(typeLimit === null ? [] : [lockKey('type', row.name)]),
+    ];
+    await tx`select pg_advisory_xact_lock(hashtextextended(k.key, 0))
+             from unnest(${pgArray(locks)}::text[]) with ordinality as k(key, n) order by k.n`;
     // The transaction's connection runs the same statements as the pool (it lacks only begin/end).
     const [result] = await insert(tx as unknown as postgres.Sql, [row]);
     if (!result) throw new Error(`insert returned no row for ${row.id}`);
     if (!result.created) return result;
-    if (maxQueued.tenant != null) {
-      const [counted] = await tx<{ n: number }[]>`
-        select count(*)::int as n from (
-          select 1 from tasks where owner_id = ${tenantId} and status = 'PENDING' limit ${maxQueued.tenant + 1}) t`;
-      if ((counted?.n ?? 0) > maxQueued.tenant)
-        throw new QueueFullError('tenant', tenantId, maxQueued.tenant);
-    }
-    if (maxQueued.type != null) {
-      const [counted] = await tx<{ n: number }[]>`
-        select count(*)::int as n from (
-          select 1 from tasks where name = ${row.name} and status = 'PENDING' limit ${maxQueued.type + 1}) t`;
-      if ((counted?.n ?? 0) > maxQueued.type) throw new QueueFullError('type', row.name, maxQueued.type);
-    }
+    // Both counts in one statement, each stopped at its limit + 1.
+    const [counted] = await tx<{ tenant: number; type: number }[]>`
+      select
+        (select count(*)::int from (select 1 from tasks where ${tenantLimit}::int is not null
+           and owner_id = ${tenantId} and status = 'PENDING' limit coalesce(${tenantLimit}::int, 0) + 1) t) as tenant,
+        (select count(*)::int from (select 1 from tasks where ${typeLimit}::int is not null
+           and name = ${row.name} and status = 'PENDING' limit coalesce(${typeLimit}::int, 0) + 1) t) as type`;
+    if (tenantLimit !== null && (counted?.tenant ?? 0) > tenantLimit)
+      throw new QueueFullError('tenant', tenantId, tenantLimit);
+    if (typeLimit !== null && (counted?.type ?? 0) > typeLimit)
+      throw new QueueFullError('type', row.name, typeLimit);
     return result;
   }) as Promise<Answer>;
 }
