@@ -148,9 +148,7 @@ export const tasks = pgTable(
       sql`(${t.finishedAt} is null) = (${t.status} in ${statusList(UNFINISHED_STATUSES)})`,
     ),
     // A task type's PENDING tasks: its max_queued count, and its counts on the limits routes.
-    index('tasks_pending_name_idx')
-      .on(t.name)
-      .where(sql`${t.status} = 'PENDING'`),
+    index('tasks_pending_name_idx').on(t.name).where(sql`${t.status} = 'PENDING'`),
     // Expiry: queued tasks that carry a deadline, soonest first.
     index('tasks_expiry_idx')
       .on(t.expiresAt)
