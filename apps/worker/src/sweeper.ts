@@ -1,4 +1,5 @@
 import type { LeaderLock, Logger, TaskLifecycle } from '@tasker/engine';
+import { Periodic } from './periodic.ts';
 
 export interface SweeperOptions {
   intervalMs: number;
@@ -13,27 +14,18 @@ export interface SweeperOptions {
  * `intervalMs`. Every worker has one; a lock held while a sweep lasts (`LeaderLock`: Redis, or a
  * PostgreSQL advisory lock) lets one sweep at a time.
  */
-export class Sweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-
+export class Sweeper extends Periodic {
   constructor(
     private readonly lifecycle: TaskLifecycle,
     private readonly lock: LeaderLock,
     private readonly options: SweeperOptions,
-    private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    const tick = () => {
-      this.running = this.sweepOnce()
-        .catch((error) => this.log.warn({ err: error }, 'sweep failed; will retry'))
-        .finally(() => {
-          this.running = undefined;
-          if (this.timer) this.timer = setTimeout(tick, this.options.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.options.intervalMs);
+    log: Logger,
+  ) {
+    super(
+      options.intervalMs,
+      () => this.sweepOnce(),
+      (error) => log.warn({ err: error }, 'sweep failed; will retry'),
+    );
   }
 
   /** One sweep, if no other worker is sweeping now. */
@@ -43,11 +35,5 @@ export class Sweeper {
       await this.lifecycle.prune(this.options.retentionMs);
       await this.lifecycle.vacuum();
     });
-  }
-
-  async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
   }
 }

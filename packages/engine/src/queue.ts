@@ -330,23 +330,6 @@ export class TaskQueue {
     await this.enqueue([task]);
   }
 
-  /**
-   * Moves a delayed job to start at `runAfter` (a debounced task whose start moved). A job that is
-   * not delayed (waiting, or taken by a worker) is left alone: its claim refuses a task before its
-   * run_after and puts the job back until then. False when no delayed job was moved.
-   */
-  async reschedule(id: string, runAfter: Date): Promise<boolean> {
-    this.ensureConnected();
-    const job = await this.queue.getJob(id);
-    if (!job || !(await job.isDelayed())) return false;
-    try {
-      await job.changeDelay(Math.max(1, runAfter.getTime() - Date.now()));
-      return true;
-    } catch {
-      return false; // promoted or taken meanwhile: the claim waits for run_after
-    }
-  }
-
   close(): Promise<void> {
     return this.queue.close();
   }

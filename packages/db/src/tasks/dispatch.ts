@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
 import { holdsAdvisoryLock } from '../advisory-lock.ts';
+import { COUNT_CAP } from '../limits.ts';
 import { column } from './rows.ts';
 
 /**
@@ -118,12 +119,15 @@ export class DispatchQueries {
     return rows.map((r) => ({ tenantId: r.owner_id, running: r.running, queued: r.queued }));
   }
 
-  /** Tasks waiting for their turn (not handed to the queue yet): due now, and delayed (run_after ahead). */
-  async waiting(): Promise<{ due: number; delayed: number }> {
+  /**
+   * Tasks waiting for their turn (not handed to the queue yet): due now, and delayed (run_after
+   * ahead). Counted up to `cap` in all (a page that polls it must not walk a huge backlog).
+   */
+  async waiting(cap = COUNT_CAP): Promise<{ due: number; delayed: number }> {
     const [row] = await this.pg<{ due: number; delayed: number }[]>`
       select (count(*) filter (where run_after is null or run_after <= now()))::int as due,
              (count(*) filter (where run_after > now()))::int as delayed
-      from tasks where ${this.pg.unsafe(READY)}`;
+      from (select run_after from tasks where ${this.pg.unsafe(READY)} limit ${cap}) t`;
     return { due: row?.due ?? 0, delayed: row?.delayed ?? 0 };
   }
 

@@ -5,10 +5,7 @@ import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts'
 import { InvalidArgumentError } from '../errors/invalid-argument.ts';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
 import { currentTraceCarrier } from '../observability/tracing.ts';
-import { bestEffort, emit, type LifecycleResources, withTimeout } from './resources.ts';
-
-/** How long a debounced submission waits for the queue to move its task's job (the row is already right). */
-const RESCHEDULE_TIMEOUT_MS = 2000;
+import { emit, type LifecycleResources } from './resources.ts';
 
 /** The tenant of every task when AUTH_MODE=disabled (and of the rows made before tenants existed). */
 export const DEFAULT_TENANT = 'default';
@@ -141,9 +138,9 @@ async function insertWithinLimits(
 
 /**
  * A debounced submission joined the PENDING task holding its key: that task now has its input and
- * its start (run_after). Its job, if one is queued and delayed, is moved to the new start; if that
- * fails, or the job was queued with the old start meanwhile, the job fires early and the claim,
- * which never starts a task before its run_after, puts it back until then.
+ * its start (run_after). Nothing else to move: the dispatcher hands out only tasks that are due, so
+ * a debounced task has no job until then; one handed out just before the join (due, not started) is
+ * refused by the claim, which never starts a task before its run_after, and waits until then.
  */
 async function joined(r: LifecycleResources, row: TaskRow, name: string): Promise<Submitted> {
   if (row.name !== name) {
@@ -153,14 +150,5 @@ async function joined(r: LifecycleResources, row: TaskRow, name: string): Promis
     );
   }
   emit(r, { kind: 'debounced', row });
-  const runAfter = row.runAfter;
-  if (runAfter) {
-    await bestEffort(
-      r,
-      'moving the job of a debounced task (the claim waits for its run_after)',
-      row.id,
-      () => withTimeout(r.queue.reschedule(row.id, runAfter), RESCHEDULE_TIMEOUT_MS, 'reschedule'),
-    );
-  }
   return { row, replayed: false, deduplicated: 'debounce' };
 }
