@@ -6,6 +6,7 @@ import {
   errorCodeOf,
   INTERNAL_ERROR_MESSAGE,
   type PublicFailure,
+  PublicFailureError,
   type PublicIssue,
   publicFailureOf,
   toPublicIssues,
@@ -22,26 +23,12 @@ import type { $ZodIssue } from 'zod/v4/core';
  * dependency that is down, the body shape) is in @tasker/engine, which the worker shares.
  */
 
-export { describeIssues, type ErrorBody, errorBody, type PublicIssue, toPublicIssues };
+export { describeIssues, type ErrorBody, errorBody, PublicFailureError, type PublicIssue, toPublicIssues };
 
 /** An error as a client gets it; `internal`: a bug, answered 500 with generic words, its cause logged. */
 export interface PublicError extends PublicFailure {
   code: ErrorCode;
   internal: boolean;
-}
-
-/**
- * A failure already in public words, thrown inside a procedure as the cause of its TRPCError (see
- * trpc.ts): the words and issues reach both doors as they are.
- */
-export class PublicFailureError extends Error {
-  override name = 'PublicFailureError';
-  constructor(
-    readonly failure: PublicFailure,
-    options?: { cause?: unknown },
-  ) {
-    super(failure.message, options);
-  }
 }
 
 /** The public words of Fastify's own errors that are worth rewording (the others say it well). */
@@ -66,8 +53,8 @@ function known(failure: PublicFailure): PublicError {
 }
 
 /**
- * Any error, as a client sees it. In order: what the engine and the dependencies say (also as the
- * cause of a tRPC error), a tRPC error's own code (its HTTP status as tRPC gives it) (a refused input carries its issues), an error
+ * Any error, as a client sees it. In order: what the engine and the dependencies say, and a
+ * PublicFailureError's own failure (also as the cause of a tRPC error), a tRPC error's own code (its HTTP status as tRPC gives it) (a refused input carries its issues), an error
  * with a 4xx `statusCode` (Fastify's: a bad body, a body too large, a wrong content type; the rate
  * limit's 429); anything else is a 500.
  */
@@ -76,7 +63,6 @@ export function toPublicError(
   options: { taskParametersField?: string; contentType?: string } = {},
 ): PublicError {
   const cause = error instanceof TRPCError && error.cause ? error.cause : error;
-  if (cause instanceof PublicFailureError) return known(cause.failure);
   const failure = publicFailureOf(cause, options.taskParametersField);
   if (failure) return known(failure);
   if (error instanceof TRPCError) {

@@ -128,7 +128,8 @@ export const mergeRouters = t.mergeRouters;
 
 /**
  * Every procedure: input PostgreSQL cannot hold is refused up front (400, saying where and why);
- * the engine's errors become the API's (400, 404, 409, 503), never a 500.
+ * the engine's errors become the API's (400, 404, 409, 503), never a 500, and a PublicFailureError
+ * thrown anywhere answers its own status: the HTTP status of a tRPC answer is its TRPCError's code.
  */
 const procedure = t.procedure.use(async ({ meta, next, getRawInput }) => {
   const unstorable = findUnstorable(await getRawInput());
@@ -140,7 +141,8 @@ const procedure = t.procedure.use(async ({ meta, next, getRawInput }) => {
   }
   const result = await next();
   if (!result.ok) {
-    // The engine's errors (and dependency failures) in public words (errors.ts), for both doors.
+    // The engine's errors (and dependency failures, and a PublicFailureError) in public words
+    // (errors.ts), for both doors.
     const cause = result.error.cause ?? result.error;
     const failure = publicFailureOf(cause, meta?.taskParameters);
     if (failure) {

@@ -280,6 +280,22 @@ describe('the same over tRPC', () => {
     expect(res.status).toBe(400);
     expect(res.body.error.data.issues[0].path).toBe('max_running');
   });
+
+  it('setTenantLimits for a tenant nothing belongs to: 400 naming tenant, as over REST (not a 500), nothing stored', async () => {
+    const res = await trpc(
+      'setTenantLimits',
+      { tenant: 'nobody-over-trpc', max_queued: 5 },
+      keys.operator,
+      true,
+    );
+    expect(res.status, JSON.stringify(res.body)).toBe(400);
+    expect(res.body.error.message).toMatch(/^tenant: no such tenant/);
+    expect(res.body.error.data).toMatchObject({ code: 'BAD_REQUEST', httpStatus: 400 });
+    expect(res.body.error.data.issues[0].path).toBe('tenant');
+    const [stored] = await db.sql<{ n: number }[]>`
+      select count(*)::int as n from tenant_limits where tenant_id = 'nobody-over-trpc'`;
+    expect(stored?.n).toBe(0);
+  });
 });
 
 describe('max_queued at submission', () => {

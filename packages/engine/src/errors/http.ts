@@ -6,6 +6,7 @@ import { ForbiddenError } from './forbidden.ts';
 import { InvalidArgumentError } from './invalid-argument.ts';
 import { InvalidTaskInputError } from './invalid-task-input.ts';
 import { NotFoundError } from './not-found.ts';
+import { PublicFailureError } from './public-failure.ts';
 import { TaskStateConflictError } from './task-state-conflict.ts';
 
 /**
@@ -122,7 +123,8 @@ export interface PublicFailure {
 
 /**
  * The engine's errors and dependency failures as a client sees them: bad input 400, refused 403, unknown 404,
- * wrong state 409, a full queue 429 QUEUE_FULL (max_queued), a dependency down or not configured 503 naming it. Undefined for anything else,
+ * wrong state 409, a full queue 429 QUEUE_FULL (max_queued), a dependency down or not configured 503 naming it;
+ * a PublicFailureError as it says (its own status, words, issues and code). Undefined for anything else,
  * which is a bug: a 500 whose cause is logged and never shown.
  *
  * `taskParametersField` is where the request carries a task type's parameters (`task_parameters`
@@ -132,6 +134,7 @@ export function publicFailureOf(
   error: unknown,
   taskParametersField = 'task_parameters',
 ): PublicFailure | undefined {
+  if (error instanceof PublicFailureError) return error.failure;
   if (error instanceof InvalidTaskInputError) {
     const issues = toPublicIssues(error.issues, [taskParametersField]);
     return { status: 400, message: describeIssues(issues), issues };

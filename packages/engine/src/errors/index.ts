@@ -19,6 +19,7 @@ export {
 export { InvalidArgumentError } from './invalid-argument.ts';
 export { InvalidTaskInputError } from './invalid-task-input.ts';
 export { NotFoundError } from './not-found.ts';
+export { PublicFailureError } from './public-failure.ts';
 export { TaskNotFoundError } from './task-not-found.ts';
 export { TaskStateConflictError } from './task-state-conflict.ts';
 export { UnreachableError } from './unreachable.ts';
