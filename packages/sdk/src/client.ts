@@ -8,7 +8,7 @@ import {
 } from '@trpc/client';
 import { EventSource as EventSourcePonyfill } from 'eventsource';
 import { TaskerError, TaskFailedError, toTaskerError } from './errors.ts';
-import { limitsClient, type TenantsApi, type TypesApi } from './limits.ts';
+import type { TenantsApi, TypesApi } from './limits.ts';
 import { classifyingFetch, retryLinks } from './retry.ts';
 import type {
   AppRouter,
@@ -31,6 +31,11 @@ import {
   queueOptionsToWire,
   renameIssuePaths,
   runOptionsToWire,
+  tenantLimitsToWire,
+  tenantListOptionsToWire,
+  tenantPageFromWire,
+  typeLimitsToWire,
+  type WireFields,
 } from './wire.ts';
 
 type FetchLike = typeof fetch;
@@ -131,11 +136,17 @@ function withHeaders(base: FetchLike, headers: Record<string, string>): FetchLik
   };
 }
 
-async function call<T>(promise: Promise<T>): Promise<T> {
+/**
+ * A call's answer, or its error as a TaskerError; a validation error's fields named as the caller
+ * wrote them (`fields`: the table of the procedure's input). The wire input is built before the
+ * call, so that an option refused locally, already named as written, is never renamed here.
+ */
+async function call<T>(promise: Promise<T>, fields?: WireFields): Promise<T> {
   try {
     return await promise;
   } catch (error) {
-    throw toTaskerError(error);
+    const tasker = toTaskerError(error);
+    throw fields ? renameIssuePaths(tasker, fields) : tasker;
   }
 }
 
@@ -208,47 +219,48 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
     };
   };
 
+  // Each method that builds a wire input is async: an option refused there rejects, as a refusal of the server does.
   return {
     trpc,
-    ...limitsClient(trpc),
     get,
     task,
     run: async (name, parameters, runOptions = {}) => {
       const wire = runOptionsToWire(runOptions);
-      try {
-        const { task_uuid, replayed, deduplicated } = await trpc.runTask.mutate({
+      const { task_uuid, replayed, deduplicated } = await call(
+        trpc.runTask.mutate({
           ...wire,
           task_name: name,
           task_parameters: parameters as Record<string, unknown>,
-        });
-        return { ...task(task_uuid, name), replayed, deduplicated };
-      } catch (error) {
-        throw renameIssuePaths(toTaskerError(error), 'run');
-      }
+        }),
+        'run',
+      );
+      return { ...task(task_uuid, name), replayed, deduplicated };
     },
     taskTypes: () => call(trpc.listTaskTypes.query({})),
     queue: () => call(trpc.getQueue.query({})),
-    pauseQueue: async (queueOptions = {}) => {
-      try {
-        return await trpc.pauseQueue.mutate(queueOptionsToWire(queueOptions));
-      } catch (error) {
-        throw renameIssuePaths(toTaskerError(error), 'queue');
-      }
+    pauseQueue: async (queueOptions = {}) =>
+      call(trpc.pauseQueue.mutate(queueOptionsToWire(queueOptions)), 'queue'),
+    resumeQueue: async (queueOptions = {}) =>
+      call(trpc.resumeQueue.mutate(queueOptionsToWire(queueOptions)), 'queue'),
+    list: async (listOptions = {}) =>
+      listResultFromWire(await call(trpc.listTasks.query(listOptionsToWire(listOptions)), 'list')),
+    tenants: {
+      list: async (listOptions = {}) =>
+        tenantPageFromWire(await call(trpc.listTenants.query(tenantListOptionsToWire(listOptions)))),
+      limits: {
+        get: (tenant) => call(trpc.getTenantLimits.query({ tenant })),
+        set: async (tenant, limits) =>
+          call(trpc.setTenantLimits.mutate({ tenant, ...tenantLimitsToWire(limits) }), 'limits'),
+        clear: (tenant) => call(trpc.clearTenantLimits.mutate({ tenant })),
+      },
     },
-    resumeQueue: async (queueOptions = {}) => {
-      try {
-        return await trpc.resumeQueue.mutate(queueOptionsToWire(queueOptions));
-      } catch (error) {
-        throw renameIssuePaths(toTaskerError(error), 'queue');
-      }
-    },
-    list: async (listOptions = {}) => {
-      const wire = listOptionsToWire(listOptions);
-      try {
-        return listResultFromWire(await trpc.listTasks.query(wire));
-      } catch (error) {
-        throw renameIssuePaths(toTaskerError(error), 'list');
-      }
+    types: {
+      limits: {
+        get: (name) => call(trpc.getTypeLimits.query({ name })),
+        set: async (name, limits) =>
+          call(trpc.setTypeLimits.mutate({ name, ...typeLimitsToWire(limits) }), 'limits'),
+        clear: (name) => call(trpc.clearTypeLimits.mutate({ name })),
+      },
     },
   };
 }

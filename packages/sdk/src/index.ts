@@ -18,6 +18,7 @@ export {
   type ValidationIssue,
 } from './errors.ts';
 export type {
+  LimitsApi,
   LimitsInput,
   TaskTypeLimits,
   TenantLimits,
@@ -25,6 +26,7 @@ export type {
   TenantListOptions,
   TenantPage,
   TenantsApi,
+  TypeLimitsApi,
   TypeLimitsInput,
   TypesApi,
 } from './limits.ts';

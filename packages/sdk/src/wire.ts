@@ -3,6 +3,7 @@
  * The tables below are checked against both sides, so a renamed field on either one is a compile error.
  */
 import { TaskerValidationError } from './errors.ts';
+import type { LimitsInput, TenantListOptions, TenantPage, TypeLimitsInput } from './limits.ts';
 import type {
   DebounceOptions,
   ListOptions,
@@ -18,6 +19,9 @@ import type {
 type RunWire = Omit<WireInputs['runTask'], 'task_name' | 'task_parameters'>;
 type ListWire = WireInputs['listTasks'];
 type QueueWire = Extract<WireInputs['pauseQueue'], object>;
+type TenantLimitsWire = Omit<WireInputs['setTenantLimits'], 'tenant'>;
+type TypeLimitsWire = Omit<WireInputs['setTypeLimits'], 'name'>;
+type TenantListWire = WireInputs['listTenants'];
 
 /** Each run option and the router's name for it. */
 const RUN_FIELDS = {
@@ -56,6 +60,37 @@ const QUEUE_FIELDS = {
   taskName: 'task_name',
 } as const satisfies { [K in keyof Required<QueueOptions>]: keyof QueueWire };
 
+/** Each limit of a tenant and the router's name for it. */
+const TENANT_LIMIT_FIELDS = {
+  maxRunning: 'max_running',
+  maxQueued: 'max_queued',
+  startsPerMinute: 'starts_per_minute',
+} as const satisfies { [K in keyof Required<LimitsInput>]: keyof TenantLimitsWire };
+
+/** Each limit of a task type (a tenant's, and one per concurrency key) and the router's name for it. */
+const TYPE_LIMIT_FIELDS = {
+  ...TENANT_LIMIT_FIELDS,
+  maxRunningPerKey: 'max_running_per_key',
+} as const satisfies { [K in keyof Required<TypeLimitsInput>]: keyof TypeLimitsWire };
+
+/** Each option of `tenants.list()`: the router's own names. */
+const TENANT_LIST_FIELDS = {
+  limit: 'limit',
+  cursor: 'cursor',
+} as const satisfies { [K in keyof Required<TenantListOptions>]: keyof TenantListWire };
+
+/** The router's name → the caller's, for each table a refusal can name (`limits`: a type's, a superset of a tenant's). */
+const inverse = (fields: Record<string, string>) =>
+  new Map(Object.entries(fields).map(([camel, wire]) => [wire, camel]));
+const CAMEL = {
+  run: inverse(RUN_FIELDS),
+  list: inverse(LIST_FIELDS),
+  queue: inverse(QUEUE_FIELDS),
+  limits: inverse(TYPE_LIMIT_FIELDS),
+};
+/** The fields of an object option, by the option's (camelCase) name. */
+const NESTED: Readonly<Record<string, Map<string, string>>> = { debounce: inverse(DEBOUNCE_FIELDS) };
+
 /** Options are camelCase since 0.2.0: an unknown key (say `delay_ms` from 0.1) is refused, not ignored. */
 function checkKeys(options: object, fields: Record<string, string>, what: string, prefix = ''): void {
   const issues = Object.keys(options)
@@ -88,8 +123,9 @@ function list<T>(value: T | readonly T[] | undefined): T[] | undefined {
 export function runOptionsToWire(options: RunOptions): RunWire {
   checkKeys(options, RUN_FIELDS, 'run');
   const { debounce } = options;
-  if (debounce !== undefined && typeof debounce === 'object' && debounce !== null)
-    checkKeys(debounce, DEBOUNCE_FIELDS, 'debounce', 'debounce.');
+  // Anything else than an object goes as it is: the server names what is wrong with it.
+  const debounceObject = typeof debounce === 'object' && debounce !== null;
+  if (debounceObject) checkKeys(debounce, DEBOUNCE_FIELDS, 'debounce', 'debounce.');
   return {
     priority: options.priority,
     delay_ms: options.delayMs,
@@ -100,11 +136,7 @@ export function runOptionsToWire(options: RunOptions): RunWire {
     idempotency_key: options.idempotencyKey,
     concurrency_key: options.concurrencyKey,
     singleton_key: options.singletonKey,
-    // Anything else than an object goes as it is: the server names what is wrong with it.
-    debounce:
-      debounce !== undefined && typeof debounce === 'object' && debounce !== null
-        ? { key: debounce.key, delay_ms: debounce.delayMs }
-        : debounce,
+    debounce: debounceObject ? { key: debounce.key, delay_ms: debounce.delayMs } : debounce,
   };
 }
 
@@ -136,20 +168,48 @@ export function listResultFromWire(page: WireOutputs['listTasks']): ListResult {
   return { tasks: page.tasks as TaskSummary[], nextCursor: page.next_cursor };
 }
 
-/** A validation error of the router names its fields: name them as the caller wrote them. */
-export function renameIssuePaths(error: unknown, fields: 'run' | 'list' | 'queue'): unknown {
-  if (!(error instanceof TaskerValidationError)) return error;
-  const table: Record<string, string> =
-    fields === 'run' ? RUN_FIELDS : fields === 'list' ? LIST_FIELDS : QUEUE_FIELDS;
-  const camel = new Map(Object.entries(table).map(([k, v]) => [v, k]));
-  const nested: Record<string, Map<string, string>> = {
-    debounce: new Map(Object.entries(DEBOUNCE_FIELDS).map(([k, v]) => [v, k])),
+/** The limits common to tenants and task types. */
+function limitsToWire(limits: LimitsInput): TenantLimitsWire {
+  return {
+    max_running: limits.maxRunning,
+    max_queued: limits.maxQueued,
+    starts_per_minute: limits.startsPerMinute,
   };
+}
+
+/** A tenant's limits to set: an unknown one (`maxRunningPerKey` too: a type's) is refused here, naming it. */
+export function tenantLimitsToWire(limits: LimitsInput): TenantLimitsWire {
+  checkKeys(limits, TENANT_LIMIT_FIELDS, 'limit');
+  return limitsToWire(limits);
+}
+
+/** A task type's limits to set: an unknown one is refused here, naming it. */
+export function typeLimitsToWire(limits: TypeLimitsInput): TypeLimitsWire {
+  checkKeys(limits, TYPE_LIMIT_FIELDS, 'limit');
+  return { ...limitsToWire(limits), max_running_per_key: limits.maxRunningPerKey };
+}
+
+export function tenantListOptionsToWire(options: TenantListOptions): TenantListWire {
+  checkKeys(options, TENANT_LIST_FIELDS, 'tenants list');
+  return { limit: options.limit, cursor: options.cursor };
+}
+
+export function tenantPageFromWire(page: WireOutputs['listTenants']): TenantPage {
+  return { tenants: page.tenants, nextCursor: page.next_cursor };
+}
+
+/** Which of the tables above names the fields of a procedure's input. */
+export type WireFields = keyof typeof CAMEL;
+
+/** A validation error of the router names its fields: name them as the caller wrote them. */
+export function renameIssuePaths(error: unknown, fields: WireFields): unknown {
+  if (!(error instanceof TaskerValidationError)) return error;
+  const camel = CAMEL[fields];
   for (const issue of error.issues) {
     const [head, next, ...rest] = issue.path.split('.');
     const renamed = head === undefined ? undefined : camel.get(head);
     if (!renamed) continue;
-    const inner = fields === 'run' && next !== undefined ? (nested[renamed]?.get(next) ?? next) : next;
+    const inner = next === undefined ? undefined : (NESTED[renamed]?.get(next) ?? next);
     issue.path = [renamed, ...(inner === undefined ? [] : [inner]), ...rest].join('.');
   }
   return error;
