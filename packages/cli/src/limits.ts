@@ -3,25 +3,19 @@ import { type Command, Option } from 'commander';
 import { connect } from './connect.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable } from './output.ts';
+import { wholeNumber } from './params.ts';
 
 /** The largest limit the server takes. */
 const MAX_LIMIT = 1_000_000;
+
+const limitNumber = wholeNumber(0, MAX_LIMIT, 'or "default": back to the default');
 
 /**
  * A limit on the command line: an integer from 0 to 1,000,000, or `default` (back to the default;
  * kept as the word here: commander takes a null from a parser for a missing value).
  */
-function limitValue(flag: string) {
-  return (text: string): number | 'default' => {
-    if (text === 'default') return text;
-    const value = Number(text);
-    if (!/^\d+$/.test(text) || value > MAX_LIMIT)
-      throw new CliError(
-        `${flag}: expected an integer from 0 to ${MAX_LIMIT}, or "default" (got "${text}")`,
-        EXIT.usage,
-      );
-    return value;
-  };
+function limitValue(text: string): number | 'default' {
+  return text === 'default' ? text : limitNumber(text);
 }
 
 const LIMIT_FLAGS = [
@@ -40,9 +34,7 @@ type Flags = { [K in keyof TypeLimitsInput]?: number | 'default' } & { clear?: b
 function withLimitFlags(command: Command, flags: readonly (readonly [string, string, string])[]): Command {
   for (const [, flag, description] of flags) {
     command.addOption(
-      new Option(flag, `${description} ("default": back to the default)`).argParser(
-        limitValue(flag.split(' ')[0] ?? flag),
-      ),
+      new Option(flag, `${description} ("default": back to the default)`).argParser(limitValue),
     );
   }
   return command
@@ -96,13 +88,14 @@ export function limitsCommands(program: Command): void {
     .description(
       'The tenants, with their limits and running/queued tasks (an operator key); `tenants limits TENANT`',
     )
-    .option('--limit <n>', 'tenants per page, 1 to 200', '50')
+    // 200: the most the server's listTenants gives (apps/server/src/router/limits.ts).
+    .option('--limit <n>', 'tenants per page, 1 to 200', wholeNumber(1, 200), 50)
     .option('--cursor <tenant>', 'the page after this tenant (the last of the previous page)')
     .option('--json', 'the page as JSON')
-    .action(async (options: { limit: string; cursor?: string; json?: boolean }, command: Command) => {
+    .action(async (options: { limit: number; cursor?: string; json?: boolean }, command: Command) => {
       const { client, url } = connect(command);
       const page = await client.tenants
-        .list({ limit: Number(options.limit), cursor: options.cursor })
+        .list({ limit: options.limit, cursor: options.cursor })
         .catch((error: unknown) => Promise.reject(describeError(error, url)));
       if (options.json) {
         printJson(page);

@@ -1,5 +1,19 @@
+import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { CliError, EXIT } from './errors.ts';
+
+/**
+ * A commander option parser: a whole number (digits only) from `min` to `max`, else commander's
+ * InvalidArgumentError (a usage error: exit 2, one line) saying so, and `note` after it if given.
+ */
+export function wholeNumber(min: number, max: number, note?: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max)
+      throw new InvalidArgumentError(`a whole number from ${min} to ${max}${note ? ` (${note})` : ''}`);
+    return n;
+  };
+}
 
 /** The part of a JSON Schema that says what a parameter is. */
 const propertySchema = z.looseObject({

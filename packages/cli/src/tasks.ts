@@ -12,7 +12,7 @@ import { type Connection, connect } from './connect.ts';
 import { parseDuration, parseDurationMs } from './duration.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable, Spinner, statusText, valueText } from './output.ts';
-import { buildParameters } from './params.ts';
+import { buildParameters, wholeNumber } from './params.ts';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -41,14 +41,6 @@ function keyOption(value: string): string {
   return value;
 }
 
-/** `--debounce-ms`: 0 to 86400000 (one day). */
-function debounceMsOption(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 86_400_000)
-    throw new InvalidArgumentError('a whole number of milliseconds from 0 to 86400000 (1 day)');
-  return n;
-}
-
 /** The options of `run`, as the command line gave them. */
 export interface RunFlags {
   delay?: number;
@@ -75,19 +67,6 @@ export function runOptionsOf(flags: RunFlags): RunOptions {
         ? { key: flags.debounceKey, delayMs: flags.debounceMs }
         : undefined,
   };
-}
-
-function priorityOption(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 100) throw new InvalidArgumentError('a whole number from 0 to 100');
-  return n;
-}
-
-function limitOption(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < 1 || n > 500)
-    throw new InvalidArgumentError('a whole number from 1 to 500');
-  return n;
 }
 
 /** `--status a,b` (repeatable): every status of @tasker/states, in any case. */
@@ -243,7 +222,7 @@ export function taskCommands(program: Command): void {
     )
     .option('-i, --input <json>', 'the parameters as one JSON object (--param values override)')
     .option('--delay <duration>', 'start no sooner than this from now: 90s, 15m, 12h, 30d', delayOption)
-    .option('--priority <n>', '0 (default) to 100: higher runs first', priorityOption)
+    .option('--priority <n>', '0 (default) to 100: higher runs first', wholeNumber(0, 100))
     .option(
       '--ttl <duration>',
       'not started within this (500ms, 30s, 15m, ...; from --delay, else now), it ends EXPIRED without running',
@@ -267,7 +246,7 @@ export function taskCommands(program: Command): void {
     .option(
       '--debounce-ms <n>',
       'with --debounce-key: milliseconds after the last run (0 to 1 day)',
-      debounceMsOption,
+      wholeNumber(0, 86_400_000, 'milliseconds: 1 day'),
     )
     .option('-w, --wait', 'wait for the end and print the result (a spinner on a terminal)')
     .option('--watch', 'show each status and stream the reply as it grows, then the result')
@@ -349,7 +328,7 @@ Examples:
       statusOption,
     )
     .option('-t, --type <type>', 'only this task type (repeatable)', collect, [])
-    .option('-n, --limit <n>', 'at most this many (1 to 500)', limitOption, 20)
+    .option('-n, --limit <n>', 'at most this many (1 to 500)', wholeNumber(1, 500), 20)
     .option('--cursor <cursor>', 'the page after the one that printed this cursor')
     .option('--json', '{"tasks": [...], "nextCursor": ...} as JSON')
     .action(

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { ApiKeyStore, createDb, type DbClient } from '@tasker/db';
-import { type AppProcess, createTestEnv, spawnApp, type TestEnv } from '@tasker/testing';
+import { type AppProcess, createTestEnv, freePort, spawnApp, type TestEnv } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const main = new URL('../dist/main.js', import.meta.url).pathname;
@@ -101,6 +101,13 @@ describe('tasker tenants limits', () => {
       ['--max-queued', '3', '--clear'],
     ]) {
       const run = await tasker(['tenants', 'limits', 'acme', ...args], keys.admin);
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    // Checked before asking: a server that is not there is never reached (that would be exit 3).
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    for (const limit of ['0', '201', '1.5', 'x']) {
+      const run = await tasker(['tenants', '--limit', limit, '--url', nowhere], keys.operator);
       expect(run.code, run.stderr).toBe(2);
       expect(run.stderr.trim().split('\n')).toHaveLength(1);
     }
