@@ -1,32 +1,30 @@
-const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+import { listInWords } from '@tasker/states';
 
-/** `90s`, `15m`, `12h`, `30d`, `2w` → seconds. Throws on anything else. */
-export function parseDuration(text: string): number {
-  const match = /^(\d+)\s*([smhdw])$/.exec(text.trim());
-  const unit = match?.[2];
+/** Each unit of a duration, in milliseconds. */
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+type Unit = keyof typeof UNIT_MS;
+const DURATION = /^(\d+)\s*([a-z]+)$/;
+
+/**
+ * `500ms`, `30s`, `15m`, `12h`, `30d`, `2w` → milliseconds, in the `units` given (default: all).
+ * Throws on anything else, and on a duration of 0.
+ */
+export function parseDurationMs(
+  text: string,
+  units: readonly Unit[] = ['ms', 's', 'm', 'h', 'd', 'w'],
+): number {
+  const match = DURATION.exec(text.trim());
+  const unit = units.find((u) => u === match?.[2]);
   if (!match || !unit)
-    throw new Error(`"${text}" is not a duration: use a number and s, m, h, d or w (e.g. 30d)`);
-  const seconds = Number(match[1]) * (UNITS[unit] ?? 0);
-  if (seconds <= 0) throw new Error(`"${text}" must be longer than 0`);
-  return seconds;
-}
-
-const MS_UNITS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-};
-
-/** `500ms`, `30s`, `15m`, `12h`, `30d`, `2w` → milliseconds. Throws on anything else. */
-export function parseDurationMs(text: string): number {
-  const match = /^(\d+)\s*(ms|[smhdw])$/.exec(text.trim());
-  const unit = match?.[2];
-  if (!match || !unit)
-    throw new Error(`"${text}" is not a duration: use a number and ms, s, m, h, d or w (e.g. 30s)`);
-  const ms = Number(match[1]) * (MS_UNITS[unit] ?? 0);
+    throw new Error(
+      `"${text}" is not a duration: use a number and ${listInWords(units)} (e.g. ${units.includes('ms') ? '30s' : '30d'})`,
+    );
+  const ms = Number(match[1]) * UNIT_MS[unit];
   if (ms <= 0) throw new Error(`"${text}" must be longer than 0`);
   return ms;
+}
+
+/** `90s`, `15m`, `12h`, `30d`, `2w` → seconds (no `ms`). Throws on anything else. */
+export function parseDuration(text: string): number {
+  return parseDurationMs(text, ['s', 'm', 'h', 'd', 'w']) / 1000;
 }

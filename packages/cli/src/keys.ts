@@ -3,6 +3,7 @@ import { authModeOf } from '@tasker/engine/config';
 import { type Command, InvalidArgumentError } from 'commander';
 import { parseDuration } from './duration.ts';
 import { CliError, EXIT } from './errors.ts';
+import { asOption } from './params.ts';
 
 /**
  * @tasker/db's API_KEY_SCOPES, copied so that the CLI loads drizzle (a second of start-up) only for
@@ -27,14 +28,6 @@ function scopesOption(value: string): ApiKeyScope[] {
     throw new InvalidArgumentError(`scopes are ${API_KEY_SCOPES.join(', ')} (got "${value}")`);
   }
   return scopes as ApiKeyScope[];
-}
-
-function durationOption(value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
 }
 
 /** Opens the database of DATABASE_URL (migrating it, so the first key can be made before any server ran). */
@@ -72,7 +65,7 @@ export function keysCommand(program: Command, databaseUrl: () => Promise<string>
     .option(
       '--expires-in <duration>',
       'the key stops working after this long: 90s, 15m, 12h, 30d, 2w',
-      durationOption,
+      asOption(parseDuration),
     )
     .action(async (options: { tenant: string; name: string; scopes: ApiKeyScope[]; expiresIn?: number }) => {
       if (!/^[\w.-]{1,100}$/.test(options.tenant)) {

@@ -2,6 +2,17 @@ import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { CliError, EXIT } from './errors.ts';
 
+/** `parse` as a commander option parser: what it throws becomes commander's InvalidArgumentError (exit 2, one line). */
+export function asOption<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
 /**
  * A commander option parser: a whole number (digits only) from `min` to `max`, else commander's
  * InvalidArgumentError (a usage error: exit 2, one line) saying so, and `note` after it if given.

@@ -12,26 +12,10 @@ import { type Connection, connect } from './connect.ts';
 import { parseDuration, parseDurationMs } from './duration.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable, Spinner, statusText, valueText } from './output.ts';
-import { buildParameters, wholeNumber } from './params.ts';
+import { asOption, buildParameters, wholeNumber } from './params.ts';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
-}
-
-function delayOption(value: string): number {
-  try {
-    return parseDuration(value) * 1000;
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
-}
-
-function ttlOption(value: string): number {
-  try {
-    return parseDurationMs(value);
-  } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
-  }
 }
 
 /** A key of a submission: 1 to 200 characters, no control character (the server's rule). */
@@ -221,12 +205,16 @@ export function taskCommands(program: Command): void {
       [],
     )
     .option('-i, --input <json>', 'the parameters as one JSON object (--param values override)')
-    .option('--delay <duration>', 'start no sooner than this from now: 90s, 15m, 12h, 30d', delayOption)
+    .option(
+      '--delay <duration>',
+      'start no sooner than this from now: 90s, 15m, 12h, 30d',
+      asOption((value) => parseDuration(value) * 1000),
+    )
     .option('--priority <n>', '0 (default) to 100: higher runs first', wholeNumber(0, 100))
     .option(
       '--ttl <duration>',
       'not started within this (500ms, 30s, 15m, ...; from --delay, else now), it ends EXPIRED without running',
-      ttlOption,
+      asOption(parseDurationMs),
     )
     .option(
       '--concurrency-key <key>',

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { type AppProcess, createTestEnv, spawnApp, type TestEnv } from '@tasker/testing';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseDurationMs } from '../src/duration.ts';
+import { parseDuration, parseDurationMs } from '../src/duration.ts';
 import { CliError } from '../src/errors.ts';
 import { runOptionsOf, taskCommands } from '../src/tasks.ts';
 
@@ -21,6 +21,12 @@ describe('the run flags (no server)', () => {
     expect(parseDurationMs('2h')).toBe(7_200_000);
     expect(() => parseDurationMs('30')).toThrow(/not a duration/);
     expect(() => parseDurationMs('0s')).toThrow(/longer than 0/);
+  });
+
+  it('--delay and keys --expires-in take the same table without ms, in seconds', () => {
+    expect(parseDuration('90s')).toBe(90);
+    expect(parseDuration('2w')).toBe(1_209_600);
+    expect(() => parseDuration('500ms')).toThrow(/not a duration: use a number and s, m, h, d or w/);
   });
 
   it('map to the SDK run options; --debounce-key and --debounce-ms go together', () => {
