@@ -6,7 +6,7 @@
  */
 
 import type { ApiKeyScope } from '@tasker/db';
-import { findUnstorable, publicFailureOf, type TaskApi } from '@tasker/engine';
+import { errorCodeOf, findUnstorable, publicFailureOf, type TaskApi } from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { type Auth, authorize } from './auth.ts';
 import { PublicFailureError, toPublicError, trpcCodeOf } from './errors.ts';
@@ -106,12 +106,20 @@ const t = initTRPC
     errorFormatter({ shape, error }) {
       // The same words as the REST door: a bug is "Internal server error", its cause only logged
       // (app.ts's onError); no stack traces, ever: `data` carries only what a client can use.
-      // `data.code` is the REST body's `code`: tRPC's word for the status, or a more precise one (QUEUE_FULL).
-      const { message, issues, code } = toPublicError(error);
+      // `data.code` is tRPC's own code (PARSE_ERROR, BAD_REQUEST, NOT_FOUND...), unless the failure
+      // carries a code of its own, more precise than its status's word (QUEUE_FULL): then that one,
+      // as in the REST body.
+      const { message, issues, code, status } = toPublicError(error);
+      const own = code !== errorCodeOf(status);
       return {
         message,
         code: shape.code,
-        data: { code, httpStatus: shape.data.httpStatus, path: shape.data.path, issues },
+        data: {
+          code: own ? code : shape.data.code,
+          httpStatus: shape.data.httpStatus,
+          path: shape.data.path,
+          issues,
+        },
       };
     },
     sse: {

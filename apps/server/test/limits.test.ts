@@ -281,6 +281,17 @@ describe('the same over tRPC', () => {
     expect(res.body.error.data.issues[0].path).toBe('max_running');
   });
 
+  it("data.code is tRPC's own code (PARSE_ERROR), not its status's word", async () => {
+    const input = encodeURIComponent(JSON.stringify({ tenant: 'lim-a' }));
+    const res = await fetch(`${server.url}/trpc/getTenantLimits?input=${input}&connectionParams=%7B`, {
+      headers: { authorization: `Bearer ${keys.adminA}` },
+    });
+    expect(res.status).toBe(400);
+    // biome-ignore lint/suspicious/noExplicitAny: tRPC's envelope
+    const body = (await res.json()) as any;
+    expect(body.error.data).toMatchObject({ code: 'PARSE_ERROR', httpStatus: 400 });
+  });
+
   it('setTenantLimits for a tenant nothing belongs to: 400 naming tenant, as over REST (not a 500), nothing stored', async () => {
     const res = await trpc(
       'setTenantLimits',
@@ -329,6 +340,22 @@ describe('max_queued at submission', () => {
       where id = (select id from tasks where owner_id = 'lim-a' limit 1)`;
     expect((await submitDelayed(keys.writerA)).status).toBe(201);
     expect((await submitDelayed(keys.writerA)).status).toBe(429);
+  });
+
+  it('over tRPC: 429 with data.code QUEUE_FULL (its own code, not the status word), nothing stored', async () => {
+    await db.sql`delete from tasks where owner_id = 'lim-a'`;
+    await call('PUT', '/tenants/lim-a/limits', keys.adminA, { max_queued: 0 });
+    const res = await fetch(`${server.url}/trpc/createTask`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${keys.writerA}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'sum_two_numbers', input: { a: 1, b: 2 } }),
+    });
+    expect(res.status).toBe(429);
+    // biome-ignore lint/suspicious/noExplicitAny: tRPC's envelope
+    const body = (await res.json()) as any;
+    expect(body.error.data).toMatchObject({ code: 'QUEUE_FULL', httpStatus: 429 });
+    expect(await countRows('lim-a')).toBe(0);
+    await call('DELETE', '/tenants/lim-a/limits', keys.adminA);
   });
 
   it('an idempotent replay is answered with its task even when the queue is full', async () => {
