@@ -1,12 +1,17 @@
 import type { TaskName, TaskTypeLimits, TenantLimits, TypeLimitsInput } from '@tasker/sdk';
+import type { MAX_LIMIT as TASKS_MAX_LIMIT } from '@tasker/tasks';
 import { type Command, Option } from 'commander';
 import { connect } from './connect.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable } from './output.ts';
 import { wholeNumber } from './params.ts';
 
-/** The largest limit the server takes. */
-const MAX_LIMIT = 1_000_000;
+/**
+ * The largest limit the server takes: @tasker/tasks's MAX_LIMIT (define.ts), tied to it by its type,
+ * so that a change there is a compile error here. Its value is not imported: that would bundle the
+ * task catalog, and OpenAI's client with it (1 MB), into the CLI.
+ */
+const MAX_LIMIT: typeof TASKS_MAX_LIMIT = 1_000_000;
 
 const limitNumber = wholeNumber(0, MAX_LIMIT, 'or "default": back to the default');
 
