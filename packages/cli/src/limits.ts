@@ -1,9 +1,16 @@
-import type { TaskName, TaskTypeLimits, TenantLimits, TypeLimitsInput } from '@tasker/sdk';
+import type {
+  LimitsApi,
+  LimitsInput,
+  TaskerClient,
+  TaskTypeLimits,
+  TenantLimits,
+  TypeLimitsInput,
+} from '@tasker/sdk';
 import type { MAX_LIMIT as TASKS_MAX_LIMIT } from '@tasker/tasks';
 import { type Command, Option } from 'commander';
 import { connect } from './connect.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
-import { paint, printJson, printTable } from './output.ts';
+import { paint, printJson, printTable, time } from './output.ts';
 import { wholeNumber } from './params.ts';
 
 /**
@@ -23,71 +30,119 @@ function limitValue(text: string): number | 'default' {
   return text === 'default' ? text : limitNumber(text);
 }
 
-const LIMIT_FLAGS = [
-  ['maxRunning', '--max-running <n>', 'at most N tasks RUNNING at once, across every worker'],
-  ['maxQueued', '--max-queued <n>', 'at most N tasks PENDING: a submission beyond is refused (QUEUE_FULL)'],
-  ['startsPerMinute', '--starts-per-minute <n>', 'task starts spread to at most N per minute'],
-] as const;
-const PER_KEY_FLAG = [
-  'maxRunningPerKey',
-  '--max-running-per-key <n>',
-  'at most N tasks of the type RUNNING at once per concurrency key',
-] as const;
+type View = TenantLimits | TaskTypeLimits;
+type Field = keyof Required<TypeLimitsInput>;
 
-type Flags = { [K in keyof TypeLimitsInput]?: number | 'default' } & { clear?: boolean; json?: boolean };
+/**
+ * Each limit, by its field in the SDK: its flag is the field in kebab case (`--max-running`, which
+ * commander reads back as `maxRunning`), its row in the table `label`, and `now` the count it bounds.
+ */
+const LIMITS: Record<Field, { help: string; label: string; now?: (view: View) => string }> = {
+  maxRunning: {
+    help: 'at most N tasks RUNNING at once, across every worker',
+    label: 'max running',
+    now: (view: View) => `${view.running} running`,
+  },
+  maxQueued: {
+    help: 'at most N tasks PENDING: a submission beyond is refused (QUEUE_FULL)',
+    label: 'max queued',
+    now: (view: View) => `${view.queued} queued`,
+  },
+  startsPerMinute: { help: 'task starts spread to at most N per minute', label: 'starts per minute' },
+  maxRunningPerKey: {
+    help: 'at most N tasks of the type RUNNING at once per concurrency key',
+    label: 'max running per key',
+  },
+};
 
-function withLimitFlags(command: Command, flags: readonly (readonly [string, string, string])[]): Command {
-  for (const [, flag, description] of flags) {
-    command.addOption(
-      new Option(flag, `${description} ("default": back to the default)`).argParser(limitValue),
-    );
-  }
-  return command
-    .option('--clear', 'remove every limit set here: the defaults apply again')
-    .option('--json', 'the limits and counts as JSON');
-}
+/** A tenant's limits; a task type's are these and `maxRunningPerKey`. */
+const TENANT_FIELDS = ['maxRunning', 'maxQueued', 'startsPerMinute'] as const satisfies (keyof LimitsInput)[];
+
+const flagOf = (field: Field) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+type Flags = { [K in Field]?: number | 'default' } & { clear?: boolean };
 
 /** The limits given on the command line (a field left out stays as it is on the server). */
-function changes(flags: Flags, fields: readonly (keyof TypeLimitsInput)[]): TypeLimitsInput | undefined {
+function changes(flags: Flags, fields: readonly Field[]): TypeLimitsInput | undefined {
   const given = fields.filter((field) => flags[field] !== undefined);
   if (given.length === 0) return undefined;
   return Object.fromEntries(given.map((field) => [field, flags[field] === 'default' ? null : flags[field]]));
 }
 
-const shown = (value: number | null, none = '-') => (value === null ? none : String(value));
+const shown = (value: number | null | undefined, none = '-') =>
+  value === null || value === undefined ? none : String(value);
 
-function printLimits(title: string, view: TenantLimits | TaskTypeLimits, perKey: boolean): void {
+function printLimits(title: string, view: View, fields: readonly Field[]): void {
   process.stdout.write(
-    `${paint('bold', title)}${view.updatedAt ? paint('dim', `  (set ${view.updatedAt})`) : paint('dim', '  (the defaults)')}\n`,
+    `${paint('bold', title)}${view.updatedAt ? paint('dim', `  (set ${time(view.updatedAt)})`) : paint('dim', '  (the defaults)')}\n`,
   );
-  const row = (label: string, field: keyof TypeLimitsInput, now: string) => {
-    const pick = (limits: object) =>
-      ((limits as Record<string, number | null>)[field] ?? null) as number | null;
-    return [
-      label,
-      shown(pick(view.stored)),
-      shown(pick(view.defaults)),
-      shown(pick(view.effective), 'none'),
-      now,
-    ];
-  };
+  // A tenant's view has no maxRunningPerKey (its fields leave that row out).
+  const pick = (limits: Partial<Record<Field, number | null>>, field: Field) => limits[field];
   printTable(
     [
       ['LIMIT', 'SET', 'DEFAULT', 'APPLIES', 'NOW'],
-      row('max running', 'maxRunning', `${view.running} running`),
-      row('max queued', 'maxQueued', `${view.queued} queued`),
-      row('starts per minute', 'startsPerMinute', ''),
-      ...(perKey ? [row('max running per key', 'maxRunningPerKey', '')] : []),
+      ...fields.map((field) => [
+        LIMITS[field].label,
+        shown(pick(view.stored, field)),
+        shown(pick(view.defaults, field)),
+        shown(pick(view.effective, field), 'none'),
+        LIMITS[field].now?.(view) ?? '',
+      ]),
     ],
     (r, c, text) => (r === 0 ? paint('bold', text) : c === 0 ? paint('dim', text) : text),
   );
 }
 
 /**
- * `tasker tenants [limits TENANT ...]` and `tasker types limits NAME ...`: limits set at runtime, with
- * the counts they bound. Without a limit flag or `--clear`, they are read.
+ * `limits <key>` under `parent` (`tenants`, `types`): without a limit flag or `--clear`, reads the
+ * limits of `key` through the SDK's `api`; with flags, sets them; `--clear` gives them all back.
  */
-export function limitsCommands(program: Command): void {
+function limitsCommand<Key extends string, V extends View>(
+  parent: Command,
+  spec: {
+    description: string;
+    argument: [name: string, description: string];
+    fields: readonly Field[];
+    api: (client: TaskerClient) => LimitsApi<Key, TypeLimitsInput, V>;
+    title: (view: V) => string;
+  },
+): void {
+  const command = parent
+    .command('limits')
+    .description(spec.description)
+    .argument(`<${spec.argument[0]}>`, spec.argument[1]);
+  for (const field of spec.fields) {
+    command.addOption(
+      new Option(`${flagOf(field)} <n>`, `${LIMITS[field].help} ("default": back to the default)`).argParser(
+        limitValue,
+      ),
+    );
+  }
+  command
+    .option('--clear', 'remove every limit set here: the defaults apply again')
+    .option('--json', 'the limits and counts as JSON')
+    .action(async (key: string, flags: Flags, command: Command) => {
+      const { client, url } = connect(command);
+      const change = changes(flags, spec.fields);
+      if (flags.clear && change) throw new CliError('--clear: give it alone, without limits', EXIT.usage);
+      const api = spec.api(client);
+      const view = await (flags.clear
+        ? api.clear(key as Key)
+        : change
+          ? api.set(key as Key, change)
+          : api.get(key as Key)
+      ).catch((error: unknown) => Promise.reject(describeError(error, url)));
+      // `--json` is also the parent's option (`tenants --json`, `types --json`), wherever it stands on the line.
+      if (command.optsWithGlobals<{ json?: boolean }>().json) printJson(view);
+      else printLimits(spec.title(view), view, spec.fields);
+    });
+}
+
+/**
+ * `tasker tenants [limits TENANT ...]`: the tenants, and a tenant's limits set at runtime, with the
+ * counts they bound.
+ */
+export function tenantsCommand(program: Command): void {
   const tenants = program
     .command('tenants')
     .description(
@@ -123,52 +178,24 @@ export function limitsCommands(program: Command): void {
       if (page.nextCursor) process.stderr.write(`more: tasker tenants --cursor ${page.nextCursor}\n`);
     });
 
-  withLimitFlags(
-    tenants
-      .command('limits')
-      .description(
-        "A tenant's limits and its running/queued tasks; with flags, sets them (its own with an admin key, any with an operator key)",
-      )
-      .argument('<tenant>', 'the tenant'),
-    LIMIT_FLAGS,
-  ).action(async (tenant: string, flags: Flags, command: Command) => {
-    const { client, url } = connect(command);
-    const change = changes(flags, ['maxRunning', 'maxQueued', 'startsPerMinute']);
-    if (flags.clear && change) throw new CliError('--clear: give it alone, without limits', EXIT.usage);
-    const view = await (flags.clear
-      ? client.tenants.limits.clear(tenant)
-      : change
-        ? client.tenants.limits.set(tenant, change)
-        : client.tenants.limits.get(tenant)
-    ).catch((error: unknown) => Promise.reject(describeError(error, url)));
-    // `--json` is also the parent's option (`tenants --json`, `types --json`), wherever it stands on the line.
-    if (command.optsWithGlobals<{ json?: boolean }>().json) printJson(view);
-    else printLimits(`tenant ${view.tenant}`, view, false);
+  limitsCommand(tenants, {
+    description:
+      "A tenant's limits and its running/queued tasks; with flags, sets them (its own with an admin key, any with an operator key)",
+    argument: ['tenant', 'the tenant'],
+    fields: TENANT_FIELDS,
+    api: (client) => client.tenants.limits,
+    title: (view) => `tenant ${view.tenant}`,
   });
+}
 
-  const types = program.commands.find((command) => command.name() === 'types');
-  if (!types) throw new Error('the types command must be registered first');
-  withLimitFlags(
-    types
-      .command('limits')
-      .description(
-        "A task type's limits and its running/queued tasks (every tenant's); with flags, sets them (an operator key)",
-      )
-      .argument('<name>', 'the task type'),
-    [...LIMIT_FLAGS, PER_KEY_FLAG],
-  ).action(async (name: string, flags: Flags, command: Command) => {
-    const { client, url } = connect(command);
-    const change = changes(flags, ['maxRunning', 'maxQueued', 'startsPerMinute', 'maxRunningPerKey']);
-    if (flags.clear && change) throw new CliError('--clear: give it alone, without limits', EXIT.usage);
-    const type = name as TaskName;
-    const view = await (flags.clear
-      ? client.types.limits.clear(type)
-      : change
-        ? client.types.limits.set(type, change)
-        : client.types.limits.get(type)
-    ).catch((error: unknown) => Promise.reject(describeError(error, url)));
-    // `--json` is also the parent's option (`tenants --json`, `types --json`), wherever it stands on the line.
-    if (command.optsWithGlobals<{ json?: boolean }>().json) printJson(view);
-    else printLimits(`task type ${view.name}`, view, true);
+/** `tasker types limits NAME ...`: a task type's limits (`types`: the command that lists the types). */
+export function typeLimitsCommand(types: Command): void {
+  limitsCommand(types, {
+    description:
+      "A task type's limits and its running/queued tasks (every tenant's); with flags, sets them (an operator key)",
+    argument: ['name', 'the task type'],
+    fields: [...TENANT_FIELDS, 'maxRunningPerKey'],
+    api: (client) => client.types.limits,
+    title: (view) => `task type ${view.name}`,
   });
 }

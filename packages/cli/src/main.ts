@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_URL } from './connect.ts';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.ts';
 import { keysCommand } from './keys.ts';
-import { limitsCommands } from './limits.ts';
+import { tenantsCommand } from './limits.ts';
 import { queueCommand } from './queue.ts';
 import { taskCommands } from './tasks.ts';
 
@@ -37,7 +37,7 @@ async function databaseUrl(): Promise<string> {
 
 taskCommands(program);
 queueCommand(program);
-limitsCommands(program);
+tenantsCommand(program);
 keysCommand(program, databaseUrl);
 // Every command: commander's own usage errors become exit 2 (its message is already on stderr).
 for (const command of program.commands) {

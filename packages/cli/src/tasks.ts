@@ -11,7 +11,8 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { type Connection, connect } from './connect.ts';
 import { parseDuration, parseDurationMs } from './duration.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
-import { paint, printJson, printTable, Spinner, statusText, valueText } from './output.ts';
+import { typeLimitsCommand } from './limits.ts';
+import { paint, printJson, printTable, Spinner, statusText, time, valueText } from './output.ts';
 import { asOption, buildParameters, wholeNumber } from './params.ts';
 
 function collect(value: string, previous: string[]): string[] {
@@ -68,8 +69,6 @@ function idArgument(value: string): string {
   }
   return value.toLowerCase();
 }
-
-const time = (iso: string | null) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 
 function attemptsText(t: { attempts: number; maxAttempts: number }): string {
   return `${t.attempts} of ${t.maxAttempts}`;
@@ -411,7 +410,7 @@ Examples:
       await follow(connection, id, { watch: true, json: Boolean(options.json) });
     });
 
-  program
+  const types = program
     .command('types')
     .description('The task types the server runs, with their parameters')
     .option('--json', 'the list as JSON, with each type’s JSON Schemas')
@@ -438,4 +437,5 @@ Examples:
         (r, _c, text) => (r === 0 ? paint('bold', text) : text),
       );
     });
+  typeLimitsCommand(types);
 }

@@ -66,6 +66,7 @@ describe('tasker tenants limits', () => {
     run = await tasker(['tenants', 'limits', 'acme', '--max-running', '3', '--max-queued', '2'], keys.admin);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^max running +3 +- +3 +0 running$/m);
+    expect(run.stdout).toMatch(/^tenant acme {2}\(set \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\)$/m);
     run = await tasker(['tenants', 'limits', 'acme', '--max-running', 'default', '--json'], keys.admin);
     expect(run.code, run.stderr).toBe(0);
     const view = JSON.parse(run.stdout);
