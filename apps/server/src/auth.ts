@@ -1,5 +1,5 @@
 import { API_KEY_SCOPES, type ApiKeyScope, type ApiKeyStore, hashApiKey, looksLikeApiKey } from '@tasker/db';
-import { DEFAULT_TENANT, type Logger } from '@tasker/engine';
+import { DEFAULT_TENANT, ForbiddenError, type Logger } from '@tasker/engine';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { LruMap } from 'toad-cache';
 
@@ -25,6 +25,19 @@ export type Refusal = { status: 401 | 403; message: string };
 
 /** Whether a key acts across tenants (the shared queue, any tenant's keys). */
 export const isOperator = (identity: Identity): boolean => identity.scopes.includes('operator');
+
+/**
+ * The tenant a caller may act on (its keys, its limits): an operator's, any, the one named (none:
+ * every tenant); an admin's, its own, named or not. Another tenant named by an admin key is a 403
+ * in `refusal`'s words, which say what the route reaches.
+ */
+export function reachable(caller: Identity, tenant: string, refusal: string): string;
+export function reachable(caller: Identity, tenant: string | undefined, refusal: string): string | undefined;
+export function reachable(caller: Identity, tenant: string | undefined, refusal: string): string | undefined {
+  if (isOperator(caller)) return tenant;
+  if (tenant !== undefined && tenant !== caller.tenantId) throw new ForbiddenError(refusal);
+  return caller.tenantId;
+}
 
 /**
  * Whether `identity` holds `scope`. `operator` includes `admin`: the keys of any tenant include

@@ -1,7 +1,7 @@
 import { API_KEY_SCOPES, type ApiKeyInfo, type ApiKeyStore } from '@tasker/db';
 import { ForbiddenError, iso, isoDate, NotFoundError } from '@tasker/engine';
 import { z } from 'zod';
-import { type Identity, isOperator } from './auth.ts';
+import { type Identity, isOperator, reachable } from './auth.ts';
 
 /** An API key as the API shows it: never the key itself, nor its hash. */
 export const apiKeySchema = z
@@ -72,18 +72,11 @@ export const OTHER_TENANT =
 export const OPERATOR_ONLY =
   'Only an operator key (or `tasker keys create` against the database) may give the operator scope, or revoke a key that has it';
 
-/** The tenant an admin key may act on: its own. An operator's: any. */
-function reachable(caller: Identity, tenant: string | undefined): string | undefined {
-  if (isOperator(caller)) return tenant;
-  if (tenant !== undefined && tenant !== caller.tenantId) throw new ForbiddenError(OTHER_TENANT);
-  return caller.tenantId;
-}
-
 export function createKeysApi(store: ApiKeyStore, authMode: 'required' | 'disabled'): KeysApi {
   return {
     create: async (caller, { tenant, name, scopes, expiresInS }) => {
       if (authMode === 'disabled') throw new ForbiddenError(KEYS_NEED_AUTH);
-      const target = reachable(caller, tenant) ?? caller.tenantId;
+      const target = reachable(caller, tenant, OTHER_TENANT) ?? caller.tenantId;
       if (scopes.includes('operator') && !isOperator(caller)) throw new ForbiddenError(OPERATOR_ONLY);
       const { key, info } = await store.create({
         tenantId: target,
@@ -94,7 +87,8 @@ export function createKeysApi(store: ApiKeyStore, authMode: 'required' | 'disabl
       });
       return { ...toApiKeyView(info), key };
     },
-    list: async (caller, tenant) => (await store.list(reachable(caller, tenant))).map(toApiKeyView),
+    list: async (caller, tenant) =>
+      (await store.list(reachable(caller, tenant, OTHER_TENANT))).map(toApiKeyView),
     revoke: async (caller, id) => {
       // An admin's reach is its tenant: another tenant's key answers as an unknown one.
       const scope = isOperator(caller) ? undefined : caller.tenantId;

@@ -8,15 +8,14 @@ import type {
 import {
   DEFAULT_TENANT,
   effectiveLimits,
-  ForbiddenError,
   iso,
   isoDate,
   type Limits,
+  PublicFailureError,
   typeLimitDefaults,
 } from '@tasker/engine';
 import { z } from 'zod';
-import { type Identity, isOperator } from './auth.ts';
-import { PublicFailureError } from './errors.ts';
+import { type Identity, reachable } from './auth.ts';
 
 const limit = (what: string) => z.number().int().nullable().describe(`${what}; null: no limit`);
 
@@ -84,8 +83,10 @@ export const UNKNOWN_TENANT =
 /**
  * Limits at runtime, for the caller's reach: an `admin` key reads and sets its own tenant's; an
  * `operator` key any tenant's, the list of tenants, and the task types' (shared by every tenant).
- * The rules are here; the router passes the caller along. A change counts at once on this server
- * and within 2 s on every other process (the engine's `Limits` reads at most 1 s old copies).
+ * The tenant rule is here (the router passes the caller along); who may call at all (admin, or
+ * operator for the list and the task types) is the router's procedures'. A change counts at once
+ * on this server and within 2 s on every other process (the engine's `Limits` reads at most 1 s
+ * old copies).
  */
 export interface LimitsApi {
   getTenant(caller: Identity, tenant: string): Promise<TenantLimitsView>;
@@ -93,17 +94,20 @@ export interface LimitsApi {
   setTenant(caller: Identity, tenant: string, change: LimitChange): Promise<TenantLimitsView>;
   /** Back to the defaults. */
   clearTenant(caller: Identity, tenant: string): Promise<TenantLimitsView>;
-  /** Tenants with limits, keys or tasks, by name, after `cursor` (operator). */
-  listTenants(
-    caller: Identity,
-    page: { limit: number; cursor?: string },
-  ): Promise<{ tenants: TenantLimitsView[]; nextCursor: string | null }>;
+  /** Tenants with limits, keys or tasks, by name, after `cursor` (an operator's: operatorProcedure). */
+  listTenants(page: {
+    limit: number;
+    cursor?: string;
+  }): Promise<{ tenants: TenantLimitsView[]; nextCursor: string | null }>;
   getType(name: string): Promise<TypeLimitsView>;
   setType(name: string, change: LimitChange<TypeLimitValues>): Promise<TypeLimitsView>;
   clearType(name: string): Promise<TypeLimitsView>;
 }
 
-/** Only these fields of a stored row (null where it has none, or there is no row). */
+/**
+ * Only these fields of a stored row (null where it has none, or there is no row). The field lists
+ * repeat @tasker/db's (limits.ts), which it does not export.
+ */
 const values = <K extends string>(
   row: Partial<Record<K, number | null>> | undefined,
   fields: readonly K[],
@@ -112,12 +116,6 @@ const values = <K extends string>(
 
 const TENANT_FIELDS = ['maxRunning', 'maxQueued', 'startsPerMinute'] as const;
 const TYPE_FIELDS = [...TENANT_FIELDS, 'maxRunningPerKey'] as const;
-
-/** The tenant an admin key may act on: its own; an operator's: any. */
-function reach(caller: Identity, tenant: string): string {
-  if (!isOperator(caller) && tenant !== caller.tenantId) throw new ForbiddenError(OTHER_TENANT_LIMITS);
-  return tenant;
-}
 
 export function createLimitsApi(limits: Limits): LimitsApi {
   const { store, tenantDefaults } = limits;
@@ -134,9 +132,16 @@ export function createLimitsApi(limits: Limits): LimitsApi {
     running: count?.running ?? 0,
     queued: count?.queued ?? 0,
   });
-  const readTenant = async (tenant: string) => {
-    const [row, count] = await Promise.all([store.getTenant(tenant), store.countsOf([tenant])]);
-    return tenantView(tenant, row, count.get(tenant));
+  /** A tenant's view: its row (as read, as just written, or none once cleared) and its counts, read together. */
+  const withCounts = async (tenant: string, row: Promise<StoredTenantLimits | undefined>) => {
+    const [stored, count] = await Promise.all([row, store.countsOf([tenant])]);
+    return tenantView(tenant, stored, count.get(tenant));
+  };
+  /** A change stored, then this process's copy of the limits dropped: it counts here at once. */
+  const written = async <T>(write: Promise<T>): Promise<T> => {
+    const result = await write;
+    limits.invalidate();
+    return result;
   };
   const typeView = async (name: string, row: StoredTypeLimits | undefined): Promise<TypeLimitsView> => {
     const defaults = typeLimitDefaults(name);
@@ -150,9 +155,10 @@ export function createLimitsApi(limits: Limits): LimitsApi {
     };
   };
   return {
-    getTenant: (caller, tenant) => readTenant(reach(caller, tenant)),
+    getTenant: async (caller, tenant) =>
+      withCounts(tenant, store.getTenant(reachable(caller, tenant, OTHER_TENANT_LIMITS))),
     setTenant: async (caller, tenant, change) => {
-      reach(caller, tenant);
+      reachable(caller, tenant, OTHER_TENANT_LIMITS);
       const known =
         tenant === DEFAULT_TENANT || tenant === caller.tenantId || (await store.tenantExists(tenant));
       if (!known) {
@@ -162,17 +168,16 @@ export function createLimitsApi(limits: Limits): LimitsApi {
           issues: [{ path: 'tenant', message: UNKNOWN_TENANT }],
         });
       }
-      await store.setTenant(tenant, change);
-      limits.invalidate();
-      return readTenant(tenant);
+      // The upsert answers the row as it now is.
+      return withCounts(tenant, written(store.setTenant(tenant, change)));
     },
     clearTenant: async (caller, tenant) => {
-      await store.clearTenant(reach(caller, tenant));
-      limits.invalidate();
-      return readTenant(tenant);
+      reachable(caller, tenant, OTHER_TENANT_LIMITS);
+      // Its row is gone: the defaults apply.
+      const gone = written(store.clearTenant(tenant)).then(() => undefined);
+      return withCounts(tenant, gone);
     },
-    listTenants: async (caller, { limit: size, cursor }) => {
-      if (!isOperator(caller)) throw new ForbiddenError('Only an operator key lists every tenant');
+    listTenants: async ({ limit: size, cursor }) => {
       const names = await store.listTenants(size + 1, cursor);
       const page = names.slice(0, size);
       const [rows, count] = await Promise.all([store.getTenants(page), store.countsOf(page)]);
@@ -183,14 +188,9 @@ export function createLimitsApi(limits: Limits): LimitsApi {
       };
     },
     getType: async (name) => typeView(name, await store.getType(name)),
-    setType: async (name, change) => {
-      const row = await store.setType(name, change);
-      limits.invalidate();
-      return typeView(name, row);
-    },
+    setType: async (name, change) => typeView(name, await written(store.setType(name, change))),
     clearType: async (name) => {
-      await store.clearType(name);
-      limits.invalidate();
+      await written(store.clearType(name));
       return typeView(name, undefined);
     },
   };

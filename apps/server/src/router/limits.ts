@@ -146,7 +146,7 @@ export const limitsRouter = router({
       }),
     )
     .query(async ({ ctx, input }) => {
-      const page = await ctx.limits.listTenants(ctx.identity, { limit: input.limit, cursor: input.cursor });
+      const page = await ctx.limits.listTenants({ limit: input.limit, cursor: input.cursor });
       return { tenants: page.tenants, next_cursor: page.nextCursor };
     }),
 
