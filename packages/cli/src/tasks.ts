@@ -19,7 +19,15 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-/** A key of a submission: 1 to 200 characters, no control character (the server's rule). */
+/**
+ * The server's rules for the keys of a submission, copied: they live in apps/server/src/router/schemas.ts
+ * (`submitKey`: 1 to 200 characters, none a control character; `debounce.delay_ms`: 0 to DAY_MS),
+ * which exports neither (and the server is no runtime dependency of the CLI). Checked here so that a
+ * bad value is a usage error (exit 2) before anything is asked; the server checks them again.
+ */
+const DEBOUNCE_MAX_MS = 24 * 3600 * 1000;
+
+/** A key of a submission: 1 to 200 characters, no control character (the server's `submitKey`). */
 function keyOption(value: string): string {
   if (value.length < 1 || value.length > 200 || /\p{Cc}/u.test(value))
     throw new InvalidArgumentError('1 to 200 characters, no control character');
@@ -233,7 +241,7 @@ export function taskCommands(program: Command): void {
     .option(
       '--debounce-ms <n>',
       'with --debounce-key: milliseconds after the last run (0 to 1 day)',
-      wholeNumber(0, 86_400_000, 'milliseconds: 1 day'),
+      wholeNumber(0, DEBOUNCE_MAX_MS, 'milliseconds: 1 day'),
     )
     .option('-w, --wait', 'wait for the end and print the result (a spinner on a terminal)')
     .option('--watch', 'show each status and stream the reply as it grows, then the result')
