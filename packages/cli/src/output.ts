@@ -27,6 +27,10 @@ export function valueText(value: unknown): string {
   return typeof value === 'string' ? value : JSON.stringify(value, null, 2);
 }
 
+/** The start of `text`, `chars` long, and … when there is more (`more`: the text was already cut). */
+export const clip = (text: string, chars: number, more = false) =>
+  text.length > chars || more ? `${text.slice(0, chars)}…` : text;
+
 /** An ISO time as the tables show it: `2026-01-02 03:04:05Z`; `-` for none. */
 export const time = (iso: string | null) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '-');
 

@@ -12,7 +12,7 @@ import { type Connection, connect } from './connect.ts';
 import { parseDuration, parseDurationMs } from './duration.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { typeLimitsCommand } from './limits.ts';
-import { paint, printJson, printTable, Spinner, statusText, time, valueText } from './output.ts';
+import { clip, paint, printJson, printTable, Spinner, statusText, time, valueText } from './output.ts';
 import { asOption, buildParameters, wholeNumber } from './params.ts';
 
 function collect(value: string, previous: string[]): string[] {
@@ -357,13 +357,11 @@ Examples:
               t.status,
               attemptsText(t),
               // The concurrency key, its start when long.
-              t.concurrencyKey.length > 24 ? `${t.concurrencyKey.slice(0, 24)}…` : t.concurrencyKey,
+              clip(t.concurrencyKey, 24),
               time(t.createdAt),
               time(t.finishedAt),
               // A list row carries a preview of the input (its JSON cut at 1 KiB): its start, here.
-              t.inputPreview.json.length > 40 || t.inputPreview.truncated
-                ? `${t.inputPreview.json.slice(0, 40)}…`
-                : t.inputPreview.json,
+              clip(t.inputPreview.json, 40, t.inputPreview.truncated),
             ]),
           ],
           (r, c, text) =>
