@@ -1,3 +1,4 @@
+import type { LimitChange, TypeLimitValues } from '@tasker/db';
 import { MAX_LIMIT, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import {
@@ -8,6 +9,7 @@ import {
 } from '../limits-api.ts';
 import { adminProcedure, operatorProcedure, router } from '../trpc.ts';
 import { tenant } from './keys.ts';
+import { restPage } from './schemas.ts';
 
 /** A limit in a PUT: an integer from 0 to 1,000,000; null gives it back to the default; absent: unchanged. */
 const limitInput = (what: string) =>
@@ -27,6 +29,25 @@ const limitsBody = {
   ),
   starts_per_minute: limitInput('Task starts spread to at most this many per minute'),
 };
+
+/** Each limit of a PUT body, and the name the store knows it by. */
+const CHANGE_FIELDS = {
+  max_running: 'maxRunning',
+  max_queued: 'maxQueued',
+  starts_per_minute: 'startsPerMinute',
+  max_running_per_key: 'maxRunningPerKey',
+} as const satisfies Record<string, keyof TypeLimitValues>;
+type ChangeField = keyof typeof CHANGE_FIELDS;
+
+/** A PUT body's limits as the store takes them: one left out stays out (unchanged), null stays null (the default). */
+function toChange(input: { [K in ChangeField]?: number | null }): LimitChange<TypeLimitValues> {
+  const change: LimitChange<TypeLimitValues> = {};
+  for (const [field, name] of Object.entries(CHANGE_FIELDS) as [ChangeField, keyof TypeLimitValues][]) {
+    const value = input[field];
+    if (value !== undefined) change[name] = value;
+  }
+  return change;
+}
 
 const tenantPath = tenant.describe('The tenant');
 const typePath = z.enum(taskNames).describe('The task type (one of GET /task-types)');
@@ -86,13 +107,7 @@ export const limitsRouter = router({
     })
     .input(z.strictObject({ tenant: tenantPath, ...limitsBody }))
     .output(tenantLimitsSchema)
-    .mutation(({ ctx, input }) =>
-      ctx.limits.setTenant(ctx.identity, input.tenant, {
-        maxRunning: input.max_running,
-        maxQueued: input.max_queued,
-        startsPerMinute: input.starts_per_minute,
-      }),
-    ),
+    .mutation(({ ctx, input }) => ctx.limits.setTenant(ctx.identity, input.tenant, toChange(input))),
 
   clearTenantLimits: adminProcedure
     .meta({
@@ -145,10 +160,7 @@ export const limitsRouter = router({
           .describe('Pass it as cursor for the next page; null: the last page'),
       }),
     )
-    .query(async ({ ctx, input }) => {
-      const page = await ctx.limits.listTenants({ limit: input.limit, cursor: input.cursor });
-      return { tenants: page.tenants, next_cursor: page.nextCursor };
-    }),
+    .query(async ({ ctx, input }) => restPage(await ctx.limits.listTenants(input))),
 
   getTypeLimits: operatorProcedure
     .meta({
@@ -195,14 +207,7 @@ export const limitsRouter = router({
       }),
     )
     .output(typeLimitsViewSchema)
-    .mutation(({ ctx, input }) =>
-      ctx.limits.setType(input.name, {
-        maxRunning: input.max_running,
-        maxQueued: input.max_queued,
-        startsPerMinute: input.starts_per_minute,
-        maxRunningPerKey: input.max_running_per_key,
-      }),
-    ),
+    .mutation(({ ctx, input }) => ctx.limits.setType(input.name, toChange(input))),
 
   clearTypeLimits: operatorProcedure
     .meta({

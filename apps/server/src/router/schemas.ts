@@ -6,6 +6,14 @@ export const taskUuid = z.uuid().describe('The id returned by run-task');
 
 const DAY_MS = 24 * 3600 * 1000;
 
+/** A page as the API writes it: its items, and the cursor of the next page as `next_cursor`. */
+export function restPage<T extends { nextCursor: string | null }>({
+  nextCursor,
+  ...items
+}: T): Omit<T, 'nextCursor'> & { next_cursor: string | null } {
+  return { ...items, next_cursor: nextCursor };
+}
+
 /**
  * A key of a submission (concurrency, singleton, debounce): per tenant, so another tenant's same key
  * never meets it; 1 to 200 characters, none of them a control character.

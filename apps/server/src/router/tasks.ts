@@ -9,7 +9,7 @@ import {
 import { taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
-import { checkRunOptions, runOptionsShape, taskUuid, toSubmitOptions } from './schemas.ts';
+import { checkRunOptions, restPage, runOptionsShape, taskUuid, toSubmitOptions } from './schemas.ts';
 
 /** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
 const list = <T extends z.ZodType>(item: T) =>
@@ -203,7 +203,7 @@ export const tasksRouter = router({
         cursor: input.cursor,
         limit: input.limit,
       });
-      return { tasks: page.tasks, next_cursor: page.nextCursor };
+      return restPage(page);
     }),
 
   cancelTask: writeProcedure
