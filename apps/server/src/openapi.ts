@@ -39,9 +39,10 @@ function errorResponse(description: string, example: object, extra: Json = {}): 
   return { description, ...extra, content: { 'application/json': { schema: ERROR_REF, example } } };
 }
 
+const rateLimitedExample = errorBody(429, rateLimitMessage(DEFAULT_RATE_LIMIT_PER_MINUTE, '12 seconds'));
 const rateLimited = errorResponse(
   'More than RATE_LIMIT_PER_MINUTE requests in a minute from this API key (or, without a valid one, this client IP, whose spent budget also stops the lookup of a new key); retry after Retry-After seconds',
-  errorBody(429, rateLimitMessage(DEFAULT_RATE_LIMIT_PER_MINUTE, '12 seconds')),
+  rateLimitedExample,
   {
     headers: {
       'retry-after': {
@@ -63,10 +64,7 @@ const rateLimitedOrQueueFull: Json = {
     'application/json': {
       schema: ERROR_REF,
       examples: {
-        rateLimited: {
-          summary: 'Over the rate limit',
-          value: errorBody(429, rateLimitMessage(DEFAULT_RATE_LIMIT_PER_MINUTE, '12 seconds')),
-        },
+        rateLimited: { summary: 'Over the rate limit', value: rateLimitedExample },
         queueFull: {
           summary: "Over the tenant's max_queued",
           value: errorBody(429, new QueueFullError('tenant', 'acme', 1000).message, undefined, 'QUEUE_FULL'),
