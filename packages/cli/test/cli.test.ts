@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import {
   type AppProcess,
   createTestEnv,
@@ -11,17 +10,7 @@ import {
   waitFor,
 } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-/** The built CLI, as `docker compose exec server tasker` and `npx tasker` run it. */
-const main = new URL('../dist/main.js', import.meta.url).pathname;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** Each piece of stdout as it arrived, with the milliseconds since the start. */
-  chunks: { at: number; text: string }[];
-}
+import { assertBuilt, type Run, runProcess, tasker as runTasker } from './run.ts';
 
 /**
  * The prompt's words come back one per 300 ms (24 words: 7 s), so the progress writes (every 200 ms
@@ -36,24 +25,9 @@ let server: AppProcess;
 let authServer: AppProcess;
 let worker: AppProcess;
 
-/** Runs the CLI to its end; `live` sees its output as it comes. */
-function tasker(args: string[], vars: Record<string, string> = {}, live?: (run: Run) => void): Promise<Run> {
-  const started = Date.now();
-  const child = spawn(process.execPath, [main, ...args], {
-    env: { ...process.env, TASKER_URL: server.url ?? '', TASKER_API_KEY: '', ...vars },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const run: Run = { code: null, stdout: '', stderr: '', chunks: [] };
-  live?.(run);
-  child.stdout.on('data', (chunk: Buffer) => {
-    run.stdout += chunk.toString();
-    run.chunks.push({ at: Date.now() - started, text: chunk.toString() });
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    run.stderr += chunk.toString();
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ ...run, code })));
-}
+/** The CLI against the server (no key), `vars` over it; `live` sees its output as it comes. */
+const tasker = (args: string[], vars: Record<string, string> = {}, live?: (run: Run) => void) =>
+  runTasker(args, { TASKER_URL: server.url ?? '', TASKER_API_KEY: '', ...vars }, live);
 
 /** A failure is exactly one line on stderr, naming the CLI. */
 function oneLine(stderr: string): string {
@@ -64,8 +38,7 @@ function oneLine(stderr: string): string {
 }
 
 beforeAll(async () => {
-  if (!existsSync(main))
-    throw new Error(`${main} is missing: build the CLI first (pnpm --filter @tasker/cli build)`);
+  assertBuilt();
   fake = await startFakeOpenAI({ chunkDelayMs: 300 });
   env = createTestEnv({ OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: fake.baseURL });
   server = await spawnApp('server', { ...env.vars, LOG_LEVEL: 'info' });
@@ -388,21 +361,9 @@ describe('the README', () => {
     // One shell, so that $ID carries from line to line; each line's exit code after it.
     const script = lines.map((line) => `${line}\necho "[exit $?]"`).join('\n');
     const root = new URL('../../../', import.meta.url).pathname;
-    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn('bash', ['-c', script], {
-        cwd: root,
-        env: { ...process.env, TASKER_URL: server.url ?? '', TASKER_API_KEY: '' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        stdout += chunk.toString();
-      });
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-      });
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    const run = await runProcess('bash', ['-c', script], {
+      cwd: root,
+      env: { ...process.env, TASKER_URL: server.url ?? '', TASKER_API_KEY: '' },
     });
     const codes = [...run.stdout.matchAll(/\[exit (\d+)\]/g)].map((m) => Number(m[1]));
     expect(codes, `${run.stdout}\n${run.stderr}`).toEqual([...lines.slice(0, -1).map(() => 0), 2]);

@@ -1,9 +1,7 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { createTestEnv } from '@tasker/testing';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runProcess } from './run.ts';
 
-const exec = promisify(execFile);
 const env = createTestEnv();
 const main = new URL('../src/main.ts', import.meta.url).pathname;
 const tsx = new URL('../../../node_modules/.bin/tsx', import.meta.url).pathname;
@@ -14,21 +12,16 @@ async function tasker(...args: string[]) {
 }
 
 async function taskerWith(vars: Record<string, string>, ...args: string[]) {
-  try {
-    const { stdout, stderr } = await exec(tsx, [main, ...args], {
-      env: {
-        ...process.env,
-        DATABASE_URL: env.databaseUrl,
-        LOG_LEVEL: 'silent',
-        AUTH_MODE: 'required',
-        ...vars,
-      },
-    });
-    return { stdout, stderr, code: 0 };
-  } catch (error) {
-    const e = error as { stdout: string; stderr: string; code: number };
-    return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-  }
+  const { stdout, stderr, code } = await runProcess(tsx, [main, ...args], {
+    env: {
+      ...process.env,
+      DATABASE_URL: env.databaseUrl,
+      LOG_LEVEL: 'silent',
+      AUTH_MODE: 'required',
+      ...vars,
+    },
+  });
+  return { stdout, stderr, code };
 }
 
 afterAll(async () => {
@@ -135,12 +128,9 @@ describe('tasker keys', () => {
 describe('tasker without DATABASE_URL', () => {
   it('with no embedded PostgreSQL running either, says what to do in one line', async () => {
     const { DATABASE_URL: _, ...rest } = process.env;
-    const result = await exec(tsx, [main, 'keys', 'list'], {
+    const result = await runProcess(tsx, [main, 'keys', 'list'], {
       env: { ...rest, TASKER_DATA_DIR: '/nonexistent-tasker-dir', LOG_LEVEL: 'silent' },
-    }).then(
-      () => ({ code: 0, stderr: '' }),
-      (error: { code: number; stderr: string }) => error,
-    );
+    });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
       'tasker: DATABASE_URL is not set, and no embedded PostgreSQL runs in /nonexistent-tasker-dir/pg (start one with `pnpm start`, or set DATABASE_URL)\n',

@@ -3,41 +3,22 @@
  * set, clear, bad values (exit 2), another tenant's (exit 4), and a run refused QUEUE_FULL (exit 3).
  * Against a real server with API keys required; no worker (tasks stay PENDING).
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { ApiKeyStore, createDb, type DbClient } from '@tasker/db';
 import { type AppProcess, createTestEnv, freePort, spawnApp, type TestEnv } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const main = new URL('../dist/main.js', import.meta.url).pathname;
+import { assertBuilt, tasker as runTasker } from './run.ts';
 
 let env: TestEnv;
 let server: AppProcess;
 let db: DbClient;
 const keys = { operator: '', admin: '' };
 
-function tasker(
-  args: string[],
-  key: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [main, ...args], {
-    env: { ...process.env, TASKER_URL: server.url ?? '', TASKER_API_KEY: key, NO_COLOR: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
+/** The CLI against the server, with `key`, without colours. */
+const tasker = (args: string[], key: string) =>
+  runTasker(args, { TASKER_URL: server.url ?? '', TASKER_API_KEY: key, NO_COLOR: '1' });
 
 beforeAll(async () => {
-  if (!existsSync(main))
-    throw new Error(`${main} is missing: build the CLI first (pnpm --filter @tasker/cli build)`);
+  assertBuilt();
   env = createTestEnv({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '0', TENANT_STARTS_PER_MINUTE: '600' });
   server = await spawnApp('server', { ...env.vars, LOG_LEVEL: 'info' });
   db = createDb(env.databaseUrl, { max: 1 });

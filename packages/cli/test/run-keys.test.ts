@@ -3,16 +3,13 @@
  * `get` and `list`: the flags' parsing without a server, then the built CLI against a server (no
  * worker: the tasks stay PENDING).
  */
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { type AppProcess, createTestEnv, spawnApp, type TestEnv } from '@tasker/testing';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDuration, parseDurationMs } from '../src/duration.ts';
 import { CliError } from '../src/errors.ts';
 import { runOptionsOf, taskCommands } from '../src/tasks.ts';
-
-const main = new URL('../dist/main.js', import.meta.url).pathname;
+import { assertBuilt, tasker as runTasker } from './run.ts';
 
 describe('the run flags (no server)', () => {
   it('--ttl takes a duration in ms, s, m, h, d or w', () => {
@@ -76,26 +73,11 @@ describe('the run flags (no server)', () => {
 let env: TestEnv;
 let server: AppProcess;
 
-function tasker(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [main, ...args], {
-    env: { ...process.env, TASKER_URL: server.url ?? '', TASKER_API_KEY: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
+const tasker = (args: string[]) => runTasker(args, { TASKER_URL: server.url ?? '', TASKER_API_KEY: '' });
 
 describe('tasker run with keys, against a server', () => {
   beforeAll(async () => {
-    if (!existsSync(main))
-      throw new Error(`${main} is missing: build the CLI first (pnpm --filter @tasker/cli build)`);
+    assertBuilt();
     env = createTestEnv();
     server = await spawnApp('server', env.vars);
   }, 60_000);
