@@ -226,134 +226,108 @@ function scopeOf(op: Operation): ApiKeyScope | undefined {
 const json = (body: unknown): Pick<Case, 'body'> => ({ body });
 const big = 'x'.repeat(BODY_LIMIT * 2);
 
+/** A body that is not JSON, sent to the server itself (Prism never answers one: see `direct`). */
+const notJson = (path: string | undefined, raw = '{'): Case => ({
+  status: 400,
+  what: 'not JSON',
+  ...(path === undefined ? {} : { path }),
+  raw,
+  contentType: 'application/json',
+  direct: true,
+});
+
+/**
+ * The cases of a submit door, the same scenarios on both: run-task takes `{task_name,
+ * task_parameters}` and answers a new task 200, POST /tasks takes `{name, input}` and answers 201;
+ * the run options are the same, and a task that answers instead of a new one (its singleton_key or
+ * debounce key held) is a 200 on both. Each door its own keys, so that one's tasks never hold the other's.
+ */
+function submitCases(door: 'run-task' | 'tasks'): Case[] {
+  const created = door === 'run-task' ? 200 : 201;
+  const task = (name: string, parameters: unknown, options: object = {}) =>
+    json(
+      door === 'run-task'
+        ? { task_name: name, task_parameters: parameters, ...options }
+        : { name, input: parameters, ...options },
+    );
+  const sum = (extra: object = {}) => task('sum_two_numbers', { a: 1, b: 2 }, extra);
+  const singleton = { singleton_key: `prism-${door}-singleton` };
+  const debounced = {
+    debounce: { key: `prism-${door}-debounce`, delay_ms: 60_000 },
+    concurrency_key: 'prism-customer',
+    ttl_ms: 600_000,
+  };
+  return [
+    { status: created, what: 'submits', ...task('sum_two_numbers', { a: 5, b: 10 }, { priority: 5 }) },
+    {
+      status: created,
+      what: 'submits, delayed',
+      ...task('find_longest_consecutive_letters', { string: 'aab' }, { delay_ms: 60_000 }),
+    },
+    { status: 400, what: 'wrong parameter type', ...task('sum_two_numbers', { a: '5', b: 1 }) },
+    { status: 400, what: 'parameters of another type', ...task('sum_two_numbers', { string: 'a' }) },
+    { status: 400, what: 'unknown task', ...task('nope', {}) },
+    { status: 400, what: 'unknown field', ...sum({ x: 1 }) },
+    { status: 400, what: 'an array body', ...json([1]) },
+    { status: created, what: 'with a singleton_key no task holds', ...sum(singleton) },
+    { status: 200, what: 'an unfinished task holds the singleton_key: it answers', ...sum(singleton) },
+    { status: created, what: 'debounced, a new task, with a concurrency_key and a ttl', ...sum(debounced) },
+    { status: 200, what: 'debounced into the task holding the key', ...sum(debounced) },
+    { status: 400, what: 'a debounce without a key', ...sum({ debounce: { delay_ms: 5 } }) },
+    {
+      status: 400,
+      what: 'a debounce delay over a day',
+      ...sum({ debounce: { key: 'k', delay_ms: 86_400_001 } }),
+    },
+    notJson(undefined, door === 'run-task' ? '{"task_name":' : '{"name":'),
+    { status: 503, what: 'query_chatgpt without OPENAI_API_KEY', ...task('query_chatgpt', { prompt: 'hi' }) },
+    { status: 429, what: "QUEUE_FULL: its tenant's max_queued is 0", bearer: keys.full, ...sum() },
+  ];
+}
+
+/** The limits of a tenant, and of a task type. */
+const tenantLimits = (tenant: string) => `/tenants/${tenant}/limits`;
+const typeLimits = (name: string) => `/task-types/${name}/limits`;
+const tenantCase = (status: number, what: string, tenant: string, more: Partial<Case> = {}): Case => ({
+  status,
+  what,
+  path: tenantLimits(tenant),
+  ...more,
+});
+const typeCase = (status: number, what: string, name: string, more: Partial<Case> = {}): Case => ({
+  status,
+  what,
+  path: typeLimits(name),
+  ...more,
+});
+/** A tenant admin's key on another tenant's limits: 403 (with the body of the method, if it takes one). */
+const otherTenantCase = (body?: object): Case =>
+  tenantCase(403, "a tenant admin, another tenant's", 'prism-other', {
+    bearer: keys.tenantAdmin,
+    ...(body === undefined ? {} : json(body)),
+  });
+/** A tenant admin's key on an operator's route (the list of tenants, a task type's limits): 403. */
+const operatorOnlyCase = (path: string, body?: object): Case => ({
+  status: 403,
+  what: 'a tenant admin (operator only)',
+  path,
+  bearer: keys.tenantAdmin,
+  ...(body === undefined ? {} : json(body)),
+});
+
 /**
  * The cases of each operation, by "METHOD path", beyond those every operation of its kind gets
  * (see `commonCases`). A new operation must be added here.
  */
 const CASES: Record<string, () => Case[]> = {
-  'POST /run-task': () => [
-    {
-      status: 200,
-      what: 'submits',
-      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: 5, b: 10 } }),
-    },
-    {
-      status: 400,
-      what: 'wrong parameter type',
-      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: '5', b: 1 } }),
-    },
-    { status: 400, what: 'unknown task', ...json({ task_name: 'nope', task_parameters: {} }) },
-    {
-      status: 200,
-      what: 'with a singleton_key: deduplicated in the answer',
-      ...json({
-        task_name: 'sum_two_numbers',
-        task_parameters: { a: 1, b: 2 },
-        singleton_key: 'prism-singleton',
-      }),
-    },
-    {
-      status: 200,
-      what: 'debounced, with a concurrency_key and a ttl',
-      ...json({
-        task_name: 'sum_two_numbers',
-        task_parameters: { a: 1, b: 2 },
-        debounce: { key: 'prism-debounce', delay_ms: 60_000 },
-        concurrency_key: 'prism-customer',
-        ttl_ms: 600_000,
-      }),
-    },
-    {
-      status: 400,
-      what: 'a debounce without a key',
-      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 }, debounce: { delay_ms: 5 } }),
-    },
-    { status: 400, what: 'not JSON', raw: '{"task_name":', contentType: 'application/json', direct: true },
-    {
-      status: 503,
-      what: 'query_chatgpt without OPENAI_API_KEY',
-      ...json({ task_name: 'query_chatgpt', task_parameters: { prompt: 'hi' } }),
-    },
-    {
-      status: 429,
-      what: "QUEUE_FULL: its tenant's max_queued is 0",
-      bearer: keys.full,
-      ...json({ task_name: 'sum_two_numbers', task_parameters: { a: 1, b: 2 } }),
-    },
-  ],
+  'POST /run-task': () => submitCases('run-task'),
   'GET /get-task-output': () => [
     { status: 200, what: 'a pending task', path: `/get-task-output?task_uuid=${ids.pending}` },
     { status: 400, what: 'malformed id', path: '/get-task-output?task_uuid=nope' },
     { status: 400, what: 'no id', path: '/get-task-output' },
     { status: 404, what: 'unknown id', path: `/get-task-output?task_uuid=${ids.unknown}` },
   ],
-  'POST /tasks': () => [
-    {
-      status: 201,
-      what: 'creates',
-      ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, priority: 5 }),
-    },
-    {
-      status: 201,
-      what: 'creates, delayed',
-      ...json({ name: 'find_longest_consecutive_letters', input: { string: 'aab' }, delay_ms: 60_000 }),
-    },
-    {
-      status: 201,
-      what: 'creates, with a singleton_key no task holds',
-      ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, singleton_key: 'prism-new-singleton' }),
-    },
-    {
-      status: 200,
-      what: 'an unfinished task holds the singleton_key: it answers',
-      ...json({ name: 'sum_two_numbers', input: { a: 3, b: 4 }, singleton_key: 'prism-new-singleton' }),
-    },
-    {
-      status: 201,
-      what: 'debounced, a new task',
-      ...json({
-        name: 'sum_two_numbers',
-        input: { a: 5, b: 6 },
-        debounce: { key: 'prism-tasks-debounce', delay_ms: 60_000 },
-      }),
-    },
-    {
-      status: 200,
-      what: 'debounced into the task holding the key',
-      ...json({
-        name: 'sum_two_numbers',
-        input: { a: 7, b: 8 },
-        debounce: { key: 'prism-tasks-debounce', delay_ms: 60_000 },
-      }),
-    },
-    {
-      status: 400,
-      what: 'a debounce delay over a day',
-      ...json({
-        name: 'sum_two_numbers',
-        input: { a: 1, b: 2 },
-        debounce: { key: 'k', delay_ms: 86_400_001 },
-      }),
-    },
-    {
-      status: 400,
-      what: 'input of another type',
-      ...json({ name: 'sum_two_numbers', input: { string: 'a' } }),
-    },
-    { status: 400, what: 'unknown field', ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, x: 1 }) },
-    { status: 400, what: 'an array body', ...json([1]) },
-    {
-      status: 503,
-      what: 'query_chatgpt without OPENAI_API_KEY',
-      ...json({ name: 'query_chatgpt', input: { prompt: 'hi' } }),
-    },
-    {
-      status: 429,
-      what: "QUEUE_FULL: its tenant's max_queued is 0",
-      bearer: keys.full,
-      ...json({ name: 'sum_two_numbers', input: { a: 1, b: 2 } }),
-    },
-  ],
+  'POST /tasks': () => submitCases('tasks'),
   'GET /tasks': () => [
     { status: 200, what: 'lists', path: '/tasks?limit=2' },
     { status: 200, what: 'filters', path: '/tasks?status=PENDING,CANCELLED&name=sum_two_numbers' },
@@ -378,14 +352,7 @@ const CASES: Record<string, () => Case[]> = {
     { status: 409, what: 'already finished', path: `/tasks/${ids.finished}/cancel` },
     { status: 400, what: 'malformed id', path: '/tasks/nope/cancel' },
     { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}/cancel` },
-    {
-      status: 400,
-      what: 'not JSON',
-      path: `/tasks/${ids.pending}/cancel`,
-      raw: '{',
-      contentType: 'application/json',
-      direct: true,
-    },
+    notJson(`/tasks/${ids.pending}/cancel`),
   ],
   'POST /tasks/{id}/retry': () => [
     { status: 200, what: 'retries a cancelled task', path: `/tasks/${ids.toRetry}/retry` },
@@ -395,136 +362,61 @@ const CASES: Record<string, () => Case[]> = {
   ],
   'GET /task-types': () => [{ status: 200, what: 'the catalog' }],
   'GET /tenants/{tenant}/limits': () => [
-    { status: 200, what: "a tenant's", path: '/tenants/prism/limits' },
-    { status: 200, what: 'a tenant admin: its own', path: '/tenants/prism/limits', bearer: keys.tenantAdmin },
-    {
-      status: 403,
-      what: "a tenant admin, another tenant's",
-      path: '/tenants/prism-other/limits',
-      bearer: keys.tenantAdmin,
-    },
-    { status: 400, what: 'malformed tenant', path: '/tenants/a%20b/limits' },
+    tenantCase(200, "a tenant's", 'prism'),
+    tenantCase(200, 'a tenant admin: its own', 'prism', { bearer: keys.tenantAdmin }),
+    otherTenantCase(),
+    tenantCase(400, 'malformed tenant', 'a%20b'),
   ],
   'PUT /tenants/{tenant}/limits': () => [
-    {
-      status: 200,
-      what: "an operator, another tenant's",
-      path: '/tenants/prism-other/limits',
-      ...json({ max_running: 10, max_queued: 1000 }),
-    },
-    {
-      status: 200,
-      what: 'a tenant admin, its own: back to the default',
-      path: '/tenants/prism/limits',
+    tenantCase(
+      200,
+      "an operator, another tenant's",
+      'prism-other',
+      json({ max_running: 10, max_queued: 1000 }),
+    ),
+    tenantCase(200, 'a tenant admin, its own: back to the default', 'prism', {
       bearer: keys.tenantAdmin,
       ...json({ starts_per_minute: null }),
-    },
-    {
-      status: 403,
-      what: "a tenant admin, another tenant's",
-      path: '/tenants/prism-other/limits',
-      bearer: keys.tenantAdmin,
-      ...json({ max_queued: 1 }),
-    },
-    { status: 400, what: 'a negative limit', path: '/tenants/prism/limits', ...json({ max_queued: -1 }) },
-    {
-      status: 400,
-      what: 'an absurd limit',
-      path: '/tenants/prism/limits',
-      ...json({ max_running: 1_000_000_000 }),
-    },
-    {
-      status: 400,
-      what: 'a tenant nothing belongs to',
-      path: '/tenants/nobody-at-all/limits',
-      ...json({ max_queued: 5 }),
-    },
-    {
-      status: 400,
-      what: 'not JSON',
-      path: '/tenants/prism/limits',
-      raw: '{',
-      contentType: 'application/json',
-      direct: true,
-    },
+    }),
+    otherTenantCase({ max_queued: 1 }),
+    tenantCase(400, 'a negative limit', 'prism', json({ max_queued: -1 })),
+    tenantCase(400, 'an absurd limit', 'prism', json({ max_running: 1_000_000_000 })),
+    tenantCase(400, 'a tenant nothing belongs to', 'nobody-at-all', json({ max_queued: 5 })),
+    notJson(tenantLimits('prism')),
   ],
   'DELETE /tenants/{tenant}/limits': () => [
-    { status: 200, what: 'back to the defaults', path: '/tenants/prism-other/limits' },
-    {
-      status: 403,
-      what: "a tenant admin, another tenant's",
-      path: '/tenants/prism-other/limits',
-      bearer: keys.tenantAdmin,
-    },
-    { status: 400, what: 'malformed tenant', path: '/tenants/a%20b/limits' },
-    {
-      status: 400,
-      what: 'not JSON',
-      path: '/tenants/prism/limits',
-      raw: '{',
-      contentType: 'application/json',
-      direct: true,
-    },
+    tenantCase(200, 'back to the defaults', 'prism-other'),
+    otherTenantCase(),
+    tenantCase(400, 'malformed tenant', 'a%20b'),
+    notJson(tenantLimits('prism')),
   ],
   'GET /tenants': () => [
     { status: 200, what: 'a page', path: '/tenants?limit=2' },
     { status: 200, what: 'after a cursor', path: '/tenants?cursor=prism' },
-    { status: 403, what: 'a tenant admin (operator only)', path: '/tenants', bearer: keys.tenantAdmin },
+    operatorOnlyCase('/tenants'),
     { status: 400, what: 'limit out of range', path: '/tenants?limit=0' },
   ],
   'GET /task-types/{name}/limits': () => [
-    { status: 200, what: "a type's", path: '/task-types/sum_two_numbers/limits' },
-    {
-      status: 403,
-      what: 'a tenant admin (operator only)',
-      path: '/task-types/sum_two_numbers/limits',
-      bearer: keys.tenantAdmin,
-    },
-    { status: 400, what: 'unknown type', path: '/task-types/nope/limits' },
+    typeCase(200, "a type's", 'sum_two_numbers'),
+    operatorOnlyCase(typeLimits('sum_two_numbers')),
+    typeCase(400, 'unknown type', 'nope'),
   ],
   'PUT /task-types/{name}/limits': () => [
-    {
-      status: 200,
-      what: 'sets',
-      path: '/task-types/find_longest_consecutive_letters/limits',
-      ...json({ max_running: 100, max_running_per_key: 10 }),
-    },
-    {
-      status: 403,
-      what: 'a tenant admin (operator only)',
-      path: '/task-types/find_longest_consecutive_letters/limits',
-      bearer: keys.tenantAdmin,
-      ...json({ max_running: 1 }),
-    },
-    { status: 400, what: 'unknown type', path: '/task-types/nope/limits', ...json({ max_running: 1 }) },
-    {
-      status: 400,
-      what: 'a negative limit',
-      path: '/task-types/find_longest_consecutive_letters/limits',
-      ...json({ max_running_per_key: -1 }),
-    },
+    typeCase(
+      200,
+      'sets',
+      'find_longest_consecutive_letters',
+      json({ max_running: 100, max_running_per_key: 10 }),
+    ),
+    operatorOnlyCase(typeLimits('find_longest_consecutive_letters'), { max_running: 1 }),
+    typeCase(400, 'unknown type', 'nope', json({ max_running: 1 })),
+    typeCase(400, 'a negative limit', 'find_longest_consecutive_letters', json({ max_running_per_key: -1 })),
   ],
   'DELETE /task-types/{name}/limits': () => [
-    {
-      status: 200,
-      what: 'back to the defaults',
-      path: '/task-types/find_longest_consecutive_letters/limits',
-    },
-    {
-      status: 403,
-      what: 'a tenant admin (operator only)',
-      path: '/task-types/find_longest_consecutive_letters/limits',
-      bearer: keys.tenantAdmin,
-    },
-    { status: 400, what: 'unknown type', path: '/task-types/nope/limits' },
-    {
-      status: 400,
-      what: 'not JSON',
-      path: '/task-types/sum_two_numbers/limits',
-      raw: '{',
-      contentType: 'application/json',
-      direct: true,
-    },
+    typeCase(200, 'back to the defaults', 'find_longest_consecutive_letters'),
+    operatorOnlyCase(typeLimits('find_longest_consecutive_letters')),
+    typeCase(400, 'unknown type', 'nope'),
+    notJson(typeLimits('sum_two_numbers')),
   ],
   'GET /queue': () => [
     { status: 200, what: 'its state' },
@@ -612,14 +504,7 @@ const CASES: Record<string, () => Case[]> = {
     { status: 200, what: 'revokes', path: `/api-keys/${ids.keyToRevoke}` },
     { status: 400, what: 'malformed id', path: '/api-keys/nope' },
     { status: 404, what: 'unknown id', path: `/api-keys/${ids.unknown}` },
-    {
-      status: 400,
-      what: 'not JSON',
-      path: `/api-keys/${ids.unknown}`,
-      raw: '{',
-      contentType: 'application/json',
-      direct: true,
-    },
+    notJson(`/api-keys/${ids.unknown}`),
   ],
   'GET /tasks/{id}/events': () => [
     { status: 200, what: 'a finished task: its state, then the end', path: `/tasks/${ids.finished}/events` },
