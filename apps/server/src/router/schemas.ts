@@ -108,6 +108,9 @@ export function checkRunOptions(
   if (value.delay_ms !== undefined && value.run_at !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'give delay_ms or run_at, not both' });
   }
+  // The engine refuses the same for every door (InvalidArgumentError naming `debounce`, in words
+  // only); this copy stays because its 400 carries `issues` naming `debounce`, which the SDK reads
+  // (TaskerValidationError) and the engine's 400 does not carry.
   if (value.debounce !== undefined) {
     const others = (['delay_ms', 'run_at', 'idempotency_key', 'singleton_key'] as const).filter(
       (name) => value[name] !== undefined,
