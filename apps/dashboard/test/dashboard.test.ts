@@ -6,39 +6,27 @@
  */
 import { testMode, waitFor } from '@tasker/testing';
 import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type Browser,
-  launchBrowser,
   openDashboard,
   type Stack,
   screenshot,
+  setupBrowserStack,
   startStack,
   type TaskRecord,
   waitForTask,
 } from './harness.ts';
 
-let stack: Stack;
-let browser: Browser;
+const harness = setupBrowserStack();
 /** tenant acme: every scope (an operator's too); a read-only key and a tenant admin's of the same tenant. */
 let admin: string;
 let reader: string;
 let tenantAdmin: string;
 
 beforeAll(async () => {
-  [stack, browser] = await Promise.all([startStack(), launchBrowser()]);
-  admin = await stack.key('acme', ['tasks:write', 'tasks:read', 'admin', 'operator']);
-  reader = await stack.key('acme', ['tasks:read']);
-  tenantAdmin = await stack.key('acme', ['tasks:write', 'tasks:read', 'admin']);
-});
-afterAll(async () => {
-  await browser?.close();
-  await stack?.close();
-});
-afterEach(async () => {
-  for (const page of browser.context.pages()) await page.close();
-  const problems = browser.problems.splice(0);
-  expect(problems, 'console errors or page errors in the browser').toEqual([]);
+  admin = await harness.stack.key('acme', ['tasks:write', 'tasks:read', 'admin', 'operator']);
+  reader = await harness.stack.key('acme', ['tasks:read']);
+  tenantAdmin = await harness.stack.key('acme', ['tasks:write', 'tasks:read', 'admin']);
 });
 
 const row = (page: Page, id: string) => page.locator(`tr[data-task-id="${id}"]`);
@@ -48,7 +36,7 @@ const marked = (page: Page) =>
   page.evaluate(() => (window as unknown as { tasksMark?: string }).tasksMark === 'unchanged');
 
 async function pauseType(key: string, name: string) {
-  await stack.api(key, 'POST', '/queue/pause', { task_name: name });
+  await harness.stack.api(key, 'POST', '/queue/pause', { task_name: name });
   // Every process reads the paused types at most 1 s stale.
   await new Promise((resolve) => setTimeout(resolve, 1200));
 }
@@ -56,7 +44,7 @@ async function pauseType(key: string, name: string) {
 describe(`the dashboard (${testMode} mode)`, () => {
   it('runs a task from the form built from its JSON Schema, and watches it complete live in the table and on its page', async () => {
     await pauseType(admin, 'sum_two_numbers'); // so that the test sees it PENDING first
-    const page = await openDashboard(browser, stack.url, admin);
+    const page = await openDashboard(harness.browser, harness.stack.url, admin);
     await page.getByRole('link', { name: 'Run a task' }).click();
     await page.getByLabel('Task type to run').selectOption('sum_two_numbers');
     await page.getByLabel(/^a/).fill('5');
@@ -74,7 +62,7 @@ describe(`the dashboard (${testMode} mode)`, () => {
     await row(page, id).locator('[data-status="PENDING"]').waitFor();
     expect(await row(page, id).textContent()).toContain('sum_two_numbers');
 
-    await stack.api(admin, 'POST', '/queue/resume', { task_name: 'sum_two_numbers' });
+    await harness.stack.api(admin, 'POST', '/queue/resume', { task_name: 'sum_two_numbers' });
     await row(page, id).locator('[data-status="COMPLETED"]').waitFor();
     expect(await marked(page)).toBe(true); // changed live, not by a reload
     await screenshot(page, 'tasks');
@@ -89,11 +77,11 @@ describe(`the dashboard (${testMode} mode)`, () => {
   });
 
   it('shows an LLM reply growing while it streams, then the whole reply as the output', async () => {
-    const task = await stack.api<TaskRecord>(admin, 'POST', '/tasks', {
+    const task = await harness.stack.api<TaskRecord>(admin, 'POST', '/tasks', {
       name: 'query_chatgpt',
       input: { prompt: 'a slow story' },
     });
-    const page = await openDashboard(browser, stack.url, admin, `/ui/tasks/${task.id}`);
+    const page = await openDashboard(harness.browser, harness.stack.url, admin, `/ui/tasks/${task.id}`);
     const partial = page.getByTestId('task-partial');
     await partial.waitFor();
     const lengths: number[] = [];
@@ -124,14 +112,14 @@ describe(`the dashboard (${testMode} mode)`, () => {
   });
 
   it('cancels a running task from the table, and retries it from its page', async () => {
-    const task = await stack.api<TaskRecord>(admin, 'POST', '/tasks', {
+    const task = await harness.stack.api<TaskRecord>(admin, 'POST', '/tasks', {
       name: 'query_chatgpt',
       input: { prompt: 'a long one, to be cancelled' },
     });
-    const page = await openDashboard(browser, stack.url, admin);
+    const page = await openDashboard(harness.browser, harness.stack.url, admin);
     await row(page, task.id).locator('[data-status="RUNNING"]').waitFor();
     await waitForTask(
-      stack,
+      harness.stack,
       admin,
       task.id,
       (t) => typeof (t.progress as { partial?: string })?.partial === 'string',
@@ -139,7 +127,7 @@ describe(`the dashboard (${testMode} mode)`, () => {
     await row(page, task.id).getByRole('button', { name: 'Cancel' }).click();
     await row(page, task.id).locator('[data-status="CANCELLED"]').waitFor();
     expect(await row(page, task.id).getByRole('button', { name: 'Cancel' }).count()).toBe(0);
-    expect((await waitForTask(stack, admin, task.id, () => true)).status).toBe('CANCELLED');
+    expect((await waitForTask(harness.stack, admin, task.id, () => true)).status).toBe('CANCELLED');
 
     await row(page, task.id).getByRole('link').click();
     const detail = page.getByTestId('task-detail');
@@ -154,29 +142,29 @@ describe(`the dashboard (${testMode} mode)`, () => {
     await page.getByText('Reply so far (streaming)').waitFor();
     await detail.getByRole('button', { name: 'Cancel' }).click();
     await detail.locator('[data-status="CANCELLED"]').waitFor();
-    expect((await waitForTask(stack, admin, task.id, () => true)).status).toBe('CANCELLED');
+    expect((await waitForTask(harness.stack, admin, task.id, () => true)).status).toBe('CANCELLED');
   });
 
   it('a read-only key sees no cancel, retry or run', async () => {
-    const held = await stack.api<TaskRecord>(admin, 'POST', '/tasks', {
+    const held = await harness.stack.api<TaskRecord>(admin, 'POST', '/tasks', {
       name: 'sum_two_numbers',
       input: { a: 1, b: 2 },
       delay_ms: 600_000,
     });
-    const failed = await stack.api<TaskRecord>(admin, 'POST', '/tasks', {
+    const failed = await harness.stack.api<TaskRecord>(admin, 'POST', '/tasks', {
       name: 'sum_two_numbers',
       input: { a: 2, b: 2 },
       delay_ms: 600_000,
     });
-    await stack.api(admin, 'POST', `/tasks/${failed.id}/cancel`);
+    await harness.stack.api(admin, 'POST', `/tasks/${failed.id}/cancel`);
 
     // The same rows with a key that may write: the buttons are there.
-    const writer = await openDashboard(browser, stack.url, admin);
+    const writer = await openDashboard(harness.browser, harness.stack.url, admin);
     await row(writer, held.id).getByRole('button', { name: 'Cancel' }).waitFor();
     await row(writer, failed.id).getByRole('button', { name: 'Retry' }).waitFor();
     await screenshot(writer, 'tasks-actions');
 
-    const page = await openDashboard(browser, stack.url, reader);
+    const page = await openDashboard(harness.browser, harness.stack.url, reader);
     await row(page, held.id).waitFor();
     await row(page, failed.id).locator('[data-status="CANCELLED"]').waitFor();
     expect(await page.getByTestId('whoami').textContent()).toContain('tasks:read');
@@ -191,11 +179,11 @@ describe(`the dashboard (${testMode} mode)`, () => {
     await page.getByRole('link', { name: 'Queue' }).click();
     await page.getByText('need a key with the operator scope').waitFor();
     expect(await page.getByRole('button', { name: /Pause|Resume/ }).count()).toBe(0);
-    await stack.api(admin, 'POST', `/tasks/${held.id}/cancel`);
+    await harness.stack.api(admin, 'POST', `/tasks/${held.id}/cancel`);
   });
 
   it("a tenant's admin key sees no queue controls (the queue is every tenant's); whoami shows its scopes", async () => {
-    const page = await openDashboard(browser, stack.url, tenantAdmin, '/ui/queue');
+    const page = await openDashboard(harness.browser, harness.stack.url, tenantAdmin, '/ui/queue');
     await page.getByText('need a key with the operator scope').waitFor();
     expect(await page.getByTestId('whoami').textContent()).toContain('tasks:write, tasks:read, admin');
     expect(await page.getByRole('button', { name: /Pause|Resume/ }).count()).toBe(0);
@@ -203,31 +191,33 @@ describe(`the dashboard (${testMode} mode)`, () => {
   });
 
   it('pauses and resumes one task type and everything on the queue page, with the last hour as a chart', async () => {
-    const page = await openDashboard(browser, stack.url, admin, '/ui/queue');
+    const page = await openDashboard(harness.browser, harness.stack.url, admin, '/ui/queue');
     const type = page.locator('tr[data-type="find_longest_consecutive_letters"]');
     await type.getByRole('button', { name: 'Pause' }).click();
     await type.getByRole('button', { name: 'Resume' }).waitFor();
     expect(await type.textContent()).toContain('PAUSED');
-    const state = await stack.api<{ paused: boolean; pausedTypes: string[] }>(admin, 'GET', '/queue');
+    const state = await harness.stack.api<{ paused: boolean; pausedTypes: string[] }>(admin, 'GET', '/queue');
     expect(state.pausedTypes).toEqual(['find_longest_consecutive_letters']);
     await new Promise((resolve) => setTimeout(resolve, 1200)); // every process sees the pause within 1 s
 
-    const held = await stack.api<TaskRecord>(admin, 'POST', '/tasks', {
+    const held = await harness.stack.api<TaskRecord>(admin, 'POST', '/tasks', {
       name: 'find_longest_consecutive_letters',
       input: { string: 'aaabbccccdd' },
     });
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    expect((await waitForTask(stack, admin, held.id, () => true)).status).toBe('PENDING');
+    expect((await waitForTask(harness.stack, admin, held.id, () => true)).status).toBe('PENDING');
     await screenshot(page, 'queue-paused-type');
     await type.getByRole('button', { name: 'Resume' }).click();
-    expect((await waitForTask(stack, admin, held.id, (t) => t.status === 'COMPLETED')).output).toBe(4);
+    expect((await waitForTask(harness.stack, admin, held.id, (t) => t.status === 'COMPLETED')).output).toBe(
+      4,
+    );
 
     await page.getByRole('button', { name: 'Pause all' }).click();
     await page.getByTestId('queue-paused').filter({ hasText: 'PAUSED' }).waitFor();
-    expect((await stack.api<{ paused: boolean }>(admin, 'GET', '/queue')).paused).toBe(true);
+    expect((await harness.stack.api<{ paused: boolean }>(admin, 'GET', '/queue')).paused).toBe(true);
     await page.getByRole('button', { name: 'Resume all' }).click();
     await page.getByTestId('queue-paused').filter({ hasText: 'RUNNING' }).waitFor();
-    expect((await stack.api<{ paused: boolean }>(admin, 'GET', '/queue')).paused).toBe(false);
+    expect((await harness.stack.api<{ paused: boolean }>(admin, 'GET', '/queue')).paused).toBe(false);
 
     // The tasks finished by the tests above, per minute (tenant acme's).
     await page.reload();
@@ -247,19 +237,25 @@ describe(`filters and paging (${testMode} mode)`, () => {
   let sums: TaskRecord[];
 
   beforeAll(async () => {
-    key = await stack.key('paging', ['tasks:write', 'tasks:read']);
+    key = await harness.stack.key('paging', ['tasks:write', 'tasks:read']);
     sums = [];
     for (let a = 0; a < 23; a++) {
       sums.push(
-        await stack.api<TaskRecord>(key, 'POST', '/tasks', { name: 'sum_two_numbers', input: { a, b: 1 } }),
+        await harness.stack.api<TaskRecord>(key, 'POST', '/tasks', {
+          name: 'sum_two_numbers',
+          input: { a, b: 1 },
+        }),
       );
     }
     for (const string of ['aab', 'abbb', 'cccc']) {
-      await stack.api(key, 'POST', '/tasks', { name: 'find_longest_consecutive_letters', input: { string } });
+      await harness.stack.api(key, 'POST', '/tasks', {
+        name: 'find_longest_consecutive_letters',
+        input: { string },
+      });
     }
     await waitFor(
       async () => {
-        const page = await stack.api<{ tasks: TaskRecord[] }>(
+        const page = await harness.stack.api<{ tasks: TaskRecord[] }>(
           key,
           'GET',
           '/tasks?status=COMPLETED&limit=100',
@@ -276,7 +272,7 @@ describe(`filters and paging (${testMode} mode)`, () => {
       .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-task-id')));
 
   it('filters by type and status and time, and pages with the cursor', async () => {
-    const page = await openDashboard(browser, stack.url, key);
+    const page = await openDashboard(harness.browser, harness.stack.url, key);
     await page.getByLabel('Page size').selectOption('10');
     await page.getByLabel('Task type', { exact: true }).selectOption('sum_two_numbers');
     await page.getByLabel('COMPLETED').check();
@@ -327,11 +323,11 @@ describe(`filters and paging (${testMode} mode)`, () => {
     await page.getByLabel('Task id').fill(target?.id ?? '');
     await page.getByRole('button', { name: 'Open' }).click();
     await page.getByTestId('task-output').filter({ hasText: '8' }).waitFor();
-    expect(page.url()).toBe(`${stack.url}/ui/tasks/${target?.id}`);
+    expect(page.url()).toBe(`${harness.stack.url}/ui/tasks/${target?.id}`);
   });
 
   it('searches by payload: input and output containment', async () => {
-    const page = await openDashboard(browser, stack.url, key);
+    const page = await openDashboard(harness.browser, harness.stack.url, key);
     await page.getByLabel('Payload search').fill('{"a": 7}');
     await page.getByRole('button', { name: 'Apply' }).click();
     await waitFor(async () => JSON.stringify(await ids(page)) === JSON.stringify([sums[7]?.id]), {
@@ -353,8 +349,8 @@ describe(`filters and paging (${testMode} mode)`, () => {
 
 describe('the API docs page', () => {
   it('renders the OpenAPI document at /docs, every route, from assets the server serves', async () => {
-    const page = await browser.page();
-    await page.goto(`${stack.url}/docs`);
+    const page = await harness.browser.page();
+    await page.goto(`${harness.stack.url}/docs`);
     // Operations by their summaries, as every OpenAPI renderer lists them.
     await page.getByText('Submit a task').first().waitFor();
     await page.getByText('Create a task').first().waitFor();
@@ -364,7 +360,7 @@ describe('the API docs page', () => {
       .waitFor();
     await screenshot(page, 'docs');
     // Every operation of the document is listed (Swagger UI shows each operationId).
-    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as {
+    const doc = (await (await fetch(`${harness.stack.url}/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { operationId: string }>>;
     };
     const operationIds = Object.values(doc.paths).flatMap((item) =>
@@ -393,7 +389,7 @@ describe(`AUTH_MODE=disabled (${testMode} mode)`, () => {
   });
 
   it('asks for no key', async () => {
-    const page = await browser.page();
+    const page = await harness.browser.page();
     await page.goto(`${open.url}/ui/`);
     await page.getByTestId('whoami').filter({ hasText: 'AUTH_MODE=disabled' }).waitFor();
     expect(await page.getByLabel('API key').count()).toBe(0);

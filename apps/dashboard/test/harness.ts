@@ -14,6 +14,7 @@ import {
   waitFor,
 } from '@tasker/testing';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const SCREENSHOTS = path.resolve(here, '../test-output/screenshots');
@@ -218,4 +219,56 @@ export async function openDashboard(
   }
   await page.getByTestId('whoami').waitFor();
   return page;
+}
+
+/** The stack and the browser of a test file, once its beforeAll has run. */
+export interface BrowserStack {
+  readonly stack: Stack;
+  readonly browser: Browser;
+}
+
+/**
+ * A stack (startStack's `vars` and options) and a browser for the test file that calls it, from its
+ * beforeAll (registered here, so before the file's own) to its afterAll. After each test, every tab
+ * is closed and a console error or page error seen in it fails the test. (Not named use…: biome
+ * takes that for a React hook, which this is not.)
+ */
+export function setupBrowserStack(
+  vars: Record<string, string> = {},
+  options: Parameters<typeof startStack>[1] = {},
+): BrowserStack {
+  let stack: Stack | undefined;
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    // Each kept as soon as it is up, so that afterAll closes it if the other failed to start.
+    await Promise.all([
+      startStack(vars, options).then((started) => {
+        stack = started;
+      }),
+      launchBrowser().then((launched) => {
+        browser = launched;
+      }),
+    ]);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.close();
+  });
+  afterEach(async () => {
+    if (!browser) return;
+    for (const page of browser.context.pages()) await page.close();
+    expect(browser.problems.splice(0), 'console errors or page errors in the browser').toEqual([]);
+  });
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('setupBrowserStack: the stack and browser start in beforeAll');
+    return value;
+  };
+  return {
+    get stack() {
+      return started(stack);
+    },
+    get browser() {
+      return started(browser);
+    },
+  };
 }

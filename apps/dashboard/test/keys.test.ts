@@ -4,49 +4,31 @@
  * was given), the singleton and debounce keys and the expiry on the task page.
  */
 import { testMode } from '@tasker/testing';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type Browser,
-  launchBrowser,
-  openDashboard,
-  type Stack,
-  screenshot,
-  startStack,
-  type TaskRecord,
-} from './harness.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openDashboard, screenshot, setupBrowserStack, type TaskRecord } from './harness.ts';
 
-let stack: Stack;
-let browser: Browser;
+const harness = setupBrowserStack({}, { worker: false });
 let key: string;
 
 beforeAll(async () => {
-  [stack, browser] = await Promise.all([startStack({}, { worker: false }), launchBrowser()]);
-  key = await stack.key('keys-tenant', ['tasks:write', 'tasks:read']);
-});
-afterAll(async () => {
-  await browser?.close();
-  await stack?.close();
-});
-afterEach(async () => {
-  for (const page of browser.context.pages()) await page.close();
-  expect(browser.problems.splice(0), 'console errors or page errors in the browser').toEqual([]);
+  key = await harness.stack.key('keys-tenant', ['tasks:write', 'tasks:read']);
 });
 
 describe(`a task's keys in the dashboard (${testMode} mode)`, () => {
   it('shows the concurrency key in the table, and every key on the task page', async () => {
-    const keyed = await stack.api<TaskRecord>(key, 'POST', '/tasks', {
+    const keyed = await harness.stack.api<TaskRecord>(key, 'POST', '/tasks', {
       name: 'sum_two_numbers',
       input: { a: 1, b: 2 },
       concurrency_key: 'customer-7',
       singleton_key: 'nightly-report',
       ttl_ms: 600_000,
     });
-    const plain = await stack.api<TaskRecord>(key, 'POST', '/tasks', {
+    const plain = await harness.stack.api<TaskRecord>(key, 'POST', '/tasks', {
       name: 'sum_two_numbers',
       input: { a: 3, b: 4 },
       debounce: { key: 'reindex', delay_ms: 60_000 },
     });
-    const page = await openDashboard(browser, stack.url, key);
+    const page = await openDashboard(harness.browser, harness.stack.url, key);
     const cell = (id: string) => page.locator(`tr[data-task-id="${id}"] [data-testid="concurrency-key"]`);
     await cell(keyed.id).waitFor();
     expect(await cell(keyed.id).textContent()).toBe('customer-7');
@@ -61,7 +43,7 @@ describe(`a task's keys in the dashboard (${testMode} mode)`, () => {
     expect(await page.getByTestId('debounce-key').count()).toBe(0);
     await screenshot(page, 'task-keys');
 
-    await page.goto(`${stack.url}/ui/tasks/${plain.id}`);
+    await page.goto(`${harness.stack.url}/ui/tasks/${plain.id}`);
     await page.getByTestId('task-detail').waitFor();
     expect(await page.getByTestId('debounce-key').textContent()).toBe('reindex');
     expect(await page.getByTestId('concurrency-key').textContent()).toBe('keys-tenant');

@@ -4,39 +4,25 @@
  * neither. No worker: submitted tasks stay PENDING.
  */
 import { testMode } from '@tasker/testing';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Browser, launchBrowser, openDashboard, type Stack, screenshot, startStack } from './harness.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openDashboard, screenshot, setupBrowserStack } from './harness.ts';
 
-let stack: Stack;
-let browser: Browser;
+const harness = setupBrowserStack({ TENANT_MAX_RUNNING: '4' }, { worker: false });
 let tenantAdmin: string;
 let operator: string;
 let reader: string;
 
 beforeAll(async () => {
-  [stack, browser] = await Promise.all([
-    startStack({ TENANT_MAX_RUNNING: '4' }, { worker: false }),
-    launchBrowser(),
-  ]);
-  tenantAdmin = await stack.key('acme', ['tasks:write', 'tasks:read', 'admin']);
-  operator = await stack.key('ops', ['tasks:read', 'operator']);
-  reader = await stack.key('acme', ['tasks:read']);
-  await stack.key('globex', ['tasks:read']);
-});
-afterAll(async () => {
-  await browser?.close();
-  await stack?.close();
-});
-afterEach(async () => {
-  for (const page of browser.context.pages()) await page.close();
-  const problems = browser.problems.splice(0);
-  expect(problems, 'console errors or page errors in the browser').toEqual([]);
+  tenantAdmin = await harness.stack.key('acme', ['tasks:write', 'tasks:read', 'admin']);
+  operator = await harness.stack.key('ops', ['tasks:read', 'operator']);
+  reader = await harness.stack.key('acme', ['tasks:read']);
+  await harness.stack.key('globex', ['tasks:read']);
 });
 
 describe(`limits on the queue page (${testMode} mode)`, () => {
   it("a tenant admin sees its tenant's limits and its running and queued tasks, as they change", async () => {
-    await stack.api(tenantAdmin, 'PUT', '/tenants/acme/limits', { max_queued: 3 });
-    const page = await openDashboard(browser, stack.url, tenantAdmin, '/ui/queue');
+    await harness.stack.api(tenantAdmin, 'PUT', '/tenants/acme/limits', { max_queued: 3 });
+    const page = await openDashboard(harness.browser, harness.stack.url, tenantAdmin, '/ui/queue');
     const card = page.getByTestId('tenant-limits');
     await card.getByText('Limits of tenant acme').waitFor();
     await page.getByTestId('limit-queued').filter({ hasText: '0 / 3' }).waitFor();
@@ -44,7 +30,7 @@ describe(`limits on the queue page (${testMode} mode)`, () => {
     expect(await page.getByTestId('limit-running').textContent()).toMatch(/0 \/ 4.*max 4, the default/);
     expect(await page.getByTestId('limit-starts').textContent()).toContain('none');
     for (let i = 0; i < 2; i++)
-      await stack.api(tenantAdmin, 'POST', '/tasks', {
+      await harness.stack.api(tenantAdmin, 'POST', '/tasks', {
         name: 'sum_two_numbers',
         input: { a: i, b: 1 },
         delay_ms: 3_600_000,
@@ -57,8 +43,11 @@ describe(`limits on the queue page (${testMode} mode)`, () => {
   });
 
   it('an operator sees every tenant with its limits and counts', async () => {
-    await stack.api(operator, 'PUT', '/tenants/globex/limits', { max_running: 1, starts_per_minute: 30 });
-    const page = await openDashboard(browser, stack.url, operator, '/ui/queue');
+    await harness.stack.api(operator, 'PUT', '/tenants/globex/limits', {
+      max_running: 1,
+      starts_per_minute: 30,
+    });
+    const page = await openDashboard(harness.browser, harness.stack.url, operator, '/ui/queue');
     const globex = page.locator('tr[data-tenant="globex"]');
     await globex.waitFor();
     expect(await globex.locator('td').allTextContents()).toEqual([
@@ -75,7 +64,7 @@ describe(`limits on the queue page (${testMode} mode)`, () => {
   });
 
   it('a read-only key sees neither, and a line saying why', async () => {
-    const page = await openDashboard(browser, stack.url, reader, '/ui/queue');
+    const page = await openDashboard(harness.browser, harness.stack.url, reader, '/ui/queue');
     await page.getByText("Your tenant's limits and counts need a key with the admin scope").waitFor();
     expect(await page.getByTestId('tenant-limits').count()).toBe(0);
     expect(await page.getByTestId('tenants').count()).toBe(0);
