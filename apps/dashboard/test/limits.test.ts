@@ -4,6 +4,7 @@
  * neither. No worker: submitted tasks stay PENDING.
  */
 import { testMode } from '@tasker/testing';
+import type { Request } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openDashboard, screenshot, setupBrowserStack } from './harness.ts';
 
@@ -47,6 +48,10 @@ describe(`limits on the queue page (${testMode} mode)`, () => {
       max_running: 1,
       starts_per_minute: 30,
     });
+    // What the page asks: its own tenant's row comes with the list of tenants.
+    const asked: string[] = [];
+    const record = (request: Request) => asked.push(request.url());
+    harness.browser.context.on('request', record);
     const page = await openDashboard(harness.browser, harness.stack.url, operator, '/ui/queue');
     const globex = page.locator('tr[data-tenant="globex"]');
     await globex.waitFor();
@@ -60,6 +65,10 @@ describe(`limits on the queue page (${testMode} mode)`, () => {
     const acme = page.locator('tr[data-tenant="acme"]');
     expect(await acme.textContent()).toContain('2 / 3');
     await page.getByTestId('tenant-limits').getByText('Limits of tenant ops').waitFor();
+    await page.getByTestId('limit-running').filter({ hasText: '0 / 4' }).waitFor();
+    harness.browser.context.off('request', record);
+    expect(asked.some((url) => url.includes('listTenants'))).toBe(true);
+    expect(asked.filter((url) => url.includes('getTenantLimits'))).toEqual([]);
     await screenshot(page, 'queue-tenants');
   });
 

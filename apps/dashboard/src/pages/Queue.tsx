@@ -116,7 +116,7 @@ export function QueuePage({ abilities, tenant }: { abilities: Abilities; tenant:
         </p>
       ) : null}
       {abilities.admin ? (
-        <TenantLimitsCard tenant={tenant} />
+        <TenantLimitsCard tenant={tenant} operator={abilities.operator} />
       ) : (
         <p className="muted">Your tenant's limits and counts need a key with the admin scope.</p>
       )}
