@@ -15,6 +15,10 @@ export function StatusBadge({ status, cancelling }: { status: TaskStatus; cancel
   );
 }
 
+/** The start of `text`, `chars` long, and … when there is more (`more`: the text was already cut). */
+export const clip = (text: string, chars: number, more = false) =>
+  text.length > chars || more ? `${text.slice(0, chars)}…` : text;
+
 export function time(iso: string | null | undefined): string {
   if (!iso) return '—';
   const d = new Date(iso);

@@ -13,7 +13,7 @@ import {
   type TaskStatus,
   useTRPC,
 } from '../api.ts';
-import { duration, StatusBadge, time } from '../format.tsx';
+import { clip, duration, StatusBadge, time } from '../format.tsx';
 import { Link, navigate } from '../router.tsx';
 
 type ListInput = RouterInputs['listTasks'];
@@ -38,9 +38,6 @@ const applyEvent = (row: Row, event: TaskEvent): Row => ({
   updatedAt: event.updatedAt,
 });
 
-/** A preview as the table shows it: its first characters, and … when there is more. */
-const snippet = (preview: Row['inputPreview'], chars = 60) =>
-  preview.json.length > chars || preview.truncated ? `${preview.json.slice(0, chars)}…` : preview.json;
 /**
  * Payload search (JSONB containment): `input_contains` / `output_contains`, JSON text. Sent as they
  * are; a server without them ignores them.
@@ -313,7 +310,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
               </td>
               <td>{task.name}</td>
               <td className="mono small" title={task.inputPreview.json}>
-                {snippet(task.inputPreview)}
+                {clip(task.inputPreview.json, 60, task.inputPreview.truncated)}
               </td>
               <td>
                 <StatusBadge status={task.status} cancelling={Boolean(task.cancelRequestedAt)} />
@@ -322,9 +319,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
                 {task.attempts}/{task.maxAttempts}
               </td>
               <td className="mono small" data-testid="concurrency-key" title={task.concurrencyKey}>
-                {task.concurrencyKey.length > 24
-                  ? `${task.concurrencyKey.slice(0, 24)}…`
-                  : task.concurrencyKey}
+                {clip(task.concurrencyKey, 24)}
               </td>
               <td>{time(task.createdAt)}</td>
               <td>{duration(task.startedAt, task.finishedAt)}</td>
