@@ -1,6 +1,6 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useSubscription } from '@trpc/tanstack-react-query';
-import { useEffect, useState } from 'react';
+import { type ReactNode, useEffect, useState } from 'react';
 import type { Abilities } from '../App.tsx';
 import { TaskActions } from '../actions.tsx';
 import { errorText, type TaskEvent, useTRPC } from '../api.ts';
@@ -53,6 +53,30 @@ function timeline(task: TaskEvent): Step[] {
     steps.push({ at: null, label: 'Running…', kind: 'waiting' });
   }
   return steps;
+}
+
+/** One fact of the task page: its term (`title`: its meaning on hover) and its value. */
+function Fact({
+  term,
+  title,
+  mono,
+  testId,
+  children,
+}: {
+  term: string;
+  title?: string;
+  mono?: boolean;
+  testId?: string;
+  children: ReactNode;
+}) {
+  return (
+    <>
+      <dt title={title}>{term}</dt>
+      <dd className={mono ? 'mono' : undefined} data-testid={testId}>
+        {children}
+      </dd>
+    </>
+  );
 }
 
 export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }) {
@@ -128,54 +152,48 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         />
       </div>
       <dl className="facts">
-        <dt>Attempts</dt>
-        <dd>
+        <Fact term="Attempts">
           {view.attempts} of {view.maxAttempts}
-        </dd>
-        <dt>Priority</dt>
-        <dd>{view.priority}</dd>
-        <dt title="Its tasks share its concurrency limits (the tenant's when none was given)">
-          Concurrency key
-        </dt>
-        <dd className="mono" data-testid="concurrency-key">
+        </Fact>
+        <Fact term="Priority">{view.priority}</Fact>
+        <Fact
+          term="Concurrency key"
+          title="Its tasks share its concurrency limits (the tenant's when none was given)"
+          mono
+          testId="concurrency-key"
+        >
           {view.concurrencyKey}
-        </dd>
+        </Fact>
         {view.singletonKey ? (
-          <>
-            <dt title="While this task is unfinished, a submission with this key returns it">
-              Singleton key
-            </dt>
-            <dd className="mono" data-testid="singleton-key">
-              {view.singletonKey}
-            </dd>
-          </>
+          <Fact
+            term="Singleton key"
+            title="While this task is unfinished, a submission with this key returns it"
+            mono
+            testId="singleton-key"
+          >
+            {view.singletonKey}
+          </Fact>
         ) : null}
         {view.debounceKey ? (
-          <>
-            <dt title="While this task is PENDING, a submission with this key joins it: its input and start">
-              Debounce key
-            </dt>
-            <dd className="mono" data-testid="debounce-key">
-              {view.debounceKey}
-            </dd>
-          </>
+          <Fact
+            term="Debounce key"
+            title="While this task is PENDING, a submission with this key joins it: its input and start"
+            mono
+            testId="debounce-key"
+          >
+            {view.debounceKey}
+          </Fact>
         ) : null}
         {view.expiresAt ? (
-          <>
-            <dt title="Not started by then, it ends EXPIRED (ttl_ms)">Expires</dt>
-            <dd>{time(view.expiresAt)}</dd>
-          </>
+          <Fact term="Expires" title="Not started by then, it ends EXPIRED (ttl_ms)">
+            {time(view.expiresAt)}
+          </Fact>
         ) : null}
-        <dt>Created</dt>
-        <dd>{time(view.createdAt)}</dd>
-        <dt>Started</dt>
-        <dd>{time(view.startedAt)}</dd>
-        <dt>Finished</dt>
-        <dd>{time(view.finishedAt)}</dd>
-        <dt>Ran for</dt>
-        <dd>{duration(view.startedAt, view.finishedAt)}</dd>
-        <dt>Version</dt>
-        <dd>{view.version}</dd>
+        <Fact term="Created">{time(view.createdAt)}</Fact>
+        <Fact term="Started">{time(view.startedAt)}</Fact>
+        <Fact term="Finished">{time(view.finishedAt)}</Fact>
+        <Fact term="Ran for">{duration(view.startedAt, view.finishedAt)}</Fact>
+        <Fact term="Version">{view.version}</Fact>
       </dl>
       <div className="grid2">
         <div className="card">
