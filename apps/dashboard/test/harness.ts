@@ -240,15 +240,12 @@ export function setupBrowserStack(
   let stack: Stack | undefined;
   let browser: Browser | undefined;
   beforeAll(async () => {
-    // Each kept as soon as it is up, so that afterAll closes it if the other failed to start.
-    await Promise.all([
-      startStack(vars, options).then((started) => {
-        stack = started;
-      }),
-      launchBrowser().then((launched) => {
-        browser = launched;
-      }),
-    ]);
+    // Both awaited, each kept if it started, so that afterAll closes it when the other failed.
+    const [started, launched] = await Promise.allSettled([startStack(vars, options), launchBrowser()]);
+    if (started.status === 'fulfilled') stack = started.value;
+    if (launched.status === 'fulfilled') browser = launched.value;
+    if (started.status === 'rejected') throw started.reason;
+    if (launched.status === 'rejected') throw launched.reason;
   });
   afterAll(async () => {
     await browser?.close();
@@ -259,16 +256,16 @@ export function setupBrowserStack(
     for (const page of browser.context.pages()) await page.close();
     expect(browser.problems.splice(0), 'console errors or page errors in the browser').toEqual([]);
   });
-  const started = <T>(value: T | undefined): T => {
+  const ready = <T>(value: T | undefined): T => {
     if (value === undefined) throw new Error('setupBrowserStack: the stack and browser start in beforeAll');
     return value;
   };
   return {
     get stack() {
-      return started(stack);
+      return ready(stack);
     },
     get browser() {
-      return started(browser);
+      return ready(browser);
     },
   };
 }
