@@ -222,6 +222,10 @@ describe('each key is per tenant', () => {
   });
 });
 
+/** The first segment of the first issue's path, e.g. `debounce` of `debounce.key`. */
+const firstIssueField = (body: Record<string, unknown>) =>
+  (body.issues as { path: string }[] | undefined)?.[0]?.path.split('.')[0];
+
 describe('bad input', () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['a debounce without a key', { debounce: { delay_ms: 100 } }, /debounce\.key/],
@@ -259,6 +263,9 @@ describe('bad input', () => {
     const created = await create({ input: { a: 1, b: 1 }, ...options });
     expect(created.status).toBe(400);
     expect(created.body.error).toMatch(named);
+    // The issues name the field too (the SDK reads them): the first option given is the one at fault.
+    const field = Object.keys(options)[0];
+    expect(firstIssueField(created.body)).toBe(field);
     const legacy = await call('POST', '/run-task', {
       task_name: 'sum_two_numbers',
       task_parameters: { a: 1, b: 1 },
@@ -266,6 +273,7 @@ describe('bad input', () => {
     });
     expect(legacy.status).toBe(400);
     expect(legacy.body.error).toMatch(named);
+    expect(firstIssueField(legacy.body)).toBe(field);
     expect(await countRows('true')).toBe(before);
   });
 });

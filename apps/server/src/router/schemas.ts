@@ -101,27 +101,9 @@ const runOptions = z.object(runOptionsShape);
 type RunOptions = z.output<typeof runOptions>;
 
 /** The checks that span two run options (a `superRefine` of every submit input). */
-export function checkRunOptions(
-  value: Pick<RunOptions, 'delay_ms' | 'run_at' | 'debounce' | 'idempotency_key' | 'singleton_key'>,
-  ctx: z.RefinementCtx,
-): void {
+export function checkRunOptions(value: Pick<RunOptions, 'delay_ms' | 'run_at'>, ctx: z.RefinementCtx): void {
   if (value.delay_ms !== undefined && value.run_at !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'give delay_ms or run_at, not both' });
-  }
-  // The engine refuses the same for every door (InvalidArgumentError naming `debounce`, in words
-  // only); this copy stays because its 400 carries `issues` naming `debounce`, which the SDK reads
-  // (TaskerValidationError) and the engine's 400 does not carry.
-  if (value.debounce !== undefined) {
-    const others = (['delay_ms', 'run_at', 'idempotency_key', 'singleton_key'] as const).filter(
-      (name) => value[name] !== undefined,
-    );
-    if (others.length > 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['debounce'],
-        message: `give debounce without ${others.join(' or ')} (it sets the start and the key itself)`,
-      });
-    }
   }
   if (value.run_at !== undefined && Date.parse(value.run_at) - Date.now() > 30 * DAY_MS) {
     ctx.addIssue({ code: 'custom', path: ['run_at'], message: 'must be within 30 days from now' });

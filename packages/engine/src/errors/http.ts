@@ -139,7 +139,9 @@ export function publicFailureOf(
     const issues = toPublicIssues(error.issues, [taskParametersField]);
     return { status: 400, message: describeIssues(issues), issues };
   }
-  if (error instanceof InvalidArgumentError) return { status: 400, message: error.message };
+  if (error instanceof InvalidArgumentError) {
+    return { status: 400, message: error.message, issues: [{ path: error.argument, message: error.reason }] };
+  }
   if (error instanceof NotFoundError) return { status: 404, message: error.message };
   if (error instanceof ForbiddenError) return { status: 403, message: error.message };
   if (error instanceof TaskStateConflictError) return { status: 409, message: error.message };

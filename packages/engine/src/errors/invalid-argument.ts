@@ -4,8 +4,9 @@ export class InvalidArgumentError extends Error {
   constructor(
     /** The argument, e.g. `cursor`. */
     readonly argument: string,
-    message: string,
+    /** What is wrong with it, in words that stand alone (the 400's issue for `argument`). */
+    readonly reason: string,
   ) {
-    super(`${argument}: ${message}`);
+    super(`${argument}: ${reason}`);
   }
 }

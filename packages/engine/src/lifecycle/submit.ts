@@ -7,6 +7,14 @@ import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
 import { currentTraceCarrier } from '../observability/tracing.ts';
 import { emit, type LifecycleResources } from './resources.ts';
 
+/** The run options that debounce excludes, by the names the doors take them. */
+const WIRE_NAMES = {
+  delayMs: 'delay_ms',
+  runAt: 'run_at',
+  idempotencyKey: 'idempotency_key',
+  singletonKey: 'singleton_key',
+} as const;
+
 /** The tenant of every task when AUTH_MODE=disabled (and of the rows made before tenants existed). */
 export const DEFAULT_TENANT = 'default';
 
@@ -74,13 +82,18 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
   if (unavailable) throw new DependencyUnavailableError(definition.name, unavailable);
 
   const { debounce } = request;
-  if (debounce && (request.delayMs !== undefined || request.runAt !== undefined))
-    throw new InvalidArgumentError(
-      'debounce',
-      'it sets the start itself: give no delay_ms or run_at with it',
-    );
-  if (debounce && (request.idempotencyKey !== undefined || request.singletonKey !== undefined))
-    throw new InvalidArgumentError('debounce', 'give no idempotency_key or singleton_key with it');
+  if (debounce) {
+    // It sets the start and the key itself; every door's 400 names `debounce` in its issues.
+    const others = (['delayMs', 'runAt', 'idempotencyKey', 'singletonKey'] as const)
+      .filter((option) => request[option] !== undefined)
+      .map((option) => WIRE_NAMES[option]);
+    if (others.length > 0) {
+      throw new InvalidArgumentError(
+        'debounce',
+        `give debounce without ${others.join(' or ')} (it sets the start and the key itself)`,
+      );
+    }
+  }
 
   const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
   const { row, created, matched } = await insertWithinLimits(r, {
