@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { ScheduleStore } from '@tasker/db';
 import {
   createEngine,
   createTaskWorker,
@@ -12,6 +13,7 @@ import {
 import { CancelWatch } from './cancel-watch.ts';
 import { Expirer } from './expirer.ts';
 import { CANCELLED, createProcessor, SHUTDOWN } from './processor.ts';
+import { Scheduler } from './scheduler.ts';
 import { Sweeper } from './sweeper.ts';
 
 export interface TaskerWorker {
@@ -83,6 +85,18 @@ export async function startWorker(
   sweeper.start();
   const expirer = new Expirer(lifecycle, env.EXPIRE_INTERVAL_MS, log);
   expirer.start();
+  // Schedules: every worker fires the due ticks; each tick makes one task, whoever fires it.
+  const scheduler = new Scheduler(
+    new ScheduleStore(engine.db.db, engine.db.sql),
+    lifecycle.resources.limits,
+    {
+      intervalMs: env.SCHEDULE_INTERVAL_MS,
+      graceMs: env.SCHEDULE_GRACE_MS,
+      catchUpMax: env.SCHEDULE_CATCH_UP_MAX,
+    },
+    log,
+  );
+  scheduler.start();
   // Fair dequeue: one worker's dispatcher leads and hands waiting tasks to the queue.
   const dispatcher = new Dispatcher(
     lifecycle.resources,
@@ -99,7 +113,7 @@ export async function startWorker(
 
   let closing: Promise<void> | undefined;
   const close = async () => {
-    await Promise.all([sweeper.stop(), expirer.stop(), dispatcher.stop()]);
+    await Promise.all([sweeper.stop(), expirer.stop(), scheduler.stop(), dispatcher.stop()]);
     const closed = worker.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([

@@ -31,6 +31,16 @@ export {
 } from './limits.ts';
 export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts';
 export { PausedTypeStore } from './paused-types.ts';
+export {
+  type FiredTask,
+  type FireLimits,
+  type FireResult,
+  type PlannedFire,
+  type ScheduleChange,
+  type ScheduleRun,
+  ScheduleStore,
+  type ScheduleValues,
+} from './schedules.ts';
 export * from './schema.ts';
 export {
   type FailedAttempt,

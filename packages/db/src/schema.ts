@@ -2,6 +2,7 @@ import { TASK_STATUSES, type TaskStatus, UNFINISHED_STATUSES } from '@tasker/sta
 import { sql } from 'drizzle-orm';
 import {
   type AnyPgColumn,
+  boolean,
   check,
   index,
   integer,
@@ -97,6 +98,10 @@ export const tasks = pgTable(
     cancelRequestedAt: timestamptz('cancel_requested_at'),
     /** Which worker process ran the latest attempt (host:pid). */
     workerId: text('worker_id'),
+    /** The schedule whose tick made this task (no foreign key: a deleted schedule's tasks keep its id). */
+    scheduleId: uuid('schedule_id'),
+    /** The tick this task was made for: one task per (schedule_id, scheduled_for), tasks_schedule_tick_idx. */
+    scheduledFor: timestamptz('scheduled_for'),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
     startedAt: timestamptz('started_at'),
     finishedAt: timestamptz('finished_at'),
@@ -171,6 +176,11 @@ export const tasks = pgTable(
     uniqueIndex('tasks_owner_idempotency_idx')
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
+    // Exactly one task per schedule tick, however many workers fire it (migration 0018); also a
+    // schedule's latest runs, newest first.
+    uniqueIndex('tasks_schedule_tick_idx')
+      .on(t.scheduleId, t.scheduledFor)
+      .where(sql`${t.scheduleId} is not null`),
   ],
 );
 
@@ -256,3 +266,186 @@ export const taskTypeLimits = pgTable('task_type_limits', {
   maxRunningPerKey: integer('max_running_per_key'),
 });
 export type TaskTypeLimitsRow = typeof taskTypeLimits.$inferSelect;
+
+/** What a schedule does with the ticks missed while nothing fired (every worker down, or paused: see schedules.ts). */
+export const CATCH_UP_POLICIES = ['none', 'latest', 'all'] as const;
+export type CatchUpPolicy = (typeof CATCH_UP_POLICIES)[number];
+
+/**
+ * Schedules (migration 0018): a task type, its input and run options, fired at each tick of a cron
+ * in a time zone. Each fire is one ordinary PENDING task carrying `schedule_id` and `scheduled_for`.
+ */
+export const schedules = pgTable(
+  'schedules',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: text('owner_id').notNull(),
+    /** The caller's name for it, unique per tenant: a create with an existing key updates that schedule. */
+    key: text('key'),
+    /** The task type. */
+    name: text('name').notNull(),
+    /** The task's input, as its type's schema parsed it. */
+    input: jsonb('input').$type<unknown>().notNull(),
+    /** 5 fields, or 6 with seconds first. */
+    cron: text('cron').notNull(),
+    /** An IANA zone. */
+    timezone: text('timezone').notNull().default('UTC'),
+    catchUp: text('catch_up').$type<CatchUpPolicy>().notNull().default('latest'),
+    paused: boolean('paused').notNull().default(false),
+    priority: integer('priority').notNull().default(0),
+    maxAttempts: integer('max_attempts'),
+    timeoutMs: integer('timeout_ms'),
+    ttlMs: integer('ttl_ms'),
+    concurrencyKey: text('concurrency_key'),
+    /** The next tick to fire; null: the cron fires no more. */
+    nextFireAt: timestamptz('next_fire_at'),
+    /** The latest tick fired. */
+    lastFireAt: timestamptz('last_fire_at'),
+    /** Ticks not fired because of a full queue (max_queued) or the catch-up policy. */
+    skippedRuns: integer('skipped_runs').notNull().default(0),
+    lastSkippedFor: timestamptz('last_skipped_for'),
+    lastSkipReason: text('last_skip_reason'),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('schedules_owner_key_idx').on(t.tenantId, t.key).where(sql`${t.key} is not null`),
+    index('schedules_owner_created_idx').on(t.tenantId, t.createdAt, t.id),
+    index('schedules_due_idx').on(t.nextFireAt).where(sql`${t.paused} = false`),
+    check('schedules_catch_up_check', sql`${t.catchUp} in ('none', 'latest', 'all')`),
+  ],
+);
+export type ScheduleRow = typeof schedules.$inferSelect;
+
+/** The events a webhook may ask for: a task that finished, by how. */
+export const WEBHOOK_EVENTS = ['task.completed', 'task.failed', 'task.cancelled', 'task.expired'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+/**
+ * A tenant's completion webhooks (`POST /webhooks`, migration 0019). When one of the tenant's tasks
+ * finishes with one of `events` (and its type is among `taskNames`, when given), the trigger
+ * `tasks_webhooks` stores a delivery to `url` in the transaction that finished it. `secret`
+ * (`whsec_...`) signs each delivery (Standard Webhooks); it is shown once, at creation.
+ */
+export const webhooks = pgTable(
+  'webhooks',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: text('tenant_id').notNull(),
+    url: text('url').notNull(),
+    events: text('events').array().$type<WebhookEvent[]>().notNull(),
+    /** Only tasks of these types; null: every type. */
+    taskNames: text('task_names').array(),
+    secret: text('secret').notNull(),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [index('webhooks_tenant_idx').on(t.tenantId, t.createdAt)],
+);
+export type WebhookRow = typeof webhooks.$inferSelect;
+
+/** The secret (`whsec_...`) that signs the deliveries to the `webhook_url`s of a tenant's tasks. */
+export const tenantWebhookSecrets = pgTable('tenant_webhook_secrets', {
+  tenantId: text('tenant_id').primaryKey(),
+  secret: text('secret').notNull(),
+  createdAt: timestamptz('created_at').notNull().defaultNow(),
+});
+
+export const WEBHOOK_DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
+export type WebhookDeliveryStatus = (typeof WEBHOOK_DELIVERY_STATUSES)[number];
+
+/** One attempt of a delivery, as its `log` keeps it. */
+export interface WebhookAttempt {
+  at: string;
+  /** The receiver's HTTP status; null when none came (refused, timed out, unreachable). */
+  status: number | null;
+  error: string | null;
+  durationMs: number;
+}
+
+/**
+ * One event to send to one URL (at least once). `id` is the `webhook-id` header, the same on every
+ * attempt; `body` is written before the first attempt and every attempt sends those bytes. A sender
+ * takes a due `pending` row by moving `next_attempt_at` ahead (its lease) before it sends.
+ */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: text('tenant_id').notNull(),
+    /** Null for a delivery to the task's own `webhook_url`. Deleting the webhook deletes its deliveries. */
+    webhookId: uuid('webhook_id').references(() => webhooks.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    event: text('event').$type<WebhookEvent>().notNull(),
+    taskId: uuid('task_id').notNull(),
+    body: text('body'),
+    status: text('status').$type<WebhookDeliveryStatus>().notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: timestamptz('next_attempt_at').notNull().defaultNow(),
+    lastStatus: integer('last_status'),
+    lastError: text('last_error'),
+    log: jsonb('log').$type<WebhookAttempt[]>().notNull().default(sql`'[]'::jsonb`),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    check('webhook_deliveries_status_check', sql`${t.status} in ('pending', 'delivered', 'failed')`),
+    index('webhook_deliveries_due_idx').on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+    index('webhook_deliveries_webhook_idx').on(
+      t.webhookId,
+      t.createdAt.desc().nullsFirst(),
+      t.id.desc().nullsFirst(),
+    ),
+    index('webhook_deliveries_task_idx').on(t.taskId),
+  ],
+);
+export type WebhookDeliveryRow = typeof webhookDeliveries.$inferSelect;
+
+/** What a bulk operation does to every matching task: cancel it, or retry it. */
+export const BULK_ACTIONS = ['cancel', 'retry'] as const;
+export type BulkAction = (typeof BULK_ACTIONS)[number];
+/** running: a worker works through it (or will: see `leaseUntil`); done; failed (see `error`). */
+export const BULK_OPERATION_STATUSES = ['running', 'done', 'failed'] as const;
+export type BulkOperationStatus = (typeof BULK_OPERATION_STATUSES)[number];
+
+/**
+ * Bulk cancel and retry by filter (`POST /tasks/cancel`, `POST /tasks/retry`), one row per
+ * operation (migration 0020). A worker works through the matching tasks in chunks, newest first
+ * (keyset on (created_at, id), the cursor below); each chunk's task changes and its progress (`done`,
+ * the cursor, the lease) commit in one transaction, so the counts stay exact across a crash. A row
+ * left `running` whose lease ran out (its worker died) is taken over by another worker.
+ */
+export const bulkOperations = pgTable(
+  'bulk_operations',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: text('tenant_id').notNull(),
+    action: text('action').$type<BulkAction>().notNull(),
+    /** The filter as given (the engine's words, dates as ISO text), read back with zod. */
+    filter: jsonb('filter').$type<unknown>().notNull(),
+    status: text('status').$type<BulkOperationStatus>().notNull().default('running'),
+    /** The tasks the filter matched, of the statuses the action applies to, when it was made. */
+    matched: integer('matched').notNull().default(0),
+    /** The tasks it changed so far (cancelled or asked to stop; retried). */
+    done: integer('done').notNull().default(0),
+    error: text('error'),
+    /** The key that asked for it; null in AUTH_MODE=disabled. */
+    createdBy: uuid('created_by').references((): AnyPgColumn => apiKeys.id, { onDelete: 'set null' }),
+    /** The last task a chunk went through (keyset, newest first); null before the first chunk. */
+    cursorCreatedAt: timestamptz('cursor_created_at'),
+    cursorId: uuid('cursor_id'),
+    /** The worker that runs it (host:pid) until `leaseUntil`; another takes it over after that. */
+    runner: text('runner'),
+    leaseUntil: timestamptz('lease_until'),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+    finishedAt: timestamptz('finished_at'),
+  },
+  (t) => [
+    index('bulk_operations_tenant_created_idx').on(t.tenantId, t.createdAt),
+    index('bulk_operations_running_idx').on(t.createdAt).where(sql`${t.status} = 'running'`),
+    check('bulk_operations_action_check', sql`${t.action} in ('cancel', 'retry')`),
+    check('bulk_operations_status_check', sql`${t.status} in ('running', 'done', 'failed')`),
+  ],
+);
+export type BulkOperationRow = typeof bulkOperations.$inferSelect;

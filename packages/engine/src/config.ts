@@ -46,6 +46,14 @@ export const envSchema = z.object({
   SWEEP_GRACE_MS: int(10_000, 0),
   /** How often each worker ends EXPIRED the queued tasks past their ttl (a task expires within ttl_ms + this + a query). */
   EXPIRE_INTERVAL_MS: int(1_000, 50),
+  /** How often each worker fires the due schedules (a tick's task is created within about this much after it). */
+  SCHEDULE_INTERVAL_MS: int(500, 20),
+  /** A schedule whose cron fires more often than this (two fires closer than this) is refused: 400 naming cron. */
+  SCHEDULE_MIN_INTERVAL_MS: int(1_000, 1),
+  /** A tick fired later than this after its time was missed (every worker down): its schedule's catch_up decides. */
+  SCHEDULE_GRACE_MS: int(60_000, 0),
+  /** With catch_up all, at most this many missed ticks (the latest) fire per schedule. */
+  SCHEDULE_CATCH_UP_MAX: int(100, 1),
   /** Jobs the queue holds waiting for a worker at most; the rest of every backlog waits in PostgreSQL for its turn. */
   DISPATCH_BUFFER: int(200, 1),
   /** The dispatcher passes at least this often (due delays, start pacing, limits changed). */

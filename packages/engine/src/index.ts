@@ -57,6 +57,7 @@ export {
 } from './limits.ts';
 export { createLogger, type Logger, requestScope } from './logger.ts';
 export * from './observability/index.ts';
+export * from './schedules/index.ts';
 export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 export {
   bullmqConnection,

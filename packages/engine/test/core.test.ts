@@ -297,6 +297,8 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       expiresAt: null,
       queuedAt: now,
       trace: null,
+      scheduleId: null,
+      scheduledFor: null,
       concurrencyKey: null,
       singletonKey: null,
       debounceKey: null,

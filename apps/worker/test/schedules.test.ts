@@ -1,0 +1,149 @@
+/**
+ * The firing pass against PostgreSQL, in this process (fast): concurrent passes fire each tick
+ * once; missed ticks follow catch_up; max_queued skips a tick and records it; the fired tasks are
+ * ordinary PENDING rows carrying schedule_id and scheduled_for. The 30-second run across two
+ * servers and two workers, with a restart, is apps/server/test/schedules.test.ts.
+ */
+import { ScheduleStore, schedules, tasks } from '@tasker/db';
+import { createScheduleApi, fireSchedules } from '@tasker/engine';
+import { eq, sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Harness } from './harness.ts';
+
+let harness: Harness;
+let store: ScheduleStore;
+
+beforeAll(async () => {
+  harness = await Harness.start();
+  store = new ScheduleStore(harness.db.db, harness.db.sql);
+});
+afterAll(async () => {
+  await harness?.close();
+});
+
+const options = { graceMs: 10_000, catchUpMax: 50 };
+
+/** A schedule whose next tick is `ago` ms in the past (as if nothing fired it since). */
+async function dueSchedule(
+  tenantId: string,
+  values: { cron: string; catchUp?: 'none' | 'latest' | 'all' },
+  agoMs: number,
+) {
+  const api = createScheduleApi(store, { minIntervalMs: 1000 });
+  const { schedule } = await api.create({
+    tenantId,
+    name: 'sum_two_numbers',
+    input: { a: 1, b: 2 },
+    cron: values.cron,
+    catchUp: values.catchUp,
+  });
+  const first = new Date(Math.floor((Date.now() - agoMs) / 1000) * 1000);
+  await harness.db.db.update(schedules).set({ nextFireAt: first }).where(eq(schedules.id, schedule.id));
+  return { id: schedule.id, first };
+}
+
+const ticksOf = async (scheduleId: string) =>
+  harness.db.db
+    .select({
+      scheduledFor: tasks.scheduledFor,
+      status: tasks.status,
+      tenantId: tasks.tenantId,
+      input: tasks.input,
+    })
+    .from(tasks)
+    .where(eq(tasks.scheduleId, scheduleId))
+    .orderBy(tasks.scheduledFor);
+
+describe('firing', () => {
+  it('eight concurrent passes fire each tick of 20 due schedules exactly once', async () => {
+    const made = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => dueSchedule(`t${i % 4}`, { cron: '* * * * * *' }, 5_000)),
+    );
+    const { limits } = harness.engine.lifecycle.resources;
+    const results = await Promise.all(Array.from({ length: 8 }, () => fireSchedules(store, limits, options)));
+    const fired = results.flatMap((r) => r.fired);
+    for (const { id, first } of made) {
+      const rows = await ticksOf(id);
+      const seconds = rows.map((r) => ((r.scheduledFor as Date).getTime() - first.getTime()) / 1000);
+      // Every second from the first due tick to now, each once.
+      expect(seconds.slice(0, 5)).toEqual([0, 1, 2, 3, 4]);
+      expect(new Set(seconds).size).toBe(seconds.length);
+      expect(seconds).toEqual(seconds.map((_, i) => i));
+      expect(
+        rows.every(
+          (r) => r.status === 'PENDING' && r.tenantId === `t${made.findIndex((m) => m.id === id) % 4}`,
+        ),
+      ).toBe(true);
+    }
+    // No pass claimed a task another one made.
+    expect(new Set(fired.map((f) => f.id)).size).toBe(fired.length);
+    const [{ n } = { n: -1 }] = await harness.db.sql<{ n: number }[]>`
+      select count(*)::int as n from tasks where schedule_id = any(${made.map((m) => m.id)}::uuid[])`;
+    expect(fired.length).toBe(n);
+    // The schedules moved past now.
+    const rows = await harness.db.db.select().from(schedules);
+    for (const row of rows.filter((r) => made.some((m) => m.id === r.id)))
+      expect(row.nextFireAt?.getTime()).toBeGreaterThan(Date.now() - 1500);
+  });
+
+  it('a tick is one task whatever fires it again: the unique index refuses the second', async () => {
+    const { id, first } = await dueSchedule('again', { cron: '* * * * * *' }, 2_000);
+    const insert = () => harness.db.sql`
+      insert into tasks (id, owner_id, name, input, schedule_id, scheduled_for)
+      values (gen_random_uuid(), 'again', 'sum_two_numbers', '{"a":1,"b":2}', ${id}, ${first.toISOString()})`;
+    await insert();
+    await expect(insert()).rejects.toThrow(/tasks_schedule_tick_idx/);
+    await fireSchedules(store, harness.engine.lifecycle.resources.limits, options);
+    const rows = await ticksOf(id);
+    expect(rows.filter((r) => r.scheduledFor?.getTime() === first.getTime())).toHaveLength(1);
+  });
+
+  it('missed ticks: catch_up none fires only the ticks within the grace, latest one more, all at most the bound', async () => {
+    const down = 60_000; // a minute down, a grace of 10 s
+    const [none, latest, all] = await Promise.all(
+      (['none', 'latest', 'all'] as const).map((catchUp) =>
+        dueSchedule(`catch-${catchUp}`, { cron: '*/2 * * * * *', catchUp }, down),
+      ),
+    );
+    await fireSchedules(store, harness.engine.lifecycle.resources.limits, options);
+    const late = (rows: { scheduledFor: Date | null }[]) =>
+      rows.filter((r) => (r.scheduledFor as Date).getTime() < Date.now() - 11_000).length;
+    const [n, l, a] = await Promise.all([none, latest, all].map((s) => ticksOf((s as { id: string }).id)));
+    expect(late(n ?? [])).toBe(0);
+    expect(late(l ?? [])).toBe(1);
+    // 50 at most (SCHEDULE_CATCH_UP_MAX here): 25 two-second ticks in the 50 s before the grace.
+    expect(late(a ?? [])).toBeGreaterThanOrEqual(23);
+    expect(late(a ?? [])).toBeLessThanOrEqual(25);
+    // The on-time ticks (the last ~10 s) fired in every policy.
+    for (const rows of [n, l, a]) expect((rows ?? []).length - late(rows ?? [])).toBeGreaterThanOrEqual(4);
+  });
+
+  it("a tick refused by the tenant's max_queued is recorded as a skipped run, nothing stored for it", async () => {
+    const { limits } = harness.engine.lifecycle.resources;
+    await limits.store.setTenant('full', { maxQueued: 2 });
+    limits.invalidate();
+    const { id } = await dueSchedule('full', { cron: '* * * * * *' }, 4_500);
+    await fireSchedules(store, limits, options);
+    const rows = await ticksOf(id);
+    expect(rows).toHaveLength(2);
+    const [row] = await harness.db.db.select().from(schedules).where(eq(schedules.id, id));
+    expect(row?.skippedRuns).toBeGreaterThanOrEqual(3);
+    expect(row?.lastSkipReason).toBe('QUEUE_FULL');
+    expect(row?.lastSkippedFor?.getTime()).toBeGreaterThan(rows[1]?.scheduledFor?.getTime() ?? Infinity);
+    const [{ pending } = { pending: -1 }] = await harness.db.db
+      .select({ pending: sql<number>`count(*)::int` })
+      .from(tasks)
+      .where(sql`${tasks.tenantId} = 'full' and ${tasks.status} = 'PENDING'`);
+    expect(pending).toBe(2);
+  });
+
+  it('a paused schedule fires nothing; a resume starts from now, without the paused ticks', async () => {
+    const api = createScheduleApi(store, { minIntervalMs: 1000 });
+    const { id } = await dueSchedule('paused', { cron: '* * * * * *' }, 3_000);
+    await api.update('paused', id, { paused: true });
+    await fireSchedules(store, harness.engine.lifecycle.resources.limits, options);
+    expect(await ticksOf(id)).toHaveLength(0);
+    const resumed = await api.update('paused', id, { paused: false });
+    expect(new Date(resumed.nextFireAt ?? 0).getTime()).toBeGreaterThan(Date.now() - 1000);
+  });
+});
