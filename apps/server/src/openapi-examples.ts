@@ -55,6 +55,8 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
     concurrencyKey: 'acme',
     singletonKey: null,
     debounceKey: null,
+    tags: ['nightly'],
+    metadata: { team: 'billing' },
     runAfter: null,
     ttlMs: null,
     expiresAt: null,
@@ -177,6 +179,16 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
         summary: 'At most one unfinished task with this key: a second submission returns it (200)',
         value: { name: first.name, input: first.example ?? {}, singleton_key: 'nightly-report' },
       },
+      tagged: {
+        summary:
+          'With tags and metadata, to find it by (GET /tasks?tag=nightly&metadata_contains={"team":"billing"})',
+        value: {
+          name: first.name,
+          input: first.example ?? {},
+          tags: ['nightly'],
+          metadata: { team: 'billing', ticket: 'OPS-42' },
+        },
+      },
       debounced: {
         summary: 'Submissions with this key within 5 s collapse into one task, run 5 s after the last',
         value: {
@@ -226,6 +238,8 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       cursor,
       input_contains: '{"a":1}',
       output_contains: '3',
+      tag: ['nightly'],
+      metadata_contains: '{"team":"billing"}',
     },
     response: {
       page: {

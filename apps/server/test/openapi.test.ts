@@ -169,7 +169,7 @@ describe('/openapi.json', () => {
       for (const p of (op.parameters ?? []) as { name: string; example?: unknown }[])
         expect(p.example, `${method} ${path}: parameter ${p.name}`).toBeDefined();
     }
-    // One request example per task type, from its definition, and the keys' (singleton, debounce).
+    // One request example per task type, from its definition, the keys' (singleton, debounce), and tags.
     const created = doc.paths['/tasks']?.post as unknown as {
       requestBody: { content: { 'application/json': { examples: Record<string, unknown> } } };
     };
@@ -179,6 +179,7 @@ describe('/openapi.json', () => {
       'query_chatgpt',
       'singleton',
       'sum_two_numbers',
+      'tagged',
     ]);
   });
 

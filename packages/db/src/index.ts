@@ -43,16 +43,19 @@ export {
 } from './schedules.ts';
 export * from './schema.ts';
 export {
+  type BatchLimits,
   type FailedAttempt,
   type HoldingGroup,
   type Inserted,
   LIST_HEAD_CHARS,
   type ReadyTask,
   type StaleTask,
+  type TaskFilter,
   type TaskInsert,
   type TaskListFilter,
   type TaskListRow,
   TaskStore,
   type TaskStoreOptions,
+  taskFilterConditions,
 } from './store.ts';
 export { type Assignments, choiceText, conditionText, whereOf } from './tasks/transition-sql.ts';

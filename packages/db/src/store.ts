@@ -1,14 +1,23 @@
 import type { DbClient } from './client.ts';
 import type { TaskError, TaskRow } from './schema.ts';
+import { BatchInserts } from './tasks/batch.ts';
 import { DispatchQueries } from './tasks/dispatch.ts';
 import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
 import { OtherTransitions } from './tasks/transitions.ts';
 
+export type { BatchLimits } from './tasks/batch.ts';
 export type { HoldingGroup, ReadyTask } from './tasks/dispatch.ts';
 export type { FailedAttempt, Inserted, TaskInsert } from './tasks/hot.ts';
-export { LIST_HEAD_CHARS, type StaleTask, type TaskListFilter, type TaskListRow } from './tasks/queries.ts';
+export {
+  LIST_HEAD_CHARS,
+  type StaleTask,
+  type TaskFilter,
+  type TaskListFilter,
+  type TaskListRow,
+  taskFilterConditions,
+} from './tasks/queries.ts';
 
 export interface TaskStoreOptions {
   /** How long an idempotency key keeps answering with its first task. */
@@ -36,6 +45,8 @@ export class TaskStore {
   readonly queries: TaskQueries;
   readonly maintenance: TaskMaintenance;
   readonly dispatch: DispatchQueries;
+  /** All-or-nothing batches of new tasks (POST /tasks/batch), one transaction each. */
+  readonly batch: BatchInserts;
 
   constructor(
     { db, sql: pg }: Pick<DbClient, 'db' | 'sql'>,
@@ -46,10 +57,12 @@ export class TaskStore {
     this.queries = new TaskQueries(db);
     this.maintenance = new TaskMaintenance(db);
     this.dispatch = new DispatchQueries(pg);
+    this.batch = new BatchInserts(pg, options);
   }
 
   // Hot transitions (batched).
   insert: HotTransitions['insert'] = (row, options) => this.hot.insert(row, options);
+  insertBatch: BatchInserts['insert'] = (rows, limits) => this.batch.insert(rows, limits);
   claim = (id: string, workerId: string, attempt: number): Promise<TaskRow | undefined> =>
     this.hot.claim(id, workerId, attempt);
   complete = (id: string, output: unknown): Promise<TaskRow | undefined> => this.hot.complete(id, output);

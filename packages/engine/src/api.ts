@@ -1,4 +1,4 @@
-import { isTerminal, type TaskRow } from '@tasker/db';
+import { type TaskFilter as DbTaskFilter, isTerminal, type TaskRow } from '@tasker/db';
 import { InvalidArgumentError } from './errors/invalid-argument.ts';
 import { TaskNotFoundError } from './errors/task-not-found.ts';
 import type { SubmitRequest, TaskLifecycle } from './lifecycle/index.ts';
@@ -24,15 +24,14 @@ export interface SubmitResult {
   task: TaskView;
 }
 
-export interface ListFilter {
-  statuses?: TaskView['status'][];
-  names?: string[];
-  createdAfter?: Date;
-  createdBefore?: Date;
-  /** Only tasks whose input contains this JSON value (JSONB `@>`); `undefined`: any. */
-  inputContains?: unknown;
-  /** Only tasks whose output contains this JSON value (JSONB `@>`); `undefined`: any. */
-  outputContains?: unknown;
+/**
+ * Which of the caller's tasks: the one filter of GET /tasks (statuses, types, creation times,
+ * payload containment, tags, metadata containment), combined with AND. The store's `TaskFilter`
+ * without its tenant, which every call names beside it.
+ */
+export type TaskFilter = Omit<DbTaskFilter, 'tenantId'>;
+
+export interface ListFilter extends TaskFilter {
   /** `nextCursor` of the previous page. */
   cursor?: string;
   limit: number;
@@ -141,23 +140,18 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
       return { id: created.id, replayed, deduplicated, task: toTaskView(created) };
     },
     get: async (tenantId, id) => toTaskView(await row(tenantId, id)),
-    list: async (tenantId, filter) => {
+    list: async (tenantId, { cursor, limit, ...filter }) => {
       const rows = await store.list({
+        ...filter,
         tenantId,
-        statuses: filter.statuses,
-        names: filter.names,
-        createdAfter: filter.createdAfter,
-        createdBefore: filter.createdBefore,
-        inputContains: filter.inputContains,
-        outputContains: filter.outputContains,
-        cursor: filter.cursor ? decodeCursor(filter.cursor) : undefined,
-        limit: filter.limit + 1,
+        cursor: cursor ? decodeCursor(cursor) : undefined,
+        limit: limit + 1,
       });
-      const page = rows.slice(0, filter.limit);
+      const page = rows.slice(0, limit);
       const last = page.at(-1);
       return {
         tasks: page.map(toTaskSummary),
-        nextCursor: rows.length > filter.limit && last ? encodeCursor(last) : null,
+        nextCursor: rows.length > limit && last ? encodeCursor(last) : null,
       };
     },
     legacyOutput: async (tenantId, id) => {

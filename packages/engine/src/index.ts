@@ -6,6 +6,7 @@ export {
   type ProcessingState,
   type SubmitResult,
   type TaskApi,
+  type TaskFilter,
   type TaskPage,
 } from './api.ts';
 export { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';

@@ -54,6 +54,13 @@ export const taskViewSchema = z
       .describe(
         'While the task is PENDING, a submission with this debounce key joins it (its input and start); null: none',
       ),
+    tags: z
+      .array(z.string())
+      .describe('The labels it was submitted with (tags), in their order; [] when none'),
+    metadata: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .describe('The JSON object it was submitted with (metadata), or null: none'),
     runAfter: isoDate.nullable().describe('A delayed task does not start before this time'),
     ttlMs: z.number().int().nullable().describe('How long it may wait to start (ttl_ms), or null: for ever'),
     expiresAt: isoDate
@@ -91,6 +98,8 @@ export function toTaskView(row: TaskRow): TaskView {
     concurrencyKey: row.concurrencyKey ?? row.tenantId,
     singletonKey: row.singletonKey ?? null,
     debounceKey: row.debounceKey ?? null,
+    tags: row.tags ?? [],
+    metadata: row.metadata ?? null,
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),
@@ -116,10 +125,11 @@ export const PREVIEW_BYTES = 1024;
 /**
  * Most bytes one list row takes in a JSON answer, whatever its task holds: 3 strings of at most
  * PREVIEW_BYTES (input, output, error message), each at most doubled by JSON escaping (`"` and `\`
- * become two bytes; PostgreSQL's JSON text holds no raw control character), plus the fixed fields.
- * `view.test.ts` checks it against the worst case; the README and the route's description state it.
+ * become two bytes; PostgreSQL's JSON text holds no raw control character), its metadata (at most
+ * 4 KB of JSON), its tags (at most 10 of 64 characters), plus the fixed fields. `view.test.ts`
+ * checks it against the worst case; the README and the route's description state it.
  */
-export const MAX_LIST_ROW_BYTES = 8 * 1024;
+export const MAX_LIST_ROW_BYTES = 16 * 1024;
 
 /** `text` cut to at most `maxBytes` of UTF-8, on a character boundary. */
 export function cutUtf8(text: string, maxBytes: number): string {
@@ -204,6 +214,8 @@ export function toTaskSummary(row: TaskListRow): TaskSummary {
     maxAttempts: row.maxAttempts,
     priority: row.priority,
     concurrencyKey: row.concurrencyKey ?? row.tenantId,
+    tags: row.tags ?? [],
+    metadata: row.metadata ?? null,
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),

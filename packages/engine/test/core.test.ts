@@ -299,6 +299,8 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       trace: null,
       scheduleId: null,
       scheduledFor: null,
+      tags: [],
+      metadata: null,
       concurrencyKey: null,
       singletonKey: null,
       debounceKey: null,

@@ -16,6 +16,9 @@ function row(head: string, message: string): TaskListRow {
     priority: 100,
     // The longest key the API takes (200 characters, no control character), in the character JSON escapes longest.
     concurrencyKey: '"'.repeat(200),
+    // The most the API takes: 10 tags of 64 characters (here the 4-byte ones), and 4,096 bytes of metadata as JSON.
+    tags: Array.from({ length: 10 }, (_, i) => `${i}${'😀'.repeat(63)}`),
+    metadata: { k: 'x'.repeat(4096 - '{"k":""}'.length) } as Record<string, unknown>,
     runAfter: at,
     cancelRequestedAt: at,
     createdAt: at,

@@ -26,6 +26,19 @@ const submitKey = (description: string) =>
     .regex(/^\P{Cc}*$/u, 'must hold no control character')
     .describe(`${description}. 1 to 200 characters, per tenant`);
 
+/** Tags a task carries at most. */
+export const MAX_TAGS = 10;
+/** Bytes of UTF-8 a task's metadata takes at most, as JSON text (JSON.stringify). */
+export const MAX_METADATA_BYTES = 4096;
+
+/** A tag: 1 to 64 characters, no control character and no comma (a query-string list separates tags with commas). */
+export const tagSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[^\p{Cc},]*$/u, 'must hold no control character and no comma')
+  .describe('A label: 1 to 64 characters, no control character, no comma');
+
 /** How a task is run, beside its type and parameters: the same options, in the same words, on every submit route. */
 export const runOptionsShape = {
   priority: z
@@ -95,6 +108,29 @@ export const runOptionsShape = {
     .describe(
       "Submissions of this tenant with the same key, while its task has not started, collapse into that one PENDING task: it starts delay_ms after the last of them, with the last one's parameters and options, and every caller gets its id (POST /tasks: 200 when it joined; run-task: deduplicated true). Not with delay_ms, run_at, idempotency_key or singleton_key",
     ),
+  tags: z
+    .array(tagSchema)
+    .max(MAX_TAGS)
+    // Duplicates are dropped (the first of each kept, in order): a tag is there or not.
+    .transform((tags) => [...new Set(tags)])
+    .optional()
+    .describe(
+      `Labels to find the task by (GET /tasks?tag=…): at most ${MAX_TAGS}, each 1 to 64 characters with no control character and no comma; duplicates are dropped`,
+    ),
+  metadata: z
+    .record(z.string(), z.unknown())
+    .superRefine((value, ctx) => {
+      const bytes = Buffer.byteLength(JSON.stringify(value));
+      if (bytes > MAX_METADATA_BYTES)
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be at most ${MAX_METADATA_BYTES} bytes as JSON (it is ${bytes})`,
+        });
+    })
+    .optional()
+    .describe(
+      `A JSON object of yours, kept with the task and shown with it (GET /tasks?metadata_contains=… finds it): at most ${MAX_METADATA_BYTES} bytes as JSON text`,
+    ),
 };
 
 const runOptions = z.object(runOptionsShape);
@@ -123,5 +159,7 @@ export function toSubmitOptions(options: RunOptions): Omit<SubmitRequest, 'tenan
     concurrencyKey: options.concurrency_key,
     singletonKey: options.singleton_key,
     debounce: options.debounce && { key: options.debounce.key, delayMs: options.debounce.delay_ms },
+    tags: options.tags,
+    metadata: options.metadata,
   };
 }

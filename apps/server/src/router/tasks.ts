@@ -1,85 +1,9 @@
-import {
-  findUnstorable,
-  MAX_LIST_ROW_BYTES,
-  PREVIEW_BYTES,
-  taskStatusSchema,
-  taskSummarySchema,
-  taskViewSchema,
-} from '@tasker/engine';
+import { MAX_LIST_ROW_BYTES, PREVIEW_BYTES, taskSummarySchema, taskViewSchema } from '@tasker/engine';
 import { taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
+import { taskFilterShape, toTaskFilter } from './filter.ts';
 import { checkRunOptions, restPage, runOptionsShape, taskUuid, toSubmitOptions } from './schemas.ts';
-
-/** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
-const list = <T extends z.ZodType>(item: T) =>
-  z.preprocess(
-    (value) => (typeof value === 'string' ? value.split(',') : value),
-    z.array(item).max(20).optional(),
-  );
-
-const SEARCH_MAX_DEPTH = 32;
-
-/** Why a parsed search value cannot be searched for, or undefined. */
-function searchProblem(value: unknown): string | undefined {
-  let leaves = 0;
-  let problem: string | undefined;
-  const visit = (item: unknown, depth: number): void => {
-    if (problem) return;
-    if (depth > SEARCH_MAX_DEPTH) problem = `is nested deeper than ${SEARCH_MAX_DEPTH} levels`;
-    else if (Array.isArray(item)) for (const element of item) visit(element, depth + 1);
-    else if (item !== null && typeof item === 'object')
-      for (const child of Object.values(item)) visit(child, depth + 1);
-    else if (typeof item === 'number' && !Number.isFinite(item)) problem = 'holds a number out of range';
-    else leaves++;
-  };
-  visit(value, 0);
-  if (problem) return problem;
-  // The GIN indexes (jsonb_path_ops) hold the values in a document, not empty objects or arrays: a
-  // search with no value in it would read every row.
-  if (leaves === 0)
-    return 'must hold at least one value to look for (a string, number, boolean or null), not only empty objects or arrays';
-  const unstorable = findUnstorable(value);
-  return unstorable ? `at ${JSON.stringify(unstorable.path)} ${unstorable.reason}` : undefined;
-}
-
-/**
- * A query parameter holding a JSON text (`{"a":1}`, `[2]`, `"abc"`, `42`), searched for by JSONB
- * containment. Parsed here, so that bad JSON is a 400 naming the parameter.
- */
-const containment = (param: string, column: string) => {
-  const description =
-    `Only tasks whose ${column} contains this JSON value (JSONB containment, ${column} @> value): ` +
-    `an object matches a ${column} holding at least its keys with those values, at any depth ` +
-    `({"a":1} matches {"a":1,"b":2}); an array one holding its elements ([2] matches [1,2,3]); ` +
-    'a string, number, boolean or null only itself. URL-encode it. At most 4000 characters, ' +
-    'with at least one value in it (not only empty objects or arrays).';
-  // The description on the string too: the document describes the parameter from the pipe's input.
-  return z
-    .string()
-    .max(4000)
-    .describe(description)
-    .transform((text, ctx) => {
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch (error) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `${param} is not valid JSON (${error instanceof Error ? error.message : String(error)})`,
-        });
-        return z.NEVER;
-      }
-      const problem = searchProblem(value);
-      if (problem) {
-        ctx.addIssue({ code: 'custom', message: `${param} ${problem}` });
-        return z.NEVER;
-      }
-      return value;
-    })
-    .optional()
-    .describe(description);
-};
 
 /**
  * POST /tasks: a task type and its parameters, and the run options of run-task. The document
@@ -162,7 +86,8 @@ export const tasksRouter = router({
         summary: 'List tasks, newest first',
         description:
           'Cursor pagination: pass next_cursor as cursor to get the next page; null on the last page. ' +
-          'input_contains and output_contains search the payloads (JSONB containment) and combine with every other filter. ' +
+          'input_contains and output_contains search the payloads (JSONB containment), tag keeps the tasks carrying every tag given, ' +
+          'metadata_contains searches the metadata (JSONB containment); every filter combines with the others. ' +
           `Each row is a TaskSummary: a preview of its input and output (their JSON text cut at ${PREVIEW_BYTES} bytes, with truncated and the whole size), ` +
           `its error with the message cut, no progress nor attempt errors; at most ${MAX_LIST_ROW_BYTES / 1024} KiB of JSON per row, ` +
           `so a page of 500 is at most ${(500 * MAX_LIST_ROW_BYTES) / 1024 / 1024} MiB. The full record of a task: GET /tasks/{id}.`,
@@ -173,20 +98,7 @@ export const tasksRouter = router({
     })
     .input(
       z.object({
-        status: list(taskStatusSchema).describe(
-          'Only these statuses (repeat the parameter or separate with commas)',
-        ),
-        name: list(z.string().min(1)).describe('Only these task types'),
-        created_after: z.iso
-          .datetime({ offset: true })
-          .describe('Only tasks created at or after this time (ISO 8601, with an offset)')
-          .optional(),
-        created_before: z.iso
-          .datetime({ offset: true })
-          .describe('Only tasks created before this time (ISO 8601, with an offset)')
-          .optional(),
-        input_contains: containment('input_contains', 'input'),
-        output_contains: containment('output_contains', 'output'),
+        ...taskFilterShape,
         limit: z.coerce.number().int().min(1).max(500).default(50).describe('Page size (1..500, default 50)'),
         cursor: z.string().max(200).describe('next_cursor of the previous page').optional(),
       }),
@@ -194,12 +106,7 @@ export const tasksRouter = router({
     .output(z.object({ tasks: z.array(taskSummarySchema), next_cursor: z.string().nullable() }))
     .query(async ({ ctx, input }) => {
       const page = await ctx.tasks.list(ctx.identity.tenantId, {
-        statuses: input.status,
-        names: input.name,
-        createdAfter: input.created_after ? new Date(input.created_after) : undefined,
-        createdBefore: input.created_before ? new Date(input.created_before) : undefined,
-        inputContains: input.input_contains,
-        outputContains: input.output_contains,
+        ...toTaskFilter(input),
         cursor: input.cursor,
         limit: input.limit,
       });

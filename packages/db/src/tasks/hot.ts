@@ -202,13 +202,17 @@ const UNFINISHED = UNFINISHED_STATUSES.map((status) => `'${status}'`).join(', ')
 const KEY_ROUNDS = 5;
 
 const ownerOf = (r: NewTaskRow) => r.tenantId ?? 'default';
+/** A row's tags as one array literal (an element of a text[] parameter, cast to text[] in SQL). */
+const tagsOf = (r: NewTaskRow) => pgArray(r.tags ?? []);
+/** A row's metadata as JSON text, or null (none). */
+const metadataOf = (r: NewTaskRow) => (r.metadata == null ? null : JSON.stringify(r.metadata));
 
 /**
  * Runs a statement again when PostgreSQL chose it as a deadlock's (or a serialization failure's)
  * victim: nothing of it was written, and run again it goes through. Concurrent batches with the
  * same keys take their locks in one order (the statements sort their rows), so this is rare.
  */
-async function againOnConflict<T>(statement: () => Promise<T>): Promise<T> {
+export async function againOnConflict<T>(statement: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await statement();
@@ -244,17 +248,7 @@ async function insertPlain(
   rows: readonly TaskInsert[],
   options: HotOptions,
 ): Promise<(Inserted | ItemFailure)[]> {
-  const keyed = rows.filter((r) => r.idempotencyKey != null);
-  if (keyed.length > 0) {
-    // A key older than the window is free again: detach it from the owner's old task first
-    // (a change like any other: version and updated_at move, and it is announced).
-    await pg`
-      update tasks t set idempotency_key = null, version = t.version + 1, updated_at = now()
-      from unnest(${column(keyed, (r) => r.tenantId ?? 'default')}::text[],
-                  ${column(keyed, (r) => r.idempotencyKey)}::text[]) as k(owner_id, key)
-      where t.owner_id = k.owner_id and t.idempotency_key = k.key
-        and t.created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})`;
-  }
+  await freeExpiredKeys(pg, rows, options);
   const answers = new Map<TaskInsert, Inserted>();
   try {
     await insertRounds(pg, rows, answers);
@@ -264,11 +258,35 @@ async function insertPlain(
   return rows.map((r) => answers.get(r) as Inserted);
 }
 
-/** The rounds of `insertPlain`, each answer recorded in `answers` as soon as it is committed. */
-async function insertRounds(
+/**
+ * A key older than the window is free again: detached from the owner's old task before the insert
+ * (a change like any other: version and updated_at move, and it is announced).
+ */
+export async function freeExpiredKeys(
+  pg: postgres.Sql,
+  rows: readonly TaskInsert[],
+  options: HotOptions,
+): Promise<void> {
+  const keyed = rows.filter((r) => r.idempotencyKey != null);
+  if (keyed.length === 0) return;
+  await pg`
+    update tasks t set idempotency_key = null, version = t.version + 1, updated_at = now()
+    from unnest(${column(keyed, (r) => r.tenantId ?? 'default')}::text[],
+                ${column(keyed, (r) => r.idempotencyKey)}::text[]) as k(owner_id, key)
+    where t.owner_id = k.owner_id and t.idempotency_key = k.key
+      and t.created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})`;
+}
+
+/**
+ * The rounds of `insertPlain` (and of a batch, `batch.ts`, inside its transaction), each answer
+ * recorded in `answers` as soon as its statement is done.
+ */
+export async function insertRounds(
   pg: postgres.Sql,
   rows: readonly TaskInsert[],
   answers: Map<TaskInsert, Inserted>,
+  // Inside a transaction a statement cannot be run again after an error: the caller retries it whole.
+  attempt: <T>(statement: () => Promise<T>) => Promise<T> = againOnConflict,
 ): Promise<void> {
   let todo = rows;
   for (let round = 0; todo.length > 0; round++) {
@@ -278,23 +296,25 @@ async function insertRounds(
     // key is the tenant's when none is given.
     // Rows sorted by their keys, so that concurrent batches take the keys' locks in one order.
     const inserted = byId(
-      await againOnConflict(
+      await attempt(
         () => pg`
         insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-                           concurrency_key, singleton_key, trace, expires_at)
+                           concurrency_key, singleton_key, trace, expires_at, tags, metadata)
         select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.idempotency_key, v.run_after, v.ttl_ms,
                coalesce(v.concurrency_key, v.owner_id), v.singleton_key, v.trace,
                case when v.ttl_ms is null then null
-                    else coalesce(v.run_after, now()) + v.ttl_ms * interval '1 millisecond' end
+                    else coalesce(v.run_after, now()) + v.ttl_ms * interval '1 millisecond' end,
+               v.tags::text[], v.metadata
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
           ${column(todo, (r) => r.name)}::text[], ${column(todo, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
           ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
           ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.idempotencyKey)}::text[],
           ${column(todo, (r) => (r.runAfter instanceof Date ? r.runAfter.toISOString() : r.runAfter))}::timestamptz[],
           ${column(todo, (r) => r.ttlMs)}::int[], ${column(todo, (r) => r.concurrencyKey)}::text[],
-          ${column(todo, (r) => r.singletonKey)}::text[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[])
+          ${column(todo, (r) => r.singletonKey)}::text[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
+          ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[])
           as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-               concurrency_key, singleton_key, trace)
+               concurrency_key, singleton_key, trace, tags, metadata)
         order by v.owner_id, v.singleton_key, v.idempotency_key
         on conflict do nothing
         returning *`,
@@ -410,10 +430,10 @@ async function writeDebounced(
     const written = await againOnConflict(
       () => pg`
       insert into tasks as t (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
-                              concurrency_key, debounce_key, trace)
+                              concurrency_key, debounce_key, trace, tags, metadata)
       select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
              case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
-             coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace
+             coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace, v.tags::text[], v.metadata
       from (
         select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
@@ -421,14 +441,17 @@ async function writeDebounced(
           ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
           ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.ttlMs)}::int[],
           ${column(todo, (r) => r.concurrencyKey)}::text[], ${column(todo, (r) => r.debounceKey)}::text[],
-          ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[])
-          as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace)
+          ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
+          ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[])
+          as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace,
+               tags, metadata)
       ) v
       order by v.owner_id, v.debounce_key
       on conflict (owner_id, debounce_key) where debounce_key is not null and status = 'PENDING'
       do update set input = excluded.input, run_after = excluded.run_after, ttl_ms = excluded.ttl_ms,
         expires_at = excluded.expires_at, priority = excluded.priority, max_attempts = excluded.max_attempts,
         timeout_ms = excluded.timeout_ms, concurrency_key = excluded.concurrency_key,
+        tags = excluded.tags, metadata = excluded.metadata,
         version = t.version + 1, updated_at = now()
       where t.status = 'PENDING' and t.name = excluded.name
       returning t.*, t.xmax = 0 as created`,

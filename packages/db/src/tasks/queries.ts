@@ -1,6 +1,21 @@
-import { and, asc, desc, eq, getTableColumns, gt, gte, inArray, isNotNull, lt, or, sql } from 'drizzle-orm';
+import {
+  and,
+  asc,
+  desc,
+  eq,
+  getTableColumns,
+  gt,
+  gte,
+  inArray,
+  isNotNull,
+  lt,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
 import type { Database } from '../client.ts';
 import { type TaskRow, type TaskStatus, tasks, UNFINISHED_STATUSES } from '../schema.ts';
+import { pgArray } from './rows.ts';
 
 /**
  * Characters of each payload's JSON text a listing reads from PostgreSQL (the API cuts the preview
@@ -23,7 +38,12 @@ export type TaskListRow = Omit<TaskRow, 'input' | 'output' | 'error' | 'attemptE
   error: TaskRow['error'];
 };
 
-export interface TaskListFilter {
+/**
+ * Which of a tenant's tasks: the one filter of GET /tasks (and of anything else that acts on "the
+ * tasks that match"), every field optional but the tenant, all of them combined with AND. Its SQL:
+ * `taskFilterConditions`.
+ */
+export interface TaskFilter {
   tenantId: string;
   statuses?: TaskStatus[];
   names?: string[];
@@ -37,9 +57,42 @@ export interface TaskListFilter {
   inputContains?: unknown;
   /** Only tasks whose output contains this JSON value (`output @> value`); never a task without output. */
   outputContains?: unknown;
+  /** Only tasks that carry every one of these tags (`tags @> …`). Empty or `undefined`: no condition. */
+  tags?: string[];
+  /** Only tasks whose metadata contains this JSON object (`metadata @> …`); never a task without metadata. */
+  metadataContains?: Record<string, unknown>;
+}
+
+/** A page of `TaskFilter`'s tasks: after `cursor`, at most `limit`. */
+export interface TaskListFilter extends TaskFilter {
   /** The last row of the previous page. */
   cursor?: { createdAt: Date; id: string };
   limit: number;
+}
+
+/**
+ * The WHERE conditions of a `TaskFilter` (to be joined with AND), the tenant's first. Containment is
+ * answered from the GIN indexes (tasks_input_idx, tasks_output_idx, tasks_tags_idx,
+ * tasks_metadata_idx) when it is selective; otherwise the planner walks a listing index and filters.
+ * Each query is planned for its own value (plan_cache_mode = force_custom_plan, client.ts), which is
+ * what lets it tell the two apart.
+ */
+export function taskFilterConditions(filter: TaskFilter): SQL[] {
+  const conditions: SQL[] = [eq(tasks.tenantId, filter.tenantId)];
+  if (filter.statuses?.length) conditions.push(inArray(tasks.status, filter.statuses));
+  if (filter.names?.length) conditions.push(inArray(tasks.name, filter.names));
+  if (filter.createdAfter) conditions.push(gte(tasks.createdAt, filter.createdAfter));
+  if (filter.createdBefore) conditions.push(lt(tasks.createdAt, filter.createdBefore));
+  if (filter.inputContains !== undefined)
+    conditions.push(sql`${tasks.input} @> ${JSON.stringify(filter.inputContains)}::jsonb`);
+  if (filter.outputContains !== undefined)
+    conditions.push(sql`${tasks.output} @> ${JSON.stringify(filter.outputContains)}::jsonb`);
+  // tasks_tags_idx holds only the rows with tags: the condition repeats its predicate.
+  if (filter.tags?.length)
+    conditions.push(sql`cardinality(${tasks.tags}) > 0 and ${tasks.tags} @> ${pgArray(filter.tags)}::text[]`);
+  if (filter.metadataContains !== undefined)
+    conditions.push(sql`${tasks.metadata} @> ${JSON.stringify(filter.metadataContains)}::jsonb`);
+  return conditions;
 }
 
 /** A row that may need re-delivery: what the sweeper needs to rebuild its job. */
@@ -100,19 +153,7 @@ export class TaskQueries {
    * (created_at, id): every page costs the same, however deep (no OFFSET).
    */
   async list(filter: TaskListFilter): Promise<TaskListRow[]> {
-    const conditions = [eq(tasks.tenantId, filter.tenantId)];
-    if (filter.statuses?.length) conditions.push(inArray(tasks.status, filter.statuses));
-    if (filter.names?.length) conditions.push(inArray(tasks.name, filter.names));
-    if (filter.createdAfter) conditions.push(gte(tasks.createdAt, filter.createdAfter));
-    if (filter.createdBefore) conditions.push(lt(tasks.createdAt, filter.createdBefore));
-    // Containment, answered from the GIN indexes (tasks_input_idx, tasks_output_idx) when it is
-    // selective; otherwise the planner walks the listing index and filters. Each query is planned
-    // for its own value (plan_cache_mode = force_custom_plan, client.ts), which is what lets it tell
-    // the two apart.
-    if (filter.inputContains !== undefined)
-      conditions.push(sql`${tasks.input} @> ${JSON.stringify(filter.inputContains)}::jsonb`);
-    if (filter.outputContains !== undefined)
-      conditions.push(sql`${tasks.output} @> ${JSON.stringify(filter.outputContains)}::jsonb`);
+    const conditions = taskFilterConditions(filter);
     if (filter.cursor) {
       conditions.push(
         sql`(${tasks.createdAt}, ${tasks.id}) < (${filter.cursor.createdAt.toISOString()}::timestamptz, ${filter.cursor.id}::uuid)`,

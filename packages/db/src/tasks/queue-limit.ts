@@ -21,7 +21,7 @@ export const limitsQueue = (maxQueued: MaxQueued | undefined): maxQueued is MaxQ
  * two namespaces of names; a tenant's lock is always taken before a type's, so two submissions
  * never wait for each other in a cycle.
  */
-const lockKey = (holder: 'tenant' | 'type', name: string) => `tasker:max_queued:${holder}:${name}`;
+export const lockKey = (holder: 'tenant' | 'type', name: string) => `tasker:max_queued:${holder}:${name}`;
 
 /**
  * Inserts one task under its `max_queued` limits, or refuses it with a QueueFullError and stores

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { QueueFullError, type TaskRow, type TaskStore } from '@tasker/db';
-import { getTaskDefinition } from '@tasker/tasks';
+import { QueueFullError, type TaskInsert, type TaskRow, type TaskStore } from '@tasker/db';
+import { getTaskDefinition, type TaskDefinition } from '@tasker/tasks';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
 import { InvalidArgumentError } from '../errors/invalid-argument.ts';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
@@ -42,6 +42,10 @@ export interface SubmitRequest {
    * `idempotencyKey` or `singletonKey`.
    */
   debounce?: { key: string; delayMs: number };
+  /** Labels to find the task by (checked at the edge: at most 10, 1-64 characters each, no duplicates). */
+  tags?: string[];
+  /** A small JSON object of the caller's, kept with the task (checked at the edge: at most 4 KB as JSON). */
+  metadata?: Record<string, unknown>;
 }
 
 export interface Submitted {
@@ -95,25 +99,7 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
     }
   }
 
-  const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
-  const { row, created, matched } = await insertWithinLimits(r, {
-    id: randomUUID(),
-    // The request's trace, for the job the dispatcher adds later (the attempt joins this trace).
-    trace: currentTraceCarrier() ?? null,
-    tenantId: request.tenantId ?? DEFAULT_TENANT,
-    name: definition.name,
-    input: parsed.data,
-    maxAttempts: request.maxAttempts ?? definition.retry.attempts,
-    priority: request.priority ?? 0,
-    timeoutMs: request.timeoutMs ?? null,
-    ttlMs: request.ttlMs ?? definition.ttlMs ?? null,
-    idempotencyKey: request.idempotencyKey ?? null,
-    runAfter,
-    concurrencyKey: request.concurrencyKey ?? null,
-    singletonKey: request.singletonKey ?? null,
-    debounceKey: debounce?.key ?? null,
-    debounceDelayMs: debounce?.delayMs,
-  });
+  const { row, created, matched } = await insertWithinLimits(r, taskRow(request, definition, parsed.data));
   if (matched === 'debounce') return joined(r, row, definition.name);
   if (matched === 'singleton') {
     emit(r, { kind: 'deduplicated', row, reason: 'singleton' });
@@ -126,6 +112,35 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
   emit(r, { kind: 'created', row });
   // The row waits for its turn: the dispatcher, woken by the insert's announcement, hands it to the queue.
   return { row, replayed: false };
+}
+
+/**
+ * The row a checked submission stores (`input`: its parameters as its type's schema parsed them),
+ * with the type's defaults; shared by `submit` and `submitMany`.
+ */
+export function taskRow(request: SubmitRequest, definition: TaskDefinition, input: unknown): TaskInsert {
+  const { debounce } = request;
+  const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
+  return {
+    id: randomUUID(),
+    // The request's trace, for the job the dispatcher adds later (the attempt joins this trace).
+    trace: currentTraceCarrier() ?? null,
+    tenantId: request.tenantId ?? DEFAULT_TENANT,
+    name: definition.name,
+    input,
+    maxAttempts: request.maxAttempts ?? definition.retry.attempts,
+    priority: request.priority ?? 0,
+    timeoutMs: request.timeoutMs ?? null,
+    ttlMs: request.ttlMs ?? definition.ttlMs ?? null,
+    idempotencyKey: request.idempotencyKey ?? null,
+    runAfter,
+    concurrencyKey: request.concurrencyKey ?? null,
+    singletonKey: request.singletonKey ?? null,
+    debounceKey: debounce?.key ?? null,
+    debounceDelayMs: debounce?.delayMs,
+    tags: request.tags ?? [],
+    metadata: request.metadata ?? null,
+  };
 }
 
 /**
