@@ -221,6 +221,39 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       },
     },
   },
+  runTasks: {
+    request: {
+      batch: {
+        summary: 'A task of each type, one tagged and one with an idempotency key',
+        value: {
+          tasks: taskDefinitions.map((d, i) => ({
+            name: d.name,
+            input: d.example ?? {},
+            ...(i === 0 ? { tags: ['nightly'], metadata: { team: 'billing' } } : {}),
+            ...(i === 1 ? { idempotency_key: 'import-2026-11-28-line-2' } : {}),
+          })),
+        },
+      },
+    },
+    response: {
+      stored: {
+        summary: 'One result per item, in order: created, or the task its key matched',
+        value: {
+          tasks: taskDefinitions.map((_, i) => ({
+            id: EXAMPLE_TASK_ID.replace(/.$/, String(i)),
+            created: i !== 1,
+            matched: i === 1 ? 'idempotency' : null,
+          })),
+        },
+      },
+    },
+    otherResponse: {
+      matched: {
+        summary: 'Nothing created: the unfinished task holding the singleton_key answers',
+        value: { tasks: [{ id: EXAMPLE_TASK_ID, created: false, matched: 'singleton' }] },
+      },
+    },
+  },
   getTask: {
     parameters: { id: EXAMPLE_TASK_ID },
     response: byType((d) => ({

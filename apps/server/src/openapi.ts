@@ -185,6 +185,7 @@ export function openApiDocument(version = '0.1.0') {
     }
   }
 
+  typeBatchBody(doc.paths?.['/tasks/batch']?.post as Operation | undefined);
   typeTaskRecords(doc.paths as Record<string, Record<string, Operation>>, schemas);
   doc.components = {
     ...doc.components,
@@ -422,6 +423,17 @@ function addTaskEventSchemas(schemas: Record<string, unknown>): void {
     oneOf: Object.values(mapping).map(($ref) => ({ $ref })),
     discriminator: { propertyName: 'name', mapping },
   });
+}
+
+/**
+ * POST /tasks/batch: its items are POST /tasks's bodies (NewTask, typed per task type by
+ * `typeTaskBody`), which trpc-to-openapi can only write as loose records.
+ */
+function typeBatchBody(batch: Operation | undefined): void {
+  const body = batch?.requestBody?.content?.['application/json'];
+  const tasks = (body?.schema as { properties?: Record<string, Json> } | undefined)?.properties?.tasks;
+  if (!tasks) throw new Error('OpenAPI: POST /tasks/batch has no tasks to type');
+  tasks.items = { $ref: ref('NewTask') };
 }
 
 /** Completes what trpc-to-openapi generated for one procedure: error shapes, shared statuses, examples, words. */

@@ -282,6 +282,63 @@ function submitCases(door: 'run-task' | 'tasks'): Case[] {
     notJson(undefined, door === 'run-task' ? '{"task_name":' : '{"name":'),
     { status: 503, what: 'query_chatgpt without OPENAI_API_KEY', ...task('query_chatgpt', { prompt: 'hi' }) },
     { status: 429, what: "QUEUE_FULL: its tenant's max_queued is 0", bearer: keys.full, ...sum() },
+    {
+      status: created,
+      what: 'with tags and metadata',
+      ...sum({ tags: ['prism', 'nightly'], metadata: { team: 'billing', run: 7 } }),
+    },
+    { status: 400, what: 'eleven tags', ...sum({ tags: Array.from({ length: 11 }, (_, i) => `t${i}`) }) },
+    { status: 400, what: 'metadata not an object', ...sum({ metadata: [1] }) },
+  ];
+}
+
+/** POST /tasks/batch: all or nothing; an item's key answers per item; 200 when nothing was created. */
+function batchCases(): Case[] {
+  const path = '/tasks/batch';
+  const item = (extra: object = {}) => ({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, ...extra });
+  const singleton = { singleton_key: 'prism-batch-singleton' };
+  return [
+    {
+      status: 201,
+      what: 'stores a batch',
+      path,
+      ...json({
+        tasks: [item({ tags: ['prism'], metadata: { team: 'a' } }), item({ priority: 3 }), item(singleton)],
+      }),
+    },
+    {
+      status: 200,
+      what: 'every item matched by its key: nothing created',
+      path,
+      ...json({ tasks: [item(singleton)] }),
+    },
+    {
+      status: 400,
+      what: 'bad items (their indexes in the issues)',
+      path,
+      ...json({ tasks: [item(), item({ input: { a: 'x', b: 2 } }), item({ priority: 101 })] }),
+    },
+    { status: 400, what: 'no tasks', path, ...json({ tasks: [] }) },
+    {
+      status: 400,
+      what: 'a debounce in a batch',
+      path,
+      ...json({ tasks: [item({ debounce: { key: 'k', delay_ms: 5 } })] }),
+    },
+    notJson(path),
+    {
+      status: 503,
+      what: 'query_chatgpt without OPENAI_API_KEY',
+      path,
+      ...json({ tasks: [{ name: 'query_chatgpt', input: { prompt: 'hi' } }] }),
+    },
+    {
+      status: 429,
+      what: "QUEUE_FULL: its tenant's max_queued is 0",
+      path,
+      bearer: keys.full,
+      ...json({ tasks: [item()] }),
+    },
   ];
 }
 
@@ -328,6 +385,7 @@ const CASES: Record<string, () => Case[]> = {
     { status: 404, what: 'unknown id', path: `/get-task-output?task_uuid=${ids.unknown}` },
   ],
   'POST /tasks': () => submitCases('tasks'),
+  'POST /tasks/batch': batchCases,
   'GET /tasks': () => [
     { status: 200, what: 'lists', path: '/tasks?limit=2' },
     { status: 200, what: 'filters', path: '/tasks?status=PENDING,CANCELLED&name=sum_two_numbers' },
@@ -340,6 +398,12 @@ const CASES: Record<string, () => Case[]> = {
       path: `/tasks?input_contains=${encodeURIComponent('{"a":1}')}&output_contains=3&status=CANCELLED`,
     },
     { status: 400, what: 'payload search that is not JSON', path: '/tasks?input_contains=%7Ba' },
+    {
+      status: 200,
+      what: 'tag and metadata filters',
+      path: `/tasks?tag=prism,nightly&metadata_contains=${encodeURIComponent('{"team":"billing"}')}`,
+    },
+    { status: 400, what: 'metadata_contains not an object', path: '/tasks?metadata_contains=%5B1%5D' },
   ],
   'GET /tasks/{id}': () => [
     { status: 200, what: 'pending', path: `/tasks/${ids.pending}` },

@@ -24,6 +24,18 @@ export interface SubmitResult {
   task: TaskView;
 }
 
+/** What one item of a batch answers (POST /tasks/batch): its task's id, and whether it was created or matched. */
+export interface BatchItemResult {
+  id: string;
+  /** True when the batch stored this item as a new task (a single submission's 201). */
+  created: boolean;
+  /**
+   * Null when created; else why an existing task answers: `idempotency` (the task this idempotency
+   * key made earlier, a replay) or `singleton` (the unfinished task holding the singleton key).
+   */
+  matched: 'idempotency' | 'singleton' | null;
+}
+
 /**
  * Which of the caller's tasks: the one filter of GET /tasks (statuses, types, creation times,
  * payload containment, tags, metadata containment), combined with AND. The store's `TaskFilter`
@@ -66,6 +78,11 @@ export interface LegacyTaskOutput {
 export interface TaskApi {
   /** Every task call is made for one tenant: another tenant's task is not found (404), like an unknown id. */
   submit(tenantId: string, request: Omit<SubmitRequest, 'tenantId'>): Promise<SubmitResult>;
+  /** A batch, all or nothing: one answer per item, in order (`lifecycle/submit-many.ts`). */
+  submitMany(
+    tenantId: string,
+    requests: readonly Omit<SubmitRequest, 'tenantId'>[],
+  ): Promise<BatchItemResult[]>;
   get(tenantId: string, id: string): Promise<TaskView>;
   list(tenantId: string, filter: ListFilter): Promise<TaskPage>;
   /** `GET /get-task-output`: from the result cache when the task is finished, else PostgreSQL. */
@@ -139,6 +156,12 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
       const { row: created, replayed, deduplicated } = await lifecycle.submit({ ...request, tenantId });
       return { id: created.id, replayed, deduplicated, task: toTaskView(created) };
     },
+    submitMany: async (tenantId, requests) =>
+      (await lifecycle.submitMany(tenantId, requests)).map(({ row: task, created, matched }) => ({
+        id: task.id,
+        created,
+        matched: matched ?? null,
+      })),
     get: async (tenantId, id) => toTaskView(await row(tenantId, id)),
     list: async (tenantId, { cursor, limit, ...filter }) => {
       const rows = await store.list({

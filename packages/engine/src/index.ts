@@ -1,4 +1,5 @@
 export {
+  type BatchItemResult,
   createTaskApi,
   type LegacyTaskOutput,
   type ListFilter,
@@ -36,11 +37,13 @@ export * from './errors/index.ts';
 export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts';
 export { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 export {
+  type BatchItem,
   bestEffort,
   type Claim,
   cancelledError,
   DEFAULT_TENANT,
   type LifecycleResources,
+  MAX_BATCH_SIZE,
   type ProgressReporter,
   type RecoveryReport,
   type SubmitRequest,

@@ -1,5 +1,11 @@
-import { MAX_LIST_ROW_BYTES, PREVIEW_BYTES, taskSummarySchema, taskViewSchema } from '@tasker/engine';
-import { taskDefinitions, taskNames } from '@tasker/tasks';
+import {
+  MAX_BATCH_SIZE,
+  MAX_LIST_ROW_BYTES,
+  PREVIEW_BYTES,
+  taskSummarySchema,
+  taskViewSchema,
+} from '@tasker/engine';
+import { getTaskDefinition, taskDefinitions, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import { readProcedure, router, writeProcedure } from '../trpc.ts';
 import { taskFilterShape, toTaskFilter } from './filter.ts';
@@ -19,6 +25,56 @@ export const createTaskInput = z
     ...runOptionsShape,
   })
   .superRefine(checkRunOptions);
+
+/**
+ * One task of POST /tasks/batch: createTask's body, with its parameters checked here against its
+ * type's schema (so that one 400 names every bad item, each under its index: `tasks.3.input.a`),
+ * and no debounce (collapsing submissions is a single submission's business).
+ */
+const batchItem = z
+  .strictObject({
+    name: z.enum(taskNames).describe('Which task type to run'),
+    input: z
+      .record(z.string(), z.unknown())
+      .describe('The parameters of that task type, checked against its schema'),
+    ...runOptionsShape,
+  })
+  .superRefine((item, ctx) => {
+    checkRunOptions(item, ctx);
+    if (item.debounce !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['debounce'],
+        message: 'is not taken in a batch: submit a debounced task on its own (POST /tasks)',
+      });
+    const parsed = getTaskDefinition(item.name)?.input.safeParse(item.input);
+    for (const issue of parsed?.error?.issues ?? [])
+      ctx.addIssue({ code: 'custom', path: ['input', ...issue.path], message: issue.message });
+  });
+
+/** POST /tasks/batch: 1 to MAX_BATCH_SIZE tasks, stored all or nothing. */
+export const runTasksInput = z.strictObject({
+  tasks: z
+    .array(batchItem)
+    .min(1)
+    .max(MAX_BATCH_SIZE)
+    .describe(
+      `1 to ${MAX_BATCH_SIZE} tasks, each as POST /tasks takes one (name, input, run options; no debounce)`,
+    ),
+});
+
+const batchItemResult = z.object({
+  id: z.uuid().describe("The item's task: the new one, or the existing one its key matched"),
+  created: z
+    .boolean()
+    .describe('True when this item was stored as a new task (a single submission answers 201)'),
+  matched: z
+    .enum(['idempotency', 'singleton'])
+    .nullable()
+    .describe(
+      'Null when created; else why an existing task answers: idempotency (the task this idempotency_key made earlier, as a single submission answers 201) or singleton (the unfinished task holding the singleton_key, unchanged, as a single submission answers 200)',
+    ),
+});
 
 /** Reading tasks, and the state changes a caller may ask for: create, cancel and retry. */
 export const tasksRouter = router({
@@ -59,6 +115,45 @@ export const tasksRouter = router({
       });
       if (submitted.deduplicated) ctx.rest.status = 200;
       return submitted.task;
+    }),
+
+  runTasks: writeProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/tasks/batch',
+        summary: 'Create many tasks at once, all or nothing',
+        description:
+          `1 to ${MAX_BATCH_SIZE} tasks, each as POST /tasks takes one (debounce aside). Every item is checked first: ` +
+          'if any is invalid, the answer is a 400 whose issues name each bad item by its index (tasks.3.input.a) and ' +
+          'nothing is stored. Otherwise every task is stored in one transaction, and the answer lists one result per ' +
+          'item, in order: its task id, and whether it was created or an idempotency_key or singleton_key matched an ' +
+          "existing task (per item, as for a single submission). The tenant's and the task types' max_queued count " +
+          'the batch as a whole: past one, 429 QUEUE_FULL and nothing stored. 201 when at least one task was created, ' +
+          'else 200. The body is bounded by BODY_LIMIT_BYTES (413 past it).',
+        tags: ['tasks'],
+        successStatus: 201,
+        successDescription: 'Every task is recorded: one result per item, in order',
+        otherSuccess: {
+          status: 200,
+          description: 'No task was created: every item was answered by an existing task its key matched',
+        },
+        errorResponses: {
+          400: 'No tasks or more than 1,000, or any item invalid (its issues under tasks.<index>): nothing stored',
+          429: "The tenant's or a task type's max_queued would be passed by the batch (QUEUE_FULL): nothing stored",
+          503: 'PostgreSQL (or Redis, in that mode) is unavailable, or a task type needs a service that is not configured',
+        },
+      },
+    })
+    .input(runTasksInput)
+    .output(z.object({ tasks: z.array(batchItemResult) }))
+    .mutation(async ({ ctx, input }) => {
+      const results = await ctx.tasks.submitMany(
+        ctx.identity.tenantId,
+        input.tasks.map((item) => ({ name: item.name, input: item.input, ...toSubmitOptions(item) })),
+      );
+      if (!results.some((r) => r.created)) ctx.rest.status = 200;
+      return { tasks: results };
     }),
 
   getTask: readProcedure

@@ -10,6 +10,7 @@ import { prune, type RecoveryReport, recover, vacuum } from './recover.ts';
 import type { LifecycleResources } from './resources.ts';
 import { retry } from './retry.ts';
 import { type SubmitRequest, type Submitted, submit } from './submit.ts';
+import { type BatchItem, submitMany } from './submit-many.ts';
 
 /**
  * The one module that changes a task's state. Each step lives in its own file of this folder, and
@@ -19,6 +20,7 @@ import { type SubmitRequest, type Submitted, submit } from './submit.ts';
  * | step | file | who calls it |
  * |---|---|---|
  * | submit | `submit.ts` | server (`runTask`, `POST /run-task`) |
+ * | submitMany | `submit-many.ts` | server (`runTasks`, `POST /tasks/batch`) |
  * | claim, release | `claim.ts` | worker, when it takes a job / shuts down |
  * | progress | `progress.ts` | worker, while the handler runs |
  * | complete | `complete.ts` | worker, the handler returned a valid output |
@@ -34,6 +36,11 @@ export class TaskLifecycle {
 
   submit(request: SubmitRequest): Promise<Submitted> {
     return submit(this.resources, request);
+  }
+
+  /** A batch of one tenant's submissions, all or nothing, answered in order (`submit-many.ts`). */
+  submitMany(tenantId: string, requests: readonly Omit<SubmitRequest, 'tenantId'>[]): Promise<BatchItem[]> {
+    return submitMany(this.resources, tenantId, requests);
   }
 
   claim(taskId: string, workerId: string, attempt: number): Promise<Claim> {
@@ -106,3 +113,4 @@ export type { ProgressReporter } from './progress.ts';
 export type { RecoveryReport } from './recover.ts';
 export { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';
 export { DEFAULT_TENANT, type SubmitRequest, type Submitted } from './submit.ts';
+export { type BatchItem, MAX_BATCH_SIZE } from './submit-many.ts';
