@@ -144,6 +144,37 @@ const typeLimits = (stored: Json, effective: Json) => ({
 });
 const acmeLimits = { maxRunning: 10, maxQueued: 1000 };
 
+const EXAMPLE_WEBHOOK_ID = '4c1e9f2a-7b3d-4e5f-8a9b-0c1d2e3f4a5b';
+const EXAMPLE_DELIVERY_ID = '9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d';
+const webhook = (more: Json = {}): Json => ({
+  id: EXAMPLE_WEBHOOK_ID,
+  tenant: 'acme',
+  url: 'https://hooks.example.com/tasker',
+  events: ['task.completed', 'task.failed'],
+  taskNames: null,
+  createdAt: at(0),
+  updatedAt: at(0),
+  ...more,
+});
+const delivered = { at: at(3), status: 200, error: null, durationMs: 42 };
+const delivery = (more: Json = {}): Json => ({
+  id: EXAMPLE_DELIVERY_ID,
+  webhookId: EXAMPLE_WEBHOOK_ID,
+  taskId: EXAMPLE_TASK_ID,
+  url: 'https://hooks.example.com/tasker',
+  event: 'task.completed',
+  status: 'delivered',
+  attempts: 1,
+  nextAttemptAt: null,
+  lastStatus: 200,
+  lastError: null,
+  log: [delivered],
+  createdAt: at(2),
+  updatedAt: at(3),
+  ...more,
+});
+const refused = { at: at(3), status: 503, error: 'HTTP 503', durationMs: 17 };
+
 /** The examples of every operation, by operationId. */
 export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
   runTask: {
@@ -474,5 +505,93 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
   },
   taskEvents: {
     parameters: { id: EXAMPLE_TASK_ID, 'Last-Event-ID': '1', lastEventId: '1' },
+  },
+  createWebhook: {
+    request: {
+      finished: {
+        summary: "Told when the caller's tasks complete or fail",
+        value: { url: 'https://hooks.example.com/tasker', events: ['task.completed', 'task.failed'] },
+      },
+      oneType: {
+        summary: "An operator's, for tenant acme's reports only, every way they end",
+        value: {
+          tenant: 'acme',
+          url: 'https://hooks.example.com/reports',
+          events: ['task.completed', 'task.failed', 'task.cancelled', 'task.expired'],
+          task_names: [first.name],
+        },
+      },
+    },
+    response: {
+      created: {
+        summary: 'The webhook, with its secret in secret: shown this once',
+        value: webhook({ secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' }),
+      },
+    },
+  },
+  listWebhooks: {
+    parameters: { tenant: 'acme' },
+    response: { webhooks: { summary: "A tenant's webhooks", value: { webhooks: [webhook()] } } },
+  },
+  getWebhook: {
+    parameters: { id: EXAMPLE_WEBHOOK_ID },
+    response: { webhook: { summary: 'The webhook (never its secret)', value: webhook() } },
+  },
+  deleteWebhook: {
+    parameters: { id: EXAMPLE_WEBHOOK_ID },
+    response: { deleted: { summary: 'Deleted, with its deliveries', value: webhook() } },
+  },
+  testWebhook: {
+    parameters: { id: EXAMPLE_WEBHOOK_ID },
+    response: {
+      delivered: {
+        summary: 'The receiver answered 200',
+        value: { id: EXAMPLE_DELIVERY_ID, delivered: true, attempt: delivered },
+      },
+      refused: {
+        summary: 'The receiver answered 503',
+        value: { id: EXAMPLE_DELIVERY_ID, delivered: false, attempt: refused },
+      },
+    },
+  },
+  listWebhookDeliveries: {
+    parameters: { id: EXAMPLE_WEBHOOK_ID, status: 'delivered', limit: 20 },
+    response: {
+      deliveries: {
+        summary: 'Delivered at the second attempt; another one waiting for its next',
+        value: {
+          deliveries: [
+            delivery({
+              id: '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0',
+              status: 'pending',
+              event: 'task.failed',
+              attempts: 1,
+              nextAttemptAt: at(9),
+              lastStatus: 503,
+              lastError: 'HTTP 503',
+              log: [refused],
+            }),
+            delivery({ attempts: 2, log: [refused, delivered] }),
+          ],
+        },
+      },
+    },
+  },
+  redeliverWebhook: {
+    parameters: { id: EXAMPLE_WEBHOOK_ID, delivery_id: EXAMPLE_DELIVERY_ID },
+    response: {
+      pending: {
+        summary: 'A failed delivery, due again now',
+        value: delivery({
+          status: 'pending',
+          attempts: 0,
+          nextAttemptAt: at(50),
+          lastStatus: null,
+          lastError: 'connect ECONNREFUSED 203.0.113.7:443',
+          log: [{ at: at(3), status: null, error: 'connect ECONNREFUSED 203.0.113.7:443', durationMs: 3 }],
+          updatedAt: at(50),
+        }),
+      },
+    },
   },
 };

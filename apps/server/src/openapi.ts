@@ -219,6 +219,11 @@ export function openApiDocument(version = '0.1.0') {
         "Limits set at runtime: a tenant's (its admin key, or an operator key), a task type's and the list of tenants (the operator scope)",
     },
     {
+      name: 'webhooks',
+      description:
+        "Completion webhooks: signed POSTs when a tenant's tasks finish, their deliveries and redelivery (the admin scope, or operator)",
+    },
+    {
       name: 'health',
       description:
         'Liveness, readiness, metrics and this document: open to anyone (metrics: only with AUTH_MODE=disabled and no METRICS_TOKEN)',

@@ -5,6 +5,7 @@ import { limitsRouter } from './router/limits.ts';
 import { liveRouter } from './router/live.ts';
 import { queueRouter } from './router/queue.ts';
 import { tasksRouter } from './router/tasks.ts';
+import { webhooksRouter } from './router/webhooks.ts';
 import { mergeRouters } from './trpc.ts';
 
 /**
@@ -19,6 +20,7 @@ export const appRouter = mergeRouters(
   keysRouter,
   insightsRouter,
   limitsRouter,
+  webhooksRouter,
 );
 
 export type AppRouter = typeof appRouter;

@@ -1,4 +1,4 @@
-import { ApiKeyStore } from '@tasker/db';
+import { ApiKeyStore, WebhookStore } from '@tasker/db';
 import {
   checkServerExposure,
   createEngine,
@@ -17,6 +17,7 @@ import { createKeysApi } from './keys-api.ts';
 import { createLimitsApi } from './limits-api.ts';
 import { TaskFeed } from './live.ts';
 import { OpenStreams } from './streams.ts';
+import { createWebhooksApi } from './webhooks-api.ts';
 
 export interface TaskerServer {
   app: FastifyInstance;
@@ -58,6 +59,10 @@ export async function startServer(
       keys: createKeysApi(keys, env.AUTH_MODE),
       limits: createLimitsApi(engine.limits),
       streams,
+      webhooks: createWebhooksApi(new WebhookStore(engine.db.db), {
+        allowPrivate: env.WEBHOOK_ALLOW_PRIVATE,
+        timeoutMs: env.WEBHOOK_TIMEOUT_MS,
+      }),
     },
     authenticator,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,

@@ -14,6 +14,7 @@ import type { KeysApi } from './keys-api.ts';
 import type { LimitsApi } from './limits-api.ts';
 import type { TaskWatcher } from './live.ts';
 import type { StreamGate } from './streams.ts';
+import type { WebhooksApi } from './webhooks-api.ts';
 
 // 1. CONTEXT
 
@@ -26,6 +27,8 @@ export interface Services {
   limits: LimitsApi;
   /** Slots of open streams per key (or client IP), and their end with their key. */
   streams: StreamGate;
+  /** A tenant's completion webhooks and their deliveries (admin, operator). */
+  webhooks: WebhooksApi;
 }
 
 /**

@@ -86,7 +86,14 @@ describe('/openapi.json', () => {
   it('describes every operation, parameter and success, with tags, a license and a contact', () => {
     expect(doc.info.license?.name).toBe('MIT');
     expect(doc.info.contact).toBeDefined();
-    expect(doc.tags?.map((t) => t.name).sort()).toEqual(['health', 'keys', 'limits', 'queue', 'tasks']);
+    expect(doc.tags?.map((t) => t.name).sort()).toEqual([
+      'health',
+      'keys',
+      'limits',
+      'queue',
+      'tasks',
+      'webhooks',
+    ]);
     for (const { path, method, op } of operations()) {
       expect(op.description, `${method} ${path}`).toBeTruthy();
       for (const p of op.parameters ?? []) expect(p.description, `${method} ${path} ${p.name}`).toBeTruthy();

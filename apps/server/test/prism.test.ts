@@ -11,10 +11,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient, LimitStore } from '@tasker/db';
+import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient, LimitStore, WebhookStore } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
 import {
   createTestEnv,
@@ -87,8 +88,15 @@ const ids = {
   /** A key of another tenant, and an operator key of this one: a tenant admin may revoke neither. */
   otherTenantKey: '',
   operatorKey: '',
+  /** A webhook of tenant prism (its receiver: `receiver`), one to delete, and a delivery of the first. */
+  webhook: '',
+  webhookToDelete: '',
+  delivery: '',
   unknown: randomUUID(),
 };
+/** The receiver of the webhooks made here: answers 204 to anything (WEBHOOK_ALLOW_PRIVATE=1). */
+let receiver: Server;
+let receiverUrl = '';
 
 /** The CLI's entry, run with this Node (its .bin shim would pick whatever `node` is on PATH). */
 function prismEntry(): string {
@@ -129,7 +137,15 @@ beforeAll(async () => {
     BODY_LIMIT_BYTES: String(BODY_LIMIT),
     OPENAI_API_KEY: '',
     METRICS_TOKEN: METRICS_TOKEN,
+    WEBHOOK_ALLOW_PRIVATE: '1',
   });
+  receiver = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(204).end());
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  const bound = receiver.address();
+  receiverUrl = `http://127.0.0.1:${typeof bound === 'object' && bound ? bound.port : 0}/hook`;
   const parsed = loadEnv(env.vars);
   server = await startServer(parsed, createLogger(parsed, 'test-prism'));
   db = createDb(env.databaseUrl, { max: 1 });
@@ -161,12 +177,22 @@ beforeAll(async () => {
     await store.create({ tenantId: 'prism', name: 'old', scopes: ['tasks:read'], expiresAt: null })
   ).info.id;
 
+  // A webhook told of cancelled tasks: the cancels below store its deliveries (no worker sends them).
+  const webhooks = new WebhookStore(db.db);
+  const hook = async () =>
+    (await webhooks.create({ tenantId: 'prism', url: receiverUrl, events: ['task.cancelled'] })).info.id;
+  ids.webhook = await hook();
+  ids.webhookToDelete = await hook();
+
   // No worker runs: submitted tasks stay PENDING until cancelled.
   ids.pending = await submit();
   ids.toCancel = await submit();
   ids.toRetry = await submit();
   ids.finished = await submit();
   for (const id of [ids.toRetry, ids.finished]) await direct('POST', `/tasks/${id}/cancel`, keys.admin);
+  const [delivery] = await webhooks.deliveries(ids.webhook, { limit: 1 });
+  if (!delivery) throw new Error('no delivery stored by the cancel');
+  ids.delivery = delivery.id;
 
   doc = (await (await direct('GET', '/openapi.json')).json()) as Doc;
   dir = await mkdtemp(join(tmpdir(), 'tasker-prism-'));
@@ -210,6 +236,7 @@ afterAll(async () => {
     clearTimeout(timer);
   }
   await server?.close();
+  await new Promise((resolve) => (receiver ? receiver.close(resolve) : resolve(undefined)));
   await pg?.up().catch(() => {}); // the test database is dropped through it
   await db?.close();
   await env?.cleanup();
@@ -570,6 +597,96 @@ const CASES: Record<string, () => Case[]> = {
     { status: 404, what: 'unknown id', path: `/api-keys/${ids.unknown}` },
     notJson(`/api-keys/${ids.unknown}`),
   ],
+  'POST /webhooks': () => [
+    {
+      status: 201,
+      what: 'creates',
+      ...json({ url: receiverUrl, events: ['task.completed', 'task.failed'] }),
+    },
+    {
+      status: 201,
+      what: "an operator, another tenant's, for one task type",
+      ...json({
+        tenant: 'prism-other',
+        url: receiverUrl,
+        events: ['task.expired'],
+        task_names: ['sum_two_numbers'],
+      }),
+    },
+    {
+      status: 403,
+      what: 'a tenant admin, for another tenant',
+      bearer: keys.tenantAdmin,
+      ...json({ tenant: 'prism-other', url: receiverUrl, events: ['task.failed'] }),
+    },
+    {
+      status: 400,
+      what: 'not an http URL',
+      ...json({ url: 'ftp://example.com/x', events: ['task.failed'] }),
+    },
+    { status: 400, what: 'no events', ...json({ url: receiverUrl, events: [] }) },
+    { status: 400, what: 'an unknown event', ...json({ url: receiverUrl, events: ['task.done'] }) },
+    {
+      status: 400,
+      what: 'an unknown task type',
+      ...json({ url: receiverUrl, events: ['task.failed'], task_names: ['nope'] }),
+    },
+    notJson('/webhooks'),
+  ],
+  'GET /webhooks': () => [
+    { status: 200, what: 'every webhook', path: '/webhooks' },
+    { status: 200, what: "a tenant's", path: '/webhooks?tenant=prism' },
+    {
+      status: 403,
+      what: "a tenant admin asking for another tenant's",
+      path: '/webhooks?tenant=prism-other',
+      bearer: keys.tenantAdmin,
+    },
+    { status: 400, what: 'empty tenant', path: '/webhooks?tenant=' },
+  ],
+  'GET /webhooks/{id}': () => [
+    { status: 200, what: 'a webhook', path: `/webhooks/${ids.webhook}` },
+    { status: 400, what: 'malformed id', path: '/webhooks/nope' },
+    { status: 404, what: 'unknown id', path: `/webhooks/${ids.unknown}` },
+  ],
+  'DELETE /webhooks/{id}': () => [
+    { status: 200, what: 'deletes', path: `/webhooks/${ids.webhookToDelete}` },
+    { status: 400, what: 'malformed id', path: '/webhooks/nope' },
+    { status: 404, what: 'unknown id', path: `/webhooks/${ids.unknown}` },
+  ],
+  'POST /webhooks/{id}/test': () => [
+    { status: 200, what: 'sends a test event', path: `/webhooks/${ids.webhook}/test` },
+    { status: 400, what: 'malformed id', path: '/webhooks/nope/test' },
+    { status: 404, what: 'unknown id', path: `/webhooks/${ids.unknown}/test` },
+  ],
+  'GET /webhooks/{id}/deliveries': () => [
+    { status: 200, what: 'its deliveries', path: `/webhooks/${ids.webhook}/deliveries` },
+    {
+      status: 200,
+      what: 'pending ones, at most 5',
+      path: `/webhooks/${ids.webhook}/deliveries?status=pending&limit=5`,
+    },
+    { status: 400, what: 'unknown status', path: `/webhooks/${ids.webhook}/deliveries?status=sent` },
+    { status: 400, what: 'limit out of range', path: `/webhooks/${ids.webhook}/deliveries?limit=0` },
+    { status: 404, what: 'unknown id', path: `/webhooks/${ids.unknown}/deliveries` },
+  ],
+  'POST /webhooks/{id}/deliveries/{delivery_id}/redeliver': () => [
+    {
+      status: 200,
+      what: 'due again now',
+      path: `/webhooks/${ids.webhook}/deliveries/${ids.delivery}/redeliver`,
+    },
+    {
+      status: 400,
+      what: 'malformed delivery id',
+      path: `/webhooks/${ids.webhook}/deliveries/nope/redeliver`,
+    },
+    {
+      status: 404,
+      what: 'unknown delivery',
+      path: `/webhooks/${ids.webhook}/deliveries/${ids.unknown}/redeliver`,
+    },
+  ],
   'GET /tasks/{id}/events': () => [
     { status: 200, what: 'a finished task: its state, then the end', path: `/tasks/${ids.finished}/events` },
     {
@@ -602,6 +719,7 @@ const SKIPPED: Record<string, Record<number, string>> = {};
 function samplePath(path: string): string {
   return path
     .replace('{id}', path.startsWith('/api-keys') ? ids.unknown : ids.pending)
+    .replace('{delivery_id}', ids.unknown)
     .replace('{tenant}', 'prism')
     .replace('{name}', 'sum_two_numbers');
 }

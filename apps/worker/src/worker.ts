@@ -15,6 +15,7 @@ import { Expirer } from './expirer.ts';
 import { CANCELLED, createProcessor, SHUTDOWN } from './processor.ts';
 import { Scheduler } from './scheduler.ts';
 import { Sweeper } from './sweeper.ts';
+import { WebhookSender } from './webhook-sender.ts';
 
 export interface TaskerWorker {
   readonly id: string;
@@ -97,6 +98,9 @@ export async function startWorker(
     log,
   );
   scheduler.start();
+  // Completion webhooks: the deliveries stored with each finished task, sent at least once.
+  const webhookSender = new WebhookSender(engine.db.db, lifecycle, env, log);
+  webhookSender.start();
   // Fair dequeue: one worker's dispatcher leads and hands waiting tasks to the queue.
   const dispatcher = new Dispatcher(
     lifecycle.resources,
@@ -113,7 +117,13 @@ export async function startWorker(
 
   let closing: Promise<void> | undefined;
   const close = async () => {
-    await Promise.all([sweeper.stop(), expirer.stop(), scheduler.stop(), dispatcher.stop()]);
+    await Promise.all([
+      sweeper.stop(),
+      expirer.stop(),
+      scheduler.stop(),
+      dispatcher.stop(),
+      webhookSender.stop(),
+    ]);
     const closed = worker.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([

@@ -59,3 +59,12 @@ export {
   taskFilterConditions,
 } from './store.ts';
 export { type Assignments, choiceText, conditionText, whereOf } from './tasks/transition-sql.ts';
+export {
+  type AttemptOutcome,
+  type NewWebhook,
+  newWebhookSecret,
+  type TakenDelivery,
+  WEBHOOK_SECRET_PREFIX,
+  type WebhookInfo,
+  WebhookStore,
+} from './webhooks.ts';

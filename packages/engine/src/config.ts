@@ -19,6 +19,42 @@ const redisUrl = optionalText.pipe(
     .optional(),
 );
 
+/** One step of WEBHOOK_RETRY_SCHEDULE: `500ms`, `1s`, `2m`, `1h`, optionally repeated (`1h*24`). */
+const RETRY_STEP = /^(\d+)(ms|s|m|h)(?:\*(\d+))?$/;
+const RETRY_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/**
+ * The waits between a webhook delivery's attempts: about 1 s, 5 s, 30 s, 2 min, 10 min, 1 h, then
+ * hourly for a day; after the last one fails, the delivery is kept as failed.
+ */
+export const DEFAULT_WEBHOOK_RETRY_SCHEDULE = '1s,5s,30s,2m,10m,1h*24';
+
+/** `1s,5s,1h*24` → the waits in ms (a step `*n` repeated n times); at most 100 steps of at most 1 day. */
+const retrySchedule = z
+  .string()
+  .default(DEFAULT_WEBHOOK_RETRY_SCHEDULE)
+  .transform((text, ctx) => {
+    const waits: number[] = [];
+    for (const step of text.split(',').map((s) => s.trim())) {
+      const match = RETRY_STEP.exec(step);
+      if (!match) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${step}": each step is a number and a unit (ms, s, m, h), optionally *n, e.g. 1s,5s,1h*24`,
+        });
+        return z.NEVER;
+      }
+      const ms = Number(match[1]) * RETRY_UNIT_MS[match[2] as keyof typeof RETRY_UNIT_MS];
+      const times = match[3] === undefined ? 1 : Number(match[3]);
+      if (ms > 86_400_000 || times < 1 || waits.length + times > 100) {
+        ctx.addIssue({ code: 'custom', message: `"${step}": at most 100 steps, each at most 24h` });
+        return z.NEVER;
+      }
+      for (let i = 0; i < times; i++) waits.push(ms);
+    }
+    return waits;
+  });
+
 /** Every environment variable Tasker reads, with its default. `.env.example` lists the same. */
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -121,6 +157,23 @@ export const envSchema = z.object({
       .map((origin) => origin.trim())
       .filter(Boolean),
   ),
+  /**
+   * The waits between a webhook delivery's attempts, e.g. `1s,5s,30s,2m,10m,1h*24` (the default):
+   * after the last one fails, the delivery is kept as failed (redelivered by hand).
+   */
+  WEBHOOK_RETRY_SCHEDULE: retrySchedule,
+  /** A webhook's receiver must answer within this, or the attempt counts as failed. */
+  WEBHOOK_TIMEOUT_MS: int(10_000, 100),
+  /** How often each worker looks for due webhook deliveries. */
+  WEBHOOK_INTERVAL_MS: int(250, 10),
+  /**
+   * `1`: webhooks may call loopback, private, link-local and unique-local addresses (tests, a
+   * receiver on the same network). Unset or `0`: refused, at creation and at every delivery.
+   */
+  WEBHOOK_ALLOW_PRIVATE: z
+    .enum(['0', '1', ''])
+    .default('0')
+    .transform((v) => v === '1'),
 });
 
 /** Requests per minute per API key (or client IP) in `required` mode, unless RATE_LIMIT_PER_MINUTE says otherwise. */

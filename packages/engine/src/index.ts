@@ -61,7 +61,6 @@ export {
 } from './limits.ts';
 export { createLogger, type Logger, requestScope } from './logger.ts';
 export * from './observability/index.ts';
-export * from './schedules/index.ts';
 export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 export {
   bullmqConnection,
@@ -77,6 +76,7 @@ export {
 } from './queue.ts';
 export { createRedis, isRedisUnavailable } from './redis.ts';
 export { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
+export * from './schedules/index.ts';
 export { findUnstorable, type Unstorable } from './unstorable.ts';
 export {
   cutUtf8,
@@ -99,3 +99,20 @@ export {
   toTaskSummary,
   toTaskView,
 } from './view.ts';
+export {
+  checkUrlShape,
+  checkWebhookUrl,
+  ForbiddenAddressError,
+  guardedLookup,
+  isForbiddenAddress,
+  type Resolve,
+} from './webhooks/address-guard.ts';
+export {
+  type DelivererOptions,
+  type PostOptions,
+  postWebhook,
+  signWebhook,
+  WebhookDeliverer,
+  type WebhookPayload,
+  webhookHeaders,
+} from './webhooks/deliver.ts';

@@ -306,6 +306,7 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       debounceKey: null,
       cancelRequestedAt: null,
       workerId: 'w',
+      webhookUrl: null,
       createdAt: now,
       startedAt: now,
       finishedAt: null,
