@@ -17,6 +17,7 @@ import type {
   QueueOptions,
   QueueState,
   RetryOptions,
+  RunManyItem,
   RunOptions,
   Task,
   TaskInput,
@@ -29,7 +30,9 @@ import {
   listOptionsToWire,
   listResultFromWire,
   queueOptionsToWire,
+  renameBatchIssuePaths,
   renameIssuePaths,
+  runManyToWire,
   runOptionsToWire,
   tenantLimitsToWire,
   tenantListOptionsToWire,
@@ -95,6 +98,14 @@ export interface TaskHandle<N extends TaskName> {
   retry(): Promise<Task<N>>;
 }
 
+/** What one item of `runMany()` answers: a handle on its task, and whether it was created or matched. */
+export type RunManyHandle = TaskHandle<TaskName> & {
+  /** True when the batch stored this item as a new task. */
+  readonly created: boolean;
+  /** Null when created; else why an existing task answers: its `idempotencyKey` or its `singletonKey`. */
+  readonly matched: 'idempotency' | 'singleton' | null;
+};
+
 export interface TaskerClient {
   /**
    * The typed tRPC client, for every procedure of the server. It speaks the router's own input
@@ -104,6 +115,13 @@ export interface TaskerClient {
   /** Submits a task; the handle follows it. A wrong name or parameter is a compile error. */
   run<N extends TaskName>(name: N, parameters: TaskInput<N>, options?: RunOptions): Promise<TaskHandle<N>>;
   /** A page of tasks, newest first; pass `nextCursor` back as `cursor` for the next page. */
+  /**
+   * Runs 1 to 1,000 tasks in one request (POST /tasks/batch), all or nothing: if any item is
+   * invalid, it rejects with a TaskerValidationError naming each bad item (`tasks.3.input.a`) and
+   * nothing is stored. Otherwise one handle per item, in order, each saying whether the batch
+   * `created` its task or an `idempotencyKey` or `singletonKey` `matched` an existing one.
+   */
+  runMany(tasks: readonly RunManyItem[]): Promise<RunManyHandle[]>;
   list<N extends TaskName = TaskName>(options?: ListOptions<N>): Promise<ListResult>;
   /** A task's full record. */
   get<N extends TaskName = TaskName>(id: string): Promise<Task<N>>;
@@ -235,6 +253,20 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
         'run',
       );
       return { ...task(task_uuid, name), replayed, deduplicated };
+    },
+    runMany: async (items) => {
+      const wire = runManyToWire(items);
+      let answer: Awaited<ReturnType<typeof trpc.runTasks.mutate>>;
+      try {
+        answer = await trpc.runTasks.mutate({ tasks: wire });
+      } catch (error) {
+        throw renameBatchIssuePaths(toTaskerError(error));
+      }
+      return answer.tasks.map(({ id, created, matched }, index) => ({
+        ...task(id, items[index]?.name),
+        created,
+        matched,
+      }));
     },
     taskTypes: () => call(trpc.listTaskTypes.query({})),
     queue: () => call(trpc.getQueue.query({})),

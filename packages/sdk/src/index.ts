@@ -3,6 +3,7 @@
 export { canCancel, canRetry, TASK_STATUSES, TERMINAL_STATUSES } from '@tasker/states';
 export {
   createTaskerClient,
+  type RunManyHandle,
   type TaskerClient,
   type TaskerClientOptions,
   type TaskHandle,
@@ -40,6 +41,7 @@ export type {
   QueueOptions,
   QueueState,
   RetryOptions,
+  RunManyItem,
   RunOptions,
   Task,
   TaskError,

@@ -96,7 +96,19 @@ export interface RunOptions {
    * every caller gets its handle. Not with `delayMs`, `runAt`, `idempotencyKey` or `singletonKey`.
    */
   debounce?: DebounceOptions;
+  /**
+   * Labels to find the task by (`list({ tags })`): at most 10, each 1 to 64 characters with no
+   * control character and no comma; duplicates are dropped.
+   */
+  tags?: string[];
+  /** A JSON object of yours, kept with the task and shown with it: at most 4096 bytes as JSON. */
+  metadata?: Record<string, unknown>;
 }
+
+/** One task of `tasker.runMany(tasks)`: its type, its parameters, and how to run it (no `debounce` in a batch). */
+export type RunManyItem = {
+  [N in TaskName]: { name: N; input: TaskInput<N> } & Omit<RunOptions, 'debounce'>;
+}[TaskName];
 
 /** `RunOptions.debounce`: the key whose runs collapse into one task, and how long after the last it starts. */
 export interface DebounceOptions {
@@ -145,6 +157,13 @@ export interface ListOptions<N extends TaskName = TaskName> {
   inputContains?: NoInfer<DeepPartial<TaskInput<N>>>;
   /** Only tasks whose result contains this (JSONB containment); a task with no result never matches. */
   outputContains?: NoInfer<DeepPartial<TaskOutput<N>>>;
+  /** Only tasks carrying this tag, or every one of these tags. */
+  tags?: string | readonly string[];
+  /**
+   * Only tasks whose metadata contains this object (JSONB containment): `{ team: 'a' }` finds every
+   * task whose metadata has `team` equal to `'a'`, whatever else it holds.
+   */
+  metadataContains?: Record<string, unknown>;
   /** Only tasks created at or after this time (a `Date` or an ISO 8601 date-time with its offset). */
   createdAfter?: Date | string;
   /** Only tasks created before this time (a `Date` or an ISO 8601 date-time with its offset). */
@@ -155,7 +174,7 @@ export interface ListOptions<N extends TaskName = TaskName> {
   cursor?: string;
 }
 
-/** A page of `tasker.list()`: tasks newest first, each a bounded summary (at most 8 KiB of JSON). */
+/** A page of `tasker.list()`: tasks newest first, each a bounded summary (at most 16 KiB of JSON). */
 export interface ListResult {
   tasks: TaskSummary[];
   /** Pass it as `cursor` for the next page; `null` on the last page. */

@@ -9,6 +9,7 @@ import type {
   ListOptions,
   ListResult,
   QueueOptions,
+  RunManyItem,
   RunOptions,
   TaskName,
   TaskSummary,
@@ -35,6 +36,8 @@ const RUN_FIELDS = {
   concurrencyKey: 'concurrency_key',
   singletonKey: 'singleton_key',
   debounce: 'debounce',
+  tags: 'tags',
+  metadata: 'metadata',
 } as const satisfies { [K in keyof Required<RunOptions>]: keyof RunWire };
 
 /** Each field of `debounce` and the router's name for it. */
@@ -51,6 +54,8 @@ const LIST_FIELDS = {
   createdBefore: 'created_before',
   inputContains: 'input_contains',
   outputContains: 'output_contains',
+  tags: 'tag',
+  metadataContains: 'metadata_contains',
   limit: 'limit',
   cursor: 'cursor',
 } as const satisfies { [K in keyof Required<ListOptions>]: keyof ListWire };
@@ -137,7 +142,38 @@ export function runOptionsToWire(options: RunOptions): RunWire {
     concurrency_key: options.concurrencyKey,
     singleton_key: options.singletonKey,
     debounce: debounceObject ? { key: debounce.key, delay_ms: debounce.delayMs } : debounce,
+    tags: options.tags,
+    metadata: options.metadata,
   };
+}
+
+type BatchItemWire = WireInputs['runTasks']['tasks'][number];
+
+/** The tasks of `runMany()`: each item's run options checked and renamed as `run()`'s are. */
+export function runManyToWire(items: readonly RunManyItem[]): BatchItemWire[] {
+  return items.map(({ name, input, ...options }, index) => {
+    try {
+      return { ...runOptionsToWire(options), name, input: input as Record<string, unknown> };
+    } catch (error) {
+      // Name the item, as the server's issues do (`tasks.3.priority`).
+      if (error instanceof TaskerValidationError)
+        for (const issue of error.issues) issue.path = `tasks.${index}.${issue.path}`;
+      throw error;
+    }
+  });
+}
+
+/** The server names a batch's bad fields `tasks.<index>.<wire name>`: name them as the caller wrote them. */
+export function renameBatchIssuePaths(error: unknown): unknown {
+  if (!(error instanceof TaskerValidationError)) return error;
+  for (const issue of error.issues) {
+    const [head, index, field, ...rest] = issue.path.split('.');
+    if (head !== 'tasks' || index === undefined || field === undefined) continue;
+    const renamed = CAMEL.run.get(field) ?? field;
+    const inner = rest[0] === undefined ? undefined : (NESTED[renamed]?.get(rest[0]) ?? rest[0]);
+    issue.path = [head, index, renamed, ...(inner === undefined ? [] : [inner]), ...rest.slice(1)].join('.');
+  }
+  return error;
 }
 
 /** A payload search travels as JSON text, as the REST query parameter does. */
@@ -154,6 +190,8 @@ export function listOptionsToWire<N extends TaskName>(options: ListOptions<N>): 
     created_before: isoTime(options.createdBefore, 'createdBefore'),
     input_contains: jsonText(options.inputContains),
     output_contains: jsonText(options.outputContains),
+    tag: list(options.tags),
+    metadata_contains: jsonText(options.metadataContains),
     limit: options.limit,
     cursor: options.cursor,
   };
