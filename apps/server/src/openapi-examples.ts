@@ -144,6 +144,46 @@ const typeLimits = (stored: Json, effective: Json) => ({
 });
 const acmeLimits = { maxRunning: 10, maxQueued: 1000 };
 
+const EXAMPLE_OPERATION_ID = '5f0e3d2c-1b4a-4c9d-8e7f-6a5b4c3d2e1f';
+/** A bulk operation as GET /operations/{id} shows it. */
+const operationExample = (action: 'cancel' | 'retry', more: Json = {}): Json => ({
+  id: EXAMPLE_OPERATION_ID,
+  action,
+  status: 'running',
+  filter: action === 'cancel' ? { statuses: ['PENDING'], tags: ['nightly'] } : { statuses: ['FAILED'] },
+  matched: 10000,
+  done: 1500,
+  error: null,
+  createdBy: EXAMPLE_KEY_ID,
+  createdAt: at(0),
+  updatedAt: at(3),
+  finishedAt: null,
+  ...more,
+});
+/** POST /tasks/cancel or /tasks/retry: a filter, a dry run, and their answers. */
+const bulkExamples = (action: 'cancel' | 'retry', filter: Json, tag: string): OperationExamples => ({
+  request: {
+    filtered: {
+      summary: `${action === 'cancel' ? 'Cancel' : 'Retry'} every task that matches`,
+      value: { filter },
+    },
+    tagged: { summary: `Every task tagged ${tag}`, value: { filter: { tag: [tag] } } },
+    dryRun: { summary: 'Only count them first (nothing is touched)', value: { filter, dry_run: true } },
+  },
+  response: {
+    started: {
+      summary: 'Recorded: the workers go through the matching tasks in chunks',
+      value: operationExample(action, { done: 0, updatedAt: at(0) }),
+    },
+  },
+  otherResponse: {
+    dryRun: {
+      summary: 'A dry run: how many it would change now',
+      value: { dryRun: true, action, matched: 10000 },
+    },
+  },
+});
+
 const EXAMPLE_WEBHOOK_ID = '4c1e9f2a-7b3d-4e5f-8a9b-0c1d2e3f4a5b';
 const EXAMPLE_DELIVERY_ID = '9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d';
 const webhook = (more: Json = {}): Json => ({
@@ -328,6 +368,23 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
     parameters: { id: EXAMPLE_TASK_ID },
     response: {
       queued: { summary: 'Queued again, under the same id', value: taskRecordExample(first, 'PENDING') },
+    },
+  },
+  cancelTasks: bulkExamples('cancel', { status: ['PENDING'], name: [first.name] }, 'nightly'),
+  retryTasks: bulkExamples('retry', { status: ['FAILED'], created_after: at(0) }, 'nightly'),
+  getOperation: {
+    parameters: { id: EXAMPLE_OPERATION_ID },
+    response: {
+      running: { summary: 'Under way: 1500 of 10000 cancelled so far', value: operationExample('cancel') },
+      done: {
+        summary: 'Done: every matching task that was still PENDING or RUNNING is cancelled',
+        value: operationExample('cancel', {
+          status: 'done',
+          done: 9996,
+          updatedAt: at(20),
+          finishedAt: at(20),
+        }),
+      },
     },
   },
   listTaskTypes: {

@@ -1,3 +1,4 @@
+import { bulkRouter } from './router/bulk.ts';
 import { insightsRouter } from './router/insights.ts';
 import { keysRouter } from './router/keys.ts';
 import { legacyRouter } from './router/legacy.ts';
@@ -16,6 +17,7 @@ export const appRouter = mergeRouters(
   legacyRouter,
   tasksRouter,
   queueRouter,
+  bulkRouter,
   liveRouter,
   keysRouter,
   insightsRouter,

@@ -31,8 +31,8 @@ export interface RestRoute extends RouteFacts {
   path: `/${string}`;
   /** Served by a Fastify route of its own (sse.ts, app.ts, observability.ts), not by a procedure. */
   handWritten: boolean;
-  /** The status of a success: 200, or 201 for a route that creates. */
-  successStatus: 200 | 201;
+  /** The status of a success: 200, 201 for a route that creates, 202 for one that starts work for later. */
+  successStatus: 200 | 201 | 202;
   /** The query parameters that reach the procedure (any other is ignored, as documented). */
   query: readonly string[];
 }

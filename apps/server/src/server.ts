@@ -1,6 +1,7 @@
 import { ApiKeyStore, WebhookStore } from '@tasker/db';
 import {
   checkServerExposure,
+  createBulkApi,
   createEngine,
   metricsAccess as createMetricsAccess,
   createTaskApi,
@@ -56,6 +57,7 @@ export async function startServer(
     services: {
       tasks: createTaskApi(engine.lifecycle),
       live,
+      bulk: createBulkApi(engine.lifecycle),
       keys: createKeysApi(keys, env.AUTH_MODE),
       limits: createLimitsApi(engine.limits),
       streams,

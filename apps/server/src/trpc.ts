@@ -6,7 +6,7 @@
  */
 
 import type { ApiKeyScope } from '@tasker/db';
-import { errorCodeOf, findUnstorable, publicFailureOf, type TaskApi } from '@tasker/engine';
+import { type BulkApi, errorCodeOf, findUnstorable, publicFailureOf, type TaskApi } from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { type Auth, authorize } from './auth.ts';
 import { PublicFailureError, toPublicError, trpcCodeOf } from './errors.ts';
@@ -21,6 +21,8 @@ import type { WebhooksApi } from './webhooks-api.ts';
 /** What the procedures work with, whoever calls. */
 export interface Services {
   tasks: TaskApi;
+  /** Bulk cancel and retry by filter: recorded here, run by the workers. */
+  bulk: BulkApi;
   live: TaskWatcher;
   keys: KeysApi;
   /** Limits set at runtime: a tenant's (admin, operator), a task type's (operator). */
@@ -47,7 +49,7 @@ export function createContextFactory(services: Services) {
      * What the REST door answers besides the body: a procedure may set another success status than
      * its route's (POST /tasks: 200 when an existing task answers). tRPC's own door ignores it.
      */
-    rest: { status: undefined as 200 | 201 | undefined },
+    rest: { status: undefined as 200 | 201 | 202 | undefined },
   });
 }
 
@@ -73,13 +75,13 @@ export interface RestMeta {
      * openapi.ts.
      */
     errorResponses?: Record<number, string>;
-    /** The status of a success (read by rest.ts and openapi.ts): 200 unless it creates (201). */
-    successStatus?: 200 | 201;
+    /** The status of a success (read by rest.ts and openapi.ts): 200 unless it creates (201) or accepts work for later (202). */
+    successStatus?: 200 | 201 | 202;
     /**
      * Another success status the procedure may answer with (setting `ctx.rest.status`), with the
      * same body, and what it means (POST /tasks: 200 when an existing task answers instead of a new one).
      */
-    otherSuccess?: { status: 200 | 201; description: string };
+    otherSuccess?: { status: 200 | 201 | 202; description: string };
     /**
      * What the shared 503 means on this route, when not "PostgreSQL (or Redis, in that mode) is
      * unavailable" (a route that touches only PostgreSQL, or nothing but the key lookup).

@@ -92,6 +92,8 @@ const ids = {
   webhook: '',
   webhookToDelete: '',
   delivery: '',
+  /** A bulk operation of tenant prism (recorded; no worker runs here, so it stays running). */
+  operation: '',
   unknown: randomUUID(),
 };
 /** The receiver of the webhooks made here: answers 204 to anything (WEBHOOK_ALLOW_PRIVATE=1). */
@@ -190,6 +192,11 @@ beforeAll(async () => {
   ids.toRetry = await submit();
   ids.finished = await submit();
   for (const id of [ids.toRetry, ids.finished]) await direct('POST', `/tasks/${id}/cancel`, keys.admin);
+  const operation = await direct('POST', '/tasks/cancel', keys.admin, {
+    filter: { name: ['find_longest_consecutive_letters'] },
+  });
+  if (operation.status !== 202) throw new Error(`POST /tasks/cancel: ${operation.status}`);
+  ids.operation = ((await operation.json()) as { id: string }).id;
   const [delivery] = await webhooks.deliveries(ids.webhook, { limit: 1 });
   if (!delivery) throw new Error('no delivery stored by the cancel');
   ids.delivery = delivery.id;
@@ -399,6 +406,27 @@ const operatorOnlyCase = (path: string, body?: object): Case => ({
   ...(body === undefined ? {} : json(body)),
 });
 
+/** POST /tasks/cancel or /tasks/retry: a filter (202), a dry run (200), and the filters it refuses. */
+const bulkCases = (path: string, status: string[]): Case[] => [
+  {
+    status: 202,
+    what: 'starts an operation',
+    path,
+    ...json({ filter: { status, name: ['sum_two_numbers'] } }),
+  },
+  {
+    status: 200,
+    what: 'a dry run: the count',
+    path,
+    ...json({ filter: { tag: ['nightly'], created_after: '2026-01-01T00:00:00Z' }, dry_run: true }),
+  },
+  { status: 400, what: 'an empty filter', path, ...json({ filter: {} }) },
+  { status: 400, what: 'no filter', path, ...json({ dry_run: true }) },
+  { status: 400, what: 'an unknown status', path, ...json({ filter: { status: ['DONE'] } }) },
+  { status: 400, what: 'input_contains not JSON', path, ...json({ filter: { input_contains: '{' } }) },
+  notJson(path),
+];
+
 /**
  * The cases of each operation, by "METHOD path", beyond those every operation of its kind gets
  * (see `commonCases`). A new operation must be added here.
@@ -450,6 +478,13 @@ const CASES: Record<string, () => Case[]> = {
     { status: 409, what: 'a pending task', path: `/tasks/${ids.pending}/retry` },
     { status: 400, what: 'malformed id', path: '/tasks/nope/retry' },
     { status: 404, what: 'unknown id', path: `/tasks/${ids.unknown}/retry` },
+  ],
+  'POST /tasks/cancel': () => bulkCases('/tasks/cancel', ['PENDING']),
+  'POST /tasks/retry': () => bulkCases('/tasks/retry', ['CANCELLED', 'FAILED']),
+  'GET /operations/{id}': () => [
+    { status: 200, what: 'an operation of this tenant', path: `/operations/${ids.operation}` },
+    { status: 400, what: 'malformed id', path: '/operations/nope' },
+    { status: 404, what: 'unknown id', path: `/operations/${ids.unknown}` },
   ],
   'GET /task-types': () => [{ status: 200, what: 'the catalog' }],
   'GET /tenants/{tenant}/limits': () => [

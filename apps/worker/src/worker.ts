@@ -10,6 +10,7 @@ import {
   type TaskerMetrics,
   taskConfig,
 } from '@tasker/engine';
+import { BulkRunner } from './bulk-runner.ts';
 import { CancelWatch } from './cancel-watch.ts';
 import { Expirer } from './expirer.ts';
 import { CANCELLED, createProcessor, SHUTDOWN } from './processor.ts';
@@ -98,6 +99,14 @@ export async function startWorker(
     log,
   );
   scheduler.start();
+  // Bulk cancel and retry by filter: each worker runs one operation at a time, a chunk at a time.
+  const bulkRunner = new BulkRunner(
+    lifecycle,
+    id,
+    { intervalMs: env.BULK_POLL_MS, chunkSize: env.BULK_CHUNK_SIZE, leaseMs: env.BULK_LEASE_MS },
+    log,
+  );
+  bulkRunner.start();
   // Completion webhooks: the deliveries stored with each finished task, sent at least once.
   const webhookSender = new WebhookSender(engine.db.db, lifecycle, env, log);
   webhookSender.start();
@@ -123,6 +132,7 @@ export async function startWorker(
       scheduler.stop(),
       dispatcher.stop(),
       webhookSender.stop(),
+      bulkRunner.stop(),
     ]);
     const closed = worker.close();
     let timer: NodeJS.Timeout | undefined;

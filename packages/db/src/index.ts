@@ -43,11 +43,15 @@ export {
 } from './schedules.ts';
 export * from './schema.ts';
 export {
+  actionStatuses,
   type BatchLimits,
+  type BulkCursor,
+  BulkOperations,
   type FailedAttempt,
   type HoldingGroup,
   type Inserted,
   LIST_HEAD_CHARS,
+  type NewBulkOperation,
   type ReadyTask,
   type StaleTask,
   type TaskFilter,

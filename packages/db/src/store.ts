@@ -1,6 +1,7 @@
 import type { DbClient } from './client.ts';
 import type { TaskError, TaskRow } from './schema.ts';
 import { BatchInserts } from './tasks/batch.ts';
+import { BulkOperations } from './tasks/bulk.ts';
 import { DispatchQueries } from './tasks/dispatch.ts';
 import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
@@ -8,6 +9,7 @@ import { TaskQueries } from './tasks/queries.ts';
 import { OtherTransitions } from './tasks/transitions.ts';
 
 export type { BatchLimits } from './tasks/batch.ts';
+export { actionStatuses, type BulkCursor, BulkOperations, type NewBulkOperation } from './tasks/bulk.ts';
 export type { HoldingGroup, ReadyTask } from './tasks/dispatch.ts';
 export type { FailedAttempt, Inserted, TaskInsert } from './tasks/hot.ts';
 export {
@@ -34,6 +36,7 @@ export interface TaskStoreOptions {
  * | `queries` | `tasks/queries.ts` | reads: one task, pages, searches, counts |
  * | `maintenance` | `tasks/maintenance.ts` | retention, vacuum |
  * | `dispatch` | `tasks/dispatch.ts` | the dispatcher: who waits for a turn, who holds a slot, handing out |
+ * | `bulk` | `tasks/bulk.ts` | bulk cancel and retry by filter: their operations, a chunk at a time |
  *
  * Every change is a transition of @tasker/states, made by a conditional UPDATE built from it
  * (`tasks/transition-sql.ts`): two workers racing on one task can never both record a result.
@@ -47,6 +50,8 @@ export class TaskStore {
   readonly dispatch: DispatchQueries;
   /** All-or-nothing batches of new tasks (POST /tasks/batch), one transaction each. */
   readonly batch: BatchInserts;
+  /** Bulk cancel and retry by filter: the operations' rows and their chunks (`tasks/bulk.ts`). */
+  readonly bulk: BulkOperations;
 
   constructor(
     { db, sql: pg }: Pick<DbClient, 'db' | 'sql'>,
@@ -58,6 +63,7 @@ export class TaskStore {
     this.maintenance = new TaskMaintenance(db);
     this.dispatch = new DispatchQueries(pg);
     this.batch = new BatchInserts(pg, options);
+    this.bulk = new BulkOperations(db);
   }
 
   // Hot transitions (batched).

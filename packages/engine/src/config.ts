@@ -90,6 +90,12 @@ export const envSchema = z.object({
   SCHEDULE_GRACE_MS: int(60_000, 0),
   /** With catch_up all, at most this many missed ticks (the latest) fire per schedule. */
   SCHEDULE_CATCH_UP_MAX: int(100, 1),
+  /** Tasks a bulk cancel or retry changes per chunk (one page, one UPDATE, one transaction with its progress). */
+  BULK_CHUNK_SIZE: int(500, 1).pipe(z.number().max(5000)),
+  /** How long a worker holds a bulk operation without finishing a chunk; then another worker takes it over. */
+  BULK_LEASE_MS: int(30_000, 1000),
+  /** How often each worker looks for a bulk operation to run (a new one, or one whose runner died). */
+  BULK_POLL_MS: int(1_000, 50),
   /** Jobs the queue holds waiting for a worker at most; the rest of every backlog waits in PostgreSQL for its turn. */
   DISPATCH_BUFFER: int(200, 1),
   /** The dispatcher passes at least this often (due delays, start pacing, limits changed). */

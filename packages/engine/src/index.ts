@@ -10,6 +10,16 @@ export {
   type TaskFilter,
   type TaskPage,
 } from './api.ts';
+export {
+  type BulkApi,
+  type BulkCountView,
+  type BulkOperationView,
+  bulkCountSchema,
+  bulkOperationSchema,
+  createBulkApi,
+  EMPTY_FILTER,
+  toBulkOperationView,
+} from './bulk-api.ts';
 export { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
 export {
   authModeOf,
@@ -38,10 +48,14 @@ export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts'
 export { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 export {
   type BatchItem,
+  type BulkRunEnd,
+  type BulkRunOptions,
   bestEffort,
   type Claim,
   cancelledError,
   DEFAULT_TENANT,
+  filterOf,
+  isEmptyFilter,
   type LifecycleResources,
   MAX_BATCH_SIZE,
   type ProgressReporter,

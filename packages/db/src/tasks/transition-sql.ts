@@ -66,6 +66,19 @@ export function whereOf(name: TransitionName, id: string, tenantId?: string): SQ
   return and(...parts);
 }
 
+/**
+ * Transition `name`'s condition on any row of the statement (drizzle, table `tasks`): its statuses
+ * and guards, the `ofTenant` guard as `tenantId` (a statement over many rows: a bulk action).
+ */
+export function conditionOf(name: TransitionName, tenantId: string): SQL | undefined {
+  const { from, guards } = TRANSITIONS[name];
+  const parts: (SQL | undefined)[] = [sql.raw(`"tasks".status in (${quoted(from)})`)];
+  for (const guard of guards as readonly Guard[]) {
+    parts.push(guard === 'ofTenant' ? eq(tasks.tenantId, tenantId) : sql.raw(GUARD_SQL[guard]('"tasks"')));
+  }
+  return and(...parts);
+}
+
 /** The status transition `name` writes (undefined: the status stays). */
 export function statusAfter(name: TransitionName): TaskStatus | undefined {
   const to = TRANSITIONS[name].to;

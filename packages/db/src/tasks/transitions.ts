@@ -8,6 +8,19 @@ import { type Assignments, conditionText, statusAfter, whereOf } from './transit
 
 const EXPIRE = conditionText('expire');
 
+/** What a retry writes (one task's, `retry`; many at once, `tasks/bulk.ts`): a new round, from now. */
+export const RETRY_SET: Assignments<'retry'> = {
+  error: null,
+  output: null,
+  progress: null,
+  attempts: 0,
+  cancelRequestedAt: null,
+  finishedAt: null,
+  runAfter: null,
+  queuedAt: null,
+  expiresAt: sql`case when ${tasks.ttlMs} is null then null else now() + ${tasks.ttlMs} * interval '1 millisecond' end`,
+};
+
 /**
  * The transitions off the hot path, one conditional UPDATE each: only from the statuses and under
  * the guards its entry in @tasker/states allows, writing only the fields it declares, and always
@@ -88,22 +101,7 @@ export class OtherTransitions {
    * of the earlier attempts stay in attempt_errors; a ttl counts again from now.
    */
   retry(id: string, tenantId?: string): Promise<TaskRow | undefined> {
-    return this.apply(
-      'retry',
-      id,
-      {
-        error: null,
-        output: null,
-        progress: null,
-        attempts: 0,
-        cancelRequestedAt: null,
-        finishedAt: null,
-        runAfter: null,
-        queuedAt: null,
-        expiresAt: sql`case when ${tasks.ttlMs} is null then null else now() + ${tasks.ttlMs} * interval '1 millisecond' end`,
-      },
-      tenantId,
-    );
+    return this.apply('retry', id, RETRY_SET, tenantId);
   }
 
   /**

@@ -1,4 +1,5 @@
-import type { TaskError, TaskRow } from '@tasker/db';
+import type { BulkOperationRow, TaskError, TaskRow } from '@tasker/db';
+import { type BulkRunEnd, type BulkRunOptions, runBulk } from './bulk.ts';
 import { cancel, endCancelled } from './cancel.ts';
 import { type Claim, claim, release } from './claim.ts';
 import { complete } from './complete.ts';
@@ -30,6 +31,7 @@ import { type BatchItem, submitMany } from './submit-many.ts';
  * | pause, resume, isPaused | `pause.ts` | server (`pauseQueue`, `resumeQueue`); worker |
  * | expire | `expire.ts` | every worker, every EXPIRE_INTERVAL_MS; the claim of an expired task |
  * | recover, prune, vacuum | `recover.ts` | the worker's sweeper |
+ * | runBulk | `bulk.ts` | the worker's bulk runner: a bulk cancel or retry, a chunk at a time |
  */
 export class TaskLifecycle {
   constructor(readonly resources: LifecycleResources) {}
@@ -104,8 +106,14 @@ export class TaskLifecycle {
   vacuum(): Promise<boolean> {
     return vacuum(this.resources);
   }
+
+  /** Works through a bulk operation that `runner` took (`store.bulk.take`), to its end or until stopped. */
+  runBulk(op: BulkOperationRow, runner: string, options: BulkRunOptions): Promise<BulkRunEnd> {
+    return runBulk(this.resources, op, runner, options);
+  }
 }
 
+export { type BulkRunEnd, type BulkRunOptions, filterOf, isEmptyFilter } from './bulk.ts';
 export { cancelledError } from './cancel.ts';
 export type { Claim } from './claim.ts';
 export { expiredError } from './expire.ts';
