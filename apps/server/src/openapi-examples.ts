@@ -144,6 +144,40 @@ const typeLimits = (stored: Json, effective: Json) => ({
 });
 const acmeLimits = { maxRunning: 10, maxQueued: 1000 };
 
+const EXAMPLE_SCHEDULE_ID = '3e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b';
+/** A schedule as the API shows it (GET /schedules/{id} adds its next fires and runs). */
+const schedule = (more: Json = {}): Json => ({
+  id: EXAMPLE_SCHEDULE_ID,
+  key: 'nightly-report',
+  name: first.name,
+  input: first.example ?? {},
+  cron: '0 2 * * *',
+  timezone: 'Europe/Paris',
+  catchUp: 'latest',
+  paused: false,
+  priority: 0,
+  maxAttempts: null,
+  timeoutMs: null,
+  ttlMs: 3_600_000,
+  concurrencyKey: null,
+  nextFireAt: '2026-11-29T01:00:00.000Z',
+  lastFireAt: '2026-11-28T01:00:00.000Z',
+  skippedRuns: 0,
+  lastSkippedFor: null,
+  lastSkipReason: null,
+  createdAt: at(0),
+  updatedAt: at(0),
+  ...more,
+});
+const scheduleRequest = {
+  name: first.name,
+  input: first.example ?? {},
+  cron: '0 2 * * *',
+  timezone: 'Europe/Paris',
+  key: 'nightly-report',
+  ttl_ms: 3_600_000,
+};
+
 const EXAMPLE_OPERATION_ID = '5f0e3d2c-1b4a-4c9d-8e7f-6a5b4c3d2e1f';
 /** A bulk operation as GET /operations/{id} shows it. */
 const operationExample = (action: 'cancel' | 'retry', more: Json = {}): Json => ({
@@ -559,6 +593,66 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
   clearTypeLimits: {
     parameters: { name: first.name },
     response: { defaults: { summary: 'Its defineTask defaults again', value: typeLimits({}, {}) } },
+  },
+  createSchedule: {
+    request: {
+      nightly: { summary: 'Every night at 02:00, Paris time, declared by its key', value: scheduleRequest },
+      seconds: {
+        summary: 'Every 10 seconds (6 fields: seconds first), UTC, every missed tick caught up',
+        value: { name: first.name, input: first.example ?? {}, cron: '*/10 * * * * *', catch_up: 'all' },
+      },
+    },
+    response: { created: { summary: 'The schedule, created', value: schedule() } },
+    otherResponse: {
+      updated: {
+        summary: 'The schedule with this key, updated to these values',
+        value: schedule({ updatedAt: at(30) }),
+      },
+    },
+  },
+  listSchedules: {
+    parameters: { limit: 50, cursor: EXAMPLE_SCHEDULE_ID },
+    response: {
+      page: {
+        summary: "A page of the tenant's schedules",
+        value: { schedules: [schedule()], next_cursor: null },
+      },
+    },
+  },
+  getSchedule: {
+    parameters: { id: EXAMPLE_SCHEDULE_ID },
+    response: {
+      schedule: {
+        summary:
+          'Its next five fires (the first a day after the clocks went back: 02:00 once) and its last run',
+        value: {
+          ...schedule(),
+          nextFires: [
+            '2026-11-29T01:00:00.000Z',
+            '2026-11-30T01:00:00.000Z',
+            '2026-12-01T01:00:00.000Z',
+            '2026-12-02T01:00:00.000Z',
+            '2026-12-03T01:00:00.000Z',
+          ],
+          runs: [{ id: EXAMPLE_TASK_ID, scheduledFor: '2026-11-28T01:00:00.000Z', status: 'COMPLETED' }],
+        },
+      },
+    },
+  },
+  updateSchedule: {
+    parameters: { id: EXAMPLE_SCHEDULE_ID },
+    request: {
+      pause: { summary: 'Pause it', value: { paused: true } },
+      cron: {
+        summary: 'At 03:30 instead, New York time',
+        value: { cron: '30 3 * * *', timezone: 'America/New_York' },
+      },
+    },
+    response: { paused: { summary: 'Paused', value: schedule({ paused: true, updatedAt: at(30) }) } },
+  },
+  deleteSchedule: {
+    parameters: { id: EXAMPLE_SCHEDULE_ID },
+    response: { deleted: { summary: 'The schedule as it was; its tasks stay', value: schedule() } },
   },
   taskEvents: {
     parameters: { id: EXAMPLE_TASK_ID, 'Last-Event-ID': '1', lastEventId: '1' },

@@ -181,7 +181,9 @@ export function openApiDocument(version = '0.1.0') {
       const meta = metas.get(key);
       if (!meta?.scope) throw new Error(`${key}: a REST procedure must be scoped`);
       completeProcedureOperation(operation, method, meta);
-      if (meta.taskParameters === 'input') typeTaskBody(operation, schemas);
+      // A creation's body {name, input, ...} (POST /tasks, POST /schedules), typed per task type.
+      if (meta.taskParameters === 'input' && method === 'post')
+        typeTaskBody(operation, schemas, operation.operationId === 'createSchedule' ? 'Schedule' : 'Task');
     }
   }
 
@@ -222,6 +224,11 @@ export function openApiDocument(version = '0.1.0') {
       name: 'webhooks',
       description:
         "Completion webhooks: signed POSTs when a tenant's tasks finish, their deliveries and redelivery (the admin scope, or operator)",
+    },
+    {
+      name: 'schedules',
+      description:
+        'Schedules: a task type run at each tick of a cron in a time zone, one task per tick (tasks:write to change, tasks:read to read)',
     },
     {
       name: 'health',
@@ -296,7 +303,11 @@ function addTaskTypeSchemas(schemas: Record<string, unknown>): void {
  * member per task type, each with its own input schema, discriminated by `name` with an explicit
  * mapping (without one, openapi-typescript would take the component names for the values of `name`).
  */
-function typeTaskBody(create: Operation, schemas: Record<string, unknown>): void {
+function typeTaskBody(
+  create: Operation,
+  schemas: Record<string, unknown>,
+  what: 'Task' | 'Schedule' = 'Task',
+): void {
   const body = create.requestBody?.content?.['application/json'];
   const generated = body?.schema as
     | { properties?: Record<string, Json>; required?: string[]; description?: string }
@@ -305,10 +316,10 @@ function typeTaskBody(create: Operation, schemas: Record<string, unknown>): void
   addTaskTypeSchemas(schemas);
   const mapping: Record<string, string> = {};
   for (const d of taskDefinitions) {
-    const name = `New${pascalCase(d.name)}Task`;
+    const name = `New${pascalCase(d.name)}${what}`;
     addComponent(schemas, name, {
       type: 'object',
-      description: `A new ${d.name} task. ${d.description}`,
+      description: `A new ${d.name} ${what.toLowerCase()}. ${d.description}`,
       required: generated.required ?? ['name', 'input'],
       additionalProperties: false,
       properties: {
@@ -319,12 +330,15 @@ function typeTaskBody(create: Operation, schemas: Record<string, unknown>): void
     });
     mapping[d.name] = ref(name);
   }
-  addComponent(schemas, 'NewTask', {
-    description: 'A task to create: its type (name), its parameters (input, of that type) and how to run it',
+  addComponent(schemas, `New${what}`, {
+    description:
+      what === 'Task'
+        ? 'A task to create: its type (name), its parameters (input, of that type) and how to run it'
+        : 'A schedule to create: the type of its tasks (name), their parameters (input, of that type), when (cron, timezone) and how to run them',
     oneOf: Object.values(mapping).map(($ref) => ({ $ref })),
     discriminator: { propertyName: 'name', mapping },
   });
-  body.schema = { $ref: ref('NewTask') };
+  body.schema = { $ref: ref(`New${what}`) };
 }
 
 /**

@@ -5,6 +5,7 @@ import { legacyRouter } from './router/legacy.ts';
 import { limitsRouter } from './router/limits.ts';
 import { liveRouter } from './router/live.ts';
 import { queueRouter } from './router/queue.ts';
+import { schedulesRouter } from './router/schedules.ts';
 import { tasksRouter } from './router/tasks.ts';
 import { webhooksRouter } from './router/webhooks.ts';
 import { mergeRouters } from './trpc.ts';
@@ -22,6 +23,7 @@ export const appRouter = mergeRouters(
   keysRouter,
   insightsRouter,
   limitsRouter,
+  schedulesRouter,
   webhooksRouter,
 );
 

@@ -1,9 +1,10 @@
-import { ApiKeyStore, WebhookStore } from '@tasker/db';
+import { ApiKeyStore, ScheduleStore, WebhookStore } from '@tasker/db';
 import {
   checkServerExposure,
   createBulkApi,
   createEngine,
   metricsAccess as createMetricsAccess,
+  createScheduleApi,
   createTaskApi,
   describeExposure,
   type Env,
@@ -60,6 +61,9 @@ export async function startServer(
       bulk: createBulkApi(engine.lifecycle),
       keys: createKeysApi(keys, env.AUTH_MODE),
       limits: createLimitsApi(engine.limits),
+      schedules: createScheduleApi(new ScheduleStore(engine.db.db, engine.db.sql), {
+        minIntervalMs: env.SCHEDULE_MIN_INTERVAL_MS,
+      }),
       streams,
       webhooks: createWebhooksApi(new WebhookStore(engine.db.db), {
         allowPrivate: env.WEBHOOK_ALLOW_PRIVATE,

@@ -6,7 +6,14 @@
  */
 
 import type { ApiKeyScope } from '@tasker/db';
-import { type BulkApi, errorCodeOf, findUnstorable, publicFailureOf, type TaskApi } from '@tasker/engine';
+import {
+  type BulkApi,
+  errorCodeOf,
+  findUnstorable,
+  publicFailureOf,
+  type ScheduleApi,
+  type TaskApi,
+} from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { type Auth, authorize } from './auth.ts';
 import { PublicFailureError, toPublicError, trpcCodeOf } from './errors.ts';
@@ -27,6 +34,8 @@ export interface Services {
   keys: KeysApi;
   /** Limits set at runtime: a tenant's (admin, operator), a task type's (operator). */
   limits: LimitsApi;
+  /** Schedules, per tenant: create (or upsert by key), list, get, change, delete. */
+  schedules: ScheduleApi;
   /** Slots of open streams per key (or client IP), and their end with their key. */
   streams: StreamGate;
   /** A tenant's completion webhooks and their deliveries (admin, operator). */

@@ -91,6 +91,7 @@ describe('/openapi.json', () => {
       'keys',
       'limits',
       'queue',
+      'schedules',
       'tasks',
       'webhooks',
     ]);

@@ -88,6 +88,9 @@ const ids = {
   /** A key of another tenant, and an operator key of this one: a tenant admin may revoke neither. */
   otherTenantKey: '',
   operatorKey: '',
+  /** A schedule of tenant prism, and one to delete. */
+  schedule: '',
+  scheduleToDelete: '',
   /** A webhook of tenant prism (its receiver: `receiver`), one to delete, and a delivery of the first. */
   webhook: '',
   webhookToDelete: '',
@@ -139,6 +142,7 @@ beforeAll(async () => {
     BODY_LIMIT_BYTES: String(BODY_LIMIT),
     OPENAI_API_KEY: '',
     METRICS_TOKEN: METRICS_TOKEN,
+    SCHEDULE_MIN_INTERVAL_MS: '2000',
     WEBHOOK_ALLOW_PRIVATE: '1',
   });
   receiver = createServer((req, res) => {
@@ -192,6 +196,18 @@ beforeAll(async () => {
   ids.toRetry = await submit();
   ids.finished = await submit();
   for (const id of [ids.toRetry, ids.finished]) await direct('POST', `/tasks/${id}/cancel`, keys.admin);
+  // Two schedules (no worker runs: they fire nothing here).
+  const schedule = async () => {
+    const res = await direct('POST', '/schedules', keys.admin, {
+      name: 'sum_two_numbers',
+      input: { a: 1, b: 2 },
+      cron: '0 * * * *',
+    });
+    if (res.status !== 201) throw new Error(`POST /schedules: ${res.status}`);
+    return ((await res.json()) as { id: string }).id;
+  };
+  ids.schedule = await schedule();
+  ids.scheduleToDelete = await schedule();
   const operation = await direct('POST', '/tasks/cancel', keys.admin, {
     filter: { name: ['find_longest_consecutive_letters'] },
   });
@@ -721,6 +737,87 @@ const CASES: Record<string, () => Case[]> = {
       what: 'unknown delivery',
       path: `/webhooks/${ids.webhook}/deliveries/${ids.unknown}/redeliver`,
     },
+  ],
+  'POST /schedules': () => {
+    const nightly = {
+      name: 'sum_two_numbers',
+      input: { a: 1, b: 2 },
+      cron: '0 2 * * *',
+      timezone: 'Europe/Paris',
+      key: 'prism-nightly',
+    };
+    return [
+      { status: 201, what: 'creates, with a key', ...json(nightly) },
+      {
+        status: 200,
+        what: 'the same key again: updates that schedule',
+        ...json({ ...nightly, cron: '0 3 * * *' }),
+      },
+      {
+        status: 201,
+        what: 'seconds, UTC, every missed tick, run options',
+        ...json({
+          name: 'find_longest_consecutive_letters',
+          input: { string: 'aab' },
+          cron: '*/10 * * * * *',
+          catch_up: 'all',
+          priority: 5,
+          ttl_ms: 60_000,
+        }),
+      },
+      { status: 400, what: 'a malformed cron', ...json({ ...nightly, key: undefined, cron: '0 25 * * *' }) },
+      {
+        status: 400,
+        what: 'a cron firing too often',
+        ...json({ ...nightly, key: undefined, cron: '* * * * * *' }),
+      },
+      {
+        status: 400,
+        what: 'not an IANA zone',
+        ...json({ ...nightly, key: undefined, timezone: 'Mars/Olympus' }),
+      },
+      { status: 400, what: 'an unknown task type', ...json({ ...nightly, key: undefined, name: 'nope' }) },
+      { status: 400, what: 'bad parameters', ...json({ ...nightly, key: undefined, input: { a: 'x' } }) },
+      { status: 400, what: 'an unknown field', ...json({ ...nightly, x: 1 }) },
+      notJson('/schedules'),
+    ];
+  },
+  'GET /schedules': () => [
+    { status: 200, what: 'a page', path: '/schedules?limit=1' },
+    { status: 200, what: 'after a cursor', path: `/schedules?cursor=${ids.schedule}` },
+    { status: 400, what: 'limit out of range', path: '/schedules?limit=0' },
+    { status: 400, what: 'a cursor this API did not give', path: `/schedules?cursor=${ids.unknown}` },
+  ],
+  'GET /schedules/{id}': () => [
+    { status: 200, what: 'with its next fires and runs', path: `/schedules/${ids.schedule}` },
+    { status: 400, what: 'malformed id', path: '/schedules/nope' },
+    { status: 404, what: 'unknown id', path: `/schedules/${ids.unknown}` },
+  ],
+  'PATCH /schedules/{id}': () => [
+    { status: 200, what: 'pauses', path: `/schedules/${ids.schedule}`, ...json({ paused: true }) },
+    {
+      status: 200,
+      what: 'a new cron, zone and input, resumed',
+      path: `/schedules/${ids.schedule}`,
+      ...json({ cron: '30 3 * * *', timezone: 'America/New_York', input: { a: 2, b: 3 }, paused: false }),
+    },
+    { status: 400, what: 'a malformed cron', path: `/schedules/${ids.schedule}`, ...json({ cron: 'x' }) },
+    {
+      status: 400,
+      what: 'bad parameters',
+      path: `/schedules/${ids.schedule}`,
+      ...json({ input: { a: 'x' } }),
+    },
+    { status: 400, what: 'an unknown field', path: `/schedules/${ids.schedule}`, ...json({ name: 'x' }) },
+    { status: 400, what: 'malformed id', path: '/schedules/nope', ...json({ paused: true }) },
+    { status: 404, what: 'unknown id', path: `/schedules/${ids.unknown}`, ...json({ paused: true }) },
+    notJson(`/schedules/${ids.schedule}`),
+  ],
+  'DELETE /schedules/{id}': () => [
+    { status: 200, what: 'deletes', path: `/schedules/${ids.scheduleToDelete}` },
+    { status: 400, what: 'malformed id', path: '/schedules/nope' },
+    { status: 404, what: 'unknown id (and one deleted)', path: `/schedules/${ids.scheduleToDelete}` },
+    notJson(`/schedules/${ids.unknown}`),
   ],
   'GET /tasks/{id}/events': () => [
     { status: 200, what: 'a finished task: its state, then the end', path: `/tasks/${ids.finished}/events` },

@@ -58,7 +58,7 @@ export interface Cron {
   readonly weekdayStar: boolean;
 }
 
-function valueOf(text: string, spec: FieldSpec): number {
+function fieldValue(text: string, spec: FieldSpec): number {
   const named = spec.names?.indexOf(text.toUpperCase()) ?? -1;
   const value = named >= 0 ? named + (spec === MONTH ? 1 : 0) : /^\d{1,2}$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(value) || value < spec.min || value > spec.max)
@@ -87,8 +87,8 @@ function parseField(text: string, spec: FieldSpec): boolean[] {
     } else {
       const [a = '', b, more] = range.split('-');
       if (more !== undefined) throw new CronError(`"${range}" is not a ${spec.name} range`);
-      from = valueOf(a, spec);
-      to = b === undefined ? (stepText === undefined ? from : spec.max) : valueOf(b, spec);
+      from = fieldValue(a, spec);
+      to = b === undefined ? (stepText === undefined ? from : spec.max) : fieldValue(b, spec);
       if (to < from) throw new CronError(`"${range}" is a backward ${spec.name} range`);
     }
     for (let v = from; v <= to; v += step) set[v] = true;
