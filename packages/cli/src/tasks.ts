@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import {
   type RunOptions,
   type Task,
@@ -5,6 +6,7 @@ import {
   type TaskName,
   type TaskStatus,
   type TaskUpdate,
+  toTaskerError,
 } from '@tasker/sdk';
 import { isTerminal, listInWords, RETRYABLE_STATUSES, TASK_STATUSES } from '@tasker/states';
 import { type Command, InvalidArgumentError } from 'commander';
@@ -43,6 +45,61 @@ export interface RunFlags {
   singletonKey?: string;
   debounceKey?: string;
   debounceMs?: number;
+  tag?: string[];
+  metadata?: Record<string, unknown>;
+}
+
+/**
+ * A tag: 1 to 64 characters, no control character and no comma (the server's `tagSchema`, copied
+ * for the same reason as the keys' rule above).
+ */
+function tagOption(value: string, previous: string[] = []): string[] {
+  if (value.length < 1 || value.length > 64 || /[\p{Cc},]/u.test(value))
+    throw new InvalidArgumentError('1 to 64 characters, no control character and no comma');
+  return [...previous, value];
+}
+
+/** A JSON object on the command line (`--metadata`): anything else is a usage error. */
+function jsonObjectOption(value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`not JSON (${error instanceof Error ? error.message : String(error)})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new InvalidArgumentError('a JSON object, e.g. {"team":"billing"}');
+  return parsed as Record<string, unknown>;
+}
+
+/** Most tasks one batch holds (the server's MAX_BATCH_SIZE). */
+const MAX_BATCH = 1000;
+
+/**
+ * The tasks of `run --batch <file>`: one JSON object a line, each as POST /tasks takes one
+ * (`{"name": …, "input": {…}, "priority": 5, "tags": […]}`, snake_case as on REST); blank lines
+ * are skipped. Not JSON, not an object, none or more than 1,000: a usage error naming the line.
+ */
+export function batchLines(text: string, file: string): Record<string, unknown>[] {
+  const items: Record<string, unknown>[] = [];
+  text.split('\n').forEach((line, index) => {
+    if (line.trim() === '') return;
+    let item: unknown;
+    try {
+      item = JSON.parse(line);
+    } catch (error) {
+      throw new CliError(
+        `${file}, line ${index + 1}: not JSON (${error instanceof Error ? error.message : String(error)})`,
+        EXIT.usage,
+      );
+    }
+    if (item === null || typeof item !== 'object' || Array.isArray(item))
+      throw new CliError(`${file}, line ${index + 1}: not a JSON object`, EXIT.usage);
+    items.push(item as Record<string, unknown>);
+  });
+  if (items.length === 0 || items.length > MAX_BATCH)
+    throw new CliError(`${file}: 1 to ${MAX_BATCH} tasks a batch (it holds ${items.length})`, EXIT.usage);
+  return items;
 }
 
 /** The SDK's run options from `run`'s flags; `--debounce-key` and `--debounce-ms` go together. */
@@ -59,6 +116,8 @@ export function runOptionsOf(flags: RunFlags): RunOptions {
       flags.debounceKey !== undefined && flags.debounceMs !== undefined
         ? { key: flags.debounceKey, delayMs: flags.debounceMs }
         : undefined,
+    tags: flags.tag && flags.tag.length > 0 ? flags.tag : undefined,
+    metadata: flags.metadata,
   };
 }
 
@@ -98,6 +157,8 @@ function printTask(task: Task | TaskUpdate): void {
   if (task.expiresAt) rows.push(['expires', `${time(task.expiresAt)} (ttl ${task.ttlMs} ms)`]);
   if (task.singletonKey) rows.push(['singleton key', task.singletonKey]);
   if (task.debounceKey) rows.push(['debounce key', task.debounceKey]);
+  if (task.tags.length > 0) rows.push(['tags', task.tags.join(', ')]);
+  if (task.metadata) rows.push(['metadata', JSON.stringify(task.metadata)]);
   if (task.cancelRequestedAt) rows.push(['cancel asked', time(task.cancelRequestedAt)]);
   if ('input' in task) rows.push(['input', JSON.stringify(task.input)]);
   if (task.status === 'COMPLETED') rows.push(['output', valueText(task.output)]);
@@ -199,12 +260,79 @@ async function follow(
   throw new CliError(`the stream of task ${id} ended while it is ${final.status}`, EXIT.failed);
 }
 
+/**
+ * `run --batch <file>`: the file's tasks in one POST /tasks/batch (tRPC runTasks), all or nothing.
+ * Prints one line per task, in the file's order: its id and `created`, or the key that matched an
+ * existing task (`idempotency`, `singleton`); `--json`, the answer. A refused batch stores nothing:
+ * its issues name each bad task by its index (`tasks.3.input.a`: the file's 4th task).
+ */
+async function runBatch(
+  connection: Connection,
+  file: string,
+  options: RunFlags & { param: string[]; input?: string; wait?: boolean; watch?: boolean; json?: boolean },
+  type: string | undefined,
+): Promise<void> {
+  const single = Object.entries({
+    '<type>': type,
+    '--param': options.param.length > 0 ? true : undefined,
+    '--input': options.input,
+    '--wait': options.wait,
+    '--watch': options.watch,
+    '--tag': options.tag,
+    '--metadata': options.metadata,
+    '--delay': options.delay,
+    '--priority': options.priority,
+    '--ttl': options.ttl,
+    '--concurrency-key': options.concurrencyKey,
+    '--singleton-key': options.singletonKey,
+    '--debounce-key': options.debounceKey,
+  })
+    .filter(([, value]) => value !== undefined)
+    .map(([flag]) => flag);
+  if (single.length > 0)
+    throw new CliError(
+      `--batch takes its tasks and their options from the file: not with ${single.join(', ')}`,
+      EXIT.usage,
+    );
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (error) {
+    throw new CliError(
+      `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`,
+      EXIT.usage,
+    );
+  }
+  const items = batchLines(text, file === '-' ? 'stdin' : file);
+  const { client, url } = connection;
+  const answer = await client.trpc.runTasks
+    .mutate({ tasks: items as Parameters<typeof client.trpc.runTasks.mutate>[0]['tasks'] })
+    .catch((error: unknown) => Promise.reject(describeError(toTaskerError(error), url)));
+  if (options.json) {
+    printJson(answer);
+    return;
+  }
+  for (const task of answer.tasks) process.stdout.write(`${task.id}  ${task.matched ?? 'created'}\n`);
+  if (process.stderr.isTTY) {
+    const created = answer.tasks.filter((t) => t.created).length;
+    process.stderr.write(
+      `${paint('dim', `${created} created, ${answer.tasks.length - created} answered by an existing task`, process.stderr)}\n`,
+    );
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** `run`, `get`, `list`, `cancel`, `retry` and `watch`: through the SDK, on TASKER_URL. */
 export function taskCommands(program: Command): void {
   program
     .command('run')
-    .description('Submit a task; prints its id (or, with --wait, its result)')
-    .argument('<type>', 'the task type, e.g. sum_two_numbers (`tasker types` lists them)')
+    .description('Submit a task; prints its id (or, with --wait, its result). --batch: many at once')
+    .argument('[type]', 'the task type, e.g. sum_two_numbers (`tasker types` lists them); none with --batch')
     .option(
       '-p, --param <key=value>',
       'a parameter (repeatable); read as the type’s schema says (number, boolean, text), else as JSON, else as text',
@@ -243,6 +371,16 @@ export function taskCommands(program: Command): void {
       'with --debounce-key: milliseconds after the last run (0 to 1 day)',
       wholeNumber(0, DEBOUNCE_MAX_MS, 'milliseconds: 1 day'),
     )
+    .option(
+      '--tag <tag>',
+      'a label to find the task by (repeatable, at most 10): tasker list --tag',
+      tagOption,
+    )
+    .option('--metadata <json>', 'a JSON object kept with the task (at most 4 KB)', jsonObjectOption)
+    .option(
+      '--batch <file>',
+      'submit the tasks of a JSON Lines file (- for stdin), all or nothing: one POST /tasks body a line, at most 1,000; prints each id and whether it was created or matched',
+    )
     .option('-w, --wait', 'wait for the end and print the result (a spinner on a terminal)')
     .option('--watch', 'show each status and stream the reply as it grows, then the result')
     .option('--json', 'JSON on stdout: the task record (with --watch, one JSON line per update)')
@@ -254,22 +392,30 @@ Examples:
   tasker run query_chatgpt --param prompt="Tell me a joke" --watch
   tasker run sum_two_numbers --input '{"a": 1, "b": 2}' --json
   tasker run sum_two_numbers -p a=1 -p b=2 --singleton-key nightly --ttl 10m
-  tasker run sum_two_numbers -p a=1 -p b=2 --debounce-key reindex-7 --debounce-ms 5000 --concurrency-key customer-7`,
+  tasker run sum_two_numbers -p a=1 -p b=2 --debounce-key reindex-7 --debounce-ms 5000 --concurrency-key customer-7
+  tasker run sum_two_numbers -p a=1 -p b=2 --tag nightly --metadata '{"team":"billing"}'
+  tasker run --batch tasks.jsonl     # lines like {"name":"sum_two_numbers","input":{"a":1,"b":2},"tags":["x"]}`,
     )
     .action(
       async (
-        type: string,
+        type: string | undefined,
         options: RunFlags & {
           param: string[];
           input?: string;
           wait?: boolean;
           watch?: boolean;
           json?: boolean;
+          batch?: string;
         },
         command: Command,
       ) => {
         const connection = connect(command);
         const { client, url } = connection;
+        if (options.batch !== undefined) {
+          await runBatch(connection, options.batch, options, type);
+          return;
+        }
+        if (type === undefined) throw new CliError('give a task type, or --batch <file>', EXIT.usage);
         const runOptions = runOptionsOf(options);
         try {
           // The parameters' JSON Schema says how to read each --param (a type it does not know: none).
@@ -323,12 +469,26 @@ Examples:
       statusOption,
     )
     .option('-t, --type <type>', 'only this task type (repeatable)', collect, [])
+    .option('--tag <tag>', 'only tasks carrying this tag (repeatable: every one of them)', tagOption)
+    .option(
+      '--metadata <json>',
+      'only tasks whose metadata contains this JSON object, e.g. {"team":"billing"}',
+      jsonObjectOption,
+    )
     .option('-n, --limit <n>', 'at most this many (1 to 500)', wholeNumber(1, 500), 20)
     .option('--cursor <cursor>', 'the page after the one that printed this cursor')
     .option('--json', '{"tasks": [...], "nextCursor": ...} as JSON')
     .action(
       async (
-        options: { status?: TaskStatus[]; type: string[]; limit: number; cursor?: string; json?: boolean },
+        options: {
+          status?: TaskStatus[];
+          type: string[];
+          tag?: string[];
+          metadata?: Record<string, unknown>;
+          limit: number;
+          cursor?: string;
+          json?: boolean;
+        },
         command: Command,
       ) => {
         const { client, url } = connect(command);
@@ -336,6 +496,8 @@ Examples:
           .list({
             status: options.status,
             name: options.type.length > 0 ? (options.type as TaskName[]) : undefined,
+            tags: options.tag,
+            metadataContains: options.metadata,
             limit: options.limit,
             cursor: options.cursor,
           })
@@ -350,7 +512,7 @@ Examples:
         }
         printTable(
           [
-            ['ID', 'TYPE', 'STATUS', 'ATTEMPTS', 'KEY', 'CREATED', 'FINISHED', 'INPUT'],
+            ['ID', 'TYPE', 'STATUS', 'ATTEMPTS', 'KEY', 'CREATED', 'FINISHED', 'TAGS', 'INPUT'],
             ...page.tasks.map((t) => [
               t.id,
               t.name,
@@ -360,6 +522,7 @@ Examples:
               clip(t.concurrencyKey, 24),
               time(t.createdAt),
               time(t.finishedAt),
+              t.tags.length > 0 ? clip(t.tags.join(','), 24) : '-',
               // A list row carries a preview of the input (its JSON cut at 1 KiB): its start, here.
               clip(t.inputPreview.json, 40, t.inputPreview.truncated),
             ]),

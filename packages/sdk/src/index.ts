@@ -15,6 +15,7 @@ export {
   TaskerUnavailableError,
   TaskerValidationError,
   TaskFailedError,
+  toTaskerError,
   type UnsuccessfulStatus,
   type ValidationIssue,
 } from './errors.ts';
