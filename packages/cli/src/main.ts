@@ -1,6 +1,7 @@
 import { chooseDataDir, runningEmbeddedUrl } from '@tasker/embedded-pg';
 import { ConfigError, loadEnv } from '@tasker/engine/config';
 import { Command, CommanderError, Option } from 'commander';
+import { bulkCommands } from './bulk.ts';
 import { DEFAULT_URL } from './connect.ts';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.ts';
 import { keysCommand } from './keys.ts';
@@ -36,6 +37,7 @@ async function databaseUrl(): Promise<string> {
 }
 
 taskCommands(program);
+bulkCommands(program);
 queueCommand(program);
 tenantsCommand(program);
 keysCommand(program, databaseUrl);

@@ -7,6 +7,7 @@ import {
   type TRPCClient,
 } from '@trpc/client';
 import { EventSource as EventSourcePonyfill } from 'eventsource';
+import { type BulkApi, bulkApi } from './bulk.ts';
 import { TaskerError, TaskFailedError, toTaskerError } from './errors.ts';
 import type { TenantsApi, TypesApi } from './limits.ts';
 import { classifyingFetch, retryLinks } from './retry.ts';
@@ -143,6 +144,12 @@ export interface TaskerClient {
   tenants: TenantsApi;
   /** A task type's limits, `maxRunningPerKey` included: `types.limits.get/set/clear(name)` (operator). */
   types: TypesApi;
+  /**
+   * Bulk cancel and retry by filter (`list()`'s filter): `bulk.cancel(filter)` and
+   * `bulk.retry(filter)` answer at once with a tracked operation (`bulk.wait(id)` follows it);
+   * `{ dryRun: true }` only counts what they would change.
+   */
+  bulk: BulkApi;
 }
 
 function withHeaders(base: FetchLike, headers: Record<string, string>): FetchLike {
@@ -286,6 +293,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
         clear: (tenant) => call(trpc.clearTenantLimits.mutate({ tenant })),
       },
     },
+    bulk: bulkApi(trpc),
     types: {
       limits: {
         get: (name) => call(trpc.getTypeLimits.query({ name })),

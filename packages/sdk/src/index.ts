@@ -1,6 +1,7 @@
 // Tasker's statuses, stated once in the workspace's @tasker/states and bundled into this package
 // (tsup's noExternal): the published SDK depends on no @tasker/* package.
 export { canCancel, canRetry, TASK_STATUSES, TERMINAL_STATUSES } from '@tasker/states';
+export type { BulkApi, BulkCount, BulkOperation, BulkWaitOptions, TaskFilter } from './bulk.ts';
 export {
   createTaskerClient,
   type RunManyHandle,
