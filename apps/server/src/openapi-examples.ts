@@ -728,6 +728,18 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       },
     },
   },
+  rotateTaskWebhookSecret: {
+    request: {
+      mine: { summary: "The caller's tenant", value: {} },
+      other: { summary: "An operator key, for tenant acme's tasks", value: { tenant: 'acme' } },
+    },
+    response: {
+      rotated: {
+        summary: 'The new secret: shown this once',
+        value: { tenant: 'acme', secret: 'whsec_3q2+7wAAAAD/Zm9vYmFyYmF6cXV4cXV1eA==', createdAt: at(60) },
+      },
+    },
+  },
   redeliverWebhook: {
     parameters: { id: EXAMPLE_WEBHOOK_ID, delivery_id: EXAMPLE_DELIVERY_ID },
     response: {

@@ -721,6 +721,18 @@ const CASES: Record<string, () => Case[]> = {
     { status: 400, what: 'limit out of range', path: `/webhooks/${ids.webhook}/deliveries?limit=0` },
     { status: 404, what: 'unknown id', path: `/webhooks/${ids.unknown}/deliveries` },
   ],
+  'POST /webhooks/task-secret': () => [
+    { status: 200, what: "the caller's tenant", ...json({}) },
+    { status: 200, what: "an operator, another tenant's", ...json({ tenant: 'prism-other' }) },
+    {
+      status: 403,
+      what: 'a tenant admin, another tenant',
+      bearer: keys.tenantAdmin,
+      ...json({ tenant: 'prism-other' }),
+    },
+    { status: 400, what: 'bad tenant', ...json({ tenant: 'a b' }) },
+    notJson('/webhooks/task-secret'),
+  ],
   'POST /webhooks/{id}/deliveries/{delivery_id}/redeliver': () => [
     {
       status: 200,

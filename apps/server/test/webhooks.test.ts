@@ -424,7 +424,67 @@ describe('completion webhooks, two servers and two workers', () => {
   }, 40_000);
 });
 
+describe("a task's own webhook_url", () => {
+  it("is sent the task's final state, signed with the tenant's task secret; refused without one", async () => {
+    const own = await new Receiver(() => ({ status: 200 })).listen();
+    try {
+      const body = { name: 'sum_two_numbers', input: { a: 1, b: 1 }, webhook_url: own.url };
+      // Tenant wh-b has no task secret yet: nothing could sign it.
+      const refused = await call(next(), 'POST', '/tasks', keys.writerB, body);
+      expect(refused.status).toBe(400);
+      expect(refused.body.issues[0].path).toBe('webhook_url');
+      expect(refused.body.issues[0].message).toContain('/webhooks/task-secret');
+      const rotated = await call(next(), 'POST', '/webhooks/task-secret', keys.adminB, {});
+      expect(rotated.status).toBe(200);
+      expect(rotated.body).toMatchObject({ tenant: 'wh-b', secret: expect.stringMatching(/^whsec_/) });
+      expect(
+        (await call(next(), 'POST', '/webhooks/task-secret', keys.adminB, { tenant: 'wh-a' })).status,
+      ).toBe(403);
+
+      const created = await call(next(), 'POST', '/tasks', keys.writerB, body);
+      expect(created.status).toBe(201);
+      const id = created.body.id as string;
+      await waitFor(() => own.ofTask(id).length >= 1 || undefined, { what: "the task's own delivery" });
+      const [delivery] = own.ofTask(id);
+      expect(verify(rotated.body.secret, delivery as Received)).toBe(true);
+      expect(JSON.parse(delivery?.body ?? '{}')).toMatchObject({
+        event: 'task.completed',
+        task: { id, output: 2 },
+      });
+      // Old-style door too.
+      const legacy = await call(next(), 'POST', '/run-task', keys.writerB, {
+        task_name: 'sum_two_numbers',
+        task_parameters: { a: 2, b: 2 },
+        webhook_url: own.url,
+      });
+      expect(legacy.status).toBe(200);
+      await waitFor(() => own.ofTask(legacy.body.task_uuid).length >= 1 || undefined, {
+        what: 'run-task delivery',
+      });
+    } finally {
+      await own.close();
+    }
+  }, 30_000);
+});
+
 describe('no server-side request forgery (WEBHOOK_ALLOW_PRIVATE unset)', () => {
+  it("refuses a task's private webhook_url: 400 naming webhook_url, nothing stored", async () => {
+    await call(strict.url, 'POST', '/webhooks/task-secret', keys.adminA, {});
+    const count = async () =>
+      (await call(strict.url, 'GET', '/tasks?limit=100', keys.writerA)).body.tasks.length;
+    const before = await count();
+    for (const url of ['http://127.0.0.1:9/', 'http://[::ffff:10.0.0.1]/', 'http://localhost/']) {
+      const res = await call(strict.url, 'POST', '/tasks', keys.writerA, {
+        name: 'sum_two_numbers',
+        input: { a: 1, b: 1 },
+        webhook_url: url,
+      });
+      expect(res.status, url).toBe(400);
+      expect(res.body.issues?.[0]?.path, url).toBe('webhook_url');
+    }
+    expect(await count()).toBe(before);
+  });
+
   it('refuses loopback, private, link-local, reserved and IPv6 forms of them, and names resolving to them: 400 naming url', async () => {
     const before = (await call(strict.url, 'GET', '/webhooks', keys.adminA)).body.webhooks.length;
     for (const url of [

@@ -102,6 +102,8 @@ export const tasks = pgTable(
     cancelRequestedAt: timestamptz('cancel_requested_at'),
     /** Which worker process ran the latest attempt (host:pid). */
     workerId: text('worker_id'),
+    /** Submit's `webhook_url`: a delivery is stored for it when the task finishes (migration 0019). */
+    webhookUrl: text('webhook_url'),
     /** The schedule whose tick made this task (no foreign key: a deleted schedule's tasks keep its id). */
     scheduleId: uuid('schedule_id'),
     /** The tick this task was made for: one task per (schedule_id, scheduled_for), tasks_schedule_tick_idx. */

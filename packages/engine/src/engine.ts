@@ -6,6 +6,7 @@ import {
   migrateDatabase,
   PausedTypeStore,
   TaskStore,
+  WebhookStore,
 } from '@tasker/db';
 import type { Redis } from 'ioredis';
 import { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
@@ -21,6 +22,7 @@ import { PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.t
 import { type QueueConnection, TaskQueue } from './queue.ts';
 import { createRedis } from './redis.ts';
 import { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
+import { taskWebhookCheck } from './webhooks/task-url.ts';
 
 export type EngineRole = 'server' | 'worker';
 
@@ -120,6 +122,7 @@ export async function createEngine(
     paused: new PausedTypes(parts.paused),
     limits,
     config: taskConfig(env),
+    checkWebhookUrl: taskWebhookCheck(new WebhookStore(db.db), env.WEBHOOK_ALLOW_PRIVATE),
     log,
     observe: metrics.observe,
   });

@@ -131,6 +131,13 @@ export const runOptionsShape = {
     .describe(
       `A JSON object of yours, kept with the task and shown with it (GET /tasks?metadata_contains=… finds it): at most ${MAX_METADATA_BYTES} bytes as JSON text`,
     ),
+  webhook_url: z
+    .string()
+    .max(2000)
+    .optional()
+    .describe(
+      "When the task finishes (completed, failed, cancelled or expired), its final state is POSTed here at least once, signed with the tenant's task webhook secret (POST /webhooks/task-secret) as for a webhook; no loopback, private or link-local address",
+    ),
 };
 
 const runOptions = z.object(runOptionsShape);
@@ -161,5 +168,6 @@ export function toSubmitOptions(options: RunOptions): Omit<SubmitRequest, 'tenan
     debounce: options.debounce && { key: options.debounce.key, delayMs: options.debounce.delay_ms },
     tags: options.tags,
     metadata: options.metadata,
+    webhookUrl: options.webhook_url,
   };
 }

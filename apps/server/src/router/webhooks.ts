@@ -1,4 +1,5 @@
 import { WEBHOOK_DELIVERY_STATUSES, WEBHOOK_EVENTS } from '@tasker/db';
+import { isoDate } from '@tasker/engine';
 import { taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import { adminProcedure, router } from '../trpc.ts';
@@ -210,4 +211,34 @@ export const webhooksRouter = router({
     .input(z.object({ id, delivery_id: z.uuid().describe('The delivery id (its webhook-id)') }))
     .output(webhookDeliverySchema)
     .mutation(({ ctx, input }) => ctx.webhooks.redeliver(ctx.identity, input.id, input.delivery_id)),
+
+  rotateTaskWebhookSecret: adminProcedure
+    .meta({
+      openapi: {
+        method: 'POST',
+        path: '/webhooks/task-secret',
+        summary: "A new secret for the tenant's tasks' own webhook_url (shown once)",
+        description:
+          "A task submitted with `webhook_url` is POSTed its final state there, signed like a webhook's deliveries with this secret, the tenant's. A submission with webhook_url is refused (400) until the tenant has one. Each call replaces it: deliveries not yet sent are signed with the new one. The answer carries it in `secret`, this once.",
+        tags: ['webhooks'],
+        successDescription: 'The new secret (shown this once)',
+        errorResponses: { 400: 'A malformed tenant', 403: TENANT_403 },
+        unavailable: 'PostgreSQL is unavailable',
+      },
+    })
+    .input(
+      z.strictObject({
+        tenant: tenant
+          .describe("The tenant (default: the caller's; another needs an operator key)")
+          .optional(),
+      }),
+    )
+    .output(
+      z.object({
+        tenant: z.string(),
+        secret: z.string().describe('The signing secret (whsec_...), shown this once'),
+        createdAt: isoDate,
+      }),
+    )
+    .mutation(({ ctx, input }) => ctx.webhooks.rotateTaskSecret(ctx.identity, input.tenant)),
 });

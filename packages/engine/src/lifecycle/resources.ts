@@ -7,6 +7,7 @@ import type { LifecycleEvent, LifecycleObserver } from '../observability/events.
 import type { PausedTypes } from '../paused-types.ts';
 import type { TaskQueue } from '../queue.ts';
 import type { ResultCache } from '../result-cache.ts';
+import type { TaskWebhookCheck } from '../webhooks/task-url.ts';
 
 /**
  * What every step of a task's life works on. PostgreSQL (`store`) is the truth, and announces each
@@ -22,6 +23,8 @@ export interface LifecycleResources {
   /** The effective limits of tenants and task types, at most 1 s old (submit's max_queued; the dispatcher's). */
   limits: Limits;
   config: TaskConfig;
+  /** Why a submission's webhook_url is refused, if it is (submit's 400 naming webhook_url). */
+  checkWebhookUrl: TaskWebhookCheck;
   log: Logger;
   /** Told of each transition that happened (metrics); see LifecycleEvent. */
   observe?: LifecycleObserver;

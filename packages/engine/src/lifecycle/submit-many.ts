@@ -67,6 +67,15 @@ export async function submitMany(
     if (missing) unavailable ??= new DependencyUnavailableError(definition.name, missing);
     rows.push(taskRow({ ...request, tenantId }, definition, parsed.data));
   });
+  // A webhook_url is checked as on a task of its own (its address, the tenant's secret).
+  const refusals = await Promise.all(
+    requests.map((request) =>
+      request.webhookUrl === undefined ? undefined : r.checkWebhookUrl(tenantId, request.webhookUrl),
+    ),
+  );
+  refusals.forEach((message, i) => {
+    if (message !== undefined) issues.push({ path: `tasks.${i}.webhook_url`, message });
+  });
   if (issues.length > 0)
     throw new PublicFailureError({ status: 400, message: describeIssues(issues), issues });
   if (unavailable) throw unavailable;

@@ -46,6 +46,11 @@ export interface SubmitRequest {
   tags?: string[];
   /** A small JSON object of the caller's, kept with the task (checked at the edge: at most 4 KB as JSON). */
   metadata?: Record<string, unknown>;
+  /**
+   * When the task finishes, its final state is POSTed here, signed with the tenant's task webhook
+   * secret (POST /webhooks/task-secret), at least once (the same URL rules as a webhook's).
+   */
+  webhookUrl?: string;
 }
 
 export interface Submitted {
@@ -99,6 +104,11 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
     }
   }
 
+  if (request.webhookUrl !== undefined) {
+    const refusal = await r.checkWebhookUrl(request.tenantId ?? DEFAULT_TENANT, request.webhookUrl);
+    if (refusal !== undefined) throw new InvalidArgumentError('webhook_url', refusal);
+  }
+
   const { row, created, matched } = await insertWithinLimits(r, taskRow(request, definition, parsed.data));
   if (matched === 'debounce') return joined(r, row, definition.name);
   if (matched === 'singleton') {
@@ -140,6 +150,7 @@ export function taskRow(request: SubmitRequest, definition: TaskDefinition, inpu
     debounceDelayMs: debounce?.delayMs,
     tags: request.tags ?? [],
     metadata: request.metadata ?? null,
+    webhookUrl: request.webhookUrl ?? null,
   };
 }
 

@@ -1,0 +1,24 @@
+import type { WebhookStore } from '@tasker/db';
+import { checkWebhookUrl } from './address-guard.ts';
+
+/** Why a submission's `webhook_url` is refused (400 naming webhook_url); undefined: it is taken. */
+export type TaskWebhookCheck = (tenantId: string, url: string) => Promise<string | undefined>;
+
+/**
+ * The check of a task's own `webhook_url` at submission: the same URL rules as a webhook's (no
+ * loopback, private or link-local address unless WEBHOOK_ALLOW_PRIVATE=1), and a secret to sign
+ * it with: the tenant's, made by `POST /webhooks/task-secret` (one read, only for a submission that
+ * carries a webhook_url).
+ */
+export function taskWebhookCheck(
+  store: Pick<WebhookStore, 'hasTaskSecret'>,
+  allowPrivate: boolean,
+): TaskWebhookCheck {
+  return async (tenantId, url) => {
+    const refusal = await checkWebhookUrl(url, allowPrivate);
+    if (refusal !== undefined) return refusal;
+    if (!(await store.hasTaskSecret(tenantId)))
+      return "the tenant has no secret to sign its tasks' webhooks with yet: an admin key makes one with POST /webhooks/task-secret";
+    return undefined;
+  };
+}
