@@ -623,8 +623,7 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
     parameters: { id: EXAMPLE_SCHEDULE_ID },
     response: {
       schedule: {
-        summary:
-          'Its next five fires (the first a day after the clocks went back: 02:00 once) and its last run',
+        summary: 'Its next five fire times (02:00 Paris time is 01:00 UTC in winter) and its last run',
         value: {
           ...schedule(),
           nextFires: [

@@ -11,6 +11,7 @@ import { type BulkApi, bulkApi } from './bulk.ts';
 import { TaskerError, TaskFailedError, toTaskerError } from './errors.ts';
 import type { TenantsApi, TypesApi } from './limits.ts';
 import { classifyingFetch, retryLinks } from './retry.ts';
+import { createSchedulesApi, type SchedulesApi } from './schedules.ts';
 import type {
   AppRouter,
   ListOptions,
@@ -144,6 +145,12 @@ export interface TaskerClient {
   tenants: TenantsApi;
   /** A task type's limits, `maxRunningPerKey` included: `types.limits.get/set/clear(name)` (operator). */
   types: TypesApi;
+  /**
+   * The tenant's schedules: `schedules.create({ name, input, cron, timezone, key, ... })` (an upsert
+   * by `key`), `list()`, `get(id)` (next fire times and latest runs), `update(id, change)`,
+   * `pause(id)`, `resume(id)`, `delete(id)`. Each tick runs one task of the type.
+   */
+  schedules: SchedulesApi;
   /**
    * Bulk cancel and retry by filter (`list()`'s filter): `bulk.cancel(filter)` and
    * `bulk.retry(filter)` answer at once with a tracked operation (`bulk.wait(id)` follows it);
@@ -283,6 +290,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
       call(trpc.resumeQueue.mutate(queueOptionsToWire(queueOptions)), 'queue'),
     list: async (listOptions = {}) =>
       listResultFromWire(await call(trpc.listTasks.query(listOptionsToWire(listOptions)), 'list')),
+    schedules: createSchedulesApi(trpc, call),
     tenants: {
       list: async (listOptions = {}) =>
         tenantPageFromWire(await call(trpc.listTenants.query(tenantListOptionsToWire(listOptions)))),

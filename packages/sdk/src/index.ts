@@ -34,6 +34,16 @@ export type {
   TypesApi,
 } from './limits.ts';
 export type {
+  CatchUp,
+  NewSchedule,
+  Schedule,
+  ScheduleChange,
+  ScheduleDetail,
+  ScheduleOptions,
+  SchedulePage,
+  SchedulesApi,
+} from './schedules.ts';
+export type {
   AppRouter,
   DebounceOptions,
   DeepPartial,
