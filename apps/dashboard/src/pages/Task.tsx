@@ -189,6 +189,16 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
             {time(view.expiresAt)}
           </Fact>
         ) : null}
+        {view.tags.length > 0 ? (
+          <Fact term="Tags" title="Labels to find the task by (GET /tasks?tag=…)" testId="task-tags">
+            {view.tags.join(', ')}
+          </Fact>
+        ) : null}
+        {view.metadata ? (
+          <Fact term="Metadata" title="The JSON object it was submitted with" mono testId="task-metadata">
+            {JSON.stringify(view.metadata)}
+          </Fact>
+        ) : null}
         <Fact term="Created">{time(view.createdAt)}</Fact>
         <Fact term="Started">{time(view.startedAt)}</Fact>
         <Fact term="Finished">{time(view.finishedAt)}</Fact>

@@ -31,6 +31,8 @@ const applyEvent = (row: Row, event: TaskEvent): Row => ({
   maxAttempts: event.maxAttempts,
   priority: event.priority,
   concurrencyKey: event.concurrencyKey,
+  tags: event.tags,
+  metadata: event.metadata,
   runAfter: event.runAfter,
   cancelRequestedAt: event.cancelRequestedAt,
   startedAt: event.startedAt,
@@ -54,7 +56,18 @@ interface Filters {
   createdBefore: string;
   payloadField: 'input' | 'output';
   payload: string;
+  /** Tags, comma-separated: the tasks carrying every one. */
+  tags: string;
+  /** A JSON object: the tasks whose metadata contains it. */
+  metadata: string;
 }
+
+/** The tags of the filter: comma-separated, blanks dropped. */
+const tagList = (text: string) =>
+  text
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
 
 const EMPTY: Filters = {
   statuses: [],
@@ -63,6 +76,8 @@ const EMPTY: Filters = {
   createdBefore: '',
   payloadField: 'input',
   payload: '',
+  tags: '',
+  metadata: '',
 };
 
 /** A datetime-local value (the browser's time zone) as ISO 8601 with an offset. */
@@ -87,6 +102,8 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
       name: filters.name ? [filters.name] : undefined,
       created_after: isoFrom(filters.createdAfter),
       created_before: isoFrom(filters.createdBefore),
+      tag: tagList(filters.tags).length ? tagList(filters.tags) : undefined,
+      metadata_contains: filters.metadata.trim() || undefined,
       limit,
       cursor,
     };
@@ -117,9 +134,11 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
       });
       return { ...page, tasks };
     });
+    // (The metadata filter is left to the server: a new task reloads the page, which applies it.)
     const fits =
       (!filters.statuses.length || filters.statuses.includes(event.status)) &&
-      (!filters.name || filters.name === event.name);
+      (!filters.name || filters.name === event.name) &&
+      tagList(filters.tags).every((tag) => event.tags.includes(tag));
     if (!present && cursor === undefined && fits && !reload.current) {
       reload.current = setTimeout(() => {
         reload.current = undefined;
@@ -147,6 +166,18 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
         JSON.parse(draft.payload);
       } catch {
         setProblem('The payload search must be JSON, e.g. {"a": 5} or {"prompt": "joke"}');
+        return;
+      }
+    }
+    if (draft.metadata.trim()) {
+      let metadata: unknown;
+      try {
+        metadata = JSON.parse(draft.metadata);
+      } catch {
+        metadata = undefined;
+      }
+      if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
+        setProblem('The metadata search must be a JSON object, e.g. {"team": "billing"}');
         return;
       }
     }
@@ -269,6 +300,24 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
             />
           </span>
         </label>
+        <label>
+          Tags
+          <input
+            aria-label="Tags"
+            placeholder="nightly, billing"
+            value={draft.tags}
+            onChange={(e) => setDraft({ ...draft, tags: e.target.value })}
+          />
+        </label>
+        <label>
+          Metadata contains (JSON)
+          <input
+            aria-label="Metadata search"
+            placeholder='{"team": "billing"}'
+            value={draft.metadata}
+            onChange={(e) => setDraft({ ...draft, metadata: e.target.value })}
+          />
+        </label>
         <span className="buttons">
           <button type="submit">Apply</button>
           <button type="button" className="secondary" onClick={clear}>
@@ -297,6 +346,8 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
             <th title="The concurrency key: its tasks share its concurrency limits (the tenant's when none was given)">
               Key
             </th>
+            <th>Tags</th>
+            <th>Metadata</th>
             <th>Created</th>
             <th>Duration</th>
             <th />
@@ -321,6 +372,16 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
               <td className="mono small" data-testid="concurrency-key" title={task.concurrencyKey}>
                 {clip(task.concurrencyKey, 24)}
               </td>
+              <td className="small" data-testid="tags">
+                {task.tags.join(', ')}
+              </td>
+              <td
+                className="mono small"
+                data-testid="metadata"
+                title={task.metadata ? JSON.stringify(task.metadata) : undefined}
+              >
+                {task.metadata ? clip(JSON.stringify(task.metadata), 40) : ''}
+              </td>
               <td>{time(task.createdAt)}</td>
               <td>{duration(task.startedAt, task.finishedAt)}</td>
               <td>
@@ -330,7 +391,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
           ))}
           {page && page.tasks.length === 0 ? (
             <tr>
-              <td colSpan={9} className="muted">
+              <td colSpan={11} className="muted">
                 No tasks match.
               </td>
             </tr>
