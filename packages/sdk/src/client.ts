@@ -28,6 +28,7 @@ import type {
   TaskType,
   TaskUpdate,
 } from './types.ts';
+import { createWebhooksApi, type WebhooksApi } from './webhooks.ts';
 import {
   listOptionsToWire,
   listResultFromWire,
@@ -151,6 +152,12 @@ export interface TaskerClient {
    * `pause(id)`, `resume(id)`, `delete(id)`. Each tick runs one task of the type.
    */
   schedules: SchedulesApi;
+  /**
+   * Completion webhooks (an `admin` key): `webhooks.create({ url, events, taskNames })` (its secret
+   * shown once), `list()`, `get(id)`, `delete(id)`, `test(id)`, `deliveries(id)`,
+   * `redeliver(id, deliveryId)`, and `rotateTaskSecret()` for tasks' own `webhookUrl`.
+   */
+  webhooks: WebhooksApi;
   /**
    * Bulk cancel and retry by filter (`list()`'s filter): `bulk.cancel(filter)` and
    * `bulk.retry(filter)` answer at once with a tracked operation (`bulk.wait(id)` follows it);
@@ -291,6 +298,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
     list: async (listOptions = {}) =>
       listResultFromWire(await call(trpc.listTasks.query(listOptionsToWire(listOptions)), 'list')),
     schedules: createSchedulesApi(trpc, call),
+    webhooks: createWebhooksApi(trpc, call),
     tenants: {
       list: async (listOptions = {}) =>
         tenantPageFromWire(await call(trpc.listTenants.query(tenantListOptionsToWire(listOptions)))),

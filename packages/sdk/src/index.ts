@@ -65,3 +65,12 @@ export type {
   TaskType,
   TaskUpdate,
 } from './types.ts';
+export type {
+  NewWebhook,
+  TaskWebhookSecret,
+  Webhook,
+  WebhookDelivery,
+  WebhookEvent,
+  WebhooksApi,
+  WebhookTest,
+} from './webhooks.ts';

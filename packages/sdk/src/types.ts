@@ -103,6 +103,11 @@ export interface RunOptions {
   tags?: string[];
   /** A JSON object of yours, kept with the task and shown with it: at most 4096 bytes as JSON. */
   metadata?: Record<string, unknown>;
+  /**
+   * When the task finishes, its final state is POSTed here at least once, signed with the tenant's
+   * task webhook secret (`webhooks.rotateTaskSecret()`), as a webhook's deliveries are.
+   */
+  webhookUrl?: string;
 }
 
 /** One task of `tasker.runMany(tasks)`: its type, its parameters, and how to run it (no `debounce` in a batch). */

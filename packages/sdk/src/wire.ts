@@ -38,6 +38,7 @@ const RUN_FIELDS = {
   debounce: 'debounce',
   tags: 'tags',
   metadata: 'metadata',
+  webhookUrl: 'webhook_url',
 } as const satisfies { [K in keyof Required<RunOptions>]: keyof RunWire };
 
 /** Each field of `debounce` and the router's name for it. */
@@ -144,6 +145,7 @@ export function runOptionsToWire(options: RunOptions): RunWire {
     debounce: debounceObject ? { key: debounce.key, delay_ms: debounce.delayMs } : debounce,
     tags: options.tags,
     metadata: options.metadata,
+    webhook_url: options.webhookUrl,
   };
 }
 
