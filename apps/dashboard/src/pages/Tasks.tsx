@@ -13,6 +13,7 @@ import {
   type TaskStatus,
   useTRPC,
 } from '../api.ts';
+import { BulkActions, type BulkFilter } from '../bulk.tsx';
 import { clip, duration, StatusBadge, time } from '../format.tsx';
 import { Link, navigate } from '../router.tsx';
 
@@ -113,6 +114,12 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
     const withSearch: ListInput & PayloadSearch = { ...base, ...search };
     return withSearch;
   }, [filters, limit, cursor]);
+
+  // The table's filters, for the bulk actions (the same filter, without the page).
+  const bulkFilter = useMemo((): BulkFilter => {
+    const { limit: _limit, cursor: _cursor, ...filter } = input;
+    return filter;
+  }, [input]);
 
   const listOptions = trpc.listTasks.queryOptions(input, { placeholderData: keepPreviousData });
   const list = useQuery(listOptions);
@@ -325,6 +332,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
           </button>
         </span>
       </form>
+      <BulkActions filter={bulkFilter} write={abilities.write} />
       {problem ? (
         <p className="error" role="alert">
           {problem}
