@@ -7,6 +7,7 @@ import { CliError, EXIT, EXIT_CODES_HELP } from './errors.ts';
 import { keysCommand } from './keys.ts';
 import { tenantsCommand } from './limits.ts';
 import { queueCommand } from './queue.ts';
+import { schedulesCommand } from './schedules.ts';
 import { taskCommands } from './tasks.ts';
 
 const program = new Command('tasker')
@@ -40,6 +41,7 @@ taskCommands(program);
 bulkCommands(program);
 queueCommand(program);
 tenantsCommand(program);
+schedulesCommand(program);
 keysCommand(program, databaseUrl);
 // Every command: commander's own usage errors become exit 2 (its message is already on stderr).
 for (const command of program.commands) {
