@@ -126,7 +126,8 @@ async function afterChange(
   if (row.status === 'CANCELLED') {
     emit(r, { kind: 'finished', row });
     await bestEffort(r, 'result cache write', id, () => r.cache.put(row));
-    await bestEffort(r, 'job removal', id, () => r.queue.remove(id));
+    // Only a task handed to the queue has a job (a mark that commits after the cancel takes nothing).
+    if (row.queuedAt) await bestEffort(r, 'job removal', id, () => r.queue.remove(id));
     return;
   }
   if (!(await r.cancels.send(id).catch(() => false))) {
