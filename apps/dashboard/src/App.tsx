@@ -12,6 +12,7 @@ import {
 } from './api.ts';
 import { QueuePage } from './pages/Queue.tsx';
 import { RunPage } from './pages/Run.tsx';
+import { SchedulesPage } from './pages/Schedules.tsx';
 import { TaskPage } from './pages/Task.tsx';
 import { TasksPage } from './pages/Tasks.tsx';
 import { Link, useRoute } from './router.tsx';
@@ -135,6 +136,9 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
           <Link to="/queue" className={route.page === 'queue' ? 'active' : ''}>
             Queue
           </Link>
+          <Link to="/schedules" className={route.page === 'schedules' ? 'active' : ''}>
+            Schedules
+          </Link>
           {abilities.write ? (
             <Link to="/run" className={route.page === 'run' ? 'active' : ''}>
               Run a task
@@ -163,6 +167,7 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
             <p className="muted">This API key lacks the tasks:write scope: it cannot run tasks.</p>
           )
         ) : null}
+        {route.page === 'schedules' ? <SchedulesPage abilities={abilities} /> : null}
         {route.page === 'unknown' ? <p className="error">No page at {route.path}</p> : null}
       </main>
     </div>

@@ -82,9 +82,12 @@ function isClientError(error: TRPCClientError<AppRouter>): boolean {
 /** The words of an API error, for the page. */
 export function errorText(error: unknown): string {
   if (error instanceof TRPCClientError) {
-    const issues = (error.data as { issues?: { path?: unknown[]; message: string }[] } | undefined)?.issues;
+    // The server's issues name their field as a dotted string (`input.a`; errors/http.ts), zod's own as an array.
+    const issues = (error.data as { issues?: { path?: unknown; message: string }[] } | undefined)?.issues;
     if (issues?.length) {
-      return issues.map((i) => `${i.path?.length ? `${i.path.join('.')}: ` : ''}${i.message}`).join('; ');
+      const pathOf = (path: unknown) =>
+        Array.isArray(path) ? path.join('.') : typeof path === 'string' ? path : '';
+      return issues.map((i) => `${pathOf(i.path) ? `${pathOf(i.path)}: ` : ''}${i.message}`).join('; ');
     }
     return error.message;
   }

@@ -6,6 +6,7 @@ export type Route =
   | { page: 'task'; id: string }
   | { page: 'queue' }
   | { page: 'run' }
+  | { page: 'schedules' }
   | { page: 'unknown'; path: string };
 
 export const BASE = '/ui';
@@ -17,6 +18,7 @@ export function parse(pathname: string): Route {
   if (parts.length === 2 && parts[0] === 'tasks' && parts[1]) return { page: 'task', id: parts[1] };
   if (parts.length === 1 && parts[0] === 'queue') return { page: 'queue' };
   if (parts.length === 1 && parts[0] === 'run') return { page: 'run' };
+  if (parts.length === 1 && parts[0] === 'schedules') return { page: 'schedules' };
   return { page: 'unknown', path: pathname };
 }
 

@@ -32,8 +32,8 @@ describe('cron', () => {
   it('names what is wrong', () => {
     for (const [cron, words] of [
       ['* * * *', 'has 4 field(s)'],
-      ['61 * * * *', '"61" is not a minute'],
-      ['* * * * 8', '"8" is not a day of week'],
+      ['61 * * * *', 'minute "61" is not in 0-59'],
+      ['* * * * 8', 'day of week "8" is not in 0-7 (or SUN-SAT)'],
       ['*/0 * * * *', 'not a step'],
       ['5-1 * * * *', 'backward'],
       ['* ? * * *', '"?" is only for'],

@@ -62,7 +62,9 @@ function fieldValue(text: string, spec: FieldSpec): number {
   const named = spec.names?.indexOf(text.toUpperCase()) ?? -1;
   const value = named >= 0 ? named + (spec === MONTH ? 1 : 0) : /^\d{1,2}$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(value) || value < spec.min || value > spec.max)
-    throw new CronError(`"${text}" is not a ${spec.name} (${spec.min}-${spec.max})`);
+    throw new CronError(
+      `${spec.name} "${text}" is not in ${spec.min}-${spec.max}${spec.names ? ` (or ${spec.names[0]}-${spec.names.at(-1)})` : ''}`,
+    );
   return value;
 }
 
