@@ -19,9 +19,14 @@ describe('route facts', () => {
         operationId: op.operationId,
         method: method.toUpperCase(),
         path,
-        // A creating route's success is its 201 (POST /tasks may also answer 200: an existing task).
+        // A creating route's success is its 201 (POST /tasks may also answer 200: an existing task);
+        // one that accepts work for later, its 202 (POST /tasks/cancel: 200 for a dry run).
         successStatus: Number(
-          '201' in op.responses ? 201 : Object.keys(op.responses).find((s) => s.startsWith('2')),
+          '201' in op.responses
+            ? 201
+            : '202' in op.responses
+              ? 202
+              : Object.keys(op.responses).find((s) => s.startsWith('2')),
         ),
         query: (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name),
       })),
@@ -38,6 +43,7 @@ describe('route facts', () => {
       a.operationId.localeCompare(b.operationId);
     expect(served.sort(byId)).toEqual(documented.sort(byId));
     expect(REST_ROUTES.find((r) => r.operationId === 'createTask')?.successStatus).toBe(201);
+    expect(REST_ROUTES.find((r) => r.operationId === 'cancelTasks')?.successStatus).toBe(202);
     expect(REST_ROUTES.find((r) => r.operationId === 'listTasks')?.query).toContain('input_contains');
   });
 

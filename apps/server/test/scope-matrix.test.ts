@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './helpers.ts';
 
 const TENANTS = ['matrix-a', 'matrix-b', 'matrix-c'] as const;
+/** A payload search no task matches: a bulk action with it changes nothing. */
+const NOTHING = JSON.stringify({ string: 'no task holds this' });
 type Tenant = (typeof TENANTS)[number];
 const SCOPES = ['tasks:write', 'tasks:read', 'admin', 'operator'] as const;
 type Scope = (typeof SCOPES)[number];
@@ -38,6 +40,8 @@ interface Owned {
   cancelled: string;
   keyId: string;
   keyPrefix: string;
+  /** A bulk operation of the tenant (a cancel that matched nothing). */
+  operation: string;
   /** A string only this tenant's task inputs hold: no answer to another tenant may contain it. */
   marker: string;
 }
@@ -121,12 +125,15 @@ beforeAll(async () => {
     const cancelled = await create({ delay_ms: 3_600_000 });
     expect((await call('POST', `/tasks/${cancelled}/cancel`, own)).status).toBe(200);
     const target = await make(tenant, ['tasks:read']);
+    const bulk = await call('POST', '/tasks/cancel', own, { filter: { input_contains: NOTHING } });
+    expect(bulk.status, bulk.text).toBe(202);
     owned[tenant] = {
       completed,
       delayed,
       cancelled,
       keyId: target.info.id,
       keyPrefix: target.info.prefix,
+      operation: (JSON.parse(bulk.text) as { id: string }).id,
       marker,
     };
     await waitFor(
@@ -195,6 +202,25 @@ const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Pla
   }),
   'POST /tasks/{id}/cancel': (v) => ({ method: 'POST', path: `/tasks/${v.delayed}/cancel`, aimed: true }),
   'POST /tasks/{id}/retry': (v) => ({ method: 'POST', path: `/tasks/${v.cancelled}/retry`, aimed: true }),
+  // Bulk actions act on the caller's own tasks only: a dry run, or a filter that matches nothing
+  // (every tenant's resources must stay as they were).
+  'POST /tasks/cancel': (_v, _t, pick) => ({
+    method: 'POST',
+    path: '/tasks/cancel',
+    body:
+      pick % 2 ? { filter: { status: ['PENDING'] }, dry_run: true } : { filter: { input_contains: NOTHING } },
+    aimed: false,
+  }),
+  'POST /tasks/retry': (_v, _t, pick) => ({
+    method: 'POST',
+    path: '/tasks/retry',
+    body:
+      pick % 2
+        ? { filter: { status: ['CANCELLED'] }, dry_run: true }
+        : { filter: { input_contains: NOTHING } },
+    aimed: false,
+  }),
+  'GET /operations/{id}': (v) => ({ method: 'GET', path: `/operations/${v.operation}`, aimed: true }),
   'GET /task-types': () => ({ method: 'GET', path: '/task-types', aimed: false }),
   // The queue is every tenant's: acting on it is acting on theirs.
   'GET /queue': () => ({ method: 'GET', path: '/queue', aimed: true, across: 'queue' }),
@@ -284,7 +310,15 @@ const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Pla
 };
 
 /** What of `victim`'s must never be in an answer to another tenant. */
-const secretsOf = (v: Owned) => [v.marker, v.completed, v.delayed, v.cancelled, v.keyId, v.keyPrefix];
+const secretsOf = (v: Owned) => [
+  v.marker,
+  v.completed,
+  v.delayed,
+  v.cancelled,
+  v.keyId,
+  v.keyPrefix,
+  v.operation,
+];
 
 const attacker: fc.Arbitrary<Attacker> = fc
   .record({

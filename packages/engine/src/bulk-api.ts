@@ -108,7 +108,7 @@ export function createBulkApi(lifecycle: TaskLifecycle): BulkApi {
     },
     get: async (tenantId, id) => {
       const row = await store.bulk.get(id, tenantId);
-      if (!row) throw new NotFoundError(`No operation ${id}`);
+      if (!row) throw new NotFoundError('Operation not found');
       return toBulkOperationView(row);
     },
   };
