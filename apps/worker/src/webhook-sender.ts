@@ -9,6 +9,8 @@ import { Periodic } from './periodic.ts';
  * and a killed sender's delivery is sent again when its lease ends.
  */
 export class WebhookSender extends Periodic {
+  private readonly deliverer: WebhookDeliverer;
+
   constructor(db: Database, lifecycle: TaskLifecycle, env: Env, log: Logger) {
     const deliverer = new WebhookDeliverer(
       new WebhookStore(db),
@@ -30,5 +32,12 @@ export class WebhookSender extends Periodic {
       },
       (error) => log.warn({ err: error }, 'webhook delivery pass failed; will retry'),
     );
+    this.deliverer = deliverer;
+  }
+
+  /** No pass starts after this; the one under way ends, then the kept-alive connections close. */
+  override async stop(): Promise<void> {
+    await super.stop();
+    this.deliverer.close();
   }
 }

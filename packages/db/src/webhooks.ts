@@ -11,6 +11,7 @@ import {
   webhookDeliveries,
   webhooks,
 } from './schema.ts';
+import { column } from './tasks/rows.ts';
 
 /** Every webhook secret starts with this (Standard Webhooks' `whsec_`), then base64 of 24 random bytes. */
 export const WEBHOOK_SECRET_PREFIX = 'whsec_';
@@ -173,49 +174,47 @@ export class WebhookStore {
   }
 
   /**
-   * The delivery's body: the one already stored, else `body`, stored now (first writer wins), so
-   * that every attempt sends the same bytes.
+   * The deliveries' bodies: for each, the one already stored, else the one given, stored now (first
+   * writer wins), so that every attempt sends the same bytes. One statement for the lot.
    */
-  async fixBody(id: string, body: string): Promise<string> {
-    const [row] = await this.db
-      .update(webhookDeliveries)
-      .set({ body: sql`coalesce(${webhookDeliveries.body}, ${body})` })
-      .where(eq(webhookDeliveries.id, id))
-      .returning({ body: webhookDeliveries.body });
-    return row?.body ?? body;
+  async fixBodies(bodies: readonly { id: string; body: string }[]): Promise<Map<string, string>> {
+    if (bodies.length === 0) return new Map();
+    const rows = await this.db.execute<{ id: string; body: string }>(sql`
+      update webhook_deliveries d set body = coalesce(d.body, v.body)
+      from unnest(${column(bodies, (b) => b.id)}::uuid[], ${column(bodies, (b) => b.body)}::text[]) as v(id, body)
+      where d.id = v.id
+      returning d.id, d.body`);
+    return new Map(rows.map((row) => [row.id, row.body]));
   }
 
   /**
-   * Records an attempt of a pending delivery: appended to its log; delivered, pending again at
-   * now + `retryInMs`, or failed (no attempt left). Undefined when it is no longer pending
-   * (deleted with its webhook, or another sender recorded it after this one's lease ran out).
+   * Records attempts of pending deliveries, one statement for the lot: each appended to its log;
+   * delivered, pending again at now + `retryInMs`, or failed (no attempt left). Those no longer
+   * pending (deleted with their webhook, or recorded by another sender after this one's lease ran
+   * out) are left as they are and not returned.
    */
   async record(
-    id: string,
-    attempt: WebhookAttempt,
-    outcome: AttemptOutcome,
-  ): Promise<WebhookDeliveryRow | undefined> {
-    const status: WebhookDeliveryStatus = outcome.delivered
-      ? 'delivered'
-      : outcome.retryInMs === null
-        ? 'failed'
-        : 'pending';
-    const retryInMs = outcome.delivered ? null : outcome.retryInMs;
-    const [row] = await this.db
-      .update(webhookDeliveries)
-      .set({
-        status,
-        attempts: sql`${webhookDeliveries.attempts} + 1`,
-        nextAttemptAt:
-          retryInMs === null ? sql`now()` : sql`now() + ${retryInMs}::int * interval '1 millisecond'`,
-        lastStatus: attempt.status,
-        lastError: attempt.error,
-        log: sql`${webhookDeliveries.log} || ${JSON.stringify([attempt])}::jsonb`,
-        updatedAt: sql`now()`,
-      })
-      .where(and(eq(webhookDeliveries.id, id), eq(webhookDeliveries.status, 'pending')))
-      .returning();
-    return row;
+    attempts: readonly { id: string; attempt: WebhookAttempt; outcome: AttemptOutcome }[],
+  ): Promise<WebhookDeliveryRow[]> {
+    if (attempts.length === 0) return [];
+    const statusOf = ({ outcome }: { outcome: AttemptOutcome }): WebhookDeliveryStatus =>
+      outcome.delivered ? 'delivered' : outcome.retryInMs === null ? 'failed' : 'pending';
+    const retryOf = ({ outcome }: { outcome: AttemptOutcome }) =>
+      outcome.delivered ? null : outcome.retryInMs;
+    const rows = await this.db.execute<Record<string, unknown>>(sql`
+      update webhook_deliveries d
+      set status = v.status, attempts = d.attempts + 1,
+        next_attempt_at = case when v.retry_ms is null then now() else now() + v.retry_ms * interval '1 millisecond' end,
+        last_status = v.last_status, last_error = v.last_error,
+        log = d.log || jsonb_build_array(v.attempt), updated_at = now()
+      from unnest(${column(attempts, (a) => a.id)}::uuid[], ${column(attempts, statusOf)}::text[],
+                  ${column(attempts, retryOf)}::int[], ${column(attempts, (a) => a.attempt.status)}::int[],
+                  ${column(attempts, (a) => a.attempt.error)}::text[],
+                  ${column(attempts, (a) => JSON.stringify(a.attempt))}::jsonb[])
+        as v(id, status, retry_ms, last_status, last_error, attempt)
+      where d.id = v.id and d.status = 'pending'
+      returning d.*`);
+    return rows.map(deliveryFromDriver);
   }
 
   /** A webhook's deliveries, newest first (with `status`: only those), at most `limit`. */
