@@ -45,7 +45,11 @@ async function call(method: string, path: string, bearer: string, body?: unknown
 }
 const batch = (bearer: string, tasks: unknown[]) => call('POST', '/tasks/batch', bearer, { tasks });
 const results = (body: Record<string, unknown>) => body.tasks as Result[];
-const sum = (a: number, extra: object = {}) => ({ name: 'sum_two_numbers', input: { a, b: 1 }, ...extra });
+const sum = (a: number, extra: object = {}) => ({
+  name: 'sum_two_numbers' as const,
+  input: { a, b: 1 },
+  ...extra,
+});
 
 const count = async (tenant?: string) =>
   Number(

@@ -113,7 +113,7 @@ describe('tasker run', () => {
     expect(new Set(page.tasks.map((t) => t.name))).toEqual(new Set(['sum_two_numbers']));
     const table = await tasker(['list', '--limit', '50']);
     expect(table.stdout.split('\n')[0]).toMatch(
-      /^ID\s+TYPE\s+STATUS\s+ATTEMPTS\s+KEY\s+CREATED\s+FINISHED\s+INPUT$/,
+      /^ID\s+TYPE\s+STATUS\s+ATTEMPTS\s+KEY\s+CREATED\s+FINISHED\s+TAGS\s+INPUT$/,
     );
     expect(table.stdout).toContain(id);
   });
