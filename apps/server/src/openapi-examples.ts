@@ -57,6 +57,8 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
     debounceKey: null,
     tags: ['nightly'],
     metadata: { team: 'billing' },
+    scheduleId: null,
+    scheduledFor: null,
     runAfter: null,
     ttlMs: null,
     expiresAt: null,
@@ -81,6 +83,8 @@ export function taskSummaryExample(d: TaskDefinition, status: State, id = EXAMPL
     progress: _p,
     singletonKey: _s,
     debounceKey: _d,
+    scheduleId: _si,
+    scheduledFor: _sf,
     ...fixed
   } = taskRecordExample(d, status, id) as Record<string, unknown>;
   const preview = (value: unknown) => {

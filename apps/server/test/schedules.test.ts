@@ -295,6 +295,9 @@ describe('exactly once per tick, two servers and two workers', () => {
       status: 'COMPLETED',
       scheduledFor: new Date(times.at(-1) ?? 0).toISOString(),
     });
+    // Each run's record names its schedule and its tick.
+    const run = await call('GET', `/tasks/${got.body.runs[0].id}`, keys.reader);
+    expect(run.body).toMatchObject({ scheduleId: id, scheduledFor: got.body.runs[0].scheduledFor });
     await Promise.all(workers.splice(0).map((w) => w.stop()));
   }, 120_000);
 });

@@ -61,6 +61,11 @@ export const taskViewSchema = z
       .record(z.string(), z.unknown())
       .nullable()
       .describe('The JSON object it was submitted with (metadata), or null: none'),
+    scheduleId: z
+      .uuid()
+      .nullable()
+      .describe('The schedule whose tick made it (GET /schedules/{id}), or null: not a scheduled run'),
+    scheduledFor: isoDate.nullable().describe('The tick of its schedule it was made for, or null'),
     runAfter: isoDate.nullable().describe('A delayed task does not start before this time'),
     ttlMs: z.number().int().nullable().describe('How long it may wait to start (ttl_ms), or null: for ever'),
     expiresAt: isoDate
@@ -100,6 +105,8 @@ export function toTaskView(row: TaskRow): TaskView {
     debounceKey: row.debounceKey ?? null,
     tags: row.tags ?? [],
     metadata: row.metadata ?? null,
+    scheduleId: row.scheduleId ?? null,
+    scheduledFor: iso(row.scheduledFor ?? null),
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),
@@ -173,6 +180,8 @@ export const taskSummarySchema = taskViewSchema
     error: true,
     singletonKey: true,
     debounceKey: true,
+    scheduleId: true,
+    scheduledFor: true,
   })
   .extend({
     inputPreview: previewSchema.describe('The parameters it was submitted with, as a preview'),
