@@ -9,6 +9,7 @@ import { tenantsCommand } from './limits.ts';
 import { queueCommand } from './queue.ts';
 import { schedulesCommand } from './schedules.ts';
 import { taskCommands } from './tasks.ts';
+import { webhooksCommand } from './webhooks.ts';
 
 const program = new Command('tasker')
   .description('Tasker from the command line: run and follow tasks, the queue, limits, API keys')
@@ -42,6 +43,7 @@ bulkCommands(program);
 queueCommand(program);
 tenantsCommand(program);
 schedulesCommand(program);
+webhooksCommand(program);
 keysCommand(program, databaseUrl);
 // Every command: commander's own usage errors become exit 2 (its message is already on stderr).
 for (const command of program.commands) {
