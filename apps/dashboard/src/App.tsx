@@ -15,6 +15,7 @@ import { RunPage } from './pages/Run.tsx';
 import { SchedulesPage } from './pages/Schedules.tsx';
 import { TaskPage } from './pages/Task.tsx';
 import { TasksPage } from './pages/Tasks.tsx';
+import { WebhooksPage } from './pages/Webhooks.tsx';
 import { Link, useRoute } from './router.tsx';
 
 type AuthMode = 'required' | 'disabled';
@@ -139,6 +140,11 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
           <Link to="/schedules" className={route.page === 'schedules' ? 'active' : ''}>
             Schedules
           </Link>
+          {abilities.admin ? (
+            <Link to="/webhooks" className={route.page === 'webhooks' ? 'active' : ''}>
+              Webhooks
+            </Link>
+          ) : null}
           {abilities.write ? (
             <Link to="/run" className={route.page === 'run' ? 'active' : ''}>
               Run a task
@@ -168,6 +174,13 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
           )
         ) : null}
         {route.page === 'schedules' ? <SchedulesPage abilities={abilities} /> : null}
+        {route.page === 'webhooks' ? (
+          abilities.admin ? (
+            <WebhooksPage />
+          ) : (
+            <p className="muted">This API key lacks the admin scope: it cannot manage webhooks.</p>
+          )
+        ) : null}
         {route.page === 'unknown' ? <p className="error">No page at {route.path}</p> : null}
       </main>
     </div>

@@ -7,6 +7,7 @@ export type Route =
   | { page: 'queue' }
   | { page: 'run' }
   | { page: 'schedules' }
+  | { page: 'webhooks' }
   | { page: 'unknown'; path: string };
 
 export const BASE = '/ui';
@@ -19,6 +20,7 @@ export function parse(pathname: string): Route {
   if (parts.length === 1 && parts[0] === 'queue') return { page: 'queue' };
   if (parts.length === 1 && parts[0] === 'run') return { page: 'run' };
   if (parts.length === 1 && parts[0] === 'schedules') return { page: 'schedules' };
+  if (parts.length === 1 && parts[0] === 'webhooks') return { page: 'webhooks' };
   return { page: 'unknown', path: pathname };
 }
 
