@@ -259,17 +259,21 @@ describe('bulk actions, two servers and two workers', () => {
     );
   }, 240_000);
 
-  it('retries the failed tasks that match, and only those', async () => {
+  it('retries the failed tasks that match, and only those, though the server that took the request died', async () => {
     await insertFailed(TENANT, 300);
     await insertFailed(OTHER, 50);
-    if (workers.every((w) => w.child.exitCode !== null || w.child.signalCode !== null))
-      workers.push(await spawnApp('worker', harness.env.vars));
+    // Two workers again (the cancel killed one).
+    const alive = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+    workers.splice(0, workers.length, ...alive);
+    while (workers.length < 2) workers.push(await spawnApp('worker', harness.env.vars));
     const filter = { status: ['FAILED'], name: ['sum_two_numbers'] };
     const dry = await call('POST', '/tasks/retry', { body: { filter, dry_run: true }, server: 1 });
     expect(dry).toMatchObject({ status: 200, body: { dryRun: true, matched: 300 } });
     const started = await call('POST', '/tasks/retry', { body: { filter }, server: 1 });
     expect(started.status).toBe(202);
     expect(started.body.matched).toBe(300);
+    // The server that took the request dies at once: the operation is the workers', it goes on.
+    await servers[1]?.stop('SIGKILL');
     const ended = await waitOperation(String(started.body.id), 0);
     expect(ended).toMatchObject({ status: 'done', matched: 300, done: 300 });
     // Retried, they run again and complete: a + b.
