@@ -47,6 +47,7 @@ export interface RunFlags {
   debounceMs?: number;
   tag?: string[];
   metadata?: Record<string, unknown>;
+  webhookUrl?: string;
 }
 
 /**
@@ -118,6 +119,7 @@ export function runOptionsOf(flags: RunFlags): RunOptions {
         : undefined,
     tags: flags.tag && flags.tag.length > 0 ? flags.tag : undefined,
     metadata: flags.metadata,
+    webhookUrl: flags.webhookUrl,
   };
 }
 
@@ -280,6 +282,7 @@ async function runBatch(
     '--watch': options.watch,
     '--tag': options.tag,
     '--metadata': options.metadata,
+    '--webhook-url': options.webhookUrl,
     '--delay': options.delay,
     '--priority': options.priority,
     '--ttl': options.ttl,
@@ -377,6 +380,10 @@ export function taskCommands(program: Command): void {
       tagOption,
     )
     .option('--metadata <json>', 'a JSON object kept with the task (at most 4 KB)', jsonObjectOption)
+    .option(
+      '--webhook-url <url>',
+      "POSTed the task's final state when it ends, signed with the tenant's task secret (tasker webhooks task-secret)",
+    )
     .option(
       '--batch <file>',
       'submit the tasks of a JSON Lines file (- for stdin), all or nothing: one POST /tasks body a line, at most 1,000; prints each id and whether it was created or matched',

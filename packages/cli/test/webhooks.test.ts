@@ -34,7 +34,9 @@ beforeAll(async () => {
   db = createDb(env.databaseUrl, { max: 1 });
   const store = new ApiKeyStore(db.db);
   keys.admin = (await store.create({ tenantId: 'acme', name: 'a', scopes: ['admin', 'tasks:write'] })).key;
-  keys.writer = (await store.create({ tenantId: 'acme', name: 'w', scopes: ['tasks:write', 'tasks:read'] })).key;
+  keys.writer = (
+    await store.create({ tenantId: 'acme', name: 'w', scopes: ['tasks:write', 'tasks:read'] })
+  ).key;
   receiver = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
@@ -91,6 +93,14 @@ describe('tasker webhooks', () => {
 
     run = await tasker(['webhooks', 'task-secret']);
     expect(run.stdout).toMatch(/tenant acme\s+secret\s+whsec_/);
+    // A run's own --webhook-url, signed with that secret.
+    const sent = received;
+    run = await tasker(
+      ['run', 'sum_two_numbers', '-p', 'a=2', '-p', 'b=2', '--webhook-url', url, '--wait'],
+      keys.writer,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    await waitFor(() => received > sent || undefined);
 
     run = await tasker(['webhooks', 'delete', id]);
     expect(run.code).toBe(0);
