@@ -232,17 +232,6 @@ export class WebhookStore {
       .limit(limit);
   }
 
-  /** The deliveries of one task (to its webhooks and its own `webhook_url`), oldest first. */
-  async deliveriesOfTask(taskId: string, tenantId?: string): Promise<WebhookDeliveryRow[]> {
-    const conditions: SQL[] = [eq(webhookDeliveries.taskId, taskId)];
-    if (tenantId !== undefined) conditions.push(eq(webhookDeliveries.tenantId, tenantId));
-    return this.db
-      .select()
-      .from(webhookDeliveries)
-      .where(and(...conditions))
-      .orderBy(webhookDeliveries.createdAt, webhookDeliveries.id);
-  }
-
   /**
    * Sends a delivery of this webhook again, from now, with a fresh round of attempts (its log kept;
    * its id and body unchanged). Undefined: no such delivery of this webhook.
