@@ -1,5 +1,5 @@
 import type { ScheduleStore } from '@tasker/db';
-import { type FireOptions, fireSchedules, type Limits, type Logger } from '@tasker/engine';
+import { type FireOptions, fireSchedules, type LifecycleResources, type Logger } from '@tasker/engine';
 import { Periodic } from './periodic.ts';
 
 /**
@@ -11,14 +11,18 @@ import { Periodic } from './periodic.ts';
 export class Scheduler extends Periodic {
   constructor(
     store: ScheduleStore,
-    limits: Limits,
+    resources: Pick<LifecycleResources, 'limits' | 'observe'>,
     options: FireOptions & { intervalMs: number },
     log: Logger,
   ) {
     super(
       options.intervalMs,
       async () => {
-        const { fired, skipped } = await fireSchedules(store, limits, options);
+        const { fired, skipped, refused } = await fireSchedules(store, resources.limits, options);
+        // Counted as any task created or refused (tasker_tasks_created_total, tasker_tasks_refused_total).
+        for (const row of fired) resources.observe?.({ kind: 'created', row });
+        for (const { tenantId, name } of refused)
+          resources.observe?.({ kind: 'refused', reason: 'QUEUE_FULL', name, tenantId });
         if (fired.length > 0 || skipped > 0) log.debug({ fired: fired.length, skipped }, 'fired schedules');
         if (skipped > 0)
           log.info({ skipped }, 'schedule ticks skipped (max_queued, or an unknown task type)');

@@ -90,7 +90,7 @@ export async function startWorker(
   // Schedules: every worker fires the due ticks; each tick makes one task, whoever fires it.
   const scheduler = new Scheduler(
     new ScheduleStore(engine.db.db, engine.db.sql),
-    lifecycle.resources.limits,
+    lifecycle.resources,
     {
       intervalMs: env.SCHEDULE_INTERVAL_MS,
       graceMs: env.SCHEDULE_GRACE_MS,

@@ -2,8 +2,15 @@ import { randomUUID } from 'node:crypto';
 import { and, asc, desc, eq, sql } from 'drizzle-orm';
 import type postgres from 'postgres';
 import type { Database } from './client.ts';
-import { type CatchUpPolicy, type ScheduleRow, schedules, type TaskStatus, tasks } from './schema.ts';
-import { column, pgArray } from './tasks/rows.ts';
+import {
+  type CatchUpPolicy,
+  type ScheduleRow,
+  schedules,
+  type TaskRow,
+  type TaskStatus,
+  tasks,
+} from './schema.ts';
+import { column, fromDriver, pgArray } from './tasks/rows.ts';
 
 /** What a schedule is made of (create, and the upsert by key). */
 export interface ScheduleValues {
@@ -57,7 +64,7 @@ export interface FireLimits {
   type(name: string): number | null;
 }
 
-/** A task a pass created. */
+/** A tick's task, as a pass is about to insert it. */
 export interface FiredTask {
   id: string;
   tenantId: string;
@@ -70,9 +77,12 @@ export interface FiredTask {
 export interface FireResult {
   /** Due schedules it held (and moved on). */
   schedules: number;
-  fired: FiredTask[];
+  /** The tasks it created, as stored. */
+  fired: TaskRow[];
   /** Ticks refused by a full queue (max_queued) or an unknown task type, recorded on their schedule. */
   skipped: number;
+  /** The ticks refused by max_queued, by tenant and type (for the refusals' metric). */
+  refused: { tenantId: string; name: string }[];
 }
 
 const lockKey = (holder: 'tenant' | 'type', name: string) => `tasker:max_queued:${holder}:${name}`;
@@ -213,7 +223,7 @@ export class ScheduleStore {
         order by next_fire_at
         limit ${batch}
         for update skip locked`;
-      if (raw.length === 0) return { schedules: 0, fired: [], skipped: 0 };
+      if (raw.length === 0) return { schedules: 0, fired: [], skipped: 0, refused: [] };
       const rows = raw.map(scheduleFromDriver);
       const { fires: plans, limits } = await plan(rows);
       const skipped = new Map<string, { count: number; last: Date; reason: string }>();
@@ -253,6 +263,7 @@ export class ScheduleStore {
         }
       }
       const inserts: (FiredTask & PlannedFire)[] = [];
+      const refused: FireResult['refused'] = [];
       const lastFire = new Map<string, Date>();
       for (const p of plans) {
         for (const tick of p.ticks) {
@@ -263,6 +274,7 @@ export class ScheduleStore {
           const holders = [lockKey('tenant', p.schedule.tenantId), lockKey('type', p.schedule.name)];
           if (holders.some((h) => (room.get(h) ?? 1) <= 0)) {
             skip(p, tick, 'QUEUE_FULL');
+            refused.push({ tenantId: p.schedule.tenantId, name: p.schedule.name });
             continue;
           }
           for (const h of holders) if (room.has(h)) room.set(h, (room.get(h) ?? 0) - 1);
@@ -277,9 +289,9 @@ export class ScheduleStore {
           });
         }
       }
-      const fired: FiredTask[] = [];
+      const fired: TaskRow[] = [];
       if (inserts.length > 0) {
-        const made = await tx<{ id: string }[]>`
+        const made = await tx`
           insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key,
                              schedule_id, scheduled_for, expires_at)
           select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.ttl_ms,
@@ -294,18 +306,8 @@ export class ScheduleStore {
             as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, schedule_id, scheduled_for)
           order by v.schedule_id, v.scheduled_for
           on conflict (schedule_id, scheduled_for) where schedule_id is not null do nothing
-          returning id`;
-        const created = new Set(made.map((m) => m.id));
-        for (const i of inserts) {
-          if (created.has(i.id))
-            fired.push({
-              id: i.id,
-              tenantId: i.tenantId,
-              name: i.name,
-              scheduleId: i.scheduleId,
-              scheduledFor: i.scheduledFor,
-            });
-        }
+          returning *`;
+        for (const row of made) fired.push(fromDriver(row));
       }
       // Every held schedule moves on, in one statement.
       await tx`
@@ -327,6 +329,7 @@ export class ScheduleStore {
         schedules: rows.length,
         fired,
         skipped: [...skipped.values()].reduce((n, s) => n + s.count, 0),
+        refused,
       };
     }) as Promise<FireResult>;
   }

@@ -105,7 +105,7 @@ export async function fireSchedules(
   options: FireOptions,
   now: () => Date = () => new Date(),
 ): Promise<FireResult> {
-  const total: FireResult = { schedules: 0, fired: [], skipped: 0 };
+  const total: FireResult = { schedules: 0, fired: [], skipped: 0, refused: [] };
   for (;;) {
     const result = await store.fire(BATCH, async (due) => {
       const at = now();
@@ -128,6 +128,7 @@ export async function fireSchedules(
     total.schedules += result.schedules;
     total.fired.push(...result.fired);
     total.skipped += result.skipped;
+    total.refused.push(...result.refused);
     if (result.schedules < BATCH) return total;
   }
 }
