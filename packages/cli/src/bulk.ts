@@ -109,7 +109,7 @@ export function bulkCommands(program: Command): void {
       .option('--metadata-contains <json>', 'only tasks whose metadata contains this JSON object', jsonOption)
       .option('--dry-run', 'only count the tasks it would change (the default without --yes)')
       .option('-y, --yes', `${action} them: without it, only the count is printed`)
-      .option('--no-wait', 'with --yes: print the operation and return, without following it')
+      .option('--no-wait', "with --yes: print the operation's id (with --json: the operation) and return")
       .option('--json', 'JSON on stdout: the count (dry run), or the operation')
       .action(async (flags: BulkFlags, command: Command) => {
         const filter = filterOf(flags);
@@ -132,11 +132,14 @@ export function bulkCommands(program: Command): void {
         if (!flags.json) process.stderr.write(`${action}: ${count.matched} tasks match\n`);
         const started = await (action === 'cancel' ? api.cancel(filter) : api.retry(filter)).catch(fail);
         if (!flags.wait) {
+          // The id alone on stdout, as `run` without --wait prints it: `$(…)` captures it.
           if (flags.json) printJson(started);
-          else
-            process.stdout.write(
-              `${progressLine(started)}\nfollow it: tasker tasks operation ${started.id}\n`,
+          else {
+            process.stdout.write(`${started.id}\n`);
+            process.stderr.write(
+              `${progressLine(started)}; follow it: tasker tasks operation ${started.id}\n`,
             );
+          }
           return;
         }
         const spinner = new Spinner();
