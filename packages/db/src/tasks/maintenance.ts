@@ -1,22 +1,27 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../client.ts';
-import { tasks } from '../schema.ts';
+import { tasks, webhookDeliveries } from '../schema.ts';
 
 /** Keeping the tasks table lean: retention and vacuum. */
 export class TaskMaintenance {
   constructor(private readonly db: Database) {}
 
   /**
-   * Deletes up to `limit` tasks that finished before `before` (one short statement: no long lock).
-   * Returns how many it deleted; call again until it returns less than `limit`.
+   * Deletes up to `limit` tasks that finished before `before` (one short statement: no long lock),
+   * and their webhook deliveries with them (by `webhook_deliveries_task_idx`: a task's deliveries
+   * go when it goes). Returns how many tasks it deleted; call again until it returns less than `limit`.
    */
   async pruneFinished(before: Date, limit: number): Promise<number> {
-    const deleted = await this.db.execute(sql`
-      delete from ${tasks} where ${tasks.id} in (
-        select ${tasks.id} from ${tasks}
-        where ${tasks.finishedAt} is not null and ${tasks.finishedAt} < ${before.toISOString()}::timestamptz
-        limit ${limit})`);
-    return deleted.count;
+    const [row] = await this.db.execute<{ count: number }>(sql`
+      with gone as (
+        delete from ${tasks} where ${tasks.id} in (
+          select ${tasks.id} from ${tasks}
+          where ${tasks.finishedAt} is not null and ${tasks.finishedAt} < ${before.toISOString()}::timestamptz
+          limit ${limit})
+        returning ${tasks.id} as id),
+      deliveries as (delete from ${webhookDeliveries} where ${webhookDeliveries.taskId} in (select id from gone))
+      select count(*)::int as count from gone`);
+    return row?.count ?? 0;
   }
 
   /**
