@@ -318,6 +318,36 @@ describe('completion webhooks, two servers and two workers', () => {
     }
   }, 40_000);
 
+  it('holds only its own deliveries when a receiver never answers (WEBHOOK_TIMEOUT_MS 2 s)', async () => {
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const bound = silent.address();
+    const silentUrl = `http://127.0.0.1:${typeof bound === 'object' && bound ? bound.port : 0}/hook`;
+    const fast = await new Receiver(() => ({ status: 200 })).listen();
+    try {
+      const hung = await createWebhook(keys.adminA, { url: silentUrl, events: ['task.completed'] });
+      const quick = await createWebhook(keys.adminA, { url: fast.url, events: ['task.completed'] });
+      const first = await submit(keys.writerA);
+      await waitFor(() => fast.ofTask(first).length === 1 || undefined, { what: 'the first delivery' });
+      // The silent receiver still holds its attempt for the first task: the second one's delivery
+      // to the fast receiver does not wait for it.
+      const started = Date.now();
+      const second = await submit(keys.writerA);
+      await waitFor(() => fast.ofTask(second).length === 1 || undefined, { what: 'the second delivery' });
+      expect(Date.now() - started).toBeLessThan(1500);
+      const stuck = await waitFor(
+        async () => (await deliveries(keys.adminA, hung.id)).find((d) => d.attempts >= 1),
+        { what: 'the silent attempt recorded' },
+      );
+      expect(stuck.lastError).toContain('no answer within 2000 ms');
+      for (const hook of [hung, quick]) await call(next(), 'DELETE', `/webhooks/${hook.id}`, keys.adminA);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+      await fast.close();
+    }
+  }, 30_000);
+
   it('follows no redirect: a 3xx is a failed attempt, and the target is never called', async () => {
     const target = await new Receiver(() => ({ status: 200 })).listen();
     const redirecting = await new Receiver(() => ({

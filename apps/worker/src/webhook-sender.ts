@@ -35,9 +35,13 @@ export class WebhookSender extends Periodic {
     this.deliverer = deliverer;
   }
 
-  /** No pass starts after this; the one under way ends, then the kept-alive connections close. */
+  /**
+   * No pass starts after this; the attempts under way end and are recorded (each within
+   * WEBHOOK_TIMEOUT_MS), then the kept-alive connections close.
+   */
   override async stop(): Promise<void> {
     await super.stop();
+    await this.deliverer.drain();
     this.deliverer.close();
   }
 }

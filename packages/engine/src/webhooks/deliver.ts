@@ -2,10 +2,12 @@ import { createHmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import {
+  Batcher,
   type TakenDelivery,
   type TaskStore,
   WEBHOOK_SECRET_PREFIX,
   type WebhookAttempt,
+  type WebhookDeliveryRow,
   type WebhookEvent,
   type WebhookStore,
 } from '@tasker/db';
@@ -115,7 +117,11 @@ export interface DelivererOptions extends PostOptions {
   retrySchedule: readonly number[];
   /** Deliveries taken per pass. */
   batchSize?: number;
+  /** Attempts under way at most (default 200). */
+  maxInFlight?: number;
 }
+
+type RecordedAttempt = Parameters<WebhookStore['record']>[0][number];
 
 /**
  * Sends the due webhook deliveries (at least once): takes them under a lease (store.take), fixes
@@ -131,6 +137,11 @@ export class WebhookDeliverer {
   };
   /** Deliveries taken per pass. */
   readonly batchSize: number;
+  /** Attempts under way at most (each holds a connection until its answer or its timeout). */
+  readonly maxInFlight: number;
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Attempts that end together are recorded by one statement (group commit). */
+  private readonly records: Batcher<RecordedAttempt, WebhookDeliveryRow | undefined>;
 
   constructor(
     private readonly webhooks: WebhookStore,
@@ -141,49 +152,75 @@ export class WebhookDeliverer {
     // Longer than any attempt: a sender killed mid-send leaves its delivery due again after this.
     this.leaseMs = options.timeoutMs + 30_000;
     this.batchSize = options.batchSize ?? 50;
+    this.maxInFlight = options.maxInFlight ?? 200;
+    this.records = new Batcher(
+      async (items) => {
+        const rows = new Map((await webhooks.record(items)).map((row) => [row.id, row]));
+        return items.map((item) => rows.get(item.id));
+      },
+      (item) => item.id,
+      { maxSize: 200 },
+    );
   }
 
   /**
-   * One pass: takes what is due (up to a batch), fixes the bodies of first attempts from the tasks'
-   * records (one read, one write), sends them all at once, and records every attempt in one
-   * statement: a handful of statements a batch, whatever its size. The number of attempts made.
+   * One pass: takes what is due, up to a batch and to the room left under `maxInFlight`, fixes the
+   * bodies of first attempts from the tasks' records (one read, one write), and starts sending
+   * them. It does not wait for the answers: each attempt is recorded when it ends (attempts ending
+   * together share one UPDATE), so a slow or silent receiver holds only its own deliveries, never
+   * the others'. The number taken.
    */
   async deliverDue(): Promise<number> {
-    const taken = await this.webhooks.take(this.batchSize, this.leaseMs);
+    const room = this.maxInFlight - this.inFlight.size;
+    if (room <= 0) return 0;
+    const taken = await this.webhooks.take(Math.min(room, this.batchSize), this.leaseMs);
     if (taken.length === 0) return 0;
     const bodies = await this.bodiesOf(taken);
-    const attempts = await Promise.all(
-      taken.map(({ delivery, secret }) => {
-        const body = bodies.get(delivery.id);
-        if (secret === null)
-          return failedAttempt(
+    for (const one of taken) {
+      const sending: Promise<void> = this.send(one, bodies.get(one.delivery.id))
+        .catch((error: unknown) =>
+          // Unrecorded: the lease ends and the delivery is due again.
+          this.log.warn(
+            { err: error, deliveryId: one.delivery.id },
+            'webhook attempt not recorded; will retry',
+          ),
+        )
+        .finally(() => this.inFlight.delete(sending));
+      this.inFlight.add(sending);
+    }
+    return taken.length;
+  }
+
+  /** Resolves when every attempt under way has been recorded. */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+
+  /** One attempt of one delivery, then its record. */
+  private async send({ delivery, secret }: TakenDelivery, body: string | undefined): Promise<void> {
+    const attempt =
+      secret === null
+        ? failedAttempt(
             'no signing secret: the tenant has none for its tasks’ webhook_url (POST /webhooks/task-secret)',
-          );
-        if (body === undefined) return failedAttempt('the task no longer exists');
-        return postWebhook(delivery.url, webhookHeaders(secret, delivery.id, body), body, {
-          ...this.options,
-          agent: this.agentOf(delivery.url),
-        });
-      }),
-    );
-    const recorded = await this.webhooks.record(
-      taken.map(({ delivery }, i) => {
-        const attempt = attempts[i] as WebhookAttempt;
-        const delivered = attempt.status !== null && attempt.status >= 200 && attempt.status < 300;
-        const wait = this.options.retrySchedule[delivery.attempts];
-        return {
-          id: delivery.id,
-          attempt,
-          outcome: delivered ? { delivered } : { delivered, retryInMs: wait ?? null },
-        };
-      }),
-    );
-    for (const row of recorded.filter((r) => r.status === 'failed'))
+          )
+        : body === undefined
+          ? failedAttempt('the task no longer exists')
+          : await postWebhook(delivery.url, webhookHeaders(secret, delivery.id, body), body, {
+              ...this.options,
+              agent: this.agentOf(delivery.url),
+            });
+    const delivered = attempt.status !== null && attempt.status >= 200 && attempt.status < 300;
+    const wait = this.options.retrySchedule[delivery.attempts];
+    const row = await this.records.add({
+      id: delivery.id,
+      attempt,
+      outcome: delivered ? { delivered } : { delivered, retryInMs: wait ?? null },
+    });
+    if (row?.status === 'failed')
       this.log.warn(
         { deliveryId: row.id, taskId: row.taskId, attempts: row.attempts, error: row.lastError },
         'webhook delivery failed for good (redeliver it by hand)',
       );
-    return taken.length;
   }
 
   /** Connections kept alive between passes, per scheme; each still made to an address checked. */
