@@ -107,6 +107,8 @@ export const webhooksRouter = router({
         method: 'GET',
         path: '/webhooks/{id}',
         summary: 'A webhook (never its secret)',
+        description:
+          "Its URL, events and task types. An admin key reads its own tenant's webhooks (another tenant's answers 404, as an unknown one); an operator key any.",
         tags: ['webhooks'],
         successDescription: 'The webhook',
         errorResponses: { 400: 'Malformed id (not a UUID)', 403: ADMIN_403, 404: NOT_FOUND },
