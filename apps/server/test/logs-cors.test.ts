@@ -93,7 +93,7 @@ describe('logs', () => {
       });
       expect(res.status).toBe(200);
       const { task_uuid } = (await res.json()) as { task_uuid: string };
-      await db.sql`update tasks set status = 'RUNNING', started_at = now(), queued_at = now(), attempts = 1 where id = ${task_uuid}`;
+      await db.sql`update tasks set status = 'RUNNING', started_at = now(), attempts = 1 where id = ${task_uuid}`;
       const cancel = await fetch(`${server.url}/tasks/${task_uuid}/cancel`, {
         method: 'POST',
         headers: { 'x-request-id': 'req-7f3a' },

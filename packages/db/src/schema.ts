@@ -81,12 +81,6 @@ export const tasks = pgTable(
     debounceKey: text('debounce_key'),
     runAfter: timestamptz('run_after'),
     /**
-     * When the dispatcher handed the task to the queue (its job exists from then on). Null: the task
-     * waits in PostgreSQL for its turn (fair dequeue, limits, run_after, a paused type). Not a state
-     * of the task (no version, no event): where its delivery stands.
-     */
-    queuedAt: timestamptz('queued_at'),
-    /**
      * The submitting request's W3C trace context (with tracing on), handed to the job when the
      * dispatcher queues the task, so that the worker's attempt joins the request's trace.
      */
@@ -174,14 +168,11 @@ export const tasks = pgTable(
     index('tasks_expiry_idx')
       .on(t.expiresAt)
       .where(sql`${t.status} = 'PENDING' and ${t.expiresAt} is not null`),
-    // The dispatcher: tasks waiting for their turn, per tenant, in the order they are handed out.
+    // The dispatcher: each tenant's PENDING tasks in the order they are handed out (it skips those
+    // handed out already, see taskHandouts: at most the queue's buffer and retries in their backoff).
     index('tasks_ready_idx')
       .on(t.tenantId, t.priority.desc().nullsFirst(), t.createdAt, t.id)
-      .where(sql`${t.status} = 'PENDING' and ${t.queuedAt} is null`),
-    // ... and the tasks holding a slot (handed to the queue, not finished), counted against limits.
-    index('tasks_holding_idx')
-      .on(t.tenantId, t.name, t.concurrencyKey)
-      .where(sql`${t.queuedAt} is not null and ${t.status} in ${statusList(UNFINISHED_STATUSES)}`),
+      .where(sql`${t.status} = 'PENDING'`),
     // One unfinished task per (tenant, singleton key); one PENDING task per (tenant, debounce key).
     uniqueIndex('tasks_owner_singleton_idx')
       .on(t.tenantId, t.singletonKey)
@@ -202,6 +193,24 @@ export const tasks = pgTable(
 
 export type TaskRow = typeof tasks.$inferSelect;
 export type NewTaskRow = typeof tasks.$inferInsert;
+
+/**
+ * The tasks handed to the queue (their job exists) and not finished: one narrow row per task in
+ * flight, written by the dispatcher when it adds the job, deleted in the commit that finishes the
+ * task (trigger `tasks_forget_handout`) or when its job is taken back (a paused type). A task's
+ * slot is held exactly while its handout exists; the PENDING tasks without one wait for their turn.
+ * Not a state of the task (no version, no event): where its delivery stands. A row of its own rather
+ * than a column of `tasks`, because rewriting the task's wide row (and every index entry of it) to
+ * mark it was the dearest write of a task's life.
+ */
+export const taskHandouts = pgTable('task_handouts', {
+  taskId: uuid('task_id').primaryKey(),
+  tenantId: text('owner_id').notNull(),
+  name: text('name').notNull(),
+  /** The task's concurrency key (the tenant's id when it has none). */
+  concurrencyKey: text('concurrency_key').notNull(),
+  handedAt: timestamptz('handed_at').notNull().defaultNow(),
+});
 
 /**
  * The scopes an API key may carry: `tasks:write` and `tasks:read` (its tenant's tasks), `admin` (its

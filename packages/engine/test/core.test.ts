@@ -295,7 +295,6 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       runAfter: null,
       ttlMs: null,
       expiresAt: null,
-      queuedAt: now,
       trace: null,
       scheduleId: null,
       scheduledFor: null,

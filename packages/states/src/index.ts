@@ -64,7 +64,6 @@ export type TaskField =
   | 'finishedAt'
   | 'output'
   | 'progress'
-  | 'queuedAt'
   | 'runAfter'
   | 'startedAt'
   | 'workerId';
@@ -182,7 +181,6 @@ export const TRANSITIONS = {
       'finishedAt',
       'runAfter',
       'expiresAt',
-      'queuedAt',
     ],
     doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors); it waits for its turn again.',
   }),

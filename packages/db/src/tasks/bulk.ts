@@ -1,5 +1,18 @@
 import { TRANSITIONS, type TransitionName } from '@tasker/states';
-import { and, count, desc, eq, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
+import {
+  and,
+  count,
+  desc,
+  eq,
+  getTableColumns,
+  inArray,
+  isNull,
+  lt,
+  lte,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
 import type { Database } from '../client.ts';
 import {
   type BulkAction,
@@ -30,6 +43,9 @@ export function actionStatuses(action: BulkAction): TaskStatus[] {
 }
 
 /** A position in an operation's walk: newest first, on (created_at, id). */
+/** A task a bulk cancel changed, and whether it had been handed to the queue (its job exists). */
+export type BulkCancelled = TaskRow & { handedOut: boolean };
+
 export interface BulkCursor {
   createdAt: Date;
   id: string;
@@ -243,9 +259,11 @@ export class BulkOperations {
    * ends CANCELLED at once (`cancelPending`), a RUNNING one gets its request recorded
    * (`requestCancel`: its worker ends it). The choice is made per row on the row as the UPDATE locks
    * it, so a task that started (or went back to PENDING) since the page was read gets the right one.
-   * Returns the changed rows: CANCELLED, or RUNNING with `cancelRequestedAt`.
+   * Returns the changed rows: CANCELLED, or RUNNING with `cancelRequestedAt`; each says whether it
+   * was handed to the queue (a job to remove: read before the trigger deletes a finished task's
+   * handout at the statement's end).
    */
-  cancel(tx: Executor, tenantId: string, ids: readonly string[], error: TaskError): Promise<TaskRow[]> {
+  cancel(tx: Executor, tenantId: string, ids: readonly string[], error: TaskError): Promise<BulkCancelled[]> {
     if (ids.length === 0) return Promise.resolve([]);
     const pending = conditionOf('cancelPending', tenantId);
     const cancelled = statusAfter('cancelPending');
@@ -260,7 +278,10 @@ export class BulkOperations {
         version: sql`${tasks.version} + 1`,
       })
       .where(and(inArray(tasks.id, [...ids]), or(pending, conditionOf('requestCancel', tenantId))))
-      .returning();
+      .returning({
+        ...getTableColumns(tasks),
+        handedOut: sql<boolean>`exists (select from task_handouts h where h.task_id = ${tasks.id})`,
+      });
   }
 
   /** Retries these tasks of the tenant (FAILED, CANCELLED, EXPIRED → PENDING), as a single retry does. */

@@ -5,8 +5,8 @@ import { column } from './rows.ts';
 
 /**
  * The dispatcher's statements (fair dequeue): which tasks wait for their turn, which hold a slot,
- * and handing tasks to the queue. Handing out (`queued_at`) is delivery, not a state of the task:
- * no version moves and nothing is announced.
+ * and handing tasks to the queue. A handout (a row of `task_handouts`, see schema.ts) is delivery,
+ * not a state of the task: the task's row is not written, no version moves, nothing is announced.
  */
 
 /** Tasks handed to the queue and not finished, of one tenant, type and concurrency key. */
@@ -33,7 +33,8 @@ export interface ReadyTask {
   trace?: { traceparent?: string; tracestate?: string };
 }
 
-const READY = `status = 'PENDING' and queued_at is null`;
+/** A PENDING task not handed out: waiting for its turn (its alias must be `t`). */
+const READY = `t.status = 'PENDING' and not exists (select from task_handouts h where h.task_id = t.id)`;
 
 const toReady = (r: Record<string, unknown>): ReadyTask => ({
   id: r.id as string,
@@ -49,14 +50,18 @@ const toReady = (r: Record<string, unknown>): ReadyTask => ({
 export class DispatchQueries {
   constructor(private readonly pg: postgres.Sql) {}
 
-  /** Every group of tasks holding a slot (walks tasks_holding_idx: only tasks in flight). */
+  /**
+   * Every group of tasks holding a slot: the handouts (only tasks in flight; a finished task's
+   * handout goes in the commit that finishes it), split by whether the task runs yet.
+   */
   async holding(): Promise<HoldingGroup[]> {
     const rows = await this.pg<
       { owner_id: string; name: string; key: string; holding: number; waiting: number }[]
     >`
-      select owner_id, name, coalesce(concurrency_key, owner_id) as key, count(*)::int as holding,
-             (count(*) filter (where status = 'PENDING'))::int as waiting
-      from tasks where queued_at is not null and status in ('PENDING', 'RUNNING')
+      select h.owner_id, h.name, h.concurrency_key as key, count(*)::int as holding,
+             (count(*) filter (where t.status = 'PENDING'))::int as waiting
+      from task_handouts h join tasks t on t.id = h.task_id
+      where t.status in ('PENDING', 'RUNNING')
       group by 1, 2, 3`;
     return rows.map((r) => ({
       tenantId: r.owner_id,
@@ -69,15 +74,16 @@ export class DispatchQueries {
 
   /**
    * The tenants with tasks waiting for their turn, at most `limit`, from after `after` (wrapping
-   * round): a skip scan of tasks_ready_idx, one index probe per tenant however many tasks each has.
+   * round): a skip scan of tasks_ready_idx, one index probe per tenant however many tasks each has
+   * (past its tasks handed out already, at most the queue's buffer).
    */
   async readyTenants(limit: number, after = ''): Promise<string[]> {
     const scan = (from: string, max: number) => this.pg<{ owner_id: string }[]>`
       with recursive t(owner_id) as (
-        (select owner_id from tasks where ${this.pg.unsafe(READY)} and owner_id > ${from} order by owner_id limit 1)
+        (select t.owner_id from tasks t where ${this.pg.unsafe(READY)} and t.owner_id > ${from} order by t.owner_id limit 1)
         union all
-        select (select owner_id from tasks where ${this.pg.unsafe(READY)} and owner_id > t.owner_id order by owner_id limit 1)
-        from t where t.owner_id is not null
+        select (select t.owner_id from tasks t where ${this.pg.unsafe(READY)} and t.owner_id > r.owner_id order by t.owner_id limit 1)
+        from t r where r.owner_id is not null
       )
       select owner_id from t where owner_id is not null limit ${max}`;
     const first = (await scan(after, limit)).map((r) => r.owner_id);
@@ -102,7 +108,7 @@ export class DispatchQueries {
       cross join lateral (
         select id, owner_id, name, coalesce(concurrency_key, owner_id) as concurrency_key, priority, max_attempts, run_after, trace
         from tasks t
-        where t.owner_id = o.owner_id and t.status = 'PENDING' and t.queued_at is null
+        where t.owner_id = o.owner_id and ${this.pg.unsafe(READY)}
           and (t.run_after is null or t.run_after <= now())
           and t.name <> all(${column(pausedTypes, (n) => n)}::text[])
         order by t.priority desc, t.created_at, t.id
@@ -127,15 +133,15 @@ export class DispatchQueries {
     const [row] = await this.pg<{ due: number; delayed: number }[]>`
       select (count(*) filter (where run_after is null or run_after <= now()))::int as due,
              (count(*) filter (where run_after > now()))::int as delayed
-      from (select run_after from tasks where ${this.pg.unsafe(READY)} limit ${cap}) t`;
+      from (select t.run_after from tasks t where ${this.pg.unsafe(READY)} limit ${cap}) w`;
     return { due: row?.due ?? 0, delayed: row?.delayed ?? 0 };
   }
 
   /**
-   * Hands these tasks to the queue (those still waiting for their turn); returns the ones it took.
-   * `leader`: only on the session that holds this advisory lock: a dispatcher that lost its session
-   * (and so its lock) marks nothing, so two dispatchers never count and hand out against the same
-   * limits.
+   * Hands these tasks to the queue (those still waiting for their turn): writes their handouts;
+   * returns the ones it took. `leader`: only on the session that holds this advisory lock: a
+   * dispatcher that lost its session (and so its lock) hands out nothing, so two dispatchers never
+   * count and hand out against the same limits.
    */
   async dispatch(
     ids: readonly string[],
@@ -143,12 +149,14 @@ export class DispatchQueries {
   ): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const sql = leader?.sql ?? this.pg;
-    const rows = await sql<{ id: string }[]>`
-      update tasks set queued_at = now()
-      where id = any(${column(ids, (id) => id)}::uuid[]) and ${sql.unsafe(READY)}
+    const rows = await sql<{ task_id: string }[]>`
+      insert into task_handouts (task_id, owner_id, name, concurrency_key)
+      select t.id, t.owner_id, t.name, coalesce(t.concurrency_key, t.owner_id) from tasks t
+      where t.id = any(${column(ids, (id) => id)}::uuid[]) and t.status = 'PENDING'
         and ${leader ? holdsAdvisoryLock(sql, leader.lockKey) : sql`true`}
-      returning id`;
-    return new Set(rows.map((r) => r.id));
+      on conflict do nothing
+      returning task_id`;
+    return new Set(rows.map((r) => r.task_id));
   }
 
   /**
@@ -158,18 +166,31 @@ export class DispatchQueries {
   async undispatch(ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
     const rows = await this.pg`
-      update tasks set queued_at = null
-      where id = any(${column(ids, (id) => id)}::uuid[]) and status = 'PENDING' and queued_at is not null
-      returning id`;
+      delete from task_handouts h using tasks t
+      where h.task_id = any(${column(ids, (id) => id)}::uuid[]) and t.id = h.task_id and t.status = 'PENDING'
+      returning h.task_id`;
+    return rows.length;
+  }
+
+  /**
+   * Deletes the handouts of finished tasks (and of tasks gone): a handout written in the instant its
+   * task finished, which the finishing trigger could not see yet. They hold nothing meanwhile
+   * (`holding` joins unfinished tasks only). How many.
+   */
+  async forgetFinished(): Promise<number> {
+    const rows = await this.pg`
+      delete from task_handouts h
+      where not exists (select from tasks t where t.id = h.task_id and t.status in ('PENDING', 'RUNNING'))
+      returning h.task_id`;
     return rows.length;
   }
 
   /** Takes back every PENDING task of this type from the queue; how many. */
   async undispatchType(name: string): Promise<number> {
     const rows = await this.pg`
-      update tasks set queued_at = null
-      where name = ${name} and status = 'PENDING' and queued_at is not null
-      returning id`;
+      delete from task_handouts h using tasks t
+      where h.name = ${name} and t.id = h.task_id and t.status = 'PENDING'
+      returning h.task_id`;
     return rows.length;
   }
 }

@@ -14,7 +14,7 @@ import {
   sql,
 } from 'drizzle-orm';
 import type { Database } from '../client.ts';
-import { type TaskRow, type TaskStatus, tasks, UNFINISHED_STATUSES } from '../schema.ts';
+import { type TaskRow, type TaskStatus, taskHandouts, tasks, UNFINISHED_STATUSES } from '../schema.ts';
 import { pgArray } from './rows.ts';
 
 /**
@@ -249,12 +249,11 @@ export class TaskQueries {
     limit: number,
     cursor?: { updatedAt: Date; id: string },
   ): Promise<StaleTask[]> {
-    // Only tasks handed to the queue have a job to miss; the others wait for the dispatcher.
+    // Only tasks handed to the queue (a handout) have a job to miss; the others wait for the dispatcher.
     const conditions = [
       inArray(tasks.status, [...UNFINISHED_STATUSES]),
       lt(tasks.updatedAt, before),
-      isNotNull(tasks.queuedAt),
-      lt(tasks.queuedAt, before),
+      lt(taskHandouts.handedAt, before),
     ];
     if (cursor) {
       conditions.push(
@@ -275,6 +274,7 @@ export class TaskQueries {
         maxAttempts: tasks.maxAttempts,
       })
       .from(tasks)
+      .innerJoin(taskHandouts, eq(taskHandouts.taskId, tasks.id))
       .where(and(...conditions))
       .orderBy(asc(tasks.updatedAt), asc(tasks.id))
       .limit(limit);

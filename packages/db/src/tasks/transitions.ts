@@ -17,7 +17,6 @@ export const RETRY_SET: Assignments<'retry'> = {
   cancelRequestedAt: null,
   finishedAt: null,
   runAfter: null,
-  queuedAt: null,
   expiresAt: sql`case when ${tasks.ttlMs} is null then null else now() + ${tasks.ttlMs} * interval '1 millisecond' end`,
 };
 

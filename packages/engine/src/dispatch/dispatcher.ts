@@ -23,8 +23,8 @@ export interface DispatcherOptions {
   coalesceMs: number;
   /**
    * The advisory lock that makes one dispatcher the leader across every process, on the process's
-   * lock session (`Engine.leaderLock`): it also carries the dispatcher's wake-ups, and marks the
-   * tasks handed out, so that only the lock's holder can.
+   * lock session (`Engine.leaderLock`): it also carries the dispatcher's wake-ups, and writes the
+   * handouts, so that only the lock's holder can.
    */
   lock: PostgresLeaderLock;
 }
@@ -33,7 +33,7 @@ export interface DispatcherOptions {
 const TENANTS_PER_PASS = 1000;
 
 /**
- * Fair dequeue: tasks wait in PostgreSQL (`queued_at` null) until the dispatcher hands them to the
+ * Fair dequeue: tasks wait in PostgreSQL (PENDING, no handout) until the dispatcher hands them to the
  * queue, a few at a time, in the order `plan` chooses: round-robin over tenants, then over a
  * tenant's concurrency keys, within their limits. The queue never holds more than `bufferSize`
  * waiting jobs, so a tenant's backlog stays in PostgreSQL where it cannot delay anyone, and each
@@ -43,10 +43,11 @@ const TENANTS_PER_PASS = 1000;
  * Every worker runs one; one at a time leads (`options.lock`, an advisory lock on the process's
  * lock session: a dead leader's lock goes with its connection, and another worker takes over within
  * a second; a leader that loses its session stops leading at its next check, within 2 s, and cannot
- * mark a task meanwhile). It passes when a statement inserts or updates tasks (an empty NOTIFY on
- * `tasker_dispatch`, per statement, not per row: a batch of claims is one), and every `tickMs`.
+ * hand a task out meanwhile). It passes when a statement inserts tasks or sets a task's status or
+ * run_after (an empty NOTIFY on `tasker_dispatch`, per statement, not per row: a batch of claims is
+ * one), and every `tickMs`.
  *
- * Nothing is lost at any point: a task is marked handed out before its job is added, and the
+ * Nothing is lost at any point: a task's handout is written before its job is added, and the
  * sweeper adds the job of a handed-out task whose job is missing (a leader killed in between).
  */
 export class Dispatcher {

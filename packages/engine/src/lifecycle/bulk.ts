@@ -88,7 +88,7 @@ export async function runBulk(
     }
     const step = await r.store.bulk.chunk(op.id, runner, leaseMs, async (tx, current) => {
       const page = await r.store.bulk.page(tx, current, filter, chunkSize);
-      if (page.length === 0) return { changed: 0, result: [] as TaskRow[] };
+      if (page.length === 0) return { changed: 0, result: [] as Changed[] };
       const ids = page.map((task) => task.id);
       if (current.action === 'retry') {
         // BullMQ keeps a failed job and would ignore a new one under its id (as retry.ts).
@@ -112,11 +112,14 @@ export async function runBulk(
   }
 }
 
+/** A task a chunk changed; a cancelled one says whether it had been handed to the queue. */
+type Changed = TaskRow & { handedOut?: boolean };
+
 /** The side effects of one task's change, as the single cancel and retry make them. */
 async function afterChange(
   r: LifecycleResources,
   action: BulkOperationRow['action'],
-  row: TaskRow,
+  row: Changed,
 ): Promise<void> {
   const { id } = row;
   if (action === 'retry') {
@@ -126,8 +129,8 @@ async function afterChange(
   if (row.status === 'CANCELLED') {
     emit(r, { kind: 'finished', row });
     await bestEffort(r, 'result cache write', id, () => r.cache.put(row));
-    // Only a task handed to the queue has a job (a mark that commits after the cancel takes nothing).
-    if (row.queuedAt) await bestEffort(r, 'job removal', id, () => r.queue.remove(id));
+    // Only a task handed to the queue has a job (a handout that commits after the cancel takes nothing).
+    if (row.handedOut) await bestEffort(r, 'job removal', id, () => r.queue.remove(id));
     return;
   }
   if (!(await r.cancels.send(id).catch(() => false))) {

@@ -64,6 +64,10 @@ export async function recover(r: LifecycleResources, graceMs: number): Promise<R
     report.checked += rows.length;
     if (rows.length < BATCH) break;
   }
+  // A handout written in the instant a task finished (the dispatcher read it PENDING before the
+  // finishing commit, whose trigger found no handout to delete): it holds nothing, being of a
+  // finished task; deleted here so that it does not stay.
+  await r.store.dispatch.forgetFinished();
   if (report.requeued > 0 || report.failed > 0 || report.errors > 0)
     r.log.info(report, 'sweeper recovered tasks');
   return report;
