@@ -42,6 +42,10 @@ interface Owned {
   keyPrefix: string;
   /** A bulk operation of the tenant (a cancel that matched nothing). */
   operation: string;
+  schedule: string;
+  webhook: string;
+  /** A delivery of that webhook (its completed task's). */
+  delivery: string;
   /** A string only this tenant's task inputs hold: no answer to another tenant may contain it. */
   marker: string;
 }
@@ -96,7 +100,8 @@ async function firstChunk(res: Response): Promise<string> {
 }
 
 beforeAll(async () => {
-  stack = await startStack({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '0' });
+  // Webhooks to a closed loopback port: their deliveries fail and are retried, which is all they need to do here.
+  stack = await startStack({ AUTH_MODE: 'required', RATE_LIMIT_PER_MINUTE: '0', WEBHOOK_ALLOW_PRIVATE: '1' });
   db = createDb(stack.env.databaseUrl, { max: 2 });
   store = new ApiKeyStore(db.db);
   const make = async (tenantId: string, scopes: Scope[], expiresAt: Date | null = null) =>
@@ -110,6 +115,13 @@ beforeAll(async () => {
     dead[tenant] = { revoked: revoked.key, expired: expired.key };
     // The tenant's own resources, made with its own key.
     const own = (await make(tenant, ['tasks:write', 'tasks:read'])).key;
+    const admin = (await make(tenant, ['admin'])).key;
+    const hook = await call('POST', '/webhooks', admin, {
+      url: 'http://127.0.0.1:9/hook',
+      events: ['task.completed'],
+    });
+    expect(hook.status, hook.text).toBe(201);
+    const webhook = (JSON.parse(hook.text) as { id: string }).id;
     const marker = `secret-of-${tenant}-${Math.random().toString(36).slice(2, 10)}`;
     const create = async (extra: object) => {
       const res = await call('POST', '/tasks', own, {
@@ -127,6 +139,13 @@ beforeAll(async () => {
     const target = await make(tenant, ['tasks:read']);
     const bulk = await call('POST', '/tasks/cancel', own, { filter: { input_contains: NOTHING } });
     expect(bulk.status, bulk.text).toBe(202);
+    const schedule = await call('POST', '/schedules', own, {
+      name: 'sum_two_numbers',
+      input: { a: 1, b: 2 },
+      cron: '0 3 1 1 *',
+      paused: true,
+    });
+    expect(schedule.status, schedule.text).toBe(201);
     owned[tenant] = {
       completed,
       delayed,
@@ -134,6 +153,9 @@ beforeAll(async () => {
       keyId: target.info.id,
       keyPrefix: target.info.prefix,
       operation: (JSON.parse(bulk.text) as { id: string }).id,
+      schedule: (JSON.parse(schedule.text) as { id: string }).id,
+      webhook,
+      delivery: '',
       marker,
     };
     await waitFor(
@@ -141,6 +163,15 @@ beforeAll(async () => {
         (JSON.parse((await call('GET', `/tasks/${completed}`, own)).text) as { status: string }).status ===
         'COMPLETED',
       { what: `${tenant}'s task to complete` },
+    );
+    owned[tenant].delivery = await waitFor(
+      async () =>
+        (
+          JSON.parse((await call('GET', `/webhooks/${webhook}/deliveries`, admin)).text) as {
+            deliveries: { id: string }[];
+          }
+        ).deliveries[0]?.id,
+      { what: `${tenant}'s webhook delivery` },
     );
   }
   const doc = JSON.parse((await call('GET', '/openapi.json', undefined)).text) as {
@@ -166,7 +197,7 @@ type Plan = {
   path: string;
   body?: unknown;
   aimed: boolean;
-  across?: 'keys' | 'queue' | 'limits';
+  across?: 'keys' | 'queue' | 'limits' | 'webhooks';
 };
 const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Plan> = {
   'POST /run-task': () => ({
@@ -221,6 +252,77 @@ const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Pla
     aimed: false,
   }),
   'GET /operations/{id}': (v) => ({ method: 'GET', path: `/operations/${v.operation}`, aimed: true }),
+  'POST /tasks/batch': () => ({
+    method: 'POST',
+    path: '/tasks/batch',
+    body: { tasks: [{ name: 'sum_two_numbers', input: { a: 1, b: 1 }, delay_ms: 3_600_000 }] },
+    aimed: false,
+  }),
+  // Schedules: made in the caller's own tenant (paused), or the victim's read, changed or deleted.
+  'POST /schedules': () => ({
+    method: 'POST',
+    path: '/schedules',
+    body: { name: 'sum_two_numbers', input: { a: 1, b: 1 }, cron: '0 4 1 1 *', paused: true },
+    aimed: false,
+  }),
+  'GET /schedules': () => ({ method: 'GET', path: '/schedules?limit=200', aimed: false }),
+  'GET /schedules/{id}': (v) => ({ method: 'GET', path: `/schedules/${v.schedule}`, aimed: true }),
+  'PATCH /schedules/{id}': (v, _t, pick) => ({
+    method: 'PATCH',
+    path: `/schedules/${v.schedule}`,
+    body: pick % 2 ? { paused: false } : { cron: '0 5 1 1 *' },
+    aimed: true,
+  }),
+  'DELETE /schedules/{id}': (v) => ({ method: 'DELETE', path: `/schedules/${v.schedule}`, aimed: true }),
+  // Webhooks: a tenant's admin's, or an operator's across tenants.
+  'POST /webhooks': (_v, tenant, pick) => ({
+    method: 'POST',
+    path: '/webhooks',
+    body: { url: 'http://127.0.0.1:9/other', events: ['task.failed'], ...(pick % 2 ? { tenant } : {}) },
+    aimed: pick % 2 === 1,
+    across: 'webhooks',
+  }),
+  'GET /webhooks': (_v, tenant, pick) =>
+    pick % 2
+      ? { method: 'GET', path: `/webhooks?tenant=${tenant}`, aimed: true, across: 'webhooks' }
+      : { method: 'GET', path: '/webhooks', aimed: false, across: 'webhooks' },
+  'GET /webhooks/{id}': (v) => ({
+    method: 'GET',
+    path: `/webhooks/${v.webhook}`,
+    aimed: true,
+    across: 'webhooks',
+  }),
+  'DELETE /webhooks/{id}': (v) => ({
+    method: 'DELETE',
+    path: `/webhooks/${v.webhook}`,
+    aimed: true,
+    across: 'webhooks',
+  }),
+  'POST /webhooks/{id}/test': (v) => ({
+    method: 'POST',
+    path: `/webhooks/${v.webhook}/test`,
+    aimed: true,
+    across: 'webhooks',
+  }),
+  'GET /webhooks/{id}/deliveries': (v) => ({
+    method: 'GET',
+    path: `/webhooks/${v.webhook}/deliveries`,
+    aimed: true,
+    across: 'webhooks',
+  }),
+  'POST /webhooks/{id}/deliveries/{delivery_id}/redeliver': (v) => ({
+    method: 'POST',
+    path: `/webhooks/${v.webhook}/deliveries/${v.delivery}/redeliver`,
+    aimed: true,
+    across: 'webhooks',
+  }),
+  'POST /webhooks/task-secret': (_v, tenant, pick) => ({
+    method: 'POST',
+    path: '/webhooks/task-secret',
+    body: pick % 2 ? { tenant } : {},
+    aimed: pick % 2 === 1,
+    across: 'webhooks',
+  }),
   'GET /task-types': () => ({ method: 'GET', path: '/task-types', aimed: false }),
   // The queue is every tenant's: acting on it is acting on theirs.
   'GET /queue': () => ({ method: 'GET', path: '/queue', aimed: true, across: 'queue' }),
@@ -318,6 +420,9 @@ const secretsOf = (v: Owned) => [
   v.keyId,
   v.keyPrefix,
   v.operation,
+  v.schedule,
+  v.webhook,
+  v.delivery,
 ];
 
 const attacker: fc.Arbitrary<Attacker> = fc
@@ -376,8 +481,9 @@ describe('the scope matrix, over every operation of the document', () => {
             revokedByOperator.add(victim.keyId);
           if (operatorMay && plan.method === 'PUT' && plan.path.startsWith('/tenants/') && res.status === 200)
             limitedByOperator.add(victimTenant);
-          // No answer carries another tenant's data, but what an operator is let to see of their keys.
-          if (!(operatorMay && plan.across === 'keys')) {
+          // No answer carries another tenant's data, but what an operator is let to see of their keys
+          // and webhooks.
+          if (!(operatorMay && (plan.across === 'keys' || plan.across === 'webhooks'))) {
             for (const tenant of others)
               for (const secret of secretsOf(owned[tenant])) expect(res.text, label).not.toContain(secret);
           }
