@@ -26,14 +26,15 @@ const options = { graceMs: 10_000, catchUpMax: 50 };
 /** A schedule whose next tick is `ago` ms in the past (as if nothing fired it since). */
 async function dueSchedule(
   tenantId: string,
-  values: { cron: string; catchUp?: 'none' | 'latest' | 'all' },
+  values: { cron: string; catchUp?: 'none' | 'latest' | 'all'; letters?: boolean },
   agoMs: number,
 ) {
   const api = createScheduleApi(store, { minIntervalMs: 1000 });
   const { schedule } = await api.create({
     tenantId,
-    name: 'sum_two_numbers',
-    input: { a: 1, b: 2 },
+    ...(values.letters
+      ? { name: 'find_longest_consecutive_letters', input: { string: 'aab' } }
+      : { name: 'sum_two_numbers', input: { a: 1, b: 2 } }),
     cron: values.cron,
     catchUp: values.catchUp,
   });
@@ -145,6 +146,27 @@ describe('firing', () => {
       .from(tasks)
       .where(sql`${tasks.tenantId} = 'full' and ${tasks.status} = 'PENDING'`);
     expect(pending).toBe(2);
+  });
+
+  it("max_queued of tenants and of a task type in one pass: each holder's room, counted once", async () => {
+    const { limits } = harness.engine.lifecycle.resources;
+    await limits.store.setTenant('room-a', { maxQueued: 1 });
+    await limits.store.setType('find_longest_consecutive_letters', { maxQueued: 3 });
+    limits.invalidate();
+    try {
+      // Five or six due ticks each, room-a's first (due earlier): it takes 1 (its tenant's limit),
+      // room-b the type's other 2.
+      const a = await dueSchedule('room-a', { cron: '* * * * * *', letters: true }, 5_500);
+      const b = await dueSchedule('room-b', { cron: '* * * * * *', letters: true }, 4_500);
+      await fireSchedules(store, limits, options);
+      expect(await ticksOf(a.id)).toHaveLength(1);
+      expect(await ticksOf(b.id)).toHaveLength(2);
+      const rows = await harness.db.db.select().from(schedules);
+      for (const { id } of [a, b]) expect(rows.find((r) => r.id === id)?.lastSkipReason).toBe('QUEUE_FULL');
+    } finally {
+      await limits.store.setType('find_longest_consecutive_letters', { maxQueued: null });
+      limits.invalidate();
+    }
   });
 
   it('a paused schedule fires nothing; a resume starts from now, without the paused ticks', async () => {

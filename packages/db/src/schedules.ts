@@ -10,6 +10,7 @@ import {
   type TaskStatus,
   tasks,
 } from './schema.ts';
+import { lockKey } from './tasks/queue-limit.ts';
 import { column, fromDriver, pgArray } from './tasks/rows.ts';
 
 /** What a schedule is made of (create, and the upsert by key). */
@@ -84,8 +85,6 @@ export interface FireResult {
   /** The ticks refused by max_queued, by tenant and type (for the refusals' metric). */
   refused: { tenantId: string; name: string }[];
 }
-
-const lockKey = (holder: 'tenant' | 'type', name: string) => `tasker:max_queued:${holder}:${name}`;
 
 /**
  * The schedules table (migration 0018): a tenant's schedules, and the firing pass, which any number
@@ -242,25 +241,28 @@ export class ScheduleStore {
         .filter((name) => limits.type(name) !== null)
         .sort();
       const room = new Map<string, number>();
-      if (tenantIds.length + typeNames.length > 0) {
-        const locks = [
-          ...tenantIds.map((id) => lockKey('tenant', id)),
-          ...typeNames.map((name) => lockKey('type', name)),
-        ];
+      // Tenants first, then types (the order of queue-limit.ts).
+      const holders = [
+        ...tenantIds.map((id) => ({ holder: 'tenant' as const, name: id, max: limits.tenant(id) ?? 0 })),
+        ...typeNames.map((name) => ({ holder: 'type' as const, name, max: limits.type(name) ?? 0 })),
+      ];
+      if (holders.length > 0) {
+        const locks = holders.map((h) => lockKey(h.holder, h.name));
         await tx`select pg_advisory_xact_lock(hashtextextended(k.key, 0))
                  from unnest(${pgArray(locks)}::text[]) with ordinality as k(key, n) order by k.n`;
-        for (const id of tenantIds) {
-          const max = limits.tenant(id) ?? 0;
-          const [c] = await tx<{ n: number }[]>`
-            select count(*)::int as n from (select 1 from tasks where owner_id = ${id} and status = 'PENDING' limit ${max}) t`;
-          room.set(lockKey('tenant', id), max - (c?.n ?? 0));
-        }
-        for (const name of typeNames) {
-          const max = limits.type(name) ?? 0;
-          const [c] = await tx<{ n: number }[]>`
-            select count(*)::int as n from (select 1 from tasks where name = ${name} and status = 'PENDING' limit ${max}) t`;
-          room.set(lockKey('type', name), max - (c?.n ?? 0));
-        }
+        // Every holder's PENDING count in one statement (after the locks: a fresh snapshot), each
+        // stopped at its limit.
+        const counts = await tx<{ n: number }[]>`
+          select case when k.holder = 'tenant'
+            then (select count(*)::int from (select 1 from tasks where owner_id = k.name and status = 'PENDING' limit k.max) t)
+            else (select count(*)::int from (select 1 from tasks where name = k.name and status = 'PENDING' limit k.max) t)
+          end as n
+          from unnest(${column(holders, (h) => h.holder)}::text[], ${column(holders, (h) => h.name)}::text[],
+                      ${column(holders, (h) => h.max)}::int[]) with ordinality as k(holder, name, max, i)
+          order by k.i`;
+        holders.forEach((h, i) => {
+          room.set(locks[i] as string, h.max - (counts[i]?.n ?? 0));
+        });
       }
       const inserts: (FiredTask & PlannedFire)[] = [];
       const refused: FireResult['refused'] = [];
