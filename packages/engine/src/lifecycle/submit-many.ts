@@ -67,11 +67,18 @@ export async function submitMany(
     if (missing) unavailable ??= new DependencyUnavailableError(definition.name, missing);
     rows.push(taskRow({ ...request, tenantId }, definition, parsed.data));
   });
-  // A webhook_url is checked as on a task of its own (its address, the tenant's secret).
+  // A webhook_url is checked as on a task of its own (its address, the tenant's secret): once per
+  // distinct URL, however many items carry it (each check resolves the host and reads the secret).
+  const checks = new Map<string, Promise<string | undefined>>();
+  const check = (url: string) => {
+    const known = checks.get(url);
+    if (known) return known;
+    const refusal = r.checkWebhookUrl(tenantId, url);
+    checks.set(url, refusal);
+    return refusal;
+  };
   const refusals = await Promise.all(
-    requests.map((request) =>
-      request.webhookUrl === undefined ? undefined : r.checkWebhookUrl(tenantId, request.webhookUrl),
-    ),
+    requests.map((request) => (request.webhookUrl === undefined ? undefined : check(request.webhookUrl))),
   );
   refusals.forEach((message, i) => {
     if (message !== undefined) issues.push({ path: `tasks.${i}.webhook_url`, message });
