@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkWebhookUrl, isForbiddenAddress, postWebhook, type Resolve } from '../src/index.ts';
+import { checkWebhookUrl, isForbiddenAddress, postWebhook, type Resolve, signWebhook } from '../src/index.ts';
 
 describe('isForbiddenAddress', () => {
   it.each([
@@ -153,5 +153,20 @@ describe('postWebhook', () => {
       silent.closeAllConnections();
       await new Promise((resolve) => silent.close(resolve));
     }
+  });
+});
+
+describe('signWebhook', () => {
+  // The test vector of the Standard Webhooks specification (and of its reference libraries).
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+  const signed = () =>
+    signWebhook(secret, 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}');
+
+  it('signs as Standard Webhooks says, the first time and with the key it keeps', () => {
+    expect(signed()).toBe('v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
+    expect(signed()).toBe('v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=');
+    expect(
+      signWebhook('whsec_AAAA', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}'),
+    ).not.toBe(signed());
   });
 });
