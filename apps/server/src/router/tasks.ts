@@ -11,46 +11,39 @@ import { readProcedure, router, writeProcedure } from '../trpc.ts';
 import { taskFilterShape, toTaskFilter } from './filter.ts';
 import { checkRunOptions, restPage, runOptionsShape, taskUuid, toSubmitOptions } from './schemas.ts';
 
+/** A task type, its parameters and the run options of run-task: POST /tasks's body, a batch's item. */
+const taskBody = z.strictObject({
+  name: z.enum(taskNames).describe('Which task type to run'),
+  input: z
+    .record(z.string(), z.unknown())
+    .describe('The parameters of that task type, checked against its schema'),
+  ...runOptionsShape,
+});
+
 /**
  * POST /tasks: a task type and its parameters, and the run options of run-task. The document
  * (openapi.ts) describes this body as one schema per task type, from the catalog; here the
  * parameters are checked by the engine against the named type's schema, as on run-task.
  */
-export const createTaskInput = z
-  .strictObject({
-    name: z.enum(taskNames).describe('Which task type to run'),
-    input: z
-      .record(z.string(), z.unknown())
-      .describe('The parameters of that task type, checked against its schema'),
-    ...runOptionsShape,
-  })
-  .superRefine(checkRunOptions);
+export const createTaskInput = taskBody.superRefine(checkRunOptions);
 
 /**
  * One task of POST /tasks/batch: createTask's body, with its parameters checked here against its
  * type's schema (so that one 400 names every bad item, each under its index: `tasks.3.input.a`),
  * and no debounce (collapsing submissions is a single submission's business).
  */
-const batchItem = z
-  .strictObject({
-    name: z.enum(taskNames).describe('Which task type to run'),
-    input: z
-      .record(z.string(), z.unknown())
-      .describe('The parameters of that task type, checked against its schema'),
-    ...runOptionsShape,
-  })
-  .superRefine((item, ctx) => {
-    checkRunOptions(item, ctx);
-    if (item.debounce !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['debounce'],
-        message: 'is not taken in a batch: submit a debounced task on its own (POST /tasks)',
-      });
-    const parsed = getTaskDefinition(item.name)?.input.safeParse(item.input);
-    for (const issue of parsed?.error?.issues ?? [])
-      ctx.addIssue({ code: 'custom', path: ['input', ...issue.path], message: issue.message });
-  });
+const batchItem = taskBody.superRefine((item, ctx) => {
+  checkRunOptions(item, ctx);
+  if (item.debounce !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['debounce'],
+      message: 'is not taken in a batch: submit a debounced task on its own (POST /tasks)',
+    });
+  const parsed = getTaskDefinition(item.name)?.input.safeParse(item.input);
+  for (const issue of parsed?.error?.issues ?? [])
+    ctx.addIssue({ code: 'custom', path: ['input', ...issue.path], message: issue.message });
+});
 
 /** POST /tasks/batch: 1 to MAX_BATCH_SIZE tasks, stored all or nothing. */
 export const runTasksInput = z.strictObject({
