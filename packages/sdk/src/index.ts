@@ -39,6 +39,7 @@ export type {
   Schedule,
   ScheduleChange,
   ScheduleDetail,
+  ScheduleListOptions,
   ScheduleOptions,
   SchedulePage,
   SchedulesApi,

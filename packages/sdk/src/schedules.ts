@@ -1,6 +1,12 @@
 import type { TRPCClient } from '@trpc/client';
-import { TaskerValidationError } from './errors.ts';
-import type { AppRouter, TaskInput, TaskName, WireInputs, WireOutputs } from './types.ts';
+import type { AppRouter, TaskInput, TaskName, WireOutputs } from './types.ts';
+import {
+  scheduleChangeToWire,
+  scheduleListOptionsToWire,
+  schedulePageFromWire,
+  scheduleToWire,
+  type WireFields,
+} from './wire.ts';
 
 /** What a schedule does with the ticks missed while nothing fired it (every worker down). */
 export type CatchUp = 'none' | 'latest' | 'all';
@@ -51,6 +57,12 @@ export type Schedule = WireOutputs['getSchedule'] extends infer D ? Omit<D, 'nex
 /** `get(id)`: the schedule, its next 5 fire times (`nextFires`) and its latest `runs` (id, scheduledFor, status). */
 export type ScheduleDetail = WireOutputs['getSchedule'];
 /** A page of `list()`: pass `nextCursor` back as `cursor`; `null` on the last page. */
+/** `list()`'s options: `limit` 1 to 200 (default 50), `cursor` the previous page's `nextCursor`. */
+export interface ScheduleListOptions {
+  limit?: number;
+  cursor?: string;
+}
+
 export interface SchedulePage {
   schedules: Schedule[];
   nextCursor: string | null;
@@ -60,7 +72,7 @@ export interface SchedulesApi {
   /** Creates a schedule; with a `key` the tenant already uses, updates that one instead. */
   create<N extends TaskName>(schedule: NewSchedule<N>): Promise<Schedule>;
   /** The tenant's schedules, oldest first: `limit` 1 to 200 (default 50), `cursor` the previous page's `nextCursor`. */
-  list(options?: { limit?: number; cursor?: string }): Promise<SchedulePage>;
+  list(options?: ScheduleListOptions): Promise<SchedulePage>;
   get(id: string): Promise<ScheduleDetail>;
   update<N extends TaskName = TaskName>(id: string, change: ScheduleChange<N>): Promise<Schedule>;
   /** It fires nothing until resumed. */
@@ -71,110 +83,22 @@ export interface SchedulesApi {
   delete(id: string): Promise<Schedule>;
 }
 
-type CreateWire = WireInputs['createSchedule'];
-type UpdateWire = WireInputs['updateSchedule'];
-
-/** Each option and the router's name for it (checked against both sides). */
-const CREATE_FIELDS = {
-  name: 'name',
-  input: 'input',
-  cron: 'cron',
-  timezone: 'timezone',
-  key: 'key',
-  catchUp: 'catch_up',
-  paused: 'paused',
-  priority: 'priority',
-  maxAttempts: 'max_attempts',
-  timeoutMs: 'timeout_ms',
-  ttlMs: 'ttl_ms',
-  concurrencyKey: 'concurrency_key',
-} as const satisfies { [K in keyof Required<NewSchedule>]: keyof CreateWire };
-const CHANGE_FIELDS = {
-  cron: 'cron',
-  timezone: 'timezone',
-  input: 'input',
-  paused: 'paused',
-  catchUp: 'catch_up',
-} as const satisfies { [K in keyof Required<ScheduleChange>]: keyof UpdateWire };
-
-const CAMEL = new Map<string, string>(Object.entries(CREATE_FIELDS).map(([camel, wire]) => [wire, camel]));
-
-/** Refuses a field the API does not take, naming it (a typo would otherwise be dropped silently). */
-function check(value: object, fields: object, what: string): void {
-  const unknown = Object.keys(value).filter((k) => !(k in fields));
-  if (unknown.length > 0)
-    throw new TaskerValidationError(
-      `unknown ${what} option(s): ${unknown.join(', ')}`,
-      unknown.map((path) => ({ path, message: `not a ${what} option` })),
-    );
-}
-
-/** A router's validation error names its fields in snake_case: name them as the caller wrote them. */
-function renamed(error: unknown): unknown {
-  if (error instanceof TaskerValidationError)
-    for (const issue of error.issues) {
-      const [head = '', ...rest] = issue.path.split('.');
-      issue.path = [CAMEL.get(head) ?? head, ...rest].join('.');
-    }
-  return error;
-}
-
-/** `tasker.schedules`, over the router's schedule procedures. */
+/** `tasker.schedules`, over the router's schedule procedures (the fields mapped in wire.ts). */
 export function createSchedulesApi(
   trpc: TRPCClient<AppRouter>,
-  call: <T>(promise: Promise<T>) => Promise<T>,
+  call: <T>(promise: Promise<T>, fields?: WireFields) => Promise<T>,
 ): SchedulesApi {
-  const named = async <T>(promise: () => Promise<T>): Promise<T> => {
-    try {
-      return await call(promise());
-    } catch (error) {
-      throw renamed(error);
-    }
-  };
-  const update = async (id: string, change: ScheduleChange) => {
-    check(change, CHANGE_FIELDS, 'schedule change');
-    return named(() =>
-      trpc.updateSchedule.mutate({
-        id,
-        cron: change.cron,
-        timezone: change.timezone,
-        input: change.input as UpdateWire['input'],
-        paused: change.paused,
-        catch_up: change.catchUp,
-      }),
-    );
-  };
+  // Async: an option refused while building the wire input rejects, as a refusal of the server does.
+  const update = async (id: string, change: ScheduleChange) =>
+    call(trpc.updateSchedule.mutate({ id, ...scheduleChangeToWire(change) }), 'schedule');
   return {
-    create: async (schedule) => {
-      check(schedule, CREATE_FIELDS, 'schedule');
-      return named(() =>
-        trpc.createSchedule.mutate({
-          name: schedule.name,
-          input: schedule.input as CreateWire['input'],
-          cron: schedule.cron,
-          timezone: schedule.timezone,
-          key: schedule.key,
-          catch_up: schedule.catchUp,
-          paused: schedule.paused,
-          priority: schedule.priority,
-          max_attempts: schedule.maxAttempts,
-          timeout_ms: schedule.timeoutMs,
-          ttl_ms: schedule.ttlMs,
-          concurrency_key: schedule.concurrencyKey,
-        }),
-      );
-    },
-    list: async (options = {}) => {
-      check(options, { limit: 1, cursor: 1 }, 'schedules list');
-      const page = await named(() =>
-        trpc.listSchedules.query({ limit: options.limit, cursor: options.cursor }),
-      );
-      return { schedules: page.schedules, nextCursor: page.next_cursor };
-    },
-    get: (id) => named(() => trpc.getSchedule.query({ id })),
+    create: async (schedule) => call(trpc.createSchedule.mutate(scheduleToWire(schedule)), 'schedule'),
+    list: async (options = {}) =>
+      schedulePageFromWire(await call(trpc.listSchedules.query(scheduleListOptionsToWire(options)))),
+    get: (id) => call(trpc.getSchedule.query({ id })),
     update,
     pause: (id) => update(id, { paused: true }),
     resume: (id) => update(id, { paused: false }),
-    delete: (id) => named(() => trpc.deleteSchedule.mutate({ id })),
+    delete: (id) => call(trpc.deleteSchedule.mutate({ id })),
   };
 }

@@ -4,6 +4,7 @@
  */
 import { TaskerValidationError } from './errors.ts';
 import type { LimitsInput, TenantListOptions, TenantPage, TypeLimitsInput } from './limits.ts';
+import type { NewSchedule, ScheduleChange, ScheduleListOptions, SchedulePage } from './schedules.ts';
 import type {
   DebounceOptions,
   ListOptions,
@@ -23,6 +24,9 @@ type QueueWire = Extract<WireInputs['pauseQueue'], object>;
 type TenantLimitsWire = Omit<WireInputs['setTenantLimits'], 'tenant'>;
 type TypeLimitsWire = Omit<WireInputs['setTypeLimits'], 'name'>;
 type TenantListWire = WireInputs['listTenants'];
+type ScheduleWire = WireInputs['createSchedule'];
+type ScheduleChangeWire = Omit<WireInputs['updateSchedule'], 'id'>;
+type ScheduleListWire = WireInputs['listSchedules'];
 
 /** Each run option and the router's name for it. */
 const RUN_FIELDS = {
@@ -85,6 +89,37 @@ const TENANT_LIST_FIELDS = {
   cursor: 'cursor',
 } as const satisfies { [K in keyof Required<TenantListOptions>]: keyof TenantListWire };
 
+/** Each field of a new schedule and the router's name for it. */
+const SCHEDULE_FIELDS = {
+  name: 'name',
+  input: 'input',
+  cron: 'cron',
+  timezone: 'timezone',
+  key: 'key',
+  catchUp: 'catch_up',
+  paused: 'paused',
+  priority: 'priority',
+  maxAttempts: 'max_attempts',
+  timeoutMs: 'timeout_ms',
+  ttlMs: 'ttl_ms',
+  concurrencyKey: 'concurrency_key',
+} as const satisfies { [K in keyof Required<NewSchedule>]: keyof ScheduleWire };
+
+/** Each field of a schedule's change and the router's name for it. */
+const SCHEDULE_CHANGE_FIELDS = {
+  cron: 'cron',
+  timezone: 'timezone',
+  input: 'input',
+  paused: 'paused',
+  catchUp: 'catch_up',
+} as const satisfies { [K in keyof Required<ScheduleChange>]: keyof ScheduleChangeWire };
+
+/** Each option of `schedules.list()`: the router's own names. */
+const SCHEDULE_LIST_FIELDS = {
+  limit: 'limit',
+  cursor: 'cursor',
+} as const satisfies { [K in keyof Required<ScheduleListOptions>]: keyof ScheduleListWire };
+
 /** The router's name → the caller's, for each table a refusal can name (`limits`: a type's, a superset of a tenant's). */
 const inverse = (fields: Record<string, string>) =>
   new Map(Object.entries(fields).map(([camel, wire]) => [wire, camel]));
@@ -93,6 +128,8 @@ const CAMEL = {
   list: inverse(LIST_FIELDS),
   queue: inverse(QUEUE_FIELDS),
   limits: inverse(TYPE_LIMIT_FIELDS),
+  /** A change's fields are a new schedule's. */
+  schedule: inverse(SCHEDULE_FIELDS),
 };
 /** The fields of an object option, by the option's (camelCase) name. */
 const NESTED: Readonly<Record<string, Map<string, string>>> = { debounce: inverse(DEBOUNCE_FIELDS) };
@@ -236,6 +273,44 @@ export function tenantListOptionsToWire(options: TenantListOptions): TenantListW
 
 export function tenantPageFromWire(page: WireOutputs['listTenants']): TenantPage {
   return { tenants: page.tenants, nextCursor: page.next_cursor };
+}
+
+export function scheduleToWire(schedule: NewSchedule): ScheduleWire {
+  checkKeys(schedule, SCHEDULE_FIELDS, 'schedule');
+  return {
+    name: schedule.name,
+    input: schedule.input as ScheduleWire['input'],
+    cron: schedule.cron,
+    timezone: schedule.timezone,
+    key: schedule.key,
+    catch_up: schedule.catchUp,
+    paused: schedule.paused,
+    priority: schedule.priority,
+    max_attempts: schedule.maxAttempts,
+    timeout_ms: schedule.timeoutMs,
+    ttl_ms: schedule.ttlMs,
+    concurrency_key: schedule.concurrencyKey,
+  };
+}
+
+export function scheduleChangeToWire(change: ScheduleChange): ScheduleChangeWire {
+  checkKeys(change, SCHEDULE_CHANGE_FIELDS, 'schedule change');
+  return {
+    cron: change.cron,
+    timezone: change.timezone,
+    input: change.input as ScheduleChangeWire['input'],
+    paused: change.paused,
+    catch_up: change.catchUp,
+  };
+}
+
+export function scheduleListOptionsToWire(options: ScheduleListOptions): ScheduleListWire {
+  checkKeys(options, SCHEDULE_LIST_FIELDS, 'schedules list');
+  return { limit: options.limit, cursor: options.cursor };
+}
+
+export function schedulePageFromWire(page: WireOutputs['listSchedules']): SchedulePage {
+  return { schedules: page.schedules, nextCursor: page.next_cursor };
 }
 
 /** Which of the tables above names the fields of a procedure's input. */

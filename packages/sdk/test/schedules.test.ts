@@ -83,6 +83,12 @@ describe('schedules from the SDK', () => {
       .create({ name: 'sum_two_numbers', input: { a: 1, b: 2 }, cron: '* * * * *', every: 5 })
       .catch((error: unknown) => error);
     expect((unknown as TaskerValidationError).issues[0]?.path).toBe('every');
+    // The router's name for an option: refused with the SDK's, as run()'s options are.
+    const snake = await tasker.schedules
+      // @ts-expect-error: the wire's name
+      .update('00000000-0000-4000-8000-000000000000', { catch_up: 'none' })
+      .catch((error: unknown) => error);
+    expect((snake as TaskerValidationError).issues[0]?.message).toContain('use "catchUp"');
   });
 
   it("a seconds schedule's ticks become tasks that complete", async () => {
