@@ -197,7 +197,7 @@ export type NewTaskRow = typeof tasks.$inferInsert;
 /**
  * The tasks handed to the queue (their job exists) and not finished: one narrow row per task in
  * flight, written by the dispatcher when it adds the job, deleted in the commit that finishes the
- * task (trigger `tasks_forget_handout`) or when its job is taken back (a paused type). A task's
+ * task (trigger `tasks_finished`, migration 0023) or when its job is taken back (a paused type). A task's
  * slot is held exactly while its handout exists; the PENDING tasks without one wait for their turn.
  * Not a state of the task (no version, no event): where its delivery stands. A row of its own rather
  * than a column of `tasks`, because rewriting the task's wide row (and every index entry of it) to
@@ -349,7 +349,7 @@ export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
 /**
  * A tenant's completion webhooks (`POST /webhooks`, migration 0019). When one of the tenant's tasks
  * finishes with one of `events` (and its type is among `taskNames`, when given), the trigger
- * `tasks_webhooks` stores a delivery to `url` in the transaction that finished it. `secret`
+ * `tasks_finished` (migration 0023) stores a delivery to `url` in the transaction that finished it. `secret`
  * (`whsec_...`) signs each delivery (Standard Webhooks); it is shown once, at creation.
  */
 export const webhooks = pgTable(

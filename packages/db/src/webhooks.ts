@@ -55,7 +55,7 @@ function deliveryFromDriver(raw: Record<string, unknown>): WebhookDeliveryRow {
 
 /**
  * Completion webhooks: a tenant's webhooks (create, list, get, delete), the tenant's secret for its
- * tasks' own `webhook_url`s, and the deliveries that the trigger `tasks_webhooks` (migration 0019)
+ * tasks' own `webhook_url`s, and the deliveries that the trigger `tasks_finished` (migration 0023)
  * stores when a task finishes: taken by senders under a lease, recorded, listed, redelivered.
  * Every call that a tenant makes passes its tenant (undefined: an operator's, across tenants).
  */
