@@ -242,11 +242,14 @@ export class BulkOperations {
       );
   }
 
-  /** The next chunk of an operation's tasks: at most `limit`, newest first, after its cursor. */
-  page(tx: Executor, op: BulkOperationRow, filter: TaskFilter, limit: number): Promise<BulkCursor[]> {
+  /**
+   * The next chunk of an operation's tasks: at most `limit`, newest first, after its cursor. Read
+   * outside the chunk's transaction: only the operation's holder moves its cursor.
+   */
+  page(op: BulkOperationRow, filter: TaskFilter, limit: number): Promise<BulkCursor[]> {
     const cursor =
       op.cursorCreatedAt && op.cursorId ? { createdAt: op.cursorCreatedAt, id: op.cursorId } : undefined;
-    return tx
+    return this.db
       .select({ createdAt: tasks.createdAt, id: tasks.id })
       .from(tasks)
       .where(and(...actionable(filter, op.action, op.createdAt, cursor)))

@@ -81,32 +81,36 @@ export async function runBulk(
     return failed ? { finished: failed } : { released: 'lease lost' };
   }
   const { tenantId } = op;
+  // The operation as this runner last wrote it: its cursor moves only with this runner's chunks.
+  let current = op;
   for (;;) {
     if (signal?.aborted) {
       await r.store.bulk.release(op.id, runner);
       return { released: 'stopped' };
     }
-    const step = await r.store.bulk.chunk(op.id, runner, leaseMs, async (tx, current) => {
-      const page = await r.store.bulk.page(tx, current, filter, chunkSize);
-      if (page.length === 0) return { changed: 0, result: [] as Changed[] };
-      const ids = page.map((task) => task.id);
-      if (current.action === 'retry') {
-        // BullMQ keeps a failed job and would ignore a new one under its id (as retry.ts).
-        await Promise.all(
-          ids.map((id) =>
-            bestEffort(r, 'old job removal (the sweeper replaces it later)', id, () =>
-              withTimeout(r.queue.remove(id), 5000, 'remove'),
-            ),
+    // The page and a retry's job removals before the chunk's transaction: no queue call holds it open.
+    const page = await r.store.bulk.page(current, filter, chunkSize);
+    const ids = page.map((task) => task.id);
+    if (op.action === 'retry') {
+      // BullMQ keeps a failed job and would ignore a new one under its id (as retry.ts).
+      await Promise.all(
+        ids.map((id) =>
+          bestEffort(r, 'old job removal (the sweeper replaces it later)', id, () =>
+            withTimeout(r.queue.remove(id), 5000, 'remove'),
           ),
-        );
-      }
+        ),
+      );
+    }
+    const step = await r.store.bulk.chunk(op.id, runner, leaseMs, async (tx) => {
+      if (page.length === 0) return { changed: 0, result: [] as Changed[] };
       const rows =
-        current.action === 'cancel'
+        op.action === 'cancel'
           ? await r.store.bulk.cancel(tx, tenantId, ids, cancelledError())
           : await r.store.bulk.retry(tx, tenantId, ids);
       return { changed: rows.length, last: page.at(-1), result: rows };
     });
     if (!step) return { released: 'lease lost' };
+    current = step.op;
     await Promise.all(step.result.map((row) => afterChange(r, op.action, row)));
     if (step.op.status !== 'running') return { finished: step.op };
   }
