@@ -3,7 +3,6 @@
  * `{ dryRun: true }` a count, `bulk.wait(id)` following the operation to its end, refusals named as
  * written. Against a real server and worker (AUTH_MODE disabled).
  */
-import { type AppProcess, createTestEnv, spawnApp, type TestEnv } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type BulkOperation,
@@ -11,22 +10,18 @@ import {
   type TaskerClient,
   TaskerValidationError,
 } from '../src/index.ts';
+import { type LiveStack, startLiveStack } from './stack.ts';
 
-let env: TestEnv;
-let server: AppProcess;
-let worker: AppProcess;
+let stack: LiveStack;
 let tasker: TaskerClient;
 
 beforeAll(async () => {
-  env = createTestEnv({ BULK_POLL_MS: '100' });
-  server = await spawnApp('server', env.vars);
-  worker = await spawnApp('worker', env.vars);
-  tasker = createTaskerClient({ url: server.url ?? '' });
+  stack = await startLiveStack({ BULK_POLL_MS: '100' });
+  tasker = createTaskerClient({ url: stack.url });
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all([server?.stop(), worker?.stop()]);
-  await env?.cleanup();
+  await stack?.close();
 });
 
 describe('bulk actions', () => {
