@@ -18,14 +18,18 @@ export class Scheduler extends Periodic {
     super(
       options.intervalMs,
       async () => {
-        const { fired, skipped, refused } = await fireSchedules(store, resources.limits, options);
+        const { fired, skipped } = await fireSchedules(store, resources.limits, options);
         // Counted as any task created or refused (tasker_tasks_created_total, tasker_tasks_refused_total).
         for (const row of fired) resources.observe?.({ kind: 'created', row });
-        for (const { tenantId, name } of refused)
-          resources.observe?.({ kind: 'refused', reason: 'QUEUE_FULL', name, tenantId });
-        if (fired.length > 0 || skipped > 0) log.debug({ fired: fired.length, skipped }, 'fired schedules');
-        if (skipped > 0)
-          log.info({ skipped }, 'schedule ticks skipped (max_queued, or an unknown task type)');
+        for (const { tenantId, name, reason } of skipped)
+          resources.observe?.({ kind: 'refused', reason, name, tenantId });
+        if (fired.length > 0 || skipped.length > 0)
+          log.debug({ fired: fired.length, skipped: skipped.length }, 'fired schedules');
+        if (skipped.length > 0)
+          log.info(
+            { skipped: skipped.length },
+            'schedule ticks skipped (max_queued, or an unknown task type)',
+          );
       },
       (error) => log.warn({ err: error }, 'schedule pass failed; will retry'),
     );

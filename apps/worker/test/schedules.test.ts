@@ -5,9 +5,11 @@
  * servers and two workers, with a restart, is apps/server/test/schedules.test.ts.
  */
 import { ScheduleStore, schedules, tasks } from '@tasker/db';
-import { createScheduleApi, fireSchedules } from '@tasker/engine';
+import { createLogger, createScheduleApi, fireSchedules, type LifecycleEvent } from '@tasker/engine';
+import { waitFor } from '@tasker/testing';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Scheduler } from '../src/scheduler.ts';
 import { Harness } from './harness.ts';
 
 let harness: Harness;
@@ -167,6 +169,30 @@ describe('firing', () => {
       await limits.store.setType('find_longest_consecutive_letters', { maxQueued: null });
       limits.invalidate();
     }
+  });
+
+  it('the ticks of a task type gone from the catalog make nothing, are recorded, and counted as refused', async () => {
+    const { id } = await dueSchedule('gone', { cron: '* * * * * *' }, 2_500);
+    await harness.db.db.update(schedules).set({ name: 'retired_type' }).where(eq(schedules.id, id));
+    const events: LifecycleEvent[] = [];
+    const scheduler = new Scheduler(
+      store,
+      { limits: harness.engine.lifecycle.resources.limits, observe: (event) => events.push(event) },
+      { ...options, intervalMs: 20 },
+      createLogger({ LOG_LEVEL: 'silent' }, 'scheduler'),
+    );
+    scheduler.start();
+    try {
+      await waitFor(() =>
+        events.some((e) => e.kind === 'refused' && e.reason === 'UNKNOWN_TYPE' && e.tenantId === 'gone'),
+      );
+    } finally {
+      await scheduler.stop();
+    }
+    expect(await ticksOf(id)).toHaveLength(0);
+    const [row] = await harness.db.db.select().from(schedules).where(eq(schedules.id, id));
+    expect(row?.lastSkipReason).toBe('UNKNOWN_TYPE');
+    expect(row?.skippedRuns).toBeGreaterThanOrEqual(3);
   });
 
   it('a paused schedule fires nothing; a resume starts from now, without the paused ticks', async () => {

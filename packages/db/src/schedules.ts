@@ -56,7 +56,7 @@ export interface PlannedFire {
   maxAttempts: number;
   ttlMs: number | null;
   /** Why none of the ticks can fire (the task type left the catalog): each is recorded skipped. */
-  skipAll?: string;
+  skipAll?: 'UNKNOWN_TYPE';
 }
 
 /** The `max_queued` of the holders of a pass's fires (null: none). */
@@ -74,16 +74,20 @@ export interface FiredTask {
   scheduledFor: Date;
 }
 
+/** Why a tick made no task. */
+export type SkipReason = 'QUEUE_FULL' | 'UNKNOWN_TYPE';
+
 /** What one firing transaction did. */
 export interface FireResult {
   /** Due schedules it held (and moved on). */
   schedules: number;
   /** The tasks it created, as stored. */
   fired: TaskRow[];
-  /** Ticks refused by a full queue (max_queued) or an unknown task type, recorded on their schedule. */
-  skipped: number;
-  /** The ticks refused by max_queued, by tenant and type (for the refusals' metric). */
-  refused: { tenantId: string; name: string }[];
+  /**
+   * Ticks refused by a full queue (max_queued) or an unknown task type, recorded on their schedule:
+   * one entry per tick (for the refusals' metric).
+   */
+  skipped: { tenantId: string; name: string; reason: SkipReason }[];
 }
 
 /**
@@ -222,16 +226,18 @@ export class ScheduleStore {
         order by next_fire_at
         limit ${batch}
         for update skip locked`;
-      if (raw.length === 0) return { schedules: 0, fired: [], skipped: 0, refused: [] };
+      if (raw.length === 0) return { schedules: 0, fired: [], skipped: [] };
       const rows = raw.map(scheduleFromDriver);
       const { fires: plans, limits } = await plan(rows);
-      const skipped = new Map<string, { count: number; last: Date; reason: string }>();
-      const skip = (p: PlannedFire, tick: Date, reason: string) => {
+      const skipped = new Map<string, { count: number; last: Date; reason: SkipReason }>();
+      const refused: FireResult['skipped'] = [];
+      const skip = (p: PlannedFire, tick: Date, reason: SkipReason) => {
         const s = skipped.get(p.schedule.id) ?? { count: 0, last: tick, reason };
         s.count += 1;
         if (tick >= s.last) s.last = tick;
         s.reason = reason;
         skipped.set(p.schedule.id, s);
+        refused.push({ tenantId: p.schedule.tenantId, name: p.schedule.name, reason });
       };
       // Room under max_queued, per limited holder.
       const tenantIds = [...new Set(plans.filter((p) => !p.skipAll).map((p) => p.schedule.tenantId))]
@@ -265,7 +271,6 @@ export class ScheduleStore {
         });
       }
       const inserts: (FiredTask & PlannedFire)[] = [];
-      const refused: FireResult['refused'] = [];
       const lastFire = new Map<string, Date>();
       for (const p of plans) {
         for (const tick of p.ticks) {
@@ -276,7 +281,6 @@ export class ScheduleStore {
           const holders = [lockKey('tenant', p.schedule.tenantId), lockKey('type', p.schedule.name)];
           if (holders.some((h) => (room.get(h) ?? 1) <= 0)) {
             skip(p, tick, 'QUEUE_FULL');
-            refused.push({ tenantId: p.schedule.tenantId, name: p.schedule.name });
             continue;
           }
           for (const h of holders) if (room.has(h)) room.set(h, (room.get(h) ?? 0) - 1);
@@ -330,8 +334,7 @@ export class ScheduleStore {
       return {
         schedules: rows.length,
         fired,
-        skipped: [...skipped.values()].reduce((n, s) => n + s.count, 0),
-        refused,
+        skipped: refused,
       };
     }) as Promise<FireResult>;
   }

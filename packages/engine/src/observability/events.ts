@@ -19,7 +19,10 @@ export type LifecycleEvent =
   | { kind: 'attempt-ended'; row: TaskRow; outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' }
   /** The task reached a terminal state: `row.status` is terminal (COMPLETED, FAILED, CANCELLED or EXPIRED). */
   | { kind: 'finished'; row: TaskRow }
-  /** A submission was refused and nothing stored: its tenant's or type's queue is full (max_queued). */
-  | { kind: 'refused'; reason: 'QUEUE_FULL'; name: string; tenantId: string };
+  /**
+   * A submission was refused and nothing stored: its tenant's or type's queue is full (max_queued);
+   * or a schedule's tick, its task type gone from the catalog (UNKNOWN_TYPE).
+   */
+  | { kind: 'refused'; reason: 'QUEUE_FULL' | 'UNKNOWN_TYPE'; name: string; tenantId: string };
 
 export type LifecycleObserver = (event: LifecycleEvent) => void;

@@ -105,7 +105,7 @@ export async function fireSchedules(
   options: FireOptions,
   now: () => Date = () => new Date(),
 ): Promise<FireResult> {
-  const total: FireResult = { schedules: 0, fired: [], skipped: 0, refused: [] };
+  const total: FireResult = { schedules: 0, fired: [], skipped: [] };
   for (;;) {
     const result = await store.fire(BATCH, async (due) => {
       const at = now();
@@ -127,8 +127,7 @@ export async function fireSchedules(
     });
     total.schedules += result.schedules;
     total.fired.push(...result.fired);
-    total.skipped += result.skipped;
-    total.refused.push(...result.refused);
+    total.skipped.push(...result.skipped);
     if (result.schedules < BATCH) return total;
   }
 }
