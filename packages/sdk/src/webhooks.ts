@@ -1,6 +1,6 @@
 import type { TRPCClient } from '@trpc/client';
-import { TaskerValidationError } from './errors.ts';
 import type { AppRouter, TaskName, WireOutputs } from './types.ts';
+import { type WireFields, webhookToWire } from './wire.ts';
 
 /** A webhook as the server shows it (never its secret). */
 export type Webhook = WireOutputs['getWebhook'];
@@ -43,46 +43,14 @@ export interface WebhooksApi {
   rotateTaskSecret(options?: { tenant?: string }): Promise<TaskWebhookSecret>;
 }
 
-/** Each field of a new webhook and the router's name for it. */
-const CREATE_FIELDS = { url: 'url', events: 'events', taskNames: 'task_names', tenant: 'tenant' } as const;
-const CAMEL = new Map<string, string>(Object.entries(CREATE_FIELDS).map(([camel, wire]) => [wire, camel]));
-
-/** A router's validation error names `task_names`: name it as the caller wrote it. */
-function renamed(error: unknown): unknown {
-  if (error instanceof TaskerValidationError)
-    for (const issue of error.issues) {
-      const [head = '', ...rest] = issue.path.split('.');
-      issue.path = [CAMEL.get(head) ?? head, ...rest].join('.');
-    }
-  return error;
-}
-
 /** `tasker.webhooks`, over the router's webhook procedures (an `admin` key). */
 export function createWebhooksApi(
   trpc: TRPCClient<AppRouter>,
-  call: <T>(promise: Promise<T>) => Promise<T>,
+  call: <T>(promise: Promise<T>, fields?: WireFields) => Promise<T>,
 ): WebhooksApi {
   return {
-    create: async (webhook) => {
-      const unknown = Object.keys(webhook).filter((k) => !(k in CREATE_FIELDS));
-      if (unknown.length > 0)
-        throw new TaskerValidationError(
-          `unknown webhook option(s): ${unknown.join(', ')}`,
-          unknown.map((path) => ({ path, message: 'not a webhook option' })),
-        );
-      try {
-        return await call(
-          trpc.createWebhook.mutate({
-            url: webhook.url,
-            events: webhook.events,
-            task_names: webhook.taskNames,
-            tenant: webhook.tenant,
-          }),
-        );
-      } catch (error) {
-        throw renamed(error);
-      }
-    },
+    // Async: an option refused while building the wire input rejects, as a refusal of the server does.
+    create: async (webhook) => call(trpc.createWebhook.mutate(webhookToWire(webhook)), 'webhook'),
     list: async (options = {}) => (await call(trpc.listWebhooks.query({ tenant: options.tenant }))).webhooks,
     get: (id) => call(trpc.getWebhook.query({ id })),
     delete: (id) => call(trpc.deleteWebhook.mutate({ id })),

@@ -17,6 +17,7 @@ import type {
   WireInputs,
   WireOutputs,
 } from './types.ts';
+import type { NewWebhook } from './webhooks.ts';
 
 type RunWire = Omit<WireInputs['runTask'], 'task_name' | 'task_parameters'>;
 type ListWire = WireInputs['listTasks'];
@@ -27,6 +28,7 @@ type TenantListWire = WireInputs['listTenants'];
 type ScheduleWire = WireInputs['createSchedule'];
 type ScheduleChangeWire = Omit<WireInputs['updateSchedule'], 'id'>;
 type ScheduleListWire = WireInputs['listSchedules'];
+type WebhookWire = WireInputs['createWebhook'];
 
 /** Each run option and the router's name for it. */
 const RUN_FIELDS = {
@@ -120,6 +122,14 @@ const SCHEDULE_LIST_FIELDS = {
   cursor: 'cursor',
 } as const satisfies { [K in keyof Required<ScheduleListOptions>]: keyof ScheduleListWire };
 
+/** Each field of a new webhook and the router's name for it. */
+const WEBHOOK_FIELDS = {
+  url: 'url',
+  events: 'events',
+  taskNames: 'task_names',
+  tenant: 'tenant',
+} as const satisfies { [K in keyof Required<NewWebhook>]: keyof WebhookWire };
+
 /** The router's name → the caller's, for each table a refusal can name (`limits`: a type's, a superset of a tenant's). */
 const inverse = (fields: Record<string, string>) =>
   new Map(Object.entries(fields).map(([camel, wire]) => [wire, camel]));
@@ -130,6 +140,7 @@ const CAMEL = {
   limits: inverse(TYPE_LIMIT_FIELDS),
   /** A change's fields are a new schedule's. */
   schedule: inverse(SCHEDULE_FIELDS),
+  webhook: inverse(WEBHOOK_FIELDS),
 };
 /** The fields of an object option, by the option's (camelCase) name. */
 const NESTED: Readonly<Record<string, Map<string, string>>> = { debounce: inverse(DEBOUNCE_FIELDS) };
@@ -311,6 +322,11 @@ export function scheduleListOptionsToWire(options: ScheduleListOptions): Schedul
 
 export function schedulePageFromWire(page: WireOutputs['listSchedules']): SchedulePage {
   return { schedules: page.schedules, nextCursor: page.next_cursor };
+}
+
+export function webhookToWire(webhook: NewWebhook): WebhookWire {
+  checkKeys(webhook, WEBHOOK_FIELDS, 'webhook');
+  return { url: webhook.url, events: webhook.events, task_names: webhook.taskNames, tenant: webhook.tenant };
 }
 
 /** Which of the tables above names the fields of a procedure's input. */
