@@ -190,3 +190,44 @@ describe('tags and metadata on a task', () => {
     }
   });
 });
+
+describe('the filter and run_at, given a time PostgreSQL cannot hold', () => {
+  it('answer 400 naming the field, not 500: before the year 1 (UTC), on GET /tasks, the bulk routes and a submission', async () => {
+    const before = await count();
+    const cases: [string, string, unknown, string][] = [
+      ['GET', '/tasks?created_after=0000-01-01T00:00:00Z', undefined, 'created_after'],
+      [
+        'GET',
+        `/tasks?created_before=${encodeURIComponent('0001-01-01T00:30:00+01:00')}`,
+        undefined,
+        'created_before',
+      ],
+      [
+        'POST',
+        '/tasks/cancel',
+        { filter: { created_after: '0000-06-01T00:00:00Z' }, dry_run: true },
+        'filter.created_after',
+      ],
+      [
+        'POST',
+        '/tasks/retry',
+        { filter: { created_before: '0000-12-31T23:59:59Z' } },
+        'filter.created_before',
+      ],
+      [
+        'POST',
+        '/tasks',
+        { name: 'sum_two_numbers', input: { a: 1, b: 2 }, run_at: '0000-01-01T00:00:00Z' },
+        'run_at',
+      ],
+    ];
+    for (const [method, path, body, field] of cases) {
+      const res = await call(method, path, alice, body);
+      expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBe(400);
+      expect((res.body.issues as Issue[]).map((i) => i.path)).toContain(field);
+    }
+    // The year 1 itself is taken.
+    expect((await call('GET', '/tasks?created_after=0001-01-01T00:00:00Z', alice)).status).toBe(200);
+    expect(await count()).toBe(before);
+  });
+});

@@ -1,6 +1,6 @@
 import { findUnstorable, type TaskFilter, taskStatusSchema } from '@tasker/engine';
 import { z } from 'zod';
-import { MAX_TAGS, tagSchema } from './schemas.ts';
+import { isoDateTime, MAX_TAGS, tagSchema } from './schemas.ts';
 
 /** Query-string lists: `status=PENDING&status=RUNNING` or `status=PENDING,RUNNING`. */
 const list = <T extends z.ZodType>(item: T, max = 20) =>
@@ -111,12 +111,10 @@ export const taskFilterShape = {
     'Only these statuses (repeat the parameter or separate with commas)',
   ),
   name: list(z.string().min(1)).describe('Only these task types'),
-  created_after: z.iso
-    .datetime({ offset: true })
+  created_after: isoDateTime()
     .describe('Only tasks created at or after this time (ISO 8601, with an offset)')
     .optional(),
-  created_before: z.iso
-    .datetime({ offset: true })
+  created_before: isoDateTime()
     .describe('Only tasks created before this time (ISO 8601, with an offset)')
     .optional(),
   input_contains: containment('input_contains', 'input'),

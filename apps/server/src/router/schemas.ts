@@ -31,6 +31,15 @@ export const MAX_TAGS = 10;
 /** Bytes of UTF-8 a task's metadata takes at most, as JSON text (JSON.stringify). */
 export const MAX_METADATA_BYTES = 4096;
 
+/** The earliest time PostgreSQL takes as ISO 8601 text: year 1 (a year 0 or before is an error there). */
+const EARLIEST_TIME = Date.parse('0001-01-01T00:00:00Z');
+
+/** An ISO 8601 date-time with its offset, that PostgreSQL can hold (from the year 1, in UTC). */
+export const isoDateTime = () =>
+  z.iso
+    .datetime({ offset: true })
+    .refine((text) => Date.parse(text) >= EARLIEST_TIME, 'must be in the year 1 or later (UTC)');
+
 /** A tag: 1 to 64 characters, no control character and no comma (a query-string list separates tags with commas). */
 export const tagSchema = z
   .string()
@@ -55,8 +64,7 @@ export const runOptionsShape = {
     .max(30 * DAY_MS)
     .optional()
     .describe('Start no sooner than this many ms from now'),
-  run_at: z.iso
-    .datetime({ offset: true })
+  run_at: isoDateTime()
     .optional()
     .describe('Start no sooner than this time, within 30 days (instead of delay_ms)'),
   max_attempts: z
