@@ -1,4 +1,4 @@
-import type { CatchUp, Schedule, ScheduleOptions, TaskerClient, TaskName } from '@tasker/sdk';
+import type { CatchUp, Schedule, ScheduleChange, ScheduleOptions, TaskerClient, TaskName } from '@tasker/sdk';
 import { type Command, Option } from 'commander';
 import { connect } from './connect.ts';
 import { describeError } from './errors.ts';
@@ -6,6 +6,10 @@ import { paint, printJson, printTable, statusText, time } from './output.ts';
 import { buildParameters, wholeNumber } from './params.ts';
 
 const CATCH_UP: readonly CatchUp[] = ['none', 'latest', 'all'];
+const catchUpOption = () =>
+  new Option('--catch-up <policy>', 'missed ticks: none, latest (default), all').choices(CATCH_UP);
+/** `--param key=value`, repeatable. */
+const collect = (value: string, all: string[]) => [...all, value];
 
 /** A call of the SDK, its failure in the CLI's words (one line, its exit code). */
 async function withClient<T>(command: Command, work: (client: TaskerClient) => Promise<T>): Promise<T> {
@@ -37,7 +41,7 @@ function printSchedule(s: Schedule): void {
 }
 
 /**
- * `tasker schedules [list] | create | get | pause | resume | delete`: the tenant's schedules, through
+ * `tasker schedules [list] | create | get | update | pause | resume | delete`: the tenant's schedules, through
  * the SDK (tasks:write to change, tasks:read to read).
  */
 export function schedulesCommand(program: Command): void {
@@ -86,13 +90,11 @@ export function schedulesCommand(program: Command): void {
     .option(
       '-p, --param <key=value>',
       'a parameter (repeatable), read as JSON if it parses, else as text',
-      (value: string, all: string[]) => [...all, value],
+      collect,
       [] as string[],
     )
     .option('-i, --input <json>', 'the parameters as one JSON object (--param values override)')
-    .addOption(
-      new Option('--catch-up <policy>', 'missed ticks: none, latest (default), all').choices(CATCH_UP),
-    )
+    .addOption(catchUpOption())
     .option('--paused', 'created paused')
     .option('--priority <n>', "its tasks' priority, 0 to 100", wholeNumber(0, 100))
     .option('--max-attempts <n>', "its tasks' attempts in all", wholeNumber(1, 100))
@@ -149,6 +151,42 @@ Examples:
           (_r, _c, text) => text,
         );
     });
+
+  schedules
+    .command('update')
+    .description(
+      'Changes a schedule: what is given changes (a new cron or zone starts from the next tick after now)',
+    )
+    .option('--json', 'JSON on stdout')
+    .argument('<id>', 'the schedule')
+    .option('--cron <cron>', '5 fields (minute hour day month weekday), or 6 with seconds first')
+    .option('--timezone <zone>', 'an IANA time zone')
+    .option('-p, --param <key=value>', 'a parameter of the new input (repeatable)', collect, [] as string[])
+    .option('-i, --input <json>', 'the new input as one JSON object (--param values override)')
+    .addOption(catchUpOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  tasker schedules update <id> --cron '0 3 * * *' --timezone America/New_York
+  tasker schedules update <id> --param a=5 --param b=6 --catch-up none`,
+    )
+    .action(
+      async (
+        id: string,
+        options: Omit<ScheduleChange, 'input' | 'paused'> & { param: string[]; input?: string },
+        command: Command,
+      ) => {
+        const { cron, timezone, catchUp, param, input } = options;
+        const change: ScheduleChange = { cron, timezone, catchUp };
+        // The input changes only when given, whole (a parameter left out is gone).
+        if (input !== undefined || param.length > 0)
+          change.input = buildParameters(input, param, undefined) as never;
+        const s = await withClient(command, (c) => c.schedules.update(id, change));
+        if (json(command)) return printJson(s);
+        printSchedule(s);
+      },
+    );
 
   for (const [name, description, paused] of [
     ['pause', 'Pauses a schedule: it fires nothing until resumed', true],

@@ -1,5 +1,5 @@
 /**
- * `tasker schedules create|list|get|pause|resume|delete`, as built: idempotent creates by key, the
+ * `tasker schedules create|list|get|update|pause|resume|delete`, as built: idempotent creates by key, the
  * tables and --json, a refused cron (exit 2, one line naming it), a key without tasks:write (exit
  * 4), an unknown id (exit 5). Against a real server with API keys required; no worker.
  */
@@ -76,6 +76,36 @@ describe('tasker schedules', () => {
     expect(run.stdout).toMatch(/^cron +0 2 \* \* \* {2}\(Europe\/Paris\)$/m);
     expect(run.stdout.match(/^ {2}\d{4}-\d\d-\d\d 0[01]:00:00Z$/gm)).toHaveLength(5);
     expect(run.stdout).toContain('none yet');
+
+    run = await tasker([
+      'schedules',
+      'update',
+      made.id,
+      '--cron',
+      '30 3 * * *',
+      '--timezone',
+      'America/New_York',
+      '--param',
+      'a=5',
+      '--param',
+      'b=6',
+      '--catch-up',
+      'none',
+      '--json',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      id: made.id,
+      cron: '30 3 * * *',
+      timezone: 'America/New_York',
+      input: { a: 5, b: 6 },
+      catchUp: 'none',
+    });
+    // What is not given stays.
+    run = await tasker(['schedules', 'update', made.id, '--cron', '0 2 * * *']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^cron +0 2 \* \* \* {2}\(America\/New_York\)$/m);
+    expect(run.stdout).toMatch(/^input +\{"a":5,"b":6\}$/m);
 
     run = await tasker(['schedules', 'pause', made.id]);
     expect(run.stdout).toBe(`${made.id} paused\n`);
