@@ -73,16 +73,17 @@ export class DispatchQueries {
   }
 
   /**
-   * The tenants with tasks waiting for their turn, at most `limit`, from after `after` (wrapping
-   * round): a skip scan of tasks_ready_idx, one index probe per tenant however many tasks each has
-   * (past its tasks handed out already, at most the queue's buffer).
+   * The tenants with PENDING tasks, at most `limit`, from after `after` (wrapping round): a skip
+   * scan of tasks_ready_idx, one index probe per tenant however many tasks each has. Whether a
+   * tenant's tasks are handed out already is `candidates`' question: asked here too, it walked each
+   * tenant's tasks in flight once more a pass (or, in a plan sorting the tenants, every PENDING task).
    */
   async readyTenants(limit: number, after = ''): Promise<string[]> {
     const scan = (from: string, max: number) => this.pg<{ owner_id: string }[]>`
       with recursive t(owner_id) as (
-        (select t.owner_id from tasks t where ${this.pg.unsafe(READY)} and t.owner_id > ${from} order by t.owner_id limit 1)
+        (select t.owner_id from tasks t where t.status = 'PENDING' and t.owner_id > ${from} order by t.owner_id limit 1)
         union all
-        select (select t.owner_id from tasks t where ${this.pg.unsafe(READY)} and t.owner_id > r.owner_id order by t.owner_id limit 1)
+        select (select t.owner_id from tasks t where t.status = 'PENDING' and t.owner_id > r.owner_id order by t.owner_id limit 1)
         from t r where r.owner_id is not null
       )
       select owner_id from t where owner_id is not null limit ${max}`;
