@@ -172,7 +172,14 @@ export class TaskerMetrics {
     collectDefaultMetrics({ register: this.registry });
     // Every series exists from the start at zero, so rates and dashboards work before the first task.
     for (const name of taskNames) {
-      for (const counter of [this.created, this.completed, this.failed, this.cancelled, this.debounced])
+      for (const counter of [
+        this.created,
+        this.completed,
+        this.failed,
+        this.cancelled,
+        this.expired,
+        this.debounced,
+      ])
         counter.inc({ task_type: name }, 0);
       for (const reason of ['singleton', 'idempotency'] as const)
         this.deduplicated.inc({ task_type: name, reason }, 0);
