@@ -18,7 +18,12 @@ export class Scheduler extends Periodic {
     super(
       options.intervalMs,
       async () => {
-        const { fired, skipped } = await fireSchedules(store, resources.limits, options);
+        const { fired, skipped, unplanned } = await fireSchedules(store, resources.limits, options);
+        for (const { id, error } of unplanned)
+          log.warn(
+            { err: error, scheduleId: id },
+            'schedule not planned (its cron or zone): tried again in a minute',
+          );
         // Counted as any task created or refused (tasker_tasks_created_total, tasker_tasks_refused_total).
         for (const row of fired) resources.observe?.({ kind: 'created', row });
         for (const { tenantId, name, reason } of skipped)

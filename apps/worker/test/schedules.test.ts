@@ -195,6 +195,19 @@ describe('firing', () => {
     expect(row?.skippedRuns).toBeGreaterThanOrEqual(3);
   });
 
+  it('a schedule this worker cannot plan (a zone it lacks) waits a minute; the others fire', async () => {
+    const bad = await dueSchedule('unplanned', { cron: '* * * * * *' }, 10_000);
+    await harness.db.db.update(schedules).set({ timezone: 'Mars/Olympus' }).where(eq(schedules.id, bad.id));
+    // Due after it: a failed pass would stop it too.
+    const good = await dueSchedule('unplanned', { cron: '* * * * * *' }, 2_500);
+    const result = await fireSchedules(store, harness.engine.lifecycle.resources.limits, options);
+    expect(result.unplanned.map((u) => u.id)).toContain(bad.id);
+    expect(await ticksOf(bad.id)).toHaveLength(0);
+    expect((await ticksOf(good.id)).length).toBeGreaterThanOrEqual(3);
+    const [row] = await harness.db.db.select().from(schedules).where(eq(schedules.id, bad.id));
+    expect(row?.nextFireAt?.getTime()).toBeGreaterThan(Date.now() + 50_000);
+  });
+
   it('a paused schedule fires nothing; a resume starts from now, without the paused ticks', async () => {
     const api = createScheduleApi(store, { minIntervalMs: 1000 });
     const { id } = await dueSchedule('paused', { cron: '* * * * * *' }, 3_000);

@@ -91,6 +91,14 @@ export function planFire(schedule: ScheduleRow, now: Date, options: FireOptions)
 /** Due schedules one transaction takes. */
 const BATCH = 50;
 
+/** How long a schedule this worker cannot plan waits before it is tried again. */
+const UNPLANNABLE_RETRY_MS = 60_000;
+
+/** A firing pass's result, and the schedules it could not plan (see `fireSchedules`). */
+export interface FirePassResult extends FireResult {
+  unplanned: { id: string; error: unknown }[];
+}
+
 /**
  * One firing pass: transactions of up to 50 due schedules each (`ScheduleStore.fire`), until none
  * is due. Any number of workers run it at once: each transaction holds its schedules' rows (FOR
@@ -98,18 +106,30 @@ const BATCH = 50;
  * one task. The tasks are ordinary PENDING rows: the dispatcher hands them out in their tenant's
  * turn, within its limits; `max_queued` is counted as at a submission, and a tick refused by it is
  * recorded as a skipped run (QUEUE_FULL) on its schedule.
+ *
+ * A schedule this worker cannot plan (a cron or a zone it cannot read: written by a newer version,
+ * or a zone its ICU lacks) fires nothing and is tried again in a minute (`unplanned`): it does not
+ * fail the transaction, which would stop every schedule due after it, on every pass.
  */
 export async function fireSchedules(
   store: ScheduleStore,
   limits: Limits,
   options: FireOptions,
   now: () => Date = () => new Date(),
-): Promise<FireResult> {
-  const total: FireResult = { schedules: 0, fired: [], skipped: [] };
+): Promise<FirePassResult> {
+  const total: FirePassResult = { schedules: 0, fired: [], skipped: [], unplanned: [] };
   for (;;) {
     const result = await store.fire(BATCH, async (due) => {
       const at = now();
-      const fires = due.map((schedule) => planFire(schedule, at, options));
+      const fires = due.map((schedule): PlannedFire => {
+        try {
+          return planFire(schedule, at, options);
+        } catch (error) {
+          total.unplanned.push({ id: schedule.id, error });
+          const retry = new Date(at.getTime() + UNPLANNABLE_RETRY_MS);
+          return { schedule, ticks: [], nextFireAt: retry, maxAttempts: 1, ttlMs: null };
+        }
+      });
       const [tenants, types] = await Promise.all([
         limits.tenants(due.map((s) => s.tenantId)),
         Promise.all(

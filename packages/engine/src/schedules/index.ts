@@ -20,4 +20,4 @@ export {
   resolve,
   shortestGap,
 } from './cron.ts';
-export { type FireOptions, fireSchedules, planFire } from './fire.ts';
+export { type FireOptions, type FirePassResult, fireSchedules, planFire } from './fire.ts';
