@@ -76,6 +76,18 @@ describe(`the webhooks page (${testMode} mode)`, () => {
     expect(await page.getByText('No webhooks yet.').count()).toBe(1);
   });
 
+  it("a task's page names its own webhook_url", async () => {
+    await harness.stack.api(admin, 'POST', '/webhooks/task-secret', {});
+    const task = await harness.stack.api<{ id: string }>(writer, 'POST', '/tasks', {
+      name: 'sum_two_numbers',
+      input: { a: 1, b: 2 },
+      webhook_url: url,
+    });
+    const page = await openDashboard(harness.browser, harness.stack.url, writer, `/ui/tasks/${task.id}`);
+    await page.getByTestId('task-detail').waitFor();
+    expect(await page.getByTestId('task-webhook-url').textContent()).toBe(url);
+  });
+
   it('a key without the admin scope has no Webhooks page', async () => {
     const page = await openDashboard(harness.browser, harness.stack.url, writer, '/ui/webhooks');
     await page.getByText('lacks the admin scope').waitFor();

@@ -59,6 +59,7 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
     metadata: { team: 'billing' },
     scheduleId: null,
     scheduledFor: null,
+    webhookUrl: null,
     runAfter: null,
     ttlMs: null,
     expiresAt: null,
@@ -85,6 +86,7 @@ export function taskSummaryExample(d: TaskDefinition, status: State, id = EXAMPL
     debounceKey: _d,
     scheduleId: _si,
     scheduledFor: _sf,
+    webhookUrl: _w,
     ...fixed
   } = taskRecordExample(d, status, id) as Record<string, unknown>;
   const preview = (value: unknown) => {

@@ -22,7 +22,10 @@ let db: DbClient;
 const servers: AppProcess[] = [];
 const workers: AppProcess[] = [];
 let strict: TaskerServer;
-const keys = {} as Record<'adminA' | 'adminB' | 'writerA' | 'writerB' | 'readerA' | 'operator', string>;
+const keys = {} as Record<
+  'adminA' | 'adminB' | 'writerA' | 'writerB' | 'readerA' | 'readerB' | 'operator',
+  string
+>;
 
 interface Received {
   headers: IncomingHttpHeaders;
@@ -169,6 +172,7 @@ beforeAll(async () => {
   keys.writerA = await key('wh-a', ['tasks:write', 'tasks:read']);
   keys.writerB = await key('wh-b', ['tasks:write']);
   keys.readerA = await key('wh-a', ['tasks:read']);
+  keys.readerB = await key('wh-b', ['tasks:read']);
   keys.operator = await key('ops', ['operator']);
   // A server of the same database without WEBHOOK_ALLOW_PRIVATE: the forgery checks.
   const vars = { ...env.vars, WEBHOOK_ALLOW_PRIVATE: '0' };
@@ -481,6 +485,12 @@ describe("a task's own webhook_url", () => {
         event: 'task.completed',
         task: { id, output: 2 },
       });
+      // The task's record names its own webhook (and a task without one says null).
+      const record = await call(next(), 'GET', `/tasks/${id}`, keys.readerB);
+      expect(record.body.webhookUrl).toBe(own.url);
+      expect(JSON.parse(delivery?.body ?? '{}').task.webhookUrl).toBe(own.url);
+      const plain = await submit(keys.writerB);
+      expect((await call(next(), 'GET', `/tasks/${plain}`, keys.readerB)).body.webhookUrl).toBeNull();
       // Old-style door too.
       const legacy = await call(next(), 'POST', '/run-task', keys.writerB, {
         task_name: 'sum_two_numbers',

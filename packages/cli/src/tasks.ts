@@ -161,6 +161,7 @@ function printTask(task: Task | TaskUpdate): void {
   if (task.debounceKey) rows.push(['debounce key', task.debounceKey]);
   if (task.tags.length > 0) rows.push(['tags', task.tags.join(', ')]);
   if (task.metadata) rows.push(['metadata', JSON.stringify(task.metadata)]);
+  if (task.webhookUrl) rows.push(['webhook', task.webhookUrl]);
   if (task.cancelRequestedAt) rows.push(['cancel asked', time(task.cancelRequestedAt)]);
   if ('input' in task) rows.push(['input', JSON.stringify(task.input)]);
   if (task.status === 'COMPLETED') rows.push(['output', valueText(task.output)]);

@@ -101,6 +101,13 @@ describe('tasker webhooks', () => {
     );
     expect(run.code, run.stderr).toBe(0);
     await waitFor(() => received > sent || undefined);
+    // `tasker get` names a task's own webhook.
+    run = await tasker(
+      ['run', 'sum_two_numbers', '-p', 'a=3', '-p', 'b=3', '--webhook-url', url],
+      keys.writer,
+    );
+    run = await tasker(['get', run.stdout.trim()], keys.writer);
+    expect(run.stdout).toMatch(new RegExp(`webhook\\s+${url}`));
 
     run = await tasker(['webhooks', 'delete', id]);
     expect(run.code).toBe(0);

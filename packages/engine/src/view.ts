@@ -66,6 +66,12 @@ export const taskViewSchema = z
       .nullable()
       .describe('The schedule whose tick made it (GET /schedules/{id}), or null: not a scheduled run'),
     scheduledFor: isoDate.nullable().describe('The tick of its schedule it was made for, or null'),
+    webhookUrl: z
+      .string()
+      .nullable()
+      .describe(
+        'Where its final state is POSTed when it finishes (webhook_url, signed with the tenant’s task secret), or null: none',
+      ),
     runAfter: isoDate.nullable().describe('A delayed task does not start before this time'),
     ttlMs: z.number().int().nullable().describe('How long it may wait to start (ttl_ms), or null: for ever'),
     expiresAt: isoDate
@@ -107,6 +113,7 @@ export function toTaskView(row: TaskRow): TaskView {
     metadata: row.metadata ?? null,
     scheduleId: row.scheduleId ?? null,
     scheduledFor: iso(row.scheduledFor ?? null),
+    webhookUrl: row.webhookUrl ?? null,
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),
@@ -182,6 +189,7 @@ export const taskSummarySchema = taskViewSchema
     debounceKey: true,
     scheduleId: true,
     scheduledFor: true,
+    webhookUrl: true,
   })
   .extend({
     inputPreview: previewSchema.describe('The parameters it was submitted with, as a preview'),

@@ -199,6 +199,16 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
             {JSON.stringify(view.metadata)}
           </Fact>
         ) : null}
+        {view.webhookUrl ? (
+          <Fact
+            term="Webhook"
+            title="Its final state is POSTed here when it finishes (webhook_url)"
+            mono
+            testId="task-webhook-url"
+          >
+            {view.webhookUrl}
+          </Fact>
+        ) : null}
         <Fact term="Created">{time(view.createdAt)}</Fact>
         <Fact term="Started">{time(view.startedAt)}</Fact>
         <Fact term="Finished">{time(view.finishedAt)}</Fact>
