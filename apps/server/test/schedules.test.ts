@@ -31,7 +31,8 @@ async function call(
   body?: unknown,
   base?: string,
 ): Promise<Answer> {
-  const headers: Record<string, string> = { authorization: `Bearer ${bearer}` };
+  // No key (''): AUTH_MODE=disabled.
+  const headers: Record<string, string> = bearer ? { authorization: `Bearer ${bearer}` } : {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   const res = await fetch(`${base ?? server.url}${path}`, {
     method,
@@ -227,6 +228,36 @@ describe('the routes', () => {
     const bad = await trpc('updateSchedule', { id, cron: 'nope' }, true);
     expect(bad.status).toBe(400);
     expect(bad.body.error.data.issues[0].path).toBe('cron');
+  });
+});
+
+describe('AUTH_MODE=disabled', () => {
+  it('every route, without a key, as the default tenant', async () => {
+    const open = createTestEnv({ AUTH_MODE: 'disabled' });
+    const parsed = loadEnv(open.vars);
+    const local = await startServer(parsed, createLogger(parsed, 'test-schedules-open'));
+    try {
+      const at = (method: string, path: string, body?: unknown) => call(method, path, '', body, local.url);
+      let res = await at('POST', '/schedules', { ...nightly, key: 'open' });
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+      const { id } = res.body;
+      expect((await at('POST', '/schedules', { ...nightly, key: 'open', cron: '0 3 * * *' })).status).toBe(
+        200,
+      );
+      res = await at('GET', '/schedules');
+      expect(res.body.schedules.map((s: { id: string }) => s.id)).toEqual([id]);
+      res = await at('GET', `/schedules/${id}`);
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ cron: '0 3 * * *', runs: [] });
+      expect(res.body.nextFires).toHaveLength(5);
+      res = await at('PATCH', `/schedules/${id}`, { paused: true });
+      expect(res.body.paused).toBe(true);
+      expect((await at('DELETE', `/schedules/${id}`)).status).toBe(200);
+      expect((await at('GET', `/schedules/${id}`)).status).toBe(404);
+    } finally {
+      await local.close();
+      await open.cleanup();
+    }
   });
 });
 
