@@ -44,6 +44,7 @@ export {
 export * from './schema.ts';
 export {
   actionStatuses,
+  type BatchInserted,
   type BatchLimits,
   type BulkCursor,
   BulkOperations,

@@ -8,7 +8,7 @@ import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
 import { OtherTransitions } from './tasks/transitions.ts';
 
-export type { BatchLimits } from './tasks/batch.ts';
+export type { BatchInserted, BatchLimits } from './tasks/batch.ts';
 export { actionStatuses, type BulkCursor, BulkOperations, type NewBulkOperation } from './tasks/bulk.ts';
 export type { HoldingGroup, ReadyTask } from './tasks/dispatch.ts';
 export type { FailedAttempt, Inserted, TaskInsert } from './tasks/hot.ts';

@@ -1,15 +1,23 @@
 import type postgres from 'postgres';
 import { QueueFullError } from '../errors.ts';
+import type { TaskRow } from '../schema.ts';
 import {
   againOnConflict,
   freeExpiredKeys,
   type HotOptions,
   type Inserted,
   insertRounds,
+  KEY_COLUMNS,
   type TaskInsert,
 } from './hot.ts';
 import { lockKey } from './queue-limit.ts';
 import { column, pgArray } from './rows.ts';
+
+/**
+ * One item's answer: its task's id, tenant and type (all a batch answers with and counts by: its
+ * rows are not read back whole), created, or matched by a key and why.
+ */
+export type BatchInserted = Omit<Inserted, 'row'> & { row: Pick<TaskRow, 'id' | 'tenantId' | 'name'> };
 
 /** The `max_queued` limits a batch is counted against as a whole: its tenant's, and each of its task types'. */
 export interface BatchLimits {
@@ -35,7 +43,7 @@ export class BatchInserts {
   ) {}
 
   /** The answers in the order of `rows`: each row's new task, or the task its key matched. */
-  insert(rows: readonly TaskInsert[], limits: BatchLimits = {}): Promise<Inserted[]> {
+  insert(rows: readonly TaskInsert[], limits: BatchLimits = {}): Promise<BatchInserted[]> {
     if (rows.length === 0) return Promise.resolve([]);
     const tenantId = rows[0]?.tenantId ?? 'default';
     if (rows.some((r) => (r.tenantId ?? 'default') !== tenantId))
@@ -50,7 +58,7 @@ export class BatchInserts {
     tenantId: string,
     rows: readonly TaskInsert[],
     limits: BatchLimits,
-  ): Promise<Inserted[]> {
+  ): Promise<BatchInserted[]> {
     // The transaction's connection runs the same statements as the pool (it lacks only begin/end).
     const sql = tx as unknown as postgres.Sql;
     const tenantLimit = limits.tenant ?? null;
@@ -68,13 +76,14 @@ export class BatchInserts {
     }
     await freeExpiredKeys(sql, rows, this.options);
     const answers = new Map<TaskInsert, Inserted>();
-    await insertRounds(sql, rows, answers, (statement) => statement());
+    await insertRounds(sql, rows, answers, (statement) => statement(), KEY_COLUMNS);
     const created = [...answers.values()].some((a) => a.created);
     if (locks.length > 0 && created) await this.check(tx, tenantId, tenantLimit, typeLimits);
     return rows.map((r) => {
       const answer = answers.get(r);
       if (!answer) throw new Error(`insert: no answer for ${r.id}`);
-      return answer;
+      const { id, tenantId, name } = answer.row;
+      return { ...answer, row: { id, tenantId, name } };
     });
   }
 

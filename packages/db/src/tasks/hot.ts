@@ -277,6 +277,9 @@ export async function freeExpiredKeys(
       and t.created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})`;
 }
 
+/** The columns `insertRounds` needs at least: a task's id, owner and type, and its keys. */
+export const KEY_COLUMNS = 'id, owner_id, name, idempotency_key, singleton_key';
+
 /**
  * The rounds of `insertPlain` (and of a batch, `batch.ts`, inside its transaction), each answer
  * recorded in `answers` as soon as its statement is done.
@@ -287,6 +290,9 @@ export async function insertRounds(
   answers: Map<TaskInsert, Inserted>,
   // Inside a transaction a statement cannot be run again after an error: the caller retries it whole.
   attempt: <T>(statement: () => Promise<T>) => Promise<T> = againOnConflict,
+  // The columns read back (the new rows, the keys' holders): the whole row, or a batch's few
+  // (KEY_COLUMNS; the answers' other fields are then null).
+  columns = '*',
 ): Promise<void> {
   let todo = rows;
   for (let round = 0; todo.length > 0; round++) {
@@ -317,7 +323,7 @@ export async function insertRounds(
                concurrency_key, singleton_key, trace, tags, metadata, webhook_url)
         order by v.owner_id, v.singleton_key, v.idempotency_key
         on conflict do nothing
-        returning *`,
+        returning ${pg.unsafe(columns)}`,
       ),
     );
     for (const r of todo) {
@@ -332,7 +338,7 @@ export async function insertRounds(
     const replayable = lost.filter((r) => r.idempotencyKey != null);
     if (replayable.length > 0) {
       const existing = await pg`
-        select * from tasks
+        select ${pg.unsafe(columns)} from tasks
         where (owner_id, idempotency_key) in (
           select * from unnest(${pgArray(replayable.map(ownerOf))}::text[],
                                ${pgArray(replayable.map((r) => r.idempotencyKey))}::text[]))`;
@@ -349,7 +355,7 @@ export async function insertRounds(
     );
     if (single.length > 0) {
       const holders = await pg`
-        select * from tasks
+        select ${pg.unsafe(columns)} from tasks
         where (owner_id, singleton_key) in (
           select * from unnest(${pgArray(single.map(ownerOf))}::text[],
                                ${pgArray(single.map((r) => r.singletonKey))}::text[]))

@@ -1,4 +1,4 @@
-import { QueueFullError, type TaskInsert, type TaskRow } from '@tasker/db';
+import { type BatchInserted, QueueFullError, type TaskInsert } from '@tasker/db';
 import { getTaskDefinition } from '@tasker/tasks';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
 import { describeIssues, type PublicIssue, toPublicIssues } from '../errors/http.ts';
@@ -12,7 +12,7 @@ export const MAX_BATCH_SIZE = 1000;
 /** What one item of a batch answers: its task, and whether the batch created it or a key matched one. */
 export interface BatchItem {
   /** The new task; or, when none was created, the task that answers instead (see `matched`). */
-  row: TaskRow;
+  row: BatchInserted['row'];
   /** True when this item stored a new task (a single submission's 201). */
   created: boolean;
   /**
@@ -92,7 +92,7 @@ export async function submitMany(
     r.limits.tenant(tenantId),
     Promise.all(names.map(async (name) => [name, (await r.limits.type(name)).maxQueued] as const)),
   ]);
-  let answers: Awaited<ReturnType<LifecycleResources['store']['insertBatch']>>;
+  let answers: BatchInserted[];
   try {
     answers = await r.store.insertBatch(rows, { tenant: tenant.maxQueued, types: new Map(types) });
   } catch (error) {

@@ -1,5 +1,8 @@
 import type { TaskRow } from '@tasker/db';
 
+/** What a submission's events carry of its task (a batch reads no more of its rows back). */
+export type SubmittedTask = Pick<TaskRow, 'id' | 'tenantId' | 'name'>;
+
 /**
  * What the lifecycle tells observers (metrics), once per transition that really happened: every
  * transition is a conditional UPDATE, and an event is emitted only when it changed the row, so each
@@ -8,9 +11,9 @@ import type { TaskRow } from '@tasker/db';
  */
 export type LifecycleEvent =
   /** A submission inserted a new row (not an idempotent replay). */
-  | { kind: 'created'; row: TaskRow }
+  | { kind: 'created'; row: SubmittedTask }
   /** A submission was answered with an existing task, unchanged: an idempotent replay, or the holder of its singleton key. */
-  | { kind: 'deduplicated'; row: TaskRow; reason: 'idempotency' | 'singleton' }
+  | { kind: 'deduplicated'; row: SubmittedTask; reason: 'idempotency' | 'singleton' }
   /** A debounced submission joined the PENDING task holding its key (`row`: with its input and start now). */
   | { kind: 'debounced'; row: TaskRow }
   /** A worker claimed the row: attempt `row.attempts` starts now (`row.startedAt`). */

@@ -206,8 +206,7 @@ export class TaskerMetrics {
       this.refused.inc({ reason: event.reason });
       return;
     }
-    const { row } = event;
-    const task_type = row.name;
+    const task_type = event.row.name;
     switch (event.kind) {
       case 'created':
         this.created.inc({ task_type });
@@ -218,25 +217,29 @@ export class TaskerMetrics {
       case 'debounced':
         this.debounced.inc({ task_type });
         return;
-      case 'started':
+      case 'started': {
+        const { row } = event;
         if (row.attempts === 1 && row.startedAt) {
           const due = Math.max(row.createdAt.getTime(), row.runAfter?.getTime() ?? 0);
           this.queueWait.observe({ task_type }, seconds(row.startedAt.getTime() - due));
         }
         return;
+      }
       case 'attempt-ended':
-        if (row.startedAt)
+        if (event.row.startedAt)
           this.runDuration.observe(
             { task_type, outcome: event.outcome },
-            seconds(Date.now() - row.startedAt.getTime()),
+            seconds(Date.now() - event.row.startedAt.getTime()),
           );
         return;
-      case 'finished':
+      case 'finished': {
+        const { row } = event;
         if (row.status === 'COMPLETED') this.completed.inc({ task_type });
         else if (row.status === 'FAILED') this.failed.inc({ task_type });
         else if (row.status === 'CANCELLED') this.cancelled.inc({ task_type });
         else if (row.status === 'EXPIRED') this.expired.inc({ task_type });
         return;
+      }
     }
   };
 
