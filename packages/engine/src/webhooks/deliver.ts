@@ -147,10 +147,12 @@ type RecordedAttempt = Parameters<WebhookStore['record']>[0][number];
  */
 export class WebhookDeliverer {
   private readonly leaseMs: number;
-  private readonly agents = {
-    http: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
-    https: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
-  };
+  /**
+   * Connections kept alive, as many per host as attempts may be under way: an attempt waiting in
+   * an agent's queue for a connection would spend its WEBHOOK_TIMEOUT_MS there (the timeout starts
+   * with the request), and a receiver that answers in time would be failed for the sender's queue.
+   */
+  private readonly agents: { http: HttpAgent; https: HttpsAgent };
   /** Deliveries taken per pass. */
   readonly batchSize: number;
   /** Attempts under way at most (each holds a connection until its answer or its timeout). */
@@ -169,6 +171,10 @@ export class WebhookDeliverer {
     this.leaseMs = options.timeoutMs + 30_000;
     this.batchSize = options.batchSize ?? 50;
     this.maxInFlight = options.maxInFlight ?? 200;
+    this.agents = {
+      http: new HttpAgent({ keepAlive: true, maxSockets: this.maxInFlight }),
+      https: new HttpsAgent({ keepAlive: true, maxSockets: this.maxInFlight }),
+    };
     this.records = new Batcher(
       async (items) => {
         const rows = new Map((await webhooks.record(items)).map((row) => [row.id, row]));
