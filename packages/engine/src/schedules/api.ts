@@ -185,9 +185,10 @@ export function createScheduleApi(store: ScheduleStore, options: { minIntervalMs
     },
 
     async list(tenantId, page) {
-      if (page.cursor !== undefined && !(await store.exists(page.cursor, tenantId)))
-        throw new InvalidArgumentError('cursor', 'is not a next_cursor this API gave');
       const { schedules, nextCursor } = await store.list(tenantId, page);
+      // A cursor that is none of the tenant's schedules finds nothing after it: asked only then.
+      if (page.cursor !== undefined && schedules.length === 0 && !(await store.exists(page.cursor, tenantId)))
+        throw new InvalidArgumentError('cursor', 'is not a next_cursor this API gave');
       return { schedules: schedules.map(scheduleView), nextCursor };
     },
 
