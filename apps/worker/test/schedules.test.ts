@@ -206,6 +206,9 @@ describe('firing', () => {
     expect((await ticksOf(good.id)).length).toBeGreaterThanOrEqual(3);
     const [row] = await harness.db.db.select().from(schedules).where(eq(schedules.id, bad.id));
     expect(row?.nextFireAt?.getTime()).toBeGreaterThan(Date.now() + 50_000);
+    // Its page is shown, without next fires.
+    const api = createScheduleApi(store, { minIntervalMs: 1000 });
+    expect((await api.get('unplanned', bad.id)).nextFires).toEqual([]);
   });
 
   it('a paused schedule fires nothing; a resume starts from now, without the paused ticks', async () => {

@@ -152,6 +152,18 @@ function parseInput(name: string, input: unknown): unknown {
 const NOT_FOUND = 'Schedule not found';
 
 /**
+ * A schedule's next fires; none when this process cannot read its cron or zone (written by a newer
+ * version, or a zone its ICU lacks: the firing pass skips it too), rather than a 500 for the page.
+ */
+function upcoming(row: ScheduleRow): Date[] {
+  try {
+    return nextFires(parseCron(row.cron), row.timezone, new Date(), SCHEDULE_NEXT_FIRES);
+  } catch {
+    return [];
+  }
+}
+
+/**
  * Schedules, per tenant: every call names the caller's tenant, and another tenant's schedule
  * answers as an unknown one (404). Checks everything before writing anything.
  */
@@ -195,7 +207,7 @@ export function createScheduleApi(store: ScheduleStore, options: { minIntervalMs
     async get(tenantId, id) {
       const row = await found(tenantId, id);
       const runs: ScheduleRun[] = await store.runs(id, tenantId, SCHEDULE_RUNS_SHOWN);
-      const fires = nextFires(parseCron(row.cron), row.timezone, new Date(), SCHEDULE_NEXT_FIRES);
+      const fires = upcoming(row);
       return {
         ...scheduleView(row),
         nextFires: fires.map((d) => d.toISOString()),
