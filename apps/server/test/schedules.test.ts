@@ -121,6 +121,12 @@ describe('the routes', () => {
     const page2 = await call('GET', `/schedules?limit=1&cursor=${page1.body.next_cursor}`, keys.reader);
     expect(page2.body.schedules.map((s: { id: string }) => s.id)).toEqual([second.body.id]);
     expect(page2.body.next_cursor).toBeNull();
+    // The last schedule as a cursor: an empty page; another tenant's: a 400, as an unknown one.
+    const after = await call('GET', `/schedules?cursor=${second.body.id}`, keys.reader);
+    expect(after.body).toEqual({ schedules: [], next_cursor: null });
+    const foreign = await call('GET', `/schedules?cursor=${second.body.id}`, keys.otherTenant);
+    expect(foreign.status).toBe(400);
+    expect(foreign.body.issues?.[0]?.path).toBe('cursor');
 
     const got = await call('GET', `/schedules/${created.body.id}`, keys.reader);
     expect(got.status).toBe(200);
