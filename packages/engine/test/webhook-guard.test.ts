@@ -7,6 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkWebhookUrl, isForbiddenAddress, postWebhook, type Resolve, signWebhook } from '../src/index.ts';
+import { taskWebhookCheck } from '../src/webhooks/task-url.ts';
 
 describe('isForbiddenAddress', () => {
   it.each([
@@ -168,5 +169,31 @@ describe('signWebhook', () => {
     expect(
       signWebhook('whsec_AAAA', 'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}'),
     ).not.toBe(signed());
+  });
+});
+
+describe("taskWebhookCheck (a submission's own webhook_url)", () => {
+  it("reads a tenant's secret until it is found, then never again", async () => {
+    const reads: string[] = [];
+    const has = new Set(['with']);
+    const check = taskWebhookCheck(
+      {
+        hasTaskSecret: async (tenantId: string) => {
+          reads.push(tenantId);
+          return has.has(tenantId);
+        },
+      },
+      true,
+    );
+    for (let i = 0; i < 3; i++) expect(await check('with', `http://127.0.0.1/${i}`)).toBeUndefined();
+    expect(await check('without', 'http://127.0.0.1/')).toContain('/webhooks/task-secret');
+    has.add('without');
+    expect(await check('without', 'http://127.0.0.1/')).toBeUndefined();
+    expect(await check('without', 'http://127.0.0.1/')).toBeUndefined();
+    expect(reads).toEqual(['with', 'without', 'without']);
+    // The address is still checked on every call.
+    expect(
+      await taskWebhookCheck({ hasTaskSecret: async () => true }, false)('with', 'http://10.0.0.1/'),
+    ).toContain('10.0.0.1');
   });
 });
