@@ -1,6 +1,6 @@
 /**
  * The schedules page, in a real browser: a writer creates a seconds schedule, sees its next fires
- * and its runs complete (a worker runs them), pauses, resumes and deletes it; a refused cron is
+ * and its runs complete (a worker runs them), changes its cron, pauses, resumes and deletes it; a refused cron is
  * shown with the server's words; a read-only key sees the list without the form or the buttons.
  */
 import { testMode } from '@tasker/testing';
@@ -34,6 +34,12 @@ describe(`the schedules page (${testMode} mode)`, () => {
     await detail.locator('li[data-run-status="COMPLETED"]').first().waitFor({ timeout: 20_000 });
     expect(await detail.locator('li.mono').count()).toBe(5);
     await screenshot(page, 'schedules');
+
+    // A change of cron: the row shows it, the detail's next fires follow it.
+    const change = detail.getByTestId('change-schedule');
+    await change.getByLabel('Cron').fill('*/3 * * * * *');
+    await change.getByRole('button', { name: 'Save' }).click();
+    await row.locator('td', { hasText: '*/3 * * * * *' }).waitFor();
 
     await row.getByRole('button', { name: 'Pause' }).click();
     await row.locator('td', { hasText: 'paused' }).waitFor();

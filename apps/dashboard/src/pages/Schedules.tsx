@@ -8,19 +8,36 @@ import { Link } from '../router.tsx';
 type Schedule = RouterOutputs['listSchedules']['schedules'][number];
 type CatchUp = Schedule['catchUp'];
 
+/** The input field's text as a JSON object, or what is wrong with it. */
+function inputObject(text: string): { value: Record<string, unknown> } | { problem: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { problem: 'input: not JSON' };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    return { problem: 'input: a JSON object, e.g. {"a": 1}' };
+  return { value: parsed as Record<string, unknown> };
+}
+
 /** An ISO time as the tables show it: `2026-01-02 03:04:05Z`. */
 const when = (iso: string | null) => (iso ? iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '–');
 
 /**
  * The tenant's schedules (tasks:read), with a form to create one and pause, resume and delete
- * buttons (tasks:write). A schedule's row opens its next fire times and its latest runs.
+ * buttons (tasks:write). A schedule's row opens its next fire times and its latest runs, and (with
+ * tasks:write) a form to change its cron, zone, input and catch up.
  */
 export function SchedulesPage({ abilities }: { abilities: Abilities }) {
   const trpc = useTRPC();
   const queryClient = useQueryClient();
   const list = useQuery(trpc.listSchedules.queryOptions({ limit: 200 }, { refetchInterval: 5000 }));
   const [open, setOpen] = useState<string | null>(null);
-  const refresh = () => queryClient.invalidateQueries({ queryKey: trpc.listSchedules.queryKey() });
+  const refresh = () => {
+    void queryClient.invalidateQueries({ queryKey: trpc.listSchedules.queryKey() });
+    void queryClient.invalidateQueries({ queryKey: trpc.getSchedule.queryKey() });
+  };
   const update = useMutation(trpc.updateSchedule.mutationOptions({ onSuccess: refresh }));
   const remove = useMutation(trpc.deleteSchedule.mutationOptions({ onSuccess: refresh }));
   const failure = update.error ?? remove.error;
@@ -55,6 +72,7 @@ export function SchedulesPage({ abilities }: { abilities: Abilities }) {
                   open={open === s.id}
                   onToggle={() => setOpen(open === s.id ? null : s.id)}
                   write={abilities.write}
+                  onChanged={refresh}
                   onPause={(paused) => update.mutate({ id: s.id, paused })}
                   onDelete={() => {
                     // Its detail stops asking for it first (a deleted schedule is a 404).
@@ -76,6 +94,7 @@ function ScheduleRow(props: {
   open: boolean;
   onToggle: () => void;
   write: boolean;
+  onChanged: () => void;
   onPause: (paused: boolean) => void;
   onDelete: () => void;
 }) {
@@ -110,7 +129,7 @@ function ScheduleRow(props: {
       {props.open ? (
         <tr>
           <td colSpan={8}>
-            <ScheduleDetail id={s.id} />
+            <ScheduleDetail id={s.id} write={props.write} onChanged={props.onChanged} />
           </td>
         </tr>
       ) : null}
@@ -118,7 +137,7 @@ function ScheduleRow(props: {
   );
 }
 
-function ScheduleDetail({ id }: { id: string }) {
+function ScheduleDetail({ id, write, onChanged }: { id: string; write: boolean; onChanged: () => void }) {
   const trpc = useTRPC();
   const detail = useQuery(trpc.getSchedule.queryOptions({ id }, { refetchInterval: 2000 }));
   if (detail.isError) return <p className="error">{errorText(detail.error)}</p>;
@@ -152,7 +171,72 @@ function ScheduleDetail({ id }: { id: string }) {
         <pre className="mono">{JSON.stringify(d.input, null, 2)}</pre>
         <span className="muted small">catch up: {d.catchUp}</span>
       </div>
+      {write ? <ChangeScheduleForm schedule={d} onChanged={onChanged} /> : null}
     </div>
+  );
+}
+
+/** PATCH /schedules/{id}: the fields changed are sent (a new cron or zone starts from now). */
+function ChangeScheduleForm({ schedule, onChanged }: { schedule: Schedule; onChanged: () => void }) {
+  const trpc = useTRPC();
+  const [cron, setCron] = useState(schedule.cron);
+  const [timezone, setTimezone] = useState(schedule.timezone);
+  const [input, setInput] = useState(() => JSON.stringify(schedule.input));
+  const [catchUp, setCatchUp] = useState<CatchUp>(schedule.catchUp);
+  const [problem, setProblem] = useState<string | null>(null);
+  const change = useMutation(
+    trpc.updateSchedule.mutationOptions({
+      onSuccess: () => {
+        setProblem(null);
+        onChanged();
+      },
+      onError: (error) => setProblem(errorText(error)),
+    }),
+  );
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const parsed = inputObject(input);
+    if ('problem' in parsed) return setProblem(parsed.problem);
+    change.mutate({
+      id: schedule.id,
+      ...(cron !== schedule.cron ? { cron } : {}),
+      ...(timezone !== schedule.timezone ? { timezone } : {}),
+      ...(JSON.stringify(parsed.value) !== JSON.stringify(schedule.input) ? { input: parsed.value } : {}),
+      ...(catchUp !== schedule.catchUp ? { catch_up: catchUp } : {}),
+    });
+  };
+  return (
+    <form onSubmit={submit} data-testid="change-schedule">
+      <b>Change</b>
+      <label>
+        Cron
+        <input value={cron} onChange={(e) => setCron(e.target.value)} className="mono" />
+      </label>
+      <label>
+        Time zone
+        <input value={timezone} onChange={(e) => setTimezone(e.target.value)} />
+      </label>
+      <label>
+        Input (JSON)
+        <input value={input} onChange={(e) => setInput(e.target.value)} className="mono" />
+      </label>
+      <label>
+        Missed ticks
+        <select value={catchUp} onChange={(e) => setCatchUp(e.target.value as CatchUp)}>
+          <option value="none">none</option>
+          <option value="latest">latest</option>
+          <option value="all">all</option>
+        </select>
+      </label>
+      <button type="submit" disabled={change.isPending}>
+        Save
+      </button>
+      {problem ? (
+        <p className="error" role="alert">
+          {problem}
+        </p>
+      ) : null}
+    </form>
   );
 }
 
@@ -178,20 +262,11 @@ function NewScheduleForm({ onCreated }: { onCreated: () => void }) {
   const type = name || types.data?.[0]?.name || '';
   const submit = (event: FormEvent) => {
     event.preventDefault();
-    let parameters: unknown;
-    try {
-      parameters = JSON.parse(input);
-    } catch {
-      setProblem('input: not JSON');
-      return;
-    }
-    if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) {
-      setProblem('input: a JSON object, e.g. {"a": 1}');
-      return;
-    }
+    const parsed = inputObject(input);
+    if ('problem' in parsed) return setProblem(parsed.problem);
     create.mutate({
       name: type as TaskName,
-      input: parameters as Record<string, unknown>,
+      input: parsed.value,
       cron,
       timezone,
       catch_up: catchUp,
