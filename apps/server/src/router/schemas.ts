@@ -34,11 +34,16 @@ export const MAX_METADATA_BYTES = 4096;
 /** The earliest time PostgreSQL takes as ISO 8601 text: year 1 (a year 0 or before is an error there). */
 const EARLIEST_TIME = Date.parse('0001-01-01T00:00:00Z');
 
-/** An ISO 8601 date-time with its offset, that PostgreSQL can hold (from the year 1, in UTC). */
+/**
+ * An ISO 8601 date-time with its offset, that PostgreSQL can hold (from the year 1, in UTC).
+ * The year check passes text that is no date-time at all: zod runs it after a failed format check
+ * too, and a caller should read one issue per field, the format's.
+ */
 export const isoDateTime = () =>
-  z.iso
-    .datetime({ offset: true })
-    .refine((text) => Date.parse(text) >= EARLIEST_TIME, 'must be in the year 1 or later (UTC)');
+  z.iso.datetime({ offset: true }).refine((text) => {
+    const time = Date.parse(text);
+    return Number.isNaN(time) || time >= EARLIEST_TIME;
+  }, 'must be in the year 1 or later (UTC)');
 
 /** A tag: 1 to 64 characters, no control character and no comma (a query-string list separates tags with commas). */
 export const tagSchema = z
