@@ -1,14 +1,53 @@
 import { TRANSITIONS } from '@tasker/states';
+import { createTestEnv } from '@tasker/testing';
+import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
-import { choiceText, conditionText } from '../src/index.ts';
+import { choiceText, conditionText, migrateDatabase } from '../src/index.ts';
 
 describe('SQL built from the state machine', () => {
   it('guards each batched statement by its transition: statuses and guards', () => {
     expect(conditionText('claim')).toBe(
-      "t.status in ('PENDING', 'RUNNING') and t.cancel_requested_at is null and (t.expires_at is null or t.expires_at > now()) and (t.run_after is null or t.run_after <= now())",
+      "t.status::text in ('PENDING', 'RUNNING') and t.cancel_requested_at is null and (t.expires_at is null or t.expires_at > now()) and (t.run_after is null or t.run_after <= now())",
     );
-    expect(conditionText('complete')).toBe("t.status = 'RUNNING' and t.cancel_requested_at is null");
-    expect(conditionText('expire')).toBe("t.status = 'PENDING' and t.expires_at <= now()");
+    expect(conditionText('complete')).toBe("t.status::text = 'RUNNING' and t.cancel_requested_at is null");
+    expect(conditionText('expire')).toBe("t.status::text = 'PENDING' and t.expires_at <= now()");
+  });
+
+  it('finds a batch by primary key, not by an index on status, on a table never analyzed', async () => {
+    const env = createTestEnv();
+    await migrateDatabase(env.databaseUrl);
+    const sql = postgres(env.databaseUrl, { max: 1, onnotice: () => {} });
+    try {
+      // 20,000 tasks, 3,000 of them unfinished, and no statistics (a new database whose autovacuum
+      // is off): a status condition the partial indexes can serve made the planner walk every
+      // unfinished task for 20 ids.
+      await sql`insert into tasks (id, name, input, status, max_attempts, output, finished_at)
+        select gen_random_uuid(), 'sum_two_numbers', jsonb_build_object('a', g, 'b', g), 'COMPLETED', 3, '1', now()
+        from generate_series(1, 17000) g`;
+      await sql`insert into tasks (id, name, input, status, max_attempts)
+        select gen_random_uuid(), 'sum_two_numbers', jsonb_build_object('a', g, 'b', g),
+               (case when g % 2 = 0 then 'PENDING' else 'RUNNING' end)::task_status, 3
+        from generate_series(1, 3000) g`;
+      const ids = (
+        await sql<{ id: string }[]>`select id from tasks where finished_at is null order by id limit 20`
+      ).map((r) => r.id);
+      const plan = async (condition: string) => {
+        const rows = await sql.unsafe(
+          `explain update tasks t set version = t.version + 1 from unnest($1::uuid[]) as v(id)
+           where t.id = v.id and ${condition}`,
+          [ids],
+        );
+        return rows.map((r) => String(r['QUERY PLAN'])).join('\n');
+      };
+      for (const name of ['claim', 'complete', 'expire'] as const) {
+        const text = await plan(conditionText(name));
+        expect(text, name).toContain('tasks_pkey');
+        expect(text, name).not.toMatch(/tasks_(unfinished|ready|pending_name|expiry)_idx|Seq Scan on tasks/);
+      }
+    } finally {
+      await sql.end();
+      await env.cleanup();
+    }
   });
 
   it('refuses a tenant-guarded transition where no tenant can be bound', () => {

@@ -2,6 +2,7 @@ import type postgres from 'postgres';
 import { holdsAdvisoryLock } from '../advisory-lock.ts';
 import { COUNT_CAP } from '../limits.ts';
 import { column } from './rows.ts';
+import { statusByIdText } from './transition-sql.ts';
 
 /**
  * The dispatcher's statements (fair dequeue): which tasks wait for their turn, which hold a slot,
@@ -33,6 +34,11 @@ export interface ReadyTask {
   trace?: { traceparent?: string; tracestate?: string };
 }
 
+// Tasks looked up by id (a handout's, or the ids a pass picked): by the primary key, never by an
+// index on status (transition-sql.ts, statusByIdText).
+const UNFINISHED_BY_ID = statusByIdText(['PENDING', 'RUNNING']);
+const PENDING_BY_ID = statusByIdText(['PENDING']);
+
 /** A PENDING task not handed out: waiting for its turn (its alias must be `t`). */
 const READY = `t.status = 'PENDING' and not exists (select from task_handouts h where h.task_id = t.id)`;
 
@@ -61,7 +67,7 @@ export class DispatchQueries {
       select h.owner_id, h.name, h.concurrency_key as key, count(*)::int as holding,
              (count(*) filter (where t.status = 'PENDING'))::int as waiting
       from task_handouts h join tasks t on t.id = h.task_id
-      where t.status in ('PENDING', 'RUNNING')
+      where ${this.pg.unsafe(UNFINISHED_BY_ID)}
       group by 1, 2, 3`;
     return rows.map((r) => ({
       tenantId: r.owner_id,
@@ -153,7 +159,7 @@ export class DispatchQueries {
     const rows = await sql<{ task_id: string }[]>`
       insert into task_handouts (task_id, owner_id, name, concurrency_key)
       select t.id, t.owner_id, t.name, coalesce(t.concurrency_key, t.owner_id) from tasks t
-      where t.id = any(${column(ids, (id) => id)}::uuid[]) and t.status = 'PENDING'
+      where t.id = any(${column(ids, (id) => id)}::uuid[]) and ${this.pg.unsafe(PENDING_BY_ID)}
         and ${leader ? holdsAdvisoryLock(sql, leader.lockKey) : sql`true`}
       on conflict do nothing
       returning task_id`;
@@ -168,7 +174,7 @@ export class DispatchQueries {
     if (ids.length === 0) return 0;
     const rows = await this.pg`
       delete from task_handouts h using tasks t
-      where h.task_id = any(${column(ids, (id) => id)}::uuid[]) and t.id = h.task_id and t.status = 'PENDING'
+      where h.task_id = any(${column(ids, (id) => id)}::uuid[]) and t.id = h.task_id and ${this.pg.unsafe(PENDING_BY_ID)}
       returning h.task_id`;
     return rows.length;
   }
@@ -181,7 +187,7 @@ export class DispatchQueries {
   async forgetFinished(): Promise<number> {
     const rows = await this.pg`
       delete from task_handouts h
-      where not exists (select from tasks t where t.id = h.task_id and t.status in ('PENDING', 'RUNNING'))
+      where not exists (select from tasks t where t.id = h.task_id and ${this.pg.unsafe(UNFINISHED_BY_ID)})
       returning h.task_id`;
     return rows.length;
   }
@@ -190,7 +196,7 @@ export class DispatchQueries {
   async undispatchType(name: string): Promise<number> {
     const rows = await this.pg`
       delete from task_handouts h using tasks t
-      where h.name = ${name} and t.id = h.task_id and t.status = 'PENDING'
+      where h.name = ${name} and t.id = h.task_id and ${this.pg.unsafe(PENDING_BY_ID)}
       returning h.task_id`;
     return rows.length;
   }

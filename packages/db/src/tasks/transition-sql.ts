@@ -21,13 +21,28 @@ const GUARD_SQL: Record<Exclude<Guard, 'ofTenant'>, (t: string) => string> = {
 const quoted = (statuses: readonly TaskStatus[]) => statuses.map((s) => `'${s}'`).join(', ');
 
 /**
+ * `t.status` is one of `statuses`, for a statement that finds its rows by id: compared as text, so
+ * that no index on status (the partial ones over unfinished, PENDING or RUNNING tasks) can serve it
+ * and the rows are found by the primary key whatever the planner's statistics say. Compared as the
+ * enum, a planner that thinks few tasks are unfinished (statistics taken on a quiet table, or none
+ * at all on a new database whose autovacuum is off) walks every unfinished task for each batch
+ * instead of looking 20 ids up: measured with 10,000 PENDING tasks, 500 claims of 20 took 43 s
+ * against 2.2 s.
+ */
+export function statusByIdText(statuses: readonly TaskStatus[], t = 't'): string {
+  return statuses.length === 1
+    ? `${t}.status::text = '${statuses[0]}'`
+    : `${t}.status::text in (${quoted(statuses)})`;
+}
+
+/**
  * Transition `name`'s condition on the row aliased `t` (its statuses and guards), as constant SQL
- * text for the batched statements. A transition guarded by tenant is not allowed here: it needs a
- * parameter (`whereOf`).
+ * text for the batched statements, which find their rows by id (`statusByIdText`). A transition
+ * guarded by tenant is not allowed here: it needs a parameter (`whereOf`).
  */
 export function conditionText(name: TransitionName, t = 't'): string {
   const { from, guards } = TRANSITIONS[name];
-  const parts = [from.length === 1 ? `${t}.status = '${from[0]}'` : `${t}.status in (${quoted(from)})`];
+  const parts = [statusByIdText(from, t)];
   for (const guard of guards as readonly Guard[]) {
     if (guard === 'ofTenant') throw new Error(`transition ${name} needs a tenant: use whereOf`);
     parts.push(GUARD_SQL[guard](t));
@@ -37,15 +52,14 @@ export function conditionText(name: TransitionName, t = 't'): string {
 
 /**
  * The status condition shared by several transitions that one statement chooses among (`choiceText`):
- * they must start from the same statuses.
+ * they must start from the same statuses. For statements that find their rows by id (`statusByIdText`).
  */
 export function sharedFromText(names: readonly TransitionName[], t = 't'): string {
   const froms = new Set(names.map((n) => TRANSITIONS[n].from.join()));
   const first = names[0];
   if (!first || froms.size !== 1)
     throw new Error(`transitions ${names.join(', ')} start from different statuses`);
-  const from = TRANSITIONS[first].from;
-  return from.length === 1 ? `${t}.status = '${from[0]}'` : `${t}.status in (${quoted(from)})`;
+  return statusByIdText(TRANSITIONS[first].from, t);
 }
 
 /**
