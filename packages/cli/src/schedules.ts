@@ -83,6 +83,7 @@ export function schedulesCommand(program: Command): void {
     .command('create')
     .description('Creates a schedule; with a --key the tenant already uses, updates that one (idempotent)')
     .option('--json', 'JSON on stdout')
+    .option('-q, --quiet', "the schedule's id only (for a script: ID=$(tasker schedules create … -q))")
     .argument('<task>', 'the task type each tick runs')
     .requiredOption('--cron <cron>', '5 fields (minute hour day month weekday), or 6 with seconds first')
     .option('--timezone <zone>', 'an IANA time zone (default UTC)')
@@ -115,10 +116,10 @@ Examples:
     .action(
       async (
         task: string,
-        options: ScheduleOptions & { cron: string; param: string[]; input?: string },
+        options: ScheduleOptions & { cron: string; param: string[]; input?: string; quiet?: boolean },
         command: Command,
       ) => {
-        const { cron, param, input, ...rest } = options;
+        const { cron, param, input, quiet, ...rest } = options;
         const made = await withClient(command, (c) =>
           c.schedules.create({
             name: task as TaskName,
@@ -128,6 +129,10 @@ Examples:
           }),
         );
         if (json(command)) return printJson(made);
+        if (quiet) {
+          process.stdout.write(`${made.id}\n`);
+          return;
+        }
         printSchedule(made);
       },
     );
