@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
 import { type Logger, type MetricsAccess, requestScope, type TaskerMetrics } from '@tasker/engine';
 import { type FastifyTRPCPluginOptions, fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
@@ -11,6 +10,7 @@ import Fastify, {
   type FastifyInstance,
   LogController,
 } from 'fastify';
+import helmet from 'helmet';
 import type { Authenticator } from './auth.ts';
 import { registerDashboard } from './dashboard.ts';
 import { registerDocs } from './docs.ts';
@@ -78,6 +78,31 @@ const CSP_DIRECTIVES = {
   scriptSrcAttr: ["'none'"],
   styleSrc: ["'self'"],
 };
+
+/**
+ * The security headers of every answer (refusals included): the CSP above, no framing, nosniff,
+ * and the rest of helmet's defaults. They never change, so helmet writes them once, here, into a
+ * plain record that every answer copies: @fastify/helmet built helmet's middleware again for each
+ * request (parsing the CSP each time), 5 % of the server's CPU in a profile of the e2e benchmark.
+ */
+const SECURITY_HEADERS: Readonly<Record<string, string>> = (() => {
+  const headers: Record<string, string> = {};
+  const response = {
+    setHeader(name: string, value: unknown) {
+      headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : String(value);
+    },
+    removeHeader(name: string) {
+      delete headers[name.toLowerCase()];
+    },
+  };
+  helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES },
+    frameguard: { action: 'deny' },
+  })({} as IncomingMessage, response as unknown as ServerResponse, (error?: unknown) => {
+    if (error) throw error;
+  });
+  return Object.freeze(headers);
+})();
 /**
  * A body over the limit is read to its end, up to this many times the limit, before the 413 goes
  * out: a client still sending (Node's fetch) would otherwise meet a closed socket (EPIPE) instead
@@ -230,17 +255,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     for (const socket of streams) socket.destroy();
   });
 
-  // Every answer carries its request id, and so does every log line written while it is served.
+  // Every answer carries its request id and the security headers, and every log line written while
+  // it is served carries the request id.
   app.addHook('onRequest', (request, reply, done) => {
+    reply.headers(SECURITY_HEADERS);
     reply.header('x-request-id', request.id);
     requestScope.run({ requestId: request.id }, done);
-  });
-  // Security headers on every answer (refusals included): CSP, no framing, nosniff, and the rest
-  // of helmet's defaults.
-  await app.register(helmet, {
-    global: true,
-    contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES },
-    frameguard: { action: 'deny' },
   });
   if (options.corsOrigins.length > 0) {
     await app.register(cors, {
