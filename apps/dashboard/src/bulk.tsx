@@ -9,7 +9,12 @@ type Action = 'cancel' | 'retry';
 type Operation = RouterOutputs['getOperation'];
 
 const WORDS: Record<Action, { button: string; applies: string; verb: string; past: string }> = {
-  cancel: { button: 'Cancel matching…', applies: 'PENDING or RUNNING', verb: 'Cancel', past: 'cancelled' },
+  cancel: {
+    button: 'Cancel matching…',
+    applies: 'PENDING, RUNNING or WAITING',
+    verb: 'Cancel',
+    past: 'cancelled',
+  },
   retry: {
     button: 'Retry matching…',
     applies: listInWords(RETRYABLE_STATUSES),

@@ -55,7 +55,7 @@ describe(`bulk actions on the tasks table (${testMode} mode)`, () => {
     const dialog = page.getByRole('dialog', { name: 'Confirm bulk action' });
     await expect
       .poll(() => dialog.textContent())
-      .toContain('Cancel 12 PENDING or RUNNING tasks matching these filters?');
+      .toContain('Cancel 12 PENDING, RUNNING or WAITING tasks matching these filters?');
     await screenshot(page, 'bulk-confirm');
     // Nothing is touched before the confirmation.
     expect(new Set(await statuses(sums))).toEqual(new Set(['PENDING']));
@@ -89,7 +89,7 @@ describe(`bulk actions on the tasks table (${testMode} mode)`, () => {
     await page.getByRole('button', { name: 'Cancel matching…' }).click();
     await expect
       .poll(() => dialog.textContent())
-      .toContain('No PENDING or RUNNING task matches these filters.');
+      .toContain('No PENDING, RUNNING or WAITING task matches these filters.');
     expect(await dialog.getByRole('button', { name: /^Cancel \d/ }).count()).toBe(0);
     await dialog.getByRole('button', { name: 'Back' }).click();
     expect(await dialog.count()).toBe(0);

@@ -47,6 +47,7 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
         ? { message: 'the task was cancelled', name: 'CancelledError', code: 'CANCELLED', at: at(2) }
         : null,
     attemptErrors: [],
+    waitingFor: null,
     progress: null,
     version: state === 'PENDING' ? 1 : state === 'CANCELLED' ? 2 : 3,
     attempts: done ? 1 : 0,

@@ -215,6 +215,24 @@ describe('/openapi.json', () => {
     expect(doc.paths['/tasks/{id}/events']?.get?.description).toMatch(/Last-Event-ID/);
   });
 
+  it('types the durable steps: WAITING among the statuses, waitingFor and steps on the record', () => {
+    const schemas = doc.components.schemas as Record<string, { enum?: string[] } & Record<string, unknown>>;
+    expect(schemas.TaskStatus?.enum).toContain('WAITING');
+    const task = schemas.Task as { properties: Record<string, unknown>; required: string[] };
+    expect(JSON.stringify(task.properties.waitingFor)).toContain('#/components/schemas/WaitingFor');
+    expect(JSON.stringify(task.properties.steps)).toContain('#/components/schemas/TaskStep');
+    // Every record has waitingFor (null unless WAITING); steps only in the full record.
+    expect(task.required).toContain('waitingFor');
+    expect(task.required).not.toContain('steps');
+    const step = schemas.TaskStep as { properties: Record<string, unknown>; required: string[] };
+    expect(Object.keys(step.properties).sort()).toEqual(
+      ['error', 'finishedAt', 'id', 'preview', 'seq', 'startedAt', 'status'].sort(),
+    );
+    expect(JSON.stringify(step.properties.status)).toMatch(/"completed","failed","waiting"/);
+    const waitingFor = schemas.WaitingFor as { properties: { kind: unknown } };
+    expect(JSON.stringify(waitingFor.properties.kind)).toContain('"time"');
+  });
+
   it("carries the README's examples", () => {
     const run = doc.paths['/run-task']?.post as unknown as {
       requestBody: { content: { 'application/json': { examples: Record<string, { value: unknown }> } } };

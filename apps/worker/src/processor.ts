@@ -10,7 +10,7 @@ import {
   type TaskLifecycle,
   tracingEnabled,
 } from '@tasker/engine';
-import { getTaskDefinition, type TaskConfig } from '@tasker/tasks';
+import { getTaskDefinition, type TaskConfig, type TaskDefinition } from '@tasker/tasks';
 import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import { persist } from './persist.ts';
 import { type AttemptOutcome, runAttempt } from './run-attempt.ts';
@@ -33,6 +33,8 @@ export interface ProcessorOptions {
   running: Set<string>;
   /** Fires when shutdown stops waiting for running tasks: bookkeeping retries give up then. */
   stopping: AbortSignal;
+  /** The task types this worker runs, by name: the catalog's (`getTaskDefinition`) unless given. */
+  tasks?: (name: string) => TaskDefinition | undefined;
 }
 
 function toTaskError(error: unknown, code: string, attempt: number): TaskError {
@@ -48,11 +50,11 @@ function toTaskError(error: unknown, code: string, attempt: number): TaskError {
  * again and an outage never costs an attempt.
  *
  * What the job then tells BullMQ: it completes whenever the outcome is recorded in PostgreSQL for
- * good (completed, failed for good, cancelled); it throws only to ask for a retry (BullMQ's
- * attempts and backoff), or to hand the job back on shutdown.
+ * good (completed, failed for good, cancelled, or waiting: the handler slept); it throws only to
+ * ask for a retry (BullMQ's attempts and backoff), or to hand the job back on shutdown.
  */
 export function createProcessor(options: ProcessorOptions) {
-  const { lifecycle, workerId, config, log, running, stopping } = options;
+  const { lifecycle, workerId, config, log, running, stopping, tasks = getTaskDefinition } = options;
 
   const processJob = async (
     job: Job<JobData>,
@@ -86,7 +88,7 @@ export function createProcessor(options: ProcessorOptions) {
     const claimed = claim.row;
     setSpanAttribute('tasker.attempt', claimed.attempts);
 
-    const definition = getTaskDefinition(claimed.name);
+    const definition = tasks(claimed.name);
     if (!definition) {
       const error = new Error(`unknown task type "${claimed.name}"`);
       await record('fail', () =>
@@ -99,7 +101,12 @@ export function createProcessor(options: ProcessorOptions) {
     let outcome: AttemptOutcome;
     const progress = lifecycle.progress(claimed);
     try {
-      outcome = await runAttempt(definition, claimed, { signal, progress: progress.report, config });
+      outcome = await runAttempt(definition, claimed, {
+        signal,
+        progress: progress.report,
+        config,
+        steps: (attemptSignal) => lifecycle.steps(claimed, attemptSignal),
+      });
     } finally {
       running.delete(taskId);
       await progress.stop();
@@ -115,6 +122,11 @@ export function createProcessor(options: ProcessorOptions) {
           await record('fail', () =>
             lifecycle.fail(claimed, toTaskError(outcome.error, 'INVALID_OUTPUT', claimed.attempts), true),
           );
+          return;
+        case 'waiting':
+          // The handler slept: the task waits (or ends CANCELLED, if asked meanwhile), and the job
+          // completes: the task holds neither a slot nor a job until its wait ends.
+          await record('wait', () => lifecycle.wait(claimed, outcome.suspension));
           return;
         case 'aborted':
           if (outcome.reason === SHUTDOWN) return handBack(job, token, undefined, claimed);

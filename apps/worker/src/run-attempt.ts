@@ -1,6 +1,12 @@
-import type { TaskRow } from '@tasker/db';
-import { findUnstorable } from '@tasker/engine';
-import { NonRetryableError, type TaskConfig, type TaskDefinition, type TaskProgress } from '@tasker/tasks';
+import type { Suspension, TaskRow } from '@tasker/db';
+import { findUnstorable, type StepRunner } from '@tasker/engine';
+import {
+  type NonDeterminismError,
+  NonRetryableError,
+  type TaskConfig,
+  type TaskDefinition,
+  type TaskProgress,
+} from '@tasker/tasks';
 
 /** An attempt that ran longer than its task's timeout. */
 export class TimeoutError extends Error {
@@ -14,13 +20,30 @@ export type AttemptOutcome =
   | { kind: 'invalid-output'; error: Error }
   /** The worker's signal fired (a cancel, or shutdown): `reason` says which. */
   | { kind: 'aborted'; reason: unknown }
-  | { kind: 'failed'; error: unknown; code: 'TIMEOUT' | 'HANDLER_ERROR'; retryable: boolean };
+  | {
+      kind: 'failed';
+      error: unknown;
+      code: 'TIMEOUT' | 'HANDLER_ERROR' | 'NON_DETERMINISM';
+      retryable: boolean;
+    }
+  /** The handler slept (ctx.sleep): the task waits, from `suspension`, holding no worker. */
+  | { kind: 'waiting'; suspension: Suspension };
+
+/** The value the race of an attempt ends with when its handler suspended itself. */
+const SUSPENDED = Symbol('suspended');
+
+/** Why a suspended attempt's signal fires: the attempt is over, its stray work may stop. */
+export class SuspendedError extends Error {
+  override name = 'SuspendedError';
+}
 
 export interface AttemptContext {
   /** BullMQ's signal for this job: fired by `worker.cancelJob` (cancel, shutdown). */
   signal: AbortSignal | undefined;
   progress(update: TaskProgress): void;
   config: TaskConfig;
+  /** The durable steps of this run (`ctx.step`, `ctx.sleep`), given the attempt's signal. */
+  steps(signal: AbortSignal): StepRunner;
 }
 
 /**
@@ -32,7 +55,7 @@ export interface AttemptContext {
 export async function runAttempt(
   definition: TaskDefinition,
   row: TaskRow,
-  { signal, progress, config }: AttemptContext,
+  { signal, progress, config, steps: openSteps }: AttemptContext,
 ): Promise<AttemptOutcome> {
   const timeoutMs = row.timeoutMs ?? definition.timeoutMs;
   const attempt = new AbortController();
@@ -43,6 +66,8 @@ export async function runAttempt(
   const forward = () => attempt.abort(signal?.reason);
   if (signal?.aborted) forward();
   else signal?.addEventListener('abort', forward, { once: true });
+  const steps = openSteps(attempt.signal);
+  const suspended = steps.suspended.then(() => SUSPENDED);
   let stopWaiting: (() => void) | undefined;
   const aborted = new Promise<'aborted'>((resolve) => {
     stopWaiting = () => resolve('aborted');
@@ -58,10 +83,18 @@ export async function runAttempt(
           signal: attempt.signal,
           progress,
           config,
+          ...steps.context(),
         }))(),
       aborted,
+      suspended,
     ]);
+    if (raw === SUSPENDED) {
+      attempt.abort(new SuspendedError('the handler slept: the attempt is over'));
+      return { kind: 'waiting', suspension: await steps.suspended };
+    }
     if (attempt.signal.aborted) return abortOutcome(attempt.signal.reason);
+    // A handler that caught a NonDeterminismError and went on: its run is not trusted.
+    if (steps.nonDeterminism) return nonDeterministic(steps.nonDeterminism);
     const output = definition.output.safeParse(raw);
     if (!output.success) {
       return {
@@ -81,12 +114,18 @@ export async function runAttempt(
     return { kind: 'completed', output: output.data };
   } catch (error) {
     if (attempt.signal.aborted) return abortOutcome(attempt.signal.reason);
+    if (steps.nonDeterminism) return nonDeterministic(steps.nonDeterminism);
     return { kind: 'failed', error, code: 'HANDLER_ERROR', retryable: !(error instanceof NonRetryableError) };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', forward);
     stopWaiting?.();
   }
+}
+
+/** A run that left the order of its recorded steps fails for good: another attempt would too. */
+function nonDeterministic(error: NonDeterminismError): AttemptOutcome {
+  return { kind: 'failed', error, code: 'NON_DETERMINISM', retryable: false };
 }
 
 function abortOutcome(reason: unknown): AttemptOutcome {

@@ -10,12 +10,14 @@ import {
   type TaskerMetrics,
   taskConfig,
 } from '@tasker/engine';
+import type { TaskDefinition } from '@tasker/tasks';
 import { BulkRunner } from './bulk-runner.ts';
 import { CancelWatch } from './cancel-watch.ts';
 import { Expirer } from './expirer.ts';
 import { CANCELLED, createProcessor, SHUTDOWN } from './processor.ts';
 import { Scheduler } from './scheduler.ts';
 import { Sweeper } from './sweeper.ts';
+import { Waker } from './waker.ts';
 import { WebhookSender } from './webhook-sender.ts';
 
 export interface TaskerWorker {
@@ -28,7 +30,11 @@ export interface TaskerWorker {
 export async function startWorker(
   env: Env,
   log: Logger,
-  options: { metrics?: TaskerMetrics } = {},
+  options: {
+    metrics?: TaskerMetrics;
+    /** The task types this worker runs, by name: the catalog's unless given. */
+    tasks?: (name: string) => TaskDefinition | undefined;
+  } = {},
 ): Promise<TaskerWorker> {
   const id = `${hostname()}:${process.pid}`;
   const engine = await createEngine(env, log, 'worker', options);
@@ -46,6 +52,7 @@ export async function startWorker(
       log,
       running,
       stopping: stopping.signal,
+      ...(options.tasks ? { tasks: options.tasks } : {}),
     }),
     {
       concurrency: env.WORKER_CONCURRENCY,
@@ -87,6 +94,9 @@ export async function startWorker(
   sweeper.start();
   const expirer = new Expirer(lifecycle, env.EXPIRE_INTERVAL_MS, log);
   expirer.start();
+  // Durable steps: a task whose sleep is over goes back to PENDING, to be handed out and resume.
+  const waker = new Waker(lifecycle, env.WAKE_INTERVAL_MS, log);
+  waker.start();
   // Schedules: every worker fires the due ticks; each tick makes one task, whoever fires it.
   const scheduler = new Scheduler(
     new ScheduleStore(engine.db.db, engine.db.sql),
@@ -129,6 +139,7 @@ export async function startWorker(
     await Promise.all([
       sweeper.stop(),
       expirer.stop(),
+      waker.stop(),
       scheduler.stop(),
       dispatcher.stop(),
       webhookSender.stop(),

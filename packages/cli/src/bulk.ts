@@ -72,7 +72,7 @@ const ACTIONS = {
   cancel: {
     description:
       'Cancel every task that matches the filters: PENDING ones never run, RUNNING ones are aborted',
-    applies: 'PENDING or RUNNING',
+    applies: 'PENDING, RUNNING or WAITING',
     past: 'cancelled',
   },
   retry: {

@@ -12,6 +12,7 @@ export function paint(style: Style, text: string, stream: NodeJS.WriteStream = p
 export const STATUS_STYLE: Readonly<Record<TaskStatus, Style>> = {
   PENDING: 'yellow',
   RUNNING: 'cyan',
+  WAITING: 'blue',
   COMPLETED: 'green',
   FAILED: 'red',
   CANCELLED: 'magenta',

@@ -156,6 +156,7 @@ function printTask(task: Task | TaskUpdate): void {
     ['finished', time(task.finishedAt)],
   ];
   if (task.runAfter) rows.push(['run after', time(task.runAfter)]);
+  if (task.waitingFor) rows.push(['waiting until', `${time(task.waitingFor.until)} (a sleep)`]);
   if (task.expiresAt) rows.push(['expires', `${time(task.expiresAt)} (ttl ${task.ttlMs} ms)`]);
   if (task.singletonKey) rows.push(['singleton key', task.singletonKey]);
   if (task.debounceKey) rows.push(['debounce key', task.debounceKey]);
@@ -163,6 +164,10 @@ function printTask(task: Task | TaskUpdate): void {
   if (task.metadata) rows.push(['metadata', JSON.stringify(task.metadata)]);
   if (task.webhookUrl) rows.push(['webhook', task.webhookUrl]);
   if (task.cancelRequestedAt) rows.push(['cancel asked', time(task.cancelRequestedAt)]);
+  for (const step of task.steps ?? []) {
+    const result = step.status === 'failed' ? (step.error?.message ?? '') : (step.preview ?? '');
+    rows.push([`step ${step.id}`, `${step.status} ${time(step.finishedAt)} ${result}`.trimEnd()]);
+  }
   if ('input' in task) rows.push(['input', JSON.stringify(task.input)]);
   if (task.status === 'COMPLETED') rows.push(['output', valueText(task.output)]);
   if (task.error) rows.push(['error', `${task.error.code}: ${task.error.message}`]);
@@ -187,7 +192,9 @@ function statusLine(update: TaskUpdate): string {
       ? ` (attempt ${update.attempts} of ${update.maxAttempts})`
       : update.status === 'PENDING' && update.attempts > 0
         ? ` (retry ${update.attempts + 1} of ${update.maxAttempts})`
-        : '';
+        : update.waitingFor
+          ? ` (sleeping until ${time(update.waitingFor.until)})`
+          : '';
   return `${update.name} ${paint('dim', update.id, process.stderr)} ${status}${detail}`;
 }
 
@@ -549,7 +556,10 @@ Examples:
     );
 
   for (const [name, description] of [
-    ['cancel', 'Cancel a task: a PENDING one never runs, a RUNNING one is aborted'],
+    [
+      'cancel',
+      'Cancel a task: a PENDING one never runs, a WAITING one never resumes, a RUNNING one is aborted',
+    ],
     ['retry', `Run a ${listInWords(RETRYABLE_STATUSES)} task again, under the same id`],
   ] as const) {
     program

@@ -55,7 +55,7 @@ describe('tasker tasks cancel / retry', () => {
     // Without --yes: the count only, and how to act.
     let run = await tasker(['tasks', 'cancel', ...filter]);
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stdout).toBe('5 PENDING or RUNNING tasks match\n');
+    expect(run.stdout).toBe('5 PENDING, RUNNING or WAITING tasks match\n');
     expect(run.stderr).toMatch(/--yes/);
     run = await tasker(['tasks', 'cancel', ...filter, '--dry-run', '--yes', '--json']);
     expect(JSON.parse(run.stdout)).toEqual({ dryRun: true, action: 'cancel', matched: 5 });

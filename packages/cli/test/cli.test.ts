@@ -259,7 +259,7 @@ describe('tasker watch', () => {
 
     const again = await tasker(['cancel', id]);
     expect(again.code).toBe(5);
-    expect(oneLine(again.stderr)).toMatch(/only a PENDING or RUNNING task can be cancelled/);
+    expect(oneLine(again.stderr)).toMatch(/only a PENDING, RUNNING or WAITING task can be cancelled/);
 
     const retried = await tasker(['retry', id, '--json']);
     expect(retried.code, retried.stderr).toBe(0);

@@ -55,6 +55,8 @@ export {
   type NewBulkOperation,
   type ReadyTask,
   type StaleTask,
+  type StepRecord,
+  type Suspension,
   type TaskFilter,
   type TaskInsert,
   type TaskListFilter,

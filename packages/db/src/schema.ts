@@ -1,4 +1,4 @@
-import { TASK_STATUSES, type TaskStatus, UNFINISHED_STATUSES } from '@tasker/states';
+import { ACTIVE_STATUSES, TASK_STATUSES, type TaskStatus, TERMINAL_STATUSES } from '@tasker/states';
 import { sql } from 'drizzle-orm';
 import {
   type AnyPgColumn,
@@ -9,6 +9,7 @@ import {
   jsonb,
   pgEnum,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -17,6 +18,7 @@ import {
 
 // Every status and transition is stated once, in @tasker/states; the store builds its SQL from it.
 export {
+  ACTIVE_STATUSES,
   isTerminal,
   TASK_STATUSES,
   type TaskStatus,
@@ -39,6 +41,17 @@ export interface TaskError {
   code: string;
   attempt?: number;
   at?: string;
+}
+
+/**
+ * What a WAITING task waits for (`tasks.waiting_for`, set exactly while it is WAITING). `time`: a
+ * sleep (`ctx.sleep`, `ctx.sleepUntil`), until `until` (also its `run_after`). Child tasks and
+ * tokens will be other kinds.
+ */
+export interface WaitingFor {
+  kind: 'time';
+  /** ISO 8601: when the wait ends and the task goes back to PENDING. */
+  until: string;
 }
 
 /** Millisecond precision, like JavaScript's Date, so that keyset cursors round-trip exactly. */
@@ -80,6 +93,8 @@ export const tasks = pgTable(
     /** Submissions with this key within the delay collapse into this task while it is PENDING (per tenant). */
     debounceKey: text('debounce_key'),
     runAfter: timestamptz('run_after'),
+    /** While WAITING (and only then): what the task waits for; its wait ends at run_after (migration 0024). */
+    waitingFor: jsonb('waiting_for').$type<WaitingFor>(),
     /**
      * The submitting request's W3C trace context (with tracing on), handed to the job when the
      * dispatcher queues the task, so that the worker's attempt joins the request's trace.
@@ -150,18 +165,24 @@ export const tasks = pgTable(
       .using('gin', t.output.op('jsonb_path_ops'))
       .with({ gin_pending_list_limit: 256 })
       .where(sql`${t.output} is not null`),
-    // The recovery sweeper: unfinished rows that have not moved for a while.
+    // The recovery sweeper: rows that may hold a job (PENDING, RUNNING) and have not moved for a while.
     index('tasks_unfinished_idx')
       .on(t.updatedAt)
-      .where(sql`${t.status} in ${statusList(UNFINISHED_STATUSES)}`),
+      .where(sql`${t.status} in ${statusList(ACTIVE_STATUSES)}`),
     // Retention and the finished-per-minute chart: finished tasks by age. `finished_at` is set
     // exactly when the status is terminal (tasks_finished_check), so the predicate names no status
     // and a new terminal status needs no new index.
     index('tasks_finished_idx').on(t.finishedAt).where(sql`${t.finishedAt} is not null`),
+    // Stated with the terminal statuses, the status as text (migration 0024: a value added in the
+    // migration's transaction cannot be used there as a task_status), so that a new unfinished
+    // status needs no new check.
     check(
       'tasks_finished_check',
-      sql`(${t.finishedAt} is null) = (${t.status} in ${statusList(UNFINISHED_STATUSES)})`,
+      sql`(${t.finishedAt} is null) = (${t.status}::text not in ${statusList(TERMINAL_STATUSES)})`,
     ),
+    // The waker (WAITING → PENDING): waiting tasks by the end of their wait (waiting_for is set
+    // exactly while WAITING).
+    index('tasks_waiting_idx').on(t.runAfter).where(sql`${t.waitingFor} is not null`),
     // A task type's PENDING tasks: its max_queued count, and its counts on the limits routes.
     index('tasks_pending_name_idx').on(t.name).where(sql`${t.status} = 'PENDING'`),
     // Expiry: queued tasks that carry a deadline, soonest first.
@@ -173,10 +194,11 @@ export const tasks = pgTable(
     index('tasks_ready_idx')
       .on(t.tenantId, t.priority.desc().nullsFirst(), t.createdAt, t.id)
       .where(sql`${t.status} = 'PENDING'`),
-    // One unfinished task per (tenant, singleton key); one PENDING task per (tenant, debounce key).
+    // One unfinished task per (tenant, singleton key), WAITING ones included (finished_at is null
+    // exactly while unfinished; migration 0024); one PENDING task per (tenant, debounce key).
     uniqueIndex('tasks_owner_singleton_idx')
       .on(t.tenantId, t.singletonKey)
-      .where(sql`${t.singletonKey} is not null and ${t.status} in ${statusList(UNFINISHED_STATUSES)}`),
+      .where(sql`${t.singletonKey} is not null and ${t.finishedAt} is null`),
     uniqueIndex('tasks_owner_debounce_idx')
       .on(t.tenantId, t.debounceKey)
       .where(sql`${t.debounceKey} is not null and ${t.status} = 'PENDING'`),
@@ -211,6 +233,37 @@ export const taskHandouts = pgTable('task_handouts', {
   concurrencyKey: text('concurrency_key').notNull(),
   handedAt: timestamptz('handed_at').notNull().defaultNow(),
 });
+
+/** How far a step got: `completed` (its output recorded), `failed` (its last run threw: it runs again), `waiting` (a sleep not over yet). */
+export const STEP_STATUSES = ['completed', 'failed', 'waiting'] as const;
+export type StepStatus = (typeof STEP_STATUSES)[number];
+
+/**
+ * The steps of durable handlers (`ctx.step`, `ctx.sleep`; migration 0024): one row per step a task's
+ * handler reached, keyed by the handler's own step id. A later run of the task answers a completed
+ * step from `output` without running it. Deleted with its task by retention (`pruneFinished`).
+ */
+export const taskSteps = pgTable(
+  'task_steps',
+  {
+    taskId: uuid('task_id').notNull(),
+    stepId: text('step_id').notNull(),
+    /** The step's place in the handler's order, 0 first: a run that reaches its steps in another order fails. */
+    seq: integer('seq').notNull(),
+    status: text('status').$type<StepStatus>().notNull(),
+    /** The step's JSON result once completed (a sleep's: `{until}`); null before. */
+    output: jsonb('output').$type<unknown>(),
+    /** The last error of a failed step; null otherwise. */
+    error: jsonb('error').$type<TaskError>(),
+    startedAt: timestamptz('started_at').notNull(),
+    finishedAt: timestamptz('finished_at'),
+  },
+  (t) => [
+    primaryKey({ name: 'task_steps_pkey', columns: [t.taskId, t.stepId] }),
+    check('task_steps_status_check', sql`${t.status} in ('completed', 'failed', 'waiting')`),
+  ],
+);
+export type TaskStepRow = typeof taskSteps.$inferSelect;
 
 /**
  * The scopes an API key may carry: `tasks:write` and `tasks:read` (its tenant's tasks), `admin` (its

@@ -6,7 +6,8 @@ import { DispatchQueries } from './tasks/dispatch.ts';
 import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
-import { OtherTransitions } from './tasks/transitions.ts';
+import { TaskSteps } from './tasks/steps.ts';
+import { OtherTransitions, type Suspension } from './tasks/transitions.ts';
 
 export type { BatchInserted, BatchLimits } from './tasks/batch.ts';
 export { actionStatuses, type BulkCursor, BulkOperations, type NewBulkOperation } from './tasks/bulk.ts';
@@ -20,6 +21,8 @@ export {
   type TaskListRow,
   taskFilterConditions,
 } from './tasks/queries.ts';
+export type { StepRecord } from './tasks/steps.ts';
+export type { Suspension } from './tasks/transitions.ts';
 
 export interface TaskStoreOptions {
   /** How long an idempotency key keeps answering with its first task. */
@@ -37,6 +40,7 @@ export interface TaskStoreOptions {
  * | `maintenance` | `tasks/maintenance.ts` | retention, vacuum |
  * | `dispatch` | `tasks/dispatch.ts` | the dispatcher: who waits for a turn, who holds a slot, handing out |
  * | `bulk` | `tasks/bulk.ts` | bulk cancel and retry by filter: their operations, a chunk at a time |
+ * | `steps` | `tasks/steps.ts` | the steps of durable handlers (`task_steps`): read, record |
  *
  * Every change is a transition of @tasker/states, made by a conditional UPDATE built from it
  * (`tasks/transition-sql.ts`): two workers racing on one task can never both record a result.
@@ -52,6 +56,8 @@ export class TaskStore {
   readonly batch: BatchInserts;
   /** Bulk cancel and retry by filter: the operations' rows and their chunks (`tasks/bulk.ts`). */
   readonly bulk: BulkOperations;
+  /** The steps of durable handlers (`ctx.step`, `ctx.sleep`): `tasks/steps.ts`. */
+  readonly steps: TaskSteps;
 
   constructor(
     { db, sql: pg }: Pick<DbClient, 'db' | 'sql'>,
@@ -64,6 +70,7 @@ export class TaskStore {
     this.dispatch = new DispatchQueries(pg);
     this.batch = new BatchInserts(pg, options);
     this.bulk = new BulkOperations(db);
+    this.steps = new TaskSteps(pg);
   }
 
   // Hot transitions (batched).
@@ -85,6 +92,8 @@ export class TaskStore {
   retry = (id: string, tenantId?: string) => this.transitions.retry(id, tenantId);
   expireDue = (limit: number, error: TaskError) => this.transitions.expireDue(limit, error);
   expire = (ids: readonly string[], error: TaskError) => this.transitions.expire(ids, error);
+  wait = (id: string, suspension: Suspension) => this.transitions.wait(id, suspension);
+  wakeDue = (limit: number) => this.transitions.wakeDue(limit);
 
   // Queries.
   get: TaskQueries['get'] = (id, tenantId) => this.queries.get(id, tenantId);

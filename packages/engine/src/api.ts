@@ -162,7 +162,12 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
         created,
         matched: matched ?? null,
       })),
-    get: async (tenantId, id) => toTaskView(await row(tenantId, id)),
+    // The full record: the row and its durable steps, read side by side (the steps are shown only
+    // once the row is found to be the tenant's).
+    get: async (tenantId, id) => {
+      const [task, steps] = await Promise.all([row(tenantId, id), lifecycle.stepsOf(id)]);
+      return toTaskView(task, steps);
+    },
     list: async (tenantId, { cursor, limit, ...filter }) => {
       const rows = await store.list({
         ...filter,

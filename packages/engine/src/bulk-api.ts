@@ -26,7 +26,7 @@ export const bulkOperationSchema = z
       .number()
       .int()
       .describe(
-        'The tasks the filter matched when it was made, among those the action applies to (cancel: PENDING and RUNNING; retry: FAILED, CANCELLED, EXPIRED)',
+        'The tasks the filter matched when it was made, among those the action applies to (cancel: PENDING, RUNNING and WAITING; retry: FAILED, CANCELLED, EXPIRED)',
       ),
     done: z
       .number()
@@ -52,7 +52,7 @@ export const bulkCountSchema = z
       .number()
       .int()
       .describe(
-        'The tasks the action would change now: those the filter matches among PENDING and RUNNING (cancel) or FAILED, CANCELLED and EXPIRED (retry)',
+        'The tasks the action would change now: those the filter matches among PENDING, RUNNING and WAITING (cancel) or FAILED, CANCELLED and EXPIRED (retry)',
       ),
   })
   .meta({ id: 'BulkCount' });

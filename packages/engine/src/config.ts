@@ -82,6 +82,8 @@ export const envSchema = z.object({
   SWEEP_GRACE_MS: int(10_000, 0),
   /** How often each worker ends EXPIRED the queued tasks past their ttl (a task expires within ttl_ms + this + a query). */
   EXPIRE_INTERVAL_MS: int(1_000, 50),
+  /** How often each worker moves back to PENDING the WAITING tasks whose sleep is over (a sleep ends within this + a dispatch). */
+  WAKE_INTERVAL_MS: int(1_000, 50),
   /** How often each worker fires the due schedules (a tick's task is created within about this much after it). */
   SCHEDULE_INTERVAL_MS: int(500, 20),
   /** A schedule whose cron fires more often than this (two fires closer than this) is refused: 400 naming cron. */

@@ -1,4 +1,4 @@
-import { TASK_STATUSES, type TaskListRow, type TaskRow } from '@tasker/db';
+import { STEP_STATUSES, TASK_STATUSES, type TaskListRow, type TaskRow, type TaskStepRow } from '@tasker/db';
 
 export { isTerminal } from '@tasker/db';
 
@@ -21,6 +21,40 @@ export const taskErrorSchema = z
 /** A timestamp as the API writes it (ISO 8601 with offset). */
 export const isoDate = z.iso.datetime({ offset: true });
 
+/** What a WAITING task waits for (`waiting_for`); more kinds (child tasks, tokens) will come. */
+export const waitingForSchema = z
+  .object({
+    kind: z.literal('time').describe('time: its handler sleeps (ctx.sleep, ctx.sleepUntil)'),
+    until: isoDate.describe('When the wait ends: the task goes back to PENDING and its handler resumes'),
+  })
+  .meta({ id: 'WaitingFor' });
+
+/** Bytes of UTF-8 a step's preview of its result holds at most. */
+export const STEP_PREVIEW_BYTES = 256;
+
+/** One durable step of a task's handler (`ctx.step`, `ctx.sleep`), as the task record shows it. */
+export const taskStepSchema = z
+  .object({
+    id: z.string().describe('The step id its handler gave (ctx.step); a sleep: $sleep:N'),
+    seq: z.number().int().describe("Its place in the handler's order, 0 first"),
+    status: z
+      .enum(STEP_STATUSES)
+      .describe(
+        'completed (its result recorded: no run repeats it); failed (its last run threw: the next attempt runs it again); waiting (a sleep not over yet)',
+      ),
+    startedAt: isoDate,
+    finishedAt: isoDate.nullable(),
+    preview: z
+      .string()
+      .nullable()
+      .describe(
+        `Its result as JSON text, cut at ${STEP_PREVIEW_BYTES} bytes of UTF-8 (ending with "…" when cut); null unless completed`,
+      ),
+    error: taskErrorSchema.nullable().describe('Why its last run failed; null unless failed'),
+  })
+  .meta({ id: 'TaskStep' });
+export type TaskStepView = z.output<typeof taskStepSchema>;
+
 /** A task as every newer route, stream and the SDK report it. */
 export const taskViewSchema = z
   .object({
@@ -31,6 +65,15 @@ export const taskViewSchema = z
     output: z.unknown().describe('The result, once COMPLETED; null before'),
     error: taskErrorSchema.nullable(),
     attemptErrors: z.array(taskErrorSchema),
+    waitingFor: waitingForSchema
+      .nullable()
+      .describe('While WAITING: what it waits for (a time, for a sleep); null otherwise'),
+    steps: z
+      .array(taskStepSchema)
+      .optional()
+      .describe(
+        "The durable steps its handler reached (ctx.step, ctx.sleep), in the handler's order: in GET /tasks/{id} (getTask) only",
+      ),
     progress: z
       .unknown()
       .describe('The latest progress the handler reported ({percent?, partial?, message?}), or null'),
@@ -92,7 +135,11 @@ export type TaskView = z.output<typeof taskViewSchema>;
 /** A nullable timestamp as the API writes it. */
 export const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-export function toTaskView(row: TaskRow): TaskView {
+/**
+ * A task's public record. `steps` (its durable steps, read from `task_steps`) only where the caller
+ * read them: the full record of one task.
+ */
+export function toTaskView(row: TaskRow, steps?: readonly TaskStepRow[]): TaskView {
   return {
     id: row.id,
     name: row.name,
@@ -101,6 +148,8 @@ export function toTaskView(row: TaskRow): TaskView {
     output: row.output ?? null,
     error: row.error ?? null,
     attemptErrors: row.attemptErrors,
+    waitingFor: row.status === 'WAITING' ? (row.waitingFor ?? null) : null,
+    ...(steps ? { steps: steps.map(toStepView) } : {}),
     progress: row.progress ?? null,
     version: row.version,
     attempts: row.attempts,
@@ -122,6 +171,24 @@ export function toTaskView(row: TaskRow): TaskView {
     startedAt: iso(row.startedAt),
     finishedAt: iso(row.finishedAt),
     updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+export function toStepView(step: TaskStepRow): TaskStepView {
+  const json = step.status === 'completed' ? JSON.stringify(step.output ?? null) : undefined;
+  return {
+    id: step.stepId,
+    seq: step.seq,
+    status: step.status,
+    startedAt: step.startedAt.toISOString(),
+    finishedAt: iso(step.finishedAt),
+    preview:
+      json === undefined
+        ? null
+        : Buffer.byteLength(json) > STEP_PREVIEW_BYTES
+          ? `${cutUtf8(json, STEP_PREVIEW_BYTES - 3)}…`
+          : json,
+    error: step.status === 'failed' ? (step.error ?? null) : null,
   };
 }
 
@@ -184,6 +251,7 @@ export const taskSummarySchema = taskViewSchema
     output: true,
     progress: true,
     attemptErrors: true,
+    steps: true,
     error: true,
     singletonKey: true,
     debounceKey: true,
@@ -233,6 +301,7 @@ export function toTaskSummary(row: TaskListRow): TaskSummary {
     concurrencyKey: row.concurrencyKey ?? row.tenantId,
     tags: row.tags ?? [],
     metadata: row.metadata ?? null,
+    waitingFor: row.status === 'WAITING' ? (row.waitingFor ?? null) : null,
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),

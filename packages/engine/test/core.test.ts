@@ -293,6 +293,7 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       timeoutMs: null,
       idempotencyKey: null,
       runAfter: null,
+      waitingFor: null,
       ttlMs: null,
       expiresAt: null,
       trace: null,

@@ -36,7 +36,7 @@ export interface BulkWaitOptions {
  * `tasks:read`).
  */
 export interface BulkApi {
-  /** Cancels every matching PENDING or RUNNING task (a RUNNING one is aborted by its worker). */
+  /** Cancels every matching PENDING, RUNNING or WAITING task (a RUNNING one is aborted by its worker). */
   cancel<N extends TaskName = TaskName>(filter: TaskFilter<N>): Promise<BulkOperation>;
   cancel<N extends TaskName = TaskName>(filter: TaskFilter<N>, options: { dryRun: true }): Promise<BulkCount>;
   /** Retries every matching FAILED, CANCELLED or EXPIRED task (same id, a new round of attempts). */

@@ -62,9 +62,11 @@ export type {
   TaskName,
   TaskOutput,
   TaskStatus,
+  TaskStep,
   TaskSummary,
   TaskType,
   TaskUpdate,
+  WaitingFor,
 } from './types.ts';
 export type {
   NewWebhook,

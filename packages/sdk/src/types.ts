@@ -31,6 +31,14 @@ export type Task<N extends TaskName = TaskName> = Omit<TaskView, 'name' | 'input
 export type { Preview };
 
 /**
+ * One durable step of a task's handler (`ctx.step`, `ctx.sleep`), as `get(id)` shows it in `steps`:
+ * its id, status (`completed`, `failed`, `waiting`), times, and a preview of its result.
+ */
+export type TaskStep = NonNullable<TaskView['steps']>[number];
+/** What a `WAITING` task waits for (`waitingFor`): a time, for a sleep. */
+export type WaitingFor = NonNullable<TaskView['waitingFor']>;
+
+/**
  * A task as `list()` gives it: the record's fixed fields, with a preview of its input and output
  * (`inputPreview`, `outputPreview`: their JSON text cut at 1 KiB, `truncated` when cut, and the
  * whole size in `bytes`), its error with the message cut, and no progress nor attempt errors. A

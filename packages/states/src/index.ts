@@ -11,13 +11,23 @@
  * No dependencies: the browser bundle and the published SDK take it as is.
  */
 
-export const TASK_STATUSES = ['PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED'] as const;
+export const TASK_STATUSES = [
+  'PENDING',
+  'RUNNING',
+  'WAITING',
+  'COMPLETED',
+  'FAILED',
+  'CANCELLED',
+  'EXPIRED',
+] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 
 /** What each status means, for documents (OpenAPI, the CLI's help, the dashboard's legend). */
 export const STATUS_DESCRIPTIONS: Readonly<Record<TaskStatus, string>> = {
   PENDING: 'accepted, not running: queued, delayed (run_after), or waiting for its next attempt',
   RUNNING: 'an attempt runs on a worker',
+  WAITING:
+    'its handler is suspended (ctx.sleep): it holds no worker slot and no job, and goes back to PENDING when its wait ends (waiting_for)',
   COMPLETED: 'finished with an output',
   FAILED: 'finished with an error, no attempts left (or an error no attempt can fix)',
   CANCELLED: 'finished because its cancellation was asked for',
@@ -33,9 +43,15 @@ export const TERMINAL_STATUSES = [
 ] as const satisfies readonly TaskStatus[];
 export type TerminalStatus = (typeof TERMINAL_STATUSES)[number];
 
-/** The statuses of a task that is not finished: queued, delayed, waiting for a retry, or running. */
-export const UNFINISHED_STATUSES = ['PENDING', 'RUNNING'] as const satisfies readonly TaskStatus[];
+/** The statuses of a task that is not finished: queued, delayed, waiting for a retry, running, or suspended. */
+export const UNFINISHED_STATUSES = ['PENDING', 'RUNNING', 'WAITING'] as const satisfies readonly TaskStatus[];
 export type UnfinishedStatus = (typeof UNFINISHED_STATUSES)[number];
+
+/**
+ * The unfinished statuses in which a task may be handed to the queue: it may hold a slot (a handout)
+ * and a job. A WAITING task holds neither (its handout goes in the commit that suspends it).
+ */
+export const ACTIVE_STATUSES = ['PENDING', 'RUNNING'] as const satisfies readonly UnfinishedStatus[];
 
 export const isTerminal = (status: TaskStatus | string): status is TerminalStatus =>
   (TERMINAL_STATUSES as readonly string[]).includes(status);
@@ -59,6 +75,7 @@ export type TaskField =
   | 'attempts'
   | 'attemptErrors'
   | 'cancelRequestedAt'
+  | 'debounceKey'
   | 'error'
   | 'expiresAt'
   | 'finishedAt'
@@ -66,6 +83,7 @@ export type TaskField =
   | 'progress'
   | 'runAfter'
   | 'startedAt'
+  | 'waitingFor'
   | 'workerId';
 
 export interface Transition {
@@ -134,11 +152,11 @@ export const TRANSITIONS = {
     doc: 'A worker shutting down gives its attempt back without counting it.',
   }),
   cancelPending: transition({
-    from: ['PENDING'],
+    from: ['PENDING', 'WAITING'],
     to: 'CANCELLED',
     guards: ['ofTenant'],
-    sets: ['error', 'cancelRequestedAt', 'finishedAt'],
-    doc: 'Cancelled before it ran: it never runs.',
+    sets: ['error', 'cancelRequestedAt', 'finishedAt', 'waitingFor'],
+    doc: 'Cancelled before it ran, or while it waits: it never runs (again).',
   }),
   requestCancel: transition({
     from: ['RUNNING'],
@@ -153,6 +171,20 @@ export const TRANSITIONS = {
     guards: ['cancelRequested'],
     sets: ['error', 'finishedAt'],
     doc: 'The end of a cancellation asked for while it ran.',
+  }),
+  wait: transition({
+    from: ['RUNNING'],
+    to: 'WAITING',
+    guards: ['cancelNotRequested'],
+    sets: ['waitingFor', 'runAfter', 'expiresAt', 'debounceKey'],
+    doc: 'The handler suspended itself (ctx.sleep): the attempt ends without a result, the task gives its slot and job back and waits (waiting_for) until run_after. It has started: its ttl no longer applies, and no submission joins it by its debounce key any more.',
+  }),
+  wake: transition({
+    from: ['WAITING'],
+    to: 'PENDING',
+    guards: ['due'],
+    sets: ['waitingFor'],
+    doc: 'Its wait is over (run_after passed): it waits for its turn again, and its handler runs from the top, its finished steps answered from the record.',
   }),
   expire: transition({
     from: ['PENDING'],

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  ACTIVE_STATUSES,
   canCancel,
   canRetry,
   GUARDS,
@@ -66,6 +67,8 @@ describe('the state machine', () => {
 
   it('answers can-cancel and can-retry from the transitions', () => {
     expect(canCancel({ status: 'PENDING' })).toBe(true);
+    expect(canCancel({ status: 'WAITING' })).toBe(true);
+    expect(canRetry({ status: 'WAITING' })).toBe(false);
     expect(canCancel({ status: 'RUNNING', cancelRequestedAt: null })).toBe(true);
     expect(canCancel({ status: 'RUNNING', cancelRequestedAt: '2026-01-01T00:00:00Z' })).toBe(false);
     for (const s of TERMINAL_STATUSES) expect(canCancel({ status: s })).toBe(false);
@@ -73,6 +76,22 @@ describe('the state machine', () => {
     expect(canRetry({ status: 'EXPIRED' })).toBe(true);
     expect(canRetry({ status: 'COMPLETED' })).toBe(false);
     expect(canRetry({ status: 'RUNNING' })).toBe(false);
+  });
+
+  it('WAITING: unfinished, entered only from RUNNING (wait), left for PENDING (wake) or CANCELLED', () => {
+    expect(isTerminal('WAITING')).toBe(false);
+    expect(UNFINISHED_STATUSES).toContain('WAITING');
+    // It holds no slot and no job: not among the statuses a handed-out task can be in.
+    expect(ACTIVE_STATUSES).not.toContain('WAITING');
+    const into = all.filter(([, t]) => t.to === 'WAITING').map(([name, t]) => [name, t.from]);
+    expect(into).toEqual([['wait', ['RUNNING']]]);
+    expect(nextStatuses('WAITING').sort()).toEqual(['CANCELLED', 'PENDING']);
+    // A cancel asked for while the handler ran wins over its sleep, as over a result.
+    expect(TRANSITIONS.wait.guards).toContain('cancelNotRequested');
+    // Only the waking time lets it go, and what it waited for is cleared on the way out.
+    expect(TRANSITIONS.wake.guards).toEqual(['due']);
+    expect(TRANSITIONS.wake.sets).toContain('waitingFor');
+    expect(TRANSITIONS.cancelPending.sets).toContain('waitingFor');
   });
 
   it('lists statuses in words', () => {

@@ -23,6 +23,26 @@ export interface TaskContext {
   /** Reports progress; cheap to call often (the worker coalesces updates). */
   progress(update: TaskProgress): void;
   config: TaskConfig;
+  /**
+   * A durable step: runs `fn` once for this task and records its result, so that a later run of the
+   * task (a retry, a worker that died, a resume after `sleep`) returns the recorded result without
+   * running `fn`. The result must be JSON (it is stored as JSON, and every run, the first included,
+   * gets it back as parsed JSON); `undefined` is recorded as null. `id` names the step (1-200
+   * characters), once per run. Every run must reach its steps in the same order (else the task fails
+   * with a NonDeterminismError): let the order depend only on the input and on earlier steps'
+   * results. Await each step before the next. A step that throws is recorded as failed, with its
+   * error, and runs again on the next attempt.
+   */
+  step<T>(id: string, fn: () => Promise<T> | T): Promise<T>;
+  /**
+   * Suspends the task for `ms` milliseconds (at most 30 days) without holding a worker: the task
+   * becomes WAITING, then PENDING again when the time has come, and its handler runs again from the
+   * top, its finished steps answered from the record (the sleep is a step too: once over, it
+   * returns at once). A sleep of less than a second is slept in the worker instead.
+   */
+  sleep(ms: number): Promise<void>;
+  /** `sleep` until `until` (at most 30 days ahead; a time passed returns at once). */
+  sleepUntil(until: Date): Promise<void>;
 }
 
 export interface RetryPolicy {

@@ -13,4 +13,5 @@ export {
   type TaskOptions,
   type TaskProgress,
 } from './define.ts';
+export { InvalidStepError, MAX_SLEEP_MS, MAX_STEP_ID_LENGTH, NonDeterminismError } from './steps.ts';
 export { longestRun } from './tasks/find-longest-consecutive-letters.ts';

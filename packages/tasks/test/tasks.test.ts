@@ -11,7 +11,17 @@ import {
 } from '../src/index.ts';
 
 function context(config: TaskConfig, signal = new AbortController().signal): TaskContext {
-  return { taskId: '00000000-0000-4000-8000-000000000000', attempt: 1, signal, progress: () => {}, config };
+  return {
+    taskId: '00000000-0000-4000-8000-000000000000',
+    attempt: 1,
+    signal,
+    progress: () => {},
+    config,
+    // No handler of the catalog uses durable steps yet: a step runs its function, a sleep returns.
+    step: async (_id, fn) => fn(),
+    sleep: async () => {},
+    sleepUntil: async () => {},
+  };
 }
 
 const noKey: TaskConfig = { openai: { model: 'gpt-test' } };

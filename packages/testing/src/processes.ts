@@ -34,14 +34,21 @@ export interface AppProcess {
 
 /**
  * Starts the built `apps/<kind>/dist/main.js` as a real process with these variables and waits
- * until it says it is ready. `logLevel` must let `info` through (info, debug or trace).
+ * until it says it is ready. `logLevel` must let `info` through (info, debug or trace). `script`:
+ * another entry that starts the same app (a test's own worker with task types of its own, run
+ * from source with `nodeArgs: ['--import', 'tsx']`).
  */
 export async function spawnApp(
   kind: 'server' | 'worker',
   vars: Record<string, string>,
-  { timeoutMs = 20_000, nodeArgs = [] as string[], logLevel = 'info' } = {},
+  {
+    timeoutMs = 20_000,
+    nodeArgs = [] as string[],
+    logLevel = 'info',
+    script = path.join(root, 'apps', kind, 'dist', 'main.js'),
+  } = {},
 ): Promise<AppProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, path.join(root, 'apps', kind, 'dist', 'main.js')], {
+  const child = spawn(process.execPath, [...nodeArgs, script], {
     env: { ...process.env, ...vars, LOG_LEVEL: logLevel },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -3,7 +3,7 @@ import { useSubscription } from '@trpc/tanstack-react-query';
 import { type ReactNode, useEffect, useState } from 'react';
 import type { Abilities } from '../App.tsx';
 import { TaskActions } from '../actions.tsx';
-import { errorText, type TaskEvent, useTRPC } from '../api.ts';
+import { errorText, type Task, type TaskEvent, useTRPC } from '../api.ts';
 import { asProgress, duration, json, StatusBadge, time } from '../format.tsx';
 import { Link } from '../router.tsx';
 
@@ -51,6 +51,8 @@ function timeline(task: TaskEvent): Step[] {
     steps.push({ at: null, label: task.attempts > 0 ? 'Waiting for a retry' : 'Queued', kind: 'waiting' });
   } else if (task.status === 'RUNNING') {
     steps.push({ at: null, label: 'Running…', kind: 'waiting' });
+  } else if (task.status === 'WAITING') {
+    steps.push({ at: task.waitingFor?.until ?? null, label: 'Sleeping until', kind: 'waiting' });
   }
   return steps;
 }
@@ -214,6 +216,15 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         <Fact term="Finished">{time(view.finishedAt)}</Fact>
         <Fact term="Ran for">{duration(view.startedAt, view.finishedAt)}</Fact>
         <Fact term="Version">{view.version}</Fact>
+        {view.waitingFor ? (
+          <Fact
+            term="Waiting until"
+            title="Its handler sleeps (ctx.sleep): it holds no worker, and resumes then"
+            testId="task-waiting-until"
+          >
+            {time(view.waitingFor.until)}
+          </Fact>
+        ) : null}
       </dl>
       <div className="grid2">
         <div className="card">
@@ -232,6 +243,7 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
           )}
         </div>
       </div>
+      {view.steps?.length ? <StepsCard steps={view.steps} /> : null}
       {progress &&
       (progress.percent !== undefined ||
         progress.message ||
@@ -311,5 +323,38 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         </ol>
       </div>
     </section>
+  );
+}
+
+/** The durable steps its handler reached (ctx.step, ctx.sleep), as the record was read. */
+function StepsCard({ steps }: { steps: NonNullable<Task['steps']> }) {
+  return (
+    <div className="card">
+      <h2>Steps</h2>
+      <table data-testid="task-steps">
+        <thead>
+          <tr>
+            <th>Step</th>
+            <th>Status</th>
+            <th>Started</th>
+            <th>Took</th>
+            <th>Result</th>
+          </tr>
+        </thead>
+        <tbody>
+          {steps.map((step) => (
+            <tr key={step.id}>
+              <td className="mono">{step.id}</td>
+              <td>{step.status}</td>
+              <td>{time(step.startedAt)}</td>
+              <td>{step.finishedAt ? duration(step.startedAt, step.finishedAt) : '—'}</td>
+              <td className="mono">
+                {step.status === 'failed' ? (step.error?.message ?? '') : (step.preview ?? '')}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }

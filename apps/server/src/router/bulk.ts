@@ -29,9 +29,9 @@ const bulkAnswer = z.union([bulkOperationSchema, bulkCountSchema]);
 const WORDS: Record<BulkAction, { verb: string; statuses: string; what: string }> = {
   cancel: {
     verb: 'Cancel',
-    statuses: 'PENDING and RUNNING',
+    statuses: 'PENDING, RUNNING and WAITING',
     what:
-      'each as POST /tasks/{id}/cancel does: a PENDING task ends CANCELLED at once, a RUNNING one has its cancel ' +
+      'each as POST /tasks/{id}/cancel does: a PENDING or WAITING task ends CANCELLED at once, a RUNNING one has its cancel ' +
       'requested (its worker aborts it and ends it CANCELLED)',
   },
   retry: {

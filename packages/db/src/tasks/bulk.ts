@@ -258,8 +258,8 @@ export class BulkOperations {
   }
 
   /**
-   * Cancels these tasks of the tenant, each as a single cancel would, in one UPDATE: a PENDING task
-   * ends CANCELLED at once (`cancelPending`), a RUNNING one gets its request recorded
+   * Cancels these tasks of the tenant, each as a single cancel would, in one UPDATE: a PENDING or
+   * WAITING task ends CANCELLED at once (`cancelPending`), a RUNNING one gets its request recorded
    * (`requestCancel`: its worker ends it). The choice is made per row on the row as the UPDATE locks
    * it, so a task that started (or went back to PENDING) since the page was read gets the right one.
    * Returns the changed rows: CANCELLED, or RUNNING with `cancelRequestedAt`; each says whether it
@@ -277,6 +277,7 @@ export class BulkOperations {
         error: sql`case when ${pending} then ${JSON.stringify(error)}::jsonb else ${tasks.error} end`,
         cancelRequestedAt: sql`case when ${pending} then now() else coalesce(${tasks.cancelRequestedAt}, now()) end`,
         finishedAt: sql`case when ${pending} then now() else ${tasks.finishedAt} end`,
+        waitingFor: sql`case when ${pending} then null else ${tasks.waitingFor} end`,
         updatedAt: sql`now()`,
         version: sql`${tasks.version} + 1`,
       })

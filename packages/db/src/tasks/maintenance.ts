@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../client.ts';
-import { tasks, webhookDeliveries } from '../schema.ts';
+import { taskSteps, tasks, webhookDeliveries } from '../schema.ts';
 
 /** Keeping the tasks table lean: retention and vacuum. */
 export class TaskMaintenance {
@@ -8,8 +8,8 @@ export class TaskMaintenance {
 
   /**
    * Deletes up to `limit` tasks that finished before `before` (one short statement: no long lock),
-   * and their webhook deliveries with them (by `webhook_deliveries_task_idx`: a task's deliveries
-   * go when it goes). Returns how many tasks it deleted; call again until it returns less than `limit`.
+   * and their webhook deliveries and steps with them (by `webhook_deliveries_task_idx` and
+   * `task_steps_pkey`: a task's deliveries and steps go when it goes). Returns how many tasks it deleted; call again until it returns less than `limit`.
    */
   async pruneFinished(before: Date, limit: number): Promise<number> {
     const [row] = await this.db.execute<{ count: number }>(sql`
@@ -19,7 +19,8 @@ export class TaskMaintenance {
           where ${tasks.finishedAt} is not null and ${tasks.finishedAt} < ${before.toISOString()}::timestamptz
           limit ${limit})
         returning ${tasks.id} as id),
-      deliveries as (delete from ${webhookDeliveries} where ${webhookDeliveries.taskId} in (select id from gone))
+      deliveries as (delete from ${webhookDeliveries} where ${webhookDeliveries.taskId} in (select id from gone)),
+      steps as (delete from ${taskSteps} where ${taskSteps.taskId} in (select id from gone))
       select count(*)::int as count from gone`);
     return row?.count ?? 0;
   }

@@ -14,7 +14,7 @@ import {
   sql,
 } from 'drizzle-orm';
 import type { Database } from '../client.ts';
-import { type TaskRow, type TaskStatus, taskHandouts, tasks, UNFINISHED_STATUSES } from '../schema.ts';
+import { ACTIVE_STATUSES, type TaskRow, type TaskStatus, taskHandouts, tasks } from '../schema.ts';
 import { pgArray } from './rows.ts';
 
 /**
@@ -249,9 +249,10 @@ export class TaskQueries {
     limit: number,
     cursor?: { updatedAt: Date; id: string },
   ): Promise<StaleTask[]> {
-    // Only tasks handed to the queue (a handout) have a job to miss; the others wait for the dispatcher.
+    // Only tasks handed to the queue (a handout) have a job to miss; the others wait for the dispatcher
+    // (or, WAITING, for their wait to end: they hold no handout).
     const conditions = [
-      inArray(tasks.status, [...UNFINISHED_STATUSES]),
+      inArray(tasks.status, [...ACTIVE_STATUSES]),
       lt(tasks.updatedAt, before),
       lt(taskHandouts.handedAt, before),
     ];

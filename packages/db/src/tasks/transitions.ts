@@ -2,11 +2,21 @@ import type { TransitionName } from '@tasker/states';
 import { sql } from 'drizzle-orm';
 import type postgres from 'postgres';
 import type { Database } from '../client.ts';
-import { type TaskError, type TaskRow, tasks } from '../schema.ts';
+import { type TaskError, type TaskRow, tasks, type WaitingFor } from '../schema.ts';
 import { byId, column } from './rows.ts';
 import { type Assignments, conditionText, statusAfter, whereOf } from './transition-sql.ts';
 
 const EXPIRE = conditionText('expire');
+const WAIT = conditionText('wait');
+const WAKE = conditionText('wake');
+
+/** Where a suspended handler stopped: the step that waits (a sleep), and until when. */
+export interface Suspension {
+  stepId: string;
+  /** The step's place in the handler's order. */
+  seq: number;
+  until: Date;
+}
 
 /** What a retry writes (one task's, `retry`; many at once, `tasks/bulk.ts`): a new round, from now. */
 export const RETRY_SET: Assignments<'retry'> = {
@@ -61,14 +71,57 @@ export class OtherTransitions {
     return this.apply('release', id, { attempts: sql`greatest(${tasks.attempts} - 1, 0)` });
   }
 
-  /** PENDING (queued or delayed) → CANCELLED at once: it will never run. */
+  /** PENDING (queued or delayed) or WAITING → CANCELLED at once: it will never run (again). */
   cancelPending(id: string, error: TaskError, tenantId?: string): Promise<TaskRow | undefined> {
     return this.apply(
       'cancelPending',
       id,
-      { error, cancelRequestedAt: sql`now()`, finishedAt: sql`now()` },
+      { error, cancelRequestedAt: sql`now()`, finishedAt: sql`now()`, waitingFor: null },
       tenantId,
     );
+  }
+
+  /**
+   * RUNNING → WAITING (`wait`): the handler suspended itself at a sleep. One statement: the task
+   * waits until `until` (waiting_for, run_after), its handout goes (a waiting task holds no slot),
+   * and the sleep's step is recorded `waiting`, so that the run after the wait finds it. Undefined
+   * when the task is no longer RUNNING or a cancel was asked for.
+   */
+  async wait(id: string, suspension: Suspension): Promise<TaskRow | undefined> {
+    const until = suspension.until.toISOString();
+    const waitingFor: WaitingFor = { kind: 'time', until };
+    const rows = await this.pg`
+      with waiting as (
+        update tasks t set status = 'WAITING', version = t.version + 1, updated_at = now(),
+          waiting_for = ${JSON.stringify(waitingFor)}::jsonb, run_after = ${until}::timestamptz,
+          expires_at = null, debounce_key = null
+        where t.id = ${id}::uuid and ${this.pg.unsafe(WAIT)}
+        returning t.*),
+      handout as (delete from task_handouts where task_id in (select id from waiting)),
+      step as (
+        insert into task_steps (task_id, step_id, seq, status, output, started_at)
+        select id, ${suspension.stepId}, ${suspension.seq}, 'waiting', ${JSON.stringify({ until })}::jsonb, now()
+        from waiting
+        on conflict (task_id, step_id) do update set seq = excluded.seq, status = 'waiting',
+          output = excluded.output, error = null, finished_at = null
+        where task_steps.status <> 'completed')
+      select * from waiting t`;
+    return [...byId(rows).values()][0];
+  }
+
+  /**
+   * WAITING → PENDING (`wake`) for up to `limit` tasks whose wait is over (run_after passed),
+   * soonest first (walks tasks_waiting_idx), skipping rows another transaction holds. Each waits
+   * for its turn again: the dispatcher hands it out like a new task.
+   */
+  async wakeDue(limit: number): Promise<TaskRow[]> {
+    const rows = await this.pg`
+      update tasks t set status = 'PENDING', version = t.version + 1, updated_at = now(), waiting_for = null
+      from (select id from tasks where waiting_for is not null and run_after <= now()
+            order by run_after limit ${limit} for update skip locked) due
+      where t.id = due.id and ${this.pg.unsafe(WAKE)}
+      returning t.*`;
+    return [...byId(rows).values()];
   }
 
   /** RUNNING: records that it must stop; the worker running it aborts it and ends it CANCELLED. */

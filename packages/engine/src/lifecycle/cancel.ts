@@ -19,6 +19,7 @@ export function cancelledError(attempt?: number): TaskError {
  *
  * - PENDING (queued, delayed, or waiting for a retry): CANCELLED at once in PostgreSQL, and its job
  *   removed (if that fails, the worker that takes the job finds the row finished and drops it).
+ *   WAITING (its handler slept) the same: it has no job, and never resumes.
  * - RUNNING: the request is recorded (`cancel_requested_at`): from then on the task can only end
  *   CANCELLED. A signal goes to every worker, and the one running the task aborts the handler's
  *   AbortSignal at once; if the signal is lost, that worker finds the recorded request within
@@ -51,7 +52,7 @@ export async function cancel(r: LifecycleResources, id: string, tenantId?: strin
   const row = await r.store.get(id, tenantId);
   if (!row) throw new TaskNotFoundError(id);
   throw new TaskStateConflictError(
-    `Task is already ${row.status}; only a PENDING or RUNNING task can be cancelled`,
+    `Task is already ${row.status}; only a PENDING, RUNNING or WAITING task can be cancelled`,
   );
 }
 

@@ -1,4 +1,4 @@
-import type { BulkOperationRow, TaskError, TaskRow } from '@tasker/db';
+import type { BulkOperationRow, Suspension, TaskError, TaskRow, TaskStepRow } from '@tasker/db';
 import { type BulkRunEnd, type BulkRunOptions, runBulk } from './bulk.ts';
 import { cancel, endCancelled } from './cancel.ts';
 import { type Claim, claim, release } from './claim.ts';
@@ -10,8 +10,10 @@ import { type ProgressReporter, progressReporter } from './progress.ts';
 import { prune, type RecoveryReport, recover, vacuum } from './recover.ts';
 import type { LifecycleResources } from './resources.ts';
 import { retry } from './retry.ts';
+import { StepRunner } from './steps.ts';
 import { type SubmitRequest, type Submitted, submit } from './submit.ts';
 import { type BatchItem, submitMany } from './submit-many.ts';
+import { wait, wakeDue } from './wait.ts';
 
 /**
  * The one module that changes a task's state. Each step lives in its own file of this folder, and
@@ -30,6 +32,8 @@ import { type BatchItem, submitMany } from './submit-many.ts';
  * | retry | `retry.ts` | server (`retryTask`) |
  * | pause, resume, isPaused | `pause.ts` | server (`pauseQueue`, `resumeQueue`); worker |
  * | expire | `expire.ts` | every worker, every EXPIRE_INTERVAL_MS; the claim of an expired task |
+ * | steps | `steps.ts` | worker: a run's `ctx.step` and `ctx.sleep` (`StepRunner`) |
+ * | wait, wake | `wait.ts` | worker: a handler that slept; every worker, every WAKE_INTERVAL_MS |
  * | recover, prune, vacuum | `recover.ts` | the worker's sweeper |
  * | runBulk | `bulk.ts` | the worker's bulk runner: a bulk cancel or retry, a chunk at a time |
  */
@@ -90,6 +94,26 @@ export class TaskLifecycle {
     return isPaused(this.resources, name);
   }
 
+  /** The durable steps of one run of this claimed task's handler (`ctx.step`, `ctx.sleep`). */
+  steps(row: TaskRow, signal: AbortSignal): StepRunner {
+    return new StepRunner(this.resources, row, signal);
+  }
+
+  /** The steps a task's handler recorded, in its order. */
+  stepsOf(taskId: string): Promise<TaskStepRow[]> {
+    return this.resources.store.steps.list(taskId);
+  }
+
+  /** The handler slept: RUNNING → WAITING (or CANCELLED, if a cancel was asked for meanwhile). */
+  wait(row: TaskRow, suspension: Suspension): Promise<TaskRow | undefined> {
+    return wait(this.resources, row, suspension);
+  }
+
+  /** WAITING → PENDING for every task whose wait is over; how many. */
+  wake(): Promise<number> {
+    return wakeDue(this.resources);
+  }
+
   /** Ends EXPIRED every PENDING task past its expiry; how many. */
   expire(): Promise<number> {
     return expireDue(this.resources);
@@ -120,5 +144,6 @@ export { expiredError } from './expire.ts';
 export type { ProgressReporter } from './progress.ts';
 export type { RecoveryReport } from './recover.ts';
 export { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';
+export { IN_PROCESS_SLEEP_MS, type StepContext, StepRunner } from './steps.ts';
 export { DEFAULT_TENANT, type SubmitRequest, type Submitted } from './submit.ts';
 export { type BatchItem, MAX_BATCH_SIZE } from './submit-many.ts';

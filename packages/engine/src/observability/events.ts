@@ -18,8 +18,15 @@ export type LifecycleEvent =
   | { kind: 'debounced'; row: TaskRow }
   /** A worker claimed the row: attempt `row.attempts` starts now (`row.startedAt`). */
   | { kind: 'started'; row: TaskRow }
-  /** A running attempt ended: `row` is the row as claimed (its `startedAt` is the attempt's start). */
-  | { kind: 'attempt-ended'; row: TaskRow; outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' }
+  /**
+   * A running attempt ended: `row` is the row as claimed (its `startedAt` is the attempt's start).
+   * `suspended`: its handler slept (ctx.sleep): the task is WAITING.
+   */
+  | {
+      kind: 'attempt-ended';
+      row: TaskRow;
+      outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' | 'suspended';
+    }
   /** The task reached a terminal state: `row.status` is terminal (COMPLETED, FAILED, CANCELLED or EXPIRED). */
   | { kind: 'finished'; row: TaskRow }
   /**

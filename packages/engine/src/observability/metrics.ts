@@ -74,7 +74,7 @@ export class TaskerMetrics {
     for (const reason of ['QUEUE_FULL', 'UNKNOWN_TYPE'] as const) this.refused.inc({ reason }, 0);
     this.runDuration = new Histogram({
       name: 'tasker_task_run_duration_seconds',
-      help: 'How long each attempt ran, from its claim to its recorded end, by outcome (completed, failed, retrying, cancelled)',
+      help: 'How long each attempt ran, from its claim to its recorded end, by outcome (completed, failed, retrying, cancelled, suspended: the handler slept)',
       labelNames: ['task_type', 'outcome'] as const,
       buckets: DURATION_BUCKETS,
       registers,

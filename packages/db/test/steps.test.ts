@@ -1,0 +1,147 @@
+import { randomUUID } from 'node:crypto';
+import { createTestEnv, type TestEnv } from '@tasker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, type DbClient, migrateDatabase, TaskStore } from '../src/index.ts';
+
+// The store's side of durable steps (migration 0024): task_steps, wait, wake, and WAITING among
+// the unfinished tasks.
+
+let env: TestEnv;
+let client: DbClient;
+let store: TaskStore;
+
+beforeAll(async () => {
+  env = createTestEnv();
+  await migrateDatabase(env.databaseUrl);
+  client = createDb(env.databaseUrl, { max: 3 });
+  store = new TaskStore(client);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await env?.cleanup();
+});
+
+const cancelled = { message: 'the task was cancelled', name: 'CancelledError', code: 'CANCELLED' };
+
+/** A task claimed by a worker, with a handout (as the dispatcher would have written it). */
+async function running(singletonKey?: string) {
+  const id = randomUUID();
+  const { created } = await store.insert({
+    id,
+    name: 'sum_two_numbers',
+    input: { a: 1, b: 2 },
+    maxAttempts: 3,
+    ...(singletonKey ? { singletonKey } : {}),
+  });
+  expect(created).toBe(true);
+  await client.sql`insert into task_handouts (task_id, owner_id, name, concurrency_key)
+    values (${id}::uuid, 'default', 'sum_two_numbers', 'default')`;
+  expect(await store.claim(id, 'w1', 1)).toMatchObject({ status: 'RUNNING' });
+  return id;
+}
+
+const handouts = async (id: string) =>
+  (await client.sql`select 1 from task_handouts where task_id = ${id}::uuid`).length;
+
+describe('task_steps', () => {
+  it('records a step once: a second completion gets the first result back; a failed one is overwritten', async () => {
+    const id = await running();
+    const startedAt = new Date();
+    const first = await store.steps.record({
+      taskId: id,
+      stepId: 'a',
+      seq: 0,
+      status: 'completed',
+      output: '42',
+      startedAt,
+    });
+    expect(first).toMatchObject({ stepId: 'a', seq: 0, status: 'completed', output: '42' });
+    const again = await store.steps.record({
+      taskId: id,
+      stepId: 'a',
+      seq: 0,
+      status: 'completed',
+      output: 'other',
+      startedAt,
+    });
+    expect(again.output).toBe('42'); // a string that looks like a number stays a string
+    const error = { message: 'boom', name: 'Error', code: 'STEP_FAILED' };
+    await store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
+    const b = await store.steps.record({
+      taskId: id,
+      stepId: 'b',
+      seq: 1,
+      status: 'completed',
+      output: { x: [1] },
+      startedAt,
+    });
+    expect(b).toMatchObject({ status: 'completed', output: { x: [1] }, error: null });
+    expect((await store.steps.list(id)).map((s) => [s.stepId, s.seq, s.status])).toEqual([
+      ['a', 0, 'completed'],
+      ['b', 1, 'completed'],
+    ]);
+  });
+});
+
+describe('wait and wake', () => {
+  it('wait: RUNNING → WAITING until the time, its handout gone and its sleep recorded, in one statement', async () => {
+    const id = await running();
+    const until = new Date(Date.now() + 300);
+    const waiting = await store.wait(id, { stepId: '$sleep:0', seq: 0, until });
+    expect(waiting).toMatchObject({
+      status: 'WAITING',
+      waitingFor: { kind: 'time', until: until.toISOString() },
+      runAfter: until,
+      finishedAt: null,
+    });
+    expect(await handouts(id)).toBe(0);
+    expect(await store.steps.list(id)).toMatchObject([
+      { stepId: '$sleep:0', status: 'waiting', output: { until: until.toISOString() } },
+    ]);
+    // Not RUNNING any more: a second wait changes nothing.
+    expect(await store.wait(id, { stepId: '$sleep:0', seq: 0, until })).toBeUndefined();
+
+    // Not due yet: nothing wakes; once due, it is PENDING again, without what it waited for.
+    expect((await store.wakeDue(100)).map((r) => r.id)).not.toContain(id);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const woken = (await store.wakeDue(100)).find((r) => r.id === id);
+    expect(woken).toMatchObject({ status: 'PENDING', waitingFor: null });
+    expect(await store.claim(id, 'w2', 1)).toMatchObject({ status: 'RUNNING' });
+  });
+
+  it('a cancel asked for while the handler ran: wait refuses (the worker ends it CANCELLED)', async () => {
+    const id = await running();
+    await store.requestCancel(id);
+    expect(
+      await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) }),
+    ).toBeUndefined();
+    expect((await store.get(id))?.status).toBe('RUNNING');
+  });
+
+  it('cancelPending ends a WAITING task at once and clears what it waited for', async () => {
+    const id = await running();
+    await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) });
+    const done = await store.cancelPending(id, cancelled);
+    expect(done).toMatchObject({ status: 'CANCELLED', waitingFor: null });
+    expect(done?.finishedAt).toBeInstanceOf(Date);
+  });
+
+  it('a WAITING task holds its singleton key, and retention deletes a finished task with its steps', async () => {
+    const key = `single-${randomUUID()}`;
+    const id = await running(key);
+    await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) });
+    const replay = await store.insert({
+      id: randomUUID(),
+      name: 'sum_two_numbers',
+      input: {},
+      singletonKey: key,
+    });
+    expect(replay).toMatchObject({ created: false, matched: 'singleton', row: { id } });
+
+    await store.cancelPending(id, cancelled);
+    await store.pruneFinished(new Date(Date.now() + 1000), 1000);
+    expect(await store.get(id)).toBeUndefined();
+    expect(await store.steps.list(id)).toEqual([]);
+  });
+});

@@ -1,0 +1,44 @@
+import type { Suspension, TaskRow } from '@tasker/db';
+import { endCancelled } from './cancel.ts';
+import { emit, type LifecycleResources } from './resources.ts';
+
+/** Rows one statement wakes at most; `wakeDue` repeats until fewer come back. */
+const BATCH = 500;
+/** At most this many batches per call: a huge backlog wakes over several ticks. */
+const BATCHES = 20;
+
+/**
+ * The handler suspended itself (a sleep, `steps.ts`): RUNNING → WAITING until `suspension.until`,
+ * in one commit with the sleep's step (recorded `waiting`) and the end of the task's handout (a
+ * waiting task holds no slot). The worker then ends the job: the task holds no job either. If a
+ * cancel was asked for meanwhile, the task ends CANCELLED instead. Undefined when the task was no
+ * longer RUNNING (another delivery ended it).
+ */
+export async function wait(
+  r: LifecycleResources,
+  row: TaskRow,
+  suspension: Suspension,
+): Promise<TaskRow | undefined> {
+  const waiting = await r.store.wait(row.id, suspension);
+  if (waiting) {
+    emit(r, { kind: 'attempt-ended', row, outcome: 'suspended' });
+    return waiting;
+  }
+  return endCancelled(r, row.id, row.attempts, row);
+}
+
+/**
+ * The `wake` transition: every WAITING task whose wait is over (run_after passed) goes back to
+ * PENDING, to be handed out again by the dispatcher in its tenant's turn; its handler then runs
+ * from the top, its finished steps answered from the record. Every worker calls this every
+ * WAKE_INTERVAL_MS; rows another worker is waking are skipped (SKIP LOCKED). Returns how many.
+ */
+export async function wakeDue(r: LifecycleResources): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < BATCHES; i++) {
+    const rows = await r.store.wakeDue(BATCH);
+    total += rows.length;
+    if (rows.length < BATCH) break;
+  }
+  return total;
+}

@@ -1,0 +1,24 @@
+import { NonRetryableError } from './define.ts';
+
+/** The longest a handler may sleep at once (`ctx.sleep`, `ctx.sleepUntil`): 30 days. */
+export const MAX_SLEEP_MS = 30 * 24 * 3600 * 1000;
+/** The longest step id, in characters. */
+export const MAX_STEP_ID_LENGTH = 200;
+
+/**
+ * A run of a handler reached its steps in another order than a run before it recorded (a step id
+ * where another was recorded, or a recorded step at another place): its recorded results cannot be
+ * trusted for this code, so the task fails, without another attempt. Make the order of `ctx.step`
+ * and `ctx.sleep` calls depend only on the input and on earlier steps' results.
+ */
+export class NonDeterminismError extends NonRetryableError {
+  override name = 'NonDeterminismError';
+}
+
+/**
+ * A step used in a way no attempt can fix: an empty or too long id, an id used twice in one run, a
+ * result that is not JSON, a sleep longer than 30 days or not a number of milliseconds.
+ */
+export class InvalidStepError extends NonRetryableError {
+  override name = 'InvalidStepError';
+}
