@@ -127,6 +127,13 @@ describe('wait and wake', () => {
     expect(done?.finishedAt).toBeInstanceOf(Date);
   });
 
+  it('a bulk cancel ends a WAITING task at once too, with no job to remove', async () => {
+    const id = await running();
+    await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) });
+    const [done] = await store.bulk.cancel(client.db, 'default', [id], cancelled);
+    expect(done).toMatchObject({ id, status: 'CANCELLED', waitingFor: null, handedOut: false });
+  });
+
   it('a WAITING task holds its singleton key, and retention deletes a finished task with its steps', async () => {
     const key = `single-${randomUUID()}`;
     const id = await running(key);
