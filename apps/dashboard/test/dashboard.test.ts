@@ -109,6 +109,12 @@ describe(`the dashboard (${testMode} mode)`, () => {
     expect(growing.size, `lengths seen: ${lengths.join(',')}`).toBeGreaterThanOrEqual(3);
     expect(lengths).toEqual([...lengths].sort((a, b) => a - b)); // it only grows
     expect(await page.getByTestId('task-output').textContent()).toContain('a slow story');
+    // What the call used (the fake counts words: 3 in the prompt), and its cost (gpt-4o-mini has a price).
+    await page.getByTestId('task-usage').waitFor();
+    expect(await page.getByTestId('usage-tokens').textContent()).toMatch(
+      /^3 prompt \+ [1-9]\d* completion tokens$/,
+    );
+    expect(await page.getByTestId('usage-cost').textContent()).toMatch(/^\$\d/);
   });
 
   it('cancels a running task from the table, and retries it from its page', async () => {

@@ -1,4 +1,4 @@
-import { type TaskDefinition, taskDefinitions } from '@tasker/tasks';
+import { costOf, DEFAULT_LLM_PRICES, type TaskDefinition, taskDefinitions } from '@tasker/tasks';
 import { z } from 'zod';
 
 /**
@@ -32,6 +32,18 @@ const at = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds))
 
 type State = 'COMPLETED' | 'PENDING' | 'CANCELLED';
 
+/** What one completed model call used: the record's `usage` of a type that calls a model. */
+function usageExample() {
+  const totals = {
+    model: 'gpt-4o-mini',
+    promptTokens: 12,
+    completionTokens: 17,
+    costUsd: costOf(DEFAULT_LLM_PRICES, 'gpt-4o-mini', 12, 17),
+    calls: 1,
+  };
+  return { ...totals, attempts: [{ attempt: 1, ...totals }] };
+}
+
 /** A task record of this type, as GET /tasks/{id} answers it. */
 export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE_TASK_ID): Json {
   const done = status === 'COMPLETED' && d.exampleOutput !== undefined;
@@ -61,6 +73,7 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
     scheduleId: null,
     scheduledFor: null,
     webhookUrl: null,
+    usage: done && d.llm ? usageExample() : null,
     runAfter: null,
     ttlMs: null,
     expiresAt: null,
@@ -88,6 +101,7 @@ export function taskSummaryExample(d: TaskDefinition, status: State, id = EXAMPL
     scheduleId: _si,
     scheduledFor: _sf,
     webhookUrl: _w,
+    usage: _u,
     ...fixed
   } = taskRecordExample(d, status, id) as Record<string, unknown>;
   const preview = (value: unknown) => {

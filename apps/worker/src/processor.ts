@@ -106,6 +106,9 @@ export function createProcessor(options: ProcessorOptions) {
         progress: progress.report,
         config,
         steps: (attemptSignal) => lifecycle.steps(claimed, attemptSignal),
+        recordUsage: async (usage) => {
+          await record('usage', () => lifecycle.recordUsage(claimed, usage));
+        },
       });
     } finally {
       running.delete(taskId);

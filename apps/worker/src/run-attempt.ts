@@ -1,6 +1,8 @@
 import type { Suspension, TaskRow } from '@tasker/db';
 import { findUnstorable, type StepRunner } from '@tasker/engine';
 import {
+  createLlm,
+  type LlmCallUsage,
   type NonDeterminismError,
   NonRetryableError,
   type TaskConfig,
@@ -44,6 +46,8 @@ export interface AttemptContext {
   config: TaskConfig;
   /** The durable steps of this run (`ctx.step`, `ctx.sleep`), given the attempt's signal. */
   steps(signal: AbortSignal): StepRunner;
+  /** Records a model call's usage (`ctx.llm`) durably; the handler's call waits for it. */
+  recordUsage(usage: LlmCallUsage): Promise<void>;
 }
 
 /**
@@ -55,7 +59,7 @@ export interface AttemptContext {
 export async function runAttempt(
   definition: TaskDefinition,
   row: TaskRow,
-  { signal, progress, config, steps: openSteps }: AttemptContext,
+  { signal, progress, config, recordUsage, steps: openSteps }: AttemptContext,
 ): Promise<AttemptOutcome> {
   const timeoutMs = row.timeoutMs ?? definition.timeoutMs;
   const attempt = new AbortController();
@@ -84,6 +88,13 @@ export async function runAttempt(
           progress,
           config,
           ...steps.context(),
+          llm: createLlm({
+            config,
+            signal: attempt.signal,
+            progress,
+            bounds: definition.llm,
+            record: recordUsage,
+          }),
         }))(),
       aborted,
       suspended,

@@ -163,6 +163,17 @@ function printTask(task: Task | TaskUpdate): void {
   if (task.tags.length > 0) rows.push(['tags', task.tags.join(', ')]);
   if (task.metadata) rows.push(['metadata', JSON.stringify(task.metadata)]);
   if (task.webhookUrl) rows.push(['webhook', task.webhookUrl]);
+  if (task.usage) {
+    const { promptTokens, completionTokens, calls, model, costUsd } = task.usage;
+    const cost =
+      costUsd === null
+        ? 'cost unknown (no price for the model)'
+        : `$${new Intl.NumberFormat('en-US', { maximumSignificantDigits: 3 }).format(costUsd)}`;
+    rows.push([
+      'model usage',
+      `${promptTokens} + ${completionTokens} tokens, ${calls} calls (${model}), ${cost}`,
+    ]);
+  }
   if (task.cancelRequestedAt) rows.push(['cancel asked', time(task.cancelRequestedAt)]);
   for (const step of task.steps ?? []) {
     const result = step.status === 'failed' ? (step.error?.message ?? '') : (step.preview ?? '');

@@ -205,6 +205,11 @@ describe('tasker watch', () => {
     expect(first?.text.length).toBeLessThan(REPLY.length / 2);
     // The statuses went to stderr, one line each.
     expect(watch.stderr).toMatch(/RUNNING \(attempt 1 of 3\)\n[\s\S]*COMPLETED\n$/);
+    // What its model call used, on its record.
+    const got = await tasker(['get', id]);
+    expect(got.stdout).toMatch(
+      /model usage +[1-9]\d* \+ [1-9]\d* tokens, 1 calls \(gpt-4o-mini\), \$0\.0\d*[1-9]/,
+    );
   });
 
   it('run --watch does the same from the submission; --watch --json is one JSON line per update', async () => {

@@ -44,6 +44,7 @@ export {
 export * from './schema.ts';
 export {
   actionStatuses,
+  addUsage,
   type BatchInserted,
   type BatchLimits,
   type BulkCursor,
@@ -52,6 +53,7 @@ export {
   type HoldingGroup,
   type Inserted,
   LIST_HEAD_CHARS,
+  type LlmCall,
   type NewBulkOperation,
   type ReadyTask,
   type StaleTask,
@@ -64,6 +66,7 @@ export {
   TaskStore,
   type TaskStoreOptions,
   taskFilterConditions,
+  UsageStore,
 } from './store.ts';
 export { type Assignments, choiceText, conditionText, whereOf } from './tasks/transition-sql.ts';
 export {

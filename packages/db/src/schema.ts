@@ -2,11 +2,13 @@ import { ACTIVE_STATUSES, TASK_STATUSES, type TaskStatus, TERMINAL_STATUSES } fr
 import { sql } from 'drizzle-orm';
 import {
   type AnyPgColumn,
+  bigint,
   boolean,
   check,
   index,
   integer,
   jsonb,
+  numeric,
   pgEnum,
   pgTable,
   primaryKey,
@@ -52,6 +54,23 @@ export interface WaitingFor {
   kind: 'time';
   /** ISO 8601: when the wait ends and the task goes back to PENDING. */
   until: string;
+}
+
+/** What model calls used: one attempt's, or a task's summed over its attempts. */
+export interface UsageTotals {
+  /** The model of the latest call. */
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+  /** US dollars; null when a call's model has no price (its tokens are still counted). */
+  costUsd: number | null;
+  calls: number;
+}
+
+/** A task's model usage (`tasks.usage`, migration 0025): summed over every attempt, and per attempt. */
+export interface TaskUsage extends UsageTotals {
+  /** Each attempt that called a model, in order (`attempt` as in `attempt_errors`). */
+  attempts: (UsageTotals & { attempt: number })[];
 }
 
 /** Millisecond precision, like JavaScript's Date, so that keyset cursors round-trip exactly. */
@@ -117,6 +136,8 @@ export const tasks = pgTable(
     scheduleId: uuid('schedule_id'),
     /** The tick this task was made for: one task per (schedule_id, scheduled_for), tasks_schedule_tick_idx. */
     scheduledFor: timestamptz('scheduled_for'),
+    /** What its model calls used, summed and per attempt (`ctx.llm`, migration 0025); null: no call reported usage. */
+    usage: jsonb('usage').$type<TaskUsage>(),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
     startedAt: timestamptz('started_at'),
     finishedAt: timestamptz('finished_at'),
@@ -264,6 +285,37 @@ export const taskSteps = pgTable(
   ],
 );
 export type TaskStepRow = typeof taskSteps.$inferSelect;
+
+/**
+ * Every model call that reported usage, one row each (`ctx.llm`; migration 0025): the ledger that
+ * usage reports and budgets read, by tenant and time. No foreign key: it outlives its task's
+ * retention (a month's spend is still a month's spend once the tasks are pruned).
+ */
+export const taskLlmCalls = pgTable(
+  'task_llm_calls',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    tenantId: text('tenant_id').notNull(),
+    taskId: uuid('task_id').notNull(),
+    taskName: text('task_name').notNull(),
+    attempt: integer('attempt').notNull(),
+    /** The provider's base URL. */
+    baseUrl: text('base_url').notNull(),
+    /** The model asked for (the price table's key). */
+    model: text('model').notNull(),
+    promptTokens: integer('prompt_tokens').notNull(),
+    completionTokens: integer('completion_tokens').notNull(),
+    /** US dollars from the price table of the worker that recorded it; null: the model has no price. */
+    costUsd: numeric('cost_usd', { precision: 20, scale: 10, mode: 'number' }),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    // A tenant's calls by time (its usage report, its budget's window); every tenant's by time.
+    index('task_llm_calls_tenant_created_idx').on(t.tenantId, t.createdAt),
+    index('task_llm_calls_created_idx').on(t.createdAt),
+  ],
+);
+export type TaskLlmCallRow = typeof taskLlmCalls.$inferSelect;
 
 /**
  * The scopes an API key may carry: `tasks:write` and `tasks:read` (its tenant's tasks), `admin` (its

@@ -8,6 +8,7 @@ import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
 import { TaskSteps } from './tasks/steps.ts';
 import { OtherTransitions, type Suspension } from './tasks/transitions.ts';
+import { type LlmCall, UsageStore } from './tasks/usage.ts';
 
 export type { BatchInserted, BatchLimits } from './tasks/batch.ts';
 export { actionStatuses, type BulkCursor, BulkOperations, type NewBulkOperation } from './tasks/bulk.ts';
@@ -23,6 +24,7 @@ export {
 } from './tasks/queries.ts';
 export type { StepRecord } from './tasks/steps.ts';
 export type { Suspension } from './tasks/transitions.ts';
+export { addUsage, type LlmCall, UsageStore } from './tasks/usage.ts';
 
 export interface TaskStoreOptions {
   /** How long an idempotency key keeps answering with its first task. */
@@ -40,6 +42,7 @@ export interface TaskStoreOptions {
  * | `maintenance` | `tasks/maintenance.ts` | retention, vacuum |
  * | `dispatch` | `tasks/dispatch.ts` | the dispatcher: who waits for a turn, who holds a slot, handing out |
  * | `bulk` | `tasks/bulk.ts` | bulk cancel and retry by filter: their operations, a chunk at a time |
+ * | `usage` | `tasks/usage.ts` | model calls: their ledger (`task_llm_calls`) and each task's sum |
  * | `steps` | `tasks/steps.ts` | the steps of durable handlers (`task_steps`): read, record |
  *
  * Every change is a transition of @tasker/states, made by a conditional UPDATE built from it
@@ -56,6 +59,8 @@ export class TaskStore {
   readonly batch: BatchInserts;
   /** Bulk cancel and retry by filter: the operations' rows and their chunks (`tasks/bulk.ts`). */
   readonly bulk: BulkOperations;
+  /** Model usage: the calls' ledger and each task's sum (`tasks/usage.ts`). */
+  readonly usage: UsageStore;
   /** The steps of durable handlers (`ctx.step`, `ctx.sleep`): `tasks/steps.ts`. */
   readonly steps: TaskSteps;
 
@@ -70,6 +75,7 @@ export class TaskStore {
     this.dispatch = new DispatchQueries(pg);
     this.batch = new BatchInserts(pg, options);
     this.bulk = new BulkOperations(db);
+    this.usage = new UsageStore(db);
     this.steps = new TaskSteps(pg);
   }
 
@@ -83,6 +89,7 @@ export class TaskStore {
 
   // Other transitions.
   setProgress = (id: string, progress: unknown) => this.transitions.setProgress(id, progress);
+  recordUsage = (call: LlmCall): Promise<TaskRow | undefined> => this.usage.record(call);
   release = (id: string) => this.transitions.release(id);
   cancelPending = (id: string, error: TaskError, tenantId?: string) =>
     this.transitions.cancelPending(id, error, tenantId);

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import type { TaskConfig } from '@tasker/tasks';
+import { DEFAULT_LLM_PRICES, llmPricesSchema, type TaskConfig } from '@tasker/tasks';
 import { z } from 'zod';
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
@@ -54,6 +55,20 @@ const retrySchedule = z
     }
     return waits;
   });
+
+/** A price table as JSON text (LLM_PRICES, LLM_PRICES_FILE): each issue names the model and the field. */
+const pricesJson = () =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `not JSON (${(error as Error).message})` });
+        return z.NEVER;
+      }
+    })
+    .pipe(llmPricesSchema);
 
 /** Every environment variable Tasker reads, with its default. `.env.example` lists the same. */
 export const envSchema = z.object({
@@ -121,6 +136,32 @@ export const envSchema = z.object({
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText.pipe(z.url().optional()),
   OPENAI_MODEL: z.string().default('gpt-4o-mini'),
+  /** Tried when the first model fails for a retryable reason (429, 5xx, no answer); unset: OPENAI_MODEL. */
+  OPENAI_FALLBACK_MODEL: optionalText,
+  /** Where the fallback is asked (an OpenAI-compatible endpoint); unset: OPENAI_BASE_URL. */
+  OPENAI_FALLBACK_BASE_URL: optionalText.pipe(z.url().optional()),
+  /** The fallback's key; unset: OPENAI_API_KEY. */
+  OPENAI_FALLBACK_API_KEY: optionalText,
+  /**
+   * Model prices over the repository's table, as JSON: `{"gpt-4o-mini": {"input_per_1m": 0.15,
+   * "output_per_1m": 0.6}}` (US dollars per million tokens). A model given replaces its row.
+   */
+  LLM_PRICES: optionalText.pipe(pricesJson().optional()),
+  /** A JSON file of model prices in the same form, read at start (LLM_PRICES wins over it, model by model). */
+  LLM_PRICES_FILE: optionalText.pipe(
+    z
+      .string()
+      .transform((path, ctx) => {
+        try {
+          return readFileSync(path, 'utf8');
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: `cannot read ${path}: ${(error as Error).message}` });
+          return z.NEVER;
+        }
+      })
+      .pipe(pricesJson())
+      .optional(),
+  ),
   AUTH_MODE: optionalText.pipe(z.enum(['required', 'disabled']).optional()),
   RATE_LIMIT_PER_MINUTE: optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).optional()),
   /** The most calls one tRPC batch request (`/trpc/a,b,c?batch=1`) may carry; each counts against the rate limit. */
@@ -274,5 +315,16 @@ export function describeExposure(env: Pick<Env, 'AUTH_MODE' | 'HOST'>, address: 
 }
 
 export function taskConfig(env: Env): TaskConfig {
-  return { openai: { apiKey: env.OPENAI_API_KEY, baseURL: env.OPENAI_BASE_URL, model: env.OPENAI_MODEL } };
+  return {
+    openai: {
+      apiKey: env.OPENAI_API_KEY,
+      baseURL: env.OPENAI_BASE_URL,
+      model: env.OPENAI_MODEL,
+      fallbackModel: env.OPENAI_FALLBACK_MODEL,
+      fallbackBaseURL: env.OPENAI_FALLBACK_BASE_URL,
+      fallbackApiKey: env.OPENAI_FALLBACK_API_KEY,
+    },
+    // The repository's table, then the file's models, then LLM_PRICES's: the last one given wins.
+    llmPrices: { ...DEFAULT_LLM_PRICES, ...env.LLM_PRICES_FILE, ...env.LLM_PRICES },
+  };
 }

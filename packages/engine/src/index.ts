@@ -80,6 +80,7 @@ export { createLogger, type Logger, requestScope } from './logger.ts';
 export * from './observability/index.ts';
 export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 export {
+  backoffStrategy,
   bullmqConnection,
   createTaskWorker,
   type JobData,
@@ -106,11 +107,13 @@ export {
   previewSchema,
   type TaskEvent,
   type TaskSummary,
+  type TaskUsageView,
   type TaskView,
   taskErrorSchema,
   taskEventSchema,
   taskStatusSchema,
   taskSummarySchema,
+  taskUsageSchema,
   taskViewSchema,
   toTaskEvent,
   toTaskSummary,

@@ -23,7 +23,14 @@ export function createLogger(
     {
       name,
       level: env.LOG_LEVEL,
-      redact: ['*.apiKey', '*.key', '*.OPENAI_API_KEY', 'req.headers.authorization', '*.authorization'],
+      redact: [
+        '*.apiKey',
+        '*.key',
+        '*.OPENAI_API_KEY',
+        '*.OPENAI_FALLBACK_API_KEY',
+        'req.headers.authorization',
+        '*.authorization',
+      ],
       mixin: () => requestScope.getStore() ?? {},
     },
     destination,

@@ -1,7 +1,9 @@
 import { Batcher, type StaleTask, type TaskRow } from '@tasker/db';
-import { getTaskDefinition } from '@tasker/tasks';
+import { getTaskDefinition, retryAfterOf } from '@tasker/tasks';
 import {
   type BackendFactory,
+  type BackoffStrategy,
+  Backoffs,
   createPostgresBackend,
   createRedisBackend,
   type IQueueBackend,
@@ -46,6 +48,31 @@ export const MAX_PRIORITY = 100;
 const MAX_JOB_PRIORITY = 2_097_151;
 
 /**
+ * The job's backoff types: BullMQ's own `exponential` and `fixed` (with jitter), each under a name of
+ * ours so that BullMQ asks the workers' `backoffStrategy` for every retry's delay. That strategy
+ * answers the type's own delay, unless the handler's error asked for a wait of its own (a
+ * provider's `retry-after`: `retryAfterMs`, see `retryAfterOf` in @tasker/tasks), which wins.
+ */
+const BACKOFF_TYPES = { 'tasker-exponential': 'exponential', 'tasker-fixed': 'fixed' } as const;
+
+/**
+ * Every task worker's BullMQ `settings.backoffStrategy` (`createTaskWorker`): the delay before the
+ * next attempt of a job whose attempt failed with `err`.
+ */
+export const backoffStrategy: BackoffStrategy = (attemptsMade, type, err, job) => {
+  const asked = retryAfterOf(err);
+  if (asked !== undefined) return asked;
+  const builtin =
+    type !== undefined && Object.hasOwn(BACKOFF_TYPES, type)
+      ? BACKOFF_TYPES[type as keyof typeof BACKOFF_TYPES]
+      : undefined;
+  const make = builtin && Backoffs.builtinStrategies[builtin];
+  const backoff = job?.opts.backoff;
+  if (!make || typeof backoff !== 'object') throw new Error(`unknown backoff type ${type}`);
+  return make(backoff.delay ?? 0, backoff.jitter)(attemptsMade, builtin, err, job);
+};
+
+/**
  * BullMQ options for a task row: retries and backoff from its definition, delay from run_after,
  * and a priority (1 is first): the dispatcher's order (the task's place among its tenant's tasks in
  * flight, so that tenants alternate), else the task's own priority mapped onto BullMQ's (a job the
@@ -58,7 +85,9 @@ export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
   return {
     jobId: task.id,
     attempts: task.maxAttempts,
-    backoff: retry ? { type: retry.backoff.type, delay: retry.backoff.delayMs, jitter: 0.5 } : undefined,
+    backoff: retry
+      ? { type: `tasker-${retry.backoff.type}`, delay: retry.backoff.delayMs, jitter: 0.5 }
+      : undefined,
     delay: delay > 0 ? delay : undefined,
     priority:
       task.order !== undefined
@@ -154,7 +183,7 @@ export function createTaskWorker(
   return new Worker<JobData, unknown, string, IQueueBackend, JobProgress, unknown>(
     QUEUE_NAME,
     processor,
-    { ...options, ...where },
+    { ...options, ...where, settings: { ...options.settings, backoffStrategy } },
     backend,
   );
 }

@@ -18,6 +18,35 @@ export const taskErrorSchema = z
   })
   .meta({ id: 'TaskError' });
 
+const usageTotalsShape = {
+  model: z.string().describe('The model of the latest call'),
+  promptTokens: z.number().int().describe('Tokens of the prompts'),
+  completionTokens: z.number().int().describe('Tokens of the replies'),
+  costUsd: z
+    .number()
+    .nullable()
+    .describe(
+      "US dollars, from the price table; null when a call's model has no price (its tokens still count)",
+    ),
+  calls: z.number().int().describe('Model calls that reported usage'),
+};
+
+/** What a task's model calls used (`ctx.llm`): summed over its attempts, and per attempt. */
+export const taskUsageSchema = z
+  .object({
+    ...usageTotalsShape,
+    attempts: z
+      .array(
+        z.object({
+          attempt: z.number().int().describe('The attempt, as in attemptErrors'),
+          ...usageTotalsShape,
+        }),
+      )
+      .describe('Each attempt that called a model, in order'),
+  })
+  .meta({ id: 'TaskUsage' });
+export type TaskUsageView = z.output<typeof taskUsageSchema>;
+
 /** A timestamp as the API writes it (ISO 8601 with offset). */
 export const isoDate = z.iso.datetime({ offset: true });
 
@@ -115,6 +144,11 @@ export const taskViewSchema = z
       .describe(
         'Where its final state is POSTed when it finishes (webhook_url, signed with the tenant’s task secret), or null: none',
       ),
+    usage: taskUsageSchema
+      .nullable()
+      .describe(
+        'What its model calls used (tokens, cost), summed over its attempts and per attempt; null: no model call reported usage',
+      ),
     runAfter: isoDate.nullable().describe('A delayed task does not start before this time'),
     ttlMs: z.number().int().nullable().describe('How long it may wait to start (ttl_ms), or null: for ever'),
     expiresAt: isoDate
@@ -163,6 +197,7 @@ export function toTaskView(row: TaskRow, steps?: readonly TaskStepRow[]): TaskVi
     scheduleId: row.scheduleId ?? null,
     scheduledFor: iso(row.scheduledFor ?? null),
     webhookUrl: row.webhookUrl ?? null,
+    usage: row.usage ?? null,
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),
@@ -258,6 +293,7 @@ export const taskSummarySchema = taskViewSchema
     scheduleId: true,
     scheduledFor: true,
     webhookUrl: true,
+    usage: true,
   })
   .extend({
     inputPreview: previewSchema.describe('The parameters it was submitted with, as a preview'),

@@ -121,7 +121,8 @@ describe('jobOptions', () => {
     expect(opts.jobId).toBe('x');
     expect(opts.attempts).toBe(3);
     expect(opts.delay).toBe(2000);
-    expect(opts.backoff).toMatchObject({ type: 'exponential', delay: 2000 });
+    // BullMQ's exponential backoff under a name of ours: the workers' backoffStrategy computes it, unless the error asks for a wait (retry-after).
+    expect(opts.backoff).toMatchObject({ type: 'tasker-exponential', delay: 2000, jitter: 0.5 });
     expect(opts.removeOnComplete).toBe(true);
     // Every job has a BullMQ priority (1 runs first): default tasks 101, the most urgent 1.
     expect(opts.priority).toBe(101);
@@ -307,6 +308,7 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       cancelRequestedAt: null,
       workerId: 'w',
       webhookUrl: null,
+      usage: null,
       createdAt: now,
       startedAt: now,
       finishedAt: null,

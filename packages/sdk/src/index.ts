@@ -66,6 +66,7 @@ export type {
   TaskSummary,
   TaskType,
   TaskUpdate,
+  TaskUsage,
   WaitingFor,
 } from './types.ts';
 export type {

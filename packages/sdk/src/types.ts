@@ -19,6 +19,8 @@ export type TaskOutput<N extends TaskName> = TaskTypes[N]['output'];
 
 export type TaskStatus = TaskView['status'];
 export type TaskError = NonNullable<TaskView['error']>;
+/** What a task's model calls used: summed over its attempts, and per attempt (`attempts`). */
+export type TaskUsage = NonNullable<TaskView['usage']>;
 
 /** A task's full record, its input and output typed by its name. */
 export type Task<N extends TaskName = TaskName> = Omit<TaskView, 'name' | 'input' | 'output'> & {

@@ -83,6 +83,7 @@ export type TaskField =
   | 'progress'
   | 'runAfter'
   | 'startedAt'
+  | 'usage'
   | 'waitingFor'
   | 'workerId';
 
@@ -115,6 +116,13 @@ export const TRANSITIONS = {
     guards: [],
     sets: ['progress'],
     doc: 'The running attempt reports progress.',
+  }),
+  recordUsage: transition({
+    from: ['RUNNING'],
+    to: 'unchanged',
+    guards: [],
+    sets: ['usage'],
+    doc: "The running attempt's model call used tokens: added to the task's usage (the call itself goes to task_llm_calls).",
   }),
   complete: transition({
     from: ['RUNNING'],

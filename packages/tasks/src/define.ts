@@ -1,8 +1,20 @@
-import type { z } from 'zod';
+import { z } from 'zod';
+import type { LlmBounds, LlmClient } from './llm.ts';
+import type { LlmPrices } from './llm-prices.ts';
 
 /** Settings that task handlers may need. Parsed from the environment by `@tasker/engine`. */
 export interface TaskConfig {
-  openai: { apiKey?: string | undefined; baseURL?: string | undefined; model: string };
+  openai: {
+    apiKey?: string | undefined;
+    baseURL?: string | undefined;
+    model: string;
+    /** Tried when the first provider fails for a retryable reason (`OPENAI_FALLBACK_*`); unset: the first's. */
+    fallbackModel?: string | undefined;
+    fallbackBaseURL?: string | undefined;
+    fallbackApiKey?: string | undefined;
+  };
+  /** USD per million tokens by model (the repository's table under `LLM_PRICES_FILE` and `LLM_PRICES`); default the table. */
+  llmPrices?: LlmPrices | undefined;
 }
 
 /** What a handler may report while it runs. */
@@ -23,6 +35,8 @@ export interface TaskContext {
   /** Reports progress; cheap to call often (the worker coalesces updates). */
   progress(update: TaskProgress): void;
   config: TaskConfig;
+  /** Model calls (`ctx.llm.chat`): usage recorded, the type's `llm` bounds applied, provider errors sorted out. */
+  llm: LlmClient;
   /**
    * A durable step: runs `fn` once for this task and records its result, so that a later run of the
    * task (a retry, a worker that died, a resume after `sleep`) returns the recorded result without
@@ -88,6 +102,8 @@ export interface TaskDefinition<
   ttlMs?: number;
   /** Default limits of the type (see TaskLimits); unset: none. */
   limits?: TaskLimits;
+  /** The type calls a model (`ctx.llm`): its bounds (see LlmBounds). */
+  llm?: LlmBounds;
   /** Example parameters, shown in the API documentation. */
   example?: z.input<Input>;
   /** The result of `example`, shown in the API documentation (a task record, COMPLETED). */
@@ -122,11 +138,44 @@ export function defineTask<const Name extends string, Input extends z.ZodObject,
         `defineTask ${options.name}: limits.${field} must be an integer from 0 to ${MAX_LIMIT}`,
       );
   }
+  const { llm } = options;
   return {
     ...options,
+    input: llm ? boundPrompt(options.name, options.input, llm) : options.input,
     retry: { ...DEFAULT_RETRY, ...options.retry },
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    // A type that calls a model is refused at submission (503) while the server has no key.
+    unavailable:
+      options.unavailable ??
+      (llm
+        ? (config) =>
+            config.openai.apiKey
+              ? undefined
+              : `${options.name} is not available: OPENAI_API_KEY is not set on this server`
+        : undefined),
   };
+}
+
+/**
+ * The input schema with its prompt field bounded by `llm.maxPromptChars` (a string's `.max`), so
+ * that every door refuses a longer prompt with a 400 naming the field, and the OpenAPI document
+ * shows the bound (`maxLength`).
+ */
+function boundPrompt<Input extends z.ZodObject>(name: string, input: Input, llm: LlmBounds): Input {
+  const { maxPromptChars, promptField = 'prompt', maxTokens } = llm;
+  for (const [bound, value] of Object.entries({ maxPromptChars, maxTokens })) {
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1))
+      throw new Error(`defineTask ${name}: llm.${bound} must be a positive integer`);
+  }
+  if (maxPromptChars === undefined) return input;
+  const field = input.shape[promptField];
+  if (!(field instanceof z.ZodString))
+    throw new Error(`defineTask ${name}: llm.promptField "${promptField}" must name a string field of input`);
+  const bounded = field.max(maxPromptChars, {
+    error: `at most ${maxPromptChars} characters (the prompt limit of ${name})`,
+  });
+  // safeExtend keeps the schema's own refinements (extend refuses to replace a key under them).
+  return input.safeExtend({ [promptField]: bounded }) as unknown as Input;
 }
 
 /** Thrown by a handler for a failure that another attempt cannot fix (bad input found late, 4xx). */

@@ -13,5 +13,29 @@ export {
   type TaskOptions,
   type TaskProgress,
 } from './define.ts';
+export {
+  type ChatMessage,
+  type ChatReply,
+  type ChatRequest,
+  createLlm,
+  type LlmBounds,
+  type LlmCallUsage,
+  type LlmClient,
+  type LlmContext,
+  LlmProviderError,
+} from './llm.ts';
+export {
+  costOf,
+  DEFAULT_LLM_PRICES,
+  type LlmPrices,
+  llmPricesSchema,
+  type ModelPrice,
+} from './llm-prices.ts';
+export {
+  MAX_RETRY_AFTER_MS,
+  RetryAfterError,
+  retryAfterFromHeaders,
+  retryAfterOf,
+} from './retry-after.ts';
 export { InvalidStepError, MAX_SLEEP_MS, MAX_STEP_ID_LENGTH, NonDeterminismError } from './steps.ts';
 export { longestRun } from './tasks/find-longest-consecutive-letters.ts';

@@ -1,6 +1,7 @@
 import { type FakeOpenAI, startFakeOpenAI } from '@tasker/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  createLlm,
   getTaskDefinition,
   longestRun,
   NonRetryableError,
@@ -10,13 +11,18 @@ import {
   taskNames,
 } from '../src/index.ts';
 
-function context(config: TaskConfig, signal = new AbortController().signal): TaskContext {
+function context(
+  config: TaskConfig,
+  signal = new AbortController().signal,
+  progress: TaskContext['progress'] = () => {},
+): TaskContext {
   return {
     taskId: '00000000-0000-4000-8000-000000000000',
     attempt: 1,
     signal,
-    progress: () => {},
+    progress,
     config,
+    llm: createLlm({ config, signal, progress, record: async () => {} }),
     // No handler of the catalog uses durable steps yet: a step runs its function, a sleep returns.
     step: async (_id, fn) => fn(),
     sleep: async () => {},
@@ -98,10 +104,7 @@ describe('query_chatgpt against a local fake OpenAI server', () => {
   it("returns the model's reply, streamed as growing progress, and sends the configured model and key", async () => {
     fake = await startFakeOpenAI({ reply: (prompt) => `You said: ${prompt}` });
     const partials: unknown[] = [];
-    const ctx = {
-      ...context(config(fake.baseURL)),
-      progress: (p: { partial?: unknown }) => partials.push(p.partial),
-    };
+    const ctx = context(config(fake.baseURL), undefined, (p) => partials.push(p.partial));
     const reply = await chat?.run({ prompt: 'Tell me a joke.' }, ctx);
     expect(reply).toBe('You said: Tell me a joke.');
     expect(partials).toEqual([

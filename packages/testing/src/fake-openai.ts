@@ -10,14 +10,42 @@ export interface FakeOpenAIOptions {
   chunkDelayMs?: number;
   /** Answer every request with this HTTP status and an OpenAI-style error body. */
   failWith?: number;
+  /**
+   * Decides, per request (`index` counts from 0 over every request this server got), whether it
+   * fails: a status (429, 500, 400, ...), optional headers (`retry-after`) and message; undefined:
+   * it is answered. Checked before `failWith`.
+   */
+  fail?: (request: RecordedRequest, index: number) => FakeFailure | undefined;
+  /**
+   * Whether answers report usage (default true): a plain answer's `usage`, and a streamed one's last
+   * chunk when the request asks for it (`stream_options.include_usage`), as OpenAI does. Prompt
+   * tokens: the words of every message; completion tokens: the words of the reply.
+   */
+  reportUsage?: boolean;
   /** Wait this long before answering a plain (non-streamed) request. */
   responseDelayMs?: number;
   /** Awaited before answering each request: lets a test or benchmark decide when each one completes. */
   hold?: () => Promise<void>;
 }
 
+export interface FakeFailure {
+  status: number;
+  headers?: Record<string, string>;
+  message?: string;
+}
+
 export interface RecordedRequest {
-  body: { model?: string; stream?: boolean; messages?: { role: string; content: string }[] };
+  body: {
+    model?: string;
+    stream?: boolean;
+    stream_options?: { include_usage?: boolean };
+    max_tokens?: number;
+    messages?: { role: string; content: string }[];
+  };
+  /** When it arrived (Date.now()). */
+  at: number;
+  /** The status it was answered with. */
+  status?: number;
   authorization: string | undefined;
   /** True when the client went away before the answer was complete. */
   aborted: boolean;
@@ -47,25 +75,43 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
       return;
     }
     const body = await readJson(req);
-    const record: RecordedRequest = { body, authorization: req.headers.authorization, aborted: false };
+    const record: RecordedRequest = {
+      body,
+      at: Date.now(),
+      authorization: req.headers.authorization,
+      aborted: false,
+    };
     requests.push(record);
     res.on('close', () => {
       if (!res.writableFinished) record.aborted = true;
     });
-    if (options.failWith) {
-      res.writeHead(options.failWith, { 'content-type': 'application/json' }).end(
+    const failure =
+      options.fail?.(record, requests.length - 1) ??
+      (options.failWith ? { status: options.failWith } : undefined);
+    if (failure) {
+      record.status = failure.status;
+      res.writeHead(failure.status, { 'content-type': 'application/json', ...failure.headers }).end(
         JSON.stringify({
-          error: { message: `fake failure ${options.failWith}`, type: 'test', code: null },
+          error: { message: failure.message ?? `fake failure ${failure.status}`, type: 'test', code: null },
         }),
       );
       return;
     }
+    record.status = 200;
     if (options.hold) await options.hold();
     const prompt = body.messages?.at(-1)?.content ?? '';
     const text = options.reply ? options.reply(prompt) : `echo: ${prompt}`;
     const id = `chatcmpl-${requests.length}`;
     const created = Math.floor(Date.now() / 1000);
     const model = body.model ?? 'fake';
+    const words = (t: string) => t.split(/\s+/).filter(Boolean).length;
+    const usage = {
+      prompt_tokens: (body.messages ?? []).reduce((n, m) => n + words(m.content), 0),
+      completion_tokens: words(text),
+      total_tokens: 0,
+    };
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+    const reportUsage = options.reportUsage ?? true;
     if (!body.stream) {
       if (options.responseDelayMs)
         await new Promise((resolve) => setTimeout(resolve, options.responseDelayMs));
@@ -84,7 +130,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
               logprobs: null,
             },
           ],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+          ...(reportUsage ? { usage } : {}),
         }),
       );
       return;
@@ -95,14 +141,19 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
         `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`,
       );
     send({ role: 'assistant', content: '' }, null);
-    const words = text.split(/(?<= )/);
-    for (const word of words) {
+    for (const word of text.split(/(?<= )/)) {
       if (res.destroyed) return;
       if (options.chunkDelayMs) await new Promise((resolve) => setTimeout(resolve, options.chunkDelayMs));
       if (res.destroyed) return;
       send({ content: word }, null);
     }
     send({}, 'stop');
+    if (reportUsage && body.stream_options?.include_usage) {
+      // OpenAI's last chunk of a stream that asked for usage: no choices, the usage.
+      res.write(
+        `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [], usage })}\n\n`,
+      );
+    }
     res.end('data: [DONE]\n\n');
   });
   server.listen(0, '127.0.0.1');

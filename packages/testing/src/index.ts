@@ -9,6 +9,7 @@ export {
   waitFor,
 } from './env.ts';
 export {
+  type FakeFailure,
   type FakeOpenAI,
   type FakeOpenAIOptions,
   type RecordedRequest,

@@ -57,6 +57,55 @@ function timeline(task: TaskEvent): Step[] {
   return steps;
 }
 
+const dollars = new Intl.NumberFormat('en-US', { maximumSignificantDigits: 3 });
+
+/** US dollars as the usage card shows them: 3 significant digits, never an exponent ($0.000012). */
+function usd(value: number | null): string {
+  return value === null ? 'unknown (no price for the model)' : `$${dollars.format(value)}`;
+}
+
+/** What the task's model calls used (`ctx.llm`): the sum over its attempts, then each attempt's. */
+function UsageCard({ usage }: { usage: NonNullable<TaskEvent['usage']> }) {
+  return (
+    <div className="card" data-testid="task-usage">
+      <h2>Model usage</h2>
+      <p>
+        <span data-testid="usage-tokens">
+          {usage.promptTokens} prompt + {usage.completionTokens} completion tokens
+        </span>{' '}
+        in {usage.calls} {usage.calls === 1 ? 'call' : 'calls'} (latest:{' '}
+        <span className="mono">{usage.model}</span>
+        ), cost <span data-testid="usage-cost">{usd(usage.costUsd)}</span>
+      </p>
+      {usage.attempts.length > 1 ? (
+        <table>
+          <thead>
+            <tr>
+              <th>Attempt</th>
+              <th>Model</th>
+              <th>Prompt tokens</th>
+              <th>Completion tokens</th>
+              <th>Cost</th>
+            </tr>
+          </thead>
+          <tbody>
+            {usage.attempts.map((a, i) => (
+              // biome-ignore lint/suspicious/noArrayIndexKey: the list only grows at its end (attempt numbers repeat after a retry by hand)
+              <tr key={i}>
+                <td>{a.attempt}</td>
+                <td className="mono">{a.model}</td>
+                <td>{a.promptTokens}</td>
+                <td>{a.completionTokens}</td>
+                <td>{usd(a.costUsd)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </div>
+  );
+}
+
 /** One fact of the task page: its term (`title`: its meaning on hover) and its value. */
 function Fact({
   term,
@@ -277,6 +326,7 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
           <pre>{json(view.progress)}</pre>
         </div>
       ) : null}
+      {view.usage ? <UsageCard usage={view.usage} /> : null}
       {view.error ? (
         <div className="card">
           <h2>Error</h2>

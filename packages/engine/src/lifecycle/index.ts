@@ -1,4 +1,5 @@
 import type { BulkOperationRow, Suspension, TaskError, TaskRow, TaskStepRow } from '@tasker/db';
+import type { LlmCallUsage } from '@tasker/tasks';
 import { type BulkRunEnd, type BulkRunOptions, runBulk } from './bulk.ts';
 import { cancel, endCancelled } from './cancel.ts';
 import { type Claim, claim, release } from './claim.ts';
@@ -13,6 +14,7 @@ import { retry } from './retry.ts';
 import { StepRunner } from './steps.ts';
 import { type SubmitRequest, type Submitted, submit } from './submit.ts';
 import { type BatchItem, submitMany } from './submit-many.ts';
+import { recordUsage } from './usage.ts';
 import { wait, wakeDue } from './wait.ts';
 
 /**
@@ -26,6 +28,7 @@ import { wait, wakeDue } from './wait.ts';
  * | submitMany | `submit-many.ts` | server (`runTasks`, `POST /tasks/batch`) |
  * | claim, release | `claim.ts` | worker, when it takes a job / shuts down |
  * | progress | `progress.ts` | worker, while the handler runs |
+ * | recordUsage | `usage.ts` | worker, when a model call of the handler (`ctx.llm`) reported its usage |
  * | complete | `complete.ts` | worker, the handler returned a valid output |
  * | fail | `fail.ts` | worker, the handler threw or timed out |
  * | cancel, endCancelled | `cancel.ts` | server (`cancelTask`); worker (the abort) |
@@ -59,6 +62,11 @@ export class TaskLifecycle {
 
   progress(row: TaskRow): ProgressReporter {
     return progressReporter(this.resources, row);
+  }
+
+  /** One model call of the attempt that claimed `row`: the ledger's row and the task's usage. */
+  recordUsage(row: TaskRow, usage: LlmCallUsage): Promise<TaskRow | undefined> {
+    return recordUsage(this.resources, row, usage);
   }
 
   complete(row: TaskRow, output: unknown): Promise<TaskRow | undefined> {

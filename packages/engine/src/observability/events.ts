@@ -1,4 +1,5 @@
 import type { TaskRow } from '@tasker/db';
+import type { LlmCallUsage } from '@tasker/tasks';
 
 /** What a submission's events carry of its task (a batch reads no more of its rows back). */
 export type SubmittedTask = Pick<TaskRow, 'id' | 'tenantId' | 'name'>;
@@ -29,6 +30,8 @@ export type LifecycleEvent =
     }
   /** The task reached a terminal state: `row.status` is terminal (COMPLETED, FAILED, CANCELLED or EXPIRED). */
   | { kind: 'finished'; row: TaskRow }
+  /** A model call of attempt `row.attempts` (`ctx.llm`) reported what it used; recorded. */
+  | { kind: 'llm-call'; row: TaskRow; usage: LlmCallUsage }
   /**
    * A submission was refused and nothing stored: its tenant's or type's queue is full (max_queued);
    * or a schedule's tick, its task type gone from the catalog (UNKNOWN_TYPE).

@@ -32,6 +32,9 @@ export class TaskerMetrics {
   private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
   private readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
   private readonly openStreams: Gauge<'kind'>;
+  private readonly llmCalls: Counter<'task_type' | 'model'>;
+  private readonly llmTokens: Counter<'task_type' | 'model' | 'kind'>;
+  private readonly llmCost: Counter<'task_type' | 'model'>;
   private queueState: (() => Promise<QueueState>) | undefined;
   private tenantCounts:
     | { read: () => Promise<{ tenantId: string; running: number; queued: number }[]>; top: number }
@@ -97,6 +100,25 @@ export class TaskerMetrics {
       help: 'HTTP request latency, by method, route pattern and status',
       labelNames: ['method', 'route', 'status_code'] as const,
       buckets: HTTP_BUCKETS,
+      registers,
+    });
+    // Model usage (ctx.llm), by task type and model: no tenant label (GET /usage will answer per tenant).
+    this.llmCalls = new Counter({
+      name: 'tasker_llm_calls_total',
+      help: 'Model calls that reported their usage (ctx.llm), by task type and model asked for',
+      labelNames: ['task_type', 'model'] as const,
+      registers,
+    });
+    this.llmTokens = new Counter({
+      name: 'tasker_llm_tokens_total',
+      help: 'Tokens used by model calls (ctx.llm), by task type, model, and kind (prompt, completion)',
+      labelNames: ['task_type', 'model', 'kind'] as const,
+      registers,
+    });
+    this.llmCost = new Counter({
+      name: 'tasker_llm_cost_usd_total',
+      help: "What model calls cost in US dollars (ctx.llm; the price table's), by task type and model; calls of a model without a price add nothing",
+      labelNames: ['task_type', 'model'] as const,
       registers,
     });
     this.openStreams = new Gauge({
@@ -232,6 +254,14 @@ export class TaskerMetrics {
             seconds(Date.now() - event.row.startedAt.getTime()),
           );
         return;
+      case 'llm-call': {
+        const { model, promptTokens, completionTokens, costUsd } = event.usage;
+        this.llmCalls.inc({ task_type, model });
+        this.llmTokens.inc({ task_type, model, kind: 'prompt' }, promptTokens);
+        this.llmTokens.inc({ task_type, model, kind: 'completion' }, completionTokens);
+        if (costUsd !== null) this.llmCost.inc({ task_type, model }, costUsd);
+        return;
+      }
       case 'finished': {
         const { row } = event;
         if (row.status === 'COMPLETED') this.completed.inc({ task_type });

@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import { createTestEnv, type TestEnv } from '@tasker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  addUsage,
+  createDb,
+  type DbClient,
+  type LlmCall,
+  listenTaskChanges,
+  migrateDatabase,
+  type TaskChange,
+  TaskStore,
+} from '../src/index.ts';
+
+let env: TestEnv;
+let client: DbClient;
+let store: TaskStore;
+
+beforeAll(async () => {
+  env = createTestEnv();
+  await migrateDatabase(env.databaseUrl);
+  client = createDb(env.databaseUrl, { max: 5 });
+  store = new TaskStore(client);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await env?.cleanup();
+});
+
+const running = async (tenantId = 'acme') => {
+  const { row } = await store.insert({
+    id: randomUUID(),
+    tenantId,
+    name: 'query_chatgpt',
+    input: { prompt: 'hi' },
+    maxAttempts: 3,
+  });
+  const claimed = await store.claim(row.id, 'w1', 1);
+  if (!claimed) throw new Error('not claimed');
+  return claimed;
+};
+
+const call = (taskId: string, extra: Partial<LlmCall> = {}): LlmCall => ({
+  taskId,
+  tenantId: 'acme',
+  taskName: 'query_chatgpt',
+  attempt: 1,
+  baseUrl: 'http://127.0.0.1:1/v1',
+  model: 'gpt-4o-mini',
+  promptTokens: 10,
+  completionTokens: 20,
+  costUsd: 0.0000135,
+  ...extra,
+});
+
+describe('addUsage', () => {
+  it('sums every call, and each attempt under its own entry; a cost unknown once makes the sum unknown', () => {
+    let usage = addUsage(null, {
+      attempt: 1,
+      model: 'a',
+      promptTokens: 1,
+      completionTokens: 2,
+      costUsd: 0.1,
+    });
+    usage = addUsage(usage, { attempt: 1, model: 'a', promptTokens: 3, completionTokens: 4, costUsd: 0.2 });
+    usage = addUsage(usage, { attempt: 2, model: 'b', promptTokens: 5, completionTokens: 6, costUsd: null });
+    expect(usage).toEqual({
+      model: 'b',
+      promptTokens: 9,
+      completionTokens: 12,
+      costUsd: null,
+      calls: 3,
+      attempts: [
+        { attempt: 1, model: 'a', promptTokens: 4, completionTokens: 6, costUsd: 0.3, calls: 2 },
+        { attempt: 2, model: 'b', promptTokens: 5, completionTokens: 6, costUsd: null, calls: 1 },
+      ],
+    });
+    // 0.1 + 0.2 is 0.30000000000000004 in floats: the sums keep 10 decimals.
+    expect(usage.attempts[0]?.costUsd).toBe(0.3);
+  });
+});
+
+describe('UsageStore.record', () => {
+  it("writes the call to the ledger and adds it to the running task's usage, announced as a change", async () => {
+    const task = await running();
+    const heard: TaskChange[] = [];
+    const listener = await listenTaskChanges(
+      client.sql,
+      (c) => heard.push(c),
+      () => {},
+    );
+    try {
+      const recorded = await store.recordUsage(call(task.id));
+      expect(recorded?.version).toBe(task.version + 1);
+      expect(recorded?.usage).toEqual({
+        model: 'gpt-4o-mini',
+        promptTokens: 10,
+        completionTokens: 20,
+        costUsd: 0.0000135,
+        calls: 1,
+        attempts: [
+          {
+            attempt: 1,
+            model: 'gpt-4o-mini',
+            promptTokens: 10,
+            completionTokens: 20,
+            costUsd: 0.0000135,
+            calls: 1,
+          },
+        ],
+      });
+      const deadline = Date.now() + 5000;
+      while (!heard.some((c) => !c.truncated && c.row.id === task.id) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      const change = heard.find((c) => !c.truncated && c.row.id === task.id);
+      expect(change && !change.truncated ? change.row.usage : undefined).toEqual(recorded?.usage);
+    } finally {
+      await listener.close();
+    }
+    const [ledger] = await client.sql`select * from task_llm_calls where task_id = ${task.id}`;
+    expect(ledger).toMatchObject({
+      tenant_id: 'acme',
+      task_name: 'query_chatgpt',
+      attempt: 1,
+      base_url: 'http://127.0.0.1:1/v1',
+      model: 'gpt-4o-mini',
+      prompt_tokens: 10,
+      completion_tokens: 20,
+      cost_usd: '0.0000135000',
+    });
+  });
+
+  it('counts every one of many calls made at once (the row is locked, no update lost)', async () => {
+    const task = await running();
+    await Promise.all(Array.from({ length: 12 }, () => store.recordUsage(call(task.id))));
+    const row = await store.get(task.id);
+    expect(row?.usage).toMatchObject({
+      calls: 12,
+      promptTokens: 120,
+      completionTokens: 240,
+      costUsd: 0.000162,
+    });
+  });
+
+  it('keeps a call of a task no longer RUNNING in the ledger only', async () => {
+    const task = await running();
+    await store.complete(task.id, 'done');
+    expect(await store.recordUsage(call(task.id, { costUsd: null }))).toBeUndefined();
+    expect((await store.get(task.id))?.usage).toBeNull();
+    const [{ count }] =
+      (await client.sql`select count(*)::int as count from task_llm_calls where task_id = ${task.id}`) as unknown as [
+        { count: number },
+      ];
+    expect(count).toBe(1);
+  });
+});
