@@ -41,7 +41,11 @@ describe('POST /tasks', () => {
     const stored = await getTask(res.body.id as string);
     // The same record, but for its durable steps, which only GET /tasks/{id} reads (none yet here).
     expect(stored.steps).toEqual([]);
-    expect(Object.keys(res.body).sort()).toEqual(Object.keys(stored).filter((k) => k !== 'steps').sort());
+    expect(Object.keys(res.body).sort()).toEqual(
+      Object.keys(stored)
+        .filter((k) => k !== 'steps')
+        .sort(),
+    );
     expect(stored).toMatchObject({ id: res.body.id, name: 'sum_two_numbers', input: { a: 1, b: 2 } });
     expect(stored.createdAt).toBe(res.body.createdAt);
   });
