@@ -85,11 +85,13 @@ const TYPE_LIMIT_FIELDS = {
   maxRunningPerKey: 'max_running_per_key',
 } as const satisfies { [K in keyof Required<TypeLimitsInput>]: keyof TypeLimitsWire };
 
-/** Each option of `tenants.list()`: the router's own names. */
-const TENANT_LIST_FIELDS = {
+/** Each option of a paged list (`tenants.list()`, `schedules.list()`): the router's own names. */
+const PAGE_FIELDS = {
   limit: 'limit',
   cursor: 'cursor',
-} as const satisfies { [K in keyof Required<TenantListOptions>]: keyof TenantListWire };
+} as const satisfies { [K in keyof Required<TenantListOptions>]: keyof TenantListWire } & {
+  [K in keyof Required<ScheduleListOptions>]: keyof ScheduleListWire;
+};
 
 /** Each field of a new schedule and the router's name for it. */
 const SCHEDULE_FIELDS = {
@@ -107,20 +109,14 @@ const SCHEDULE_FIELDS = {
   concurrencyKey: 'concurrency_key',
 } as const satisfies { [K in keyof Required<NewSchedule>]: keyof ScheduleWire };
 
-/** Each field of a schedule's change and the router's name for it. */
+/** Each field of a schedule's change: those of a new schedule it may change, by the same names. */
 const SCHEDULE_CHANGE_FIELDS = {
-  cron: 'cron',
-  timezone: 'timezone',
-  input: 'input',
-  paused: 'paused',
-  catchUp: 'catch_up',
+  cron: SCHEDULE_FIELDS.cron,
+  timezone: SCHEDULE_FIELDS.timezone,
+  input: SCHEDULE_FIELDS.input,
+  paused: SCHEDULE_FIELDS.paused,
+  catchUp: SCHEDULE_FIELDS.catchUp,
 } as const satisfies { [K in keyof Required<ScheduleChange>]: keyof ScheduleChangeWire };
-
-/** Each option of `schedules.list()`: the router's own names. */
-const SCHEDULE_LIST_FIELDS = {
-  limit: 'limit',
-  cursor: 'cursor',
-} as const satisfies { [K in keyof Required<ScheduleListOptions>]: keyof ScheduleListWire };
 
 /** Each field of a new webhook and the router's name for it. */
 const WEBHOOK_FIELDS = {
@@ -278,7 +274,7 @@ export function typeLimitsToWire(limits: TypeLimitsInput): TypeLimitsWire {
 }
 
 export function tenantListOptionsToWire(options: TenantListOptions): TenantListWire {
-  checkKeys(options, TENANT_LIST_FIELDS, 'tenants list');
+  checkKeys(options, PAGE_FIELDS, 'tenants list');
   return { limit: options.limit, cursor: options.cursor };
 }
 
@@ -316,7 +312,7 @@ export function scheduleChangeToWire(change: ScheduleChange): ScheduleChangeWire
 }
 
 export function scheduleListOptionsToWire(options: ScheduleListOptions): ScheduleListWire {
-  checkKeys(options, SCHEDULE_LIST_FIELDS, 'schedules list');
+  checkKeys(options, PAGE_FIELDS, 'schedules list');
   return { limit: options.limit, cursor: options.cursor };
 }
 

@@ -208,26 +208,7 @@ function ChangeScheduleForm({ schedule, onChanged }: { schedule: Schedule; onCha
   return (
     <form onSubmit={submit} data-testid="change-schedule">
       <b>Change</b>
-      <label>
-        Cron
-        <input value={cron} onChange={(e) => setCron(e.target.value)} className="mono" />
-      </label>
-      <label>
-        Time zone
-        <input value={timezone} onChange={(e) => setTimezone(e.target.value)} />
-      </label>
-      <label>
-        Input (JSON)
-        <input value={input} onChange={(e) => setInput(e.target.value)} className="mono" />
-      </label>
-      <label>
-        Missed ticks
-        <select value={catchUp} onChange={(e) => setCatchUp(e.target.value as CatchUp)}>
-          <option value="none">none</option>
-          <option value="latest">latest</option>
-          <option value="all">all</option>
-        </select>
-      </label>
+      <ScheduleFields {...{ input, setInput, cron, setCron, timezone, setTimezone, catchUp, setCatchUp }} />
       <button type="submit" disabled={change.isPending}>
         Save
       </button>
@@ -237,6 +218,48 @@ function ChangeScheduleForm({ schedule, onChanged }: { schedule: Schedule; onCha
         </p>
       ) : null}
     </form>
+  );
+}
+
+/** What a new schedule and a schedule's change both set: its input, when it fires, and what a missed tick does. */
+function ScheduleFields(p: {
+  input: string;
+  setInput: (value: string) => void;
+  cron: string;
+  setCron: (value: string) => void;
+  timezone: string;
+  setTimezone: (value: string) => void;
+  catchUp: CatchUp;
+  setCatchUp: (value: CatchUp) => void;
+}) {
+  return (
+    <>
+      <label>
+        Input (JSON)
+        <input value={p.input} onChange={(e) => p.setInput(e.target.value)} className="mono" />
+      </label>
+      <label>
+        Cron
+        <input
+          value={p.cron}
+          onChange={(e) => p.setCron(e.target.value)}
+          className="mono"
+          title="5 fields (minute hour day month weekday), or 6 with seconds first"
+        />
+      </label>
+      <label>
+        Time zone
+        <input value={p.timezone} onChange={(e) => p.setTimezone(e.target.value)} />
+      </label>
+      <label>
+        Missed ticks
+        <select value={p.catchUp} onChange={(e) => p.setCatchUp(e.target.value as CatchUp)}>
+          <option value="none">none</option>
+          <option value="latest">latest</option>
+          <option value="all">all</option>
+        </select>
+      </label>
+    </>
   );
 }
 
@@ -287,34 +310,10 @@ function NewScheduleForm({ onCreated }: { onCreated: () => void }) {
             ))}
           </select>
         </label>
-        <label>
-          Input (JSON)
-          <input value={input} onChange={(e) => setInput(e.target.value)} className="mono" />
-        </label>
-        <label>
-          Cron
-          <input
-            value={cron}
-            onChange={(e) => setCron(e.target.value)}
-            className="mono"
-            title="5 fields (minute hour day month weekday), or 6 with seconds first"
-          />
-        </label>
-        <label>
-          Time zone
-          <input value={timezone} onChange={(e) => setTimezone(e.target.value)} />
-        </label>
+        <ScheduleFields {...{ input, setInput, cron, setCron, timezone, setTimezone, catchUp, setCatchUp }} />
         <label>
           Key (optional)
           <input value={key} onChange={(e) => setKey(e.target.value)} placeholder="e.g. nightly-report" />
-        </label>
-        <label>
-          Missed ticks
-          <select value={catchUp} onChange={(e) => setCatchUp(e.target.value as CatchUp)}>
-            <option value="none">none</option>
-            <option value="latest">latest</option>
-            <option value="all">all</option>
-          </select>
         </label>
       </div>
       <button type="submit" disabled={create.isPending || !type}>
