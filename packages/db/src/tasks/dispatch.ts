@@ -58,7 +58,10 @@ export class DispatchQueries {
 
   /**
    * Every group of tasks holding a slot: the handouts (only tasks in flight; a finished task's
-   * handout goes in the commit that finishes it), split by whether the task runs yet.
+   * handout goes in the commit that finishes it), split by whether the task runs yet. Each
+   * handout's task is looked up by its primary key (`offset 0` keeps the lookup a subquery per
+   * handout): joined as a whole, a planner that thought the tasks table small hashed all of it,
+   * every pass, a seq scan that grows with the table while the handouts stay a few hundred.
    */
   async holding(): Promise<HoldingGroup[]> {
     const rows = await this.pg<
@@ -66,8 +69,8 @@ export class DispatchQueries {
     >`
       select h.owner_id, h.name, h.concurrency_key as key, count(*)::int as holding,
              (count(*) filter (where t.status = 'PENDING'))::int as waiting
-      from task_handouts h join tasks t on t.id = h.task_id
-      where ${this.pg.unsafe(UNFINISHED_BY_ID)}
+      from task_handouts h
+      cross join lateral (select t.status from tasks t where t.id = h.task_id and ${this.pg.unsafe(UNFINISHED_BY_ID)} offset 0) t
       group by 1, 2, 3`;
     return rows.map((r) => ({
       tenantId: r.owner_id,
