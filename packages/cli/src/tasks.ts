@@ -156,7 +156,7 @@ function printTask(task: Task | TaskUpdate): void {
     ['finished', time(task.finishedAt)],
   ];
   if (task.runAfter) rows.push(['run after', time(task.runAfter)]);
-  if (task.waitingFor) rows.push(['waiting until', `${time(task.waitingFor.until)} (a sleep)`]);
+  if (task.waitingFor) rows.push(['waiting for', waitingText(task.waitingFor)]);
   if (task.expiresAt) rows.push(['expires', `${time(task.expiresAt)} (ttl ${task.ttlMs} ms)`]);
   if (task.singletonKey) rows.push(['singleton key', task.singletonKey]);
   if (task.debounceKey) rows.push(['debounce key', task.debounceKey]);
@@ -190,6 +190,12 @@ function printTask(task: Task | TaskUpdate): void {
   });
 }
 
+/** What a WAITING task waits for, in words. */
+function waitingText(waitingFor: NonNullable<TaskUpdate['waitingFor']>): string {
+  if (waitingFor.kind === 'children') return `${waitingFor.children?.length ?? 0} child tasks`;
+  return `${time(waitingFor.until ?? null)} (a sleep)`;
+}
+
 /** `progress.partial` of a RUNNING task as text (query_chatgpt reports its reply so far). */
 function partialText(update: TaskUpdate): string | undefined {
   const progress = update.progress as { partial?: unknown } | null;
@@ -204,7 +210,7 @@ function statusLine(update: TaskUpdate): string {
       : update.status === 'PENDING' && update.attempts > 0
         ? ` (retry ${update.attempts + 1} of ${update.maxAttempts})`
         : update.waitingFor
-          ? ` (sleeping until ${time(update.waitingFor.until)})`
+          ? ` (waiting for ${waitingText(update.waitingFor)})`
           : '';
   return `${update.name} ${paint('dim', update.id, process.stderr)} ${status}${detail}`;
 }

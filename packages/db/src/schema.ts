@@ -47,13 +47,15 @@ export interface TaskError {
 
 /**
  * What a WAITING task waits for (`tasks.waiting_for`, set exactly while it is WAITING). `time`: a
- * sleep (`ctx.sleep`, `ctx.sleepUntil`), until `until` (also its `run_after`). Child tasks and
- * tokens will be other kinds.
+ * sleep (`ctx.sleep`, `ctx.sleepUntil`), until `until` (also its `run_after`). `children`: its
+ * child tasks (`ctx.run`, `ctx.runMany`, migration 0027), by id, until the last of them ends.
  */
 export interface WaitingFor {
-  kind: 'time';
-  /** ISO 8601: when the wait ends and the task goes back to PENDING. */
-  until: string;
+  kind: 'time' | 'children';
+  /** ISO 8601: when the wait ends and the task goes back to PENDING (a sleep). */
+  until?: string;
+  /** The child tasks it waits for (kind `children`). */
+  children?: string[];
 }
 
 /** What model calls used: one attempt's, or a task's summed over its attempts. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createTestEnv, type TestEnv } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, type DbClient, migrateDatabase, TaskStore } from '../src/index.ts';
+import { createDb, type DbClient, migrateDatabase, type Suspension, TaskStore } from '../src/index.ts';
 
 // The store's side of durable steps (migration 0024): task_steps, wait, wake, and WAITING among
 // the unfinished tasks.
@@ -84,11 +84,23 @@ describe('task_steps', () => {
   });
 });
 
+/** The suspension of a handler's first step, a sleep until `until`, as the engine records it. */
+function sleep(until: Date): Suspension {
+  const at = until.toISOString();
+  return {
+    stepId: '$sleep:0',
+    seq: 0,
+    until,
+    waitingFor: { kind: 'time', until: at },
+    output: { until: at },
+  };
+}
+
 describe('wait and wake', () => {
   it('wait: RUNNING → WAITING until the time, its handout gone and its sleep recorded, in one statement', async () => {
     const id = await running();
     const until = new Date(Date.now() + 300);
-    const waiting = await store.wait(id, { stepId: '$sleep:0', seq: 0, until });
+    const waiting = await store.wait(id, sleep(until));
     expect(waiting).toMatchObject({
       status: 'WAITING',
       waitingFor: { kind: 'time', until: until.toISOString() },
@@ -100,7 +112,7 @@ describe('wait and wake', () => {
       { stepId: '$sleep:0', status: 'waiting', output: { until: until.toISOString() } },
     ]);
     // Not RUNNING any more: a second wait changes nothing.
-    expect(await store.wait(id, { stepId: '$sleep:0', seq: 0, until })).toBeUndefined();
+    expect(await store.wait(id, sleep(until))).toBeUndefined();
 
     // Not due yet: nothing wakes; once due, it is PENDING again, without what it waited for.
     expect((await store.wakeDue(100)).map((r) => r.id)).not.toContain(id);
@@ -113,15 +125,13 @@ describe('wait and wake', () => {
   it('a cancel asked for while the handler ran: wait refuses (the worker ends it CANCELLED)', async () => {
     const id = await running();
     await store.requestCancel(id);
-    expect(
-      await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) }),
-    ).toBeUndefined();
+    expect(await store.wait(id, sleep(new Date(Date.now() + 60_000)))).toBeUndefined();
     expect((await store.get(id))?.status).toBe('RUNNING');
   });
 
   it('cancelPending ends a WAITING task at once and clears what it waited for', async () => {
     const id = await running();
-    await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) });
+    await store.wait(id, sleep(new Date(Date.now() + 60_000)));
     const done = await store.cancelPending(id, cancelled);
     expect(done).toMatchObject({ status: 'CANCELLED', waitingFor: null });
     expect(done?.finishedAt).toBeInstanceOf(Date);
@@ -129,7 +139,7 @@ describe('wait and wake', () => {
 
   it('a bulk cancel ends a WAITING task at once too, with no job to remove', async () => {
     const id = await running();
-    await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) });
+    await store.wait(id, sleep(new Date(Date.now() + 60_000)));
     const [done] = await store.bulk.cancel(client.db, 'default', [id], cancelled);
     expect(done).toMatchObject({ id, status: 'CANCELLED', waitingFor: null, handedOut: false });
   });
@@ -137,7 +147,7 @@ describe('wait and wake', () => {
   it('a WAITING task holds its singleton key, and retention deletes a finished task with its steps', async () => {
     const key = `single-${randomUUID()}`;
     const id = await running(key);
-    await store.wait(id, { stepId: '$sleep:0', seq: 0, until: new Date(Date.now() + 60_000) });
+    await store.wait(id, sleep(new Date(Date.now() + 60_000)));
     const replay = await store.insert({
       id: randomUUID(),
       name: 'sum_two_numbers',

@@ -50,11 +50,21 @@ export type TaskUsageView = z.output<typeof taskUsageSchema>;
 /** A timestamp as the API writes it (ISO 8601 with offset). */
 export const isoDate = z.iso.datetime({ offset: true });
 
-/** What a WAITING task waits for (`waiting_for`); more kinds (child tasks, tokens) will come. */
+/** What a WAITING task waits for (`waiting_for`): a time (a sleep), or its child tasks. */
 export const waitingForSchema = z
   .object({
-    kind: z.literal('time').describe('time: its handler sleeps (ctx.sleep, ctx.sleepUntil)'),
-    until: isoDate.describe('When the wait ends: the task goes back to PENDING and its handler resumes'),
+    kind: z
+      .enum(['time', 'children'])
+      .describe(
+        'time: its handler sleeps (ctx.sleep, ctx.sleepUntil); children: it waits for its child tasks (ctx.run, ctx.runMany)',
+      ),
+    until: isoDate
+      .optional()
+      .describe('kind time: when the wait ends: the task goes back to PENDING and its handler resumes'),
+    children: z
+      .array(z.uuid())
+      .optional()
+      .describe('kind children: the ids of the child tasks it waits for; it resumes when the last one ends'),
   })
   .meta({ id: 'WaitingFor' });
 

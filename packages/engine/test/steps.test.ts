@@ -144,7 +144,7 @@ describe('ctx.sleep', () => {
     });
     const suspension = await runner.suspended;
     expect(suspension).toMatchObject({ stepId: '$sleep:1', seq: 1 });
-    expect(suspension.until.getTime() - Date.now()).toBeGreaterThan(4000);
+    expect((suspension.until?.getTime() ?? 0) - Date.now()).toBeGreaterThan(4000);
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(returned).toBe(false);
 

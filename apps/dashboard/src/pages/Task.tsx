@@ -52,7 +52,9 @@ function timeline(task: TaskEvent): Step[] {
   } else if (task.status === 'RUNNING') {
     steps.push({ at: null, label: 'Running…', kind: 'waiting' });
   } else if (task.status === 'WAITING') {
-    steps.push({ at: task.waitingFor?.until ?? null, label: 'Sleeping until', kind: 'waiting' });
+    if (task.waitingFor?.kind === 'children')
+      steps.push({ at: null, label: 'Waiting for its child tasks', kind: 'waiting' });
+    else steps.push({ at: task.waitingFor?.until ?? null, label: 'Sleeping until', kind: 'waiting' });
   }
   return steps;
 }
@@ -265,7 +267,7 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         <Fact term="Finished">{time(view.finishedAt)}</Fact>
         <Fact term="Ran for">{duration(view.startedAt, view.finishedAt)}</Fact>
         <Fact term="Version">{view.version}</Fact>
-        {view.waitingFor ? (
+        {view.waitingFor?.kind === 'time' ? (
           <Fact
             term="Waiting until"
             title="Its handler sleeps (ctx.sleep): it holds no worker, and resumes then"

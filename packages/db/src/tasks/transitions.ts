@@ -10,12 +10,20 @@ const EXPIRE = conditionText('expire');
 const WAIT = conditionText('wait');
 const WAKE = conditionText('wake');
 
-/** Where a suspended handler stopped: the step that waits (a sleep), and until when. */
+/** Where a suspended handler stopped: the step that waits (a sleep, child tasks), and for what. */
 export interface Suspension {
   stepId: string;
   /** The step's place in the handler's order. */
   seq: number;
-  until: Date;
+  /** What the task waits for (`waiting_for`). */
+  waitingFor: WaitingFor;
+  /**
+   * When the wait ends by itself (`run_after`: the waker's `wake`), a sleep's end; null when only
+   * an event ends it (its children's end: `childrenDone`).
+   */
+  until: Date | null;
+  /** What the waiting step records as its output, for the run after the wait: a sleep's end, the children's ids. */
+  output: unknown;
 }
 
 /** What a retry writes (one task's, `retry`; many at once, `tasks/bulk.ts`): a new round, from now. */
@@ -88,19 +96,18 @@ export class OtherTransitions {
    * when the task is no longer RUNNING or a cancel was asked for.
    */
   async wait(id: string, suspension: Suspension): Promise<TaskRow | undefined> {
-    const until = suspension.until.toISOString();
-    const waitingFor: WaitingFor = { kind: 'time', until };
+    const until = suspension.until?.toISOString() ?? null;
     const rows = await this.pg`
       with waiting as (
         update tasks t set status = 'WAITING', version = t.version + 1, updated_at = now(),
-          waiting_for = ${JSON.stringify(waitingFor)}::jsonb, run_after = ${until}::timestamptz,
+          waiting_for = ${JSON.stringify(suspension.waitingFor)}::jsonb, run_after = ${until}::timestamptz,
           expires_at = null, debounce_key = null
         where t.id = ${id}::uuid and ${this.pg.unsafe(WAIT)}
         returning t.*),
       handout as (delete from task_handouts where task_id in (select id from waiting)),
       step as (
         insert into task_steps (task_id, step_id, seq, status, output, started_at)
-        select id, ${suspension.stepId}, ${suspension.seq}, 'waiting', ${JSON.stringify({ until })}::jsonb, now()
+        select id, ${suspension.stepId}, ${suspension.seq}, 'waiting', ${JSON.stringify(suspension.output ?? null)}::jsonb, now()
         from waiting
         on conflict (task_id, step_id) do update set seq = excluded.seq, status = 'waiting',
           output = excluded.output, error = null, finished_at = null

@@ -146,7 +146,14 @@ export class StepRunner {
       throw new InvalidStepError(`sleepUntil ${end.toISOString()}: at most 30 days ahead`);
     const left = end.getTime() - Date.now();
     if (left > IN_PROCESS_SLEEP_MS) {
-      this.suspend({ stepId: id, seq, until: end });
+      const at = end.toISOString();
+      this.suspend({
+        stepId: id,
+        seq,
+        until: end,
+        waitingFor: { kind: 'time', until: at },
+        output: { until: at },
+      });
       return new Promise<void>(() => {}); // never returns: the attempt ends here, and the task waits
     }
     const startedAt = recorded?.startedAt ?? new Date();
