@@ -67,6 +67,10 @@ export interface UsageTotals {
   /** US dollars; null when a call's model has no price (its tokens are still counted). */
   costUsd: number | null;
   calls: number;
+  /** Of the calls, those answered from the identical-prompt cache (no provider call, no tokens, no cost); absent: 0. */
+  cachedCalls?: number;
+  /** True when every call was answered from the cache (absent: false). */
+  cached?: boolean;
 }
 
 /** A task's model usage (`tasks.usage`, migration 0025): summed over every attempt, and per attempt. */
@@ -134,6 +138,8 @@ export const tasks = pgTable(
     workerId: text('worker_id'),
     /** Submit's `webhook_url`: a delivery is stored for it when the task finishes (migration 0019). */
     webhookUrl: text('webhook_url'),
+    /** The submission's cache_ttl_ms (migration 0029): its model calls may be answered from the identical-prompt cache. */
+    llmCacheTtlMs: integer('llm_cache_ttl_ms'),
     /** The schedule whose tick made this task (no foreign key: a deleted schedule's tasks keep its id). */
     scheduleId: uuid('schedule_id'),
     /** The tick this task was made for: one task per (schedule_id, scheduled_for), tasks_schedule_tick_idx. */
@@ -309,6 +315,8 @@ export const taskLlmCalls = pgTable(
     completionTokens: integer('completion_tokens').notNull(),
     /** US dollars from the price table of the worker that recorded it; null: the model has no price. */
     costUsd: numeric('cost_usd', { precision: 20, scale: 10, mode: 'number' }),
+    /** Answered from the identical-prompt cache (migration 0029): no provider call, cost 0. */
+    cached: boolean('cached').notNull().default(false),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
   },
   (t) => [
@@ -318,6 +326,29 @@ export const taskLlmCalls = pgTable(
   ],
 );
 export type TaskLlmCallRow = typeof taskLlmCalls.$inferSelect;
+
+/**
+ * The identical-prompt cache (migration 0029): a reply stored per tenant under a SHA-256 of the
+ * model, messages and parameters of its call, until `expires_at`.
+ */
+export const llmCache = pgTable(
+  'llm_cache',
+  {
+    tenantId: text('tenant_id').notNull(),
+    key: text('key').notNull(),
+    model: text('model').notNull(),
+    reply: text('reply').notNull(),
+    promptTokens: integer('prompt_tokens').notNull(),
+    completionTokens: integer('completion_tokens').notNull(),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    expiresAt: timestamptz('expires_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.key], name: 'llm_cache_pkey' }),
+    index('llm_cache_expires_idx').on(t.expiresAt),
+    index('llm_cache_tenant_created_idx').on(t.tenantId, t.createdAt),
+  ],
+);
 
 /**
  * The scopes an API key may carry: `tasks:write` and `tasks:read` (its tenant's tasks), `admin` (its
@@ -385,6 +416,10 @@ const limitColumns = {
 export const tenantLimits = pgTable('tenant_limits', {
   tenantId: text('tenant_id').primaryKey(),
   ...limitColumns,
+  /** LLM budget (migration 0029): tokens (prompt + completion) per UTC day; null: none. */
+  llmTokensPerDay: bigint('llm_tokens_per_day', { mode: 'number' }),
+  /** LLM budget (migration 0029): US dollars per UTC month; null: none. */
+  llmCostPerMonthUsd: numeric('llm_cost_per_month_usd', { precision: 20, scale: 10, mode: 'number' }),
 });
 export type TenantLimitsRow = typeof tenantLimits.$inferSelect;
 

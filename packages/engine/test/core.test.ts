@@ -308,6 +308,7 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       cancelRequestedAt: null,
       workerId: 'w',
       webhookUrl: null,
+      llmCacheTtlMs: null,
       usage: null,
       createdAt: now,
       startedAt: now,

@@ -34,6 +34,8 @@ function fakeStore() {
       maxRunning: null,
       maxQueued: null,
       startsPerMinute: null,
+      llmTokensPerDay: null,
+      llmCostPerMonthUsd: null,
       updatedAt: new Date(),
       ...values,
     });
