@@ -1,4 +1,11 @@
-import { listenTaskChanges, type TaskChange, type TaskChangeListener, type TaskStore } from '@tasker/db';
+import { randomUUID } from 'node:crypto';
+import {
+  listenTaskChanges,
+  type TaskChange,
+  type TaskChangeListener,
+  type TaskStore,
+  TenantWatchers,
+} from '@tasker/db';
 import { isTerminal, type Logger, type TaskEvent, toTaskEvent } from '@tasker/engine';
 import type postgres from 'postgres';
 import { STREAM_BUFFER_BYTES, STREAM_BUFFER_EVENTS } from './streams.ts';
@@ -62,17 +69,26 @@ export class TaskFeed implements TaskWatcher {
   /** watchAll's listeners, by tenant: a change costs nothing in the other tenants' streams. */
   private readonly everyTask = new Map<string, Set<Listener>>();
   private delivered = 0;
-  /** Changes too large for a notification: their rows are read, a batch per tick. */
+  /**
+   * Changes announced by their keys alone (new tasks, and rows too large for a notification): their
+   * rows are read, a batch per tick, when someone watches the task or its tenant.
+   */
   private truncated = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private listener: TaskChangeListener | undefined;
+
+  /** This process's leases on the tenants it streams tenant-wide: their new tasks come whole. */
+  private readonly watchers: TenantWatchers;
 
   constructor(
     private readonly sql: postgres.Sql,
     private readonly store: TaskStore,
     private readonly options: TaskFeedOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // Renewed at every resync: a lease outlives three of them.
+    this.watchers = new TenantWatchers(sql, randomUUID(), Math.max(30_000, 3 * options.resyncMs));
+  }
 
   /** Listener calls made so far (each one a stream handed an event): the fan-out, measured. */
   get deliveries(): number {
@@ -138,6 +154,10 @@ export class TaskFeed implements TaskWatcher {
   }
 
   private async resync() {
+    if (this.everyTask.size > 0)
+      await this.watchers
+        .hold([...this.everyTask.keys()])
+        .catch((error: unknown) => this.log.warn({ err: error }, 'could not renew the tenant-wide watches'));
     const ids = [...this.byTask.keys()];
     for (let i = 0; i < ids.length; i += 1000) {
       try {
@@ -162,7 +182,13 @@ export class TaskFeed implements TaskWatcher {
       tenant.add(listener);
       return () => {
         tenant.delete(listener);
-        if (tenant.size === 0) this.everyTask.delete(target.tenantId);
+        if (tenant.size > 0) return;
+        this.everyTask.delete(target.tenantId);
+        void this.watchers
+          .release(target.tenantId)
+          .catch((error: unknown) =>
+            this.log.debug({ err: error }, 'could not end a tenant-wide watch; it runs out'),
+          );
       };
     }
     const { id } = target;
@@ -230,10 +256,17 @@ export class TaskFeed implements TaskWatcher {
   ): AsyncGenerator<TaskEvent> {
     const inbox = new Inbox<TaskEvent>(stream);
     // Indexed by tenant: only this tenant's changes reach this listener.
+    const first = !this.everyTask.has(tenantId);
     const stop = this.listen({ tenantId }, (event, _owner, bytes) => {
       if (filter(event)) inbox.push(event, bytes);
     });
     try {
+      // New tasks of a tenant nobody streams are announced by their keys (then read back here); with
+      // the lease, PostgreSQL announces them whole from the next insert on.
+      if (first)
+        await this.watchers
+          .hold([tenantId])
+          .catch((error: unknown) => this.log.warn({ err: error }, 'could not register a tenant-wide watch'));
       for (;;) {
         const event = await inbox.next();
         if (!event) return;

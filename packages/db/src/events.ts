@@ -2,7 +2,7 @@ import { getTableColumns } from 'drizzle-orm';
 import type postgres from 'postgres';
 import { type TaskRow, tasks } from './schema.ts';
 
-/** The channel on which PostgreSQL announces every task change (see migration 0005_task_events). */
+/** The channel on which PostgreSQL announces every task change (migration 0030_announce_per_statement). */
 export const TASK_EVENTS_CHANNEL = 'tasker_task_events';
 /**
  * The channel that wakes the dispatcher: an empty NOTIFY per statement that inserts or updates tasks
@@ -25,14 +25,30 @@ export type TaskChange = { truncated: false; row: Omit<TaskRow, 'input'> } | Tru
 
 const columns = Object.entries(getTableColumns(tasks));
 
-/** Parses a notification payload (`to_jsonb(row) - 'input'`: column names, ISO timestamps). */
-export function parseTaskChange(payload: string): TaskChange | undefined {
-  let json: Record<string, unknown>;
+/**
+ * Parses a notification payload: a JSON array of changed rows, one statement's (migration
+ * 0030_announce_per_statement), each `to_jsonb(row) - 'input'` (column names, ISO timestamps) or a
+ * row's key alone when it was too large. A single row (not in an array) is read too. Entries that
+ * are not a task's change are skipped.
+ */
+export function parseTaskChanges(payload: string): TaskChange[] {
+  let json: unknown;
   try {
-    json = JSON.parse(payload) as Record<string, unknown>;
+    json = JSON.parse(payload);
   } catch {
-    return undefined;
+    return [];
   }
+  const changes: TaskChange[] = [];
+  for (const item of Array.isArray(json) ? json : [json]) {
+    const change = toTaskChange(item);
+    if (change) changes.push(change);
+  }
+  return changes;
+}
+
+function toTaskChange(item: unknown): TaskChange | undefined {
+  if (typeof item !== 'object' || item === null) return undefined;
+  const json = item as Record<string, unknown>;
   if (typeof json.id !== 'string' || typeof json.version !== 'number') return undefined;
   if (json.truncated === true) {
     return {
@@ -77,8 +93,7 @@ export async function listenTaskChanges(
     TASK_EVENTS_CHANNEL,
     (payload) => {
       if (!wanted()) return;
-      const change = parseTaskChange(payload);
-      if (change) onChange(change);
+      for (const change of parseTaskChanges(payload)) onChange(change);
     },
     onListen,
   );

@@ -13,7 +13,7 @@ export { isDatabaseUnavailable, isTransientDatabaseError, QueueFullError } from 
 export {
   DISPATCH_CHANNEL,
   listenTaskChanges,
-  parseTaskChange,
+  parseTaskChanges,
   TASK_EVENTS_CHANNEL,
   type TaskChange,
   type TaskChangeListener,
@@ -69,6 +69,7 @@ export {
   UsageStore,
 } from './store.ts';
 export { type Assignments, choiceText, conditionText, whereOf } from './tasks/transition-sql.ts';
+export { TenantWatchers } from './tenant-watchers.ts';
 export {
   type AttemptOutcome,
   type NewWebhook,

@@ -616,3 +616,18 @@ export const bulkOperations = pgTable(
   ],
 );
 export type BulkOperationRow = typeof bulkOperations.$inferSelect;
+
+/**
+ * Leases of server processes on the tenants whose tasks they stream tenant-wide (`TenantWatchers`,
+ * tenant-watchers.ts): the insert trigger announces a new task whole only while its tenant has a
+ * live lease, else by its key (migration 0030_announce_per_statement).
+ */
+export const tenantWatchers = pgTable(
+  'tasker_tenant_watchers',
+  {
+    tenantId: text('tenant_id').notNull(),
+    watcherId: text('watcher_id').notNull(),
+    expiresAt: timestamptz('expires_at').notNull(),
+  },
+  (t) => [primaryKey({ name: 'tasker_tenant_watchers_pkey', columns: [t.tenantId, t.watcherId] })],
+);

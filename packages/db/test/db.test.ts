@@ -7,8 +7,11 @@ import {
   type DbClient,
   listenTaskChanges,
   migrateDatabase,
+  parseTaskChanges,
+  TASK_EVENTS_CHANNEL,
   type TaskChange,
   TaskStore,
+  TenantWatchers,
 } from '../src/index.ts';
 
 let env: TestEnv;
@@ -56,18 +59,104 @@ describe('task change notifications', () => {
       await store.claim(big.id, 'w1', 1);
       await store.complete(big.id, 'y'.repeat(10_000));
       const deadline = Date.now() + 5000;
-      while (heard.filter((c) => c.truncated || c.row.id === big.id).length < 3 && Date.now() < deadline)
+      while (
+        heard.filter((c) => (c.truncated ? c.id : c.row.id) === big.id).length < 3 &&
+        Date.now() < deadline
+      )
         await new Promise((r) => setTimeout(r, 20));
-      const mine = heard.filter((c) => !c.truncated && c.row.id === task.id);
-      expect(mine.map((c) => (c.truncated ? '' : c.row.status))).toEqual(['PENDING', 'RUNNING', 'COMPLETED']);
+      // A new task is announced by its key (0030_announce_per_statement), a change with its row.
+      const mine = heard.filter((c) => (c.truncated ? c.id : c.row.id) === task.id);
+      expect(mine.map((c) => [c.truncated, c.truncated ? c.status : c.row.status])).toEqual([
+        [true, 'PENDING'],
+        [false, 'RUNNING'],
+        [false, 'COMPLETED'],
+      ]);
       const done = mine.at(-1);
       expect(done?.truncated === false && done.row.output).toBe(7);
       expect(done?.truncated === false && done.row.finishedAt).toBeInstanceOf(Date);
       const bigOnes = heard.filter((c) => (c.truncated ? c.id : c.row.id) === big.id);
-      expect(bigOnes.map((c) => c.truncated)).toEqual([false, false, true]);
+      expect(bigOnes.map((c) => c.truncated)).toEqual([true, false, true]);
       expect(bigOnes.at(-1)).toMatchObject({ truncated: true, status: 'COMPLETED', version: 2 });
     } finally {
       await listener.close();
+    }
+  });
+});
+
+describe('new tasks announced per statement', () => {
+  it('announces 1,000 tasks inserted in one statement in a few notifications under 8,000 bytes, each task once', async () => {
+    const payloads: string[] = [];
+    const { unlisten } = await client.sql.listen(TASK_EVENTS_CHANNEL, (payload) => payloads.push(payload));
+    try {
+      // Long tenant and type names: the packing must hold with the longest keys, not only short ones.
+      const tenant = `t-${'x'.repeat(60)}`;
+      const name = `n-${'y'.repeat(60)}`;
+      const ids = Array.from({ length: 1000 }, () => randomUUID());
+      await client.sql`insert into tasks (id, owner_id, name, input, concurrency_key)
+        select id, ${tenant}, ${name}, '{}'::jsonb, ${tenant} from unnest(${ids}::uuid[]) as id`;
+      const heard = () =>
+        payloads.flatMap((p) => parseTaskChanges(p)).filter((c) => c.truncated && c.tenantId === tenant);
+      const deadline = Date.now() + 5000;
+      while (heard().length < ids.length && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      const changes = heard();
+      expect(changes.map((c) => (c.truncated ? c.id : '')).sort()).toEqual([...ids].sort());
+      expect(
+        changes.every((c) => c.truncated && c.status === 'PENDING' && c.version === 0 && c.name === name),
+      ).toBe(true);
+      const mine = payloads.filter((p) => p.includes(tenant));
+      expect(mine.length).toBeGreaterThan(1);
+      expect(mine.length).toBeLessThan(100); // 1,000 before, one per row
+      for (const p of mine) expect(Buffer.byteLength(p)).toBeLessThan(8000);
+    } finally {
+      await unlisten();
+    }
+  });
+});
+
+describe('tenant-wide watchers', () => {
+  it("announce a watched tenant's new tasks whole, an unwatched one's by key, and a lease that ends stops it", async () => {
+    const payloads: string[] = [];
+    const { unlisten } = await client.sql.listen(TASK_EVENTS_CHANNEL, (payload) => payloads.push(payload));
+    const watched = `w-${randomUUID()}`;
+    const other = `o-${randomUUID()}`;
+    const watchers = new TenantWatchers(client.sql, 'server-1', 30_000);
+    const insert = async (tenant: string) => {
+      const ids = [randomUUID(), randomUUID()];
+      await client.sql`insert into tasks (id, owner_id, name, input, concurrency_key)
+        select id, ${tenant}, 'sum_two_numbers', '{"a": 1}'::jsonb, ${tenant} from unnest(${ids}::uuid[]) as id`;
+      return ids;
+    };
+    const heard = async (ids: string[]) => {
+      const deadline = Date.now() + 5000;
+      const find = () =>
+        payloads
+          .flatMap((p) => parseTaskChanges(p))
+          .filter((c) => ids.includes(c.truncated ? c.id : c.row.id));
+      while (find().length < ids.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return find();
+    };
+    try {
+      await watchers.hold([watched]);
+      const whole = await heard(await insert(watched));
+      expect(whole).toHaveLength(2);
+      for (const c of whole)
+        expect(c.truncated === false && c.row.tenantId === watched && c.row.status).toBe('PENDING');
+      const keys = await heard(await insert(other));
+      expect(keys.map((c) => c.truncated)).toEqual([true, true]);
+      await watchers.release(watched);
+      expect((await heard(await insert(watched))).map((c) => c.truncated)).toEqual([true, true]);
+      // A lease that ran out counts for nothing, and is cleaned away an hour later.
+      await new TenantWatchers(client.sql, 'server-2', 1).hold([watched]);
+      await new Promise((r) => setTimeout(r, 20));
+      expect((await heard(await insert(watched))).map((c) => c.truncated)).toEqual([true, true]);
+      await client.sql`update tasker_tenant_watchers set expires_at = now() - interval '2 hours' where tenant_id = ${watched}`;
+      await watchers.hold([other]);
+      expect(
+        await client.sql`select 1 from tasker_tenant_watchers where tenant_id = ${watched}`,
+      ).toHaveLength(0);
+    } finally {
+      await unlisten();
     }
   });
 });
@@ -311,8 +400,8 @@ describe('the state machine in SQL', () => {
       const deadline = Date.now() + 5000;
       const statuses = () =>
         heard
-          .filter((c) => !c.truncated && c.row.id === task.id)
-          .map((c) => (c.truncated ? '' : c.row.status));
+          .filter((c) => (c.truncated ? c.id : c.row.id) === task.id)
+          .map((c) => (c.truncated ? c.status : c.row.status));
       while (statuses().at(-1) !== 'CANCELLED' && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 20));
       expect(statuses()).toEqual(['PENDING', 'RUNNING', 'RUNNING', 'CANCELLED']);
