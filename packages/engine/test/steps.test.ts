@@ -150,7 +150,8 @@ describe('ctx.sleep', () => {
 
     // What the worker then records, with its end already passed (as when the waker woke it).
     const past = new Date(Date.now() - 10);
-    expect(await store.wait(row.id, { ...suspension, until: past })).toMatchObject({ status: 'WAITING' });
+    const wake = { ...suspension, until: past, output: { until: past.toISOString() } };
+    expect(await store.wait(row.id, wake)).toMatchObject({ status: 'WAITING' });
     const after = run(row).context();
     await after.step('before', () => 2);
     const started = Date.now();
