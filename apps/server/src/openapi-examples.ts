@@ -30,6 +30,17 @@ const EXAMPLE_KEY = 'tsk_Vb3xQ9mK2pL7nR4sT8wY1zA6cE0fG5hJ2kM9oP3qU7v';
 
 const at = (seconds: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, seconds)).toISOString();
 
+/** A wait token (ctx.waitForToken), its callback URL's secret, and the token as a completion answers it. */
+const EXAMPLE_TOKEN_ID = '6b5a4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d';
+const EXAMPLE_TOKEN_SECRET = 'q3Zr8Vt1Xw6Yb0Nc5Md9Lf2Kg7Jh4Hs1Ap8Qe3Ru6Ti';
+const completedToken = {
+  id: EXAMPLE_TOKEN_ID,
+  taskId: EXAMPLE_TASK_ID,
+  status: 'completed',
+  timeoutAt: '2026-11-29T12:00:00.000Z',
+  completedAt: at(30),
+};
+
 type State = 'COMPLETED' | 'PENDING' | 'CANCELLED';
 
 /** What one completed model call used: the record's `usage` of a type that calls a model. */
@@ -424,6 +435,26 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
     response: {
       queued: { summary: 'Queued again, under the same id', value: taskRecordExample(first, 'PENDING') },
     },
+  },
+  completeToken: {
+    parameters: { token: EXAMPLE_TOKEN_ID },
+    request: {
+      approval: {
+        summary: 'A person approves: the handler gets {approved: true}',
+        value: { output: { approved: true } },
+      },
+    },
+    response: { completed: { summary: 'Completed: its task resumes', value: completedToken } },
+  },
+  completeTokenCallback: {
+    parameters: { secret: EXAMPLE_TOKEN_SECRET },
+    request: {
+      webhook: {
+        summary: 'An outside service calls back with its result',
+        value: { output: { status: 'shipped' } },
+      },
+    },
+    response: { completed: { summary: 'Completed: its task resumes', value: completedToken } },
   },
   cancelTasks: bulkExamples('cancel', { status: ['PENDING'], name: [first.name] }, 'nightly'),
   retryTasks: bulkExamples('retry', { status: ['FAILED'], created_after: at(0) }, 'nightly'),

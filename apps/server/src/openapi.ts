@@ -27,6 +27,7 @@ interface Operation {
   }[];
   requestBody?: { content?: Record<string, Json> };
   responses?: Record<string, Json>;
+  security?: Json[];
 }
 
 /** What a bad body is on this method: DELETE ignores a body it can parse. */
@@ -481,8 +482,10 @@ function completeProcedureOperation(operation: Operation, method: string, meta: 
     const description = `A body that is ${badBody(method).replace(/^a body that is /, '')}`;
     responses['400'] = errorResponse(description, errorBody(400, description));
   }
-  responses['401'] = unauthorized;
-  if (scope !== undefined && scope !== 'any') {
+  // A procedure that needs no key (scope none: a wait token's callback URL) has no 401 or 403.
+  if (scope === 'none') operation.security = [];
+  else responses['401'] = unauthorized;
+  if (scope !== undefined && scope !== 'any' && scope !== 'none') {
     // The route's own words when it has more reasons for a 403 (another tenant, the operator scope).
     responses['403'] = errorResponse(
       words[403] ?? `The API key lacks the ${scope} scope this operation needs (when AUTH_MODE=required)`,

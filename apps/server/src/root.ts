@@ -7,6 +7,7 @@ import { liveRouter } from './router/live.ts';
 import { queueRouter } from './router/queue.ts';
 import { schedulesRouter } from './router/schedules.ts';
 import { tasksRouter } from './router/tasks.ts';
+import { tokensRouter } from './router/tokens.ts';
 import { webhooksRouter } from './router/webhooks.ts';
 import { mergeRouters } from './trpc.ts';
 
@@ -25,6 +26,7 @@ export const appRouter = mergeRouters(
   limitsRouter,
   schedulesRouter,
   webhooksRouter,
+  tokensRouter,
 );
 
 export type AppRouter = typeof appRouter;

@@ -93,7 +93,8 @@ function procedureRoutes(): RestRoute[] {
         successStatus: openapi.successStatus ?? 200,
         query:
           openapi.method === 'GET' ? inputKeys(procedure).filter((key) => !pathParameters.includes(key)) : [],
-        open: false,
+        // A procedure that needs no key (openProcedure): its route reads none.
+        open: meta?.scope === 'none',
         rateLimited: true,
       },
     ];
@@ -134,8 +135,8 @@ const PROTECTED: RouteFacts = { open: false, rateLimited: true };
 const OPEN_PAGE: RouteFacts = { open: true, rateLimited: true };
 
 /**
- * The facts of the route a request URL reaches. Anything not listed (a procedure's REST route, a
- * tRPC call, an unknown path) needs a key and is rate-limited.
+ * The facts of the route a request URL reaches. Anything not listed (a procedure's REST route but an
+ * open one's, a tRPC call, an unknown path) needs a key and is rate-limited.
  */
 export function routeFacts(url: string): RouteFacts {
   const path = pathOf(url);
@@ -146,6 +147,6 @@ export function routeFacts(url: string): RouteFacts {
       : PROTECTED;
   }
   if (OPEN_PAGES.some((prefix) => path === prefix || path.startsWith(`${prefix}/`))) return OPEN_PAGE;
-  const found = MATCHERS.find((m) => m.route.handWritten && m.pattern.test(path))?.route;
+  const found = MATCHERS.find((m) => (m.route.handWritten || m.route.open) && m.pattern.test(path))?.route;
   return found ? { open: found.open, rateLimited: found.rateLimited, stream: found.stream } : PROTECTED;
 }

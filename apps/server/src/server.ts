@@ -6,6 +6,7 @@ import {
   metricsAccess as createMetricsAccess,
   createScheduleApi,
   createTaskApi,
+  createTokensApi,
   describeExposure,
   type Env,
   type Logger,
@@ -57,6 +58,7 @@ export async function startServer(
     },
     services: {
       tasks: createTaskApi(engine.lifecycle),
+      tokens: createTokensApi(engine.lifecycle),
       live,
       bulk: createBulkApi(engine.lifecycle),
       keys: createKeysApi(keys, env.AUTH_MODE),

@@ -13,6 +13,7 @@ import {
   publicFailureOf,
   type ScheduleApi,
   type TaskApi,
+  type TokensApi,
 } from '@tasker/engine';
 import { initTRPC, TRPCError } from '@trpc/server';
 import { type Auth, authorize } from './auth.ts';
@@ -40,6 +41,8 @@ export interface Services {
   streams: StreamGate;
   /** A tenant's completion webhooks and their deliveries (admin, operator). */
   webhooks: WebhooksApi;
+  /** Wait tokens (`ctx.waitForToken`): completed with a key, or by a callback URL without one. */
+  tokens: TokensApi;
 }
 
 /**
@@ -105,9 +108,10 @@ export interface RestMeta {
   taskParameters?: 'task_parameters' | 'input';
   /**
    * The API key scope a procedure needs (set by `scopedProcedure`; read by openapi.ts for its 403),
-   * or `any` for one that any valid key may call (`identifiedProcedure`: no 403).
+   * or `any` for one that any valid key may call (`identifiedProcedure`: no 403), or `none` for one
+   * that needs no key at all (`openProcedure`: no 401 either; routes.ts reads no key for its REST route).
    */
-  scope?: ApiKeyScope | 'any';
+  scope?: ApiKeyScope | 'any' | 'none';
 }
 
 /** How often a subscription stream sends a keep-alive, so that proxies do not close an idle one. */
@@ -211,6 +215,20 @@ export const identifiedProcedure = t.procedure
     await refuseUnstorable(getRawInput);
     if (!ctx.auth.ok) throw new TRPCError({ code: 'UNAUTHORIZED', message: ctx.auth.reason });
     const result = await next({ ctx: { ...ctx, identity: ctx.auth.identity } });
+    throwInPublicWords(result, meta);
+    return result;
+  });
+
+/**
+ * A procedure anyone may call, without a key, in every mode (a wait token's callback URL: the
+ * secret in its path is the credential). Its REST route reads no key (routes.ts); it counts against
+ * the client IP's rate limit like any request without a key.
+ */
+export const openProcedure = t.procedure
+  .meta({ scope: 'none' })
+  .use(async ({ ctx, meta, next, getRawInput }) => {
+    await refuseUnstorable(getRawInput);
+    const result = await next({ ctx });
     throwInPublicWords(result, meta);
     return result;
   });

@@ -24,6 +24,9 @@ const IGNORED = `openapi.json:
     - '#/paths/~1readyz/get/responses'
 `;
 
+/** The hand-written routes open to anyone (no key, no 401). */
+const OPEN_PATHS = ['/healthz', '/readyz', '/openapi.json', '/metrics'];
+
 interface Operation {
   operationId: string;
   description?: string;
@@ -104,6 +107,9 @@ describe('/openapi.json', () => {
     for (const path of ['/healthz', '/readyz', '/openapi.json']) {
       expect(doc.paths[path]?.get?.security).toEqual([]);
     }
+    // A wait token's callback URL needs no key (its secret is the credential); completing by id does.
+    expect(doc.paths['/token-callbacks/{secret}']?.post?.security).toEqual([]);
+    expect(doc.paths['/tokens/{token}/complete']?.post?.security).toEqual([{ Authorization: [] }]);
   });
 
   it('answers every error in the one Error shape, with the statuses each route can give', () => {
@@ -115,8 +121,9 @@ describe('/openapi.json', () => {
         const expected = path === '/readyz' ? '#/components/schemas/NotReady' : '#/components/schemas/Error';
         expect(schema?.$ref, `${method} ${path} ${status}`).toBe(expected);
       }
-      const open = ['/healthz', '/readyz', '/openapi.json', '/metrics'].includes(path);
+      const open = [...OPEN_PATHS, '/token-callbacks/{secret}'].includes(path);
       if (!open) expect(statuses, `${method} ${path}`).toEqual(expect.arrayContaining(['401', '429', '503']));
+      if (path === '/token-callbacks/{secret}') expect(statuses).not.toContain('401');
       // Every operation needs a scope (403 without it), but whoami, which any valid key may call.
       if (!open && path !== '/whoami') expect(statuses, `${method} ${path}`).toContain('403');
       if (path === '/whoami') expect(statuses).not.toContain('403');
@@ -125,7 +132,8 @@ describe('/openapi.json', () => {
       if (method === 'get') expect(statuses, `${method} ${path}`).not.toContain('413');
       const takesInput = method !== 'get' || (op.parameters ?? []).length > 0;
       if (!takesInput) expect(statuses, `${method} ${path}`).not.toContain('400');
-      const looksUpId = path.includes('{id}') || path === '/get-task-output';
+      const looksUpId =
+        path.includes('{id}') || path === '/get-task-output' || /\{(token|secret)\}/.test(path);
       if (!looksUpId) expect(statuses, `${method} ${path}`).not.toContain('404');
       else expect(statuses, `${method} ${path}`).toContain('404');
     }

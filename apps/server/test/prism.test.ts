@@ -15,7 +15,16 @@ import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient, LimitStore, WebhookStore } from '@tasker/db';
+import {
+  type ApiKeyScope,
+  ApiKeyStore,
+  createDb,
+  type DbClient,
+  hashTokenSecret,
+  LimitStore,
+  WaitTokens,
+  WebhookStore,
+} from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
 import {
   createTestEnv,
@@ -97,6 +106,10 @@ const ids = {
   delivery: '',
   /** A bulk operation of tenant prism (recorded; no worker runs here, so it stays running). */
   operation: '',
+  /** Wait tokens of the pending task: one to complete, one completed already; a callback secret to use. */
+  token: '',
+  tokenCompleted: '',
+  callbackSecret: 'c'.repeat(43),
   unknown: randomUUID(),
 };
 /** The receiver of the webhooks made here: answers 204 to anything (WEBHOOK_ALLOW_PRIVATE=1). */
@@ -216,6 +229,27 @@ beforeAll(async () => {
   const [delivery] = await webhooks.deliveries(ids.webhook, { limit: 1 });
   if (!delivery) throw new Error('no delivery stored by the cancel');
   ids.delivery = delivery.id;
+  // Wait tokens of the pending task (made in the store: no worker runs, no handler waits here).
+  const tokens = new WaitTokens(db.sql);
+  const token = async (secret: string, seq: number) => {
+    const id = randomUUID();
+    await tokens.create({
+      id,
+      tenantId: 'prism',
+      taskId: ids.pending,
+      stepId: `$token:${seq}`,
+      seq,
+      secretHash: hashTokenSecret(secret),
+      timeoutAt: new Date(Date.now() + 3_600_000),
+      result: { id },
+      startedAt: new Date(),
+    });
+    return id;
+  };
+  ids.token = await token('a'.repeat(43), 0);
+  ids.tokenCompleted = await token('b'.repeat(43), 1);
+  await tokens.complete({ id: ids.tokenCompleted }, null);
+  await token(ids.callbackSecret, 2);
 
   doc = (await (await direct('GET', '/openapi.json')).json()) as Doc;
   dir = await mkdtemp(join(tmpdir(), 'tasker-prism-'));
@@ -847,6 +881,39 @@ const CASES: Record<string, () => Case[]> = {
   'GET /openapi.json': () => [{ status: 200, what: 'the document', key: 'none' }],
   'GET /whoami': () => [{ status: 200, what: 'the key with every scope' }],
   'GET /stats/throughput': () => [{ status: 200, what: 'the last hour' }],
+  'POST /tokens/{token}/complete': () => [
+    {
+      status: 200,
+      what: 'completes a waiting token',
+      path: `/tokens/${ids.token}/complete`,
+      ...json({ output: { approved: true } }),
+    },
+    {
+      status: 409,
+      what: 'completed already',
+      path: `/tokens/${ids.tokenCompleted}/complete`,
+      ...json({ output: 1 }),
+    },
+    { status: 404, what: 'unknown token', path: `/tokens/${ids.unknown}/complete`, ...json({ output: 1 }) },
+    notJson(`/tokens/${ids.token}/complete`),
+  ],
+  'POST /token-callbacks/{secret}': () => [
+    {
+      status: 200,
+      what: 'completes by its callback URL, no key',
+      key: 'none',
+      path: `/token-callbacks/${ids.callbackSecret}`,
+      ...json({ output: 'done' }),
+    },
+    {
+      status: 404,
+      what: 'a guessed secret',
+      key: 'none',
+      path: `/token-callbacks/${'d'.repeat(43)}`,
+      ...json({ output: 1 }),
+    },
+    notJson(`/token-callbacks/${ids.callbackSecret}`),
+  ],
   'GET /metrics': () => [
     { status: 200, what: 'with METRICS_TOKEN', key: 'none', bearer: METRICS_TOKEN },
     { status: 401, what: 'an API key is not the metrics token', key: 'admin' },
@@ -865,7 +932,9 @@ function samplePath(path: string): string {
     .replace('{id}', path.startsWith('/api-keys') ? ids.unknown : ids.pending)
     .replace('{delivery_id}', ids.unknown)
     .replace('{tenant}', 'prism')
-    .replace('{name}', 'sum_two_numbers');
+    .replace('{name}', 'sum_two_numbers')
+    .replace('{token}', ids.unknown)
+    .replace('{secret}', 'e'.repeat(43));
 }
 
 /** What every operation of its kind gets: a bad key, a key without its scope, bodies too large or not JSON. */
@@ -998,7 +1067,9 @@ describe('prism proxy in front of the server', () => {
       if (res.status === 429) break;
     }
     for (const { key, method, path, op } of operationsOf(doc)) {
-      if (!op.responses['429'] || key === 'GET /openapi.json') continue;
+      // The open routes count against the client IP (the test below), not against a key.
+      if (!op.responses['429'] || key === 'GET /openapi.json' || key === 'POST /token-callbacks/{secret}')
+        continue;
       await send(key, method, path, op, {
         ...successCase(key),
         key: 'limited',
@@ -1047,6 +1118,12 @@ describe('prism proxy in front of the server', () => {
     await send('GET /openapi.json', 'GET', '/openapi.json', op, {
       status: 429,
       key: 'none',
+      what: 'over the limit',
+    });
+    const callback = '/token-callbacks/{secret}';
+    await send(`POST ${callback}`, 'POST', callback, doc.paths[callback]?.post as Operation, {
+      ...successCase(`POST ${callback}`),
+      status: 429,
       what: 'over the limit',
     });
     expect(problems).toEqual([]);

@@ -60,6 +60,10 @@ describe('route facts', () => {
     expect(routeFacts('/trpc/onTaskUpdate?input=%7B%7D').stream).toBe('subscription');
     expect(routeFacts('/trpc/getTask,listTasks?batch=1').stream).toBeUndefined();
     expect(routeFacts('/trpc/%E0%A4%A').open).toBe(false);
+    // A wait token's callback URL reads no key, and counts against the client IP; completing by id needs one.
+    expect(routeFacts('/token-callbacks/abc')).toEqual({ open: true, rateLimited: true });
+    expect(routeFacts('/tokens/abc/complete')).toEqual({ open: false, rateLimited: true });
+    expect(routeFacts('/token-callbacks/abc/more').open).toBe(false);
   });
 });
 

@@ -7,13 +7,16 @@
  * The one exception is the design's: an operator key manages any tenant's keys and the shared queue.
  * Against a real server (AUTH_MODE=required) and worker, in the TEST_MODE queue mode.
  */
-import { ApiKeyStore, createDb, type DbClient } from '@tasker/db';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { ApiKeyStore, createDb, type DbClient, hashTokenSecret, WaitTokens } from '@tasker/db';
 import { waitFor } from '@tasker/testing';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Stack, startStack } from './helpers.ts';
 
 const TENANTS = ['matrix-a', 'matrix-b', 'matrix-c'] as const;
+/** A callback URL's secret nobody made: 43 random base64url characters, as a real one has. */
+const guessedSecret = () => randomBytes(32).toString('base64url');
 /** A payload search no task matches: a bulk action with it changes nothing. */
 const NOTHING = JSON.stringify({ string: 'no task holds this' });
 type Tenant = (typeof TENANTS)[number];
@@ -48,6 +51,8 @@ interface Owned {
   delivery: string;
   /** A string only this tenant's task inputs hold: no answer to another tenant may contain it. */
   marker: string;
+  /** A wait token of its delayed task (made in the store: no handler of the catalog waits for one). */
+  token: string;
 }
 
 let stack: Stack;
@@ -135,6 +140,18 @@ beforeAll(async () => {
     const completed = await create({});
     const delayed = await create({ delay_ms: 3_600_000 });
     const cancelled = await create({ delay_ms: 3_600_000 });
+    const token = randomUUID();
+    await new WaitTokens(db.sql).create({
+      id: token,
+      tenantId: tenant,
+      taskId: delayed,
+      stepId: '$token:0',
+      seq: 0,
+      secretHash: hashTokenSecret(`secret-of-${token}`),
+      timeoutAt: new Date(Date.now() + 3_600_000),
+      result: { id: token },
+      startedAt: new Date(),
+    });
     expect((await call('POST', `/tasks/${cancelled}/cancel`, own)).status).toBe(200);
     const target = await make(tenant, ['tasks:read']);
     const bulk = await call('POST', '/tasks/cancel', own, { filter: { input_contains: NOTHING } });
@@ -156,6 +173,7 @@ beforeAll(async () => {
       schedule: (JSON.parse(schedule.text) as { id: string }).id,
       webhook,
       delivery: '',
+      token,
       marker,
     };
     await waitFor(
@@ -400,6 +418,20 @@ const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Pla
   }),
   'GET /whoami': () => ({ method: 'GET', path: '/whoami', aimed: false }),
   'GET /stats/throughput': () => ({ method: 'GET', path: '/stats/throughput', aimed: false }),
+  // Wait tokens: the victim's token completed with a key (unknown to any other tenant), or a guessed
+  // callback URL (no key is read there: it is unknown to everyone).
+  'POST /tokens/{token}/complete': (v) => ({
+    method: 'POST',
+    path: `/tokens/${v.token}/complete`,
+    body: { output: { approved: true } },
+    aimed: true,
+  }),
+  'POST /token-callbacks/{secret}': () => ({
+    method: 'POST',
+    path: `/token-callbacks/${guessedSecret()}`,
+    body: { output: 'guessed' },
+    aimed: true,
+  }),
   'GET /tasks/{id}/events': (v, _t, pick) => ({
     method: 'GET',
     path: `/tasks/${[v.completed, v.delayed, v.cancelled][pick % 3]}/events`,
@@ -472,7 +504,7 @@ describe('the scope matrix, over every operation of the document', () => {
           const res = await call(plan.method, plan.path, who.bearer, plan.body);
           const label = `${who.state} key of ${who.tenant} [${who.scopes.join(',')}] → ${plan.method} ${plan.path} ${JSON.stringify(plan.body ?? '')}: ${res.status} ${res.text.slice(0, 300)}`;
           expect(res.status, label).toBeLessThan(500);
-          const open = /^\/(healthz|readyz|metrics|openapi\.json)/.test(plan.path);
+          const open = /^\/(healthz|readyz|metrics|openapi\.json|token-callbacks\/)/.test(plan.path);
           if (who.state !== 'live' && !open) expect(res.status, label).toBe(401);
           const operatorMay =
             who.state === 'live' && who.scopes.includes('operator') && plan.across !== undefined;

@@ -92,6 +92,11 @@ export function describeError(error: unknown, url: string): CliError {
         return new CliError(error.message, EXIT.usage);
       case 'CONFLICT':
         return new CliError(error.message, EXIT.notFound);
+      // A wait token that cannot be completed (409): completed already, timed out, its task finished.
+      case 'TOKEN_ALREADY_COMPLETED':
+      case 'TOKEN_TIMED_OUT':
+      case 'TOKEN_TASK_FINISHED':
+        return new CliError(`${error.message} (409 ${error.code})`, EXIT.notFound);
       case 'TOO_MANY_REQUESTS':
         return new CliError(`${error.message} (429): try again later`, EXIT.unavailable);
       case 'QUEUE_FULL':

@@ -9,6 +9,7 @@ import { tenantsCommand } from './limits.ts';
 import { queueCommand } from './queue.ts';
 import { schedulesCommand } from './schedules.ts';
 import { taskCommands } from './tasks.ts';
+import { tokensCommand } from './tokens.ts';
 import { webhooksCommand } from './webhooks.ts';
 
 const program = new Command('tasker')
@@ -44,6 +45,7 @@ queueCommand(program);
 tenantsCommand(program);
 schedulesCommand(program);
 webhooksCommand(program);
+tokensCommand(program);
 keysCommand(program, databaseUrl);
 // Every command: commander's own usage errors become exit 2 (its message is already on stderr).
 for (const command of program.commands) {

@@ -193,6 +193,8 @@ function printTask(task: Task | TaskUpdate): void {
 /** What a WAITING task waits for, in words. */
 function waitingText(waitingFor: NonNullable<TaskUpdate['waitingFor']>): string {
   if (waitingFor.kind === 'children') return `${waitingFor.children?.length ?? 0} child tasks`;
+  if (waitingFor.kind === 'token')
+    return `token ${waitingFor.token} until ${time(waitingFor.until ?? null)} (tasker tokens complete ${waitingFor.token} --output JSON)`;
   return `${time(waitingFor.until ?? null)} (a sleep)`;
 }
 

@@ -68,6 +68,15 @@ export {
   taskFilterConditions,
   UsageStore,
 } from './store.ts';
+export {
+  hashTokenSecret,
+  type NewWaitToken,
+  type TokenCompletion,
+  type TokenRef,
+  type WaitTokenRow,
+  type WaitTokenStatus,
+  WaitTokens,
+} from './tasks/tokens.ts';
 export { type Assignments, choiceText, conditionText, whereOf } from './tasks/transition-sql.ts';
 export { TenantWatchers } from './tenant-watchers.ts';
 export {

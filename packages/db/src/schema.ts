@@ -49,13 +49,17 @@ export interface TaskError {
  * What a WAITING task waits for (`tasks.waiting_for`, set exactly while it is WAITING). `time`: a
  * sleep (`ctx.sleep`, `ctx.sleepUntil`), until `until` (also its `run_after`). `children`: its
  * child tasks (`ctx.run`, `ctx.runMany`, migration 0027), by id, until the last of them ends.
+ * `token`: a wait token's completion (`ctx.waitForToken`, migration 0028), `token` its id, `until`
+ * its timeout (the task goes back to PENDING then at the latest).
  */
 export interface WaitingFor {
-  kind: 'time' | 'children';
-  /** ISO 8601: when the wait ends and the task goes back to PENDING (a sleep). */
+  kind: 'time' | 'children' | 'token';
+  /** ISO 8601: when the wait ends and the task goes back to PENDING (a sleep; a token's timeout). */
   until?: string;
   /** The child tasks it waits for (kind `children`). */
   children?: string[];
+  /** The wait token it waits for (kind `token`). */
+  token?: string;
 }
 
 /** What model calls used: one attempt's, or a task's summed over its attempts. */

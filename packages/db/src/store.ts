@@ -7,6 +7,7 @@ import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
 import { TaskQueries } from './tasks/queries.ts';
 import { TaskSteps } from './tasks/steps.ts';
+import { WaitTokens } from './tasks/tokens.ts';
 import { OtherTransitions, type Suspension } from './tasks/transitions.ts';
 import { type LlmCall, UsageStore } from './tasks/usage.ts';
 
@@ -44,6 +45,7 @@ export interface TaskStoreOptions {
  * | `bulk` | `tasks/bulk.ts` | bulk cancel and retry by filter: their operations, a chunk at a time |
  * | `usage` | `tasks/usage.ts` | model calls: their ledger (`task_llm_calls`) and each task's sum |
  * | `steps` | `tasks/steps.ts` | the steps of durable handlers (`task_steps`): read, record |
+ * | `tokens` | `tasks/tokens.ts` | wait tokens (`wait_tokens`): made by a step, completed once, waking their task |
  *
  * Every change is a transition of @tasker/states, made by a conditional UPDATE built from it
  * (`tasks/transition-sql.ts`): two workers racing on one task can never both record a result.
@@ -63,6 +65,8 @@ export class TaskStore {
   readonly usage: UsageStore;
   /** The steps of durable handlers (`ctx.step`, `ctx.sleep`): `tasks/steps.ts`. */
   readonly steps: TaskSteps;
+  /** Wait tokens (`ctx.createToken`, `ctx.waitForToken`, POST /tokens/{id}/complete): `tasks/tokens.ts`. */
+  readonly tokens: WaitTokens;
 
   constructor(
     { db, sql: pg }: Pick<DbClient, 'db' | 'sql'>,
@@ -77,6 +81,7 @@ export class TaskStore {
     this.bulk = new BulkOperations(db);
     this.usage = new UsageStore(db);
     this.steps = new TaskSteps(pg);
+    this.tokens = new WaitTokens(pg);
   }
 
   // Hot transitions (batched).

@@ -77,6 +77,21 @@ export const envSchema = z.object({
   /** Unset: 127.0.0.1 when AUTH_MODE=disabled, 0.0.0.0 when required (see loadEnv and checkServerExposure). */
   HOST: optionalText,
   PORT: z.coerce.number().int().min(0).max(65535).default(5000),
+  /**
+   * Where clients reach the server (scheme, host, port, an optional path prefix): the origin of wait
+   * tokens' callback URLs. Unset: http://HOST:PORT (127.0.0.1 for a HOST of every interface). Give
+   * the worker the same value as the server.
+   */
+  PUBLIC_URL: optionalText.pipe(
+    z
+      .url()
+      .refine(
+        (v) => /^https?:\/\//.test(v) && !/[?#]/.test(v),
+        'must be an http:// or https:// URL without a query',
+      )
+      .transform((v) => v.replace(/\/+$/, ''))
+      .optional(),
+  ),
   /** The worker's probe and metrics listener (GET /healthz, GET /metrics), on HOST; 0: off. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   DATABASE_URL: z
@@ -229,7 +244,12 @@ export const envSchema = z.object({
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
 
 /** The configuration, with the defaults that depend on other variables filled in. */
-export type Env = Omit<z.output<typeof envSchema>, 'AUTH_MODE' | 'RATE_LIMIT_PER_MINUTE' | 'HOST'> & {
+export type Env = Omit<
+  z.output<typeof envSchema>,
+  'AUTH_MODE' | 'RATE_LIMIT_PER_MINUTE' | 'HOST' | 'PUBLIC_URL'
+> & {
+  /** Default: http://HOST:PORT (127.0.0.1 when HOST is every interface). */
+  PUBLIC_URL: string;
   /** `required` by default when NODE_ENV=production, `disabled` otherwise. */
   AUTH_MODE: 'required' | 'disabled';
   /** Default: 127.0.0.1 (loopback only) when AUTH_MODE=disabled, 0.0.0.0 (every interface) when required. */
@@ -256,13 +276,21 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     );
   }
   const authMode = authModeOf(env);
+  const host = env.HOST ?? (authMode === 'disabled' ? LOOPBACK : '0.0.0.0');
   return {
     ...env,
     AUTH_MODE: authMode,
-    HOST: env.HOST ?? (authMode === 'disabled' ? LOOPBACK : '0.0.0.0'),
+    HOST: host,
+    PUBLIC_URL: env.PUBLIC_URL ?? defaultPublicUrl(host, env.PORT),
     RATE_LIMIT_PER_MINUTE:
       env.RATE_LIMIT_PER_MINUTE ?? (authMode === 'required' ? DEFAULT_RATE_LIMIT_PER_MINUTE : 0),
   };
+}
+
+/** http://HOST:PORT, as this machine reaches it: a HOST of every interface is reached on loopback. */
+function defaultPublicUrl(host: string, port: number): string {
+  const reachable = host === '0.0.0.0' || host === '::' || host === '' ? LOOPBACK : host;
+  return `http://${isIP(reachable) === 6 ? `[${reachable}]` : reachable}:${port}`;
 }
 
 /** Where a server with auth disabled listens unless HOST says otherwise. */
@@ -326,5 +354,6 @@ export function taskConfig(env: Env): TaskConfig {
     },
     // The repository's table, then the file's models, then LLM_PRICES's: the last one given wins.
     llmPrices: { ...DEFAULT_LLM_PRICES, ...env.LLM_PRICES_FILE, ...env.LLM_PRICES },
+    publicUrl: env.PUBLIC_URL,
   };
 }

@@ -95,6 +95,14 @@ export {
 export { createRedis, isRedisUnavailable } from './redis.ts';
 export { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 export * from './schedules/index.ts';
+export {
+  createTokensApi,
+  MAX_TOKEN_OUTPUT_BYTES,
+  type TokensApi,
+  toWaitTokenView,
+  type WaitTokenView,
+  waitTokenSchema,
+} from './tokens-api.ts';
 export { findUnstorable, type Unstorable } from './unstorable.ts';
 export {
   cutUtf8,

@@ -50,17 +50,23 @@ export type TaskUsageView = z.output<typeof taskUsageSchema>;
 /** A timestamp as the API writes it (ISO 8601 with offset). */
 export const isoDate = z.iso.datetime({ offset: true });
 
-/** What a WAITING task waits for (`waiting_for`): a time (a sleep), or its child tasks. */
+/** What a WAITING task waits for (`waiting_for`): a time (a sleep), its child tasks, or a wait token. */
 export const waitingForSchema = z
   .object({
     kind: z
-      .enum(['time', 'children'])
+      .enum(['time', 'children', 'token'])
       .describe(
-        'time: its handler sleeps (ctx.sleep, ctx.sleepUntil); children: it waits for its child tasks (ctx.run, ctx.runMany)',
+        'time: its handler sleeps (ctx.sleep, ctx.sleepUntil); children: it waits for its child tasks (ctx.run, ctx.runMany); token: it waits for a wait token to be completed (ctx.waitForToken)',
       ),
     until: isoDate
       .optional()
-      .describe('kind time: when the wait ends: the task goes back to PENDING and its handler resumes'),
+      .describe(
+        "kind time: when the wait ends: the task goes back to PENDING and its handler resumes; kind token: the token's timeout",
+      ),
+    token: z
+      .uuid()
+      .optional()
+      .describe('kind token: the wait token it waits for: POST /tokens/{token}/complete {output} resumes it'),
     children: z
       .array(z.uuid())
       .optional()
@@ -74,12 +80,16 @@ export const STEP_PREVIEW_BYTES = 256;
 /** One durable step of a task's handler (`ctx.step`, `ctx.sleep`), as the task record shows it. */
 export const taskStepSchema = z
   .object({
-    id: z.string().describe('The step id its handler gave (ctx.step); a sleep: $sleep:N'),
+    id: z
+      .string()
+      .describe(
+        "The step id its handler gave (ctx.step); a sleep: $sleep:N; a wait token's making: $token:N (its preview without the callback URL), its wait: $token-wait:N",
+      ),
     seq: z.number().int().describe("Its place in the handler's order, 0 first"),
     status: z
       .enum(STEP_STATUSES)
       .describe(
-        'completed (its result recorded: no run repeats it); failed (its last run threw: the next attempt runs it again); waiting (a sleep not over yet)',
+        'completed (its result recorded: no run repeats it); failed (its last run threw: the next attempt runs it again; a wait token that timed out); waiting (a sleep or a wait not over yet)',
       ),
     startedAt: isoDate,
     finishedAt: isoDate.nullable(),
@@ -219,8 +229,21 @@ export function toTaskView(row: TaskRow, steps?: readonly TaskStepRow[]): TaskVi
   };
 }
 
+/** Step ids of the steps that make wait tokens (`ctx.createToken`): `$token:N`. */
+export const TOKEN_STEP_PREFIX = '$token:';
+
+/**
+ * What a step's preview shows of its result: all of it, but for a wait token's step, whose callback
+ * URL (a secret that completes the token without a key) is left out: its id and timeout only.
+ */
+function shown(step: TaskStepRow): unknown {
+  if (!step.stepId.startsWith(TOKEN_STEP_PREFIX)) return step.output ?? null;
+  const { id, timeoutAt } = (step.output ?? {}) as { id?: unknown; timeoutAt?: unknown };
+  return { id, timeoutAt };
+}
+
 export function toStepView(step: TaskStepRow): TaskStepView {
-  const json = step.status === 'completed' ? JSON.stringify(step.output ?? null) : undefined;
+  const json = step.status === 'completed' ? JSON.stringify(shown(step)) : undefined;
   return {
     id: step.stepId,
     seq: step.seq,

@@ -12,6 +12,7 @@ import { TaskerError, TaskFailedError, toTaskerError } from './errors.ts';
 import type { TenantsApi, TypesApi } from './limits.ts';
 import { classifyingFetch, retryLinks } from './retry.ts';
 import { createSchedulesApi, type SchedulesApi } from './schedules.ts';
+import { createTokensApi, type TokensApi } from './tokens.ts';
 import type {
   AppRouter,
   ListOptions,
@@ -159,6 +160,11 @@ export interface TaskerClient {
    */
   webhooks: WebhooksApi;
   /**
+   * Wait tokens (a handler's `ctx.waitForToken`): `tokens.complete(token, output)` resumes the task
+   * that waits for it; `tokens.completeByUrl(url, output)` by its callback URL, without a key.
+   */
+  tokens: TokensApi;
+  /**
    * Bulk cancel and retry by filter (`list()`'s filter): `bulk.cancel(filter)` and
    * `bulk.retry(filter)` answer at once with a tracked operation (`bulk.wait(id)` follows it);
    * `{ dryRun: true }` only counts what they would change.
@@ -299,6 +305,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
       listResultFromWire(await call(trpc.listTasks.query(listOptionsToWire(listOptions)), 'list')),
     schedules: createSchedulesApi(trpc, call),
     webhooks: createWebhooksApi(trpc, call),
+    tokens: createTokensApi(trpc, call),
     tenants: {
       list: async (listOptions = {}) =>
         tenantPageFromWire(await call(trpc.listTenants.query(tenantListOptionsToWire(listOptions)))),

@@ -44,6 +44,7 @@ export type {
   SchedulePage,
   SchedulesApi,
 } from './schedules.ts';
+export type { TokensApi, WaitToken } from './tokens.ts';
 export type {
   AppRouter,
   DebounceOptions,

@@ -194,6 +194,13 @@ export const TRANSITIONS = {
     sets: ['waitingFor'],
     doc: 'Its wait is over (run_after passed): it waits for its turn again, and its handler runs from the top, its finished steps answered from the record.',
   }),
+  tokenDone: transition({
+    from: ['WAITING'],
+    to: 'PENDING',
+    guards: [],
+    sets: ['waitingFor', 'runAfter'],
+    doc: "The wait token it waits for (ctx.waitForToken) was completed before its timeout: it waits for its turn again (run_after now), and its handler resumes with the completion's output.",
+  }),
   expire: transition({
     from: ['PENDING'],
     to: 'EXPIRED',

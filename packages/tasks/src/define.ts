@@ -15,6 +15,8 @@ export interface TaskConfig {
   };
   /** USD per million tokens by model (the repository's table under `LLM_PRICES_FILE` and `LLM_PRICES`); default the table. */
   llmPrices?: LlmPrices | undefined;
+  /** Where clients reach the server (`PUBLIC_URL`): the origin of wait tokens' callback URLs. */
+  publicUrl?: string | undefined;
 }
 
 /** What a handler may report while it runs. */
@@ -57,6 +59,38 @@ export interface TaskContext {
   sleep(ms: number): Promise<void>;
   /** `sleep` until `until` (at most 30 days ahead; a time passed returns at once). */
   sleepUntil(until: Date): Promise<void>;
+  /**
+   * Makes a wait token (a step: a later run gets the same token back): `id`, which a key of the
+   * task's tenant completes (`POST /tokens/{id}/complete`), and `url`, a callback URL that completes
+   * it without a key (valid once). It times out after `timeoutMs` (1 s to 30 days). Hand either to
+   * the outside world (in a step), then `waitForToken(token)`.
+   */
+  createToken(options: WaitTokenOptions): Promise<WaitToken>;
+  /**
+   * Suspends the task until the token is completed, without holding a worker (WAITING, waiting_for
+   * `{kind: 'token', token, until}`), and returns the completion's `output` (JSON). Past the
+   * token's timeout it throws a WaitTokenTimeoutError, which the handler may catch. Given
+   * `{timeoutMs}` instead of a token, it makes one first (`createToken`): its id is then in the
+   * task record's waiting_for, for its tenant. A wait is a step: once over, a later run gets the
+   * same answer at once.
+   */
+  waitForToken<T = unknown>(token: WaitToken | WaitTokenOptions): Promise<T>;
+}
+
+/** How long a wait token stays open. */
+export interface WaitTokenOptions {
+  /** 1,000 ms to 30 days. */
+  timeoutMs: number;
+}
+
+/** A wait token, as `ctx.createToken` makes it. */
+export interface WaitToken {
+  /** Complete it with `POST /tokens/{id}/complete {output}` (scope tasks:write, the task's tenant). */
+  id: string;
+  /** `POST {url} {output}` completes it without a key, once, until `timeoutAt` (PUBLIC_URL's origin). */
+  url: string;
+  /** ISO 8601: when it times out. */
+  timeoutAt: string;
 }
 
 export interface RetryPolicy {

@@ -12,6 +12,8 @@ export {
   type TaskLimits,
   type TaskOptions,
   type TaskProgress,
+  type WaitToken,
+  type WaitTokenOptions,
 } from './define.ts';
 export {
   type ChatMessage,
@@ -37,5 +39,13 @@ export {
   retryAfterFromHeaders,
   retryAfterOf,
 } from './retry-after.ts';
-export { InvalidStepError, MAX_SLEEP_MS, MAX_STEP_ID_LENGTH, NonDeterminismError } from './steps.ts';
+export {
+  InvalidStepError,
+  MAX_SLEEP_MS,
+  MAX_STEP_ID_LENGTH,
+  MAX_TOKEN_TIMEOUT_MS,
+  MIN_TOKEN_TIMEOUT_MS,
+  NonDeterminismError,
+  WaitTokenTimeoutError,
+} from './steps.ts';
 export { longestRun } from './tasks/find-longest-consecutive-letters.ts';

@@ -22,3 +22,23 @@ export class NonDeterminismError extends NonRetryableError {
 export class InvalidStepError extends NonRetryableError {
   override name = 'InvalidStepError';
 }
+
+/** The shortest and longest timeout of a wait token (`ctx.createToken`, `ctx.waitForToken`). */
+export const MIN_TOKEN_TIMEOUT_MS = 1000;
+export const MAX_TOKEN_TIMEOUT_MS = MAX_SLEEP_MS;
+
+/**
+ * `ctx.waitForToken`: the token's timeout passed before anyone completed it. A handler may catch it
+ * (and go on without the answer); uncaught, the task fails with it at once (another attempt would
+ * find the same timed-out token).
+ */
+export class WaitTokenTimeoutError extends NonRetryableError {
+  override name = 'WaitTokenTimeoutError';
+  readonly code = 'TOKEN_TIMEOUT';
+  constructor(
+    readonly token: string,
+    readonly timeoutAt: string,
+  ) {
+    super(`wait token ${token} timed out at ${timeoutAt} without a completion`);
+  }
+}

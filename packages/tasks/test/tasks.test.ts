@@ -27,6 +27,12 @@ function context(
     step: async (_id, fn) => fn(),
     sleep: async () => {},
     sleepUntil: async () => {},
+    createToken: async () => {
+      throw new Error('no handler of these tests makes wait tokens');
+    },
+    waitForToken: async () => {
+      throw new Error('no handler of these tests waits for tokens');
+    },
   };
 }
 

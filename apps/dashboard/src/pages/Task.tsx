@@ -54,6 +54,8 @@ function timeline(task: TaskEvent): Step[] {
   } else if (task.status === 'WAITING') {
     if (task.waitingFor?.kind === 'children')
       steps.push({ at: null, label: 'Waiting for its child tasks', kind: 'waiting' });
+    else if (task.waitingFor?.kind === 'token')
+      steps.push({ at: task.waitingFor.until ?? null, label: 'Waiting for a token until', kind: 'waiting' });
     else steps.push({ at: task.waitingFor?.until ?? null, label: 'Sleeping until', kind: 'waiting' });
   }
   return steps;
@@ -274,6 +276,15 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
             testId="task-waiting-until"
           >
             {time(view.waitingFor.until)}
+          </Fact>
+        ) : null}
+        {view.waitingFor?.kind === 'token' ? (
+          <Fact
+            term="Waiting for token"
+            title="Its handler waits for this token (ctx.waitForToken): POST /tokens/{token}/complete {output} resumes it; it times out then"
+            testId="task-waiting-token"
+          >
+            <code>{view.waitingFor.token}</code> until {time(view.waitingFor.until ?? null)}
           </Fact>
         ) : null}
       </dl>

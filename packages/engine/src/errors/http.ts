@@ -52,8 +52,15 @@ export const ERROR_CODE_BY_STATUS = {
 /**
  * Codes more precise than their status's word, each with its status: QUEUE_FULL is a 429 that
  * retrying soon will not cure (the tenant's or the task type's max_queued), unlike a rate limit.
+ * The TOKEN_ ones say why a wait token cannot be completed (POST /tokens/{token}/complete): it
+ * was completed already, its timeout passed, or its task is finished (cancelled while it waited).
  */
-export const SPECIFIC_ERROR_CODES = { QUEUE_FULL: 429 } as const;
+export const SPECIFIC_ERROR_CODES = {
+  QUEUE_FULL: 429,
+  TOKEN_ALREADY_COMPLETED: 409,
+  TOKEN_TIMED_OUT: 409,
+  TOKEN_TASK_FINISHED: 409,
+} as const;
 
 export type ErrorCode =
   | (typeof ERROR_CODE_BY_STATUS)[keyof typeof ERROR_CODE_BY_STATUS]

@@ -8,6 +8,7 @@ import {
 } from '@tasker/tasks';
 import { findUnstorable } from '../unstorable.ts';
 import type { LifecycleResources } from './resources.ts';
+import { TokenSteps } from './tokens.ts';
 
 /**
  * A sleep with less than this left is slept in the worker (and recorded) instead of suspending the
@@ -24,7 +25,7 @@ const RESERVED_PREFIX = '$';
 const sleepId = (seq: number) => `${RESERVED_PREFIX}sleep:${seq}`;
 
 /** `step` and `sleep` as a handler's context has them. */
-export type StepContext = Pick<TaskContext, 'step' | 'sleep' | 'sleepUntil'>;
+export type StepContext = Pick<TaskContext, 'step' | 'sleep' | 'sleepUntil' | 'createToken' | 'waitForToken'>;
 
 /** The error a failed step records (as an attempt's error: never a stack trace). */
 function stepError(error: unknown, attempt: number): TaskError {
@@ -64,7 +65,7 @@ export class StepRunner {
   private recorded: Promise<TaskStepRow[]> | undefined;
 
   constructor(
-    private readonly r: Pick<LifecycleResources, 'store'>,
+    private readonly r: Pick<LifecycleResources, 'store'> & Partial<Pick<LifecycleResources, 'config'>>,
     private readonly row: TaskRow,
     private readonly signal: AbortSignal,
   ) {
@@ -77,10 +78,19 @@ export class StepRunner {
 
   /** The handler's `ctx.step`, `ctx.sleep` and `ctx.sleepUntil`. */
   context(): StepContext {
+    // Wait tokens (`tokens.ts`) take their places in this run's order like any step.
+    const tokens = new TokenSteps(this.r, this.row, {
+      take: (id) => this.take(id),
+      peek: () => this.next,
+      find: (id, seq) => this.find(id, seq),
+      suspend: (suspension) => this.suspend(suspension),
+    });
     return {
       step: (id, fn) => this.step(id, fn),
       sleep: (ms) => this.sleep(ms),
       sleepUntil: (until) => this.sleepUntil(until),
+      createToken: (options) => tokens.create(options),
+      waitForToken: (token) => tokens.wait(token),
     };
   }
 

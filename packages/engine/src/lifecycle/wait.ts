@@ -22,6 +22,10 @@ export async function wait(
   const waiting = await r.store.wait(row.id, suspension);
   if (waiting) {
     emit(r, { kind: 'attempt-ended', row, outcome: 'suspended' });
+    // A completion that came while the task was still RUNNING could not wake it (tokens.ts in
+    // @tasker/db): now that WAITING is committed, the token is looked at once more.
+    const token = suspension.waitingFor.kind === 'token' ? suspension.waitingFor.token : undefined;
+    if (token) return (await r.store.tokens.wakeIfCompleted(token)) ?? waiting;
     return waiting;
   }
   return endCancelled(r, row.id, row.attempts, row);
