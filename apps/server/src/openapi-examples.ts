@@ -410,6 +410,7 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       output_contains: '3',
       tag: ['nightly'],
       metadata_contains: '{"team":"billing"}',
+      parent_id: '7b0e3c52-1d7a-4f35-9a53-3f2f0b6c9e41',
     },
     response: {
       page: {

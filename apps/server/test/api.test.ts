@@ -100,6 +100,7 @@ describe('newer routes', () => {
       'sum_two_numbers',
       'query_chatgpt',
       'find_longest_consecutive_letters',
+      'summarize_documents',
     ]);
     expect(types[0]?.parameters.required).toEqual(['a', 'b']);
   });

@@ -39,11 +39,15 @@ describe('POST /tasks', () => {
       cancelRequestedAt: null,
     });
     const stored = await getTask(res.body.id as string);
-    // The same record, but for its durable steps, which only GET /tasks/{id} reads (none yet here).
+    // The same record, but for its durable steps and its children, which only GET /tasks/{id}
+    // reads (none here).
     expect(stored.steps).toEqual([]);
+    expect(stored.children).toMatchObject({ total: 0 });
+    expect(stored.childTasks).toEqual([]);
+    expect(stored.parentId).toBeNull();
     expect(Object.keys(res.body).sort()).toEqual(
       Object.keys(stored)
-        .filter((k) => k !== 'steps')
+        .filter((k) => !['steps', 'children', 'childTasks'].includes(k))
         .sort(),
     );
     expect(stored).toMatchObject({ id: res.body.id, name: 'sum_two_numbers', input: { a: 1, b: 2 } });

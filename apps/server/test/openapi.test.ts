@@ -195,6 +195,7 @@ describe('/openapi.json', () => {
       'query_chatgpt',
       'singleton',
       'sum_two_numbers',
+      'summarize_documents',
       'tagged',
     ]);
   });
@@ -239,6 +240,29 @@ describe('/openapi.json', () => {
     expect(JSON.stringify(step.properties.status)).toMatch(/"completed","failed","waiting"/);
     const waitingFor = schemas.WaitingFor as { properties: { kind: unknown } };
     expect(JSON.stringify(waitingFor.properties.kind)).toContain('"time"');
+  });
+
+  it('types child tasks: parentId on every record, the children counted by status, the list in the full record', () => {
+    const schemas = doc.components.schemas as Record<string, Record<string, unknown>>;
+    const waitingFor = schemas.WaitingFor as { properties: Record<string, unknown> };
+    expect(JSON.stringify(waitingFor.properties.kind)).toContain('"children"');
+    expect(waitingFor.properties.children).toMatchObject({ type: 'array', items: { format: 'uuid' } });
+    for (const name of ['Task', 'TaskSummary']) {
+      const record = schemas[name] as { properties: Record<string, unknown>; required: string[] };
+      expect(record.required, name).toContain('parentId');
+      expect(JSON.stringify(record.properties.children), name).toContain(
+        '#/components/schemas/ChildrenSummary',
+      );
+    }
+    const task = schemas.Task as { properties: Record<string, unknown>; required: string[] };
+    expect(JSON.stringify(task.properties.childTasks)).toContain('#/components/schemas/ChildTask');
+    expect(task.required).not.toContain('childTasks');
+    const summary = schemas.ChildrenSummary as { properties: { byStatus: { required?: string[] } } };
+    expect(summary.properties.byStatus.required ?? []).toEqual(
+      expect.arrayContaining(['COMPLETED', 'WAITING']),
+    );
+    // The body of POST /tasks names summarize_documents among its task types.
+    expect(JSON.stringify(doc.paths['/tasks']?.post)).toContain('summarize_documents');
   });
 
   it("carries the README's examples", () => {

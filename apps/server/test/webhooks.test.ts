@@ -223,11 +223,13 @@ describe('completion webhooks, two servers and two workers', () => {
         if (!delivery) throw new Error(`no delivery for ${id}`);
         const body = JSON.parse(delivery.body);
         expect(body.event).toBe('task.completed');
-        // The typed task record, as GET /tasks/{id} answers it but for its durable steps (which only
-        // GET reads; these tasks have none).
+        // The typed task record, as GET /tasks/{id} answers it but for its durable steps and its
+        // children (which only GET reads; these tasks have none).
         const task = await call(next(), 'GET', `/tasks/${id}`, keys.readerA);
-        const { steps, ...record } = task.body;
+        const { steps, children, childTasks, ...record } = task.body;
         expect(steps).toEqual([]);
+        expect(children).toMatchObject({ total: 0 });
+        expect(childTasks).toEqual([]);
         expect(body.task).toEqual(record);
         expect(body.task.output).toBe(5);
       }

@@ -157,6 +157,15 @@ function printTask(task: Task | TaskUpdate): void {
   ];
   if (task.runAfter) rows.push(['run after', time(task.runAfter)]);
   if (task.waitingFor) rows.push(['waiting for', waitingText(task.waitingFor)]);
+  if (task.parentId) rows.push(['parent', task.parentId]);
+  if ('children' in task && task.children && task.children.total > 0) {
+    const counts = Object.entries(task.children.byStatus)
+      .filter(([, n]) => n > 0)
+      .map(([status, n]) => `${n} ${status}`);
+    rows.push(['children', `${task.children.total} (${counts.join(', ')})`]);
+  }
+  for (const child of ('childTasks' in task ? task.childTasks : undefined) ?? [])
+    rows.push([`child ${child.id}`, `${child.name} ${child.status}`]);
   if (task.expiresAt) rows.push(['expires', `${time(task.expiresAt)} (ttl ${task.ttlMs} ms)`]);
   if (task.singletonKey) rows.push(['singleton key', task.singletonKey]);
   if (task.debounceKey) rows.push(['debounce key', task.debounceKey]);
@@ -509,6 +518,7 @@ Examples:
       'only tasks whose metadata contains this JSON object, e.g. {"team":"billing"}',
       jsonObjectOption,
     )
+    .option('--parent <id>', 'only the child tasks of this task (ctx.run, ctx.runMany)', idArgument)
     .option('-n, --limit <n>', 'at most this many (1 to 500)', wholeNumber(1, 500), 20)
     .option('--cursor <cursor>', 'the page after the one that printed this cursor')
     .option('--json', '{"tasks": [...], "nextCursor": ...} as JSON')
@@ -519,6 +529,7 @@ Examples:
           type: string[];
           tag?: string[];
           metadata?: Record<string, unknown>;
+          parent?: string;
           limit: number;
           cursor?: string;
           json?: boolean;
@@ -532,6 +543,7 @@ Examples:
             name: options.type.length > 0 ? (options.type as TaskName[]) : undefined,
             tags: options.tag,
             metadataContains: options.metadata,
+            parentId: options.parent,
             limit: options.limit,
             cursor: options.cursor,
           })

@@ -49,6 +49,8 @@ export {
   type BatchLimits,
   type BulkCursor,
   BulkOperations,
+  type ChildRow,
+  type ChildrenSummary,
   type FailedAttempt,
   type HoldingGroup,
   type Inserted,

@@ -148,6 +148,11 @@ export const tasks = pgTable(
     scheduleId: uuid('schedule_id'),
     /** The tick this task was made for: one task per (schedule_id, scheduled_for), tasks_schedule_tick_idx. */
     scheduledFor: timestamptz('scheduled_for'),
+    /**
+     * The task whose handler submitted this one (`ctx.run`, `ctx.runMany`; same tenant), or null: a
+     * top-level task (migration 0027). No foreign key: retention deletes by age.
+     */
+    parentId: uuid('parent_id'),
     /** What its model calls used, summed and per attempt (`ctx.llm`, migration 0025); null: no call reported usage. */
     usage: jsonb('usage').$type<TaskUsage>(),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
@@ -216,6 +221,9 @@ export const tasks = pgTable(
     // The waker (WAITING → PENDING): waiting tasks by the end of their wait (waiting_for is set
     // exactly while WAITING).
     index('tasks_waiting_idx').on(t.runAfter).where(sql`${t.waitingFor} is not null`),
+    // A task's children (migration 0027), and the parents waiting for theirs (the waker's pass).
+    index('tasks_parent_idx').on(t.parentId, t.createdAt).where(sql`${t.parentId} is not null`),
+    index('tasks_waiting_children_idx').on(t.id).where(sql`(${t.waitingFor} ->> 'kind') = 'children'`),
     // A task type's PENDING tasks: its max_queued count, and its counts on the limits routes.
     index('tasks_pending_name_idx').on(t.name).where(sql`${t.status} = 'PENDING'`),
     // Expiry: queued tasks that carry a deadline, soonest first.

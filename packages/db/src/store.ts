@@ -2,6 +2,7 @@ import type { DbClient } from './client.ts';
 import type { TaskError, TaskRow } from './schema.ts';
 import { BatchInserts } from './tasks/batch.ts';
 import { BulkOperations } from './tasks/bulk.ts';
+import { TaskChildren } from './tasks/children.ts';
 import { DispatchQueries } from './tasks/dispatch.ts';
 import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
@@ -13,6 +14,7 @@ import { type LlmCall, UsageStore } from './tasks/usage.ts';
 
 export type { BatchInserted, BatchLimits } from './tasks/batch.ts';
 export { actionStatuses, type BulkCursor, BulkOperations, type NewBulkOperation } from './tasks/bulk.ts';
+export type { ChildRow, ChildrenSummary } from './tasks/children.ts';
 export type { HoldingGroup, ReadyTask } from './tasks/dispatch.ts';
 export type { FailedAttempt, Inserted, TaskInsert } from './tasks/hot.ts';
 export {
@@ -45,6 +47,7 @@ export interface TaskStoreOptions {
  * | `bulk` | `tasks/bulk.ts` | bulk cancel and retry by filter: their operations, a chunk at a time |
  * | `usage` | `tasks/usage.ts` | model calls: their ledger (`task_llm_calls`) and each task's sum |
  * | `steps` | `tasks/steps.ts` | the steps of durable handlers (`task_steps`): read, record |
+ * | `children` | `tasks/children.ts` | child tasks: by parent, summaries, the parents' wake (`childrenDone`) |
  * | `tokens` | `tasks/tokens.ts` | wait tokens (`wait_tokens`): made by a step, completed once, waking their task |
  *
  * Every change is a transition of @tasker/states, made by a conditional UPDATE built from it
@@ -65,6 +68,8 @@ export class TaskStore {
   readonly usage: UsageStore;
   /** The steps of durable handlers (`ctx.step`, `ctx.sleep`): `tasks/steps.ts`. */
   readonly steps: TaskSteps;
+  /** Child tasks (`ctx.run`, `ctx.runMany`): by parent, summaries, the parents' wake: `tasks/children.ts`. */
+  readonly children: TaskChildren;
   /** Wait tokens (`ctx.createToken`, `ctx.waitForToken`, POST /tokens/{id}/complete): `tasks/tokens.ts`. */
   readonly tokens: WaitTokens;
 
@@ -81,6 +86,7 @@ export class TaskStore {
     this.bulk = new BulkOperations(db);
     this.usage = new UsageStore(db);
     this.steps = new TaskSteps(pg);
+    this.children = new TaskChildren(pg);
     this.tokens = new WaitTokens(pg);
   }
 

@@ -3,7 +3,15 @@ import { InvalidArgumentError } from './errors/invalid-argument.ts';
 import { TaskNotFoundError } from './errors/task-not-found.ts';
 import type { SubmitRequest, TaskLifecycle } from './lifecycle/index.ts';
 import type { QueueState } from './queue.ts';
-import { type TaskEvent, type TaskSummary, type TaskView, toTaskSummary, toTaskView } from './view.ts';
+import {
+  CHILD_LIST_LIMIT,
+  NO_CHILDREN,
+  type TaskEvent,
+  type TaskSummary,
+  type TaskView,
+  toTaskSummary,
+  toTaskView,
+} from './view.ts';
 
 /** Task types whose processing is paused, beside the state of the whole queue. */
 export interface ProcessingState extends QueueState {
@@ -165,8 +173,13 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
     // The full record: the row and its durable steps, read side by side (the steps are shown only
     // once the row is found to be the tenant's).
     get: async (tenantId, id) => {
-      const [task, steps] = await Promise.all([row(tenantId, id), lifecycle.stepsOf(id)]);
-      return toTaskView(task, steps);
+      const [task, steps, summaries, list] = await Promise.all([
+        row(tenantId, id),
+        lifecycle.stepsOf(id),
+        store.children.summaries([id]),
+        store.children.list(id, CHILD_LIST_LIMIT),
+      ]);
+      return toTaskView(task, steps, { summary: summaries.get(id) ?? NO_CHILDREN, list });
     },
     list: async (tenantId, { cursor, limit, ...filter }) => {
       const rows = await store.list({
@@ -177,8 +190,9 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
       });
       const page = rows.slice(0, limit);
       const last = page.at(-1);
+      const children = await store.children.summaries(page.map((r) => r.id));
       return {
-        tasks: page.map(toTaskSummary),
+        tasks: page.map((r) => toTaskSummary(r, children.get(r.id) ?? NO_CHILDREN)),
         nextCursor: rows.length > limit && last ? encodeCursor(last) : null,
       };
     },

@@ -114,6 +114,10 @@ export const envSchema = z.object({
   EXPIRE_INTERVAL_MS: int(1_000, 50),
   /** How often each worker moves back to PENDING the WAITING tasks whose sleep is over (a sleep ends within this + a dispatch). */
   WAKE_INTERVAL_MS: int(1_000, 50),
+  /** Child tasks (ctx.run) at most this many levels below a top-level task; deeper: the parent fails (ChildTaskLimitError). */
+  CHILD_TASK_MAX_DEPTH: int(5, 1).pipe(z.number().max(100)),
+  /** Child tasks one ctx.run / ctx.runMany call submits at most; more: the parent fails (ChildTaskLimitError). */
+  CHILD_TASK_MAX_FAN_OUT: int(100, 1).pipe(z.number().max(1000)),
   /** How often each worker fires the due schedules (a tick's task is created within about this much after it). */
   SCHEDULE_INTERVAL_MS: int(500, 20),
   /** A schedule whose cron fires more often than this (two fires closer than this) is refused: 400 naming cron. */

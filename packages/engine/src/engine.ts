@@ -125,6 +125,7 @@ export async function createEngine(
     checkWebhookUrl: taskWebhookCheck(new WebhookStore(db.db), env.WEBHOOK_ALLOW_PRIVATE),
     log,
     observe: metrics.observe,
+    childBounds: { maxDepth: env.CHILD_TASK_MAX_DEPTH, maxFanOut: env.CHILD_TASK_MAX_FAN_OUT },
   });
   metrics.watchQueue(() => queue.state());
   metrics.watchTenants(() => store.dispatch.perTenant(), env.METRICS_TOP_TENANTS);

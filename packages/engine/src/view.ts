@@ -1,4 +1,11 @@
-import { STEP_STATUSES, TASK_STATUSES, type TaskListRow, type TaskRow, type TaskStepRow } from '@tasker/db';
+import {
+  type ChildRow,
+  STEP_STATUSES,
+  TASK_STATUSES,
+  type TaskListRow,
+  type TaskRow,
+  type TaskStepRow,
+} from '@tasker/db';
 
 export { isTerminal } from '@tasker/db';
 
@@ -74,6 +81,36 @@ export const waitingForSchema = z
   })
   .meta({ id: 'WaitingFor' });
 
+/** A task's children (ctx.run, ctx.runMany) counted: in all, and by status (every status named, 0 included). */
+export const childrenSummarySchema = z
+  .object({
+    total: z.number().int().describe('How many child tasks it submitted'),
+    byStatus: z.record(taskStatusSchema, z.number().int()).describe('How many of them are in each status'),
+  })
+  .meta({ id: 'ChildrenSummary' });
+export type ChildrenSummaryView = z.output<typeof childrenSummarySchema>;
+
+/** One child task, as its parent's full record lists it. */
+export const childTaskSchema = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    status: taskStatusSchema,
+    createdAt: isoDate,
+    finishedAt: isoDate.nullable(),
+  })
+  .meta({ id: 'ChildTask' });
+export type ChildTaskView = z.output<typeof childTaskSchema>;
+
+/** Children the full record of a task lists at most (the rest: GET /tasks?parent_id=). */
+export const CHILD_LIST_LIMIT = 100;
+
+/** What a task without children shows. */
+export const NO_CHILDREN: ChildrenSummaryView = {
+  total: 0,
+  byStatus: Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as ChildrenSummaryView['byStatus'],
+};
+
 /** Bytes of UTF-8 a step's preview of its result holds at most. */
 export const STEP_PREVIEW_BYTES = 256;
 
@@ -117,6 +154,19 @@ export const taskViewSchema = z
     waitingFor: waitingForSchema
       .nullable()
       .describe('While WAITING: what it waits for (a time, for a sleep); null otherwise'),
+    parentId: z
+      .uuid()
+      .nullable()
+      .describe('The task whose handler submitted it (ctx.run, ctx.runMany), or null: a top-level task'),
+    children: childrenSummarySchema
+      .optional()
+      .describe('Its child tasks counted by status: in GET /tasks/{id} (getTask) and in list rows'),
+    childTasks: z
+      .array(childTaskSchema)
+      .optional()
+      .describe(
+        `Its first ${CHILD_LIST_LIMIT} child tasks, in the order submitted: in GET /tasks/{id} (getTask) only`,
+      ),
     steps: z
       .array(taskStepSchema)
       .optional()
@@ -193,7 +243,11 @@ export const iso = (d: Date | null) => (d ? d.toISOString() : null);
  * A task's public record. `steps` (its durable steps, read from `task_steps`) only where the caller
  * read them: the full record of one task.
  */
-export function toTaskView(row: TaskRow, steps?: readonly TaskStepRow[]): TaskView {
+export function toTaskView(
+  row: TaskRow,
+  steps?: readonly TaskStepRow[],
+  children?: { summary: ChildrenSummaryView; list: readonly ChildRow[] },
+): TaskView {
   return {
     id: row.id,
     name: row.name,
@@ -203,6 +257,19 @@ export function toTaskView(row: TaskRow, steps?: readonly TaskStepRow[]): TaskVi
     error: row.error ?? null,
     attemptErrors: row.attemptErrors,
     waitingFor: row.status === 'WAITING' ? (row.waitingFor ?? null) : null,
+    parentId: row.parentId ?? null,
+    ...(children
+      ? {
+          children: children.summary,
+          childTasks: children.list.map((c) => ({
+            id: c.id,
+            name: c.name,
+            status: c.status,
+            createdAt: c.createdAt.toISOString(),
+            finishedAt: iso(c.finishedAt),
+          })),
+        }
+      : {}),
     ...(steps ? { steps: steps.map(toStepView) } : {}),
     progress: row.progress ?? null,
     version: row.version,
@@ -320,6 +387,7 @@ export const taskSummarySchema = taskViewSchema
     progress: true,
     attemptErrors: true,
     steps: true,
+    childTasks: true,
     error: true,
     singletonKey: true,
     debounceKey: true,
@@ -345,7 +413,12 @@ function preview(head: string, bytes: number): Preview {
   return { json, truncated: bytes > Buffer.byteLength(json), bytes };
 }
 
-export function toTaskSummary(row: TaskListRow): TaskSummary {
+function withoutChildIds(waitingFor: NonNullable<TaskRow['waitingFor']>): NonNullable<TaskRow['waitingFor']> {
+  const { children: _ids, ...rest } = waitingFor;
+  return rest;
+}
+
+export function toTaskSummary(row: TaskListRow, children?: ChildrenSummaryView): TaskSummary {
   const error = row.error && {
     ...row.error,
     message:
@@ -370,7 +443,11 @@ export function toTaskSummary(row: TaskListRow): TaskSummary {
     concurrencyKey: row.concurrencyKey ?? row.tenantId,
     tags: row.tags ?? [],
     metadata: row.metadata ?? null,
-    waitingFor: row.status === 'WAITING' ? (row.waitingFor ?? null) : null,
+    // Without the children's ids (up to CHILD_TASK_MAX_FAN_OUT of them): a row stays bounded; the
+    // count is in `children`, the ids in the full record.
+    waitingFor: row.status === 'WAITING' && row.waitingFor ? withoutChildIds(row.waitingFor) : null,
+    parentId: row.parentId ?? null,
+    ...(children ? { children } : {}),
     runAfter: iso(row.runAfter),
     ttlMs: row.ttlMs,
     expiresAt: iso(row.expiresAt),

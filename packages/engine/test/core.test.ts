@@ -309,6 +309,7 @@ describe.runIf(onRedis)('RedisResultCache', () => {
       workerId: 'w',
       webhookUrl: null,
       llmCacheTtlMs: null,
+      parentId: null,
       usage: null,
       createdAt: now,
       startedAt: now,

@@ -1,6 +1,6 @@
 import type { TaskListRow } from '@tasker/db';
 import { describe, expect, it } from 'vitest';
-import { cutUtf8, MAX_LIST_ROW_BYTES, PREVIEW_BYTES, toTaskSummary } from '../src/index.ts';
+import { cutUtf8, MAX_LIST_ROW_BYTES, PREVIEW_BYTES, type TaskSummary, toTaskSummary } from '../src/index.ts';
 
 /** A list row as the store reads it, its heads as long as the store reads them (1,024 characters, 1,025 for the message). */
 function row(head: string, message: string): TaskListRow {
@@ -33,6 +33,28 @@ function row(head: string, message: string): TaskListRow {
   } as TaskListRow;
 }
 
+/** The same row as a child task, itself WAITING for the most children a call may have (CHILD_TASK_MAX_FAN_OUT's bound). */
+const waitingParent = (head: string, message: string): TaskListRow => ({
+  ...row(head, message),
+  status: 'WAITING',
+  parentId: '2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9f',
+  waitingFor: {
+    kind: 'children',
+    children: Array.from({ length: 1000 }, () => '2b4d2c0e-53a8-4c8f-9a39-0f7f3c1b2d9e'),
+  },
+});
+
+/** The children of a task counted as a list row shows them, the counts at their largest. */
+const manyChildren = {
+  total: 2_000_000_000,
+  byStatus: Object.fromEntries(
+    ['PENDING', 'RUNNING', 'WAITING', 'COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED'].map((s) => [
+      s,
+      2_000_000_000,
+    ]),
+  ),
+} as NonNullable<TaskSummary['children']>;
+
 describe('a list row', () => {
   it('stays under MAX_LIST_ROW_BYTES of JSON whatever its payloads and error hold', () => {
     // The worst characters for the answer's size: `"` and `\` double, the emoji are 4 bytes.
@@ -40,6 +62,11 @@ describe('a list row', () => {
       const head = unit.repeat(1024).slice(0, 1024);
       const summary = toTaskSummary(row(head, unit.repeat(1025).slice(0, 1025)));
       expect(Buffer.byteLength(JSON.stringify(summary)), unit).toBeLessThanOrEqual(MAX_LIST_ROW_BYTES);
+      // A child waiting for its own children: their ids stay out of the row, their count is in it.
+      const parent = toTaskSummary(waitingParent(head, unit.repeat(1025).slice(0, 1025)), manyChildren);
+      expect(parent.waitingFor).toEqual({ kind: 'children' });
+      expect(parent.children?.total).toBe(2_000_000_000);
+      expect(Buffer.byteLength(JSON.stringify(parent)), unit).toBeLessThanOrEqual(MAX_LIST_ROW_BYTES);
       expect(Buffer.byteLength(summary.inputPreview.json)).toBeLessThanOrEqual(PREVIEW_BYTES);
       expect(summary.inputPreview.truncated).toBe(true);
       expect(summary.error?.message.endsWith('…')).toBe(true);

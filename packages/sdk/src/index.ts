@@ -47,6 +47,8 @@ export type {
 export type { TokensApi, WaitToken } from './tokens.ts';
 export type {
   AppRouter,
+  ChildrenSummary,
+  ChildTask,
   DebounceOptions,
   DeepPartial,
   ListOptions,

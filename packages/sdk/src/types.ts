@@ -39,6 +39,13 @@ export type { Preview };
 export type TaskStep = NonNullable<TaskView['steps']>[number];
 /** What a `WAITING` task waits for (`waitingFor`): a time, for a sleep. */
 export type WaitingFor = NonNullable<TaskView['waitingFor']>;
+/**
+ * A task's child tasks (`ctx.run`, `ctx.runMany`) counted (`children`, in `get(id)` and `list()`):
+ * `total`, and `byStatus` with every status.
+ */
+export type ChildrenSummary = NonNullable<TaskView['children']>;
+/** One child task as `get(id)` lists it in `childTasks` (the first 100): id, type, status, times. */
+export type ChildTask = NonNullable<TaskView['childTasks']>[number];
 
 /**
  * A task as `list()` gives it: the record's fixed fields, with a preview of its input and output
@@ -179,6 +186,8 @@ export interface ListOptions<N extends TaskName = TaskName> {
    * task whose metadata has `team` equal to `'a'`, whatever else it holds.
    */
   metadataContains?: Record<string, unknown>;
+  /** Only the child tasks of this task (`parentId`: those its handler ran with `ctx.run` / `ctx.runMany`). */
+  parentId?: string;
   /** Only tasks created at or after this time (a `Date` or an ISO 8601 date-time with its offset). */
   createdAfter?: Date | string;
   /** Only tasks created before this time (a `Date` or an ISO 8601 date-time with its offset). */

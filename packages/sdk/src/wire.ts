@@ -63,6 +63,7 @@ const LIST_FIELDS = {
   outputContains: 'output_contains',
   tags: 'tag',
   metadataContains: 'metadata_contains',
+  parentId: 'parent_id',
   limit: 'limit',
   cursor: 'cursor',
 } as const satisfies { [K in keyof Required<ListOptions>]: keyof ListWire };
@@ -238,6 +239,7 @@ export function listOptionsToWire<N extends TaskName>(options: ListOptions<N>): 
     output_contains: jsonText(options.outputContains),
     tag: list(options.tags),
     metadata_contains: jsonText(options.metadataContains),
+    parent_id: options.parentId,
     limit: options.limit,
     cursor: options.cursor,
   };

@@ -27,7 +27,7 @@ export const STATUS_DESCRIPTIONS: Readonly<Record<TaskStatus, string>> = {
   PENDING: 'accepted, not running: queued, delayed (run_after), or waiting for its next attempt',
   RUNNING: 'an attempt runs on a worker',
   WAITING:
-    'its handler is suspended (ctx.sleep): it holds no worker slot and no job, and goes back to PENDING when its wait ends (waiting_for)',
+    'its handler is suspended (ctx.sleep, or ctx.run / ctx.runMany waiting for child tasks): it holds no worker slot and no job, and goes back to PENDING when its wait ends (waiting_for)',
   COMPLETED: 'finished with an output',
   FAILED: 'finished with an error, no attempts left (or an error no attempt can fix)',
   CANCELLED: 'finished because its cancellation was asked for',
@@ -67,6 +67,8 @@ export const GUARDS = {
   notExpired: 'the task has no expiry, or it has not passed (expires_at is null or later than now)',
   expired: 'the task has an expiry and it has passed (expires_at <= now)',
   due: 'the task may start now: it has no start time, or it has passed (run_after is null or <= now)',
+  noUnfinishedChildren:
+    'no child task of it (ctx.run, ctx.runMany) is unfinished: none is PENDING, RUNNING or WAITING',
 } as const;
 export type Guard = keyof typeof GUARDS;
 
@@ -199,7 +201,14 @@ export const TRANSITIONS = {
     to: 'PENDING',
     guards: [],
     sets: ['waitingFor', 'runAfter'],
-    doc: "The wait token it waits for (ctx.waitForToken) was completed before its timeout: it waits for its turn again (run_after now), and its handler resumes with the completion's output.",
+    doc: 'The wait token it waits for (ctx.waitForToken) was completed before its timeout: it waits for its turn again (run_after now), and its handler resumes with the completion\'s output.',
+  }),
+  childrenDone: transition({
+    from: ['WAITING'],
+    to: 'PENDING',
+    guards: ['noUnfinishedChildren'],
+    sets: ['waitingFor'],
+    doc: "Its wait for its child tasks is over (waiting_for kind children): the last child's end moves it in the same commit (the finishing trigger), and every worker's waker catches the rare parent two last children both missed. Its handler runs from the top and reads its children's outputs from their records.",
   }),
   expire: transition({
     from: ['PENDING'],
@@ -218,7 +227,7 @@ export const TRANSITIONS = {
   retry: transition({
     from: ['FAILED', 'CANCELLED', 'EXPIRED'],
     to: 'PENDING',
-    guards: ['ofTenant'],
+    guards: ['ofTenant', 'noUnfinishedChildren'],
     sets: [
       'error',
       'output',
@@ -229,7 +238,7 @@ export const TRANSITIONS = {
       'runAfter',
       'expiresAt',
     ],
-    doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors); it waits for its turn again.',
+    doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors); it waits for its turn again. Not while a child task of it is unfinished (409 CHILDREN_RUNNING).',
   }),
 } as const satisfies Record<string, Transition>;
 

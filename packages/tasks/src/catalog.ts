@@ -3,9 +3,15 @@ import type { TaskDefinition } from './define.ts';
 import { findLongestConsecutiveLetters } from './tasks/find-longest-consecutive-letters.ts';
 import { queryChatgpt } from './tasks/query-chatgpt.ts';
 import { sumTwoNumbers } from './tasks/sum-two-numbers.ts';
+import { summarizeDocuments } from './tasks/summarize-documents.ts';
 
 /** Every task type Tasker runs. Adding one: a file in `tasks/` and a line here. */
-export const taskDefinitions = [sumTwoNumbers, queryChatgpt, findLongestConsecutiveLetters] as const;
+export const taskDefinitions = [
+  sumTwoNumbers,
+  queryChatgpt,
+  findLongestConsecutiveLetters,
+  summarizeDocuments,
+] as const;
 
 type Definitions = (typeof taskDefinitions)[number];
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { TaskName, TaskTypes } from './catalog.ts';
 import type { LlmBounds, LlmClient } from './llm.ts';
 import type { LlmPrices } from './llm-prices.ts';
 
@@ -39,6 +40,28 @@ export interface TaskContext {
   config: TaskConfig;
   /** Model calls (`ctx.llm.chat`): usage recorded, the type's `llm` bounds applied, provider errors sorted out. */
   llm: LlmClient;
+  /**
+   * Runs a child task and returns its output: submits a task of type `name` (its `parent_id` this
+   * task, the same tenant, this task's concurrency key unless `options` gives one) and waits for
+   * its end without holding a worker (WAITING, waiting_for `{kind: 'children'}`). The submission is
+   * a step: a later run of this task (a retry, a worker that died) never submits it again, and reads
+   * its output from the child's record. A child that ends FAILED, CANCELLED or EXPIRED throws a
+   * ChildTaskError (its id, status and error), which the handler may catch. Bounded: a child at more
+   * than CHILD_TASK_MAX_DEPTH levels below a top-level task is refused (ChildTaskLimitError).
+   */
+  run<N extends TaskName>(
+    name: N,
+    input: TaskTypes[N]['input'],
+    options?: ChildTaskOptions,
+  ): Promise<TaskTypes[N]['output']>;
+  /**
+   * Runs several child tasks at once (at most CHILD_TASK_MAX_FAN_OUT per call) and returns their
+   * outputs in the order given, once every one has ended; if any failed, throws a ChildTasksError
+   * carrying each failure (and the others' outputs). A step, like `run`.
+   */
+  runMany<const C extends readonly ChildTaskRequest[]>(
+    children: C,
+  ): Promise<{ -readonly [K in keyof C]: TaskTypes[C[K]['name']]['output'] }>;
   /**
    * A durable step: runs `fn` once for this task and records its result, so that a later run of the
    * task (a retry, a worker that died, a resume after `sleep`) returns the recorded result without
@@ -91,6 +114,23 @@ export interface WaitToken {
   url: string;
   /** ISO 8601: when it times out. */
   timeoutAt: string;
+}
+
+/** One child task of `ctx.runMany`: its type, its parameters, its options. */
+export type ChildTaskRequest = {
+  [N in TaskName]: { name: N; input: TaskTypes[N]['input']; options?: ChildTaskOptions };
+}[TaskName];
+
+/** Options of a child task (`ctx.run`, `ctx.runMany`); unset: the type's defaults, the parent's concurrency key. */
+export interface ChildTaskOptions {
+  /** Its concurrency key; default: the parent's. */
+  concurrencyKey?: string;
+  /** 0..100, higher first (within the tenant). */
+  priority?: number;
+  /** Total attempts, the first included (1..100). */
+  maxAttempts?: number;
+  /** An attempt running longer is aborted (1 ms to 24 h). */
+  timeoutMs?: number;
 }
 
 export interface RetryPolicy {

@@ -1,5 +1,7 @@
 export { getTaskDefinition, type TaskName, type TaskTypes, taskDefinitions, taskNames } from './catalog.ts';
 export {
+  type ChildTaskOptions,
+  type ChildTaskRequest,
   DEFAULT_RETRY,
   DEFAULT_TIMEOUT_MS,
   defineTask,
@@ -40,6 +42,11 @@ export {
   retryAfterOf,
 } from './retry-after.ts';
 export {
+  type ChildFailureStatus,
+  ChildTaskError,
+  type ChildTaskFailure,
+  ChildTaskLimitError,
+  ChildTasksError,
   InvalidStepError,
   MAX_SLEEP_MS,
   MAX_STEP_ID_LENGTH,

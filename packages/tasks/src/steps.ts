@@ -42,3 +42,55 @@ export class WaitTokenTimeoutError extends NonRetryableError {
     super(`wait token ${token} timed out at ${timeoutAt} without a completion`);
   }
 }
+
+/** The status of a child task that did not complete. */
+export type ChildFailureStatus = 'FAILED' | 'CANCELLED' | 'EXPIRED';
+
+/** What a child task recorded as its error (its `error`). */
+export interface ChildTaskFailure {
+  message: string;
+  name: string;
+  code: string;
+}
+
+/**
+ * `ctx.run`: the child task ended FAILED, CANCELLED or EXPIRED. The handler may catch it; uncaught,
+ * the parent fails with it at once (another attempt would find the same child).
+ */
+export class ChildTaskError extends NonRetryableError {
+  override name = 'ChildTaskError';
+  readonly code = 'CHILD_TASK_FAILED';
+  constructor(
+    readonly childId: string,
+    readonly status: ChildFailureStatus,
+    readonly error: ChildTaskFailure | null,
+  ) {
+    super(`child task ${childId} ended ${status}${error ? `: ${error.message}` : ''}`);
+  }
+}
+
+/**
+ * `ctx.runMany`: at least one child did not complete. `failures` holds each one's ChildTaskError
+ * with its place in the call; `outputs` every child's output in order (undefined where it failed).
+ */
+export class ChildTasksError extends NonRetryableError {
+  override name = 'ChildTasksError';
+  readonly code = 'CHILD_TASKS_FAILED';
+  constructor(
+    readonly failures: { index: number; error: ChildTaskError }[],
+    readonly outputs: unknown[],
+  ) {
+    const first = failures[0]?.error.message ?? '';
+    super(`${failures.length} of ${outputs.length} child tasks did not complete (first: ${first})`);
+  }
+}
+
+/**
+ * A child task beyond the bounds (CHILD_TASK_MAX_DEPTH levels below a top-level task,
+ * CHILD_TASK_MAX_FAN_OUT per `ctx.runMany`), or a call no attempt can fix (no children, an unknown
+ * type, bad options).
+ */
+export class ChildTaskLimitError extends NonRetryableError {
+  override name = 'ChildTaskLimitError';
+  readonly code = 'CHILD_TASK_LIMIT';
+}

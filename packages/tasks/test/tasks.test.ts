@@ -33,14 +33,25 @@ function context(
     waitForToken: async () => {
       throw new Error('no handler of these tests waits for tokens');
     },
+    run: async () => {
+      throw new Error('no handler of these tests runs child tasks');
+    },
+    runMany: async () => {
+      throw new Error('no handler of these tests runs child tasks');
+    },
   };
 }
 
 const noKey: TaskConfig = { openai: { model: 'gpt-test' } };
 
 describe('catalog', () => {
-  it('holds the three task types of the old service, each with unique name and an example that validates', () => {
-    expect(taskNames).toEqual(['sum_two_numbers', 'query_chatgpt', 'find_longest_consecutive_letters']);
+  it('holds the three task types of the old service and summarize_documents, each with an example that validates', () => {
+    expect(taskNames).toEqual([
+      'sum_two_numbers',
+      'query_chatgpt',
+      'find_longest_consecutive_letters',
+      'summarize_documents',
+    ]);
     for (const definition of taskDefinitions) {
       expect(definition.input.safeParse(definition.example).success).toBe(true);
       expect(definition.retry.attempts).toBeGreaterThanOrEqual(1);
@@ -59,6 +70,39 @@ describe('catalog', () => {
         definition?.exampleOutput,
       );
     }
+  });
+});
+
+describe('summarize_documents', () => {
+  const summarize = getTaskDefinition('summarize_documents');
+  it('takes 1 to 100 documents, none empty or longer than its bound', () => {
+    const ok = (documents: unknown) => summarize?.input.safeParse({ documents }).success;
+    expect(ok(['a'])).toBe(true);
+    expect(ok(Array.from({ length: 100 }, () => 'doc'))).toBe(true);
+    expect(ok([])).toBe(false);
+    expect(ok(Array.from({ length: 101 }, () => 'doc'))).toBe(false);
+    expect(ok(['a', ''])).toBe(false);
+    expect(ok(['x'.repeat(30_001)])).toBe(false);
+    expect(summarize?.input.safeParse({ documents: ['a'], extra: 1 }).success).toBe(false);
+  });
+
+  it('runs one query_chatgpt child per document, at once, and keeps their order', async () => {
+    const calls: unknown[] = [];
+    const ctx: TaskContext = {
+      ...context(noKey),
+      runMany: (async (children: readonly { name: string; input: { prompt: string } }[]) => {
+        calls.push(children);
+        return children.map((c) => `summary of ${c.input.prompt.split('\n\n')[1]}`);
+      }) as TaskContext['runMany'],
+    };
+    expect(await summarize?.run({ documents: ['one', 'two'] }, ctx)).toEqual({
+      summaries: ['summary of one', 'summary of two'],
+    });
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatchObject([
+      { name: 'query_chatgpt', input: { prompt: expect.stringContaining('one') } },
+      { name: 'query_chatgpt', input: { prompt: expect.stringContaining('two') } },
+    ]);
   });
 });
 

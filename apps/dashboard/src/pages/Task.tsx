@@ -269,6 +269,11 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         <Fact term="Finished">{time(view.finishedAt)}</Fact>
         <Fact term="Ran for">{duration(view.startedAt, view.finishedAt)}</Fact>
         <Fact term="Version">{view.version}</Fact>
+        {view.parentId ? (
+          <Fact term="Parent" title="The task whose handler submitted it (ctx.run)" mono testId="task-parent">
+            <Link to={`/tasks/${view.parentId}`}>{view.parentId}</Link>
+          </Fact>
+        ) : null}
         {view.waitingFor?.kind === 'time' ? (
           <Fact
             term="Waiting until"
@@ -306,6 +311,7 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
         </div>
       </div>
       {view.steps?.length ? <StepsCard steps={view.steps} /> : null}
+      {view.children?.total ? <ChildrenCard summary={view.children} list={view.childTasks ?? []} /> : null}
       {progress &&
       (progress.percent !== undefined ||
         progress.message ||
@@ -390,6 +396,52 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
 }
 
 /** The durable steps its handler reached (ctx.step, ctx.sleep), as the record was read. */
+/** Its child tasks (ctx.run, ctx.runMany): counted by status, and the first ones, each a link. */
+function ChildrenCard({
+  summary: children,
+  list,
+}: {
+  summary: NonNullable<Task['children']>;
+  list: NonNullable<Task['childTasks']>;
+}) {
+  const counts = Object.entries(children.byStatus).filter(([, n]) => n > 0);
+  return (
+    <div className="card">
+      <h2>Child tasks</h2>
+      <p data-testid="task-children-summary">
+        {children.total} in all: {counts.map(([status, n]) => `${n} ${status}`).join(', ')}
+        {list.length < children.total ? ` (the first ${list.length} below)` : ''}
+      </p>
+      <table data-testid="task-children">
+        <thead>
+          <tr>
+            <th>Task</th>
+            <th>Type</th>
+            <th>Status</th>
+            <th>Created</th>
+            <th>Finished</th>
+          </tr>
+        </thead>
+        <tbody>
+          {list.map((child) => (
+            <tr key={child.id}>
+              <td className="mono">
+                <Link to={`/tasks/${child.id}`}>{child.id.slice(0, 8)}</Link>
+              </td>
+              <td>{child.name}</td>
+              <td>
+                <StatusBadge status={child.status} />
+              </td>
+              <td>{time(child.createdAt)}</td>
+              <td>{time(child.finishedAt)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 function StepsCard({ steps }: { steps: NonNullable<Task['steps']> }) {
   return (
     <div className="card">

@@ -16,7 +16,7 @@ const bulkInput = z.strictObject({
       EMPTY_FILTER,
     )
     .describe(
-      "Which of this tenant's tasks: GET /tasks's filter (status, name, created_after, created_before, input_contains, output_contains, tag, metadata_contains), combined with AND; at least one",
+      "Which of this tenant's tasks: GET /tasks's filter (status, name, created_after, created_before, input_contains, output_contains, tag, metadata_contains, parent_id), combined with AND; at least one",
     ),
   dry_run: z
     .boolean()

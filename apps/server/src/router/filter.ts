@@ -123,6 +123,10 @@ export const taskFilterShape = {
     `Only tasks carrying every one of these tags (repeat the parameter or separate with commas; at most ${MAX_TAGS})`,
   ),
   metadata_contains: metadataContainment(),
+  parent_id: z
+    .uuid()
+    .optional()
+    .describe('Only the child tasks of this task (those its handler submitted with ctx.run or ctx.runMany)'),
 };
 
 const taskFilterInput = z.object(taskFilterShape);
@@ -138,5 +142,6 @@ export function toTaskFilter(input: z.output<typeof taskFilterInput>): TaskFilte
     outputContains: input.output_contains,
     tags: input.tag,
     metadataContains: input.metadata_contains,
+    parentId: input.parent_id,
   };
 }

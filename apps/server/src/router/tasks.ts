@@ -175,7 +175,7 @@ export const tasksRouter = router({
         description:
           'Cursor pagination: pass next_cursor as cursor to get the next page; null on the last page. ' +
           'input_contains and output_contains search the payloads (JSONB containment), tag keeps the tasks carrying every tag given, ' +
-          'metadata_contains searches the metadata (JSONB containment); every filter combines with the others. ' +
+          'metadata_contains searches the metadata (JSONB containment), parent_id keeps the child tasks of one task; every filter combines with the others. ' +
           `Each row is a TaskSummary: a preview of its input and output (their JSON text cut at ${PREVIEW_BYTES} bytes, with truncated and the whole size), ` +
           `its error with the message cut, no progress nor attempt errors; at most ${MAX_LIST_ROW_BYTES / 1024} KiB of JSON per row, ` +
           `so a page of 500 is at most ${(500 * MAX_LIST_ROW_BYTES) / 1024 / 1024} MiB. The full record of a task: GET /tasks/{id}.`,

@@ -305,12 +305,12 @@ export async function insertRounds(
       await attempt(
         () => pg`
         insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-                           concurrency_key, singleton_key, trace, expires_at, tags, metadata, webhook_url)
+                           concurrency_key, singleton_key, trace, expires_at, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms)
         select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.idempotency_key, v.run_after, v.ttl_ms,
                coalesce(v.concurrency_key, v.owner_id), v.singleton_key, v.trace,
                case when v.ttl_ms is null then null
                     else coalesce(v.run_after, now()) + v.ttl_ms * interval '1 millisecond' end,
-               v.tags::text[], v.metadata, v.webhook_url
+               v.tags::text[], v.metadata, v.webhook_url, v.parent_id, v.llm_cache_ttl_ms
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
           ${column(todo, (r) => r.name)}::text[], ${column(todo, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
           ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
@@ -318,9 +318,10 @@ export async function insertRounds(
           ${column(todo, (r) => (r.runAfter instanceof Date ? r.runAfter.toISOString() : r.runAfter))}::timestamptz[],
           ${column(todo, (r) => r.ttlMs)}::int[], ${column(todo, (r) => r.concurrencyKey)}::text[],
           ${column(todo, (r) => r.singletonKey)}::text[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
-          ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[], ${column(todo, (r) => r.webhookUrl)}::text[])
+          ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[], ${column(todo, (r) => r.webhookUrl)}::text[],
+          ${column(todo, (r) => r.parentId)}::uuid[], ${column(todo, (r) => r.llmCacheTtlMs)}::int[])
           as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-               concurrency_key, singleton_key, trace, tags, metadata, webhook_url)
+               concurrency_key, singleton_key, trace, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms)
         order by v.owner_id, v.singleton_key, v.idempotency_key
         on conflict do nothing
         returning ${pg.unsafe(columns)}`,
@@ -436,10 +437,11 @@ async function writeDebounced(
     const written = await againOnConflict(
       () => pg`
       insert into tasks as t (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
-                              concurrency_key, debounce_key, trace, tags, metadata, webhook_url)
+                              concurrency_key, debounce_key, trace, tags, metadata, webhook_url, llm_cache_ttl_ms)
       select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
              case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
-             coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace, v.tags::text[], v.metadata, v.webhook_url
+             coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace, v.tags::text[], v.metadata, v.webhook_url,
+             v.llm_cache_ttl_ms
       from (
         select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
@@ -448,9 +450,10 @@ async function writeDebounced(
           ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.ttlMs)}::int[],
           ${column(todo, (r) => r.concurrencyKey)}::text[], ${column(todo, (r) => r.debounceKey)}::text[],
           ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
-          ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[], ${column(todo, (r) => r.webhookUrl)}::text[])
+          ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[], ${column(todo, (r) => r.webhookUrl)}::text[],
+          ${column(todo, (r) => r.llmCacheTtlMs)}::int[])
           as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace,
-               tags, metadata, webhook_url)
+               tags, metadata, webhook_url, llm_cache_ttl_ms)
       ) v
       order by v.owner_id, v.debounce_key
       on conflict (owner_id, debounce_key) where debounce_key is not null and status = 'PENDING'
@@ -458,7 +461,7 @@ async function writeDebounced(
         expires_at = excluded.expires_at, priority = excluded.priority, max_attempts = excluded.max_attempts,
         timeout_ms = excluded.timeout_ms, concurrency_key = excluded.concurrency_key,
         tags = excluded.tags, metadata = excluded.metadata, webhook_url = excluded.webhook_url,
-        version = t.version + 1, updated_at = now()
+        llm_cache_ttl_ms = excluded.llm_cache_ttl_ms, version = t.version + 1, updated_at = now()
       where t.status = 'PENDING' and t.name = excluded.name
       returning t.*, t.xmax = 0 as created`,
     );

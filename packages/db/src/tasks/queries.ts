@@ -61,6 +61,8 @@ export interface TaskFilter {
   tags?: string[];
   /** Only tasks whose metadata contains this JSON object (`metadata @> …`); never a task without metadata. */
   metadataContains?: Record<string, unknown>;
+  /** Only the child tasks of this task (`parent_id`: ctx.run, ctx.runMany). */
+  parentId?: string;
 }
 
 /** A page of `TaskFilter`'s tasks: after `cursor`, at most `limit`. */
@@ -92,6 +94,7 @@ export function taskFilterConditions(filter: TaskFilter): SQL[] {
     conditions.push(sql`cardinality(${tasks.tags}) > 0 and ${tasks.tags} @> ${pgArray(filter.tags)}::text[]`);
   if (filter.metadataContains !== undefined)
     conditions.push(sql`${tasks.metadata} @> ${JSON.stringify(filter.metadataContains)}::jsonb`);
+  if (filter.parentId !== undefined) conditions.push(eq(tasks.parentId, filter.parentId));
   return conditions;
 }
 

@@ -16,6 +16,8 @@ const GUARD_SQL: Record<Exclude<Guard, 'ofTenant'>, (t: string) => string> = {
   notExpired: (t) => `(${t}.expires_at is null or ${t}.expires_at > now())`,
   expired: (t) => `${t}.expires_at <= now()`,
   due: (t) => `(${t}.run_after is null or ${t}.run_after <= now())`,
+  noUnfinishedChildren: (t) =>
+    `not exists (select 1 from tasks c where c.parent_id = ${t}.id and c.finished_at is null)`,
 };
 
 const quoted = (statuses: readonly TaskStatus[]) => statuses.map((s) => `'${s}'`).join(', ');

@@ -54,12 +54,14 @@ export const ERROR_CODE_BY_STATUS = {
  * retrying soon will not cure (the tenant's or the task type's max_queued), unlike a rate limit.
  * The TOKEN_ ones say why a wait token cannot be completed (POST /tokens/{token}/complete): it
  * was completed already, its timeout passed, or its task is finished (cancelled while it waited).
+ * CHILDREN_RUNNING: a retry of a task some of whose child tasks (ctx.run) are still unfinished.
  */
 export const SPECIFIC_ERROR_CODES = {
   QUEUE_FULL: 429,
   TOKEN_ALREADY_COMPLETED: 409,
   TOKEN_TIMED_OUT: 409,
   TOKEN_TASK_FINISHED: 409,
+  CHILDREN_RUNNING: 409,
 } as const;
 
 export type ErrorCode =

@@ -18,6 +18,7 @@ const storedFilterShape = {
   outputContains: z.unknown().optional(),
   tags: z.array(z.string()).optional(),
   metadataContains: z.record(z.string(), z.unknown()).optional(),
+  parentId: z.uuid().optional(),
 };
 // A field added to TaskFilter and not read back here would be dropped by a resumed operation.
 const everyFieldIsRead: [Exclude<keyof TaskFilter, 'tenantId' | keyof typeof storedFilterShape>] extends [

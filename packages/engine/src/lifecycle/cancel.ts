@@ -37,6 +37,7 @@ export async function cancel(r: LifecycleResources, id: string, tenantId?: strin
     emit(r, { kind: 'finished', row: pending });
     await bestEffort(r, 'result cache write', id, () => r.cache.put(pending));
     await bestEffort(r, 'job removal', id, () => r.queue.remove(id));
+    await signalChildren(r, id);
     return pending;
   }
   const running = await r.store.requestCancel(id, tenantId);
@@ -57,6 +58,17 @@ export async function cancel(r: LifecycleResources, id: string, tenantId?: strin
 }
 
 /**
+ * A cancelled task's children were cancelled in its commit (the finishing trigger, migration 0027):
+ * a PENDING or WAITING one ended CANCELLED, a RUNNING one got its cancel request, which its worker
+ * finds within WORKER_CANCEL_CHECK_MS; the signal makes that at once.
+ */
+async function signalChildren(r: LifecycleResources, id: string): Promise<void> {
+  await bestEffort(r, "children's cancel signals", id, async () => {
+    for (const child of await r.store.children.cancelling(id)) await r.cancels.send(child);
+  });
+}
+
+/**
  * The end of a cancellation: an unfinished task whose cancel was requested becomes CANCELLED.
  * Undefined when there is nothing to end (no request, or already finished). `running`: the row as
  * its running attempt claimed it, when an attempt is what ends here.
@@ -72,6 +84,9 @@ export async function endCancelled(
     if (running) emit(r, { kind: 'attempt-ended', row: running, outcome: 'cancelled' });
     emit(r, { kind: 'finished', row: cancelled });
   }
-  if (cancelled) await bestEffort(r, 'result cache write', id, () => r.cache.put(cancelled));
+  if (cancelled) {
+    await bestEffort(r, 'result cache write', id, () => r.cache.put(cancelled));
+    await signalChildren(r, id);
+  }
   return cancelled;
 }

@@ -8,6 +8,7 @@ import type { PausedTypes } from '../paused-types.ts';
 import type { TaskQueue } from '../queue.ts';
 import type { ResultCache } from '../result-cache.ts';
 import type { TaskWebhookCheck } from '../webhooks/task-url.ts';
+import type { ChildBounds } from './children.ts';
 
 /**
  * What every step of a task's life works on. PostgreSQL (`store`) is the truth, and announces each
@@ -28,6 +29,8 @@ export interface LifecycleResources {
   log: Logger;
   /** Told of each transition that happened (metrics); see LifecycleEvent. */
   observe?: LifecycleObserver;
+  /** How deep and wide child tasks may go (`ctx.run`, `ctx.runMany`); default DEFAULT_CHILD_BOUNDS. */
+  childBounds?: ChildBounds;
 }
 
 /** Tells the observer, if any; an observer's error is logged, never thrown into the lifecycle. */

@@ -1,5 +1,6 @@
 import type { TaskRow } from '@tasker/db';
 import { canRetry, listInWords, RETRYABLE_STATUSES } from '@tasker/states';
+import { PublicFailureError } from '../errors/public-failure.ts';
 import { TaskNotFoundError } from '../errors/task-not-found.ts';
 import { TaskStateConflictError } from '../errors/task-state-conflict.ts';
 import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts';
@@ -10,7 +11,7 @@ import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts
  * its turn like a new task: the dispatcher hands it to the queue. Its cached final state is
  * dropped, and its old job removed first (BullMQ may still keep it, failed, and would ignore a new
  * job under that id); if that fails, the sweeper replaces a job left from an earlier round. Any
- * other status: TaskStateConflictError (409).
+ * other status: TaskStateConflictError (409); a child task of it still unfinished: 409 CHILDREN_RUNNING.
  */
 export async function retry(r: LifecycleResources, id: string, tenantId?: string): Promise<TaskRow> {
   const current = await r.store.get(id, tenantId);
@@ -23,6 +24,12 @@ export async function retry(r: LifecycleResources, id: string, tenantId?: string
   const row = await r.store.retry(id, tenantId);
   if (!row) {
     const now = await r.store.get(id, tenantId);
+    if (now && canRetry(now) && (await r.store.children.anyUnfinished(id)))
+      throw new PublicFailureError({
+        status: 409,
+        code: 'CHILDREN_RUNNING',
+        message: `Task is ${now.status} but child tasks of it are still running; retry it once they have ended (or cancel it, which cancels them)`,
+      });
     throw new TaskStateConflictError(
       `Task is ${now?.status ?? current.status}; only a ${listInWords(RETRYABLE_STATUSES)} task can be retried`,
     );

@@ -7,6 +7,7 @@ import {
   type TaskContext,
 } from '@tasker/tasks';
 import { findUnstorable } from '../unstorable.ts';
+import { ChildSteps } from './children.ts';
 import type { LifecycleResources } from './resources.ts';
 import { TokenSteps } from './tokens.ts';
 
@@ -25,7 +26,10 @@ const RESERVED_PREFIX = '$';
 const sleepId = (seq: number) => `${RESERVED_PREFIX}sleep:${seq}`;
 
 /** `step` and `sleep` as a handler's context has them. */
-export type StepContext = Pick<TaskContext, 'step' | 'sleep' | 'sleepUntil' | 'createToken' | 'waitForToken'>;
+export type StepContext = Pick<
+  TaskContext,
+  'step' | 'sleep' | 'sleepUntil' | 'createToken' | 'waitForToken' | 'run' | 'runMany'
+>;
 
 /** The error a failed step records (as an attempt's error: never a stack trace). */
 function stepError(error: unknown, attempt: number): TaskError {
@@ -65,7 +69,7 @@ export class StepRunner {
   private recorded: Promise<TaskStepRow[]> | undefined;
 
   constructor(
-    private readonly r: Pick<LifecycleResources, 'store'> & Partial<Pick<LifecycleResources, 'config'>>,
+    private readonly r: Pick<LifecycleResources, 'store'> & Partial<LifecycleResources>,
     private readonly row: TaskRow,
     private readonly signal: AbortSignal,
   ) {
@@ -85,12 +89,21 @@ export class StepRunner {
       find: (id, seq) => this.find(id, seq),
       suspend: (suspension) => this.suspend(suspension),
     });
+    const children = new ChildSteps(this.r, this.row, {
+      take: (id) => this.take(id),
+      peek: () => this.next,
+      find: (id, seq) => this.find(id, seq),
+      suspend: (suspension) => this.suspend(suspension),
+    });
     return {
       step: (id, fn) => this.step(id, fn),
       sleep: (ms) => this.sleep(ms),
       sleepUntil: (until) => this.sleepUntil(until),
       createToken: (options) => tokens.create(options),
       waitForToken: (token) => tokens.wait(token),
+      // Child tasks (`children.ts`) the same: one step per call.
+      run: (name, input, options) => children.run(name, input, options) as never,
+      runMany: (requests) => children.runMany(requests) as never,
     };
   }
 

@@ -51,6 +51,8 @@ export interface SubmitRequest {
    * secret (POST /webhooks/task-secret), at least once (the same URL rules as a webhook's).
    */
   webhookUrl?: string;
+  /** The task whose handler submits this one (`ctx.run`, `ctx.runMany`): its `parent_id`. */
+  parentId?: string;
 }
 
 export interface Submitted {
@@ -151,6 +153,7 @@ export function taskRow(request: SubmitRequest, definition: TaskDefinition, inpu
     tags: request.tags ?? [],
     metadata: request.metadata ?? null,
     webhookUrl: request.webhookUrl ?? null,
+    parentId: request.parentId ?? null,
   };
 }
 

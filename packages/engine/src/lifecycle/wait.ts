@@ -44,5 +44,14 @@ export async function wakeDue(r: LifecycleResources): Promise<number> {
     total += rows.length;
     if (rows.length < BATCH) break;
   }
+  // Parents waiting for children that have all ended (`childrenDone`): the last child's end wakes
+  // its parent in its own commit; this catches a parent whose last children ended at one instant
+  // (each commit saw the other child unfinished), or before the parent's wait was committed. Not at
+  // once after the wait: the parent's job must be gone from the queue before it is handed out again.
+  for (let i = 0; i < BATCHES; i++) {
+    const rows = await r.store.children.wakeDone(BATCH);
+    total += rows.length;
+    if (rows.length < BATCH) break;
+  }
   return total;
 }

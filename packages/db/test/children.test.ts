@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import { createTestEnv, type TestEnv } from '@tasker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, type DbClient, migrateDatabase, type Suspension, TaskStore } from '../src/index.ts';
+
+// The store's side of child tasks (migration 0027): parent_id, the finishing trigger's wake of a
+// parent (childrenDone) and cancel of its children, the waker's pass, retry's guard, depth.
+
+let env: TestEnv;
+let client: DbClient;
+let store: TaskStore;
+
+beforeAll(async () => {
+  env = createTestEnv();
+  await migrateDatabase(env.databaseUrl);
+  client = createDb(env.databaseUrl, { max: 3 });
+  store = new TaskStore(client);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await env?.cleanup();
+});
+
+const cancelled = { message: 'the task was cancelled', name: 'CancelledError', code: 'CANCELLED' };
+
+async function insert(parentId?: string) {
+  const id = randomUUID();
+  const { created } = await store.insert({
+    id,
+    name: 'sum_two_numbers',
+    input: { a: 1, b: 2 },
+    maxAttempts: 3,
+    ...(parentId ? { parentId } : {}),
+  });
+  expect(created).toBe(true);
+  return id;
+}
+
+async function claimed(parentId?: string) {
+  const id = await insert(parentId);
+  expect(await store.claim(id, 'w1', 1)).toMatchObject({ status: 'RUNNING' });
+  return id;
+}
+
+/** What the engine records when a run waits for `children`. */
+const waitFor = (children: string[]): Suspension => ({
+  stepId: '$children:0',
+  seq: 0,
+  waitingFor: { kind: 'children', children },
+  until: null,
+  output: { children },
+});
+
+const status = async (id: string) => (await store.get(id))?.status;
+
+describe('child tasks in the store', () => {
+  it("the last child's end moves its WAITING parent back to PENDING, in the child's commit", async () => {
+    const parent = await claimed();
+    const [a, b] = [await claimed(parent), await claimed(parent)] as [string, string];
+    const waiting = await store.wait(parent, waitFor([a, b]));
+    expect(waiting).toMatchObject({ status: 'WAITING', runAfter: null, waitingFor: { kind: 'children' } });
+    await store.complete(a, 1);
+    expect(await status(parent)).toBe('WAITING');
+    await store.complete(b, 2);
+    expect(await store.get(parent)).toMatchObject({ status: 'PENDING', waitingFor: null });
+    expect((await store.children.summaries([parent])).get(parent)).toMatchObject({
+      total: 2,
+      byStatus: { COMPLETED: 2, RUNNING: 0 },
+    });
+    expect((await store.children.list(parent, 10)).map((c) => c.id)).toEqual([a, b]);
+  });
+
+  it('the waker catches a parent whose children had all ended before it waited', async () => {
+    const parent = await claimed();
+    const child = await claimed(parent);
+    await store.complete(child, 1);
+    await store.wait(parent, waitFor([child]));
+    expect(await status(parent)).toBe('WAITING');
+    // Nothing for the sleeps' waker (no run_after); the children's pass wakes it.
+    expect((await store.wakeDue(100)).map((r) => r.id)).not.toContain(parent);
+    expect((await store.children.wakeDone(100)).map((r) => r.id)).toContain(parent);
+    expect(await status(parent)).toBe('PENDING');
+  });
+
+  it("a cancelled parent's unfinished children: queued ones CANCELLED (and theirs), running ones asked to stop", async () => {
+    const parent = await claimed();
+    const queued = await insert(parent);
+    const grandchild = await insert(queued);
+    const running = await claimed(parent);
+    const done = await claimed(parent);
+    await store.complete(done, 3);
+    await store.wait(parent, waitFor([queued, running, done]));
+    expect(await store.cancelPending(parent, cancelled)).toMatchObject({ status: 'CANCELLED' });
+    expect(await store.get(queued)).toMatchObject({
+      status: 'CANCELLED',
+      error: { code: 'CANCELLED', message: expect.stringContaining('parent') },
+    });
+    expect(await status(grandchild)).toBe('CANCELLED');
+    expect(await store.get(running)).toMatchObject({
+      status: 'RUNNING',
+      cancelRequestedAt: expect.any(Date),
+    });
+    expect(await store.children.cancelling(parent)).toEqual([running]);
+    expect(await status(done)).toBe('COMPLETED');
+    // No retry while a child is unfinished; once it has ended, yes.
+    expect(await store.children.anyUnfinished(parent)).toBe(true);
+    expect(await store.retry(parent)).toBeUndefined();
+    await store.cancelRunning(running, cancelled);
+    expect(await store.retry(parent)).toMatchObject({ status: 'PENDING' });
+  });
+
+  it('counts the ancestors of a task', async () => {
+    const top = await insert();
+    const one = await insert(top);
+    const two = await insert(one);
+    expect(await store.children.depth(top, 5)).toBe(0);
+    expect(await store.children.depth(two, 5)).toBe(2);
+    expect(await store.children.depth(two, 1)).toBe(2);
+  });
+});
