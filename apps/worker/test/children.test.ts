@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type TaskRow, taskSteps, tasks } from '@tasker/db';
+import { createTokensApi } from '@tasker/engine';
 import {
   type AppProcess,
   type FakeOpenAI,
@@ -213,6 +214,42 @@ describe(`child tasks (${testMode})`, () => {
       await expect(
         h.api.submit('default', { name: 'summarize_documents', input: { documents: bad } }),
       ).rejects.toThrow(/Invalid task parameters/);
+  });
+
+  it('summarize_documents with require_approval: waits for a token, completes when approved, fails when not', async () => {
+    const h = await start();
+    await startWorker(h, { WORKER_CONCURRENCY: '2' });
+    const tokens = createTokensApi(h.engine.lifecycle);
+    const submit = async () =>
+      (
+        await h.api.submit('default', {
+          name: 'summarize_documents',
+          input: { documents: ['one', 'two'], require_approval: true },
+        })
+      ).id;
+    const [yes, no] = [await submit(), await submit()];
+    for (const [id, approved] of [
+      [yes, true],
+      [no, false],
+    ] as const) {
+      const waiting = await waitFor(
+        async () => {
+          const row = await h.store.get(id);
+          return row?.status === 'WAITING' && row.waitingFor?.kind === 'token' ? row : undefined;
+        },
+        { timeoutMs: 30_000, what: `task ${id} waiting for its approval` },
+      );
+      await tokens.complete('default', waiting.waitingFor?.token ?? '', { approved });
+    }
+    expect((await until(h, yes, 'COMPLETED')).output).toEqual({
+      summaries: ['echo: Summarize the following document in a few sentences.\n\none', expect.any(String)],
+    });
+    expect((await until(h, no, 'FAILED')).error).toMatchObject({
+      name: 'NotApprovedError',
+      message: 'the summaries were not approved',
+    });
+    // The children ran once each: 2 per task.
+    expect(openai?.requests).toHaveLength(4);
   });
 
   it('a run that died between submitting its children and recording its wait submits none again', async () => {

@@ -99,6 +99,20 @@ describe('summarize_documents', () => {
       summaries: ['summary of one', 'summary of two'],
     });
     expect(calls).toHaveLength(1);
+    // With require_approval it waits for a token: {approved: false} fails it.
+    const asking = (approved: unknown): TaskContext => ({
+      ...ctx,
+      waitForToken: (async () => approved) as TaskContext['waitForToken'],
+    });
+    expect(
+      await summarize?.run({ documents: ['one'], require_approval: true }, asking({ approved: true })),
+    ).toEqual({ summaries: ['summary of one'] });
+    await expect(
+      summarize?.run({ documents: ['one'], require_approval: true }, asking({ approved: false })),
+    ).rejects.toMatchObject({ name: 'NotApprovedError' });
+    await expect(
+      summarize?.run({ documents: ['one'], require_approval: true }, asking('yes')),
+    ).rejects.toMatchObject({ name: 'NotApprovedError' });
     expect(calls[0]).toMatchObject([
       { name: 'query_chatgpt', input: { prompt: expect.stringContaining('one') } },
       { name: 'query_chatgpt', input: { prompt: expect.stringContaining('two') } },
