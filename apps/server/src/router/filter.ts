@@ -125,8 +125,8 @@ export const taskFilterShape = {
   metadata_contains: metadataContainment(),
   parent_id: z
     .uuid()
-    .optional()
-    .describe('Only the child tasks of this task (those its handler submitted with ctx.run or ctx.runMany)'),
+    .describe('Only the child tasks of this task (those its handler submitted with ctx.run or ctx.runMany)')
+    .optional(),
 };
 
 const taskFilterInput = z.object(taskFilterShape);
