@@ -71,6 +71,7 @@ export function taskRecordExample(d: TaskDefinition, status: State, id = EXAMPLE
         : null,
     attemptErrors: [],
     waitingFor: null,
+    parentId: null,
     progress: null,
     version: state === 'PENDING' ? 1 : state === 'CANCELLED' ? 2 : 3,
     attempts: done ? 1 : 0,

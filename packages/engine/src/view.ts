@@ -4,6 +4,7 @@ import {
   TASK_STATUSES,
   type TaskListRow,
   type TaskRow,
+  type TaskStatus,
   type TaskStepRow,
 } from '@tasker/db';
 
@@ -85,7 +86,14 @@ export const waitingForSchema = z
 export const childrenSummarySchema = z
   .object({
     total: z.number().int().describe('How many child tasks it submitted'),
-    byStatus: z.record(taskStatusSchema, z.number().int()).describe('How many of them are in each status'),
+    byStatus: z
+      .object(
+        Object.fromEntries(TASK_STATUSES.map((status) => [status, z.number().int()])) as Record<
+          TaskStatus,
+          z.ZodNumber
+        >,
+      )
+      .describe('How many of them are in each status'),
   })
   .meta({ id: 'ChildrenSummary' });
 export type ChildrenSummaryView = z.output<typeof childrenSummarySchema>;
