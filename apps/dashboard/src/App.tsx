@@ -15,6 +15,7 @@ import { RunPage } from './pages/Run.tsx';
 import { SchedulesPage } from './pages/Schedules.tsx';
 import { TaskPage } from './pages/Task.tsx';
 import { TasksPage } from './pages/Tasks.tsx';
+import { UsagePage } from './pages/Usage.tsx';
 import { WebhooksPage } from './pages/Webhooks.tsx';
 import { Link, useRoute } from './router.tsx';
 
@@ -140,6 +141,9 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
           <Link to="/schedules" className={route.page === 'schedules' ? 'active' : ''}>
             Schedules
           </Link>
+          <Link to="/usage" className={route.page === 'usage' ? 'active' : ''}>
+            Usage
+          </Link>
           {abilities.admin ? (
             <Link to="/webhooks" className={route.page === 'webhooks' ? 'active' : ''}>
               Webhooks
@@ -181,6 +185,7 @@ function Shell({ mode, onForget }: { mode: AuthMode; onForget: () => void }) {
             <p className="muted">This API key lacks the admin scope: it cannot manage webhooks.</p>
           )
         ) : null}
+        {route.page === 'usage' ? <UsagePage /> : null}
         {route.page === 'unknown' ? <p className="error">No page at {route.path}</p> : null}
       </main>
     </div>

@@ -8,6 +8,7 @@ export type Route =
   | { page: 'run' }
   | { page: 'schedules' }
   | { page: 'webhooks' }
+  | { page: 'usage' }
   | { page: 'unknown'; path: string };
 
 export const BASE = '/ui';
@@ -21,6 +22,7 @@ export function parse(pathname: string): Route {
   if (parts.length === 1 && parts[0] === 'run') return { page: 'run' };
   if (parts.length === 1 && parts[0] === 'schedules') return { page: 'schedules' };
   if (parts.length === 1 && parts[0] === 'webhooks') return { page: 'webhooks' };
+  if (parts.length === 1 && parts[0] === 'usage') return { page: 'usage' };
   return { page: 'unknown', path: pathname };
 }
 

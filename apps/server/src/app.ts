@@ -306,10 +306,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         if (error.code === 'INTERNAL_SERVER_ERROR')
           req.log.error({ err: error, path }, 'tRPC procedure failed');
       },
-      responseMeta: ({ errors }) =>
-        errors.some((error) => error.code === 'UNAUTHORIZED')
-          ? { headers: { 'www-authenticate': 'Bearer' } }
-          : {},
+      responseMeta: ({ errors }) => {
+        const headers: Record<string, string> = {};
+        if (errors.some((error) => error.code === 'UNAUTHORIZED')) headers['www-authenticate'] = 'Bearer';
+        // An LLM budget reached (BUDGET_EXCEEDED): the seconds until its window turns, as on the REST door.
+        const wait = errors
+          .map((error) => toPublicError(error).retryAfterSeconds)
+          .find((seconds) => seconds !== undefined);
+        if (wait !== undefined) headers['retry-after'] = String(wait);
+        return { headers };
+      },
     } satisfies FastifyTRPCPluginOptions<AppRouter>['trpcOptions'],
   });
 

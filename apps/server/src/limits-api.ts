@@ -3,9 +3,11 @@ import type {
   StoredTenantLimits,
   StoredTypeLimits,
   TaskCounts,
+  TenantChange,
   TypeLimitValues,
 } from '@tasker/db';
 import {
+  type BudgetState,
   DEFAULT_TENANT,
   effectiveLimits,
   iso,
@@ -40,6 +42,34 @@ const counts = {
   queued: z.number().int().describe('Tasks PENDING now, queued or delayed (counted up to 100000)'),
 };
 
+/** A tenant's LLM budgets, what its calls used in their UTC windows, and whether its LLM tasks are held. */
+export const budgetsSchema = z
+  .object({
+    llmTokensPerDay: z
+      .number()
+      .int()
+      .nullable()
+      .describe('Tokens (prompt + completion) of its model calls per UTC day; null: no budget'),
+    llmCostPerMonthUsd: z
+      .number()
+      .nullable()
+      .describe('US dollars of its model calls per UTC month; null: no budget'),
+    tokensToday: z.number().int().describe('Tokens its model calls used since 00:00 UTC'),
+    costThisMonthUsd: z.number().describe('US dollars its model calls cost since the 1st, 00:00 UTC'),
+    exceeded: z
+      .enum(['llm_tokens_per_day', 'llm_cost_per_month_usd'])
+      .nullable()
+      .describe(
+        'The budget reached, or null. While one is: a new task of an LLM type is refused (429 BUDGET_EXCEEDED), and its queued LLM tasks are held PENDING (not handed to a worker) until heldUntil or until the budget is raised',
+      ),
+    heldUntil: isoDate
+      .nullable()
+      .describe(
+        "When the reached budget's window turns (00:00 UTC, or the 1st of next month); null: nothing held",
+      ),
+  })
+  .meta({ id: 'LlmBudgets' });
+
 export const tenantLimitsSchema = z
   .object({
     tenant: z.string(),
@@ -52,6 +82,7 @@ export const tenantLimitsSchema = z
     effective: limitsSchema.describe('What applies: each stored value, else the default'),
     updatedAt: isoDate.nullable().describe('When its limits were last set; null: never (the defaults)'),
     ...counts,
+    budgets: budgetsSchema.describe("The tenant's LLM budgets and its spend in their windows"),
   })
   .meta({ id: 'TenantLimits' });
 
@@ -70,6 +101,7 @@ export const typeLimitsViewSchema = z
   .meta({ id: 'TaskTypeLimits' });
 
 export type TenantLimitsView = z.output<typeof tenantLimitsSchema>;
+export type BudgetsView = z.output<typeof budgetsSchema>;
 export type TypeLimitsView = z.output<typeof typeLimitsViewSchema>;
 
 /** The 403 of an admin key naming another tenant: the words of the document and of the API. */
@@ -90,8 +122,8 @@ export const UNKNOWN_TENANT =
  */
 export interface LimitsApi {
   getTenant(caller: Identity, tenant: string): Promise<TenantLimitsView>;
-  /** A field given changes (null: back to the default); the others stay. */
-  setTenant(caller: Identity, tenant: string, change: LimitChange): Promise<TenantLimitsView>;
+  /** A field given changes (null: back to the default, or no budget); the others stay. */
+  setTenant(caller: Identity, tenant: string, change: TenantChange): Promise<TenantLimitsView>;
   /** Back to the defaults. */
   clearTenant(caller: Identity, tenant: string): Promise<TenantLimitsView>;
   /** Tenants with limits, keys or tasks, by name, after `cursor` (an operator's: operatorProcedure). */
@@ -123,6 +155,7 @@ export function createLimitsApi(limits: Limits): LimitsApi {
     tenant: string,
     row: StoredTenantLimits | undefined,
     count: TaskCounts | undefined,
+    budget: BudgetState,
   ): TenantLimitsView => ({
     tenant,
     stored: values(row, TENANT_FIELDS),
@@ -131,12 +164,28 @@ export function createLimitsApi(limits: Limits): LimitsApi {
     updatedAt: iso(row?.updatedAt ?? null),
     running: count?.running ?? 0,
     queued: count?.queued ?? 0,
+    budgets: {
+      llmTokensPerDay: row?.llmTokensPerDay ?? null,
+      llmCostPerMonthUsd: row?.llmCostPerMonthUsd ?? null,
+      tokensToday: budget.tokensToday,
+      costThisMonthUsd: budget.costThisMonthUsd,
+      exceeded: budget.exceeded?.budget ?? null,
+      heldUntil: iso(budget.exceeded?.until ?? null),
+    },
   });
-  /** A tenant's view: its row (as read, as just written, or none once cleared) and its counts, read together. */
+  /**
+   * A tenant's view: its row (as read, as just written, or none once cleared), its counts and its
+   * budgets' state (spend read only where a budget is set), read together.
+   */
   const withCounts = async (tenant: string, row: Promise<StoredTenantLimits | undefined>) => {
     const [stored, count] = await Promise.all([row, store.countsOf([tenant])]);
-    return tenantView(tenant, stored, count.get(tenant));
+    return tenantView(tenant, stored, count.get(tenant), await budgetOf(tenant, stored));
   };
+  const budgetOf = (tenant: string, row: StoredTenantLimits | undefined) =>
+    limits.budgets.stateOf(tenant, {
+      llmTokensPerDay: row?.llmTokensPerDay ?? null,
+      llmCostPerMonthUsd: row?.llmCostPerMonthUsd ?? null,
+    });
   /** A change stored, then this process's copy of the limits dropped: it counts here at once. */
   const written = async <T>(write: Promise<T>): Promise<T> => {
     const result = await write;
@@ -182,8 +231,11 @@ export function createLimitsApi(limits: Limits): LimitsApi {
       const page = names.slice(0, size);
       const [rows, count] = await Promise.all([store.getTenants(page), store.countsOf(page)]);
       const byTenant = new Map(rows.map((row) => [row.tenantId, row]));
+      const budgets = await Promise.all(page.map((tenant) => budgetOf(tenant, byTenant.get(tenant))));
       return {
-        tenants: page.map((tenant) => tenantView(tenant, byTenant.get(tenant), count.get(tenant))),
+        tenants: page.map((tenant, i) =>
+          tenantView(tenant, byTenant.get(tenant), count.get(tenant), budgets[i] as BudgetState),
+        ),
         nextCursor: names.length > size ? (page.at(-1) ?? null) : null,
       };
     },

@@ -156,6 +156,23 @@ const apiKey = (extra: Json = {}) => ({
 });
 const cursor = Buffer.from(`${at(0)}|${EXAMPLE_TASK_ID}`).toString('base64url');
 const noLimits = { maxRunning: null, maxQueued: null, startsPerMinute: null };
+/** A tenant's LLM budgets: none, or a daily token budget reached (its LLM tasks held until midnight UTC). */
+const noBudgets = {
+  llmTokensPerDay: null,
+  llmCostPerMonthUsd: null,
+  tokensToday: 0,
+  costThisMonthUsd: 0,
+  exceeded: null,
+  heldUntil: null,
+};
+const budgetReached = {
+  llmTokensPerDay: 1_000_000,
+  llmCostPerMonthUsd: 500,
+  tokensToday: 1_000_412,
+  costThisMonthUsd: 212.5,
+  exceeded: 'llm_tokens_per_day',
+  heldUntil: '2026-11-29T00:00:00.000Z',
+};
 const tenantLimits = (stored: Json, effective: Json, extra: Json = {}) => ({
   tenant: 'acme',
   stored: { ...noLimits, ...stored },
@@ -164,6 +181,7 @@ const tenantLimits = (stored: Json, effective: Json, extra: Json = {}) => ({
   updatedAt: Object.keys(stored).length > 0 ? at(50) : null,
   running: 4,
   queued: 120,
+  budgets: noBudgets,
   ...extra,
 });
 const typeLimits = (stored: Json, effective: Json) => ({
@@ -526,6 +544,74 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       },
     },
   },
+  getUsage: {
+    parameters: { from: '2026-11-26', to: '2026-11-28', group_by: 'day', tenant: 'acme' },
+    response: {
+      byDay: {
+        summary: 'Three UTC days of a tenant, zeros included',
+        value: {
+          tenant: 'acme',
+          from: '2026-11-26T00:00:00.000Z',
+          to: '2026-11-29T00:00:00.000Z',
+          group_by: 'day',
+          rows: [
+            {
+              key: '2026-11-26',
+              prompt_tokens: 120400,
+              completion_tokens: 38100,
+              cost_usd: 0.04092,
+              calls: 310,
+              tasks: 300,
+            },
+            { key: '2026-11-27', prompt_tokens: 0, completion_tokens: 0, cost_usd: 0, calls: 0, tasks: 0 },
+            {
+              key: '2026-11-28',
+              prompt_tokens: 9800,
+              completion_tokens: 2100,
+              cost_usd: 0.00273,
+              calls: 25,
+              tasks: 24,
+            },
+          ],
+          total: {
+            prompt_tokens: 130200,
+            completion_tokens: 40200,
+            cost_usd: 0.04365,
+            calls: 335,
+            tasks: 324,
+          },
+          budgets: noBudgets,
+        },
+      },
+      held: {
+        summary: 'A tenant whose daily token budget is reached: its LLM tasks are held until midnight UTC',
+        value: {
+          tenant: 'acme',
+          from: '2026-11-28T00:00:00.000Z',
+          to: '2026-11-29T00:00:00.000Z',
+          group_by: 'model',
+          rows: [
+            {
+              key: 'gpt-4o-mini',
+              prompt_tokens: 800300,
+              completion_tokens: 200112,
+              cost_usd: 0.240112,
+              calls: 4100,
+              tasks: 4000,
+            },
+          ],
+          total: {
+            prompt_tokens: 800300,
+            completion_tokens: 200112,
+            cost_usd: 0.240112,
+            calls: 4100,
+            tasks: 4000,
+          },
+          budgets: budgetReached,
+        },
+      },
+    },
+  },
   getQueue: {
     response: { running: { summary: 'Processing', value: queue(false) } },
   },
@@ -586,6 +672,10 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
         value: tenantLimits(acmeLimits, acmeLimits),
       },
       defaults: { summary: 'A tenant with nothing set: the defaults', value: tenantLimits({}, {}) },
+      held: {
+        summary: 'A tenant over its daily LLM token budget: its LLM tasks are held until midnight UTC',
+        value: tenantLimits(acmeLimits, acmeLimits, { budgets: budgetReached }),
+      },
     },
   },
   setTenantLimits: {
@@ -594,6 +684,10 @@ export const OPERATION_EXAMPLES: Record<string, OperationExamples> = {
       set: {
         summary: 'At most 10 running and 1000 queued tasks',
         value: { max_running: 10, max_queued: 1000 },
+      },
+      budgets: {
+        summary: 'LLM budgets: a million tokens a day, $500 a month',
+        value: { llm_tokens_per_day: 1_000_000, llm_cost_per_month_usd: 500 },
       },
       one: { summary: 'Only the start rate (the others unchanged)', value: { starts_per_minute: 600 } },
       clearOne: { summary: 'max_queued back to the default', value: { max_queued: null } },

@@ -60,7 +60,7 @@ const rateLimited = errorResponse(
  */
 const rateLimitedOrQueueFull: Json = {
   ...rateLimited,
-  description: `${String(rateLimited.description)}; or, with code QUEUE_FULL (no Retry-After), the tenant or the task type already has its max_queued tasks PENDING: nothing was stored, retry once some have started`,
+  description: `${String(rateLimited.description)}; or, with code QUEUE_FULL (no Retry-After), the tenant or the task type already has its max_queued tasks PENDING: nothing was stored, retry once some have started; or, with code BUDGET_EXCEEDED (a task type that calls a model), the tenant reached an LLM budget (llm_tokens_per_day, llm_cost_per_month_usd): nothing was stored, Retry-After is the seconds until the budget's window turns (00:00 UTC, or the 1st of next month)`,
   content: {
     'application/json': {
       schema: ERROR_REF,
@@ -69,6 +69,15 @@ const rateLimitedOrQueueFull: Json = {
         queueFull: {
           summary: "Over the tenant's max_queued",
           value: errorBody(429, new QueueFullError('tenant', 'acme', 1000).message, undefined, 'QUEUE_FULL'),
+        },
+        budgetExceeded: {
+          summary: "Over the tenant's LLM budget (an LLM task type)",
+          value: errorBody(
+            429,
+            'LLM budget reached: tenant "acme" has 1000412 tokens used today of its llm_tokens_per_day 1000000 (until 2026-11-29T00:00:00.000Z, UTC); its LLM tasks wait until then or until the budget is raised',
+            undefined,
+            'BUDGET_EXCEEDED',
+          ),
         },
       },
     },
@@ -220,6 +229,11 @@ export function openApiDocument(version = '0.1.0') {
       name: 'limits',
       description:
         "Limits set at runtime: a tenant's (its admin key, or an operator key), a task type's and the list of tenants (the operator scope)",
+    },
+    {
+      name: 'usage',
+      description:
+        "What the model calls of a tenant's tasks used: tokens, cost, calls and tasks, by day, task type, model or tenant (tasks:read; every tenant's with the operator scope)",
     },
     {
       name: 'webhooks',

@@ -57,6 +57,8 @@ export function registerRestRoutes(
           const error = toPublicError(cause);
           if (error.internal) request.log.error({ err: cause, procedure: name }, 'procedure failed');
           if (error.status === 401) reply.header('www-authenticate', 'Bearer');
+          if (error.retryAfterSeconds !== undefined)
+            reply.header('retry-after', String(error.retryAfterSeconds));
           return reply.code(error.status).send(bodyOf(error));
         }
       },

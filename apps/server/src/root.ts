@@ -8,6 +8,7 @@ import { queueRouter } from './router/queue.ts';
 import { schedulesRouter } from './router/schedules.ts';
 import { tasksRouter } from './router/tasks.ts';
 import { tokensRouter } from './router/tokens.ts';
+import { usageRouter } from './router/usage.ts';
 import { webhooksRouter } from './router/webhooks.ts';
 import { mergeRouters } from './trpc.ts';
 
@@ -27,6 +28,7 @@ export const appRouter = mergeRouters(
   schedulesRouter,
   webhooksRouter,
   tokensRouter,
+  usageRouter,
 );
 
 export type AppRouter = typeof appRouter;

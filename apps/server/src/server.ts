@@ -1,4 +1,4 @@
-import { ApiKeyStore, ScheduleStore, WebhookStore } from '@tasker/db';
+import { ApiKeyStore, ScheduleStore, UsageReports, WebhookStore } from '@tasker/db';
 import {
   checkServerExposure,
   createBulkApi,
@@ -20,6 +20,7 @@ import { createKeysApi } from './keys-api.ts';
 import { createLimitsApi } from './limits-api.ts';
 import { TaskFeed } from './live.ts';
 import { OpenStreams } from './streams.ts';
+import { createUsageApi } from './usage-api.ts';
 import { createWebhooksApi } from './webhooks-api.ts';
 
 export interface TaskerServer {
@@ -63,6 +64,7 @@ export async function startServer(
       bulk: createBulkApi(engine.lifecycle),
       keys: createKeysApi(keys, env.AUTH_MODE),
       limits: createLimitsApi(engine.limits),
+      usage: createUsageApi(new UsageReports(engine.db.db), engine.limits.budgets),
       schedules: createScheduleApi(new ScheduleStore(engine.db.db, engine.db.sql), {
         minIntervalMs: env.SCHEDULE_MIN_INTERVAL_MS,
       }),

@@ -22,6 +22,7 @@ import type { KeysApi } from './keys-api.ts';
 import type { LimitsApi } from './limits-api.ts';
 import type { TaskWatcher } from './live.ts';
 import type { StreamGate } from './streams.ts';
+import type { UsageApi } from './usage-api.ts';
 import type { WebhooksApi } from './webhooks-api.ts';
 
 // 1. CONTEXT
@@ -35,6 +36,8 @@ export interface Services {
   keys: KeysApi;
   /** Limits set at runtime: a tenant's (admin, operator), a task type's (operator). */
   limits: LimitsApi;
+  /** Model usage reports (the ledger of calls): the caller's tenant's, an operator's of any. */
+  usage: UsageApi;
   /** Schedules, per tenant: create (or upsert by key), list, get, change, delete. */
   schedules: ScheduleApi;
   /** Slots of open streams per key (or client IP), and their end with their key. */

@@ -110,6 +110,14 @@ describe("a tenant's limits", () => {
       updatedAt: null,
       running: 0,
       queued: 0,
+      budgets: {
+        llmTokensPerDay: null,
+        llmCostPerMonthUsd: null,
+        tokensToday: 0,
+        costThisMonthUsd: 0,
+        exceeded: null,
+        heldUntil: null,
+      },
     });
   });
 

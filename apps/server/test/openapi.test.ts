@@ -96,6 +96,7 @@ describe('/openapi.json', () => {
       'queue',
       'schedules',
       'tasks',
+      'usage',
       'webhooks',
     ]);
     for (const { path, method, op } of operations()) {

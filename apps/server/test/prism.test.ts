@@ -82,7 +82,7 @@ let dir: string;
 let doc: Doc;
 let base: string;
 const keys = {} as Record<
-  'admin' | 'limited' | 'tenantAdmin' | 'operatorOnly' | 'full' | `without:${ApiKeyScope}`,
+  'admin' | 'limited' | 'tenantAdmin' | 'operatorOnly' | 'full' | 'budget' | `without:${ApiKeyScope}`,
   string
 >;
 /** Makes a key with every scope, never used yet (so not in the server's key cache). */
@@ -192,6 +192,14 @@ beforeAll(async () => {
     await store.create({ tenantId: 'prism-full', name: 'full', scopes: ['tasks:write'], expiresAt: null })
   ).key;
   await new LimitStore(db.db).setTenant('prism-full', { maxQueued: 0 });
+  // A tenant whose LLM budget is 0 tokens a day: its LLM submissions answer 429 BUDGET_EXCEEDED.
+  keys.budget = (
+    await store.create({ tenantId: 'prism-budget', name: 'budget', scopes: ['tasks:write'], expiresAt: null })
+  ).key;
+  await new LimitStore(db.db).setTenant('prism-budget', { llmTokensPerDay: 0 });
+  // A model call in the ledger (no worker runs here): GET /usage has a row to report.
+  await db.sql`insert into task_llm_calls (tenant_id, task_id, task_name, attempt, base_url, model, prompt_tokens, completion_tokens, cost_usd)
+    values ('prism', ${randomUUID()}, 'query_chatgpt', 1, 'http://127.0.0.1:9/v1', 'gpt-4o-mini', 120, 30, 0.000036)`;
   ids.keyToRevoke = (
     await store.create({ tenantId: 'prism', name: 'old', scopes: ['tasks:read'], expiresAt: null })
   ).info.id;
@@ -367,6 +375,12 @@ function submitCases(door: 'run-task' | 'tasks'): Case[] {
     { status: 503, what: 'query_chatgpt without OPENAI_API_KEY', ...task('query_chatgpt', { prompt: 'hi' }) },
     { status: 429, what: "QUEUE_FULL: its tenant's max_queued is 0", bearer: keys.full, ...sum() },
     {
+      status: 429,
+      what: "BUDGET_EXCEEDED: its tenant's llm_tokens_per_day is 0 (Retry-After)",
+      bearer: keys.budget,
+      ...task('query_chatgpt', { prompt: 'hi' }),
+    },
+    {
       status: created,
       what: 'with tags and metadata',
       ...sum({ tags: ['prism', 'nightly'], metadata: { team: 'billing', run: 7 } }),
@@ -422,6 +436,13 @@ function batchCases(): Case[] {
       path,
       bearer: keys.full,
       ...json({ tasks: [item()] }),
+    },
+    {
+      status: 429,
+      what: "BUDGET_EXCEEDED: its tenant's llm_tokens_per_day is 0",
+      path,
+      bearer: keys.budget,
+      ...json({ tasks: [item(), { name: 'query_chatgpt', input: { prompt: 'hi' } }] }),
     },
   ];
 }
@@ -550,6 +571,13 @@ const CASES: Record<string, () => Case[]> = {
       'prism-other',
       json({ max_running: 10, max_queued: 1000 }),
     ),
+    tenantCase(
+      200,
+      'LLM budgets: tokens a day, dollars a month',
+      'prism-other',
+      json({ llm_tokens_per_day: 1_000_000, llm_cost_per_month_usd: 12.5 }),
+    ),
+    tenantCase(400, 'a negative budget', 'prism', json({ llm_cost_per_month_usd: -1 })),
     tenantCase(200, 'a tenant admin, its own: back to the default', 'prism', {
       bearer: keys.tenantAdmin,
       ...json({ starts_per_minute: null }),
@@ -913,6 +941,29 @@ const CASES: Record<string, () => Case[]> = {
       ...json({ output: 1 }),
     },
     notJson(`/token-callbacks/${ids.callbackSecret}`),
+  ],
+  'GET /usage': () => [
+    { status: 200, what: 'by day, the last 30 days (the default)', path: '/usage' },
+    {
+      status: 200,
+      what: 'by model, a range of dates',
+      path: '/usage?from=2026-11-01&to=2026-12-31&group_by=model',
+    },
+    {
+      status: 200,
+      what: "an operator: every tenant's, by tenant",
+      path: '/usage?tenant=*&group_by=tenant&from=2026-01-01T00:00:00Z',
+    },
+    {
+      status: 403,
+      what: "a key without operator: another tenant's",
+      path: '/usage?tenant=prism-other',
+      bearer: keys.tenantAdmin,
+    },
+    { status: 400, what: 'no such date', path: '/usage?from=2026-02-31' },
+    { status: 400, what: 'from after to', path: '/usage?from=2026-12-02&to=2026-12-01' },
+    { status: 400, what: 'an unknown group_by', path: '/usage?group_by=week' },
+    { status: 400, what: 'a range over 366 days', path: '/usage?from=2024-01-01&to=2026-01-01' },
   ],
   'GET /metrics': () => [
     { status: 200, what: 'with METRICS_TOKEN', key: 'none', bearer: METRICS_TOKEN },

@@ -215,7 +215,7 @@ type Plan = {
   path: string;
   body?: unknown;
   aimed: boolean;
-  across?: 'keys' | 'queue' | 'limits' | 'webhooks';
+  across?: 'keys' | 'queue' | 'limits' | 'webhooks' | 'usage';
 };
 const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Plan> = {
   'POST /run-task': () => ({
@@ -432,6 +432,13 @@ const PLANS: Record<string, (victim: Owned, tenant: Tenant, pick: number) => Pla
     body: { output: 'guessed' },
     aimed: true,
   }),
+  // Model usage: the caller's own tenant's; another tenant's, or every tenant's, an operator's.
+  'GET /usage': (_v, tenant, pick) =>
+    [
+      { method: 'GET', path: '/usage?group_by=task_type', aimed: false },
+      { method: 'GET', path: `/usage?tenant=${tenant}`, aimed: true, across: 'usage' as const },
+      { method: 'GET', path: '/usage?tenant=*&group_by=tenant', aimed: true, across: 'usage' as const },
+    ][pick % 3] as Plan,
   'GET /tasks/{id}/events': (v, _t, pick) => ({
     method: 'GET',
     path: `/tasks/${[v.completed, v.delayed, v.cancelled][pick % 3]}/events`,

@@ -109,6 +109,8 @@ export function createProcessor(options: ProcessorOptions) {
         recordUsage: async (usage) => {
           await record('usage', () => lifecycle.recordUsage(claimed, usage));
         },
+        checkBudget: () => lifecycle.checkBudget(claimed.tenantId),
+        llmCache: lifecycle.llmCache(claimed.tenantId),
       });
     } finally {
       running.delete(taskId);
@@ -130,6 +132,12 @@ export function createProcessor(options: ProcessorOptions) {
           // The handler slept: the task waits (or ends CANCELLED, if asked meanwhile), and the job
           // completes: the task holds neither a slot nor a job until its wait ends.
           await record('wait', () => lifecycle.wait(claimed, outcome.suspension));
+          return;
+        case 'held':
+          // Its tenant is over an LLM budget: the attempt is given back uncounted and the job ends;
+          // the dispatcher hands the task out again once the window turns or the budget is raised.
+          await record('hold', () => lifecycle.hold(claimed));
+          log.info({ taskId, err: outcome.error }, 'task held: its tenant is over an LLM budget');
           return;
         case 'aborted':
           if (outcome.reason === SHUTDOWN) return handBack(job, token, undefined, claimed);

@@ -1,7 +1,9 @@
 import type { Suspension, TaskRow } from '@tasker/db';
 import { findUnstorable, type StepRunner } from '@tasker/engine';
 import {
+  BudgetExceededError,
   createLlm,
+  type LlmCache,
   type LlmCallUsage,
   type NonDeterminismError,
   NonRetryableError,
@@ -29,7 +31,9 @@ export type AttemptOutcome =
       retryable: boolean;
     }
   /** The handler slept (ctx.sleep): the task waits, from `suspension`, holding no worker. */
-  | { kind: 'waiting'; suspension: Suspension };
+  | { kind: 'waiting'; suspension: Suspension }
+  /** A model call found the tenant over an LLM budget and did not start: the task is held, uncounted. */
+  | { kind: 'held'; error: BudgetExceededError };
 
 /** The value the race of an attempt ends with when its handler suspended itself. */
 const SUSPENDED = Symbol('suspended');
@@ -48,6 +52,10 @@ export interface AttemptContext {
   steps(signal: AbortSignal): StepRunner;
   /** Records a model call's usage (`ctx.llm`) durably; the handler's call waits for it. */
   recordUsage(usage: LlmCallUsage): Promise<void>;
+  /** Throws BudgetExceededError when the tenant is over an LLM budget (`ctx.llm`, before each call). */
+  checkBudget?: () => Promise<void>;
+  /** The tenant's identical-prompt cache (`ctx.llm`), used when the task's cache TTL is above 0. */
+  llmCache?: LlmCache;
 }
 
 /**
@@ -59,7 +67,7 @@ export interface AttemptContext {
 export async function runAttempt(
   definition: TaskDefinition,
   row: TaskRow,
-  { signal, progress, config, recordUsage, steps: openSteps }: AttemptContext,
+  { signal, progress, config, recordUsage, checkBudget, llmCache, steps: openSteps }: AttemptContext,
 ): Promise<AttemptOutcome> {
   const timeoutMs = row.timeoutMs ?? definition.timeoutMs;
   const attempt = new AbortController();
@@ -94,6 +102,10 @@ export async function runAttempt(
             progress,
             bounds: definition.llm,
             record: recordUsage,
+            checkBudget,
+            cache: llmCache,
+            // The submission's cache_ttl_ms (0: off), else the type's opt-in.
+            cacheTtlMs: row.llmCacheTtlMs ?? definition.llm?.cacheTtlMs,
           }),
         }))(),
       aborted,
@@ -126,6 +138,7 @@ export async function runAttempt(
   } catch (error) {
     if (attempt.signal.aborted) return abortOutcome(attempt.signal.reason);
     if (steps.nonDeterminism) return nonDeterministic(steps.nonDeterminism);
+    if (error instanceof BudgetExceededError) return { kind: 'held', error };
     return { kind: 'failed', error, code: 'HANDLER_ERROR', retryable: !(error instanceof NonRetryableError) };
   } finally {
     clearTimeout(timer);

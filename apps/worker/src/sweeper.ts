@@ -33,6 +33,7 @@ export class Sweeper extends Periodic {
     await this.lock.run(async () => {
       await this.lifecycle.recover(this.options.graceMs);
       await this.lifecycle.prune(this.options.retentionMs);
+      await this.lifecycle.pruneLlmCache();
       await this.lifecycle.vacuum();
     });
   }

@@ -10,6 +10,7 @@ import { queueCommand } from './queue.ts';
 import { schedulesCommand } from './schedules.ts';
 import { taskCommands } from './tasks.ts';
 import { tokensCommand } from './tokens.ts';
+import { usageCommand } from './usage.ts';
 import { webhooksCommand } from './webhooks.ts';
 
 const program = new Command('tasker')
@@ -46,6 +47,7 @@ tenantsCommand(program);
 schedulesCommand(program);
 webhooksCommand(program);
 tokensCommand(program);
+usageCommand(program);
 keysCommand(program, databaseUrl);
 // Every command: commander's own usage errors become exit 2 (its message is already on stderr).
 for (const command of program.commands) {

@@ -20,6 +20,8 @@ export {
   type TruncatedTaskChange,
 } from './events.ts';
 export {
+  type BudgetSpend,
+  type BudgetValues,
   COUNT_CAP,
   type LimitChange,
   LimitStore,
@@ -27,6 +29,7 @@ export {
   type StoredTenantLimits,
   type StoredTypeLimits,
   type TaskCounts,
+  type TenantChange,
   type TypeLimitValues,
 } from './limits.ts';
 export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts';
@@ -80,6 +83,17 @@ export {
   WaitTokens,
 } from './tasks/tokens.ts';
 export { type Assignments, choiceText, conditionText, whereOf } from './tasks/transition-sql.ts';
+export {
+  type CachedReply,
+  LlmCacheStore,
+  MAX_CACHED_REPLY_CHARS,
+  type Spend,
+  USAGE_GROUPS,
+  type UsageGroup,
+  type UsageQuery,
+  type UsageReportRow,
+  UsageReports,
+} from './tasks/usage.ts';
 export { TenantWatchers } from './tenant-watchers.ts';
 export {
   type AttemptOutcome,

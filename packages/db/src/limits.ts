@@ -31,6 +31,25 @@ export interface TypeLimitValues extends LimitValues {
 /** What a set (PUT) changes: a field left out stays as it is; null gives it back to the default. */
 export type LimitChange<T extends LimitValues = LimitValues> = Partial<T>;
 
+/** A tenant's LLM budgets (UTC windows); null: none. */
+export interface BudgetValues {
+  /** Tokens (prompt + completion) of its model calls per UTC day. */
+  llmTokensPerDay: number | null;
+  /** US dollars of its model calls per UTC month. */
+  llmCostPerMonthUsd: number | null;
+}
+
+/** A tenant's set: its limits and its budgets, each field given or left as it is. */
+export type TenantChange = LimitChange & Partial<BudgetValues>;
+
+/** What a tenant's model calls used in its budgets' windows. */
+export interface BudgetSpend {
+  /** Tokens (prompt + completion) since the UTC day began. */
+  tokensToday: number;
+  /** US dollars since the UTC month began. */
+  costThisMonthUsd: number;
+}
+
 /** How many of a holder's tasks are RUNNING and PENDING, each counted up to a cap. */
 export interface TaskCounts {
   running: number;
@@ -45,6 +64,7 @@ export const COUNT_CAP = 100_000;
 
 const TENANT_FIELDS = ['maxRunning', 'maxQueued', 'startsPerMinute'] as const;
 const TYPE_FIELDS = [...TENANT_FIELDS, 'maxRunningPerKey'] as const;
+const BUDGET_FIELDS = ['llmTokensPerDay', 'llmCostPerMonthUsd'] as const;
 
 /** Only the fields given (null included), for an upsert that leaves the others as they are. */
 function given<T extends object>(change: T, fields: readonly (keyof T)[]): Partial<T> {
@@ -77,8 +97,8 @@ export class LimitStore {
   }
 
   /** Sets the fields given (null: back to the default), leaving the others; creates the row if needed. */
-  async setTenant(tenantId: string, change: LimitChange): Promise<StoredTenantLimits> {
-    const values = given(change, TENANT_FIELDS);
+  async setTenant(tenantId: string, change: TenantChange): Promise<StoredTenantLimits> {
+    const values = given(change, [...TENANT_FIELDS, ...BUDGET_FIELDS]);
     const [row] = await this.db
       .insert(tenantLimits)
       .values({ tenantId, ...values })
@@ -95,6 +115,24 @@ export class LimitStore {
       .where(eq(tenantLimits.tenantId, tenantId))
       .returning({ tenantId: tenantLimits.tenantId });
     return rows.length > 0;
+  }
+
+  /**
+   * What the tenant's model calls used since `dayStart` (tokens) and since `monthStart` (dollars; a
+   * call cached or without a price adds nothing): one walk of the tenant's ledger rows of the month
+   * (`task_llm_calls_tenant_created_idx`). Read uncached: the budget check before every model call.
+   */
+  async spend(tenantId: string, dayStart: Date, monthStart: Date): Promise<BudgetSpend> {
+    const since = dayStart < monthStart ? dayStart : monthStart;
+    const [row] = await this.db.execute<{ tokens: string | null; cost: string | null }>(sql`
+      select (sum(prompt_tokens + completion_tokens) filter (where created_at >= ${dayStart.toISOString()} and not cached))::text as tokens,
+             (sum(cost_usd) filter (where created_at >= ${monthStart.toISOString()} and not cached))::text as cost
+      from task_llm_calls
+      where tenant_id = ${tenantId} and created_at >= ${since.toISOString()}`);
+    return {
+      tokensToday: Number(row?.tokens ?? 0),
+      costThisMonthUsd: Math.round(Number(row?.cost ?? 0) * 1e10) / 1e10,
+    };
   }
 
   async getType(name: string): Promise<StoredTypeLimits | undefined> {

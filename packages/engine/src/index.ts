@@ -11,6 +11,15 @@ export {
   type TaskPage,
 } from './api.ts';
 export {
+  type BudgetName,
+  type BudgetState,
+  Budgets,
+  budgetWindows,
+  type Exceeded,
+  isLlmType,
+  llmTypeNames,
+} from './budgets.ts';
+export {
   type BulkApi,
   type BulkCountView,
   type BulkOperationView,

@@ -1,4 +1,5 @@
 import type {
+  BudgetValues,
   LimitStore,
   LimitValues,
   StoredTenantLimits,
@@ -6,6 +7,7 @@ import type {
   TypeLimitValues,
 } from '@tasker/db';
 import { getTaskDefinition } from '@tasker/tasks';
+import { Budgets } from './budgets.ts';
 import type { Env } from './config.ts';
 
 export type { LimitValues, TypeLimitValues };
@@ -66,6 +68,8 @@ export class Limits {
   private typeLoad: Promise<Map<string, StoredTypeLimits>> | undefined;
   /** Moves on every invalidate(): a read begun before it does not fill the copy. */
   private generation = 0;
+  /** The tenants' LLM budgets (set with their limits, read from the same copy) and their checks. */
+  readonly budgets: Budgets = new Budgets(this);
 
   constructor(
     readonly store: LimitStore,
@@ -85,6 +89,30 @@ export class Limits {
 
   /** The effective limits of these tenants (one query for those not read within maxAgeMs). */
   async tenants(tenantIds: readonly string[]): Promise<Map<string, LimitValues>> {
+    const stored = await this.storedTenants(tenantIds);
+    const out = new Map<string, LimitValues>();
+    for (const id of tenantIds) out.set(id, effectiveLimits(stored.get(id), this.tenantDefaults));
+    return out;
+  }
+
+  /** The LLM budgets of these tenants, as set (null: none; no default), from the same copy. */
+  async budgetValues(tenantIds: readonly string[]): Promise<Map<string, BudgetValues>> {
+    const stored = await this.storedTenants(tenantIds);
+    const out = new Map<string, BudgetValues>();
+    for (const id of tenantIds) {
+      const row = stored.get(id);
+      out.set(id, {
+        llmTokensPerDay: row?.llmTokensPerDay ?? null,
+        llmCostPerMonthUsd: row?.llmCostPerMonthUsd ?? null,
+      });
+    }
+    return out;
+  }
+
+  /** The stored rows of these tenants (undefined: none), from copies at most maxAgeMs old. */
+  private async storedTenants(
+    tenantIds: readonly string[],
+  ): Promise<Map<string, StoredTenantLimits | undefined>> {
     const now = Date.now();
     const stored = new Map<string, StoredTenantLimits | undefined>();
     const stale: string[] = [];
@@ -108,9 +136,7 @@ export class Limits {
       for (const loaded of await Promise.all(loads))
         for (const [id, row] of loaded ?? []) if (stale.includes(id)) stored.set(id, row);
     }
-    const out = new Map<string, LimitValues>();
-    for (const id of tenantIds) out.set(id, effectiveLimits(stored.get(id), this.tenantDefaults));
-    return out;
+    return stored;
   }
 
   /** The rows of these tenants (undefined: none), kept as the copy unless invalidated meanwhile. */

@@ -37,6 +37,17 @@ const usageTotalsShape = {
       "US dollars, from the price table; null when a call's model has no price (its tokens still count)",
     ),
   calls: z.number().int().describe('Model calls that reported usage'),
+  cachedCalls: z
+    .number()
+    .int()
+    .optional()
+    .describe(
+      'Of the calls, those answered from the identical-prompt cache: no provider call, 0 tokens, 0 cost',
+    ),
+  cached: z
+    .boolean()
+    .optional()
+    .describe('True when every call was answered from the identical-prompt cache'),
 };
 
 /** What a task's model calls used (`ctx.llm`): summed over its attempts, and per attempt. */

@@ -29,6 +29,7 @@ import type {
   TaskType,
   TaskUpdate,
 } from './types.ts';
+import { type UsageOptions, type UsageReport, usageOptionsToWire } from './usage.ts';
 import { createWebhooksApi, type WebhooksApi } from './webhooks.ts';
 import {
   listOptionsToWire,
@@ -147,6 +148,12 @@ export interface TaskerClient {
   tenants: TenantsApi;
   /** A task type's limits, `maxRunningPerKey` included: `types.limits.get/set/clear(name)` (operator). */
   types: TypesApi;
+  /**
+   * What the tenant's model calls used (GET /usage): tokens, cost, calls and tasks per UTC day (or
+   * per task type, model, tenant) in a range, default the last 30 days; another tenant's, or
+   * every tenant's (`tenant: '*'`), with an `operator` key.
+   */
+  usage(options?: UsageOptions): Promise<UsageReport>;
   /**
    * The tenant's schedules: `schedules.create({ name, input, cron, timezone, key, ... })` (an upsert
    * by `key`), `list()`, `get(id)` (next fire times and latest runs), `update(id, change)`,
@@ -317,6 +324,7 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
       },
     },
     bulk: bulkApi(trpc),
+    usage: (usageOptions = {}) => call(trpc.getUsage.query(usageOptionsToWire(usageOptions))),
     types: {
       limits: {
         get: (name) => call(trpc.getTypeLimits.query({ name })),

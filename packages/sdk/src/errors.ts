@@ -43,6 +43,15 @@ export class TaskerQueueFullError extends TaskerError {
   override name = 'TaskerQueueFullError';
 }
 
+/**
+ * A submission of a task type that calls a model, refused because its tenant reached an LLM budget
+ * (`llmTokensPerDay`, `llmCostPerMonthUsd`; UTC windows). Nothing was stored; the HTTP answer's
+ * Retry-After says when the window turns. `code` is `BUDGET_EXCEEDED` (HTTP 429).
+ */
+export class TaskerBudgetExceededError extends TaskerError {
+  override name = 'TaskerBudgetExceededError';
+}
+
 /** No such task (or not yours). */
 export class TaskerNotFoundError extends TaskerError {
   override name = 'TaskerNotFoundError';
@@ -98,6 +107,7 @@ export function toTaskerError(error: unknown): unknown {
     return new TaskerValidationError(error.message, data.issues, { cause: error });
   if (code === 'NOT_FOUND') return new TaskerNotFoundError(error.message, code, { cause: error });
   if (code === 'QUEUE_FULL') return new TaskerQueueFullError(error.message, code, { cause: error });
+  if (code === 'BUDGET_EXCEEDED') return new TaskerBudgetExceededError(error.message, code, { cause: error });
   if (!error.data) return new TaskerUnavailableError(error.message, 'SERVICE_UNAVAILABLE', { cause: error });
   if (code === 'SERVICE_UNAVAILABLE' || code === 'BAD_GATEWAY' || code === 'GATEWAY_TIMEOUT') {
     return new TaskerUnavailableError(error.message, code, { cause: error });

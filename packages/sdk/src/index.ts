@@ -10,6 +10,7 @@ export {
   type TaskHandle,
 } from './client.ts';
 export {
+  TaskerBudgetExceededError,
   TaskerError,
   TaskerNotFoundError,
   TaskerQueueFullError,
@@ -26,6 +27,7 @@ export type {
   TaskTypeLimits,
   TenantLimits,
   TenantLimitsApi,
+  TenantLimitsInput,
   TenantListOptions,
   TenantPage,
   TenantsApi,
@@ -72,6 +74,7 @@ export type {
   TaskUsage,
   WaitingFor,
 } from './types.ts';
+export type { UsageGroup, UsageOptions, UsageReport, UsageRow } from './usage.ts';
 export type {
   NewWebhook,
   TaskWebhookSecret,

@@ -13,6 +13,19 @@ export interface LimitsInput {
   startsPerMinute?: number | null;
 }
 
+/**
+ * A tenant's limits and LLM budgets to set (UTC windows): a budget given is set, `null` removes it,
+ * left out it stays. Over a budget, `run()` of a task type that calls a model rejects with
+ * TaskerBudgetExceededError and the tenant's queued LLM tasks wait (held) until the window turns or
+ * the budget is raised.
+ */
+export interface TenantLimitsInput extends LimitsInput {
+  /** Tokens (prompt + completion) of the tenant's model calls per UTC day. */
+  llmTokensPerDay?: number | null;
+  /** US dollars of the tenant's model calls per UTC month. */
+  llmCostPerMonthUsd?: number | null;
+}
+
 /** A task type's limits to set: a tenant's three, and one per concurrency key. */
 export interface TypeLimitsInput extends LimitsInput {
   /** At most this many tasks of the type RUNNING at once per concurrency key. */
@@ -53,7 +66,7 @@ export interface LimitsApi<Key extends string, Input, View> {
 }
 
 /** A tenant's limits: its own with an `admin` key, any tenant's with an `operator` key. */
-export type TenantLimitsApi = LimitsApi<string, LimitsInput, TenantLimits>;
+export type TenantLimitsApi = LimitsApi<string, TenantLimitsInput, TenantLimits>;
 /** A task type's limits, shared by every tenant: an `operator` key. */
 export type TypeLimitsApi = LimitsApi<TaskName, TypeLimitsInput, TaskTypeLimits>;
 

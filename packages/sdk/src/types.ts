@@ -93,6 +93,12 @@ export interface RunOptions {
    */
   ttlMs?: number;
   /**
+   * A task type that calls a model only: its identical calls (same tenant, model, messages,
+   * parameters) within this many ms are answered from the cache, marked cached, at no cost; 0: no
+   * cache (default: the type's `llm.cacheTtlMs`, else none). At most 7 days.
+   */
+  cacheTtlMs?: number;
+  /**
    * The same key within the server's idempotency window returns the first task instead of making a
    * new one. It also makes `run()` safe to retry, so the client retries it on transient failures.
    */

@@ -3,7 +3,13 @@
  * The tables below are checked against both sides, so a renamed field on either one is a compile error.
  */
 import { TaskerValidationError } from './errors.ts';
-import type { LimitsInput, TenantListOptions, TenantPage, TypeLimitsInput } from './limits.ts';
+import type {
+  LimitsInput,
+  TenantLimitsInput,
+  TenantListOptions,
+  TenantPage,
+  TypeLimitsInput,
+} from './limits.ts';
 import type { NewSchedule, ScheduleChange, ScheduleListOptions, SchedulePage } from './schedules.ts';
 import type {
   DebounceOptions,
@@ -38,6 +44,7 @@ const RUN_FIELDS = {
   maxAttempts: 'max_attempts',
   timeoutMs: 'timeout_ms',
   ttlMs: 'ttl_ms',
+  cacheTtlMs: 'cache_ttl_ms',
   idempotencyKey: 'idempotency_key',
   concurrencyKey: 'concurrency_key',
   singletonKey: 'singleton_key',
@@ -74,15 +81,22 @@ const QUEUE_FIELDS = {
 } as const satisfies { [K in keyof Required<QueueOptions>]: keyof QueueWire };
 
 /** Each limit of a tenant and the router's name for it. */
-const TENANT_LIMIT_FIELDS = {
+const LIMIT_FIELDS = {
   maxRunning: 'max_running',
   maxQueued: 'max_queued',
   startsPerMinute: 'starts_per_minute',
 } as const satisfies { [K in keyof Required<LimitsInput>]: keyof TenantLimitsWire };
 
+/** Each limit and LLM budget of a tenant and the router's name for it. */
+const TENANT_LIMIT_FIELDS = {
+  ...LIMIT_FIELDS,
+  llmTokensPerDay: 'llm_tokens_per_day',
+  llmCostPerMonthUsd: 'llm_cost_per_month_usd',
+} as const satisfies { [K in keyof Required<TenantLimitsInput>]: keyof TenantLimitsWire };
+
 /** Each limit of a task type (a tenant's, and one per concurrency key) and the router's name for it. */
 const TYPE_LIMIT_FIELDS = {
-  ...TENANT_LIMIT_FIELDS,
+  ...LIMIT_FIELDS,
   maxRunningPerKey: 'max_running_per_key',
 } as const satisfies { [K in keyof Required<TypeLimitsInput>]: keyof TypeLimitsWire };
 
@@ -184,6 +198,7 @@ export function runOptionsToWire(options: RunOptions): RunWire {
     max_attempts: options.maxAttempts,
     timeout_ms: options.timeoutMs,
     ttl_ms: options.ttlMs,
+    cache_ttl_ms: options.cacheTtlMs,
     idempotency_key: options.idempotencyKey,
     concurrency_key: options.concurrencyKey,
     singleton_key: options.singletonKey,
@@ -264,9 +279,13 @@ function limitsToWire(limits: LimitsInput): TenantLimitsWire {
 }
 
 /** A tenant's limits to set: an unknown one (`maxRunningPerKey` too: a type's) is refused here, naming it. */
-export function tenantLimitsToWire(limits: LimitsInput): TenantLimitsWire {
+export function tenantLimitsToWire(limits: TenantLimitsInput): TenantLimitsWire {
   checkKeys(limits, TENANT_LIMIT_FIELDS, 'limit');
-  return limitsToWire(limits);
+  return {
+    ...limitsToWire(limits),
+    llm_tokens_per_day: limits.llmTokensPerDay,
+    llm_cost_per_month_usd: limits.llmCostPerMonthUsd,
+  };
 }
 
 /** A task type's limits to set: an unknown one is refused here, naming it. */

@@ -18,11 +18,15 @@ export {
   type WaitTokenOptions,
 } from './define.ts';
 export {
+  BudgetExceededError,
+  type CachedChat,
   type ChatMessage,
   type ChatReply,
   type ChatRequest,
+  chatCacheKey,
   createLlm,
   type LlmBounds,
+  type LlmCache,
   type LlmCallUsage,
   type LlmClient,
   type LlmContext,

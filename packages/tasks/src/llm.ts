@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import OpenAI from 'openai';
 import { NonRetryableError, type TaskConfig, type TaskProgress } from './define.ts';
 import { costOf, DEFAULT_LLM_PRICES } from './llm-prices.ts';
@@ -17,6 +18,12 @@ export interface LlmBounds {
   promptField?: string;
   /** `max_tokens` sent to the provider when a call does not give its own. */
   maxTokens?: number;
+  /**
+   * Opts the type into the identical-prompt cache: a call with the same model, messages and
+   * parameters as one of the same tenant's within this many ms is answered with the stored reply
+   * (`cached: true`, no provider call, no cost). A submission's `cache_ttl_ms` overrides it (0: off).
+   */
+  cacheTtlMs?: number;
 }
 
 /** What one model call used, as it is recorded (`task_llm_calls`, the task's `usage`). */
@@ -29,6 +36,8 @@ export interface LlmCallUsage {
   completionTokens: number;
   /** From the price table; null when the model has none. */
   costUsd: number | null;
+  /** Answered from the identical-prompt cache: no provider call (tokens and cost 0). */
+  cached?: boolean;
 }
 
 /**
@@ -61,6 +70,38 @@ export interface ChatReply {
   usage: LlmCallUsage | undefined;
   /** True when the fallback answered. */
   fallback: boolean;
+  /** True when the identical-prompt cache answered: no provider call was made. */
+  cached: boolean;
+}
+
+/** A stored reply of the identical-prompt cache (its usage as the provider reported it then). */
+export interface CachedChat {
+  model: string;
+  reply: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** The identical-prompt cache of one tenant (the worker binds the tenant): by a hash of the call. */
+export interface LlmCache {
+  get(key: string): Promise<CachedChat | undefined>;
+  put(key: string, entry: CachedChat, ttlMs: number): Promise<void>;
+}
+
+/** The cache key of a call: a SHA-256 of the model, the messages and the parameters that shape the reply. */
+export function chatCacheKey(call: {
+  model: string;
+  messages: readonly ChatMessage[];
+  maxTokens: number | undefined;
+  temperature: number | undefined;
+}): string {
+  const canonical = JSON.stringify([
+    call.model,
+    call.messages.map((m) => [m.role, m.content]),
+    call.maxTokens ?? null,
+    call.temperature ?? null,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
 }
 
 /** `ctx.llm`: model calls with usage recorded, bounds applied and provider errors sorted out. */
@@ -77,6 +118,35 @@ export interface LlmContext {
   bounds?: LlmBounds | undefined;
   /** Records one call's usage durably; the call's reply waits for it. */
   record(usage: LlmCallUsage): Promise<void>;
+  /**
+   * Checks the tenant's LLM budgets right before each provider call (the first, and the
+   * fallback): throws BudgetExceededError when one is reached, and the call does not start.
+   */
+  checkBudget?: (() => Promise<void>) | undefined;
+  /** The tenant's identical-prompt cache, used when `cacheTtlMs` is above 0. */
+  cache?: LlmCache | undefined;
+  /** How long a reply is cached and reused (the submission's cache_ttl_ms, else the type's llm.cacheTtlMs); 0 or unset: no cache. */
+  cacheTtlMs?: number | undefined;
+}
+
+/**
+ * A tenant's LLM budget is reached (`llm_tokens_per_day`, `llm_cost_per_month_usd`): a submission
+ * of an LLM task type is refused (429, code BUDGET_EXCEEDED, Retry-After to `until`), and a model
+ * call does not start: its attempt is handed back uncounted, and the task waits (PENDING, held by
+ * the dispatcher) until the window turns or the budget is raised.
+ */
+export class BudgetExceededError extends Error {
+  override name = 'BudgetExceededError';
+  readonly code = 'BUDGET_EXCEEDED';
+  constructor(
+    message: string,
+    /** The budget reached. */
+    readonly budget: 'llm_tokens_per_day' | 'llm_cost_per_month_usd',
+    /** When its window turns (UTC midnight, or the first of the next month). */
+    readonly until: Date,
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -162,6 +232,8 @@ export function createLlm(ctx: LlmContext): LlmClient {
   const prices = config.llmPrices ?? DEFAULT_LLM_PRICES;
 
   async function call(provider: Provider, request: ChatRequest, messages: ChatMessage[]) {
+    // No call starts past a budget: checked right before each (a BudgetExceededError is no provider's failure).
+    await ctx.checkBudget?.();
     const maxTokens = request.maxTokens ?? bounds?.maxTokens;
     const base = {
       model: provider.model,
@@ -199,7 +271,7 @@ export function createLlm(ctx: LlmContext): LlmClient {
       completionTokens: reported.completion_tokens,
       costUsd: costOf(prices, provider.model, reported.prompt_tokens, reported.completion_tokens),
     };
-    return { text, model: provider.model, baseURL: openai.baseURL, usage };
+    return { text, model: provider.model, baseURL: openai.baseURL, usage, cached: false };
   }
 
   async function answer(
@@ -212,7 +284,7 @@ export function createLlm(ctx: LlmContext): LlmClient {
     try {
       return { ...(await call(first, request, messages)), fallback: false };
     } catch (error) {
-      if (signal.aborted) throw error;
+      if (signal.aborted || error instanceof BudgetExceededError) throw error;
       failed = classify(error, first);
     }
     if (!failed.retryable) throw new NonRetryableError(failed.text);
@@ -220,7 +292,7 @@ export function createLlm(ctx: LlmContext): LlmClient {
     try {
       return { ...(await call(fallback, request, messages)), fallback: true };
     } catch (error) {
-      if (signal.aborted) throw error;
+      if (signal.aborted || error instanceof BudgetExceededError) throw error;
       // The next attempt starts with the first provider again, after its retry-after.
       const second = classify(error, fallback);
       throw new LlmProviderError(`${failed.text}; fallback ${second.text}`, failed.retryAfterMs);
@@ -256,10 +328,60 @@ export function createLlm(ctx: LlmContext): LlmClient {
               model: openai.fallbackModel ?? first.model,
             }
           : undefined;
+      const ttlMs = ctx.cacheTtlMs ?? 0;
+      const cache = ttlMs > 0 ? ctx.cache : undefined;
+      const key =
+        cache &&
+        chatCacheKey({
+          model: first.model,
+          messages,
+          maxTokens: request.maxTokens ?? bounds?.maxTokens,
+          temperature: request.temperature,
+        });
+      if (cache && key) {
+        // Best effort: a cache that cannot be read is a miss.
+        const hit = await cache.get(key).catch(() => undefined);
+        if (hit) {
+          signal.throwIfAborted();
+          if (request.stream !== false) ctx.progress({ partial: hit.reply });
+          // Recorded as a call of no tokens and no cost, marked cached: it counts in no budget.
+          const usage: LlmCallUsage = {
+            baseURL: first.baseURL ?? DEFAULT_BASE_URL,
+            model: hit.model,
+            promptTokens: 0,
+            completionTokens: 0,
+            costUsd: 0,
+            cached: true,
+          };
+          await ctx.record(usage);
+          return {
+            text: hit.reply,
+            model: hit.model,
+            baseURL: usage.baseURL,
+            usage,
+            fallback: false,
+            cached: true,
+          };
+        }
+      }
       const reply = await answer(first, fallback, request, messages);
       // Recorded before the reply is handed back (outside the provider's failures: a record that
       // fails is not the provider's fault, and must not send the call to the fallback).
       if (reply.usage) await ctx.record(reply.usage);
+      // Only the model asked for answers a later identical call (not the fallback's).
+      if (cache && key && !reply.fallback)
+        await cache
+          .put(
+            key,
+            {
+              model: reply.model,
+              reply: reply.text,
+              promptTokens: reply.usage?.promptTokens ?? 0,
+              completionTokens: reply.usage?.completionTokens ?? 0,
+            },
+            ttlMs,
+          )
+          .catch(() => {}); // best effort: the reply stands without its copy
       return reply;
     },
   };

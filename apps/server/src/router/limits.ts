@@ -1,4 +1,4 @@
-import type { LimitChange, TypeLimitValues } from '@tasker/db';
+import type { LimitChange, TenantChange, TypeLimitValues } from '@tasker/db';
 import { MAX_LIMIT, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import {
@@ -49,6 +49,42 @@ function toChange(input: { [K in ChangeField]?: number | null }): LimitChange<Ty
   return change;
 }
 
+/** A tenant's LLM budgets in a PUT: null removes one; absent: unchanged. */
+const budgetsBody = {
+  llm_tokens_per_day: z
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .nullable()
+    .optional()
+    .describe(
+      "LLM budget: tokens (prompt + completion) of the tenant's model calls per UTC day; null: none; left out: unchanged",
+    ),
+  llm_cost_per_month_usd: z
+    .number()
+    .min(0)
+    .max(1_000_000_000)
+    .nullable()
+    .optional()
+    .describe(
+      "LLM budget: US dollars of the tenant's model calls per UTC month; null: none; left out: unchanged",
+    ),
+};
+
+/** A tenant's PUT body as the store takes it: its limits and its budgets. */
+function toTenantChange(
+  input: { [K in ChangeField]?: number | null } & {
+    llm_tokens_per_day?: number | null | undefined;
+    llm_cost_per_month_usd?: number | null | undefined;
+  },
+): TenantChange {
+  const change: TenantChange = toChange(input);
+  if (input.llm_tokens_per_day !== undefined) change.llmTokensPerDay = input.llm_tokens_per_day;
+  if (input.llm_cost_per_month_usd !== undefined) change.llmCostPerMonthUsd = input.llm_cost_per_month_usd;
+  return change;
+}
+
 const tenantPath = tenant.describe('The tenant');
 const typePath = z.enum(taskNames).describe('The task type (one of GET /task-types)');
 
@@ -95,19 +131,20 @@ export const limitsRouter = router({
         description:
           'Each field given is set (null: back to the default); a field left out stays as it is. ' +
           `max_queued is checked at every submission: beyond it, 429 with code QUEUE_FULL and nothing stored. ${WITHIN} ` +
+          'The LLM budgets (llm_tokens_per_day, llm_cost_per_month_usd; UTC windows): once one is reached, a new task of an LLM type is refused (429 BUDGET_EXCEEDED, Retry-After: seconds until the window turns) and the queued ones are held PENDING until the window turns or the budget is raised. ' +
           "An admin key sets its own tenant's; an operator key any tenant's that exists (has a key, a task or limits).",
         tags: ['limits'],
         successDescription: "The tenant's limits, as set, and counts",
         errorResponses: {
-          400: `A limit that is not an integer from 0 to ${MAX_LIMIT} (or null), an unknown field, a malformed tenant, or a tenant nothing belongs to ("${UNKNOWN_TENANT}")`,
+          400: `A limit that is not an integer from 0 to ${MAX_LIMIT} (or null), a negative budget, an unknown field, a malformed tenant, or a tenant nothing belongs to ("${UNKNOWN_TENANT}")`,
           403: TENANT_403,
         },
         unavailable: 'PostgreSQL is unavailable',
       },
     })
-    .input(z.strictObject({ tenant: tenantPath, ...limitsBody }))
+    .input(z.strictObject({ tenant: tenantPath, ...limitsBody, ...budgetsBody }))
     .output(tenantLimitsSchema)
-    .mutation(({ ctx, input }) => ctx.limits.setTenant(ctx.identity, input.tenant, toChange(input))),
+    .mutation(({ ctx, input }) => ctx.limits.setTenant(ctx.identity, input.tenant, toTenantChange(input))),
 
   clearTenantLimits: adminProcedure
     .meta({

@@ -53,6 +53,9 @@ export const tagSchema = z
   .regex(/^[^\p{Cc},]*$/u, 'must hold no control character and no comma')
   .describe('A label: 1 to 64 characters, no control character, no comma');
 
+/** The longest cache_ttl_ms a submission may ask: 7 days. */
+export const MAX_CACHE_TTL_MS = 7 * DAY_MS;
+
 /** How a task is run, beside its type and parameters: the same options, in the same words, on every submit route. */
 export const runOptionsShape = {
   priority: z
@@ -94,6 +97,15 @@ export const runOptionsShape = {
     .optional()
     .describe(
       "Not started within this many ms (counted from run_at/delay_ms, else from now), the task ends EXPIRED without running, also while paused (default: the task type's, else never)",
+    ),
+  cache_ttl_ms: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_CACHE_TTL_MS)
+    .optional()
+    .describe(
+      "A task type that calls a model only: its identical calls (same tenant, model, messages, parameters) within this many ms are answered from the cache (no provider call, no cost, marked cached); 0: no cache (default: the task type's llm.cacheTtlMs, else none)",
     ),
   idempotency_key: z
     .string()
@@ -175,6 +187,7 @@ export function toSubmitOptions(options: RunOptions): Omit<SubmitRequest, 'tenan
     maxAttempts: options.max_attempts,
     timeoutMs: options.timeout_ms,
     ttlMs: options.ttl_ms,
+    cacheTtlMs: options.cache_ttl_ms,
     idempotencyKey: options.idempotency_key,
     concurrencyKey: options.concurrency_key,
     singletonKey: options.singleton_key,

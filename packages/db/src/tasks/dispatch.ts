@@ -105,12 +105,14 @@ export class DispatchQueries {
   /**
    * Up to `perTenant` due tasks of each of these tenants, in the order each tenant's own tasks go:
    * priority (higher first), then age. Tasks of `pausedTypes` and tasks whose run_after is still
-   * ahead wait.
+   * ahead wait, and so do the tasks of `held.names` (LLM task types) of `held.tenants` (tenants
+   * over an LLM budget).
    */
   async candidates(
     tenants: readonly string[],
     perTenant: number,
     pausedTypes: readonly string[],
+    held: { tenants: readonly string[]; names: readonly string[] } = { tenants: [], names: [] },
   ): Promise<ReadyTask[]> {
     if (tenants.length === 0 || perTenant <= 0) return [];
     const rows = await this.pg`
@@ -121,6 +123,8 @@ export class DispatchQueries {
         where t.owner_id = o.owner_id and ${this.pg.unsafe(READY)}
           and (t.run_after is null or t.run_after <= now())
           and t.name <> all(${column(pausedTypes, (n) => n)}::text[])
+          and not (o.owner_id = any(${column(held.tenants, (t) => t)}::text[])
+                   and t.name = any(${column(held.names, (n) => n)}::text[]))
         order by t.priority desc, t.created_at, t.id
         limit ${perTenant}) c`;
     return rows.map(toReady);

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from '../client.ts';
-import { type TaskRow, type TaskUsage, taskLlmCalls, tasks, type UsageTotals } from '../schema.ts';
+import { llmCache, type TaskRow, type TaskUsage, taskLlmCalls, tasks, type UsageTotals } from '../schema.ts';
 import { type Assignments, whereOf } from './transition-sql.ts';
 
 /** One model call that reported usage, as `ctx.llm` hands it to the worker. */
@@ -16,9 +16,11 @@ export interface LlmCall {
   completionTokens: number;
   /** null: the model has no price. */
   costUsd: number | null;
+  /** Answered from the identical-prompt cache: no provider call (its tokens and cost are 0). */
+  cached?: boolean;
 }
 
-type CallTotals = Pick<LlmCall, 'model' | 'promptTokens' | 'completionTokens' | 'costUsd'>;
+type CallTotals = Pick<LlmCall, 'model' | 'promptTokens' | 'completionTokens' | 'costUsd' | 'cached'>;
 
 /** Dollars as the sums keep them: 10 decimals (the ledger's `numeric(20, 10)`), no float dust. */
 const dollars = (value: number) => Math.round(value * 1e10) / 1e10;
@@ -34,7 +36,18 @@ function add(totals: UsageTotals | undefined, call: CallTotals): UsageTotals {
         ? null
         : dollars((totals?.costUsd ?? 0) + call.costUsd),
     calls: (totals?.calls ?? 0) + 1,
+    ...cachedOf(totals, call),
   };
+}
+
+/** The cache's share of a sum: present once any call was answered from the cache. */
+function cachedOf(
+  totals: UsageTotals | undefined,
+  call: CallTotals,
+): Pick<UsageTotals, 'cachedCalls' | 'cached'> {
+  const cachedCalls = (totals?.cachedCalls ?? 0) + (call.cached ? 1 : 0);
+  if (cachedCalls === 0) return {};
+  return { cachedCalls, cached: cachedCalls === (totals?.calls ?? 0) + 1 };
 }
 
 /**
@@ -58,7 +71,12 @@ export function addUsage(current: TaskUsage | null, call: CallTotals & { attempt
  * and budgets will read the ledger by tenant and time (`task_llm_calls_tenant_created_idx`).
  */
 export class UsageStore {
-  constructor(private readonly db: Database) {}
+  /** The identical-prompt cache (`llm_cache`). */
+  readonly cache: LlmCacheStore;
+
+  constructor(private readonly db: Database) {
+    this.cache = new LlmCacheStore(db);
+  }
 
   /**
    * Records one call in one transaction: its ledger row, always, and its task's usage, by the
@@ -78,6 +96,7 @@ export class UsageStore {
         promptTokens: call.promptTokens,
         completionTokens: call.completionTokens,
         costUsd: call.costUsd,
+        cached: call.cached ?? false,
       });
       const [current] = await tx
         .select({ usage: tasks.usage })
@@ -93,5 +112,170 @@ export class UsageStore {
         .returning();
       return row;
     });
+  }
+}
+
+/** What a usage report groups its calls by: the UTC day, the task type, the model, or the tenant. */
+export const USAGE_GROUPS = ['day', 'task_type', 'model', 'tenant'] as const;
+export type UsageGroup = (typeof USAGE_GROUPS)[number];
+
+/** One group of a usage report: what its calls used. */
+export interface UsageReportRow {
+  /** The group: a UTC day (`2026-12-03`), a task type, a model or a tenant. */
+  key: string;
+  promptTokens: number;
+  completionTokens: number;
+  /** Dollars of the calls with a price (a call of a model without one counts 0 here). */
+  costUsd: number;
+  calls: number;
+  /** Distinct tasks that made the calls. */
+  tasks: number;
+}
+
+export interface UsageQuery {
+  /** One tenant's calls; undefined: every tenant's (an operator's report). */
+  tenantId: string | undefined;
+  /** From this instant, included. */
+  from: Date;
+  /** To this instant, excluded. */
+  to: Date;
+  groupBy: UsageGroup;
+}
+
+const GROUP_KEYS: Record<UsageGroup, ReturnType<typeof sql>> = {
+  day: sql`to_char(${taskLlmCalls.createdAt} at time zone 'UTC', 'YYYY-MM-DD')`,
+  task_type: sql`${taskLlmCalls.taskName}`,
+  model: sql`${taskLlmCalls.model}`,
+  tenant: sql`${taskLlmCalls.tenantId}`,
+};
+
+/** A tenant's spend in one window: tokens (prompt + completion) and dollars. */
+export interface Spend {
+  tokens: number;
+  costUsd: number;
+}
+
+/** The ledger's reads: usage reports, and a tenant's spend in a budget's window. */
+export class UsageReports {
+  constructor(private readonly db: Database) {}
+
+  /**
+   * The calls of a tenant (or of every tenant) in [from, to), grouped, by key. A tenant's rows are
+   * read by `task_llm_calls_tenant_created_idx`, every tenant's by `task_llm_calls_created_idx`.
+   */
+  async report(query: UsageQuery): Promise<UsageReportRow[]> {
+    const key = GROUP_KEYS[query.groupBy];
+    const tenant =
+      query.tenantId === undefined ? sql`true` : sql`${taskLlmCalls.tenantId} = ${query.tenantId}`;
+    const rows = await this.db.execute<{
+      key: string;
+      prompt_tokens: string;
+      completion_tokens: string;
+      cost_usd: string | null;
+      calls: string;
+      tasks: string;
+    }>(sql`
+      select ${key} as key,
+             sum(${taskLlmCalls.promptTokens})::text as prompt_tokens,
+             sum(${taskLlmCalls.completionTokens})::text as completion_tokens,
+             coalesce(sum(${taskLlmCalls.costUsd}), 0)::text as cost_usd,
+             count(*)::text as calls,
+             count(distinct ${taskLlmCalls.taskId})::text as tasks
+      from ${taskLlmCalls}
+      where ${tenant} and ${taskLlmCalls.createdAt} >= ${query.from.toISOString()}
+        and ${taskLlmCalls.createdAt} < ${query.to.toISOString()}
+      group by 1 order by 1`);
+    return rows.map((row) => ({
+      key: row.key,
+      promptTokens: Number(row.prompt_tokens),
+      completionTokens: Number(row.completion_tokens),
+      costUsd: dollars(Number(row.cost_usd ?? 0)),
+      calls: Number(row.calls),
+      tasks: Number(row.tasks),
+    }));
+  }
+
+  /** What a tenant's calls used since `since` (a budget's window): one walk of its index range. */
+  async spendSince(tenantId: string, since: Date): Promise<Spend> {
+    const [row] = await this.db.execute<{ tokens: string | null; cost_usd: string | null }>(sql`
+      select sum(${taskLlmCalls.promptTokens} + ${taskLlmCalls.completionTokens})::text as tokens,
+             sum(${taskLlmCalls.costUsd})::text as cost_usd
+      from ${taskLlmCalls}
+      where ${taskLlmCalls.tenantId} = ${tenantId} and ${taskLlmCalls.createdAt} >= ${since.toISOString()}`);
+    return { tokens: Number(row?.tokens ?? 0), costUsd: dollars(Number(row?.cost_usd ?? 0)) };
+  }
+}
+
+/** A reply stored in the identical-prompt cache. */
+export interface CachedReply {
+  model: string;
+  reply: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** The most characters of a reply the cache stores (a longer one is not cached). */
+export const MAX_CACHED_REPLY_CHARS = 200_000;
+
+/**
+ * The identical-prompt cache (`llm_cache`, migration 0029): replies by tenant and a hash of the
+ * call (model, messages, parameters), each until its expiry. A tenant's entries answer only it (the
+ * tenant is half the key). Bounded: `prune` deletes the expired, and a tenant's entries beyond
+ * `maxPerTenant`, oldest first.
+ */
+export class LlmCacheStore {
+  constructor(private readonly db: Database) {}
+
+  /** The unexpired reply stored under (tenant, key), or undefined. One primary-key lookup. */
+  async get(tenantId: string, key: string): Promise<CachedReply | undefined> {
+    const [row] = await this.db
+      .select({
+        model: llmCache.model,
+        reply: llmCache.reply,
+        promptTokens: llmCache.promptTokens,
+        completionTokens: llmCache.completionTokens,
+      })
+      .from(llmCache)
+      .where(
+        sql`${llmCache.tenantId} = ${tenantId} and ${llmCache.key} = ${key} and ${llmCache.expiresAt} > now()`,
+      );
+    return row;
+  }
+
+  /** Stores a reply for `ttlMs` (replacing one under the same key). A reply over MAX_CACHED_REPLY_CHARS is not stored. */
+  async put(tenantId: string, key: string, entry: CachedReply, ttlMs: number): Promise<void> {
+    if (entry.reply.length > MAX_CACHED_REPLY_CHARS) return;
+    const expiresAt = sql`now() + ${ttlMs} * interval '1 millisecond'`;
+    await this.db
+      .insert(llmCache)
+      .values({ tenantId, key, ...entry, expiresAt })
+      .onConflictDoUpdate({
+        target: [llmCache.tenantId, llmCache.key],
+        set: { ...entry, createdAt: sql`now()`, expiresAt },
+      });
+  }
+
+  /**
+   * Deletes expired entries (up to `batch`, by `llm_cache_expires_idx`) and the entries of any
+   * tenant beyond its `maxPerTenant` newest. Returns how many went.
+   */
+  async prune(maxPerTenant: number, batch = 5000): Promise<number> {
+    const expired = await this.db.execute<{ n: number }>(sql`
+      with gone as (
+        delete from ${llmCache} where ctid in (
+          select ctid from ${llmCache} where ${llmCache.expiresAt} <= now() limit ${batch})
+        returning 1)
+      select count(*)::int as n from gone`);
+    const over = await this.db.execute<{ n: number }>(sql`
+      with crowded as (
+        select tenant_id from ${llmCache} group by tenant_id having count(*) > ${maxPerTenant}),
+      gone as (
+        delete from ${llmCache} c using crowded
+        where c.tenant_id = crowded.tenant_id and c.key in (
+          select key from ${llmCache} o where o.tenant_id = crowded.tenant_id
+          order by o.created_at desc offset ${maxPerTenant})
+        returning 1)
+      select count(*)::int as n from gone`);
+    return (expired[0]?.n ?? 0) + (over[0]?.n ?? 0);
   }
 }

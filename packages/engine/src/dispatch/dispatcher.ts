@@ -1,4 +1,5 @@
 import { DISPATCH_CHANNEL } from '@tasker/db';
+import { llmTypeNames } from '../budgets.ts';
 import type { PostgresLeaderLock } from '../leader-lock.ts';
 import type { LifecycleResources } from '../lifecycle/resources.ts';
 import { type HolderLimits, Pace, plan, type TypeLimits } from './plan.ts';
@@ -175,7 +176,12 @@ export class Dispatcher {
       const tenants = await store.dispatch.readyTenants(TENANTS_PER_PASS, this.cursor);
       this.cursor = tenants.length >= TENANTS_PER_PASS ? (tenants.at(-1) ?? '') : '';
       if (tenants.length === 0) return;
-      const candidates = await store.dispatch.candidates(tenants, free, pausedTypes);
+      // Tenants over an LLM budget: their tasks of LLM types wait (held), the others go on.
+      const heldTenants = await this.r.limits.budgets.heldTenants(tenants);
+      const candidates = await store.dispatch.candidates(tenants, free, pausedTypes, {
+        tenants: heldTenants,
+        names: heldTenants.length > 0 ? llmTypeNames() : [],
+      });
       if (candidates.length === 0) return;
       // Paused, nothing is handed out: on resume the waiting tasks go in their turns and priorities.
       if (await queue.isPaused()) return;

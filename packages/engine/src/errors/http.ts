@@ -1,4 +1,5 @@
 import { isDatabaseUnavailable, QueueFullError } from '@tasker/db';
+import { BudgetExceededError } from '@tasker/tasks';
 import type { $ZodIssue } from 'zod/v4/core';
 import { isRedisUnavailable } from '../redis.ts';
 import { DependencyUnavailableError } from './dependency-unavailable.ts';
@@ -51,13 +52,16 @@ export const ERROR_CODE_BY_STATUS = {
 
 /**
  * Codes more precise than their status's word, each with its status: QUEUE_FULL is a 429 that
- * retrying soon will not cure (the tenant's or the task type's max_queued), unlike a rate limit.
+ * retrying soon will not cure (the tenant's or the task type's max_queued), unlike a rate limit;
+ * BUDGET_EXCEEDED a 429 of an LLM task type whose tenant reached an LLM budget (Retry-After: the
+ * seconds until its window turns).
  * The TOKEN_ ones say why a wait token cannot be completed (POST /tokens/{token}/complete): it
  * was completed already, its timeout passed, or its task is finished (cancelled while it waited).
  * CHILDREN_RUNNING: a retry of a task some of whose child tasks (ctx.run) are still unfinished.
  */
 export const SPECIFIC_ERROR_CODES = {
   QUEUE_FULL: 429,
+  BUDGET_EXCEEDED: 429,
   TOKEN_ALREADY_COMPLETED: 409,
   TOKEN_TIMED_OUT: 409,
   TOKEN_TASK_FINISHED: 409,
@@ -128,6 +132,8 @@ export interface PublicFailure {
   issues?: PublicIssue[];
   /** A code more precise than the status's word (SPECIFIC_ERROR_CODES), e.g. QUEUE_FULL. */
   code?: ErrorCode;
+  /** Seconds the client should wait: sent as `Retry-After` (BUDGET_EXCEEDED: until the budget's window turns). */
+  retryAfterSeconds?: number;
 }
 
 /**
@@ -155,6 +161,10 @@ export function publicFailureOf(
   if (error instanceof ForbiddenError) return { status: 403, message: error.message };
   if (error instanceof TaskStateConflictError) return { status: 409, message: error.message };
   if (error instanceof QueueFullError) return { status: 429, code: 'QUEUE_FULL', message: error.message };
+  if (error instanceof BudgetExceededError) {
+    const seconds = Math.max(1, Math.ceil((error.until.getTime() - Date.now()) / 1000));
+    return { status: 429, code: 'BUDGET_EXCEEDED', message: error.message, retryAfterSeconds: seconds };
+  }
   if (error instanceof DependencyUnavailableError) return { status: 503, message: error.message };
   if (isDatabaseUnavailable(error)) return { status: 503, message: 'PostgreSQL is unavailable' };
   if (isRedisUnavailable(error)) return { status: 503, message: 'Redis is unavailable' };

@@ -1,11 +1,12 @@
 import type { BulkOperationRow, Suspension, TaskError, TaskRow, TaskStepRow } from '@tasker/db';
-import type { LlmCallUsage } from '@tasker/tasks';
+import type { LlmCache, LlmCallUsage } from '@tasker/tasks';
 import { type BulkRunEnd, type BulkRunOptions, runBulk } from './bulk.ts';
 import { cancel, endCancelled } from './cancel.ts';
 import { type Claim, claim, release } from './claim.ts';
 import { complete } from './complete.ts';
 import { expireDue } from './expire.ts';
 import { fail } from './fail.ts';
+import { hold } from './hold.ts';
 import { isPaused, pause, resume } from './pause.ts';
 import { type ProgressReporter, progressReporter } from './progress.ts';
 import { prune, type RecoveryReport, recover, vacuum } from './recover.ts';
@@ -14,7 +15,7 @@ import { retry } from './retry.ts';
 import { StepRunner } from './steps.ts';
 import { type SubmitRequest, type Submitted, submit } from './submit.ts';
 import { type BatchItem, submitMany } from './submit-many.ts';
-import { recordUsage } from './usage.ts';
+import { llmCacheOf, pruneLlmCache, recordUsage } from './usage.ts';
 import { wait, wakeDue } from './wait.ts';
 
 /**
@@ -29,6 +30,7 @@ import { wait, wakeDue } from './wait.ts';
  * | claim, release | `claim.ts` | worker, when it takes a job / shuts down |
  * | progress | `progress.ts` | worker, while the handler runs |
  * | recordUsage | `usage.ts` | worker, when a model call of the handler (`ctx.llm`) reported its usage |
+ * | hold | `hold.ts` | worker, when a model call found its tenant over an LLM budget |
  * | complete | `complete.ts` | worker, the handler returned a valid output |
  * | fail | `fail.ts` | worker, the handler threw or timed out |
  * | cancel, endCancelled | `cancel.ts` | server (`cancelTask`); worker (the abort) |
@@ -62,6 +64,29 @@ export class TaskLifecycle {
 
   progress(row: TaskRow): ProgressReporter {
     return progressReporter(this.resources, row);
+  }
+
+  /**
+   * Throws BudgetExceededError when the tenant has reached an LLM budget (read now): `ctx.llm`
+   * asks before each model call.
+   */
+  checkBudget(tenantId: string): Promise<void> {
+    return this.resources.limits.budgets.check(tenantId);
+  }
+
+  /** The tenant's identical-prompt cache, for `ctx.llm` (`usage.ts`). */
+  llmCache(tenantId: string): LlmCache {
+    return llmCacheOf(this.resources, tenantId);
+  }
+
+  /** Expired cache entries, and each tenant's beyond its cap, deleted (the sweep). */
+  pruneLlmCache(): Promise<number> {
+    return pruneLlmCache(this.resources);
+  }
+
+  /** The attempt found its tenant over an LLM budget: given back uncounted, the task held (`hold.ts`). */
+  hold(row: TaskRow): Promise<TaskRow | undefined> {
+    return hold(this.resources, row);
   }
 
   /** One model call of the attempt that claimed `row`: the ledger's row and the task's usage. */

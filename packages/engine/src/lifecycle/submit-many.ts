@@ -4,7 +4,7 @@ import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts'
 import { describeIssues, type PublicIssue, toPublicIssues } from '../errors/http.ts';
 import { PublicFailureError } from '../errors/public-failure.ts';
 import { emit, type LifecycleResources } from './resources.ts';
-import { DEFAULT_TENANT, type SubmitRequest, taskRow } from './submit.ts';
+import { DEFAULT_TENANT, refuseOverBudget, type SubmitRequest, taskRow } from './submit.ts';
 
 /** Most tasks one batch holds (POST /tasks/batch). */
 export const MAX_BATCH_SIZE = 1000;
@@ -58,6 +58,11 @@ export async function submitMany(
         message: 'is not taken in a batch: submit a debounced task on its own (POST /tasks)',
       });
     }
+    if (request.cacheTtlMs !== undefined && !definition.llm)
+      issues.push({
+        path: `tasks.${i}.cache_ttl_ms`,
+        message: `${definition.name} calls no model: it has nothing to cache`,
+      });
     const parsed = definition.input.safeParse(request.input);
     if (!parsed.success) {
       issues.push(...toPublicIssues(parsed.error.issues, ['tasks', i, 'input']));
@@ -85,6 +90,8 @@ export async function submitMany(
   });
   if (issues.length > 0)
     throw new PublicFailureError({ status: 400, message: describeIssues(issues), issues });
+  const llmNames = [...new Set(rows.map((row) => row.name))].filter((name) => getTaskDefinition(name)?.llm);
+  if (llmNames.length > 0) await refuseOverBudget(r, tenantId, llmNames);
   if (unavailable) throw unavailable;
 
   const names = [...new Set(rows.map((row) => row.name))];

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { QueueFullError, type TaskInsert, type TaskRow, type TaskStore } from '@tasker/db';
 import { getTaskDefinition, type TaskDefinition } from '@tasker/tasks';
+import { budgetError } from '../budgets.ts';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
 import { InvalidArgumentError } from '../errors/invalid-argument.ts';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
@@ -31,6 +32,11 @@ export interface SubmitRequest {
   timeoutMs?: number;
   /** Not started within this many ms (from run_after, else now): it ends EXPIRED without running. */
   ttlMs?: number;
+  /**
+   * A type that calls a model: its identical calls within this many ms come from the cache (0: no
+   * cache); default its `llm.cacheTtlMs`. Refused (400) on a type that calls no model.
+   */
+  cacheTtlMs?: number;
   idempotencyKey?: string;
   /** The task shares the concurrency limits of this key (`max_running_per_key`); default: the tenant. */
   concurrencyKey?: string;
@@ -89,6 +95,13 @@ export async function submit(r: LifecycleResources, request: SubmitRequest): Pro
   }
   const parsed = definition.input.safeParse(request.input);
   if (!parsed.success) throw new InvalidTaskInputError('Invalid task parameters', parsed.error.issues);
+  if (request.cacheTtlMs !== undefined && !definition.llm)
+    throw new InvalidArgumentError(
+      'cache_ttl_ms',
+      `${definition.name} calls no model: it has nothing to cache`,
+    );
+  // The tenant's own limit first: over its LLM budget it is told so, whatever the server's provider.
+  if (definition.llm) await refuseOverBudget(r, request.tenantId ?? DEFAULT_TENANT, [definition.name]);
   const unavailable = definition.unavailable?.(r.config);
   if (unavailable) throw new DependencyUnavailableError(definition.name, unavailable);
 
@@ -154,6 +167,7 @@ export function taskRow(request: SubmitRequest, definition: TaskDefinition, inpu
     metadata: request.metadata ?? null,
     webhookUrl: request.webhookUrl ?? null,
     parentId: request.parentId ?? null,
+    llmCacheTtlMs: request.cacheTtlMs ?? null,
   };
 }
 
@@ -176,6 +190,22 @@ async function insertWithinLimits(
       emit(r, { kind: 'refused', reason: 'QUEUE_FULL', name: row.name, tenantId });
     throw error;
   }
+}
+
+/**
+ * A submission of LLM task types (`names`) by a tenant over an LLM budget is refused
+ * (BudgetExceededError: 429 BUDGET_EXCEEDED, Retry-After to the window's end), nothing stored,
+ * counted in `tasker_tasks_refused_total`.
+ */
+export async function refuseOverBudget(
+  r: LifecycleResources,
+  tenantId: string,
+  names: readonly string[],
+): Promise<void> {
+  const exceeded = await r.limits.budgets.exceeded(tenantId);
+  if (!exceeded) return;
+  for (const name of names) emit(r, { kind: 'refused', reason: 'BUDGET_EXCEEDED', name, tenantId });
+  throw budgetError(tenantId, exceeded);
 }
 
 /**

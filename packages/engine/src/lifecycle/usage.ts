@@ -1,5 +1,5 @@
 import type { TaskRow } from '@tasker/db';
-import type { LlmCallUsage } from '@tasker/tasks';
+import type { LlmCache, LlmCallUsage } from '@tasker/tasks';
 import { emit, type LifecycleResources } from './resources.ts';
 
 /**
@@ -23,7 +23,27 @@ export async function recordUsage(
     promptTokens: usage.promptTokens,
     completionTokens: usage.completionTokens,
     costUsd: usage.costUsd,
+    cached: usage.cached ?? false,
   });
   emit(r, { kind: 'llm-call', row, usage });
   return recorded;
+}
+
+/** The most entries the identical-prompt cache keeps per tenant (the sweep trims the oldest beyond). */
+export const LLM_CACHE_MAX_PER_TENANT = 10_000;
+
+/** The identical-prompt cache of one tenant, as `ctx.llm` uses it: the tenant bound, so it answers no other. */
+export function llmCacheOf(r: LifecycleResources, tenantId: string): LlmCache {
+  const { cache } = r.store.usage;
+  return {
+    get: (key) => cache.get(tenantId, key),
+    put: (key, entry, ttlMs) => cache.put(tenantId, key, entry, ttlMs),
+  };
+}
+
+/** The sweep's upkeep of the cache: expired entries, and each tenant's beyond LLM_CACHE_MAX_PER_TENANT. */
+export async function pruneLlmCache(r: LifecycleResources): Promise<number> {
+  const deleted = await r.store.usage.cache.prune(LLM_CACHE_MAX_PER_TENANT);
+  if (deleted > 0) r.log.info({ deleted }, 'pruned the identical-prompt cache');
+  return deleted;
 }

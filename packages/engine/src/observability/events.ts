@@ -26,7 +26,7 @@ export type LifecycleEvent =
   | {
       kind: 'attempt-ended';
       row: TaskRow;
-      outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' | 'suspended';
+      outcome: 'completed' | 'failed' | 'retrying' | 'cancelled' | 'suspended' | 'held';
     }
   /** The task reached a terminal state: `row.status` is terminal (COMPLETED, FAILED, CANCELLED or EXPIRED). */
   | { kind: 'finished'; row: TaskRow }
@@ -36,6 +36,11 @@ export type LifecycleEvent =
    * A submission was refused and nothing stored: its tenant's or type's queue is full (max_queued);
    * or a schedule's tick, its task type gone from the catalog (UNKNOWN_TYPE).
    */
-  | { kind: 'refused'; reason: 'QUEUE_FULL' | 'UNKNOWN_TYPE'; name: string; tenantId: string };
+  | {
+      kind: 'refused';
+      reason: 'QUEUE_FULL' | 'UNKNOWN_TYPE' | 'BUDGET_EXCEEDED';
+      name: string;
+      tenantId: string;
+    };
 
 export type LifecycleObserver = (event: LifecycleEvent) => void;

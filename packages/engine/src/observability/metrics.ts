@@ -70,14 +70,15 @@ export class TaskerMetrics {
     });
     this.refused = new Counter({
       name: 'tasker_tasks_refused_total',
-      help: "Submissions refused with nothing stored, by reason (QUEUE_FULL: the max_queued of the tenant or the task type; UNKNOWN_TYPE: a schedule's tick, its task type gone from the catalog)",
+      help: "Submissions refused with nothing stored, by reason (QUEUE_FULL: the max_queued of the tenant or the task type; UNKNOWN_TYPE: a schedule's tick, its task type gone from the catalog; BUDGET_EXCEEDED: an LLM task type, its tenant over an LLM budget)",
       labelNames: ['reason'] as const,
       registers,
     });
-    for (const reason of ['QUEUE_FULL', 'UNKNOWN_TYPE'] as const) this.refused.inc({ reason }, 0);
+    for (const reason of ['QUEUE_FULL', 'UNKNOWN_TYPE', 'BUDGET_EXCEEDED'] as const)
+      this.refused.inc({ reason }, 0);
     this.runDuration = new Histogram({
       name: 'tasker_task_run_duration_seconds',
-      help: 'How long each attempt ran, from its claim to its recorded end, by outcome (completed, failed, retrying, cancelled, suspended: the handler slept)',
+      help: 'How long each attempt ran, from its claim to its recorded end, by outcome (completed, failed, retrying, cancelled, suspended: the handler slept, held: a model call found its tenant over an LLM budget)',
       labelNames: ['task_type', 'outcome'] as const,
       buckets: DURATION_BUCKETS,
       registers,
