@@ -507,8 +507,9 @@ function completeProcedureOperation(operation: Operation, method: string, meta: 
     );
   }
   if (BODY_METHODS.has(method)) {
+    // A route with a bound of its own (a wait token's output) says so in its words.
     responses['413'] = errorResponse(
-      'The body is larger than BODY_LIMIT_BYTES',
+      words[413] ?? 'The body is larger than BODY_LIMIT_BYTES',
       errorBody(413, 'Request body is too large'),
     );
   }
