@@ -110,6 +110,12 @@ describe(`child tasks (${testMode})`, () => {
     expect(record.childTasks).toHaveLength(50);
     expect((await h.api.get('default', kids[0]?.id ?? '')).parentId).toBe(id);
     expect(record.steps).toMatchObject([{ id: '$children:0', status: 'completed' }]);
+    // The list: filtered by parent, and each row with its children counted.
+    const page = await h.api.list('default', { parentId: id, limit: 100 });
+    expect(page.tasks).toHaveLength(50);
+    expect(page.tasks.every((t) => t.parentId === id && t.children?.total === 0)).toBe(true);
+    const all = await h.api.list('default', { limit: 100 });
+    expect(all.tasks.find((t) => t.id === id)?.children).toMatchObject({ total: 50 });
   });
 
   it("a child's failure: caught by the parent (ChildTaskError), or failing it (ChildTasksError)", async () => {
