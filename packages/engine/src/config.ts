@@ -343,7 +343,7 @@ export function describeExposure(env: Pick<Env, 'AUTH_MODE' | 'HOST'>, address: 
     : env.HOST === '0.0.0.0' || env.HOST === '::'
       ? `every interface (HOST=${env.HOST})`
       : `HOST=${env.HOST}`;
-  return `auth ON (AUTH_MODE=required): every API call needs an API key (health, metrics, docs and the dashboard's files stay open); listening on ${address}, ${where}`;
+  return `auth ON (AUTH_MODE=required): every API call needs an API key (health, metrics, docs, the dashboard's files and wait tokens' callback URLs stay open); listening on ${address}, ${where}`;
 }
 
 export function taskConfig(env: Env): TaskConfig {
