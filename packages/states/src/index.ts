@@ -201,7 +201,7 @@ export const TRANSITIONS = {
     to: 'PENDING',
     guards: [],
     sets: ['waitingFor', 'runAfter'],
-    doc: 'The wait token it waits for (ctx.waitForToken) was completed before its timeout: it waits for its turn again (run_after now), and its handler resumes with the completion\'s output.',
+    doc: "The wait token it waits for (ctx.waitForToken) was completed before its timeout: it waits for its turn again (run_after now), and its handler resumes with the completion's output.",
   }),
   childrenDone: transition({
     from: ['WAITING'],
