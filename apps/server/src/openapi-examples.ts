@@ -140,6 +140,7 @@ const queue = (paused: boolean, pausedTypes: string[] = []) => ({
   active: 4,
   failed: 1,
   pausedTypes,
+  suspended: 2,
 });
 const apiKey = (extra: Json = {}) => ({
   id: EXAMPLE_KEY_ID,

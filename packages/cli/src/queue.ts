@@ -13,6 +13,7 @@ function printQueue(state: QueueState): void {
       ['delayed', String(state.delayed)],
       ['active', String(state.active)],
       ['failed', String(state.failed)],
+      ['suspended (WAITING)', String(state.suspended)],
     ],
     (_r, c, text) =>
       c === 0

@@ -279,11 +279,12 @@ describe('tasker queue', () => {
   it('shows depths, pauses and resumes one task type', async () => {
     const state = await tasker(['queue', '--json']);
     expect(state.code, state.stderr).toBe(0);
-    expect(JSON.parse(state.stdout)).toMatchObject({ paused: false, pausedTypes: [] });
+    expect(JSON.parse(state.stdout)).toMatchObject({ paused: false, pausedTypes: [], suspended: 0 });
     const paused = await tasker(['queue', 'pause', '--type', 'sum_two_numbers', '--json']);
     expect(JSON.parse(paused.stdout)).toMatchObject({ paused: false, pausedTypes: ['sum_two_numbers'] });
     const human = await tasker(['queue']);
     expect(human.stdout).toMatch(/^processing\s+running\npaused types\s+sum_two_numbers\nwaiting\s+\d+\n/);
+    expect(human.stdout).toMatch(/\nsuspended \(WAITING\)\s+0\n/);
     const resumed = await tasker(['queue', 'resume', '--type', 'sum_two_numbers']);
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toMatch(/paused types\s+-\n/);

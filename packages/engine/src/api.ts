@@ -16,6 +16,8 @@ import {
 /** Task types whose processing is paused, beside the state of the whole queue. */
 export interface ProcessingState extends QueueState {
   pausedTypes: string[];
+  /** Tasks WAITING (a sleep, child tasks, a wait token): they hold no slot and no job. */
+  suspended: number;
 }
 
 export interface SubmitResult {
@@ -147,16 +149,18 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
   };
   const queueState = async (): Promise<ProcessingState> => {
     // Waiting: jobs in the queue, and tasks still waiting in PostgreSQL for their turn.
-    const [state, pausedTypes, held] = await Promise.all([
+    const [state, pausedTypes, held, suspended] = await Promise.all([
       queue.state(),
       paused.list(),
       store.dispatch.waiting(),
+      store.dispatch.suspended(),
     ]);
     return {
       ...state,
       waiting: state.waiting + held.due,
       delayed: state.delayed + held.delayed,
       pausedTypes,
+      suspended,
     };
   };
   return {

@@ -163,6 +163,10 @@ export function QueuePage({ abilities, tenant }: { abilities: Abilities; tenant:
                 <b>{state.failed}</b>
                 <span>failed (kept 24 h)</span>
               </div>
+              <div title="Asleep, waiting for child tasks or for a wait token: holding no worker slot">
+                <b>{state.suspended}</b>
+                <span>suspended (WAITING)</span>
+              </div>
             </div>
           ) : null}
           <table data-testid="task-types">

@@ -10,6 +10,12 @@ const queueStateSchema = z
     active: z.number().int(),
     failed: z.number().int().describe('Failed jobs BullMQ keeps for 24 h (their tasks are FAILED)'),
     pausedTypes: z.array(z.string()).describe('Task types paused on their own'),
+    suspended: z
+      .number()
+      .int()
+      .describe(
+        'Tasks WAITING (asleep, waiting for child tasks or for a wait token): they hold no worker slot and no job, and are queued again when their wait ends',
+      ),
   })
   .meta({ id: 'QueueState' });
 
@@ -36,7 +42,7 @@ export const queueRouter = router({
         path: '/queue',
         summary: 'Whether processing is paused, and queue depths',
         description:
-          'Whether processing is paused (as a whole, and which task types on their own), and how many jobs wait, are delayed, run and failed. Shared by every tenant: an operator key only.',
+          'Whether processing is paused (as a whole, and which task types on their own), how many jobs wait, are delayed, run and failed, and how many tasks are suspended (WAITING). Shared by every tenant: an operator key only.',
         tags: ['queue'],
         successDescription: 'The state of the queue',
         errorResponses: { 403: OPERATOR_403 },

@@ -130,13 +130,33 @@ export class DispatchQueries {
     return rows.map(toReady);
   }
 
-  /** Each tenant's unfinished tasks: RUNNING, and PENDING (queued, delayed or waiting for a retry). */
-  async perTenant(): Promise<{ tenantId: string; running: number; queued: number }[]> {
-    const rows = await this.pg<{ owner_id: string; running: number; queued: number }[]>`
+  /**
+   * Each tenant's unfinished tasks: RUNNING, PENDING (queued, delayed or waiting for a retry), and
+   * WAITING (suspended: a sleep, child tasks or a wait token; holding no slot).
+   */
+  async perTenant(): Promise<{ tenantId: string; running: number; queued: number; waiting: number }[]> {
+    const rows = await this.pg<{ owner_id: string; running: number; queued: number; waiting: number }[]>`
       select owner_id, (count(*) filter (where status = 'RUNNING'))::int as running,
-             (count(*) filter (where status = 'PENDING'))::int as queued
-      from tasks where status in ('PENDING', 'RUNNING') group by owner_id`;
-    return rows.map((r) => ({ tenantId: r.owner_id, running: r.running, queued: r.queued }));
+             (count(*) filter (where status = 'PENDING'))::int as queued,
+             (count(*) filter (where status = 'WAITING'))::int as waiting
+      from tasks where status in ('PENDING', 'RUNNING', 'WAITING') group by owner_id`;
+    return rows.map((r) => ({
+      tenantId: r.owner_id,
+      running: r.running,
+      queued: r.queued,
+      waiting: r.waiting,
+    }));
+  }
+
+  /**
+   * Tasks suspended (WAITING: a sleep, child tasks or a wait token), which hold no worker slot and
+   * no job. Counted up to `cap` (the index of waiting tasks serves it).
+   */
+  async suspended(cap = COUNT_CAP): Promise<number> {
+    const [row] = await this.pg<{ n: number }[]>`
+      select count(*)::int as n
+      from (select 1 from tasks where waiting_for is not null and status::text = 'WAITING' limit ${cap}) w`;
+    return row?.n ?? 0;
   }
 
   /**

@@ -17,6 +17,16 @@ const seconds = (ms: number) => Math.max(0, ms) / 1000;
  * The lifecycle feeds the task metrics through `observe`; the server feeds the HTTP ones; the queue
  * depth is read from the queue at each scrape.
  */
+/** A tenant's unfinished tasks by state, as `tasker_tenant_tasks` reports them. */
+export interface TenantCounts {
+  tenantId: string;
+  running: number;
+  queued: number;
+  /** WAITING: a sleep, child tasks or a wait token; holding no slot. */
+  waiting: number;
+}
+const TENANT_STATES = ['running', 'queued', 'waiting'] as const;
+
 export class TaskerMetrics {
   readonly registry = new Registry();
   private readonly created: Counter<'task_type'>;
@@ -36,9 +46,7 @@ export class TaskerMetrics {
   private readonly llmTokens: Counter<'task_type' | 'model' | 'kind'>;
   private readonly llmCost: Counter<'task_type' | 'model'>;
   private queueState: (() => Promise<QueueState>) | undefined;
-  private tenantCounts:
-    | { read: () => Promise<{ tenantId: string; running: number; queued: number }[]>; top: number }
-    | undefined;
+  private tenantCounts: { read: () => Promise<TenantCounts[]>; top: number } | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -162,7 +170,7 @@ export class TaskerMetrics {
     });
     new Gauge({
       name: 'tasker_tenant_tasks',
-      help: 'Unfinished tasks per tenant, by state (running, queued): the METRICS_TOP_TENANTS tenants with the most, the rest summed under tenant="(other)"',
+      help: 'Unfinished tasks per tenant, by state (running, queued, waiting: WAITING, holding no slot): the METRICS_TOP_TENANTS tenants with the most, the rest summed under tenant="(other)"',
       labelNames: ['tenant', 'state'] as const,
       registers,
       async collect() {
@@ -170,22 +178,20 @@ export class TaskerMetrics {
         if (!source) return;
         this.reset();
         try {
+          const total = (r: TenantCounts) => r.running + r.queued + r.waiting;
           const rows = (await source.read()).sort(
-            (a, b) => b.running + b.queued - (a.running + a.queued) || (a.tenantId < b.tenantId ? -1 : 1),
+            (a, b) => total(b) - total(a) || (a.tenantId < b.tenantId ? -1 : 1),
           );
-          const other = { running: 0, queued: 0 };
+          const other = { running: 0, queued: 0, waiting: 0 };
           rows.forEach((row, i) => {
             if (i < source.top) {
-              this.set({ tenant: row.tenantId, state: 'running' }, row.running);
-              this.set({ tenant: row.tenantId, state: 'queued' }, row.queued);
+              for (const state of TENANT_STATES) this.set({ tenant: row.tenantId, state }, row[state]);
             } else {
-              other.running += row.running;
-              other.queued += row.queued;
+              for (const state of TENANT_STATES) other[state] += row[state];
             }
           });
           if (rows.length > source.top) {
-            this.set({ tenant: '(other)', state: 'running' }, other.running);
-            this.set({ tenant: '(other)', state: 'queued' }, other.queued);
+            for (const state of TENANT_STATES) this.set({ tenant: '(other)', state }, other[state]);
           }
         } catch {
           // PostgreSQL is unreachable: no value rather than a stale one
@@ -216,10 +222,7 @@ export class TaskerMetrics {
     this.queueState = read;
   }
   /** Reads each tenant's running and queued counts at each scrape: the `top` tenants with the most by name, the rest summed. */
-  watchTenants(
-    read: () => Promise<{ tenantId: string; running: number; queued: number }[]>,
-    top: number,
-  ): void {
+  watchTenants(read: () => Promise<TenantCounts[]>, top: number): void {
     this.tenantCounts = { read, top };
   }
 
