@@ -239,11 +239,17 @@ describe('tasker_tenant_tasks', () => {
                now() + interval '1 day', jsonb_build_object('kind', 'time', 'until', now() + interval '1 day')
         from generate_series(1, 4)`;
       const families = await scrape(stack.url, TOKEN);
-      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t1', state: 'waiting' })).toBe(4);
-      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t2', state: 'waiting' })).toBe(0);
+      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t1', state: 'waiting' })).toBe(
+        4,
+      );
+      expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t2', state: 'waiting' })).toBe(
+        0,
+      );
       // GET /queue says how many are suspended, beside the queue's depths.
       const queue = (await (await fetch(`${stack.url}/queue`)).json()) as { suspended: number };
-      const [waiting] = await db<{ n: number }[]>`select count(*)::int as n from tasks where status = 'WAITING'`;
+      const [waiting] = await db<
+        { n: number }[]
+      >`select count(*)::int as n from tasks where status = 'WAITING'`;
       expect(queue.suspended).toBe(waiting?.n);
       expect(queue.suspended).toBeGreaterThanOrEqual(4);
       expect(sampleValue(families, 'tasker_tenant_tasks', { tenant: 'metrics-t1', state: 'queued' })).toBe(
