@@ -11,7 +11,8 @@ import { openDashboard, screenshot, setupBrowserStack, waitForTask } from './har
 
 const harness = setupBrowserStack({}, { chunkDelayMs: 0 });
 let reader: string;
-let admin: string;
+/** An operator's key: LLM budgets are an operator's to set. */
+let operator: string;
 let db: ReturnType<typeof createDb>;
 /** What acme's two tasks used, as GET /usage sums it. */
 let today = { prompt: 0, completion: 0, cost: 0 };
@@ -20,7 +21,7 @@ beforeAll(async () => {
   const { stack } = harness;
   const writer = await stack.key('acme', ['tasks:write', 'tasks:read']);
   reader = await stack.key('acme', ['tasks:read']);
-  admin = await stack.key('acme', ['admin']);
+  operator = await stack.key('ops', ['operator']);
   const other = await stack.key('globex', ['tasks:write', 'tasks:read']);
   const ids: string[] = [];
   for (const prompt of ['first question', 'second question'])
@@ -94,7 +95,7 @@ describe(`the usage page (${testMode} mode)`, () => {
   });
 
   it("says when the tenant's LLM tasks are held: a budget reached, until when", async () => {
-    await harness.stack.api(admin, 'PUT', '/tenants/acme/limits', { llm_tokens_per_day: 10 });
+    await harness.stack.api(operator, 'PUT', '/tenants/acme/limits', { llm_tokens_per_day: 10 });
     const page = await openDashboard(harness.browser, harness.stack.url, reader, '/ui/usage');
     const held = page.getByTestId('budget-held');
     await held.waitFor();

@@ -10,6 +10,7 @@ import {
   type BudgetState,
   DEFAULT_TENANT,
   effectiveLimits,
+  ForbiddenError,
   iso,
   isoDate,
   type Limits,
@@ -17,7 +18,14 @@ import {
   typeLimitDefaults,
 } from '@tasker/engine';
 import { z } from 'zod';
-import { type Identity, reachable } from './auth.ts';
+import { type Identity, isOperator, reachable } from './auth.ts';
+
+/**
+ * The 403 of a budget set with a tenant's own key: LLM budgets bound what a tenant spends of the
+ * operator's model key, so only an operator sets them (a tenant's admin key reads them).
+ */
+export const BUDGETS_403 =
+  "LLM budgets (llm_tokens_per_day, llm_cost_per_month_usd) are set by an operator key: a tenant's admin key may read them, not change them";
 
 const limit = (what: string) => z.number().int().nullable().describe(`${what}; null: no limit`);
 
@@ -208,6 +216,11 @@ export function createLimitsApi(limits: Limits): LimitsApi {
       withCounts(tenant, store.getTenant(reachable(caller, tenant, OTHER_TENANT_LIMITS))),
     setTenant: async (caller, tenant, change) => {
       reachable(caller, tenant, OTHER_TENANT_LIMITS);
+      if (
+        (change.llmTokensPerDay !== undefined || change.llmCostPerMonthUsd !== undefined) &&
+        !isOperator(caller)
+      )
+        throw new ForbiddenError(BUDGETS_403);
       const known =
         tenant === DEFAULT_TENANT || tenant === caller.tenantId || (await store.tenantExists(tenant));
       if (!known) {
@@ -222,9 +235,9 @@ export function createLimitsApi(limits: Limits): LimitsApi {
     },
     clearTenant: async (caller, tenant) => {
       reachable(caller, tenant, OTHER_TENANT_LIMITS);
-      // Its row is gone: the defaults apply.
-      const gone = written(store.clearTenant(tenant)).then(() => undefined);
-      return withCounts(tenant, gone);
+      // Its limits are gone (the defaults apply); its budgets stay, an operator's to remove.
+      const left = written(store.clearTenant(tenant));
+      return withCounts(tenant, left);
     },
     listTenants: async ({ limit: size, cursor }) => {
       const names = await store.listTenants(size + 1, cursor);

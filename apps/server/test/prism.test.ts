@@ -578,6 +578,10 @@ const CASES: Record<string, () => Case[]> = {
       json({ llm_tokens_per_day: 1_000_000, llm_cost_per_month_usd: 12.5 }),
     ),
     tenantCase(400, 'a negative budget', 'prism', json({ llm_cost_per_month_usd: -1 })),
+    tenantCase(403, "a tenant admin, its own LLM budget: an operator's to set", 'prism', {
+      bearer: keys.tenantAdmin,
+      ...json({ llm_tokens_per_day: 1_000_000 }),
+    }),
     tenantCase(200, 'a tenant admin, its own: back to the default', 'prism', {
       bearer: keys.tenantAdmin,
       ...json({ starts_per_minute: null }),

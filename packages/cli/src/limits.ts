@@ -4,10 +4,11 @@ import type {
   TaskerClient,
   TaskTypeLimits,
   TenantLimits,
+  TenantLimitsInput,
   TypeLimitsInput,
 } from '@tasker/sdk';
 import type { MAX_LIMIT as TASKS_MAX_LIMIT } from '@tasker/tasks';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { connect } from './connect.ts';
 import { CliError, describeError, EXIT } from './errors.ts';
 import { paint, printJson, printTable, time } from './output.ts';
@@ -60,13 +61,65 @@ const TENANT_FIELDS = ['maxRunning', 'maxQueued', 'startsPerMinute'] as const sa
 
 const flagOf = (field: Field) => `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
-type Flags = { [K in Field]?: number | 'default' } & { clear?: boolean };
+/** A tenant's LLM budgets (`tenants limits` only): `none` removes one. */
+type Budget = keyof Required<Pick<TenantLimitsInput, 'llmTokensPerDay' | 'llmCostPerMonthUsd'>>;
+const BUDGETS: Record<Budget, { flag: string; help: string; parse: (text: string) => number }> = {
+  llmTokensPerDay: {
+    flag: '--llm-tokens-per-day <n>',
+    help: "LLM budget: tokens of the tenant's model calls per UTC day",
+    parse: wholeNumber(0, Number.MAX_SAFE_INTEGER, 'or "none"'),
+  },
+  llmCostPerMonthUsd: {
+    flag: '--llm-cost-per-month-usd <usd>',
+    help: "LLM budget: US dollars of the tenant's model calls per UTC month",
+    parse: (text) => {
+      const usd = Number(text);
+      if (!/^\d+(\.\d+)?$/.test(text) || usd > 1_000_000_000)
+        throw new InvalidArgumentError('US dollars from 0 to 1,000,000,000, like 250 or 12.5 (or "none")');
+      return usd;
+    },
+  },
+};
+const BUDGET_FIELDS = Object.keys(BUDGETS) as Budget[];
 
-/** The limits given on the command line (a field left out stays as it is on the server). */
-function changes(flags: Flags, fields: readonly Field[]): TypeLimitsInput | undefined {
+type Flags = { [K in Field]?: number | 'default' } & { [K in Budget]?: number | 'none' } & {
+  clear?: boolean;
+};
+
+/** The limits (and budgets) given on the command line (a field left out stays as it is on the server). */
+function changes(
+  flags: Flags,
+  fields: readonly Field[],
+  budgets: readonly Budget[],
+): (TypeLimitsInput & TenantLimitsInput) | undefined {
   const given = fields.filter((field) => flags[field] !== undefined);
-  if (given.length === 0) return undefined;
-  return Object.fromEntries(given.map((field) => [field, flags[field] === 'default' ? null : flags[field]]));
+  const budgetsGiven = budgets.filter((budget) => flags[budget] !== undefined);
+  if (given.length === 0 && budgetsGiven.length === 0) return undefined;
+  return Object.fromEntries([
+    ...given.map((field) => [field, flags[field] === 'default' ? null : flags[field]]),
+    ...budgetsGiven.map((budget) => [budget, flags[budget] === 'none' ? null : flags[budget]]),
+  ]);
+}
+
+/** A tenant's budgets under its limits: set, used in the window, and whether its LLM tasks are held. */
+function printBudgets(budgets: TenantLimits['budgets']): void {
+  const usd = (value: number) => `$${value.toLocaleString('en-US', { maximumFractionDigits: 6 })}`;
+  printTable(
+    [
+      ['BUDGET', 'SET', 'USED'],
+      ['llm tokens per day', shown(budgets.llmTokensPerDay, 'none'), `${budgets.tokensToday} today`],
+      [
+        'llm cost per month',
+        budgets.llmCostPerMonthUsd === null ? 'none' : usd(budgets.llmCostPerMonthUsd),
+        `${usd(budgets.costThisMonthUsd)} this month`,
+      ],
+    ],
+    (r, c, text) => (r === 0 ? paint('bold', text) : c === 0 ? paint('dim', text) : text),
+  );
+  if (budgets.exceeded)
+    process.stdout.write(
+      `${paint('yellow', `${budgets.exceeded} reached`)}: new LLM tasks are refused (429) and queued ones held until ${budgets.heldUntil ? time(budgets.heldUntil) : 'the budget is raised'}\n`,
+    );
 }
 
 const shown = (value: number | null | undefined, none = '-') =>
@@ -103,7 +156,9 @@ function limitsCommand<Key extends string, V extends View>(
     description: string;
     argument: [name: string, description: string];
     fields: readonly Field[];
-    api: (client: TaskerClient) => LimitsApi<Key, TypeLimitsInput, V>;
+    /** The tenant's LLM budgets, set beside its limits (`tenants limits`). */
+    budgets?: boolean;
+    api: (client: TaskerClient) => LimitsApi<Key, TypeLimitsInput & TenantLimitsInput, V>;
     title: (view: V) => string;
   },
 ): void {
@@ -118,12 +173,21 @@ function limitsCommand<Key extends string, V extends View>(
       ),
     );
   }
+  const budgets = spec.budgets ? BUDGET_FIELDS : [];
+  for (const budget of budgets) {
+    const { flag, help, parse } = BUDGETS[budget];
+    command.addOption(
+      new Option(flag, `${help} ("none": no budget)`).argParser((text) =>
+        text === 'none' ? text : parse(text),
+      ),
+    );
+  }
   command
     .option('--clear', 'remove every limit set here: the defaults apply again')
     .option('--json', 'the limits and counts as JSON')
     .action(async (key: string, flags: Flags, command: Command) => {
       const { client, url } = connect(command);
-      const change = changes(flags, spec.fields);
+      const change = changes(flags, spec.fields, budgets);
       if (flags.clear && change) throw new CliError('--clear: give it alone, without limits', EXIT.usage);
       const api = spec.api(client);
       const view = await (flags.clear
@@ -134,7 +198,10 @@ function limitsCommand<Key extends string, V extends View>(
       ).catch((error: unknown) => Promise.reject(describeError(error, url)));
       // `--json` is also the parent's option (`tenants --json`, `types --json`), wherever it stands on the line.
       if (command.optsWithGlobals<{ json?: boolean }>().json) printJson(view);
-      else printLimits(spec.title(view), view, spec.fields);
+      else {
+        printLimits(spec.title(view), view, spec.fields);
+        if ('budgets' in view) printBudgets(view.budgets);
+      }
     });
 }
 
@@ -183,6 +250,7 @@ export function tenantsCommand(program: Command): void {
       "A tenant's limits and its running/queued tasks; with flags, sets them (its own with an admin key, any with an operator key)",
     argument: ['tenant', 'the tenant'],
     fields: TENANT_FIELDS,
+    budgets: true,
     api: (client) => client.tenants.limits,
     title: (view) => `tenant ${view.tenant}`,
   });

@@ -81,6 +81,8 @@ describe('tasker tenants limits', () => {
       ['--max-running', '1.5'],
       ['--starts-per-minute', '1000001'],
       ['--max-queued', '3', '--clear'],
+      ['--llm-tokens-per-day', '-5'],
+      ['--llm-cost-per-month-usd', 'ten'],
     ]) {
       const run = await tasker(['tenants', 'limits', 'acme', ...args], keys.admin);
       expect(run.code, run.stderr).toBe(2);
@@ -121,5 +123,27 @@ describe('tasker tenants limits', () => {
     expect((await tasker(['types', 'limits', 'sum_two_numbers'], keys.admin)).code).toBe(4);
     // `tasker types` itself still lists the types.
     expect((await tasker(['types'], keys.admin)).stdout).toMatch(/^sum_two_numbers /m);
+  });
+
+  it('LLM budgets: an operator sets them (none removes one), a tenant admin reads them and may not change them', async () => {
+    let run = await tasker(
+      ['tenants', 'limits', 'acme', '--llm-tokens-per-day', '5000', '--llm-cost-per-month-usd', '12.5'],
+      keys.operator,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^BUDGET +SET +USED$/m);
+    expect(run.stdout).toMatch(/^llm tokens per day +5000 +0 today$/m);
+    expect(run.stdout).toMatch(/^llm cost per month +\$12\.5 +\$0 this month$/m);
+    run = await tasker(['tenants', 'limits', 'acme', '--llm-tokens-per-day', '9'], keys.admin);
+    expect(run.code).toBe(4);
+    expect(run.stderr).toMatch(/set by an operator key.*\(403\)/);
+    // The admin's clear gives the limits back to their defaults; the budgets stay.
+    run = await tasker(['tenants', 'limits', 'acme', '--clear', '--json'], keys.admin);
+    expect(JSON.parse(run.stdout).budgets).toMatchObject({ llmTokensPerDay: 5000, llmCostPerMonthUsd: 12.5 });
+    run = await tasker(
+      ['tenants', 'limits', 'acme', '--llm-tokens-per-day', 'none', '--json'],
+      keys.operator,
+    );
+    expect(JSON.parse(run.stdout).budgets).toMatchObject({ llmTokensPerDay: null, llmCostPerMonthUsd: 12.5 });
   });
 });

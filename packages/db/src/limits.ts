@@ -108,13 +108,21 @@ export class LimitStore {
     return row;
   }
 
-  /** Removes the tenant's row: its limits are the defaults again. Whether there was one. */
-  async clearTenant(tenantId: string): Promise<boolean> {
-    const rows = await this.db
-      .delete(tenantLimits)
-      .where(eq(tenantLimits.tenantId, tenantId))
-      .returning({ tenantId: tenantLimits.tenantId });
-    return rows.length > 0;
+  /**
+   * The tenant's limits back to the defaults; its LLM budgets stay (an operator removes one by
+   * setting it null). Its row goes once nothing is left in it. The row as it now is, or undefined.
+   */
+  async clearTenant(tenantId: string): Promise<StoredTenantLimits | undefined> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(tenantLimits)
+        .set({ maxRunning: null, maxQueued: null, startsPerMinute: null, updatedAt: sql`now()` })
+        .where(eq(tenantLimits.tenantId, tenantId))
+        .returning();
+      if (!row || row.llmTokensPerDay !== null || row.llmCostPerMonthUsd !== null) return row;
+      await tx.delete(tenantLimits).where(eq(tenantLimits.tenantId, tenantId));
+      return undefined;
+    });
   }
 
   /**

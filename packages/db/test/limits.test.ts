@@ -86,7 +86,14 @@ describe('LimitStore', () => {
     expect(counts.get('nobody')).toEqual({ running: 0, queued: 0 });
     expect((await limits.countsOf(['t2'], 0)).get('t2')).toEqual({ running: 0, queued: 0 });
     expect(await limits.countsOfType('sum_two_numbers')).toEqual({ running: 1, queued: 2 });
-    expect(await limits.clearTenant('t1')).toBe(true);
+    expect(await limits.clearTenant('t1')).toBeUndefined();
+    expect(await limits.getTenant('t1')).toBeUndefined();
+    // A budget outlives a clear of the limits: the row stays with it alone.
+    await limits.setTenant('t1', { maxRunning: 4, llmTokensPerDay: 1000 });
+    expect(await limits.clearTenant('t1')).toMatchObject({ maxRunning: null, llmTokensPerDay: 1000 });
+    expect(await limits.getTenant('t1')).toMatchObject({ maxRunning: null, llmTokensPerDay: 1000 });
+    await limits.setTenant('t1', { llmTokensPerDay: null });
+    expect(await limits.clearTenant('t1')).toBeUndefined();
     expect(await limits.getTenant('t1')).toBeUndefined();
   });
 });

@@ -74,13 +74,14 @@ export class Budgets {
     return this.stateOf(tenantId, await this.values(tenantId), now);
   }
 
-  /** The state of budgets `values` (as just read or written) of the tenant: spend read now where one is set. */
+  /**
+   * The state of budgets `values` (as just read or written) of the tenant, its spend read now (also
+   * without a budget: the limits view and GET /usage show what was used). The hot paths (`exceeded`,
+   * `heldTenants`) do not come here for a tenant without budgets.
+   */
   async stateOf(tenantId: string, values: BudgetValues, now = new Date()): Promise<BudgetState> {
     const windows = budgetWindows(now);
-    const spend =
-      values.llmTokensPerDay === null && values.llmCostPerMonthUsd === null
-        ? { tokensToday: 0, costThisMonthUsd: 0 }
-        : await this.limits.store.spend(tenantId, windows.dayStart, windows.monthStart);
+    const spend = await this.limits.store.spend(tenantId, windows.dayStart, windows.monthStart);
     return {
       ...values,
       ...spend,

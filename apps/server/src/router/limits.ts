@@ -2,6 +2,7 @@ import type { LimitChange, TenantChange, TypeLimitValues } from '@tasker/db';
 import { MAX_LIMIT, taskNames } from '@tasker/tasks';
 import { z } from 'zod';
 import {
+  BUDGETS_403,
   OTHER_TENANT_LIMITS,
   tenantLimitsSchema,
   typeLimitsViewSchema,
@@ -132,12 +133,12 @@ export const limitsRouter = router({
           'Each field given is set (null: back to the default); a field left out stays as it is. ' +
           `max_queued is checked at every submission: beyond it, 429 with code QUEUE_FULL and nothing stored. ${WITHIN} ` +
           'The LLM budgets (llm_tokens_per_day, llm_cost_per_month_usd; UTC windows): once one is reached, a new task of an LLM type is refused (429 BUDGET_EXCEEDED, Retry-After: seconds until the window turns) and the queued ones are held PENDING until the window turns or the budget is raised. ' +
-          "An admin key sets its own tenant's; an operator key any tenant's that exists (has a key, a task or limits).",
+          "An admin key sets its own tenant's limits (not its budgets: an operator's); an operator key any tenant's that exists (has a key, a task or limits).",
         tags: ['limits'],
         successDescription: "The tenant's limits, as set, and counts",
         errorResponses: {
           400: `A limit that is not an integer from 0 to ${MAX_LIMIT} (or null), a negative budget, an unknown field, a malformed tenant, or a tenant nothing belongs to ("${UNKNOWN_TENANT}")`,
-          403: TENANT_403,
+          403: `${TENANT_403}; or an LLM budget set without an operator key ("${BUDGETS_403}")`,
         },
         unavailable: 'PostgreSQL is unavailable',
       },
@@ -152,7 +153,7 @@ export const limitsRouter = router({
         method: 'DELETE',
         path: '/tenants/{tenant}/limits',
         summary: "Clear a tenant's limits (back to the defaults)",
-        description: `The tenant's limits set at runtime are removed: the defaults apply again. ${WITHIN}`,
+        description: `The tenant's limits set at runtime are removed: the defaults apply again. Its LLM budgets stay (an operator removes one by setting it null). ${WITHIN}`,
         tags: ['limits'],
         successDescription: "The tenant's limits, now the defaults, and counts",
         errorResponses: { 400: 'A malformed tenant', 403: TENANT_403 },
