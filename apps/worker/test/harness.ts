@@ -40,7 +40,12 @@ export class Harness {
     harness.listener = await listenTaskChanges(
       harness.engine.db.sql,
       (change) => {
-        if (!change.truncated) harness.events.push({ id: change.row.id, status: change.row.status });
+        // A new task is announced by its key (id and status), a change with its row.
+        harness.events.push(
+          change.truncated
+            ? { id: change.id, status: change.status }
+            : { id: change.row.id, status: change.row.status },
+        );
       },
       () => {},
     );
