@@ -11,10 +11,13 @@ import { createDb } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp } from '@tasker/testing';
 import { z } from 'zod';
 import {
+  fmt,
+  intVar,
   loadBenchConfig,
   MEASURED_BASE,
   percentile,
   runBounded,
+  table,
   taskParameters,
   verifyResults,
   WARMUP_BASE,
@@ -26,15 +29,6 @@ import { onInterrupt } from './interrupt.ts';
 
 /** The issue's goal: batches of 1,000 over REST accepted at this rate at least, in Redis mode. */
 const GOAL = 30_000;
-
-function intVar(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new Error(`${name} must be an integer in ${min}..${max} (got "${raw}")`);
-  return value;
-}
 
 const config = loadBenchConfig();
 const batchSize = intVar('BENCH_BATCH_SIZE', 1000, 1, 1000);
@@ -57,19 +51,6 @@ interface Phase {
   /** Request latencies, ms, sorted. */
   latencies: number[];
   cpu: CpuFigure[];
-}
-
-const fmt = (value: number, digits = 0) =>
-  Number.isFinite(value)
-    ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-    : 'n/a';
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length))) ?? [];
-  const line = (row: string[]) =>
-    row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join('   ');
-  const [head, ...body] = rows;
-  return [head ? line(head) : '', widths.map((w) => '-'.repeat(w)).join('   '), ...body.map(line)].join('\n');
 }
 
 async function main(): Promise<number> {

@@ -29,14 +29,29 @@ export interface BenchConfig {
   profileDir: string | undefined;
 }
 
-function intVar(name: string, fallback: number, min: number): number {
+/** An integer environment variable in `min..max`, `fallback` when unset or empty; anything else throws, naming it. */
+export function intVar(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) {
-    throw new Error(`${name} must be an integer >= ${min} (got "${raw}")`);
-  }
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new Error(`${name} must be an integer in ${min}..${max} (got "${raw}")`);
   return value;
+}
+
+/** A figure for a table: grouped thousands, `digits` decimals, `n/a` when not finite. */
+export const fmt = (value: number, digits = 0) =>
+  Number.isFinite(value)
+    ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : 'n/a';
+
+/** A text table: the first row is the head, underlined; the first column left-aligned, the others right. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length))) ?? [];
+  const line = (row: string[]) =>
+    row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join('   ');
+  const [head, ...body] = rows;
+  return [head ? line(head) : '', widths.map((w) => '-'.repeat(w)).join('   '), ...body.map(line)].join('\n');
 }
 
 function boolVar(name: string, fallback: boolean): boolean {

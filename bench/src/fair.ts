@@ -22,27 +22,17 @@ import {
 } from '@tasker/engine';
 import { type AppProcess, createTestEnv, type FakeOpenAI, spawnApp, startFakeOpenAI } from '@tasker/testing';
 import { and, eq, isNotNull, sql } from 'drizzle-orm';
-import { percentile } from './common.ts';
+import { fmt, intVar, percentile } from './common.ts';
 
-const int = (name: string, fallback: number) => {
-  const raw = process.env[name];
-  const value = raw ? Number(raw) : fallback;
-  if (!Number.isInteger(value) || value < 1)
-    throw new Error(`${name} must be a positive integer (got "${raw}")`);
-  return value;
-};
-const FLOOD = int('BENCH_FAIR_TASKS', 5000);
-const SLOT_MS = int('BENCH_FAIR_SLOT_MS', 1000);
-const WORKERS = int('BENCH_FAIR_WORKERS', 2);
-const CONCURRENCY = int('BENCH_FAIR_CONCURRENCY', 100);
-const SHORT_PER_TENANT = int('BENCH_FAIR_SHORT', 5);
+const FLOOD = intVar('BENCH_FAIR_TASKS', 5000, 1);
+const SLOT_MS = intVar('BENCH_FAIR_SLOT_MS', 1000, 1);
+const WORKERS = intVar('BENCH_FAIR_WORKERS', 2, 1);
+const CONCURRENCY = intVar('BENCH_FAIR_CONCURRENCY', 100, 1);
+const SHORT_PER_TENANT = intVar('BENCH_FAIR_SHORT', 5, 1);
 const OTHERS = ['tenant-b', 'tenant-c', 'tenant-d', 'tenant-e'];
 const MODE = process.env.BENCH_MODE === 'postgres' ? 'postgres' : 'redis';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-
 interface Stack {
   engine: Engine;
   api: TaskApi;

@@ -1,6 +1,6 @@
 import { cpus } from 'node:os';
 import { type BaselineResult, runBaseline } from './baseline.ts';
-import { type BenchConfig, loadBenchConfig } from './common.ts';
+import { type BenchConfig, fmt, loadBenchConfig, table } from './common.ts';
 import { type CpuFigure, machineBusyShare } from './cpu.ts';
 import { type E2eResult, runE2e } from './e2e.ts';
 
@@ -8,25 +8,6 @@ import { type E2eResult, runE2e } from './e2e.ts';
 const FLOOR = 0.25;
 /** The architecture's later goal ("at least half"; docs/architecture.md), printed for reference only. */
 const DESIGN_GOAL = 0.5;
-
-const fmt = (value: number, digits = 0) =>
-  Number.isFinite(value)
-    ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-    : 'n/a';
-
-function table(rows: string[][]): string {
-  const widths =
-    rows[0]?.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length))) ?? [];
-  const line = (row: string[]) =>
-    row
-      .map((cell, column) =>
-        column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0),
-      )
-      .join('   ');
-  const [head, ...body] = rows;
-  const rule = widths.map((w) => '-'.repeat(w)).join('   ');
-  return [head ? line(head) : '', rule, ...body.map(line)].join('\n');
-}
 
 function cpuLines(cpu: CpuFigure[], machineBusy: number | undefined, seconds: number): string {
   const rows = cpu.map((figure) => [

@@ -8,18 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { createDb } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp } from '@tasker/testing';
-import { type BenchConfig, loadBenchConfig, runBounded, sleep, taskParameters } from './common.ts';
+import { type BenchConfig, intVar, loadBenchConfig, runBounded, sleep, taskParameters } from './common.ts';
 import { nodeHttpClient } from './http-client.ts';
 import { onInterrupt } from './interrupt.ts';
 
 const RSS_TARGET_MB = 200;
 const RATIO_TARGET = 0.85;
-
-function intVar(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer`);
-  return value;
-}
 
 /** Resident memory of a process, in MB (Linux /proc). */
 function rssMb(pid: number | undefined): number {
@@ -106,9 +100,9 @@ async function soak(tasks: number, config: BenchConfig, idleMs: number): Promise
 
 export async function runSoak(): Promise<{ short: SoakResult; long: SoakResult }> {
   const config = loadBenchConfig();
-  const shortTasks = intVar('BENCH_SOAK_SHORT', 20_000);
-  const longTasks = intVar('BENCH_SOAK_LONG', 100_000);
-  const idleMs = intVar('BENCH_SOAK_IDLE_MS', 10_000);
+  const shortTasks = intVar('BENCH_SOAK_SHORT', 20_000, 1);
+  const longTasks = intVar('BENCH_SOAK_LONG', 100_000, 1);
+  const idleMs = intVar('BENCH_SOAK_IDLE_MS', 10_000, 1);
   console.log(
     `\nLong run: 1 server + 1 worker, sum_two_numbers over REST, ${config.concurrency} in flight: ${shortTasks.toLocaleString('en-US')} tasks, then ${longTasks.toLocaleString('en-US')} (fresh processes)`,
   );

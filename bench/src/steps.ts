@@ -22,21 +22,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDb } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp } from '@tasker/testing';
-import { loadBenchConfig, percentile, sleep } from './common.ts';
+import { fmt, intVar, loadBenchConfig, percentile, sleep, table } from './common.ts';
 import { onInterrupt } from './interrupt.ts';
 import { STEPS } from './steps-types.ts';
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'steps-worker.ts');
 const CHILDREN = 100;
-
-function intVar(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new Error(`${name} must be an integer in ${min}..${max} (got "${raw}")`);
-  return value;
-}
 
 const config = loadBenchConfig();
 const taskCount = intVar('BENCH_STEPS_TASKS', 2000, 1);
@@ -61,19 +52,6 @@ interface Phase {
   walBytes: number;
   /** For the fan-out: each parent's time from insert to COMPLETED, ms, sorted. */
   parentMs?: number[];
-}
-
-const fmt = (value: number, digits = 0) =>
-  Number.isFinite(value)
-    ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-    : 'n/a';
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? '').length))) ?? [];
-  const line = (row: string[]) =>
-    row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join('   ');
-  const [head, ...body] = rows;
-  return [head ? line(head) : '', widths.map((w) => '-'.repeat(w)).join('   '), ...body.map(line)].join('\n');
 }
 
 async function main(): Promise<number> {
