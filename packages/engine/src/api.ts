@@ -177,8 +177,11 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
     // The full record: the row and its durable steps, read side by side (the steps are shown only
     // once the row is found to be the tenant's).
     get: async (tenantId, id) => {
-      const [task, steps, summaries, list] = await Promise.all([
-        row(tenantId, id),
+      // The row first: an unknown (or another tenant's) task costs one query, not four, and so does
+      // each request while PostgreSQL is down (four at once per request filled the pool's queue:
+      // the 503s came after 4 s instead of at once).
+      const task = await row(tenantId, id);
+      const [steps, summaries, list] = await Promise.all([
         lifecycle.stepsOf(id),
         store.children.summaries([id]),
         store.children.list(id, CHILD_LIST_LIMIT),
