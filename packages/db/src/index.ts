@@ -75,6 +75,7 @@ export {
 } from './store.ts';
 export {
   hashTokenSecret,
+  isTokenId,
   type NewWaitToken,
   type TokenCompletion,
   type TokenRef,

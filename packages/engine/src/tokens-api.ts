@@ -1,5 +1,5 @@
 import type { TokenCompletion, WaitTokenRow } from '@tasker/db';
-import { hashTokenSecret } from '@tasker/db';
+import { hashTokenSecret, isTokenId } from '@tasker/db';
 import { z } from 'zod';
 import { NotFoundError } from './errors/not-found.ts';
 import { PublicFailureError } from './errors/public-failure.ts';
@@ -11,8 +11,6 @@ export const MAX_TOKEN_OUTPUT_BYTES = 64 * 1024;
 
 /** A callback URL's secret as `newTokenSecret` makes it: 32 bytes, base64url (43 characters). */
 const SECRET = /^[A-Za-z0-9_-]{43}$/;
-/** A token id: a UUID (anything else is unknown). */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A wait token as a completion answers it. */
 export const waitTokenSchema = z
@@ -96,7 +94,7 @@ export function createTokensApi(lifecycle: TaskLifecycle): TokensApi {
   const { tokens } = lifecycle.resources.store;
   return {
     async complete(tenantId, token, output) {
-      if (!UUID.test(token)) throw new NotFoundError(`Token not found: ${token}`);
+      if (!isTokenId(token)) throw new NotFoundError(`Token not found: ${token}`);
       checkSize(output);
       return answer(token, await tokens.complete({ id: token.toLowerCase(), tenantId }, output ?? null));
     },

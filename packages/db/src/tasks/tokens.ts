@@ -54,6 +54,11 @@ export type TokenCompletion =
   | { outcome: 'not-found' }
   | { outcome: 'already-completed' | 'timed-out' | 'task-finished'; token: WaitTokenRow };
 
+/** Whether `id` has a token id's form (a UUID): anything else names no token (and would fail the `::uuid` cast). */
+export function isTokenId(id: unknown): id is string {
+  return typeof id === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+}
+
 /** The SHA-256 (hex) of a callback URL's secret: all that is stored of it. */
 export function hashTokenSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
@@ -142,22 +147,28 @@ export class WaitTokens {
    * task is unfinished. Then wakes its task if it is WAITING for it.
    */
   async complete(ref: TokenRef, output: unknown): Promise<TokenCompletion> {
-    const match =
+    const matching = (sql: postgres.Sql) =>
       'secretHash' in ref
-        ? this.pg`w.secret_hash = ${ref.secretHash}`
+        ? sql`w.secret_hash = ${ref.secretHash}`
         : ref.tenantId === undefined
-          ? this.pg`w.id = ${ref.id}::uuid`
-          : this.pg`w.id = ${ref.id}::uuid and w.owner_id = ${ref.tenantId}`;
-    const [done] = await this.pg`
-      update wait_tokens w set status = 'completed', output = ${JSON.stringify(output ?? null)}::jsonb,
-        completed_at = now()
-      where ${match} and w.status = 'waiting' and w.timeout_at > now()
-        and exists (select 1 from tasks t where t.id = w.task_id and t.finished_at is null)
-      returning w.*`;
-    if (done) {
+          ? sql`w.id = ${ref.id}::uuid`
+          : sql`w.id = ${ref.id}::uuid and w.owner_id = ${ref.tenantId}`;
+    const match = matching(this.pg);
+    // The token and its task's wake commit together: a process that dies between them cannot leave
+    // a completed token whose task sleeps on until the token's timeout.
+    const completed = await this.pg.begin(async (tx) => {
+      const sql = tx as unknown as postgres.Sql;
+      const [done] = await sql`
+        update wait_tokens w set status = 'completed', output = ${JSON.stringify(output ?? null)}::jsonb,
+          completed_at = now()
+        where ${matching(sql)} and w.status = 'waiting' and w.timeout_at > now()
+          and exists (select 1 from tasks t where t.id = w.task_id and t.finished_at is null)
+        returning w.*`;
+      if (!done) return undefined;
       const token = fromRow(done);
-      return { outcome: 'completed', token, woken: await this.wake(token) };
-    }
+      return { outcome: 'completed' as const, token, woken: await this.wake(token, sql) };
+    });
+    if (completed) return completed;
     const [found] = await this.pg`
       select w.*, t.finished_at is not null as task_finished
       from wait_tokens w left join tasks t on t.id = w.task_id
@@ -173,11 +184,11 @@ export class WaitTokens {
   }
 
   /** WAITING → PENDING (`tokenDone`) for the task of `token`, if it is WAITING for it. */
-  private async wake(token: WaitTokenRow): Promise<TaskRow | undefined> {
-    const rows = await this.pg`
+  private async wake(token: WaitTokenRow, sql: postgres.Sql = this.pg): Promise<TaskRow | undefined> {
+    const rows = await sql`
       update tasks t set status = 'PENDING', version = t.version + 1, updated_at = now(),
         waiting_for = null, run_after = now()
-      where t.id = ${token.taskId}::uuid and ${this.pg.unsafe(TOKEN_DONE)}
+      where t.id = ${token.taskId}::uuid and ${sql.unsafe(TOKEN_DONE)}
         and t.waiting_for->>'kind' = 'token' and t.waiting_for->>'token' = ${token.id}
       returning t.*`;
     return [...byId(rows).values()][0];

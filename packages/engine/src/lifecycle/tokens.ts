@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { hashTokenSecret, type Suspension, type TaskRow, type TaskStepRow } from '@tasker/db';
+import { hashTokenSecret, isTokenId, type Suspension, type TaskRow, type TaskStepRow } from '@tasker/db';
 import {
   InvalidStepError,
   MAX_TOKEN_TIMEOUT_MS,
@@ -112,7 +112,9 @@ export class TokenSteps {
     const recorded = await this.order.find(id, seq);
     if (recorded?.status === 'completed') return recorded.output as T;
     const startedAt = recorded?.startedAt ?? new Date();
-    const row = await this.r.store.tokens.settle(token.id).catch(() => undefined);
+    // Not a token's form: no token of this task (refused here, not by a failing cast). A database
+    // error is left to fail the attempt, which is retried, instead of failing the task for good.
+    const row = isTokenId(token.id) ? await this.r.store.tokens.settle(token.id) : undefined;
     if (!row || row.taskId !== this.row.id)
       throw new InvalidStepError(`waitForToken: ${String(token.id)} is no wait token of this task`);
     if (row.status === 'completed') {
