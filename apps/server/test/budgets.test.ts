@@ -186,6 +186,38 @@ describe(`LLM budgets across ${WORKERS} workers (${testMode} mode)`, () => {
     expect((usage.body.budgets as { tokensToday: number }).tokensToday).toBeGreaterThanOrEqual(BUDGET);
   });
 
+  it("holds a parent's LLM children over the budget, the parent waiting for them (no refusal, no re-run loop)", async () => {
+    const parent = await api('POST', '/tasks', {
+      name: 'summarize_documents',
+      input: { documents: ['first text', 'second text'] },
+    });
+    expect(parent.status, JSON.stringify(parent.body)).toBe(201);
+    const id = parent.body.id as string;
+    const children = async () =>
+      sql<{ status: string; attempts: number }[]>`select status, attempts from tasks where parent_id = ${id}`;
+    await waitFor(
+      async () =>
+        (await task(id)).status === 'WAITING' && (await children()).length === 2 ? true : undefined,
+      { timeoutMs: 20_000, what: 'the parent to wait for its two children' },
+    );
+    // A while later: the children still held (PENDING, no attempt), the parent still waiting after
+    // its one attempt, and no model called.
+    const calls = fake.requests.length;
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(await children()).toEqual([
+      { status: 'PENDING', attempts: 0 },
+      { status: 'PENDING', attempts: 0 },
+    ]);
+    expect(await task(id)).toMatchObject({ status: 'WAITING', attempts: 1 });
+    expect(fake.requests.length).toBe(calls);
+    // Cancelled, it takes its held children with it (the next test counts the held tasks' calls).
+    expect((await api('POST', `/tasks/${id}/cancel`)).status).toBe(200);
+    await waitFor(
+      async () => ((await children()).every((c) => c.status === 'CANCELLED') ? true : undefined),
+      { what: "the parent's children cancelled" },
+    );
+  }, 60_000);
+
   it('runs the held tasks once the budget is raised, each in one attempt', async () => {
     const before = fake.requests.length;
     const raised = await api('PUT', '/tenants/default/limits', { llm_tokens_per_day: 1_000_000 });

@@ -965,6 +965,12 @@ const CASES: Record<string, () => Case[]> = {
       bearer: keys.tenantAdmin,
     },
     { status: 400, what: 'no such date', path: '/usage?from=2026-02-31' },
+    { status: 400, what: 'a year PostgreSQL has not', path: '/usage?from=0000-01-01&to=0000-06-01' },
+    {
+      status: 400,
+      what: 'a year an ISO date-time cannot end in',
+      path: '/usage?from=9999-12-01&to=9999-12-31',
+    },
     { status: 400, what: 'from after to', path: '/usage?from=2026-12-02&to=2026-12-01' },
     { status: 400, what: 'an unknown group_by', path: '/usage?group_by=week' },
     { status: 400, what: 'a range over 366 days', path: '/usage?from=2024-01-01&to=2026-01-01' },

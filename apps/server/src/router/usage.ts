@@ -22,6 +22,10 @@ function parseInstant(text: string): Date | undefined {
   const date = new Date(at);
   // 2026-02-31 parses as March 3rd: refused, the date must be one of the calendar's.
   if (DATE_ONLY.test(text) && date.toISOString().slice(0, 10) !== text) return undefined;
+  // Years PostgreSQL and the answer's ISO dates both hold (year 0 is none of PostgreSQL's; a `to`
+  // in 9999 ends in year 10000, which an ISO date-time cannot write): outside, a 400, not a 500.
+  const year = date.getUTCFullYear();
+  if (year < 1970 || year > 9998) return undefined;
   return date;
 }
 
@@ -30,7 +34,8 @@ const instant = (what: string) =>
     .string()
     .max(40)
     .refine((text) => parseInstant(text) !== undefined, {
-      error: 'expected a date (2026-12-01) or a date-time with an offset (2026-12-01T08:00:00Z)',
+      error:
+        'expected a date (2026-12-01) or a date-time with an offset (2026-12-01T08:00:00Z), years 1970 to 9998',
     })
     .describe(what);
 

@@ -90,7 +90,12 @@ export async function submitMany(
   });
   if (issues.length > 0)
     throw new PublicFailureError({ status: 400, message: describeIssues(issues), issues });
-  const llmNames = [...new Set(rows.map((row) => row.name))].filter((name) => getTaskDefinition(name)?.llm);
+  // A parent's children (ctx.run, ctx.runMany) are not refused over a budget: they are stored and
+  // held by the dispatcher like any queued LLM task. Refused, the parent's attempt would be handed
+  // back uncounted and run again at once, over and over, until the window turned.
+  const llmNames = [...new Set(rows.filter((row) => row.parentId == null).map((row) => row.name))].filter(
+    (name) => getTaskDefinition(name)?.llm,
+  );
   if (llmNames.length > 0) await refuseOverBudget(r, tenantId, llmNames);
   if (unavailable) throw unavailable;
 
