@@ -250,6 +250,11 @@ describe('bad input', () => {
       /^debounce: /,
     ],
     ['a singleton_key of 201 characters', { singleton_key: 'x'.repeat(201) }, /singleton_key/],
+    [
+      "an idempotency_key in child tasks' reserved form",
+      { idempotency_key: `$child:${crypto.randomUUID()}:0:0` },
+      /idempotency_key/,
+    ],
     ['an empty concurrency_key', { concurrency_key: '' }, /concurrency_key/],
     [
       'a concurrency_key with a control character',

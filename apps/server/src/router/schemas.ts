@@ -111,8 +111,13 @@ export const runOptionsShape = {
     .string()
     .min(1)
     .max(200)
+    // `$…` is Tasker's own (a child task's is `$child:<parent>:…`): a client's key could otherwise
+    // stand in for a parent's child.
+    .refine((key) => !key.startsWith('$'), { error: 'must not start with "$" (reserved for child tasks)' })
     .optional()
-    .describe('The same key within IDEMPOTENCY_WINDOW_SECONDS returns the first task instead of a new one'),
+    .describe(
+      'The same key within IDEMPOTENCY_WINDOW_SECONDS returns the first task instead of a new one; not starting with "$" (reserved)',
+    ),
   concurrency_key: submitKey(
     "Tasks with one concurrency key share that key's concurrency limits (their task type's max_running_per_key); default: the tenant",
   ).optional(),
