@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import type postgres from 'postgres';
 import type { Database } from '../client.ts';
 import { type TaskError, type TaskRow, tasks, type WaitingFor } from '../schema.ts';
+import { againOnConflict } from './hot.ts';
 import { byId, column } from './rows.ts';
 import { type Assignments, conditionText, statusAfter, whereOf } from './transition-sql.ts';
 
@@ -56,16 +57,21 @@ export class OtherTransitions {
     tenantId?: string,
   ): Promise<TaskRow | undefined> {
     const status = statusAfter(name);
-    const [row] = await this.db
-      .update(tasks)
-      .set({
-        ...set,
-        ...(status ? { status } : {}),
-        updatedAt: sql`now()`,
-        version: sql`${tasks.version} + 1`,
-      })
-      .where(whereOf(name, id, tenantId))
-      .returning();
+    // One statement, guarded by the task's state: run again if PostgreSQL chose it as a deadlock's
+    // victim (a parent's cancel, whose trigger cancels its children, against its last child's end,
+    // whose trigger wakes the parent) instead of failing the request.
+    const [row] = await againOnConflict(() =>
+      this.db
+        .update(tasks)
+        .set({
+          ...set,
+          ...(status ? { status } : {}),
+          updatedAt: sql`now()`,
+          version: sql`${tasks.version} + 1`,
+        })
+        .where(whereOf(name, id, tenantId))
+        .returning(),
+    );
     return row;
   }
 
