@@ -50,6 +50,12 @@ export interface BudgetSpend {
   costThisMonthUsd: number;
 }
 
+/** A read of the spend: the dollars only when asked for (undefined: not read). */
+export interface SpendRead {
+  tokensToday: number;
+  costThisMonthUsd: number | undefined;
+}
+
 /** How many of a holder's tasks are RUNNING and PENDING, each counted up to a cap. */
 export interface TaskCounts {
   running: number;
@@ -126,20 +132,25 @@ export class LimitStore {
   }
 
   /**
-   * What the tenant's model calls used since `dayStart` (tokens) and since `monthStart` (dollars; a
-   * call cached or without a price adds nothing): one walk of the tenant's ledger rows of the month
-   * (`task_llm_calls_tenant_created_idx`). Read uncached: the budget check before every model call.
+   * What the tenant's model calls used since `dayStart` (tokens) and, when `monthStart` is given,
+   * since then (dollars; a call cached or without a price adds nothing): one walk of the tenant's
+   * ledger rows (`task_llm_calls_tenant_created_idx`) from the earlier of the two. Without
+   * `monthStart` (a tenant with a day budget only) the walk starts at the day's start, and the
+   * dollars are not read (undefined). Uncached: `Budgets` keeps and shares the answers.
    */
-  async spend(tenantId: string, dayStart: Date, monthStart: Date): Promise<BudgetSpend> {
-    const since = dayStart < monthStart ? dayStart : monthStart;
+  async spend(tenantId: string, dayStart: Date, monthStart?: Date): Promise<SpendRead> {
+    const since = monthStart && monthStart < dayStart ? monthStart : dayStart;
+    const cost = monthStart
+      ? sql`(sum(cost_usd) filter (where created_at >= ${monthStart.toISOString()} and not cached))::text`
+      : sql`null::text`;
     const [row] = await this.db.execute<{ tokens: string | null; cost: string | null }>(sql`
       select (sum(prompt_tokens + completion_tokens) filter (where created_at >= ${dayStart.toISOString()} and not cached))::text as tokens,
-             (sum(cost_usd) filter (where created_at >= ${monthStart.toISOString()} and not cached))::text as cost
+             ${cost} as cost
       from task_llm_calls
       where tenant_id = ${tenantId} and created_at >= ${since.toISOString()}`);
     return {
       tokensToday: Number(row?.tokens ?? 0),
-      costThisMonthUsd: Math.round(Number(row?.cost ?? 0) * 1e10) / 1e10,
+      costThisMonthUsd: monthStart ? Math.round(Number(row?.cost ?? 0) * 1e10) / 1e10 : undefined,
     };
   }
 

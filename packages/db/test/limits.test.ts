@@ -98,6 +98,28 @@ describe('LimitStore', () => {
   });
 });
 
+describe('LimitStore.spend', () => {
+  it("tokens since the day's start; dollars since the month's only when asked; cached calls and other tenants' excluded", async () => {
+    const call = (tenantId: string, at: string, tokens: number, costUsd: number | null, cached = false) =>
+      one.sql`insert into task_llm_calls (tenant_id, task_id, task_name, attempt, base_url, model,
+          prompt_tokens, completion_tokens, cost_usd, cached, created_at)
+        values (${tenantId}, ${randomUUID()}, 'query_chatgpt', 1, 'http://model', 'gpt-4o-mini',
+          ${tokens}, 1, ${costUsd}, ${cached}, ${at})`;
+    await call('sp', '2026-02-28T23:59:59Z', 1000, 100); // before the month
+    await call('sp', '2026-03-05T12:00:00Z', 100, 2.5); // the month, not the day
+    await call('sp', '2026-03-10T00:00:00Z', 10, 0.25); // the day
+    await call('sp', '2026-03-10T08:00:00Z', 20, null); // the day, no price
+    await call('sp', '2026-03-10T09:00:00Z', 0, 0, true); // cached
+    await call('other', '2026-03-10T09:00:00Z', 500, 50);
+    const day = new Date('2026-03-10T00:00:00Z');
+    const month = new Date('2026-03-01T00:00:00Z');
+    // Tokens: prompt + completion (each row's completion is 1).
+    expect(await limits.spend('sp', day, month)).toEqual({ tokensToday: 32, costThisMonthUsd: 2.75 });
+    expect(await limits.spend('sp', day)).toEqual({ tokensToday: 32, costThisMonthUsd: undefined });
+    expect(await limits.spend('nobody', day, month)).toEqual({ tokensToday: 0, costThisMonthUsd: 0 });
+  });
+});
+
 describe('an insert under max_queued', () => {
   it('20 racing inserts from two pools with max_queued 5 store exactly 5; the others are refused and announce nothing', async () => {
     const heard: TaskChange[] = [];

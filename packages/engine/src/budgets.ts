@@ -1,8 +1,11 @@
-import type { BudgetSpend, BudgetValues } from '@tasker/db';
+import type { BudgetSpend, BudgetValues, LimitStore } from '@tasker/db';
 import { BudgetExceededError, getTaskDefinition, taskNames } from '@tasker/tasks';
 import type { Limits } from './limits.ts';
 
 export type { BudgetValues };
+
+/** A read of a tenant's spend (`LimitStore.spend`): the dollars only when asked for. */
+export type SpendRead = Awaited<ReturnType<LimitStore['spend']>>;
 
 /** A budget's name, as the API and the error say it. */
 export type BudgetName = 'llm_tokens_per_day' | 'llm_cost_per_month_usd';
@@ -44,6 +47,24 @@ export const llmTypeNames = (): string[] => taskNames.filter(isLlmType);
 
 const NO_BUDGETS: BudgetValues = { llmTokensPerDay: null, llmCostPerMonthUsd: null };
 
+const hasBudget = (values: BudgetValues) =>
+  values.llmTokensPerDay !== null || values.llmCostPerMonthUsd !== null;
+
+/** A read of a tenant's spend: under way or done, begun `at`, for the day `dayStart`, dollars read or not. */
+interface SpendEntry {
+  read: Promise<SpendRead>;
+  at: number;
+  dayStart: number;
+  withCost: boolean;
+  settled: boolean;
+}
+
+/** How fresh a read of the spend must be: begun within `maxAgeMs`; `underWay`: only one not finished. */
+interface Freshness {
+  maxAgeMs: number;
+  underWay?: boolean;
+}
+
 /**
  * Per-tenant LLM budgets (`llm_tokens_per_day`, `llm_cost_per_month_usd`, UTC windows), set with
  * the tenant's limits (`tenant_limits`, read through `Limits`: at most 1 s stale) and measured on
@@ -51,91 +72,157 @@ const NO_BUDGETS: BudgetValues = { llmTokensPerDay: null, llmCostPerMonthUsd: nu
  *
  * - a submission of an LLM type (`submit`, `submitMany`): over a budget, refused with
  *   `BudgetExceededError` (429 BUDGET_EXCEEDED, Retry-After to the window's end);
- * - the dispatcher (`heldTenants`, at most 1 s old): an over-budget tenant's tasks of LLM types are
- *   not handed out, so they stay PENDING (held) until the window turns or the budget is raised;
- * - every model call, right before it starts (`check`, spend read uncached): over a budget, the
- *   call does not start and the attempt is handed back, uncounted, to be held by the dispatcher.
+ * - the dispatcher (`heldTenants`): an over-budget tenant's tasks of LLM types are not handed out,
+ *   so they stay PENDING (held) until the window turns or the budget is raised;
+ * - every model call, right before it starts (`check`): over a budget, the call does not start and
+ *   the attempt is handed back, uncounted, to be held by the dispatcher.
+ *
+ * The spend is read once for all three, per tenant: a read begun within `maxAgeMs` (1 s), finished
+ * or under way, answers a submission, the dispatcher and the limits and usage views, so a burst of
+ * submissions of one tenant costs one query a second. The check before a model call takes no
+ * finished answer: it joins a read under way (begun within the second, in practice milliseconds
+ * before), else reads; so no call starts once the ledger shows the budget reached. A read covers
+ * what the tenant's budgets need: a day budget alone walks the ledger from the day's start, a month
+ * budget (or a view) from the month's. A call this process records drops its tenant's answer.
  */
 export class Budgets {
-  private readonly heldCache = new Map<string, { exceeded: Exceeded | undefined; at: number }>();
+  private readonly spends = new Map<string, SpendEntry>();
 
   constructor(
     private readonly limits: Limits,
     private readonly options: { maxAgeMs?: number } = {},
   ) {}
 
+  private get maxAgeMs(): number {
+    return this.options.maxAgeMs ?? 1000;
+  }
+
   /** A tenant's budgets as set (null: none). */
   async values(tenantId: string): Promise<BudgetValues> {
     return (await this.limits.budgetValues([tenantId])).get(tenantId) ?? NO_BUDGETS;
   }
 
-  /** A tenant's budgets, its spend in their windows, and the budget reached if any (spend read now). */
+  /** A tenant's budgets, its spend in their windows (at most 1 s old), and the budget reached if any. */
   async state(tenantId: string, now = new Date()): Promise<BudgetState> {
     return this.stateOf(tenantId, await this.values(tenantId), now);
   }
 
   /**
-   * The state of budgets `values` (as just read or written) of the tenant, its spend read now (also
-   * without a budget: the limits view and GET /usage show what was used). The hot paths (`exceeded`,
-   * `heldTenants`) do not come here for a tenant without budgets.
+   * The state of budgets `values` (as just read or written) of the tenant, its spend at most 1 s
+   * old (also without a budget: the limits view and GET /usage show what was used). The hot paths
+   * (`exceeded`, `heldTenants`, `check`) do not come here, nor query, for a tenant without budgets.
    */
   async stateOf(tenantId: string, values: BudgetValues, now = new Date()): Promise<BudgetState> {
     const windows = budgetWindows(now);
-    const spend = await this.limits.store.spend(tenantId, windows.dayStart, windows.monthStart);
+    const read = await this.spend(tenantId, windows, true, { maxAgeMs: this.maxAgeMs });
+    const spend = { tokensToday: read.tokensToday, costThisMonthUsd: read.costThisMonthUsd ?? 0 };
     return {
       ...values,
       ...spend,
       dayEndsAt: windows.dayEnd,
       monthEndsAt: windows.monthEnd,
-      exceeded: exceededOf(values, spend, windows.dayEnd, windows.monthEnd),
+      exceeded: exceededOf(values, read, windows.dayEnd, windows.monthEnd),
     };
   }
 
-  /** The budget the tenant has reached, read now; undefined when within both (or none is set). */
-  async exceeded(tenantId: string): Promise<Exceeded | undefined> {
-    const values = await this.values(tenantId);
-    if (values.llmTokensPerDay === null && values.llmCostPerMonthUsd === null) return undefined;
-    return (await this.state(tenantId)).exceeded;
-  }
-
-  /** Throws BudgetExceededError when the tenant has reached a budget (read now: before a model call). */
-  async check(tenantId: string): Promise<void> {
-    const exceeded = await this.exceeded(tenantId);
-    if (exceeded) throw budgetError(tenantId, exceeded);
+  /** The budget the tenant has reached (spend at most 1 s old); undefined when within both or none is set. */
+  exceeded(tenantId: string): Promise<Exceeded | undefined> {
+    return this.exceededNow(tenantId, { maxAgeMs: this.maxAgeMs });
   }
 
   /**
-   * Of these tenants, those over a budget now: their LLM tasks wait. Each tenant's answer is kept
-   * `maxAgeMs` (1 s): the dispatcher asks every pass. Tenants without budgets cost no query.
+   * Throws BudgetExceededError when the tenant has reached a budget: before a model call, so no
+   * finished answer is taken (only a read under way is joined).
+   */
+  async check(tenantId: string): Promise<void> {
+    const exceeded = await this.exceededNow(tenantId, { maxAgeMs: this.maxAgeMs, underWay: true });
+    if (exceeded) throw budgetError(tenantId, exceeded);
+  }
+
+  /** A model call of the tenant was recorded by this process: its spend is read again at the next ask. */
+  spent(tenantId: string): void {
+    this.spends.delete(tenantId);
+  }
+
+  /**
+   * Of these tenants, those over a budget now: their LLM tasks wait. The dispatcher asks every
+   * pass: each tenant's spend is read at most once a second, and tenants without budgets cost no query.
    */
   async heldTenants(tenantIds: readonly string[]): Promise<string[]> {
-    const now = Date.now();
-    const maxAge = this.options.maxAgeMs ?? 1000;
     const budgets = await this.limits.budgetValues(tenantIds);
     const held: string[] = [];
     await Promise.all(
       tenantIds.map(async (tenantId) => {
         const values = budgets.get(tenantId) ?? NO_BUDGETS;
-        if (values.llmTokensPerDay === null && values.llmCostPerMonthUsd === null) {
-          this.heldCache.delete(tenantId);
-          return;
-        }
-        let entry = this.heldCache.get(tenantId);
-        if (!entry || now - entry.at > maxAge) {
-          entry = { exceeded: (await this.state(tenantId)).exceeded, at: now };
-          this.heldCache.set(tenantId, entry);
-        }
-        if (entry.exceeded) held.push(tenantId);
+        if (!hasBudget(values)) return;
+        if (await this.exceededOf(tenantId, values, { maxAgeMs: this.maxAgeMs })) held.push(tenantId);
       }),
     );
-    if (this.heldCache.size > 10_000) this.heldCache.clear();
     return held;
+  }
+
+  private async exceededNow(tenantId: string, fresh: Freshness): Promise<Exceeded | undefined> {
+    const values = await this.values(tenantId);
+    if (!hasBudget(values)) return undefined;
+    return this.exceededOf(tenantId, values, fresh);
+  }
+
+  private async exceededOf(
+    tenantId: string,
+    values: BudgetValues,
+    fresh: Freshness,
+  ): Promise<Exceeded | undefined> {
+    const windows = budgetWindows(new Date());
+    const spend = await this.spend(tenantId, windows, values.llmCostPerMonthUsd !== null, fresh);
+    return exceededOf(values, spend, windows.dayEnd, windows.monthEnd);
+  }
+
+  /**
+   * The tenant's spend in `windows`: a read of the same day, covering the dollars if `withCost`,
+   * begun within `fresh.maxAgeMs` (and not finished, if `fresh.underWay`), else a new one (kept for
+   * the next asks; a read that fails is not kept).
+   */
+  private spend(
+    tenantId: string,
+    windows: { dayStart: Date; monthStart: Date },
+    withCost: boolean,
+    fresh: Freshness,
+  ): Promise<SpendRead> {
+    const now = Date.now();
+    const dayStart = windows.dayStart.getTime();
+    const kept = this.spends.get(tenantId);
+    if (
+      kept &&
+      kept.dayStart === dayStart &&
+      (kept.withCost || !withCost) &&
+      now - kept.at <= fresh.maxAgeMs &&
+      !(fresh.underWay && kept.settled)
+    )
+      return kept.read;
+    const entry: SpendEntry = {
+      read: this.limits.store.spend(tenantId, windows.dayStart, withCost ? windows.monthStart : undefined),
+      at: now,
+      dayStart,
+      withCost,
+      settled: false,
+    };
+    entry.read.then(
+      () => {
+        entry.settled = true;
+      },
+      () => {
+        if (this.spends.get(tenantId) === entry) this.spends.delete(tenantId);
+      },
+    );
+    if (this.spends.size >= 10_000 && !this.spends.has(tenantId)) this.spends.clear();
+    this.spends.set(tenantId, entry);
+    return entry.read;
   }
 }
 
 function exceededOf(
   values: BudgetValues,
-  spend: BudgetSpend,
+  spend: SpendRead,
   dayEnd: Date,
   monthEnd: Date,
 ): Exceeded | undefined {
@@ -147,7 +234,12 @@ function exceededOf(
       used: spend.tokensToday,
       until: dayEnd,
     });
-  if (values.llmCostPerMonthUsd !== null && spend.costThisMonthUsd >= values.llmCostPerMonthUsd)
+  // The dollars are read whenever a month budget is set (`spend`'s withCost).
+  if (
+    values.llmCostPerMonthUsd !== null &&
+    spend.costThisMonthUsd !== undefined &&
+    spend.costThisMonthUsd >= values.llmCostPerMonthUsd
+  )
     reached.push({
       budget: 'llm_cost_per_month_usd',
       limit: values.llmCostPerMonthUsd,

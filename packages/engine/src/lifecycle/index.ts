@@ -67,8 +67,8 @@ export class TaskLifecycle {
   }
 
   /**
-   * Throws BudgetExceededError when the tenant has reached an LLM budget (read now): `ctx.llm`
-   * asks before each model call.
+   * Throws BudgetExceededError when the tenant has reached an LLM budget (no finished read taken:
+   * `Budgets.check`): `ctx.llm` asks before each model call.
    */
   checkBudget(tenantId: string): Promise<void> {
     return this.resources.limits.budgets.check(tenantId);

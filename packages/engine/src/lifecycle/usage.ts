@@ -25,6 +25,8 @@ export async function recordUsage(
     costUsd: usage.costUsd,
     cached: usage.cached ?? false,
   });
+  // This process's next budget check of the tenant reads the ledger again (with this call in it).
+  if (!usage.cached) r.limits.budgets.spent(row.tenantId);
   emit(r, { kind: 'llm-call', row, usage });
   return recorded;
 }
