@@ -92,18 +92,24 @@ describe('wait tokens', () => {
     expect(await store.tokens.complete({ id }, 2)).toMatchObject({ outcome: 'already-completed' });
   });
 
-  it('a completion while the task still runs: the worker wakes it itself once WAITING is committed', async () => {
+  it('a completion while the task still runs: once WAITING is committed its wait ends now, and the waker wakes it', async () => {
     const task = await running();
     const { id } = await token(task);
     const done = await store.tokens.complete({ id }, 'early');
     expect(done).toMatchObject({ outcome: 'completed', woken: undefined }); // RUNNING: nothing to wake
     expect(await waitFor(task, id, new Date(Date.now() + 60_000))).toMatchObject({ status: 'WAITING' });
-    expect(await store.tokens.wakeIfCompleted(id)).toMatchObject({ status: 'PENDING', waitingFor: null });
-    // An open token wakes nothing.
+    // Still WAITING (its attempt's job may still be queued), due now: the waker's next pass wakes it.
+    const due = await store.tokens.dueIfCompleted(id);
+    expect(due).toMatchObject({ status: 'WAITING', waitingFor: { kind: 'token', token: id } });
+    expect(due?.runAfter?.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+    const woken = (await store.wakeDue(100)).find((row) => row.id === task);
+    expect(woken).toMatchObject({ status: 'PENDING', waitingFor: null });
+    // An open token ends no wait.
     const other = await running();
     const open = await token(other);
     await waitFor(other, open.id, new Date(Date.now() + 60_000));
-    expect(await store.tokens.wakeIfCompleted(open.id)).toBeUndefined();
+    expect(await store.tokens.dueIfCompleted(open.id)).toBeUndefined();
+    expect((await store.wakeDue(100)).map((row) => row.id)).not.toContain(other);
     expect((await store.get(other))?.status).toBe('WAITING');
   });
 

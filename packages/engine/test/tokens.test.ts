@@ -11,6 +11,8 @@ import { InvalidStepError, NonDeterminismError, WaitTokenTimeoutError } from '@t
 import { createTestEnv, type TestEnv } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StepRunner } from '../src/index.ts';
+import type { LifecycleResources } from '../src/lifecycle/resources.ts';
+import { wait, wakeDue } from '../src/lifecycle/wait.ts';
 import { toStepView } from '../src/view.ts';
 
 // ctx.createToken and ctx.waitForToken over a real store, within one run and across runs of one
@@ -103,6 +105,22 @@ describe('ctx.createToken and ctx.waitForToken', () => {
     const later = run(row).context();
     const again = await later.createToken({ timeoutMs: 60_000 });
     expect(await later.waitForToken(again)).toEqual({ approved: true });
+  });
+
+  it('completed while the run still ran: the wait commits, ends now, and is left to the waker (the attempt still holds its job)', async () => {
+    const row = await task();
+    const first = run(row);
+    const ctx = first.context();
+    const token = await ctx.createToken({ timeoutMs: 60_000 });
+    void ctx.waitForToken(token);
+    const suspension = await first.suspended;
+    await store.tokens.complete({ id: token.id }, 'early'); // the task is RUNNING: nothing to wake yet
+    const resources = { store } as unknown as LifecycleResources;
+    const waited = await wait(resources, row, suspension);
+    expect(waited).toMatchObject({ id: row.id, status: 'WAITING' });
+    expect(waited?.runAfter?.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+    expect(await wakeDue(resources)).toBeGreaterThanOrEqual(1);
+    expect(await store.get(row.id)).toMatchObject({ status: 'PENDING', waitingFor: null });
   });
 
   it('a token past its timeout throws WaitTokenTimeoutError, on this run and the next', async () => {

@@ -203,6 +203,13 @@ export const TRANSITIONS = {
     sets: ['waitingFor', 'runAfter'],
     doc: "The wait token it waits for (ctx.waitForToken) was completed before its timeout: it waits for its turn again (run_after now), and its handler resumes with the completion's output.",
   }),
+  waitOver: transition({
+    from: ['WAITING'],
+    to: 'unchanged',
+    guards: [],
+    sets: ['runAfter'],
+    doc: "What it waits for came while it still ran (a wait token completed then could not wake it): its wait ends now (run_after now), and the waker's `wake` moves it to PENDING at its next pass, once the attempt's job is gone. Woken at once, it could be handed out while that job (under the task's id) is still in the queue, which ignores the new one.",
+  }),
   childrenDone: transition({
     from: ['WAITING'],
     to: 'PENDING',

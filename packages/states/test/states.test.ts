@@ -85,7 +85,9 @@ describe('the state machine', () => {
     expect(ACTIVE_STATUSES).not.toContain('WAITING');
     const into = all.filter(([, t]) => t.to === 'WAITING').map(([name, t]) => [name, t.from]);
     expect(into).toEqual([['wait', ['RUNNING']]]);
-    expect(nextStatuses('WAITING').sort()).toEqual(['CANCELLED', 'PENDING']);
+    // WAITING itself: `waitOver` ends a wait early (run_after now) and leaves the waking to `wake`.
+    expect(nextStatuses('WAITING').sort()).toEqual(['CANCELLED', 'PENDING', 'WAITING']);
+    expect(TRANSITIONS.waitOver).toMatchObject({ to: 'unchanged', sets: ['runAfter'] });
     // A cancel asked for while the handler ran wins over its sleep, as over a result.
     expect(TRANSITIONS.wait.guards).toContain('cancelNotRequested');
     // Only the waking time lets it go, and what it waited for is cleared on the way out.

@@ -5,6 +5,7 @@ import { byId } from './rows.ts';
 import { conditionText } from './transition-sql.ts';
 
 const TOKEN_DONE = conditionText('tokenDone');
+const WAIT_OVER = conditionText('waitOver');
 
 /** How a wait token stands: open, completed (its output recorded), or past its timeout. */
 export type WaitTokenStatus = 'waiting' | 'completed' | 'timed_out';
@@ -86,8 +87,9 @@ function fromRow(raw: Record<string, unknown>): WaitTokenRow {
  *
  * Waking the waiting task without a lost wake-up: a completion commits the token first, then wakes
  * the task if it is WAITING for it (`tokenDone`); the worker suspending a task commits WAITING
- * first, then looks at the token and wakes the task itself if it was completed meanwhile
- * (`wakeIfCompleted`). Whichever order the four statements commit in, one of the two wakes it.
+ * first, then looks at the token and, if it was completed meanwhile, ends the wait now
+ * (`dueIfCompleted`: the waker wakes it at its next pass). Whichever order the four statements
+ * commit in, one of the two wakes it.
  */
 export class WaitTokens {
   constructor(private readonly pg: postgres.Sql) {}
@@ -196,10 +198,19 @@ export class WaitTokens {
 
   /**
    * After a task was made WAITING for `tokenId` (committed): if the token was completed meanwhile
-   * (a completion that found the task still RUNNING), wakes the task now. The woken row, if any.
+   * (a completion that found the task still RUNNING), its wait ends now (`waitOver`: run_after now,
+   * still WAITING), and the waker's next pass wakes it. Not woken here: the attempt that suspended
+   * it still holds its job (under the task's id) until the worker ends it, and the dispatcher's
+   * new job for the woken task would be ignored while that one is in the queue. The row, if its
+   * wait ended.
    */
-  async wakeIfCompleted(tokenId: string): Promise<TaskRow | undefined> {
-    const token = await this.get(tokenId);
-    return token?.status === 'completed' ? this.wake(token) : undefined;
+  async dueIfCompleted(tokenId: string): Promise<TaskRow | undefined> {
+    const rows = await this.pg`
+      update tasks t set version = t.version + 1, updated_at = now(), run_after = now()
+      where ${this.pg.unsafe(WAIT_OVER)}
+        and t.id = (select w.task_id from wait_tokens w where w.id = ${tokenId}::uuid and w.status = 'completed')
+        and t.waiting_for->>'kind' = 'token' and t.waiting_for->>'token' = ${tokenId}
+      returning t.*`;
+    return [...byId(rows).values()][0];
   }
 }
