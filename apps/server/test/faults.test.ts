@@ -266,6 +266,71 @@ describe('fault 4: a finished handler is never run again because its result coul
   });
 });
 
+describe('fault 4b: a budget check PostgreSQL cannot answer costs no attempt', () => {
+  it('PostgreSQL drops the worker right before a model call of a tenant with a budget: the call waits for it, then runs in the same attempt', async () => {
+    const { fake, vars } = await slowModel({ reply: () => 'the answer' });
+    const base = createTestEnv();
+    const pg = await proxyTo(base.databaseUrl);
+    const url = await start(vars, { worker: false });
+    workers.push(
+      await spawnApp('worker', {
+        ...env?.vars,
+        DATABASE_URL: withPort(env?.databaseUrl ?? '', pg.proxy.port),
+      }),
+    );
+    const limits = await fetch(`${url}/tenants/default/limits`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ llm_tokens_per_day: 1_000_000 }),
+    });
+    expect(limits.status).toBe(200);
+    // The cache's lookup comes right before the budget check: held up by a lock, it keeps the
+    // attempt there until PostgreSQL is cut; then the lookup fails (a miss) and the check meets the outage.
+    let unlock: (() => void) | undefined;
+    const unlocked = new Promise<void>((resolve) => {
+      unlock = resolve;
+    });
+    let locked: (() => void) | undefined;
+    const isLocked = new Promise<void>((resolve) => {
+      locked = resolve;
+    });
+    const holding = db().begin(async (tx) => {
+      await tx`lock table llm_cache in access exclusive mode`;
+      locked?.();
+      await unlocked;
+    });
+    await isLocked;
+    const created = await post(`${url}/tasks`, {
+      name: 'query_chatgpt',
+      input: { prompt: 'q' },
+      cache_ttl_ms: 60_000,
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = created.body.id as string;
+    await waitForStatus(url, id, 'RUNNING');
+    await waitFor(async () => {
+      const [row] = await db()<{ n: number }[]>`
+        select count(*)::int as n from pg_locks where relation = 'llm_cache'::regclass and not granted`;
+      return (row?.n ?? 0) > 0;
+    });
+    await pg.proxy.down();
+    unlock?.();
+    await holding;
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(fake.requests).toHaveLength(0); // no call started unchecked
+    await pg.proxy.up();
+    const done = await waitForEnd(url, id, 20_000).catch((error) => {
+      console.log(workers.map((w) => w.output()).join('\n---\n'));
+      throw error;
+    });
+    expect(done).toMatchObject({ status: 'COMPLETED', output: 'the answer', attempts: 1 });
+    expect((await (await fetch(`${url}/tasks/${id}`)).json()) as object).toMatchObject({
+      attemptErrors: [],
+    });
+    expect(fake.requests).toHaveLength(1);
+  });
+});
+
 describe('fault 10: a PostgreSQL outage fails no task', () => {
   it('10,000 sums at 32 in flight, PostgreSQL cut for 3 s: submissions meet 503s, every accepted task completes once, right', async () => {
     const base = createTestEnv();

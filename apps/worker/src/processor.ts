@@ -109,7 +109,9 @@ export function createProcessor(options: ProcessorOptions) {
         recordUsage: async (usage) => {
           await record('usage', () => lifecycle.recordUsage(claimed, usage));
         },
-        checkBudget: () => lifecycle.checkBudget(claimed.tenantId),
+        // A budget check PostgreSQL cannot answer is waited out like a write: an outage costs no
+        // attempt, and no model call starts unchecked (a budget reached still throws at once).
+        checkBudget: () => record('budget check', () => lifecycle.checkBudget(claimed.tenantId)),
         llmCache: lifecycle.llmCache(claimed.tenantId),
       });
     } finally {
