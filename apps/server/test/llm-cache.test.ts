@@ -236,5 +236,23 @@ describe(`the identical-prompt cache (${testMode} mode)`, () => {
       { key: string }[]
     >`select key from llm_cache where tenant_id = 'capped' order by key`;
     expect(kept.map((r) => r.key)).toEqual(['k1', 'k2']);
+    // A sweep deletes at most its batch, the oldest first.
+    for (const key of ['k3', 'k4']) {
+      await cache.put(
+        'capped',
+        key,
+        { model: 'm', reply: key, promptTokens: 1, completionTokens: 1 },
+        60_000,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const keys = async () =>
+      (
+        await db.sql<{ key: string }[]>`select key from llm_cache where tenant_id = 'capped' order by key`
+      ).map((r) => r.key);
+    expect(await cache.prune(2, 1)).toBe(1);
+    expect(await keys()).toEqual(['k2', 'k3', 'k4']);
+    expect(await cache.prune(2, 1)).toBe(1);
+    expect(await keys()).toEqual(['k3', 'k4']);
   });
 });

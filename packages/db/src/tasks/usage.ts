@@ -257,7 +257,9 @@ export class LlmCacheStore {
 
   /**
    * Deletes expired entries (up to `batch`, by `llm_cache_expires_idx`) and the entries of any
-   * tenant beyond its `maxPerTenant` newest. Returns how many went.
+   * tenant beyond its `maxPerTenant` newest (up to `batch`: one walk of
+   * `llm_cache_tenant_created_idx` in its order, each entry's place among its tenant's counted by
+   * window functions, no query per tenant). Returns how many went.
    */
   async prune(maxPerTenant: number, batch = 5000): Promise<number> {
     const expired = await this.db.execute<{ n: number }>(sql`
@@ -266,14 +268,16 @@ export class LlmCacheStore {
           select ctid from ${llmCache} where ${llmCache.expiresAt} <= now() limit ${batch})
         returning 1)
       select count(*)::int as n from gone`);
+    // `newer`: how many entries of its tenant are newer (ties by key). The oldest go first.
     const over = await this.db.execute<{ n: number }>(sql`
-      with crowded as (
-        select tenant_id from ${llmCache} group by tenant_id having count(*) > ${maxPerTenant}),
-      gone as (
-        delete from ${llmCache} c using crowded
-        where c.tenant_id = crowded.tenant_id and c.key in (
-          select key from ${llmCache} o where o.tenant_id = crowded.tenant_id
-          order by o.created_at desc offset ${maxPerTenant})
+      with gone as (
+        delete from ${llmCache} where ctid in (
+          select id from (
+            select ctid as id,
+                   count(*) over (partition by tenant_id)
+                     - row_number() over (partition by tenant_id order by created_at, key) as newer
+            from ${llmCache}) ranked
+          where newer >= ${maxPerTenant} limit ${batch})
         returning 1)
       select count(*)::int as n from gone`);
     return (expired[0]?.n ?? 0) + (over[0]?.n ?? 0);
