@@ -94,9 +94,6 @@ export async function startWorker(
   sweeper.start();
   const expirer = new Expirer(lifecycle, env.EXPIRE_INTERVAL_MS, log);
   expirer.start();
-  // Durable steps: a task whose sleep is over goes back to PENDING, to be handed out and resume.
-  const waker = new Waker(lifecycle, env.WAKE_INTERVAL_MS, log);
-  waker.start();
   // Schedules: every worker fires the due ticks; each tick makes one task, whoever fires it.
   const scheduler = new Scheduler(
     new ScheduleStore(engine.db.db, engine.db.sql),
@@ -132,6 +129,10 @@ export async function startWorker(
     lifecycle.resources.limits,
   );
   dispatcher.start();
+  // Durable steps: a task whose wait is over goes back to PENDING, to be handed out and resume; on
+  // the leading dispatcher's worker only.
+  const waker = new Waker(lifecycle, env.WAKE_INTERVAL_MS, () => dispatcher.isLeader, log);
+  waker.start();
   log.info({ workerId: id, concurrency: env.WORKER_CONCURRENCY }, `worker ready; ${engine.describe}`);
 
   let closing: Promise<void> | undefined;

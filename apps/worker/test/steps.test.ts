@@ -142,6 +142,22 @@ describe(`durable steps (${testMode})`, () => {
     expect(marks(file)).toEqual({ before: 1, after: 1 });
   });
 
+  it('the leader SIGKILLed while a task sleeps: the worker that leads next wakes it (only a leader wakes)', async () => {
+    harness = await Harness.start(FAST);
+    const file = path.join(dir, 'effects');
+    const leads = (w: AppProcess) => w.output().includes('dispatcher: leading');
+    const first = await startWorker(harness);
+    await waitFor(() => leads(first), { timeoutMs: 10_000, what: 'a leader' });
+    const second = await startWorker(harness);
+    const sleeper = await insert(harness, 'test_sleeper', { file, ms: 2000 }, 1);
+    await until(harness, sleeper, 'WAITING');
+    expect(leads(second)).toBe(false);
+    await first.stop('SIGKILL');
+    await until(harness, sleeper, 'COMPLETED', 15_000);
+    expect(leads(second)).toBe(true);
+    expect(marks(file)).toEqual({ before: 1, after: 1 });
+  });
+
   it('a handler that reaches its steps in another order fails with NON_DETERMINISM, not retried again', async () => {
     harness = await Harness.start(FAST);
     const file = path.join(dir, 'effects');

@@ -112,7 +112,7 @@ export const envSchema = z.object({
   SWEEP_GRACE_MS: int(10_000, 0),
   /** How often each worker ends EXPIRED the queued tasks past their ttl (a task expires within ttl_ms + this + a query). */
   EXPIRE_INTERVAL_MS: int(1_000, 50),
-  /** How often each worker moves back to PENDING the WAITING tasks whose sleep is over (a sleep ends within this + a dispatch). */
+  /** How often the leading dispatcher's worker moves back to PENDING the WAITING tasks whose wait is over (a sleep ends within this + a dispatch). */
   WAKE_INTERVAL_MS: int(1_000, 50),
   /** Child tasks (ctx.run) at most this many levels below a top-level task; deeper: the parent fails (ChildTaskLimitError). */
   CHILD_TASK_MAX_DEPTH: int(5, 1).pipe(z.number().max(100)),

@@ -215,7 +215,7 @@ export const TRANSITIONS = {
     to: 'PENDING',
     guards: ['noUnfinishedChildren'],
     sets: ['waitingFor'],
-    doc: "Its wait for its child tasks is over (waiting_for kind children): the last child's end moves it in the same commit (the finishing trigger), and every worker's waker catches the rare parent two last children both missed. Its handler runs from the top and reads its children's outputs from their records.",
+    doc: "Its wait for its child tasks is over (waiting_for kind children): the last child's end moves it in the same commit (the finishing trigger), and the waker (on the leading dispatcher's worker) catches the rare parent two last children both missed. Its handler runs from the top and reads its children's outputs from their records.",
   }),
   expire: transition({
     from: ['PENDING'],

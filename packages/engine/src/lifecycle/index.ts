@@ -38,7 +38,7 @@ import { wait, wakeDue } from './wait.ts';
  * | pause, resume, isPaused | `pause.ts` | server (`pauseQueue`, `resumeQueue`); worker |
  * | expire | `expire.ts` | every worker, every EXPIRE_INTERVAL_MS; the claim of an expired task |
  * | steps | `steps.ts` | worker: a run's `ctx.step` and `ctx.sleep` (`StepRunner`) |
- * | wait, wake | `wait.ts` | worker: a handler that slept; every worker, every WAKE_INTERVAL_MS |
+ * | wait, wake | `wait.ts` | worker: a handler that slept; the leading dispatcher's worker, every WAKE_INTERVAL_MS |
  * | recover, prune, vacuum | `recover.ts` | the worker's sweeper |
  * | runBulk | `bulk.ts` | the worker's bulk runner: a bulk cancel or retry, a chunk at a time |
  */

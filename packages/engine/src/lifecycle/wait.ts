@@ -38,8 +38,9 @@ export async function wait(
 /**
  * The `wake` transition: every WAITING task whose wait is over (run_after passed) goes back to
  * PENDING, to be handed out again by the dispatcher in its tenant's turn; its handler then runs
- * from the top, its finished steps answered from the record. Every worker calls this every
- * WAKE_INTERVAL_MS; rows another worker is waking are skipped (SKIP LOCKED). Returns how many.
+ * from the top, its finished steps answered from the record. The worker whose dispatcher leads
+ * calls this every WAKE_INTERVAL_MS (`waker.ts`); rows another transaction holds are skipped (SKIP
+ * LOCKED: an old leader that has not yet seen its lock go may still pass). Returns how many.
  */
 export async function wakeDue(r: LifecycleResources): Promise<number> {
   let total = 0;
