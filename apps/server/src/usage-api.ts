@@ -44,14 +44,15 @@ export interface UsageApi {
 const DAY_MS = 24 * 3600_000;
 const dayOf = (date: Date) => date.toISOString().slice(0, 10);
 
-const view = (row: UsageReportRow): UsageRowView => ({
-  key: row.key,
+const sums = (row: Omit<UsageReportRow, 'key'>): Omit<UsageRowView, 'key'> => ({
   prompt_tokens: row.promptTokens,
   completion_tokens: row.completionTokens,
   cost_usd: row.costUsd,
   calls: row.calls,
   tasks: row.tasks,
 });
+
+const view = (row: UsageReportRow): UsageRowView => ({ key: row.key, ...sums(row) });
 
 /** Every UTC day of [from, to), each with its row or zeros: a chart's x axis without holes. */
 function everyDay(rows: UsageRowView[], from: Date, to: Date): UsageRowView[] {
@@ -79,28 +80,19 @@ export function createUsageApi(reports: UsageReports, budgets: Budgets): UsageAp
       const named = tenant ?? caller.tenantId;
       if (named !== caller.tenantId && !isOperator(caller)) throw new ForbiddenError(OTHER_TENANT_USAGE);
       const tenantId = named === '*' ? undefined : named;
-      const [rows, totals, budget] = await Promise.all([
+      const [report, budget] = await Promise.all([
+        // The groups and the total in one query (distinct tasks are counted over the range, not summed).
         reports.report({ tenantId, from, to, groupBy }),
-        // Distinct tasks are not a sum of the groups' (a task may call two models): counted once more.
-        reports.report({ tenantId, from, to, groupBy: 'tenant' }),
         tenantId === undefined ? undefined : budgets.state(tenantId),
       ]);
-      const views = rows.map(view);
-      const sum = (field: 'prompt_tokens' | 'completion_tokens' | 'cost_usd' | 'calls' | 'tasks') =>
-        totals.map(view).reduce((n, row) => n + row[field], 0);
+      const views = report.rows.map(view);
       return {
         tenant: tenantId ?? null,
         from: from.toISOString(),
         to: to.toISOString(),
         group_by: groupBy,
         rows: groupBy === 'day' ? everyDay(views, from, to) : views,
-        total: {
-          prompt_tokens: sum('prompt_tokens'),
-          completion_tokens: sum('completion_tokens'),
-          cost_usd: Math.round(sum('cost_usd') * 1e10) / 1e10,
-          calls: sum('calls'),
-          tasks: sum('tasks'),
-        },
+        total: sums(report.total),
         budgets: budget
           ? {
               llmTokensPerDay: budget.llmTokensPerDay,

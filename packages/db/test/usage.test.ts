@@ -10,6 +10,7 @@ import {
   migrateDatabase,
   type TaskChange,
   TaskStore,
+  UsageReports,
 } from '../src/index.ts';
 
 let env: TestEnv;
@@ -153,5 +154,58 @@ describe('UsageStore.record', () => {
         { count: number },
       ];
     expect(count).toBe(1);
+  });
+});
+
+describe('UsageReports.report', () => {
+  it('the groups and the total in one answer: the total counts a task of two groups once', async () => {
+    const [one, two] = [randomUUID(), randomUUID()];
+    const ledger = (
+      tenantId: string,
+      taskId: string,
+      model: string,
+      at: string,
+      tokens: number,
+      cost: number,
+    ) =>
+      client.sql`insert into task_llm_calls (tenant_id, task_id, task_name, attempt, base_url, model,
+          prompt_tokens, completion_tokens, cost_usd, created_at)
+        values (${tenantId}, ${taskId}, 'query_chatgpt', 1, 'http://model', ${model}, ${tokens}, 1, ${cost}, ${at})`;
+    await ledger('rep', one, 'gpt-4o', '2026-05-01T10:00:00Z', 10, 0.5);
+    await ledger('rep', one, 'gpt-4o-mini', '2026-05-02T10:00:00Z', 20, 0.25);
+    await ledger('rep', two, 'gpt-4o-mini', '2026-05-02T11:00:00Z', 30, 0.125);
+    await ledger('rep', two, 'gpt-4o-mini', '2026-06-01T00:00:00Z', 1000, 100); // after the range
+    await ledger('rep-other', randomUUID(), 'gpt-4o', '2026-05-01T10:00:00Z', 1000, 100);
+    const reports = new UsageReports(client.db);
+    const range = { from: new Date('2026-05-01T00:00:00Z'), to: new Date('2026-06-01T00:00:00Z') };
+    const total = { promptTokens: 60, completionTokens: 3, costUsd: 0.875, calls: 3, tasks: 2 };
+    expect(await reports.report({ tenantId: 'rep', ...range, groupBy: 'model' })).toEqual({
+      rows: [
+        { key: 'gpt-4o', promptTokens: 10, completionTokens: 1, costUsd: 0.5, calls: 1, tasks: 1 },
+        { key: 'gpt-4o-mini', promptTokens: 50, completionTokens: 2, costUsd: 0.375, calls: 2, tasks: 2 },
+      ],
+      total,
+    });
+    const byDay = await reports.report({ tenantId: 'rep', ...range, groupBy: 'day' });
+    expect(byDay.rows.map((row) => [row.key, row.tasks])).toEqual([
+      ['2026-05-01', 1],
+      ['2026-05-02', 2],
+    ]);
+    expect(byDay.total).toEqual(total);
+    // Every tenant's, by tenant; and a range without calls: no groups, a total of zeros.
+    const all = await reports.report({ tenantId: undefined, ...range, groupBy: 'tenant' });
+    expect(all.rows.filter((row) => row.key.startsWith('rep')).map((row) => row.key)).toEqual([
+      'rep',
+      'rep-other',
+    ]);
+    expect(all.total.calls).toBe(all.rows.reduce((n, row) => n + row.calls, 0));
+    expect(
+      await reports.report({
+        tenantId: 'rep',
+        from: new Date('2020-01-01T00:00:00Z'),
+        to: new Date('2020-02-01T00:00:00Z'),
+        groupBy: 'model',
+      }),
+    ).toEqual({ rows: [], total: { promptTokens: 0, completionTokens: 0, costUsd: 0, calls: 0, tasks: 0 } });
   });
 });

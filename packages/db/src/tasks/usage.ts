@@ -119,10 +119,8 @@ export class UsageStore {
 export const USAGE_GROUPS = ['day', 'task_type', 'model', 'tenant'] as const;
 export type UsageGroup = (typeof USAGE_GROUPS)[number];
 
-/** One group of a usage report: what its calls used. */
-export interface UsageReportRow {
-  /** The group: a UTC day (`2026-12-03`), a task type, a model or a tenant. */
-  key: string;
+/** What a set of calls used. */
+export interface UsageSums {
   promptTokens: number;
   completionTokens: number;
   /** Dollars of the calls with a price (a call of a model without one counts 0 here). */
@@ -130,6 +128,18 @@ export interface UsageReportRow {
   calls: number;
   /** Distinct tasks that made the calls. */
   tasks: number;
+}
+
+/** One group of a usage report: what its calls used. */
+export interface UsageReportRow extends UsageSums {
+  /** The group: a UTC day (`2026-12-03`), a task type, a model or a tenant. */
+  key: string;
+}
+
+/** A usage report: its groups, by key, and the whole range (distinct tasks counted once). */
+export interface UsageReport {
+  rows: UsageReportRow[];
+  total: UsageSums;
 }
 
 export interface UsageQuery {
@@ -160,22 +170,26 @@ export class UsageReports {
   constructor(private readonly db: Database) {}
 
   /**
-   * The calls of a tenant (or of every tenant) in [from, to), grouped, by key. A tenant's rows are
-   * read by `task_llm_calls_tenant_created_idx`, every tenant's by `task_llm_calls_created_idx`.
+   * The calls of a tenant (or of every tenant) in [from, to), grouped, by key, and their total: one
+   * query (`grouping sets`: the groups and the whole range; distinct tasks are counted over the
+   * range, not summed: a task may call two models). A tenant's rows are read by
+   * `task_llm_calls_tenant_created_idx`, every tenant's by `task_llm_calls_created_idx`.
    */
-  async report(query: UsageQuery): Promise<UsageReportRow[]> {
+  async report(query: UsageQuery): Promise<UsageReport> {
     const key = GROUP_KEYS[query.groupBy];
     const tenant =
       query.tenantId === undefined ? sql`true` : sql`${taskLlmCalls.tenantId} = ${query.tenantId}`;
     const rows = await this.db.execute<{
-      key: string;
-      prompt_tokens: string;
-      completion_tokens: string;
+      key: string | null;
+      total: boolean;
+      prompt_tokens: string | null;
+      completion_tokens: string | null;
       cost_usd: string | null;
       calls: string;
       tasks: string;
     }>(sql`
       select ${key} as key,
+             grouping(${key}) = 1 as total,
              sum(${taskLlmCalls.promptTokens})::text as prompt_tokens,
              sum(${taskLlmCalls.completionTokens})::text as completion_tokens,
              coalesce(sum(${taskLlmCalls.costUsd}), 0)::text as cost_usd,
@@ -184,15 +198,20 @@ export class UsageReports {
       from ${taskLlmCalls}
       where ${tenant} and ${taskLlmCalls.createdAt} >= ${query.from.toISOString()}
         and ${taskLlmCalls.createdAt} < ${query.to.toISOString()}
-      group by 1 order by 1`);
-    return rows.map((row) => ({
-      key: row.key,
-      promptTokens: Number(row.prompt_tokens),
-      completionTokens: Number(row.completion_tokens),
+      group by grouping sets ((${key}), ()) order by 2, 1`);
+    const sums = (row: (typeof rows)[number]): UsageSums => ({
+      promptTokens: Number(row.prompt_tokens ?? 0),
+      completionTokens: Number(row.completion_tokens ?? 0),
       costUsd: dollars(Number(row.cost_usd ?? 0)),
       calls: Number(row.calls),
       tasks: Number(row.tasks),
-    }));
+    });
+    // The whole range's row is there also without calls (zeros): an aggregate over no rows.
+    const total = rows.find((row) => row.total);
+    return {
+      rows: rows.flatMap((row) => (row.total ? [] : [{ key: String(row.key), ...sums(row) }])),
+      total: total ? sums(total) : { promptTokens: 0, completionTokens: 0, costUsd: 0, calls: 0, tasks: 0 },
+    };
   }
 
   /** What a tenant's calls used since `since` (a budget's window): one walk of its index range. */
