@@ -1,3 +1,4 @@
+import { createDb, type DbClient, TaskStore, tasks } from '@tasker/db';
 import { type AppProcess, type FakeOpenAI, spawnApp, startFakeOpenAI, waitFor } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postJson, type Stack, startStack } from './helpers.ts';
@@ -332,6 +333,54 @@ describe('retry by hand', () => {
     expect(await again.json()).toMatchObject({
       error: expect.stringMatching(/COMPLETED; only a FAILED, CANCELLED/),
     });
+  });
+});
+
+describe('retry of a parent task (child tasks)', () => {
+  const retry = (id: string) => fetch(`${stack.url}/tasks/${id}/retry`, { method: 'POST' });
+  let db: DbClient;
+  beforeAll(() => {
+    db = createDb(stack.env.databaseUrl, { max: 1 });
+  });
+  afterAll(() => db?.close());
+
+  /** A task row of its own (a child's parent_id cannot be given through the API). */
+  const row = async (values: Partial<typeof tasks.$inferInsert>) => {
+    const id = crypto.randomUUID();
+    await db.db.insert(tasks).values({ id, name: 'sum_two_numbers', input: { a: 1, b: 1 }, ...values });
+    return id;
+  };
+  // A child due in 10 minutes: no worker runs it meanwhile.
+  const later = () => new Date(Date.now() + 600_000);
+
+  it('a parent that fails for good cancels its queued child, and can be retried at once', async () => {
+    const parent = await row({ status: 'RUNNING', startedAt: new Date(), attempts: 1 });
+    const child = await row({ parentId: parent, runAfter: later() });
+    const store = new TaskStore(db);
+    await store.failLost(parent, { message: 'stalled', name: 'Error', code: 'STALLED' });
+    expect(await getTask(child)).toMatchObject({
+      status: 'CANCELLED',
+      error: { message: 'the task was cancelled: its parent task failed' },
+    });
+    const res = await retry(parent);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: parent, status: 'PENDING' });
+  });
+
+  it('a FAILED parent whose child has not ended: 409 CHILDREN_RUNNING says how to cancel the child; cancelled, the retry goes', async () => {
+    // Ended before its end cancelled children (an earlier version): its child is still queued.
+    const parent = await row({ status: 'FAILED', finishedAt: new Date() });
+    const child = await row({ parentId: parent, runAfter: later() });
+    const refused = await retry(parent);
+    expect(refused.status).toBe(409);
+    expect(await refused.json()).toMatchObject({
+      code: 'CHILDREN_RUNNING',
+      error: expect.stringContaining(`POST /tasks/{child}/cancel; GET /tasks/${parent} lists them`),
+    });
+    expect((await cancel(child)).status).toBe(200);
+    const res = await retry(parent);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: parent, status: 'PENDING' });
   });
 });
 

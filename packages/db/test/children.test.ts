@@ -110,6 +110,48 @@ describe('child tasks in the store', () => {
     expect(await store.retry(parent)).toMatchObject({ status: 'PENDING' });
   });
 
+  it('a parent that ends FAILED or EXPIRED cancels its unfinished children too: then it can be retried', async () => {
+    // FAILED: its job lost for good while its children ran (failLost; a last attempt that failed
+    // after submitting them ends the same way).
+    const parent = await claimed();
+    const queued = await insert(parent);
+    const grandchild = await insert(queued);
+    const running = await claimed(parent);
+    const failure = { message: 'stalled', name: 'Error', code: 'STALLED' };
+    expect(await store.failLost(parent, failure)).toMatchObject({ status: 'FAILED' });
+    expect(await store.get(queued)).toMatchObject({
+      status: 'CANCELLED',
+      error: { code: 'CANCELLED', message: 'the task was cancelled: its parent task failed' },
+    });
+    expect(await status(grandchild)).toBe('CANCELLED');
+    expect(await store.get(running)).toMatchObject({
+      status: 'RUNNING',
+      cancelRequestedAt: expect.any(Date),
+    });
+    expect(await store.retry(parent)).toBeUndefined(); // its running child has not stopped yet
+    await store.cancelRunning(running, cancelled);
+    expect(await store.retry(parent)).toMatchObject({ status: 'PENDING' });
+
+    // EXPIRED: a parent given back to the queue, its ttl passed before it ran again.
+    const late = await insert();
+    const kid = await insert(late);
+    await client.sql`update tasks set expires_at = now() - interval '1 second' where id = ${late}::uuid`;
+    expect(
+      (await store.expire([late], { message: 'expired', name: 'ExpiredError', code: 'EXPIRED' })).map(
+        (r) => r.id,
+      ),
+    ).toEqual([late]);
+    expect(await store.get(kid)).toMatchObject({
+      status: 'CANCELLED',
+      error: { message: 'the task was cancelled: its parent task expired' },
+    });
+    // A parent that completes leaves its children alone (none is unfinished in a handler's normal course).
+    const fine = await claimed();
+    const left = await insert(fine);
+    await store.complete(fine, 1);
+    expect(await status(left)).toBe('PENDING');
+  });
+
   it('counts the ancestors of a task', async () => {
     const top = await insert();
     const one = await insert(top);

@@ -11,7 +11,8 @@ import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts
  * its turn like a new task: the dispatcher hands it to the queue. Its cached final state is
  * dropped, and its old job removed first (BullMQ may still keep it, failed, and would ignore a new
  * job under that id); if that fails, the sweeper replaces a job left from an earlier round. Any
- * other status: TaskStateConflictError (409); a child task of it still unfinished: 409 CHILDREN_RUNNING.
+ * other status: TaskStateConflictError (409); a child task of it still unfinished: 409 CHILDREN_RUNNING
+ * (rare: a parent's end cancels its children, but a running one takes a moment to stop).
  */
 export async function retry(r: LifecycleResources, id: string, tenantId?: string): Promise<TaskRow> {
   const current = await r.store.get(id, tenantId);
@@ -28,7 +29,9 @@ export async function retry(r: LifecycleResources, id: string, tenantId?: string
       throw new PublicFailureError({
         status: 409,
         code: 'CHILDREN_RUNNING',
-        message: `Task is ${now.status} but child tasks of it are still running; retry it once they have ended (or cancel it, which cancels them)`,
+        // Its end asked them to stop (the finishing trigger, 0033): what is left is a child still
+        // stopping, or one that outlived an earlier version; each can be cancelled on its own.
+        message: `Task is ${now.status} but child tasks of it have not ended yet; retry it once they have. Its end cancelled them, and a running one stops within seconds; one that does not can be cancelled itself (POST /tasks/{child}/cancel; GET /tasks/${id} lists them under childTasks)`,
       });
     throw new TaskStateConflictError(
       `Task is ${now?.status ?? current.status}; only a ${listInWords(RETRYABLE_STATUSES)} task can be retried`,
