@@ -28,9 +28,8 @@ const emptyCounts = (): Record<TaskStatus, number> =>
  * Child tasks (`ctx.run`, `ctx.runMany`; migration 0027): a task's children by `parent_id`, what a
  * parent waits for, and the `childrenDone` transition (WAITING → PENDING once no child of it is
  * unfinished). The finishing trigger makes that transition in the commit that ends the last child;
- * `wakeDone` is the waker's pass for the parent two last children ending at once both missed, and
- * `wakeIfDone` the worker's check right after a parent started waiting (a child may have ended
- * before).
+ * `wakeDone` is the waker's pass for the parent two last children ending at once both missed (or
+ * that ended before the parent's wait committed).
  */
 export class TaskChildren {
   constructor(private readonly pg: postgres.Sql) {}
@@ -77,13 +76,6 @@ export class TaskChildren {
     }));
   }
 
-  /** These tasks (a parent's children, by id), whole, in no particular order. */
-  async rows(ids: readonly string[]): Promise<TaskRow[]> {
-    if (ids.length === 0) return [];
-    const rows = await this.pg`select * from tasks where id = any(${pgArray(ids)}::uuid[])`;
-    return [...byId(rows).values()];
-  }
-
   /** How many ancestors a task has (0: a top-level task), counted up to `max` + 1 at most. */
   async depth(id: string, max: number): Promise<number> {
     const [row] = await this.pg<{ depth: number }[]>`
@@ -109,15 +101,6 @@ export class TaskChildren {
     const [row] = await this.pg<{ any: boolean }[]>`
       select exists (select 1 from tasks where parent_id = ${parentId}::uuid and finished_at is null) as any`;
     return row?.any ?? false;
-  }
-
-  /** `childrenDone` for one parent, if it waits for children none of which is unfinished. */
-  async wakeIfDone(parentId: string): Promise<TaskRow | undefined> {
-    const rows = await this.pg`
-      update tasks t set status = 'PENDING', version = t.version + 1, updated_at = now(), waiting_for = null
-      where t.id = ${parentId}::uuid and (t.waiting_for ->> 'kind') = 'children' and ${this.pg.unsafe(CHILDREN_DONE)}
-      returning t.*`;
-    return [...byId(rows).values()][0];
   }
 
   /**

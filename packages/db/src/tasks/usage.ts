@@ -165,7 +165,7 @@ export interface Spend {
   costUsd: number;
 }
 
-/** The ledger's reads: usage reports, and a tenant's spend in a budget's window. */
+/** The ledger's reads: usage reports (a budget's spend: `LimitStore.spend`). */
 export class UsageReports {
   constructor(private readonly db: Database) {}
 
@@ -212,16 +212,6 @@ export class UsageReports {
       rows: rows.flatMap((row) => (row.total ? [] : [{ key: String(row.key), ...sums(row) }])),
       total: total ? sums(total) : { promptTokens: 0, completionTokens: 0, costUsd: 0, calls: 0, tasks: 0 },
     };
-  }
-
-  /** What a tenant's calls used since `since` (a budget's window): one walk of its index range. */
-  async spendSince(tenantId: string, since: Date): Promise<Spend> {
-    const [row] = await this.db.execute<{ tokens: string | null; cost_usd: string | null }>(sql`
-      select sum(${taskLlmCalls.promptTokens} + ${taskLlmCalls.completionTokens})::text as tokens,
-             sum(${taskLlmCalls.costUsd})::text as cost_usd
-      from ${taskLlmCalls}
-      where ${taskLlmCalls.tenantId} = ${tenantId} and ${taskLlmCalls.createdAt} >= ${since.toISOString()}`);
-    return { tokens: Number(row?.tokens ?? 0), costUsd: dollars(Number(row?.cost_usd ?? 0)) };
   }
 }
 

@@ -111,7 +111,7 @@ export class ChildSteps {
         `step ${seq + 1} ran ${ids.length} child tasks in an earlier run; it runs ${requests.length} now`,
       );
     ids ??= await this.submit(seq, requests);
-    const rows = new Map((await this.r.store.children.rows(ids)).map((row) => [row.id, row]));
+    const rows = new Map((await this.r.store.getMany(ids)).map((row) => [row.id, row]));
     const ended = ids.every((child) => {
       const row = rows.get(child);
       return !row || isTerminal(row.status);
