@@ -41,7 +41,6 @@ export interface UsageApi {
   report(caller: Identity, request: UsageRequest): Promise<UsageReportView>;
 }
 
-const DAY_MS = 24 * 3600_000;
 const dayOf = (date: Date) => date.toISOString().slice(0, 10);
 
 const sums = (row: Omit<UsageReportRow, 'key'>): Omit<UsageRowView, 'key'> => ({
@@ -60,8 +59,8 @@ function everyDay(rows: UsageRowView[], from: Date, to: Date): UsageRowView[] {
   const out: UsageRowView[] = [];
   if (to.getTime() <= from.getTime()) return out;
   const last = dayOf(new Date(to.getTime() - 1));
-  for (let at = Date.parse(dayOf(from)); ; at += DAY_MS) {
-    const day = dayOf(new Date(at));
+  for (const at = new Date(dayOf(from)); ; at.setUTCDate(at.getUTCDate() + 1)) {
+    const day = dayOf(at);
     out.push(
       byDay.get(day) ?? { key: day, prompt_tokens: 0, completion_tokens: 0, cost_usd: 0, calls: 0, tasks: 0 },
     );

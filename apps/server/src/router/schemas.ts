@@ -4,7 +4,8 @@ import { z } from 'zod';
 /** A task id in a route or input. */
 export const taskUuid = z.uuid().describe('The id returned by run-task');
 
-const DAY_MS = 24 * 3600 * 1000;
+/** A day in milliseconds: the bounds of durations and ranges the API takes. */
+export const DAY_MS = 24 * 3600 * 1000;
 
 /** A page as the API writes it: its items, and the cursor of the next page as `next_cursor`. */
 export function restPage<T extends { nextCursor: string | null }>({

@@ -4,8 +4,8 @@ import { budgetsSchema } from '../limits-api.ts';
 import { readProcedure, router } from '../trpc.ts';
 import { OTHER_TENANT_USAGE } from '../usage-api.ts';
 import { tenant } from './keys.ts';
+import { DAY_MS } from './schemas.ts';
 
-const DAY_MS = 24 * 3600_000;
 /** The longest range a report covers. */
 export const USAGE_MAX_DAYS = 366;
 /** The range when `from` is not given: this many days up to `to` (today included). */
