@@ -1,4 +1,4 @@
-import type { Suspension, TaskRow, TaskStepRow } from '@tasker/db';
+import type { TaskRow, TaskStepRow } from '@tasker/db';
 import { isTerminal } from '@tasker/states';
 import {
   type ChildFailureStatus,
@@ -14,6 +14,7 @@ import { z } from 'zod';
 import { InvalidTaskInputError } from '../errors/invalid-task-input.ts';
 import { PublicFailureError } from '../errors/public-failure.ts';
 import type { LifecycleResources } from './resources.ts';
+import type { StepOrder } from './steps.ts';
 import { submitMany } from './submit-many.ts';
 
 /** How deep and how wide child tasks may go (CHILD_TASK_MAX_DEPTH, CHILD_TASK_MAX_FAN_OUT). */
@@ -40,18 +41,6 @@ const optionsSchema = z
     timeoutMs: z.number().int().min(1).max(86_400_000).optional(),
   })
   .strict();
-
-/** What the StepRunner lends the child steps: its order, its record, its way to suspend the run. */
-export interface ChildOrder {
-  /** The next place in the handler's order for `id` (once per run). */
-  take(id: string): number;
-  /** The next place, without taking it. */
-  peek(): number;
-  /** The step recorded for `id` at `seq`; a recorded order this run does not follow throws. */
-  find(id: string, seq: number): Promise<TaskStepRow | undefined>;
-  /** Ends the run here: the task waits. */
-  suspend(suspension: Suspension): void;
-}
 
 export interface ChildRequest {
   name: string;
@@ -81,7 +70,7 @@ export class ChildSteps {
   constructor(
     private readonly r: Pick<LifecycleResources, 'store'> & Partial<LifecycleResources>,
     private readonly row: TaskRow,
-    private readonly order: ChildOrder,
+    private readonly order: StepOrder,
     private readonly bounds: ChildBounds = r.childBounds ?? DEFAULT_CHILD_BOUNDS,
   ) {}
 

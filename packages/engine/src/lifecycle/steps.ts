@@ -25,6 +25,21 @@ const RESERVED_PREFIX = '$';
 /** Step ids of sleeps: their place in the handler's order. */
 const sleepId = (seq: number) => `${RESERVED_PREFIX}sleep:${seq}`;
 
+/**
+ * What the StepRunner lends the steps of other kinds (wait tokens, child tasks): its order, its
+ * record, its way to suspend the run.
+ */
+export interface StepOrder {
+  /** The next place in the handler's order for `id` (once per run). */
+  take(id: string): number;
+  /** The next place, without taking it. */
+  peek(): number;
+  /** The step recorded for `id` at `seq`; a recorded order this run does not follow throws. */
+  find(id: string, seq: number): Promise<TaskStepRow | undefined>;
+  /** Ends the run here: the task waits. */
+  suspend(suspension: Suspension): void;
+}
+
 /** `step` and `sleep` as a handler's context has them. */
 export type StepContext = Pick<
   TaskContext,
@@ -82,26 +97,23 @@ export class StepRunner {
 
   /** The handler's `ctx.step`, `ctx.sleep` and `ctx.sleepUntil`. */
   context(): StepContext {
-    // Wait tokens (`tokens.ts`) take their places in this run's order like any step.
-    const tokens = new TokenSteps(this.r, this.row, {
+    // Wait tokens (`tokens.ts`) and child tasks (`children.ts`) take their places in this run's
+    // order like any step.
+    const order: StepOrder = {
       take: (id) => this.take(id),
       peek: () => this.next,
       find: (id, seq) => this.find(id, seq),
       suspend: (suspension) => this.suspend(suspension),
-    });
-    const children = new ChildSteps(this.r, this.row, {
-      take: (id) => this.take(id),
-      peek: () => this.next,
-      find: (id, seq) => this.find(id, seq),
-      suspend: (suspension) => this.suspend(suspension),
-    });
+    };
+    const tokens = new TokenSteps(this.r, this.row, order);
+    const children = new ChildSteps(this.r, this.row, order);
     return {
       step: (id, fn) => this.step(id, fn),
       sleep: (ms) => this.sleep(ms),
       sleepUntil: (until) => this.sleepUntil(until),
       createToken: (options) => tokens.create(options),
       waitForToken: (token) => tokens.wait(token),
-      // Child tasks (`children.ts`) the same: one step per call.
+      // One step per call.
       run: (name, input, options) => children.run(name, input, options) as never,
       runMany: (requests) => children.runMany(requests) as never,
     };

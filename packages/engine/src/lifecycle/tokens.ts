@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { hashTokenSecret, isTokenId, type Suspension, type TaskRow, type TaskStepRow } from '@tasker/db';
+import { hashTokenSecret, isTokenId, type TaskRow } from '@tasker/db';
 import {
   InvalidStepError,
   MAX_TOKEN_TIMEOUT_MS,
@@ -10,6 +10,7 @@ import {
 } from '@tasker/tasks';
 import { TOKEN_STEP_PREFIX } from '../view.ts';
 import type { LifecycleResources } from './resources.ts';
+import type { StepOrder } from './steps.ts';
 
 /** Bytes of randomness in a callback URL's secret (base64url: 43 characters). */
 export const TOKEN_SECRET_BYTES = 32;
@@ -22,18 +23,6 @@ const FALLBACK_PUBLIC_URL = 'http://127.0.0.1:5000';
 
 /** The step ids of a token's wait: its place in the handler's order. */
 const waitStepId = (seq: number) => `$token-wait:${seq}`;
-
-/** What the StepRunner lends the token steps: its order, its record, its way to suspend the run. */
-export interface StepOrder {
-  /** The next place in the handler's order for `id` (once per run). */
-  take(id: string): number;
-  /** The next place, without taking it. */
-  peek(): number;
-  /** The step recorded for `id` at `seq`; a recorded order this run does not follow throws. */
-  find(id: string, seq: number): Promise<TaskStepRow | undefined>;
-  /** Ends the run here: the task waits. */
-  suspend(suspension: Suspension): void;
-}
 
 /** A callback URL's secret: 32 random bytes, base64url. */
 export function newTokenSecret(): string {
