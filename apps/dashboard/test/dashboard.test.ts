@@ -117,6 +117,36 @@ describe(`the dashboard (${testMode} mode)`, () => {
     expect(await page.getByTestId('usage-cost').textContent()).toMatch(/^\$\d/);
   });
 
+  it("shows a durable task's steps and child tasks, and its steps move on live as its wait ends", async () => {
+    const task = await harness.stack.api<TaskRecord>(admin, 'POST', '/tasks', {
+      name: 'summarize_documents',
+      input: { documents: ['one', 'two'], require_approval: true },
+    });
+    const waiting = await waitFor(
+      async () => {
+        const now = await harness.stack.api<
+          TaskRecord & { waitingFor: { kind: string; token?: string } | null }
+        >(admin, 'GET', `/tasks/${task.id}`);
+        return now.waitingFor?.kind === 'token' && now.waitingFor.token;
+      },
+      { timeoutMs: 30_000, what: 'the approval wait' },
+    );
+    const page = await openDashboard(harness.browser, harness.stack.url, admin, `/ui/tasks/${task.id}`);
+    const steps = page.getByTestId('task-steps');
+    await steps.waitFor();
+    const stepRow = (prefix: string) => steps.locator('tbody tr').filter({ hasText: prefix });
+    await stepRow('$token-wait:').filter({ hasText: 'waiting' }).waitFor();
+    await page.getByTestId('task-children-summary').filter({ hasText: '2 in all: 2 COMPLETED' }).waitFor();
+    await screenshot(page, 'durable-steps-waiting');
+    await mark(page);
+    await harness.stack.api(admin, 'POST', `/tokens/${waiting}/complete`, { output: { approved: true } });
+    // Without a reload: the wait's step completed, then the task.
+    await stepRow('$token-wait:').filter({ hasText: 'completed' }).waitFor({ timeout: 20_000 });
+    await page.locator('[data-testid="task-detail"] [data-status="COMPLETED"]').first().waitFor();
+    expect(await marked(page)).toBe(true);
+    await screenshot(page, 'durable-steps-done');
+  });
+
   it('cancels a running task from the table, and retries it from its page', async () => {
     const task = await harness.stack.api<TaskRecord>(admin, 'POST', '/tasks', {
       name: 'query_chatgpt',

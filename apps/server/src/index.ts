@@ -1,4 +1,4 @@
-export type { Preview, TaskEvent, TaskSummary, TaskView } from '@tasker/engine';
+export type { Preview, TaskEvent, TaskStepEvent, TaskSummary, TaskView } from '@tasker/engine';
 export type { TaskName, TaskTypes } from '@tasker/tasks';
 export { buildApp } from './app.ts';
 export { openApiDocument } from './openapi.ts';

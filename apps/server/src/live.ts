@@ -1,17 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import {
   listenTaskChanges,
+  type StepChange,
   type TaskChange,
   type TaskChangeListener,
   type TaskStore,
   TenantWatchers,
 } from '@tasker/db';
-import { isTerminal, type Logger, type TaskEvent, toTaskEvent } from '@tasker/engine';
+import {
+  isTerminal,
+  type Logger,
+  type TaskActivity,
+  type TaskEvent,
+  type TaskStepEvent,
+  toTaskEvent,
+  toTaskStepEvent,
+} from '@tasker/engine';
 import type postgres from 'postgres';
 import { STREAM_BUFFER_BYTES, STREAM_BUFFER_EVENTS } from './streams.ts';
 
 /** Gets each change with the tenant of its task (events themselves do not carry it) and its size as JSON. */
 type Listener = (event: TaskEvent, tenantId: string, bytes: number) => void;
+/** The same for a task's steps. */
+type StepListener = (event: TaskStepEvent, tenantId: string, bytes: number) => void;
 
 /** How a stream is fed: until `signal` aborts; `onOverflow` when its client stops reading. */
 export interface StreamOptions {
@@ -36,6 +47,17 @@ export interface TaskWatcher {
     afterVersion: number,
     stream: StreamOptions,
   ): Promise<AsyncGenerator<TaskEvent> | undefined>;
+  /**
+   * One task's activity: as `watch`, with its durable steps besides its states: those recorded so
+   * far first (before its current state), then each step as it is written, in commit order with
+   * the states. A step may come twice (a later event for a step id replaces the earlier).
+   */
+  activity(
+    tenantId: string,
+    id: string,
+    afterVersion: number,
+    stream: StreamOptions,
+  ): Promise<AsyncGenerator<TaskActivity> | undefined>;
   /** Every change to this tenant's tasks, as it happens, while the stream's signal is not aborted. */
   watchAll(
     tenantId: string,
@@ -64,6 +86,15 @@ export interface TaskFeedOptions {
  */
 export class TaskFeed implements TaskWatcher {
   private readonly byTask = new Map<string, Set<Listener>>();
+  /** Streams of a task's steps too (`activity`), by task. */
+  private readonly stepsByTask = new Map<string, Set<StepListener>>();
+  /**
+   * Per task, the end of its events still on their way: a step announced by its key alone is read
+   * back first, and the task's next events wait behind it, so that a stream sees them in commit
+   * order (its last step before its final state). Absent for a task with nothing pending: its
+   * events go out at once.
+   */
+  private readonly behind = new Map<string, Promise<void>>();
   /** Newest version dispatched, per watched task: a resync fetches only rows that moved past it. */
   private readonly dispatched = new Map<string, number>();
   /** watchAll's listeners, by tenant: a change costs nothing in the other tenants' streams. */
@@ -101,13 +132,14 @@ export class TaskFeed implements TaskWatcher {
       this.sql,
       (change) => this.receive(change),
       () => {
-        if (listening) void this.resync(); // reconnected: changes may have been missed while away
+        if (listening) void this.resync(true); // reconnected: changes may have been missed while away
         listening = true;
       },
       // With nobody watching, a change costs this process nothing but reading the notification.
       () => this.byTask.size > 0 || this.everyTask.size > 0,
+      (change) => this.receive(change),
     );
-    this.timer = setInterval(() => void this.resync(), this.options.resyncMs);
+    this.timer = setInterval(() => void this.resync(false), this.options.resyncMs);
     this.timer.unref();
   }
 
@@ -117,7 +149,8 @@ export class TaskFeed implements TaskWatcher {
   }
 
   /** A change heard from PostgreSQL (public for tests: the notifications call it). */
-  receive(change: TaskChange) {
+  receive(change: TaskChange | StepChange) {
+    if ('kind' in change) return this.receiveStep(change);
     if (!change.truncated) return this.dispatch(toTaskEvent(change.row), change.row.tenantId);
     if (!this.byTask.has(change.id) && !this.everyTask.has(change.tenantId)) return;
     if (this.truncated.size === 0) setImmediate(() => void this.readTruncated());
@@ -134,7 +167,46 @@ export class TaskFeed implements TaskWatcher {
     }
   }
 
+  private receiveStep(change: StepChange) {
+    if (!this.stepsByTask.has(change.taskId)) return;
+    const { step, taskId, stepId, tenantId } = change;
+    if (step) return this.inOrder(taskId, () => this.dispatchStep(toTaskStepEvent(step), tenantId));
+    this.inOrder(taskId, async () => {
+      for (const row of await this.store.steps.getMany([{ taskId, stepId }]))
+        this.dispatchStep(toTaskStepEvent(row), tenantId);
+    });
+  }
+
+  /** Runs `work` now, or after what is still pending for the task (`behind`). */
+  private inOrder(taskId: string, work: () => void | Promise<void>) {
+    const before = this.behind.get(taskId);
+    const pending = before ? before.then(work) : work();
+    if (!pending) return;
+    const settled: Promise<void> = pending
+      .catch((error: unknown) => this.log.warn({ err: error }, 'could not read a written step'))
+      .then(() => {
+        if (this.behind.get(taskId) === settled) this.behind.delete(taskId);
+      });
+    this.behind.set(taskId, settled);
+  }
+
+  private dispatchStep(event: TaskStepEvent, tenantId: string) {
+    const listeners = this.stepsByTask.get(event.taskId);
+    if (!listeners) return;
+    const bytes = JSON.stringify(event).length;
+    for (const listener of listeners) {
+      this.delivered++;
+      listener(event, tenantId, bytes);
+    }
+  }
+
   private dispatch(event: TaskEvent, tenantId: string, toEveryTask = true) {
+    if (this.behind.has(event.id))
+      return this.inOrder(event.id, () => this.deliver(event, tenantId, toEveryTask));
+    this.deliver(event, tenantId, toEveryTask);
+  }
+
+  private deliver(event: TaskEvent, tenantId: string, toEveryTask: boolean) {
     const listeners = this.byTask.get(event.id);
     const everyTask = toEveryTask ? this.everyTask.get(tenantId) : undefined;
     if (!listeners && !everyTask) return;
@@ -153,7 +225,17 @@ export class TaskFeed implements TaskWatcher {
     }
   }
 
-  private async resync() {
+  private async resync(reconnected: boolean) {
+    // Steps written while the connection was away: a stream of them gets them all again.
+    if (reconnected && this.stepsByTask.size > 0) {
+      try {
+        for (const { id, tenantId } of await this.store.getMany([...this.stepsByTask.keys()]))
+          for (const step of await this.store.steps.list(id))
+            this.inOrder(id, () => this.dispatchStep(toTaskStepEvent(step), tenantId));
+      } catch (error) {
+        this.log.warn({ err: error }, 'could not re-read the steps of watched tasks');
+      }
+    }
     if (this.everyTask.size > 0)
       await this.watchers
         .hold([...this.everyTask.keys()])
@@ -170,6 +252,19 @@ export class TaskFeed implements TaskWatcher {
         this.log.warn({ err: error }, 'could not re-read watched tasks');
       }
     }
+  }
+
+  private listenSteps(id: string, listener: StepListener): () => void {
+    let set = this.stepsByTask.get(id);
+    if (!set) {
+      set = new Set();
+      this.stepsByTask.set(id, set);
+    }
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.stepsByTask.delete(id);
+    };
   }
 
   private listen(target: { id: string } | { tenantId: string }, listener: Listener): () => void {
@@ -213,18 +308,58 @@ export class TaskFeed implements TaskWatcher {
     afterVersion: number,
     stream: StreamOptions,
   ): Promise<AsyncGenerator<TaskEvent> | undefined> {
-    const inbox = new Inbox<TaskEvent>(stream);
-    const stop = this.listen({ id }, (event, owner, bytes) => {
-      if (owner === tenantId) inbox.push(event, bytes);
+    const activity = await this.follow(tenantId, id, afterVersion, stream, false);
+    return (
+      activity &&
+      (async function* () {
+        for await (const event of activity) if (event.type === 'state') yield event.task;
+      })()
+    );
+  }
+
+  activity(
+    tenantId: string,
+    id: string,
+    afterVersion: number,
+    stream: StreamOptions,
+  ): Promise<AsyncGenerator<TaskActivity> | undefined> {
+    return this.follow(tenantId, id, afterVersion, stream, true);
+  }
+
+  private async follow(
+    tenantId: string,
+    id: string,
+    afterVersion: number,
+    stream: StreamOptions,
+    withSteps: boolean,
+  ): Promise<AsyncGenerator<TaskActivity> | undefined> {
+    const inbox = new Inbox<TaskActivity>(stream);
+    const stopStates = this.listen({ id }, (task, owner, bytes) => {
+      if (owner === tenantId) inbox.push({ type: 'state', task }, bytes);
     });
+    const stopSteps = withSteps
+      ? this.listenSteps(id, (step, owner, bytes) => {
+          if (owner === tenantId) inbox.push({ type: 'step', step }, bytes);
+        })
+      : () => {};
+    const stop = () => {
+      stopStates();
+      stopSteps();
+    };
     try {
       const row = await this.store.get(id, tenantId);
       if (!row) {
         stop();
         return undefined;
       }
+      // The steps recorded so far before the current state: a finished task's stream ends with it.
+      if (withSteps)
+        for (const step of await this.store.steps.list(id)) {
+          const event = toTaskStepEvent(step);
+          inbox.push({ type: 'step', step: event }, JSON.stringify(event).length);
+        }
       const current = toTaskEvent(row);
-      inbox.push(current, JSON.stringify(current).length);
+      inbox.push({ type: 'state', task: current }, JSON.stringify(current).length);
     } catch (error) {
       stop();
       throw error;
@@ -233,14 +368,19 @@ export class TaskFeed implements TaskWatcher {
       let last = afterVersion;
       try {
         for (;;) {
-          const event = await inbox.next();
-          if (!event) return;
+          const next = await inbox.next();
+          if (!next) return;
+          if (next.type === 'step') {
+            yield next;
+            continue;
+          }
+          const event = next.task;
           if (event.version <= last) {
             if (isTerminal(event.status)) return; // the caller has the final state already
             continue;
           }
           last = event.version;
-          yield event;
+          yield next;
           if (isTerminal(event.status)) return;
         }
       } finally {

@@ -573,22 +573,43 @@ function addExamples(paths: Record<string, Record<string, Operation>>): void {
  * OpenAPI 3.2's own Server-Sent Events example writes it.
  */
 function taskEventStream(schemas: Record<string, unknown>): Json {
+  addComponent(schemas, 'TaskStepEvent', {
+    description:
+      "A durable step of the task, written (it completed, failed, or a wait began): the step as the task record shows it, with its task's id. A later event for the same step id replaces the earlier one",
+    allOf: [
+      { $ref: ref('TaskStep') },
+      {
+        type: 'object',
+        required: ['taskId'],
+        properties: {
+          taskId: { type: 'string', format: 'uuid', description: 'The task the step belongs to' },
+        },
+      },
+    ],
+  });
   addComponent(schemas, 'TaskStreamEvent', {
     type: 'object',
     description: 'One event of GET /tasks/{id}/events',
     required: ['data'],
     properties: {
-      id: { type: 'string', description: 'The task version: send it back as Last-Event-ID to resume' },
+      id: {
+        type: 'string',
+        description: 'The task version, on a state: send it back as Last-Event-ID to resume',
+      },
       event: {
         type: 'string',
-        enum: ['error'],
-        description: 'Absent for a state; error when the stream broke on the server side (data: an Error)',
+        enum: ['step', 'error'],
+        description:
+          'Absent for a state; step for a durable step written (data: a TaskStepEvent); error when the stream broke on the server side (data: an Error)',
       },
       data: {
         type: 'string',
-        description: 'A TypedTaskEvent as JSON (an Error after event: error)',
+        description:
+          'A TypedTaskEvent as JSON (a TaskStepEvent after event: step, an Error after event: error)',
         contentMediaType: 'application/json',
-        contentSchema: { oneOf: [{ $ref: ref('TypedTaskEvent') }, ERROR_REF] },
+        contentSchema: {
+          oneOf: [{ $ref: ref('TypedTaskEvent') }, { $ref: ref('TaskStepEvent') }, ERROR_REF],
+        },
       },
     },
   });
@@ -629,7 +650,11 @@ function handWrittenOperations(version: string, schemas: Record<string, unknown>
         "text/event-stream (`curl -N`, or a browser's EventSource). Each event is `id:` the task version and " +
         '`data:` one TypedTaskEvent as JSON: the task record without its input, typed by `name` (its `output` ' +
         "is that type's result, null until COMPLETED). The current state comes first, then every change, in " +
-        'version order; the stream ends after COMPLETED, FAILED or CANCELLED. A comment line (`: keep-alive`) ' +
+        "version order; the stream ends after COMPLETED, FAILED, CANCELLED or EXPIRED. A durable task's steps (`ctx.step`, " +
+        'sleeps, child tasks, wait tokens) come as named events, `event: step` with `data:` a TaskStepEvent and no id: ' +
+        'those recorded so far before the current state, then each as it is written, in commit order with the states ' +
+        "(EventSource's onmessage does not see them: addEventListener('step', …)). " +
+        'A comment line (`: keep-alive`) ' +
         'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
         '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
         'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +

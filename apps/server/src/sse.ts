@@ -12,6 +12,8 @@ const params = z.object({ id: z.uuid() });
  * `GET /tasks/{id}/events`: a task's states as Server-Sent Events, for curl (`curl -N`) and
  * browsers. One `data:` JSON line per state with `id:` = the task version; the stream closes after
  * the terminal state. `Last-Event-ID` (header, or `?lastEventId=`) resumes after that version.
+ * A durable task's steps come as named events (`event: step`, a TaskStepEvent, no id): those
+ * recorded so far first, then each as it is written; EventSource's `onmessage` does not see them.
  */
 export function registerEventStream(
   app: FastifyInstance,
@@ -51,7 +53,7 @@ export function registerEventStream(
     }
     let hijacked = false;
     try {
-      const updates = await live.watch(identity.tenantId, parsed.data.id, resumeAfter(lastEventId), {
+      const updates = await live.activity(identity.tenantId, parsed.data.id, resumeAfter(lastEventId), {
         signal: lease.signal,
         onOverflow: lease.overflow,
       });
@@ -91,7 +93,11 @@ export function registerEventStream(
       }, keepAliveMs);
       try {
         for await (const event of updates)
-          await send(`id: ${event.version}\ndata: ${JSON.stringify(event)}\n\n`);
+          await send(
+            event.type === 'state'
+              ? `id: ${event.task.version}\ndata: ${JSON.stringify(event.task)}\n\n`
+              : `event: step\ndata: ${JSON.stringify(event.step)}\n\n`,
+          );
         // Ended by the server: a revoked or expired key (401), in the one error shape.
         const ended = lease.ended();
         if (ended && !res.destroyed)

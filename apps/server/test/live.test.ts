@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import type { TaskEvent } from '@tasker/engine';
+import type { TaskActivity, TaskEvent, TaskStepEvent } from '@tasker/engine';
 import { type FakeOpenAI, spawnApp, startFakeOpenAI, waitFor } from '@tasker/testing';
 import { createTRPCClient, httpBatchLink, httpSubscriptionLink, splitLink } from '@trpc/client';
 import { EventSource } from 'eventsource';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppRouter } from '../src/index.ts';
-import { runTask, type Stack, startStack } from './helpers.ts';
+import { postJson, runTask, type Stack, startStack } from './helpers.ts';
 
 let stack: Stack;
 let fake: FakeOpenAI;
@@ -205,5 +205,118 @@ describe('tRPC subscription over SSE', () => {
     await waitFor(() => seen.some((e) => e.id === sum && e.status === 'COMPLETED'));
     sub.unsubscribe();
     expect(seen.every((e) => e.name === 'sum_two_numbers')).toBe(true);
+  });
+});
+
+/** A named SSE event (`event: step`) or a state (no name), in the order the stream sent them. */
+type Sent =
+  | { type: 'state'; id: string | undefined; task: TaskEvent }
+  | { type: 'step'; step: TaskStepEvent };
+
+function parseActivity(text: string): Sent[] {
+  return text
+    .split('\n\n')
+    .filter((block) => block.includes('data: '))
+    .map((block) => {
+      const data = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? 'null') as unknown;
+      return /^event: step$/m.test(block)
+        ? { type: 'step', step: data as TaskStepEvent }
+        : { type: 'state', id: /^id: (.*)$/m.exec(block)?.[1], task: data as TaskEvent };
+    });
+}
+
+/** An activity event in short: a step's id and status, or a state's status. */
+const label = (
+  e: Pick<TaskActivity, 'type'> & ({ step: TaskStepEvent } | { task: Pick<TaskEvent, 'status'> }),
+) => ('step' in e ? `${e.step.id}:${e.step.status}` : e.task.status);
+
+describe("a durable task's steps on its streams", () => {
+  it('GET /tasks/{id}/events and onTaskActivity carry each step as it is written, in commit order with the states (WAITING with what it waits for)', async () => {
+    await ensureWorker();
+    const submitted = await postJson(`${stack.url}/tasks`, {
+      name: 'summarize_documents',
+      input: { documents: ['one', 'two'], require_approval: true },
+    });
+    expect(submitted.status, JSON.stringify(submitted.body)).toBe(201);
+    const id = submitted.body.id as string;
+    const sse = curl(`${stack.url}/tasks/${id}/events`);
+    const trpc = createTRPCClient<AppRouter>({
+      links: [httpSubscriptionLink({ url: `${stack.url}/trpc`, EventSource })],
+    });
+    const viaTrpc: string[] = [];
+    const trpcEnded = new Promise<void>((resolve, reject) => {
+      const sub = trpc.onTaskActivity.subscribe(
+        { id },
+        {
+          onData: (event) => {
+            viaTrpc.push(label(event.data));
+            if (event.data.type === 'state' && event.data.task.status === 'COMPLETED') {
+              sub.unsubscribe();
+              resolve();
+            }
+          },
+          onError: reject,
+        },
+      );
+    });
+    // Summarized, it waits for its approval: a token, visible to its tenant.
+    const token = await waitFor(
+      async () => {
+        const task = (await (await fetch(`${stack.url}/tasks/${id}`)).json()) as TaskEvent;
+        return task.status === 'WAITING' && task.waitingFor?.kind === 'token' ? task.waitingFor.token : false;
+      },
+      { timeoutMs: 30_000, what: 'the approval wait' },
+    );
+    const approved = await postJson(`${stack.url}/tokens/${token}/complete`, { output: { approved: true } });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+
+    const sent = parseActivity(await sse);
+    await trpcEnded;
+    const steps = sent.flatMap((e) => (e.type === 'step' ? [e.step] : []));
+    const states = sent.flatMap((e) => (e.type === 'state' ? [e.task] : []));
+    expect(steps.every((s) => s.taskId === id)).toBe(true);
+    // The fan-out's step, the token's making, its wait begun (waiting), then its wait over (completed).
+    const waitStep = steps.filter((s) => s.id.startsWith('$token-wait:'));
+    expect(waitStep.map((s) => s.status)).toEqual(expect.arrayContaining(['waiting', 'completed']));
+    expect(steps.some((s) => s.id.startsWith('$token:') && s.status === 'completed')).toBe(true);
+    expect(steps.filter((s) => !s.id.startsWith('$token')).length).toBeGreaterThan(0);
+    // The token's callback URL (a secret) is never on the stream.
+    expect(JSON.stringify(steps)).not.toContain('token-callbacks');
+    expect(states.some((s) => s.status === 'WAITING' && s.waitingFor?.kind === 'token')).toBe(true);
+    // In commit order: the wait's end before the state that resumed, the stream ending on COMPLETED.
+    const last = sent.at(-1);
+    expect(last?.type === 'state' && last.task.status).toBe('COMPLETED');
+    const waitEnded = sent.findIndex(
+      (e) => e.type === 'step' && e.step.id.startsWith('$token-wait:') && e.step.status === 'completed',
+    );
+    const completed = sent.findIndex((e) => e.type === 'state' && e.task.status === 'COMPLETED');
+    expect(waitEnded).toBeGreaterThan(-1);
+    expect(waitEnded).toBeLessThan(completed);
+    // States keep their ids (versions, increasing); steps have none.
+    const ids = sent.flatMap((e) => (e.type === 'state' ? [Number(e.id)] : []));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    // tRPC: the same steps, and the same end (the streams began at different moments).
+    const sseSteps = sent.flatMap((e) => (e.type === 'step' ? [label(e)] : []));
+    expect(new Set(viaTrpc.filter((l) => l.includes(':')))).toEqual(new Set(sseSteps));
+    expect(viaTrpc.at(-1)).toBe('COMPLETED');
+    expect(viaTrpc.findLastIndex((l) => /^\$token-wait:\d+:completed$/.test(l))).toBeLessThan(
+      viaTrpc.length - 1,
+    );
+  }, 60_000);
+
+  it("a finished task's stream sends its recorded steps, then its final state, and ends", async () => {
+    const done = await waitFor(
+      async () => {
+        const res = await fetch(`${stack.url}/tasks?name=summarize_documents&status=COMPLETED`);
+        const page = (await res.json()) as { tasks?: { id: string }[] };
+        return page.tasks?.[0]?.id;
+      },
+      { what: 'a completed summarize_documents task' },
+    );
+    const sent = parseActivity(await curl(`${stack.url}/tasks/${done}/events`));
+    expect(sent.filter((e) => e.type === 'step').length).toBeGreaterThan(2);
+    expect(sent.filter((e) => e.type === 'state').map((e) => e.type === 'state' && e.task.status)).toEqual([
+      'COMPLETED',
+    ]);
   });
 });

@@ -214,6 +214,13 @@ describe('/openapi.json', () => {
     expect(event.properties.data.contentSchema.oneOf.map((s) => s.$ref)).toContain(
       '#/components/schemas/TypedTaskEvent',
     );
+    // A durable step: `event: step`, a TaskStepEvent (a TaskStep with its task's id).
+    expect(event.properties.data.contentSchema.oneOf.map((s) => s.$ref)).toContain(
+      '#/components/schemas/TaskStepEvent',
+    );
+    const stepEvent = doc.components.schemas.TaskStepEvent as { allOf: { $ref?: string }[] };
+    expect(stepEvent.allOf[0]?.$ref).toBe('#/components/schemas/TaskStep');
+    expect(doc.components.schemas.TaskStep).toBeDefined();
     const typed = doc.components.schemas.TypedTaskEvent as {
       discriminator: { propertyName: string; mapping: Record<string, string> };
     };

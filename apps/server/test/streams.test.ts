@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { ApiKeyStore, createDb, type DbClient, type TaskChange } from '@tasker/db';
+import { ApiKeyStore, createDb, type DbClient, type TaskChange, type TaskStore } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
 import { createTestEnv, type TestEnv, waitFor } from '@tasker/testing';
 import {
@@ -333,5 +333,66 @@ describe("one tenant's events and another tenant's streams", () => {
     expect(feed.deliveries).toBe(100);
     expect((await Promise.all(firsts)).every((r) => !r.done)).toBe(true);
     controller.abort();
+  });
+});
+
+describe("a task's steps and states, in commit order", () => {
+  it("a step announced by its key alone is read back before the task's next state goes out", async () => {
+    const log = createLogger(loadEnv(env.vars), 'feed');
+    const id = randomUUID();
+    const row = (status: string, version: number) => ({
+      id,
+      tenantId: 'acme',
+      name: 'summarize_documents',
+      status,
+      output: null,
+      error: null,
+      attemptErrors: [],
+      progress: null,
+      version,
+      attempts: 1,
+      maxAttempts: 3,
+      priority: 0,
+      runAfter: null,
+      cancelRequestedAt: null,
+      createdAt: new Date(),
+      startedAt: new Date(),
+      finishedAt: status === 'COMPLETED' ? new Date() : null,
+      updatedAt: new Date(),
+    });
+    const step = {
+      taskId: id,
+      stepId: 'big',
+      seq: 0,
+      status: 'completed',
+      output: 'x'.repeat(10_000),
+      error: null,
+      startedAt: new Date(),
+      finishedAt: new Date(),
+    };
+    // The step's row comes back slowly: the final state, heard meanwhile, waits behind it.
+    const store = {
+      get: async () => row('RUNNING', 2),
+      steps: {
+        list: async () => [],
+        getMany: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          return [step];
+        },
+      },
+    } as unknown as TaskStore;
+    const feed = new TaskFeed(undefined as never, store, { resyncMs: 3_600_000 }, log);
+    const controller = new AbortController();
+    const activity = await feed.activity('acme', id, -1, { signal: controller.signal });
+    if (!activity) throw new Error('no activity');
+    feed.receive({ kind: 'step', taskId: id, tenantId: 'acme', stepId: 'big', step: undefined });
+    feed.receive({ truncated: false, row: row('COMPLETED', 3) } as unknown as TaskChange);
+    const seen: string[] = [];
+    for await (const event of activity)
+      seen.push(
+        event.type === 'step' ? `step ${event.step.id} ${event.step.preview?.length}` : event.task.status,
+      );
+    // Its preview: 253 bytes of the JSON text and an ellipsis.
+    expect(seen).toEqual(['RUNNING', 'step big 254', 'COMPLETED']);
   });
 });

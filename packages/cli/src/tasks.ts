@@ -5,6 +5,7 @@ import {
   TaskFailedError,
   type TaskName,
   type TaskStatus,
+  type TaskStepEvent,
   type TaskUpdate,
   toTaskerError,
 } from '@tasker/sdk';
@@ -219,16 +220,27 @@ function statusLine(update: TaskUpdate): string {
     update.status === 'RUNNING'
       ? ` (attempt ${update.attempts} of ${update.maxAttempts})`
       : update.status === 'PENDING' && update.attempts > 0
-        ? ` (retry ${update.attempts + 1} of ${update.maxAttempts})`
+        ? // Its last attempt failed (a retry), or suspended and was woken (the same attempt goes on).
+          update.attemptErrors.length >= update.attempts
+          ? ` (retry ${update.attempts + 1} of ${update.maxAttempts})`
+          : ' (its wait is over: it resumes)'
         : update.waitingFor
           ? ` (waiting for ${waitingText(update.waitingFor)})`
           : '';
   return `${update.name} ${paint('dim', update.id, process.stderr)} ${status}${detail}`;
 }
 
+/** A durable step as `watch` shows it on stderr: `  step fetch completed`, a failure with its message. */
+function stepLine(step: TaskStepEvent): string {
+  const style = step.status === 'completed' ? 'green' : step.status === 'failed' ? 'red' : 'yellow';
+  const why = step.status === 'failed' && step.error ? `: ${clip(step.error.message, 200)}` : '';
+  return `  step ${step.id} ${paint(style, step.status, process.stderr)}${why}`;
+}
+
 /**
- * Follows a task to its end. `watch`: each status on stderr, and the reply streaming to stdout as
- * it grows (progress.partial), then the rest of the result; `--json` makes it one JSON line per
+ * Follows a task to its end. `watch`: each status on stderr, each durable step as it is written
+ * (`  step <id> <status>`), and the reply streaming to stdout as it grows (progress.partial), then
+ * the rest of the result; `--json` makes it one JSON line per
  * update. Else (`--wait`): a spinner on a terminal, then the result (with `--json`, the final
  * record). A task that ends FAILED or CANCELLED is exit 1, EXPIRED exit 6 (exitCodeOf).
  */
@@ -243,7 +255,15 @@ async function follow(
   let lastStatus = '';
   let final: TaskUpdate | undefined;
   try {
-    for await (const update of client.task(id).updates()) {
+    for await (const event of client.task(id).activity()) {
+      if (event.type === 'step') {
+        if (mode.watch && !mode.json) {
+          spinner.stop();
+          process.stderr.write(`${stepLine(event.step)}\n`);
+        }
+        continue;
+      }
+      const update = event.task;
       final = update;
       if (mode.json) {
         if (mode.watch) process.stdout.write(`${JSON.stringify(update)}\n`);

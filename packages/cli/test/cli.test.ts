@@ -212,6 +212,24 @@ describe('tasker watch', () => {
     );
   });
 
+  it("shows a durable task's steps as they are written, between its statuses", async () => {
+    const run = await tasker([
+      'run',
+      'summarize_documents',
+      '--input',
+      JSON.stringify({ documents: ['one', 'two'] }),
+      '--watch',
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    // Its fan-out's step: begun (the parent waits for its children), then done; then its end.
+    expect(run.stderr).toMatch(
+      /RUNNING \(attempt 1 of 3\)\n[^\n]*WAITING \(waiting for 2 child tasks\)\n {2}step \$children:0 waiting\n[^\n]*PENDING \(its wait is over: it resumes\)\n[^\n]*RUNNING \(attempt 1 of 3\)\n {2}step \$children:0 completed\n[^\n]*COMPLETED\n$/,
+    );
+    // The fake model echoes each child's prompt: the summaries in the documents' order.
+    const { summaries } = JSON.parse(run.stdout) as { summaries: string[] };
+    expect(summaries.map((text) => text.split('\n').at(-1))).toEqual(['one', 'two']);
+  }, 60_000);
+
   it('run --watch does the same from the submission; --watch --json is one JSON line per update', async () => {
     const run = await tasker(['run', 'query_chatgpt', '--param', `prompt=${PROMPT}`, '--watch']);
     expect(run.code, run.stderr).toBe(0);

@@ -1,6 +1,6 @@
 import { getTableColumns } from 'drizzle-orm';
 import type postgres from 'postgres';
-import { type TaskRow, tasks } from './schema.ts';
+import { type TaskRow, type TaskStepRow, taskSteps, tasks } from './schema.ts';
 
 /** The channel on which PostgreSQL announces every task change (migration 0030_announce_per_statement). */
 export const TASK_EVENTS_CHANNEL = 'tasker_task_events';
@@ -23,32 +23,78 @@ export interface TruncatedTaskChange {
 /** One announced change: the row as it is after the change (without `input`), or its key alone. */
 export type TaskChange = { truncated: false; row: Omit<TaskRow, 'input'> } | TruncatedTaskChange;
 
+/**
+ * A durable step written (migration 0031_announce_steps): its row as written, with its task's
+ * tenant, or (`step` undefined) its key alone when the row was too large for a notification.
+ */
+export interface StepChange {
+  kind: 'step';
+  taskId: string;
+  tenantId: string;
+  stepId: string;
+  step: TaskStepRow | undefined;
+}
+
 const columns = Object.entries(getTableColumns(tasks));
+const stepColumns = Object.entries(getTableColumns(taskSteps));
+
+/** A row as `to_jsonb(row)` wrote it → the drizzle row: JSON columns as they are, timestamps parsed. */
+function fromJsonRow<T>(
+  json: Record<string, unknown>,
+  of: [string, { name: string; dataType: string }][],
+  skip?: string,
+): T {
+  const row: Record<string, unknown> = {};
+  for (const [key, column] of of) {
+    if (key === skip) continue;
+    const value = json[column.name];
+    if (value === undefined || value === null) row[key] = null;
+    // JSON columns arrive as JSON already; timestamps as ISO text.
+    else if (column.dataType === 'date') row[key] = new Date(value as string);
+    else row[key] = value;
+  }
+  return row as T;
+}
 
 /**
  * Parses a notification payload: a JSON array of changed rows, one statement's (migration
  * 0030_announce_per_statement), each `to_jsonb(row) - 'input'` (column names, ISO timestamps) or a
- * row's key alone when it was too large. A single row (not in an array) is read too. Entries that
- * are not a task's change are skipped.
+ * row's key alone when it was too large. A single row (not in an array) is read too, and so is a
+ * step's write (`kind: "step"`, 0031_announce_steps). Entries that are neither are skipped.
  */
-export function parseTaskChanges(payload: string): TaskChange[] {
+export function parseChanges(payload: string): (TaskChange | StepChange)[] {
   let json: unknown;
   try {
     json = JSON.parse(payload);
   } catch {
     return [];
   }
-  const changes: TaskChange[] = [];
+  const changes: (TaskChange | StepChange)[] = [];
   for (const item of Array.isArray(json) ? json : [json]) {
-    const change = toTaskChange(item);
+    const change = toChange(item);
     if (change) changes.push(change);
   }
   return changes;
 }
 
-function toTaskChange(item: unknown): TaskChange | undefined {
+/** `parseChanges` without the steps' writes: the tasks' changes alone. */
+export function parseTaskChanges(payload: string): TaskChange[] {
+  return parseChanges(payload).filter((change): change is TaskChange => !('kind' in change));
+}
+
+function toChange(item: unknown): TaskChange | StepChange | undefined {
   if (typeof item !== 'object' || item === null) return undefined;
   const json = item as Record<string, unknown>;
+  if (json.kind === 'step') {
+    if (typeof json.task_id !== 'string' || typeof json.step_id !== 'string') return undefined;
+    return {
+      kind: 'step',
+      taskId: json.task_id,
+      tenantId: String(json.owner_id),
+      stepId: json.step_id,
+      step: json.truncated === true ? undefined : fromJsonRow<TaskStepRow>(json, stepColumns),
+    };
+  }
   if (typeof json.id !== 'string' || typeof json.version !== 'number') return undefined;
   if (json.truncated === true) {
     return {
@@ -60,16 +106,7 @@ function toTaskChange(item: unknown): TaskChange | undefined {
       status: json.status as TaskRow['status'],
     };
   }
-  const row: Record<string, unknown> = {};
-  for (const [key, column] of columns) {
-    if (key === 'input') continue;
-    const value = json[column.name];
-    if (value === undefined || value === null) row[key] = null;
-    // JSON columns arrive as JSON already; timestamps as ISO text.
-    else if (column.dataType === 'date') row[key] = new Date(value as string);
-    else row[key] = value;
-  }
-  return { truncated: false, row: row as Omit<TaskRow, 'input'> };
+  return { truncated: false, row: fromJsonRow<Omit<TaskRow, 'input'>>(json, columns, 'input') };
 }
 
 export interface TaskChangeListener {
@@ -88,12 +125,17 @@ export async function listenTaskChanges(
   onListen: () => void,
   /** When given and false, a notification is dropped unparsed (nobody is watching). */
   wanted: () => boolean = () => true,
+  /** The steps' writes (0031_announce_steps); without it they are skipped. */
+  onStep?: (change: StepChange) => void,
 ): Promise<TaskChangeListener> {
   const { unlisten } = await sql.listen(
     TASK_EVENTS_CHANNEL,
     (payload) => {
       if (!wanted()) return;
-      for (const change of parseTaskChanges(payload)) onChange(change);
+      for (const change of parseChanges(payload)) {
+        if (!('kind' in change)) onChange(change);
+        else onStep?.(change);
+      }
     },
     onListen,
   );

@@ -13,7 +13,9 @@ export { isDatabaseUnavailable, isTransientDatabaseError, QueueFullError } from 
 export {
   DISPATCH_CHANNEL,
   listenTaskChanges,
+  parseChanges,
   parseTaskChanges,
+  type StepChange,
   TASK_EVENTS_CHANNEL,
   type TaskChange,
   type TaskChangeListener,

@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { createTestEnv, type TestEnv } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, type DbClient, migrateDatabase, type Suspension, TaskStore } from '../src/index.ts';
+import {
+  createDb,
+  type DbClient,
+  listenTaskChanges,
+  migrateDatabase,
+  type StepChange,
+  type Suspension,
+  TaskStore,
+} from '../src/index.ts';
 
 // The store's side of durable steps (migration 0024): task_steps, wait, wake, and WAITING among
 // the unfinished tasks.
@@ -95,6 +103,73 @@ function sleep(until: Date): Suspension {
     output: { until: at },
   };
 }
+
+describe('step announcements (0031)', () => {
+  it("announces every step's write with its task's tenant, in commit order with the task's changes; a large one by its key", async () => {
+    const steps: StepChange[] = [];
+    const order: string[] = [];
+    const listener = await listenTaskChanges(
+      client.sql,
+      (c) => order.push(`task ${c.truncated ? c.status : c.row.status}`),
+      () => {},
+      () => true,
+      (c) => {
+        steps.push(c);
+        order.push(`step ${c.stepId} ${c.step?.status ?? 'by key'}`);
+      },
+    );
+    try {
+      const id = await running();
+      const startedAt = new Date();
+      await store.steps.record({
+        taskId: id,
+        stepId: 'a',
+        seq: 0,
+        status: 'completed',
+        output: { n: 1 },
+        startedAt,
+      });
+      const error = { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' };
+      await store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
+      await store.steps.record({
+        taskId: id,
+        stepId: 'c',
+        seq: 2,
+        status: 'completed',
+        output: 'x'.repeat(9_000),
+        startedAt,
+      });
+      await store.complete(id, 3);
+      await new Promise((r) => setTimeout(r, 300));
+      const mine = steps.filter((c) => c.taskId === id);
+      expect(mine.map((c) => [c.stepId, c.tenantId])).toEqual([
+        ['a', 'default'],
+        ['b', 'default'],
+        ['c', 'default'],
+      ]);
+      expect(mine[0]?.step).toMatchObject({
+        taskId: id,
+        stepId: 'a',
+        seq: 0,
+        status: 'completed',
+        output: { n: 1 },
+      });
+      expect(mine[0]?.step?.startedAt).toBeInstanceOf(Date);
+      expect(mine[1]?.step).toMatchObject({ status: 'failed', error, output: null });
+      // Too large for a notification: its key alone, and the row reads back whole.
+      expect(mine[2]?.step).toBeUndefined();
+      expect((await store.steps.getMany([{ taskId: id, stepId: 'c' }]))[0]?.output).toBe('x'.repeat(9_000));
+      expect(order.filter((o) => o.startsWith('step') || o === 'task COMPLETED').slice(-4)).toEqual([
+        'step a completed',
+        'step b failed',
+        'step c by key',
+        'task COMPLETED',
+      ]);
+    } finally {
+      await listener.close();
+    }
+  });
+});
 
 describe('wait and wake', () => {
   it('wait: RUNNING → WAITING until the time, its handout gone and its sleep recorded, in one statement', async () => {

@@ -355,6 +355,26 @@ export function toTaskEvent(row: Omit<TaskRow, 'input'>): TaskEvent {
   return event;
 }
 
+/**
+ * A durable step as a task's live stream sends it when the step is written (it ended, failed, or a
+ * wait began): the step as the task record shows it (`TaskStep`), with its task's id. A later event
+ * for the same step id replaces the earlier one.
+ */
+export const taskStepEventSchema = taskStepSchema
+  .extend({ taskId: z.uuid().describe('The task the step belongs to') })
+  .meta({ id: 'TaskStepEvent' });
+export type TaskStepEvent = z.output<typeof taskStepEventSchema>;
+
+export function toTaskStepEvent(step: TaskStepRow): TaskStepEvent {
+  return { taskId: step.taskId, ...toStepView(step) };
+}
+
+/**
+ * One event of a task's live activity (SSE `GET /tasks/{id}/events`, tRPC `onTaskActivity`): a new
+ * state of the task (`WAITING` with what it waits for included), or one of its steps written.
+ */
+export type TaskActivity = { type: 'state'; task: TaskEvent } | { type: 'step'; step: TaskStepEvent };
+
 /** Bytes of UTF-8 a preview of a payload (or an error message) in a list row holds at most. */
 export const PREVIEW_BYTES = 1024;
 /**

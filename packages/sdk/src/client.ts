@@ -23,6 +23,7 @@ import type {
   RunManyItem,
   RunOptions,
   Task,
+  TaskActivity,
   TaskInput,
   TaskName,
   TaskOutput,
@@ -95,6 +96,13 @@ export interface TaskHandle<N extends TaskName> {
    * without going backwards. `signal` stops it early (the loop then ends without an error).
    */
   updates(options?: { signal?: AbortSignal }): AsyncIterableIterator<TaskUpdate<N>>;
+  /**
+   * As `updates()`, with the task's durable steps between its states (`ctx.step`, sleeps, child
+   * tasks, wait tokens): the steps recorded so far first, then each step as it is written, in
+   * commit order with the states; ends after the terminal state. A step may come twice (after a
+   * reconnect): key them by `step.id`.
+   */
+  activity(options?: { signal?: AbortSignal }): AsyncIterableIterator<TaskActivity<N>>;
   /** Its full record now. */
   get(): Promise<Task<N>>;
   /** Cancels it: a PENDING task never runs; a RUNNING one is aborted and ends CANCELLED. */
@@ -250,10 +258,25 @@ export function createTaskerClient(options: TaskerClientOptions): TaskerClient {
         throw toTaskerError(error);
       }
     }
+    async function* activity(
+      opts: { signal?: AbortSignal } = {},
+    ): AsyncGenerator<TaskActivity<N>, void, undefined> {
+      const events = trpc.onTaskActivity.subscribe({ id }, { signal: opts.signal });
+      try {
+        for await (const { data } of events) {
+          const event = data as TaskActivity<N>;
+          yield event;
+          if (event.type === 'state' && isTerminal(event.task.status)) return;
+        }
+      } catch (error) {
+        throw toTaskerError(error);
+      }
+    }
     return {
       id,
       name: name as N,
       updates,
+      activity,
       get: () => get<N>(id),
       cancel: () => call(trpc.cancelTask.mutate({ id })) as Promise<Task<N>>,
       retry: () => call(trpc.retryTask.mutate({ id })) as Promise<Task<N>>,

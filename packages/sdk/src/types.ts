@@ -3,6 +3,7 @@ import type {
   Preview,
   TaskSummary as ServerTaskSummary,
   TaskEvent,
+  TaskStepEvent,
   TaskTypes,
   TaskView,
 } from '@tasker/server';
@@ -60,6 +61,21 @@ export type TaskUpdate<N extends TaskName = TaskName> = Omit<TaskEvent, 'name' |
   name: N;
   output: TaskOutput<N> | null;
 };
+
+/**
+ * A durable step of a task as its activity stream sends it when the step is written (it completed,
+ * failed, or a wait began): the step (`TaskStep`) with its task's id. A later event for the same
+ * step id replaces the earlier one.
+ */
+export type { TaskStepEvent };
+
+/**
+ * One event of `task(id).activity()`: a new state of the task (`{type: "state", task}`, as
+ * `updates()` gives it), or one of its durable steps written (`{type: "step", step}`).
+ */
+export type TaskActivity<N extends TaskName = TaskName> =
+  | { type: 'state'; task: TaskUpdate<N> }
+  | { type: 'step'; step: TaskStepEvent };
 
 /**
  * The inputs of the router's procedures as they travel (snake_case, as the REST API has them).

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createTaskerClient,
+  type TaskActivity,
   type TaskerClient,
   TaskerNotFoundError,
   TaskerUnavailableError,
@@ -44,6 +45,27 @@ describe('createTaskerClient against a live server', () => {
     expect(partials.length).toBeGreaterThanOrEqual(2);
     const versions = updates.map((u) => u.version);
     expect(versions).toEqual([...versions].sort((a, b) => a - b));
+  });
+
+  it("activity() gives a durable task's steps between its states: the approval's wait, then its end", async () => {
+    const summary = await tasker.run('summarize_documents', {
+      documents: ['a', 'b'],
+      require_approval: true,
+    });
+    const seen: TaskActivity<'summarize_documents'>[] = [];
+    for await (const event of summary.activity()) {
+      seen.push(event);
+      // Waiting for its approval: the token is in what it waits for; completing it resumes the task.
+      if (event.type === 'state' && event.task.waitingFor?.kind === 'token' && event.task.waitingFor.token)
+        await tasker.tokens.complete(event.task.waitingFor.token, { approved: true });
+    }
+    const last = seen.at(-1);
+    expect(last?.type === 'state' && last.task.output?.summaries).toHaveLength(2);
+    const steps = seen.flatMap((e) => (e.type === 'step' ? [`${e.step.id} ${e.step.status}`] : []));
+    expect(steps).toEqual(
+      expect.arrayContaining(['$children:0 completed', '$token-wait:2 waiting', '$token-wait:2 completed']),
+    );
+    expect(seen.every((e) => e.type === 'state' || e.step.taskId === summary.id)).toBe(true);
   });
 
   it('get(id) returns the full record', async () => {

@@ -140,25 +140,35 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
   const taskOptions = trpc.getTask.queryOptions({ id });
   const task = useQuery(taskOptions);
   const [latest, setLatest] = useState<TaskEvent>();
+  // Its durable steps as the stream writes them, by step id (a later event replaces the earlier).
+  const [liveSteps, setLiveSteps] = useState<ReadonlyMap<string, TaskStep & { taskId: string }>>(new Map());
   const [, tick] = useState(0);
 
-  // Every change of this task, as it happens (its reply grows here while an LLM streams it).
+  // Every change of this task and of its steps, as it happens (its reply grows here while an LLM
+  // streams it).
   const live = useSubscription(
-    trpc.onTaskUpdate.subscriptionOptions(
+    trpc.onTaskActivity.subscriptionOptions(
       { id },
       {
         enabled: task.isSuccess,
         onData: (tracked) => {
           const event = tracked.data;
-          setLatest((prev) => (prev && prev.version >= event.version ? prev : event));
+          if (event.type === 'step') {
+            const { step } = event;
+            setLiveSteps((prev) => new Map(prev).set(step.id, step));
+            return;
+          }
+          const state = event.task;
+          setLatest((prev) => (prev && prev.version >= state.version ? prev : state));
         },
       },
     ),
   );
 
   const base = task.data;
-  const view =
+  const merged =
     base && latest && latest.id === base.id && latest.version > base.version ? { ...base, ...latest } : base;
+  const view = merged && { ...merged, steps: withLiveSteps(merged.id, merged.steps, liveSteps) };
   // A running task's duration moves on its own.
   const running = view?.status === 'RUNNING';
   useEffect(() => {
@@ -395,7 +405,6 @@ export function TaskPage({ id, abilities }: { id: string; abilities: Abilities }
   );
 }
 
-/** The durable steps its handler reached (ctx.step, ctx.sleep), as the record was read. */
 /** Its child tasks (ctx.run, ctx.runMany): counted by status, and the first ones, each a link. */
 function ChildrenCard({
   summary: children,
@@ -442,6 +451,22 @@ function ChildrenCard({
   );
 }
 
+type TaskStep = NonNullable<Task['steps']>[number];
+
+/** The steps of the record as read, updated by those the stream sent since (of this task), in the handler's order. */
+function withLiveSteps(
+  taskId: string,
+  read: Task['steps'],
+  live: ReadonlyMap<string, TaskStep & { taskId: string }>,
+): Task['steps'] {
+  const mine = [...live.values()].filter((step) => step.taskId === taskId);
+  if (mine.length === 0) return read;
+  const byId = new Map((read ?? []).map((step) => [step.id, step]));
+  for (const { taskId: _task, ...step } of mine) byId.set(step.id, step);
+  return [...byId.values()].sort((a, b) => a.seq - b.seq || a.startedAt.localeCompare(b.startedAt));
+}
+
+/** The durable steps its handler reached (ctx.step, ctx.sleep, child tasks, wait tokens), live. */
 function StepsCard({ steps }: { steps: NonNullable<Task['steps']> }) {
   return (
     <div className="card">

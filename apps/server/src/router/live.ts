@@ -54,6 +54,34 @@ export const liveRouter = router({
       }
     }),
 
+  /**
+   * One task's activity, live: as onTaskUpdate (`{type: "state", task}`), with its durable steps
+   * (`{type: "step", step}`): those recorded so far before its current state, then each step as it
+   * is written, in commit order. Every event's id is the version of the last state sent, so that
+   * reconnecting resumes after it; steps are sent again on a reconnect (an event for a step id
+   * replaces the earlier one).
+   */
+  onTaskActivity: readProcedure
+    .input(z.object({ id: taskUuid, lastEventId: z.string().nullish() }))
+    .subscription(async function* ({ ctx, input, signal }) {
+      const lease = openStream(ctx, signal);
+      try {
+        let last = resumeAfter(input.lastEventId);
+        const activity = await ctx.live.activity(ctx.identity.tenantId, input.id, last, {
+          signal: lease.signal,
+          onOverflow: lease.overflow,
+        });
+        if (!activity) throw new TRPCError({ code: 'NOT_FOUND', message: 'Task not found' });
+        for await (const event of activity) {
+          if (event.type === 'state') last = event.task.version;
+          yield tracked(String(last), event);
+        }
+        endedBy(lease);
+      } finally {
+        lease.release();
+      }
+    }),
+
   /** Every task's changes as they happen (for dashboards), optionally only some task types or statuses. */
   onTasksUpdate: readProcedure
     .input(

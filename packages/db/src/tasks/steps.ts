@@ -1,6 +1,7 @@
 import { getTableColumns } from 'drizzle-orm';
 import type postgres from 'postgres';
 import { type TaskError, type TaskStepRow, taskSteps } from '../schema.ts';
+import { pgArray } from './rows.ts';
 
 /** A step's end as a run of its handler records it. */
 export interface StepRecord {
@@ -46,6 +47,16 @@ export class TaskSteps {
   async list(taskId: string): Promise<TaskStepRow[]> {
     const rows = await this.pg`
       select * from task_steps where task_id = ${taskId}::uuid order by seq, started_at`;
+    return rows.map(fromRow);
+  }
+
+  /** Steps by their keys, in no order (a notification too large carried only the key). */
+  async getMany(keys: readonly { taskId: string; stepId: string }[]): Promise<TaskStepRow[]> {
+    if (keys.length === 0) return [];
+    const rows = await this.pg`
+      select s.* from unnest(${pgArray(keys.map((k) => k.taskId))}::uuid[], ${pgArray(keys.map((k) => k.stepId))}::text[])
+             as k(task_id, step_id)
+      join task_steps s on s.task_id = k.task_id and s.step_id = k.step_id`;
     return rows.map(fromRow);
   }
 
