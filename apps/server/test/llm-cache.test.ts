@@ -209,7 +209,7 @@ describe(`the identical-prompt cache (${testMode} mode)`, () => {
 
   it('the sweep deletes expired entries and keeps the live ones', async () => {
     const cache = new LlmCacheStore(db.db);
-    await cache.put('acme', 'gone', { model: 'm', reply: 'r', promptTokens: 1, completionTokens: 1 }, 1);
+    await cache.put('acme', 'gone', { model: 'm', reply: 'r' }, 1);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await cache.get('acme', 'gone')).toBeUndefined();
     const before = (await db.sql<{ n: number }[]>`select count(*)::int as n from llm_cache`)[0]?.n ?? 0;
@@ -223,12 +223,7 @@ describe(`the identical-prompt cache (${testMode} mode)`, () => {
     expect(after).toBe(before - deleted);
     // A tenant over its cap keeps its newest.
     for (let i = 0; i < 3; i++) {
-      await cache.put(
-        'capped',
-        `k${i}`,
-        { model: 'm', reply: `r${i}`, promptTokens: 1, completionTokens: 1 },
-        60_000,
-      );
+      await cache.put('capped', `k${i}`, { model: 'm', reply: `r${i}` }, 60_000);
       await new Promise((resolve) => setTimeout(resolve, 10)); // distinct created_at
     }
     await cache.prune(2);
@@ -238,12 +233,7 @@ describe(`the identical-prompt cache (${testMode} mode)`, () => {
     expect(kept.map((r) => r.key)).toEqual(['k1', 'k2']);
     // A sweep deletes at most its batch, the oldest first.
     for (const key of ['k3', 'k4']) {
-      await cache.put(
-        'capped',
-        key,
-        { model: 'm', reply: key, promptTokens: 1, completionTokens: 1 },
-        60_000,
-      );
+      await cache.put('capped', key, { model: 'm', reply: key }, 60_000);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     const keys = async () =>

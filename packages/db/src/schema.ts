@@ -350,8 +350,6 @@ export const llmCache = pgTable(
     key: text('key').notNull(),
     model: text('model').notNull(),
     reply: text('reply').notNull(),
-    promptTokens: integer('prompt_tokens').notNull(),
-    completionTokens: integer('completion_tokens').notNull(),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
     expiresAt: timestamptz('expires_at').notNull(),
   },

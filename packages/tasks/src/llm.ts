@@ -74,12 +74,10 @@ export interface ChatReply {
   cached: boolean;
 }
 
-/** A stored reply of the identical-prompt cache (its usage as the provider reported it then). */
+/** A stored reply of the identical-prompt cache: the model that gave it, and its text. */
 export interface CachedChat {
   model: string;
   reply: string;
-  promptTokens: number;
-  completionTokens: number;
 }
 
 /** The identical-prompt cache of one tenant (the worker binds the tenant): by a hash of the call. */
@@ -370,18 +368,7 @@ export function createLlm(ctx: LlmContext): LlmClient {
       if (reply.usage) await ctx.record(reply.usage);
       // Only the model asked for answers a later identical call (not the fallback's).
       if (cache && key && !reply.fallback)
-        await cache
-          .put(
-            key,
-            {
-              model: reply.model,
-              reply: reply.text,
-              promptTokens: reply.usage?.promptTokens ?? 0,
-              completionTokens: reply.usage?.completionTokens ?? 0,
-            },
-            ttlMs,
-          )
-          .catch(() => {}); // best effort: the reply stands without its copy
+        await cache.put(key, { model: reply.model, reply: reply.text }, ttlMs).catch(() => {}); // best effort: the reply stands without its copy
       return reply;
     },
   };

@@ -219,8 +219,6 @@ export class UsageReports {
 export interface CachedReply {
   model: string;
   reply: string;
-  promptTokens: number;
-  completionTokens: number;
 }
 
 /** The most characters of a reply the cache stores (a longer one is not cached). */
@@ -238,12 +236,7 @@ export class LlmCacheStore {
   /** The unexpired reply stored under (tenant, key), or undefined. One primary-key lookup. */
   async get(tenantId: string, key: string): Promise<CachedReply | undefined> {
     const [row] = await this.db
-      .select({
-        model: llmCache.model,
-        reply: llmCache.reply,
-        promptTokens: llmCache.promptTokens,
-        completionTokens: llmCache.completionTokens,
-      })
+      .select({ model: llmCache.model, reply: llmCache.reply })
       .from(llmCache)
       .where(
         sql`${llmCache.tenantId} = ${tenantId} and ${llmCache.key} = ${key} and ${llmCache.expiresAt} > now()`,
@@ -257,10 +250,10 @@ export class LlmCacheStore {
     const expiresAt = sql`now() + ${ttlMs} * interval '1 millisecond'`;
     await this.db
       .insert(llmCache)
-      .values({ tenantId, key, ...entry, expiresAt })
+      .values({ tenantId, key, model: entry.model, reply: entry.reply, expiresAt })
       .onConflictDoUpdate({
         target: [llmCache.tenantId, llmCache.key],
-        set: { ...entry, createdAt: sql`now()`, expiresAt },
+        set: { model: entry.model, reply: entry.reply, createdAt: sql`now()`, expiresAt },
       });
   }
 
