@@ -90,7 +90,6 @@ export {
   type CachedReply,
   LlmCacheStore,
   MAX_CACHED_REPLY_CHARS,
-  type Spend,
   USAGE_GROUPS,
   type UsageGroup,
   type UsageQuery,

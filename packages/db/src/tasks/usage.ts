@@ -159,12 +159,6 @@ const GROUP_KEYS: Record<UsageGroup, ReturnType<typeof sql>> = {
   tenant: sql`${taskLlmCalls.tenantId}`,
 };
 
-/** A tenant's spend in one window: tokens (prompt + completion) and dollars. */
-export interface Spend {
-  tokens: number;
-  costUsd: number;
-}
-
 /** The ledger's reads: usage reports (a budget's spend: `LimitStore.spend`). */
 export class UsageReports {
   constructor(private readonly db: Database) {}
