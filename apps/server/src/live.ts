@@ -50,7 +50,8 @@ export interface TaskWatcher {
   /**
    * One task's activity: as `watch`, with its durable steps besides its states: those recorded so
    * far first (before its current state), then each step as it is written, in commit order with
-   * the states. A step may come twice (a later event for a step id replaces the earlier).
+   * the states. A step's write goes out once to a stream; a new stream (a reconnection) gets the
+   * recorded steps again. A later event for a step id replaces the earlier.
    */
   activity(
     tenantId: string,
@@ -366,11 +367,18 @@ export class TaskFeed implements TaskWatcher {
     }
     return (async function* () {
       let last = afterVersion;
+      // Each step as last sent: the same write heard twice (read at the start and announced, or
+      // sent again after a reconnection) goes out once.
+      const sentSteps = new Map<string, string>();
       try {
         for (;;) {
           const next = await inbox.next();
           if (!next) return;
           if (next.type === 'step') {
+            const { id: stepId, status, finishedAt } = next.step;
+            const seen = `${status} ${finishedAt}`;
+            if (sentSteps.get(stepId) === seen) continue;
+            sentSteps.set(stepId, seen);
             yield next;
             continue;
           }

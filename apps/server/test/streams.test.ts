@@ -386,6 +386,8 @@ describe("a task's steps and states, in commit order", () => {
     const activity = await feed.activity('acme', id, -1, { signal: controller.signal });
     if (!activity) throw new Error('no activity');
     feed.receive({ kind: 'step', taskId: id, tenantId: 'acme', stepId: 'big', step: undefined });
+    // The same write heard again (announced, and read at the start or after a reconnection): once.
+    feed.receive({ kind: 'step', taskId: id, tenantId: 'acme', stepId: 'big', step: undefined });
     feed.receive({ truncated: false, row: row('COMPLETED', 3) } as unknown as TaskChange);
     const seen: string[] = [];
     for await (const event of activity)
