@@ -256,51 +256,22 @@ export class TaskFeed implements TaskWatcher {
   }
 
   private listenSteps(id: string, listener: StepListener): () => void {
-    let set = this.stepsByTask.get(id);
-    if (!set) {
-      set = new Set();
-      this.stepsByTask.set(id, set);
-    }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) this.stepsByTask.delete(id);
-    };
+    return addListener(this.stepsByTask, id, listener, () => {});
   }
 
   private listen(target: { id: string } | { tenantId: string }, listener: Listener): () => void {
     if ('tenantId' in target) {
-      let tenant = this.everyTask.get(target.tenantId);
-      if (!tenant) {
-        tenant = new Set();
-        this.everyTask.set(target.tenantId, tenant);
-      }
-      tenant.add(listener);
-      return () => {
-        tenant.delete(listener);
-        if (tenant.size > 0) return;
-        this.everyTask.delete(target.tenantId);
+      const { tenantId } = target;
+      return addListener(this.everyTask, tenantId, listener, () => {
         void this.watchers
-          .release(target.tenantId)
+          .release(tenantId)
           .catch((error: unknown) =>
             this.log.debug({ err: error }, 'could not end a tenant-wide watch; it runs out'),
           );
-      };
+      });
     }
     const { id } = target;
-    let set = this.byTask.get(id);
-    if (!set) {
-      set = new Set();
-      this.byTask.set(id, set);
-    }
-    set.add(listener);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0) {
-        this.byTask.delete(id);
-        this.dispatched.delete(id);
-      }
-    };
+    return addListener(this.byTask, id, listener, () => this.dispatched.delete(id));
   }
 
   async watch(
@@ -424,6 +395,25 @@ export class TaskFeed implements TaskWatcher {
       stop();
     }
   }
+}
+
+/**
+ * Adds `listener` to `key`'s set in `map`; the function returned takes it out again, and drops the
+ * set (then calls `onLast`) when it was the last.
+ */
+function addListener<K, L>(map: Map<K, Set<L>>, key: K, listener: L, onLast: () => void): () => void {
+  let set = map.get(key);
+  if (!set) {
+    set = new Set();
+    map.set(key, set);
+  }
+  set.add(listener);
+  return () => {
+    // Called twice, or after its set was dropped and another made: nothing more to do.
+    if (!set.delete(listener) || set.size > 0 || map.get(key) !== set) return;
+    map.delete(key);
+    onLast();
+  };
 }
 
 /**
