@@ -125,6 +125,8 @@ export interface CompletionResult {
   failed: number;
   /** Most connections pg_stat_activity showed (every database) while waiting. */
   peakConnections: number;
+  /** Statements the wait ran on `sql`: each one a committed transaction of its database. */
+  queries: number;
 }
 
 /**
@@ -141,7 +143,9 @@ export async function waitForCompletion(
   let lastFinished = -1;
   let peakConnections = 0;
   let lastConnectionSample = 0;
+  let queries = 0;
   for (;;) {
+    queries++;
     const [row] = await sql<{ completed: number; failed: number }[]>`
       select count(*) filter (where status = 'COMPLETED')::int as completed,
              count(*) filter (where status in ('FAILED', 'CANCELLED'))::int as failed
@@ -149,7 +153,7 @@ export async function waitForCompletion(
     const now = performance.now();
     const completed = row?.completed ?? 0;
     const failed = row?.failed ?? 0;
-    if (completed + failed >= target) return { doneAt: now, completed, failed, peakConnections };
+    if (completed + failed >= target) return { doneAt: now, completed, failed, peakConnections, queries };
     if (completed + failed !== lastFinished) {
       lastFinished = completed + failed;
       lastProgress = now;
@@ -160,11 +164,36 @@ export async function waitForCompletion(
     }
     if (now - lastConnectionSample > 250) {
       lastConnectionSample = now;
+      queries++;
       const [connections] = await sql<{ n: number }[]>`select count(*)::int as n from pg_stat_activity`;
       peakConnections = Math.max(peakConnections, connections?.n ?? 0);
     }
     await sleep(pollMs);
   }
+}
+
+/** Cumulative counters of one database (pg_stat_database) and of the cluster's WAL. */
+export interface DatabaseCounters {
+  /** Committed transactions of the database (read-only ones included). */
+  commits: number;
+  /** Rows inserted + updated + deleted in the database. */
+  written: number;
+  /** WAL position of the whole cluster, in bytes: every database's writes, not only this one's. */
+  wal: bigint;
+}
+
+/**
+ * `database`'s counters, read on `sql` (a connection to any database of the cluster). Statistics
+ * reach pg_stat_database up to a second after a backend's transaction: this waits that out first.
+ */
+export async function databaseCounters(sql: postgres.Sql, database: string): Promise<DatabaseCounters> {
+  await sleep(1500);
+  const [row] = await sql<{ commits: string; written: string; wal: string }[]>`
+    select pg_stat_clear_snapshot() is null as cleared,
+      (select xact_commit from pg_stat_database where datname = ${database})::text as commits,
+      (select tup_inserted + tup_updated + tup_deleted from pg_stat_database where datname = ${database})::text as written,
+      (pg_current_wal_lsn() - '0/0'::pg_lsn)::text as wal`;
+  return { commits: Number(row?.commits), written: Number(row?.written), wal: BigInt(row?.wal ?? 0) };
 }
 
 export interface Verification {

@@ -76,9 +76,19 @@ export function postgresBackends(label: string, database: string): CpuGroup {
   };
 }
 
-/** Every redis-server process (shared with anything else using it). */
-export function redisServers(label: string): CpuGroup {
-  return { label, pids: () => processesWhere((comm) => comm === 'redis-server') };
+/**
+ * Every redis-server process (shared with anything else using it), or only the one listening on
+ * `port` (its title reads `redis-server <host>:<port>`).
+ */
+export function redisServers(label: string, port?: number): CpuGroup {
+  return {
+    label,
+    pids: () =>
+      processesWhere(
+        (comm, cmdline) =>
+          comm === 'redis-server' && (port === undefined || new RegExp(`:${port}(\\s|$)`).test(cmdline)),
+      ),
+  };
 }
 
 export interface CpuFigure {

@@ -15,7 +15,7 @@ import {
   waitForCompletion,
 } from './common.ts';
 import { type CpuFigure, fixedGroup, postgresBackends, redisServers, startCpuWindow } from './cpu.ts';
-import { fetchClient, nodeHttpClient } from './http-client.ts';
+import { fetchClient, nodeHttpClient, type PostJson } from './http-client.ts';
 import { onInterrupt } from './interrupt.ts';
 
 const runTaskResponse = z.object({ task_uuid: z.uuid() });
@@ -42,6 +42,49 @@ export interface E2eResult {
   machineBusy: number | undefined;
   /** Warnings and errors the processes logged. */
   logProblems: string[];
+}
+
+export interface Submitter {
+  /** Accepted tasks: task id → a + b. */
+  expected: Map<string, number>;
+  /** What went wrong with the POSTs that did not answer 200 with a task id. */
+  submitErrors: string[];
+  /** Submits `count` tasks (parameters from `base`), `concurrency` in flight; returns each POST's latency in ms. */
+  submit(base: number, count: number): Promise<number[]>;
+}
+
+/** `sum_two_numbers` tasks over REST (`POST /run-task`), spread round-robin over `urls`. */
+export function submitter(post: PostJson, urls: readonly string[], concurrency: number): Submitter {
+  const expected = new Map<string, number>();
+  const submitErrors: string[] = [];
+  const submit = async (base: number, count: number): Promise<number[]> => {
+    const latencies: number[] = new Array(count);
+    await runBounded(count, concurrency, async (index) => {
+      const { a, b } = taskParameters(base, index);
+      const body = JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a, b } });
+      const url = urls[index % urls.length] ?? '';
+      const sent = performance.now();
+      try {
+        const { status, text } = await post(url, body);
+        latencies[index] = performance.now() - sent;
+        if (status !== 200) {
+          submitErrors.push(`HTTP ${status}: ${text.slice(0, 200)}`);
+          return;
+        }
+        const parsed = runTaskResponse.safeParse(JSON.parse(text));
+        if (!parsed.success) {
+          submitErrors.push(`unexpected answer: ${text.slice(0, 200)}`);
+          return;
+        }
+        expected.set(parsed.data.task_uuid, a + b);
+      } catch (error) {
+        latencies[index] = performance.now() - sent;
+        submitErrors.push(`request failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    });
+    return latencies;
+  };
+  return { expected, submitErrors, submit };
 }
 
 /** pino lines at level warn (40) or above. */
@@ -109,36 +152,7 @@ export async function runE2e(
     });
 
     const post = config.client === 'fetch' ? fetchClient : nodeHttpClient(config.concurrency);
-    const expected = new Map<string, number>();
-    const submitErrors: string[] = [];
-    /** Submits `count` tasks over REST; returns each POST's latency in ms. */
-    const submit = async (base: number, count: number): Promise<number[]> => {
-      const latencies: number[] = new Array(count);
-      await runBounded(count, config.concurrency, async (index) => {
-        const { a, b } = taskParameters(base, index);
-        const body = JSON.stringify({ task_name: 'sum_two_numbers', task_parameters: { a, b } });
-        const url = urls[index % urls.length] ?? '';
-        const sent = performance.now();
-        try {
-          const { status, text } = await post(url, body);
-          latencies[index] = performance.now() - sent;
-          if (status !== 200) {
-            submitErrors.push(`HTTP ${status}: ${text.slice(0, 200)}`);
-            return;
-          }
-          const parsed = runTaskResponse.safeParse(JSON.parse(text));
-          if (!parsed.success) {
-            submitErrors.push(`unexpected answer: ${text.slice(0, 200)}`);
-            return;
-          }
-          expected.set(parsed.data.task_uuid, a + b);
-        } catch (error) {
-          latencies[index] = performance.now() - sent;
-          submitErrors.push(`request failed: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      });
-      return latencies;
-    };
+    const { expected, submitErrors, submit } = submitter(post, urls, config.concurrency);
 
     if (config.warmup > 0) {
       await submit(WARMUP_BASE, config.warmup);

@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http';
+import type { Socket } from 'node:net';
 
 export interface HttpAnswer {
   status: number;
@@ -18,13 +19,21 @@ export const fetchClient: PostJson = async (url, body) => {
   return { status: response.status, text: await response.text() };
 };
 
+/** Bytes a client's sockets wrote and read so far, HTTP headers included (closed sockets too). */
+export interface WireBytes {
+  sent: number;
+  received: number;
+}
+
 /**
  * node:http with a keep-alive agent: a lighter client, to see how much of the machine the client
- * itself takes (BENCH_CLIENT=http).
+ * itself takes (BENCH_CLIENT=http). `wireBytes()` counts what went over its sockets.
  */
-export function nodeHttpClient(maxSockets: number): PostJson {
+export function nodeHttpClient(maxSockets: number): PostJson & { wireBytes(): WireBytes } {
   const agent = new Agent({ keepAlive: true, maxSockets });
-  return (url, body) =>
+  // Every socket the agent ever gave a request; a few dozen at most with keep-alive.
+  const sockets = new Set<Socket>();
+  const post: PostJson = (url, body) =>
     new Promise<HttpAnswer>((resolve, reject) => {
       const req = request(
         url,
@@ -42,7 +51,18 @@ export function nodeHttpClient(maxSockets: number): PostJson {
           res.on('error', reject);
         },
       );
+      req.on('socket', (socket) => sockets.add(socket));
       req.on('error', reject);
       req.end(body);
     });
+  const wireBytes = (): WireBytes => {
+    let sent = 0;
+    let received = 0;
+    for (const socket of sockets) {
+      sent += socket.bytesWritten;
+      received += socket.bytesRead;
+    }
+    return { sent, received };
+  };
+  return Object.assign(post, { wireBytes });
 }

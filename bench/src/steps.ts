@@ -22,7 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDb } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp } from '@tasker/testing';
-import { fmt, intVar, loadBenchConfig, percentile, sleep, table } from './common.ts';
+import { databaseCounters, fmt, intVar, loadBenchConfig, percentile, sleep, table } from './common.ts';
 import { onInterrupt } from './interrupt.ts';
 import { STEPS } from './steps-types.ts';
 
@@ -35,12 +35,6 @@ const parents = intVar('BENCH_STEPS_PARENTS', 10, 1);
 const queue = process.env.BENCH_STEPS_QUEUE ?? 'redis';
 if (queue !== 'redis' && queue !== 'postgres')
   throw new Error(`BENCH_STEPS_QUEUE must be "redis" or "postgres" (got "${queue}")`);
-
-interface Counters {
-  commits: number;
-  written: number;
-  wal: bigint;
-}
 
 interface Phase {
   label: string;
@@ -83,16 +77,7 @@ async function main(): Promise<number> {
         `${parents} parents of ${CHILDREN} children`,
     );
 
-    const counters = async (): Promise<Counters> => {
-      // Statistics reach pg_stat_database up to a second after a backend's transaction: wait them out.
-      await sleep(1500);
-      const [row] = await sql<{ commits: string; written: string; wal: string }[]>`
-        select pg_stat_clear_snapshot() is null as cleared,
-          (select xact_commit from pg_stat_database where datname = ${database})::text as commits,
-          (select tup_inserted + tup_updated + tup_deleted from pg_stat_database where datname = ${database})::text as written,
-          (pg_current_wal_lsn() - '0/0'::pg_lsn)::text as wal`;
-      return { commits: Number(row?.commits), written: Number(row?.written), wal: BigInt(row?.wal ?? 0) };
-    };
+    const counters = () => databaseCounters(sql, database);
 
     /** Inserts `rows` (as a submission stores a task), waits until `total` tasks are COMPLETED, checks the outputs. */
     const phase = async (
