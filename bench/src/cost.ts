@@ -133,8 +133,8 @@ const lsn = (bytes: bigint) => `${(bytes >> 32n).toString(16)}/${(bytes & 0xffff
 /**
  * Bytes of the WAL records between two positions that belong to the database `sql` is connected to
  * (pg_walinspect must be installed there): those with a block of one of its relations, and the
- * commit and abort records of their transactions. Undefined when PostgreSQL no longer has that WAL
- * (a checkpoint recycled it).
+ * commit and abort records of their transactions. Undefined when it cannot be read (a checkpoint
+ * recycled it).
  */
 async function databaseWal(sql: postgres.Sql, from: bigint, to: bigint): Promise<number | undefined> {
   try {
@@ -242,8 +242,12 @@ async function measure(mode: QueueMode): Promise<ModeCost> {
       await waitForCompletion(pollDb.sql, expected.size, config);
     }
 
-    // For the database's own share of the WAL (the extension goes with the run's database).
+    // For the database's own share of the WAL (the extension goes with the run's database). The
+    // checkpoints of other work (every DROP DATABASE forces one) recycle WAL within seconds: a
+    // temporary replication slot keeps the flow's until it is read (gone with this session at worst).
     await pollDb.sql`create extension if not exists pg_walinspect`;
+    const slot = `bench_cost_${database.replace(/\W/g, '_')}`.slice(0, 63);
+    await pollDb.sql`select pg_create_physical_replication_slot(${slot}, true, true)`;
 
     // Flow: submit while the worker runs them. Every "after" is read once the statistics settled.
     const [poller] = await pollDb.sql<{ pid: number }[]>`select pg_backend_pid() as pid`;
@@ -275,6 +279,7 @@ async function measure(mode: QueueMode): Promise<ModeCost> {
     const commands = redis ? await commandStats(redis) : undefined;
     const flowPeak = redis ? (await memoryField(redis, 'used_memory_peak')) - memoryStart : 0;
     const ownWal = await databaseWal(pollDb.sql, dbBefore.wal, dbAfter.wal);
+    await pollDb.sql`select pg_drop_replication_slot(${slot})`;
 
     // Queued: no worker, so the tasks wait (in PostgreSQL: the dispatcher hands them to the queue).
     await worker.stop('SIGTERM');
