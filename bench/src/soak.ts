@@ -5,23 +5,22 @@
  * run should be within 15 % of the short one) and the RSS of each process at start, at the end and
  * after BENCH_SOAK_IDLE_MS (10 s) idle, against the 200 MB target. Figures, not a test.
  */
-import { readFileSync } from 'node:fs';
 import { createDb } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp } from '@tasker/testing';
-import { type BenchConfig, intVar, loadBenchConfig, runBounded, sleep, taskParameters } from './common.ts';
+import {
+  type BenchConfig,
+  intVar,
+  loadBenchConfig,
+  rssMb,
+  runBounded,
+  sleep,
+  taskParameters,
+} from './common.ts';
 import { nodeHttpClient } from './http-client.ts';
 import { onInterrupt } from './interrupt.ts';
 
 const RSS_TARGET_MB = 200;
 const RATIO_TARGET = 0.85;
-
-/** Resident memory of a process, in MB (Linux /proc). */
-function rssMb(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
-  return kb / 1024;
-}
 
 export interface SoakResult {
   tasks: number;
