@@ -1,6 +1,7 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as schema from './schema.ts';
+import { postgresConnection } from './tls.ts';
 
 export type Database = PostgresJsDatabase<typeof schema>;
 
@@ -30,7 +31,9 @@ export function createDb(
   url: string,
   { max = 10, name = 'tasker', durableCommits = true }: DbOptions = {},
 ): DbClient {
-  const sql = postgres(url, {
+  const { url: bare, ssl } = postgresConnection(url);
+  const sql = postgres(bare, {
+    ssl,
     max,
     idle_timeout: 30,
     connect_timeout: 5,

@@ -97,6 +97,7 @@ export {
   UsageReports,
 } from './tasks/usage.ts';
 export { TenantWatchers } from './tenant-watchers.ts';
+export { type PostgresConnection, postgresConnection, readCaFile, TlsConfigError } from './tls.ts';
 export {
   type AttemptOutcome,
   type NewWebhook,

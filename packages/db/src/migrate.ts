@@ -3,6 +3,7 @@ import path from 'node:path';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import { postgresConnection } from './tls.ts';
 
 /** Arbitrary constant: the advisory lock that serialises migrations across processes. */
 const MIGRATION_LOCK = 7_428_113_051;
@@ -20,7 +21,8 @@ export async function ensureDatabase(url: string): Promise<void> {
   if (!name) throw new Error('DATABASE_URL names no database');
   const admin = new URL(url);
   admin.pathname = '/postgres';
-  const sql = postgres(admin.toString(), { max: 1, onnotice: () => {}, connect_timeout: 5 });
+  const { url: adminUrl, ssl } = postgresConnection(admin.toString());
+  const sql = postgres(adminUrl, { ssl, max: 1, onnotice: () => {}, connect_timeout: 5 });
   try {
     const found = await sql`select 1 from pg_database where datname = ${name}`;
     if (found.length > 0) return;
@@ -42,7 +44,8 @@ export async function ensureDatabase(url: string): Promise<void> {
  */
 export async function migrateDatabase(url: string): Promise<void> {
   await ensureDatabase(url);
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 5 });
+  const { url: bare, ssl } = postgresConnection(url);
+  const sql = postgres(bare, { ssl, max: 1, onnotice: () => {}, connect_timeout: 5 });
   try {
     await sql`select pg_advisory_lock(${MIGRATION_LOCK})`;
     try {

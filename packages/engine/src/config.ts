@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { postgresConnection, readCaFile } from '@tasker/db';
 import { DEFAULT_LLM_PRICES, llmPricesSchema, type TaskConfig } from '@tasker/tasks';
 import { z } from 'zod';
 
@@ -94,11 +95,39 @@ export const envSchema = z.object({
   ),
   /** The worker's probe and metrics listener (GET /healthz, GET /metrics), on HOST; 0: off. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  /**
+   * TLS as libpq writes it: `?sslmode=verify-full&sslrootcert=/path/ca.pem` (see postgresConnection
+   * in @tasker/db); a mode Tasker does not take or a CA file it cannot read stops the start here.
+   */
   DATABASE_URL: z
     .string({ error: 'required (`pnpm start` runs an embedded PostgreSQL when it is unset)' })
-    .refine((v) => /^postgres(ql)?:\/\/[^/]*\/[^/?]+/.test(v), 'must be a postgres:// URL naming a database'),
+    .refine((v) => /^postgres(ql)?:\/\/[^/]*\/[^/?]+/.test(v), 'must be a postgres:// URL naming a database')
+    .superRefine((url, ctx) => {
+      try {
+        postgresConnection(url);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      }
+    }),
   DATABASE_POOL_SIZE: int(10, 1),
   REDIS_URL: redisUrl,
+  /**
+   * With a rediss:// REDIS_URL: the PEM file of the CA that signed Redis's certificate (read at
+   * start; this holds its text). Unset: the CAs this machine trusts.
+   */
+  REDIS_CA_FILE: optionalText.pipe(
+    z
+      .string()
+      .transform((path, ctx) => {
+        try {
+          return readCaFile(path, 'REDIS_CA_FILE');
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message.replace(/^REDIS_CA_FILE=/, '') });
+          return z.NEVER;
+        }
+      })
+      .optional(),
+  ),
   REDIS_PREFIX: z
     .string()
     .regex(/^[\w.-]+$/, 'letters, digits, "_", "." or "-" only')
@@ -277,6 +306,11 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
   if (env.HTTP_REQUEST_TIMEOUT_MS > 0 && env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
     throw new ConfigError(
       `Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS: must be at most HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS})`,
+    );
+  }
+  if (env.REDIS_CA_FILE !== undefined && !env.REDIS_URL?.startsWith('rediss://')) {
+    throw new ConfigError(
+      'Invalid configuration:\n  REDIS_CA_FILE: set, but REDIS_URL is not a rediss:// URL (TLS): the CA would not be used',
     );
   }
   const authMode = authModeOf(env);

@@ -193,8 +193,9 @@ async function untilReachable(
       if (tries > 0) log.info(`reached ${what}`);
       return;
     } catch (error) {
-      if (!unreachable(error)) throw error;
       const reason = error instanceof Error ? error.message || error.name : String(error);
+      if (isTlsRefusal(error)) throw new UnreachableError(`cannot connect to ${what} over TLS: ${reason}`);
+      if (!unreachable(error)) throw error;
       const line = `cannot reach ${what}: ${reason}`;
       if (Date.now() >= deadline)
         throw new UnreachableError(`${line}; gave up after ${timeoutMs} ms (STARTUP_TIMEOUT_MS)`);
@@ -204,11 +205,29 @@ async function untilReachable(
   }
 }
 
+/** Node's codes for a certificate it refused (unknown CA, self-signed, expired, another host's name): waiting changes nothing. */
+const TLS_REFUSAL = /CERT|SELF_SIGNED|UNABLE_TO_|SIGNATURE|^ERR_TLS_|^ERR_SSL_/;
+
+function isTlsRefusal(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause && typeof cause === 'object' && depth < 6; depth++) {
+    const { code } = cause as { code?: unknown };
+    if (typeof code === 'string' && TLS_REFUSAL.test(code)) return true;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 async function redisParts(url: string, env: Env, log: Logger, role: EngineRole): Promise<ModeParts> {
+  const ca = env.REDIS_CA_FILE;
   const redis = createRedis(url, role === 'server' ? 'command' : 'blocking', `tasker-${role}`, {
     autoPipelining: role === 'worker',
+    ca,
   });
-  redis.on('error', (error) => log.debug({ err: error }, 'redis connection error'));
+  let lastError: Error | undefined;
+  redis.on('error', (error: Error) => {
+    lastError = error;
+    log.debug({ err: error }, 'redis connection error');
+  });
   // Start even if Redis is down: the server still accepts tasks (PostgreSQL) and enqueues them
   // later; the worker's connections wait for it. Say so in one line.
   const ready = await new Promise<boolean>((resolve) => {
@@ -220,7 +239,8 @@ async function redisParts(url: string, env: Env, log: Logger, role: EngineRole):
   });
   if (!ready) {
     log.warn(
-      `cannot reach Redis at ${redactUrl(url)} (REDIS_URL); starting anyway and reconnecting in the background`,
+      // The reason matters most for TLS (a certificate refused): it does not pass by waiting.
+      `cannot reach Redis at ${redactUrl(url)} (REDIS_URL)${lastError ? `: ${lastError.message}` : ''}; starting anyway and reconnecting in the background`,
     );
   }
   const keys = redisKeys(env.REDIS_PREFIX);
@@ -231,11 +251,13 @@ async function redisParts(url: string, env: Env, log: Logger, role: EngineRole):
     // BullMQ's blocking connection: its own, waiting through outages.
     workerQueue: () => ({
       kind: 'redis',
-      redis: createRedis(url, 'blocking', `tasker-${role}-queue`),
+      redis: createRedis(url, 'blocking', `tasker-${role}-queue`, { ca }),
       prefix: keys.bullmqPrefix,
     }),
     cache: new RedisResultCache(redis, keys, env.RESULT_CACHE_TTL_SECONDS),
-    cancels: new RedisCancelSignals(keys, redis, () => createRedis(url, 'blocking', `tasker-${role}-cancel`)),
+    cancels: new RedisCancelSignals(keys, redis, () =>
+      createRedis(url, 'blocking', `tasker-${role}-cancel`, { ca }),
+    ),
     paused: redisPausedSet(redis, keys),
     sweeperLock: (ttlMs) => new RedisLeaderLock(redis, keys.sweeperLock, ttlMs),
     readiness: { redis: () => redis.ping() },

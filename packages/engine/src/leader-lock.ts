@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { holdsAdvisoryLock } from '@tasker/db';
+import { holdsAdvisoryLock, postgresConnection } from '@tasker/db';
 import type { Redis } from 'ioredis';
 import postgres, { type Sql } from 'postgres';
 
@@ -54,7 +54,9 @@ export class RedisLeaderLock implements LeaderLock {
  * be used again (postgres.js fails on it), so a session lock lives here.
  */
 export function createLockSession(url: string): Sql {
-  return postgres(url, {
+  const { url: bare, ssl } = postgresConnection(url);
+  return postgres(bare, {
+    ssl,
     max: 1,
     max_lifetime: null,
     connect_timeout: 5,

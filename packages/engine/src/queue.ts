@@ -1,4 +1,4 @@
-import { Batcher, type StaleTask, type TaskRow } from '@tasker/db';
+import { Batcher, postgresConnection, type StaleTask, type TaskRow } from '@tasker/db';
 import { getTaskDefinition, retryAfterOf } from '@tasker/tasks';
 import {
   type BackendFactory,
@@ -150,10 +150,13 @@ export function bullmqConnection(connection: QueueConnection): {
       backend: createRedisBackend as AnyBackendFactory,
     };
   }
+  // node-postgres would read sslmode and sslrootcert its own way (require as verify-full): Tasker's reading instead.
+  const { url, ssl } = postgresConnection(connection.url);
   return {
     options: {
       connection: {
-        connectionString: connection.url,
+        connectionString: url,
+        ssl,
         schema: postgresNames.bullmqSchema,
         migrate: true,
         max: connection.poolSize,

@@ -1,17 +1,21 @@
 import { Redis } from 'ioredis';
 
 /**
- * `blocking`: for BullMQ workers and subscribers, which must wait through outages
- * (maxRetriesPerRequest: null). `command`: for request paths, which must fail fast instead of
- * hanging while Redis is away.
+ * Every Redis connection Tasker opens. `blocking`: for BullMQ workers and subscribers, which must
+ * wait through outages (maxRetriesPerRequest: null). `command`: for request paths, which must fail
+ * fast instead of hanging while Redis is away. A `rediss://` URL is TLS: the server's certificate
+ * must be signed by `ca` (REDIS_CA_FILE's PEM) or, without it, by a CA this machine trusts, and
+ * name the URL's host.
  */
 export function createRedis(
   url: string,
   kind: 'blocking' | 'command',
   name = 'tasker',
-  { autoPipelining = false } = {},
+  { autoPipelining = false, ca }: { autoPipelining?: boolean; ca?: string | undefined } = {},
 ): Redis {
   const redis = new Redis(url, {
+    // ioredis turns TLS on for rediss:// by itself, with Node's CAs; a CA of one's own goes here.
+    ...(/^rediss:/i.test(url) ? { tls: ca ? { ca } : {} } : {}),
     // Commands issued in the same tick leave in one write: fewer syscalls when many tasks finish at once.
     enableAutoPipelining: autoPipelining,
     connectionName: name,
