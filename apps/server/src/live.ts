@@ -21,8 +21,11 @@ import { STREAM_BUFFER_BYTES, STREAM_BUFFER_EVENTS } from './streams.ts';
 
 /** Gets each change with the tenant of its task (events themselves do not carry it) and its size as JSON. */
 type Listener = (event: TaskEvent, tenantId: string, bytes: number) => void;
-/** The same for a task's steps. */
-type StepListener = (event: TaskStepEvent, tenantId: string, bytes: number) => void;
+/**
+ * Gets a step of the task it listens to. No tenant: a stream listens to a task's steps only once
+ * `follow` found the task in its tenant (a task id is never another tenant's).
+ */
+type StepListener = (event: TaskStepEvent, bytes: number) => void;
 
 /** How a stream is fed: until `signal` aborts; `onOverflow` when its client stops reading. */
 export interface StreamOptions {
@@ -90,7 +93,7 @@ export class TaskFeed implements TaskWatcher {
   /** Streams of a task's steps too (`activity`), by task. */
   private readonly stepsByTask = new Map<string, Set<StepListener>>();
   /**
-   * Per task, the end of its events still on their way: a step announced by its key alone is read
+   * Per task, the end of its events still on their way: a step (announced by its key) is read
    * back first, and the task's next events wait behind it, so that a stream sees them in commit
    * order (its last step before its final state). Absent for a task with nothing pending: its
    * events go out at once.
@@ -168,13 +171,11 @@ export class TaskFeed implements TaskWatcher {
     }
   }
 
-  private receiveStep(change: StepChange) {
-    if (!this.stepsByTask.has(change.taskId)) return;
-    const { step, taskId, stepId, tenantId } = change;
-    if (step) return this.inOrder(taskId, () => this.dispatchStep(toTaskStepEvent(step), tenantId));
+  private receiveStep({ taskId, stepId }: StepChange) {
+    if (!this.stepsByTask.has(taskId)) return;
     this.inOrder(taskId, async () => {
       for (const row of await this.store.steps.getMany([{ taskId, stepId }]))
-        this.dispatchStep(toTaskStepEvent(row), tenantId);
+        this.dispatchStep(toTaskStepEvent(row));
     });
   }
 
@@ -191,13 +192,13 @@ export class TaskFeed implements TaskWatcher {
     this.behind.set(taskId, settled);
   }
 
-  private dispatchStep(event: TaskStepEvent, tenantId: string) {
+  private dispatchStep(event: TaskStepEvent) {
     const listeners = this.stepsByTask.get(event.taskId);
     if (!listeners) return;
     const bytes = JSON.stringify(event).length;
     for (const listener of listeners) {
       this.delivered++;
-      listener(event, tenantId, bytes);
+      listener(event, bytes);
     }
   }
 
@@ -228,15 +229,11 @@ export class TaskFeed implements TaskWatcher {
 
   private async resync(reconnected: boolean) {
     // Steps written while the connection was away: a stream of them gets them all again.
-    if (reconnected && this.stepsByTask.size > 0) {
-      try {
-        for (const { id, tenantId } of await this.store.getMany([...this.stepsByTask.keys()]))
-          for (const step of await this.store.steps.list(id))
-            this.inOrder(id, () => this.dispatchStep(toTaskStepEvent(step), tenantId));
-      } catch (error) {
-        this.log.warn({ err: error }, 'could not re-read the steps of watched tasks');
-      }
-    }
+    if (reconnected)
+      for (const id of [...this.stepsByTask.keys()])
+        this.inOrder(id, async () => {
+          for (const step of await this.store.steps.list(id)) this.dispatchStep(toTaskStepEvent(step));
+        });
     if (this.everyTask.size > 0)
       await this.watchers
         .hold([...this.everyTask.keys()])
@@ -310,9 +307,7 @@ export class TaskFeed implements TaskWatcher {
       if (owner === tenantId) inbox.push({ type: 'state', task }, bytes);
     });
     const stopSteps = withSteps
-      ? this.listenSteps(id, (step, owner, bytes) => {
-          if (owner === tenantId) inbox.push({ type: 'step', step }, bytes);
-        })
+      ? this.listenSteps(id, (step, bytes) => inbox.push({ type: 'step', step }, bytes))
       : () => {};
     const stop = () => {
       stopStates();

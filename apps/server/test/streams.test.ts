@@ -337,7 +337,7 @@ describe("one tenant's events and another tenant's streams", () => {
 });
 
 describe("a task's steps and states, in commit order", () => {
-  it("a step announced by its key alone is read back before the task's next state goes out", async () => {
+  it("a step (announced by its key) is read back before the task's next state goes out", async () => {
     const log = createLogger(loadEnv(env.vars), 'feed');
     const id = randomUUID();
     const row = (status: string, version: number) => ({
@@ -385,9 +385,9 @@ describe("a task's steps and states, in commit order", () => {
     const controller = new AbortController();
     const activity = await feed.activity('acme', id, -1, { signal: controller.signal });
     if (!activity) throw new Error('no activity');
-    feed.receive({ kind: 'step', taskId: id, tenantId: 'acme', stepId: 'big', step: undefined });
+    feed.receive({ kind: 'step', taskId: id, stepId: 'big' });
     // The same write heard again (announced, and read at the start or after a reconnection): once.
-    feed.receive({ kind: 'step', taskId: id, tenantId: 'acme', stepId: 'big', step: undefined });
+    feed.receive({ kind: 'step', taskId: id, stepId: 'big' });
     feed.receive({ truncated: false, row: row('COMPLETED', 3) } as unknown as TaskChange);
     const seen: string[] = [];
     for await (const event of activity)

@@ -1,6 +1,6 @@
 import { getTableColumns } from 'drizzle-orm';
 import type postgres from 'postgres';
-import { type TaskRow, type TaskStepRow, taskSteps, tasks } from './schema.ts';
+import { type TaskRow, tasks } from './schema.ts';
 
 /** The channel on which PostgreSQL announces every task change (migration 0030_announce_per_statement). */
 export const TASK_EVENTS_CHANNEL = 'tasker_task_events';
@@ -23,38 +23,14 @@ export interface TruncatedTaskChange {
 /** One announced change: the row as it is after the change (without `input`), or its key alone. */
 export type TaskChange = { truncated: false; row: Omit<TaskRow, 'input'> } | TruncatedTaskChange;
 
-/**
- * A durable step written (migration 0031_announce_steps): its row as written, with its task's
- * tenant, or (`step` undefined) its key alone when the row was too large for a notification.
- */
+/** A durable step written (migration 0031_announce_steps), by its key: read the row if wanted. */
 export interface StepChange {
   kind: 'step';
   taskId: string;
-  tenantId: string;
   stepId: string;
-  step: TaskStepRow | undefined;
 }
 
 const columns = Object.entries(getTableColumns(tasks));
-const stepColumns = Object.entries(getTableColumns(taskSteps));
-
-/** A row as `to_jsonb(row)` wrote it → the drizzle row: JSON columns as they are, timestamps parsed. */
-function fromJsonRow<T>(
-  json: Record<string, unknown>,
-  of: [string, { name: string; dataType: string }][],
-  skip?: string,
-): T {
-  const row: Record<string, unknown> = {};
-  for (const [key, column] of of) {
-    if (key === skip) continue;
-    const value = json[column.name];
-    if (value === undefined || value === null) row[key] = null;
-    // JSON columns arrive as JSON already; timestamps as ISO text.
-    else if (column.dataType === 'date') row[key] = new Date(value as string);
-    else row[key] = value;
-  }
-  return row as T;
-}
 
 /**
  * Parses a notification payload: a JSON array of changed rows, one statement's (migration
@@ -87,13 +63,7 @@ function toChange(item: unknown): TaskChange | StepChange | undefined {
   const json = item as Record<string, unknown>;
   if (json.kind === 'step') {
     if (typeof json.task_id !== 'string' || typeof json.step_id !== 'string') return undefined;
-    return {
-      kind: 'step',
-      taskId: json.task_id,
-      tenantId: String(json.owner_id),
-      stepId: json.step_id,
-      step: json.truncated === true ? undefined : fromJsonRow<TaskStepRow>(json, stepColumns),
-    };
+    return { kind: 'step', taskId: json.task_id, stepId: json.step_id };
   }
   if (typeof json.id !== 'string' || typeof json.version !== 'number') return undefined;
   if (json.truncated === true) {
@@ -106,7 +76,16 @@ function toChange(item: unknown): TaskChange | StepChange | undefined {
       status: json.status as TaskRow['status'],
     };
   }
-  return { truncated: false, row: fromJsonRow<Omit<TaskRow, 'input'>>(json, columns, 'input') };
+  const row: Record<string, unknown> = {};
+  for (const [key, column] of columns) {
+    if (key === 'input') continue;
+    const value = json[column.name];
+    if (value === undefined || value === null) row[key] = null;
+    // JSON columns arrive as JSON already; timestamps as ISO text.
+    else if (column.dataType === 'date') row[key] = new Date(value as string);
+    else row[key] = value;
+  }
+  return { truncated: false, row: row as Omit<TaskRow, 'input'> };
 }
 
 export interface TaskChangeListener {

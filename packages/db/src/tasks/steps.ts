@@ -50,7 +50,7 @@ export class TaskSteps {
     return rows.map(fromRow);
   }
 
-  /** Steps by their keys, in no order (a notification too large carried only the key). */
+  /** Steps by their keys, in no order (a step's announcement carries its key alone). */
   async getMany(keys: readonly { taskId: string; stepId: string }[]): Promise<TaskStepRow[]> {
     if (keys.length === 0) return [];
     const rows = await this.pg`
