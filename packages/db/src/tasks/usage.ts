@@ -253,9 +253,9 @@ export class LlmCacheStore {
 
   /**
    * Deletes expired entries (up to `batch`, by `llm_cache_expires_idx`) and the entries of any
-   * tenant beyond its `maxPerTenant` newest (up to `batch`: one walk of
-   * `llm_cache_tenant_created_idx` in its order, each entry's place among its tenant's counted by
-   * window functions, no query per tenant). Returns how many went.
+   * tenant beyond its `maxPerTenant` newest (up to `batch`: the tenants over it found by counting
+   * `llm_cache_tenant_created_idx`, then only their entries ranked by window functions, no query
+   * per tenant). Returns how many went.
    */
   async prune(maxPerTenant: number, batch = 5000): Promise<number> {
     const expired = await this.db.execute<{ n: number }>(sql`
@@ -264,15 +264,19 @@ export class LlmCacheStore {
           select ctid from ${llmCache} where ${llmCache.expiresAt} <= now() limit ${batch})
         returning 1)
       select count(*)::int as n from gone`);
-    // `newer`: how many entries of its tenant are newer (ties by key). The oldest go first.
+    // Only the tenants over their cap are ranked (counted from llm_cache_tenant_created_idx alone:
+    // usually none, and then nothing is sorted). `newer`: how many entries of its tenant are newer
+    // (ties by key). The oldest go first.
     const over = await this.db.execute<{ n: number }>(sql`
-      with gone as (
+      with crowded as (
+        select tenant_id from ${llmCache} group by tenant_id having count(*) > ${maxPerTenant}),
+      gone as (
         delete from ${llmCache} where ctid in (
           select id from (
             select ctid as id,
                    count(*) over (partition by tenant_id)
                      - row_number() over (partition by tenant_id order by created_at, key) as newer
-            from ${llmCache}) ranked
+            from ${llmCache} where tenant_id in (select tenant_id from crowded)) ranked
           where newer >= ${maxPerTenant} limit ${batch})
         returning 1)
       select count(*)::int as n from gone`);
