@@ -28,6 +28,7 @@ export {
   type LimitChange,
   LimitStore,
   type LimitValues,
+  type SpendRead,
   type StoredTenantLimits,
   type StoredTypeLimits,
   type TaskCounts,

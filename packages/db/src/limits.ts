@@ -139,7 +139,8 @@ export class LimitStore {
    * dollars are not read (undefined). Uncached: `Budgets` keeps and shares the answers.
    */
   async spend(tenantId: string, dayStart: Date, monthStart?: Date): Promise<SpendRead> {
-    const since = monthStart && monthStart < dayStart ? monthStart : dayStart;
+    // A month starts no later than its days.
+    const since = monthStart ?? dayStart;
     const cost = monthStart
       ? sql`(sum(cost_usd) filter (where created_at >= ${monthStart.toISOString()} and not cached))::text`
       : sql`null::text`;

@@ -1,11 +1,8 @@
-import type { BudgetSpend, BudgetValues, LimitStore } from '@tasker/db';
+import type { BudgetSpend, BudgetValues, SpendRead } from '@tasker/db';
 import { BudgetExceededError, getTaskDefinition, taskNames } from '@tasker/tasks';
 import type { Limits } from './limits.ts';
 
-export type { BudgetValues };
-
-/** A read of a tenant's spend (`LimitStore.spend`): the dollars only when asked for. */
-export type SpendRead = Awaited<ReturnType<LimitStore['spend']>>;
+export type { BudgetValues, SpendRead };
 
 /** A budget's name, as the API and the error say it. */
 export type BudgetName = 'llm_tokens_per_day' | 'llm_cost_per_month_usd';
@@ -59,6 +56,13 @@ interface SpendEntry {
   settled: boolean;
 }
 
+/**
+ * The check before a model call joins a read of the spend begun at most this long ago and still
+ * under way (the slots of one tenant starting calls at once share it); an older one may predate
+ * another worker's call, so it reads again.
+ */
+const CHECK_JOIN_MS = 50;
+
 /** How fresh a read of the spend must be: begun within `maxAgeMs`; `underWay`: only one not finished. */
 interface Freshness {
   maxAgeMs: number;
@@ -80,8 +84,8 @@ interface Freshness {
  * The spend is read once for all three, per tenant: a read begun within `maxAgeMs` (1 s), finished
  * or under way, answers a submission, the dispatcher and the limits and usage views, so a burst of
  * submissions of one tenant costs one query a second. The check before a model call takes no
- * finished answer: it joins a read under way (begun within the second, in practice milliseconds
- * before), else reads; so no call starts once the ledger shows the budget reached. A read covers
+ * finished answer: it joins a read under way begun at most CHECK_JOIN_MS (50 ms) before, else
+ * reads; so no call starts once the ledger shows the budget reached. A read covers
  * what the tenant's budgets need: a day budget alone walks the ledger from the day's start, a month
  * budget (or a view) from the month's. A call this process records drops its tenant's answer.
  */
@@ -135,7 +139,7 @@ export class Budgets {
    * finished answer is taken (only a read under way is joined).
    */
   async check(tenantId: string): Promise<void> {
-    const exceeded = await this.exceededNow(tenantId, { maxAgeMs: this.maxAgeMs, underWay: true });
+    const exceeded = await this.exceededNow(tenantId, { maxAgeMs: CHECK_JOIN_MS, underWay: true });
     if (exceeded) throw budgetError(tenantId, exceeded);
   }
 

@@ -14,8 +14,9 @@ export function createRedis(
   { autoPipelining = false, ca }: { autoPipelining?: boolean; ca?: string | undefined } = {},
 ): Redis {
   const redis = new Redis(url, {
-    // ioredis turns TLS on for rediss:// by itself, with Node's CAs; a CA of one's own goes here.
-    ...(/^rediss:/i.test(url) ? { tls: ca ? { ca } : {} } : {}),
+    // ioredis turns TLS on for rediss:// by itself, with Node's CAs; a CA of one's own goes here
+    // (config.ts allows REDIS_CA_FILE only with a rediss:// URL).
+    ...(ca ? { tls: { ca } } : {}),
     // Commands issued in the same tick leave in one write: fewer syscalls when many tasks finish at once.
     enableAutoPipelining: autoPipelining,
     connectionName: name,

@@ -230,8 +230,6 @@ export function createLlm(ctx: LlmContext): LlmClient {
   const prices = config.llmPrices ?? DEFAULT_LLM_PRICES;
 
   async function call(provider: Provider, request: ChatRequest, messages: ChatMessage[]) {
-    // No call starts past a budget: checked right before each (a BudgetExceededError is no provider's failure).
-    await ctx.checkBudget?.();
     const maxTokens = request.maxTokens ?? bounds?.maxTokens;
     const base = {
       model: provider.model,
@@ -279,18 +277,22 @@ export function createLlm(ctx: LlmContext): LlmClient {
     messages: ChatMessage[],
   ): Promise<ChatReply> {
     let failed: Failure;
+    // No call starts past a budget: checked right before each, outside the provider's try (what
+    // the check throws, a BudgetExceededError or a database error, is no provider's failure).
+    await ctx.checkBudget?.();
     try {
       return { ...(await call(first, request, messages)), fallback: false };
     } catch (error) {
-      if (signal.aborted || error instanceof BudgetExceededError) throw error;
+      if (signal.aborted) throw error;
       failed = classify(error, first);
     }
     if (!failed.retryable) throw new NonRetryableError(failed.text);
     if (!fallback) throw new LlmProviderError(failed.text, failed.retryAfterMs);
+    await ctx.checkBudget?.();
     try {
       return { ...(await call(fallback, request, messages)), fallback: true };
     } catch (error) {
-      if (signal.aborted || error instanceof BudgetExceededError) throw error;
+      if (signal.aborted) throw error;
       // The next attempt starts with the first provider again, after its retry-after.
       const second = classify(error, fallback);
       throw new LlmProviderError(`${failed.text}; fallback ${second.text}`, failed.retryAfterMs);
