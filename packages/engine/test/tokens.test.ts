@@ -123,6 +123,24 @@ describe('ctx.createToken and ctx.waitForToken', () => {
     expect(await store.get(row.id)).toMatchObject({ status: 'PENDING', waitingFor: null });
   });
 
+  it('a wait tried again after its WAITING committed (the look at the token failed) still ends the wait of a completed token', async () => {
+    const row = await task();
+    const first = run(row);
+    const ctx = first.context();
+    const token = await ctx.createToken({ timeoutMs: 3_600_000 });
+    void ctx.waitForToken(token);
+    const suspension = await first.suspended;
+    await store.tokens.complete({ id: token.id }, 'early'); // RUNNING: nothing to wake yet
+    // The first try committed WAITING, then failed before it looked at the token.
+    expect(await store.wait(row.id, suspension)).toMatchObject({ status: 'WAITING' });
+    const resources = { store } as unknown as LifecycleResources;
+    const waited = await wait(resources, row, suspension); // persist's second try
+    expect(waited).toMatchObject({ id: row.id, status: 'WAITING' });
+    expect(waited?.runAfter?.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
+    expect(await wakeDue(resources)).toBeGreaterThanOrEqual(1);
+    expect(await store.get(row.id)).toMatchObject({ status: 'PENDING', waitingFor: null });
+  });
+
   it('a token past its timeout throws WaitTokenTimeoutError, on this run and the next', async () => {
     const row = await task();
     const ctx = run(row).context();

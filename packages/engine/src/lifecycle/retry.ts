@@ -31,7 +31,7 @@ export async function retry(r: LifecycleResources, id: string, tenantId?: string
         code: 'CHILDREN_RUNNING',
         // Its end asked them to stop (the finishing trigger, 0033): what is left is a child still
         // stopping, or one that outlived an earlier version; each can be cancelled on its own.
-        message: `Task is ${now.status} but child tasks of it have not ended yet; retry it once they have. Its end cancelled them, and a running one stops within seconds; one that does not can be cancelled itself (POST /tasks/{child}/cancel; GET /tasks/${id} lists them under childTasks)`,
+        message: `Task is ${now.status} but child tasks of it have not ended yet; retry it once they have. Its end asked its unfinished children to stop (a running one stops within seconds); any still running can be cancelled itself (POST /tasks/{child}/cancel; GET /tasks/${id} lists them under childTasks)`,
       });
     throw new TaskStateConflictError(
       `Task is ${now?.status ?? current.status}; only a ${listInWords(RETRYABLE_STATUSES)} task can be retried`,

@@ -20,17 +20,24 @@ export async function wait(
   suspension: Suspension,
 ): Promise<TaskRow | undefined> {
   const waiting = await r.store.wait(row.id, suspension);
+  // A completion that came while the task was still RUNNING could not wake it (tokens.ts in
+  // @tasker/db): now that WAITING is committed, the token is looked at once more. Completed, the
+  // wait ends now and the waker wakes the task at its next pass, not here: this attempt's job is
+  // in the queue until the worker ends it, and a job for the woken task under the same id would
+  // be ignored meanwhile. Children that all ended before the wait committed are the same case:
+  // the waker's `wakeDone` finds them.
+  const token = suspension.waitingFor.kind === 'token' ? suspension.waitingFor.token : undefined;
   if (waiting) {
     emit(r, { kind: 'attempt-ended', row, outcome: 'suspended' });
-    // A completion that came while the task was still RUNNING could not wake it (tokens.ts in
-    // @tasker/db): now that WAITING is committed, the token is looked at once more. Completed, the
-    // wait ends now and the waker wakes the task at its next pass, not here: this attempt's job is
-    // in the queue until the worker ends it, and a job for the woken task under the same id would
-    // be ignored meanwhile. Children that all ended before the wait committed are the same case:
-    // the waker's `wakeDone` finds them.
-    const token = suspension.waitingFor.kind === 'token' ? suspension.waitingFor.token : undefined;
     if (token) return (await r.store.tokens.dueIfCompleted(token)) ?? waiting;
     return waiting;
+  }
+  // Not RUNNING any more: also this wait tried again (`persist`) after its WAITING committed and
+  // the look at the token failed. The look is made again (it changes only a task WAITING for this
+  // token), else the task would wait for a completed token until the token's timeout.
+  if (token) {
+    const due = await r.store.tokens.dueIfCompleted(token);
+    if (due) return due;
   }
   return endCancelled(r, row.id, row.attempts, row);
 }
