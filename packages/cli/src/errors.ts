@@ -42,7 +42,8 @@ Exit codes:
   1  the task ended FAILED or CANCELLED (run --wait, run --watch, watch), or an unexpected error
   2  bad usage, or input the server refused (400): e.g. a parameter of the wrong type
   3  the server could not be reached, is unavailable (502/503/504), rate-limits (429), or the
-     queue is full (429 QUEUE_FULL: the tenant's or the task type's max_queued)
+     queue is full (429 QUEUE_FULL: the tenant's or the task type's max_queued); for migrate,
+     PostgreSQL could not be reached
   4  not authenticated or not allowed (401/403): set TASKER_API_KEY or --api-key
   5  no such task (404), or not possible in its state (409)
   6  the task ended EXPIRED: not started within its ttl (run --wait, run --watch, watch)

@@ -6,6 +6,7 @@ import { DEFAULT_URL } from './connect.ts';
 import { CliError, EXIT, EXIT_CODES_HELP } from './errors.ts';
 import { keysCommand } from './keys.ts';
 import { tenantsCommand } from './limits.ts';
+import { migrateCommand } from './migrate.ts';
 import { queueCommand } from './queue.ts';
 import { schedulesCommand } from './schedules.ts';
 import { taskCommands } from './tasks.ts';
@@ -49,6 +50,7 @@ webhooksCommand(program);
 tokensCommand(program);
 usageCommand(program);
 keysCommand(program, databaseUrl);
+migrateCommand(program, databaseUrl);
 // Every command: commander's own usage errors become exit 2 (its message is already on stderr).
 for (const command of program.commands) {
   command.exitOverride();
