@@ -72,6 +72,7 @@ export const kustomizationSchema = z.strictObject({
   configMapGenerator: z
     .array(z.strictObject({ name: z.string().min(1), envs: z.array(z.string()).min(1) }))
     .default([]),
+  generatorOptions: z.strictObject({ labels: z.record(z.string(), z.string()) }).optional(),
   images: z
     .array(
       z.strictObject({
@@ -138,8 +139,8 @@ export interface Rendered {
 
 /**
  * kustomize's build of `dir`, for the fields kustomizationSchema takes: the resources' objects,
- * each ConfigMap of configMapGenerator (under its plain name: kustomize adds a hash of its content
- * and renames the references to it alike), the namespace set on every namespaced object, and the
+ * each ConfigMap of configMapGenerator with generatorOptions' labels (under its plain name:
+ * kustomize adds a hash of its content and renames the references to it alike), the namespace set on every namespaced object, and the
  * images replaced by name in every container.
  */
 export function render(dir: string): Rendered {
@@ -150,7 +151,12 @@ export function render(dir: string): Rendered {
     const data = Object.assign({}, ...generator.envs.map((file) => readEnvFile(path.join(dir, file))));
     objects.push({
       file: path.join(dir, 'kustomization.yaml'),
-      object: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: generator.name }, data },
+      object: {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: generator.name, ...kustomization.generatorOptions },
+        data,
+      },
     });
   }
   for (const { object } of objects) {
