@@ -18,7 +18,8 @@
 // OS user postgres cannot enter the clone, /var/lib/tasker/clones/<clone>-<hash>/pg: see
 // packages/embedded-pg/src/locations.ts) on port $TASKER_PG_PORT (default 54329, another free one
 // when that is taken); the children get a DATABASE_URL naming its database `tasker`, with the
-// cluster's password (never printed), and create and migrate it.
+// cluster's password (never printed), and create and migrate it (DATABASE_DIRECT_URL, which names
+// PostgreSQL behind a pooler, is emptied for them: the embedded PostgreSQL has no pooler in front).
 // - It runs in its own process group too, so Ctrl-C reaches only this script, which stops it (fast
 //   shutdown) once both children have exited, then exits.
 // - If this script is killed outright (SIGKILL, alone or with its whole process group), a watchdog
@@ -223,7 +224,9 @@ process.on('SIGHUP', () => stop('SIGTERM', 'SIGHUP'));
 
 const databaseMode = embedded
   ? await startDatabase()
-  : `PostgreSQL at ${describe(process.env.DATABASE_URL ?? '')} (DATABASE_URL)`;
+  : process.env.DATABASE_DIRECT_URL && process.env.DATABASE_DIRECT_URL !== process.env.DATABASE_URL
+    ? `PostgreSQL through the pooler at ${describe(process.env.DATABASE_URL ?? '')} (DATABASE_URL), sessions at ${describe(process.env.DATABASE_DIRECT_URL)} (DATABASE_DIRECT_URL)`
+    : `PostgreSQL at ${describe(process.env.DATABASE_URL ?? '')} (DATABASE_URL)`;
 const queueMode = process.env.REDIS_URL
   ? `Redis at ${describe(process.env.REDIS_URL)}`
   : 'PostgreSQL (REDIS_URL unset)';
@@ -237,7 +240,9 @@ if (stopping && database) {
   process.exit(0);
 }
 
-const childEnv = database ? { ...process.env, DATABASE_URL: database.url } : process.env;
+const childEnv = database
+  ? { ...process.env, DATABASE_URL: database.url, DATABASE_DIRECT_URL: '' }
+  : process.env;
 
 for (const app of apps) {
   const child = spawn(

@@ -79,6 +79,12 @@ export function resumeAfter(lastEventId: string | null | undefined): number {
 export interface TaskFeedOptions {
   /** How often every watched task is re-read from PostgreSQL, a safety net beside the notifications. */
   resyncMs: number;
+  /**
+   * The client whose `listen` opens the listening connection: PostgreSQL itself (`DbClient.direct`),
+   * never a pooler in transaction mode (it would pass the LISTEN on to whichever connection is
+   * free, and no notification would come back). Default: the feed's `sql`.
+   */
+  listenOn?: postgres.Sql;
 }
 
 /**
@@ -133,7 +139,7 @@ export class TaskFeed implements TaskWatcher {
   async start(): Promise<void> {
     let listening = false;
     this.listener = await listenTaskChanges(
-      this.sql,
+      this.options.listenOn ?? this.sql,
       (change) => this.receive(change),
       () => {
         if (listening) void this.resync(true); // reconnected: changes may have been missed while away

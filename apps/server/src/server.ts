@@ -40,7 +40,7 @@ export async function startServer(
   checkServerExposure(env);
   const engine = await createEngine(env, log, 'server');
   const { store } = engine.lifecycle.resources;
-  const live = new TaskFeed(engine.db.sql, store, { resyncMs: 10_000 }, log);
+  const live = new TaskFeed(engine.db.sql, store, { resyncMs: 10_000, listenOn: engine.db.direct }, log);
   await live.start();
 
   const keys = new ApiKeyStore(engine.db.db);

@@ -30,7 +30,10 @@ function scopesOption(value: string): ApiKeyScope[] {
   return scopes as ApiKeyScope[];
 }
 
-/** Opens the database of DATABASE_URL (migrating it, so the first key can be made before any server ran). */
+/**
+ * Opens the database of DATABASE_URL, or DATABASE_DIRECT_URL behind a pooler (migrating it, so the
+ * first key can be made before any server ran).
+ */
 async function withKeys<T>(databaseUrl: string, work: (keys: ApiKeyStore) => Promise<T>): Promise<T> {
   const { ApiKeyStore, createDb, migrateDatabase } = await import('@tasker/db');
   await migrateDatabase(databaseUrl);

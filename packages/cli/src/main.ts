@@ -27,12 +27,13 @@ Output: colours and a spinner on a terminal; plain text when piped; --json alway
   .exitOverride();
 
 /**
- * The database: DATABASE_URL, or else the embedded PostgreSQL that `pnpm start` runs now, found
- * where `pnpm start` puts it for the directory the command runs in (TASKER_DATA_DIR, default
- * ./.tasker; see chooseDataDir).
+ * The database: PostgreSQL itself, DATABASE_DIRECT_URL (DATABASE_URL unless a pooler is in front:
+ * the CLI migrates, which takes a session's advisory lock), or else the embedded PostgreSQL that
+ * `pnpm start` runs now, found where `pnpm start` puts it for the directory the command runs in
+ * (TASKER_DATA_DIR, default ./.tasker; see chooseDataDir).
  */
 async function databaseUrl(): Promise<string> {
-  if (process.env.DATABASE_URL) return loadEnv().DATABASE_URL;
+  if (process.env.DATABASE_URL) return loadEnv().DATABASE_DIRECT_URL;
   const { dataDir } = await chooseDataDir(process.cwd());
   const url = await runningEmbeddedUrl(dataDir);
   if (url) return url;

@@ -44,10 +44,10 @@ async function appliedCount(url: string): Promise<number> {
 
 /**
  * `tasker migrate`: creates the database of DATABASE_URL (DATABASE_DIRECT_URL when a pooler is in
- * front) if it does not exist and applies the
- * committed migrations, under the advisory lock every process takes for them (packages/db's
- * migrateDatabase), then exits. Servers and workers do the same at start; this runs it as a step of
- * its own (a Kubernetes Job, a release script), so that a migration's failure is seen there.
+ * front) if it does not exist and applies the committed migrations, under the advisory lock every
+ * process takes for them (packages/db's migrateDatabase), then exits. Servers and workers do the
+ * same at start; this runs it as a step of its own (a Kubernetes Job, a release script), so that a
+ * migration's failure is seen there.
  */
 export function migrateCommand(program: Command, databaseUrl: () => Promise<string>): void {
   program

@@ -8,7 +8,7 @@ export {
   type NewApiKey,
 } from './api-keys.ts';
 export { Batcher, type BatcherOptions, ItemFailure } from './batcher.ts';
-export { createDb, type Database, type DbClient, type DbOptions } from './client.ts';
+export { createDb, type Database, type DbClient, type DbOptions, isPooled } from './client.ts';
 export { isDatabaseUnavailable, isTransientDatabaseError, QueueFullError } from './errors.ts';
 export {
   DISPATCH_CHANNEL,

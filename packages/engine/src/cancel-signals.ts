@@ -45,9 +45,15 @@ export class RedisCancelSignals implements CancelSignals {
   }
 }
 
-/** PostgreSQL-only mode: `NOTIFY tasker_cancel`, heard on one `LISTEN` connection per worker. */
+/**
+ * PostgreSQL-only mode: `NOTIFY tasker_cancel` (on `sql`), heard on one `LISTEN` connection per
+ * worker (opened by `listenOn`: PostgreSQL itself, `DbClient.direct`, never a pooler).
+ */
 export class PostgresCancelSignals implements CancelSignals {
-  constructor(private readonly sql: Sql) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly listenOn: Sql = sql,
+  ) {}
 
   async send(taskId: string): Promise<boolean> {
     try {
@@ -59,7 +65,7 @@ export class PostgresCancelSignals implements CancelSignals {
   }
 
   async listen(onCancel: (taskId: string) => void): Promise<() => Promise<void>> {
-    const { unlisten } = await this.sql.listen(postgresNames.cancelChannel, onCancel);
+    const { unlisten } = await this.listenOn.listen(postgresNames.cancelChannel, onCancel);
     return unlisten;
   }
 }

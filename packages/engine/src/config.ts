@@ -21,6 +21,18 @@ const redisUrl = optionalText.pipe(
     .optional(),
 );
 
+/** A postgres:// URL naming a database, its TLS parameters as Tasker reads them (postgresConnection). */
+const postgresUrl = (text: z.ZodString) =>
+  text
+    .refine((v) => /^postgres(ql)?:\/\/[^/]*\/[^/?]+/.test(v), 'must be a postgres:// URL naming a database')
+    .superRefine((url, ctx) => {
+      try {
+        postgresConnection(url);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      }
+    });
+
 /** One step of WEBHOOK_RETRY_SCHEDULE: `500ms`, `1s`, `2m`, `1h`, optionally repeated (`1h*24`). */
 const RETRY_STEP = /^(\d+)(ms|s|m|h)(?:\*(\d+))?$/;
 const RETRY_UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
@@ -99,16 +111,16 @@ export const envSchema = z.object({
    * TLS as libpq writes it: `?sslmode=verify-full&sslrootcert=/path/ca.pem` (see postgresConnection
    * in @tasker/db); a mode Tasker does not take or a CA file it cannot read stops the start here.
    */
-  DATABASE_URL: z
-    .string({ error: 'required (`pnpm start` runs an embedded PostgreSQL when it is unset)' })
-    .refine((v) => /^postgres(ql)?:\/\/[^/]*\/[^/?]+/.test(v), 'must be a postgres:// URL naming a database')
-    .superRefine((url, ctx) => {
-      try {
-        postgresConnection(url);
-      } catch (error) {
-        ctx.addIssue({ code: 'custom', message: (error as Error).message });
-      }
-    }),
+  DATABASE_URL: postgresUrl(
+    z.string({ error: 'required (`pnpm start` runs an embedded PostgreSQL when it is unset)' }),
+  ),
+  /**
+   * PostgreSQL itself, when DATABASE_URL is a connection pooler in transaction mode (PgBouncer's
+   * `pool_mode = transaction`): migrations, LISTEN, advisory locks and BullMQ's PostgreSQL backend
+   * take it; every other query goes through the pooler, unprepared. Unset or empty: DATABASE_URL
+   * (no pooler); the same URL: no pooler either.
+   */
+  DATABASE_DIRECT_URL: optionalText.pipe(postgresUrl(z.string()).optional()),
   DATABASE_POOL_SIZE: int(10, 1),
   REDIS_URL: redisUrl,
   /**
@@ -279,7 +291,7 @@ export const DEFAULT_RATE_LIMIT_PER_MINUTE = 1200;
 /** The configuration, with the defaults that depend on other variables filled in. */
 export type Env = Omit<
   z.output<typeof envSchema>,
-  'AUTH_MODE' | 'RATE_LIMIT_PER_MINUTE' | 'HOST' | 'PUBLIC_URL'
+  'AUTH_MODE' | 'RATE_LIMIT_PER_MINUTE' | 'HOST' | 'PUBLIC_URL' | 'DATABASE_DIRECT_URL'
 > & {
   /** Default: http://HOST:PORT (127.0.0.1 when HOST is every interface). */
   PUBLIC_URL: string;
@@ -287,6 +299,8 @@ export type Env = Omit<
   AUTH_MODE: 'required' | 'disabled';
   /** Default: 127.0.0.1 (loopback only) when AUTH_MODE=disabled, 0.0.0.0 (every interface) when required. */
   HOST: string;
+  /** Default: DATABASE_URL (no pooler). */
+  DATABASE_DIRECT_URL: string;
   /** 0 = off: the default in `disabled` mode. */
   RATE_LIMIT_PER_MINUTE: number;
 };
@@ -323,6 +337,7 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
     RATE_LIMIT_PER_MINUTE:
       env.RATE_LIMIT_PER_MINUTE ?? (authMode === 'required' ? DEFAULT_RATE_LIMIT_PER_MINUTE : 0),
   };
+    DATABASE_DIRECT_URL: env.DATABASE_DIRECT_URL ?? env.DATABASE_URL,
 }
 
 /** http://HOST:PORT, as this machine reaches it: a HOST of every interface is reached on loopback. */

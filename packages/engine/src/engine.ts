@@ -2,6 +2,7 @@ import {
   createDb,
   type DbClient,
   isDatabaseUnavailable,
+  isPooled,
   LimitStore,
   migrateDatabase,
   PausedTypeStore,
@@ -10,7 +11,7 @@ import {
 } from '@tasker/db';
 import type { Redis } from 'ioredis';
 import { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
-import { type Env, taskConfig } from './config.ts';
+import { ConfigError, type Env, taskConfig } from './config.ts';
 import { UnreachableError } from './errors/unreachable.ts';
 import { postgresNames, redisKeys } from './keys.ts';
 import { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
@@ -90,22 +91,42 @@ export async function createEngine(
   role: EngineRole,
   { metrics = new TaskerMetrics() }: { metrics?: TaskerMetrics } = {},
 ): Promise<Engine> {
-  await untilReachable(
-    `PostgreSQL at ${redactUrl(env.DATABASE_URL)} (DATABASE_URL)`,
-    () => migrateDatabase(env.DATABASE_URL),
-    isDatabaseUnavailable,
-    env.STARTUP_TIMEOUT_MS,
-    log,
-  );
+  // Behind a pooler (DATABASE_DIRECT_URL other than DATABASE_URL), what needs a session of its own
+  // goes to PostgreSQL itself: the migration (its advisory lock), the LISTEN connections, the lock
+  // session and BullMQ's PostgreSQL backend (its LISTEN).
+  const directUrl = env.DATABASE_DIRECT_URL;
+  const pooled = isPooled(env.DATABASE_URL, directUrl);
   const db = createDb(env.DATABASE_URL, {
     max: env.DATABASE_POOL_SIZE,
     name: `tasker-${role}`,
     durableCommits: role === 'server',
+    directUrl,
   });
+  try {
+    // An undeclared pooler is refused before the migration, whose session lock it would break.
+    if (!pooled) await checkPool(db, env, { before: true });
+    await untilReachable(
+      `PostgreSQL at ${redactUrl(directUrl)} (${pooled ? 'DATABASE_DIRECT_URL' : 'DATABASE_URL'})`,
+      () => migrateDatabase(directUrl),
+      isDatabaseUnavailable,
+      env.STARTUP_TIMEOUT_MS,
+      log,
+    );
+    await untilReachable(
+      `${pooled ? 'the pooler' : 'PostgreSQL'} at ${redactUrl(env.DATABASE_URL)} (DATABASE_URL)`,
+      () => checkPool(db, env),
+      isDatabaseUnavailable,
+      env.STARTUP_TIMEOUT_MS,
+      log,
+    );
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
   const store = new TaskStore(db, { idempotencyWindowSeconds: env.IDEMPOTENCY_WINDOW_SECONDS });
   let lockSession: ReturnType<typeof createLockSession> | undefined;
   const leaderLock = (key: number) => {
-    lockSession ??= createLockSession(env.DATABASE_URL);
+    lockSession ??= createLockSession(directUrl);
     return new PostgresLeaderLock(lockSession, key);
   };
   const parts = env.REDIS_URL
@@ -134,7 +155,9 @@ export async function createEngine(
     limits,
     db,
     mode: parts.mode,
-    describe: parts.describe,
+    describe: pooled
+      ? `${parts.describe}; PostgreSQL through the pooler at ${redactUrl(env.DATABASE_URL)} (DATABASE_URL), sessions at ${redactUrl(directUrl)} (DATABASE_DIRECT_URL)`
+      : parts.describe,
     queueConnection: parts.workerQueue,
     sweeperLock: parts.sweeperLock,
     leaderLock,
@@ -160,6 +183,40 @@ export async function createEngine(
       await db.close();
     },
   };
+}
+
+/**
+ * A query of the pool (DATABASE_URL) at start: after the migration, it must reach the database that
+ * was migrated (DATABASE_DIRECT_URL's, when that is set). A pooler in transaction mode taken for
+ * PostgreSQL (DATABASE_DIRECT_URL unset) refuses the pool's startup parameters: a ConfigError that
+ * says so, instead of every query failing later. `before`: ahead of the migration, for that refusal
+ * only (the database may not exist yet, PostgreSQL may not answer yet: the migration waits for it).
+ */
+async function checkPool(db: DbClient, env: Env, { before = false } = {}): Promise<void> {
+  let database: string | undefined;
+  try {
+    const [row] = await db.sql<{ database: string }[]>`select current_database() as database`;
+    database = row?.database;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : '';
+    const refused = /^unsupported startup parameter: (\S+)/.exec(message);
+    if (before && !refused) return;
+    if (!refused || db.pooled) throw error;
+    throw new ConfigError(
+      `PostgreSQL at ${redactUrl(env.DATABASE_URL)} (DATABASE_URL) refused the connection's startup parameter ${refused[1]} ` +
+        `("${message}"): a connection pooler in transaction mode (PgBouncer) answers so. Set DATABASE_DIRECT_URL to PostgreSQL itself ` +
+        '(not the pooler): the pool then goes through the pooler, unprepared and without startup parameters, and migrations, ' +
+        'LISTEN and advisory locks go to DATABASE_DIRECT_URL (docs/architecture.md, "Behind a connection pooler")',
+    );
+  }
+  const expected = decodeURIComponent(new URL(env.DATABASE_DIRECT_URL).pathname.slice(1));
+  if (db.pooled && !before && database !== expected) {
+    throw new ConfigError(
+      `DATABASE_URL (the pooler at ${redactUrl(env.DATABASE_URL)}) reaches database "${database}", DATABASE_DIRECT_URL ` +
+        `(${redactUrl(env.DATABASE_DIRECT_URL)}) names "${expected}": both must reach the same database ` +
+        '(what the pool writes is announced to the listeners of the direct URL)',
+    );
+  }
 }
 
 interface ModeParts {
@@ -265,14 +322,19 @@ async function redisParts(url: string, env: Env, log: Logger, role: EngineRole):
 }
 
 function postgresParts(env: Env, db: DbClient, leaderLock: (key: number) => LeaderLock): ModeParts {
-  const queue: QueueConnection = { kind: 'postgres', url: env.DATABASE_URL, poolSize: QUEUE_POOL_SIZE };
+  // BullMQ's backend LISTENs on a connection of its pool: PostgreSQL itself, never a pooler.
+  const queue: QueueConnection = {
+    kind: 'postgres',
+    url: env.DATABASE_DIRECT_URL,
+    poolSize: QUEUE_POOL_SIZE,
+  };
   return {
     mode: { kind: 'postgres' },
     describe: 'queue: PostgreSQL (REDIS_URL unset)',
     queue,
     workerQueue: () => queue,
     cache: noResultCache,
-    cancels: new PostgresCancelSignals(db.sql),
+    cancels: new PostgresCancelSignals(db.sql, db.direct),
     paused: postgresPausedSet(new PausedTypeStore(db.db)),
     sweeperLock: () => leaderLock(postgresNames.sweeperLock),
     readiness: {},
