@@ -331,13 +331,13 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
   const host = env.HOST ?? (authMode === 'disabled' ? LOOPBACK : '0.0.0.0');
   return {
     ...env,
+    DATABASE_DIRECT_URL: env.DATABASE_DIRECT_URL ?? env.DATABASE_URL,
     AUTH_MODE: authMode,
     HOST: host,
     PUBLIC_URL: env.PUBLIC_URL ?? defaultPublicUrl(host, env.PORT),
     RATE_LIMIT_PER_MINUTE:
       env.RATE_LIMIT_PER_MINUTE ?? (authMode === 'required' ? DEFAULT_RATE_LIMIT_PER_MINUTE : 0),
   };
-    DATABASE_DIRECT_URL: env.DATABASE_DIRECT_URL ?? env.DATABASE_URL,
 }
 
 /** http://HOST:PORT, as this machine reaches it: a HOST of every interface is reached on loopback. */
