@@ -13,9 +13,20 @@ export const testMode: 'redis' | 'postgres' = process.env.TEST_MODE === 'postgre
 /** For tests of what only the Redis mode has (a Redis outage, BullMQ's Redis keys): `it.runIf(onRedis)`. */
 export const onRedis = testMode === 'redis';
 
+/**
+ * A PgBouncer in transaction mode in front of the tests' PostgreSQL (`TEST_PGBOUNCER_URL`, set by
+ * `scripts/with-pgbouncer.mjs`): when set, the processes under test reach their database through it
+ * (DATABASE_URL) and PostgreSQL itself for their sessions (DATABASE_DIRECT_URL).
+ */
+export const pgbouncerUrl: string | undefined = process.env.TEST_PGBOUNCER_URL || undefined;
+
 export interface TestEnv {
-  /** Environment variables for a Tasker process under test (pass to loadEnv or a child process). */
+  /**
+   * Environment variables for a Tasker process under test (pass to loadEnv or a child process).
+   * With TEST_PGBOUNCER_URL, DATABASE_URL is the pooler's and DATABASE_DIRECT_URL PostgreSQL's.
+   */
   vars: Record<string, string>;
+  /** PostgreSQL itself, never the pooler: for the test's own queries (a session of its own, LISTEN, a drop). */
   databaseUrl: string;
   prefix: string;
   /** Empty in PostgreSQL-only mode. */
@@ -76,6 +87,14 @@ export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
   const base = new URL(process.env.TEST_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/postgres');
   base.pathname = `/tasker_test_${id}`;
   const databaseUrl = base.toString();
+  // Through the pooler: the same database name on its port. A test that names its own DATABASE_URL
+  // gets no pooler (unless it names DATABASE_DIRECT_URL too).
+  let pooled: Record<string, string> = {};
+  if (pgbouncerUrl && overrides.DATABASE_URL === undefined) {
+    const viaPooler = new URL(pgbouncerUrl);
+    viaPooler.pathname = base.pathname;
+    pooled = { DATABASE_URL: viaPooler.toString(), DATABASE_DIRECT_URL: databaseUrl };
+  }
   const redisUrl = testMode === 'postgres' ? '' : (process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9');
   const prefix = `tasker-test-${id}`;
   const vars: Record<string, string> = {
@@ -84,19 +103,21 @@ export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
     HOST: '127.0.0.1',
     PORT: '0',
     DATABASE_URL: databaseUrl,
+    ...pooled,
     DATABASE_POOL_SIZE: '5',
     REDIS_URL: redisUrl,
     REDIS_PREFIX: prefix,
     WORKER_CONCURRENCY: '20',
     ...overrides,
   };
+  const direct = vars.DATABASE_DIRECT_URL || vars.DATABASE_URL || databaseUrl;
   return {
     vars,
-    databaseUrl: vars.DATABASE_URL ?? databaseUrl,
+    databaseUrl: direct,
     redisUrl: vars.REDIS_URL ?? redisUrl,
     prefix: vars.REDIS_PREFIX ?? prefix,
     cleanup: async () => {
-      await dropDatabase(vars.DATABASE_URL ?? databaseUrl);
+      await dropDatabase(direct);
       const url = vars.REDIS_URL ?? redisUrl;
       const keys = vars.REDIS_PREFIX ?? prefix;
       // A Redis that a test stopped on purpose has nothing left to delete: its error is not news.

@@ -4,6 +4,7 @@ export {
   deleteKeys,
   dropDatabase,
   onRedis,
+  pgbouncerUrl,
   type TestEnv,
   testMode,
   waitFor,
@@ -15,6 +16,7 @@ export {
   type RecordedRequest,
   startFakeOpenAI,
 } from './fake-openai.ts';
+export { findPgBouncer, type PgBouncer, type PgBouncerOptions, startPgBouncer } from './pgbouncer.ts';
 export { type AppProcess, freePort, type RedisServer, spawnApp, startRedisServer } from './processes.ts';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 export { bounded, SLOW_MS, teardownLog } from './teardown.ts';

@@ -1,0 +1,61 @@
+// Runs a command with a PgBouncer in transaction mode in front of the tests' PostgreSQL: `pnpm
+// test:pgbouncer` runs the engine's and the server's suites so (issue 24).
+//
+//   node scripts/with-pgbouncer.mjs <command> [args...]
+//
+// - Starts PgBouncer (Debian's `pgbouncer` package; PGBOUNCER names another binary) on a free
+//   loopback port, `pool_mode = transaction`, every database passed on to TEST_DATABASE_URL's
+//   PostgreSQL (default postgres://root@127.0.0.1:5432), `default_pool_size = 10`
+//   (packages/testing/src/pgbouncer.ts).
+// - Runs the command with TEST_PGBOUNCER_URL=postgres://<user>@127.0.0.1:<port>/ added to its
+//   environment: the tests' processes then get DATABASE_URL through the pooler and
+//   DATABASE_DIRECT_URL to PostgreSQL (packages/testing's createTestEnv).
+// - The command stays in this process group (a terminal's Ctrl-C reaches it directly); SIGTERM and
+//   SIGHUP sent to this script alone are passed on. When it has exited: stops PgBouncer, exits with
+//   the command's code (128 + the signal number if a signal ended it).
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { startPgBouncer } from '../packages/testing/src/pgbouncer.ts';
+
+const say = (message) => process.stderr.write(`[with-pgbouncer] ${message}\n`);
+
+const [command, ...args] = process.argv.slice(2);
+if (!command) {
+  say('usage: node scripts/with-pgbouncer.mjs <command> [args...]');
+  process.exit(2);
+}
+
+let pooler;
+try {
+  pooler = await startPgBouncer();
+} catch (error) {
+  say(`PgBouncer could not start: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
+say(`PgBouncer (transaction mode) at ${pooler.url}; running: ${[command, ...args].join(' ')}`);
+
+const child = spawn(command, args, {
+  stdio: 'inherit',
+  env: { ...process.env, TEST_PGBOUNCER_URL: pooler.url },
+});
+process.on('SIGINT', () => {
+  // The terminal sent it to the command too: wait for the command.
+});
+for (const sig of ['SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    try {
+      child.kill(sig);
+    } catch {
+      // already gone
+    }
+  });
+}
+const exitCode = await new Promise((resolve) => {
+  child.once('error', (error) => {
+    say(`could not run ${command}: ${error.message}`);
+    resolve(127);
+  });
+  child.once('exit', (code, signal) => resolve(code ?? 128 + (constants.signals[signal] ?? 0)));
+});
+await pooler.stop();
+process.exit(exitCode);
