@@ -14,6 +14,7 @@ import helmet from 'helmet';
 import type { Authenticator } from './auth.ts';
 import { registerDashboard } from './dashboard.ts';
 import { registerDocs } from './docs.ts';
+import { type Drain, withReconnectHints } from './drain.ts';
 import { bodyOf, errorBody, toPublicError } from './errors.ts';
 import { registerObservability } from './observability.ts';
 import { openApiDocument } from './openapi.ts';
@@ -55,7 +56,15 @@ export interface AppOptions {
   metrics?: TaskerMetrics;
   /** Who may read `/metrics` (METRICS_TOKEN, AUTH_MODE); default: anyone. */
   metricsAccess?: MetricsAccess;
+  /** The shutdown's first phase (drain.ts): /readyz answers 503 and answers close their connections. */
+  drain?: Drain;
 }
+
+/**
+ * At close, how long the live streams get to write their last bytes (the reconnect hint) once
+ * told to end; a stream still open then (its client does not read) is cut.
+ */
+const STREAM_END_MS = 2000;
 
 const MAX_JSON_DEPTH = 64;
 
@@ -206,7 +215,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     childLoggerFactory: (logger) => logger,
     // Per-request logs at info would dominate at thousands of requests/s; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // A request that reaches the server while it closes (on a connection opened before) is served,
+    // with `Connection: close`: a rolling deploy answers no 503 (server.ts, drain.ts).
+    return503OnClosing: false,
   });
 
   // JSON with prototype-poisoning protection (Fastify's parser) and a nesting limit.
@@ -239,20 +250,63 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       access: options.metricsAccess ?? { closed: false },
     });
   }
-  // Streams (SSE, tRPC subscriptions) never end on their own: on close, cut them so that clients
-  // reconnect (with their last event id) to another instance, instead of holding shutdown. They
-  // are long by design, and keep themselves alive: the idle timeout does not apply to them.
+  // Streams (SSE, tRPC subscriptions) never end on their own: on close, end them, each with a
+  // reconnect hint (drain.ts), so that clients resume (with their last event id) on another
+  // instance instead of holding shutdown. They are long by design, and keep themselves alive: the
+  // idle timeout does not apply to them.
   const streams = new Set<Socket>();
-  app.addHook('onRequest', async (request) => {
+  const streaming = new Set<ServerResponse>();
+  let allEnded: (() => void) | undefined;
+  app.addHook('onRequest', async (request, reply) => {
     const socket = request.raw.socket;
-    if (routeFacts(request.url).stream && !streams.has(socket)) {
+    if (!routeFacts(request.url).stream) return;
+    const res = reply.raw;
+    streaming.add(res);
+    res.once('close', () => {
+      streaming.delete(res);
+      if (streaming.size === 0) allEnded?.();
+    });
+    if (!streams.has(socket)) {
       socket.setTimeout(0);
       streams.add(socket);
       socket.once('close', () => streams.delete(socket));
     }
   });
   app.addHook('preClose', async () => {
-    for (const socket of streams) socket.destroy();
+    options.drain?.start();
+    options.services.streams.drain();
+    if (streaming.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        allEnded = resolve;
+        timer = setTimeout(resolve, STREAM_END_MS);
+      });
+      clearTimeout(timer);
+    }
+    // Ended streams leave idle connections (closed with the listener); a stream still open is cut.
+    for (const res of streaming) res.socket?.destroy();
+  });
+  app.addHook('onSend', async (request, reply, payload) => {
+    // Draining: the client's next request opens a new connection, which a balancer sends elsewhere.
+    if (options.drain?.draining) reply.header('connection', 'close');
+    // A tRPC subscription's event stream: with the reconnect hints (its own writer has no room for them).
+    if (
+      payload instanceof Response &&
+      payload.body &&
+      routeFacts(request.url).stream === 'subscription' &&
+      payload.headers.get('content-type')?.startsWith('text/event-stream')
+    ) {
+      const gate = options.services.streams;
+      return new Response(
+        withReconnectHints(payload.body, () => gate.draining),
+        {
+          status: payload.status,
+          statusText: payload.statusText,
+          headers: payload.headers,
+        },
+      );
+    }
+    return payload;
   });
 
   // Every answer carries its request id and the security headers, and every log line written while
@@ -323,6 +377,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get('/openapi.json', { logLevel: 'warn' }, async () => doc);
   app.get('/healthz', { logLevel: 'warn' }, async () => ({ status: 'ok' }));
   app.get('/readyz', { logLevel: 'warn' }, async (_request, reply) => {
+    // Shutting down: out of the load balancer's rotation at once, whatever the dependencies say.
+    if (options.drain?.draining)
+      return reply.code(503).send({
+        ...errorBody(503, 'This server is shutting down: send requests to another'),
+        draining: true,
+      });
     const checks = await Promise.all(
       Object.entries(options.readiness).map(async ([name, check]) => {
         try {

@@ -168,17 +168,23 @@ export function openApiDocument(version = '0.1.0') {
     example: taskParametersError,
   };
   schemas.NotReady = {
-    description: 'The Error shape, with the state of each dependency',
+    description:
+      'The Error shape, with the state of each dependency, or draining: true (the server shuts down; its dependencies are not checked then)',
     allOf: [
       ERROR_REF,
       {
         type: 'object',
-        required: ['dependencies'],
         properties: {
           dependencies: {
             type: 'object',
-            description: 'Each dependency: ok or unavailable',
+            description: 'Each dependency: ok or unavailable (absent while draining)',
             additionalProperties: { type: 'string', enum: ['ok', 'unavailable'] },
+          },
+          draining: {
+            type: 'boolean',
+            enum: [true],
+            description:
+              'Present while the server shuts down (from SIGTERM until it stops accepting connections, SHUTDOWN_DELAY_MS): take it out of rotation',
           },
         },
       },
@@ -632,7 +638,7 @@ function taskEventStream(schemas: Record<string, unknown>): Json {
     examples: {
       [sum?.name ?? 'task']: {
         summary: `A ${sum?.name ?? 'task'} task, from PENDING to COMPLETED`,
-        value: `: tasker task events\n\n${text}`,
+        value: `retry: 1200\n: tasker task events\n\n${text}`,
       },
     },
   };
@@ -654,8 +660,10 @@ function handWrittenOperations(version: string, schemas: Record<string, unknown>
         'sleeps, child tasks, wait tokens) come as named events, `event: step` with `data:` a TaskStepEvent and no id: ' +
         'those recorded so far before the current state, then each as it is written, in commit order with the states ' +
         "(EventSource's onmessage does not see them: addEventListener('step', …)). " +
-        'A comment line (`: keep-alive`) ' +
-        'comes every 15 s. To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
+        'It starts with `retry:` (the delay EventSource waits before it reconnects, 500 to 2000 ms). A comment line (`: keep-alive`) ' +
+        'comes every 15 s. A server that shuts down (a rolling deploy) ends the stream with `retry:` and the comment ' +
+        '`: server shutting down; reconnect with Last-Event-ID`: reconnect (through the load balancer, to another server). ' +
+        'To resume after a broken connection, send the last id received as `Last-Event-ID` ' +
         '(EventSource does so itself) or `?lastEventId=`: the stream resumes with the states after that ' +
         'version (the current state, if newer). If the stream breaks on the server side, an `event: error` ' +
         'carries an Error body; reconnect. A key holds at most MAX_STREAMS_PER_KEY open streams (these and tRPC ' +
@@ -727,7 +735,7 @@ function handWrittenOperations(version: string, schemas: Record<string, unknown>
     readyz: {
       summary: 'Readiness: whether PostgreSQL (and Redis, in that mode) answer',
       description:
-        'Each dependency is checked, each within 2 s. Open, and not rate-limited: for load balancers and orchestrators.',
+        'Each dependency is checked, each within 2 s. A server that received SIGTERM answers 503 with draining: true at once (it serves on for SHUTDOWN_DELAY_MS, then stops accepting connections). Open, and not rate-limited: for load balancers and orchestrators.',
       tags: ['health'],
       responses: {
         200: {
@@ -751,7 +759,7 @@ function handWrittenOperations(version: string, schemas: Record<string, unknown>
           },
         },
         503: {
-          description: 'A dependency does not answer: do not send traffic here',
+          description: 'A dependency does not answer, or the server shuts down: do not send traffic here',
           content: {
             'application/json': {
               schema: { $ref: '#/components/schemas/NotReady' },

@@ -16,6 +16,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.ts';
 import { Authenticator } from './auth.ts';
+import { Drain } from './drain.ts';
 import { createKeysApi } from './keys-api.ts';
 import { createLimitsApi } from './limits-api.ts';
 import { TaskFeed } from './live.ts';
@@ -48,6 +49,7 @@ export async function startServer(
   const authenticator = new Authenticator(keys, env.AUTH_MODE, log);
   const metricsAccess = createMetricsAccess(env);
   if (metricsAccess.closed) log.warn(METRICS_CLOSED);
+  const drain = new Drain();
   const app = await buildApp({
     log,
     bodyLimit: env.BODY_LIMIT_BYTES,
@@ -85,6 +87,7 @@ export async function startServer(
     authMode: env.AUTH_MODE,
     metrics: engine.metrics,
     metricsAccess,
+    drain,
   });
   // What is still being answered, so that a shutdown that has to cut requests can say which.
   const open = new Map<string, string>();
@@ -113,8 +116,18 @@ export async function startServer(
     url,
     close: () => {
       closing ??= (async () => {
-        // In-flight requests may finish (streams are cut at once, see app.ts), for at most
-        // SHUTDOWN_TIMEOUT_MS: then their connections are closed, so that a shutdown always ends.
+        // Draining (drain.ts): /readyz answers 503 and every answer closes its connection, for
+        // SHUTDOWN_DELAY_MS (time for a load balancer to see it), while everything is served.
+        drain.start();
+        if (env.SHUTDOWN_DELAY_MS > 0) {
+          log.info(
+            `draining: /readyz answers 503; serving ${env.SHUTDOWN_DELAY_MS} ms more (SHUTDOWN_DELAY_MS) before closing`,
+          );
+          await new Promise((resolve) => setTimeout(resolve, env.SHUTDOWN_DELAY_MS));
+        }
+        // Closing: no new connections. Live streams end with a reconnect hint (app.ts), other
+        // requests in flight may finish, for at most SHUTDOWN_TIMEOUT_MS: then their connections
+        // are closed, so that a shutdown always ends.
         const closed = app.close();
         let timer: NodeJS.Timeout | undefined;
         const late = await Promise.race([

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { authorize } from './auth.ts';
+import { drainedEnd, reconnectDelayMs, retryField } from './drain.ts';
 import { errorBody } from './errors.ts';
 import { resumeAfter, type TaskWatcher } from './live.ts';
 import { STREAM_BUFFER_BYTES, type StreamGate } from './streams.ts';
@@ -14,6 +15,8 @@ const params = z.object({ id: z.uuid() });
  * the terminal state. `Last-Event-ID` (header, or `?lastEventId=`) resumes after that version.
  * A durable task's steps come as named events (`event: step`, a TaskStepEvent, no id): those
  * recorded so far first, then each as it is written; EventSource's `onmessage` does not see them.
+ * The stream starts with a `retry:` field (the client's reconnection delay); a server that shuts
+ * down ends it with a comment saying so (drain.ts), and the client resumes elsewhere.
  */
 export function registerEventStream(
   app: FastifyInstance,
@@ -86,7 +89,8 @@ export function registerEventStream(
           lease.signal.addEventListener('abort', done, { once: true });
         });
       };
-      await send(': tasker task events\n\n');
+      const retryMs = reconnectDelayMs();
+      await send(`${retryField(retryMs)}: tasker task events\n\n`);
       const keepAlive = setInterval(() => {
         if (res.writableLength > STREAM_BUFFER_BYTES) lease.overflow();
         else res.write(': keep-alive\n\n');
@@ -98,9 +102,11 @@ export function registerEventStream(
               ? `id: ${event.task.version}\ndata: ${JSON.stringify(event.task)}\n\n`
               : `event: step\ndata: ${JSON.stringify(event.step)}\n\n`,
           );
-        // Ended by the server: a revoked or expired key (401), in the one error shape.
+        // Ended by the server: it shuts down (the client resumes elsewhere), or a revoked or
+        // expired key (401), in the one error shape.
         const ended = lease.ended();
-        if (ended && !res.destroyed)
+        if (ended?.status === 503 && !res.destroyed) res.write(drainedEnd(retryMs));
+        else if (ended && !res.destroyed)
           res.write(`event: error\ndata: ${JSON.stringify(errorBody(ended.status, ended.message))}\n\n`);
       } catch (error) {
         request.log.warn({ err: error }, 'task event stream failed');

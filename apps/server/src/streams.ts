@@ -11,11 +11,20 @@ export const STREAM_BUFFER_EVENTS = 1024;
 /** How often the keys holding streams open are read again: a revoked or expired key's streams end within this (and a query). */
 export const STREAM_KEY_CHECK_MS = 1000;
 
-/** Why the server ended a stream, as the one error shape's status and words. */
+/**
+ * Why the server ended a stream, as the one error shape's status and words. 503: the server shuts
+ * down; the client reconnects (to another server) and resumes with its last event id.
+ */
 export interface StreamEnd {
-  status: 401 | 429;
+  status: 401 | 429 | 503;
   message: string;
 }
+
+/** The end of every stream of a server that shuts down (`StreamGate.drain`). */
+export const DRAINED: StreamEnd = {
+  status: 503,
+  message: 'This server is shutting down: reconnect, with the last event id, to resume on another',
+};
 
 /** One open stream's place: its signal, and why the server ended it, if it did. */
 export interface StreamLease {
@@ -41,6 +50,13 @@ export interface StreamCaller {
 export interface StreamGate {
   /** A slot for one more stream of this caller, or a 429 when it holds MAX_STREAMS_PER_KEY already. */
   open(caller: StreamCaller, signal: AbortSignal): StreamLease | { refusal: StreamEnd };
+  /**
+   * Server shutdown: ends every open stream (`DRAINED`), and every stream opened from now on at
+   * once (after its head: the client gets a reconnect hint, not an error).
+   */
+  drain(): void;
+  /** Whether `drain` was called. */
+  readonly draining: boolean;
 }
 
 interface Lease extends StreamLease {
@@ -65,6 +81,7 @@ export class OpenStreams implements StreamGate {
   private readonly leases = new Set<Lease>();
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
+  private drained = false;
 
   constructor(
     private readonly keys: { unusable(ids: readonly string[]): Promise<{ id: string; reason: string }[]> },
@@ -75,6 +92,15 @@ export class OpenStreams implements StreamGate {
   /** Streams open now. */
   get size(): number {
     return this.leases.size;
+  }
+
+  get draining(): boolean {
+    return this.drained;
+  }
+
+  drain(): void {
+    this.drained = true;
+    for (const lease of this.leases) lease.end(DRAINED);
   }
 
   open(caller: StreamCaller, signal: AbortSignal): StreamLease | { refusal: StreamEnd } {
@@ -122,7 +148,8 @@ export class OpenStreams implements StreamGate {
       },
     };
     this.leases.add(lease);
-    if (keyId) this.startChecking();
+    if (this.drained) lease.end(DRAINED);
+    else if (keyId) this.startChecking();
     return lease;
   }
 

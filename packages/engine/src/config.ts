@@ -148,6 +148,12 @@ export const envSchema = z.object({
   WORKER_LOCK_MS: int(30_000, 1000),
   WORKER_CANCEL_CHECK_MS: int(1000, 50),
   SHUTDOWN_TIMEOUT_MS: int(10_000),
+  /**
+   * The server, on SIGTERM: how long it goes on serving, with /readyz answering 503 and every
+   * answer closing its connection, before it stops accepting connections (time for a load
+   * balancer to take it out of rotation). 0: it stops accepting at once.
+   */
+  SHUTDOWN_DELAY_MS: int(0, 0),
   STARTUP_TIMEOUT_MS: int(30_000),
   SWEEP_INTERVAL_MS: int(5_000, 100),
   SWEEP_GRACE_MS: int(10_000, 0),

@@ -20,10 +20,17 @@ function openStream(ctx: Context & { identity: Identity }, signal: AbortSignal |
   return lease;
 }
 
-/** After the stream's events: the server ended it (a revoked or expired key): an UNAUTHORIZED error event. */
+/**
+ * After the stream's events: the server ended it. A revoked or expired key: an UNAUTHORIZED error
+ * event. The server shuts down: an AbortError, which tRPC answers by ending the stream with no
+ * event at all (neither `return`, which its client takes for the subscription's end, nor an error):
+ * the client's EventSource reconnects by itself and the subscription resumes from its last event
+ * id (drain.ts adds the reconnect hints).
+ */
 function endedBy(lease: StreamLease): void {
   const ended = lease.ended();
   if (ended?.status === 401) throw new TRPCError({ code: 'UNAUTHORIZED', message: ended.message });
+  if (ended?.status === 503) throw new DOMException(ended.message, 'AbortError');
 }
 
 /** Subscriptions (served over SSE at /trpc): one task's states, or every task's changes. */
