@@ -49,6 +49,8 @@ export interface RecordedRequest {
   authorization: string | undefined;
   /** True when the client went away before the answer was complete. */
   aborted: boolean;
+  /** When the answer was complete, or the client went away (Date.now()); undefined while it lasts. */
+  endedAt?: number;
 }
 
 export interface FakeOpenAI {
@@ -83,6 +85,7 @@ export async function startFakeOpenAI(options: FakeOpenAIOptions = {}): Promise<
     };
     requests.push(record);
     res.on('close', () => {
+      record.endedAt = Date.now();
       if (!res.writableFinished) record.aborted = true;
     });
     const failure =
