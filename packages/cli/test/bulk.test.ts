@@ -87,7 +87,9 @@ describe('tasker tasks cancel / retry', () => {
     expect(done).toMatchObject({ status: 'done', done: 5 });
     run = await tasker(['tasks', 'operation', started.id]);
     expect(run.stdout).toBe(`retry ${started.id}: 5 of 5 retried (done)\n`);
-  }, 60_000);
+    // Some 15 CLI processes one after another: each starts Node and loads the CLI, which takes
+    // seconds on a busy 2-core machine (CI's run once spent 60 s here).
+  }, 150_000);
 
   it('refuses no filter and a bad one with exit 2 (a usage error, or the 400 of the server)', async () => {
     for (const args of [
