@@ -1,6 +1,6 @@
 /**
  * A rolling deploy under load (issue 24): two servers and two workers over one database (and one
- * Redis in that mode), behind a load balancer (./balancer.ts: readiness checks, and a request that
+ * Redis in that mode), behind a load balancer (@tasker/testing's startBalancer: readiness checks, and a request that
  * got no answer at all sent again to the other server, as HAProxy's `retry-on conn-failure
  * empty-response` does). While tasks are submitted at a steady rate and every long task is watched
  * three ways (the SDK's `updates()`, the dashboard's tRPC subscription, a plain EventSource on
@@ -13,10 +13,12 @@
  */
 import {
   type AppProcess,
+  type Balancer,
   createTestEnv,
   type FakeOpenAI,
   freePort,
   spawnApp,
+  startBalancer,
   startFakeOpenAI,
   type TestEnv,
   testMode,
@@ -27,7 +29,6 @@ import { EventSource } from 'eventsource';
 import { afterAll, expect, it } from 'vitest';
 import { createTaskerClient, type TaskSummary } from '../src/index.ts';
 import type { AppRouter } from '../src/types.ts';
-import { type Balancer, startBalancer } from './balancer.ts';
 
 /** One submission every this many ms (20 a second), whatever the answers' delay. */
 const SUBMIT_EVERY_MS = 50;

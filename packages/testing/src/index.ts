@@ -1,3 +1,4 @@
+export { type Balancer, startBalancer } from './balancer.ts';
 export {
   createTestEnv,
   DROP_DATABASE_BOUND_MS,

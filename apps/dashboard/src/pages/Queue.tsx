@@ -70,7 +70,7 @@ export function QueuePage({ abilities, tenant }: { abilities: Abilities; tenant:
   // Running tasks, live: any change of status reloads the list (at most 4 times a second).
   const reload = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   useEffect(() => () => clearTimeout(reload.current), []);
-  useSubscription(
+  const live = useSubscription(
     trpc.onTasksUpdate.subscriptionOptions(
       {},
       {
@@ -86,6 +86,12 @@ export function QueuePage({ abilities, tenant }: { abilities: Abilities; tenant:
       },
     ),
   );
+  // This feed has no ids to resume from: changes made while it reconnected (a server's rolling
+  // restart) were not heard, so the list is read again once it is connected.
+  const connected = live.status === 'pending';
+  useEffect(() => {
+    if (connected) void queryClient.invalidateQueries({ queryKey: trpc.listTasks.queryKey() });
+  }, [connected, queryClient, trpc]);
   const changed = {
     onSuccess: (state: RouterOutputs['getQueue']) => {
       setProblem(undefined);

@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /**
- * A load balancer in front of several servers, for the rolling-restart test, doing what HAProxy
+ * A load balancer in front of several servers, for the rolling-restart tests, doing what HAProxy
  * or Envoy are set up to do in front of Tasker:
  * - it sends each request to the next backend whose `GET /readyz` answered 200 at its last check
  *   (every `checkMs`; a server that drains answers 503 and is taken out);
@@ -22,6 +22,8 @@ export interface Balancer {
   readonly resumed: number;
   /** Requests given up on (no backend answered): the client got a 502. */
   readonly failed: number;
+  /** The backends (as given) holding event streams open now, one entry per stream. */
+  streams(): string[];
   close(): Promise<void>;
 }
 
@@ -38,6 +40,7 @@ export async function startBalancer(
   }));
   const retried = new Map<string, number>();
   let resumed = 0;
+  const openStreams = new Map<http.ServerResponse, string>();
   let failed = 0;
   let next = 0;
   let closed = false;
@@ -111,6 +114,10 @@ export async function startBalancer(
         const answer = Object.fromEntries(
           Object.entries(upstream.headers).filter(([name]) => !HOP_BY_HOP.has(name)),
         ) as http.OutgoingHttpHeaders;
+        if (String(upstream.headers['content-type']).startsWith('text/event-stream')) {
+          openStreams.set(res, backends[targets.indexOf(target as (typeof targets)[number])] ?? '');
+          res.once('close', () => openStreams.delete(res));
+        }
         res.writeHead(upstream.statusCode ?? 502, answer);
         res.flushHeaders();
         // A stream cut by the server (not ended) is cut here too, as a balancer does.
@@ -144,6 +151,7 @@ export async function startBalancer(
     get failed() {
       return failed;
     },
+    streams: () => [...openStreams.values()],
     close: async () => {
       closed = true;
       await checking;
