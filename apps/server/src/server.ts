@@ -11,6 +11,7 @@ import {
   type Env,
   type Logger,
   METRICS_CLOSED,
+  redisKeyPrefix,
   redisKeys,
 } from '@tasker/engine';
 import type { FastifyInstance } from 'fastify';
@@ -80,7 +81,7 @@ export async function startServer(
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
     trpcMaxBatch: env.TRPC_MAX_BATCH,
     rateLimitRedis: engine.mode.kind === 'redis' ? engine.mode.redis : undefined,
-    rateLimitNamespace: redisKeys(env.REDIS_PREFIX).rateLimitNamespace,
+    rateLimitNamespace: redisKeys(redisKeyPrefix(env)).rateLimitNamespace,
     corsOrigins: env.CORS_ORIGINS,
     readiness: engine.readiness,
     dashboardDir,

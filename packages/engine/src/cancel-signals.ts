@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Sql } from 'postgres';
 import { postgresNames, type RedisKeys } from './keys.ts';
+import type { RedisClient } from './redis.ts';
 
 /**
  * The fast path of cancelling a RUNNING task: its id, sent to every worker; the one running it
@@ -21,9 +21,9 @@ export class RedisCancelSignals implements CancelSignals {
   constructor(
     private readonly keys: RedisKeys,
     /** A connection for publishing (commands). */
-    private readonly publisher: Redis,
+    private readonly publisher: RedisClient,
     /** Opens a connection of its own for subscribing (a subscribed connection takes no commands). */
-    private readonly connect: () => Redis,
+    private readonly connect: () => RedisClient,
   ) {}
 
   async send(taskId: string): Promise<boolean> {

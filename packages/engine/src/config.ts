@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { postgresConnection, readCaFile } from '@tasker/db';
 import { DEFAULT_LLM_PRICES, llmPricesSchema, type TaskConfig } from '@tasker/tasks';
 import { z } from 'zod';
+import { parseClusterNodes } from './redis.ts';
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
 const optionalText = z
@@ -124,8 +125,26 @@ export const envSchema = z.object({
   DATABASE_POOL_SIZE: int(10, 1),
   REDIS_URL: redisUrl,
   /**
-   * With a rediss:// REDIS_URL: the PEM file of the CA that signed Redis's certificate (read at
-   * start; this holds its text). Unset: the CAs this machine trusts.
+   * A Redis Cluster instead of REDIS_URL (not both): `host:port,host:port,...`, or the same as
+   * redis:// or rediss:// URLs with `user:password@` (see parseClusterNodes). Keys are hash-tagged.
+   */
+  REDIS_CLUSTER_NODES: optionalText.pipe(
+    z
+      .string()
+      .transform((text, ctx) => {
+        try {
+          return parseClusterNodes(text);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+          return z.NEVER;
+        }
+      })
+      .optional(),
+  ),
+  /**
+   * With a rediss:// REDIS_URL (or rediss:// REDIS_CLUSTER_NODES): the PEM file of the CA that
+   * signed Redis's certificate (read at start; this holds its text). Unset: the CAs this machine
+   * trusts.
    */
   REDIS_CA_FILE: optionalText.pipe(
     z
@@ -328,9 +347,18 @@ export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
       `Invalid configuration:\n  HTTP_HEADERS_TIMEOUT_MS: must be at most HTTP_REQUEST_TIMEOUT_MS (${env.HTTP_REQUEST_TIMEOUT_MS})`,
     );
   }
-  if (env.REDIS_CA_FILE !== undefined && !env.REDIS_URL?.startsWith('rediss://')) {
+  if (env.REDIS_URL !== undefined && env.REDIS_CLUSTER_NODES !== undefined) {
     throw new ConfigError(
-      'Invalid configuration:\n  REDIS_CA_FILE: set, but REDIS_URL is not a rediss:// URL (TLS): the CA would not be used',
+      'Invalid configuration:\n  REDIS_CLUSTER_NODES: set together with REDIS_URL: set one of them (REDIS_URL for one Redis, REDIS_CLUSTER_NODES for a Redis Cluster)',
+    );
+  }
+  if (
+    env.REDIS_CA_FILE !== undefined &&
+    !env.REDIS_URL?.startsWith('rediss://') &&
+    !env.REDIS_CLUSTER_NODES?.tls
+  ) {
+    throw new ConfigError(
+      'Invalid configuration:\n  REDIS_CA_FILE: set, but REDIS_URL is not a rediss:// URL (TLS) nor REDIS_CLUSTER_NODES rediss:// nodes: the CA would not be used',
     );
   }
   const authMode = authModeOf(env);

@@ -9,11 +9,10 @@ import {
   TaskStore,
   WebhookStore,
 } from '@tasker/db';
-import type { Redis } from 'ioredis';
 import { type CancelSignals, PostgresCancelSignals, RedisCancelSignals } from './cancel-signals.ts';
 import { ConfigError, type Env, taskConfig } from './config.ts';
 import { UnreachableError } from './errors/unreachable.ts';
-import { postgresNames, redisKeys } from './keys.ts';
+import { postgresNames, redisKeyPrefix, redisKeys } from './keys.ts';
 import { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 import { TaskLifecycle } from './lifecycle/index.ts';
 import { Limits, tenantLimitDefaults } from './limits.ts';
@@ -21,7 +20,13 @@ import type { Logger } from './logger.ts';
 import { TaskerMetrics } from './observability/metrics.ts';
 import { PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
 import { type QueueConnection, TaskQueue } from './queue.ts';
-import { createRedis } from './redis.ts';
+import {
+  createRedis,
+  describeRedisTarget,
+  type RedisClient,
+  type RedisTarget,
+  redisTarget,
+} from './redis.ts';
 import { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 import { taskWebhookCheck } from './webhooks/task-url.ts';
 
@@ -29,11 +34,12 @@ export type EngineRole = 'server' | 'worker';
 
 /**
  * Where Tasker keeps what is not a task row (docs/architecture.md, "Three ways to run"), chosen once by
- * `REDIS_URL`: with it, the queue, paused types, result cache, cancel signals, rate limits and the
- * sweeper's lock are in Redis; without it, all of them are in PostgreSQL, each behind the same small
- * interface (the queue on BullMQ's PostgreSQL backend).
+ * `REDIS_URL` (or `REDIS_CLUSTER_NODES`): with it, the queue, paused types, result cache, cancel
+ * signals, rate limits and the sweeper's lock are in Redis (or a Redis Cluster); without it, all of
+ * them are in PostgreSQL, each behind the same small interface (the queue on BullMQ's PostgreSQL
+ * backend).
  */
-export type EngineMode = { kind: 'redis'; redis: Redis; redisUrl: string } | { kind: 'postgres' };
+export type EngineMode = { kind: 'redis'; redis: RedisClient; target: RedisTarget } | { kind: 'postgres' };
 
 /** One process's share of Tasker's state: its PostgreSQL pool, its queue connection and the lifecycle over them. */
 export interface Engine {
@@ -129,9 +135,8 @@ export async function createEngine(
     lockSession ??= createLockSession(directUrl);
     return new PostgresLeaderLock(lockSession, key);
   };
-  const parts = env.REDIS_URL
-    ? await redisParts(env.REDIS_URL, env, log, role)
-    : postgresParts(env, db, leaderLock);
+  const target = redisTarget(env);
+  const parts = target ? await redisParts(target, env, log, role) : postgresParts(env, db, leaderLock);
   const limits = new Limits(new LimitStore(db.db), tenantLimitDefaults(env));
   const queue = new TaskQueue(parts.queue);
   queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
@@ -274,9 +279,9 @@ function isTlsRefusal(error: unknown): boolean {
   return false;
 }
 
-async function redisParts(url: string, env: Env, log: Logger, role: EngineRole): Promise<ModeParts> {
+async function redisParts(target: RedisTarget, env: Env, log: Logger, role: EngineRole): Promise<ModeParts> {
   const ca = env.REDIS_CA_FILE;
-  const redis = createRedis(url, role === 'server' ? 'command' : 'blocking', `tasker-${role}`, {
+  const redis = createRedis(target, role === 'server' ? 'command' : 'blocking', `tasker-${role}`, {
     autoPipelining: role === 'worker',
     ca,
   });
@@ -297,23 +302,24 @@ async function redisParts(url: string, env: Env, log: Logger, role: EngineRole):
   if (!ready) {
     log.warn(
       // The reason matters most for TLS (a certificate refused): it does not pass by waiting.
-      `cannot reach Redis at ${redactUrl(url)} (REDIS_URL)${lastError ? `: ${lastError.message}` : ''}; starting anyway and reconnecting in the background`,
+      `cannot reach ${describeRedisTarget(target)} (${typeof target === 'string' ? 'REDIS_URL' : 'REDIS_CLUSTER_NODES'})${lastError ? `: ${lastError.message}` : ''}; starting anyway and reconnecting in the background`,
     );
   }
-  const keys = redisKeys(env.REDIS_PREFIX);
+  const prefix = redisKeyPrefix(env);
+  const keys = redisKeys(prefix);
   return {
-    mode: { kind: 'redis', redis, redisUrl: url },
-    describe: `queue: Redis at ${redactUrl(url)} (prefix "${env.REDIS_PREFIX}")`,
+    mode: { kind: 'redis', redis, target },
+    describe: `queue: ${describeRedisTarget(target)} (prefix "${prefix}")`,
     queue: { kind: 'redis', redis, prefix: keys.bullmqPrefix },
     // BullMQ's blocking connection: its own, waiting through outages.
     workerQueue: () => ({
       kind: 'redis',
-      redis: createRedis(url, 'blocking', `tasker-${role}-queue`, { ca }),
+      redis: createRedis(target, 'blocking', `tasker-${role}-queue`, { ca }),
       prefix: keys.bullmqPrefix,
     }),
     cache: new RedisResultCache(redis, keys, env.RESULT_CACHE_TTL_SECONDS),
     cancels: new RedisCancelSignals(keys, redis, () =>
-      createRedis(url, 'blocking', `tasker-${role}-cancel`, { ca }),
+      createRedis(target, 'blocking', `tasker-${role}-cancel`, { ca }),
     ),
     paused: redisPausedSet(redis, keys),
     sweeperLock: (ttlMs) => new RedisLeaderLock(redis, keys.sweeperLock, ttlMs),

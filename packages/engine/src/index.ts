@@ -53,7 +53,7 @@ export {
 } from './dispatch/plan.ts';
 export { createEngine, type Engine, type EngineMode, type EngineRole, redactUrl } from './engine.ts';
 export * from './errors/index.ts';
-export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeys } from './keys.ts';
+export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeyPrefix, redisKeys } from './keys.ts';
 export { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';
 export {
   type BatchItem,
@@ -101,7 +101,17 @@ export {
   TaskQueue,
   type TaskWorker,
 } from './queue.ts';
-export { createRedis, isRedisUnavailable } from './redis.ts';
+export {
+  createRedis,
+  describeRedisTarget,
+  isRedisUnavailable,
+  parseClusterNodes,
+  type RedisClient,
+  type RedisClusterNodes,
+  type RedisTarget,
+  redisMasters,
+  redisTarget,
+} from './redis.ts';
 export { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 export * from './schedules/index.ts';
 export {

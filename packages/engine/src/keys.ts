@@ -1,3 +1,5 @@
+import type { Env } from './config.ts';
+
 /** The BullMQ queue every task job goes through. */
 export const QUEUE_NAME = 'tasks';
 
@@ -29,6 +31,16 @@ export function redisKeys(prefix: string) {
 }
 
 export type RedisKeys = ReturnType<typeof redisKeys>;
+
+/**
+ * The prefix of every key and channel: REDIS_PREFIX, or on a Redis Cluster `{REDIS_PREFIX}`, a
+ * hash tag: the cluster then hashes only the tag, so that every key of Tasker's is in one slot (on
+ * one master). BullMQ's scripts each touch several keys of a queue, and a cluster runs a script
+ * only on keys of one slot (docs.bullmq.io, "Redis Cluster").
+ */
+export function redisKeyPrefix(env: Pick<Env, 'REDIS_PREFIX' | 'REDIS_CLUSTER_NODES'>): string {
+  return env.REDIS_CLUSTER_NODES ? `{${env.REDIS_PREFIX}}` : env.REDIS_PREFIX;
+}
 
 /** The same concerns in PostgreSQL-only mode (the paused types are a table: `paused_task_types`). */
 export const postgresNames = {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { holdsAdvisoryLock, postgresConnection } from '@tasker/db';
-import type { Redis } from 'ioredis';
 import postgres, { type Sql } from 'postgres';
+import type { RedisClient } from './redis.ts';
 
 /**
  * One holder at a time across processes, for periodic work that must not overlap (the sweep).
@@ -25,7 +25,7 @@ const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
  */
 export class RedisLeaderLock implements LeaderLock {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
     private readonly ttlMs: number,
   ) {}

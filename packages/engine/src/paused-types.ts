@@ -1,6 +1,6 @@
 import type { PausedTypeStore } from '@tasker/db';
-import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys.ts';
+import type { RedisClient } from './redis.ts';
 
 /** Where the paused set lives: a Redis set, or the `paused_task_types` table (PostgreSQL-only mode). */
 export interface PausedSet {
@@ -9,7 +9,7 @@ export interface PausedSet {
   remove(name: string): Promise<void>;
 }
 
-export function redisPausedSet(redis: Redis, keys: RedisKeys): PausedSet {
+export function redisPausedSet(redis: RedisClient, keys: RedisKeys): PausedSet {
   return {
     list: () => redis.smembers(keys.pausedTypes),
     add: async (name) => void (await redis.sadd(keys.pausedTypes, name)),

@@ -14,11 +14,11 @@ import {
   Worker,
   type WorkerOptions,
 } from 'bullmq';
-import type { Redis } from 'ioredis';
 import pg from 'pg';
 import { z } from 'zod';
 import { postgresNames, QUEUE_NAME } from './keys.ts';
 import { currentTraceCarrier, type TraceCarrier } from './observability/tracing.ts';
+import type { RedisClient } from './redis.ts';
 
 /**
  * The payload of every BullMQ job. The task's input stays in PostgreSQL; the job id is the task id.
@@ -113,12 +113,13 @@ export interface QueueState {
 }
 
 /**
- * Where BullMQ keeps the jobs: Redis (`prefix` namespaces its keys), or BullMQ's PostgreSQL backend
- * in Tasker's database (schema `bullmq`, migrated by BullMQ itself; its own `pg` pool of `poolSize`
- * connections plus one `LISTEN` connection per queue or worker).
+ * Where BullMQ keeps the jobs: Redis or a Redis Cluster (`prefix` namespaces its keys; hash-tagged
+ * on a cluster), or BullMQ's PostgreSQL backend in Tasker's database (schema `bullmq`, migrated by
+ * BullMQ itself; its own `pg` pool of `poolSize` connections plus one `LISTEN` connection per
+ * queue or worker).
  */
 export type QueueConnection =
-  | { kind: 'redis'; redis: Redis; prefix: string }
+  | { kind: 'redis'; redis: RedisClient; prefix: string }
   | { kind: 'postgres'; url: string; poolSize: number };
 
 type AnyBackendFactory = BackendFactory<IQueueBackend, unknown>;

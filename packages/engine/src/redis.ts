@@ -1,39 +1,175 @@
-import { Redis } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import type { Env } from './config.ts';
+
+/** A connection Tasker opens: to one Redis (REDIS_URL) or to a Redis Cluster (REDIS_CLUSTER_NODES). */
+export type RedisClient = Redis | Cluster;
+
+/**
+ * REDIS_CLUSTER_NODES as Tasker reads it: the nodes it starts from (the client then learns every
+ * master from CLUSTER SLOTS), and what every node shares: TLS (`rediss://`) and the credentials.
+ */
+export interface RedisClusterNodes {
+  nodes: { host: string; port: number }[];
+  tls: boolean;
+  username?: string | undefined;
+  password?: string | undefined;
+}
+
+/** Where Redis is: REDIS_URL's URL, or a cluster's nodes. */
+export type RedisTarget = string | RedisClusterNodes;
+
+export class RedisClusterNodesError extends Error {
+  override name = 'RedisClusterNodesError';
+}
+
+/**
+ * `host:port,host:port,...`, or the same nodes as `redis://` or `rediss://` URLs, which may carry
+ * `user:password@` (AUTH on every node). Every entry says the same scheme and credentials: a
+ * cluster's nodes share them. No DB index: a cluster has only database 0.
+ */
+export function parseClusterNodes(text: string): RedisClusterNodes {
+  const entries = text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  if (entries.length === 0) throw new RedisClusterNodesError('lists no node (host:port,host:port,...)');
+  const parsed = entries.map((entry) => {
+    let url: URL;
+    try {
+      url = new URL(/^[a-z]+:\/\//i.test(entry) ? entry : `redis://${entry}`);
+    } catch {
+      throw new RedisClusterNodesError(`"${entry}": not host:port (or a redis:// URL)`);
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+      throw new RedisClusterNodesError(`"${entry}": must be host:port, or a redis:// or rediss:// URL`);
+    if (!url.hostname || !url.port) throw new RedisClusterNodesError(`"${entry}": names no port (host:port)`);
+    if ((url.pathname && url.pathname !== '/') || url.search)
+      throw new RedisClusterNodesError(`"${entry}": no DB index or options (a cluster has only database 0)`);
+    return {
+      host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: Number(url.port),
+      tls: url.protocol === 'rediss:',
+      username: url.username ? decodeURIComponent(url.username) : undefined,
+      password: url.password ? decodeURIComponent(url.password) : undefined,
+    };
+  });
+  const [first] = parsed as [(typeof parsed)[number], ...typeof parsed];
+  const shared = (node: (typeof parsed)[number]) => `${node.tls}\n${node.username}\n${node.password}`;
+  if (parsed.some((node) => shared(node) !== shared(first)))
+    throw new RedisClusterNodesError(
+      'every node must be given the same way: all host:port, all redis:// or all rediss://, with the same user:password (or none)',
+    );
+  return {
+    nodes: parsed.map(({ host, port }) => ({ host, port })),
+    tls: first.tls,
+    username: first.username,
+    password: first.password,
+  };
+}
+
+/** Where this configuration's Redis is; undefined in the PostgreSQL-only mode. */
+export function redisTarget(env: Pick<Env, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): RedisTarget | undefined {
+  return env.REDIS_CLUSTER_NODES ?? env.REDIS_URL;
+}
+
+/** Where Redis is, for log lines: the URL without its password, or the cluster's nodes. */
+export function describeRedisTarget(target: RedisTarget): string {
+  if (typeof target !== 'string') {
+    const scheme = target.tls ? 'rediss://' : '';
+    return `Redis Cluster at ${target.nodes.map((node) => `${scheme}${node.host}:${node.port}`).join(',')}`;
+  }
+  try {
+    const parsed = new URL(target);
+    if (parsed.password) parsed.password = '***';
+    return `Redis at ${parsed.toString()}`;
+  } catch {
+    return 'Redis at (unparseable URL)';
+  }
+}
 
 /**
  * Every Redis connection Tasker opens. `blocking`: for BullMQ workers and subscribers, which must
  * wait through outages (maxRetriesPerRequest: null). `command`: for request paths, which must fail
  * fast instead of hanging while Redis is away. A `rediss://` URL is TLS: the server's certificate
  * must be signed by `ca` (REDIS_CA_FILE's PEM) or, without it, by a CA this machine trusts, and
- * name the URL's host.
+ * name the URL's host. On a cluster (`target` is REDIS_CLUSTER_NODES's), an ioredis `Cluster`
+ * with the same options on each node's connection; `rediss://` nodes' certificates must name the
+ * address the cluster announces for them.
  */
 export function createRedis(
-  url: string,
+  target: string,
+  kind: 'blocking' | 'command',
+  name?: string,
+  options?: { autoPipelining?: boolean; ca?: string | undefined },
+): Redis;
+export function createRedis(
+  target: RedisTarget,
+  kind: 'blocking' | 'command',
+  name?: string,
+  options?: { autoPipelining?: boolean; ca?: string | undefined },
+): RedisClient;
+export function createRedis(
+  target: RedisTarget,
   kind: 'blocking' | 'command',
   name = 'tasker',
   { autoPipelining = false, ca }: { autoPipelining?: boolean; ca?: string | undefined } = {},
-): Redis {
-  const redis = new Redis(url, {
-    // ioredis turns TLS on for rediss:// by itself, with Node's CAs; a CA of one's own goes here
-    // (config.ts allows REDIS_CA_FILE only with a rediss:// URL).
-    ...(ca ? { tls: { ca } } : {}),
-    // Commands issued in the same tick leave in one write: fewer syscalls when many tasks finish at once.
-    enableAutoPipelining: autoPipelining,
+): RedisClient {
+  const options = {
     connectionName: name,
     maxRetriesPerRequest: kind === 'blocking' ? null : 1,
     enableOfflineQueue: kind === 'blocking',
     connectTimeout: 5000,
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-  });
+  } satisfies RedisOptions;
   // Connection errors are retried by ioredis and surface in the commands that fail; callers that
   // want them logged add their own listener. Without any listener ioredis prints each one.
-  redis.on('error', () => {});
-  return redis;
+  const quiet = <T extends RedisClient>(client: T): T => {
+    client.on('error', () => {});
+    return client;
+  };
+  if (typeof target === 'string') {
+    return quiet(
+      new Redis(target, {
+        ...options,
+        // ioredis turns TLS on for rediss:// by itself, with Node's CAs; a CA of one's own goes here
+        // (config.ts allows REDIS_CA_FILE only with a rediss:// URL or cluster).
+        ...(ca ? { tls: { ca } } : {}),
+        // Commands issued in the same tick leave in one write: fewer syscalls when many tasks finish at once.
+        enableAutoPipelining: autoPipelining,
+        retryStrategy: (times) => Math.min(times * 200, 2000),
+      }),
+    );
+  }
+  const cluster: ClusterOptions = {
+    // Every node's connection (ioredis itself decides their reconnection: none; a node that left is
+    // found again through MOVED and CLUSTER SLOTS).
+    redisOptions: {
+      ...options,
+      ...(target.tls ? { tls: ca ? { ca } : {} } : {}),
+      ...(target.username ? { username: target.username } : {}),
+      ...(target.password ? { password: target.password } : {}),
+    },
+    enableOfflineQueue: kind === 'blocking',
+    enableAutoPipelining: autoPipelining,
+    clusterRetryStrategy: (times) => Math.min(times * 200, 2000),
+    // A master that is away (restarting, or until its replica takes over): a command is tried
+    // again every 200 ms, at most maxRedirections times. A worker's commands wait about 10 s for
+    // it; a request's give up after about 2 s (its answer is a 503, as with one Redis down).
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 200,
+    maxRedirections: kind === 'blocking' ? 64 : 16,
+  };
+  return quiet(new Cluster(target.nodes, cluster));
 }
 
-/** What ioredis (and the queue's fail-fast check) say when Redis cannot take a command. */
+/** The masters of a cluster (each holds its own slots: SCAN it on each); one Redis: itself. */
+export function redisMasters(client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client];
+}
+
+/** What ioredis (and the queue's fail-fast check) say when Redis, or a cluster's master, cannot take a command. */
 const REDIS_DOWN =
-  /Stream isn't writeable|Connection is closed|Redis is not connected|Reached the max retries per request/;
+  /Stream isn't writeable|Connection is closed|Redis is not connected|Reached the max retries per request|Too many Cluster redirections|Cluster isn't ready|Cluster is ended|None of startup nodes is available|^CLUSTERDOWN/;
 
 /** Redis is down or the connection broke (the error, or one of its causes, says so). */
 export function isRedisUnavailable(error: unknown): boolean {

@@ -1,7 +1,7 @@
 import { isTerminal, type TaskRow } from '@tasker/db';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { RedisKeys } from './keys.ts';
+import type { RedisClient } from './redis.ts';
 import { taskEventSchema, toTaskEvent } from './view.ts';
 
 const entrySchema = z.object({ tenantId: z.string(), event: taskEventSchema });
@@ -24,7 +24,7 @@ export interface ResultCache {
 /** With Redis: one string per finished task, expiring after RESULT_CACHE_TTL_SECONDS. */
 export class RedisResultCache implements ResultCache {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly ttlSeconds: number,
   ) {}

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TaskRow } from '@tasker/db';
 import { createDb, migrateDatabase, PausedTypeStore } from '@tasker/db';
-import { createTestEnv, deleteKeys, onRedis, waitFor } from '@tasker/testing';
+import { createTestEnv, onRedis, waitFor } from '@tasker/testing';
 import { type IQueueBackend, UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -23,10 +23,12 @@ import {
   QUEUE_NAME,
   type QueueConnection,
   RedisCancelSignals,
+  type RedisClient,
   RedisLeaderLock,
   RedisResultCache,
   redisKeys,
   redisPausedSet,
+  redisTarget,
   TaskQueue,
 } from '../src/index.ts';
 
@@ -139,7 +141,9 @@ const backends = onRedis ? (['redis', 'postgres'] as const) : (['postgres'] as c
 describe.each(backends)('the queue and its companions on %s', (kind) => {
   const env = createTestEnv();
   const keys = redisKeys(env.prefix);
-  const redis = kind === 'redis' ? createRedis(env.redisUrl, 'blocking') : undefined;
+  // REDIS_URL's Redis, or REDIS_CLUSTER_NODES's cluster (pnpm test:cluster).
+  const target = kind === 'redis' ? redisTarget(loadEnv(env.vars)) : undefined;
+  const redis = target ? createRedis(target, 'blocking') : undefined;
   let db: ReturnType<typeof createDb>;
   let connection: QueueConnection;
   let queue: TaskQueue;
@@ -155,7 +159,6 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
   afterAll(async () => {
     await queue?.close();
     await db?.close();
-    if (redis) await deleteKeys(env.redisUrl, env.prefix);
     redis?.disconnect();
     await env.cleanup();
   });
@@ -249,7 +252,7 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
 
   it('delivers a cancel signal to every listener', async () => {
     const signals = redis
-      ? new RedisCancelSignals(keys, redis, () => createRedis(env.redisUrl, 'blocking'))
+      ? new RedisCancelSignals(keys, redis, () => createRedis(target ?? '', 'blocking'))
       : new PostgresCancelSignals(db.sql);
     const heard: string[][] = [[], []];
     const stops = await Promise.all(heard.map((list) => signals.listen((id) => list.push(id))));
@@ -264,14 +267,14 @@ describe.runIf(onRedis)('RedisResultCache', () => {
   // A skipped describe's body still runs (to collect its tests): connect only when its tests do.
   const env = createTestEnv();
   const keys = redisKeys(env.prefix);
-  let redis: ReturnType<typeof createRedis>;
+  let redis: RedisClient;
   beforeAll(() => {
-    redis = createRedis(env.redisUrl, 'blocking');
+    redis = createRedis(redisTarget(loadEnv(env.vars)) ?? '', 'blocking');
   });
   afterAll(async () => {
     if (!redis) return;
-    await deleteKeys(env.redisUrl, env.prefix);
     redis.disconnect();
+    await env.cleanup(); // its keys (no database was made: nothing to drop)
   });
 
   it('caches only final states', async () => {
