@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
+import { deleteClusterKeys } from './redis-cluster.ts';
 import { bounded } from './teardown.ts';
 
 /**
@@ -20,6 +21,14 @@ export const onRedis = testMode === 'redis';
  */
 export const pgbouncerUrl: string | undefined = process.env.TEST_PGBOUNCER_URL || undefined;
 
+/**
+ * A Redis Cluster's nodes (`TEST_REDIS_CLUSTER_NODES`, `host:port,...`, set by
+ * `scripts/with-redis-cluster.mjs`): in the Redis mode, the processes under test then get
+ * REDIS_CLUSTER_NODES instead of REDIS_URL (unless a test names its own REDIS_URL).
+ */
+export const redisClusterNodes: string | undefined =
+  testMode === 'redis' ? process.env.TEST_REDIS_CLUSTER_NODES || undefined : undefined;
+
 export interface TestEnv {
   /**
    * Environment variables for a Tasker process under test (pass to loadEnv or a child process).
@@ -28,9 +37,12 @@ export interface TestEnv {
   vars: Record<string, string>;
   /** PostgreSQL itself, never the pooler: for the test's own queries (a session of its own, LISTEN, a drop). */
   databaseUrl: string;
+  /** The prefix of the keys as the code under test writes them: REDIS_PREFIX, on a cluster `{REDIS_PREFIX}`. */
   prefix: string;
-  /** Empty in PostgreSQL-only mode. */
+  /** Empty in PostgreSQL-only mode, and on a cluster. */
   redisUrl: string;
+  /** REDIS_CLUSTER_NODES; empty unless on a cluster. */
+  redisClusterNodes: string;
   /** Drops the database and deletes every Redis key under the prefix. */
   cleanup(): Promise<void>;
 }
@@ -96,6 +108,10 @@ export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
     pooled = { DATABASE_URL: viaPooler.toString(), DATABASE_DIRECT_URL: databaseUrl };
   }
   const redisUrl = testMode === 'postgres' ? '' : (process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/9');
+  // A test's own cluster, else the run's (unless the test names its own REDIS_URL).
+  const onCluster =
+    overrides.REDIS_CLUSTER_NODES ??
+    (redisClusterNodes && overrides.REDIS_URL === undefined ? redisClusterNodes : '');
   const prefix = `tasker-test-${id}`;
   const vars: Record<string, string> = {
     NODE_ENV: 'test',
@@ -105,24 +121,36 @@ export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
     DATABASE_URL: databaseUrl,
     ...pooled,
     DATABASE_POOL_SIZE: '5',
-    REDIS_URL: redisUrl,
+    REDIS_URL: onCluster ? '' : redisUrl,
+    ...(onCluster ? { REDIS_CLUSTER_NODES: onCluster } : {}),
     REDIS_PREFIX: prefix,
     WORKER_CONCURRENCY: '20',
     ...overrides,
   };
   const direct = vars.DATABASE_DIRECT_URL || vars.DATABASE_URL || databaseUrl;
+  // On a cluster every key is under the hash tag {REDIS_PREFIX} (@tasker/engine's redisKeyPrefix).
+  const keyPrefix = vars.REDIS_CLUSTER_NODES
+    ? `{${vars.REDIS_PREFIX ?? prefix}}`
+    : (vars.REDIS_PREFIX ?? prefix);
   return {
     vars,
     databaseUrl: direct,
     redisUrl: vars.REDIS_URL ?? redisUrl,
-    prefix: vars.REDIS_PREFIX ?? prefix,
+    redisClusterNodes: vars.REDIS_CLUSTER_NODES ?? '',
+    prefix: keyPrefix,
     cleanup: async () => {
       await dropDatabase(direct);
       const url = vars.REDIS_URL ?? redisUrl;
-      const keys = vars.REDIS_PREFIX ?? prefix;
+      const cluster = vars.REDIS_CLUSTER_NODES;
       // A Redis that a test stopped on purpose has nothing left to delete: its error is not news.
-      if (url)
-        await bounded(`deleting Redis keys ${keys}:*`, 10_000, () => deleteKeys(url, keys).catch(() => {}));
+      if (cluster)
+        await bounded(`deleting Redis Cluster keys ${keyPrefix}:*`, 10_000, () =>
+          deleteClusterKeys(cluster, keyPrefix).catch(() => {}),
+        );
+      else if (url)
+        await bounded(`deleting Redis keys ${keyPrefix}:*`, 10_000, () =>
+          deleteKeys(url, keyPrefix).catch(() => {}),
+        );
     },
   };
 }

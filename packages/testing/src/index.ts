@@ -6,6 +6,7 @@ export {
   dropDatabase,
   onRedis,
   pgbouncerUrl,
+  redisClusterNodes,
   type TestEnv,
   testMode,
   waitFor,
@@ -19,5 +20,13 @@ export {
 } from './fake-openai.ts';
 export { findPgBouncer, type PgBouncer, type PgBouncerOptions, startPgBouncer } from './pgbouncer.ts';
 export { type AppProcess, freePort, type RedisServer, spawnApp, startRedisServer } from './processes.ts';
+export {
+  deleteClusterKeys,
+  hasRedisClusterTools,
+  type RedisCluster,
+  type RedisClusterNode,
+  type RedisClusterOptions,
+  startRedisCluster,
+} from './redis-cluster.ts';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 export { bounded, SLOW_MS, teardownLog } from './teardown.ts';
