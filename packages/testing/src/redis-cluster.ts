@@ -32,6 +32,8 @@ export interface RedisClusterOptions {
   masters?: number;
   /** `cluster-node-timeout`: how long a master may be silent before the others mark it failed. Default 5000. */
   nodeTimeoutMs?: number;
+  /** `requirepass` (and `masterauth`) of every node: clients must AUTH with it. Default: none. */
+  password?: string;
 }
 
 export interface RedisClusterNode {
@@ -83,7 +85,7 @@ async function freeClusterPort(taken: Set<number>): Promise<number> {
   throw new Error('no free pair of loopback ports (P, P + 10000) for a cluster node');
 }
 
-function startNode(port: number, dir: string, nodeTimeoutMs: number): RedisClusterNode {
+function startNode(port: number, dir: string, nodeTimeoutMs: number, password?: string): RedisClusterNode {
   let child: ChildProcess | undefined;
   let output = '';
   const start = async () => {
@@ -108,6 +110,7 @@ function startNode(port: number, dir: string, nodeTimeoutMs: number): RedisClust
         'always',
         '--save',
         '',
+        ...(password ? ['--requirepass', password, '--masterauth', password] : []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -151,10 +154,11 @@ function startNode(port: number, dir: string, nodeTimeoutMs: number): RedisClust
   };
 }
 
-async function clusterState(port: number): Promise<string> {
+async function clusterState(port: number, password?: string): Promise<string> {
   const redis = new Redis({
     port,
     host: '127.0.0.1',
+    password,
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
@@ -179,6 +183,7 @@ async function clusterState(port: number): Promise<string> {
 export async function startRedisCluster({
   masters = 3,
   nodeTimeoutMs = 5000,
+  password,
 }: RedisClusterOptions = {}): Promise<RedisCluster> {
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const root = await mkdtemp(path.join(base, 'tasker-redis-cluster-'));
@@ -190,7 +195,9 @@ export async function startRedisCluster({
   const waitUntilOk = async (timeoutMs = 20_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const states = await Promise.all(members.filter((n) => n.running()).map((n) => clusterState(n.port)));
+      const states = await Promise.all(
+        members.filter((n) => n.running()).map((n) => clusterState(n.port, password)),
+      );
       if (states.every((state) => state === 'ok')) return;
       if (Date.now() > deadline)
         throw new Error(`cluster not ok after ${timeoutMs} ms: ${states.join(', ')}`);
@@ -203,13 +210,16 @@ export async function startRedisCluster({
       const port = await freeClusterPort(taken);
       const dir = path.join(root, String(port));
       await mkdir(dir);
-      members.push(startNode(port, dir, nodeTimeoutMs));
+      members.push(startNode(port, dir, nodeTimeoutMs, password));
     }
     await Promise.all(members.map((node) => node.start()));
     const addresses = members.map((node) => `127.0.0.1:${node.port}`);
     await run(
       'redis-cli',
-      ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
+      [
+        ...(password ? ['-a', password, '--no-auth-warning'] : []),
+        ...['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
+      ],
       {
         timeout: 30_000,
       },
@@ -222,7 +232,10 @@ export async function startRedisCluster({
       masterOf: async (key) => {
         const [first] = members.filter((n) => n.running());
         if (!first) throw new Error('no node of the cluster runs');
-        const cluster = new Cluster([{ host: '127.0.0.1', port: first.port }], { lazyConnect: true });
+        const cluster = new Cluster([{ host: '127.0.0.1', port: first.port }], {
+          lazyConnect: true,
+          redisOptions: { password },
+        });
         cluster.on('error', () => {});
         try {
           await cluster.connect();
