@@ -192,7 +192,7 @@ describe.runIf(runs)('on a Redis Cluster of three masters (REDIS_CLUSTER_NODES)'
     const accepted: string[] = [];
     const refused: number[] = [];
     let submitting = true;
-    // 25 submissions a second, each waited for, as long as the restart takes and a while after.
+    // 25 submissions a second, each waited for, while the master is away (a few seconds) and after.
     const load = (async () => {
       for (let i = 0; submitting; i++) {
         const started = Date.now();
@@ -205,10 +205,22 @@ describe.runIf(runs)('on a Redis Cluster of three masters (REDIS_CLUSTER_NODES)'
     await waitFor(() => accepted.length >= 25, { what: 'the load to start' });
     await owner.stop('SIGKILL');
     const killedAt = accepted.length;
-    await new Promise((resolve) => setTimeout(resolve, 1000)); // away for a second, under load
+    // While it is away: not ready (a read of Tasker's key, which only that master answers; a PING
+    // would be answered by another), and what needs the queue is a 503 after the retries.
+    const readyz = await fetch(`${server.url}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect(await readyz.json()).toMatchObject({ dependencies: { postgres: 'ok', redis: 'unavailable' } });
+    const asked = Date.now();
+    const queue = await fetch(`${server.url}/queue`);
+    expect({ status: queue.status, body: await queue.json() }).toMatchObject({
+      status: 503,
+      body: { error: 'Redis is unavailable' },
+    });
+    expect(Date.now() - asked).toBeLessThan(10_000);
     await owner.start();
     await cluster.waitUntilOk();
     const restartedAt = accepted.length;
+    await waitFor(async () => (await fetch(`${server.url}/readyz`)).status === 200, { what: 'ready again' });
     await waitFor(() => accepted.length >= restartedAt + 50, {
       timeoutMs: 20_000,
       what: 'submissions after',

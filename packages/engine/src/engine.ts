@@ -323,7 +323,9 @@ async function redisParts(target: RedisTarget, env: Env, log: Logger, role: Engi
     ),
     paused: redisPausedSet(redis, keys),
     sweeperLock: (ttlMs) => new RedisLeaderLock(redis, keys.sweeperLock, ttlMs),
-    readiness: { redis: () => redis.ping() },
+    // A read of a key of Tasker's (not PING, which a cluster answers from any node): on a cluster,
+    // the master of Tasker's slot must answer.
+    readiness: { redis: () => redis.exists(keys.pausedTypes) },
   };
 }
 
