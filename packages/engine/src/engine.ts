@@ -23,6 +23,7 @@ import { type QueueConnection, TaskQueue } from './queue.ts';
 import {
   createRedis,
   describeRedisTarget,
+  probeClusterNodes,
   type RedisClient,
   type RedisTarget,
   redisTarget,
@@ -290,6 +291,7 @@ async function redisParts(target: RedisTarget, env: Env, log: Logger, role: Engi
     lastError = error;
     log.debug({ err: error }, 'redis connection error');
   });
+  redis.on('node error', (error: Error) => log.debug({ err: error }, 'redis cluster node error'));
   // Start even if Redis is down: the server still accepts tasks (PostgreSQL) and enqueues them
   // later; the worker's connections wait for it. Say so in one line.
   const ready = await new Promise<boolean>((resolve) => {
@@ -300,9 +302,15 @@ async function redisParts(target: RedisTarget, env: Env, log: Logger, role: Engi
     });
   });
   if (!ready) {
+    const variable = typeof target === 'string' ? 'REDIS_URL' : 'REDIS_CLUSTER_NODES';
+    // A cluster's own errors say only that no node answered: a node of it is asked why.
+    const reason =
+      typeof target === 'string'
+        ? lastError?.message
+        : ((await probeClusterNodes(target, ca)) ?? lastError?.message);
     log.warn(
       // The reason matters most for TLS (a certificate refused): it does not pass by waiting.
-      `cannot reach ${describeRedisTarget(target)} (${typeof target === 'string' ? 'REDIS_URL' : 'REDIS_CLUSTER_NODES'})${lastError ? `: ${lastError.message}` : ''}; starting anyway and reconnecting in the background`,
+      `cannot reach ${describeRedisTarget(target)} (${variable})${reason ? `: ${reason}` : ''}; starting anyway and reconnecting in the background`,
     );
   }
   const prefix = redisKeyPrefix(env);

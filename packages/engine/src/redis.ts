@@ -162,6 +162,44 @@ export function createRedis(
   return quiet(new Cluster(target.nodes, cluster));
 }
 
+/**
+ * Why a cluster's nodes do not answer, in the words of a node: ioredis's `Cluster` only says that
+ * none did ("Connection is closed.", "Failed to refresh slots cache"), since it asks for the slots
+ * on a connection whose own errors it drops. One plain connection to each startup node in turn,
+ * with the cluster's options; the first refusal (a certificate, a password) or failure is the
+ * answer; undefined when one answers PING.
+ */
+export async function probeClusterNodes(target: RedisClusterNodes, ca?: string): Promise<string | undefined> {
+  let reason: string | undefined;
+  for (const node of target.nodes) {
+    const redis = new Redis({
+      ...node,
+      ...(target.tls ? { tls: ca ? { ca } : {} } : {}),
+      ...(target.username ? { username: target.username } : {}),
+      ...(target.password ? { password: target.password } : {}),
+      lazyConnect: true,
+      connectTimeout: 2000,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
+    let failure: string | undefined;
+    redis.on('error', (error: Error) => {
+      failure ??= error.message;
+    });
+    try {
+      await redis.connect();
+      await redis.ping();
+      return undefined;
+    } catch (error) {
+      reason ??= failure ?? (error as Error).message;
+    } finally {
+      redis.disconnect();
+    }
+  }
+  return reason;
+}
+
 /** The masters of a cluster (each holds its own slots: SCAN it on each); one Redis: itself. */
 export function redisMasters(client: RedisClient): Redis[] {
   return client instanceof Cluster ? client.nodes('master') : [client];

@@ -5,7 +5,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createDb } from '@tasker/db';
-import { freePort } from '@tasker/testing';
+import {
+  freePort,
+  hasRedisClusterTools,
+  onRedis,
+  type RedisCluster,
+  startRedisCluster,
+} from '@tasker/testing';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -15,6 +21,7 @@ import {
   createRedis,
   createTaskWorker,
   type EngineRole,
+  type Env,
   loadEnv,
   UnreachableError,
 } from '../src/index.ts';
@@ -294,6 +301,35 @@ describe('the configuration', () => {
   });
 });
 
+/** A server's and a worker's engine on `env`: a task submitted, taken from the queue and completed. */
+async function submitTakeComplete(env: Env): Promise<void> {
+  const start = (role: EngineRole) => createEngine(env, createLogger(env, 'tls-test'), role);
+  const server = await start('server');
+  const worker = await start('worker');
+  const connection = worker.queueConnection();
+  const consumer = createTaskWorker(connection, async (job) => {
+    const { lifecycle } = worker;
+    const claim = await lifecycle.claim(job.id ?? '', 'tls-test', job.attemptsMade + 1);
+    if (claim.row) await lifecycle.complete(claim.row, 3);
+  });
+  try {
+    const { lifecycle } = server;
+    const { row } = await lifecycle.submit({ name: 'sum_two_numbers', input: { a: 1, b: 2 } });
+    // What the dispatcher does (it runs in the worker process, not in this test).
+    await lifecycle.resources.store.dispatch.dispatch([row.id]);
+    await lifecycle.resources.queue.enqueue([row]);
+    await expect
+      .poll(async () => (await lifecycle.resources.store.get(row.id))?.status, { timeout: 15_000 })
+      .toBe('COMPLETED');
+    expect((await lifecycle.resources.store.get(row.id))?.output).toBe(3);
+  } finally {
+    await consumer.close();
+    if (connection.kind === 'redis') connection.redis.disconnect();
+    await worker.close();
+    await server.close();
+  }
+}
+
 describe('the engine over TLS to both', () => {
   const vars = (overrides: Record<string, string> = {}) =>
     loadEnv({
@@ -317,33 +353,7 @@ describe('the engine over TLS to both', () => {
     ['PostgreSQL only', { REDIS_URL: '', REDIS_CA_FILE: '' }],
   ])(
     'mode %s: a task is submitted, taken from the queue and completed',
-    async (_mode, overrides) => {
-      const env = vars(overrides);
-      const server = await start(env, 'server');
-      const worker = await start(env, 'worker');
-      const connection = worker.queueConnection();
-      const consumer = createTaskWorker(connection, async (job) => {
-        const { lifecycle } = worker;
-        const claim = await lifecycle.claim(job.id ?? '', 'tls-test', job.attemptsMade + 1);
-        if (claim.row) await lifecycle.complete(claim.row, 3);
-      });
-      try {
-        const { lifecycle } = server;
-        const { row } = await lifecycle.submit({ name: 'sum_two_numbers', input: { a: 1, b: 2 } });
-        // What the dispatcher does (it runs in the worker process, not in this test).
-        await lifecycle.resources.store.dispatch.dispatch([row.id]);
-        await lifecycle.resources.queue.enqueue([row]);
-        await expect
-          .poll(async () => (await lifecycle.resources.store.get(row.id))?.status, { timeout: 15_000 })
-          .toBe('COMPLETED');
-        expect((await lifecycle.resources.store.get(row.id))?.output).toBe(3);
-      } finally {
-        await consumer.close();
-        if (connection.kind === 'redis') connection.redis.disconnect();
-        await worker.close();
-        await server.close();
-      }
-    },
+    async (_mode, overrides) => submitTakeComplete(vars(overrides)),
     30_000,
   );
 
@@ -369,3 +379,47 @@ describe('the engine over TLS to both', () => {
     );
   });
 });
+
+describe.runIf(onRedis && (hasRedisClusterTools() || Boolean(process.env.CI)))(
+  'a Redis Cluster over TLS (rediss:// REDIS_CLUSTER_NODES, REDIS_CA_FILE)',
+  () => {
+    // Three masters that speak TLS only, to clients and to each other, with the certificate above.
+    let cluster: RedisCluster;
+    beforeAll(async () => {
+      cluster = await startRedisCluster({
+        tls: { certFile: path.join(dir, 'server.pem'), keyFile: path.join(dir, 'server.key'), caFile },
+      });
+    }, 60_000);
+    afterAll(async () => {
+      await cluster?.stop();
+    });
+    const vars = (ca: string) =>
+      loadEnv({
+        NODE_ENV: 'test',
+        LOG_LEVEL: 'silent',
+        DATABASE_URL: pgUrl('localhost', `sslmode=verify-full&sslrootcert=${caFile}`).replace(
+          '/postgres?',
+          '/tasker?',
+        ),
+        REDIS_CLUSTER_NODES: cluster.nodes,
+        REDIS_CA_FILE: ca,
+        REDIS_PREFIX: 'tasker-tls-cluster',
+        STARTUP_TIMEOUT_MS: '2000',
+      });
+
+    it('with the CA: a task is submitted, taken from the queue and completed', async () => {
+      expect(cluster.nodes).toMatch(/^rediss:\/\/127\.0\.0\.1:\d+,rediss:/);
+      await submitTakeComplete(vars(caFile));
+    }, 30_000);
+
+    it('a certificate it cannot trust is named in the "cannot reach Redis Cluster" line', async () => {
+      const lines: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+      const server = await createEngine(vars(otherCaFile), log, 'server');
+      await server.close();
+      expect(lines.join('')).toMatch(
+        /cannot reach Redis Cluster at rediss:\/\/127\.0\.0\.1:\d+,.* \(REDIS_CLUSTER_NODES\): self-signed certificate in certificate chain; starting anyway/,
+      );
+    }, 20_000);
+  },
+);

@@ -12,12 +12,12 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 
 const run = promisify(execFile);
 
@@ -34,6 +34,26 @@ export interface RedisClusterOptions {
   nodeTimeoutMs?: number;
   /** `requirepass` (and `masterauth`) of every node: clients must AUTH with it. Default: none. */
   password?: string;
+  /**
+   * TLS only, clients and cluster bus alike (`tls-port`, `tls-cluster yes`; clients need no
+   * certificate): the nodes' certificate and key, and the CA that signed it (PEM files). The
+   * certificate must name 127.0.0.1, the address the nodes announce. `nodes` is then rediss:// URLs.
+   */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+}
+
+/** How a client reaches the nodes: their password and TLS, as startRedisCluster was given them. */
+interface Access {
+  password?: string | undefined;
+  tls?: RedisClusterOptions['tls'];
+}
+
+/** ioredis's options for `access`. */
+async function clientOptions(access: Access): Promise<RedisOptions> {
+  return {
+    ...(access.password ? { password: access.password } : {}),
+    ...(access.tls ? { tls: { ca: await readFile(access.tls.caFile, 'utf8') } } : {}),
+  };
 }
 
 export interface RedisClusterNode {
@@ -49,7 +69,7 @@ export interface RedisClusterNode {
 }
 
 export interface RedisCluster {
-  /** `127.0.0.1:P1,127.0.0.1:P2,...`: REDIS_CLUSTER_NODES's value. */
+  /** `127.0.0.1:P1,127.0.0.1:P2,...` (with TLS, `rediss://` URLs): REDIS_CLUSTER_NODES's value. */
   nodes: string;
   members: RedisClusterNode[];
   /** The master that holds `key`'s slot (a hash tag `{...}` decides it, as in the cluster). */
@@ -85,15 +105,20 @@ async function freeClusterPort(taken: Set<number>): Promise<number> {
   throw new Error('no free pair of loopback ports (P, P + 10000) for a cluster node');
 }
 
-function startNode(port: number, dir: string, nodeTimeoutMs: number, password?: string): RedisClusterNode {
+function startNode(port: number, dir: string, nodeTimeoutMs: number, access: Access): RedisClusterNode {
+  const { password, tls } = access;
   let child: ChildProcess | undefined;
   let output = '';
   const start = async () => {
     const proc = spawn(
       'redis-server',
       [
-        '--port',
-        String(port),
+        ...(tls
+          ? ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-auth-clients', 'no']
+          : ['--port', String(port)]),
+        ...(tls
+          ? ['--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile]
+          : []),
         '--bind',
         '127.0.0.1',
         '--dir',
@@ -154,11 +179,11 @@ function startNode(port: number, dir: string, nodeTimeoutMs: number, password?: 
   };
 }
 
-async function clusterState(port: number, password?: string): Promise<string> {
+async function clusterState(port: number, access: Access): Promise<string> {
   const redis = new Redis({
     port,
     host: '127.0.0.1',
-    password,
+    ...(await clientOptions(access)),
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
@@ -184,7 +209,9 @@ export async function startRedisCluster({
   masters = 3,
   nodeTimeoutMs = 5000,
   password,
+  tls,
 }: RedisClusterOptions = {}): Promise<RedisCluster> {
+  const access: Access = { password, tls };
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const root = await mkdtemp(path.join(base, 'tasker-redis-cluster-'));
   const members: RedisClusterNode[] = [];
@@ -196,7 +223,7 @@ export async function startRedisCluster({
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const states = await Promise.all(
-        members.filter((n) => n.running()).map((n) => clusterState(n.port, password)),
+        members.filter((n) => n.running()).map((n) => clusterState(n.port, access)),
       );
       if (states.every((state) => state === 'ok')) return;
       if (Date.now() > deadline)
@@ -210,7 +237,7 @@ export async function startRedisCluster({
       const port = await freeClusterPort(taken);
       const dir = path.join(root, String(port));
       await mkdir(dir);
-      members.push(startNode(port, dir, nodeTimeoutMs, password));
+      members.push(startNode(port, dir, nodeTimeoutMs, access));
     }
     await Promise.all(members.map((node) => node.start()));
     const addresses = members.map((node) => `127.0.0.1:${node.port}`);
@@ -218,6 +245,7 @@ export async function startRedisCluster({
       'redis-cli',
       [
         ...(password ? ['-a', password, '--no-auth-warning'] : []),
+        ...(tls ? ['--tls', '--cacert', tls.caFile] : []),
         ...['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'],
       ],
       {
@@ -226,7 +254,7 @@ export async function startRedisCluster({
     );
     await waitUntilOk();
     return {
-      nodes: addresses.join(','),
+      nodes: addresses.map((address) => (tls ? `rediss://${address}` : address)).join(','),
       members,
       waitUntilOk,
       masterOf: async (key) => {
@@ -234,7 +262,7 @@ export async function startRedisCluster({
         if (!first) throw new Error('no node of the cluster runs');
         const cluster = new Cluster([{ host: '127.0.0.1', port: first.port }], {
           lazyConnect: true,
-          redisOptions: { password },
+          redisOptions: await clientOptions(access),
         });
         cluster.on('error', () => {});
         try {
