@@ -35,6 +35,10 @@ FROM node:24-bookworm-slim AS runtime
 # with NODE_ENV=production; it is written out so that nobody wonders), on every interface of the
 # container. A server with AUTH_MODE=disabled refuses a HOST other than loopback.
 ENV NODE_ENV=production AUTH_MODE=required HOST=0.0.0.0
+# V8's young generation at 16 MB a semi-space (Node's default before it sized them by the machine's
+# memory: on a 24 GB machine Node 24 lets them grow to 64 MB, and a server's RSS was 330 MB at rest
+# instead of about 230). The same flag as scripts/start.mjs and the tests' processes.
+ENV NODE_OPTIONS=--max-semi-space-size=16
 WORKDIR /app
 COPY --from=build /app /app
 # `tasker` on the PATH (dist/main.js starts with #!/usr/bin/env node; Node follows the link to find

@@ -247,7 +247,15 @@ const childEnv = database
 for (const app of apps) {
   const child = spawn(
     process.execPath,
-    ['--import', `data:text/javascript,${watchdog}`, '--enable-source-maps', app.entry],
+    [
+      '--import',
+      `data:text/javascript,${watchdog}`,
+      '--enable-source-maps',
+      // V8's young generation at 16 MB a semi-space: Node 24 sizes it by the machine's memory (up to
+      // 64 MB on 24 GB), which held a server at 330 MB RSS at rest instead of about 230 (Dockerfile).
+      '--max-semi-space-size=16',
+      app.entry,
+    ],
     {
       cwd: root,
       env: childEnv,
