@@ -158,7 +158,9 @@ describe('docker-compose.yml', () => {
     });
     // The -pg services run in the PostgreSQL-only mode whatever TEST_MODE says.
     const modeOf = (name: string) =>
-      name.endsWith('-pg') ? { ...harness.env.vars, REDIS_URL: '' } : harness.env.vars;
+      name.endsWith('-pg')
+        ? { ...harness.env.vars, REDIS_URL: '', REDIS_CLUSTER_NODES: '' }
+        : harness.env.vars;
     afterAll(async () => {
       await Promise.all(apps.map((a) => a.stop('SIGKILL')));
       await harness.close();
