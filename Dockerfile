@@ -16,6 +16,8 @@ WORKDIR /app
 FROM base AS build
 # Download every package the lockfile names first: this layer survives source-only changes.
 COPY pnpm-lock.yaml pnpm-workspace.yaml ./
+# The patches the workspace applies to dependencies (patchedDependencies): postgres.js's write scheduler.
+COPY patches ./patches
 RUN pnpm fetch
 COPY . .
 RUN pnpm install --frozen-lockfile --offline
