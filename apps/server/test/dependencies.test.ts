@@ -164,8 +164,8 @@ describe('configuration', () => {
       const failure = await spawnApp(
         kind,
         {
-          ...createTestEnv().vars,
-          DATABASE_URL: `postgres://tasker:secret@127.0.0.1:${port}/tasker`,
+          // Named to createTestEnv: no pooler in front (TEST_PGBOUNCER_URL), no DATABASE_DIRECT_URL.
+          ...createTestEnv({ DATABASE_URL: `postgres://tasker:secret@127.0.0.1:${port}/tasker` }).vars,
           STARTUP_TIMEOUT_MS: '2500',
           LOG_LEVEL: 'info',
         },

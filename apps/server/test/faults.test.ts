@@ -65,7 +65,11 @@ const withPort = (url: string, port: number) => {
   return u.toString();
 };
 
-/** A proxy in front of PostgreSQL or Redis, that a test takes down and brings back. */
+/**
+ * A proxy in front of PostgreSQL or Redis, that a test takes down and brings back. PostgreSQL's is
+ * put in front of a pool's URL (`TestEnv.poolUrl`: the pooler's under TEST_PGBOUNCER_URL, where the
+ * sessions' DATABASE_DIRECT_URL stays up).
+ */
 async function proxyTo(url: string): Promise<{ url: string; proxy: TcpProxy }> {
   const proxy = await startTcpProxy(Number(new URL(url).port));
   proxies.push(proxy);
@@ -245,13 +249,13 @@ describe('fault 4: a finished handler is never run again because its result coul
     });
     const { fake, vars } = await slowModel({ reply: () => 'the answer', hold: () => replied });
     const base = createTestEnv();
-    const pg = await proxyTo(base.databaseUrl);
+    const pg = await proxyTo(base.poolUrl);
     const url = await start(vars, { worker: false });
     // The worker reaches PostgreSQL through the proxy; the server directly.
     workers.push(
       await spawnApp('worker', {
         ...env?.vars,
-        DATABASE_URL: withPort(env?.databaseUrl ?? '', pg.proxy.port),
+        DATABASE_URL: withPort(env?.poolUrl ?? '', pg.proxy.port),
       }),
     );
     const id = await runTask(url, 'query_chatgpt', { prompt: 'q' });
@@ -274,12 +278,12 @@ describe('fault 4b: a budget check PostgreSQL cannot answer costs no attempt', (
   it('PostgreSQL drops the worker right before a model call of a tenant with a budget: the call waits for it, then runs in the same attempt', async () => {
     const { fake, vars } = await slowModel({ reply: () => 'the answer' });
     const base = createTestEnv();
-    const pg = await proxyTo(base.databaseUrl);
+    const pg = await proxyTo(base.poolUrl);
     const url = await start(vars, { worker: false });
     workers.push(
       await spawnApp('worker', {
         ...env?.vars,
-        DATABASE_URL: withPort(env?.databaseUrl ?? '', pg.proxy.port),
+        DATABASE_URL: withPort(env?.poolUrl ?? '', pg.proxy.port),
       }),
     );
     const limits = await fetch(`${url}/tenants/default/limits`, {
@@ -339,6 +343,9 @@ describe('fault 4b: a budget check PostgreSQL cannot answer costs no attempt', (
 describe('fault 10: a PostgreSQL outage fails no task', () => {
   it('10,000 sums at 32 in flight, PostgreSQL cut for 3 s: submissions meet 503s, every accepted task completes once, right', async () => {
     const base = createTestEnv();
+    // In front of PostgreSQL itself even under TEST_PGBOUNCER_URL: a pooler's outage (PostgreSQL and
+    // the sessions of DATABASE_DIRECT_URL up) can still leave postgres.js 3.4.9's pool waiting for
+    // answers that never come (queries queued, none sent), which no test covers yet.
     const pg = await proxyTo(base.databaseUrl);
     env = createTestEnv();
     const viaProxy = withPort(env.databaseUrl, pg.proxy.port);

@@ -149,7 +149,7 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
   let queue: TaskQueue;
   beforeAll(async () => {
     await migrateDatabase(env.databaseUrl);
-    db = createDb(env.databaseUrl, { max: 3 });
+    db = createDb(env.poolUrl, { max: 3, directUrl: env.databaseUrl });
     connection = redis
       ? { kind: 'redis', redis, prefix: env.prefix }
       : { kind: 'postgres', url: env.databaseUrl, poolSize: 2 };
@@ -253,7 +253,7 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
   it('delivers a cancel signal to every listener', async () => {
     const signals = redis
       ? new RedisCancelSignals(keys, redis, () => createRedis(target ?? '', 'blocking'))
-      : new PostgresCancelSignals(db.sql);
+      : new PostgresCancelSignals(db.sql, db.direct);
     const heard: string[][] = [[], []];
     const stops = await Promise.all(heard.map((list) => signals.listen((id) => list.push(id))));
     const id = randomUUID();

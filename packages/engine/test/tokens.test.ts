@@ -25,7 +25,7 @@ let store: TaskStore;
 beforeAll(async () => {
   env = createTestEnv();
   await migrateDatabase(env.databaseUrl);
-  client = createDb(env.databaseUrl, { max: 3 });
+  client = createDb(env.poolUrl, { max: 3, directUrl: env.databaseUrl });
   store = new TaskStore(client);
 });
 

@@ -37,6 +37,12 @@ export interface TestEnv {
   vars: Record<string, string>;
   /** PostgreSQL itself, never the pooler: for the test's own queries (a session of its own, LISTEN, a drop). */
   databaseUrl: string;
+  /**
+   * Where a pool of the code under test connects (vars.DATABASE_URL): the pooler with
+   * TEST_PGBOUNCER_URL, else `databaseUrl`. `createDb(env.poolUrl, { directUrl: env.databaseUrl })`
+   * is then set up as the server's and the worker's are.
+   */
+  poolUrl: string;
   /** The prefix of the keys as the code under test writes them: REDIS_PREFIX, on a cluster `{REDIS_PREFIX}`. */
   prefix: string;
   /** Empty in PostgreSQL-only mode, and on a cluster. */
@@ -135,6 +141,7 @@ export function createTestEnv(overrides: Record<string, string> = {}): TestEnv {
   return {
     vars,
     databaseUrl: direct,
+    poolUrl: vars.DATABASE_URL || direct,
     redisUrl: vars.REDIS_URL ?? redisUrl,
     redisClusterNodes: vars.REDIS_CLUSTER_NODES ?? '',
     prefix: keyPrefix,
