@@ -13,12 +13,12 @@
 //   command's code (128 + the signal number if a signal ended it). If this script is SIGKILLed,
 //   the embedded PostgreSQL's watchdog stops PostgreSQL once the command is gone (the directory
 //   stays behind in the temporary folder).
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { constants, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { runCommand } from './run-command.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const say = (message) => process.stderr.write(`[with-embedded-pg] ${message}\n`);
@@ -66,24 +66,6 @@ say(
   `PostgreSQL ${pg.version} on 127.0.0.1:${pg.port} in ${dir} (initdb ${pg.initdbMs} ms, start ${pg.startMs} ms, ${Math.round(performance.now() - started)} ms in all); running: ${[command, ...args].join(' ')}`,
 );
 
-const child = spawn(command, args, {
-  stdio: 'inherit',
-  env: { ...process.env, TEST_DATABASE_URL: pg.urlFor('postgres'), TEST_MODE: 'postgres' },
-});
-if (child.pid) pg.addClientProcess(child.pid);
-
-process.on('SIGINT', () => {
-  // The terminal sent it to the command too: wait for the command.
-});
-for (const sig of ['SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    try {
-      child.kill(sig);
-    } catch {
-      // already gone
-    }
-  });
-}
 let stopping = false;
 void pg.exited.then(({ code, signal }) => {
   if (!stopping)
@@ -92,13 +74,12 @@ void pg.exited.then(({ code, signal }) => {
     );
 });
 
-const exitCode = await new Promise((resolve) => {
-  child.once('error', (error) => {
-    say(`could not run ${command}: ${error.message}`);
-    resolve(127);
-  });
-  child.once('exit', (code, signal) => resolve(code ?? 128 + (constants.signals[signal] ?? 0)));
-});
+const exitCode = await runCommand(
+  [command, ...args],
+  { TEST_DATABASE_URL: pg.urlFor('postgres'), TEST_MODE: 'postgres' },
+  say,
+  (pid) => pg.addClientProcess(pid),
+);
 stopping = true;
 await pg.stop();
 await rm(dir, { recursive: true, force: true });

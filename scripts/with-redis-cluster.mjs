@@ -13,9 +13,8 @@
 // - The command stays in this process group (a terminal's Ctrl-C reaches it directly); SIGTERM and
 //   SIGHUP sent to this script alone are passed on. When it has exited: stops the cluster (its
 //   folders deleted), exits with the command's code (128 + the signal number if a signal ended it).
-import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
 import { startRedisCluster } from '../packages/testing/src/redis-cluster.ts';
+import { runCommand } from './run-command.mjs';
 
 const say = (message) => process.stderr.write(`[with-redis-cluster] ${message}\n`);
 
@@ -34,28 +33,6 @@ try {
 }
 say(`Redis Cluster (3 masters) at ${cluster.nodes}; running: ${[command, ...args].join(' ')}`);
 
-const child = spawn(command, args, {
-  stdio: 'inherit',
-  env: { ...process.env, TEST_REDIS_CLUSTER_NODES: cluster.nodes },
-});
-process.on('SIGINT', () => {
-  // The terminal sent it to the command too: wait for the command.
-});
-for (const sig of ['SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    try {
-      child.kill(sig);
-    } catch {
-      // already gone
-    }
-  });
-}
-const exitCode = await new Promise((resolve) => {
-  child.once('error', (error) => {
-    say(`could not run ${command}: ${error.message}`);
-    resolve(127);
-  });
-  child.once('exit', (code, signal) => resolve(code ?? 128 + (constants.signals[signal] ?? 0)));
-});
+const exitCode = await runCommand([command, ...args], { TEST_REDIS_CLUSTER_NODES: cluster.nodes }, say);
 await cluster.stop();
 process.exit(exitCode);
