@@ -343,12 +343,9 @@ describe('fault 4b: a budget check PostgreSQL cannot answer costs no attempt', (
 describe('fault 10: a PostgreSQL outage fails no task', () => {
   it('10,000 sums at 32 in flight, PostgreSQL cut for 3 s: submissions meet 503s, every accepted task completes once, right', async () => {
     const base = createTestEnv();
-    // In front of PostgreSQL itself even under TEST_PGBOUNCER_URL: a pooler's outage (PostgreSQL and
-    // the sessions of DATABASE_DIRECT_URL up) can still leave postgres.js 3.4.9's pool waiting for
-    // answers that never come (queries queued, none sent), which no test covers yet.
-    const pg = await proxyTo(base.databaseUrl);
+    const pg = await proxyTo(base.poolUrl);
     env = createTestEnv();
-    const viaProxy = withPort(env.databaseUrl, pg.proxy.port);
+    const viaProxy = withPort(env.poolUrl, pg.proxy.port);
     const parsed = loadEnv({ ...env.vars, DATABASE_URL: viaProxy });
     server = await startServer(parsed, createLogger(parsed, 'test'));
     const url = server.url;

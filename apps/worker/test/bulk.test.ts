@@ -51,7 +51,7 @@ beforeAll(async () => {
     BULK_POLL_MS: '100',
   });
   listener = await listenTaskChanges(
-    harness.db.sql,
+    harness.db.direct, // PostgreSQL itself: a pooler's connections hear no notification
     (change) => {
       const id = change.truncated ? change.id : change.row.id;
       const status = change.truncated ? 'truncated' : change.row.status;

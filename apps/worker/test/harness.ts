@@ -37,8 +37,9 @@ export class Harness {
     const env = createTestEnv(vars);
     const parsed = loadEnv(env.vars);
     const harness = new Harness(env, await createEngine(parsed, createLogger(parsed, 'harness'), 'server'));
+    // On PostgreSQL itself (db.direct): behind a pooler (TEST_PGBOUNCER_URL) a LISTEN hears nothing.
     harness.listener = await listenTaskChanges(
-      harness.engine.db.sql,
+      harness.engine.db.direct,
       (change) => {
         // A new task is announced by its key (id and status), a change with its row.
         harness.events.push(

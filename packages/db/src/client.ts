@@ -82,6 +82,14 @@ export function createDb(
       backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5),
       onnotice: () => {},
       prepare: !viaPooler,
+      // Behind a pooler, one query at a time per connection. postgres.js sends a query with
+      // parameters and no prepared statement in two steps (Parse/Describe/Flush, then
+      // Bind/Execute/Sync), and pipelines queries behind a busy one: PgBouncer 1.18 gives the
+      // server connection back to its pool at the first query's ReadyForQuery, and the answer to
+      // the pipelined Parse arrives nowhere ("got packet '1' from server when not linked"): that
+      // connection then waits forever, seen as a worker that stops. (max_pipeline 0 needs the
+      // patch of postgres.js that still lets sql.begin reserve its connection: patches/.)
+      ...(viaPooler ? { max_pipeline: 0 } : {}),
       connection: { application_name: name, ...(viaPooler ? {} : settings) },
     });
   };

@@ -111,6 +111,10 @@ export async function startPgBouncer({
         'query_wait_timeout = 60',
         // A refused login (a database a test dropped) is not held against the next one for 15 s.
         'server_login_retry = 1',
+        // Idle server connections close after 10 s, not 10 min: the test files' databases would
+        // otherwise keep up to default_pool_size each of PostgreSQL's 100 (the pools of the
+        // processes under test close theirs after 30 s idle).
+        'server_idle_timeout = 10',
         // A line per client connection would be most of its output over a whole suite.
         'log_connections = 0',
         'log_disconnections = 0',
