@@ -34,5 +34,14 @@ try {
 say(`PgBouncer (transaction mode) at ${pooler.url}; running: ${[command, ...args].join(' ')}`);
 
 const exitCode = await runCommand([command, ...args], { TEST_PGBOUNCER_URL: pooler.url }, say);
+// What PgBouncer warned about (a dropped answer, a refused login), in a few lines: CI keeps them.
+const warnings = pooler
+  .output()
+  .split('\n')
+  .filter((line) => /\b(WARNING|ERROR|FATAL)\b/.test(line));
+if (warnings.length > 0)
+  say(
+    `PgBouncer logged ${warnings.length} warning(s) or error(s); the first:\n${warnings.slice(0, 5).join('\n')}`,
+  );
 await pooler.stop();
 process.exit(exitCode);

@@ -162,6 +162,10 @@ describe.skipIf(skip)(`behind PgBouncer in transaction mode (${testMode} mode)`,
     await waitFor(() => request?.aborted === true, { what: 'the model call to be aborted' });
   });
 
+  it('PgBouncer dropped no answer (a pipelined query would leave its connection waiting forever)', () => {
+    expect(pooler.output()).not.toMatch(/when not linked/);
+  });
+
   it('DATABASE_DIRECT_URL that does not answer: one line naming it, after STARTUP_TIMEOUT_MS', async () => {
     const port = await freePort();
     const error = await spawnApp('worker', {
