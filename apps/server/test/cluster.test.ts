@@ -235,7 +235,22 @@ describe.runIf(runs)('on a Redis Cluster of three masters (REDIS_CLUSTER_NODES)'
     await waitFor(async () => (await statuses(accepted)).COMPLETED === accepted.length, {
       timeoutMs: 40_000,
       intervalMs: 200,
-      what: `${accepted.length} accepted tasks COMPLETED (have ${JSON.stringify(await statuses(accepted))})`,
+      what: `${accepted.length} accepted tasks COMPLETED`,
+    }).catch(async (error: unknown) => {
+      // What the queue and the worker say, to tell a stuck worker from a slow one.
+      const tag = `{${env.vars.REDIS_PREFIX}}:tasks`;
+      const counts = await Promise.all(
+        ['wait', 'prioritized', 'active', 'delayed', 'failed'].map(async (state) => {
+          const key = `${tag}:${state}`;
+          const type = await look.type(key);
+          const n = type === 'list' ? await look.llen(key) : type === 'zset' ? await look.zcard(key) : 0;
+          return `${state} ${n}`;
+        }),
+      );
+      console.log(
+        `now: ${JSON.stringify(await statuses(accepted))}; jobs: ${counts.join(', ')}\nworker:\n${worker.output().split('\n').slice(-40).join('\n')}`,
+      );
+      throw error;
     });
     const [wrong] = await sql<{ n: number }[]>`
       select count(*)::int as n from tasks

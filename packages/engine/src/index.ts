@@ -106,6 +106,7 @@ export {
   describeRedisTarget,
   isRedisUnavailable,
   parseClusterNodes,
+  probeClusterNodes,
   type RedisClient,
   type RedisClusterNodes,
   type RedisTarget,

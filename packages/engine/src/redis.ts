@@ -150,16 +150,44 @@ export function createRedis(
     },
     enableOfflineQueue: kind === 'blocking',
     enableAutoPipelining: autoPipelining,
+    // No CLUSTER INFO check before 'ready': when it fails (cluster_state:fail, while a master is
+    // away longer than cluster-node-timeout), ioredis reconnects, and the promise of the connect()
+    // that made that attempt never settles; BullMQ awaits it to reconnect a worker's blocking
+    // connection, whose worker then takes no job again. Commands meanwhile get CLUSTERDOWN, and
+    // are tried again (retryDelayOnClusterDown).
+    enableReadyCheck: false,
+    // CLUSTER SLOTS may take over ioredis's 1 s on a busy machine: the start failed ("None of
+    // startup nodes is available") and was tried again.
+    slotsRefreshTimeout: 3000,
     clusterRetryStrategy: (times) => Math.min(times * 200, 2000),
     // A master that is away (restarting, or until its replica takes over): a command is tried
-    // again every 200 ms, at most maxRedirections times. A worker's commands wait about 10 s for
-    // it; a request's give up after about 2 s (its answer is a 503, as with one Redis down).
+    // again every 200 ms, at most maxRedirections times (a MOVED back to it counts too). A
+    // worker's commands wait up to about 10 s for it; a request's give up within about 1.5 s (its
+    // answer is a 503, as with one Redis down).
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 200,
     retryDelayOnTryAgain: 200,
-    maxRedirections: kind === 'blocking' ? 64 : 16,
+    maxRedirections: kind === 'blocking' ? 64 : 8,
   };
-  return quiet(new Cluster(target.nodes, cluster));
+  const client = new Cluster(target.nodes, cluster);
+  // BullMQ duplicates a worker's connection for its blocking BZPOPMIN, and when one outlives its
+  // watchdog it disconnects that duplicate and waits for its 'end'. A command then waiting in
+  // ioredis's delay queue (a retry after "Connection is closed" or CLUSTERDOWN) is sent again once
+  // the disconnect has begun and opens a node connection anew: the node pool never drains, 'end'
+  // never comes, and the worker takes no job again (seen when a master restarts under load). So a
+  // duplicate's commands are not retried after a delay: they fail at once, and BullMQ's loop tries
+  // again itself.
+  const duplicate = client.duplicate.bind(client);
+  client.duplicate = (nodes, options) =>
+    quiet(
+      duplicate(nodes, {
+        ...options,
+        retryDelayOnFailover: 0,
+        retryDelayOnClusterDown: 0,
+        retryDelayOnTryAgain: 0,
+      }),
+    );
+  return quiet(client);
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   isRedisUnavailable,
   loadEnv,
   parseClusterNodes,
+  probeClusterNodes,
   type RedisClient,
   redisKeyPrefix,
   redisKeys,
@@ -176,6 +177,39 @@ describe.runIf(onRedis && (hasRedisClusterTools() || Boolean(process.env.CI)))(
       expect(heard).toContain('task-1');
     });
 
+    it("while a master is away, a worker's command waits for it; BullMQ's duplicate (its blocking connection) fails at once", async () => {
+      const worker = connect(urls('p@ss word'), 'blocking');
+      await new Promise((resolve) => worker.once('ready', resolve));
+      const blocking = (worker as Cluster).duplicate();
+      clients.push(blocking);
+      await worker.set('{away}:k', 'v');
+      const owner = await cluster.masterOf('{away}:k');
+      await owner.stop('SIGKILL');
+      try {
+        const started = Date.now();
+        const waiting = worker.get('{away}:k');
+        const failed = await blocking.get('{away}:k').then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        expect(isRedisUnavailable(failed)).toBe(true);
+        expect(Date.now() - started).toBeLessThan(1500);
+        const settled = await Promise.race([
+          waiting.then(
+            () => 'settled',
+            () => 'settled',
+          ),
+          new Promise((resolve) => setTimeout(() => resolve('waiting'), 300)),
+        ]);
+        expect(settled).toBe('waiting');
+        await owner.start();
+        expect(await waiting).toBe('v'); // its append-only file kept the key
+      } finally {
+        if (!owner.running()) await owner.start();
+        await cluster.waitUntilOk();
+      }
+    });
+
     it('a wrong password: the nodes refuse it, and commands fail as with Redis unreachable (503)', async () => {
       const redis = connect(urls('wrong'));
       const refusal = await new Promise<Error>((resolve) =>
@@ -188,6 +222,9 @@ describe.runIf(onRedis && (hasRedisClusterTools() || Boolean(process.env.CI)))(
         (e: unknown) => e,
       );
       expect(isRedisUnavailable(error)).toBe(true);
+      // What the start's "cannot reach" line then says (the cluster's own errors do not).
+      expect(await probeClusterNodes(parseClusterNodes(urls('wrong')))).toMatch(/WRONGPASS/);
+      expect(await probeClusterNodes(parseClusterNodes(urls('p@ss word')))).toBeUndefined();
     });
   },
 );
