@@ -254,6 +254,11 @@ for (const app of apps) {
       // V8's young generation at 16 MB a semi-space: Node 24 sizes it by the machine's memory (up to
       // 64 MB on 24 GB), which held a server at 330 MB RSS at rest instead of about 230 (Dockerfile).
       '--max-semi-space-size=16',
+      // Its old generation capped at 768 MB, below Node's default on a large machine (4 GB on 24 GB):
+      // V8 then lets it grow to about twice what is live between full collections, not four times.
+      // After 60,000 tasks a server was at 192 MB RSS instead of 280, a worker at 161 instead of 243
+      // (README, "Memory"; bench/README.md, the long run).
+      '--max-old-space-size=768',
       app.entry,
     ],
     {
