@@ -163,7 +163,8 @@ describe.skipIf(skip)(`behind PgBouncer in transaction mode (${testMode} mode)`,
   });
 
   it('PgBouncer dropped no answer (a pipelined query would leave its connection waiting forever)', () => {
-    expect(pooler.output()).not.toMatch(/when not linked/);
+    // ('E' alone would be a server connection told its database was dropped: not yet, here.)
+    expect(pooler.output()).not.toMatch(/got packet '.' from server when not linked/);
   });
 
   it('DATABASE_DIRECT_URL that does not answer: one line naming it, after STARTUP_TIMEOUT_MS', async () => {
