@@ -124,28 +124,39 @@ export async function startPgBouncer({
     );
     await chmod(ini, 0o644);
     const asRoot = process.getuid?.() === 0;
-    const child = spawn(binary, [...(asRoot ? ['-u', 'postgres'] : []), ini], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    // The tests run niced (`nice -n 19`), and so would it: behind every query, starved on a busy
-    // machine, it would add its waits to theirs. It runs at PostgreSQL's priority where that may be
-    // set (as root); elsewhere as it is.
-    try {
-      if (child.pid) setPriority(child.pid, 0);
-    } catch {
-      // not allowed: stays niced
-    }
+    const child = spawn(
+      '/bin/sh',
+      ['-c', WATCHDOG, 'sh', binary, ...(asRoot ? ['-u', 'postgres'] : []), ini],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     let output = '';
+    let pid: number | undefined;
     const collect = (chunk: Buffer) => {
       output += chunk.toString();
       if (output.length > 1_000_000) output = output.slice(-500_000);
+      if (pid === undefined) {
+        const said = /pgbouncer pid (\d+)/.exec(output);
+        if (said) {
+          pid = Number(said[1]);
+          // The tests run niced (`nice -n 19`), and so would it: behind every query, starved on a
+          // busy machine, it would add its waits to theirs. It runs at PostgreSQL's priority where
+          // that may be set (as root); elsewhere as it is.
+          try {
+            setPriority(pid, 0);
+          } catch {
+            // not allowed: stays niced
+          }
+        }
+      }
     };
     child.stdout?.on('data', collect);
     child.stderr?.on('data', collect);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const started = await new Promise<boolean>((resolve, reject) => {
       const timer = setTimeout(() => {
-        child.kill('SIGKILL');
+        child.stdin?.end();
         reject(new Error(`pgbouncer did not start within 10 s:\n${output}`));
       }, 10_000);
       const check = () => {
@@ -170,9 +181,6 @@ export async function startPgBouncer({
       throw error;
     });
     if (!started) continue;
-    // A test process that ends without stopping it does not leave it behind.
-    const onExit = () => child.kill('SIGTERM');
-    process.once('exit', onExit);
     const base = `postgres://${encodeURIComponent(user)}@127.0.0.1:${port}/`;
     return {
       port,
@@ -194,17 +202,39 @@ export async function startPgBouncer({
         }
       },
       stop: async () => {
-        process.off('exit', onExit);
-        await stopChild(child, exited);
+        await stopChild(child, exited, pid);
         await rm(dir, { recursive: true, force: true });
       },
     };
   }
 }
 
-async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
+/**
+ * PgBouncer under a shell that stops it (SIGTERM: its fast exit) when the shell's stdin closes:
+ * on `stop`, or when this process is gone without calling it (a test runner's worker killed), so it
+ * is never left behind. The shell also ends when PgBouncer does (it could not listen, say), with
+ * its exit code. "$@": the binary and its arguments.
+ */
+const WATCHDOG = [
+  'exec 3<&0',
+  '"$@" &',
+  'pb=$!',
+  'echo "pgbouncer pid $pb" >&2',
+  '(cat <&3 >/dev/null; kill $pb 2>/dev/null) &',
+  'w=$!',
+  'wait $pb',
+  'code=$?',
+  'kill $w 2>/dev/null',
+  'exit $code',
+].join('\n');
+
+async function stopChild(
+  child: ChildProcess,
+  exited: Promise<number | null>,
+  pid: number | undefined,
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
+  child.stdin?.end();
   let timer: NodeJS.Timeout | undefined;
   const inTime = await Promise.race([
     exited.then(() => true),
@@ -214,6 +244,11 @@ async function stopChild(child: ChildProcess, exited: Promise<number | null>): P
   ]);
   clearTimeout(timer);
   if (!inTime) {
+    try {
+      if (pid) process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
     child.kill('SIGKILL');
     await exited;
   }
