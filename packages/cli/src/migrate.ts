@@ -13,17 +13,6 @@ const UNREACHABLE = new Set([
   'CONNECT_TIMEOUT',
 ]);
 
-/** A postgres:// URL without its password, for the line printed. */
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
-}
-
 /** The migrations drizzle has recorded as applied in `url`'s database; 0 when it or the record does not exist yet. */
 async function appliedCount(url: string): Promise<number> {
   const { postgresConnection } = await import('@tasker/db');
@@ -57,7 +46,7 @@ export function migrateCommand(program: Command, databaseUrl: () => Promise<stri
     )
     .action(async () => {
       const url = await databaseUrl();
-      const { migrateDatabase, migrationsFolder } = await import('@tasker/db');
+      const { migrateDatabase, migrationsFolder, redactUrl } = await import('@tasker/db');
       const journal = JSON.parse(
         readFileSync(path.join(migrationsFolder, 'meta', '_journal.json'), 'utf8'),
       ) as {
@@ -69,13 +58,13 @@ export function migrateCommand(program: Command, databaseUrl: () => Promise<stri
         const after = await appliedCount(url);
         const latest = journal.entries.at(-1)?.tag ?? 'none';
         process.stdout.write(
-          `migrated ${redact(url)}: ${after - before} applied now, ${after} of ${journal.entries.length} in all (latest ${latest})\n`,
+          `migrated ${redactUrl(url)}: ${after - before} applied now, ${after} of ${journal.entries.length} in all (latest ${latest})\n`,
         );
       } catch (error) {
         const code = (error as { code?: string }).code ?? '';
         if (UNREACHABLE.has(code)) {
           throw new CliError(
-            `PostgreSQL at ${redact(url)} (${process.env.DATABASE_DIRECT_URL ? 'DATABASE_DIRECT_URL' : 'DATABASE_URL'}) does not answer (${code})`,
+            `PostgreSQL at ${redactUrl(url)} (${process.env.DATABASE_DIRECT_URL ? 'DATABASE_DIRECT_URL' : 'DATABASE_URL'}) does not answer (${code})`,
             EXIT.unavailable,
           );
         }

@@ -37,6 +37,7 @@ export {
 } from './limits.ts';
 export { ensureDatabase, migrateDatabase, migrationsFolder } from './migrate.ts';
 export { PausedTypeStore } from './paused-types.ts';
+export { redactUrl } from './redact-url.ts';
 export {
   type FiredTask,
   type FireLimits,

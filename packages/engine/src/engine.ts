@@ -6,6 +6,7 @@ import {
   LimitStore,
   migrateDatabase,
   PausedTypeStore,
+  redactUrl,
   TaskStore,
   WebhookStore,
 } from '@tasker/db';
@@ -73,17 +74,6 @@ export interface Engine {
 
 /** Connections of BullMQ's own `pg` pool per process, in PostgreSQL-only mode. */
 const QUEUE_POOL_SIZE = 4;
-
-/** Where a URL points, without its password: for log lines and errors. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable URL)';
-  }
-}
 
 /**
  * Migrates the database (creating it if needed), then connects. The server's connections fail

@@ -51,7 +51,7 @@ export {
   plan,
   type TypeLimits,
 } from './dispatch/plan.ts';
-export { createEngine, type Engine, type EngineMode, type EngineRole, redactUrl } from './engine.ts';
+export { createEngine, type Engine, type EngineMode, type EngineRole } from './engine.ts';
 export * from './errors/index.ts';
 export { postgresNames, QUEUE_NAME, type RedisKeys, redisKeyPrefix, redisKeys } from './keys.ts';
 export { createLockSession, type LeaderLock, PostgresLeaderLock, RedisLeaderLock } from './leader-lock.ts';

@@ -1,3 +1,4 @@
+import { redactUrl } from '@tasker/db';
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Env } from './config.ts';
 
@@ -78,13 +79,7 @@ export function describeRedisTarget(target: RedisTarget): string {
     const scheme = target.tls ? 'rediss://' : '';
     return `Redis Cluster at ${target.nodes.map((node) => `${scheme}${node.host}:${node.port}`).join(',')}`;
   }
-  try {
-    const parsed = new URL(target);
-    if (parsed.password) parsed.password = '***';
-    return `Redis at ${parsed.toString()}`;
-  } catch {
-    return 'Redis at (unparseable URL)';
-  }
+  return `Redis at ${redactUrl(target)}`;
 }
 
 /**
