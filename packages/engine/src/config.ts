@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { postgresConnection, readCaFile } from '@tasker/db';
 import { DEFAULT_LLM_PRICES, llmPricesSchema, type TaskConfig } from '@tasker/tasks';
 import { z } from 'zod';
-import { parseClusterNodes } from './redis.ts';
+import { parseClusterNodes } from './redis-nodes.ts';
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
 const optionalText = z

@@ -105,14 +105,13 @@ export {
   createRedis,
   describeRedisTarget,
   isRedisUnavailable,
-  parseClusterNodes,
   probeClusterNodes,
   type RedisClient,
-  type RedisClusterNodes,
   type RedisTarget,
   redisMasters,
   redisTarget,
 } from './redis.ts';
+export { parseClusterNodes, type RedisClusterNodes, RedisClusterNodesError } from './redis-nodes.ts';
 export { noResultCache, RedisResultCache, type ResultCache } from './result-cache.ts';
 export * from './schedules/index.ts';
 export {
