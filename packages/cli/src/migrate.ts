@@ -3,16 +3,6 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { CliError, EXIT } from './errors.ts';
 
-/** Connection errors that mean "PostgreSQL is not there (yet)": exit 3, as for a server that does not answer. */
-const UNREACHABLE = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'ECONNRESET',
-  'CONNECT_TIMEOUT',
-]);
-
 /** The migrations drizzle has recorded as applied in `url`'s database; 0 when it or the record does not exist yet. */
 async function appliedCount(url: string): Promise<number> {
   const { postgresConnection } = await import('@tasker/db');
@@ -46,7 +36,9 @@ export function migrateCommand(program: Command, databaseUrl: () => Promise<stri
     )
     .action(async () => {
       const url = await databaseUrl();
-      const { migrateDatabase, migrationsFolder, redactUrl } = await import('@tasker/db');
+      const { isDatabaseUnavailable, migrateDatabase, migrationsFolder, redactUrl } = await import(
+        '@tasker/db'
+      );
       const journal = JSON.parse(
         readFileSync(path.join(migrationsFolder, 'meta', '_journal.json'), 'utf8'),
       ) as {
@@ -61,8 +53,9 @@ export function migrateCommand(program: Command, databaseUrl: () => Promise<stri
           `migrated ${redactUrl(url)}: ${after - before} applied now, ${after} of ${journal.entries.length} in all (latest ${latest})\n`,
         );
       } catch (error) {
-        const code = (error as { code?: string }).code ?? '';
-        if (UNREACHABLE.has(code)) {
+        // PostgreSQL not there (yet), or starting up (57P03), as the engine's start tells them.
+        if (isDatabaseUnavailable(error)) {
+          const code = (error as { code?: string }).code ?? 'unavailable';
           throw new CliError(
             `PostgreSQL at ${redactUrl(url)} (${process.env.DATABASE_DIRECT_URL ? 'DATABASE_DIRECT_URL' : 'DATABASE_URL'}) does not answer (${code})`,
             EXIT.unavailable,

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { migrationsFolder } from '@tasker/db';
+import { migrationsFolder, redactUrl } from '@tasker/db';
 import { createTestEnv } from '@tasker/testing';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -36,7 +36,8 @@ describe('tasker migrate', () => {
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     expect(first.stdout).toBe(
-      `migrated ${env.databaseUrl}: ${count} applied now, ${count} of ${count} in all (latest ${latest})\n`,
+      // The URL without its password (the embedded PostgreSQL of `pnpm test` has one).
+      `migrated ${redactUrl(env.databaseUrl)}: ${count} applied now, ${count} of ${count} in all (latest ${latest})\n`,
     );
     const sql = postgres(env.databaseUrl, { max: 1, onnotice: () => {} });
     try {
