@@ -254,25 +254,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // reconnect hint (drain.ts), so that clients resume (with their last event id) on another
   // instance instead of holding shutdown. They are long by design, and keep themselves alive: the
   // idle timeout does not apply to them.
-  const streams = new Set<Socket>();
   const streaming = new Set<ServerResponse>();
   let allEnded: (() => void) | undefined;
   app.addHook('onRequest', async (request, reply) => {
-    const socket = request.raw.socket;
     if (!routeFacts(request.url).stream) return;
     const res = reply.raw;
+    request.raw.socket.setTimeout(0);
     streaming.add(res);
     res.once('close', () => {
       streaming.delete(res);
       if (streaming.size === 0) allEnded?.();
     });
-    if (!streams.has(socket)) {
-      socket.setTimeout(0);
-      streams.add(socket);
-      socket.once('close', () => streams.delete(socket));
-    }
   });
   app.addHook('preClose', async () => {
+    // Already started by the server's close (server.ts) after SHUTDOWN_DELAY_MS; here too for an
+    // app closed directly (tests).
     options.drain?.start();
     options.services.streams.drain();
     if (streaming.size > 0) {
@@ -286,27 +282,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Ended streams leave idle connections (closed with the listener); a stream still open is cut.
     for (const res of streaming) res.socket?.destroy();
   });
-  app.addHook('onSend', async (request, reply, payload) => {
-    // Draining: the client's next request opens a new connection, which a balancer sends elsewhere.
+  // Synchronous, and cheap for every answer but a tRPC event stream (the one Response whose type is
+  // text/event-stream: the SSE route writes its stream itself).
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    // Draining: the client's next request opens a new connection, which a balancer sends elsewhere
+    // (from app.close() on, Fastify says Connection: close itself; this covers SHUTDOWN_DELAY_MS).
     if (options.drain?.draining) reply.header('connection', 'close');
     // A tRPC subscription's event stream: with the reconnect hints (its own writer has no room for them).
     if (
-      payload instanceof Response &&
-      payload.body &&
-      routeFacts(request.url).stream === 'subscription' &&
-      payload.headers.get('content-type')?.startsWith('text/event-stream')
+      !(payload instanceof Response) ||
+      !payload.body ||
+      !payload.headers.get('content-type')?.startsWith('text/event-stream')
     ) {
-      const gate = options.services.streams;
-      return new Response(
-        withReconnectHints(payload.body, () => gate.draining),
-        {
-          status: payload.status,
-          statusText: payload.statusText,
-          headers: payload.headers,
-        },
-      );
+      done(null, payload);
+      return;
     }
-    return payload;
+    const gate = options.services.streams;
+    done(
+      null,
+      new Response(
+        withReconnectHints(payload.body, () => gate.draining),
+        { status: payload.status, statusText: payload.statusText, headers: payload.headers },
+      ),
+    );
   });
 
   // Every answer carries its request id and the security headers, and every log line written while

@@ -4,9 +4,10 @@
  * 1. Draining (`start`): `/readyz` answers 503 so that a load balancer takes the server out, every
  *    answer closes its connection (`Connection: close`: a kept-alive client opens a new one, which
  *    the balancer sends elsewhere), and everything else is served as before, for SHUTDOWN_DELAY_MS.
- * 2. Closing (`app.close()`): no new connections; requests in flight finish; every live stream ends
- *    cleanly with a reconnect hint (below) and its client resumes, with its last event id, on
- *    another server.
+ * 2. Closing (`app.close()`): every live stream ends cleanly with a reconnect hint (below) and its
+ *    client resumes, with its last event id, on another server (Fastify's preClose, for at most
+ *    STREAM_END_MS: the listener still accepts meanwhile, and what arrives is served, a new stream
+ *    ended at once); then the listener closes and requests in flight finish.
  *
  * Every event stream (SSE and tRPC subscriptions alike) starts with a `retry:` line: a cut
  * connection, a crash as much as a shutdown, is reconnected after that long instead of

@@ -126,9 +126,10 @@ export async function startServer(
           );
           await new Promise((resolve) => setTimeout(resolve, env.SHUTDOWN_DELAY_MS));
         }
-        // Closing: no new connections. Live streams end with a reconnect hint (app.ts), other
-        // requests in flight may finish, for at most SHUTDOWN_TIMEOUT_MS: then their connections
-        // are closed, so that a shutdown always ends.
+        // Closing: live streams end with a reconnect hint (app.ts's preClose, the listener still
+        // open meanwhile), then no new connections, and requests in flight may finish, for at most
+        // SHUTDOWN_TIMEOUT_MS in all: then their connections are closed, so that a shutdown always
+        // ends.
         const closed = app.close();
         let timer: NodeJS.Timeout | undefined;
         const late = await Promise.race([

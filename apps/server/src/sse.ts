@@ -4,7 +4,7 @@ import { authorize } from './auth.ts';
 import { drainedEnd, reconnectDelayMs, retryField } from './drain.ts';
 import { errorBody } from './errors.ts';
 import { resumeAfter, type TaskWatcher } from './live.ts';
-import { STREAM_BUFFER_BYTES, type StreamGate } from './streams.ts';
+import { DRAINED, STREAM_BUFFER_BYTES, type StreamGate } from './streams.ts';
 
 const KEEP_ALIVE_MS = 15_000;
 const params = z.object({ id: z.uuid() });
@@ -105,7 +105,7 @@ export function registerEventStream(
         // Ended by the server: it shuts down (the client resumes elsewhere), or a revoked or
         // expired key (401), in the one error shape.
         const ended = lease.ended();
-        if (ended?.status === 503 && !res.destroyed) res.write(drainedEnd(retryMs));
+        if (ended === DRAINED && !res.destroyed) res.write(drainedEnd(retryMs));
         else if (ended && !res.destroyed)
           res.write(`event: error\ndata: ${JSON.stringify(errorBody(ended.status, ended.message))}\n\n`);
       } catch (error) {

@@ -3,7 +3,7 @@ import { TRPCError, tracked } from '@trpc/server';
 import { z } from 'zod';
 import type { Identity } from '../auth.ts';
 import { resumeAfter } from '../live.ts';
-import type { StreamLease } from '../streams.ts';
+import { DRAINED, type StreamLease } from '../streams.ts';
 import { type Context, readProcedure, router } from '../trpc.ts';
 import { taskUuid } from './schemas.ts';
 
@@ -30,7 +30,7 @@ function openStream(ctx: Context & { identity: Identity }, signal: AbortSignal |
 function endedBy(lease: StreamLease): void {
   const ended = lease.ended();
   if (ended?.status === 401) throw new TRPCError({ code: 'UNAUTHORIZED', message: ended.message });
-  if (ended?.status === 503) throw new DOMException(ended.message, 'AbortError');
+  if (ended === DRAINED) throw new DOMException(ended.message, 'AbortError');
 }
 
 /** Subscriptions (served over SSE at /trpc): one task's states, or every task's changes. */
