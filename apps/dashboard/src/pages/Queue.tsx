@@ -7,6 +7,7 @@ import type { TaskName } from '@tasker/server';
 import type { Abilities } from '../App.tsx';
 import { errorText, type RouterOutputs, useTRPC } from '../api.ts';
 import { duration, time } from '../format.tsx';
+import { useReadAgainWhenConnected } from '../live.ts';
 import { Link } from '../router.tsx';
 import { TenantLimitsCard, TenantsCard } from './Limits.tsx';
 
@@ -86,12 +87,10 @@ export function QueuePage({ abilities, tenant }: { abilities: Abilities; tenant:
       },
     ),
   );
-  // This feed has no ids to resume from: changes made while it reconnected (a server's rolling
-  // restart) were not heard, so the list is read again once it is connected.
-  const connected = live.status === 'pending';
-  useEffect(() => {
-    if (connected) void queryClient.invalidateQueries({ queryKey: trpc.listTasks.queryKey() });
-  }, [connected, queryClient, trpc]);
+  useReadAgainWhenConnected(live.status, [
+    runningOptions.queryKey,
+    ...(abilities.operator ? [trpc.getQueue.queryKey()] : []),
+  ]);
   const changed = {
     onSuccess: (state: RouterOutputs['getQueue']) => {
       setProblem(undefined);

@@ -15,6 +15,7 @@ import {
 } from '../api.ts';
 import { BulkActions, type BulkFilter } from '../bulk.tsx';
 import { clip, duration, StatusBadge, time } from '../format.tsx';
+import { useReadAgainWhenConnected } from '../live.ts';
 import { Link, navigate } from '../router.tsx';
 
 type ListInput = RouterInputs['listTasks'];
@@ -159,12 +160,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
     }),
   );
 
-  // Changes made before the feed connected (or while it reconnected) were not heard: read the page again.
-  const connected = live.status === 'pending';
-  const pageKey = listOptions.queryKey;
-  useEffect(() => {
-    if (connected) void queryClient.invalidateQueries({ queryKey: pageKey });
-  }, [connected, queryClient, pageKey]);
+  useReadAgainWhenConnected(live.status, [listOptions.queryKey]);
 
   const apply = (event: FormEvent) => {
     event.preventDefault();
