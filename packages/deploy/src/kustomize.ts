@@ -79,6 +79,7 @@ export const kustomizationSchema = z.strictObject({
         name: z.string().min(1),
         newName: z.string().optional(),
         newTag: z.string().optional(),
+        digest: z.string().optional(),
       }),
     )
     .default([]),
@@ -163,11 +164,47 @@ export function render(dir: string): Rendered {
     if (!CLUSTER_SCOPED.has(object.kind)) object.metadata.namespace = kustomization.namespace;
     const pod = podSpecOf(object);
     for (const container of [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])]) {
-      const image = kustomization.images.find((i) => i.name === container.image?.replace(/[:@].*$/, ''));
-      if (!image || !container.image) continue;
-      const [name, tag] = container.image.split(':');
-      container.image = `${image.newName ?? name}${image.newTag ? `:${image.newTag}` : tag ? `:${tag}` : ''}`;
+      if (container.image) container.image = rewriteImage(container.image, kustomization.images);
     }
   }
   return { kustomization, objects };
+}
+
+/** An image reference's parts: `[host[:port]/]path[:tag][@digest]`. */
+export interface ImageReference {
+  name: string;
+  tag?: string;
+  digest?: string;
+}
+
+/**
+ * Splits an image reference as kustomize does (its `image.Split`): the tag's `:` and the digest's
+ * `@` are looked for only after the first `/`, so a registry's port (`registry.local:5000/tasker`)
+ * stays in the name, and a digest (`@sha256:...`) is not taken for a tag.
+ */
+export function splitImage(reference: string): ImageReference {
+  const slash = Math.max(reference.indexOf('/'), 0);
+  const at = reference.indexOf('@', slash);
+  const head = at >= 0 ? reference.slice(0, at) : reference;
+  const colon = head.indexOf(':', slash);
+  return {
+    name: colon >= 0 ? head.slice(0, colon) : head,
+    ...(colon >= 0 ? { tag: head.slice(colon + 1) } : {}),
+    ...(at >= 0 ? { digest: reference.slice(at + 1) } : {}),
+  };
+}
+
+/**
+ * `reference` with the first of kustomize's `images` whose name is its name applied, as kustomize
+ * applies it: newName replaces the name; newTag or digest replaces both the tag and the digest (an
+ * old digest would otherwise pin the old image); neither keeps them. No match: unchanged.
+ */
+export function rewriteImage(reference: string, images: Kustomization['images']): string {
+  const { name, tag, digest } = splitImage(reference);
+  const image = images.find((i) => i.name === name);
+  if (!image) return reference;
+  const replaced = image.newTag !== undefined || image.digest !== undefined;
+  const newTag = replaced ? image.newTag : tag;
+  const newDigest = replaced ? image.digest : digest;
+  return `${image.newName ?? name}${newTag ? `:${newTag}` : ''}${newDigest ? `@${newDigest}` : ''}`;
 }

@@ -6,7 +6,8 @@
  * block breaks the manifests one way at a time and expects each to be reported.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLogger, TaskerMetrics } from '@tasker/engine';
 import { envSchema, loadEnv } from '@tasker/engine/config';
@@ -22,6 +23,8 @@ import {
   readObjects,
   readYamlDocuments,
   render,
+  rewriteImage,
+  splitImage,
 } from '../src/kustomize.ts';
 import { schemaProblems } from '../src/schemas.ts';
 
@@ -192,6 +195,91 @@ describe('deploy/kubernetes against the code', () => {
 
   it('variables, probes, ports, selectors, autoscaler, image, commands, shutdown and scraping agree', () => {
     expect(crossCheck(manifests, facts)).toEqual([]);
+  });
+});
+
+describe("kustomize's images", () => {
+  it.each([
+    ['tasker', { name: 'tasker' }],
+    ['tasker:local', { name: 'tasker', tag: 'local' }],
+    ['registry.local:5000/tasker/server', { name: 'registry.local:5000/tasker/server' }],
+    ['registry.local:5000/tasker/server:1.2', { name: 'registry.local:5000/tasker/server', tag: '1.2' }],
+    ['tasker@sha256:abc123', { name: 'tasker', digest: 'sha256:abc123' }],
+    [
+      'registry.local:5000/tasker/server:1.2@sha256:abc123',
+      { name: 'registry.local:5000/tasker/server', tag: '1.2', digest: 'sha256:abc123' },
+    ],
+    [
+      'registry.local:5000/tasker/server@sha256:abc123',
+      { name: 'registry.local:5000/tasker/server', digest: 'sha256:abc123' },
+    ],
+  ])('splits %s', (reference, parts) => {
+    expect(splitImage(reference)).toEqual(parts);
+  });
+
+  const server = 'registry.local:5000/tasker/server';
+  it.each([
+    ['a tag replaced', `${server}:1.2`, { name: server, newTag: '1.3' }, `${server}:1.3`],
+    ['the name replaced, the tag kept', `${server}:1.2`, { name: server, newName: 'r.io/t' }, 'r.io/t:1.2'],
+    ['a digest replaced by a tag', `${server}@sha256:aaa`, { name: server, newTag: '1.3' }, `${server}:1.3`],
+    [
+      'a tag and digest replaced by a digest',
+      `${server}:1.2@sha256:aaa`,
+      { name: server, digest: 'sha256:bbb' },
+      `${server}@sha256:bbb`,
+    ],
+    [
+      'the name replaced, the digest kept',
+      `${server}@sha256:aaa`,
+      { name: server, newName: 'tasker' },
+      'tasker@sha256:aaa',
+    ],
+    ['another image left alone', `${server}:1.2`, { name: 'registry.local', newTag: 'x' }, `${server}:1.2`],
+    [
+      'a name without its port: no match',
+      `${server}:1.2`,
+      { name: 'tasker/server', newTag: 'x' },
+      `${server}:1.2`,
+    ],
+  ])('%s', (_name, reference, image, expected) => {
+    expect(rewriteImage(reference, [image])).toBe(expected);
+  });
+
+  it('render() rewrites containers and init containers whose image has a port or a digest', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tasker-kustomize-'));
+    try {
+      writeFileSync(
+        path.join(dir, 'kustomization.yaml'),
+        [
+          'apiVersion: kustomize.config.k8s.io/v1beta1',
+          'kind: Kustomization',
+          'namespace: t',
+          'resources: [app.yaml]',
+          'images:',
+          `  - { name: '${server}', newTag: '2.0' }`,
+          "  - { name: 'tasker', newName: 'registry.local:5000/tasker' }",
+        ].join('\n'),
+      );
+      writeFileSync(
+        path.join(dir, 'app.yaml'),
+        [
+          'apiVersion: apps/v1',
+          'kind: Deployment',
+          'metadata: { name: app }',
+          'spec:',
+          '  template:',
+          '    spec:',
+          `      initContainers: [{ name: init, image: '${server}@sha256:aaa' }]`,
+          "      containers: [{ name: main, image: 'tasker@sha256:bbb' }]",
+        ].join('\n'),
+      );
+      const [loaded] = render(dir).objects;
+      const pod = loaded && podSpecOf(loaded.object);
+      expect(pod?.initContainers?.[0]?.image).toBe(`${server}:2.0`);
+      expect(pod?.containers[0]?.image).toBe('registry.local:5000/tasker@sha256:bbb');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
