@@ -11,7 +11,9 @@
 //   environment: the tests' processes then get DATABASE_URL through the pooler and
 //   DATABASE_DIRECT_URL to PostgreSQL (packages/testing's createTestEnv).
 // - The command stays in this process group (a terminal's Ctrl-C reaches it directly); SIGTERM and
-//   SIGHUP sent to this script alone are passed on. When it has exited: stops PgBouncer, exits with
+//   SIGHUP sent to this script alone are passed on. The servers have process groups of their own
+//   (the Ctrl-C does not reach them) and are stopped after the command, or at once on a second
+//   signal; a SIGKILLed script's are stopped (their folders deleted) by their watchdogs. When it has exited: stops PgBouncer, exits with
 //   the command's code (128 + the signal number if a signal ended it).
 import { startPgBouncer } from '../packages/testing/src/pgbouncer.ts';
 import { runCommand } from './run-command.mjs';
@@ -33,7 +35,13 @@ try {
 }
 say(`PgBouncer (transaction mode) at ${pooler.url}; running: ${[command, ...args].join(' ')}`);
 
-const exitCode = await runCommand([command, ...args], { TEST_PGBOUNCER_URL: pooler.url }, say);
+const exitCode = await runCommand(
+  [command, ...args],
+  { TEST_PGBOUNCER_URL: pooler.url },
+  say,
+  undefined,
+  () => pooler.stop(),
+);
 // What PgBouncer warned about, by kind with counts (CI keeps them). "got packet 'E' from server when
 // not linked" is an idle server connection told its database was dropped (every test drops its
 // own); another packet there would be an answer PgBouncer could not deliver.

@@ -11,7 +11,9 @@
 //   of REDIS_URL, and their keys are under the hash tag {REDIS_PREFIX} (packages/testing's
 //   createTestEnv, which deletes them on every master afterwards).
 // - The command stays in this process group (a terminal's Ctrl-C reaches it directly); SIGTERM and
-//   SIGHUP sent to this script alone are passed on. When it has exited: stops the cluster (its
+//   SIGHUP sent to this script alone are passed on. The servers have process groups of their own
+//   (the Ctrl-C does not reach them) and are stopped after the command, or at once on a second
+//   signal; a SIGKILLed script's are stopped (their folders deleted) by their watchdogs. When it has exited: stops the cluster (its
 //   folders deleted), exits with the command's code (128 + the signal number if a signal ended it).
 import { startRedisCluster } from '../packages/testing/src/redis-cluster.ts';
 import { runCommand } from './run-command.mjs';
@@ -33,6 +35,12 @@ try {
 }
 say(`Redis Cluster (3 masters) at ${cluster.nodes}; running: ${[command, ...args].join(' ')}`);
 
-const exitCode = await runCommand([command, ...args], { TEST_REDIS_CLUSTER_NODES: cluster.nodes }, say);
+const exitCode = await runCommand(
+  [command, ...args],
+  { TEST_REDIS_CLUSTER_NODES: cluster.nodes },
+  say,
+  undefined,
+  () => cluster.stop(),
+);
 await cluster.stop();
 process.exit(exitCode);

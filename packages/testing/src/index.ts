@@ -9,7 +9,6 @@ export {
   redisClusterNodes,
   type TestEnv,
   testMode,
-  waitFor,
 } from './env.ts';
 export {
   type FakeFailure,
@@ -19,7 +18,7 @@ export {
   startFakeOpenAI,
 } from './fake-openai.ts';
 export { findPgBouncer, type PgBouncer, type PgBouncerOptions, startPgBouncer } from './pgbouncer.ts';
-export { type AppProcess, freePort, type RedisServer, spawnApp, startRedisServer } from './processes.ts';
+export { type AppProcess, freePort, spawnApp } from './processes.ts';
 export {
   deleteClusterKeys,
   hasRedisClusterTools,
@@ -28,5 +27,7 @@ export {
   type RedisClusterOptions,
   startRedisCluster,
 } from './redis-cluster.ts';
+export { type RedisServer, startRedisServer } from './redis-server.ts';
 export { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 export { bounded, SLOW_MS, teardownLog } from './teardown.ts';
+export { waitFor } from './wait.ts';

@@ -4,13 +4,17 @@
 //
 // scripts/with-pgbouncer.mjs imports this file as it is (node strips the types): no syntax that
 // type stripping cannot erase, and relative imports with their .ts extension.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { setPriority, tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import postgres from 'postgres';
 import { freePort } from './processes.ts';
+import { spawnWatched } from './watchdog.ts';
+
+const run = promisify(execFile);
 
 /** Where Debian's package puts it (`apt-get install pgbouncer`), unless PGBOUNCER names another. */
 const CANDIDATES = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'];
@@ -69,8 +73,8 @@ function quote(value: string): string {
  * `target` (`* = host=… port=… user=…`), clients let in without a password (`auth_type = any`: it
  * logs in to PostgreSQL as `target`'s user). `ignore_startup_parameters = extra_float_digits,options`
  * as a user's would have: any other startup parameter is refused (`unsupported startup parameter`).
- * Its ini lives in a new temporary folder; as root it runs as the OS user `postgres` (PgBouncer
- * refuses to run as root).
+ * Its ini lives in a new temporary folder of the user it runs as (configDir); as root that is the OS
+ * user `postgres` (PgBouncer refuses to run as root).
  */
 export async function startPgBouncer({
   target,
@@ -85,8 +89,9 @@ export async function startPgBouncer({
   const user = decodeURIComponent(server.username) || 'postgres';
   const password = decodeURIComponent(server.password);
   const host = server.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
-  const dir = await mkdtemp(path.join(tmpdir(), 'tasker-pgbouncer-'));
-  await chmod(dir, 0o755);
+  const asRoot = process.getuid?.() === 0;
+  const owner = asRoot ? await userIds('postgres') : undefined;
+  const dir = await configDir(owner);
   // A port taken between freePort and PgBouncer's bind: once more on another.
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
@@ -120,26 +125,24 @@ export async function startPgBouncer({
         'log_disconnections = 0',
         '',
       ].join('\n'),
-      { mode: 0o644 },
+      { mode: 0o600 },
     );
-    await chmod(ini, 0o644);
-    const asRoot = process.getuid?.() === 0;
-    const child = spawn(
-      '/bin/sh',
-      ['-c', WATCHDOG, 'sh', binary, ...(asRoot ? ['-u', 'postgres'] : []), ini],
-      {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
-    );
+    // Its own (it holds the target's password), and readable by PgBouncer after it has dropped
+    // root: it reads it again on a RELOAD or SIGHUP.
+    if (owner) await chown(ini, owner.uid, owner.gid);
     let output = '';
-    let pid: number | undefined;
-    const collect = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.length > 1_000_000) output = output.slice(-500_000);
-      if (pid === undefined) {
-        const said = /pgbouncer pid (\d+)/.exec(output);
-        if (said) {
-          pid = Number(said[1]);
+    let prioritySet = false;
+    let onListening: (() => void) | undefined;
+    const pooler = spawnWatched(binary, [...(asRoot ? ['-u', 'postgres'] : []), ini], {
+      signal: 'SIGTERM',
+      removes: dir,
+      onOutput: (text) => {
+        output += text;
+        if (output.length > 1_000_000) output = output.slice(-500_000);
+        if (onListening && output.includes(`listening on 127.0.0.1:${port}`)) onListening();
+        const pid = pooler.pid();
+        if (!prioritySet && pid !== undefined) {
+          prioritySet = true;
           // The tests run niced (`nice -n 19`), and so would it: behind every query, starved on a
           // busy machine, it would add its waits to theirs. It runs at PostgreSQL's priority where
           // that may be set (as root); elsewhere as it is.
@@ -149,34 +152,28 @@ export async function startPgBouncer({
             // not allowed: stays niced
           }
         }
-      }
-    };
-    child.stdout?.on('data', collect);
-    child.stderr?.on('data', collect);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      },
+    });
     const started = await new Promise<boolean>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        child.stdin?.end();
-        reject(new Error(`pgbouncer did not start within 10 s:\n${output}`));
-      }, 10_000);
-      const check = () => {
-        if (output.includes(`listening on 127.0.0.1:${port}`)) {
-          clearTimeout(timer);
-          resolve(true);
-        }
+      const timer = setTimeout(
+        () => reject(new Error(`pgbouncer did not start within 10 s:\n${output}`)),
+        10_000,
+      );
+      onListening = () => {
+        clearTimeout(timer);
+        resolve(true);
       };
-      child.stderr?.on('data', check);
-      child.stdout?.on('data', check);
-      child.once('error', (error) => {
+      pooler.shell.once('error', (error) => {
         clearTimeout(timer);
         reject(error);
       });
-      void exited.then((code) => {
+      void pooler.exited.then((code) => {
         clearTimeout(timer);
         if (/Address already in use/i.test(output) && attempt < 3) resolve(false);
         else reject(new Error(`pgbouncer exited with ${code} before it listened:\n${output}`));
       });
     }).catch(async (error: unknown) => {
+      await pooler.stop();
       await rm(dir, { recursive: true, force: true });
       throw error;
     });
@@ -202,54 +199,41 @@ export async function startPgBouncer({
         }
       },
       stop: async () => {
-        await stopChild(child, exited, pid);
+        await pooler.stop();
         await rm(dir, { recursive: true, force: true });
       },
     };
   }
 }
 
-/**
- * PgBouncer under a shell that stops it (SIGTERM: its fast exit) when the shell's stdin closes:
- * on `stop`, or when this process is gone without calling it (a test runner's worker killed), so it
- * is never left behind. The shell also ends when PgBouncer does (it could not listen, say), with
- * its exit code. "$@": the binary and its arguments.
- */
-const WATCHDOG = [
-  'exec 3<&0',
-  '"$@" &',
-  'pb=$!',
-  'echo "pgbouncer pid $pb" >&2',
-  '(cat <&3 >/dev/null; kill $pb 2>/dev/null) &',
-  'w=$!',
-  'wait $pb',
-  'code=$?',
-  'kill $w 2>/dev/null',
-  'exit $code',
-].join('\n');
+/** An OS user's ids (`id`, which asks NSS as PgBouncer's setuid does). */
+async function userIds(name: string): Promise<{ uid: number; gid: number }> {
+  const [uid, gid] = await Promise.all(
+    ['-u', '-g'].map(async (flag) => Number((await run('id', [flag, name])).stdout.trim())),
+  );
+  if (uid === undefined || gid === undefined || Number.isNaN(uid) || Number.isNaN(gid))
+    throw new Error(`no ids for the OS user ${name}`);
+  return { uid, gid };
+}
 
-async function stopChild(
-  child: ChildProcess,
-  exited: Promise<number | null>,
-  pid: number | undefined,
-): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.stdin?.end();
-  let timer: NodeJS.Timeout | undefined;
-  const inTime = await Promise.race([
-    exited.then(() => true),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), 5000);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (!inTime) {
-    try {
-      if (pid) process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-    child.kill('SIGKILL');
-    await exited;
+/** Whether every folder from `dir` up to / lets any user through (o+x). */
+async function searchableByAll(dir: string): Promise<boolean> {
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    if (((await stat(at)).mode & 0o001) === 0) return false;
+    if (at === path.dirname(at)) return true;
   }
+}
+
+/**
+ * A new folder (mode 700) for PgBouncer's ini, owned by `owner` when it runs as another user (as
+ * root: `postgres`), in the temporary folder unless that user could not reach it there: TMPDIR
+ * under root's home (mode 700, as CI's clone is) would let PgBouncer read its ini at start, as
+ * root, but not again on a RELOAD once it has dropped to `postgres`. Then /tmp.
+ */
+async function configDir(owner: { uid: number; gid: number } | undefined): Promise<string> {
+  const base = owner && !(await searchableByAll(tmpdir())) ? '/tmp' : tmpdir();
+  const dir = await mkdtemp(path.join(base, 'tasker-pgbouncer-'));
+  await chmod(dir, 0o700);
+  if (owner) await chown(dir, owner.uid, owner.gid);
+  return dir;
 }

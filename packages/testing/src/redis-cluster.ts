@@ -9,15 +9,17 @@
 //
 // scripts/with-redis-cluster.mjs imports this file as it is (node strips the types): no syntax that
 // type stripping cannot erase, and relative imports with their .ts extension.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { freePort } from './processes.ts';
+import { launchOnFreePorts, launchRedis } from './redis-server.ts';
+import { waitFor } from './wait.ts';
+import { spawnWatched, type Watched } from './watchdog.ts';
 
 const run = promisify(execFile);
 
@@ -80,38 +82,46 @@ export interface RedisCluster {
   stop(): Promise<void>;
 }
 
-/** A free loopback port P whose cluster bus port P + 10000 is free too. */
-async function freeClusterPort(taken: Set<number>): Promise<number> {
-  const listen = async (port: number) => {
-    const server = createServer();
-    server.listen(port, '127.0.0.1');
-    try {
-      await once(server, 'listening');
-      return true;
-    } catch {
-      return false;
-    } finally {
-      server.close();
-    }
-  };
-  for (let tries = 0; tries < 200; tries++) {
-    const port = 20_000 + Math.floor(Math.random() * 30_000);
-    if (taken.has(port) || taken.has(port + 10_000)) continue;
-    if ((await listen(port)) && (await listen(port + 10_000))) {
-      taken.add(port);
-      return port;
-    }
-  }
-  throw new Error('no free pair of loopback ports (P, P + 10000) for a cluster node');
+/** A node's client (or TLS) port and its cluster bus port (`cluster-port`), both from the OS. */
+interface NodePorts {
+  port: number;
+  busPort: number;
 }
 
-function startNode(port: number, dir: string, nodeTimeoutMs: number, access: Access): RedisClusterNode {
+/** Two free loopback ports, none of them in `taken` (the other nodes' picks, not yet bound). */
+async function freeNodePorts(taken: Set<number>): Promise<NodePorts> {
+  const pick = async () => {
+    for (;;) {
+      const port = await freePort();
+      if (!taken.has(port)) {
+        taken.add(port);
+        return port;
+      }
+    }
+  };
+  return { port: await pick(), busPort: await pick() };
+}
+
+/** A node, and what stop() of the cluster needs: close() kills it and deletes its folder. */
+interface Node extends RedisClusterNode {
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a cluster node in `dir` on free ports, again on others if it could not start (a port
+ * taken between freePort and its bind). Under the watchdog (watchdog.ts): if this process goes
+ * without stopping it, it is killed and `dir` deleted.
+ */
+async function startNode(
+  dir: string,
+  nodeTimeoutMs: number,
+  access: Access,
+  taken: Set<number>,
+): Promise<Node> {
   const { password, tls } = access;
-  let child: ChildProcess | undefined;
   let output = '';
-  const start = async () => {
-    const proc = spawn(
-      'redis-server',
+  const launch = ({ port, busPort }: NodePorts) =>
+    launchRedis(
       [
         ...(tls
           ? ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-auth-clients', 'no']
@@ -125,6 +135,9 @@ function startNode(port: number, dir: string, nodeTimeoutMs: number, access: Acc
         dir,
         '--cluster-enabled',
         'yes',
+        // Its bus port from the OS too, not P + 10000 (which may be an ephemeral port in use).
+        '--cluster-port',
+        String(busPort),
         '--cluster-config-file',
         'nodes.conf',
         '--cluster-node-timeout',
@@ -137,45 +150,30 @@ function startNode(port: number, dir: string, nodeTimeoutMs: number, access: Acc
         '',
         ...(password ? ['--requirepass', password, '--masterauth', password] : []),
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      {
+        what: `redis-server :${port} (cluster bus :${busPort})`,
+        removes: dir,
+        onOutput: (text) => {
+          output += text;
+        },
+      },
     );
-    child = proc;
-    await new Promise<void>((resolve, reject) => {
-      let seen = '';
-      const timer = setTimeout(
-        () => reject(new Error(`redis-server :${port} did not start:\n${seen}`)),
-        15_000,
-      );
-      const onData = (chunk: Buffer) => {
-        const text = chunk.toString();
-        seen += text;
-        output += text;
-        if (seen.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      proc.stdout?.on('data', onData);
-      proc.stderr?.on('data', onData);
-      proc.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server :${port} exited (${code ?? signal}) before it was ready:\n${seen}`));
-      });
-    });
-    // Keep reading its output after start, or a full pipe would block it.
-  };
+  const first = await launchOnFreePorts(() => freeNodePorts(taken), launch);
+  const { ports } = first;
+  let watched: Watched = first.watched;
   return {
-    port,
-    running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
-    start,
+    port: ports.port,
+    running: () => watched.running(),
+    // Same ports as before: the other nodes know it by them (nodes.conf).
+    start: async () => {
+      watched = await launch(ports);
+    },
     output: () => output,
     stop: async (signal = 'SIGKILL') => {
-      const proc = child;
-      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = once(proc, 'exit');
-      proc.kill(signal);
-      await exited;
+      watched.kill(signal);
+      await watched.exited;
     },
+    close: () => watched.stop(),
   };
 }
 
@@ -201,8 +199,8 @@ async function clusterState(port: number, access: Access): Promise<string> {
 }
 
 /**
- * Starts `masters` redis-servers in cluster mode on free loopback ports (each P with its bus port
- * P + 10000 free), joins them with `redis-cli --cluster create` (no replicas) and waits for
+ * Starts `masters` redis-servers in cluster mode on loopback ports that the OS gives (client and
+ * bus port, `cluster-port`), each under the watchdog (watchdog.ts), joins them with `redis-cli --cluster create` (no replicas) and waits for
  * `cluster_state:ok` on each.
  */
 export async function startRedisCluster({
@@ -214,32 +212,37 @@ export async function startRedisCluster({
   const access: Access = { password, tls };
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   const root = await mkdtemp(path.join(base, 'tasker-redis-cluster-'));
-  const members: RedisClusterNode[] = [];
+  // Deletes `root` if this process goes without stop(): a node stopped by a test at that moment has
+  // no watchdog of its own left to delete its folder.
+  const janitor = spawnWatched('sleep', ['infinity'], { signal: 'SIGKILL', removes: root });
+  const members: Node[] = [];
   const stopAll = async () => {
-    await Promise.all(members.map((node) => node.stop('SIGKILL')));
+    await Promise.all(members.map((node) => node.close()));
+    await janitor.stop();
     await rm(root, { recursive: true, force: true });
   };
   const waitUntilOk = async (timeoutMs = 20_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const states = await Promise.all(
-        members.filter((n) => n.running()).map((n) => clusterState(n.port, access)),
-      );
-      if (states.every((state) => state === 'ok')) return;
-      if (Date.now() > deadline)
-        throw new Error(`cluster not ok after ${timeoutMs} ms: ${states.join(', ')}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitFor(
+      async () => {
+        const states = await Promise.all(
+          members.filter((n) => n.running()).map((n) => clusterState(n.port, access)),
+        );
+        if (states.every((state) => state === 'ok')) return true;
+        throw new Error(states.join(', '));
+      },
+      { timeoutMs, intervalMs: 100, what: 'cluster_state:ok on every running master' },
+    );
   };
   try {
     const taken = new Set<number>();
-    for (let i = 0; i < masters; i++) {
-      const port = await freeClusterPort(taken);
-      const dir = path.join(root, String(port));
-      await mkdir(dir);
-      members.push(startNode(port, dir, nodeTimeoutMs, access));
-    }
-    await Promise.all(members.map((node) => node.start()));
+    const dirs = Array.from({ length: masters }, (_, i) => path.join(root, `node-${i + 1}`));
+    await Promise.all(dirs.map((dir) => mkdir(dir)));
+    // Each pushed as soon as it runs, so that a failure of another still stops it.
+    await Promise.all(
+      dirs.map(async (dir) => {
+        members.push(await startNode(dir, nodeTimeoutMs, access, taken));
+      }),
+    );
     const addresses = members.map((node) => `127.0.0.1:${node.port}`);
     await run(
       'redis-cli',
@@ -285,9 +288,39 @@ export async function startRedisCluster({
   }
 }
 
+/** CRC16 (XMODEM), as Redis Cluster computes a key's slot with it. */
+function crc16(text: string): number {
+  let crc = 0;
+  for (const byte of Buffer.from(text)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++)
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
 /**
- * Deletes every key that starts with `prefix:` on every master of the cluster whose nodes are
- * `nodes` (`host:port,...`): SCAN runs per node, each holds only its own slots.
+ * The slot of every key that starts with `prefix:` when `prefix` begins with a hash tag (`{tag}`,
+ * the tag not empty: only the tag is hashed); undefined when such keys may be in any slot.
+ */
+export function prefixSlot(prefix: string): number | undefined {
+  if (!prefix.startsWith('{')) return undefined;
+  const end = prefix.indexOf('}');
+  if (end <= 1) return undefined;
+  return crc16(prefix.slice(1, end)) % 16384;
+}
+
+/** `text` as a literal in a SCAN MATCH pattern (Redis' glob: `*`, `?`, `[`, `]` and `\\` escaped). */
+function globLiteral(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * Deletes every key that starts with `prefix:` in the cluster whose nodes are `nodes` (`host:port,...`).
+ * SCAN MATCH runs on masters only (a replica would answer for its master's keys, and refuse UNLINK),
+ * and only on the master of the prefix's slot when it begins with a hash tag (`{REDIS_PREFIX}`, as
+ * on a cluster Tasker's keys do: they are all in that slot). A master that is down does not stop
+ * the others from being cleaned: it is named in the error thrown at the end.
  */
 export async function deleteClusterKeys(nodes: string, prefix: string): Promise<void> {
   const startup = nodes.split(',').map((entry) => {
@@ -297,21 +330,36 @@ export async function deleteClusterKeys(nodes: string, prefix: string): Promise<
   const cluster = new Cluster(startup, {
     lazyConnect: true,
     clusterRetryStrategy: () => null,
-    redisOptions: { maxRetriesPerRequest: 1 },
+    // A master that is down refuses at once; one that does not answer is given 2 s.
+    redisOptions: { maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 5000 },
   });
   cluster.on('error', () => {});
   try {
     await cluster.connect();
-    for (const node of cluster.nodes('master')) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        // One UNLINK a key (several keys in one must share a slot), in one pipeline.
-        if (keys.length > 0)
-          await keys.reduce((pipeline, key) => pipeline.unlink(key), node.pipeline()).exec();
-      } while (cursor !== '0');
-    }
+    const slot = prefixSlot(prefix);
+    const owner = slot === undefined ? undefined : cluster.slots[slot]?.[0];
+    const masters = cluster
+      .nodes('master')
+      .filter((node) => owner === undefined || `${node.options.host}:${node.options.port}` === owner);
+    const pattern = `${globLiteral(prefix)}:*`;
+    const results = await Promise.allSettled(
+      masters.map(async (node) => {
+        let cursor = '0';
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          // One UNLINK a key (keys of one UNLINK must share a slot), in one pipeline.
+          if (keys.length > 0)
+            await keys.reduce((pipeline, key) => pipeline.unlink(key), node.pipeline()).exec();
+        } while (cursor !== '0');
+      }),
+    );
+    const failed = results.flatMap((result, i) =>
+      result.status === 'rejected'
+        ? [`${masters[i]?.options.host}:${masters[i]?.options.port} (${String(result.reason)})`]
+        : [],
+    );
+    if (failed.length > 0) throw new Error(`keys ${pattern} not deleted on ${failed.join(', ')}`);
   } finally {
     cluster.disconnect();
   }
