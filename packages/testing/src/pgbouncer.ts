@@ -50,6 +50,8 @@ export interface PgBouncer {
   port: number;
   /** postgres://<target's user>@127.0.0.1:<port>/ (any password is taken: `auth_type = any`). */
   url: string;
+  /** The ini file it runs with, in a folder of its own that stop() deletes. */
+  ini: string;
   /** The pooler's URL of `database`. */
   urlFor(database: string): string;
   /** Everything it logged (stderr). */
@@ -182,6 +184,7 @@ export async function startPgBouncer({
     return {
       port,
       url: base,
+      ini,
       urlFor: (database) => `${base}${encodeURIComponent(database)}`,
       output: () => output,
       show: async (what) => {
