@@ -237,12 +237,11 @@ export async function startRedisCluster({
     const taken = new Set<number>();
     const dirs = Array.from({ length: masters }, (_, i) => path.join(root, `node-${i + 1}`));
     await Promise.all(dirs.map((dir) => mkdir(dir)));
-    // Each pushed as soon as it runs, so that a failure of another still stops it.
-    await Promise.all(
-      dirs.map(async (dir) => {
-        members.push(await startNode(dir, nodeTimeoutMs, access, taken));
-      }),
-    );
+    // Every start settled before a failure is thrown: the nodes that run are then stopped with it.
+    const started = await Promise.allSettled(dirs.map((dir) => startNode(dir, nodeTimeoutMs, access, taken)));
+    for (const result of started) if (result.status === 'fulfilled') members.push(result.value);
+    const failed = started.find((result) => result.status === 'rejected');
+    if (failed) throw failed.reason;
     const addresses = members.map((node) => `127.0.0.1:${node.port}`);
     await run(
       'redis-cli',
