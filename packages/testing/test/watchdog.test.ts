@@ -6,13 +6,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findPgBouncer, startPgBouncer } from '../src/pgbouncer.ts';
+import { freePort } from '../src/processes.ts';
 import {
   deleteClusterKeys,
   hasRedisClusterTools,
@@ -20,6 +21,7 @@ import {
   type RedisCluster,
   startRedisCluster,
 } from '../src/redis-cluster.ts';
+import { launchOnFreePorts, launchRedis, RedisStartError } from '../src/redis-server.ts';
 import { waitFor } from '../src/wait.ts';
 import { spawnWatched } from '../src/watchdog.ts';
 
@@ -148,6 +150,36 @@ describe.runIf(hasRedisClusterTools())('Redis Cluster', () => {
       },
       { timeoutMs: 10_000, intervalMs: 100, what: 'every node stopped and the folder deleted' },
     );
+  });
+
+  it('a redis-server whose port was taken meanwhile starts again on another', async () => {
+    const squatter = createServer();
+    squatter.listen(0, '127.0.0.1');
+    await new Promise((resolve) => squatter.once('listening', resolve));
+    const taken = (squatter.address() as AddressInfo).port;
+    const picks = [taken];
+    const errors: unknown[] = [];
+    try {
+      const { ports, watched } = await launchOnFreePorts(
+        async () => picks.shift() ?? (await freePort()),
+        (port) =>
+          launchRedis(['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+            what: `redis-server :${port}`,
+          }).catch((error: unknown) => {
+            errors.push(error);
+            throw error;
+          }),
+      );
+      expect(ports).not.toBe(taken);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toBeInstanceOf(RedisStartError);
+      expect(String(errors[0])).toMatch(/Address already in use/);
+      expect(await listening(ports)).toBe(true);
+      await watched.stop();
+      expect(await listening(ports)).toBe(false);
+    } finally {
+      squatter.close();
+    }
   });
 
   describe('deleteClusterKeys', () => {
