@@ -7,6 +7,9 @@
 // and started again on the same port and folder comes back with every write it acknowledged and
 // its place in the cluster (nodes.conf).
 //
+// Nodes, and the folder of them all, never outlive the process that started them (watchdog.ts): a
+// test runner's worker or scripts/with-redis-cluster.mjs SIGKILLed leaves nothing behind.
+//
 // scripts/with-redis-cluster.mjs imports this file as it is (node strips the types): no syntax that
 // type stripping cannot erase, and relative imports with their .ts extension.
 import { execFile } from 'node:child_process';
@@ -200,8 +203,8 @@ async function clusterState(port: number, access: Access): Promise<string> {
 
 /**
  * Starts `masters` redis-servers in cluster mode on loopback ports that the OS gives (client and
- * bus port, `cluster-port`), each under the watchdog (watchdog.ts), joins them with `redis-cli --cluster create` (no replicas) and waits for
- * `cluster_state:ok` on each.
+ * bus port, `cluster-port`), each under the watchdog (watchdog.ts), joins them with `redis-cli
+ * --cluster create` (no replicas) and waits for `cluster_state:ok` on each.
  */
 export async function startRedisCluster({
   masters = 3,
