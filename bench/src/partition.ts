@@ -75,7 +75,20 @@ const CREATED: Layout = {
   key: 'created_at',
   v7: true,
 };
+const WEEK: Layout = { schema: 'p_week', label: 'RANGE(created_at) weekly', key: 'created_at', v7: true };
 const BY_ID: Layout = { schema: 'p_id', label: 'RANGE(id) v7 daily', key: 'id', v7: true };
+/** The full-size layouts besides the baseline and p_created (the source of the others' UUIDv7 ids). */
+const EXTRA = (process.env.BENCH_PARTITION_LAYOUTS ?? 'week,id').split(',').map((l) => l.trim());
+for (const name of EXTRA)
+  if (name !== '' && name !== 'week' && name !== 'id')
+    throw new Error(`BENCH_PARTITION_LAYOUTS: "week", "id" or both (got "${name}")`);
+const LAYOUTS = [
+  BASELINE,
+  CREATED,
+  ...(EXTRA.includes('week') ? [WEEK] : []),
+  ...(EXTRA.includes('id') ? [BY_ID] : []),
+];
+const PARTITIONED = LAYOUTS.filter((l) => l.key !== null);
 
 type Figures = Record<string, number>;
 const results: Record<string, Figures> = {};
@@ -154,8 +167,18 @@ async function main() {
     const days = Math.ceil(span / DAY) + 2; // two days ahead of now, as the design creates them
     await buildLayout(admin, CREATED, defs, dayBounds(days), 'select * from public.tasks', true);
     sizes[CREATED.schema] = await tableBytes(admin, 'p_created.tasks');
-    await buildLayout(admin, BY_ID, defs, dayBounds(days), 'select * from p_created.tasks', false);
-    sizes[BY_ID.schema] = await tableBytes(admin, 'p_id.tasks');
+    if (LAYOUTS.includes(WEEK)) {
+      const weeks = Array.from(
+        { length: Math.ceil(days / 7) },
+        (_, w) => [start + w * 7 * DAY, start + (w + 1) * 7 * DAY] as const,
+      );
+      await buildLayout(admin, WEEK, defs, weeks, 'select * from p_created.tasks', false);
+      sizes[WEEK.schema] = await tableBytes(admin, 'p_week.tasks');
+    }
+    if (LAYOUTS.includes(BY_ID)) {
+      await buildLayout(admin, BY_ID, defs, dayBounds(days), 'select * from p_created.tasks', false);
+      sizes[BY_ID.schema] = await tableBytes(admin, 'p_id.tasks');
+    }
     const countLayouts: Layout[] = [];
     for (const n of [12, 52, 90]) {
       const layout: Layout = { schema: `p_n${n}`, label: `${n} partitions`, key: 'created_at', v7: true };
@@ -175,17 +198,17 @@ async function main() {
     );
 
     // Reads: the same questions of every layout.
-    for (const layout of [BASELINE, CREATED, BY_ID]) {
+    for (const layout of LAYOUTS) {
       await reads(connect(layout.schema), layout, start, span);
     }
     for (const layout of countLayouts) await lookups(connect(layout.schema), layout, true);
 
     // Writes: a batch of 1,000 new tasks, then single claims and completions.
-    for (const layout of [BASELINE, CREATED, BY_ID]) await hotPath(connect(layout.schema), layout);
+    for (const layout of LAYOUTS) await hotPath(connect(layout.schema), layout);
 
     // Retention of the oldest day: row deletes today, a partition's DETACH + DROP in the prototypes.
     await retention(connect('public', 1), start);
-    for (const layout of [CREATED, BY_ID]) await dropOldest(admin, layout, start);
+    for (const layout of PARTITIONED) await dropOldest(admin, layout, start);
     await createAhead(admin, CREATED, defs, start + days * DAY);
 
     report(rows, sizes);
@@ -198,6 +221,7 @@ async function main() {
           machine: { cores: cpus().length, cpu: cpus()[0]?.model },
           postgres: (await admin`select version() as v`)[0]?.v,
           settings: {
+            layouts: LAYOUTS.map((l) => l.schema),
             rows,
             requestedRows: ROWS,
             days: span / DAY,
@@ -776,7 +800,7 @@ async function createAhead(
 }
 
 function report(rows: number, sizes: Record<string, number>): void {
-  const layouts = [BASELINE, CREATED, BY_ID];
+  const layouts = LAYOUTS;
   const metrics = [...new Set(layouts.flatMap((l) => Object.keys(results[l.schema] ?? {})))];
   const cell = (schema: string, metric: string) => {
     const value = results[schema]?.[metric];
