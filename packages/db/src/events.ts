@@ -36,7 +36,9 @@ const columns = Object.entries(getTableColumns(tasks));
  * Parses a notification payload: a JSON array of changed rows, one statement's (migration
  * 0030_announce_per_statement), each `to_jsonb(row) - 'input'` (column names, ISO timestamps) or a
  * row's key alone when it was too large. A single row (not in an array) is read too, and so is a
- * step's write (`kind: "step"`, 0031_announce_steps). Entries that are neither are skipped.
+ * step's write (`kind: "step"`, 0031_announce_steps), and new tasks of an unwatched tenant by their
+ * ids (`kind: "new"`, 0034_announce_new_tasks_by_ids: one key per id). Entries that are none of
+ * these are skipped.
  */
 export function parseChanges(payload: string): (TaskChange | StepChange)[] {
   let json: unknown;
@@ -47,10 +49,38 @@ export function parseChanges(payload: string): (TaskChange | StepChange)[] {
   }
   const changes: (TaskChange | StepChange)[] = [];
   for (const item of Array.isArray(json) ? json : [json]) {
-    const change = toChange(item);
-    if (change) changes.push(change);
+    if ((item as { kind?: unknown } | null)?.kind === 'new') changes.push(...newTasks(item as NewTasks));
+    else {
+      const change = toChange(item);
+      if (change) changes.push(change);
+    }
   }
   return changes;
+}
+
+/** New tasks announced by their ids (0034_announce_new_tasks_by_ids), their other fields shared. */
+interface NewTasks {
+  kind: 'new';
+  owner_id?: unknown;
+  name?: unknown;
+  status?: unknown;
+  version?: unknown;
+  ids?: unknown;
+}
+
+function newTasks({ owner_id, name, status, version, ids }: NewTasks): TruncatedTaskChange[] {
+  if (typeof version !== 'number' || !Array.isArray(ids)) return [];
+  const tenantId = String(owner_id);
+  return ids
+    .filter((id): id is string => typeof id === 'string')
+    .map((id) => ({
+      truncated: true,
+      id,
+      version,
+      tenantId,
+      name: String(name),
+      status: status as TaskRow['status'],
+    }));
 }
 
 /** `parseChanges` without the steps' writes: the tasks' changes alone. */

@@ -301,6 +301,10 @@ export async function insertRounds(
     // expires_at counts from when the task may first start (run_after, else now). The concurrency
     // key is the tenant's when none is given.
     // Rows sorted by their keys, so that concurrent batches take the keys' locks in one order.
+    // Without a key among them (most batches), a row can meet no unique index but the primary key
+    // (its id, made by the server) and the plain INSERT spares each row ON CONFLICT's speculative
+    // insertion (a probe of every unique index first, then a speculative lock).
+    const keyed = todo.some((r) => r.idempotencyKey != null || r.singletonKey != null);
     const inserted = byId(
       await attempt(
         () => pg`
@@ -323,7 +327,7 @@ export async function insertRounds(
           as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
                concurrency_key, singleton_key, trace, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms)
         order by v.owner_id, v.singleton_key, v.idempotency_key
-        on conflict do nothing
+        ${keyed ? pg`on conflict do nothing` : pg``}
         returning ${pg.unsafe(columns)}`,
       ),
     );
