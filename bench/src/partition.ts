@@ -710,7 +710,7 @@ async function walNow(sql: postgres.Sql): Promise<string> {
 
 /**
  * Today's retention of the oldest day's finished tasks: the store's pruneFinished in chunks of
- * 10,000 until a chunk comes back short (as maintenance calls it), after a CHECKPOINT (so that
+ * 1,000 until a chunk comes back short (as the engine's prune calls it: PRUNE_BATCH), after a CHECKPOINT (so that
  * every layout pays its first-touch full-page images alike).
  */
 async function retention(sql: postgres.Sql, start: number): Promise<void> {
@@ -720,9 +720,9 @@ async function retention(sql: postgres.Sql, start: number): Promise<void> {
   let deleted = 0;
   const [ms] = await timed(async () => {
     for (;;) {
-      const n = await store.maintenance.pruneFinished(new Date(start + DAY), 10_000);
+      const n = await store.maintenance.pruneFinished(new Date(start + DAY), 1000);
       deleted += n;
-      if (n < 10_000) break;
+      if (n < 1000) break;
     }
   });
   const wal = await walSince(sql, lsn);
