@@ -210,6 +210,8 @@ async function main() {
     await retention(connect('public', 1), start);
     for (const layout of PARTITIONED) await dropOldest(admin, layout, start);
     await createAhead(admin, CREATED, defs, start + days * DAY);
+    // Last (it turns public.tasks into a partition): the migration of an existing table in place.
+    await attachLegacy(admin, defs, rows, Math.ceil(end / (7 * DAY) + 1) * 7 * DAY);
 
     report(rows, sizes);
     mkdirSync(path.dirname(jsonPath), { recursive: true });
@@ -806,6 +808,108 @@ async function createAhead(
   log(`${s}: a partition made ahead (create, indexes, attach) in ${ms.toFixed(0)} ms`);
 }
 
+/**
+ * The migration of docs/partitioning.md, on the baseline table (the run's last step): the old table
+ * becomes the partition [MINVALUE, cutover) of a new partitioned `tasks`, without copying a row.
+ * Online preparations first (a unique index on (id, created_at) made CONCURRENTLY and turned into a
+ * constraint, the range as a CHECK made NOT VALID then validated, plain twins of the unique key
+ * indexes made CONCURRENTLY), then one transaction: rename, the partitioned table with its indexes
+ * and triggers, the old table's triggers dropped, ATTACH PARTITION, a week after the cutover.
+ * Each step is timed; an index the ATTACH had to build (none expected) would show in its time and
+ * in the count of the legacy partition's indexes.
+ */
+async function attachLegacy(
+  sql: postgres.Sql,
+  defs: Definitions,
+  rows: number,
+  cutover: number,
+): Promise<void> {
+  const at = new Date(cutover).toISOString();
+  const step = async (metric: string, run: () => Promise<unknown>) => {
+    const [ms] = await timed(run);
+    record('migration', metric, ms);
+    return ms;
+  };
+  const indexCount = async () => {
+    const [row] = await sql<{ n: number }[]>`
+      select count(*)::int as n from pg_index where indrelid = 'public.tasks_legacy'::regclass`;
+    return row?.n ?? 0;
+  };
+  await step('unique index (id, created_at) concurrently ms', async () => {
+    await sql.unsafe(
+      'create unique index concurrently tasks_id_created_idx on public.tasks (id, created_at)',
+    );
+    await sql.unsafe(
+      'alter table public.tasks add constraint tasks_id_created_key unique using index tasks_id_created_idx',
+    );
+  });
+  await step('range check, validated ms', async () => {
+    await sql.unsafe(
+      `alter table public.tasks add constraint tasks_legacy_range check (created_at < '${at}') not valid`,
+    );
+    await sql.unsafe('alter table public.tasks validate constraint tasks_legacy_range');
+  });
+  // The checks of the parent must be on the partition, valid (0024 made tasks_finished_check NOT VALID).
+  await step('checks validated ms', async () => {
+    for (const check of defs.checks)
+      await sql.unsafe(`alter table public.tasks validate constraint ${check.name}`);
+  });
+  const unique = defs.indexes.filter((i) => i.unique);
+  await step('plain twins of the key indexes concurrently ms', async () => {
+    for (const index of unique)
+      await sql.unsafe(
+        index.def.replace(
+          `CREATE UNIQUE INDEX ${index.name} `,
+          `CREATE INDEX CONCURRENTLY ${index.name}_plain `,
+        ),
+      );
+  });
+  let built = 0;
+  await step('switch transaction ms', () =>
+    sql.begin(async (tx) => {
+      await tx.unsafe('alter table public.tasks rename to tasks_legacy');
+      await tx.unsafe(
+        'create table public.tasks (like public.tasks_legacy including defaults including storage) partition by range (created_at)',
+      );
+      await tx.unsafe('alter table public.tasks add constraint tasks_p_pkey primary key (id, created_at)');
+      for (const index of defs.indexes)
+        await tx.unsafe(
+          index.def
+            .replace('CREATE UNIQUE INDEX', 'CREATE INDEX')
+            .replace(/INDEX (\S+) ON public\.tasks /, 'INDEX $1_p ON public.tasks '),
+        );
+      for (const check of defs.checks)
+        await tx.unsafe(
+          `alter table public.tasks add constraint ${check.name} ${check.def.replace(' NOT VALID', '')}`,
+        );
+      const triggers = await tx<{ name: string }[]>`
+        select tgname as name from pg_trigger where tgrelid = 'public.tasks_legacy'::regclass and not tgisinternal`;
+      for (const trigger of triggers) await tx.unsafe(`drop trigger ${trigger.name} on public.tasks_legacy`);
+      for (const trigger of defs.triggers) await tx.unsafe(trigger);
+      const before = await tx<{ n: number }[]>`
+        select count(*)::int as n from pg_index where indrelid = 'public.tasks_legacy'::regclass`;
+      await tx.unsafe(
+        `alter table public.tasks attach partition public.tasks_legacy for values from (minvalue) to ('${at}')`,
+      );
+      const after = await tx<{ n: number }[]>`
+        select count(*)::int as n from pg_index where indrelid = 'public.tasks_legacy'::regclass`;
+      built = (after[0]?.n ?? 0) - (before[0]?.n ?? 0);
+      await tx.unsafe(
+        `create table public.tasks_w1 partition of public.tasks for values from ('${at}') to ('${new Date(cutover + 7 * DAY).toISOString()}')`,
+      );
+    }),
+  );
+  record('migration', 'indexes built by the attach', built);
+  record('migration', 'legacy partition indexes', await indexCount());
+  record('migration', 'rows', rows);
+  const figures = results.migration ?? {};
+  log(
+    `migration in place of ${rows.toLocaleString('en-US')} rows: ${Object.entries(figures)
+      .map(([k, v]) => `${k} ${fmt(v, 0)}`)
+      .join(', ')}`,
+  );
+}
+
 function report(rows: number, sizes: Record<string, number>): void {
   const layouts = LAYOUTS;
   const metrics = [...new Set(layouts.flatMap((l) => Object.keys(results[l.schema] ?? {})))];
@@ -826,6 +930,14 @@ function report(rows: number, sizes: Record<string, number>): void {
       ['measure', ...layouts.map((l) => l.label)],
       ['size (heap + indexes)', ...layouts.map((l) => `${fmt((sizes[l.schema] ?? 0) / 2 ** 20)} MB`)],
       ...metrics.map((m) => [m, ...layouts.map((l) => cell(l.schema, m))]),
+    ]),
+  );
+  console.log('');
+  console.log('migration in place (the old table attached as the first partition)');
+  console.log(
+    table([
+      ['step', 'ms or count'],
+      ...Object.entries(results.migration ?? {}).map(([k, v]) => [k, fmt(v, k.endsWith('ms') ? 1 : 0)]),
     ]),
   );
   const counts = ['p_n12', 'p_n52', 'p_n90'];
