@@ -78,17 +78,19 @@ const CREATED: Layout = {
 const WEEK: Layout = { schema: 'p_week', label: 'RANGE(created_at) weekly', key: 'created_at', v7: true };
 const BY_ID: Layout = { schema: 'p_id', label: 'RANGE(id) v7 daily', key: 'id', v7: true };
 /** The full-size layouts besides the baseline and p_created (the source of the others' UUIDv7 ids). */
-const EXTRA = (process.env.BENCH_PARTITION_LAYOUTS ?? 'week,id').split(',').map((l) => l.trim());
-for (const name of EXTRA)
-  if (name !== '' && name !== 'week' && name !== 'id')
-    throw new Error(`BENCH_PARTITION_LAYOUTS: "week", "id" or both (got "${name}")`);
+const CHOSEN = (process.env.BENCH_PARTITION_LAYOUTS ?? 'daily,week,id').split(',').map((l) => l.trim());
+for (const name of CHOSEN)
+  if (!['daily', 'week', 'id'].includes(name))
+    throw new Error(`BENCH_PARTITION_LAYOUTS: a list of "daily", "week", "id" (got "${name}")`);
+/** The layouts measured at full size: the baseline and the chosen partitioned ones. */
 const LAYOUTS = [
   BASELINE,
-  CREATED,
-  ...(EXTRA.includes('week') ? [WEEK] : []),
-  ...(EXTRA.includes('id') ? [BY_ID] : []),
+  ...(CHOSEN.includes('daily') ? [CREATED] : []),
+  ...(CHOSEN.includes('week') ? [WEEK] : []),
+  ...(CHOSEN.includes('id') ? [BY_ID] : []),
 ];
 const PARTITIONED = LAYOUTS.filter((l) => l.key !== null);
+if (PARTITIONED.length === 0) throw new Error('BENCH_PARTITION_LAYOUTS: at least one layout');
 
 type Figures = Record<string, number>;
 const results: Record<string, Figures> = {};
@@ -165,19 +167,19 @@ async function main() {
     const dayBounds = (days: number) =>
       Array.from({ length: days }, (_, d) => [start + d * DAY, start + (d + 1) * DAY] as const);
     const days = Math.ceil(span / DAY) + 2; // two days ahead of now, as the design creates them
-    await buildLayout(admin, CREATED, defs, dayBounds(days), 'select * from public.tasks', true);
-    sizes[CREATED.schema] = await tableBytes(admin, 'p_created.tasks');
-    if (LAYOUTS.includes(WEEK)) {
-      const weeks = Array.from(
-        { length: Math.ceil(days / 7) },
-        (_, w) => [start + w * 7 * DAY, start + (w + 1) * 7 * DAY] as const,
-      );
-      await buildLayout(admin, WEEK, defs, weeks, 'select * from p_created.tasks', false);
-      sizes[WEEK.schema] = await tableBytes(admin, 'p_week.tasks');
-    }
-    if (LAYOUTS.includes(BY_ID)) {
-      await buildLayout(admin, BY_ID, defs, dayBounds(days), 'select * from p_created.tasks', false);
-      sizes[BY_ID.schema] = await tableBytes(admin, 'p_id.tasks');
+    const weeks = Array.from(
+      { length: Math.ceil(days / 7) },
+      (_, w) => [start + w * 7 * DAY, start + (w + 1) * 7 * DAY] as const,
+    );
+    // The first prototype takes the rows from public.tasks with new UUIDv7 ids; the others copy it,
+    // so that an id is the same row in each.
+    let source: string | undefined;
+    for (const layout of PARTITIONED) {
+      const bounds = layout === WEEK ? weeks : dayBounds(days);
+      const table = `${layout.schema}.tasks`;
+      await buildLayout(admin, layout, defs, bounds, `select * from ${source ?? 'public.tasks'}`, !source);
+      source ??= table;
+      sizes[layout.schema] = await tableBytes(admin, table);
     }
     const countLayouts: Layout[] = [];
     for (const n of [12, 52, 90]) {
@@ -188,7 +190,7 @@ async function main() {
         (_, p) => [start + p * width, start + (p + 1) * width] as const,
       );
       const sample = rows > COUNT_ROWS ? ` where random() < ${COUNT_ROWS / rows}` : '';
-      await buildLayout(admin, layout, defs, bounds, `select * from p_created.tasks${sample}`, false);
+      await buildLayout(admin, layout, defs, bounds, `select * from ${source}${sample}`, false);
       countLayouts.push(layout);
     }
     log(
@@ -209,7 +211,9 @@ async function main() {
     // Retention of the oldest day: row deletes today, a partition's DETACH + DROP in the prototypes.
     await retention(connect('public', 1), start);
     for (const layout of PARTITIONED) await dropOldest(admin, layout, start);
-    await createAhead(admin, CREATED, defs, start + days * DAY);
+    const ahead = PARTITIONED.find((l) => l.key === 'created_at');
+    if (ahead)
+      await createAhead(admin, ahead, defs, ahead === WEEK ? (weeks.at(-1)?.[1] ?? 0) : start + days * DAY);
     // Last (it turns public.tasks into a partition): the migration of an existing table in place.
     await attachLegacy(admin, defs, rows, Math.ceil(end / (7 * DAY) + 1) * 7 * DAY);
 
