@@ -14,7 +14,7 @@ import helmet from 'helmet';
 import type { Authenticator } from './auth.ts';
 import { registerDashboard } from './dashboard.ts';
 import { registerDocs } from './docs.ts';
-import { type Drain, withReconnectHints } from './drain.ts';
+import { Drain, withReconnectHints } from './drain.ts';
 import { bodyOf, errorBody, toPublicError } from './errors.ts';
 import { registerObservability } from './observability.ts';
 import { openApiDocument } from './openapi.ts';
@@ -185,6 +185,8 @@ function nestsDeeperThan(text: string, max: number): boolean {
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { log } = options;
+  // An app closed directly (tests) drains too, from its preClose.
+  const drain = options.drain ?? new Drain();
   const createContext = createContextFactory(options.services);
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -248,6 +250,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     registerObservability(app, {
       metrics: options.metrics,
       access: options.metricsAccess ?? { closed: false },
+      drain,
     });
   }
   // Streams (SSE, tRPC subscriptions) never end on their own: on close, end them, each with a
@@ -269,7 +272,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     // Already started by the server's close (server.ts) after SHUTDOWN_DELAY_MS; here too for an
     // app closed directly (tests).
-    options.drain?.start();
+    drain.start();
     options.services.streams.drain();
     if (streaming.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -287,7 +290,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onSend', (_request, reply, payload, done) => {
     // Draining: the client's next request opens a new connection, which a balancer sends elsewhere
     // (from app.close() on, Fastify says Connection: close itself; this covers SHUTDOWN_DELAY_MS).
-    if (options.drain?.draining) reply.header('connection', 'close');
+    if (drain.draining) reply.header('connection', 'close');
     // A tRPC subscription's event stream: with the reconnect hints (its own writer has no room for them).
     if (
       !(payload instanceof Response) ||
@@ -298,11 +301,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return;
     }
     const gate = options.services.streams;
+    // tRPC says `Connection: keep-alive`, and a Response's headers go out over the reply's: while
+    // draining, `close` is set here too. Otherwise a stream opened while the server closes (ended at
+    // once) would leave its connection open past the listener's close: its client's reconnection
+    // would come back here, and the process would wait for it until SHUTDOWN_TIMEOUT_MS.
+    const headers = new Headers(payload.headers);
+    if (drain.draining) headers.set('connection', 'close');
     done(
       null,
       new Response(
-        withReconnectHints(payload.body, () => gate.draining),
-        { status: payload.status, statusText: payload.statusText, headers: payload.headers },
+        withReconnectHints(
+          payload.body,
+          () => gate.draining,
+          () => drain.streamDrained(),
+        ),
+        { status: payload.status, statusText: payload.statusText, headers },
       ),
     );
   });
@@ -376,7 +389,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.get('/healthz', { logLevel: 'warn' }, async () => ({ status: 'ok' }));
   app.get('/readyz', { logLevel: 'warn' }, async (_request, reply) => {
     // Shutting down: out of the load balancer's rotation at once, whatever the dependencies say.
-    if (options.drain?.draining)
+    if (drain.draining)
       return reply.code(503).send({
         ...errorBody(503, 'This server is shutting down: send requests to another'),
         draining: true,
@@ -405,7 +418,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // REST: the same procedures as plain routes, described by the OpenAPI document.
   registerRestRoutes(app, createContext);
-  registerEventStream(app, options.services.live, options.services.streams);
+  registerEventStream(app, options.services.live, options.services.streams, () => drain.streamDrained());
   // /docs: the document, rendered from assets served here.
   await registerDocs(app, doc);
   registerDashboard(app, { root: options.dashboardDir, authMode: options.authMode ?? 'required' });

@@ -7,7 +7,11 @@
  * 2. Closing (`app.close()`): every live stream ends cleanly with a reconnect hint (below) and its
  *    client resumes, with its last event id, on another server (Fastify's preClose, for at most
  *    STREAM_END_MS: the listener still accepts meanwhile, and what arrives is served, a new stream
- *    ended at once); then the listener closes and requests in flight finish.
+ *    ended at once, before any read of its task); then the listener closes and requests in flight
+ *    finish (a new stream among them is ended at once too).
+ *
+ * On /metrics: `tasker_server_draining` (1 from `start` on) and `tasker_server_streams_drained_total`
+ * (`streamDrained`), observability.ts.
  *
  * Every event stream (SSE and tRPC subscriptions alike) starts with a `retry:` line: a cut
  * connection, a crash as much as a shutdown, is reconnected after that long instead of
@@ -17,14 +21,25 @@
  */
 export class Drain {
   private started = false;
+  private ended = 0;
 
-  /** True from SIGTERM on. */
+  /** True from SIGTERM on (`tasker_server_draining`). */
   get draining(): boolean {
     return this.started;
   }
 
+  /** Streams ended by the shutdown with the reconnect hint so far (`tasker_server_streams_drained_total`). */
+  get streamsDrained(): number {
+    return this.ended;
+  }
+
   start(): void {
     this.started = true;
+  }
+
+  /** One more stream ended with the reconnect hint: its last bytes (`drainedEnd`) are written. */
+  streamDrained(): void {
+    this.ended++;
   }
 }
 
@@ -56,13 +71,14 @@ export function drainedEnd(ms: number): string {
 
 /**
  * A tRPC subscription's SSE body with the reconnect hints: the `retry:` field first, and, when the
- * stream ends because the server shuts down (`drained()`), the closing comment. tRPC writes each
- * event whole before the next (its last piece is the blank line), so the stream ends at an event's
- * boundary and the comment stands alone.
+ * stream ends because the server shuts down (`drained()`), the closing comment (then `onDrained`).
+ * tRPC writes each event whole before the next (its last piece is the blank line), so the stream
+ * ends at an event's boundary and the comment stands alone.
  */
 export function withReconnectHints(
   body: ReadableStream<Uint8Array>,
   drained: () => boolean,
+  onDrained: () => void = () => {},
 ): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder();
   const ms = reconnectDelayMs();
@@ -72,7 +88,9 @@ export function withReconnectHints(
         controller.enqueue(encoder.encode(`${retryField(ms)}\n`));
       },
       flush(controller) {
-        if (drained()) controller.enqueue(encoder.encode(drainedEnd(ms)));
+        if (!drained()) return;
+        controller.enqueue(encoder.encode(drainedEnd(ms)));
+        onDrained();
       },
     }),
   );

@@ -16,12 +16,14 @@ const params = z.object({ id: z.uuid() });
  * A durable task's steps come as named events (`event: step`, a TaskStepEvent, no id): those
  * recorded so far first, then each as it is written; EventSource's `onmessage` does not see them.
  * The stream starts with a `retry:` field (the client's reconnection delay); a server that shuts
- * down ends it with a comment saying so (drain.ts), and the client resumes elsewhere.
+ * down ends it with a comment saying so (drain.ts; `onDrained` counts it), and the client resumes
+ * elsewhere.
  */
 export function registerEventStream(
   app: FastifyInstance,
   live: TaskWatcher,
   streams: StreamGate,
+  onDrained: () => void = () => {},
   keepAliveMs = KEEP_ALIVE_MS,
 ): void {
   app.get('/tasks/:id/events', async (request, reply) => {
@@ -38,6 +40,19 @@ export function registerEventStream(
       return reply
         .code(400)
         .send(errorBody(400, 'id: Invalid UUID', [{ path: 'id', message: 'Invalid UUID' }]));
+    }
+    // The server is closing (its streams are being ended): a new stream gets the reconnect hint at
+    // once, without reading its task from PostgreSQL (it would end right after the read anyway),
+    // and resumes on another server, which answers a task that does not exist with its 404. The
+    // key was checked above: a refusal would be the same on any server.
+    if (streams.draining) {
+      reply
+        .code(200)
+        .header('content-type', 'text/event-stream; charset=utf-8')
+        .header('cache-control', 'no-cache, no-transform')
+        .send(drainedEnd(reconnectDelayMs()));
+      onDrained();
+      return reply;
     }
     const header = request.headers['last-event-id'];
     const query = (request.query as { lastEventId?: unknown }).lastEventId;
@@ -105,8 +120,10 @@ export function registerEventStream(
         // Ended by the server: it shuts down (the client resumes elsewhere), or a revoked or
         // expired key (401), in the one error shape.
         const ended = lease.ended();
-        if (ended === DRAINED && !res.destroyed) res.write(drainedEnd(retryMs));
-        else if (ended && !res.destroyed)
+        if (ended === DRAINED && !res.destroyed) {
+          res.write(drainedEnd(retryMs));
+          onDrained();
+        } else if (ended && !res.destroyed)
           res.write(`event: error\ndata: ${JSON.stringify(errorBody(ended.status, ended.message))}\n\n`);
       } catch (error) {
         request.log.warn({ err: error }, 'task event stream failed');

@@ -9,9 +9,12 @@ import { taskUuid } from './schemas.ts';
 
 /**
  * A slot for one subscription among the caller's streams (TOO_MANY_REQUESTS past
- * MAX_STREAMS_PER_KEY), ended with its key, and dropped if its client stops reading.
+ * MAX_STREAMS_PER_KEY), ended with its key, and dropped if its client stops reading. While the
+ * server closes, none: the subscription ends at once as a drained one (`endedBy`), before any
+ * PostgreSQL read of its task, and its client resumes on another server.
  */
 function openStream(ctx: Context & { identity: Identity }, signal: AbortSignal | undefined): StreamLease {
+  if (ctx.streams.draining) throw new DOMException(DRAINED.message, 'AbortError');
   const lease = ctx.streams.open(
     { identity: ctx.identity, ip: ctx.client.ip, drop: ctx.client.drop },
     signal ?? new AbortController().signal,
