@@ -106,10 +106,14 @@ export function registerEventStream(
       };
       const retryMs = reconnectDelayMs();
       await send(`${retryField(retryMs)}: tasker task events\n\n`);
-      const keepAlive = setInterval(() => {
+      // Every keepAliveMs, from a random point of the first interval: streams opened together (a
+      // fleet reconnecting, a benchmark's 10,000 watchers) would otherwise write their keep-alives
+      // together, 10,000 writes in one burst every interval, delaying the events queued behind it.
+      let keepAlive = setTimeout(function beat() {
         if (res.writableLength > STREAM_BUFFER_BYTES) lease.overflow();
         else res.write(': keep-alive\n\n');
-      }, keepAliveMs);
+        keepAlive = setTimeout(beat, keepAliveMs);
+      }, Math.random() * keepAliveMs);
       try {
         for await (const event of updates)
           await send(
@@ -131,7 +135,7 @@ export function registerEventStream(
           `event: error\ndata: ${JSON.stringify(errorBody(503, 'the event stream was interrupted; reconnect'))}\n\n`,
         );
       } finally {
-        clearInterval(keepAlive);
+        clearTimeout(keepAlive);
         res.end();
       }
     } finally {
