@@ -332,6 +332,9 @@ export async function deleteClusterKeys(nodes: string, prefix: string): Promise<
   const cluster = new Cluster(startup, {
     lazyConnect: true,
     clusterRetryStrategy: () => null,
+    // No ready check (CLUSTER INFO on a node): with a master down it can keep connect() waiting,
+    // as it kept the engine's clients after a master restart (redis.ts).
+    enableReadyCheck: false,
     // A master that is down refuses at once; one that does not answer is given 2 s.
     redisOptions: { maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 5000 },
   });
