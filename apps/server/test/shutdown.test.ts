@@ -114,10 +114,51 @@ function refusedConnection(url: string): Promise<string> {
           probe.destroy();
           resolve(undefined);
         });
-        probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+        // A probe that lands in the accept queue as the listener closes is reset, not refused:
+        // the listener was still there, so that is a "not yet", and the next probe decides.
+        probe.once('error', (error: NodeJS.ErrnoException) =>
+          resolve(error.code === 'ECONNRESET' ? undefined : (error.code ?? 'error')),
+        );
       }),
     { what: 'the server to stop accepting connections' },
   );
+}
+
+/**
+ * Submits a task with no worker running (it stays PENDING) and follows it on the plain SSE route
+ * and the tRPC subscription, until both have sent its current state.
+ */
+async function followPendingTask(url: string, headers: Record<string, string> = {}) {
+  const submitted = await fetch(`${url}/tasks`, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'sum_two_numbers', input: { a: 1, b: 2 } }),
+  });
+  expect(submitted.status).toBe(201);
+  const { id } = (await submitted.json()) as { id: string };
+  const sseOpen = await fetch(`${url}/tasks/${id}/events`, { headers });
+  const input = encodeURIComponent(JSON.stringify({ id }));
+  const trpcOpen = await fetch(`${url}/trpc/onTaskUpdate?input=${input}`, { headers });
+  expect([sseOpen.status, trpcOpen.status]).toEqual([200, 200]);
+  const sse = collect(sseOpen);
+  const trpc = collect(trpcOpen);
+  await waitFor(() => sse.text().includes('"PENDING"') && trpc.text().includes('"PENDING"'), {
+    what: 'both streams to send the current state',
+  });
+  return { sse, trpc };
+}
+
+/** Sends SIGTERM and waits for /readyz to say the server is draining. */
+async function sigterm(server: { child: { kill(signal: NodeJS.Signals): boolean } }, url: string) {
+  server.child.kill('SIGTERM');
+  const ready = await waitFor(
+    async () => {
+      const res = await fetch(`${url}/readyz`);
+      return res.status === 503 ? res : undefined;
+    },
+    { what: '/readyz to answer 503' },
+  );
+  expect(await ready.json()).toMatchObject({ status: 503, draining: true });
 }
 
 describe('server shutdown', () => {
@@ -128,33 +169,13 @@ describe('server shutdown', () => {
     cleanups.push(() => server.stop('SIGKILL'));
     const url = server.url ?? '';
     // No worker: the task stays PENDING, its streams stay open until the server ends them.
-    const submitted = await fetch(`${url}/tasks`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'sum_two_numbers', input: { a: 1, b: 2 } }),
-    });
-    expect(submitted.status).toBe(201);
-    const { id } = (await submitted.json()) as { id: string };
-    const sse = collect(await fetch(`${url}/tasks/${id}/events`));
-    const input = encodeURIComponent(JSON.stringify({ id }));
-    const trpc = collect(await fetch(`${url}/trpc/onTaskUpdate?input=${input}`));
-    await waitFor(() => sse.text().includes('"PENDING"') && trpc.text().includes('"PENDING"'), {
-      what: 'both streams to send the current state',
-    });
+    const { sse, trpc } = await followPendingTask(url);
     // Each starts with its reconnection delay.
     expect(sse.text()).toMatch(/^retry: \d+\n: tasker task events\n\n/);
     expect(trpc.text()).toMatch(/^retry: \d+\n\n/);
     expect(trpc.text()).toMatch(/\nid: 0\n/);
 
-    server.child.kill('SIGTERM');
-    const ready = await waitFor(
-      async () => {
-        const res = await fetch(`${url}/readyz`);
-        return res.status === 503 ? res : undefined;
-      },
-      { what: '/readyz to answer 503' },
-    );
-    expect(await ready.json()).toMatchObject({ status: 503, draining: true });
+    await sigterm(server, url);
     // Still served while draining, each answer closing its connection.
     const during = await fetch(`${url}/run-task`, {
       method: 'POST',
@@ -266,24 +287,7 @@ describe('draining with API keys on (AUTH_MODE=required)', () => {
     const authorization = `Bearer ${key}`;
 
     // No worker: the task stays PENDING, its streams stay open until the server ends them.
-    const submitted = await fetch(`${url}/tasks`, {
-      method: 'POST',
-      headers: { authorization, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'sum_two_numbers', input: { a: 1, b: 2 } }),
-    });
-    expect(submitted.status).toBe(201);
-    const { id } = (await submitted.json()) as { id: string };
-    const sseOpen = await fetch(`${url}/tasks/${id}/events`, { headers: { authorization } });
-    const trpcOpen = await fetch(
-      `${url}/trpc/onTaskUpdate?input=${encodeURIComponent(JSON.stringify({ id }))}`,
-      { headers: { authorization } },
-    );
-    expect([sseOpen.status, trpcOpen.status]).toEqual([200, 200]);
-    const sse = collect(sseOpen);
-    const trpc = collect(trpcOpen);
-    await waitFor(() => sse.text().includes('"PENDING"') && trpc.text().includes('"PENDING"'), {
-      what: 'both streams to send the current state',
-    });
+    const { sse, trpc } = await followPendingTask(url, { authorization });
     const before = await scrape(url, METRICS_TOKEN);
     expect(sampleValue(before, 'tasker_server_draining')).toBe(0);
     expect(sampleValue(before, 'tasker_server_streams_drained_total')).toBe(0);
@@ -311,15 +315,7 @@ describe('draining with API keys on (AUTH_MODE=required)', () => {
       cleanups.push(async () => held.socket.destroy());
     await new Promise((resolve) => setTimeout(resolve, 300));
 
-    server.child.kill('SIGTERM');
-    const ready = await waitFor(
-      async () => {
-        const res = await fetch(`${url}/readyz`);
-        return res.status === 503 ? res : undefined;
-      },
-      { what: '/readyz to answer 503' },
-    );
-    expect(await ready.json()).toMatchObject({ status: 503, draining: true });
+    await sigterm(server, url);
     const draining = await scrape(url, METRICS_TOKEN);
     expect(sampleValue(draining, 'tasker_server_draining')).toBe(1);
     expect(sampleValue(draining, 'tasker_server_streams_drained_total')).toBe(0); // served on, for now
