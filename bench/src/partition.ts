@@ -23,13 +23,20 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { conditionText, type Database, migrateDatabase, type TaskFilter, TaskStore } from '@tasker/db';
+import {
+  conditionText,
+  type Database,
+  migrateDatabase,
+  type TaskFilter,
+  TaskStore,
+  uuidv7,
+  uuidv7Bound,
+} from '@tasker/db';
 import { createTestEnv } from '@tasker/testing';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { fmt, intVar, percentile, table } from './common.ts';
 import { onInterrupt } from './interrupt.ts';
-import { uuidv7, uuidv7Bound } from './uuidv7.ts';
 
 const ROWS = intVar('BENCH_PARTITION_ROWS', 1_000_000, 10_000);
 /** Seconds the whole run may take; the generation stops early (at a chunk's end) to stay inside it. */

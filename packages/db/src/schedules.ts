@@ -12,6 +12,7 @@ import {
 } from './schema.ts';
 import { lockKey } from './tasks/queue-limit.ts';
 import { column, fromDriver, pgArray } from './tasks/rows.ts';
+import { uuidv7 } from './uuidv7.ts';
 
 /** What a schedule is made of (create, and the upsert by key). */
 export interface ScheduleValues {
@@ -287,7 +288,7 @@ export class ScheduleStore {
           lastFire.set(p.schedule.id, tick);
           inserts.push({
             ...p,
-            id: randomUUID(),
+            id: uuidv7(),
             tenantId: p.schedule.tenantId,
             name: p.schedule.name,
             scheduleId: p.schedule.id,

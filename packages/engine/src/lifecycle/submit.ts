@@ -1,5 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { QueueFullError, type TaskInsert, type TaskRow, type TaskStore } from '@tasker/db';
+import { QueueFullError, type TaskInsert, type TaskRow, type TaskStore, uuidv7 } from '@tasker/db';
 import { getTaskDefinition, type TaskDefinition } from '@tasker/tasks';
 import { budgetError } from '../budgets.ts';
 import { DependencyUnavailableError } from '../errors/dependency-unavailable.ts';
@@ -147,7 +146,8 @@ export function taskRow(request: SubmitRequest, definition: TaskDefinition, inpu
   const { debounce } = request;
   const runAfter = request.runAt ?? (request.delayMs ? new Date(Date.now() + request.delayMs) : null);
   return {
-    id: randomUUID(),
+    // Time-ordered (UUIDv7): a batch's rows land together at the primary key's right edge.
+    id: uuidv7(),
     // The request's trace, for the job the dispatcher adds later (the attempt joins this trace).
     trace: currentTraceCarrier() ?? null,
     tenantId: request.tenantId ?? DEFAULT_TENANT,
