@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import path from 'node:path';
 import type postgres from 'postgres';
 
@@ -245,4 +246,17 @@ export function rssMb(pid: number | undefined): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
   return kb / 1024;
+}
+
+/**
+ * Writes a benchmark's results as JSON to `file` (its folder made if need be), after the date and
+ * the machine (cores, CPU model), so that a later run can be compared with it.
+ */
+export function writeResults(file: string, results: Record<string, unknown>): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const machine = { cores: cpus().length, cpu: cpus()[0]?.model };
+  writeFileSync(
+    file,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, ...results }, null, 2)}\n`,
+  );
 }

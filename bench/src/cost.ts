@@ -20,7 +20,6 @@
  * and writes JSON (BENCH_COST_JSON). See bench/README.md ("pnpm bench:cost").
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +45,7 @@ import {
   verifyResults,
   WARMUP_BASE,
   waitForCompletion,
+  writeResults,
 } from './common.ts';
 import { fixedGroup, postgresBackends, redisServers, startCpuWindow } from './cpu.ts';
 import { type QueueMode, submitter } from './e2e.ts';
@@ -451,26 +451,16 @@ async function main(): Promise<number> {
     );
   }
   if (ok) console.log('verified: every task of both modes COMPLETED with output = a + b');
-  mkdirSync(path.dirname(jsonPath), { recursive: true });
-  writeFileSync(
-    jsonPath,
-    `${JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        machine: { cores: cpus().length, cpu: cpus()[0]?.model },
-        settings: {
-          tasks,
-          warmup: config.warmup,
-          concurrency: config.concurrency,
-          workerConcurrency: config.workerConcurrency,
-          poolSize: config.poolSize,
-        },
-        modes: results,
-      },
-      null,
-      2,
-    )}\n`,
-  );
+  writeResults(jsonPath, {
+    settings: {
+      tasks,
+      warmup: config.warmup,
+      concurrency: config.concurrency,
+      workerConcurrency: config.workerConcurrency,
+      poolSize: config.poolSize,
+    },
+    modes: results,
+  });
   console.log(`written: ${jsonPath}`);
   return ok ? 0 : 1;
 }

@@ -19,8 +19,6 @@
  * are the store's statements with the time condition added. Prints a table, writes JSON to
  * bench/results/. Not a test.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -35,7 +33,7 @@ import {
 import { createTestEnv } from '@tasker/testing';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import { fmt, intVar, percentile, table } from './common.ts';
+import { fmt, intVar, percentile, table, writeResults } from './common.ts';
 import { onInterrupt } from './interrupt.ts';
 
 const ROWS = intVar('BENCH_PARTITION_ROWS', 1_000_000, 10_000);
@@ -225,31 +223,21 @@ async function main() {
     await attachLegacy(admin, defs, rows, Math.ceil(end / (7 * DAY) + 1) * 7 * DAY);
 
     report(rows, sizes);
-    mkdirSync(path.dirname(jsonPath), { recursive: true });
-    writeFileSync(
-      jsonPath,
-      `${JSON.stringify(
-        {
-          date: new Date().toISOString(),
-          machine: { cores: cpus().length, cpu: cpus()[0]?.model },
-          postgres: (await admin`select version() as v`)[0]?.v,
-          settings: {
-            layouts: LAYOUTS.map((l) => l.schema),
-            rows,
-            requestedRows: ROWS,
-            days: span / DAY,
-            countRows: COUNT_ROWS,
-            repeat: REPEAT,
-            lookups: LOOKUPS,
-          },
-          sizes,
-          seconds: elapsedS(),
-          results,
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    writeResults(jsonPath, {
+      postgres: (await admin`select version() as v`)[0]?.v,
+      settings: {
+        layouts: LAYOUTS.map((l) => l.schema),
+        rows,
+        requestedRows: ROWS,
+        days: span / DAY,
+        countRows: COUNT_ROWS,
+        repeat: REPEAT,
+        lookups: LOOKUPS,
+      },
+      sizes,
+      seconds: elapsedS(),
+      results,
+    });
     log(`written: ${path.relative(process.cwd(), jsonPath)}`);
   } finally {
     await Promise.all(opened.map((sql) => sql.end({ timeout: 5 })));
