@@ -4,9 +4,11 @@
  * then each COMPLETED event's delay (receipt − the row's updated_at). Watchers are spread over
  * several such processes so that 10,000 connections' garbage collection in one client process is
  * not measured as the server's delay. Messages: in `{ url, ids }`; out `{ connected }`,
- * `{ delays, wrong }` (batched), `{ done }`.
+ * `{ delays, at, wrong, loop }` (batched; `at`: each delay's receipt time; `loop`: this process's own event-loop delay since every
+ * stream connected, p99 and max in ms, so that a delay of the measuring side shows), `{ done }`.
  */
 import { Agent, request } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { TaskEvent } from '@tasker/engine';
 import { z } from 'zod';
 
@@ -22,22 +24,39 @@ process.once('message', (message: unknown) => {
   let connected = 0;
   let completed = 0;
   let delays: number[] = [];
+  /** When each delay's event was received (wall clock, ms): the slow ones' times show their cause. */
+  let at: number[] = [];
   let wrong: string[] = [];
+  // This process's event-loop delay, from the moment every stream is connected (reset then).
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   // Delays go to the parent in batches, off the receiving path.
   const flush = setInterval(() => {
     if (delays.length === 0 && wrong.length === 0) return;
-    send({ delays, wrong });
+    send({ delays, at, wrong, loop: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 } });
     delays = [];
+    at = [];
     wrong = [];
     if (completed >= ids.length) {
       clearInterval(flush);
+      loop.disable();
       send({ done: true });
       agent.destroy();
     }
   }, 200);
-  for (const id of ids) {
+  // At most OPENING streams being opened at a time (the next when one has its first event), and a
+  // stream whose connection failed before its first event is opened again: 10,000 connections at
+  // once overflowed the server's accept backlog, and the resets left watchers that never came.
+  const OPENING = 64;
+  const queue = [...ids];
+  const openNext = () => {
+    const id = queue.shift();
+    if (id) open(id);
+  };
+  function open(id: string) {
     let first = true;
     const req = request(`${url}/tasks/${id}/events`, { agent }, (res) => {
+      if (res.statusCode !== 200) wrong.push(`task ${id}: HTTP ${res.statusCode}`);
       let buffer = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
@@ -53,17 +72,26 @@ process.once('message', (message: unknown) => {
           const event = JSON.parse(data) as TaskEvent;
           if (first) {
             first = false;
-            if (++connected === ids.length) send({ connected });
+            openNext();
+            if (++connected === ids.length) {
+              loop.reset();
+              send({ connected });
+            }
           }
           if (event.status === 'COMPLETED') {
             completed++;
             delays.push(receivedAt - Date.parse(event.updatedAt));
+            at.push(receivedAt);
             if (event.output !== 'ok') wrong.push(`task ${id} completed with ${String(event.output)}`);
           }
         }
       });
     });
-    req.on('error', (error) => wrong.push(String(error)));
+    req.on('error', (error) => {
+      if (first) setTimeout(() => open(id), 100);
+      else wrong.push(String(error));
+    });
     req.end();
   }
+  for (let i = 0; i < OPENING; i++) openNext();
 });

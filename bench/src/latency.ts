@@ -26,11 +26,18 @@ const WATCHER_PROCESSES = intVar('BENCH_WATCHER_PROCESSES', Math.ceil(WATCHERS /
 const WATCHERS_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'latency-watchers.ts');
 const fromWatchers = z.union([
   z.object({ connected: z.number() }),
-  z.object({ delays: z.array(z.number()), wrong: z.array(z.string()) }),
+  z.object({
+    delays: z.array(z.number()),
+    at: z.array(z.number()),
+    wrong: z.array(z.string()),
+    loop: z.object({ p99: z.number(), max: z.number() }),
+  }),
   z.object({ done: z.literal(true) }),
 ]);
 /** One task completes every PACE_MS (200 per second): latency under a steady load, not a saturating burst. */
 const PACE_MS = Number(process.env.BENCH_PACE_MS ?? 5);
+/** Messages each substrate is measured with (the substrates' reference needs fewer than 10,000). */
+const SUBSTRATE_MESSAGES = intVar('BENCH_SUBSTRATE_MESSAGES', Math.min(WATCHERS, 2000), 1);
 /** Wall-clock now with sub-millisecond resolution (comparable with PostgreSQL's now() on this machine). */
 const wallNow = () => performance.timeOrigin + performance.now();
 
@@ -53,7 +60,7 @@ function summarize(delays: number[]): Summary {
   };
 }
 
-/** Redis alone: WATCHERS messages published one every PACE_MS, delay to a subscriber. */
+/** Redis alone: SUBSTRATE_MESSAGES messages published one every PACE_MS, delay to a subscriber. */
 async function substrate(redisUrl: string, prefix: string): Promise<Summary> {
   const channel = `${prefix}:latency`;
   const subscriber = new Redis(redisUrl);
@@ -62,11 +69,11 @@ async function substrate(redisUrl: string, prefix: string): Promise<Summary> {
   try {
     await subscriber.subscribe(channel);
     subscriber.on('message', (_channel, message: string) => delays.push(wallNow() - Number(message)));
-    for (let i = 0; i < WATCHERS; i++) {
+    for (let i = 0; i < SUBSTRATE_MESSAGES; i++) {
       void publisher.publish(channel, String(wallNow()));
       await sleep(PACE_MS);
     }
-    await waitFor(() => delays.length >= WATCHERS, { timeoutMs: 30_000 });
+    await waitFor(() => delays.length >= SUBSTRATE_MESSAGES, { timeoutMs: 30_000 });
   } finally {
     subscriber.disconnect();
     publisher.disconnect();
@@ -74,7 +81,7 @@ async function substrate(redisUrl: string, prefix: string): Promise<Summary> {
   return summarize(delays);
 }
 
-/** PostgreSQL alone: WATCHERS notifications, one every PACE_MS, each in its own transaction. */
+/** PostgreSQL alone: SUBSTRATE_MESSAGES notifications, one every PACE_MS, each in its own transaction. */
 async function notifySubstrate(databaseUrl: string): Promise<Summary> {
   await migrateDatabase(databaseUrl); // creates the database
   const listener = postgres(databaseUrl, { max: 1, onnotice: () => {} });
@@ -82,16 +89,27 @@ async function notifySubstrate(databaseUrl: string): Promise<Summary> {
   const delays: number[] = [];
   try {
     await listener.listen('tasker_bench_latency', (payload) => delays.push(wallNow() - Number(payload)));
-    for (let i = 0; i < WATCHERS; i++) {
+    for (let i = 0; i < SUBSTRATE_MESSAGES; i++) {
       sender`select pg_notify('tasker_bench_latency', ${String(wallNow())})`.execute(); // a query runs only when asked
       await sleep(PACE_MS);
     }
-    await waitFor(() => delays.length >= WATCHERS, { timeoutMs: 30_000 });
+    await waitFor(() => delays.length >= SUBSTRATE_MESSAGES, { timeoutMs: 30_000 });
   } finally {
     await listener.end();
     await sender.end();
   }
   return summarize(delays);
+}
+
+/** The server's /metrics as series → value (AUTH_MODE=disabled: open on loopback). */
+async function serverMetrics(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const match = /^(\S+) (\S+)$/.exec(line);
+    if (match?.[1] && match[2]) values.set(match[1], Number(match[2]));
+  }
+  return values;
 }
 
 async function main() {
@@ -124,7 +142,14 @@ async function main() {
     const baseline = await substrate(env.redisUrl, env.prefix);
     const notify = await notifySubstrate(env.databaseUrl);
 
-    const server = await spawnApp('server', env.vars);
+    // BENCH_SERVER_NODE_ARGS: node flags for the server alone (e.g. --cpu-prof --cpu-prof-dir=DIR, --trace-gc).
+    const serverArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    // BENCH_SERVER_SCRIPT: another build of the server to measure (default apps/server/dist/main.js).
+    const script = process.env.BENCH_SERVER_SCRIPT;
+    const server = await spawnApp('server', env.vars, {
+      nodeArgs: serverArgs,
+      ...(script ? { script } : {}),
+    });
     apps.push(server);
     const url = server.url ?? '';
 
@@ -144,7 +169,10 @@ async function main() {
     const rss = { idle: rssMb(server.child.pid), watched: Number.NaN, end: Number.NaN };
     let connected = 0;
     const delays: number[] = [];
+    const at: number[] = [];
     const wrong: string[] = [];
+    /** Each watcher process's own event-loop delay over the measured part (latest report, ms). */
+    const clientLoops: { p99: number; max: number }[] = [];
     for (let p = 0; p < WATCHER_PROCESSES; p++) {
       const child = fork(WATCHERS_SCRIPT, { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
       watchers.push(child);
@@ -153,7 +181,9 @@ async function main() {
         if ('connected' in parsed) connected += parsed.connected;
         else if ('delays' in parsed) {
           delays.push(...parsed.delays);
+          at.push(...parsed.at);
           wrong.push(...parsed.wrong);
+          clientLoops[p] = parsed.loop;
         }
       });
       const share = ids.filter((_, i) => i % WATCHER_PROCESSES === p);
@@ -162,20 +192,27 @@ async function main() {
     await waitFor(() => connected >= WATCHERS, {
       timeoutMs: 60_000 + 10 * WATCHERS,
       what: `${WATCHERS} watchers connected`,
+    }).catch((error: unknown) => {
+      throw new Error(`${String(error)} (${connected} connected; ${wrong.length} errors, e.g. ${wrong[0]})`);
     });
     rss.watched = rssMb(server.child.pid);
+    // Scraped once before the completions and once after: the event-loop delay figures restart at
+    // each scrape (prom-client), the garbage collector's are totals (their difference is the run's).
+    const before = await serverMetrics(url);
 
     const worker = await spawnApp('worker', env.vars);
     apps.push(worker);
     const pacer = setInterval(() => {
       waiting.shift()?.();
     }, PACE_MS);
+    // A machine busy with other work may not finish them all: the figures of those seen, said so.
     await waitFor(() => delays.length >= WATCHERS, {
-      timeoutMs: 120_000,
+      timeoutMs: 60_000 + 2 * WATCHERS * PACE_MS,
       what: 'every watcher to see COMPLETED',
-    });
+    }).catch(() => console.log(`  only ${delays.length} of ${WATCHERS} watchers saw COMPLETED in time`));
     clearInterval(pacer);
     rss.end = rssMb(server.child.pid);
+    const after = await serverMetrics(url);
     const live = summarize(delays);
 
     const f = (n: number) => n.toFixed(1).padStart(7);
@@ -201,6 +238,44 @@ async function main() {
     );
     console.log(
       "  (commit time = the row's updated_at, PostgreSQL now() at the UPDATE, rounded to the ms: delays are ±0.5 ms and include the statement itself)",
+    );
+    const gc = (kind: string) => {
+      const count =
+        (after.get(`nodejs_gc_duration_seconds_count{kind="${kind}"}`) ?? 0) -
+        (before.get(`nodejs_gc_duration_seconds_count{kind="${kind}"}`) ?? 0);
+      const sum =
+        (after.get(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`) ?? 0) -
+        (before.get(`nodejs_gc_duration_seconds_sum{kind="${kind}"}`) ?? 0);
+      const over10 =
+        count -
+        ((after.get(`nodejs_gc_duration_seconds_bucket{le="0.01",kind="${kind}"}`) ?? 0) -
+          (before.get(`nodejs_gc_duration_seconds_bucket{le="0.01",kind="${kind}"}`) ?? 0));
+      return `${kind} ${count} (${(1000 * sum).toFixed(0)} ms, ${over10} over 10 ms)`;
+    };
+    const lag = (p: string) =>
+      `${(1000 * (after.get(`nodejs_eventloop_lag_${p}_seconds`) ?? Number.NaN)).toFixed(1)}`;
+    console.log(
+      `  server's event-loop delay while completing (ms): p50 ${lag('p50')}, p99 ${lag('p99')}, max ${lag('max')}; its GC: ${['minor', 'major', 'incremental'].map(gc).join(', ')}`,
+    );
+    console.log(
+      `  watcher processes' own event-loop delay (ms): p99 ${clientLoops.map((l) => l.p99.toFixed(1)).join(' / ')}, max ${clientLoops.map((l) => l.max.toFixed(1)).join(' / ')}`,
+    );
+    // The slow events (over 10 ms) by second of the completions: a burst every 10 s is a periodic
+    // job, scattered ones are pauses or the machine's other load.
+    const first = Math.min(...at);
+    const slow = new Map<number, number>();
+    delays.forEach((delay, i) => {
+      if (delay <= 10) return;
+      const second = Math.floor(((at[i] ?? first) - first) / 1000);
+      slow.set(second, (slow.get(second) ?? 0) + 1);
+    });
+    console.log(
+      `  events over 10 ms: ${[...slow.values()].reduce((a, b) => a + b, 0)}, by second of the run: ${[
+        ...slow.entries(),
+      ]
+        .sort((a, b) => a[0] - b[0])
+        .map(([s, n]) => `${s}s:${n}`)
+        .join(' ')}`,
     );
     if (wrong.length > 0) console.log(`  ${wrong.length} watcher errors, e.g. ${wrong[0]}`);
   } finally {
