@@ -77,7 +77,11 @@ export function resumeAfter(lastEventId: string | null | undefined): number {
 }
 
 export interface TaskFeedOptions {
-  /** How often every watched task is re-read from PostgreSQL, a safety net beside the notifications. */
+  /**
+   * How often every watched task is re-read from PostgreSQL, a safety net beside the notifications:
+   * in RESYNC_SLICES slices, one every `resyncMs / RESYNC_SLICES`, so that 10,000 watched tasks
+   * are not read (and their late rows dispatched) all in one go.
+   */
   resyncMs: number;
   /**
    * The client whose `listen` opens the listening connection: PostgreSQL itself (`DbClient.direct`),
@@ -87,12 +91,15 @@ export interface TaskFeedOptions {
   listenOn?: postgres.Sql;
 }
 
+/** A periodic resync re-reads the watched tasks in this many slices, spread over its interval. */
+export const RESYNC_SLICES = 10;
+
 /**
  * Live task states for this server process. PostgreSQL announces every change in the transaction
  * that makes it (NOTIFY, delivered exactly on commit): ONE listening connection per process, fanned
  * out in memory to any number of watchers. A watcher starts from the row; after the listening
- * connection comes back (changes made meanwhile were not heard), and every `resyncMs`, the watched
- * rows are re-read (one query for all watchers).
+ * connection comes back (changes made meanwhile were not heard) the watched rows are re-read, and
+ * every `resyncMs` too, a slice at a time (one query per slice for all its watchers).
  */
 export class TaskFeed implements TaskWatcher {
   private readonly byTask = new Map<string, Set<Listener>>();
@@ -116,6 +123,10 @@ export class TaskFeed implements TaskWatcher {
    */
   private truncated = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
+  /** The periodic resync's round: the ids watched at its start, and how far it has come. */
+  private round: { ids: string[]; next: number } = { ids: [], next: 0 };
+  /** A resync slice is being read: the next tick does not start another beside it. */
+  private slicing = false;
   private listener: TaskChangeListener | undefined;
 
   /** This process's leases on the tenants it streams tenant-wide: their new tasks come whole. */
@@ -142,14 +153,14 @@ export class TaskFeed implements TaskWatcher {
       this.options.listenOn ?? this.sql,
       (change) => this.receive(change),
       () => {
-        if (listening) void this.resync(true); // reconnected: changes may have been missed while away
+        if (listening) void this.resync(); // reconnected: changes may have been missed while away
         listening = true;
       },
       // With nobody watching, a change costs this process nothing but reading the notification.
       () => this.byTask.size > 0 || this.everyTask.size > 0,
       (change) => this.receive(change),
     );
-    this.timer = setInterval(() => void this.resync(false), this.options.resyncMs);
+    this.timer = setInterval(() => void this.resyncSlice(), this.options.resyncMs / RESYNC_SLICES);
     this.timer.unref();
   }
 
@@ -233,18 +244,51 @@ export class TaskFeed implements TaskWatcher {
     }
   }
 
-  private async resync(reconnected: boolean) {
-    // Steps written while the connection was away: a stream of them gets them all again.
-    if (reconnected)
-      for (const id of [...this.stepsByTask.keys()])
-        this.inOrder(id, async () => {
-          for (const step of await this.store.steps.list(id)) this.dispatchStep(toTaskStepEvent(step));
-        });
+  /**
+   * One slice of the periodic resync: at a round's start (every `resyncMs`) the tenant-wide leases
+   * are renewed and the watched ids taken; each tick re-reads the next 1/RESYNC_SLICES of them.
+   * Each watched task is so re-read once a round, as by one resync of all, without a burst of
+   * 10 queries and up to 10,000 rows every `resyncMs` (issue 23: 10,000 watchers on one server).
+   */
+  private async resyncSlice() {
+    if (this.slicing) return;
+    this.slicing = true;
+    try {
+      if (this.round.next >= this.round.ids.length) {
+        await this.renewTenantWatches();
+        this.round = { ids: [...this.byTask.keys()], next: 0 };
+      }
+      const size = Math.ceil(this.round.ids.length / RESYNC_SLICES);
+      const ids = this.round.ids
+        .slice(this.round.next, this.round.next + size)
+        .filter((id) => this.byTask.has(id));
+      this.round.next += size;
+      await this.reread(ids);
+    } finally {
+      this.slicing = false;
+    }
+  }
+
+  private async renewTenantWatches() {
     if (this.everyTask.size > 0)
       await this.watchers
         .hold([...this.everyTask.keys()])
         .catch((error: unknown) => this.log.warn({ err: error }, 'could not renew the tenant-wide watches'));
-    const ids = [...this.byTask.keys()];
+  }
+
+  /** After the listening connection came back: every watched task and step re-read at once. */
+  private async resync() {
+    // Steps written while the connection was away: a stream of them gets them all again.
+    for (const id of [...this.stepsByTask.keys()])
+      this.inOrder(id, async () => {
+        for (const step of await this.store.steps.list(id)) this.dispatchStep(toTaskStepEvent(step));
+      });
+    await this.renewTenantWatches();
+    await this.reread([...this.byTask.keys()]);
+  }
+
+  /** Re-reads these watched tasks' versions, then dispatches the rows of those that moved past what was dispatched. */
+  private async reread(ids: string[]) {
     for (let i = 0; i < ids.length; i += 1000) {
       try {
         // Versions first (one index scan); whole rows only for the tasks whose events were missed.
@@ -325,6 +369,12 @@ export class TaskFeed implements TaskWatcher {
         stop();
         return undefined;
       }
+      // Alone on its task, this stream has the version it read: a resync reads the row again only
+      // once it moves past it (without this, every watched task that had no change yet was read
+      // whole at every resync: 10,000 rows every 10 s for 10,000 new watchers). With other
+      // streams on the task, what was dispatched to them stays the mark.
+      if (this.byTask.get(id)?.size === 1 && row.version > (this.dispatched.get(id) ?? -1))
+        this.dispatched.set(id, row.version);
       // The steps recorded so far before the current state: a finished task's stream ends with it.
       if (withSteps)
         for (const step of await this.store.steps.list(id)) {
