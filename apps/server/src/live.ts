@@ -123,8 +123,8 @@ export class TaskFeed implements TaskWatcher {
    */
   private truncated = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
-  /** The periodic resync's round: the ids watched at its start, and how far it has come. */
-  private round: { ids: string[]; next: number } = { ids: [], next: 0 };
+  /** The periodic resync's round: the ids watched at its start, and the slice read next. */
+  private round: { ids: string[]; slice: number } = { ids: [], slice: 0 };
   /** A resync slice is being read: the next tick does not start another beside it. */
   private slicing = false;
   private listener: TaskChangeListener | undefined;
@@ -254,15 +254,16 @@ export class TaskFeed implements TaskWatcher {
     if (this.slicing) return;
     this.slicing = true;
     try {
-      if (this.round.next >= this.round.ids.length) {
+      // A round is RESYNC_SLICES ticks, whatever it holds: the leases are renewed once a
+      // `resyncMs`, also while no single task is watched.
+      const slice = this.round.slice;
+      if (slice === 0) {
         await this.renewTenantWatches();
-        this.round = { ids: [...this.byTask.keys()], next: 0 };
+        this.round.ids = [...this.byTask.keys()];
       }
+      this.round.slice = (slice + 1) % RESYNC_SLICES;
       const size = Math.ceil(this.round.ids.length / RESYNC_SLICES);
-      const ids = this.round.ids
-        .slice(this.round.next, this.round.next + size)
-        .filter((id) => this.byTask.has(id));
-      this.round.next += size;
+      const ids = this.round.ids.slice(slice * size, (slice + 1) * size).filter((id) => this.byTask.has(id));
       await this.reread(ids);
     } finally {
       this.slicing = false;
