@@ -22,11 +22,15 @@ export function uuidv7(ms: number = Date.now()): string {
   const r = offset;
   offset += 10;
   const time = ms.toString(16).padStart(12, '0');
-  const hex = (i: number, mask = 0xff, set = 0) => HEX[((pool[r + i] ?? 0) & mask) | set];
   return (
-    `${time.slice(0, 8)}-${time.slice(8)}-${hex(0, 0x0f, 0x70)}${hex(1)}-${hex(2, 0x3f, 0x80)}${hex(3)}-` +
-    `${hex(4)}${hex(5)}${hex(6)}${hex(7)}${hex(8)}${hex(9)}`
+    `${time.slice(0, 8)}-${time.slice(8)}-${hex(r, 0x0f, 0x70)}${hex(r + 1)}-${hex(r + 2, 0x3f, 0x80)}${hex(r + 3)}-` +
+    `${hex(r + 4)}${hex(r + 5)}${hex(r + 6)}${hex(r + 7)}${hex(r + 8)}${hex(r + 9)}`
   );
+}
+
+/** The pool's byte `i` in hex, masked then with bits set (version, variant); no closure per id. */
+function hex(i: number, mask = 0xff, set = 0): string | undefined {
+  return HEX[((pool[i] ?? 0) & mask) | set];
 }
 
 const pool = new Uint8Array(10 * 1024);
