@@ -100,7 +100,7 @@ export {
 } from './tasks/usage.ts';
 export { TenantWatchers } from './tenant-watchers.ts';
 export { type PostgresConnection, postgresConnection, readCaFile, TlsConfigError } from './tls.ts';
-export { uuidv7, uuidv7Bound, uuidv7Time } from './uuidv7.ts';
+export { uuidv7, uuidv7Bound, uuidv7Ms, uuidv7Time } from './uuidv7.ts';
 export {
   type AttemptOutcome,
   type NewWebhook,

@@ -11,7 +11,7 @@ import {
   tasks,
 } from './schema.ts';
 import { lockKey } from './tasks/queue-limit.ts';
-import { column, fromDriver, pgArray } from './tasks/rows.ts';
+import { CREATED_AT, column, createdMs, fromDriver, pgArray, refuseClockSkew } from './tasks/rows.ts';
 import { uuidv7 } from './uuidv7.ts';
 
 /** What a schedule is made of (create, and the upsert by key). */
@@ -300,20 +300,22 @@ export class ScheduleStore {
       if (inserts.length > 0) {
         const made = await tx`
           insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key,
-                             schedule_id, scheduled_for, expires_at)
+                             schedule_id, scheduled_for, expires_at, created_at)
           select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.ttl_ms,
                  coalesce(v.concurrency_key, v.owner_id), v.schedule_id, v.scheduled_for,
-                 case when v.ttl_ms is null then null else now() + v.ttl_ms * interval '1 millisecond' end
+                 case when v.ttl_ms is null then null else now() + v.ttl_ms * interval '1 millisecond' end,
+                 ${tx.unsafe(CREATED_AT)}
           from unnest(${column(inserts, (i) => i.id)}::uuid[], ${column(inserts, (i) => i.tenantId)}::text[],
             ${column(inserts, (i) => i.name)}::text[], ${column(inserts, (i) => JSON.stringify(i.schedule.input ?? null))}::jsonb[],
             ${column(inserts, (i) => i.maxAttempts)}::int[], ${column(inserts, (i) => i.schedule.priority)}::int[],
             ${column(inserts, (i) => i.schedule.timeoutMs)}::int[], ${column(inserts, (i) => i.ttlMs)}::int[],
             ${column(inserts, (i) => i.schedule.concurrencyKey)}::text[], ${column(inserts, (i) => i.scheduleId)}::uuid[],
-            ${column(inserts, (i) => i.scheduledFor.toISOString())}::timestamptz[])
-            as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, schedule_id, scheduled_for)
+            ${column(inserts, (i) => i.scheduledFor.toISOString())}::timestamptz[], ${column(inserts, createdMs)}::bigint[])
+            as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, schedule_id, scheduled_for,
+                 created_ms)
           order by v.schedule_id, v.scheduled_for
           on conflict (schedule_id, scheduled_for) where schedule_id is not null do nothing
-          returning *`;
+          returning *`.catch(refuseClockSkew);
         for (const row of made) fired.push(fromDriver(row));
       }
       // Every held schedule moves on, in one statement.

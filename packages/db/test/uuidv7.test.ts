@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { uuidv7, uuidv7Bound, uuidv7Time } from '../src/uuidv7.ts';
+import { uuidv7, uuidv7Bound, uuidv7Ms, uuidv7Time } from '../src/uuidv7.ts';
 
 describe('uuidv7', () => {
   it('carries its millisecond time, version 7 and the RFC 9562 variant', () => {
@@ -8,6 +8,9 @@ describe('uuidv7', () => {
     const id = uuidv7(ms);
     expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(uuidv7Time(id)?.getTime()).toBe(ms);
+    expect(uuidv7Ms(id)).toBe(ms);
+    // Written otherwise (upper case, no dashes), the same id has the same time.
+    expect(uuidv7Ms(id.toUpperCase().replaceAll('-', ''))).toBe(ms);
   });
 
   it('sorts by time, as text and as PostgreSQL compares uuids (bytewise)', () => {
@@ -25,6 +28,8 @@ describe('uuidv7', () => {
     expect(uuidv7Time('not a uuid')).toBeUndefined();
     // Version 7 with a wrong variant.
     expect(uuidv7Time('01900000-0000-7000-c000-000000000000')).toBeUndefined();
+    expect(uuidv7Ms('01900000-0000-7000-c000-000000000000')).toBeUndefined();
+    expect(uuidv7Ms(randomUUID())).toBeUndefined();
   });
 
   it('refuses times outside 48 bits', () => {

@@ -4,7 +4,7 @@ import { Batcher, ItemFailure } from '../batcher.ts';
 import { isDatabaseUnavailable, isTransientDatabaseError } from '../errors.ts';
 import type { NewTaskRow, TaskError, TaskRow } from '../schema.ts';
 import { insertWithinQueueLimits, limitsQueue, type MaxQueued } from './queue-limit.ts';
-import { byId, column, fromDriver, pgArray } from './rows.ts';
+import { byId, CREATED_AT, column, createdMs, fromDriver, pgArray, refuseClockSkew } from './rows.ts';
 import { choiceText, conditionText, sharedFromText } from './transition-sql.ts';
 
 export interface HotOptions {
@@ -306,15 +306,16 @@ export async function insertRounds(
     // insertion (a probe of every unique index first, then a speculative lock).
     const keyed = todo.some((r) => r.idempotencyKey != null || r.singletonKey != null);
     const inserted = byId(
-      await attempt(
-        () => pg`
+      await attempt(() =>
+        pg`
         insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-                           concurrency_key, singleton_key, trace, expires_at, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms)
+                           concurrency_key, singleton_key, trace, expires_at, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms,
+                           created_at)
         select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.idempotency_key, v.run_after, v.ttl_ms,
                coalesce(v.concurrency_key, v.owner_id), v.singleton_key, v.trace,
                case when v.ttl_ms is null then null
                     else coalesce(v.run_after, now()) + v.ttl_ms * interval '1 millisecond' end,
-               v.tags::text[], v.metadata, v.webhook_url, v.parent_id, v.llm_cache_ttl_ms
+               v.tags::text[], v.metadata, v.webhook_url, v.parent_id, v.llm_cache_ttl_ms, ${pg.unsafe(CREATED_AT)}
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
           ${column(todo, (r) => r.name)}::text[], ${column(todo, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
           ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
@@ -323,12 +324,13 @@ export async function insertRounds(
           ${column(todo, (r) => r.ttlMs)}::int[], ${column(todo, (r) => r.concurrencyKey)}::text[],
           ${column(todo, (r) => r.singletonKey)}::text[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
           ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[], ${column(todo, (r) => r.webhookUrl)}::text[],
-          ${column(todo, (r) => r.parentId)}::uuid[], ${column(todo, (r) => r.llmCacheTtlMs)}::int[])
+          ${column(todo, (r) => r.parentId)}::uuid[], ${column(todo, (r) => r.llmCacheTtlMs)}::int[],
+          ${column(todo, createdMs)}::bigint[])
           as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
-               concurrency_key, singleton_key, trace, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms)
+               concurrency_key, singleton_key, trace, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms, created_ms)
         order by v.owner_id, v.singleton_key, v.idempotency_key
         ${keyed ? pg`on conflict do nothing` : pg``}
-        returning ${pg.unsafe(columns)}`,
+        returning ${pg.unsafe(columns)}`.catch(refuseClockSkew),
       ),
     );
     for (const r of todo) {
@@ -438,14 +440,14 @@ async function writeDebounced(
   for (let round = 0; todo.length > 0; round++) {
     if (round === KEY_ROUNDS)
       throw new Error(`insert: no answer for ${todo.length} debounced task(s) after ${round} rounds`);
-    const written = await againOnConflict(
-      () => pg`
+    const written = await againOnConflict(() =>
+      pg`
       insert into tasks as t (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
-                              concurrency_key, debounce_key, trace, tags, metadata, webhook_url, llm_cache_ttl_ms)
+                              concurrency_key, debounce_key, trace, tags, metadata, webhook_url, llm_cache_ttl_ms, created_at)
       select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
              case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
              coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace, v.tags::text[], v.metadata, v.webhook_url,
-             v.llm_cache_ttl_ms
+             v.llm_cache_ttl_ms, ${pg.unsafe(CREATED_AT)}
       from (
         select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
         from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
@@ -455,9 +457,9 @@ async function writeDebounced(
           ${column(todo, (r) => r.concurrencyKey)}::text[], ${column(todo, (r) => r.debounceKey)}::text[],
           ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
           ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[], ${column(todo, (r) => r.webhookUrl)}::text[],
-          ${column(todo, (r) => r.llmCacheTtlMs)}::int[])
+          ${column(todo, (r) => r.llmCacheTtlMs)}::int[], ${column(todo, createdMs)}::bigint[])
           as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace,
-               tags, metadata, webhook_url, llm_cache_ttl_ms)
+               tags, metadata, webhook_url, llm_cache_ttl_ms, created_ms)
       ) v
       order by v.owner_id, v.debounce_key
       on conflict (owner_id, debounce_key) where debounce_key is not null and status = 'PENDING'
@@ -467,7 +469,7 @@ async function writeDebounced(
         tags = excluded.tags, metadata = excluded.metadata, webhook_url = excluded.webhook_url,
         llm_cache_ttl_ms = excluded.llm_cache_ttl_ms, version = t.version + 1, updated_at = now()
       where t.status = 'PENDING' and t.name = excluded.name
-      returning t.*, t.xmax = 0 as created`,
+      returning t.*, t.xmax = 0 as created`.catch(refuseClockSkew),
     );
     for (const raw of written) {
       const row = fromDriver(raw);

@@ -1,0 +1,75 @@
+/**
+ * A new task's created_at is its UUIDv7 id's time (docs/partitioning.md: an id names its row's
+ * partition), on every insert path (single, batch, debounced, schedule ticks share CREATED_AT);
+ * an id over a minute from PostgreSQL's clock is refused; an id that is no UUIDv7 gets now().
+ */
+import { randomUUID } from 'node:crypto';
+import { createTestEnv, type TestEnv } from '@tasker/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, type DbClient, migrateDatabase, TaskStore, uuidv7 } from '../src/index.ts';
+
+let env: TestEnv;
+let client: DbClient;
+let store: TaskStore;
+
+beforeAll(async () => {
+  env = createTestEnv();
+  await migrateDatabase(env.databaseUrl);
+  client = createDb(env.databaseUrl, { max: 4 });
+  store = new TaskStore(client);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await env?.cleanup();
+});
+
+const task = (id: string, extra: object = {}) => ({
+  id,
+  tenantId: 'created-at',
+  name: 'sum_two_numbers',
+  input: { a: 1, b: 2 },
+  ...extra,
+});
+
+const createdAt = async (id: string) => {
+  const [row] = await client.sql<{ ms: number }[]>`
+    select (extract(epoch from created_at) * 1000)::float8 as ms from tasks where id = ${id}`;
+  return row?.ms;
+};
+
+describe("a task's created_at", () => {
+  it("is its UUIDv7 id's time, to the millisecond, on a single, a batched and a debounced insert", async () => {
+    const ms = Date.now() - 30_000;
+    const single = uuidv7(ms);
+    const batched = [uuidv7(ms + 1), uuidv7(ms + 2)];
+    const debounced = uuidv7(ms + 3);
+    await store.insert(task(single));
+    await store.insertBatch(batched.map((id) => task(id)));
+    await store.insert(task(debounced, { debounceKey: 'k', debounceDelayMs: 60_000 }));
+    expect(await createdAt(single)).toBe(ms);
+    expect(await Promise.all(batched.map(createdAt))).toEqual([ms + 1, ms + 2]);
+    expect(await createdAt(debounced)).toBe(ms + 3);
+  });
+
+  it("refuses an id over a minute from PostgreSQL's clock, and stores nothing", async () => {
+    const early = uuidv7(Date.now() - 120_000);
+    const late = uuidv7(Date.now() + 120_000);
+    await expect(store.insert(task(early))).rejects.toThrow(/over 60 s from PostgreSQL's clock/);
+    await expect(store.insertBatch([task(uuidv7()), task(late)])).rejects.toThrow(
+      /over 60 s from PostgreSQL's clock/,
+    );
+    const [{ n } = { n: -1 }] = await client.sql<{ n: number }[]>`
+      select count(*)::int as n from tasks where id = any(${[early, late]}::uuid[])`;
+    expect(n).toBe(0);
+  });
+
+  it('is now() for an id that is no UUIDv7', async () => {
+    const id = randomUUID();
+    const before = Date.now();
+    await store.insert(task(id));
+    const at = (await createdAt(id)) ?? 0;
+    expect(at).toBeGreaterThanOrEqual(before - 1000);
+    expect(at).toBeLessThanOrEqual(Date.now() + 1000);
+  });
+});
