@@ -37,15 +37,6 @@ export interface BatchLimits {
  * taken here (the API refuses them in a batch).
  */
 export class BatchInserts {
-  /**
-   * This process's batch transactions run one at a time, in arrival order (the lane): a table's
-   * new rows all land at the right edge of every index (UUIDv7 ids, created_at, one tenant's keys),
-   * so concurrent batches contend for the same pages. One at a time, PostgreSQL spends less CPU a
-   * row (the INSERT alone, 1,000 rows a statement: 17 µs a row on one connection, 23-28 on four),
-   * and the server validates the next batches meanwhile. Many servers still insert side by side.
-   */
-  private lane: Promise<unknown> = Promise.resolve();
-
   constructor(
     private readonly pg: postgres.Sql,
     private readonly options: HotOptions,
@@ -59,11 +50,7 @@ export class BatchInserts {
       throw new Error('a batch holds the tasks of one tenant');
     if (rows.some((r) => r.debounceKey != null)) throw new Error('a batch takes no debounced task');
     // A deadlock's victim is run again whole (a statement of an aborted transaction cannot be).
-    const run = this.lane.then(() =>
-      againOnConflict(() => this.pg.begin((tx) => this.within(tx, tenantId, rows, limits))),
-    );
-    this.lane = run.catch(() => undefined);
-    return run;
+    return againOnConflict(() => this.pg.begin((tx) => this.within(tx, tenantId, rows, limits)));
   }
 
   private async within(
