@@ -4,25 +4,11 @@
  * an id over a minute from PostgreSQL's clock is refused; an id that is no UUIDv7 gets now().
  */
 import { randomUUID } from 'node:crypto';
-import { createTestEnv, type TestEnv } from '@tasker/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, type DbClient, migrateDatabase, TaskStore, uuidv7 } from '../src/index.ts';
+import { describe, expect, it } from 'vitest';
+import { uuidv7 } from '../src/index.ts';
+import { useStore } from './fixture.ts';
 
-let env: TestEnv;
-let client: DbClient;
-let store: TaskStore;
-
-beforeAll(async () => {
-  env = createTestEnv();
-  await migrateDatabase(env.databaseUrl);
-  client = createDb(env.databaseUrl, { max: 4 });
-  store = new TaskStore(client);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await env?.cleanup();
-});
+const db = useStore(4);
 
 const task = (id: string, extra: object = {}) => ({
   id,
@@ -33,7 +19,7 @@ const task = (id: string, extra: object = {}) => ({
 });
 
 const createdAt = async (id: string) => {
-  const [row] = await client.sql<{ ms: number }[]>`
+  const [row] = await db.client.sql<{ ms: number }[]>`
     select (extract(epoch from created_at) * 1000)::float8 as ms from tasks where id = ${id}`;
   return row?.ms;
 };
@@ -44,9 +30,9 @@ describe("a task's created_at", () => {
     const single = uuidv7(ms);
     const batched = [uuidv7(ms + 1), uuidv7(ms + 2)];
     const debounced = uuidv7(ms + 3);
-    await store.insert(task(single));
-    await store.insertBatch(batched.map((id) => task(id)));
-    await store.insert(task(debounced, { debounceKey: 'k', debounceDelayMs: 60_000 }));
+    await db.store.insert(task(single));
+    await db.store.insertBatch(batched.map((id) => task(id)));
+    await db.store.insert(task(debounced, { debounceKey: 'k', debounceDelayMs: 60_000 }));
     expect(await createdAt(single)).toBe(ms);
     expect(await Promise.all(batched.map(createdAt))).toEqual([ms + 1, ms + 2]);
     expect(await createdAt(debounced)).toBe(ms + 3);
@@ -55,11 +41,11 @@ describe("a task's created_at", () => {
   it("refuses an id over a minute from PostgreSQL's clock, and stores nothing", async () => {
     const early = uuidv7(Date.now() - 120_000);
     const late = uuidv7(Date.now() + 120_000);
-    await expect(store.insert(task(early))).rejects.toThrow(/over 60 s from PostgreSQL's clock/);
-    await expect(store.insertBatch([task(uuidv7()), task(late)])).rejects.toThrow(
+    await expect(db.store.insert(task(early))).rejects.toThrow(/over 60 s from PostgreSQL's clock/);
+    await expect(db.store.insertBatch([task(uuidv7()), task(late)])).rejects.toThrow(
       /over 60 s from PostgreSQL's clock/,
     );
-    const [{ n } = { n: -1 }] = await client.sql<{ n: number }[]>`
+    const [{ n } = { n: -1 }] = await db.client.sql<{ n: number }[]>`
       select count(*)::int as n from tasks where id = any(${[early, late]}::uuid[])`;
     expect(n).toBe(0);
   });
@@ -67,7 +53,7 @@ describe("a task's created_at", () => {
   it('is now() for an id that is no UUIDv7', async () => {
     const id = randomUUID();
     const before = Date.now();
-    await store.insert(task(id));
+    await db.store.insert(task(id));
     const at = (await createdAt(id)) ?? 0;
     expect(at).toBeGreaterThanOrEqual(before - 1000);
     expect(at).toBeLessThanOrEqual(Date.now() + 1000);
