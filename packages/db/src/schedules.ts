@@ -10,8 +10,9 @@ import {
   type TaskStatus,
   tasks,
 } from './schema.ts';
+import { CREATED_AT, createdMs, refuseClockSkew } from './tasks/id-time.ts';
 import { lockKey } from './tasks/queue-limit.ts';
-import { CREATED_AT, column, createdMs, fromDriver, pgArray, refuseClockSkew } from './tasks/rows.ts';
+import { column, fromDriver, pgArray } from './tasks/rows.ts';
 import { uuidv7 } from './uuidv7.ts';
 
 /** What a schedule is made of (create, and the upsert by key). */

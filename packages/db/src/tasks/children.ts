@@ -1,6 +1,7 @@
 import { TASK_STATUSES, type TaskStatus } from '@tasker/states';
 import type postgres from 'postgres';
 import type { TaskRow } from '../schema.ts';
+import { andCreatedAt } from './id-time.ts';
 import { byId, pgArray } from './rows.ts';
 import { conditionText } from './transition-sql.ts';
 
@@ -80,7 +81,7 @@ export class TaskChildren {
   async depth(id: string, max: number): Promise<number> {
     const [row] = await this.pg<{ depth: number }[]>`
       with recursive up as (
-        select parent_id, 0 as depth from tasks where id = ${id}::uuid
+        select parent_id, 0 as depth from tasks t where t.id = ${id}::uuid ${andCreatedAt(this.pg, 't', [id])}
         union all
         select t.parent_id, up.depth + 1 from tasks t join up on t.id = up.parent_id
         where up.depth <= ${max})

@@ -1,6 +1,7 @@
 import type postgres from 'postgres';
 import { holdsAdvisoryLock } from '../advisory-lock.ts';
 import { COUNT_CAP } from '../limits.ts';
+import { andCreatedAt } from './id-time.ts';
 import { column } from './rows.ts';
 import { statusByIdText } from './transition-sql.ts';
 
@@ -186,7 +187,7 @@ export class DispatchQueries {
     const rows = await sql<{ task_id: string }[]>`
       insert into task_handouts (task_id, owner_id, name, concurrency_key)
       select t.id, t.owner_id, t.name, coalesce(t.concurrency_key, t.owner_id) from tasks t
-      where t.id = any(${column(ids, (id) => id)}::uuid[]) and ${this.pg.unsafe(PENDING_BY_ID)}
+      where t.id = any(${column(ids, (id) => id)}::uuid[]) ${andCreatedAt(sql, 't', ids)} and ${this.pg.unsafe(PENDING_BY_ID)}
         and ${leader ? holdsAdvisoryLock(sql, leader.lockKey) : sql`true`}
       on conflict do nothing
       returning task_id`;
@@ -201,7 +202,8 @@ export class DispatchQueries {
     if (ids.length === 0) return 0;
     const rows = await this.pg`
       delete from task_handouts h using tasks t
-      where h.task_id = any(${column(ids, (id) => id)}::uuid[]) and t.id = h.task_id and ${this.pg.unsafe(PENDING_BY_ID)}
+      where h.task_id = any(${column(ids, (id) => id)}::uuid[]) and t.id = h.task_id ${andCreatedAt(this.pg, 't', ids)}
+        and ${this.pg.unsafe(PENDING_BY_ID)}
       returning h.task_id`;
     return rows.length;
   }

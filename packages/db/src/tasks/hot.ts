@@ -3,8 +3,9 @@ import type postgres from 'postgres';
 import { Batcher, ItemFailure } from '../batcher.ts';
 import { isDatabaseUnavailable, isTransientDatabaseError } from '../errors.ts';
 import type { NewTaskRow, TaskError, TaskRow } from '../schema.ts';
+import { andCreatedAt, CREATED_AT, createdMs, refuseClockSkew } from './id-time.ts';
 import { insertWithinQueueLimits, limitsQueue, type MaxQueued } from './queue-limit.ts';
-import { byId, CREATED_AT, column, createdMs, fromDriver, pgArray, refuseClockSkew } from './rows.ts';
+import { byId, column, fromDriver, pgArray } from './rows.ts';
 import { choiceText, conditionText, sharedFromText } from './transition-sql.ts';
 
 export interface HotOptions {
@@ -108,7 +109,11 @@ export class HotTransitions {
             update tasks t set status = 'RUNNING', version = t.version + 1, attempts = v.attempt, progress = null,
               started_at = coalesce(t.started_at, now()), updated_at = now(), worker_id = ${workerId}
             from unnest(${column(mine, (i) => i.id)}::uuid[], ${column(mine, (i) => i.attempt)}::int[]) as v(id, attempt)
-            where t.id = v.id and ${pg.unsafe(CLAIM)}
+            where t.id = v.id ${andCreatedAt(
+              pg,
+              't',
+              mine.map((i) => i.id),
+            )} and ${pg.unsafe(CLAIM)}
             returning t.*`;
           for (const [id, row] of byId(rows)) claimed.set(id, row);
         }
@@ -124,7 +129,11 @@ export class HotTransitions {
             update tasks t set status = 'COMPLETED', version = t.version + 1, output = v.output, error = null,
               finished_at = now(), updated_at = now()
             from unnest(${column(items, (i) => i.id)}::uuid[], ${column(items, (i) => JSON.stringify(i.output ?? null))}::jsonb[]) as v(id, output)
-            where t.id = v.id and ${pg.unsafe(COMPLETE)}
+            where t.id = v.id ${andCreatedAt(
+              pg,
+              't',
+              items.map((i) => i.id),
+            )} and ${pg.unsafe(COMPLETE)}
             returning t.*`,
         );
         return items.map((i) => completed.get(i.id));
@@ -145,7 +154,11 @@ export class HotTransitions {
             from unnest(${column(items, (i) => i.id)}::uuid[], ${column(items, (i) => JSON.stringify(i.error))}::jsonb[],
                         ${column(items, (i) => JSON.stringify(i.cancelled))}::jsonb[], ${column(items, (i) => i.final)}::bool[])
               as v(id, error, cancelled, final)
-            where t.id = v.id and ${pg.unsafe(FAIL)}
+            where t.id = v.id ${andCreatedAt(
+              pg,
+              't',
+              items.map((i) => i.id),
+            )} and ${pg.unsafe(FAIL)}
             returning t.*`,
         );
         return items.map((i) => failed.get(i.id));

@@ -15,6 +15,7 @@ import {
 } from 'drizzle-orm';
 import type { Database } from '../client.ts';
 import { ACTIVE_STATUSES, type TaskRow, type TaskStatus, taskHandouts, tasks } from '../schema.ts';
+import { createdAtOf, createdAtWindow } from './id-time.ts';
 import { pgArray } from './rows.ts';
 
 /**
@@ -112,14 +113,22 @@ export class TaskQueries {
     this.getById = db
       .select()
       .from(tasks)
-      .where(eq(tasks.id, sql.placeholder('id')))
+      // The id's created_at bounds (createdAtWindow), null for an id that is no UUIDv7: planned for
+      // its values (client.ts), the test of null folds away, and the bounds are constants.
+      .where(
+        and(
+          eq(tasks.id, sql.placeholder('id')),
+          sql`(${sql.placeholder('from')}::timestamptz is null or ${tasks.createdAt} between ${sql.placeholder('from')}::timestamptz and ${sql.placeholder('to')}::timestamptz)`,
+        ),
+      )
       .limit(1)
       .prepare('tasks_get');
   }
 
   /** The task, if it exists (and belongs to `tenantId`, when given: another tenant's is not found). */
   async get(id: string, tenantId?: string): Promise<TaskRow | undefined> {
-    const [row] = await this.getById.execute({ id });
+    const window = createdAtWindow([id]);
+    const [row] = await this.getById.execute({ id, from: window?.from ?? null, to: window?.to ?? null });
     return tenantId === undefined || row?.tenantId === tenantId ? row : undefined;
   }
 
@@ -129,7 +138,7 @@ export class TaskQueries {
     return this.db
       .select({ id: tasks.id, version: tasks.version })
       .from(tasks)
-      .where(inArray(tasks.id, [...ids]));
+      .where(and(inArray(tasks.id, [...ids]), createdAtOf(ids)));
   }
 
   /** Several rows by id (missing ids are left out). */
@@ -138,7 +147,7 @@ export class TaskQueries {
     return this.db
       .select()
       .from(tasks)
-      .where(inArray(tasks.id, [...ids]));
+      .where(and(inArray(tasks.id, [...ids]), createdAtOf(ids)));
   }
 
   /** The ids among these whose cancellation was requested (the worker's check on what it runs). */
@@ -147,7 +156,7 @@ export class TaskQueries {
     const rows = await this.db
       .select({ id: tasks.id })
       .from(tasks)
-      .where(and(inArray(tasks.id, [...ids]), isNotNull(tasks.cancelRequestedAt)));
+      .where(and(inArray(tasks.id, [...ids]), createdAtOf(ids), isNotNull(tasks.cancelRequestedAt)));
     return rows.map((r) => r.id);
   }
 

@@ -1,6 +1,5 @@
 import { getTableColumns } from 'drizzle-orm';
 import { type TaskRow, tasks } from '../schema.ts';
-import { uuidv7Ms } from '../uuidv7.ts';
 
 const columns = getTableColumns(tasks);
 /** A row's field and column, by the column's name (as raw SQL returns it). */
@@ -60,31 +59,3 @@ export function fromDriver(raw: Record<string, unknown>): TaskRow {
 /** Raw rows by id. */
 export const byId = (rows: readonly Record<string, unknown>[]): Map<string, TaskRow> =>
   new Map(rows.map((raw) => [raw.id as string, fromDriver(raw)]));
-
-/** Furthest a new task's id may be from PostgreSQL's clock: a minute (CREATED_AT). */
-const CLOCK_SKEW_MS = 60_000;
-
-/**
- * A new task's created_at, in SQL, from `v.created_ms` (`createdMs`: the time of its UUIDv7 id): a
- * task's id names its creation time, so that a table partitioned by created_at finds an id's
- * partition from the id alone (docs/partitioning.md). An id made by a process whose clock is over a
- * minute off PostgreSQL's gives null, a not-null violation that refuses the statement
- * (`refuseClockSkew`); an id that is no UUIDv7 (made elsewhere: tests, tasks of old) gets now().
- */
-export const CREATED_AT = `case when v.created_ms is null then now()
-  when abs(v.created_ms - (select (extract(epoch from now()) * 1000)::bigint)) <= ${CLOCK_SKEW_MS}
-  then timestamptz 'epoch' + v.created_ms * interval '1 millisecond' end`;
-
-/** The `created_ms` column of `CREATED_AT`: the id's time, null for an id that is no UUIDv7. */
-export const createdMs = (row: { id: string }): number | null => uuidv7Ms(row.id) ?? null;
-
-/** Rethrows `CREATED_AT`'s refusal as what it is; any other error as it is. */
-export function refuseClockSkew(error: unknown): never {
-  const { code, column_name: columnName } = (error ?? {}) as { code?: unknown; column_name?: unknown };
-  if (code === '23502' && columnName === 'created_at')
-    throw new Error(
-      `a task id's time (UUIDv7, made by this process) is over ${CLOCK_SKEW_MS / 1000} s from PostgreSQL's clock: set both clocks right (NTP)`,
-      { cause: error },
-    );
-  throw error;
-}

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type postgres from 'postgres';
 import type { TaskRow } from '../schema.ts';
+import { andCreatedAt } from './id-time.ts';
 import { byId } from './rows.ts';
 import { conditionText } from './transition-sql.ts';
 
@@ -190,7 +191,7 @@ export class WaitTokens {
     const rows = await sql`
       update tasks t set status = 'PENDING', version = t.version + 1, updated_at = now(),
         waiting_for = null, run_after = now()
-      where t.id = ${token.taskId}::uuid and ${sql.unsafe(TOKEN_DONE)}
+      where t.id = ${token.taskId}::uuid ${andCreatedAt(sql, 't', [token.taskId])} and ${sql.unsafe(TOKEN_DONE)}
         and t.waiting_for->>'kind' = 'token' and t.waiting_for->>'token' = ${token.id}
       returning t.*`;
     return [...byId(rows).values()][0];

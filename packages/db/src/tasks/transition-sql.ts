@@ -2,6 +2,7 @@ import { type FieldsOf, type Guard, type TaskStatus, TRANSITIONS, type Transitio
 import { and, eq, type SQL, sql } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { tasks } from '../schema.ts';
+import { createdAtOf } from './id-time.ts';
 
 /**
  * The SQL of the state machine (@tasker/states): every UPDATE of a task row takes its WHERE clause
@@ -65,13 +66,18 @@ export function sharedFromText(names: readonly TransitionName[], t = 't'): strin
 }
 
 /**
- * The WHERE clause of transition `name` on task `id` (drizzle): its statuses and guards, and the
+ * The WHERE clause of transition `name` on task `id` (drizzle; with the id's created_at bounds):
+ * its statuses and guards, and the
  * tenant when the transition is guarded by one and a tenant is given (another tenant's task is as
  * good as missing).
  */
 export function whereOf(name: TransitionName, id: string, tenantId?: string): SQL | undefined {
   const { from, guards } = TRANSITIONS[name];
-  const parts: (SQL | undefined)[] = [eq(tasks.id, id), sql.raw(`"tasks".status in (${quoted(from)})`)];
+  const parts: (SQL | undefined)[] = [
+    eq(tasks.id, id),
+    createdAtOf([id]),
+    sql.raw(`"tasks".status in (${quoted(from)})`),
+  ];
   for (const guard of guards as readonly Guard[]) {
     if (guard === 'ofTenant') {
       if (tenantId !== undefined) parts.push(eq(tasks.tenantId, tenantId));

@@ -4,6 +4,7 @@ import type postgres from 'postgres';
 import type { Database } from '../client.ts';
 import { type TaskError, type TaskRow, tasks, type WaitingFor } from '../schema.ts';
 import { againOnConflict } from './hot.ts';
+import { andCreatedAt } from './id-time.ts';
 import { byId, column } from './rows.ts';
 import { type Assignments, conditionText, statusAfter, whereOf } from './transition-sql.ts';
 
@@ -108,7 +109,7 @@ export class OtherTransitions {
         update tasks t set status = 'WAITING', version = t.version + 1, updated_at = now(),
           waiting_for = ${JSON.stringify(suspension.waitingFor)}::jsonb, run_after = ${until}::timestamptz,
           expires_at = null, debounce_key = null
-        where t.id = ${id}::uuid and ${this.pg.unsafe(WAIT)}
+        where t.id = ${id}::uuid ${andCreatedAt(this.pg, 't', [id])} and ${this.pg.unsafe(WAIT)}
         returning t.*),
       handout as (delete from task_handouts where task_id in (select id from waiting)),
       step as (
@@ -190,7 +191,7 @@ export class OtherTransitions {
     const rows = await this.pg`
       update tasks t set status = 'EXPIRED', version = t.version + 1, updated_at = now(),
         error = ${JSON.stringify(error)}::jsonb, finished_at = now()
-      where t.id = any(${column(ids, (id) => id)}::uuid[]) and ${this.pg.unsafe(EXPIRE)}
+      where t.id = any(${column(ids, (id) => id)}::uuid[]) ${andCreatedAt(this.pg, 't', ids)} and ${this.pg.unsafe(EXPIRE)}
       returning t.*`;
     return [...byId(rows).values()];
   }

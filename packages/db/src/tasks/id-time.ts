@@ -1,0 +1,80 @@
+import { type SQL, sql } from 'drizzle-orm';
+import type postgres from 'postgres';
+import { tasks } from '../schema.ts';
+import { uuidv7Ms } from '../uuidv7.ts';
+
+/*
+ * A task's id and its created_at, tied (docs/partitioning.md, steps 1 and 2): a new task's row gets
+ * its UUIDv7 id's time as created_at (CREATED_AT), so that a statement by id can bound created_at
+ * with constants (createdAtWindow), which is what lets a table partitioned by created_at read only
+ * the partition of the ids it names. Ids that are no UUIDv7 (tests', tasks of old) get no bound.
+ */
+/**
+ * Furthest a new task's id may be from PostgreSQL's clock: a minute (CREATED_AT), and so the slack
+ * either side of an id's time in which its row's created_at lies (createdAtWindow).
+ */
+const CLOCK_SKEW_MS = 60_000;
+
+/**
+ * A new task's created_at, in SQL, from `v.created_ms` (`createdMs`: the time of its UUIDv7 id): a
+ * task's id names its creation time, so that a table partitioned by created_at finds an id's
+ * partition from the id alone (docs/partitioning.md). An id made by a process whose clock is over a
+ * minute off PostgreSQL's gives null, a not-null violation that refuses the statement
+ * (`refuseClockSkew`); an id that is no UUIDv7 (made elsewhere: tests, tasks of old) gets now().
+ */
+export const CREATED_AT = `case when v.created_ms is null then now()
+  when abs(v.created_ms - (select (extract(epoch from now()) * 1000)::bigint)) <= ${CLOCK_SKEW_MS}
+  then timestamptz 'epoch' + v.created_ms * interval '1 millisecond' end`;
+
+/** The `created_ms` column of `CREATED_AT`: the id's time, null for an id that is no UUIDv7. */
+export const createdMs = (row: { id: string }): number | null => uuidv7Ms(row.id) ?? null;
+
+/** Rethrows `CREATED_AT`'s refusal as what it is; any other error as it is. */
+export function refuseClockSkew(error: unknown): never {
+  const { code, column_name: columnName } = (error ?? {}) as { code?: unknown; column_name?: unknown };
+  if (code === '23502' && columnName === 'created_at')
+    throw new Error(
+      `a task id's time (UUIDv7, made by this process) is over ${CLOCK_SKEW_MS / 1000} s from PostgreSQL's clock: set both clocks right (NTP)`,
+      { cause: error },
+    );
+  throw error;
+}
+
+/**
+ * The created_at bounds of the rows with these ids, as text for `::timestamptz`: a minute either
+ * side of the earliest and the latest id's time. Undefined when any id is no UUIDv7 (its row may
+ * have any created_at) or none is given.
+ */
+export function createdAtWindow(ids: Iterable<string>): { from: string; to: string } | undefined {
+  let low = Number.POSITIVE_INFINITY;
+  let high = Number.NEGATIVE_INFINITY;
+  for (const id of ids) {
+    const ms = uuidv7Ms(id);
+    if (ms === undefined) return undefined;
+    if (ms < low) low = ms;
+    if (ms > high) high = ms;
+  }
+  if (low > high) return undefined;
+  return {
+    from: new Date(low - CLOCK_SKEW_MS).toISOString(),
+    to: new Date(high + CLOCK_SKEW_MS).toISOString(),
+  };
+}
+
+/** `createdAtWindow` as a condition on `tasks` (drizzle); undefined when there is none. */
+export function createdAtOf(ids: Iterable<string>): SQL | undefined {
+  const window = createdAtWindow(ids);
+  return window && sql`${tasks.createdAt} between ${window.from}::timestamptz and ${window.to}::timestamptz`;
+}
+
+/** `createdAtWindow` as `and <alias>.created_at between …` for raw SQL (postgres.js); empty when none. */
+export function andCreatedAt(
+  pg: postgres.Sql,
+  alias: string,
+  ids: Iterable<string>,
+): postgres.PendingQuery<postgres.Row[]> {
+  const window = createdAtWindow(ids);
+  return window
+    ? pg`and ${pg(alias)}.created_at between ${window.from}::timestamptz and ${window.to}::timestamptz`
+    : pg``;
+}
