@@ -23,6 +23,7 @@ import {
   type TaskStatus,
   tasks,
 } from '../schema.ts';
+import { createdAtOf } from './id-time.ts';
 import { type TaskFilter, taskFilterConditions } from './queries.ts';
 import { conditionOf, statusAfter } from './transition-sql.ts';
 import { RETRY_SET } from './transitions.ts';
@@ -281,7 +282,13 @@ export class BulkOperations {
         updatedAt: sql`now()`,
         version: sql`${tasks.version} + 1`,
       })
-      .where(and(inArray(tasks.id, [...ids]), or(pending, conditionOf('requestCancel', tenantId))))
+      .where(
+        and(
+          inArray(tasks.id, [...ids]),
+          createdAtOf(ids),
+          or(pending, conditionOf('requestCancel', tenantId)),
+        ),
+      )
       .returning({
         ...getTableColumns(tasks),
         handedOut: sql<boolean>`exists (select from task_handouts h where h.task_id = ${tasks.id})`,
@@ -299,7 +306,7 @@ export class BulkOperations {
         updatedAt: sql`now()`,
         version: sql`${tasks.version} + 1`,
       })
-      .where(and(inArray(tasks.id, [...ids]), conditionOf('retry', tenantId)))
+      .where(and(inArray(tasks.id, [...ids]), createdAtOf(ids), conditionOf('retry', tenantId)))
       .returning();
   }
 }
