@@ -1,41 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { createTestEnv, type TestEnv } from '@tasker/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createDb,
-  type DbClient,
-  listenTaskChanges,
-  migrateDatabase,
-  type StepChange,
-  type Suspension,
-  TaskStore,
-} from '../src/index.ts';
+import { describe, expect, it } from 'vitest';
+import { listenTaskChanges, type StepChange, type Suspension } from '../src/index.ts';
+import { useStore } from './fixture.ts';
 
 // The store's side of durable steps (migration 0024): task_steps, wait, wake, and WAITING among
 // the unfinished tasks.
 
-let env: TestEnv;
-let client: DbClient;
-let store: TaskStore;
-
-beforeAll(async () => {
-  env = createTestEnv();
-  await migrateDatabase(env.databaseUrl);
-  client = createDb(env.databaseUrl, { max: 3 });
-  store = new TaskStore(client);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await env?.cleanup();
-});
+const db = useStore(3);
 
 const cancelled = { message: 'the task was cancelled', name: 'CancelledError', code: 'CANCELLED' };
 
 /** A task claimed by a worker, with a handout (as the dispatcher would have written it). */
 async function running(singletonKey?: string) {
   const id = randomUUID();
-  const { created } = await store.insert({
+  const { created } = await db.store.insert({
     id,
     name: 'sum_two_numbers',
     input: { a: 1, b: 2 },
@@ -43,20 +21,20 @@ async function running(singletonKey?: string) {
     ...(singletonKey ? { singletonKey } : {}),
   });
   expect(created).toBe(true);
-  await client.sql`insert into task_handouts (task_id, owner_id, name, concurrency_key)
+  await db.client.sql`insert into task_handouts (task_id, owner_id, name, concurrency_key)
     values (${id}::uuid, 'default', 'sum_two_numbers', 'default')`;
-  expect(await store.claim(id, 'w1', 1)).toMatchObject({ status: 'RUNNING' });
+  expect(await db.store.claim(id, 'w1', 1)).toMatchObject({ status: 'RUNNING' });
   return id;
 }
 
 const handouts = async (id: string) =>
-  (await client.sql`select 1 from task_handouts where task_id = ${id}::uuid`).length;
+  (await db.client.sql`select 1 from task_handouts where task_id = ${id}::uuid`).length;
 
 describe('task_steps', () => {
   it('records a step once: a second completion gets the first result back; a failed one is overwritten', async () => {
     const id = await running();
     const startedAt = new Date();
-    const first = await store.steps.record({
+    const first = await db.store.steps.record({
       taskId: id,
       stepId: 'a',
       seq: 0,
@@ -65,7 +43,7 @@ describe('task_steps', () => {
       startedAt,
     });
     expect(first).toMatchObject({ stepId: 'a', seq: 0, status: 'completed', output: '42' });
-    const again = await store.steps.record({
+    const again = await db.store.steps.record({
       taskId: id,
       stepId: 'a',
       seq: 0,
@@ -75,8 +53,8 @@ describe('task_steps', () => {
     });
     expect(again.output).toBe('42'); // a string that looks like a number stays a string
     const error = { message: 'boom', name: 'Error', code: 'STEP_FAILED' };
-    await store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
-    const b = await store.steps.record({
+    await db.store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
+    const b = await db.store.steps.record({
       taskId: id,
       stepId: 'b',
       seq: 1,
@@ -85,7 +63,7 @@ describe('task_steps', () => {
       startedAt,
     });
     expect(b).toMatchObject({ status: 'completed', output: { x: [1] }, error: null });
-    expect((await store.steps.list(id)).map((s) => [s.stepId, s.seq, s.status])).toEqual([
+    expect((await db.store.steps.list(id)).map((s) => [s.stepId, s.seq, s.status])).toEqual([
       ['a', 0, 'completed'],
       ['b', 1, 'completed'],
     ]);
@@ -109,7 +87,7 @@ describe('step announcements (0031)', () => {
     const steps: StepChange[] = [];
     const order: string[] = [];
     const listener = await listenTaskChanges(
-      client.sql,
+      db.client.sql,
       (c) => order.push(`task ${c.truncated ? c.status : c.row.status}`),
       () => {},
       () => true,
@@ -121,7 +99,7 @@ describe('step announcements (0031)', () => {
     try {
       const id = await running();
       const startedAt = new Date();
-      await store.steps.record({
+      await db.store.steps.record({
         taskId: id,
         stepId: 'a',
         seq: 0,
@@ -130,8 +108,8 @@ describe('step announcements (0031)', () => {
         startedAt,
       });
       const error = { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' };
-      await store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
-      await store.steps.record({
+      await db.store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
+      await db.store.steps.record({
         taskId: id,
         stepId: 'c',
         seq: 2,
@@ -139,7 +117,7 @@ describe('step announcements (0031)', () => {
         output: 'x'.repeat(9_000),
         startedAt,
       });
-      await store.complete(id, 3);
+      await db.store.complete(id, 3);
       await new Promise((r) => setTimeout(r, 300));
       const mine = steps.filter((c) => c.taskId === id);
       // The key alone: nothing of the row (nor its task's tenant) is built for a step nobody watches.
@@ -148,7 +126,7 @@ describe('step announcements (0031)', () => {
         { kind: 'step', taskId: id, stepId: 'b' },
         { kind: 'step', taskId: id, stepId: 'c' },
       ]);
-      const rows = await store.steps.getMany(mine);
+      const rows = await db.store.steps.getMany(mine);
       const byId = new Map(rows.map((r) => [r.stepId, r]));
       expect(byId.get('a')).toMatchObject({ taskId: id, seq: 0, status: 'completed', output: { n: 1 } });
       expect(byId.get('a')?.startedAt).toBeInstanceOf(Date);
@@ -170,7 +148,7 @@ describe('wait and wake', () => {
   it('wait: RUNNING → WAITING until the time, its handout gone and its sleep recorded, in one statement', async () => {
     const id = await running();
     const until = new Date(Date.now() + 300);
-    const waiting = await store.wait(id, sleep(until));
+    const waiting = await db.store.wait(id, sleep(until));
     expect(waiting).toMatchObject({
       status: 'WAITING',
       waitingFor: { kind: 'time', until: until.toISOString() },
@@ -178,47 +156,47 @@ describe('wait and wake', () => {
       finishedAt: null,
     });
     expect(await handouts(id)).toBe(0);
-    expect(await store.steps.list(id)).toMatchObject([
+    expect(await db.store.steps.list(id)).toMatchObject([
       { stepId: '$sleep:0', status: 'waiting', output: { until: until.toISOString() } },
     ]);
     // Not RUNNING any more: a second wait changes nothing.
-    expect(await store.wait(id, sleep(until))).toBeUndefined();
+    expect(await db.store.wait(id, sleep(until))).toBeUndefined();
 
     // Not due yet: nothing wakes; once due, it is PENDING again, without what it waited for.
-    expect((await store.wakeDue(100)).map((r) => r.id)).not.toContain(id);
+    expect((await db.store.wakeDue(100)).map((r) => r.id)).not.toContain(id);
     await new Promise((resolve) => setTimeout(resolve, 400));
-    const woken = (await store.wakeDue(100)).find((r) => r.id === id);
+    const woken = (await db.store.wakeDue(100)).find((r) => r.id === id);
     expect(woken).toMatchObject({ status: 'PENDING', waitingFor: null });
-    expect(await store.claim(id, 'w2', 1)).toMatchObject({ status: 'RUNNING' });
+    expect(await db.store.claim(id, 'w2', 1)).toMatchObject({ status: 'RUNNING' });
   });
 
   it('a cancel asked for while the handler ran: wait refuses (the worker ends it CANCELLED)', async () => {
     const id = await running();
-    await store.requestCancel(id);
-    expect(await store.wait(id, sleep(new Date(Date.now() + 60_000)))).toBeUndefined();
-    expect((await store.get(id))?.status).toBe('RUNNING');
+    await db.store.requestCancel(id);
+    expect(await db.store.wait(id, sleep(new Date(Date.now() + 60_000)))).toBeUndefined();
+    expect((await db.store.get(id))?.status).toBe('RUNNING');
   });
 
   it('cancelPending ends a WAITING task at once and clears what it waited for', async () => {
     const id = await running();
-    await store.wait(id, sleep(new Date(Date.now() + 60_000)));
-    const done = await store.cancelPending(id, cancelled);
+    await db.store.wait(id, sleep(new Date(Date.now() + 60_000)));
+    const done = await db.store.cancelPending(id, cancelled);
     expect(done).toMatchObject({ status: 'CANCELLED', waitingFor: null });
     expect(done?.finishedAt).toBeInstanceOf(Date);
   });
 
   it('a bulk cancel ends a WAITING task at once too, with no job to remove', async () => {
     const id = await running();
-    await store.wait(id, sleep(new Date(Date.now() + 60_000)));
-    const [done] = await store.bulk.cancel(client.db, 'default', [id], cancelled);
+    await db.store.wait(id, sleep(new Date(Date.now() + 60_000)));
+    const [done] = await db.store.bulk.cancel(db.client.db, 'default', [id], cancelled);
     expect(done).toMatchObject({ id, status: 'CANCELLED', waitingFor: null, handedOut: false });
   });
 
   it('a WAITING task holds its singleton key, and retention deletes a finished task with its steps', async () => {
     const key = `single-${randomUUID()}`;
     const id = await running(key);
-    await store.wait(id, sleep(new Date(Date.now() + 60_000)));
-    const replay = await store.insert({
+    await db.store.wait(id, sleep(new Date(Date.now() + 60_000)));
+    const replay = await db.store.insert({
       id: randomUUID(),
       name: 'sum_two_numbers',
       input: {},
@@ -226,9 +204,9 @@ describe('wait and wake', () => {
     });
     expect(replay).toMatchObject({ created: false, matched: 'singleton', row: { id } });
 
-    await store.cancelPending(id, cancelled);
-    await store.pruneFinished(new Date(Date.now() + 1000), 1000);
-    expect(await store.get(id)).toBeUndefined();
-    expect(await store.steps.list(id)).toEqual([]);
+    await db.store.cancelPending(id, cancelled);
+    await db.store.pruneFinished(new Date(Date.now() + 1000), 1000);
+    expect(await db.store.get(id)).toBeUndefined();
+    expect(await db.store.steps.list(id)).toEqual([]);
   });
 });

@@ -1,43 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { createTestEnv, type TestEnv } from '@tasker/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  addUsage,
-  createDb,
-  type DbClient,
-  type LlmCall,
-  listenTaskChanges,
-  migrateDatabase,
-  type TaskChange,
-  TaskStore,
-  UsageReports,
-} from '../src/index.ts';
+import { describe, expect, it } from 'vitest';
+import { addUsage, type LlmCall, listenTaskChanges, type TaskChange, UsageReports } from '../src/index.ts';
+import { useStore } from './fixture.ts';
 
-let env: TestEnv;
-let client: DbClient;
-let store: TaskStore;
-
-beforeAll(async () => {
-  env = createTestEnv();
-  await migrateDatabase(env.databaseUrl);
-  client = createDb(env.databaseUrl, { max: 5 });
-  store = new TaskStore(client);
-});
-
-afterAll(async () => {
-  await client?.close();
-  await env?.cleanup();
-});
+const db = useStore(5);
 
 const running = async (tenantId = 'acme') => {
-  const { row } = await store.insert({
+  const { row } = await db.store.insert({
     id: randomUUID(),
     tenantId,
     name: 'query_chatgpt',
     input: { prompt: 'hi' },
     maxAttempts: 3,
   });
-  const claimed = await store.claim(row.id, 'w1', 1);
+  const claimed = await db.store.claim(row.id, 'w1', 1);
   if (!claimed) throw new Error('not claimed');
   return claimed;
 };
@@ -87,12 +63,12 @@ describe('UsageStore.record', () => {
     const task = await running();
     const heard: TaskChange[] = [];
     const listener = await listenTaskChanges(
-      client.sql,
+      db.client.sql,
       (c) => heard.push(c),
       () => {},
     );
     try {
-      const recorded = await store.recordUsage(call(task.id));
+      const recorded = await db.store.recordUsage(call(task.id));
       expect(recorded?.version).toBe(task.version + 1);
       expect(recorded?.usage).toEqual({
         model: 'gpt-4o-mini',
@@ -119,7 +95,7 @@ describe('UsageStore.record', () => {
     } finally {
       await listener.close();
     }
-    const [ledger] = await client.sql`select * from task_llm_calls where task_id = ${task.id}`;
+    const [ledger] = await db.client.sql`select * from task_llm_calls where task_id = ${task.id}`;
     expect(ledger).toMatchObject({
       tenant_id: 'acme',
       task_name: 'query_chatgpt',
@@ -134,8 +110,8 @@ describe('UsageStore.record', () => {
 
   it('counts every one of many calls made at once (the row is locked, no update lost)', async () => {
     const task = await running();
-    await Promise.all(Array.from({ length: 12 }, () => store.recordUsage(call(task.id))));
-    const row = await store.get(task.id);
+    await Promise.all(Array.from({ length: 12 }, () => db.store.recordUsage(call(task.id))));
+    const row = await db.store.get(task.id);
     expect(row?.usage).toMatchObject({
       calls: 12,
       promptTokens: 120,
@@ -146,13 +122,13 @@ describe('UsageStore.record', () => {
 
   it('keeps a call of a task no longer RUNNING in the ledger only', async () => {
     const task = await running();
-    await store.complete(task.id, 'done');
-    expect(await store.recordUsage(call(task.id, { costUsd: null }))).toBeUndefined();
-    expect((await store.get(task.id))?.usage).toBeNull();
-    const [{ count }] =
-      (await client.sql`select count(*)::int as count from task_llm_calls where task_id = ${task.id}`) as unknown as [
-        { count: number },
-      ];
+    await db.store.complete(task.id, 'done');
+    expect(await db.store.recordUsage(call(task.id, { costUsd: null }))).toBeUndefined();
+    expect((await db.store.get(task.id))?.usage).toBeNull();
+    const [{ count }] = (await db.client
+      .sql`select count(*)::int as count from task_llm_calls where task_id = ${task.id}`) as unknown as [
+      { count: number },
+    ];
     expect(count).toBe(1);
   });
 });
@@ -168,7 +144,7 @@ describe('UsageReports.report', () => {
       tokens: number,
       cost: number,
     ) =>
-      client.sql`insert into task_llm_calls (tenant_id, task_id, task_name, attempt, base_url, model,
+      db.client.sql`insert into task_llm_calls (tenant_id, task_id, task_name, attempt, base_url, model,
           prompt_tokens, completion_tokens, cost_usd, created_at)
         values (${tenantId}, ${taskId}, 'query_chatgpt', 1, 'http://model', ${model}, ${tokens}, 1, ${cost}, ${at})`;
     await ledger('rep', one, 'gpt-4o', '2026-05-01T10:00:00Z', 10, 0.5);
@@ -176,7 +152,7 @@ describe('UsageReports.report', () => {
     await ledger('rep', two, 'gpt-4o-mini', '2026-05-02T11:00:00Z', 30, 0.125);
     await ledger('rep', two, 'gpt-4o-mini', '2026-06-01T00:00:00Z', 1000, 100); // after the range
     await ledger('rep-other', randomUUID(), 'gpt-4o', '2026-05-01T10:00:00Z', 1000, 100);
-    const reports = new UsageReports(client.db);
+    const reports = new UsageReports(db.client.db);
     const range = { from: new Date('2026-05-01T00:00:00Z'), to: new Date('2026-06-01T00:00:00Z') };
     const total = { promptTokens: 60, completionTokens: 3, costUsd: 0.875, calls: 3, tasks: 2 };
     expect(await reports.report({ tenantId: 'rep', ...range, groupBy: 'model' })).toEqual({
