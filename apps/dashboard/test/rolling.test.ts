@@ -44,6 +44,15 @@ describe(`the dashboard across a rolling restart (${testMode} mode)`, () => {
     const page = await openDashboard(harness.browser, balancer.url, key, `/ui/tasks/${task.id}`);
     await page.evaluate(() => Object.assign(window, { rollingMark: 'unchanged' }));
     await page.getByTestId('task-partial').waitFor();
+    // The reply grows on the page only by the stream's events: once it has grown, the stream has
+    // delivered an event id, which its reconnection sends back (the first paint may come from the
+    // task's query alone; a restart before any event would reconnect with no id to resume after).
+    const partial = async () => (await page.getByTestId('task-partial').textContent())?.length ?? 0;
+    const painted = await partial();
+    await waitFor(async () => (await partial()) > painted, {
+      timeoutMs: 20_000,
+      what: "an event of the page's stream",
+    });
 
     // First the server holding the page's stream (its stream resumes on the other at once), then
     // the other one.
