@@ -5,7 +5,7 @@
  * for the batch as a whole (429 QUEUE_FULL, nothing stored), tenants kept apart. No worker: nothing
  * touches the rows after the batch, so their xmin is the batch's transaction.
  */
-import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient } from '@tasker/db';
+import { type ApiKeyScope, ApiKeyStore, createDb, type DbClient, uuidv7Ms } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
 import { createTestEnv, type TestEnv } from '@tasker/testing';
 import { createTRPCClient, httpLink, TRPCClientError } from '@trpc/client';
@@ -104,11 +104,13 @@ describe('POST /tasks/batch', () => {
       if (i % 3 === 0) expect(row).toMatchObject({ tags: [`batch-${i % 7}`], metadata: { i } });
       else expect(row).toMatchObject({ tags: [], metadata: null, priority: i % 100 });
     });
-    // One transaction: every row has its xmin, and its created_at (now(), the transaction's start).
-    const [tx] = await db.sql<{ xmins: number; times: number }[]>`
-      select count(distinct xmin::text)::int as xmins, count(distinct created_at)::int as times
-      from tasks where id = any(${ids}::uuid[])`;
-    expect(tx).toEqual({ xmins: 1, times: 1 });
+    // One transaction: every row has its xmin; each created_at is its id's time (a UUIDv7's).
+    const [tx] = await db.sql<{ xmins: number }[]>`
+      select count(distinct xmin::text)::int as xmins from tasks where id = any(${ids}::uuid[])`;
+    expect(tx).toEqual({ xmins: 1 });
+    const times = await db.sql<{ id: string; ms: number }[]>`
+      select id, (extract(epoch from created_at) * 1000)::float8 as ms from tasks where id = any(${ids}::uuid[])`;
+    expect(times.filter((t) => t.ms !== uuidv7Ms(t.id))).toEqual([]);
     // Shown as a single submission's task is.
     const task = (await call('GET', `/tasks/${ids[4]}`, alice)).body;
     expect(task).toMatchObject({
