@@ -10,20 +10,29 @@ import { uuidv7Ms } from '../uuidv7.ts';
  * the partition of the ids it names. Ids that are no UUIDv7 (tests', tasks of old) get no bound.
  */
 /**
- * Furthest a new task's id may be from PostgreSQL's clock: a minute (CREATED_AT), and so the slack
- * either side of an id's time in which its row's created_at lies (createdAtWindow).
+ * The slack either side of an id's time in which its row's created_at lies (createdAtWindow): the
+ * rows of the first UUIDv7 hours got now(), a few milliseconds after their id's time.
  */
-const CLOCK_SKEW_MS = 60_000;
+const WINDOW_MS = 60_000;
+/** Furthest a new task's id may be ahead of PostgreSQL's clock (CREATED_AT): a clock set wrong. */
+const AHEAD_MS = 60_000;
+/**
+ * Furthest it may be behind: an hour. An id is made before its statement runs, and may wait for a
+ * connection, a lock or a batch on an overloaded machine; that is no wrong clock, and its row keeps
+ * its id's time. An hour is past any such wait, and short of an ill-set clock's days.
+ */
+const BEHIND_MS = 3_600_000;
 
 /**
  * A new task's created_at, in SQL, from `v.created_ms` (`createdMs`: the time of its UUIDv7 id): a
  * task's id names its creation time, so that a table partitioned by created_at finds an id's
  * partition from the id alone (docs/partitioning.md). An id made by a process whose clock is over a
- * minute off PostgreSQL's gives null, a not-null violation that refuses the statement
- * (`refuseClockSkew`); an id that is no UUIDv7 (made elsewhere: tests, tasks of old) gets now().
+ * minute ahead of PostgreSQL's, or an hour behind, gives null, a not-null violation that refuses the
+ * statement (`refuseClockSkew`); an id that is no UUIDv7 (made elsewhere: tests, tasks of old) gets
+ * now().
  */
 export const CREATED_AT = `case when v.created_ms is null then now()
-  when abs(v.created_ms - (select (extract(epoch from now()) * 1000)::bigint)) <= ${CLOCK_SKEW_MS}
+  when v.created_ms - (select (extract(epoch from now()) * 1000)::bigint) between ${-BEHIND_MS} and ${AHEAD_MS}
   then timestamptz 'epoch' + v.created_ms * interval '1 millisecond' end`;
 
 /** The `created_ms` column of `CREATED_AT`: the id's time, null for an id that is no UUIDv7. */
@@ -34,7 +43,7 @@ export function refuseClockSkew(error: unknown): never {
   const { code, column_name: columnName } = (error ?? {}) as { code?: unknown; column_name?: unknown };
   if (code === '23502' && columnName === 'created_at')
     throw new Error(
-      `a task id's time (UUIDv7, made by this process) is over ${CLOCK_SKEW_MS / 1000} s from PostgreSQL's clock: set both clocks right (NTP)`,
+      `a task id's time (UUIDv7, made by this process) is over ${AHEAD_MS / 1000} s ahead of PostgreSQL's clock or over ${BEHIND_MS / 60_000} min behind it: set both clocks right (NTP)`,
       { cause: error },
     );
   throw error;
@@ -56,8 +65,8 @@ export function createdAtWindow(ids: Iterable<string>): { from: string; to: stri
   }
   if (low > high) return undefined;
   return {
-    from: new Date(low - CLOCK_SKEW_MS).toISOString(),
-    to: new Date(high + CLOCK_SKEW_MS).toISOString(),
+    from: new Date(low - WINDOW_MS).toISOString(),
+    to: new Date(high + WINDOW_MS).toISOString(),
   };
 }
 
