@@ -441,8 +441,10 @@ const storeOf = (sql: postgres.Sql) =>
 async function reads(sql: postgres.Sql, layout: Layout, start: number, span: number): Promise<void> {
   const store = storeOf(sql);
   const s = layout.schema;
-  const list = (filter: Omit<Parameters<TaskStore['queries']['list']>[0], 'limit'>) =>
-    store.queries.list({ limit: LIMIT, ...filter });
+  type Filter = Omit<Parameters<TaskStore['queries']['list']>[0], 'limit'>;
+  // One query over all time, and the store's listing in steps of time (time-steps.ts).
+  const list = (filter: Filter) => store.queries.listWindow({ limit: LIMIT, ...filter });
+  const stepped = (filter: Filter) => store.queries.list({ limit: LIMIT, ...filter });
   for (const [tenant, tenantLabel] of [
     [TENANT_BIG, 'big'],
     [TENANT_SMALL, 'tiny'],
@@ -455,11 +457,7 @@ async function reads(sql: postgres.Sql, layout: Layout, start: number, span: num
     for (const [label, extra] of filters) {
       const filter = { tenantId: tenant, ...extra };
       record(s, `list ${tenantLabel} ${label}: first page`, await medianMs(() => list(filter)));
-      record(
-        s,
-        `list ${tenantLabel} ${label}: first page, stepped`,
-        await medianMs(() => stepped(list, filter)),
-      );
+      record(s, `list ${tenantLabel} ${label}: first page, stepped`, await medianMs(() => stepped(filter)));
       if (tenant === TENANT_SMALL) continue;
       // Page DEPTH, by following the cursors; and a page half-way back in time (a cursor as a
       // client that pages far, or filters by created_before, sends it).
@@ -486,7 +484,7 @@ async function reads(sql: postgres.Sql, layout: Layout, start: number, span: num
       record(
         s,
         `list ${tenantLabel} ${label}: mid-range cursor, stepped`,
-        await medianMs(() => stepped(list, filter, middle)),
+        await medianMs(() => stepped({ ...filter, cursor: middle })),
       );
     }
   }
@@ -507,40 +505,6 @@ async function reads(sql: postgres.Sql, layout: Layout, start: number, span: num
   }
   await lookups(sql, layout, false);
   log(`${s}: reads measured`);
-}
-
-/** The windows of a stepped page, newest first: a day, a week, a month, then the rest. */
-const STEPS = [DAY, 7 * DAY, 31 * DAY, Number.POSITIVE_INFINITY];
-
-/**
- * A page as the design reads it from a table partitioned by created_at: the store's list, bounded
- * by created_at (createdAfter/createdBefore: constants, so that the plan covers only the partitions
- * of the window), over windows that widen back from the cursor (or from now) until the page is
- * full. A full page of a busy tenant is one query over one or two partitions; a sparse tenant's
- * takes up to four, the last one over every older partition.
- */
-async function stepped(
-  list: (filter: Omit<Parameters<TaskStore['queries']['list']>[0], 'limit'>) => Promise<unknown[]>,
-  filter: Partial<TaskFilter> & { tenantId: string },
-  cursor?: { createdAt: Date; id: string },
-): Promise<unknown[]> {
-  // The cursor's own millisecond is in the first window (the cursor condition cuts it exactly).
-  const top = cursor ? cursor.createdAt.getTime() + 1 : Date.now() + 60_000;
-  const rows: unknown[] = [];
-  let newest = top;
-  for (const width of STEPS) {
-    const oldest = top - width;
-    const page = await list({
-      ...filter,
-      ...(cursor ? { cursor } : {}),
-      createdBefore: new Date(newest),
-      ...(Number.isFinite(oldest) ? { createdAfter: new Date(oldest) } : {}),
-    });
-    rows.push(...page.slice(0, LIMIT - rows.length));
-    if (rows.length >= LIMIT) break;
-    newest = oldest;
-  }
-  return rows;
 }
 
 /**
@@ -592,12 +556,8 @@ async function lookups(sql: postgres.Sql, layout: Layout, countOnly: boolean): P
     await explain('get by id + created_at', 'select * from tasks where id = $1 and created_at = $2 limit 1');
   if (countOnly) {
     const filter = { tenantId: TENANT_BIG, limit: LIMIT };
-    record(s, 'list big plain: first page', await medianMs(() => store.queries.list(filter)));
-    record(
-      s,
-      'list big plain: first page, stepped',
-      await medianMs(() => stepped((f) => store.queries.list({ limit: LIMIT, ...f }), filter)),
-    );
+    record(s, 'list big plain: first page', await medianMs(() => store.queries.listWindow(filter)));
+    record(s, 'list big plain: first page, stepped', await medianMs(() => store.queries.list(filter)));
     record(
       s,
       'search tag vip (1 in 3,300)',

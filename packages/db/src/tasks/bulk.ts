@@ -25,6 +25,7 @@ import {
 } from '../schema.ts';
 import { createdAtOf } from './id-time.ts';
 import { type TaskFilter, taskFilterConditions } from './queries.ts';
+import { afterCursor, earlier, readStepped, timeWindows, windowConditions } from './time-steps.ts';
 import { conditionOf, statusAfter } from './transition-sql.ts';
 import { RETRY_SET } from './transitions.ts';
 
@@ -250,12 +251,16 @@ export class BulkOperations {
   page(op: BulkOperationRow, filter: TaskFilter, limit: number): Promise<BulkCursor[]> {
     const cursor =
       op.cursorCreatedAt && op.cursorId ? { createdAt: op.cursorCreatedAt, id: op.cursorId } : undefined;
-    return this.db
-      .select({ createdAt: tasks.createdAt, id: tasks.id })
-      .from(tasks)
-      .where(and(...actionable(filter, op.action, op.createdAt, cursor)))
-      .orderBy(desc(tasks.createdAt), desc(tasks.id))
-      .limit(limit);
+    // In steps of time (time-steps.ts), from the cursor or the operation's creation (created_at <= it).
+    const top = earlier(afterCursor({ createdAt: op.createdAt }), afterCursor(cursor));
+    return readStepped(timeWindows(top, filter.createdAfter), limit, (window, rest) =>
+      this.db
+        .select({ createdAt: tasks.createdAt, id: tasks.id })
+        .from(tasks)
+        .where(and(...actionable(filter, op.action, op.createdAt, cursor), ...windowConditions(window)))
+        .orderBy(desc(tasks.createdAt), desc(tasks.id))
+        .limit(rest),
+    );
   }
 
   /**

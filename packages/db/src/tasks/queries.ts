@@ -17,6 +17,14 @@ import type { Database } from '../client.ts';
 import { ACTIVE_STATUSES, type TaskRow, type TaskStatus, taskHandouts, tasks } from '../schema.ts';
 import { createdAtOf, createdAtWindow } from './id-time.ts';
 import { pgArray } from './rows.ts';
+import {
+  afterCursor,
+  earlier,
+  readStepped,
+  type TimeWindow,
+  timeWindows,
+  windowConditions,
+} from './time-steps.ts';
 
 /**
  * Characters of each payload's JSON text a listing reads from PostgreSQL (the API cuts the preview
@@ -162,10 +170,24 @@ export class TaskQueries {
 
   /**
    * One page of an owner's tasks, newest first, after `cursor` (exclusive). Keyset pagination on
-   * (created_at, id): every page costs the same, however deep (no OFFSET).
+   * (created_at, id): every page costs the same, however deep (no OFFSET). Read in steps of time
+   * (time-steps.ts): a day back from the cursor (or now), then a week, a month, the rest, until the
+   * page is full.
    */
-  async list(filter: TaskListFilter): Promise<TaskListRow[]> {
-    const conditions = taskFilterConditions(filter);
+  list(filter: TaskListFilter): Promise<TaskListRow[]> {
+    const windows = timeWindows(
+      earlier(filter.createdBefore, afterCursor(filter.cursor)),
+      filter.createdAfter,
+    );
+    return readStepped(windows, filter.limit, (window, limit) => this.listWindow(filter, window, limit));
+  }
+
+  /**
+   * One window's part of a page (`list`): at most `limit` of its rows, newest first. With no window,
+   * the page in one query over all time (what bench:partition compares the steps with).
+   */
+  listWindow(filter: TaskListFilter, window: TimeWindow = {}, limit = filter.limit): Promise<TaskListRow[]> {
+    const conditions = [...taskFilterConditions(filter), ...windowConditions(window)];
     if (filter.cursor) {
       conditions.push(
         sql`(${tasks.createdAt}, ${tasks.id}) < (${filter.cursor.createdAt.toISOString()}::timestamptz, ${filter.cursor.id}::uuid)`,
@@ -203,7 +225,7 @@ export class TaskQueries {
       .from(tasks)
       .where(and(...conditions))
       .orderBy(desc(tasks.createdAt), desc(tasks.id))
-      .limit(filter.limit);
+      .limit(limit);
   }
 
   /**
