@@ -65,6 +65,10 @@ beforeAll(async () => {
     RATE_LIMIT_PER_MINUTE: '0',
     SCHEDULE_INTERVAL_MS: '100',
     WORKER_CONCURRENCY: '4',
+    // A task running on a worker the test kills is run again once its job's lock lapses and a
+    // stall check finds it: with the default 30 s lock, two stall checks of the new workers could
+    // take past the test's wait (seen once in CI, PostgreSQL-only mode).
+    WORKER_LOCK_MS: '2000',
   });
   const parsed = loadEnv(env.vars);
   server = await startServer(parsed, createLogger(parsed, 'test-schedules'));
