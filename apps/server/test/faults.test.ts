@@ -337,7 +337,9 @@ describe('fault 4b: a budget check PostgreSQL cannot answer costs no attempt', (
       attemptErrors: [],
     });
     expect(fake.requests).toHaveLength(1);
-  });
+    // Its waits (up to 60 s for the end alone, after the outage's own) fit in its timeout, so that a
+    // slow recovery fails at waitForEnd, which prints the worker's output, not as a bare test timeout.
+  }, 150_000);
 });
 
 describe('fault 10: a PostgreSQL outage fails no task', () => {
