@@ -228,6 +228,8 @@ describe('the filter and run_at, given a time PostgreSQL cannot hold', () => {
     }
     // The year 1 itself is taken.
     expect((await call('GET', '/tasks?created_after=0001-01-01T00:00:00Z', alice)).status).toBe(200);
+    // A created_before in its first days too (a listing reads back in windows of up to a month).
+    expect((await call('GET', '/tasks?created_before=0001-01-10T00:00:00Z', alice)).status).toBe(200);
     expect(await count()).toBe(before);
   });
 });

@@ -39,6 +39,15 @@ describe('timeWindows', () => {
     expect(timeWindows(top, top, now)).toEqual([]);
     expect(timeWindows(top, at(now), now)).toEqual([]);
   });
+
+  it('never reach before the year 1 (PostgreSQL refuses such a time): the window below is open', () => {
+    const top = new Date('0001-01-10T00:00:00Z');
+    expect(timeWindows(top, undefined, now)).toEqual([
+      { from: at(top.getTime() - DAY), before: top },
+      { from: at(top.getTime() - 7 * DAY), before: at(top.getTime() - DAY) },
+      { before: at(top.getTime() - 7 * DAY) },
+    ]);
+  });
 });
 
 describe('a stepped listing', () => {
@@ -107,6 +116,12 @@ describe('a stepped listing', () => {
               ids(await db.store.queries.listWindow(page)),
             );
           }
+  });
+
+  it('takes a created_before in the first days of the year 1 (its windows stop at the year 1)', async () => {
+    await setUp();
+    const filter = { tenantId: tenant, createdBefore: new Date('0001-01-10T00:00:00Z'), limit: 5 };
+    expect(await db.store.queries.list(filter)).toEqual([]);
   });
 
   it('walks every page of the tenant by its cursors, newest first, each row once', async () => {

@@ -14,6 +14,12 @@ import { tasks } from '../schema.ts';
 
 const DAY_MS = 86_400_000;
 
+/**
+ * The earliest time PostgreSQL holds (the year 1, UTC; the API refuses bounds before it): a window
+ * edge earlier than that would be a statement PostgreSQL refuses, so the window below is open.
+ */
+const EARLIEST_MS = Date.parse('0001-01-01T00:00:00Z');
+
 /** The widths of a walk's windows, newest first, from its top; then one more window, the rest. */
 export const STEP_WIDTHS_MS = [DAY_MS, 7 * DAY_MS, 31 * DAY_MS] as const;
 
@@ -34,14 +40,18 @@ export function timeWindows(top: Date | undefined, bottom: Date | undefined, now
   const windows: TimeWindow[] = [];
   let before = top;
   for (const width of [...STEP_WIDTHS_MS, Number.POSITIVE_INFINITY]) {
-    const edge = anchor - width;
+    const edge = anchor - width >= EARLIEST_MS ? anchor - width : Number.NEGATIVE_INFINITY;
     if (bottom && before && before.getTime() <= bottom.getTime()) break;
     if (bottom && !(edge > bottom.getTime())) {
       windows.push({ from: bottom, before });
       break;
     }
-    const from = Number.isFinite(edge) ? new Date(edge) : undefined;
-    windows.push(from ? { from, before } : { before });
+    if (!Number.isFinite(edge)) {
+      windows.push({ before });
+      break;
+    }
+    const from = new Date(edge);
+    windows.push({ from, before });
     before = from;
   }
   return windows;
