@@ -234,10 +234,15 @@ describe('fault 3: resumed tasks start at once', () => {
       },
       { timeoutMs: 20_000, what: 'the resumed tasks' },
     );
-    const elapsed = Date.now() - resumedAt;
     feeding = false;
     await feed;
-    expect(elapsed).toBeLessThan(1000);
+    // Timed by the rows (when the last of them finished), not by this test's polling of 20 tasks,
+    // which on a busy machine adds its own tens of milliseconds.
+    const [{ last }] = await db()<
+      { last: Date }[]
+    >`select max(finished_at) as last from tasks where id = any(${held})`;
+    const elapsed = last.getTime() - resumedAt;
+    expect(elapsed, 'ms from the resume to the last resumed task finished').toBeLessThan(1000);
   });
 });
 
