@@ -382,6 +382,24 @@ describe('retry of a parent task (child tasks)', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ id: parent, status: 'PENDING' });
   });
+
+  it('a FAILED task whose singleton_key another unfinished task holds: 409 SINGLETON_KEY_HELD names it; once it ended, the retry goes', async () => {
+    const key = `single-${crypto.randomUUID()}`;
+    const failed = await row({ singletonKey: key, status: 'FAILED', finishedAt: new Date() });
+    const holder = await row({ singletonKey: key, runAfter: later() });
+    const refused = await retry(failed);
+    expect(refused.status).toBe(409);
+    expect(await refused.json()).toMatchObject({
+      code: 'SINGLETON_KEY_HELD',
+      status: 409,
+      error: expect.stringContaining(`held by unfinished task ${holder}`),
+    });
+    expect(await getTask(failed)).toMatchObject({ status: 'FAILED' });
+    expect((await cancel(holder)).status).toBe(200);
+    const res = await retry(failed);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: failed, status: 'PENDING' });
+  });
 });
 
 describe('listing', () => {

@@ -48,6 +48,11 @@ export function isTransientDatabaseError(error: unknown): boolean {
   return isDatabaseUnavailable(error) || codes(error).some((code) => RETRYABLE_CODES.has(code));
 }
 
+/** A unique key was taken by another transaction's row (unique_violation, 23505). */
+export function isUniqueViolation(error: unknown): boolean {
+  return codes(error).includes('23505');
+}
+
 /**
  * A submission refused because its tenant (or its task type) already has `limit` tasks PENDING, its
  * `max_queued`: nothing was stored. The API answers 429 with code QUEUE_FULL.

@@ -9,7 +9,12 @@ export {
 } from './api-keys.ts';
 export { Batcher, type BatcherOptions, ItemFailure } from './batcher.ts';
 export { createDb, type Database, type DbClient, type DbOptions, isPooled } from './client.ts';
-export { isDatabaseUnavailable, isTransientDatabaseError, QueueFullError } from './errors.ts';
+export {
+  isDatabaseUnavailable,
+  isTransientDatabaseError,
+  isUniqueViolation,
+  QueueFullError,
+} from './errors.ts';
 export {
   DISPATCH_CHANNEL,
   listenTaskChanges,

@@ -235,14 +235,12 @@ export const tasks = pgTable(
     index('tasks_ready_idx')
       .on(t.tenantId, t.priority.desc().nullsFirst(), t.createdAt, t.id)
       .where(sql`${t.status} = 'PENDING'`),
-    // One unfinished task per (tenant, singleton key), WAITING ones included (finished_at is null
-    // exactly while unfinished; migration 0024); one PENDING task per (tenant, debounce key).
+    // The keys are held in task_keys (migration 0035), which decides; until tasks is partitioned
+    // these unique indexes agree with it. One unfinished task per (tenant, singleton key), WAITING
+    // ones included (finished_at is null exactly while unfinished; migration 0024).
     uniqueIndex('tasks_owner_singleton_idx')
       .on(t.tenantId, t.singletonKey)
       .where(sql`${t.singletonKey} is not null and ${t.finishedAt} is null`),
-    uniqueIndex('tasks_owner_debounce_idx')
-      .on(t.tenantId, t.debounceKey)
-      .where(sql`${t.debounceKey} is not null and ${t.status} = 'PENDING'`),
     uniqueIndex('tasks_owner_idempotency_idx')
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
@@ -274,6 +272,34 @@ export const taskHandouts = pgTable('task_handouts', {
   concurrencyKey: text('concurrency_key').notNull(),
   handedAt: timestamptz('handed_at').notNull().defaultNow(),
 });
+
+/** What a task_keys row holds (migration 0035). */
+export const TASK_KEY_KINDS = ['idempotency', 'singleton', 'debounce', 'schedule'] as const;
+export type TaskKeyKind = (typeof TASK_KEY_KINDS)[number];
+
+/**
+ * The unique keys of tasks (migration 0035; docs/partitioning.md): one row per key held, naming its
+ * holder by (task_id, task_created_at). Kept by triggers on `tasks`: a keyed insert claims its keys
+ * (a key held already skips the row), a task's end frees its singleton key and a retry takes it
+ * again, leaving PENDING frees a debounce key; an idempotency key lives until its window passes
+ * (`freeExpiredKeys`), an idempotency or tick key until its task is deleted (`pruneFinished`).
+ */
+export const taskKeys = pgTable(
+  'task_keys',
+  {
+    tenantId: text('owner_id').notNull(),
+    kind: text('kind').$type<TaskKeyKind>().notNull(),
+    key: text('key').notNull(),
+    taskId: uuid('task_id').notNull(),
+    taskCreatedAt: timestamptz('task_created_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ name: 'task_keys_pkey', columns: [t.tenantId, t.kind, t.key] }),
+    index('task_keys_task_idx').on(t.taskId),
+    index('task_keys_created_idx').on(t.taskCreatedAt),
+    check('task_keys_kind_check', sql`${t.kind} in ('idempotency', 'singleton', 'debounce', 'schedule')`),
+  ],
+);
 
 /** How far a step got: `completed` (its output recorded), `failed` (its last run threw: it runs again), `waiting` (a sleep not over yet). */
 export const STEP_STATUSES = ['completed', 'failed', 'waiting'] as const;

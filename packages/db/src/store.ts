@@ -118,6 +118,7 @@ export class TaskStore {
   getMany: TaskQueries['getMany'] = (ids) => this.queries.getMany(ids);
   versions: TaskQueries['versions'] = (ids) => this.queries.versions(ids);
   cancelRequested: TaskQueries['cancelRequested'] = (ids) => this.queries.cancelRequested(ids);
+  keyHolder: TaskQueries['keyHolder'] = (tenantId, kind, key) => this.queries.keyHolder(tenantId, kind, key);
   list: TaskQueries['list'] = (filter) => this.queries.list(filter);
   finishedPerMinute: TaskQueries['finishedPerMinute'] = (tenantId, since) =>
     this.queries.finishedPerMinute(tenantId, since);

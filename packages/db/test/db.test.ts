@@ -317,7 +317,9 @@ describe('TaskStore', () => {
       store.insert({ id: randomUUID(), tenantId, name: 'sum_two_numbers', input: {}, idempotencyKey: key });
     const a = (await insert('tenant-a')).row;
     const b = (await insert('tenant-b')).row;
+    // Made two days ago: the task and its key (task_keys names its holder by its created_at).
     await client.sql`update tasks set created_at = now() - interval '2 days' where id in (${a.id}, ${b.id})`;
+    await client.sql`update task_keys set task_created_at = now() - interval '2 days' where task_id in (${a.id}, ${b.id})`;
     const again = await insert('tenant-a');
     expect(again.created).toBe(true);
     const [oldA, oldB] = [await store.get(a.id), await store.get(b.id)];

@@ -179,6 +179,110 @@ describe('the debounce key', () => {
   });
 });
 
+describe('task_keys (migration 0035)', () => {
+  /**
+   * What task_keys must hold, checked against the tasks: each row's holder exists (found by its id
+   * and created_at) and carries the key (a singleton's holder unfinished, a debounce's PENDING), and
+   * every unfinished task with a singleton key holds it. Returns the broken rows, described.
+   */
+  const outOfStep = async () =>
+    client.sql<{ what: string }[]>`
+      select 'row ' || k.kind || ' ' || k.key || ' of ' || k.task_id as what
+      from task_keys k left join tasks t on t.id = k.task_id and t.created_at = k.task_created_at
+      where t.id is null or t.owner_id <> k.owner_id
+         or (k.kind = 'idempotency' and t.idempotency_key is distinct from k.key)
+         or (k.kind = 'singleton' and (t.singleton_key is distinct from k.key or t.finished_at is not null))
+         or (k.kind = 'debounce' and (t.debounce_key is distinct from k.key or t.status <> 'PENDING'))
+      union all
+      select 'unheld singleton ' || t.singleton_key || ' of ' || t.id from tasks t
+      where t.singleton_key is not null and t.finished_at is null
+        and not exists (select 1 from task_keys k where k.task_id = t.id and k.kind = 'singleton')`;
+
+  afterAll(async () => {
+    // After every test of this file: the keys never disagree with the tasks.
+    expect(await outOfStep()).toEqual([]);
+  });
+
+  it('a debounced task whose attempt fails goes back to PENDING while a newer one holds the key; submissions join the newer one', async () => {
+    const key = `d-${randomUUID()}`;
+    const { row: first } = await store.insert(task({ debounceKey: key, debounceDelayMs: 0, maxAttempts: 2 }));
+    await store.claim(first.id, 'w1', 1);
+    const { row: second } = await store.insert(task({ debounceKey: key, debounceDelayMs: 1000 }));
+    expect(second.id).not.toBe(first.id);
+    // Before 0035, tasks_owner_debounce_idx refused this (two PENDING tasks with one key).
+    const retried = await store.fail({
+      id: first.id,
+      error: { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' },
+      cancelled: { message: 'cancelled', name: 'CancelledError', code: 'CANCELLED' },
+      final: false,
+    });
+    expect(retried?.status).toBe('PENDING');
+    const joined = await store.insert(
+      task({ debounceKey: key, debounceDelayMs: 1000, input: { a: 9, b: 9 } }),
+    );
+    expect(joined).toMatchObject({
+      created: false,
+      matched: 'debounce',
+      row: { id: second.id, input: { a: 9, b: 9 } },
+    });
+    expect((await store.get(first.id))?.input).toEqual({ a: 1, b: 2 });
+    expect(await outOfStep()).toEqual([]);
+  });
+
+  it('a retry takes its singleton key again, and is refused while another task holds it', async () => {
+    const key = `s-${randomUUID()}`;
+    const { row: first } = await store.insert(task({ singletonKey: key, tenantId: 'acme' }));
+    await store.claim(first.id, 'w1', 1);
+    await store.fail({
+      id: first.id,
+      error: { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' },
+      cancelled: { message: 'cancelled', name: 'CancelledError', code: 'CANCELLED' },
+      final: true,
+    });
+    const { row: second, created } = await store.insert(task({ singletonKey: key, tenantId: 'acme' }));
+    expect(created).toBe(true);
+    // Held by the second: the retry's guard refuses it, nothing changes.
+    expect(await store.retry(first.id, 'acme')).toBeUndefined();
+    expect(await store.keyHolder('acme', 'singleton', key)).toBe(second.id);
+    expect((await store.get(first.id))?.status).toBe('FAILED');
+    // Its write past the guard (a racing retry) is refused by the key itself.
+    await expect(
+      client.sql`update tasks set status = 'PENDING', finished_at = null where id = ${first.id}`,
+    ).rejects.toMatchObject({ code: '23505' });
+    await store.claim(second.id, 'w1', 1);
+    await store.complete(second.id, 3);
+    const again = await store.retry(first.id, 'acme');
+    expect(again?.status).toBe('PENDING');
+    expect(await store.keyHolder('acme', 'singleton', key)).toBe(first.id);
+    const third = await store.insert(task({ singletonKey: key, tenantId: 'acme' }));
+    expect(third).toMatchObject({ created: false, matched: 'singleton', row: { id: first.id } });
+    expect(await outOfStep()).toEqual([]);
+  });
+
+  it("an expired idempotency key is free again: its row goes with the old task's key", async () => {
+    const key = `i-${randomUUID()}`;
+    const { row: old } = await store.insert(task({ idempotencyKey: key }));
+    await client.sql`update tasks set created_at = created_at - interval '2 days' where id = ${old.id}`;
+    await client.sql`update task_keys set task_created_at = task_created_at - interval '2 days' where task_id = ${old.id}`;
+    const fresh = await store.insert(task({ idempotencyKey: key }));
+    expect(fresh.created).toBe(true);
+    expect(await store.keyHolder('default', 'idempotency', key)).toBe(fresh.row.id);
+    const [detached] = await client.sql`select idempotency_key from tasks where id = ${old.id}`;
+    expect(detached?.idempotency_key).toBeNull();
+  });
+
+  it("retention deletes a task's keys with it", async () => {
+    const key = `i-${randomUUID()}`;
+    const { row } = await store.insert(task({ idempotencyKey: key, tenantId: 'prune' }));
+    await store.claim(row.id, 'w1', 1);
+    await store.complete(row.id, 3);
+    await client.sql`update tasks set finished_at = now() - interval '40 days' where id = ${row.id}`;
+    while ((await store.pruneFinished(new Date(Date.now() - 30 * 86_400_000), 1000)) === 1000);
+    expect(await store.keyHolder('prune', 'idempotency', key)).toBeUndefined();
+    expect((await store.insert(task({ idempotencyKey: key, tenantId: 'prune' }))).created).toBe(true);
+  });
+});
+
 describe('keys are per tenant', () => {
   it("never answers with another tenant's task, for any of the keys", async () => {
     const key = `k-${randomUUID()}`;

@@ -88,8 +88,14 @@ describe("migrateDatabase and drizzle's migrator", () => {
         },
       ]);
       // No rewritten migration ran again: 0003's DROP INDEX ... IF EXISTS would have dropped and built
-      // its indexes anew (new oids), 0009's would have found its indexes and skipped them.
-      expect(await indexOids(sql)).toEqual(before.indexes);
+      // its indexes anew (new oids), 0009's would have found its indexes and skipped them. (The
+      // indexes the last migration dropped aside.)
+      const after = await indexOids(sql);
+      const names = new Set(after.map((i) => i.name));
+      expect(after.filter((i) => before.indexes.some((b) => b.name === i.name))).toEqual(
+        before.indexes.filter((i) => names.has(i.name)),
+      );
+      expect(before.indexes.filter((i) => names.has(i.name)).length).toBeGreaterThan(10);
     });
   });
 

@@ -69,6 +69,7 @@ export const GUARDS = {
   due: 'the task may start now: it has no start time, or it has passed (run_after is null or <= now)',
   noUnfinishedChildren:
     'no child task of it (ctx.run, ctx.runMany) is unfinished: none is PENDING, RUNNING or WAITING',
+  singletonKeyFree: 'it has no singleton_key, or no other unfinished task of its tenant holds that key',
 } as const;
 export type Guard = keyof typeof GUARDS;
 
@@ -234,7 +235,7 @@ export const TRANSITIONS = {
   retry: transition({
     from: ['FAILED', 'CANCELLED', 'EXPIRED'],
     to: 'PENDING',
-    guards: ['ofTenant', 'noUnfinishedChildren'],
+    guards: ['ofTenant', 'noUnfinishedChildren', 'singletonKeyFree'],
     sets: [
       'error',
       'output',
@@ -245,7 +246,7 @@ export const TRANSITIONS = {
       'runAfter',
       'expiresAt',
     ],
-    doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors); it waits for its turn again. Not while a child task of it is unfinished (409 CHILDREN_RUNNING).',
+    doc: 'Run again by hand, under the same id, for a new round of attempts (earlier errors stay in attempt_errors); it waits for its turn again. Not while a child task of it is unfinished (409 CHILDREN_RUNNING), nor while another unfinished task holds its singleton_key (409 SINGLETON_KEY_HELD).',
   }),
 } as const satisfies Record<string, Transition>;
 

@@ -1,8 +1,7 @@
-import { UNFINISHED_STATUSES } from '@tasker/states';
 import type postgres from 'postgres';
 import { Batcher, ItemFailure } from '../batcher.ts';
 import { isDatabaseUnavailable, isTransientDatabaseError } from '../errors.ts';
-import type { NewTaskRow, TaskError, TaskRow } from '../schema.ts';
+import type { NewTaskRow, TaskError, TaskKeyKind, TaskRow } from '../schema.ts';
 import { andCreatedAt, CREATED_AT, createdMs, refuseClockSkew } from './id-time.ts';
 import { insertWithinQueueLimits, limitsQueue, type MaxQueued } from './queue-limit.ts';
 import { byId, column, fromDriver, pgArray } from './rows.ts';
@@ -210,7 +209,6 @@ export class HotTransitions {
   }
 }
 
-const UNFINISHED = UNFINISHED_STATUSES.map((status) => `'${status}'`).join(', ');
 /** A key held by another row of the batch, or by a task that ended meanwhile: the insert is tried again, this often at most. */
 const KEY_ROUNDS = 5;
 
@@ -272,8 +270,9 @@ async function insertPlain(
 }
 
 /**
- * A key older than the window is free again: detached from the owner's old task before the insert
- * (a change like any other: version and updated_at move, and it is announced).
+ * A key older than the window is free again: its task_keys row goes, and it is detached from the
+ * owner's old task before the insert (a change like any other: version and updated_at move, and it
+ * is announced), in one statement, so that the two never disagree.
  */
 export async function freeExpiredKeys(
   pg: postgres.Sql,
@@ -283,12 +282,64 @@ export async function freeExpiredKeys(
   const keyed = rows.filter((r) => r.idempotencyKey != null);
   if (keyed.length === 0) return;
   await pg`
+    with k as (
+      select * from unnest(${column(keyed, (r) => r.tenantId ?? 'default')}::text[],
+                           ${column(keyed, (r) => r.idempotencyKey)}::text[]) as k(owner_id, key)),
+    freed as (
+      delete from task_keys tk using k
+      where tk.owner_id = k.owner_id and tk.kind = 'idempotency' and tk.key = k.key
+        and tk.task_created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds}))
     update tasks t set idempotency_key = null, version = t.version + 1, updated_at = now()
-    from unnest(${column(keyed, (r) => r.tenantId ?? 'default')}::text[],
-                ${column(keyed, (r) => r.idempotencyKey)}::text[]) as k(owner_id, key)
+    from k
     where t.owner_id = k.owner_id and t.idempotency_key = k.key
       and t.created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})`;
 }
+
+/**
+ * The holders of keys of `kind` (task_keys, by their (task_id, task_created_at)), by `keyOf(owner,
+ * key)`: the `columns` of each (the whole row, or a batch's few), read with the holder's keys.
+ */
+async function holdersOf(
+  pg: postgres.Sql,
+  kind: TaskKeyKind,
+  keys: readonly { owner: string; key: string }[],
+  columns: string,
+  condition = '',
+): Promise<Map<string, TaskRow>> {
+  const holders = new Map<string, TaskRow>();
+  if (keys.length === 0) return holders;
+  const rows = await pg`
+    select k.owner_id as key_owner, k.key as key_value, ${pg.unsafe(qualified(columns))}
+    from task_keys k join tasks t on t.id = k.task_id and t.created_at = k.task_created_at
+    where k.kind = ${kind} and (k.owner_id, k.key) in (
+      select * from unnest(${pgArray(keys.map((k) => k.owner))}::text[], ${pgArray(keys.map((k) => k.key))}::text[]))
+      ${pg.unsafe(condition)}`;
+  for (const raw of rows) {
+    const { key_owner, key_value, ...row } = raw;
+    holders.set(keyOf(String(key_owner), String(key_value)), fromDriver(row));
+  }
+  return holders;
+}
+
+/** Debounced submissions as the rows `u` of their statements (each with its delay). */
+const debouncedRows = (pg: postgres.Sql, rows: readonly TaskInsert[]) => pg`
+  unnest(${column(rows, (r) => r.id)}::uuid[], ${column(rows, ownerOf)}::text[],
+    ${column(rows, (r) => r.name)}::text[], ${column(rows, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
+    ${column(rows, (r) => r.maxAttempts ?? 1)}::int[], ${column(rows, (r) => r.priority ?? 0)}::int[],
+    ${column(rows, (r) => r.timeoutMs)}::int[], ${column(rows, (r) => r.ttlMs)}::int[],
+    ${column(rows, (r) => r.concurrencyKey)}::text[], ${column(rows, (r) => r.debounceKey)}::text[],
+    ${column(rows, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(rows, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
+    ${column(rows, tagsOf)}::text[], ${column(rows, metadataOf)}::jsonb[], ${column(rows, (r) => r.webhookUrl)}::text[],
+    ${column(rows, (r) => r.llmCacheTtlMs)}::int[], ${column(rows, createdMs)}::bigint[])
+  as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace,
+       tags, metadata, webhook_url, llm_cache_ttl_ms, created_ms)`;
+
+/** `columns` ('*' or a list) of the tasks row aliased `t`. */
+const qualified = (columns: string) =>
+  columns
+    .split(',')
+    .map((c) => `t.${c.trim()}`)
+    .join(', ');
 
 /** The columns `insertRounds` needs at least: a task's id, owner and type, and its keys. */
 export const KEY_COLUMNS = 'id, owner_id, name, idempotency_key, singleton_key';
@@ -313,11 +364,11 @@ export async function insertRounds(
       throw new Error(`insert: no answer for ${todo.length} task(s) after ${round} rounds`);
     // expires_at counts from when the task may first start (run_after, else now). The concurrency
     // key is the tenant's when none is given.
-    // Rows sorted by their keys, so that concurrent batches take the keys' locks in one order.
-    // Without a key among them (most batches), a row can meet no unique index but the primary key
-    // (its id, made by the server) and the plain INSERT spares each row ON CONFLICT's speculative
-    // insertion (a probe of every unique index first, then a speculative lock).
-    const keyed = todo.some((r) => r.idempotencyKey != null || r.singletonKey != null);
+    // A keyed row claims its keys in task_keys first (the trigger tasks_claim_keys, migration
+    // 0035): a key held already (also by a row before it in this statement) skips the row, which
+    // RETURNING then lacks. Rows sorted by their keys, so that concurrent batches take the keys'
+    // locks in one order. No ON CONFLICT: a row meets no unique index of tasks but the primary key
+    // (its id, made by the server) and the ones task_keys agrees with.
     const inserted = byId(
       await attempt(() =>
         pg`
@@ -342,7 +393,6 @@ export async function insertRounds(
           as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, idempotency_key, run_after, ttl_ms,
                concurrency_key, singleton_key, trace, tags, metadata, webhook_url, parent_id, llm_cache_ttl_ms, created_ms)
         order by v.owner_id, v.singleton_key, v.idempotency_key
-        ${keyed ? pg`on conflict do nothing` : pg``}
         returning ${pg.unsafe(columns)}`.catch(refuseClockSkew),
       ),
     );
@@ -354,37 +404,27 @@ export async function insertRounds(
     // holds the key is the answer. An idempotency key first (a replay), then a singleton key.
     const lost = todo.filter((r) => !inserted.has(r.id));
     if (lost.length === 0) break;
-    const replays = new Map<string, TaskRow>();
-    const replayable = lost.filter((r) => r.idempotencyKey != null);
-    if (replayable.length > 0) {
-      const existing = await pg`
-        select ${pg.unsafe(columns)} from tasks
-        where (owner_id, idempotency_key) in (
-          select * from unnest(${pgArray(replayable.map(ownerOf))}::text[],
-                               ${pgArray(replayable.map((r) => r.idempotencyKey))}::text[]))`;
-      for (const raw of existing) {
-        const row = fromDriver(raw);
-        replays.set(keyOf(row.tenantId, row.idempotencyKey), row);
-      }
-    }
-    const singletons = new Map<string, TaskRow>();
-    const single = lost.filter(
-      (r) =>
-        r.singletonKey != null &&
-        (r.idempotencyKey == null || !replays.has(keyOf(ownerOf(r), r.idempotencyKey))),
+    const replays = await holdersOf(
+      pg,
+      'idempotency',
+      lost
+        .filter((r) => r.idempotencyKey != null)
+        .map((r) => ({ owner: ownerOf(r), key: r.idempotencyKey as string })),
+      columns,
     );
-    if (single.length > 0) {
-      const holders = await pg`
-        select ${pg.unsafe(columns)} from tasks
-        where (owner_id, singleton_key) in (
-          select * from unnest(${pgArray(single.map(ownerOf))}::text[],
-                               ${pgArray(single.map((r) => r.singletonKey))}::text[]))
-          and status in (${pg.unsafe(UNFINISHED)})`;
-      for (const raw of holders) {
-        const row = fromDriver(raw);
-        singletons.set(keyOf(row.tenantId, row.singletonKey), row);
-      }
-    }
+    const singletons = await holdersOf(
+      pg,
+      'singleton',
+      lost
+        .filter(
+          (r) =>
+            r.singletonKey != null &&
+            (r.idempotencyKey == null || !replays.has(keyOf(ownerOf(r), r.idempotencyKey))),
+        )
+        .map((r) => ({ owner: ownerOf(r), key: r.singletonKey as string })),
+      columns,
+      'and t.finished_at is null',
+    );
     const again: TaskInsert[] = [];
     for (const r of lost) {
       const replay = r.idempotencyKey == null ? undefined : replays.get(keyOf(ownerOf(r), r.idempotencyKey));
@@ -398,12 +438,13 @@ export async function insertRounds(
 }
 
 /**
- * Debounced submissions: each (owner, debounce key) has at most one PENDING task (a unique index).
- * An upsert on it either creates that task or moves it: the newest input, options and start
- * (run_after = the database's clock + delay, taken when the row is written, so the last write to
- * commit sets the start). Submissions of one batch with one key are one write, the last one's (the
- * others joined it); one of another type than that last one waits for the next statement. A holder
- * that stopped being PENDING meanwhile frees the key: the write is tried again.
+ * Debounced submissions: each (owner, debounce key) has at most one PENDING task from its
+ * submission (task_keys, kind debounce). A submission either creates that task or moves it: the
+ * newest input, options and start (run_after = the database's clock + delay, taken when the row is
+ * written, so the last write to commit sets the start). Submissions of one batch with one key are
+ * one write, the last one's (the others joined it); one of another type than that last one waits
+ * for the next statement. A holder that stopped being PENDING meanwhile frees the key: the write
+ * is tried again.
  */
 async function upsertDebounced(
   pg: postgres.Sql,
@@ -443,7 +484,11 @@ async function debounceRounds(
   }
 }
 
-/** The upsert of `upsertDebounced`, for rows of distinct keys. */
+/**
+ * The writes of `upsertDebounced`, for rows of distinct keys: a new task for each key that no
+ * PENDING task holds (the insert claims it, tasks_claim_keys), then the others written into their
+ * key's holder.
+ */
 async function writeDebounced(
   pg: postgres.Sql,
   rows: readonly TaskInsert[],
@@ -453,61 +498,72 @@ async function writeDebounced(
   for (let round = 0; todo.length > 0; round++) {
     if (round === KEY_ROUNDS)
       throw new Error(`insert: no answer for ${todo.length} debounced task(s) after ${round} rounds`);
-    const written = await againOnConflict(() =>
-      pg`
-      insert into tasks as t (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
-                              concurrency_key, debounce_key, trace, tags, metadata, webhook_url, llm_cache_ttl_ms, created_at)
-      select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
-             case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
-             coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace, v.tags::text[], v.metadata, v.webhook_url,
-             v.llm_cache_ttl_ms, ${pg.unsafe(CREATED_AT)}
-      from (
-        select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
-        from unnest(${column(todo, (r) => r.id)}::uuid[], ${column(todo, ownerOf)}::text[],
-          ${column(todo, (r) => r.name)}::text[], ${column(todo, (r) => JSON.stringify(r.input ?? null))}::jsonb[],
-          ${column(todo, (r) => r.maxAttempts ?? 1)}::int[], ${column(todo, (r) => r.priority ?? 0)}::int[],
-          ${column(todo, (r) => r.timeoutMs)}::int[], ${column(todo, (r) => r.ttlMs)}::int[],
-          ${column(todo, (r) => r.concurrencyKey)}::text[], ${column(todo, (r) => r.debounceKey)}::text[],
-          ${column(todo, (r) => r.debounceDelayMs ?? 0)}::int[], ${column(todo, (r) => (r.trace ? JSON.stringify(r.trace) : null))}::jsonb[],
-          ${column(todo, tagsOf)}::text[], ${column(todo, metadataOf)}::jsonb[], ${column(todo, (r) => r.webhookUrl)}::text[],
-          ${column(todo, (r) => r.llmCacheTtlMs)}::int[], ${column(todo, createdMs)}::bigint[])
-          as u(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, debounce_key, delay_ms, trace,
-               tags, metadata, webhook_url, llm_cache_ttl_ms, created_ms)
-      ) v
-      order by v.owner_id, v.debounce_key
-      on conflict (owner_id, debounce_key) where debounce_key is not null and status = 'PENDING'
-      do update set input = excluded.input, run_after = excluded.run_after, ttl_ms = excluded.ttl_ms,
-        expires_at = excluded.expires_at, priority = excluded.priority, max_attempts = excluded.max_attempts,
-        timeout_ms = excluded.timeout_ms, concurrency_key = excluded.concurrency_key,
-        tags = excluded.tags, metadata = excluded.metadata, webhook_url = excluded.webhook_url,
-        llm_cache_ttl_ms = excluded.llm_cache_ttl_ms, version = t.version + 1, updated_at = now()
-      where t.status = 'PENDING' and t.name = excluded.name
-      returning t.*, t.xmax = 0 as created`.catch(refuseClockSkew),
+    const created = byId(
+      await againOnConflict(() =>
+        pg`
+        insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
+                           concurrency_key, debounce_key, trace, tags, metadata, webhook_url, llm_cache_ttl_ms, created_at)
+        select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
+               case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
+               coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace, v.tags::text[], v.metadata, v.webhook_url,
+               v.llm_cache_ttl_ms, ${pg.unsafe(CREATED_AT)}
+        from (select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start from ${debouncedRows(pg, todo)}) v
+        order by v.owner_id, v.debounce_key
+        returning *`.catch(refuseClockSkew),
+      ),
     );
-    for (const raw of written) {
-      const row = fromDriver(raw);
-      const created = raw.created === true;
-      byKey.set(
-        keyOf(row.tenantId, row.debounceKey),
-        created ? { row, created } : { row, created, matched: 'debounce' },
-      );
+    for (const r of todo) {
+      const row = created.get(r.id);
+      if (row) byKey.set(keyOf(ownerOf(r), r.debounceKey), { row, created: true });
     }
-    // No row back: the holder is of another type (it answers, nothing was written), or it stopped
-    // being PENDING between the conflict and the update (the key is free: again).
-    const missing = todo.filter((r) => !byKey.has(keyOf(ownerOf(r), r.debounceKey)));
+    let missing = todo.filter((r) => !created.has(r.id));
     if (missing.length === 0) break;
-    const holders = await pg`
-      select * from tasks
-      where (owner_id, debounce_key) in (
-        select * from unnest(${pgArray(missing.map(ownerOf))}::text[],
-                             ${pgArray(missing.map((r) => r.debounceKey))}::text[]))
-        and status = 'PENDING'`;
-    const wanted = new Map(missing.map((r) => [keyOf(ownerOf(r), r.debounceKey), r.name]));
-    for (const raw of holders) {
+    // The others move their key's holder, if it is still PENDING and of their type. Its row locked
+    // in the keys' order first (a sorted FOR UPDATE locks in its order), so that concurrent batches
+    // with the same keys never deadlock; a holder that changed meanwhile is read again there.
+    const moved = await againOnConflict(
+      () =>
+        pg`
+        with v as (
+          select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
+          from ${debouncedRows(pg, missing)}),
+        holder as (
+          select t.id as holder_id, t.created_at as holder_created_at, v.* from v
+          join task_keys k on k.owner_id = v.owner_id and k.kind = 'debounce' and k.key = v.debounce_key
+          join tasks t on t.id = k.task_id and t.created_at = k.task_created_at
+          where t.status = 'PENDING' and t.name = v.name
+          order by v.owner_id, v.debounce_key
+          for update of t)
+        update tasks t set input = h.input, run_after = h.start, ttl_ms = h.ttl_ms,
+          expires_at = case when h.ttl_ms is null then null else h.start + h.ttl_ms * interval '1 millisecond' end,
+          priority = h.priority, max_attempts = h.max_attempts, timeout_ms = h.timeout_ms,
+          concurrency_key = coalesce(h.concurrency_key, h.owner_id), tags = h.tags::text[], metadata = h.metadata,
+          webhook_url = h.webhook_url, llm_cache_ttl_ms = h.llm_cache_ttl_ms, version = t.version + 1, updated_at = now()
+        from holder h
+        where t.id = h.holder_id and t.created_at = h.holder_created_at
+        returning t.*`,
+    );
+    for (const raw of moved) {
       const row = fromDriver(raw);
-      const key = keyOf(row.tenantId, row.debounceKey);
+      byKey.set(keyOf(row.tenantId, row.debounceKey), { row, created: false, matched: 'debounce' });
+    }
+    missing = missing.filter((r) => !byKey.has(keyOf(ownerOf(r), r.debounceKey)));
+    if (missing.length === 0) break;
+    // Nothing written: the holder is of another type (it answers), or it stopped being PENDING
+    // after the insert found its key (the key is free: again).
+    const holders = await holdersOf(
+      pg,
+      'debounce',
+      missing.map((r) => ({ owner: ownerOf(r), key: r.debounceKey as string })),
+      '*',
+      "and t.status = 'PENDING'",
+    );
+    for (const r of missing) {
+      const key = keyOf(ownerOf(r), r.debounceKey);
+      const holder = holders.get(key);
       // A holder of this very type appeared since: write again, into it.
-      if (wanted.get(key) !== row.name) byKey.set(key, { row, created: false, matched: 'debounce' });
+      if (holder && holder.name !== r.name)
+        byKey.set(key, { row: holder, created: false, matched: 'debounce' });
     }
     todo = missing.filter((r) => !byKey.has(keyOf(ownerOf(r), r.debounceKey)));
   }

@@ -8,8 +8,9 @@ export class TaskMaintenance {
 
   /**
    * Deletes up to `limit` tasks that finished before `before` (one short statement: no long lock),
-   * and their webhook deliveries, steps and wait tokens with them (by `webhook_deliveries_task_idx`,
-   * `task_steps_pkey` and `wait_tokens_task_step_idx`: a task's deliveries, steps and tokens go when it goes). Returns how many tasks it deleted; call again until it returns less than `limit`.
+   * and their webhook deliveries, steps, wait tokens and keys with them (by `webhook_deliveries_task_idx`,
+   * `task_steps_pkey`, `wait_tokens_task_step_idx` and `task_keys_task_idx`: a task's deliveries,
+   * steps, tokens and keys (its idempotency key, its schedule tick's) go when it goes). Returns how many tasks it deleted; call again until it returns less than `limit`.
    */
   async pruneFinished(before: Date, limit: number): Promise<number> {
     const [row] = await this.db.execute<{ count: number }>(sql`
@@ -21,7 +22,8 @@ export class TaskMaintenance {
         returning ${tasks.id} as id),
       deliveries as (delete from ${webhookDeliveries} where ${webhookDeliveries.taskId} in (select id from gone)),
       steps as (delete from ${taskSteps} where ${taskSteps.taskId} in (select id from gone)),
-      tokens as (delete from wait_tokens where task_id in (select id from gone))
+      tokens as (delete from wait_tokens where task_id in (select id from gone)),
+      keys as (delete from task_keys where task_id in (select id from gone))
       select count(*)::int as count from gone`);
     return row?.count ?? 0;
   }

@@ -14,7 +14,15 @@ import {
   sql,
 } from 'drizzle-orm';
 import type { Database } from '../client.ts';
-import { ACTIVE_STATUSES, type TaskRow, type TaskStatus, taskHandouts, tasks } from '../schema.ts';
+import {
+  ACTIVE_STATUSES,
+  type TaskKeyKind,
+  type TaskRow,
+  type TaskStatus,
+  taskHandouts,
+  taskKeys,
+  tasks,
+} from '../schema.ts';
 import { createdAtOf, createdAtWindow } from './id-time.ts';
 import { pgArray } from './rows.ts';
 import {
@@ -156,6 +164,15 @@ export class TaskQueries {
       .select()
       .from(tasks)
       .where(and(inArray(tasks.id, [...ids]), createdAtOf(ids)));
+  }
+
+  /** The id of the task that holds a tenant's key of `kind` (task_keys), if one does. */
+  async keyHolder(tenantId: string, kind: TaskKeyKind, key: string): Promise<string | undefined> {
+    const [row] = await this.db
+      .select({ taskId: taskKeys.taskId })
+      .from(taskKeys)
+      .where(and(eq(taskKeys.tenantId, tenantId), eq(taskKeys.kind, kind), eq(taskKeys.key, key)));
+    return row?.taskId;
   }
 
   /** The ids among these whose cancellation was requested (the worker's check on what it runs). */

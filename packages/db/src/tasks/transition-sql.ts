@@ -19,6 +19,8 @@ const GUARD_SQL: Record<Exclude<Guard, 'ofTenant'>, (t: string) => string> = {
   due: (t) => `(${t}.run_after is null or ${t}.run_after <= now())`,
   noUnfinishedChildren: (t) =>
     `not exists (select 1 from tasks c where c.parent_id = ${t}.id and c.finished_at is null)`,
+  singletonKeyFree: (t) =>
+    `(${t}.singleton_key is null or not exists (select 1 from task_keys k where k.owner_id = ${t}.owner_id and k.kind = 'singleton' and k.key = ${t}.singleton_key))`,
 };
 
 const quoted = (statuses: readonly TaskStatus[]) => statuses.map((s) => `'${s}'`).join(', ');

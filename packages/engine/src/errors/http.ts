@@ -57,7 +57,8 @@ export const ERROR_CODE_BY_STATUS = {
  * seconds until its window turns).
  * The TOKEN_ ones say why a wait token cannot be completed (POST /tokens/{token}/complete): it
  * was completed already, its timeout passed, or its task is finished (cancelled while it waited).
- * CHILDREN_RUNNING: a retry of a task some of whose child tasks (ctx.run) are still unfinished.
+ * CHILDREN_RUNNING: a retry of a task some of whose child tasks (ctx.run) are still unfinished;
+ * SINGLETON_KEY_HELD: a retry of a task whose singleton_key another unfinished task holds.
  */
 export const SPECIFIC_ERROR_CODES = {
   QUEUE_FULL: 429,
@@ -66,6 +67,7 @@ export const SPECIFIC_ERROR_CODES = {
   TOKEN_TIMED_OUT: 409,
   TOKEN_TASK_FINISHED: 409,
   CHILDREN_RUNNING: 409,
+  SINGLETON_KEY_HELD: 409,
 } as const;
 
 export type ErrorCode =

@@ -1,4 +1,4 @@
-import type { TaskRow } from '@tasker/db';
+import { isUniqueViolation, type TaskRow } from '@tasker/db';
 import { canRetry, listInWords, RETRYABLE_STATUSES } from '@tasker/states';
 import { PublicFailureError } from '../errors/public-failure.ts';
 import { TaskNotFoundError } from '../errors/task-not-found.ts';
@@ -12,7 +12,8 @@ import { bestEffort, type LifecycleResources, withTimeout } from './resources.ts
  * dropped, and its old job removed first (BullMQ may still keep it, failed, and would ignore a new
  * job under that id); if that fails, the sweeper replaces a job left from an earlier round. Any
  * other status: TaskStateConflictError (409); a child task of it still unfinished: 409 CHILDREN_RUNNING
- * (rare: a parent's end cancels its children, but a running one takes a moment to stop).
+ * (rare: a parent's end cancels its children, but a running one takes a moment to stop); its
+ * singleton_key held by another unfinished task: 409 SINGLETON_KEY_HELD, naming that task.
  */
 export async function retry(r: LifecycleResources, id: string, tenantId?: string): Promise<TaskRow> {
   const current = await r.store.get(id, tenantId);
@@ -22,9 +23,23 @@ export async function retry(r: LifecycleResources, id: string, tenantId?: string
       withTimeout(r.queue.remove(id), 5000, 'remove'),
     );
   }
-  const row = await r.store.retry(id, tenantId);
+  const row = await r.store.retry(id, tenantId).catch((error: unknown) => {
+    // Another retry took the key between this one's check and its write (the guard below).
+    if (isUniqueViolation(error)) return undefined;
+    throw error;
+  });
   if (!row) {
     const now = await r.store.get(id, tenantId);
+    const holder =
+      now?.singletonKey != null && canRetry(now)
+        ? await r.store.keyHolder(now.tenantId, 'singleton', now.singletonKey)
+        : undefined;
+    if (now && holder)
+      throw new PublicFailureError({
+        status: 409,
+        code: 'SINGLETON_KEY_HELD',
+        message: `Task is ${now.status} and its singleton_key is held by unfinished task ${holder}; retry it once that one has ended (or cancel it: POST /tasks/${holder}/cancel)`,
+      });
     if (now && canRetry(now) && (await r.store.children.anyUnfinished(id)))
       throw new PublicFailureError({
         status: 409,
