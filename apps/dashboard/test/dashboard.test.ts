@@ -161,7 +161,16 @@ describe(`the dashboard (${testMode} mode)`, () => {
       (t) => typeof (t.progress as { partial?: string })?.partial === 'string',
     );
     await row(page, task.id).getByRole('button', { name: 'Cancel' }).click();
-    await row(page, task.id).locator('[data-status="CANCELLED"]').waitFor();
+    // A timeout here says where the task stands and what the row shows (CI once saw no CANCELLED
+    // in 30 s, and nothing else: not reproduced here).
+    await row(page, task.id)
+      .locator('[data-status="CANCELLED"]')
+      .waitFor()
+      .catch(async (error: unknown) => {
+        const now = await waitForTask(harness.stack, admin, task.id, () => true);
+        const shown = await row(page, task.id).textContent();
+        throw new Error(`${String(error)}\nthe task: ${JSON.stringify(now)}\nthe row: ${shown}`);
+      });
     expect(await row(page, task.id).getByRole('button', { name: 'Cancel' }).count()).toBe(0);
     expect((await waitForTask(harness.stack, admin, task.id, () => true)).status).toBe('CANCELLED');
 
