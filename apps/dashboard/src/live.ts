@@ -17,3 +17,34 @@ export function useReadAgainWhenConnected(status: string, keys: readonly QueryKe
     for (const queryKey of latest.current) void queryClient.invalidateQueries({ queryKey });
   }, [connected, queryClient]);
 }
+
+/**
+ * The newest event heard of each task, for the last `kept` tasks heard of. A list read over HTTP
+ * may answer with a row older than an event already applied (read before the change committed,
+ * answered after its event): `newest` lays the newer events over such rows.
+ */
+export class HeardEvents<E extends { id: string; version: number }> {
+  private readonly events = new Map<string, E>();
+
+  constructor(private readonly kept = 2000) {}
+
+  /** Remembers `event` if it is the task's newest yet. */
+  add(event: E): void {
+    const known = this.events.get(event.id);
+    if (known && known.version >= event.version) return;
+    this.events.delete(event.id);
+    this.events.set(event.id, event);
+    if (this.events.size > this.kept) {
+      const oldest = this.events.keys().next().value;
+      if (oldest !== undefined) this.events.delete(oldest);
+    }
+  }
+
+  /** `rows`, each with the newer event heard of it applied by `apply`; the others as they are. */
+  newest<R extends { id: string; version: number }>(rows: readonly R[], apply: (row: R, event: E) => R): R[] {
+    return rows.map((row) => {
+      const event = this.events.get(row.id);
+      return event && event.version > row.version ? apply(row, event) : row;
+    });
+  }
+}

@@ -15,10 +15,11 @@ import {
 } from '../api.ts';
 import { BulkActions, type BulkFilter } from '../bulk.tsx';
 import { clip, duration, StatusBadge, time } from '../format.tsx';
-import { useReadAgainWhenConnected } from '../live.ts';
+import { HeardEvents, useReadAgainWhenConnected } from '../live.ts';
 import { Link, navigate } from '../router.tsx';
 
 type ListInput = RouterInputs['listTasks'];
+
 type Row = RouterOutputs['listTasks']['tasks'][number];
 
 /**
@@ -128,7 +129,12 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
   // Live: rows on this page change in place; a new task that fits the filters reloads the first page.
   const reload = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   useEffect(() => () => clearTimeout(reload.current), []);
+  // The newest event heard of each task: laid over the page as it is read (`newest`), so that a page
+  // read before a change committed and answered after its event (the refetch a cancel's or retry's
+  // success starts) does not take the row back to the older version, with no later event to fix it.
+  const heard = useRef(new HeardEvents<TaskEvent>());
   const onEvent = (event: TaskEvent) => {
+    heard.current.add(event);
     let present = false;
     queryClient.setQueryData(listOptions.queryKey, (page: RouterOutputs['listTasks'] | undefined) => {
       if (!page) return page;
@@ -212,7 +218,7 @@ export function TasksPage({ abilities }: { abilities: Abilities }) {
         : [...d.statuses, status],
     }));
 
-  const page = list.data;
+  const page = list.data && { ...list.data, tasks: heard.current.newest(list.data.tasks, applyEvent) };
   return (
     <section>
       <div className="title-row">
