@@ -259,6 +259,31 @@ describe('task_keys (migration 0035)', () => {
     expect(await outOfStep()).toEqual([]);
   });
 
+  it('a bulk retry of tasks sharing a singleton key retries the newest, and the chunk goes through', async () => {
+    const key = `s-${randomUUID()}`;
+    const failedTask = async (fields: Partial<TaskInsert>) => {
+      const { row } = await store.insert(task({ tenantId: 'bulk', ...fields }));
+      await store.claim(row.id, 'w1', 1);
+      await store.fail({
+        id: row.id,
+        error: { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' },
+        cancelled: { message: 'cancelled', name: 'CancelledError', code: 'CANCELLED' },
+        final: true,
+      });
+      return row.id;
+    };
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) made.push(await failedTask({ singletonKey: key }));
+    const plain = await failedTask({});
+    // Before: a unique violation, the whole chunk refused.
+    const retried = await client.db.transaction((tx) => store.bulk.retry(tx, 'bulk', [...made, plain]));
+    expect(retried.map((r) => r.id).sort()).toEqual([made[2], plain].sort());
+    expect(await store.keyHolder('bulk', 'singleton', key)).toBe(made[2]);
+    // The next chunk with the others: the key is held, they stay as they are.
+    expect(await client.db.transaction((tx) => store.bulk.retry(tx, 'bulk', made.slice(0, 2)))).toEqual([]);
+    expect(await outOfStep()).toEqual([]);
+  });
+
   it("an expired idempotency key is free again: its row goes with the old task's key", async () => {
     const key = `i-${randomUUID()}`;
     const { row: old } = await store.insert(task({ idempotencyKey: key }));

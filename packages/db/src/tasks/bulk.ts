@@ -25,6 +25,7 @@ import {
 } from '../schema.ts';
 import { createdAtOf } from './id-time.ts';
 import { type TaskFilter, taskFilterConditions } from './queries.ts';
+import { pgArray } from './rows.ts';
 import { afterCursor, earlier, readStepped, timeWindows, windowConditions } from './time-steps.ts';
 import { conditionOf, statusAfter } from './transition-sql.ts';
 import { RETRY_SET } from './transitions.ts';
@@ -300,9 +301,18 @@ export class BulkOperations {
       });
   }
 
-  /** Retries these tasks of the tenant (FAILED, CANCELLED, EXPIRED → PENDING), as a single retry does. */
+  /**
+   * Retries these tasks of the tenant (FAILED, CANCELLED, EXPIRED → PENDING), as a single retry
+   * does. Of tasks sharing a singleton key, only the newest: it takes the key, and the retry's
+   * guard (singletonKeyFree) reads the keys as they were before the statement, so a second one
+   * would meet the key in its own statement (a unique violation that failed the whole chunk).
+   */
   retry(tx: Executor, tenantId: string, ids: readonly string[]): Promise<TaskRow[]> {
     if (ids.length === 0) return Promise.resolve([]);
+    const newestOfItsKey = sql`(select c.id from ${tasks} c
+      where c.id = any(${pgArray(ids)}::uuid[]) and c.owner_id = ${tasks.tenantId}
+        and c.singleton_key = ${tasks.singletonKey}
+      order by c.created_at desc, c.id desc limit 1)`;
     return tx
       .update(tasks)
       .set({
@@ -311,7 +321,14 @@ export class BulkOperations {
         updatedAt: sql`now()`,
         version: sql`${tasks.version} + 1`,
       })
-      .where(and(inArray(tasks.id, [...ids]), createdAtOf(ids), conditionOf('retry', tenantId)))
+      .where(
+        and(
+          inArray(tasks.id, [...ids]),
+          createdAtOf(ids),
+          conditionOf('retry', tenantId),
+          or(isNull(tasks.singletonKey), eq(tasks.id, newestOfItsKey)),
+        ),
+      )
       .returning();
   }
 }
