@@ -43,6 +43,15 @@ const task = (fields: Partial<TaskInsert> = {}): TaskInsert => ({
   ...fields,
 });
 
+/** Ends a RUNNING task's attempt with an error: its last (`final`), or one a retry follows. */
+const failAttempt = (id: string, final: boolean) =>
+  store.fail({
+    id,
+    error: { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' },
+    cancelled: { message: 'cancelled', name: 'CancelledError', code: 'CANCELLED' },
+    final,
+  });
+
 /** Each submission from its own store (its own connection), all at once. */
 const race = (make: (i: number) => TaskInsert) => Promise.all(racers.map((r, i) => r.store.insert(make(i))));
 
@@ -210,12 +219,7 @@ describe('task_keys (migration 0035)', () => {
     const { row: second } = await store.insert(task({ debounceKey: key, debounceDelayMs: 1000 }));
     expect(second.id).not.toBe(first.id);
     // Before 0035, tasks_owner_debounce_idx refused this (two PENDING tasks with one key).
-    const retried = await store.fail({
-      id: first.id,
-      error: { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' },
-      cancelled: { message: 'cancelled', name: 'CancelledError', code: 'CANCELLED' },
-      final: false,
-    });
+    const retried = await failAttempt(first.id, false);
     expect(retried?.status).toBe('PENDING');
     const joined = await store.insert(
       task({ debounceKey: key, debounceDelayMs: 1000, input: { a: 9, b: 9 } }),
@@ -233,12 +237,7 @@ describe('task_keys (migration 0035)', () => {
     const key = `s-${randomUUID()}`;
     const { row: first } = await store.insert(task({ singletonKey: key, tenantId: 'acme' }));
     await store.claim(first.id, 'w1', 1);
-    await store.fail({
-      id: first.id,
-      error: { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' },
-      cancelled: { message: 'cancelled', name: 'CancelledError', code: 'CANCELLED' },
-      final: true,
-    });
+    await failAttempt(first.id, true);
     const { row: second, created } = await store.insert(task({ singletonKey: key, tenantId: 'acme' }));
     expect(created).toBe(true);
     // Held by the second: the retry's guard refuses it, nothing changes.
@@ -264,12 +263,7 @@ describe('task_keys (migration 0035)', () => {
     const failedTask = async (fields: Partial<TaskInsert>) => {
       const { row } = await store.insert(task({ tenantId: 'bulk', ...fields }));
       await store.claim(row.id, 'w1', 1);
-      await store.fail({
-        id: row.id,
-        error: { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' },
-        cancelled: { message: 'cancelled', name: 'CancelledError', code: 'CANCELLED' },
-        final: true,
-      });
+      await failAttempt(row.id, true);
       return row.id;
     };
     const made: string[] = [];
