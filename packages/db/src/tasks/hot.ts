@@ -498,42 +498,33 @@ async function writeDebounced(
   for (let round = 0; todo.length > 0; round++) {
     if (round === KEY_ROUNDS)
       throw new Error(`insert: no answer for ${todo.length} debounced task(s) after ${round} rounds`);
-    const created = byId(
-      await againOnConflict(() =>
-        pg`
+    // One statement: a new task for each key that no task holds (the insert's trigger claims it, and
+    // skips a row whose key is held), and each key's PENDING holder of the same type moved to this
+    // submission (its row locked in the keys' order, a sorted FOR UPDATE, so that concurrent batches
+    // never deadlock). The two exclude each other: a holder found in the statement's snapshot holds
+    // its key (it leaves PENDING and frees the key in one commit), so its row's insert is skipped.
+    const written = await againOnConflict(() =>
+      pg`
+      with v as (
+        select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start from ${debouncedRows(pg, todo)}),
+      inserted as (
         insert into tasks (id, owner_id, name, input, max_attempts, priority, timeout_ms, run_after, ttl_ms, expires_at,
                            concurrency_key, debounce_key, trace, tags, metadata, webhook_url, llm_cache_ttl_ms, created_at)
         select v.id, v.owner_id, v.name, v.input, v.max_attempts, v.priority, v.timeout_ms, v.start, v.ttl_ms,
                case when v.ttl_ms is null then null else v.start + v.ttl_ms * interval '1 millisecond' end,
                coalesce(v.concurrency_key, v.owner_id), v.debounce_key, v.trace, v.tags::text[], v.metadata, v.webhook_url,
                v.llm_cache_ttl_ms, ${pg.unsafe(CREATED_AT)}
-        from (select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start from ${debouncedRows(pg, todo)}) v
+        from v
         order by v.owner_id, v.debounce_key
-        returning *`.catch(refuseClockSkew),
-      ),
-    );
-    for (const r of todo) {
-      const row = created.get(r.id);
-      if (row) byKey.set(keyOf(ownerOf(r), r.debounceKey), { row, created: true });
-    }
-    let missing = todo.filter((r) => !created.has(r.id));
-    if (missing.length === 0) break;
-    // The others move their key's holder, if it is still PENDING and of their type. Its row locked
-    // in the keys' order first (a sorted FOR UPDATE locks in its order), so that concurrent batches
-    // with the same keys never deadlock; a holder that changed meanwhile is read again there.
-    const moved = await againOnConflict(
-      () =>
-        pg`
-        with v as (
-          select u.*, clock_timestamp() + u.delay_ms * interval '1 millisecond' as start
-          from ${debouncedRows(pg, missing)}),
-        holder as (
-          select t.id as holder_id, t.created_at as holder_created_at, v.* from v
-          join task_keys k on k.owner_id = v.owner_id and k.kind = 'debounce' and k.key = v.debounce_key
-          join tasks t on t.id = k.task_id and t.created_at = k.task_created_at
-          where t.status = 'PENDING' and t.name = v.name
-          order by v.owner_id, v.debounce_key
-          for update of t)
+        returning *),
+      holder as (
+        select t.id as holder_id, t.created_at as holder_created_at, v.* from v
+        join task_keys k on k.owner_id = v.owner_id and k.kind = 'debounce' and k.key = v.debounce_key
+        join tasks t on t.id = k.task_id and t.created_at = k.task_created_at
+        where t.status = 'PENDING' and t.name = v.name
+        order by v.owner_id, v.debounce_key
+        for update of t),
+      moved as (
         update tasks t set input = h.input, run_after = h.start, ttl_ms = h.ttl_ms,
           expires_at = case when h.ttl_ms is null then null else h.start + h.ttl_ms * interval '1 millisecond' end,
           priority = h.priority, max_attempts = h.max_attempts, timeout_ms = h.timeout_ms,
@@ -541,13 +532,19 @@ async function writeDebounced(
           webhook_url = h.webhook_url, llm_cache_ttl_ms = h.llm_cache_ttl_ms, version = t.version + 1, updated_at = now()
         from holder h
         where t.id = h.holder_id and t.created_at = h.holder_created_at
-        returning t.*`,
+        returning t.*)
+      select true as is_new, * from inserted
+      union all
+      select false as is_new, * from moved`.catch(refuseClockSkew),
     );
-    for (const raw of moved) {
+    for (const raw of written) {
       const row = fromDriver(raw);
-      byKey.set(keyOf(row.tenantId, row.debounceKey), { row, created: false, matched: 'debounce' });
+      byKey.set(
+        keyOf(row.tenantId, row.debounceKey),
+        raw.is_new === true ? { row, created: true } : { row, created: false, matched: 'debounce' },
+      );
     }
-    missing = missing.filter((r) => !byKey.has(keyOf(ownerOf(r), r.debounceKey)));
+    const missing = todo.filter((r) => !byKey.has(keyOf(ownerOf(r), r.debounceKey)));
     if (missing.length === 0) break;
     // Nothing written: the holder is of another type (it answers), or it stopped being PENDING
     // after the insert found its key (the key is free: again).
