@@ -147,7 +147,7 @@ describe('/openapi.json', () => {
     );
     expect(doc.paths['/api-keys/{id}']?.delete?.responses['404']?.description).toMatch(/API key/);
     expect(doc.paths['/tasks/{id}/retry']?.post?.responses['409']?.description).toBe(
-      'The task is not FAILED or CANCELLED',
+      'The task is not FAILED, CANCELLED or EXPIRED (CONFLICT); a child of it is unfinished (CHILDREN_RUNNING); another unfinished task holds its singleton_key (SINGLETON_KEY_HELD)',
     );
     const mentionsTaskParameters = operations().filter(({ op }) =>
       Object.values(op.responses).some((r) => r.description.includes('task_parameters')),

@@ -229,16 +229,18 @@ export const tasksRouter = router({
       openapi: {
         method: 'POST',
         path: '/tasks/{id}/retry',
-        summary: 'Run a FAILED or CANCELLED task again',
+        summary: 'Run a FAILED, CANCELLED or EXPIRED task again',
         description:
           'The task keeps its id and goes back to PENDING for a new round of max_attempts attempts; the errors of its ' +
-          'earlier attempts stay in attemptErrors. Any other status: 409.',
+          'earlier attempts stay in attemptErrors, and it takes its singleton_key again. Any other status: 409; ' +
+          'a child task of it unfinished: 409 CHILDREN_RUNNING; its singleton_key held by another unfinished task: ' +
+          '409 SINGLETON_KEY_HELD, naming that task.',
         tags: ['tasks'],
         successDescription: 'The task, PENDING again',
         errorResponses: {
           400: 'Malformed id (not a UUID)',
           404: 'No task of this tenant has this id',
-          409: 'The task is not FAILED or CANCELLED',
+          409: 'The task is not FAILED, CANCELLED or EXPIRED (CONFLICT); a child of it is unfinished (CHILDREN_RUNNING); another unfinished task holds its singleton_key (SINGLETON_KEY_HELD)',
         },
       },
     })
