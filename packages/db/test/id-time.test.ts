@@ -40,6 +40,14 @@ describe('createdAtWindow', () => {
     expect(createdAtWindow([uuidv7(ms), randomUUID()])).toBeUndefined();
     expect(createdAtWindow([])).toBeUndefined();
   });
+
+  it('is undefined for an id whose time is past year 9999 (no task of ours), which a statement then reads unbounded', async () => {
+    // Found by the REST property test: GET /tasks/e677d21f-0000-7000-8000-000000000000/events was a 500.
+    const far = 'e677d21f-0000-7000-8000-000000000000';
+    expect(createdAtWindow([far])).toBeUndefined();
+    expect(await db.store.get(far)).toBeUndefined();
+    expect(await db.store.getMany([far, uuidv7()])).toEqual([]);
+  });
 });
 
 describe('statements by id', () => {

@@ -49,6 +49,9 @@ export function refuseClockSkew(error: unknown): never {
   throw error;
 }
 
+/** 9999-12-31T23:59:59.999Z, less the window: the last time `toISOString` writes with four digits. */
+const LAST_ISO_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999) - WINDOW_MS;
+
 /**
  * The created_at bounds of the rows with these ids, as text for `::timestamptz`: a minute either
  * side of the earliest and the latest id's time. Undefined when any id is no UUIDv7 (its row may
@@ -59,7 +62,9 @@ export function createdAtWindow(ids: Iterable<string>): { from: string; to: stri
   let high = Number.NEGATIVE_INFINITY;
   for (const id of ids) {
     const ms = uuidv7Ms(id);
-    if (ms === undefined) return undefined;
+    // An id whose time is past year 9999 (a client's made-up id: no task of ours) gets no bound:
+    // its time has no ISO text PostgreSQL reads.
+    if (ms === undefined || ms > LAST_ISO_MS) return undefined;
     if (ms < low) low = ms;
     if (ms > high) high = ms;
   }
