@@ -210,17 +210,17 @@ describe(`the identical-prompt cache (${testMode} mode)`, () => {
   it('the sweep deletes expired entries and keeps the live ones', async () => {
     const cache = new LlmCacheStore(db.db);
     await cache.put('acme', 'gone', { model: 'm', reply: 'r' }, 1);
+    await cache.put('acme', 'live', { model: 'm', reply: 'kept' }, 60_000);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await cache.get('acme', 'gone')).toBeUndefined();
-    const before = (await db.sql<{ n: number }[]>`select count(*)::int as n from llm_cache`)[0]?.n ?? 0;
-    const deleted = await cache.prune(10_000);
-    expect(deleted).toBeGreaterThanOrEqual(1);
+    // (The worker of this file sweeps too: the expired entry may be gone before this call, which
+    // then deletes nothing, so what it answers is not counted on.)
+    await cache.prune(10_000);
     const [left] = await db.sql<
       { n: number }[]
     >`select count(*)::int as n from llm_cache where expires_at <= now()`;
     expect(left?.n).toBe(0);
-    const after = (await db.sql<{ n: number }[]>`select count(*)::int as n from llm_cache`)[0]?.n ?? 0;
-    expect(after).toBe(before - deleted);
+    expect(await cache.get('acme', 'live')).toMatchObject({ reply: 'kept' });
     // A tenant over its cap keeps its newest.
     for (let i = 0; i < 3; i++) {
       await cache.put('capped', `k${i}`, { model: 'm', reply: `r${i}` }, 60_000);
