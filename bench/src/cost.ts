@@ -57,6 +57,15 @@ const QUEUED_BASE = 30_000_000;
 
 const config = loadBenchConfig();
 const tasks = intVar('BENCH_COST_TASKS', 5000, 1);
+const MODES = ['redis', 'postgres'] as const;
+/** BENCH_COST_MODES: which queue modes to measure, comma-separated (`redis`, `postgres`); both by default. */
+const modes = (process.env.BENCH_COST_MODES || MODES.join(','))
+  .split(',')
+  .map((m) => m.trim())
+  .filter((m): m is QueueMode => {
+    if ((MODES as readonly string[]).includes(m)) return true;
+    throw new Error(`BENCH_COST_MODES: unknown mode "${m}" (redis, postgres)`);
+  });
 const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const jsonPath = path.resolve(
   process.env.BENCH_COST_JSON ||
@@ -437,7 +446,7 @@ async function main(): Promise<number> {
         .join(' ')}`,
   );
   const results: ModeCost[] = [];
-  for (const mode of ['redis', 'postgres'] as const) {
+  for (const mode of modes) {
     console.log(`  ${mode === 'redis' ? 'Redis mode' : 'PostgreSQL-only mode'}...`);
     results.push(await measure(mode));
   }
