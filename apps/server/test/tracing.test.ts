@@ -1,7 +1,7 @@
 /**
  * OpenTelemetry: with an in-process exporter, one trace runs from the submitting HTTP request
  * (the server's span) to the worker's attempt span, the job carrying the request's W3C context
- * (on Redis and on the PostgreSQL backend, whose submissions go through a batched addBulk). Server
+ * (on Redis and in PostgreSQL-only mode, where it rides in the task's handout). Server
  * and worker run in this process, so that one exporter sees both.
  */
 

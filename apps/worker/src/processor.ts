@@ -5,13 +5,14 @@ import {
   type JobData,
   jobDataSchema,
   type Logger,
+  type QueueJob,
   SpanKind,
   setSpanAttribute,
   type TaskLifecycle,
   tracingEnabled,
 } from '@tasker/engine';
 import { getTaskDefinition, type TaskConfig, type TaskDefinition } from '@tasker/tasks';
-import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
 import { persist } from './persist.ts';
 import { type AttemptOutcome, runAttempt } from './run-attempt.ts';
 
@@ -57,7 +58,7 @@ export function createProcessor(options: ProcessorOptions) {
   const { lifecycle, workerId, config, log, running, stopping, tasks = getTaskDefinition } = options;
 
   const processJob = async (
-    job: Job<JobData>,
+    job: QueueJob,
     token: string | undefined,
     signal: AbortSignal | undefined,
     data: JobData,
@@ -161,7 +162,7 @@ export function createProcessor(options: ProcessorOptions) {
     }
   };
 
-  return async (job: Job<JobData>, token: string | undefined, signal?: AbortSignal): Promise<void> => {
+  return async (job: QueueJob, token: string | undefined, signal?: AbortSignal): Promise<void> => {
     const parsed = jobDataSchema.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError(`malformed job payload: ${parsed.error.message}`);
     const data = parsed.data;
@@ -187,7 +188,7 @@ export function createProcessor(options: ProcessorOptions) {
    * and the job returns to the queue without counting; another worker, or this one restarted, runs
    * it again.
    */
-  async function handBack(job: Job<JobData>, token: string | undefined, cause: unknown, row?: TaskRow) {
+  async function handBack(job: QueueJob, token: string | undefined, cause: unknown, row?: TaskRow) {
     if (!stopping.aborted && cause !== undefined) throw cause;
     if (row) await lifecycle.release(row.id).catch(() => undefined);
     if (!token) throw cause ?? new Error(SHUTDOWN);

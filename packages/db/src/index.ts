@@ -83,6 +83,14 @@ export {
   UsageStore,
 } from './store.ts';
 export {
+  JOBS_CHANNEL,
+  type JobCounts,
+  JobQueries,
+  type JobState,
+  type JobToQueue,
+  type TakenJob,
+} from './tasks/jobs.ts';
+export {
   hashTokenSecret,
   isTokenId,
   type NewWaitToken,

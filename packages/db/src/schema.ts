@@ -271,7 +271,34 @@ export const taskHandouts = pgTable('task_handouts', {
   /** The task's concurrency key (the tenant's id when it has none). */
   concurrencyKey: text('concurrency_key').notNull(),
   handedAt: timestamptz('handed_at').notNull().defaultNow(),
+  // The job, in PostgreSQL-only mode (migration 0036; `JobQueries`): with Redis these keep their
+  // defaults, BullMQ holding the job.
+  /** Its place in the queue: 1 first (the dispatcher's order among its tenant's tasks in flight). */
+  jobPriority: integer('job_priority').notNull().default(0),
+  /** Not to be taken before this (a retry's backoff, a job delayed again); null: at once. */
+  runAt: timestamptz('run_at'),
+  maxAttempts: integer('max_attempts').notNull().default(1),
+  /** Attempts that ended in an error and asked for a retry (BullMQ's attemptsMade). */
+  attemptsMade: integer('attempts_made').notNull().default(0),
+  /** The worker that holds the job, until `lockedUntil` (renewed while it runs); null: waiting. */
+  lockedBy: text('locked_by'),
+  lockedUntil: timestamptz('locked_until'),
+  /** How often its lease lapsed (its worker died): past the limit the job fails. */
+  stalls: integer('stalls').notNull().default(0),
+  /** Why the queue gave up on the job (the sweeper then fails the task); null: it has not. */
+  failedReason: text('failed_reason'),
+  trace: jsonb('trace').$type<{ traceparent?: string; tracestate?: string }>(),
 });
+
+/** Whether the whole queue is paused, in PostgreSQL-only mode (migration 0036): one row. */
+export const queueState = pgTable(
+  'queue_state',
+  {
+    id: boolean('id').primaryKey().default(true),
+    paused: boolean('paused').notNull().default(false),
+  },
+  (t) => [check('queue_state_one_row', sql`${t.id}`)],
+);
 
 /** What a task_keys row holds (migration 0035). */
 export const TASK_KEY_KINDS = ['idempotency', 'singleton', 'debounce', 'schedule'] as const;

@@ -5,7 +5,7 @@ import { type ConnectionOptions, checkServerIdentity } from 'node:tls';
  * A connection URL as the drivers get it: TLS taken out of the URL into Node's `tls.connect`
  * options. Neither driver reads libpq's parameters as libpq does: postgres.js sends `sslrootcert`
  * to the server as a setting (which it refuses) and verifies `verify-ca` like `verify-full`;
- * node-postgres (BullMQ's PostgreSQL backend) takes `require` for `verify-full`.
+ * node-postgres takes `require` for `verify-full`.
  */
 export interface PostgresConnection {
   /** The URL without `sslmode` and `sslrootcert`. */

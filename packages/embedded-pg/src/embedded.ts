@@ -353,7 +353,7 @@ async function launch({
     // TCP on 127.0.0.1 only, with the password (see auth.ts); no Unix socket.
     listen_addresses: '127.0.0.1',
     unix_socket_directories: '',
-    // Server, worker and BullMQ's PostgreSQL backend each keep pools.
+    // Servers and workers each keep a pool and a few sessions of their own.
     max_connections: '200',
     ...settings,
   };

@@ -14,7 +14,7 @@ const optionalText = z
 /** An optional limit (0 to 1,000,000); unset or empty: none. */
 const limit = optionalText.pipe(z.coerce.number<string | undefined>().int().min(0).max(1_000_000).optional());
 
-/** Unset or empty: PostgreSQL-only mode (the queue on BullMQ's PostgreSQL backend). */
+/** Unset or empty: PostgreSQL-only mode (the queue: the handouts table). */
 const redisUrl = optionalText.pipe(
   z
     .string()
@@ -117,8 +117,7 @@ export const envSchema = z.object({
   ),
   /**
    * PostgreSQL itself, when DATABASE_URL is a connection pooler in transaction mode (PgBouncer's
-   * `pool_mode = transaction`): migrations, LISTEN, advisory locks and BullMQ's PostgreSQL backend
-   * take it; every other query goes through the pooler, unprepared. Unset or empty: DATABASE_URL
+   * `pool_mode = transaction`): migrations, LISTEN and advisory locks take it; every other query goes through the pooler, unprepared. Unset or empty: DATABASE_URL
    * (no pooler); the same URL: no pooler either.
    */
   DATABASE_DIRECT_URL: optionalText.pipe(postgresUrl(z.string()).optional()),

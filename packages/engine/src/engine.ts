@@ -20,7 +20,7 @@ import { Limits, tenantLimitDefaults } from './limits.ts';
 import type { Logger } from './logger.ts';
 import { TaskerMetrics } from './observability/metrics.ts';
 import { PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
-import { type QueueConnection, TaskQueue } from './queue.ts';
+import { createTaskQueue, type QueueConnection } from './queue.ts';
 import {
   createRedis,
   describeRedisTarget,
@@ -38,8 +38,7 @@ export type EngineRole = 'server' | 'worker';
  * Where Tasker keeps what is not a task row (docs/architecture.md, "Three ways to run"), chosen once by
  * `REDIS_URL` (or `REDIS_CLUSTER_NODES`): with it, the queue, paused types, result cache, cancel
  * signals, rate limits and the sweeper's lock are in Redis (or a Redis Cluster); without it, all of
- * them are in PostgreSQL, each behind the same small interface (the queue on BullMQ's PostgreSQL
- * backend).
+ * them are in PostgreSQL, each behind the same small interface (the queue: the handouts table).
  */
 export type EngineMode = { kind: 'redis'; redis: RedisClient; target: RedisTarget } | { kind: 'postgres' };
 
@@ -55,7 +54,7 @@ export interface Engine {
   mode: EngineMode;
   /** The mode in one line, for the start-up log: "queue: Redis at …" or "queue: PostgreSQL (REDIS_URL unset)". */
   describe: string;
-  /** Where the queue's jobs are, for a BullMQ Worker (the worker opens its own blocking connection). */
+  /** Where the queue's jobs are, for a task worker (on Redis, the worker opens its own blocking connection). */
   queueConnection(): QueueConnection;
   /** The sweep's lock, one holder across every worker. */
   sweeperLock(ttlMs: number): LeaderLock;
@@ -72,9 +71,6 @@ export interface Engine {
   close(): Promise<void>;
 }
 
-/** Connections of BullMQ's own `pg` pool per process, in PostgreSQL-only mode. */
-const QUEUE_POOL_SIZE = 4;
-
 /**
  * Migrates the database (creating it if needed), then connects. The server's connections fail
  * fast (a request must answer, with a 503, rather than wait for Redis), and its commits are
@@ -90,7 +86,7 @@ export async function createEngine(
 ): Promise<Engine> {
   // Behind a pooler (DATABASE_DIRECT_URL other than DATABASE_URL), what needs a session of its own
   // goes to PostgreSQL itself: the migration (its advisory lock), the LISTEN connections, the lock
-  // session and BullMQ's PostgreSQL backend (its LISTEN).
+  // session.
   const directUrl = env.DATABASE_DIRECT_URL;
   const pooled = isPooled(env.DATABASE_URL, directUrl);
   const db = createDb(env.DATABASE_URL, {
@@ -127,10 +123,9 @@ export async function createEngine(
     return new PostgresLeaderLock(lockSession, key);
   };
   const target = redisTarget(env);
-  const parts = target ? await redisParts(target, env, log, role) : postgresParts(env, db, leaderLock);
+  const parts = target ? await redisParts(target, env, log, role) : postgresParts(db, leaderLock);
   const limits = new Limits(new LimitStore(db.db), tenantLimitDefaults(env));
-  const queue = new TaskQueue(parts.queue);
-  queue.queue.on('error', (error) => log.debug({ err: error }, 'queue error'));
+  const queue = createTaskQueue(parts.queue, (error) => log.debug({ err: error }, 'queue error'));
   const lifecycle = new TaskLifecycle({
     store,
     queue,
@@ -327,13 +322,9 @@ async function redisParts(target: RedisTarget, env: Env, log: Logger, role: Engi
   };
 }
 
-function postgresParts(env: Env, db: DbClient, leaderLock: (key: number) => LeaderLock): ModeParts {
-  // BullMQ's backend LISTENs on a connection of its pool: PostgreSQL itself, never a pooler.
-  const queue: QueueConnection = {
-    kind: 'postgres',
-    url: env.DATABASE_DIRECT_URL,
-    poolSize: QUEUE_POOL_SIZE,
-  };
+function postgresParts(db: DbClient, leaderLock: (key: number) => LeaderLock): ModeParts {
+  // The handouts are the jobs: statements on the pool, wake-ups LISTENed on PostgreSQL itself.
+  const queue: QueueConnection = { kind: 'postgres', sql: db.sql, listen: db.direct };
   return {
     mode: { kind: 'postgres' },
     describe: 'queue: PostgreSQL (REDIS_URL unset)',

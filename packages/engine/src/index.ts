@@ -88,18 +88,27 @@ export {
 export { createLogger, type Logger, requestScope } from './logger.ts';
 export * from './observability/index.ts';
 export { type PausedSet, PausedTypes, postgresPausedSet, redisPausedSet } from './paused-types.ts';
+export { type PostgresQueueConnection, PostgresTaskQueue, PostgresTaskWorker } from './postgres-queue.ts';
 export {
+  BullmqTaskQueue,
   backoffStrategy,
   bullmqConnection,
+  createTaskQueue,
   createTaskWorker,
+  type Deliverable,
   type JobData,
   jobDataSchema,
   jobOptions,
+  jobPriority,
   MAX_PRIORITY,
   type QueueConnection,
+  type QueueJob,
   type QueueState,
-  TaskQueue,
+  retryDelay,
+  type TaskProcessor,
+  type TaskQueue,
   type TaskWorker,
+  type TaskWorkerOptions,
 } from './queue.ts';
 export {
   createRedis,

@@ -44,8 +44,6 @@ export function redisKeyPrefix(env: Pick<Env, 'REDIS_PREFIX' | 'REDIS_CLUSTER_NO
 
 /** The same concerns in PostgreSQL-only mode (the paused types are a table: `paused_task_types`). */
 export const postgresNames = {
-  /** The schema of BullMQ's PostgreSQL backend (its jobs tables; it migrates them itself). */
-  bullmqSchema: 'bullmq',
   /** `NOTIFY` channel: ids of RUNNING tasks whose cancellation was requested. */
   cancelChannel: 'tasker_cancel',
   /** Advisory lock key (`pg_try_advisory_lock`): who runs the recovery sweep now. */

@@ -1,23 +1,21 @@
-import { Batcher, postgresConnection, type StaleTask, type TaskRow } from '@tasker/db';
+import type { StaleTask, TaskRow } from '@tasker/db';
 import { getTaskDefinition, retryAfterOf } from '@tasker/tasks';
 import {
   type BackendFactory,
   type BackoffStrategy,
   Backoffs,
-  createPostgresBackend,
   createRedisBackend,
   type IQueueBackend,
   type JobProgress,
   type JobsOptions,
-  type Processor,
+  type MinimalJob,
   Queue,
   Worker,
-  type WorkerOptions,
 } from 'bullmq';
-import pg from 'pg';
 import { z } from 'zod';
-import { postgresNames, QUEUE_NAME } from './keys.ts';
+import { QUEUE_NAME } from './keys.ts';
 import { currentTraceCarrier, type TraceCarrier } from './observability/tracing.ts';
+import { type PostgresQueueConnection, PostgresTaskQueue, PostgresTaskWorker } from './postgres-queue.ts';
 import type { RedisClient } from './redis.ts';
 
 /**
@@ -32,7 +30,10 @@ export const jobDataSchema = z.object({
 });
 export type JobData = z.output<typeof jobDataSchema>;
 
-type Deliverable = Pick<TaskRow | StaleTask, 'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts'> & {
+export type Deliverable = Pick<
+  TaskRow | StaleTask,
+  'id' | 'name' | 'priority' | 'runAfter' | 'maxAttempts'
+> & {
   /** Its place among its tenant's tasks in flight (the dispatcher's `Pick.order`): the job's priority. */
   order?: number;
 };
@@ -73,6 +74,19 @@ export const backoffStrategy: BackoffStrategy = (attemptsMade, type, err, job) =
 };
 
 /**
+ * The delay before the next attempt of a task of type `name` whose attempt number `attemptsMade`
+ * failed with `err` (the PostgreSQL-only queue's retries): what `backoffStrategy` answers BullMQ.
+ */
+export function retryDelay(name: string, attemptsMade: number, err: unknown): number {
+  const backoff = jobOptions({ id: '', name, priority: 0, runAfter: null, maxAttempts: 1 }).backoff;
+  const error = err instanceof Error ? err : new Error(String(err));
+  if (typeof backoff !== 'object') return retryAfterOf(error) ?? 0;
+  const job = { opts: { backoff } } as unknown as MinimalJob;
+  const delay = backoffStrategy(attemptsMade, backoff.type, error, job);
+  return typeof delay === 'number' && Number.isFinite(delay) ? delay : 0;
+}
+
+/**
  * BullMQ options for a task row: retries and backoff from its definition, delay from run_after,
  * and a priority (1 is first): the dispatcher's order (the task's place among its tenant's tasks in
  * flight, so that tenants alternate), else the task's own priority mapped onto BullMQ's (a job the
@@ -89,16 +103,20 @@ export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
       ? { type: `tasker-${retry.backoff.type}`, delay: retry.backoff.delayMs, jitter: 0.5 }
       : undefined,
     delay: delay > 0 ? delay : undefined,
-    priority:
-      task.order !== undefined
-        ? Math.min(MAX_JOB_PRIORITY, Math.max(1, task.order))
-        : MAX_PRIORITY + 1 - Math.min(MAX_PRIORITY, Math.max(0, task.priority)),
+    priority: jobPriority(task),
     // PostgreSQL keeps every result; Redis only needs unfinished jobs (and the jobs BullMQ itself gave
     // up on, e.g. stalled too often, for the sweeper and for inspection). A job whose outcome the
     // worker recorded in PostgreSQL (completed, failed for good, cancelled) completes.
     removeOnComplete: true,
     removeOnFail: { age: 24 * 3600, count: 10_000 },
   };
+}
+
+/** A job's place in the queue, 1 first: the dispatcher's order, else the task's priority turned round. */
+export function jobPriority(task: Deliverable): number {
+  return task.order !== undefined
+    ? Math.min(MAX_JOB_PRIORITY, Math.max(1, task.order))
+    : MAX_PRIORITY + 1 - Math.min(MAX_PRIORITY, Math.max(0, task.priority));
 }
 
 export interface QueueState {
@@ -113,112 +131,179 @@ export interface QueueState {
 }
 
 /**
- * Where BullMQ keeps the jobs: Redis or a Redis Cluster (`prefix` namespaces its keys; hash-tagged
- * on a cluster), or BullMQ's PostgreSQL backend in Tasker's database (schema `bullmq`, migrated by
- * BullMQ itself; its own `pg` pool of `poolSize` connections plus one `LISTEN` connection per
- * queue or worker).
+ * Where the jobs are: BullMQ on Redis or a Redis Cluster (`prefix` namespaces its keys; hash-tagged
+ * on a cluster), or the handouts table in Tasker's database (PostgreSQL-only mode: `PostgresTaskQueue`).
  */
-export type QueueConnection =
-  | { kind: 'redis'; redis: RedisClient; prefix: string }
-  | { kind: 'postgres'; url: string; poolSize: number };
+export type QueueConnection = { kind: 'redis'; redis: RedisClient; prefix: string } | PostgresQueueConnection;
 
+type RedisQueueConnection = Extract<QueueConnection, { kind: 'redis' }>;
 type AnyBackendFactory = BackendFactory<IQueueBackend, unknown>;
-
-/**
- * node-postgres emits 'error' on a client whose connection drops while it is checked out of its
- * pool, and an 'error' with no listener kills the process. BullMQ's backend listens on its idle and
- * LISTEN clients, not on every checked-out one (its migration client, say), so a PostgreSQL restart
- * at the wrong moment would crash the server or worker. Every client of BullMQ's pool is this one:
- * the error still reaches the query that was running (it fails, and the caller retries); the event
- * itself is dropped here.
- */
-class QueueClient extends pg.Client {
-  constructor(config?: string | pg.ClientConfig) {
-    super(config);
-    this.on('error', () => {});
-  }
-}
 type TaskQueueOf = Queue<JobData, unknown, string, JobData, unknown, string, IQueueBackend, unknown>;
 
-/** The options and backend factory of a BullMQ `Queue` or `Worker` on this connection. */
-export function bullmqConnection(connection: QueueConnection): {
+/** The options and backend factory of a BullMQ `Queue` or `Worker` on this Redis connection. */
+export function bullmqConnection(connection: RedisQueueConnection): {
   options: { connection: unknown; prefix?: string };
   backend: AnyBackendFactory;
 } {
-  if (connection.kind === 'redis') {
-    return {
-      options: { connection: connection.redis, prefix: connection.prefix },
-      backend: createRedisBackend as AnyBackendFactory,
-    };
-  }
-  // node-postgres would read sslmode and sslrootcert its own way (require as verify-full): Tasker's reading instead.
-  const { url, ssl } = postgresConnection(connection.url);
   return {
-    options: {
-      connection: {
-        connectionString: url,
-        ssl,
-        schema: postgresNames.bullmqSchema,
-        migrate: true,
-        max: connection.poolSize,
-        application_name: 'tasker-queue',
-        Client: QueueClient,
-        // The job is delivery, not the record: the task row is committed durably first, and the
-        // sweeper enqueues again any PENDING row whose job a crash forgot. So the queue's commits
-        // need not wait for the disk, which matters because each of them also NOTIFYs, and
-        // PostgreSQL serializes NOTIFYing commits: with a flush each, they queue one by one.
-        options: '-c synchronous_commit=off',
-      },
-    },
-    backend: createPostgresBackend as AnyBackendFactory,
+    options: { connection: connection.redis, prefix: connection.prefix },
+    backend: createRedisBackend as AnyBackendFactory,
   };
 }
 
-/** A BullMQ worker of the task queue, on either backend. */
-export type TaskWorker = Worker<JobData, unknown, string, IQueueBackend, JobProgress, unknown>;
-
-/** Consumer side of the queue: a BullMQ `Worker` on this connection (the worker process's, and tests'). */
-export function createTaskWorker(
-  connection: QueueConnection,
-  processor: Processor<JobData, unknown, string, JobProgress>,
-  options: Omit<WorkerOptions<unknown>, 'connection' | 'prefix'> = {},
-): TaskWorker {
-  const { options: where, backend } = bullmqConnection(connection);
-  return new Worker<JobData, unknown, string, IQueueBackend, JobProgress, unknown>(
-    QUEUE_NAME,
-    processor,
-    { ...options, ...where, settings: { ...options.settings, backoffStrategy } },
-    backend,
-  );
+/**
+ * What a worker hands its processor: BullMQ's `Job` on Redis, the handout's job in PostgreSQL-only
+ * mode. `data` is read back from the queue: the processor parses it (`jobDataSchema`).
+ */
+export interface QueueJob {
+  readonly id?: string | undefined;
+  readonly name: string;
+  readonly data: unknown;
+  /** Attempts that ended in an error and asked for a retry. */
+  readonly attemptsMade: number;
+  readonly opts: { readonly attempts?: number | undefined };
+  /** Back to waiting until `timestamp` (then throw `DelayedError`). */
+  moveToDelayed(timestamp: number, token?: string): Promise<void>;
+  /** Back to waiting now, uncounted (then throw `WaitingError`). */
+  moveToWait(token?: string): Promise<unknown>;
 }
 
-/** Producer side of the queue: server (submission) and worker (recovery). */
-export class TaskQueue {
-  readonly queue: TaskQueueOf;
-  /**
-   * On PostgreSQL, single adds (one per submission) are gathered into one `addBulk`: each add is a
-   * transaction that NOTIFYs, and PostgreSQL serializes NOTIFYing commits, so one per submission
-   * caps submissions near 500/s here. On Redis a plain add is cheaper than a MULTI, so none.
-   */
-  private readonly adds: Batcher<Traced, void> | undefined;
+/** A worker's processor, with BullMQ's contract (see `PostgresTaskWorker`). */
+export type TaskProcessor = (
+  job: QueueJob,
+  token: string | undefined,
+  signal?: AbortSignal,
+) => Promise<unknown>;
 
-  constructor(private readonly connection: QueueConnection) {
+export interface TaskWorkerOptions {
+  concurrency: number;
+  /** How long a job's lock (lease) lasts unless renewed (renewed at half of it). */
+  lockDuration: number;
+  /** How often lapsed locks are looked for. */
+  stalledInterval: number;
+  /** Stalls (a lock that lapsed: its worker died) a job survives; the next fails it. */
+  maxStalledCount: number;
+  name?: string;
+}
+
+/** A worker of the task queue, on either backend. */
+export interface TaskWorker {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'stalled', listener: (jobId: string) => void): unknown;
+  waitUntilReady(): Promise<unknown>;
+  /** Fires the signal of a job this worker runs, with `reason`; false when it runs no such job. */
+  cancelJob(jobId: string, reason?: string): boolean;
+  cancelAllJobs(reason?: string): void;
+  /** Takes no more jobs; resolves once the running ones have ended. */
+  close(): Promise<void>;
+}
+
+/** Consumer side of the queue: the worker process's (and tests'). */
+export function createTaskWorker(
+  connection: QueueConnection,
+  processor: TaskProcessor,
+  options: TaskWorkerOptions,
+): TaskWorker {
+  if (connection.kind === 'postgres') return new PostgresTaskWorker(connection, processor, options);
+  const { options: where, backend } = bullmqConnection(connection);
+  const worker = new Worker<JobData, unknown, string, IQueueBackend, JobProgress, unknown>(
+    QUEUE_NAME,
+    processor,
+    { ...options, ...where, settings: { backoffStrategy } },
+    backend,
+  );
+  return new BullmqTaskWorker(worker);
+}
+
+class BullmqTaskWorker implements TaskWorker {
+  constructor(
+    private readonly worker: Worker<JobData, unknown, string, IQueueBackend, JobProgress, unknown>,
+  ) {}
+
+  on(event: 'error', listener: (error: Error) => void): this;
+  on(event: 'stalled', listener: (jobId: string) => void): this;
+  on(event: 'error' | 'stalled', listener: ((error: Error) => void) | ((jobId: string) => void)): this {
+    if (event === 'error') this.worker.on('error', listener as (error: Error) => void);
+    else this.worker.on('stalled', listener as (jobId: string) => void);
+    return this;
+  }
+
+  waitUntilReady(): Promise<unknown> {
+    return this.worker.waitUntilReady();
+  }
+
+  cancelJob(jobId: string, reason?: string): boolean {
+    return this.worker.cancelJob(jobId, reason);
+  }
+
+  cancelAllJobs(reason?: string): void {
+    this.worker.cancelAllJobs(reason);
+  }
+
+  close(): Promise<void> {
+    return this.worker.close();
+  }
+}
+
+/**
+ * The producer's side of the queue: the server (recovery and pauses), the worker (the dispatcher's
+ * hand-outs, the sweeper). BullMQ on Redis (`BullmqTaskQueue`) or the handouts table
+ * (`PostgresTaskQueue`, PostgreSQL-only mode).
+ */
+export interface TaskQueue {
+  waitUntilReady(): Promise<void>;
+  /** Adds the jobs of these tasks. A task whose job already exists is left alone. */
+  enqueue(tasks: readonly Deliverable[]): Promise<void>;
+  /** The dispatcher wrote these tasks' handouts (with their order): their jobs are to run. */
+  handedOut(tasks: readonly Deliverable[]): Promise<void>;
+  /**
+   * Where each task's job stands: `missing` (no job: never added, or the queue lost it), `failed`
+   * (the queue gave up on it) or `queued` (waiting, delayed or active).
+   */
+  inspect(ids: readonly string[]): Promise<Map<string, 'missing' | 'failed' | 'queued'>>;
+  /** Why the queue gave up on a job, if it did and still keeps it. */
+  failedReason(id: string): Promise<string | undefined>;
+  /** Stops every worker from starting queued tasks (running ones finish); nothing queued is lost. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  isPaused(): Promise<boolean>;
+  /** Whether processing is paused, and how many jobs wait in each state. */
+  state(): Promise<QueueState>;
+  /** Removes the queued (not running) jobs of one task type (a paused type's); how many. */
+  removeQueuedOfType(name: string): Promise<number>;
+  /** Removes a task's job unless a worker holds it (then the worker's cancellation applies). */
+  remove(id: string): Promise<void>;
+  /** Queues a task that runs again under the same id, any job left under it removed first. */
+  replace(task: Deliverable, options?: { waitMs?: number }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The queue on either backend. */
+export function createTaskQueue(
+  connection: QueueConnection,
+  onError: (error: Error) => void = () => {},
+): TaskQueue {
+  if (connection.kind === 'postgres') return new PostgresTaskQueue(connection);
+  const queue = new BullmqTaskQueue(connection);
+  queue.queue.on('error', onError);
+  return queue;
+}
+
+/** The queue as BullMQ on Redis. */
+export class BullmqTaskQueue implements TaskQueue {
+  readonly queue: TaskQueueOf;
+
+  constructor(private readonly connection: RedisQueueConnection) {
     const { options, backend } = bullmqConnection(connection);
     this.queue = new Queue<JobData, unknown, string, JobData, unknown, string, IQueueBackend, unknown>(
       QUEUE_NAME,
       options,
       backend,
     );
-    if (connection.kind === 'postgres') {
-      this.adds = new Batcher(
-        async (tasks) => {
-          await this.addBulk(tasks);
-          return tasks.map(() => undefined);
-        },
-        (task) => task.id,
-        { maxSize: 500 },
-      );
-    }
+  }
+
+  async waitUntilReady(): Promise<void> {
+    await this.queue.waitUntilReady();
   }
 
   private async addBulk(tasks: readonly Traced[]): Promise<void> {
@@ -234,13 +319,12 @@ export class TaskQueue {
    * fails a query at once when the server is away.)
    */
   private ensureConnected(): void {
-    const { connection } = this;
-    if (connection.kind === 'redis' && connection.redis.status !== 'ready')
-      throw new Error(`Redis is not connected (${connection.redis.status})`);
+    const { redis } = this.connection;
+    if (redis.status !== 'ready') throw new Error(`Redis is not connected (${redis.status})`);
   }
 
   private get ready(): boolean {
-    return this.connection.kind === 'postgres' || this.connection.redis.status === 'ready';
+    return this.connection.redis.status === 'ready';
   }
 
   /** Adds the jobs. A task whose job already exists is left alone (BullMQ ignores a known jobId). */
@@ -252,23 +336,24 @@ export class TaskQueue {
     const [only] = tasks;
     if (tasks.length === 1 && only) {
       const task: Traced = trace ? { ...only, trace } : only;
-      if (this.adds) return this.adds.add(task);
-      // One job (a submission): a plain add, no MULTI (which costs more than the add itself).
+      // One job: a plain add, no MULTI (which costs more than the add itself).
       await this.queue.add(only.name, jobData(task), jobOptions(only));
       return;
     }
     await this.addBulk(trace ? tasks.map((task) => ({ ...task, trace })) : tasks);
   }
 
+  handedOut(tasks: readonly Deliverable[]): Promise<void> {
+    return this.enqueue(tasks);
+  }
+
   /**
-   * Where each task's job stands: `missing` (no job: never added, or the queue lost it), `failed`
-   * (BullMQ gave up on it) or `queued` (waiting, delayed or active). Jobs complete only once their
-   * outcome is in PostgreSQL and are then removed, so a completed job under an unfinished row counts
-   * as missing.
+   * Jobs complete only once their outcome is in PostgreSQL and are then removed, so a completed job
+   * under an unfinished row counts as missing.
    */
   async inspect(ids: readonly string[]): Promise<Map<string, 'missing' | 'failed' | 'queued'>> {
     const states = new Map<string, 'missing' | 'failed' | 'queued'>();
-    // One round trip with Redis (auto-pipelined); one query per job on PostgreSQL.
+    // One round trip (auto-pipelined).
     const found = await Promise.all(ids.map((id) => this.queue.getJobState(id)));
     ids.forEach((id, i) => {
       const state = found[i];

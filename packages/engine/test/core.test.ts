@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { TaskRow } from '@tasker/db';
-import { createDb, migrateDatabase, PausedTypeStore } from '@tasker/db';
+import { createDb, migrateDatabase, PausedTypeStore, TaskStore } from '@tasker/db';
 import { createTestEnv, onRedis, waitFor } from '@tasker/testing';
-import { type IQueueBackend, UnrecoverableError, Worker } from 'bullmq';
+import { UnrecoverableError } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  bullmqConnection,
   ConfigError,
   checkServerExposure,
   createLockSession,
   createRedis,
+  createTaskQueue,
+  createTaskWorker,
   describeExposure,
   isLoopbackHost,
   jobOptions,
@@ -20,7 +21,6 @@ import {
   PostgresLeaderLock,
   postgresNames,
   postgresPausedSet,
-  QUEUE_NAME,
   type QueueConnection,
   RedisCancelSignals,
   type RedisClient,
@@ -29,7 +29,7 @@ import {
   redisKeys,
   redisPausedSet,
   redisTarget,
-  TaskQueue,
+  type TaskQueue,
 } from '../src/index.ts';
 
 describe('loadEnv', () => {
@@ -152,9 +152,9 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
     db = createDb(env.poolUrl, { max: 3, directUrl: env.databaseUrl });
     connection = redis
       ? { kind: 'redis', redis, prefix: env.prefix }
-      : { kind: 'postgres', url: env.databaseUrl, poolSize: 2 };
-    queue = new TaskQueue(connection);
-    await queue.queue.waitUntilReady();
+      : { kind: 'postgres', sql: db.sql, listen: db.direct };
+    queue = createTaskQueue(connection);
+    await queue.waitUntilReady();
   });
   afterAll(async () => {
     await queue?.close();
@@ -163,46 +163,59 @@ describe.each(backends)('the queue and its companions on %s', (kind) => {
     await env.cleanup();
   });
 
-  /** Lets BullMQ fail the next job for good, as it does with a job that stalled too often. */
-  async function failNextJob(reason: string) {
-    const { options, backend } = bullmqConnection(connection);
-    const worker = new Worker<unknown, unknown, string, IQueueBackend, number, unknown>(
-      QUEUE_NAME,
+  /**
+   * A task to queue. Its row too: in PostgreSQL-only mode a job is its task's handout (BullMQ on
+   * Redis needs none).
+   */
+  async function task() {
+    const row = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
+    await new TaskStore(db).insert({ id: row.id, name: row.name, input: { a: 1, b: 2 }, maxAttempts: 1 });
+    return row;
+  }
+
+  /** Lets the queue fail the next job for good, as it does with a job that stalled too often. */
+  async function failNextJob(id: string, reason: string) {
+    const worker = createTaskWorker(
+      connection,
       async () => {
         throw new UnrecoverableError(reason);
       },
-      options,
-      backend,
+      { concurrency: 1, lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 1 },
     );
-    await new Promise((resolve) => worker.once('failed', resolve));
+    await waitFor(async () => (await queue.inspect([id])).get(id) === 'failed', {
+      timeoutMs: 10_000,
+      what: `job ${id} failed`,
+    });
     await worker.close();
   }
 
   it('enqueues idempotently and tells missing, queued and failed jobs apart', async () => {
-    const task = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
+    const queued = await task();
     const absent = randomUUID();
-    const failedId = randomUUID();
-    await queue.enqueue([{ ...task, id: failedId }]);
-    await failNextJob('job stalled more than allowable limit');
-    await queue.enqueue([task]);
-    await queue.enqueue([task]); // same jobId: ignored
-    expect(await queue.queue.getJobCounts('wait', 'prioritized')).toEqual({ wait: 0, prioritized: 1 });
-    const states = await queue.inspect([task.id, absent, failedId]);
-    expect(states.get(task.id)).toBe('queued');
+    const failed = await task();
+    await queue.enqueue([failed]);
+    await failNextJob(failed.id, 'job stalled more than allowable limit');
+    await queue.enqueue([queued]);
+    await queue.enqueue([queued]); // same job id: ignored
+    expect(await queue.state()).toMatchObject({ waiting: 1, delayed: 0, active: 0, failed: 1 });
+    const states = await queue.inspect([queued.id, absent, failed.id]);
+    expect(states.get(queued.id)).toBe('queued');
     expect(states.get(absent)).toBe('missing');
-    expect(states.get(failedId)).toBe('failed');
-    expect(await queue.failedReason(failedId)).toMatch(/stalled/);
-    await queue.remove(task.id);
+    expect(states.get(failed.id)).toBe('failed');
+    expect(await queue.failedReason(failed.id)).toMatch(/stalled/);
+    await queue.remove(queued.id);
+    // A job is its task's handout in PostgreSQL-only mode: it goes with the task's end.
+    if (!redis) await db.sql`delete from task_handouts`;
   });
 
   it('replaces a job left from an earlier round (BullMQ would ignore a plain add under its id)', async () => {
-    const task = { id: randomUUID(), name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 };
-    await queue.enqueue([task]);
-    await failNextJob('an earlier round failed');
-    await queue.enqueue([task]);
-    expect((await queue.inspect([task.id])).get(task.id)).toBe('failed'); // the add was ignored
-    await queue.replace(task);
-    expect((await queue.inspect([task.id])).get(task.id)).toBe('queued');
+    const earlier = await task();
+    await queue.enqueue([earlier]);
+    await failNextJob(earlier.id, 'an earlier round failed');
+    await queue.enqueue([earlier]);
+    expect((await queue.inspect([earlier.id])).get(earlier.id)).toBe('failed'); // the add was ignored
+    await queue.replace(earlier);
+    expect((await queue.inspect([earlier.id])).get(earlier.id)).toBe('queued');
   });
 
   it('lets one holder of the leader lock run at a time, longer than its ttl, and frees it at the end', async () => {

@@ -307,17 +307,21 @@ async function submitTakeComplete(env: Env): Promise<void> {
   const server = await start('server');
   const worker = await start('worker');
   const connection = worker.queueConnection();
-  const consumer = createTaskWorker(connection, async (job) => {
-    const { lifecycle } = worker;
-    const claim = await lifecycle.claim(job.id ?? '', 'tls-test', job.attemptsMade + 1);
-    if (claim.row) await lifecycle.complete(claim.row, 3);
-  });
+  const consumer = createTaskWorker(
+    connection,
+    async (job) => {
+      const { lifecycle } = worker;
+      const claim = await lifecycle.claim(job.id ?? '', 'tls-test', job.attemptsMade + 1);
+      if (claim.row) await lifecycle.complete(claim.row, 3);
+    },
+    { concurrency: 1, lockDuration: 30_000, stalledInterval: 30_000, maxStalledCount: 1 },
+  );
   try {
     const { lifecycle } = server;
     const { row } = await lifecycle.submit({ name: 'sum_two_numbers', input: { a: 1, b: 2 } });
     // What the dispatcher does (it runs in the worker process, not in this test).
     await lifecycle.resources.store.dispatch.dispatch([row.id]);
-    await lifecycle.resources.queue.enqueue([row]);
+    await lifecycle.resources.queue.handedOut([row]);
     await expect
       .poll(async () => (await lifecycle.resources.store.get(row.id))?.status, { timeout: 15_000 })
       .toBe('COMPLETED');

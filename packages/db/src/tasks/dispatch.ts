@@ -174,20 +174,25 @@ export class DispatchQueries {
 
   /**
    * Hands these tasks to the queue (those still waiting for their turn): writes their handouts;
-   * returns the ones it took. `leader`: only on the session that holds this advisory lock: a
-   * dispatcher that lost its session (and so its lock) hands out nothing, so two dispatchers never
-   * count and hand out against the same limits.
+   * returns the ones it took. `orders`: each task's place among its tenant's tasks in flight (the
+   * job's priority, 1 first; in PostgreSQL-only mode the handout is the job: `JobQueries`), 0 when
+   * not given. `leader`: only on the session that holds this advisory lock: a dispatcher that lost
+   * its session (and so its lock) hands out nothing, so two dispatchers never count and hand out
+   * against the same limits.
    */
   async dispatch(
     ids: readonly string[],
     leader?: { sql: postgres.Sql; lockKey: number },
+    orders?: readonly number[],
   ): Promise<Set<string>> {
     if (ids.length === 0) return new Set();
     const sql = leader?.sql ?? this.pg;
     const rows = await sql<{ task_id: string }[]>`
-      insert into task_handouts (task_id, owner_id, name, concurrency_key)
-      select t.id, t.owner_id, t.name, coalesce(t.concurrency_key, t.owner_id) from tasks t
-      where t.id = any(${column(ids, (id) => id)}::uuid[]) ${andCreatedAt(sql, 't', ids)} and ${this.pg.unsafe(PENDING_BY_ID)}
+      insert into task_handouts (task_id, owner_id, name, concurrency_key, job_priority, max_attempts, trace)
+      select t.id, t.owner_id, t.name, coalesce(t.concurrency_key, t.owner_id), v.job_priority, t.max_attempts, t.trace
+      from unnest(${column(ids, (id) => id)}::uuid[], ${column(ids, (_, i) => orders?.[i] ?? 0)}::int[]) as v(id, job_priority)
+      join tasks t on t.id = v.id ${andCreatedAt(sql, 't', ids)}
+      where ${this.pg.unsafe(PENDING_BY_ID)}
         and ${leader ? holdsAdvisoryLock(sql, leader.lockKey) : sql`true`}
       on conflict do nothing
       returning task_id`;

@@ -24,11 +24,11 @@ export function pgArray(values: readonly (string | null | undefined)[]): string 
 }
 
 /** One array column of a batch: each item's value as text (null stays NULL). */
-export function column<T>(items: readonly T[], value: (item: T) => unknown): string {
+export function column<T>(items: readonly T[], value: (item: T, index: number) => unknown): string {
   let text = '{';
   for (let i = 0; i < items.length; i++) {
     if (i > 0) text += ',';
-    const v = value(items[i] as T);
+    const v = value(items[i] as T, i);
     text += element(v == null ? null : String(v));
   }
   return `${text}}`;

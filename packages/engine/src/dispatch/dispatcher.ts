@@ -210,8 +210,9 @@ export class Dispatcher {
       const taken = await store.dispatch.dispatch(
         picks.map((p) => p.task.id),
         { sql: lock.session, lockKey: lock.key },
+        picks.map((p) => p.order),
       );
-      await queue.enqueue(
+      await queue.handedOut(
         picks.filter((p) => taken.has(p.task.id)).map((p) => ({ ...p.task, order: p.order })),
       );
       // The buffer filled, or other tenants wait beyond this pass's window: go on.
