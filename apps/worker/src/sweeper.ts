@@ -10,7 +10,8 @@ export interface SweeperOptions {
 }
 
 /**
- * Runs the lifecycle's recovery (`recover`), retention (`prune`) and table upkeep (`vacuum`) every
+ * Runs the lifecycle's recovery (`recover`), retention (`prune`, and `maintainPartitions` once the
+ * tasks table is partitioned) and table upkeep (`vacuum`) every
  * `intervalMs`. Every worker has one; a lock held while a sweep lasts (`LeaderLock`: Redis, or a
  * PostgreSQL advisory lock) lets one sweep at a time.
  */
@@ -33,6 +34,7 @@ export class Sweeper extends Periodic {
     await this.lock.run(async () => {
       await this.lifecycle.recover(this.options.graceMs);
       await this.lifecycle.prune(this.options.retentionMs);
+      await this.lifecycle.maintainPartitions(this.options.retentionMs);
       await this.lifecycle.pruneLlmCache();
       await this.lifecycle.vacuum();
     });

@@ -91,6 +91,13 @@ export {
   type TakenJob,
 } from './tasks/jobs.ts';
 export {
+  type RetentionReport,
+  type TaskPartition,
+  TaskPartitions,
+  weekName,
+  weekStart,
+} from './tasks/partitions.ts';
+export {
   hashTokenSecret,
   isTokenId,
   type NewWaitToken,

@@ -6,6 +6,7 @@ import { TaskChildren } from './tasks/children.ts';
 import { DispatchQueries } from './tasks/dispatch.ts';
 import { type FailedAttempt, HotTransitions } from './tasks/hot.ts';
 import { TaskMaintenance } from './tasks/maintenance.ts';
+import { TaskPartitions } from './tasks/partitions.ts';
 import { TaskQueries } from './tasks/queries.ts';
 import { TaskSteps } from './tasks/steps.ts';
 import { WaitTokens } from './tasks/tokens.ts';
@@ -43,6 +44,7 @@ export interface TaskStoreOptions {
  * | `transitions` | `tasks/transitions.ts` | every other change of state (cancel, retry, expire, ...) |
  * | `queries` | `tasks/queries.ts` | reads: one task, pages, searches, counts |
  * | `maintenance` | `tasks/maintenance.ts` | retention, vacuum |
+ * | `partitions` | `tasks/partitions.ts` | a partitioned table's weeks: made ahead, dropped past retention |
  * | `dispatch` | `tasks/dispatch.ts` | the dispatcher: who waits for a turn, who holds a slot, handing out |
  * | `bulk` | `tasks/bulk.ts` | bulk cancel and retry by filter: their operations, a chunk at a time |
  * | `usage` | `tasks/usage.ts` | model calls: their ledger (`task_llm_calls`) and each task's sum |
@@ -59,6 +61,8 @@ export class TaskStore {
   readonly transitions: OtherTransitions;
   readonly queries: TaskQueries;
   readonly maintenance: TaskMaintenance;
+  /** The weeks of a partitioned `tasks` (none yet: docs/partitioning.md): `tasks/partitions.ts`. */
+  readonly partitions: TaskPartitions;
   readonly dispatch: DispatchQueries;
   /** All-or-nothing batches of new tasks (POST /tasks/batch), one transaction each. */
   readonly batch: BatchInserts;
@@ -81,6 +85,7 @@ export class TaskStore {
     this.transitions = new OtherTransitions(db, pg);
     this.queries = new TaskQueries(db);
     this.maintenance = new TaskMaintenance(db);
+    this.partitions = new TaskPartitions(pg);
     this.dispatch = new DispatchQueries(pg);
     this.batch = new BatchInserts(pg, options);
     this.bulk = new BulkOperations(db);

@@ -9,7 +9,7 @@ import { fail } from './fail.ts';
 import { hold } from './hold.ts';
 import { isPaused, pause, resume } from './pause.ts';
 import { type ProgressReporter, progressReporter } from './progress.ts';
-import { prune, type RecoveryReport, recover, vacuum } from './recover.ts';
+import { maintainPartitions, prune, type RecoveryReport, recover, vacuum } from './recover.ts';
 import type { LifecycleResources } from './resources.ts';
 import { retry } from './retry.ts';
 import { StepRunner } from './steps.ts';
@@ -39,7 +39,7 @@ import { wait, wakeDue } from './wait.ts';
  * | expire | `expire.ts` | every worker, every EXPIRE_INTERVAL_MS; the claim of an expired task |
  * | steps | `steps.ts` | worker: a run's `ctx.step` and `ctx.sleep` (`StepRunner`) |
  * | wait, wake | `wait.ts` | worker: a handler that slept; the leading dispatcher's worker, every WAKE_INTERVAL_MS |
- * | recover, prune, vacuum | `recover.ts` | the worker's sweeper |
+ * | recover, prune, maintainPartitions, vacuum | `recover.ts` | the worker's sweeper |
  * | runBulk | `bulk.ts` | the worker's bulk runner: a bulk cancel or retry, a chunk at a time |
  */
 export class TaskLifecycle {
@@ -158,6 +158,11 @@ export class TaskLifecycle {
 
   prune(retentionMs: number): Promise<number> {
     return prune(this.resources, retentionMs);
+  }
+
+  /** A partitioned tasks table's weeks: made ahead, dropped past retention (none until it is partitioned). */
+  maintainPartitions(retentionMs: number): Promise<void> {
+    return maintainPartitions(this.resources, retentionMs);
   }
 
   vacuum(): Promise<boolean> {

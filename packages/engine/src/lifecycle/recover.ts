@@ -88,6 +88,30 @@ async function failGivenUp(r: LifecycleResources, row: StaleTask): Promise<TaskR
   return failed;
 }
 
+/** Weeks a partitioned tasks table keeps made ahead (docs/partitioning.md, "Partitions made ahead"). */
+const WEEKS_AHEAD = 4;
+
+/**
+ * A partitioned tasks table's weeks (docs/partitioning.md, step 5): the weeks up to `WEEKS_AHEAD`
+ * made, the weeks past retention (whose tasks all finished before its cutoff) dropped with their
+ * dependents; a warning when fewer than two weeks are ready ahead (a row past the last week fails
+ * its insert). Nothing on an unpartitioned table (today's, until its migration).
+ */
+export async function maintainPartitions(r: LifecycleResources, retentionMs: number): Promise<void> {
+  const { partitions } = r.store;
+  if (!(await partitions.partitioned())) return;
+  const made = await partitions.makeAhead(WEEKS_AHEAD);
+  if (made.length > 0) r.log.info({ partitions: made }, 'made the partitions of the weeks ahead');
+  if (retentionMs > 0) {
+    const { dropped, kept } = await partitions.dropExpired(new Date(Date.now() - retentionMs));
+    if (dropped.length > 0) r.log.info({ partitions: dropped }, 'dropped the partitions past retention');
+    if (kept.length > 0) r.log.debug({ kept }, 'partitions past retention kept');
+  }
+  const ahead = await partitions.weeksAhead();
+  if (ahead < 2)
+    r.log.warn({ weeksAhead: ahead }, 'fewer than two weeks of tasks partitions are ready ahead');
+}
+
 /** Keeps the tasks table lean (see `TaskStore.vacuumIfBloated`); logs when it vacuumed. */
 export async function vacuum(r: LifecycleResources): Promise<boolean> {
   const started = performance.now();

@@ -1,0 +1,160 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { TaskPartitions, uuidv7, weekName, weekStart } from '../src/index.ts';
+import { useStore } from './fixture.ts';
+
+// Partition maintenance (docs/partitioning.md, step 5) on a partitioned copy of the migrated tasks
+// table in a schema of its own, as the migration of step 6 will leave it: a legacy partition
+// [MINVALUE, cutover), weeks after it, the primary key (id, created_at) and an index to be built on
+// each week, and the dependents' tables.
+const db = useStore();
+const S = 'parts';
+const DAY = 24 * 3600 * 1000;
+const WEEK = 7 * DAY;
+const now = Date.UTC(2026, 11, 2, 15); // a Wednesday
+const monday = Date.UTC(2026, 10, 30);
+
+let partitions: TaskPartitions;
+
+beforeEach(async () => {
+  const sql = db.client.sql;
+  await sql.unsafe(`drop schema if exists ${S} cascade`);
+  await sql.unsafe(`create schema ${S}`);
+  await sql.unsafe(
+    `create table ${S}.tasks (like public.tasks including defaults including constraints) partition by range (created_at)`,
+  );
+  await sql.unsafe(`alter table ${S}.tasks add primary key (id, created_at)`);
+  await sql.unsafe(`create index tasks_owner_created_idx on ${S}.tasks (owner_id, created_at)`);
+  for (const dependent of ['webhook_deliveries', 'task_steps', 'wait_tokens', 'task_keys'])
+    await sql.unsafe(`create table ${S}.${dependent} (like public.${dependent} including defaults)`);
+  // The table as it was: a legacy partition up to the cutover, with the tables' storage settings.
+  await sql.unsafe(
+    `create table ${S}.tasks_legacy partition of ${S}.tasks for values from (minvalue) to ('${new Date(monday - 2 * WEEK).toISOString()}') with (autovacuum_vacuum_scale_factor = 0.02)`,
+  );
+  partitions = new TaskPartitions(sql, S);
+});
+
+async function insert(createdAt: number, finishedAt: number | null, id = uuidv7(createdAt)): Promise<string> {
+  await db.client.sql.unsafe(
+    `insert into ${S}.tasks (id, owner_id, name, input, status, created_at, finished_at, updated_at)
+     values ($1, 'default', 'sum_two_numbers', '{}', $2, $3, $4, now())`,
+    [
+      id,
+      finishedAt === null ? 'PENDING' : 'COMPLETED',
+      new Date(createdAt).toISOString(),
+      finishedAt === null ? null : new Date(finishedAt).toISOString(),
+    ],
+  );
+  return id;
+}
+
+describe('partition maintenance', () => {
+  it('names weeks by their Monday, UTC', () => {
+    expect(new Date(weekStart(now)).toISOString()).toBe('2026-11-30T00:00:00.000Z');
+    expect(weekStart(monday)).toBe(monday);
+    expect(weekStart(monday - 1)).toBe(monday - WEEK);
+    expect(weekName(monday)).toBe('tasks_w20261130');
+  });
+
+  it('finds an unpartitioned table unpartitioned, with nothing to do', async () => {
+    const plain = new TaskPartitions(db.client.sql);
+    expect(await plain.partitioned()).toBe(false);
+    expect(await plain.list()).toEqual([]);
+    expect(await plain.makeAhead(4, now)).toEqual([]);
+    expect(await plain.dropExpired(new Date(now))).toEqual({ dropped: [], kept: [] });
+    expect(await plain.weeksAhead(now)).toBe(0);
+  });
+
+  it('makes the weeks from the legacy partition to `weeks` ahead, each with the indexes and storage settings, once', async () => {
+    expect(await partitions.partitioned()).toBe(true);
+    expect(await partitions.weeksAhead(now)).toBe(0);
+    const made = await partitions.makeAhead(4, now);
+    expect(made).toEqual([
+      'tasks_w20261116',
+      'tasks_w20261123',
+      'tasks_w20261130',
+      'tasks_w20261207',
+      'tasks_w20261214',
+      'tasks_w20261221',
+      'tasks_w20261228',
+    ]);
+    expect(await partitions.makeAhead(4, now)).toEqual([]); // once
+    expect(await partitions.weeksAhead(now)).toBe(4);
+    const list = await partitions.list();
+    expect(list.map((p) => p.name)).toEqual(['tasks_legacy', ...made]);
+    for (const [i, p] of list.slice(1).entries())
+      expect([p.from?.getTime(), p.to.getTime()]).toEqual([monday + (i - 2) * WEEK, monday + (i - 1) * WEEK]);
+    // The parent's indexes were built on each week at its attach; its storage settings copied.
+    const [week] = await db.client.sql<{ indexes: number; options: string[] | null }[]>`
+      select (select count(*)::int from pg_index where indrelid = c.oid) as indexes, c.reloptions as options
+      from pg_class c where c.oid = to_regclass(${`${S}.tasks_w20261207`})`;
+    expect(week).toEqual({ indexes: 2, options: ['autovacuum_vacuum_scale_factor=0.02'] });
+    // A row of this week goes to its partition; one beyond the last week made has none.
+    const id = await insert(now, null);
+    const [row] = await db.client.sql.unsafe<{ part: string }[]>(
+      `select tableoid::regclass::text as part from ${S}.tasks where id = $1`,
+      [id],
+    );
+    expect(row?.part).toBe(`${S}.tasks_w20261130`);
+    await expect(insert(monday + 6 * WEEK, null)).rejects.toThrow(/no partition/);
+  });
+
+  it('drops the weeks past the cutoff whose tasks all finished before it, with their dependents, and keeps the others', async () => {
+    await partitions.makeAhead(1, now);
+    const old = monday - 2 * WEEK; // tasks_w20261116
+    const gone = await insert(old + DAY, old + DAY + 1000);
+    await db.client.sql.unsafe(
+      `insert into ${S}.task_keys (owner_id, kind, key, task_id, task_created_at) values ('default', 'idempotency', 'k', $1, $2)`,
+      [gone, new Date(old + DAY).toISOString()],
+    );
+    const stillRunning = await insert(old + WEEK + DAY, null); // tasks_w20261123
+    const cutoff = new Date(monday + DAY);
+    const report = await partitions.dropExpired(cutoff);
+    expect(report.dropped).toEqual(['tasks_legacy', 'tasks_w20261116']);
+    expect(report.kept).toEqual([{ name: 'tasks_w20261123', why: `task ${stillRunning} is unfinished` }]);
+    expect((await partitions.list()).map((p) => p.name)).toEqual([
+      'tasks_w20261123',
+      'tasks_w20261130',
+      'tasks_w20261207',
+    ]);
+    const [keys] = await db.client.sql.unsafe<{ n: number }[]>(
+      `select count(*)::int as n from ${S}.task_keys`,
+    );
+    expect(keys?.n).toBe(0);
+    // Its task finished, but after the cutoff (a retry by hand, say): still kept.
+    await db.client.sql.unsafe(`update ${S}.tasks set status = 'COMPLETED', finished_at = $2 where id = $1`, [
+      stillRunning,
+      new Date(monday + 2 * DAY).toISOString(),
+    ]);
+    const later = await partitions.dropExpired(cutoff);
+    expect(later.kept[0]?.why).toMatch(/finished at 2026-12-02T00:00:00.000Z, after the cutoff/);
+    expect((await partitions.dropExpired(new Date(monday + 3 * DAY))).dropped).toEqual(['tasks_w20261123']);
+  });
+
+  it('finishes a detach that was interrupted, and drops the week', async () => {
+    await partitions.makeAhead(0, now);
+    const old = monday - 2 * WEEK;
+    await insert(old + DAY, old + DAY + 1000);
+    // A DETACH … CONCURRENTLY cut short leaves the partition "detach pending" (simulated: the flag).
+    const [{ oid } = { oid: 0 }] = await db.client.sql<{ oid: number }[]>`
+      select to_regclass(${`${S}.tasks_w20261116`})::oid::int as oid`;
+    await db.client.sql`update pg_inherits set inhdetachpending = true where inhrelid = ${oid}`;
+    expect((await partitions.list()).find((p) => p.name === 'tasks_w20261116')?.detachPending).toBe(true);
+    const report = await partitions.dropExpired(new Date(monday));
+    expect(report.dropped).toContain('tasks_w20261116');
+  });
+
+  it('attaches again a week whose detach was cut short but which is not past the cutoff', async () => {
+    await partitions.makeAhead(1, now);
+    const [{ oid } = { oid: 0 }] = await db.client.sql<{ oid: number }[]>`
+      select to_regclass(${`${S}.tasks_w20261207`})::oid::int as oid`;
+    await db.client.sql`update pg_inherits set inhdetachpending = true where inhrelid = ${oid}`;
+    const report = await partitions.dropExpired(new Date(monday - 2 * WEEK));
+    expect(report.kept).toContainEqual({
+      name: 'tasks_w20261207',
+      why: 'not past the cutoff (its detach was cut short: attached again)',
+    });
+    const week = (await partitions.list()).find((p) => p.name === 'tasks_w20261207');
+    expect(week).toMatchObject({ detachPending: false, from: new Date(monday + WEEK) });
+    expect(await insert(monday + WEEK + DAY, null)).toBeTruthy();
+  });
+});
