@@ -120,7 +120,7 @@ export class JobQueries {
       with picked as (
         select h.task_id from task_handouts h
         where ${this.pg.unsafe(FREE)} and (h.run_at is null or h.run_at <= now())
-          and not (select paused from queue_state)
+          and not coalesce((select paused from queue_state), false)
         order by h.job_priority, h.handed_at, h.task_id
         limit ${limit}
         for update skip locked),
