@@ -102,6 +102,8 @@ export class PostgresTaskQueue implements TaskQueue {
 const TAKE_MAX = 100;
 /** How often an idle worker looks for jobs with no wake-up (a lost NOTIFY, a delayed job due). */
 const POLL_MS = 1000;
+/** How soon a LISTEN that failed is tried again. */
+const LISTEN_RETRY_MS = 5000;
 
 type Listener<A extends unknown[]> = (...args: A) => void;
 
@@ -125,6 +127,8 @@ export class PostgresTaskWorker implements TaskWorker {
   private readonly errorListeners: Listener<[Error]>[] = [];
   private readonly stalledListeners: Listener<[string]>[] = [];
   private fetching = false;
+  /** The take in flight, if any (awaited by `close`). */
+  private taking: Promise<void> | undefined;
   private again = false;
   /** The last take found no more due jobs: a freed slot waits for a wake-up. */
   private drained = false;
@@ -134,6 +138,7 @@ export class PostgresTaskWorker implements TaskWorker {
   private readonly timers: NodeJS.Timeout[] = [];
   private dueTimer: NodeJS.Timeout | undefined;
   private extendTimer: NodeJS.Timeout | undefined;
+  private listenTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly connection: PostgresQueueConnection,
@@ -176,8 +181,6 @@ export class PostgresTaskWorker implements TaskWorker {
 
   private async start(): Promise<void> {
     if (this.closing) return;
-    const { unlisten } = await this.connection.listen.listen(JOBS_CHANNEL, () => this.wake());
-    this.unlisten = unlisten;
     const { lockDuration, stalledInterval } = this.options;
     this.timers.push(
       setInterval(() => this.wake(), POLL_MS),
@@ -185,7 +188,23 @@ export class PostgresTaskWorker implements TaskWorker {
     );
     // Kept until the last running job ends, also while closing.
     this.extendTimer = setInterval(() => void this.extend(), Math.max(50, lockDuration / 2));
+    await this.listen();
     this.wake();
+  }
+
+  /**
+   * Wake-ups (postgres.js reconnects a LISTEN once made). If it cannot be made now (PostgreSQL
+   * away), the worker polls meanwhile and tries again every few seconds.
+   */
+  private async listen(): Promise<void> {
+    try {
+      const { unlisten } = await this.connection.listen.listen(JOBS_CHANNEL, () => this.wake());
+      if (this.closing) await unlisten().catch(() => {});
+      else this.unlisten = unlisten;
+    } catch (error) {
+      this.error(error);
+      if (!this.closing) this.listenTimer = setTimeout(() => void this.listen(), LISTEN_RETRY_MS);
+    }
   }
 
   /** Jobs may be there: take some, if slots are free. */
@@ -204,10 +223,17 @@ export class PostgresTaskWorker implements TaskWorker {
     }
     this.fetching = true;
     const limit = Math.min(free, TAKE_MAX);
-    this.jobs
+    this.taking = this.jobs
       .take(this.holder, limit, this.options.lockDuration)
       .then(
-        ({ jobs, nextRunAt }) => {
+        async ({ jobs, nextRunAt }) => {
+          if (this.closing) {
+            // Taken as the worker closed: back to the queue at once, untouched.
+            await Promise.all(jobs.map((job) => this.jobs.release(job.taskId, this.holder))).catch(
+              (error: unknown) => this.error(error),
+            );
+            return;
+          }
           for (const job of jobs) this.run(job);
           if (jobs.length < limit) {
             this.drained = true;
@@ -339,6 +365,8 @@ export class PostgresTaskWorker implements TaskWorker {
     await this.ready?.catch(() => {});
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.dueTimer);
+    clearTimeout(this.listenTimer);
+    await this.taking;
     while (this.finishing.size > 0) await Promise.allSettled([...this.finishing]);
     clearInterval(this.extendTimer);
     await this.unlisten?.().catch(() => {});

@@ -122,7 +122,8 @@ describe('the PostgreSQL-only queue', () => {
     });
     await waitFor(() => done.has(id), { what: 'run again' });
     expect(seen).toEqual([0, 0]);
-    expect(await handout(id)).toBeUndefined(); // a resolved job leaves the queue
+    // A resolved job leaves the queue (its handout deleted just after, in a batch).
+    await waitFor(async () => (await handout(id)) === undefined, { what: 'the job gone' });
   });
 
   it('runs at most `concurrency` jobs at once, in queue order, taken a batch at a time', async () => {
@@ -201,6 +202,25 @@ describe('the PostgreSQL-only queue', () => {
     // The sweeper's way for a job given up under a PENDING row: queued afresh.
     await queue.replace({ id, name: 'sum_two_numbers', priority: 0, runAfter: null, maxAttempts: 1 });
     expect(await handout(id)).toMatchObject({ failed_reason: null, stalls: 0, attempts_made: 0 });
+  });
+
+  it('takes jobs by polling when it cannot LISTEN (PostgreSQL away at its start), and says so', async () => {
+    const errors: string[] = [];
+    const done = new Set<string>();
+    const deaf = {
+      ...connection,
+      listen: { listen: async () => Promise.reject(new Error('connection refused')) },
+    } as unknown as PostgresQueueConnection;
+    const w = new PostgresTaskWorker(deaf, async (job) => void done.add(String(job.id)), {
+      ...OPTIONS,
+      name: 'deaf',
+    });
+    w.on('error', (error) => errors.push(error.message));
+    workers.push(w);
+    await w.waitUntilReady();
+    const [id = ''] = await queued(1);
+    await waitFor(() => done.has(id), { what: 'taken by polling', timeoutMs: 5000 });
+    expect(errors).toContain('connection refused');
   });
 
   it('renews the leases of running jobs, so that a job longer than its lease is not taken twice', async () => {
