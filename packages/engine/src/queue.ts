@@ -8,7 +8,6 @@ import {
   type IQueueBackend,
   type JobProgress,
   type JobsOptions,
-  type MinimalJob,
   Queue,
   Worker,
 } from 'bullmq';
@@ -55,6 +54,8 @@ const MAX_JOB_PRIORITY = 2_097_151;
  * provider's `retry-after`: `retryAfterMs`, see `retryAfterOf` in @tasker/tasks), which wins.
  */
 const BACKOFF_TYPES = { 'tasker-exponential': 'exponential', 'tasker-fixed': 'fixed' } as const;
+/** The share of a retry's delay drawn at random (BullMQ's `jitter`). */
+const BACKOFF_JITTER = 0.5;
 
 /**
  * Every task worker's BullMQ `settings.backoffStrategy` (`createTaskWorker`): the delay before the
@@ -75,15 +76,17 @@ export const backoffStrategy: BackoffStrategy = (attemptsMade, type, err, job) =
 
 /**
  * The delay before the next attempt of a task of type `name` whose attempt number `attemptsMade`
- * failed with `err` (the PostgreSQL-only queue's retries): what `backoffStrategy` answers BullMQ.
+ * failed with `err` (the PostgreSQL-only queue's retries): the same answer `backoffStrategy` gives
+ * BullMQ, read from the type's definition instead of a job's stored options.
  */
 export function retryDelay(name: string, attemptsMade: number, err: unknown): number {
-  const backoff = jobOptions({ id: '', name, priority: 0, runAfter: null, maxAttempts: 1 }).backoff;
   const error = err instanceof Error ? err : new Error(String(err));
-  if (typeof backoff !== 'object') return retryAfterOf(error) ?? 0;
-  const job = { opts: { backoff } } as unknown as MinimalJob;
-  const delay = backoffStrategy(attemptsMade, backoff.type, error, job);
-  return typeof delay === 'number' && Number.isFinite(delay) ? delay : 0;
+  const asked = retryAfterOf(error);
+  if (asked !== undefined) return asked;
+  const backoff = getTaskDefinition(name)?.retry?.backoff;
+  const make = backoff && Backoffs.builtinStrategies[backoff.type];
+  if (!backoff || !make) return 0;
+  return Number(make(backoff.delayMs, BACKOFF_JITTER)(attemptsMade, backoff.type, error));
 }
 
 /**
@@ -100,7 +103,7 @@ export function jobOptions(task: Deliverable, now = Date.now()): JobsOptions {
     jobId: task.id,
     attempts: task.maxAttempts,
     backoff: retry
-      ? { type: `tasker-${retry.backoff.type}`, delay: retry.backoff.delayMs, jitter: 0.5 }
+      ? { type: `tasker-${retry.backoff.type}`, delay: retry.backoff.delayMs, jitter: BACKOFF_JITTER }
       : undefined,
     delay: delay > 0 ? delay : undefined,
     priority: jobPriority(task),

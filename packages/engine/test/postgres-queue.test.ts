@@ -8,6 +8,7 @@ import {
   PostgresTaskQueue,
   PostgresTaskWorker,
   type QueueJob,
+  retryDelay,
   type TaskProcessor,
   type TaskWorkerOptions,
 } from '../src/index.ts';
@@ -94,6 +95,23 @@ describe('the PostgreSQL-only queue', () => {
     expect((seen[1]?.at ?? 0) - (seen[0]?.at ?? 0)).toBeGreaterThanOrEqual(90);
     expect(await queue.failedReason(id)).toBe('rate limited');
     expect(await handout(id)).toMatchObject({ attempts_made: 3, locked_by: null });
+  });
+
+  it("waits out a retry as BullMQ's workers do: the type's backoff with jitter, or what the error asked", () => {
+    // query_chatgpt: exponential from 2 s, half of it drawn at random.
+    for (const [attempt, low, high] of [
+      [1, 1000, 2000],
+      [2, 2000, 4000],
+      [3, 4000, 8000],
+    ] as const) {
+      const delay = retryDelay('query_chatgpt', attempt, new Error('503'));
+      expect(delay).toBeGreaterThanOrEqual(low);
+      expect(delay).toBeLessThanOrEqual(high);
+    }
+    expect(retryDelay('query_chatgpt', 1, Object.assign(new Error('429'), { retryAfterMs: 7000 }))).toBe(
+      7000,
+    );
+    expect(retryDelay('no_such_type', 1, new Error('x'))).toBe(0);
   });
 
   it('gives a job up at once on an UnrecoverableError', async () => {
