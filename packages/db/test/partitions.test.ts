@@ -143,6 +143,34 @@ describe('partition maintenance', () => {
     expect(report.dropped).toContain('tasks_w20261116');
   });
 
+  it("deletes a dropped week's dependents also when it finishes a detach cut short, and keeps an unfinished week's", async () => {
+    await partitions.makeAhead(0, now);
+    const old = monday - 2 * WEEK;
+    const done = await insert(old + DAY, old + DAY + 1000); // tasks_w20261116: finished
+    const running = await insert(old + WEEK + DAY, null); // tasks_w20261123: unfinished
+    for (const id of [done, running])
+      await db.client.sql.unsafe(
+        `insert into ${S}.wait_tokens (id, owner_id, task_id, step_id, secret_hash, timeout_at)
+         values (gen_random_uuid(), 'default', $1::uuid, 's', md5($1::text), now() + interval '1 day')`,
+        [id],
+      );
+    const pending = async (name: string) => {
+      const [{ oid } = { oid: 0 }] = await db.client.sql<{ oid: number }[]>`
+        select to_regclass(${`${S}.${name}`})::oid::int as oid`;
+      await db.client.sql`update pg_inherits set inhdetachpending = true where inhrelid = ${oid}`;
+    };
+    await pending('tasks_w20261116');
+    expect((await partitions.dropExpired(new Date(monday + 3 * DAY))).dropped).toContain('tasks_w20261116');
+    await pending('tasks_w20261123');
+    const report = await partitions.dropExpired(new Date(monday + 3 * DAY));
+    expect(report.kept).toContainEqual({
+      name: 'tasks_w20261123',
+      why: `task ${running} is unfinished (its detach was cut short: attached again)`,
+    });
+    const tokens = await db.client.sql.unsafe<{ task_id: string }[]>(`select task_id from ${S}.wait_tokens`);
+    expect(tokens.map((t) => t.task_id)).toEqual([running]);
+  });
+
   it('attaches again a week whose detach was cut short but which is not past the cutoff', async () => {
     await partitions.makeAhead(1, now);
     const [{ oid } = { oid: 0 }] = await db.client.sql<{ oid: number }[]>`

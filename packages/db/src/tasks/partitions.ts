@@ -132,8 +132,8 @@ export class TaskPartitions {
 
   /**
    * Drops the partitions that end at or before `cutoff` and hold only tasks that finished before
-   * it: their dependents' rows deleted first, then DETACH … CONCURRENTLY (reads and writes of
-   * `tasks` go on) and DROP. A week with a task still unfinished, or finished since the cutoff (a
+   * it: DETACH … CONCURRENTLY (reads and writes of `tasks` go on), their dependents' rows deleted,
+   * then DROP. A week with a task still unfinished, or finished since the cutoff (a
    * retry by hand), stays, and is reported; it goes once its last task has. A task made unfinished
    * between the check and the detach (a retry) is found on the detached table, which is then
    * attached again instead of dropped.
@@ -154,10 +154,6 @@ export class TaskPartitions {
           report.kept.push({ name: partition.name, why });
           continue;
         }
-        for (const dependent of DEPENDENTS)
-          await this.sql.unsafe(
-            `delete from ${this.qualified(dependent)} where task_id in (select id from ${table})`,
-          );
         await this.sql.unsafe(`alter table ${this.tasks} detach partition ${table} concurrently`);
       } else {
         await this.sql.unsafe(`alter table ${this.tasks} detach partition ${table} finalize`);
@@ -169,6 +165,12 @@ export class TaskPartitions {
         report.kept.push({ name: partition.name, why: `${why} (${how}: attached again)` });
         continue;
       }
+      // Its dependents go only now: detached, its tasks can change no more (a retry by hand since
+      // the check has attached it again above, its steps, tokens and keys untouched).
+      for (const dependent of DEPENDENTS)
+        await this.sql.unsafe(
+          `delete from ${this.qualified(dependent)} where task_id in (select id from ${table})`,
+        );
       await this.sql.unsafe(`drop table ${table}`);
       report.dropped.push(partition.name);
     }
