@@ -32,7 +32,7 @@ export interface TaskerServer {
   close(): Promise<void>;
 }
 
-/** Migrates, connects and listens. One PostgreSQL pool, one queue connection (Redis, or BullMQ's own PostgreSQL pool) and one listening connection per process. */
+/** Migrates, connects and listens. One PostgreSQL pool, one queue connection (Redis; without it, the pool itself) and one listening connection per process. */
 export async function startServer(
   env: Env,
   log: Logger,

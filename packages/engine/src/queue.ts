@@ -129,7 +129,10 @@ export interface QueueState {
   /** Waiting for their start time or a retry's backoff. */
   delayed: number;
   active: number;
-  /** Jobs BullMQ still keeps as failed (their tasks are FAILED; kept 24 h for inspection). */
+  /**
+   * Jobs the queue gave up on: their tasks are FAILED (or ended FAILED by the next sweep). BullMQ on
+   * Redis keeps them 24 h for inspection; a handout goes with its task's end.
+   */
   failed: number;
 }
 

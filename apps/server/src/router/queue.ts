@@ -8,7 +8,12 @@ const queueStateSchema = z
     waiting: z.number().int().describe('Queued and ready to run (or held by the pause)'),
     delayed: z.number().int().describe('Waiting for their start time or a retry backoff'),
     active: z.number().int(),
-    failed: z.number().int().describe('Failed jobs BullMQ keeps for 24 h (their tasks are FAILED)'),
+    failed: z
+      .number()
+      .int()
+      .describe(
+        'Jobs the queue gave up on (their tasks are FAILED, or ended FAILED by the next sweep); with Redis, BullMQ keeps them 24 h',
+      ),
     pausedTypes: z.array(z.string()).describe('Task types paused on their own'),
     suspended: z
       .number()

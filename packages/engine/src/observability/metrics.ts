@@ -139,7 +139,7 @@ export class TaskerMetrics {
     const metrics = this;
     new Gauge({
       name: 'tasker_queue_jobs',
-      help: "Jobs in the queue by state (read from BullMQ's counts at each scrape)",
+      help: "Jobs in the queue by state (read from the queue at each scrape: BullMQ's counts, or the handouts without Redis)",
       labelNames: ['state'] as const,
       registers,
       async collect() {
