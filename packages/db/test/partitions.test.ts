@@ -171,6 +171,29 @@ describe('partition maintenance', () => {
     expect(tokens.map((t) => t.task_id)).toEqual([running]);
   });
 
+  it('settles the weeks a crash left detached: one with an unfinished task attached again, the other dropped', async () => {
+    await partitions.makeAhead(0, now);
+    const old = monday - 2 * WEEK;
+    await insert(old + DAY, old + DAY + 1000); // tasks_w20261116: finished
+    const retried = await insert(old + WEEK + DAY, null); // tasks_w20261123: retried in that instant
+    for (const week of ['tasks_w20261116', 'tasks_w20261123'])
+      await db.client.sql.unsafe(`alter table ${S}.tasks detach partition ${S}.${week}`);
+    const report = await partitions.dropExpired(new Date(monday));
+    expect(report.dropped).toContain('tasks_w20261116');
+    expect(report.kept).toContainEqual({
+      name: 'tasks_w20261123',
+      why: `task ${retried} is unfinished (left detached: attached again)`,
+    });
+    const [row] = await db.client.sql.unsafe<{ status: string }[]>(
+      `select status from ${S}.tasks where id = $1`,
+      [retried],
+    );
+    expect(row?.status).toBe('PENDING');
+    const [left] = await db.client.sql<{ n: number }[]>`
+      select count(*)::int as n from pg_class where relname = 'tasks_w20261116'`;
+    expect(left?.n).toBe(0);
+  });
+
   it('attaches again a week whose detach was cut short but which is not past the cutoff', async () => {
     await partitions.makeAhead(1, now);
     const [{ oid } = { oid: 0 }] = await db.client.sql<{ oid: number }[]>`

@@ -140,6 +140,7 @@ export class TaskPartitions {
    */
   async dropExpired(cutoff: Date): Promise<RetentionReport> {
     const report: RetentionReport = { dropped: [], kept: [] };
+    await this.settleOrphans(cutoff, report);
     const all = await this.list();
     // A detach cut short first: PostgreSQL detaches one partition of a table at a time.
     const ordered = [...all.filter((p) => p.detachPending), ...all.filter((p) => !p.detachPending)];
@@ -167,14 +168,51 @@ export class TaskPartitions {
       }
       // Its dependents go only now: detached, its tasks can change no more (a retry by hand since
       // the check has attached it again above, its steps, tokens and keys untouched).
-      for (const dependent of DEPENDENTS)
-        await this.sql.unsafe(
-          `delete from ${this.qualified(dependent)} where task_id in (select id from ${table})`,
-        );
-      await this.sql.unsafe(`drop table ${table}`);
+      await this.dropDetached(table);
       report.dropped.push(partition.name);
     }
     return report;
+  }
+
+  /**
+   * Weeks a crash left detached and not dropped (between DETACH and DROP): attached again when a
+   * task of theirs is unfinished or finished after the cutoff (a retry by hand in that instant:
+   * else it would be lost with the table), dropped with their dependents otherwise. Found by name
+   * and their range check, which `makeAhead` gives every week.
+   */
+  private async settleOrphans(cutoff: Date, report: RetentionReport): Promise<void> {
+    const orphans = await this.sql<{ name: string; def: string }[]>`
+      select c.relname as name, pg_get_constraintdef(k.oid) as def
+      from pg_class c
+      join pg_namespace n on n.oid = c.relnamespace
+      join pg_constraint k on k.conrelid = c.oid and k.conname = c.relname || '_range'
+      where n.nspname = ${this.schema} and c.relkind = 'r' and not c.relispartition
+        and c.relname ~ '^tasks_w[0-9]{8}$'`;
+    for (const orphan of orphans) {
+      const bounds = /'([^']+)'[^']*'([^']+)'/.exec(orphan.def);
+      if (!bounds?.[1] || !bounds[2]) continue;
+      const [from, to] = [new Date(bounds[1]), new Date(bounds[2])];
+      const table = this.qualified(orphan.name);
+      const why = to.getTime() > cutoff.getTime() ? 'not past the cutoff' : await this.whyKept(table, cutoff);
+      if (why) {
+        await this.sql.unsafe(
+          `alter table ${this.tasks} attach partition ${table} for values from ('${from.toISOString()}') to ('${to.toISOString()}')`,
+        );
+        report.kept.push({ name: orphan.name, why: `${why} (left detached: attached again)` });
+      } else {
+        await this.dropDetached(table);
+        report.dropped.push(orphan.name);
+      }
+    }
+  }
+
+  /** A detached week's dependents, then the week. */
+  private async dropDetached(table: string): Promise<void> {
+    for (const dependent of DEPENDENTS)
+      await this.sql.unsafe(
+        `delete from ${this.qualified(dependent)} where task_id in (select id from ${table})`,
+      );
+    await this.sql.unsafe(`drop table ${table}`);
   }
 
   /** Why this week must stay past `cutoff`; undefined when it may go. */
