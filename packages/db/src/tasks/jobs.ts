@@ -1,7 +1,6 @@
 import type postgres from 'postgres';
-import { andCreatedAt } from './id-time.ts';
+import { DispatchQueries } from './dispatch.ts';
 import { column } from './rows.ts';
-import { statusByIdText } from './transition-sql.ts';
 
 /**
  * The PostgreSQL-only mode's queue (migration 0036): a task's handout is its job. The dispatcher
@@ -44,36 +43,32 @@ export interface JobCounts {
 /** Where a job stands (`inspect`): none (no handout), given up on, or queued (waiting, delayed, held). */
 export type JobState = 'missing' | 'failed' | 'queued';
 
-// Tasks looked up by id: by the primary key, never by an index on status.
-const UNFINISHED_BY_ID = statusByIdText(['PENDING', 'RUNNING']);
-
 /** A job no worker holds, not given up on (its alias must be `h`). */
 const FREE = 'h.locked_by is null and h.failed_reason is null';
 
 const notify = `select pg_notify('${JOBS_CHANNEL}', '')`;
 
 export class JobQueries {
-  constructor(private readonly pg: postgres.Sql) {}
+  private readonly handouts: DispatchQueries;
+
+  constructor(private readonly pg: postgres.Sql) {
+    this.handouts = new DispatchQueries(pg);
+  }
 
   /**
-   * Queues these tasks (PENDING or RUNNING ones, whose job is missing: the sweeper's way) and wakes
-   * the workers. A task that has a job already keeps it as it is (BullMQ's rule for a known job id).
+   * Queues these tasks (the sweeper's way, for a handed-out task whose job went missing): their
+   * handouts, as the dispatcher writes them (`DispatchQueries.dispatch`, of PENDING tasks), then a
+   * wake-up. A task that has a job already keeps it as it is (BullMQ's rule for a known job id). A
+   * `runAt` ahead is not stored: the claim of a task not due delays its job to its run_after.
    */
   async enqueue(jobs: readonly JobToQueue[]): Promise<void> {
     if (jobs.length === 0) return;
-    const ids = jobs.map((j) => j.id);
-    await this.pg`
-      with v as (
-        select * from unnest(${column(jobs, (j) => j.id)}::uuid[], ${column(jobs, (j) => j.priority)}::int[],
-                             ${column(jobs, (j) => j.runAt?.toISOString())}::timestamptz[]) as v(id, priority, run_at)),
-      queued as (
-        insert into task_handouts (task_id, owner_id, name, concurrency_key, job_priority, run_at, max_attempts, trace)
-        select t.id, t.owner_id, t.name, coalesce(t.concurrency_key, t.owner_id), v.priority, v.run_at, t.max_attempts, t.trace
-        from v join tasks t on t.id = v.id ${andCreatedAt(this.pg, 't', ids)}
-        where ${this.pg.unsafe(UNFINISHED_BY_ID)}
-        on conflict (task_id) do nothing
-        returning 1)
-      ${this.pg.unsafe(notify)} where exists (select from queued)`;
+    const taken = await this.handouts.dispatch(
+      jobs.map((j) => j.id),
+      undefined,
+      jobs.map((j) => j.priority),
+    );
+    if (taken.size > 0) await this.wake();
   }
 
   /**
@@ -167,13 +162,17 @@ export class JobQueries {
       failedReason = null,
     }: { runAt?: Date | null; failed?: boolean; failedReason?: string | null } = {},
   ): Promise<boolean> {
+    // Only a job another worker may take now is announced: a delayed one is found by the takes'
+    // `nextRunAt` (the releasing worker takes again at once) or by the next poll, and a given-up
+    // one by the sweeper.
+    const announce = runAt === null && failedReason === null;
     const rows = await this.pg`
       with released as (
         update task_handouts h set locked_by = null, locked_until = null, run_at = ${runAt?.toISOString() ?? null}::timestamptz,
           attempts_made = h.attempts_made + ${failed ? 1 : 0}, failed_reason = ${failedReason}
         where h.task_id = ${taskId} and h.locked_by = ${worker}
         returning 1)
-      ${this.pg.unsafe(notify)} from released`;
+      ${this.pg.unsafe(announce ? notify : 'select')} from released`;
     return rows.length > 0;
   }
 
