@@ -88,12 +88,14 @@ const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode
 
 /**
  * One row per accepted task. PostgreSQL is the source of truth; the BullMQ job whose id is `id`
- * is only how the row reaches a worker.
+ * is only how the row reaches a worker. Partitioned by RANGE (created_at), a partition a week
+ * (migrations 0037-0039, docs/partitioning.md): the primary key is (id, created_at), and a task's
+ * UUIDv7 id carries its created_at, so that a statement by id reads one partition.
  */
 export const tasks = pgTable(
   'tasks',
   {
-    id: uuid('id').primaryKey(),
+    id: uuid('id').notNull(),
     /** The tenant the task belongs to (its API key's). Every read and write is scoped to it. */
     tenantId: text('owner_id').notNull().default('default'),
     name: text('name').notNull(),
@@ -235,20 +237,11 @@ export const tasks = pgTable(
     index('tasks_ready_idx')
       .on(t.tenantId, t.priority.desc().nullsFirst(), t.createdAt, t.id)
       .where(sql`${t.status} = 'PENDING'`),
-    // The keys are held in task_keys (migration 0035), which decides; until tasks is partitioned
-    // these unique indexes agree with it. One unfinished task per (tenant, singleton key), WAITING
-    // ones included (finished_at is null exactly while unfinished; migration 0024).
-    uniqueIndex('tasks_owner_singleton_idx')
-      .on(t.tenantId, t.singletonKey)
-      .where(sql`${t.singletonKey} is not null and ${t.finishedAt} is null`),
-    uniqueIndex('tasks_owner_idempotency_idx')
-      .on(t.tenantId, t.idempotencyKey)
-      .where(sql`${t.idempotencyKey} is not null`),
-    // Exactly one task per schedule tick, however many workers fire it (migration 0018); also a
-    // schedule's latest runs, newest first.
-    uniqueIndex('tasks_schedule_tick_idx')
-      .on(t.scheduleId, t.scheduledFor)
-      .where(sql`${t.scheduleId} is not null`),
+    // The table's key: a unique index of a partitioned table holds the partition key.
+    primaryKey({ name: 'tasks_pkey', columns: [t.id, t.createdAt] }),
+    // A schedule's latest runs, newest first. Not unique (it would be only within a partition):
+    // a tick's one task is task_keys' (migration 0035), as are the idempotency and singleton keys.
+    index('tasks_schedule_tick_idx').on(t.scheduleId, t.scheduledFor).where(sql`${t.scheduleId} is not null`),
   ],
 );
 

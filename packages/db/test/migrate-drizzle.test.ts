@@ -47,10 +47,16 @@ const recorded = (sql: postgres.Sql) =>
   sql<
     { hash: string; created_at: string }[]
   >`select hash, created_at from drizzle.__drizzle_migrations order by id`;
+/**
+ * The indexes of the table that holds the tasks rows: `tasks`, or once it is partitioned (0039) its
+ * first partition, `tasks_legacy` (the table as it was, its indexes renamed `tasks_legacy_…`: named
+ * here as they were).
+ */
 const indexOids = (sql: postgres.Sql) =>
   sql<{ name: string; oid: number }[]>`
-    select c.relname as name, c.oid::int as oid from pg_index i join pg_class c on c.oid = i.indexrelid
-    where i.indrelid = 'tasks'::regclass order by 1`;
+    select regexp_replace(c.relname, '^tasks_legacy_', 'tasks_') as name, c.oid::int as oid
+    from pg_index i join pg_class c on c.oid = i.indexrelid
+    where i.indrelid = coalesce(to_regclass('tasks_legacy'), 'tasks'::regclass) order by 1`;
 
 describe("migrateDatabase and drizzle's migrator", () => {
   it('carries on a database that drizzle migrated in one transaction, applying nothing twice', async () => {

@@ -56,12 +56,33 @@ describe('partition maintenance', () => {
   });
 
   it('finds an unpartitioned table unpartitioned, with nothing to do', async () => {
-    const plain = new TaskPartitions(db.client.sql);
-    expect(await plain.partitioned()).toBe(false);
-    expect(await plain.list()).toEqual([]);
-    expect(await plain.makeAhead(4, now)).toEqual([]);
-    expect(await plain.dropExpired(new Date(now))).toEqual({ dropped: [], kept: [] });
-    expect(await plain.weeksAhead(now)).toBe(0);
+    const sql = db.client.sql;
+    await sql.unsafe('drop schema if exists plain cascade');
+    await sql.unsafe('create schema plain');
+    await sql.unsafe('create table plain.tasks (like public.tasks including defaults)');
+    try {
+      const plain = new TaskPartitions(sql, 'plain');
+      expect(await plain.partitioned()).toBe(false);
+      expect(await plain.list()).toEqual([]);
+      expect(await plain.makeAhead(4, now)).toEqual([]);
+      expect(await plain.dropExpired(new Date(now))).toEqual({ dropped: [], kept: [] });
+      expect(await plain.weeksAhead(now)).toBe(0);
+    } finally {
+      await sql.unsafe('drop schema plain cascade');
+    }
+  });
+
+  it('finds the migrated table as 0039 leaves a new database: legacy up to this week, four weeks ahead', async () => {
+    const migrated = new TaskPartitions(db.client.sql);
+    const thisWeek = weekStart(Date.now());
+    expect(await migrated.partitioned()).toBe(true);
+    const list = await migrated.list();
+    expect(list[0]).toMatchObject({ name: 'tasks_legacy', from: null, detachPending: false });
+    expect(list.slice(1).map((p) => p.name)).toEqual(
+      [0, 1, 2, 3, 4].map((i) => weekName(thisWeek + i * WEEK)),
+    );
+    expect(await migrated.weeksAhead()).toBe(4);
+    expect(await migrated.makeAhead(4)).toEqual([]);
   });
 
   it('makes the weeks from the legacy partition to `weeks` ahead, each with the indexes and storage settings, once', async () => {

@@ -38,10 +38,19 @@ export const CREATED_AT = `case when v.created_ms is null then now()
 /** The `created_ms` column of `CREATED_AT`: the id's time, null for an id that is no UUIDv7. */
 export const createdMs = (row: { id: string }): number | null => uuidv7Ms(row.id) ?? null;
 
-/** Rethrows `CREATED_AT`'s refusal as what it is; any other error as it is. */
+/**
+ * Rethrows `CREATED_AT`'s refusal as what it is; any other error as it is. Its null created_at is
+ * found by the partition routing first (no partition holds a null key), a not-null violation on a
+ * table that is not partitioned.
+ */
 export function refuseClockSkew(error: unknown): never {
-  const { code, column_name: columnName } = (error ?? {}) as { code?: unknown; column_name?: unknown };
-  if (code === '23502' && columnName === 'created_at')
+  const {
+    code,
+    column_name: columnName,
+    detail,
+  } = (error ?? {}) as { code?: unknown; column_name?: unknown; detail?: unknown };
+  const nullKey = code === '23514' && typeof detail === 'string' && detail.includes('(created_at) = (null)');
+  if ((code === '23502' && columnName === 'created_at') || nullKey)
     throw new Error(
       `a task id's time (UUIDv7, made by this process) is over ${AHEAD_MS / 1000} s ahead of PostgreSQL's clock or over ${BEHIND_MS / 60_000} min behind it: set both clocks right (NTP)`,
       { cause: error },
