@@ -1,6 +1,7 @@
 /**
  * Partitioning the tasks table (issue 24, "Tables that grow"): the measurement that decides the
- * design of docs/partitioning.md. In a database of its own, migrated with the real migrations, it
+ * design of docs/partitioning.md. In a database of its own, migrated with the real migrations up to
+ * the release before partitioning (0036; the last step runs 0037-0039 on it, in place), it
  * generates BENCH_PARTITION_ROWS task rows directly in SQL (generate_series, 90 days of them), then
  * copies them into partitioned prototypes of the table that the bench builds itself, in schemas of
  * their own (never a migration):
@@ -146,7 +147,9 @@ async function main() {
     return sql;
   };
   try {
-    await migrateDatabase(env.databaseUrl);
+    // The table as the release before partitioning left it: the baseline, and what 0037-0039
+    // migrate in place at the end.
+    await migrateDatabase(env.databaseUrl, { until: '0036_queue_in_handouts' });
     const admin = connect('public', 1);
     // The end of the span is now: the hot path's new rows (created_at = now()) land in the newest day.
     const end = Date.now();
@@ -219,8 +222,8 @@ async function main() {
     const ahead = PARTITIONED.find((l) => l.key === 'created_at');
     if (ahead)
       await createAhead(admin, ahead, defs, ahead === WEEK ? (weeks.at(-1)?.[1] ?? 0) : start + days * DAY);
-    // Last (it turns public.tasks into a partition): the migration of an existing table in place.
-    await attachLegacy(admin, defs, rows, Math.ceil(end / (7 * DAY) + 1) * 7 * DAY);
+    // Last (it turns public.tasks into a partition): the real migration of an existing table in place.
+    await migrateInPlace(admin, env.databaseUrl, rows);
 
     report(rows, sizes);
     writeResults(jsonPath, {
@@ -779,98 +782,37 @@ async function createAhead(
 }
 
 /**
- * The migration of docs/partitioning.md, on the baseline table (the run's last step): the old table
- * becomes the partition [MINVALUE, cutover) of a new partitioned `tasks`, without copying a row.
- * Online preparations first (a unique index on (id, created_at) made CONCURRENTLY and turned into a
- * constraint, the range as a CHECK made NOT VALID then validated, plain twins of the unique key
- * indexes made CONCURRENTLY), then one transaction: rename, the partitioned table with its indexes
- * and triggers, the old table's triggers dropped, ATTACH PARTITION, a week after the cutover.
- * Each step is timed; an index the ATTACH had to build (none expected) would show in its time and
- * in the count of the legacy partition's indexes.
+ * The migration of docs/partitioning.md, on the baseline table (the run's last step): the real
+ * migrations 0037-0039 (packages/db/drizzle), as `migrateDatabase` applies them to a database of the
+ * previous release. The old table becomes the partition [MINVALUE, cutover) of a new partitioned
+ * `tasks`, without copying a row: 0037 (the cutover as a NOT VALID check), 0038 outside a
+ * transaction (the (id, created_at) key and the tick index's twin built concurrently, the checks
+ * validated: writes go on), 0039 the switch in one transaction (rename, the partitioned table from
+ * the old one's definitions, ATTACH, the weeks ahead). Each is timed; the old table's indexes are
+ * compared by oid before and after: an index the ATTACH had to build would be a new oid.
  */
-async function attachLegacy(
-  sql: postgres.Sql,
-  defs: Definitions,
-  rows: number,
-  cutover: number,
-): Promise<void> {
-  const at = new Date(cutover).toISOString();
-  const step = async (metric: string, run: () => Promise<unknown>) => {
-    const [ms] = await timed(run);
+async function migrateInPlace(sql: postgres.Sql, url: string, rows: number): Promise<void> {
+  const oids = async (table: string) =>
+    sql<{ name: string; oid: number }[]>`
+      select c.relname as name, c.oid::int as oid from pg_index i join pg_class c on c.oid = i.indexrelid
+      where i.indrelid = ${table}::regclass`;
+  const before = new Set((await oids('public.tasks')).map((i) => i.oid));
+  for (const [metric, until] of [
+    ['0037 cutover check (NOT VALID) ms', '0037_tasks_legacy_range'],
+    ['0038 key index + twin concurrently, checks validated ms', '0038_tasks_partition_prepare'],
+    ['0039 switch transaction ms', undefined],
+  ] as const) {
+    const [ms] = await timed(() => migrateDatabase(url, { until }));
     record('migration', metric, ms);
-    return ms;
-  };
-  const indexCount = async () => {
-    const [row] = await sql<{ n: number }[]>`
-      select count(*)::int as n from pg_index where indrelid = 'public.tasks_legacy'::regclass`;
-    return row?.n ?? 0;
-  };
-  await step('unique index (id, created_at) concurrently ms', async () => {
-    await sql.unsafe(
-      'create unique index concurrently tasks_id_created_idx on public.tasks (id, created_at)',
-    );
-    await sql.unsafe(
-      'alter table public.tasks add constraint tasks_id_created_key unique using index tasks_id_created_idx',
-    );
-  });
-  await step('range check, validated ms', async () => {
-    await sql.unsafe(
-      `alter table public.tasks add constraint tasks_legacy_range check (created_at < '${at}') not valid`,
-    );
-    await sql.unsafe('alter table public.tasks validate constraint tasks_legacy_range');
-  });
-  // The checks of the parent must be on the partition, valid (0024 made tasks_finished_check NOT VALID).
-  await step('checks validated ms', async () => {
-    for (const check of defs.checks)
-      await sql.unsafe(`alter table public.tasks validate constraint ${check.name}`);
-  });
-  const unique = defs.indexes.filter((i) => i.unique);
-  await step('plain twins of the key indexes concurrently ms', async () => {
-    for (const index of unique)
-      await sql.unsafe(
-        index.def.replace(
-          `CREATE UNIQUE INDEX ${index.name} `,
-          `CREATE INDEX CONCURRENTLY ${index.name}_plain `,
-        ),
-      );
-  });
-  let built = 0;
-  await step('switch transaction ms', () =>
-    sql.begin(async (tx) => {
-      await tx.unsafe('alter table public.tasks rename to tasks_legacy');
-      await tx.unsafe(
-        'create table public.tasks (like public.tasks_legacy including defaults including storage) partition by range (created_at)',
-      );
-      await tx.unsafe('alter table public.tasks add constraint tasks_p_pkey primary key (id, created_at)');
-      for (const index of defs.indexes)
-        await tx.unsafe(
-          index.def
-            .replace('CREATE UNIQUE INDEX', 'CREATE INDEX')
-            .replace(/INDEX (\S+) ON public\.tasks /, 'INDEX $1_p ON public.tasks '),
-        );
-      for (const check of defs.checks)
-        await tx.unsafe(
-          `alter table public.tasks add constraint ${check.name} ${check.def.replace(' NOT VALID', '')}`,
-        );
-      const triggers = await tx<{ name: string }[]>`
-        select tgname as name from pg_trigger where tgrelid = 'public.tasks_legacy'::regclass and not tgisinternal`;
-      for (const trigger of triggers) await tx.unsafe(`drop trigger ${trigger.name} on public.tasks_legacy`);
-      for (const trigger of defs.triggers) await tx.unsafe(trigger);
-      const before = await tx<{ n: number }[]>`
-        select count(*)::int as n from pg_index where indrelid = 'public.tasks_legacy'::regclass`;
-      await tx.unsafe(
-        `alter table public.tasks attach partition public.tasks_legacy for values from (minvalue) to ('${at}')`,
-      );
-      const after = await tx<{ n: number }[]>`
-        select count(*)::int as n from pg_index where indrelid = 'public.tasks_legacy'::regclass`;
-      built = (after[0]?.n ?? 0) - (before[0]?.n ?? 0);
-      await tx.unsafe(
-        `create table public.tasks_w1 partition of public.tasks for values from ('${at}') to ('${new Date(cutover + 7 * DAY).toISOString()}')`,
-      );
-    }),
-  );
-  record('migration', 'indexes built by the attach', built);
-  record('migration', 'legacy partition indexes', await indexCount());
+  }
+  const legacy = await oids('public.tasks_legacy');
+  const [partitions] = await sql<{ n: number }[]>`
+    select count(*)::int as n from pg_inherits where inhparent = 'public.tasks'::regclass`;
+  // 0038 built two indexes before the switch (the key's and the twin): any other new oid was built
+  // by the switch.
+  record('migration', 'indexes built by the switch', legacy.filter((i) => !before.has(i.oid)).length - 2);
+  record('migration', 'legacy partition indexes', legacy.length);
+  record('migration', 'partitions after', partitions?.n ?? 0);
   record('migration', 'rows', rows);
   const figures = results.migration ?? {};
   log(

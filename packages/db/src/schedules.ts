@@ -207,8 +207,8 @@ export class ScheduleStore {
   /**
    * One firing transaction: takes up to `batch` due schedules (not paused, next_fire_at passed)
    * with FOR UPDATE SKIP LOCKED, so that concurrent passes on other workers take other schedules;
-   * asks `plan` which ticks fire; inserts one PENDING task per tick, `ON CONFLICT DO NOTHING` on
-   * tasks_schedule_tick_idx (a tick already fired, by whatever pass, makes nothing); moves each
+   * asks `plan` which ticks fire; inserts one PENDING task per tick, its key in task_keys (the
+   * trigger tasks_claim_keys skips the row of a tick already fired, by whatever pass); moves each
    * schedule's next_fire_at; commits all of it at once. A crash before the commit writes nothing
    * (the next pass fires the same ticks); after it, next_fire_at has moved past them.
    *
@@ -315,7 +315,6 @@ export class ScheduleStore {
             as v(id, owner_id, name, input, max_attempts, priority, timeout_ms, ttl_ms, concurrency_key, schedule_id, scheduled_for,
                  created_ms)
           order by v.schedule_id, v.scheduled_for
-          on conflict (schedule_id, scheduled_for) where schedule_id is not null do nothing
           returning *`.catch(refuseClockSkew);
         for (const row of made) fired.push(fromDriver(row));
       }

@@ -1,7 +1,7 @@
 import { TASK_STATUSES, type TaskStatus } from '@tasker/states';
 import type postgres from 'postgres';
 import type { TaskRow } from '../schema.ts';
-import { andCreatedAt } from './id-time.ts';
+import { andChildrenOf, andCreatedAt } from './id-time.ts';
 import { byId, pgArray } from './rows.ts';
 import { conditionText } from './transition-sql.ts';
 
@@ -40,8 +40,8 @@ export class TaskChildren {
     const out = new Map<string, ChildrenSummary>();
     if (parentIds.length === 0) return out;
     const rows = await this.pg<{ parent_id: string; status: TaskStatus; count: number }[]>`
-      select parent_id, status, count(*)::int as count from tasks
-      where parent_id = any(${pgArray(parentIds)}::uuid[])
+      select parent_id, status, count(*)::int as count from tasks t
+      where parent_id = any(${pgArray(parentIds)}::uuid[]) ${andChildrenOf(this.pg, 't', parentIds)}
       group by parent_id, status`;
     for (const row of rows) {
       let summary = out.get(row.parent_id);
@@ -66,8 +66,9 @@ export class TaskChildren {
         finished_at: Date | string | null;
       }[]
     >`
-      select id, name, status, created_at, finished_at from tasks
-      where parent_id = ${parentId}::uuid order by created_at, id limit ${limit}`;
+      select id, name, status, created_at, finished_at from tasks t
+      where parent_id = ${parentId}::uuid ${andChildrenOf(this.pg, 't', [parentId])}
+      order by created_at, id limit ${limit}`;
     return rows.map((r) => ({
       id: r.id,
       name: r.name,
@@ -92,15 +93,16 @@ export class TaskChildren {
   /** The ids of a task's children that are RUNNING with a cancel asked for (their workers get a signal). */
   async cancelling(parentId: string): Promise<string[]> {
     const rows = await this.pg<{ id: string }[]>`
-      select id from tasks where parent_id = ${parentId}::uuid and status::text = 'RUNNING'
-        and cancel_requested_at is not null`;
+      select id from tasks t where parent_id = ${parentId}::uuid ${andChildrenOf(this.pg, 't', [parentId])}
+        and status::text = 'RUNNING' and cancel_requested_at is not null`;
     return rows.map((r) => r.id);
   }
 
   /** Whether a child of the task is unfinished (a retry of it is refused meanwhile). */
   async anyUnfinished(parentId: string): Promise<boolean> {
     const [row] = await this.pg<{ any: boolean }[]>`
-      select exists (select 1 from tasks where parent_id = ${parentId}::uuid and finished_at is null) as any`;
+      select exists (select 1 from tasks t where parent_id = ${parentId}::uuid
+        ${andChildrenOf(this.pg, 't', [parentId])} and finished_at is null) as any`;
     return row?.any ?? false;
   }
 
@@ -112,7 +114,8 @@ export class TaskChildren {
     const rows = await this.pg`
       update tasks t set status = 'PENDING', version = t.version + 1, updated_at = now(), waiting_for = null
       from (select p.id from tasks p where (p.waiting_for ->> 'kind') = 'children'
-              and not exists (select 1 from tasks c where c.parent_id = p.id and c.finished_at is null)
+              and not exists (select 1 from tasks c where c.parent_id = p.id
+                and c.created_at >= p.created_at - interval '61 minutes' and c.finished_at is null)
             limit ${limit} for update of p skip locked) due
       where t.id = due.id and (t.waiting_for ->> 'kind') = 'children' and ${this.pg.unsafe(CHILDREN_DONE)}
       returning t.*`;

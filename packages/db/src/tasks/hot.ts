@@ -172,7 +172,7 @@ export class HotTransitions {
    * singleton key held by one of the owner's unfinished tasks, no row is written: that task comes
    * back with `created: false`. With a debounce key held by one of the owner's PENDING tasks, that
    * task takes this submission's input and start instead. Racing inserts with one key (from any
-   * number of processes) end with one task: the unique indexes decide (see `Inserted`). Under a
+   * number of processes) end with one task: task_keys decides (see `Inserted`). Under a
    * `max_queued` limit, a submission is inserted on its own and counted, or refused with a
    * QueueFullError and nothing stored (queue-limit.ts).
    */
@@ -249,9 +249,9 @@ function answered<T>(
 const keyOf = (owner: string, key: string | null | undefined) => `${owner}\u0000${key}`;
 
 /**
- * New rows, unless an idempotency or singleton key of the owner answers instead: one INSERT ... ON
- * CONFLICT DO NOTHING (any unique index: the idempotency key's, the singleton key's), then the holder
- * of each key that refused a row is read. A singleton key whose holder finished between the two is
+ * New rows, unless an idempotency or singleton key of the owner answers instead: one INSERT, whose
+ * rows with a key held already are skipped (the trigger tasks_claim_keys, over task_keys), then the
+ * holder of each key that refused a row is read. A singleton key whose holder finished between the two is
  * free again: that row is inserted in the next round.
  */
 async function insertPlain(
@@ -272,7 +272,7 @@ async function insertPlain(
 /**
  * A key older than the window is free again: its task_keys row goes, and it is detached from the
  * owner's old task before the insert (a change like any other: version and updated_at move, and it
- * is announced), in one statement, so that the two never disagree.
+ * is announced), found by the freed row's (task_id, task_created_at): its partition.
  */
 export async function freeExpiredKeys(
   pg: postgres.Sql,
@@ -281,18 +281,18 @@ export async function freeExpiredKeys(
 ): Promise<void> {
   const keyed = rows.filter((r) => r.idempotencyKey != null);
   if (keyed.length === 0) return;
+  const freed = await pg<{ id: string }[]>`
+    delete from task_keys tk
+    using unnest(${column(keyed, (r) => r.tenantId ?? 'default')}::text[],
+                 ${column(keyed, (r) => r.idempotencyKey)}::text[]) as k(owner_id, key)
+    where tk.owner_id = k.owner_id and tk.kind = 'idempotency' and tk.key = k.key
+      and tk.task_created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})
+    returning tk.task_id as id`;
+  if (freed.length === 0) return;
+  const ids = freed.map((f) => f.id);
   await pg`
-    with k as (
-      select * from unnest(${column(keyed, (r) => r.tenantId ?? 'default')}::text[],
-                           ${column(keyed, (r) => r.idempotencyKey)}::text[]) as k(owner_id, key)),
-    freed as (
-      delete from task_keys tk using k
-      where tk.owner_id = k.owner_id and tk.kind = 'idempotency' and tk.key = k.key
-        and tk.task_created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds}))
     update tasks t set idempotency_key = null, version = t.version + 1, updated_at = now()
-    from k
-    where t.owner_id = k.owner_id and t.idempotency_key = k.key
-      and t.created_at < now() - make_interval(secs => ${options.idempotencyWindowSeconds})`;
+    where t.id = any(${pgArray(ids)}::uuid[]) ${andCreatedAt(pg, 't', ids)} and t.idempotency_key is not null`;
 }
 
 /**
@@ -368,7 +368,7 @@ export async function insertRounds(
     // 0035): a key held already (also by a row before it in this statement) skips the row, which
     // RETURNING then lacks. Rows sorted by their keys, so that concurrent batches take the keys'
     // locks in one order. No ON CONFLICT: a row meets no unique index of tasks but the primary key
-    // (its id, made by the server) and the ones task_keys agrees with.
+    // (its id, made by the server, and its created_at).
     const inserted = byId(
       await attempt(() =>
         pg`

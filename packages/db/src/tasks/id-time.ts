@@ -101,3 +101,25 @@ export function andCreatedAt(
     ? pg`and ${pg(alias)}.created_at between ${window.from}::timestamptz and ${window.to}::timestamptz`
     : pg``;
 }
+
+/**
+ * How far before its parent's id time a child's created_at may lie: a child is inserted after its
+ * parent, its id as much as BEHIND_MS behind the database's clock, the parent's up to the window
+ * after its id's time (tasker_task_finished's `interval '61 minutes'` in SQL).
+ */
+const CHILD_BEFORE_PARENT_MS = BEHIND_MS + WINDOW_MS;
+
+/**
+ * `and <alias>.created_at >= …` for the children of these parents: the partitions older than the
+ * earliest parent are not read. Empty when a parent's id has no time (a legacy id).
+ */
+export function andChildrenOf(
+  pg: postgres.Sql,
+  alias: string,
+  parentIds: Iterable<string>,
+): postgres.PendingQuery<postgres.Row[]> {
+  const window = createdAtWindow(parentIds);
+  if (!window) return pg``;
+  const from = new Date(new Date(window.from).getTime() + WINDOW_MS - CHILD_BEFORE_PARENT_MS).toISOString();
+  return pg`and ${pg(alias)}.created_at >= ${from}::timestamptz`;
+}

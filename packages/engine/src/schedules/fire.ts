@@ -102,7 +102,7 @@ export interface FirePassResult extends FireResult {
 /**
  * One firing pass: transactions of up to 50 due schedules each (`ScheduleStore.fire`), until none
  * is due. Any number of workers run it at once: each transaction holds its schedules' rows (FOR
- * UPDATE SKIP LOCKED), and a tick's task is unique (tasks_schedule_tick_idx), so each tick makes
+ * UPDATE SKIP LOCKED), and a tick's task is unique (its key in task_keys), so each tick makes
  * one task. The tasks are ordinary PENDING rows: the dispatcher hands them out in their tenant's
  * turn, within its limits; `max_queued` is counted as at a submission, and a tick refused by it is
  * recorded as a skipped run (QUEUE_FULL) on its schedule.
