@@ -62,8 +62,9 @@ BEGIN
   SELECT coalesce(' WITH (' || array_to_string(reloptions, ', ') || ')', '') INTO storage
   FROM pg_class WHERE oid = 'tasks'::regclass;
 
-  -- The table as it is: renamed, its indexes too (index names are the schema's), its unique
-  -- indexes but the new key's dropped, its triggers dropped (the parent's are cloned onto it).
+  -- The table as it is: renamed, its indexes too (index names are the schema's), its primary key
+  -- and unique indexes dropped but the new key's, its triggers dropped (the parent's are cloned
+  -- onto it).
   ALTER TABLE tasks RENAME TO tasks_legacy;
   ALTER TABLE tasks_legacy DROP CONSTRAINT tasks_pkey;
   DROP INDEX tasks_owner_idempotency_idx, tasks_owner_singleton_idx, tasks_schedule_tick_idx;
@@ -71,7 +72,10 @@ BEGIN
            WHERE i.indrelid = 'tasks_legacy'::regclass LOOP
     EXECUTE format('ALTER INDEX %I RENAME TO %I', r.relname, 'tasks_legacy' || substr(r.relname, 6));
   END LOOP;
-  ALTER TABLE tasks_legacy ADD CONSTRAINT tasks_legacy_id_created_key UNIQUE USING INDEX tasks_legacy_id_created_idx;
+  -- The new key's index as this partition's primary key: the parent's primary key adopts only a
+  -- primary key's index (PostgreSQL 18; 15 would take a unique constraint's too), and builds one
+  -- anew, under the lock, otherwise.
+  ALTER TABLE tasks_legacy ADD CONSTRAINT tasks_legacy_pkey PRIMARY KEY USING INDEX tasks_legacy_id_created_idx;
   FOR r IN SELECT tgname FROM pg_trigger WHERE tgrelid = 'tasks_legacy'::regclass AND NOT tgisinternal LOOP
     EXECUTE format('DROP TRIGGER %I ON tasks_legacy', r.tgname);
   END LOOP;
