@@ -137,7 +137,12 @@ describe('partitioning tasks in place (0037-0039)', () => {
     // Each index the partitioned table keeps is the old one, renamed and attached (same oid):
     // nothing was built under the switch's lock. The old key and unique indexes are gone.
     const indexesAfter = await indexOids('tasks_legacy');
-    const gone = ['tasks_pkey', 'tasks_owner_idempotency_idx', 'tasks_owner_singleton_idx', 'tasks_schedule_tick_idx'];
+    const gone = [
+      'tasks_pkey',
+      'tasks_owner_idempotency_idx',
+      'tasks_owner_singleton_idx',
+      'tasks_schedule_tick_idx',
+    ];
     const afterOids = new Set(Object.values(indexesAfter));
     for (const [name, oid] of Object.entries(indexesBefore)) {
       const renamed = `tasks_legacy${name.slice('tasks'.length)}`;
