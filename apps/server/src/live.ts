@@ -89,7 +89,16 @@ export interface TaskFeedOptions {
    * free, and no notification would come back). Default: the feed's `sql`.
    */
   listenOn?: postgres.Sql;
+  /**
+   * Called as a change heard from PostgreSQL (or caught up by a resync) goes out on a stream, once
+   * per stream (the server's `tasker_live_event_delay_seconds`); not for a stream's first state,
+   * read when it opens.
+   */
+  onLiveEvent?: (event: TaskEvent) => void;
 }
+
+/** The events made from changes (notifications, resyncs), as opposed to a stream's first read. */
+const heard = new WeakSet<TaskEvent>();
 
 /** A periodic resync re-reads the watched tasks in this many slices, spread over its interval. */
 export const RESYNC_SLICES = 10;
@@ -229,6 +238,7 @@ export class TaskFeed implements TaskWatcher {
     const listeners = this.byTask.get(event.id);
     const everyTask = toEveryTask ? this.everyTask.get(tenantId) : undefined;
     if (!listeners && !everyTask) return;
+    heard.add(event);
     // Its size as JSON, once for every stream it goes to: what their buffers are bounded by.
     const bytes = JSON.stringify(event).length;
     if (listeners) {
@@ -388,6 +398,7 @@ export class TaskFeed implements TaskWatcher {
       stop();
       throw error;
     }
+    const onLiveEvent = this.options.onLiveEvent;
     return (async function* () {
       let last = afterVersion;
       // Each step as last sent: the same write heard twice (read at the start and announced, or
@@ -411,6 +422,7 @@ export class TaskFeed implements TaskWatcher {
             continue;
           }
           last = event.version;
+          if (onLiveEvent && heard.has(event)) onLiveEvent(event);
           yield next;
           if (isTerminal(event.status)) return;
         }
@@ -441,6 +453,7 @@ export class TaskFeed implements TaskWatcher {
       for (;;) {
         const event = await inbox.next();
         if (!event) return;
+        if (heard.has(event)) this.options.onLiveEvent?.(event);
         yield event;
       }
     } finally {

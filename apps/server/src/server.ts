@@ -42,7 +42,16 @@ export async function startServer(
   checkServerExposure(env);
   const engine = await createEngine(env, log, 'server');
   const { store } = engine.lifecycle.resources;
-  const live = new TaskFeed(engine.db.sql, store, { resyncMs: 10_000, listenOn: engine.db.direct }, log);
+  const live = new TaskFeed(
+    engine.db.sql,
+    store,
+    {
+      resyncMs: 10_000,
+      listenOn: engine.db.direct,
+      onLiveEvent: (event) => engine.metrics.liveEvent(event.updatedAt),
+    },
+    log,
+  );
   await live.start();
 
   const keys = new ApiKeyStore(engine.db.db);

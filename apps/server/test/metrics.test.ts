@@ -215,6 +215,29 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('tasker_live_event_delay_seconds', () => {
+  it("counts each change a stream sends, from its commit to its write, but not the stream's first state", async () => {
+    const before = countOf(await scrape(stack.url, TOKEN), 'tasker_live_event_delay_seconds');
+    // Due in a second: PENDING when the stream opens (its first event, read then: not counted),
+    // then each change heard from PostgreSQL as the worker runs it.
+    const res = await post({ name: 'sum_two_numbers', input: { a: 2, b: 3 }, delay_ms: 1000 });
+    const created = (await res.json()) as { id: string };
+    const stream = await fetch(`${stack.url}/tasks/${created.id}/events`);
+    const text = await stream.text(); // the stream ends after the terminal state
+    const states = [...text.matchAll(/^data: (.*)$/gm)].map(
+      (m) => (JSON.parse(m[1] ?? '') as { status: string }).status,
+    );
+    expect(states[0]).toBe('PENDING');
+    expect(states.at(-1)).toBe('COMPLETED');
+    const after = await scrape(stack.url, TOKEN);
+    expect(countOf(after, 'tasker_live_event_delay_seconds') - before).toBe(states.length - 1);
+    // Each within the largest finite bucket: a delay of seconds would mean a stalled feed.
+    const family = after.histogramSamples.get('tasker_live_event_delay_seconds_bucket') ?? [];
+    const within = family.find((s) => s.labels?.le === '5');
+    expect(Number(within?.value)).toBe(countOf(after, 'tasker_live_event_delay_seconds'));
+  });
+});
+
 /** Metric names a PromQL expression uses: identifiers followed by `{`, `[`, `)` or the end, not functions or labels. */
 function metricNames(expr: string): string[] {
   return [...expr.matchAll(/\b((?:tasker|process|nodejs)_[a-z0-9_]+)\b/g)].map((m) => m[1] ?? '');

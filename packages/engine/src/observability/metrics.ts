@@ -6,6 +6,8 @@ import type { LifecycleEvent } from './events.ts';
 /** Seconds: from a sum (milliseconds) to an LLM call that streams for minutes. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/** Seconds, fine below 25 ms: whether live events keep under 10 ms is read from these buckets. */
+const LIVE_BUCKETS = [0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1, 5];
 
 export type StreamKind = 'sse' | 'subscription';
 
@@ -42,6 +44,7 @@ export class TaskerMetrics {
   private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
   private readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
   private readonly openStreams: Gauge<'kind'>;
+  private readonly liveDelay: Histogram;
   private readonly llmCalls: Counter<'task_type' | 'model'>;
   private readonly llmTokens: Counter<'task_type' | 'model' | 'kind'>;
   private readonly llmCost: Counter<'task_type' | 'model'>;
@@ -134,6 +137,12 @@ export class TaskerMetrics {
       name: 'tasker_open_streams',
       help: 'Open live streams: sse (GET /tasks/{id}/events) and subscription (tRPC over SSE)',
       labelNames: ['kind'] as const,
+      registers,
+    });
+    this.liveDelay = new Histogram({
+      name: 'tasker_live_event_delay_seconds',
+      help: "From a task change's commit (its updated_at, PostgreSQL's clock) to its event going out on a live stream of this server (SSE or tRPC subscription), per stream; a stream's first event (the state it starts from) is not counted",
+      buckets: LIVE_BUCKETS,
       registers,
     });
     const metrics = this;
@@ -290,6 +299,11 @@ export class TaskerMetrics {
 
   streamClosed(kind: StreamKind): void {
     this.openStreams.dec({ kind });
+  }
+
+  /** A task change going out on a live stream: `updatedAt` (ISO), its commit time. */
+  liveEvent(updatedAt: string): void {
+    this.liveDelay.observe(seconds(Date.now() - Date.parse(updatedAt)));
   }
 
   /** The Prometheus text exposition. */
