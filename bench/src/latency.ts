@@ -222,12 +222,19 @@ async function main() {
       throw new Error(`${String(error)} (${connected} connected; ${wrong.length} errors, e.g. ${wrong[0]})`);
     });
     rss.watched = rssMb(server.child.pid);
-    // Scraped once before the completions and once after: the event-loop delay figures restart at
-    // each scrape (prom-client), the garbage collector's are totals (their difference is the run's).
-    const before = await serverMetrics(url);
-
     const worker = await spawnApp('worker', env.vars);
     apps.push(worker);
+    // Every task started first (each holds its model call until released): their RUNNING events, a
+    // burst of 10,000 as the worker starts, are delivered before the completions are measured.
+    await waitFor(() => waiting.length >= WATCHERS, {
+      timeoutMs: 60_000 + 10 * WATCHERS,
+      what: `${WATCHERS} tasks running`,
+    });
+    await sleep(2000);
+    // Scraped once before the completions and once after: the event-loop delay figures restart at
+    // each scrape (prom-client), the garbage collector's and the live events' are totals (their
+    // difference is the completions').
+    const before = await serverMetrics(url);
     const pacer = setInterval(() => {
       waiting.shift()?.();
     }, PACE_MS);

@@ -29,7 +29,8 @@ export interface AppOptions {
   log: Logger;
   bodyLimit: number;
   /** HTTP_*_TIMEOUT_MS, in ms (0: none where the variable allows it). */
-  timeouts: { request: number; headers: number; keepAlive: number; idle: number };
+  /** `sseKeepAlive`: the comment line of a quiet SSE stream, this often (SSE_KEEP_ALIVE_MS; default 15 s). */
+  timeouts: { request: number; headers: number; keepAlive: number; idle: number; sseKeepAlive?: number };
   services: Services;
   authenticator: Authenticator;
   /**
@@ -418,7 +419,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // REST: the same procedures as plain routes, described by the OpenAPI document.
   registerRestRoutes(app, createContext);
-  registerEventStream(app, options.services.live, options.services.streams, () => drain.streamDrained());
+  registerEventStream(
+    app,
+    options.services.live,
+    options.services.streams,
+    () => drain.streamDrained(),
+    options.timeouts.sseKeepAlive,
+  );
   // /docs: the document, rendered from assets served here.
   await registerDocs(app, doc);
   registerDashboard(app, { root: options.dashboardDir, authMode: options.authMode ?? 'required' });

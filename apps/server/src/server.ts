@@ -68,6 +68,7 @@ export async function startServer(
       headers: env.HTTP_HEADERS_TIMEOUT_MS,
       keepAlive: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
       idle: env.HTTP_IDLE_TIMEOUT_MS,
+      sseKeepAlive: env.SSE_KEEP_ALIVE_MS,
     },
     services: {
       tasks: createTaskApi(engine.lifecycle),

@@ -217,6 +217,12 @@ export const envSchema = z.object({
   HTTP_KEEP_ALIVE_TIMEOUT_MS: int(72_000, 1),
   /** A connection with no traffic either way for this long is closed (streams are exempt); 0: never. */
   HTTP_IDLE_TIMEOUT_MS: int(120_000),
+  /**
+   * A quiet SSE stream (`/tasks/{id}/events`) gets a comment line this often, so that proxies and
+   * load balancers (idle timeouts of 60 s are common) keep it open; each stream from a random
+   * point of the first interval.
+   */
+  SSE_KEEP_ALIVE_MS: int(15_000, 10),
   OPENAI_API_KEY: optionalText,
   OPENAI_BASE_URL: optionalText.pipe(z.url().optional()),
   OPENAI_MODEL: z.string().default('gpt-4o-mini'),
