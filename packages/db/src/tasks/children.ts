@@ -1,7 +1,7 @@
 import { TASK_STATUSES, type TaskStatus } from '@tasker/states';
 import type postgres from 'postgres';
 import type { TaskRow } from '../schema.ts';
-import { andChildrenOf, andCreatedAt } from './id-time.ts';
+import { andChildrenOf, andCreatedAt, childAfterParent } from './id-time.ts';
 import { byId, pgArray } from './rows.ts';
 import { conditionText } from './transition-sql.ts';
 
@@ -115,7 +115,7 @@ export class TaskChildren {
       update tasks t set status = 'PENDING', version = t.version + 1, updated_at = now(), waiting_for = null
       from (select p.id from tasks p where (p.waiting_for ->> 'kind') = 'children'
               and not exists (select 1 from tasks c where c.parent_id = p.id
-                and c.created_at >= p.created_at - interval '61 minutes' and c.finished_at is null)
+                and ${this.pg.unsafe(childAfterParent('c', 'p'))} and c.finished_at is null)
             limit ${limit} for update of p skip locked) due
       where t.id = due.id and (t.waiting_for ->> 'kind') = 'children' and ${this.pg.unsafe(CHILDREN_DONE)}
       returning t.*`;

@@ -110,6 +110,14 @@ export function andCreatedAt(
 const CHILD_BEFORE_PARENT_MS = BEHIND_MS + WINDOW_MS;
 
 /**
+ * `<child>.created_at >= <parent>.created_at - …` in SQL, for a parent known by its row (a join, a
+ * correlated subquery): the partitions older than the parent are not read. `andChildrenOf` is the
+ * same bound for parents known by their ids.
+ */
+export const childAfterParent = (child: string, parent: string): string =>
+  `${child}.created_at >= ${parent}.created_at - interval '${CHILD_BEFORE_PARENT_MS} milliseconds'`;
+
+/**
  * `and <alias>.created_at >= …` for the children of these parents: the partitions older than the
  * earliest parent are not read. Empty when a parent's id has no time (a legacy id).
  */

@@ -39,8 +39,8 @@ export class TaskMaintenance {
    */
   async vacuumIfBloated({ share = 0.2, minDead = 10_000 } = {}): Promise<boolean> {
     const bloated = await this.db.execute<{ name: string }>(sql`
-      select quote_ident(n.nspname) || '.' || quote_ident(s.relname) as name
-      from pg_stat_user_tables s join pg_namespace n on n.nspname = s.schemaname
+      select s.relid::regclass::text as name
+      from pg_stat_user_tables s
       where (s.relid = 'tasks'::regclass
           or s.relid in (select inhrelid from pg_inherits where inhparent = 'tasks'::regclass))
         and s.n_dead_tup >= greatest(${minDead}::bigint, ${share}::float8 * s.n_live_tup)`);

@@ -2,7 +2,7 @@ import { type FieldsOf, type Guard, type TaskStatus, TRANSITIONS, type Transitio
 import { and, eq, type SQL, sql } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { tasks } from '../schema.ts';
-import { createdAtOf } from './id-time.ts';
+import { childAfterParent, createdAtOf } from './id-time.ts';
 
 /**
  * The SQL of the state machine (@tasker/states): every UPDATE of a task row takes its WHERE clause
@@ -17,10 +17,9 @@ const GUARD_SQL: Record<Exclude<Guard, 'ofTenant'>, (t: string) => string> = {
   notExpired: (t) => `(${t}.expires_at is null or ${t}.expires_at > now())`,
   expired: (t) => `${t}.expires_at <= now()`,
   due: (t) => `(${t}.run_after is null or ${t}.run_after <= now())`,
-  // Children are created after their parent (less the hour an insert allows an id behind the
-  // database's clock, and a minute): the partitions older than the parent are not read.
+  // Children are created after their parent (childAfterParent): older partitions are not read.
   noUnfinishedChildren: (t) =>
-    `not exists (select 1 from tasks c where c.parent_id = ${t}.id and c.created_at >= ${t}.created_at - interval '61 minutes' and c.finished_at is null)`,
+    `not exists (select 1 from tasks c where c.parent_id = ${t}.id and ${childAfterParent('c', t)} and c.finished_at is null)`,
   singletonKeyFree: (t) =>
     `(${t}.singleton_key is null or not exists (select 1 from task_keys k where k.owner_id = ${t}.owner_id and k.kind = 'singleton' and k.key = ${t}.singleton_key))`,
 };
