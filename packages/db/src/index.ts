@@ -94,6 +94,7 @@ export {
   type RetentionReport,
   type TaskPartition,
   TaskPartitions,
+  WEEKS_AHEAD,
   weekName,
   weekStart,
 } from './tasks/partitions.ts';

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type MigrationMeta, readMigrationFiles } from 'drizzle-orm/migrator';
 import postgres from 'postgres';
+import { TaskPartitions, WEEKS_AHEAD } from './tasks/partitions.ts';
 import { postgresConnection } from './tls.ts';
 
 /** Arbitrary constant: the advisory lock that serialises migrations across processes. */
@@ -85,6 +86,9 @@ export async function migrateDatabase(url: string, options: MigrateOptions = {})
     await acquireLock(sql);
     try {
       await applyMigrations(sql, migrations);
+      // The weeks ahead of a partitioned tasks table, also when no worker's sweeper has run for
+      // weeks (a server alone would otherwise meet the end of its partitions); none when made.
+      if (options.migrationsFolder === undefined) await new TaskPartitions(sql).makeAhead(WEEKS_AHEAD);
     } finally {
       await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`;
     }

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { TaskPartitions, uuidv7, weekName, weekStart } from '../src/index.ts';
+import { migrateDatabase, TaskPartitions, uuidv7, weekName, weekStart } from '../src/index.ts';
 import { useStore } from './fixture.ts';
 
 // Partition maintenance (docs/partitioning.md, step 5) on a partitioned copy of the migrated tasks
@@ -83,6 +83,18 @@ describe('partition maintenance', () => {
     );
     expect(await migrated.weeksAhead()).toBe(4);
     expect(await migrated.makeAhead(4)).toEqual([]);
+  });
+
+  it('makes the missing weeks ahead at every migration run (a process start), not only in the sweeper', async () => {
+    const migrated = new TaskPartitions(db.client.sql);
+    const last = (await migrated.list()).at(-1);
+    expect(last).toBeDefined();
+    await db.client.sql.unsafe(`alter table public.tasks detach partition public.${last?.name}`);
+    await db.client.sql.unsafe(`drop table public.${last?.name}`);
+    expect(await migrated.weeksAhead()).toBe(3);
+    await migrateDatabase(db.env.databaseUrl);
+    expect((await migrated.list()).at(-1)?.name).toBe(last?.name);
+    expect(await migrated.weeksAhead()).toBe(4);
   });
 
   it('makes the weeks from the legacy partition to `weeks` ahead, each with the indexes and storage settings, once', async () => {

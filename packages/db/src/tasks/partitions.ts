@@ -9,6 +9,12 @@ import type postgres from 'postgres';
 
 const WEEK_MS = 7 * 24 * 3600 * 1000;
 
+/**
+ * Weeks after the current one kept made ahead: by every migration run (each process's start) and
+ * by the worker's sweeper. A row past the last week fails its insert.
+ */
+export const WEEKS_AHEAD = 4;
+
 /** The start of the week (Monday 00:00 UTC) holding `ms`. */
 export function weekStart(ms: number): number {
   const day = new Date(ms);

@@ -1,4 +1,4 @@
-import type { StaleTask, TaskRow } from '@tasker/db';
+import { type StaleTask, type TaskRow, WEEKS_AHEAD } from '@tasker/db';
 import { bestEffort, emit, type LifecycleResources } from './resources.ts';
 
 const BATCH = 500;
@@ -89,7 +89,6 @@ async function failGivenUp(r: LifecycleResources, row: StaleTask): Promise<TaskR
 }
 
 /** Weeks a partitioned tasks table keeps made ahead (docs/partitioning.md, "Partitions made ahead"). */
-const WEEKS_AHEAD = 4;
 
 /**
  * A partitioned tasks table's weeks (docs/partitioning.md, step 5): the weeks up to `WEEKS_AHEAD`
