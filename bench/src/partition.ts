@@ -147,7 +147,7 @@ async function main() {
     return sql;
   };
   try {
-    // The table as the release before partitioning left it: the baseline, and what 0037-0039
+    // The table as the release before partitioning left it: the baseline, and what 0037-0042
     // migrate in place at the end.
     await migrateDatabase(env.databaseUrl, { until: '0036_queue_in_handouts' });
     const admin = connect('public', 1);
@@ -783,28 +783,48 @@ async function createAhead(
 
 /**
  * The migration of docs/partitioning.md, on the baseline table (the run's last step): the real
- * migrations 0037-0039 (packages/db/drizzle), as `migrateDatabase` applies them to a database of the
- * previous release. The old table becomes the partition [MINVALUE, cutover) of a new partitioned
- * `tasks`, without copying a row: 0037 (the cutover as a NOT VALID check), 0038 outside a
- * transaction (the (id, created_at) key and the tick index's twin built concurrently, the checks
- * validated: writes go on), 0039 the switch in one transaction (rename, the partitioned table from
- * the old one's definitions, ATTACH, the weeks ahead). Each is timed; the old table's indexes are
- * compared by oid before and after: an index the ATTACH had to build would be a new oid.
+ * migrations 0037-0042 (packages/db/drizzle), as `migrateDatabase` applies them to a database of the
+ * release before. The old tables become the partition [MINVALUE, cutover) of a new partitioned
+ * `tasks`, then of a new partitioned `task_steps`, without copying a row: 0037 (the cutover as a NOT
+ * VALID check), 0038 outside a transaction (the (id, created_at) key and the tick index's twin
+ * built concurrently, the checks validated: writes go on), 0039 the switch in one transaction
+ * (rename, the partitioned table from the old one's definitions, ATTACH, the weeks ahead); 0040
+ * (the steps' partition key column, a constant default: no rewrite), 0041 (their key built
+ * concurrently, the check validated), 0042 their switch. Durable steps are generated first for
+ * STEP_SHARE of the tasks (STEPS_PER_TASK each). Each migration is timed; the old tables' indexes
+ * are compared by oid before and after: an index an ATTACH had to build would be a new oid.
  */
+const STEP_SHARE = 0.05;
+const STEPS_PER_TASK = 4;
+
 async function migrateInPlace(sql: postgres.Sql, url: string, rows: number): Promise<void> {
   const oids = async (table: string) =>
     sql<{ name: string; oid: number }[]>`
       select c.relname as name, c.oid::int as oid from pg_index i join pg_class c on c.oid = i.indexrelid
       where i.indrelid = ${table}::regclass`;
+  const [made] = await timed(() =>
+    sql.unsafe(`
+      insert into task_steps (task_id, step_id, seq, status, output, started_at, finished_at)
+      select t.id, 'step-' || s, s, 'completed', jsonb_build_object('n', s), t.created_at, t.created_at
+      from (select id, created_at from tasks where random() < ${STEP_SHARE}) t,
+           generate_series(0, ${STEPS_PER_TASK - 1}) as s`),
+  );
+  const [steps] = await sql<{ n: number }[]>`select count(*)::int as n from task_steps`;
+  log(`durable steps for the migration: ${(steps?.n ?? 0).toLocaleString('en-US')} in ${made.toFixed(0)} ms`);
   const before = new Set((await oids('public.tasks')).map((i) => i.oid));
   for (const [metric, until] of [
     ['0037 cutover check (NOT VALID) ms', '0037_tasks_legacy_range'],
     ['0038 key index + twin concurrently, checks validated ms', '0038_tasks_partition_prepare'],
-    ['0039 switch transaction ms', undefined],
+    ['0039 switch transaction ms', '0039_partition_tasks'],
+    ['0040 steps key column + check (NOT VALID) ms', '0040_task_steps_key_column'],
+    ['0041 steps key index concurrently, check validated ms', '0041_task_steps_partition_prepare'],
   ] as const) {
     const [ms] = await timed(() => migrateDatabase(url, { until }));
     record('migration', metric, ms);
   }
+  const stepKey = (await oids('public.task_steps')).find((i) => i.name === 'task_steps_key_idx')?.oid;
+  const [ms] = await timed(() => migrateDatabase(url));
+  record('migration', '0042 steps switch transaction ms', ms);
   const legacy = await oids('public.tasks_legacy');
   const [partitions] = await sql<{ n: number }[]>`
     select count(*)::int as n from pg_inherits where inhparent = 'public.tasks'::regclass`;
@@ -813,6 +833,13 @@ async function migrateInPlace(sql: postgres.Sql, url: string, rows: number): Pro
   record('migration', 'indexes built by the switch', legacy.filter((i) => !before.has(i.oid)).length - 2);
   record('migration', 'legacy partition indexes', legacy.length);
   record('migration', 'partitions after', partitions?.n ?? 0);
+  const stepsLegacy = await oids('public.task_steps_legacy');
+  record(
+    'migration',
+    'steps indexes built by their switch',
+    stepsLegacy.filter((i) => i.oid !== stepKey).length,
+  );
+  record('migration', 'steps', steps?.n ?? 0);
   record('migration', 'rows', rows);
   const figures = results.migration ?? {};
   log(

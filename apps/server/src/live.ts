@@ -388,7 +388,7 @@ export class TaskFeed implements TaskWatcher {
         this.dispatched.set(id, row.version);
       // The steps recorded so far before the current state: a finished task's stream ends with it.
       if (withSteps)
-        for (const step of await this.store.steps.list(id)) {
+        for (const step of await this.store.steps.list(id, row.createdAt)) {
           const event = toTaskStepEvent(step);
           inbox.push({ type: 'step', step: event }, JSON.stringify(event).length);
         }

@@ -1,3 +1,4 @@
+import { uuidv7Time } from '@tasker/db';
 import { createLogger, loadEnv } from '@tasker/engine';
 import { type AppProcess, createTestEnv, spawnApp, type TestEnv, waitFor } from '@tasker/testing';
 import { startServer, type TaskerServer } from '../src/server.ts';
@@ -60,4 +61,11 @@ export async function awaitOutput(url: string, id: string, timeoutMs = 10_000): 
     },
     { timeoutMs, intervalMs: 10, what: `task ${id}` },
   );
+}
+
+/** A task's created_at, from its id: the service's ids are UUIDv7, and a task's created_at is its id's time. */
+export function createdAtOf(id: string): Date {
+  const at = uuidv7Time(id);
+  if (!at) throw new Error(`${id} is no UUIDv7: its created_at is not its id's time`);
+  return at;
 }

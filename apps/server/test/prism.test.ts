@@ -36,6 +36,7 @@ import {
 } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TaskerServer } from '../src/server.ts';
+import { createdAtOf } from './helpers.ts';
 
 const RATE_LIMIT = 300;
 const BODY_LIMIT = 4096;
@@ -245,6 +246,7 @@ beforeAll(async () => {
       id,
       tenantId: 'prism',
       taskId: ids.pending,
+      taskCreatedAt: createdAtOf(ids.pending),
       stepId: `$token:${seq}`,
       seq,
       secretHash: hashTokenSecret(secret),

@@ -12,7 +12,7 @@ import { ApiKeyStore, createDb, type DbClient, hashTokenSecret, WaitTokens } fro
 import { waitFor } from '@tasker/testing';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Stack, startStack } from './helpers.ts';
+import { createdAtOf, type Stack, startStack } from './helpers.ts';
 
 const TENANTS = ['matrix-a', 'matrix-b', 'matrix-c'] as const;
 /** A callback URL's secret nobody made: 43 random base64url characters, as a real one has. */
@@ -145,6 +145,7 @@ beforeAll(async () => {
       id: token,
       tenantId: tenant,
       taskId: delayed,
+      taskCreatedAt: createdAtOf(delayed),
       stepId: '$token:0',
       seq: 0,
       secretHash: hashTokenSecret(`secret-of-${token}`),

@@ -10,7 +10,7 @@ import { ApiKeyStore, createDb, type DbClient, hashTokenSecret, WaitTokens } fro
 import { createTRPCClient, httpLink, TRPCClientError } from '@trpc/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppRouter } from '../src/index.ts';
-import { type Stack, startStack } from './helpers.ts';
+import { createdAtOf, type Stack, startStack } from './helpers.ts';
 
 interface Made {
   id: string;
@@ -50,6 +50,7 @@ async function tokenOf(
     id,
     tenantId: tenant,
     taskId: task.body.id as string,
+    taskCreatedAt: createdAtOf(task.body.id as string),
     stepId: '$token:0',
     seq: 0,
     secretHash: hashTokenSecret(secret),

@@ -6,7 +6,7 @@
  * as a handler's ctx.createToken makes them.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { ApiKeyStore, createDb, type DbClient, hashTokenSecret, WaitTokens } from '@tasker/db';
+import { ApiKeyStore, createDb, type DbClient, hashTokenSecret, uuidv7Time, WaitTokens } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp, type TestEnv } from '@tasker/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, tasker as runTasker } from './run.ts';
@@ -33,6 +33,7 @@ async function token(): Promise<{ id: string; url: string; task: string }> {
     id,
     tenantId: 'acme',
     taskId: task,
+    taskCreatedAt: uuidv7Time(task) ?? new Date(), // a task's created_at is its id's time
     stepId: '$token:0',
     seq: 0,
     secretHash: hashTokenSecret(secret),

@@ -328,7 +328,9 @@ export type StepStatus = (typeof STEP_STATUSES)[number];
 /**
  * The steps of durable handlers (`ctx.step`, `ctx.sleep`; migration 0024): one row per step a task's
  * handler reached, keyed by the handler's own step id. A later run of the task answers a completed
- * step from `output` without running it. Deleted with its task by retention (`pruneFinished`).
+ * step from `output` without running it. Partitioned by RANGE (task_created_at), the weeks of the
+ * tasks (migrations 0040-0041): a week of steps is dropped with its week of tasks; a step of a task
+ * pruned row by row (`pruneFinished`) is deleted with it.
  */
 export const taskSteps = pgTable(
   'task_steps',
@@ -344,13 +346,20 @@ export const taskSteps = pgTable(
     error: jsonb('error').$type<TaskError>(),
     startedAt: timestamptz('started_at').notNull(),
     finishedAt: timestamptz('finished_at'),
+    /**
+     * The partition key (migrations 0040-0041): `tasker_step_time` of the task's created_at, so that
+     * a step is in the week of its task and goes with it; '-infinity' for a task created before
+     * the cutover (the legacy partition).
+     */
+    taskCreatedAt: timestamptz('task_created_at').notNull(),
   },
   (t) => [
-    primaryKey({ name: 'task_steps_pkey', columns: [t.taskId, t.stepId] }),
+    primaryKey({ name: 'task_steps_pkey', columns: [t.taskId, t.stepId, t.taskCreatedAt] }),
     check('task_steps_status_check', sql`${t.status} in ('completed', 'failed', 'waiting')`),
   ],
 );
-export type TaskStepRow = typeof taskSteps.$inferSelect;
+/** A step as the service reads it: without its partition key (a storage detail: '-infinity' in the legacy partition). */
+export type TaskStepRow = Omit<typeof taskSteps.$inferSelect, 'taskCreatedAt'>;
 
 /**
  * Every model call that reported usage, one row each (`ctx.llm`; migration 0025): the ledger that

@@ -1,9 +1,9 @@
 /**
- * Migrations 0037-0039 on a database as the previous release left it (migrated to 0036, holding
- * tasks of every status and every key): the table becomes the first partition of a partitioned
- * tasks in place (docs/partitioning.md, "Migrating an existing table"), every row, key and index
- * kept (no index built anew), and the service's statements go on serving the old rows (UUIDv4
- * ids: no time to prune by) beside new ones.
+ * Migrations 0037-0042 on a database as an earlier release left it (migrated to 0036, holding
+ * tasks of every status and every key, and durable steps): tasks and then task_steps become the
+ * first partition of a partitioned table of the same name in place (docs/partitioning.md,
+ * "Migrating an existing table"), every row, key and index kept (no index built anew), and the
+ * service's statements go on serving the old rows (UUIDv4 ids: no time to prune by) beside new ones.
  */
 import { randomUUID } from 'node:crypto';
 import { createTestEnv, type TestEnv } from '@tasker/testing';
@@ -72,7 +72,7 @@ const partitionOf = async (id: string) =>
 /** The tasks of the old table, by what each is. */
 const old: Record<string, string> = {};
 
-describe('partitioning tasks in place (0037-0039)', () => {
+describe('partitioning tasks and task_steps in place (0037-0042)', () => {
   it('makes the table its first partition: every row, key and index kept, no index built', async () => {
     old.idempotent = await inserted({ idempotencyKey: 'idem-a' });
     old.singleton = await inserted({ singletonKey: 'single-b' });
@@ -105,6 +105,10 @@ describe('partitioning tasks in place (0037-0039)', () => {
     await store.claim(old.child, 'w1', 1);
     await sql()`update tasks set status = 'WAITING', waiting_for = '{"kind":"children"}', version = version + 1
       where id = ${old.parent}`;
+    // Durable steps of the running singleton, as the release before 0040 wrote them.
+    await sql()`insert into task_steps (task_id, step_id, seq, status, output, started_at, finished_at)
+      values (${old.singleton}, 'a', 0, 'completed', '"first"', now(), now()),
+             (${old.singleton}, 'b', 1, 'failed', null, now(), now())`;
     const before = await snapshot();
     expect(before.tasks).toHaveLength(9);
     expect(before.keys.map((k) => k.kind).sort()).toEqual([
@@ -115,6 +119,10 @@ describe('partitioning tasks in place (0037-0039)', () => {
     ]);
     const indexesBefore = await indexOids('tasks');
 
+    await migrateDatabase(env.databaseUrl, { until: '0041_task_steps_partition_prepare' });
+    const stepIndexesBefore = await indexOids('task_steps');
+    const stepsBefore = await sql()`select * from task_steps order by task_id, step_id`;
+    expect(stepsBefore.map((r) => r.task_created_at)).toEqual(['-infinity', '-infinity']);
     await migrateDatabase(env.databaseUrl);
 
     const partitions = new TaskPartitions(sql());
@@ -164,6 +172,30 @@ describe('partitioning tasks in place (0037-0039)', () => {
       select count(*)::int as n from pg_inherits i join pg_class c on c.oid = i.inhrelid
       where c.relname like 'tasks_legacy%' and c.relkind = 'i'`;
     expect(attached[0]?.n).toBe(Object.keys(indexesAfter).length); // each one a partition of the parent's
+
+    // task_steps (0040-0042): the old table is the legacy partition up to the first week of tasks
+    // from next Monday on (it held steps; here the tasks' cutover), its rows there unchanged; its
+    // primary key is 0041's index (same oid: none built), the old key gone; the weeks after it
+    // have the tasks' weeks' bounds.
+    const steps = await partitions.list('task_steps');
+    expect(steps[0]).toEqual({
+      name: 'task_steps_legacy',
+      from: null,
+      to: new Date(cutover),
+      detachPending: false,
+    });
+    expect(steps).toHaveLength(list.length);
+    for (const week of steps.slice(1)) {
+      const twin = list.find((p) => p.name === week.name.replace(/^task_steps/, 'tasks'));
+      expect([week.from, week.to]).toEqual([twin?.from, twin?.to]);
+    }
+    expect(await sql()`select * from task_steps order by task_id, step_id`).toEqual(stepsBefore);
+    const parts = await sql()`select distinct tableoid::regclass::text as part from task_steps`;
+    expect(parts.map((r) => r.part)).toEqual(['task_steps_legacy']);
+    expect(await indexOids('task_steps_legacy')).toEqual({
+      task_steps_legacy_pkey: stepIndexesBefore.task_steps_key_idx,
+    });
+    expect(stepIndexesBefore.task_steps_pkey).toBeDefined();
   });
 
   it('serves the old rows and new ones by the same statements: keys, children, retries', async () => {
@@ -203,6 +235,42 @@ describe('partitioning tasks in place (0037-0039)', () => {
       (${later}, 'sum_two_numbers', '{}', ${new Date(cutover + 3_600_000).toISOString()}::timestamptz)`;
     expect(await partitionOf(later)).toBe(weekName(cutover));
     expect((await store.get(later))?.id).toBe(later);
+    // Steps: a step of an old task (recorded before the switch) is the same row (its key: the
+    // legacy '-infinity'), a completed one keeps its first result; a task of the steps' cutover
+    // week has its steps in that week.
+    const singletonAt = (await store.get(old.singleton ?? ''))?.createdAt ?? new Date(0);
+    const first = { taskId: old.singleton ?? '', taskCreatedAt: singletonAt, seq: 0, startedAt: new Date() };
+    expect(
+      (await store.steps.record({ ...first, stepId: 'a', status: 'completed', output: 'again' })).output,
+    ).toBe('first');
+    await store.steps.record({ ...first, stepId: 'b', seq: 1, status: 'completed', output: 2 });
+    expect(
+      (await store.steps.list(old.singleton ?? '', singletonAt)).map((r) => [r.stepId, r.status]),
+    ).toEqual([
+      ['a', 'completed'],
+      ['b', 'completed'],
+    ]);
+    const stepsCutover = weekStart(Date.now()) + 2 * WEEK; // the tasks' cutover (0037)
+    const soon = uuidv7(stepsCutover + 60_000);
+    await sql()`insert into tasks (id, name, input, created_at) values
+      (${soon}, 'sum_two_numbers', '{}', ${new Date(stepsCutover + 60_000).toISOString()}::timestamptz)`;
+    await store.steps.record({
+      taskId: soon,
+      taskCreatedAt: new Date(stepsCutover + 60_000),
+      stepId: 'a',
+      seq: 0,
+      status: 'completed',
+      output: 1,
+      startedAt: new Date(),
+    });
+    const placed = await sql()`select task_id::text, tableoid::regclass::text as part,
+        (extract(epoch from task_created_at) * 1000)::float8 as at
+      from task_steps order by part, task_id, step_id`;
+    expect(placed.map((r) => [r.task_id, r.part, r.at])).toEqual([
+      [old.singleton, 'task_steps_legacy', Number.NEGATIVE_INFINITY],
+      [old.singleton, 'task_steps_legacy', Number.NEGATIVE_INFINITY],
+      [soon, weekName(stepsCutover, 'task_steps'), stepsCutover + 60_000],
+    ]);
     // Retention deletes finished rows of the old table as before.
     expect(await store.pruneFinished(new Date(Date.now() + 60_000), 100)).toBeGreaterThanOrEqual(3);
     expect(await store.get(old.completed ?? '')).toBeUndefined();

@@ -24,11 +24,19 @@ beforeEach(async () => {
   );
   await sql.unsafe(`alter table ${S}.tasks add primary key (id, created_at)`);
   await sql.unsafe(`create index tasks_owner_created_idx on ${S}.tasks (owner_id, created_at)`);
-  for (const dependent of ['webhook_deliveries', 'task_steps', 'wait_tokens', 'task_keys'])
+  for (const dependent of ['webhook_deliveries', 'wait_tokens', 'task_keys'])
     await sql.unsafe(`create table ${S}.${dependent} (like public.${dependent} including defaults)`);
-  // The table as it was: a legacy partition up to the cutover, with the tables' storage settings.
+  await sql.unsafe(
+    `create table ${S}.task_steps (like public.task_steps including defaults including constraints) partition by range (task_created_at)`,
+  );
+  await sql.unsafe(`alter table ${S}.task_steps add primary key (task_id, step_id, task_created_at)`);
+  // The tables as they were: a legacy partition up to the cutover, with the tables' storage
+  // settings; the steps' cutover the tasks' (0042 on an empty task_steps).
   await sql.unsafe(
     `create table ${S}.tasks_legacy partition of ${S}.tasks for values from (minvalue) to ('${new Date(monday - 2 * WEEK).toISOString()}') with (autovacuum_vacuum_scale_factor = 0.02)`,
+  );
+  await sql.unsafe(
+    `create table ${S}.task_steps_legacy partition of ${S}.task_steps for values from (minvalue) to ('${new Date(monday - 2 * WEEK).toISOString()}')`,
   );
   partitions = new TaskPartitions(sql, S);
 });
@@ -46,6 +54,22 @@ async function insert(createdAt: number, finishedAt: number | null, id = uuidv7(
   );
   return id;
 }
+
+/** A step of a task created at `createdAt`, in its week (`tasker_step_time` after the cutover). */
+async function step(taskId: string, createdAt: number | null, stepId = 'a'): Promise<void> {
+  await db.client.sql.unsafe(
+    `insert into ${S}.task_steps (task_id, task_created_at, step_id, seq, status, started_at)
+     values ($1, $2, $3, 0, 'completed', now())`,
+    [taskId, createdAt === null ? '-infinity' : new Date(createdAt).toISOString(), stepId],
+  );
+}
+
+const stepsOf = async () =>
+  (
+    await db.client.sql.unsafe<{ task_id: string; part: string }[]>(
+      `select task_id::text, tableoid::regclass::text as part from ${S}.task_steps order by part, task_id`,
+    )
+  ).map((r) => [r.task_id, r.part.slice(S.length + 1)]);
 
 describe('partition maintenance', () => {
   it('names weeks by their Monday, UTC', () => {
@@ -83,6 +107,12 @@ describe('partition maintenance', () => {
     );
     expect(await migrated.weeksAhead()).toBe(4);
     expect(await migrated.makeAhead(4)).toEqual([]);
+    // task_steps (0040-0042), empty at its switch: its weeks are the tasks' (same bounds), so that
+    // a week of steps goes with its week of tasks.
+    const steps = await migrated.list('task_steps');
+    expect(steps.map((p) => [p.name, p.from, p.to])).toEqual(
+      list.map((p) => [p.name.replace(/^tasks/, 'task_steps'), p.from, p.to]),
+    );
   });
 
   it('makes the missing weeks ahead at every migration run (a process start), not only in the sweeper', async () => {
@@ -101,19 +131,15 @@ describe('partition maintenance', () => {
     expect(await partitions.partitioned()).toBe(true);
     expect(await partitions.weeksAhead(now)).toBe(0);
     const made = await partitions.makeAhead(4, now);
-    expect(made).toEqual([
-      'tasks_w20261116',
-      'tasks_w20261123',
-      'tasks_w20261130',
-      'tasks_w20261207',
-      'tasks_w20261214',
-      'tasks_w20261221',
-      'tasks_w20261228',
-    ]);
+    const weeks = ['w20261116', 'w20261123', 'w20261130', 'w20261207', 'w20261214', 'w20261221', 'w20261228'];
+    expect(made).toEqual([...weeks.map((w) => `tasks_${w}`), ...weeks.map((w) => `task_steps_${w}`)]);
     expect(await partitions.makeAhead(4, now)).toEqual([]); // once
     expect(await partitions.weeksAhead(now)).toBe(4);
     const list = await partitions.list();
-    expect(list.map((p) => p.name)).toEqual(['tasks_legacy', ...made]);
+    expect(list.map((p) => p.name)).toEqual(['tasks_legacy', ...weeks.map((w) => `tasks_${w}`)]);
+    expect((await partitions.list('task_steps')).map((p) => [p.name, p.from, p.to])).toEqual(
+      list.map((p) => [p.name.replace(/^tasks/, 'task_steps'), p.from, p.to]),
+    );
     for (const [i, p] of list.slice(1).entries())
       expect([p.from?.getTime(), p.to.getTime()]).toEqual([monday + (i - 2) * WEEK, monday + (i - 1) * WEEK]);
     // The parent's indexes were built on each week at its attach; its storage settings copied.
@@ -140,15 +166,29 @@ describe('partition maintenance', () => {
       [gone, new Date(old + DAY).toISOString()],
     );
     const stillRunning = await insert(old + WEEK + DAY, null); // tasks_w20261123
+    await step(gone, old + DAY);
+    await step(stillRunning, old + WEEK + DAY);
     const cutoff = new Date(monday + DAY);
     const report = await partitions.dropExpired(cutoff);
-    expect(report.dropped).toEqual(['tasks_legacy', 'tasks_w20261116']);
+    // Each week of tasks with its week of steps, dropped whole.
+    expect(report.dropped).toEqual([
+      'task_steps_legacy',
+      'tasks_legacy',
+      'task_steps_w20261116',
+      'tasks_w20261116',
+    ]);
     expect(report.kept).toEqual([{ name: 'tasks_w20261123', why: `task ${stillRunning} is unfinished` }]);
     expect((await partitions.list()).map((p) => p.name)).toEqual([
       'tasks_w20261123',
       'tasks_w20261130',
       'tasks_w20261207',
     ]);
+    expect((await partitions.list('task_steps')).map((p) => p.name)).toEqual([
+      'task_steps_w20261123',
+      'task_steps_w20261130',
+      'task_steps_w20261207',
+    ]);
+    expect(await stepsOf()).toEqual([[stillRunning, 'task_steps_w20261123']]);
     const [keys] = await db.client.sql.unsafe<{ n: number }[]>(
       `select count(*)::int as n from ${S}.task_keys`,
     );
@@ -160,7 +200,11 @@ describe('partition maintenance', () => {
     ]);
     const later = await partitions.dropExpired(cutoff);
     expect(later.kept[0]?.why).toMatch(/finished at 2026-12-02T00:00:00.000Z, after the cutoff/);
-    expect((await partitions.dropExpired(new Date(monday + 3 * DAY))).dropped).toEqual(['tasks_w20261123']);
+    expect((await partitions.dropExpired(new Date(monday + 3 * DAY))).dropped).toEqual([
+      'task_steps_w20261123',
+      'tasks_w20261123',
+    ]);
+    expect(await stepsOf()).toEqual([]);
   });
 
   it('finishes a detach that was interrupted, and drops the week', async () => {
@@ -240,5 +284,62 @@ describe('partition maintenance', () => {
     const week = (await partitions.list()).find((p) => p.name === 'tasks_w20261207');
     expect(week).toMatchObject({ detachPending: false, from: new Date(monday + WEEK) });
     expect(await insert(monday + WEEK + DAY, null)).toBeTruthy();
+  });
+
+  it("deletes the steps of a week before the steps' cutover row by row, and drops their legacy partition once no such week is left", async () => {
+    // As 0042 leaves a table that held steps: the steps' cutover a week after the tasks', the
+    // steps of the tasks before it at '-infinity' in task_steps_legacy.
+    const sql = db.client.sql;
+    await sql.unsafe(`drop table ${S}.task_steps_legacy`);
+    await sql.unsafe(
+      `create table ${S}.task_steps_legacy partition of ${S}.task_steps for values from (minvalue) to ('${new Date(monday - WEEK).toISOString()}')`,
+    );
+    await partitions.makeAhead(0, now);
+    expect((await partitions.list('task_steps')).map((p) => p.name)).toEqual([
+      'task_steps_legacy',
+      'task_steps_w20261123',
+      'task_steps_w20261130',
+    ]);
+    const old = monday - 2 * WEEK; // tasks_w20261116: its steps in the legacy partition
+    const done = await insert(old + DAY, old + DAY + 1000);
+    const running = await insert(old + 2 * DAY, null);
+    const next = await insert(old + WEEK + DAY, old + WEEK + DAY + 1000); // tasks_w20261123
+    await step(done, null);
+    await step(running, null);
+    await step(next, old + WEEK + DAY);
+    // tasks_w20261116 kept (a task unfinished): its steps and the legacy partition stay.
+    let report = await partitions.dropExpired(new Date(monday));
+    expect(report.dropped).toEqual(['tasks_legacy', 'task_steps_w20261123', 'tasks_w20261123']);
+    expect(report.kept.map((k) => k.name)).toEqual(['tasks_w20261116']);
+    expect(await stepsOf()).toEqual([done, running].sort().map((id) => [id, 'task_steps_legacy']));
+    // Once it can go: its tasks' steps deleted by row, then the legacy partition dropped.
+    await sql.unsafe(`update ${S}.tasks set status = 'COMPLETED', finished_at = $2 where id = $1`, [
+      running,
+      new Date(old + 3 * DAY).toISOString(),
+    ]);
+    report = await partitions.dropExpired(new Date(monday));
+    expect(report.dropped).toEqual(['tasks_w20261116', 'task_steps_legacy']);
+    expect(await stepsOf()).toEqual([]);
+    expect((await partitions.list('task_steps')).map((p) => p.name)).toEqual(['task_steps_w20261130']);
+  });
+
+  it('settles a week of steps a crash left detached: attached again beside its week of tasks, dropped without it', async () => {
+    await partitions.makeAhead(0, now);
+    const old = monday - 2 * WEEK;
+    const kept = await insert(old + WEEK + DAY, null); // tasks_w20261123: unfinished
+    await step(kept, old + WEEK + DAY);
+    const [{ oid } = { oid: 0 }] = await db.client.sql<{ oid: number }[]>`
+      select to_regclass(${`${S}.task_steps_w20261116`})::oid::int as oid`;
+    await db.client.sql`update pg_inherits set inhdetachpending = true where inhrelid = ${oid}`;
+    await db.client.sql.unsafe(`alter table ${S}.task_steps detach partition ${S}.task_steps_w20261123`);
+    await db.client.sql.unsafe(`alter table ${S}.tasks detach partition ${S}.tasks_w20261116`);
+    await db.client.sql.unsafe(`drop table ${S}.tasks_w20261116`);
+    const report = await partitions.dropExpired(new Date(monday - 2 * WEEK));
+    expect(report.dropped).toContain('task_steps_w20261116');
+    expect(report.kept).toContainEqual({
+      name: 'task_steps_w20261123',
+      why: 'its week of tasks is attached (left detached: attached again)',
+    });
+    expect(await stepsOf()).toEqual([[kept, 'task_steps_w20261123']]);
   });
 });

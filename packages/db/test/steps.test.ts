@@ -27,6 +27,13 @@ async function running(singletonKey?: string) {
   return id;
 }
 
+/** A task's created_at: its steps' week. */
+async function createdAt(id: string): Promise<Date> {
+  const row = await db.store.get(id);
+  if (!row) throw new Error(`no task ${id}`);
+  return row.createdAt;
+}
+
 const handouts = async (id: string) =>
   (await db.client.sql`select 1 from task_handouts where task_id = ${id}::uuid`).length;
 
@@ -36,6 +43,7 @@ describe('task_steps', () => {
     const startedAt = new Date();
     const first = await db.store.steps.record({
       taskId: id,
+      taskCreatedAt: await createdAt(id),
       stepId: 'a',
       seq: 0,
       status: 'completed',
@@ -45,6 +53,7 @@ describe('task_steps', () => {
     expect(first).toMatchObject({ stepId: 'a', seq: 0, status: 'completed', output: '42' });
     const again = await db.store.steps.record({
       taskId: id,
+      taskCreatedAt: await createdAt(id),
       stepId: 'a',
       seq: 0,
       status: 'completed',
@@ -53,9 +62,18 @@ describe('task_steps', () => {
     });
     expect(again.output).toBe('42'); // a string that looks like a number stays a string
     const error = { message: 'boom', name: 'Error', code: 'STEP_FAILED' };
-    await db.store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
+    await db.store.steps.record({
+      taskId: id,
+      taskCreatedAt: await createdAt(id),
+      stepId: 'b',
+      seq: 1,
+      status: 'failed',
+      error,
+      startedAt,
+    });
     const b = await db.store.steps.record({
       taskId: id,
+      taskCreatedAt: await createdAt(id),
       stepId: 'b',
       seq: 1,
       status: 'completed',
@@ -101,6 +119,7 @@ describe('step announcements (0031)', () => {
       const startedAt = new Date();
       await db.store.steps.record({
         taskId: id,
+        taskCreatedAt: await createdAt(id),
         stepId: 'a',
         seq: 0,
         status: 'completed',
@@ -108,9 +127,18 @@ describe('step announcements (0031)', () => {
         startedAt,
       });
       const error = { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' };
-      await db.store.steps.record({ taskId: id, stepId: 'b', seq: 1, status: 'failed', error, startedAt });
       await db.store.steps.record({
         taskId: id,
+        taskCreatedAt: await createdAt(id),
+        stepId: 'b',
+        seq: 1,
+        status: 'failed',
+        error,
+        startedAt,
+      });
+      await db.store.steps.record({
+        taskId: id,
+        taskCreatedAt: await createdAt(id),
         stepId: 'c',
         seq: 2,
         status: 'completed',

@@ -28,6 +28,7 @@ async function token(taskId: string, timeoutMs = 60_000) {
     id,
     tenantId: 'default',
     taskId,
+    taskCreatedAt: (await db.store.get(taskId))?.createdAt ?? new Date(),
     stepId: '$token:0',
     seq: 0,
     secretHash: hashTokenSecret(secret),

@@ -182,7 +182,7 @@ export function createTaskApi(lifecycle: TaskLifecycle): TaskApi {
       // the 503s came after 4 s instead of at once).
       const task = await row(tenantId, id);
       const [steps, summaries, list] = await Promise.all([
-        lifecycle.stepsOf(id),
+        lifecycle.stepsOf(id, task.createdAt),
         store.children.summaries([id]),
         store.children.list(id, CHILD_LIST_LIMIT),
       ]);

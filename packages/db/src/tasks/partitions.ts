@@ -1,10 +1,11 @@
 import type postgres from 'postgres';
 
 /*
- * The weekly partitions of a partitioned `tasks` table (docs/partitioning.md, "Partitions made
- * ahead" and "Retention by partition"; implementation step 5). The sweeper's leader keeps weeks
- * made ahead and drops the weeks past retention. On an unpartitioned table every method finds no
- * partition and does nothing: the table is partitioned by a migration of its own (step 6).
+ * The weekly partitions of the `tasks` table and of its steps' (`task_steps`, a week of steps
+ * holding the steps of that week's tasks) (docs/partitioning.md, "Partitions made ahead" and
+ * "Retention by partition"; implementation steps 5 and 7). The sweeper's leader keeps weeks made
+ * ahead and drops the weeks past retention, a week of tasks with its week of steps. On an
+ * unpartitioned table every method finds no partition and does nothing.
  */
 
 const WEEK_MS = 7 * 24 * 3600 * 1000;
@@ -23,9 +24,13 @@ export function weekStart(ms: number): number {
   return midnight - sinceMonday * 24 * 3600 * 1000;
 }
 
-/** A week's partition's name: `tasks_w` and its Monday (`tasks_w20261130`). */
-export function weekName(start: number): string {
-  return `tasks_w${new Date(start).toISOString().slice(0, 10).replaceAll('-', '')}`;
+/** The tables partitioned by week, each by the column that holds its task's created_at. */
+export type WeeklyTable = 'tasks' | 'task_steps';
+const KEY: Record<WeeklyTable, string> = { tasks: 'created_at', task_steps: 'task_created_at' };
+
+/** A week's partition's name: the table's, `_w` and its Monday (`tasks_w20261130`). */
+export function weekName(start: number, table: WeeklyTable = 'tasks'): string {
+  return `${table}_w${new Date(start).toISOString().slice(0, 10).replaceAll('-', '')}`;
 }
 
 export interface TaskPartition {
@@ -43,13 +48,17 @@ export interface RetentionReport {
   kept: { name: string; why: string }[];
 }
 
-/** The tables whose rows belong to a task, deleted with its week (as `pruneFinished` does). */
-const DEPENDENTS = ['webhook_deliveries', 'task_steps', 'wait_tokens', 'task_keys'] as const;
+/**
+ * The tables whose rows belong to a task, deleted with its week (as `pruneFinished` does). Its
+ * steps go with their own week's partition (`dropSteps`).
+ */
+const DEPENDENTS = ['webhook_deliveries', 'wait_tokens', 'task_keys'] as const;
 
 const BOUND = /FROM \((?:MINVALUE|'([^']+)')\) TO \('([^']+)'\)/;
 
 export class TaskPartitions {
   private readonly tasks: string;
+  private readonly steps: string;
 
   /** `schema`: where `tasks` and its dependents are (public; a test's own). */
   constructor(
@@ -57,6 +66,7 @@ export class TaskPartitions {
     private readonly schema = 'public',
   ) {
     this.tasks = `${quote(schema)}.tasks`;
+    this.steps = `${quote(schema)}.task_steps`;
   }
 
   private qualified(name: string): string {
@@ -70,12 +80,12 @@ export class TaskPartitions {
     return row?.partitioned ?? false;
   }
 
-  /** The partitions of `tasks`, oldest first. */
-  async list(): Promise<TaskPartition[]> {
+  /** The partitions of `tasks` (or of `task_steps`), oldest first. */
+  async list(table: WeeklyTable = 'tasks'): Promise<TaskPartition[]> {
     const rows = await this.sql<{ name: string; bound: string; pending: boolean }[]>`
       select c.relname as name, pg_get_expr(c.relpartbound, c.oid) as bound, i.inhdetachpending as pending
       from pg_inherits i join pg_class c on c.oid = i.inhrelid
-      where i.inhparent = to_regclass(${this.tasks})`;
+      where i.inhparent = to_regclass(${this.qualified(table)})`;
     const partitions: TaskPartition[] = [];
     for (const row of rows) {
       const match = BOUND.exec(row.bound);
@@ -99,13 +109,21 @@ export class TaskPartitions {
   }
 
   /**
-   * Makes the partitions of the current week and the `weeks` after it that are missing, each as a
-   * table of its own then attached (`CREATE TABLE … PARTITION OF` would take an ACCESS EXCLUSIVE
-   * lock on `tasks`; ATTACH takes SHARE UPDATE EXCLUSIVE, and builds the parent's indexes on the
-   * empty table at once), with the storage parameters of the newest partition. The names made.
+   * Makes the partitions of the current week and the `weeks` after it that are missing, of `tasks`
+   * and of `task_steps`, each as a table of its own then attached (`CREATE TABLE … PARTITION OF`
+   * would take an ACCESS EXCLUSIVE lock on the parent; ATTACH takes SHARE UPDATE EXCLUSIVE, and
+   * builds the parent's indexes on the empty table at once), with the storage parameters of the
+   * newest partition. The names made.
    */
   async makeAhead(weeks: number, now = Date.now()): Promise<string[]> {
-    const partitions = await this.list();
+    return [
+      ...(await this.makeWeeks('tasks', weeks, now)),
+      ...(await this.makeWeeks('task_steps', weeks, now)),
+    ];
+  }
+
+  private async makeWeeks(table: WeeklyTable, weeks: number, now: number): Promise<string[]> {
+    const partitions = await this.list(table);
     const newest = partitions.at(-1);
     if (!newest) return [];
     const until = weekStart(now) + (weeks + 1) * WEEK_MS;
@@ -117,18 +135,19 @@ export class TaskPartitions {
     // elsewhere: its first week is then short) and ends on the Monday after.
     for (let from = newest.to.getTime(); from < until; ) {
       const to = weekStart(from) + WEEK_MS;
-      const week = weekName(weekStart(from));
+      const week = weekName(weekStart(from), table);
       const name = this.qualified(week);
       const [start, end] = [new Date(from).toISOString(), new Date(to).toISOString()];
+      const parent = this.qualified(table);
       await this.sql.unsafe(
-        `create table ${name} (like ${this.tasks} including defaults including constraints including storage)${storage}`,
+        `create table ${name} (like ${parent} including defaults including constraints including storage)${storage}`,
       );
       // The range as a check: ATTACH then need not scan the table for rows out of its range.
       await this.sql.unsafe(
-        `alter table ${name} add constraint ${quote(`${week}_range`)} check (created_at >= '${start}' and created_at < '${end}')`,
+        `alter table ${name} add constraint ${quote(`${week}_range`)} check (${KEY[table]} >= '${start}' and ${KEY[table]} < '${end}')`,
       );
       await this.sql.unsafe(
-        `alter table ${this.tasks} attach partition ${name} for values from ('${start}') to ('${end}')`,
+        `alter table ${parent} attach partition ${name} for values from ('${start}') to ('${end}')`,
       );
       made.push(week);
       from = to;
@@ -138,8 +157,9 @@ export class TaskPartitions {
 
   /**
    * Drops the partitions that end at or before `cutoff` and hold only tasks that finished before
-   * it: DETACH … CONCURRENTLY (reads and writes of `tasks` go on), their dependents' rows deleted,
-   * then DROP. A week with a task still unfinished, or finished since the cutoff (a
+   * it: DETACH … CONCURRENTLY (reads and writes of `tasks` go on), their dependents' rows deleted
+   * and their week of steps dropped, then DROP. A week with a task still unfinished, or finished
+   * since the cutoff (a
    * retry by hand), stays, and is reported; it goes once its last task has. A task made unfinished
    * between the check and the detach (a retry) is found on the detached table, which is then
    * attached again instead of dropped.
@@ -147,6 +167,7 @@ export class TaskPartitions {
   async dropExpired(cutoff: Date): Promise<RetentionReport> {
     const report: RetentionReport = { dropped: [], kept: [] };
     await this.settleOrphans(cutoff, report);
+    await this.settleSteps(report);
     const all = await this.list();
     // A detach cut short first: PostgreSQL detaches one partition of a table at a time.
     const ordered = [...all.filter((p) => p.detachPending), ...all.filter((p) => !p.detachPending)];
@@ -174,9 +195,10 @@ export class TaskPartitions {
       }
       // Its dependents go only now: detached, its tasks can change no more (a retry by hand since
       // the check has attached it again above, its steps, tokens and keys untouched).
-      await this.dropDetached(table);
+      await this.dropDetached(table, partition, report);
       report.dropped.push(partition.name);
     }
+    await this.dropLegacySteps(report);
     return report;
   }
 
@@ -206,19 +228,107 @@ export class TaskPartitions {
         );
         report.kept.push({ name: orphan.name, why: `${why} (left detached: attached again)` });
       } else {
-        await this.dropDetached(table);
+        await this.dropDetached(table, { from, to }, report);
         report.dropped.push(orphan.name);
       }
     }
   }
 
   /** A detached week's dependents, then the week. */
-  private async dropDetached(table: string): Promise<void> {
+  private async dropDetached(
+    table: string,
+    bounds: Pick<TaskPartition, 'from' | 'to'>,
+    report: RetentionReport,
+  ): Promise<void> {
     for (const dependent of DEPENDENTS)
       await this.sql.unsafe(
         `delete from ${this.qualified(dependent)} where task_id in (select id from ${table})`,
       );
+    await this.dropSteps(table, bounds, report);
     await this.sql.unsafe(`drop table ${table}`);
+  }
+
+  /**
+   * The steps of a detached week of tasks: its week of steps (the same bounds) dropped whole; else
+   * (a week before the steps' cutover, migration 0042) its tasks' rows, in the legacy partition
+   * where tasker_step_time put them ('-infinity'). On an unpartitioned task_steps, its tasks' rows.
+   */
+  private async dropSteps(
+    table: string,
+    bounds: Pick<TaskPartition, 'from' | 'to'>,
+    report: RetentionReport,
+  ): Promise<void> {
+    const steps = await this.list('task_steps');
+    const twin = steps.find(
+      (s) =>
+        s.to.getTime() === bounds.to.getTime() &&
+        (s.from?.getTime() ?? null) === (bounds.from?.getTime() ?? null),
+    );
+    if (twin) {
+      await this.sql.unsafe(
+        `alter table ${this.steps} detach partition ${this.qualified(twin.name)} ${twin.detachPending ? 'finalize' : 'concurrently'}`,
+      );
+      await this.sql.unsafe(`drop table ${this.qualified(twin.name)}`);
+      report.dropped.push(twin.name);
+      return;
+    }
+    // Its tasks' steps are at '-infinity' or in its range: the statement reads those partitions only.
+    const from = bounds.from ? `'${bounds.from.toISOString()}'` : `'-infinity'`;
+    const range = `task_created_at >= ${from} and task_created_at < '${bounds.to.toISOString()}'`;
+    const where = steps.length > 0 ? `(task_created_at = '-infinity' or ${range}) and` : '';
+    await this.sql.unsafe(`delete from ${this.steps} where ${where} task_id in (select id from ${table})`);
+  }
+
+  /**
+   * The legacy partition of task_steps once no week of tasks starts before its end: every task
+   * whose steps it holds is gone (the rows left are those of tasks `pruneFinished` deleted).
+   */
+  private async dropLegacySteps(report: RetentionReport): Promise<void> {
+    const legacy = (await this.list('task_steps')).find((s) => s.from === null);
+    if (!legacy) return;
+    const tasks = await this.list();
+    if (tasks.some((t) => t.from === null || t.from.getTime() < legacy.to.getTime())) return;
+    const name = this.qualified(legacy.name);
+    await this.sql.unsafe(
+      `alter table ${this.steps} detach partition ${name} ${legacy.detachPending ? 'finalize' : 'concurrently'}`,
+    );
+    await this.sql.unsafe(`drop table ${name}`);
+    report.dropped.push(legacy.name);
+  }
+
+  /**
+   * Weeks of steps a crash left detaching or detached (between their DETACH and DROP, which come
+   * after their week of tasks' DETACH): attached again while their week of tasks is attached, so
+   * that no task loses its steps; dropped otherwise.
+   */
+  private async settleSteps(report: RetentionReport): Promise<void> {
+    const tasks = await this.list();
+    for (const pending of (await this.list('task_steps')).filter((s) => s.detachPending))
+      await this.sql.unsafe(
+        `alter table ${this.steps} detach partition ${this.qualified(pending.name)} finalize`,
+      );
+    const orphans = await this.sql<{ name: string }[]>`
+      select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = ${this.schema} and c.relkind = 'r' and not c.relispartition
+        and c.relname ~ '^task_steps_(w[0-9]{8}|legacy)$'`;
+    for (const { name } of orphans) {
+      const twin = tasks.find((t) => t.name === `tasks${name.slice('task_steps'.length)}`);
+      if (twin && twin.from === null) {
+        // The legacy steps are detached only once no week of tasks starts before their end.
+        report.kept.push({
+          name,
+          why: 'left detached while tasks_legacy is still attached: attach it by hand',
+        });
+      } else if (twin) {
+        await this.sql.unsafe(
+          `alter table ${this.steps} attach partition ${this.qualified(name)} for values from ('${twin.from?.toISOString()}') to ('${twin.to.toISOString()}')`,
+        );
+        report.kept.push({ name, why: `its week of tasks is attached (left detached: attached again)` });
+      } else {
+        await this.sql.unsafe(`drop table ${this.qualified(name)}`);
+        report.dropped.push(name);
+      }
+    }
   }
 
   /** Why this week must stay past `cutoff`; undefined when it may go. */

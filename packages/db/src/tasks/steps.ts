@@ -6,6 +6,8 @@ import { pgArray } from './rows.ts';
 /** A step's end as a run of its handler records it. */
 export interface StepRecord {
   taskId: string;
+  /** The task's created_at: the step goes in its task's week (`tasker_step_time`). */
+  taskCreatedAt: Date;
   stepId: string;
   /** Its place in the handler's order, 0 first. */
   seq: number;
@@ -17,7 +19,7 @@ export interface StepRecord {
   startedAt: Date;
 }
 
-const columns = getTableColumns(taskSteps);
+const { taskCreatedAt: _partitionKey, ...columns } = getTableColumns(taskSteps);
 
 /**
  * A row as postgres.js returns it from raw SQL → the drizzle row type. JSON as postgres.js parsed it
@@ -43,10 +45,16 @@ function fromRow(raw: Record<string, unknown>): TaskStepRow {
 export class TaskSteps {
   constructor(private readonly pg: postgres.Sql) {}
 
-  /** A task's steps in the handler's order. */
-  async list(taskId: string): Promise<TaskStepRow[]> {
+  /**
+   * A task's steps in the handler's order. With the task's created_at, one partition is read (its
+   * week's); without it, each partition's primary key is probed once.
+   */
+  async list(taskId: string, taskCreatedAt?: Date): Promise<TaskStepRow[]> {
+    const week = taskCreatedAt
+      ? this.pg`and task_created_at = tasker_step_time(${taskCreatedAt.toISOString()}::timestamptz)`
+      : this.pg``;
     const rows = await this.pg`
-      select * from task_steps where task_id = ${taskId}::uuid order by seq, started_at`;
+      select * from task_steps where task_id = ${taskId}::uuid ${week} order by seq, started_at`;
     return rows.map(fromRow);
   }
 
@@ -61,24 +69,27 @@ export class TaskSteps {
   }
 
   /**
-   * Records a step's end (an upsert on (task_id, step_id)), unless it was completed already: then
-   * the recorded step comes back unchanged. Returns the step as recorded.
+   * Records a step's end (an upsert on its key: (task_id, step_id) in its task's week), unless it
+   * was completed already: then the recorded step comes back unchanged. Returns the step as recorded.
    */
   async record(step: StepRecord): Promise<TaskStepRow> {
     const output = step.status === 'completed' ? JSON.stringify(step.output ?? null) : null;
     const error = step.error ? JSON.stringify(step.error) : null;
+    const week = step.taskCreatedAt.toISOString();
     const [written] = await this.pg`
-      insert into task_steps (task_id, step_id, seq, status, output, error, started_at, finished_at)
-      values (${step.taskId}::uuid, ${step.stepId}, ${step.seq}, ${step.status}, ${output}::jsonb, ${error}::jsonb,
-              ${step.startedAt.toISOString()}::timestamptz, now())
-      on conflict (task_id, step_id) do update set seq = excluded.seq, status = excluded.status,
+      insert into task_steps (task_id, task_created_at, step_id, seq, status, output, error, started_at, finished_at)
+      values (${step.taskId}::uuid, tasker_step_time(${week}::timestamptz), ${step.stepId}, ${step.seq}, ${step.status},
+              ${output}::jsonb, ${error}::jsonb, ${step.startedAt.toISOString()}::timestamptz, now())
+      on conflict (task_id, step_id, task_created_at) do update set seq = excluded.seq, status = excluded.status,
         output = excluded.output, error = excluded.error, started_at = excluded.started_at,
         finished_at = excluded.finished_at
       where task_steps.status <> 'completed'
       returning *`;
     if (written) return fromRow(written);
     const [recorded] = await this.pg`
-      select * from task_steps where task_id = ${step.taskId}::uuid and step_id = ${step.stepId}`;
+      select * from task_steps
+      where task_id = ${step.taskId}::uuid and step_id = ${step.stepId}
+        and task_created_at = tasker_step_time(${week}::timestamptz)`;
     if (!recorded)
       throw new Error(`step ${step.stepId} of task ${step.taskId} is neither written nor recorded`);
     return fromRow(recorded);

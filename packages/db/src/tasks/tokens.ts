@@ -32,6 +32,8 @@ export interface NewWaitToken {
   id: string;
   tenantId: string;
   taskId: string;
+  /** The task's created_at: its step goes in its week (`tasker_step_time`). */
+  taskCreatedAt: Date;
   stepId: string;
   /** The step's place in the handler's order. */
   seq: number;
@@ -101,6 +103,7 @@ export class WaitTokens {
    * token first, that run's.
    */
   async create(token: NewWaitToken): Promise<unknown> {
+    const week = token.taskCreatedAt.toISOString();
     const [made] = await this.pg`
       with token as (
         insert into wait_tokens (id, owner_id, task_id, step_id, secret_hash, timeout_at)
@@ -108,17 +111,18 @@ export class WaitTokens {
                 ${token.secretHash}, ${token.timeoutAt.toISOString()}::timestamptz)
         on conflict (task_id, step_id) do nothing
         returning task_id, step_id)
-      insert into task_steps (task_id, step_id, seq, status, output, started_at, finished_at)
-      select task_id, step_id, ${token.seq}::int, 'completed', ${JSON.stringify(token.result)}::jsonb,
-             ${token.startedAt.toISOString()}::timestamptz, now()
+      insert into task_steps (task_id, task_created_at, step_id, seq, status, output, started_at, finished_at)
+      select task_id, tasker_step_time(${week}::timestamptz), step_id, ${token.seq}::int, 'completed',
+             ${JSON.stringify(token.result)}::jsonb, ${token.startedAt.toISOString()}::timestamptz, now()
       from token
-      on conflict (task_id, step_id) do update set seq = excluded.seq, status = 'completed',
+      on conflict (task_id, step_id, task_created_at) do update set seq = excluded.seq, status = 'completed',
         output = excluded.output, error = null, started_at = excluded.started_at, finished_at = now()
       returning output`;
     if (made) return made.output;
     const [recorded] = await this.pg`
       select output from task_steps
-      where task_id = ${token.taskId}::uuid and step_id = ${token.stepId} and status = 'completed'`;
+      where task_id = ${token.taskId}::uuid and step_id = ${token.stepId}
+        and task_created_at = tasker_step_time(${week}::timestamptz) and status = 'completed'`;
     if (!recorded)
       throw new Error(`token step ${token.stepId} of task ${token.taskId} is neither made nor recorded`);
     return recorded.output;

@@ -113,10 +113,11 @@ export class OtherTransitions {
         returning t.*),
       handout as (delete from task_handouts where task_id in (select id from waiting)),
       step as (
-        insert into task_steps (task_id, step_id, seq, status, output, started_at)
-        select id, ${suspension.stepId}, ${suspension.seq}, 'waiting', ${JSON.stringify(suspension.output ?? null)}::jsonb, now()
+        insert into task_steps (task_id, task_created_at, step_id, seq, status, output, started_at)
+        select id, tasker_step_time(created_at), ${suspension.stepId}, ${suspension.seq}, 'waiting',
+               ${JSON.stringify(suspension.output ?? null)}::jsonb, now()
         from waiting
-        on conflict (task_id, step_id) do update set seq = excluded.seq, status = 'waiting',
+        on conflict (task_id, step_id, task_created_at) do update set seq = excluded.seq, status = 'waiting',
           output = excluded.output, error = null, finished_at = null
         where task_steps.status <> 'completed')
       select * from waiting t`;

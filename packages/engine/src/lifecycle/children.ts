@@ -118,6 +118,7 @@ export class ChildSteps {
     if (recorded?.status !== 'completed') {
       await this.r.store.steps.record({
         taskId: this.row.id,
+        taskCreatedAt: this.row.createdAt,
         stepId: id,
         seq,
         status: 'completed',

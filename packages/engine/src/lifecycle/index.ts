@@ -132,9 +132,9 @@ export class TaskLifecycle {
     return new StepRunner(this.resources, row, signal);
   }
 
-  /** The steps a task's handler recorded, in its order. */
-  stepsOf(taskId: string): Promise<TaskStepRow[]> {
-    return this.resources.store.steps.list(taskId);
+  /** The steps a task's handler recorded, in its order (`createdAt`: the task's, to read its week only). */
+  stepsOf(taskId: string, createdAt?: Date): Promise<TaskStepRow[]> {
+    return this.resources.store.steps.list(taskId, createdAt);
   }
 
   /** The handler slept: RUNNING → WAITING (or CANCELLED, if a cancel was asked for meanwhile). */

@@ -88,12 +88,10 @@ async function failGivenUp(r: LifecycleResources, row: StaleTask): Promise<TaskR
   return failed;
 }
 
-/** Weeks a partitioned tasks table keeps made ahead (docs/partitioning.md, "Partitions made ahead"). */
-
 /**
- * A partitioned tasks table's weeks (docs/partitioning.md, step 5): the weeks up to `WEEKS_AHEAD`
- * made, the weeks past retention (whose tasks all finished before its cutoff) dropped with their
- * dependents; a warning when fewer than two weeks are ready ahead (a row past the last week fails
+ * A partitioned tasks table's weeks and its steps' (docs/partitioning.md, steps 5 and 7): the
+ * weeks up to `WEEKS_AHEAD` made, the weeks past retention (whose tasks all finished before its
+ * cutoff) dropped with their dependents and their week of steps; a warning when fewer than two weeks are ready ahead (a row past the last week fails
  * its insert). Nothing on an unpartitioned table (today's, until its migration).
  */
 export async function maintainPartitions(r: LifecycleResources, retentionMs: number): Promise<void> {

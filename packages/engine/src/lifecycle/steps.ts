@@ -135,6 +135,7 @@ export class StepRunner {
       await this.r.store.steps
         .record({
           taskId: this.row.id,
+          taskCreatedAt: this.row.createdAt,
           stepId: id,
           seq,
           status: 'failed',
@@ -147,6 +148,7 @@ export class StepRunner {
     const output = asJson(id, value);
     const written = await this.r.store.steps.record({
       taskId: this.row.id,
+      taskCreatedAt: this.row.createdAt,
       stepId: id,
       seq,
       status: 'completed',
@@ -195,6 +197,7 @@ export class StepRunner {
     if (left > 0) await abortableDelay(left, this.signal);
     await this.r.store.steps.record({
       taskId: this.row.id,
+      taskCreatedAt: this.row.createdAt,
       stepId: id,
       seq,
       status: 'completed',
@@ -213,7 +216,7 @@ export class StepRunner {
 
   /** The step recorded for `id` at `seq`, if any; a recorded order this run does not follow throws. */
   private async find(id: string, seq: number): Promise<TaskStepRow | undefined> {
-    this.recorded ??= this.r.store.steps.list(this.row.id);
+    this.recorded ??= this.r.store.steps.list(this.row.id, this.row.createdAt);
     const steps = await this.recorded;
     const mine = steps.find((s) => s.stepId === id);
     if (mine && mine.status !== 'failed' && mine.seq !== seq)

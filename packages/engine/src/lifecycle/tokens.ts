@@ -84,6 +84,7 @@ export class TokenSteps {
       id: token.id,
       tenantId: this.row.tenantId,
       taskId: this.row.id,
+      taskCreatedAt: this.row.createdAt,
       stepId: id,
       seq,
       secretHash: hashTokenSecret(secret),
@@ -109,6 +110,7 @@ export class TokenSteps {
     if (row.status === 'completed') {
       const written = await this.r.store.steps.record({
         taskId: this.row.id,
+        taskCreatedAt: this.row.createdAt,
         stepId: id,
         seq,
         status: 'completed',
@@ -122,6 +124,7 @@ export class TokenSteps {
       const error = new WaitTokenTimeoutError(row.id, timeoutAt);
       await this.r.store.steps.record({
         taskId: this.row.id,
+        taskCreatedAt: this.row.createdAt,
         stepId: id,
         seq,
         status: 'failed',
