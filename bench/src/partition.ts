@@ -27,6 +27,7 @@ import {
   type Database,
   migrateDatabase,
   type TaskFilter,
+  TaskPartitions,
   TaskStore,
   uuidv7,
   uuidv7Bound,
@@ -824,7 +825,15 @@ async function migrateInPlace(sql: postgres.Sql, url: string, rows: number): Pro
   }
   const stepKey = (await oids('public.task_steps')).find((i) => i.name === 'task_steps_key_idx')?.oid;
   const [ms] = await timed(() => migrateDatabase(url));
-  record('migration', '0042 steps switch transaction ms', ms);
+  record('migration', '0042 (the steps switch as a function) ms', ms);
+  // The steps' switch waits for their cutover on an upgraded installation: run as the first
+  // process start after it runs it (the range check validated, then the switch).
+  const [cutover] = await sql<{ at: string }[]>`select tasker_step_cutover()::text as at`;
+  const partitioner = new TaskPartitions(sql);
+  const [switched] = await timed(() =>
+    partitioner.partitionStepsWhenDue(new Date(cutover?.at ?? 0).getTime() + DAY),
+  );
+  record('migration', 'steps switch at the cutover (check validated, switch) ms', switched);
   const legacy = await oids('public.tasks_legacy');
   const [partitions] = await sql<{ n: number }[]>`
     select count(*)::int as n from pg_inherits where inhparent = 'public.tasks'::regclass`;

@@ -1,8 +1,6 @@
 -- tasker:no-transaction
--- Partitioning task_steps in place, 2 of 3: what the switch (0042) needs, made while reads and
--- writes go on:
---   task_steps_key_idx     the partitioned table's primary key is (task_id, step_id,
---                          task_created_at): its index on the first partition, built concurrently;
---   task_steps_legacy_range (0040) validated: the attach then needs no scan.
-CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "task_steps_key_idx" ON "task_steps" USING btree ("task_id","step_id","task_created_at");--> statement-breakpoint
-ALTER TABLE "task_steps" VALIDATE CONSTRAINT "task_steps_legacy_range";
+-- Partitioning task_steps, 2 of 3: the key the partitioned table will have, (task_id, step_id,
+-- task_created_at), built concurrently while reads and writes go on. This release's upserts name
+-- it from now on (ON CONFLICT infers this index before the switch, the primary key after it); the
+-- switch makes it the legacy partition's primary key (no index built under its lock).
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "task_steps_key_idx" ON "task_steps" USING btree ("task_id","step_id","task_created_at");

@@ -86,9 +86,14 @@ export async function migrateDatabase(url: string, options: MigrateOptions = {})
     await acquireLock(sql);
     try {
       await applyMigrations(sql, migrations);
-      // The weeks ahead of a partitioned tasks table, also when no worker's sweeper has run for
-      // weeks (a server alone would otherwise meet the end of its partitions); none when made.
-      if (options.migrationsFolder === undefined) await new TaskPartitions(sql).makeAhead(WEEKS_AHEAD);
+      // The weeks ahead of a partitioned tasks table (and task_steps' switch, once due), also when
+      // no worker's sweeper has run for weeks (a server alone would otherwise meet the end of its
+      // partitions); none when made.
+      if (options.migrationsFolder === undefined) {
+        const partitions = new TaskPartitions(sql);
+        await partitions.partitionStepsWhenDue();
+        await partitions.makeAhead(WEEKS_AHEAD);
+      }
     } finally {
       await sql`select pg_advisory_unlock(${MIGRATION_LOCK})`;
     }

@@ -71,6 +71,8 @@ const partitionOf = async (id: string) =>
 
 /** The tasks of the old table, by what each is. */
 const old: Record<string, string> = {};
+/** task_steps' key index (0041), before its switch. */
+let stepKeyIndex: number | undefined;
 
 describe('partitioning tasks and task_steps in place (0037-0042)', () => {
   it('makes the table its first partition: every row, key and index kept, no index built', async () => {
@@ -173,29 +175,19 @@ describe('partitioning tasks and task_steps in place (0037-0042)', () => {
       where c.relname like 'tasks_legacy%' and c.relkind = 'i'`;
     expect(attached[0]?.n).toBe(Object.keys(indexesAfter).length); // each one a partition of the parent's
 
-    // task_steps (0040-0042): the old table is the legacy partition up to the first week of tasks
-    // from next Monday on (it held steps; here the tasks' cutover), its rows there unchanged; its
-    // primary key is 0041's index (same oid: none built), the old key gone; the weeks after it
-    // have the tasks' weeks' bounds.
-    const steps = await partitions.list('task_steps');
-    expect(steps[0]).toEqual({
-      name: 'task_steps_legacy',
-      from: null,
-      to: new Date(cutover),
-      detachPending: false,
-    });
-    expect(steps).toHaveLength(list.length);
-    for (const week of steps.slice(1)) {
-      const twin = list.find((p) => p.name === week.name.replace(/^task_steps/, 'tasks'));
-      expect([week.from, week.to]).toEqual([twin?.from, twin?.to]);
-    }
+    // task_steps (0040-0042) on an upgraded installation: expanded, not switched yet (a release
+    // before may still be writing steps, its upserts naming the old key): every old row at
+    // '-infinity', 0041's key index beside the old primary key, the cutover the Monday after next.
+    const [shape] = await sql()`select relkind from pg_class where oid = 'task_steps'::regclass`;
+    expect(shape?.relkind).toBe('r');
     expect(await sql()`select * from task_steps order by task_id, step_id`).toEqual(stepsBefore);
-    const parts = await sql()`select distinct tableoid::regclass::text as part from task_steps`;
-    expect(parts.map((r) => r.part)).toEqual(['task_steps_legacy']);
-    expect(await indexOids('task_steps_legacy')).toEqual({
-      task_steps_legacy_pkey: stepIndexesBefore.task_steps_key_idx,
-    });
-    expect(stepIndexesBefore.task_steps_pkey).toBeDefined();
+    expect(Object.keys(await indexOids('task_steps')).sort()).toEqual([
+      'task_steps_key_idx',
+      'task_steps_pkey',
+    ]);
+    const [step] = await sql()`select tasker_step_cutover() as cutover`;
+    expect(new Date(step?.cutover)).toEqual(new Date(weekStart(Date.now()) + 2 * WEEK));
+    stepKeyIndex = stepIndexesBefore.task_steps_key_idx;
   });
 
   it('serves the old rows and new ones by the same statements: keys, children, retries', async () => {
@@ -235,41 +227,80 @@ describe('partitioning tasks and task_steps in place (0037-0042)', () => {
       (${later}, 'sum_two_numbers', '{}', ${new Date(cutover + 3_600_000).toISOString()}::timestamptz)`;
     expect(await partitionOf(later)).toBe(weekName(cutover));
     expect((await store.get(later))?.id).toBe(later);
-    // Steps: a step of an old task (recorded before the switch) is the same row (its key: the
-    // legacy '-infinity'), a completed one keeps its first result; a task of the steps' cutover
-    // week has its steps in that week.
+    // Steps before their switch: this release's upsert (on the new key: 0041's index) finds an old
+    // step by its '-infinity' key, a completed one keeps its first result; the release before's
+    // upsert (on the old key) still works beside it.
     const singletonAt = (await store.get(old.singleton ?? ''))?.createdAt ?? new Date(0);
     const first = { taskId: old.singleton ?? '', taskCreatedAt: singletonAt, seq: 0, startedAt: new Date() };
     expect(
       (await store.steps.record({ ...first, stepId: 'a', status: 'completed', output: 'again' })).output,
     ).toBe('first');
     await store.steps.record({ ...first, stepId: 'b', seq: 1, status: 'completed', output: 2 });
+    await sql()`insert into task_steps (task_id, step_id, seq, status, output, started_at, finished_at)
+      values (${old.singleton ?? ''}, 'c', 2, 'completed', '3', now(), now())
+      on conflict (task_id, step_id) do update set status = excluded.status where task_steps.status <> 'completed'`;
     expect(
       (await store.steps.list(old.singleton ?? '', singletonAt)).map((r) => [r.stepId, r.status]),
     ).toEqual([
       ['a', 'completed'],
       ['b', 'completed'],
+      ['c', 'completed'],
     ]);
-    const stepsCutover = weekStart(Date.now()) + 2 * WEEK; // the tasks' cutover (0037)
-    const soon = uuidv7(stepsCutover + 60_000);
-    await sql()`insert into tasks (id, name, input, created_at) values
-      (${soon}, 'sum_two_numbers', '{}', ${new Date(stepsCutover + 60_000).toISOString()}::timestamptz)`;
-    await store.steps.record({
-      taskId: soon,
-      taskCreatedAt: new Date(stepsCutover + 60_000),
-      stepId: 'a',
-      seq: 0,
-      status: 'completed',
-      output: 1,
-      startedAt: new Date(),
+    // The switch: not before the cutover; after it (at a process's start, migrateDatabase), once.
+    // The old table becomes the legacy partition up to the Monday after the switch, no index built
+    // (its primary key is 0041's index, same oid), its range checks gone; the weeks after it are
+    // made with the tasks' weeks' bounds.
+    const partitions = new TaskPartitions(sql());
+    expect(await partitions.partitionStepsWhenDue()).toBe(false);
+    const stepCutover = weekStart(Date.now()) + 2 * WEEK;
+    const switchAt = stepCutover + 24 * 3600 * 1000;
+    expect(await partitions.partitionStepsWhenDue(switchAt)).toBe(true);
+    expect(await partitions.partitionStepsWhenDue(switchAt)).toBe(false);
+    await partitions.makeAhead(4, switchAt);
+    const steps = await partitions.list('task_steps');
+    expect(steps[0]).toEqual({
+      name: 'task_steps_legacy',
+      from: null,
+      to: new Date(stepCutover + WEEK),
+      detachPending: false,
     });
+    const weeks = await partitions.list();
+    expect(steps.length).toBeGreaterThan(4);
+    for (const week of steps.slice(1)) {
+      const twin = weeks.find((p) => p.name === week.name.replace(/^task_steps/, 'tasks'));
+      expect([week.from, week.to]).toEqual([twin?.from, twin?.to]);
+    }
+    expect(await indexOids('task_steps_legacy')).toEqual({ task_steps_legacy_pkey: stepKeyIndex });
+    const checks =
+      await sql()`select conname from pg_constraint where conrelid = 'task_steps_legacy'::regclass and contype = 'c'`;
+    expect(checks.map((c) => c.conname)).toEqual(['task_steps_status_check']);
+    // After it: a task of the cutover's week has its steps under its created_at (in the legacy
+    // partition, up to its end), one of the week after in that week's partition.
+    const placedAt = async (at: number) => {
+      const id = uuidv7(at);
+      await sql()`insert into tasks (id, name, input, created_at) values
+        (${id}, 'sum_two_numbers', '{}', ${new Date(at).toISOString()}::timestamptz)`;
+      await store.steps.record({
+        taskId: id,
+        taskCreatedAt: new Date(at),
+        stepId: 'a',
+        seq: 0,
+        status: 'completed',
+        output: 1,
+        startedAt: new Date(),
+      });
+      return id;
+    };
+    const soon = await placedAt(stepCutover + 60_000);
+    const nextWeek = await placedAt(stepCutover + WEEK + 60_000);
+    await store.steps.record({ ...first, stepId: 'd', seq: 3, status: 'completed', output: 4 });
     const placed = await sql()`select task_id::text, tableoid::regclass::text as part,
         (extract(epoch from task_created_at) * 1000)::float8 as at
-      from task_steps order by part, task_id, step_id`;
+      from task_steps order by part, task_created_at, step_id`;
     expect(placed.map((r) => [r.task_id, r.part, r.at])).toEqual([
-      [old.singleton, 'task_steps_legacy', Number.NEGATIVE_INFINITY],
-      [old.singleton, 'task_steps_legacy', Number.NEGATIVE_INFINITY],
-      [soon, weekName(stepsCutover, 'task_steps'), stepsCutover + 60_000],
+      ...['a', 'b', 'c', 'd'].map(() => [old.singleton, 'task_steps_legacy', Number.NEGATIVE_INFINITY]),
+      [soon, 'task_steps_legacy', stepCutover + 60_000],
+      [nextWeek, weekName(stepCutover + WEEK, 'task_steps'), stepCutover + WEEK + 60_000],
     ]);
     // Retention deletes finished rows of the old table as before.
     expect(await store.pruneFinished(new Date(Date.now() + 60_000), 100)).toBeGreaterThanOrEqual(3);

@@ -100,6 +100,41 @@ export class TaskPartitions {
     return partitions.sort((a, b) => a.to.getTime() - b.to.getTime());
   }
 
+  /**
+   * The switch of an upgraded installation's task_steps to a partitioned table (migration 0042's
+   * `tasker_partition_task_steps`), once `tasker_step_cutover()` has passed: by then no process of
+   * the release before 0040 (whose upserts name the old key) is left. Its legacy partition ends at
+   * the next Monday, a range first added NOT VALID and validated (a scan that lets writes go on), so
+   * that the switch, under its lock, does not scan; its weeks are `makeAhead`'s. Whether it
+   * switched: false when done already, not due, or before migration 0042. Only for the service's
+   * own tables (schema public, where the migrations' functions are). Run by `migrateDatabase`
+   * (every process's start), under the migrations' lock: one process at a time, so that no check is
+   * added to a table another process has just switched.
+   */
+  async partitionStepsWhenDue(now = Date.now()): Promise<boolean> {
+    if (this.schema !== 'public') return false;
+    const [state] = await this.sql<{ partitioned: boolean | null; switch: boolean }[]>`
+      select (select relkind = 'p' from pg_class where oid = to_regclass('public.task_steps')) as partitioned,
+             to_regprocedure('public.tasker_partition_task_steps(timestamptz)') is not null as switch`;
+    if (state?.partitioned !== false || !state.switch) return false;
+    const [cutover] = await this.sql<{ at: string }[]>`select public.tasker_step_cutover()::text as at`;
+    if (!cutover || now < new Date(cutover.at).getTime()) return false;
+    const to = weekStart(now) + WEEK_MS;
+    const legacyTo = new Date(to).toISOString();
+    // Named by its bound: two processes at once (a sweep, a start) add the same one once, and a
+    // check a switch cut short left in another week is another name (any valid one at or below the
+    // bound spares the scan; the switch drops them all).
+    const check = `${weekName(to, 'task_steps').replace('_w', '_legacy_range_')}`;
+    await this.sql.unsafe(`
+      do $$ begin
+        alter table public.task_steps add constraint ${quote(check)} check (task_created_at < '${legacyTo}') not valid;
+      exception when duplicate_object then null;
+      end $$`);
+    await this.sql.unsafe(`alter table public.task_steps validate constraint ${quote(check)}`);
+    await this.sql`select public.tasker_partition_task_steps(${legacyTo}::timestamptz)`;
+    return true;
+  }
+
   /** Whole weeks after the current one that have their partition (0 when not partitioned). */
   async weeksAhead(now = Date.now()): Promise<number> {
     const partitions = await this.list();
