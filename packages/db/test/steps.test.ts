@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { listenTaskChanges, type StepChange, type Suspension } from '../src/index.ts';
+import { listenTaskChanges, type StepChange, type StepRecord, type Suspension } from '../src/index.ts';
 import { useStore } from './fixture.ts';
 
 // The store's side of durable steps (migration 0024): task_steps, wait, wake, and WAITING among
@@ -27,11 +27,11 @@ async function running(singletonKey?: string) {
   return id;
 }
 
-/** A task's created_at: its steps' week. */
-async function createdAt(id: string): Promise<Date> {
+/** Records a step of task `id`, in its task's week (its created_at read first). */
+async function record(id: string, step: Omit<StepRecord, 'taskId' | 'taskCreatedAt'>) {
   const row = await db.store.get(id);
   if (!row) throw new Error(`no task ${id}`);
-  return row.createdAt;
+  return db.store.steps.record({ ...step, taskId: id, taskCreatedAt: row.createdAt });
 }
 
 const handouts = async (id: string) =>
@@ -41,9 +41,7 @@ describe('task_steps', () => {
   it('records a step once: a second completion gets the first result back; a failed one is overwritten', async () => {
     const id = await running();
     const startedAt = new Date();
-    const first = await db.store.steps.record({
-      taskId: id,
-      taskCreatedAt: await createdAt(id),
+    const first = await record(id, {
       stepId: 'a',
       seq: 0,
       status: 'completed',
@@ -51,9 +49,7 @@ describe('task_steps', () => {
       startedAt,
     });
     expect(first).toMatchObject({ stepId: 'a', seq: 0, status: 'completed', output: '42' });
-    const again = await db.store.steps.record({
-      taskId: id,
-      taskCreatedAt: await createdAt(id),
+    const again = await record(id, {
       stepId: 'a',
       seq: 0,
       status: 'completed',
@@ -62,18 +58,8 @@ describe('task_steps', () => {
     });
     expect(again.output).toBe('42'); // a string that looks like a number stays a string
     const error = { message: 'boom', name: 'Error', code: 'STEP_FAILED' };
-    await db.store.steps.record({
-      taskId: id,
-      taskCreatedAt: await createdAt(id),
-      stepId: 'b',
-      seq: 1,
-      status: 'failed',
-      error,
-      startedAt,
-    });
-    const b = await db.store.steps.record({
-      taskId: id,
-      taskCreatedAt: await createdAt(id),
+    await record(id, { stepId: 'b', seq: 1, status: 'failed', error, startedAt });
+    const b = await record(id, {
       stepId: 'b',
       seq: 1,
       status: 'completed',
@@ -117,9 +103,7 @@ describe('step announcements (0031)', () => {
     try {
       const id = await running();
       const startedAt = new Date();
-      await db.store.steps.record({
-        taskId: id,
-        taskCreatedAt: await createdAt(id),
+      await record(id, {
         stepId: 'a',
         seq: 0,
         status: 'completed',
@@ -127,18 +111,8 @@ describe('step announcements (0031)', () => {
         startedAt,
       });
       const error = { message: 'boom', name: 'Error', code: 'HANDLER_ERROR' };
-      await db.store.steps.record({
-        taskId: id,
-        taskCreatedAt: await createdAt(id),
-        stepId: 'b',
-        seq: 1,
-        status: 'failed',
-        error,
-        startedAt,
-      });
-      await db.store.steps.record({
-        taskId: id,
-        taskCreatedAt: await createdAt(id),
+      await record(id, { stepId: 'b', seq: 1, status: 'failed', error, startedAt });
+      await record(id, {
         stepId: 'c',
         seq: 2,
         status: 'completed',
