@@ -790,8 +790,9 @@ async function createAhead(
  * VALID check), 0038 outside a transaction (the (id, created_at) key and the tick index's twin
  * built concurrently, the checks validated: writes go on), 0039 the switch in one transaction
  * (rename, the partitioned table from the old one's definitions, ATTACH, the weeks ahead); 0040
- * (the steps' partition key column, a constant default: no rewrite), 0041 (their key built
- * concurrently, the check validated), 0042 their switch. Durable steps are generated first for
+ * (the steps' partition key column, a constant default: no rewrite, and their cutover), 0041
+ * (their key built concurrently), 0042 (their switch as a function, run by the first process start
+ * after the cutover on an upgraded installation: here at once, with a clock a day past it). Durable steps are generated first for
  * STEP_SHARE of the tasks (STEPS_PER_TASK each). Each migration is timed; the old tables' indexes
  * are compared by oid before and after: an index an ATTACH had to build would be a new oid.
  */
@@ -817,8 +818,8 @@ async function migrateInPlace(sql: postgres.Sql, url: string, rows: number): Pro
     ['0037 cutover check (NOT VALID) ms', '0037_tasks_legacy_range'],
     ['0038 key index + twin concurrently, checks validated ms', '0038_tasks_partition_prepare'],
     ['0039 switch transaction ms', '0039_partition_tasks'],
-    ['0040 steps key column + check (NOT VALID) ms', '0040_task_steps_key_column'],
-    ['0041 steps key index concurrently, check validated ms', '0041_task_steps_partition_prepare'],
+    ['0040 steps key column + cutover function ms', '0040_task_steps_key_column'],
+    ['0041 steps key index concurrently ms', '0041_task_steps_partition_prepare'],
   ] as const) {
     const [ms] = await timed(() => migrateDatabase(url, { until }));
     record('migration', metric, ms);
