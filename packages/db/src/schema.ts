@@ -329,7 +329,7 @@ export type StepStatus = (typeof STEP_STATUSES)[number];
  * The steps of durable handlers (`ctx.step`, `ctx.sleep`; migration 0024): one row per step a task's
  * handler reached, keyed by the handler's own step id. A later run of the task answers a completed
  * step from `output` without running it. Partitioned by RANGE (task_created_at), the weeks of the
- * tasks (migrations 0040-0041): a week of steps is dropped with its week of tasks; a step of a task
+ * tasks (migrations 0040-0042): a week of steps is dropped with its week of tasks; a step of a task
  * pruned row by row (`pruneFinished`) is deleted with it.
  */
 export const taskSteps = pgTable(
@@ -347,7 +347,7 @@ export const taskSteps = pgTable(
     startedAt: timestamptz('started_at').notNull(),
     finishedAt: timestamptz('finished_at'),
     /**
-     * The partition key (migrations 0040-0041): `tasker_step_time` of the task's created_at, so that
+     * The partition key (migrations 0040-0042): `tasker_step_time` of the task's created_at, so that
      * a step is in the week of its task and goes with it; '-infinity' for a task created before
      * the cutover (the legacy partition).
      */
