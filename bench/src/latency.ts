@@ -113,23 +113,31 @@ async function serverMetrics(url: string): Promise<Map<string, number>> {
 }
 
 /**
- * tasker_live_event_delay_seconds between two scrapes: how many events, the share within 10 ms, and
- * the bucket bounds (ms) that the p50 and the p99 fall under.
+ * tasker_live_event_delay_seconds between two scrapes, for its events of one kind (`finished`: the
+ * task's end, what the watchers time; `change`: the others) or all: how many, the share within
+ * 10 ms, and the bucket bounds (ms) that the p50 and the p99 fall under.
  */
 function serverSide(
   before: Map<string, number>,
   after: Map<string, number>,
+  event?: 'finished' | 'change',
 ): { count: number; under10: number; p50Bound: number; p99Bound: number } {
   const name = 'tasker_live_event_delay_seconds';
-  const count = (after.get(`${name}_count`) ?? 0) - (before.get(`${name}_count`) ?? 0);
-  const buckets = [...after.keys()]
-    .map((key) => /^tasker_live_event_delay_seconds_bucket\{le="([^"]+)"\}$/.exec(key))
-    .filter((m): m is RegExpExecArray => m !== null && m[1] !== '+Inf')
-    .map((m) => ({ le: Number(m[1]), n: (after.get(m[0]) ?? 0) - (before.get(m[0]) ?? 0) }))
-    .sort((a, b) => a.le - b.le);
+  const mine = (key: string) => event === undefined || key.includes(`event="${event}"`);
+  const delta = (key: string) => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+  const count = [...after.keys()]
+    .filter((key) => key.startsWith(`${name}_count`) && mine(key))
+    .reduce((sum, key) => sum + delta(key), 0);
+  const byBound = new Map<number, number>();
+  for (const key of after.keys()) {
+    const le = /^tasker_live_event_delay_seconds_bucket\{.*le="([^"]+)".*\}$/.exec(key)?.[1];
+    if (!le || le === '+Inf' || !mine(key)) continue;
+    byBound.set(Number(le), (byBound.get(Number(le)) ?? 0) + delta(key));
+  }
+  const buckets = [...byBound.entries()].map(([le, n]) => ({ le, n })).sort((a, b) => a.le - b.le);
   const bound = (share: number) =>
     1000 * (buckets.find((b) => b.n >= share * count)?.le ?? Number.POSITIVE_INFINITY);
-  const within10 = buckets.find((b) => b.le === 0.01)?.n ?? 0;
+  const within10 = byBound.get(0.01) ?? 0;
   return {
     count,
     under10: count ? (100 * within10) / count : Number.NaN,
@@ -263,13 +271,17 @@ async function main() {
     // The server's own part (tasker_live_event_delay_seconds: commit → the event going out on its
     // stream), without the watcher processes' delays: the p99 as the bucket bound it falls under.
     const written = serverSide(before, after);
-    console.log(
-      `  worker commit → written by the server    ${String(written.count).padStart(5)}   (server-side histogram: ${written.under10.toFixed(2)} % within 10 ms, p99 ≤ ${written.p99Bound} ms, p50 ≤ ${written.p50Bound} ms)`,
-    );
+    const ends = serverSide(before, after, 'finished');
+    const printServer = (label: string, w: typeof written) =>
+      console.log(
+        `  ${label} ${String(w.count).padStart(5)}   (server-side histogram: ${w.under10.toFixed(2)} % within 10 ms, p99 ≤ ${w.p99Bound} ms, p50 ≤ ${w.p50Bound} ms)`,
+      );
+    printServer('worker commit → written by the server   ', written);
+    printServer('  of which the ends (COMPLETED)          ', ends);
     console.log('');
     console.log(`  target: p50 < 5 ms, p99 < 25 ms → ${live.p50 < 5 && live.p99 < 25 ? 'MET' : 'NOT MET'}`);
     console.log(
-      `  issue 23's target at 10,000 watchers: p99 < 10 ms → at the watchers ${live.p99 < 10 ? 'MET' : 'NOT MET'}, at the server ${written.under10 >= 99 ? 'MET' : 'NOT MET'}${WATCHERS < 10_000 ? ` (with ${WATCHERS} watchers: BENCH_WATCHERS=10000 for it)` : ''}`,
+      `  issue 23's target at 10,000 watchers: p99 < 10 ms → at the watchers ${live.p99 < 10 ? 'MET' : 'NOT MET'}, at the server ${ends.under10 >= 99 ? 'MET' : 'NOT MET'} (the ends, as the watchers time them)${WATCHERS < 10_000 ? ` (with ${WATCHERS} watchers: BENCH_WATCHERS=10000 for it)` : ''}`,
     );
     const mb = (n: number) => `${n.toFixed(0)} MB`;
     console.log(

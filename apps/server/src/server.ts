@@ -48,7 +48,8 @@ export async function startServer(
     {
       resyncMs: 10_000,
       listenOn: engine.db.direct,
-      onLiveEvent: (event) => engine.metrics.liveEvent(event.updatedAt),
+      // A task has finished exactly when its finishedAt is set (the tasks_finished_check).
+      onLiveEvent: (event) => engine.metrics.liveEvent(event.updatedAt, event.finishedAt !== null),
     },
     log,
   );

@@ -44,7 +44,7 @@ export class TaskerMetrics {
   private readonly httpRequests: Counter<'method' | 'route' | 'status_code'>;
   private readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
   private readonly openStreams: Gauge<'kind'>;
-  private readonly liveDelay: Histogram;
+  private readonly liveDelay: Histogram<'event'>;
   private readonly llmCalls: Counter<'task_type' | 'model'>;
   private readonly llmTokens: Counter<'task_type' | 'model' | 'kind'>;
   private readonly llmCost: Counter<'task_type' | 'model'>;
@@ -141,8 +141,9 @@ export class TaskerMetrics {
     });
     this.liveDelay = new Histogram({
       name: 'tasker_live_event_delay_seconds',
-      help: "From a task change's commit (its updated_at, PostgreSQL's clock) to its event going out on a live stream of this server (SSE or tRPC subscription), per stream; a stream's first event (the state it starts from) is not counted",
+      help: "From a task change's commit (its updated_at, PostgreSQL's clock) to its event going out on a live stream of this server (SSE or tRPC subscription), per stream; a stream's first event (the state it starts from) is not counted. event: finished (the task's end: COMPLETED, FAILED, CANCELLED, EXPIRED) or change (any other)",
       buckets: LIVE_BUCKETS,
+      labelNames: ['event'] as const,
       registers,
     });
     const metrics = this;
@@ -302,8 +303,11 @@ export class TaskerMetrics {
   }
 
   /** A task change going out on a live stream: `updatedAt` (ISO), its commit time. */
-  liveEvent(updatedAt: string): void {
-    this.liveDelay.observe(seconds(Date.now() - Date.parse(updatedAt)));
+  liveEvent(updatedAt: string, finished: boolean): void {
+    this.liveDelay.observe(
+      { event: finished ? 'finished' : 'change' },
+      seconds(Date.now() - Date.parse(updatedAt)),
+    );
   }
 
   /** The Prometheus text exposition. */
