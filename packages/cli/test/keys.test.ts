@@ -1,10 +1,8 @@
 import { createTestEnv } from '@tasker/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runProcess } from './run.ts';
+import { MAIN, runProcess } from './run.ts';
 
 const env = createTestEnv();
-const main = new URL('../src/main.ts', import.meta.url).pathname;
-const tsx = new URL('../../../node_modules/.bin/tsx', import.meta.url).pathname;
 
 /** Runs `tasker ...` as a process (AUTH_MODE=required unless `vars` say otherwise): its stdout, stderr and exit code. */
 async function tasker(...args: string[]) {
@@ -12,7 +10,7 @@ async function tasker(...args: string[]) {
 }
 
 async function taskerWith(vars: Record<string, string>, ...args: string[]) {
-  const { stdout, stderr, code } = await runProcess(tsx, [main, ...args], {
+  const { stdout, stderr, code } = await runProcess(process.execPath, [MAIN, ...args], {
     env: {
       ...process.env,
       DATABASE_URL: env.databaseUrl,
@@ -128,7 +126,7 @@ describe('tasker keys', () => {
 describe('tasker without DATABASE_URL', () => {
   it('with no embedded PostgreSQL running either, says what to do in one line', async () => {
     const { DATABASE_URL: _, ...rest } = process.env;
-    const result = await runProcess(tsx, [main, 'keys', 'list'], {
+    const result = await runProcess(process.execPath, [MAIN, 'keys', 'list'], {
       env: { ...rest, TASKER_DATA_DIR: '/nonexistent-tasker-dir', LOG_LEVEL: 'silent' },
     });
     expect(result.code).toBe(1);

@@ -9,17 +9,15 @@ import { migrationsFolder, redactUrl } from '@tasker/db';
 import { createTestEnv } from '@tasker/testing';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runProcess } from './run.ts';
+import { MAIN, runProcess } from './run.ts';
 
 const env = createTestEnv();
-const main = new URL('../src/main.ts', import.meta.url).pathname;
-const tsx = new URL('../../../node_modules/.bin/tsx', import.meta.url).pathname;
 const journal = JSON.parse(readFileSync(path.join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as {
   entries: { tag: string }[];
 };
 
 function migrate(databaseUrl: string) {
-  return runProcess(tsx, [main, 'migrate'], {
+  return runProcess(process.execPath, [MAIN, 'migrate'], {
     env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' },
   });
 }

@@ -174,13 +174,9 @@ describe('pnpm start with DATABASE_URL unset (scripts/start.mjs)', () => {
       AUTH_MODE: 'required', // keys are made for a server that asks for them
     };
     delete cliEnv.DATABASE_URL;
-    // As `pnpm tasker` runs it: from its sources, the SDK's too (no SDK build needed).
+    // As `pnpm tasker` runs it (scripts/tasker.mjs: the CLI's bundle, built first if it is not).
     const tasker = (...args: string[]) =>
-      exec(
-        path.join(repoRoot, 'node_modules/.bin/tsx'),
-        ['--tsconfig', 'packages/cli/tsconfig.json', 'packages/cli/src/main.ts', ...args],
-        { cwd: repoRoot, env: cliEnv },
-      );
+      exec(process.execPath, ['scripts/tasker.mjs', ...args], { cwd: repoRoot, env: cliEnv });
     const { stdout: key } = await tasker(
       'keys',
       'create',
