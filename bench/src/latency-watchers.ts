@@ -4,7 +4,7 @@
  * then each COMPLETED event's delay (receipt − the row's updated_at). Watchers are spread over
  * several such processes so that 10,000 connections' garbage collection in one client process is
  * not measured as the server's delay. Messages: in `{ url, ids }`; out `{ connected }`,
- * `{ delays, at, wrong, loop }` (batched; `at`: each delay's receipt time; `loop`: this process's own event-loop delay since every
+ * `{ delays, at, ids, wrong, loop }` (batched; `at`: each delay's receipt time, `ids` its task; `loop`: this process's own event-loop delay since every
  * stream connected, p99 and max in ms, so that a delay of the measuring side shows), `{ done }`.
  */
 import { Agent, request } from 'node:http';
@@ -26,6 +26,8 @@ process.once('message', (message: unknown) => {
   let delays: number[] = [];
   /** When each delay's event was received (wall clock, ms): the slow ones' times show their cause. */
   let at: number[] = [];
+  /** Each delay's task (bench:latency with BENCH_COMMIT_TIMES=1 reads its commit time). */
+  let taskIds: string[] = [];
   let wrong: string[] = [];
   // This process's event-loop delay, from the moment every stream is connected (reset then).
   const loop = monitorEventLoopDelay({ resolution: 5 });
@@ -33,9 +35,10 @@ process.once('message', (message: unknown) => {
   // Delays go to the parent in batches, off the receiving path.
   const flush = setInterval(() => {
     if (delays.length === 0 && wrong.length === 0) return;
-    send({ delays, at, wrong, loop: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 } });
+    send({ delays, at, ids: taskIds, wrong, loop: { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 } });
     delays = [];
     at = [];
+    taskIds = [];
     wrong = [];
     if (completed >= ids.length) {
       clearInterval(flush);
@@ -82,6 +85,7 @@ process.once('message', (message: unknown) => {
             completed++;
             delays.push(receivedAt - Date.parse(event.updatedAt));
             at.push(receivedAt);
+            taskIds.push(id);
             if (event.output !== 'ok') wrong.push(`task ${id} completed with ${String(event.output)}`);
           }
         }
