@@ -1,6 +1,6 @@
 import { createTestEnv } from '@tasker/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MAIN, runProcess } from './run.ts';
+import { MAIN, runProcess, tasker as runTasker } from './run.ts';
 
 const env = createTestEnv();
 
@@ -10,14 +10,11 @@ async function tasker(...args: string[]) {
 }
 
 async function taskerWith(vars: Record<string, string>, ...args: string[]) {
-  const { stdout, stderr, code } = await runProcess(process.execPath, [MAIN, ...args], {
-    env: {
-      ...process.env,
-      DATABASE_URL: env.databaseUrl,
-      LOG_LEVEL: 'silent',
-      AUTH_MODE: 'required',
-      ...vars,
-    },
+  const { stdout, stderr, code } = await runTasker(args, {
+    DATABASE_URL: env.databaseUrl,
+    LOG_LEVEL: 'silent',
+    AUTH_MODE: 'required',
+    ...vars,
   });
   return { stdout, stderr, code };
 }

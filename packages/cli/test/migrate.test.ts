@@ -9,7 +9,7 @@ import { migrationsFolder, redactUrl } from '@tasker/db';
 import { createTestEnv } from '@tasker/testing';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MAIN, runProcess } from './run.ts';
+import { tasker } from './run.ts';
 
 const env = createTestEnv();
 const journal = JSON.parse(readFileSync(path.join(migrationsFolder, 'meta', '_journal.json'), 'utf8')) as {
@@ -17,9 +17,7 @@ const journal = JSON.parse(readFileSync(path.join(migrationsFolder, 'meta', '_jo
 };
 
 function migrate(databaseUrl: string) {
-  return runProcess(process.execPath, [MAIN, 'migrate'], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' },
-  });
+  return tasker(['migrate'], { DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' });
 }
 
 afterAll(async () => {
