@@ -19,6 +19,8 @@ const start = z.object({ url: z.string(), ids: z.array(z.string()) });
 
 process.once('message', (message: unknown) => {
   const { url, ids } = start.parse(message);
+  // Alive until the parent ends it, also once every stream has ended: its CPU time is read then.
+  process.channel?.ref();
   const agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
   const send = (payload: object) => process.send?.(payload);
   let connected = 0;
