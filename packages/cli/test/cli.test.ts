@@ -220,11 +220,18 @@ describe('tasker watch', () => {
       '--watch',
     ]);
     expect(run.code, run.stderr).toBe(0);
-    // Its fan-out's step: begun (the parent waits for its children), then done; then its end. The
-    // first RUNNING is there unless the task was already WAITING when the stream opened (the stream
-    // starts from the task's state then: on a busy machine the CLI's start can take seconds).
+    // Its fan-out's step: begun (the parent waits for its children), then done; then its end. When
+    // the stream opened before the task waited: RUNNING (unless it opened between the two), WAITING,
+    // then the step as it is written. When the task was already WAITING (on a busy machine the CLI's
+    // start can take seconds): a stream starts with the steps recorded so far, then the task's
+    // state, so the step comes first.
+    const waiting = String.raw`[^\n]*WAITING \(waiting for 2 child tasks\)\n`;
+    const stepWaiting = String.raw` {2}step \$children:0 waiting\n`;
     expect(run.stderr).toMatch(
-      /(?:RUNNING \(attempt 1 of 3\)\n[^\n]*)?WAITING \(waiting for 2 child tasks\)\n {2}step \$children:0 waiting\n[^\n]*PENDING \(its wait is over: it resumes\)\n[^\n]*RUNNING \(attempt 1 of 3\)\n {2}step \$children:0 completed\n[^\n]*COMPLETED\n$/,
+      new RegExp(
+        String.raw`(?:(?:[^\n]*RUNNING \(attempt 1 of 3\)\n)?${waiting}${stepWaiting}|${stepWaiting}${waiting})` +
+          String.raw`[^\n]*PENDING \(its wait is over: it resumes\)\n[^\n]*RUNNING \(attempt 1 of 3\)\n {2}step \$children:0 completed\n[^\n]*COMPLETED\n$`,
+      ),
     );
     // The fake model echoes each child's prompt: the summaries in the documents' order.
     const { summaries } = JSON.parse(run.stdout) as { summaries: string[] };
