@@ -65,7 +65,12 @@ const wallNow = () => performance.timeOrigin + performance.now();
  * change that (EEVDF gives a woken task no earlier turn for its weight). Needs root or
  * CAP_SYS_NICE; where `chrt` fails it says so and the run goes on unisolated.
  */
-const ISOLATE = z.enum(['0', '1', 'server']).parse(process.env.BENCH_LATENCY_ISOLATE ?? '0');
+const ISOLATE = (() => {
+  const raw = process.env.BENCH_LATENCY_ISOLATE || '0';
+  if (raw !== '0' && raw !== '1' && raw !== 'server')
+    throw new Error(`BENCH_LATENCY_ISOLATE must be 0, 1 or server (got "${raw}")`);
+  return raw;
+})();
 
 /** Puts every thread of `pid` under SCHED_FIFO priority 20; true when `chrt -p` reads it back. */
 function realtime(pid: number | undefined): boolean {
@@ -79,6 +84,19 @@ function realtime(pid: number | undefined): boolean {
     );
     return false;
   }
+}
+
+/**
+ * The processes BENCH_LATENCY_ISOLATE names, all made real-time, or none: when one fails, those
+ * already made so go back to normal priority, so that a run printed as unisolated is one.
+ */
+function isolate(pids: (number | undefined)[]): boolean {
+  const made = pids.map(realtime);
+  if (made.every(Boolean)) return true;
+  pids.forEach((pid, i) => {
+    if (made[i]) execFileSync('chrt', ['-a', '-o', '-p', '0', String(pid)], { stdio: 'pipe' });
+  });
+  return false;
 }
 
 interface Summary {
@@ -323,8 +341,7 @@ async function main() {
     });
     rss.watched = rssMb(server.child.pid);
     const isolated =
-      ISOLATE !== '0' &&
-      [server.child.pid, ...(ISOLATE === '1' ? watchers.map((w) => w.pid) : [])].map(realtime).every(Boolean);
+      ISOLATE !== '0' && isolate([server.child.pid, ...(ISOLATE === '1' ? watchers.map((w) => w.pid) : [])]);
     // BENCH_WORKER_NODE_ARGS: node flags for the worker alone (e.g. --cpu-prof --cpu-prof-dir=DIR).
     const workerArgs = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
     const worker = await spawnApp('worker', env.vars, { nodeArgs: workerArgs });
