@@ -91,8 +91,8 @@ export interface TaskFeedOptions {
   listenOn?: postgres.Sql;
   /**
    * Called as a change heard from PostgreSQL (or caught up by a resync) goes out on a stream, once
-   * per stream (the server's `tasker_live_event_delay_seconds`); not for a stream's first state,
-   * read when it opens.
+   * per stream (the server's `tasker_live_event_delay_seconds`); not for a stream's first state
+   * (the version read when it opens, even when its notification, late, goes out first).
    */
   onLiveEvent?: (event: TaskEvent) => void;
 }
@@ -374,12 +374,14 @@ export class TaskFeed implements TaskWatcher {
       stopStates();
       stopSteps();
     };
+    let opened: number;
     try {
       const row = await this.store.get(id, tenantId);
       if (!row) {
         stop();
         return undefined;
       }
+      opened = row.version;
       // Alone on its task, this stream has the version it read: a resync reads the row again only
       // once it moves past it (without this, every watched task that had no change yet was read
       // whole at every resync: 10,000 rows every 10 s for 10,000 new watchers). With other
@@ -422,7 +424,10 @@ export class TaskFeed implements TaskWatcher {
             continue;
           }
           last = event.version;
-          if (onLiveEvent && heard.has(event)) onLiveEvent(event);
+          // A change counts from the version read at the start on: a notification of that same
+          // version (the insert, heard while the row was read) may go out first, but it is the
+          // stream's first state, not a change the stream waited for.
+          if (onLiveEvent && event.version > opened && heard.has(event)) onLiveEvent(event);
           yield next;
           if (isTerminal(event.status)) return;
         }

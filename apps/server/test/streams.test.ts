@@ -397,4 +397,55 @@ describe("a task's steps and states, in commit order", () => {
     // Its preview: 253 bytes of the JSON text and an ellipsis.
     expect(seen).toEqual(['RUNNING', 'step big 254', 'COMPLETED']);
   });
+
+  it("the insert's notification, heard while the stream reads the row, is its first state: not a live event", async () => {
+    const log = createLogger(loadEnv(env.vars), 'feed');
+    const id = randomUUID();
+    const row = (status: string, version: number) => ({
+      id,
+      tenantId: 'acme',
+      name: 'sum_two_numbers',
+      status,
+      output: status === 'COMPLETED' ? 3 : null,
+      error: null,
+      attemptErrors: [],
+      progress: null,
+      version,
+      attempts: status === 'PENDING' ? 0 : 1,
+      maxAttempts: 3,
+      priority: 0,
+      runAfter: null,
+      cancelRequestedAt: null,
+      createdAt: new Date(),
+      startedAt: status === 'PENDING' ? null : new Date(),
+      finishedAt: status === 'COMPLETED' ? new Date() : null,
+      updatedAt: new Date(),
+    });
+    let feed: TaskFeed | undefined;
+    // The row comes back after the insert's own notification (PENDING, version 1) was heard.
+    const store = {
+      get: async () => {
+        feed?.receive({ truncated: false, row: row('PENDING', 1) } as unknown as TaskChange);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return row('PENDING', 1);
+      },
+      steps: { list: async () => [] },
+    } as unknown as TaskStore;
+    const live: string[] = [];
+    feed = new TaskFeed(
+      undefined as never,
+      store,
+      { resyncMs: 3_600_000, onLiveEvent: (event) => live.push(event.status) },
+      log,
+    );
+    const events = await feed.watch('acme', id, -1, { signal: new AbortController().signal });
+    if (!events) throw new Error('no stream');
+    feed.receive({ truncated: false, row: row('RUNNING', 2) } as unknown as TaskChange);
+    feed.receive({ truncated: false, row: row('COMPLETED', 3) } as unknown as TaskChange);
+    const sent: string[] = [];
+    for await (const event of events) sent.push(event.status);
+    expect(sent).toEqual(['PENDING', 'RUNNING', 'COMPLETED']);
+    // The two changes the stream waited for; the PENDING it opened on, whichever way it came, not.
+    expect(live).toEqual(['RUNNING', 'COMPLETED']);
+  });
 });
