@@ -11,27 +11,7 @@ import { waitFor } from '@tasker/testing';
 import type postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { RESYNC_SLICES, TaskFeed } from '../src/live.ts';
-
-const row = (id: string, status: string, version: number) => ({
-  id,
-  tenantId: 'acme',
-  name: 'sum_two_numbers',
-  status,
-  output: status === 'COMPLETED' ? 3 : null,
-  error: null,
-  attemptErrors: [],
-  progress: null,
-  version,
-  attempts: 1,
-  maxAttempts: 3,
-  priority: 0,
-  runAfter: null,
-  cancelRequestedAt: null,
-  createdAt: new Date(),
-  startedAt: new Date(),
-  finishedAt: status === 'COMPLETED' ? new Date() : null,
-  updatedAt: new Date(),
-});
+import { feedRow } from './feed-rows.ts';
 
 const log = { warn: () => {}, debug: () => {}, info: () => {} } as unknown as Logger;
 /** A listening connection that hears nothing: every change below reaches the feed by a resync only. */
@@ -46,7 +26,7 @@ describe('the periodic resync', () => {
   it('re-reads the watched tasks a slice at a time; each stream gets a change it never heard of, and only changed rows are read whole', async () => {
     const WATCHED = 40;
     const ids: string[] = Array.from({ length: WATCHED }, () => randomUUID());
-    const rows = new Map(ids.map((id) => [id, row(id, 'RUNNING', 2)]));
+    const rows = new Map(ids.map((id) => [id, feedRow(id, 'RUNNING', 2)]));
     const versionReads: number[] = [];
     const wholeReads: string[][] = [];
     const store = {
@@ -91,7 +71,7 @@ describe('the periodic resync', () => {
       expect(wholeReads).toEqual([]);
       // Half of them complete unheard: within a round or two, each of their streams ends with it.
       const done = ids.slice(0, WATCHED / 2);
-      for (const id of done) rows.set(id, row(id, 'COMPLETED', 3));
+      for (const id of done) rows.set(id, feedRow(id, 'COMPLETED', 3));
       await Promise.race([
         Promise.all(streams.slice(0, WATCHED / 2).map((s) => s.ended)),
         new Promise((_, reject) =>

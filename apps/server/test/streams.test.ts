@@ -23,6 +23,7 @@ import type { AppRouter } from '../src/index.ts';
 import { TaskFeed } from '../src/live.ts';
 import { startServer, type TaskerServer } from '../src/server.ts';
 import { STREAM_BUFFER_BYTES } from '../src/streams.ts';
+import { feedRow } from './feed-rows.ts';
 
 const MAX = 3;
 let env: TestEnv;
@@ -340,26 +341,7 @@ describe("a task's steps and states, in commit order", () => {
   it("a step (announced by its key) is read back before the task's next state goes out", async () => {
     const log = createLogger(loadEnv(env.vars), 'feed');
     const id = randomUUID();
-    const row = (status: string, version: number) => ({
-      id,
-      tenantId: 'acme',
-      name: 'summarize_documents',
-      status,
-      output: null,
-      error: null,
-      attemptErrors: [],
-      progress: null,
-      version,
-      attempts: 1,
-      maxAttempts: 3,
-      priority: 0,
-      runAfter: null,
-      cancelRequestedAt: null,
-      createdAt: new Date(),
-      startedAt: new Date(),
-      finishedAt: status === 'COMPLETED' ? new Date() : null,
-      updatedAt: new Date(),
-    });
+    const row = (status: string, version: number) => feedRow(id, status, version, 'summarize_documents');
     const step = {
       taskId: id,
       stepId: 'big',
@@ -401,26 +383,7 @@ describe("a task's steps and states, in commit order", () => {
   it("the insert's notification, heard while the stream reads the row, is its first state: not a live event", async () => {
     const log = createLogger(loadEnv(env.vars), 'feed');
     const id = randomUUID();
-    const row = (status: string, version: number) => ({
-      id,
-      tenantId: 'acme',
-      name: 'sum_two_numbers',
-      status,
-      output: status === 'COMPLETED' ? 3 : null,
-      error: null,
-      attemptErrors: [],
-      progress: null,
-      version,
-      attempts: status === 'PENDING' ? 0 : 1,
-      maxAttempts: 3,
-      priority: 0,
-      runAfter: null,
-      cancelRequestedAt: null,
-      createdAt: new Date(),
-      startedAt: status === 'PENDING' ? null : new Date(),
-      finishedAt: status === 'COMPLETED' ? new Date() : null,
-      updatedAt: new Date(),
-    });
+    const row = (status: string, version: number) => feedRow(id, status, version);
     let feed: TaskFeed | undefined;
     // The row comes back after the insert's own notification (PENDING, version 1) was heard.
     const store = {
