@@ -11,6 +11,7 @@ import { createDb } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp } from '@tasker/testing';
 import { z } from 'zod';
 import {
+  enumVar,
   fmt,
   intVar,
   loadBenchConfig,
@@ -34,9 +35,7 @@ const config = loadBenchConfig();
 const batchSize = intVar('BENCH_BATCH_SIZE', 1000, 1, 1000);
 const batchTasks = intVar('BENCH_BATCH_TASKS', 100_000, 1);
 const batchConcurrency = intVar('BENCH_BATCH_CONCURRENCY', 4, 1);
-const queue = process.env.BENCH_BATCH_QUEUE ?? 'redis';
-if (queue !== 'redis' && queue !== 'postgres')
-  throw new Error(`BENCH_BATCH_QUEUE must be "redis" or "postgres" (got "${queue}")`);
+const queue = enumVar('BENCH_BATCH_QUEUE', ['redis', 'postgres'], 'redis');
 
 const createdAnswer = z.object({ id: z.uuid() });
 const batchAnswer = z.object({

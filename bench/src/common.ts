@@ -41,6 +41,15 @@ export function intVar(name: string, fallback: number, min: number, max = Number
   return value;
 }
 
+/** An environment variable that is one of `values`, `fallback` when unset or empty; anything else throws, naming them. */
+export function enumVar<const T extends string>(name: string, values: readonly T[], fallback: T): T {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(values as readonly string[]).includes(raw))
+    throw new Error(`${name} must be one of ${values.map((v) => `"${v}"`).join(', ')} (got "${raw}")`);
+  return raw as T;
+}
+
 /** A figure for a table: grouped thousands, `digits` decimals, `n/a` when not finite. */
 export const fmt = (value: number, digits = 0) =>
   Number.isFinite(value)
@@ -65,14 +74,8 @@ function boolVar(name: string, fallback: boolean): boolean {
 }
 
 export function loadBenchConfig(): BenchConfig {
-  const mode = process.env.BENCH_BASELINE_MODE ?? 'single';
-  if (mode !== 'single' && mode !== 'bulk') {
-    throw new Error(`BENCH_BASELINE_MODE must be "single" or "bulk" (got "${mode}")`);
-  }
-  const client = process.env.BENCH_CLIENT ?? 'http';
-  if (client !== 'fetch' && client !== 'http') {
-    throw new Error(`BENCH_CLIENT must be "fetch" or "http" (got "${client}")`);
-  }
+  const mode = enumVar('BENCH_BASELINE_MODE', ['single', 'bulk'], 'single');
+  const client = enumVar('BENCH_CLIENT', ['fetch', 'http'], 'http');
   const poolSize = intVar('BENCH_POOL_SIZE', 10, 1);
   if (poolSize > 10)
     throw new Error('BENCH_POOL_SIZE must be <= 10 (PostgreSQL allows 100 connections in all)');

@@ -22,7 +22,7 @@ import {
 } from '@tasker/engine';
 import { type AppProcess, createTestEnv, type FakeOpenAI, spawnApp, startFakeOpenAI } from '@tasker/testing';
 import { and, eq, isNotNull, sql } from 'drizzle-orm';
-import { fmt, intVar, percentile } from './common.ts';
+import { enumVar, fmt, intVar, percentile, sleep } from './common.ts';
 
 const FLOOD = intVar('BENCH_FAIR_TASKS', 5000, 1);
 const SLOT_MS = intVar('BENCH_FAIR_SLOT_MS', 1000, 1);
@@ -30,9 +30,8 @@ const WORKERS = intVar('BENCH_FAIR_WORKERS', 2, 1);
 const CONCURRENCY = intVar('BENCH_FAIR_CONCURRENCY', 100, 1);
 const SHORT_PER_TENANT = intVar('BENCH_FAIR_SHORT', 5, 1);
 const OTHERS = ['tenant-b', 'tenant-c', 'tenant-d', 'tenant-e'];
-const MODE = process.env.BENCH_MODE === 'postgres' ? 'postgres' : 'redis';
+const MODE = enumVar('BENCH_MODE', ['redis', 'postgres'], 'redis');
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 interface Stack {
   engine: Engine;
   api: TaskApi;

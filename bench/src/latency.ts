@@ -16,7 +16,7 @@ import { type AppProcess, createTestEnv, spawnApp, startFakeOpenAI, waitFor } fr
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import { z } from 'zod';
-import { intVar, percentile, rssMb, runBounded, sleep } from './common.ts';
+import { enumVar, intVar, percentile, rssMb, runBounded, sleep } from './common.ts';
 import { fixedGroup, postgresBackends, redisServers, startCpuWindow } from './cpu.ts';
 import { onInterrupt } from './interrupt.ts';
 
@@ -65,12 +65,7 @@ const wallNow = () => performance.timeOrigin + performance.now();
  * change that (EEVDF gives a woken task no earlier turn for its weight). Needs root or
  * CAP_SYS_NICE; where `chrt` fails it says so and the run goes on unisolated.
  */
-const ISOLATE = (() => {
-  const raw = process.env.BENCH_LATENCY_ISOLATE || '0';
-  if (raw !== '0' && raw !== '1' && raw !== 'server')
-    throw new Error(`BENCH_LATENCY_ISOLATE must be 0, 1 or server (got "${raw}")`);
-  return raw;
-})();
+const ISOLATE = enumVar('BENCH_LATENCY_ISOLATE', ['0', '1', 'server'], '0');
 
 /** Puts every thread of `pid` under SCHED_FIFO priority 20; true when `chrt -p` reads it back. */
 function realtime(pid: number | undefined): boolean {
@@ -94,7 +89,12 @@ function isolate(pids: (number | undefined)[]): boolean {
   const made = pids.map(realtime);
   if (made.every(Boolean)) return true;
   pids.forEach((pid, i) => {
-    if (made[i]) execFileSync('chrt', ['-a', '-o', '-p', '0', String(pid)], { stdio: 'pipe' });
+    if (!made[i]) return;
+    try {
+      execFileSync('chrt', ['-a', '-o', '-p', '0', String(pid)], { stdio: 'pipe' });
+    } catch (error) {
+      console.log(`  could not put ${pid} back to normal priority (${String(error).split('\n')[0]})`);
+    }
   });
   return false;
 }

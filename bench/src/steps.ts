@@ -22,7 +22,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDb } from '@tasker/db';
 import { type AppProcess, createTestEnv, spawnApp } from '@tasker/testing';
-import { databaseCounters, fmt, intVar, loadBenchConfig, percentile, sleep, table } from './common.ts';
+import {
+  databaseCounters,
+  enumVar,
+  fmt,
+  intVar,
+  loadBenchConfig,
+  percentile,
+  sleep,
+  table,
+} from './common.ts';
 import { onInterrupt } from './interrupt.ts';
 import { STEPS } from './steps-types.ts';
 
@@ -32,9 +41,7 @@ const CHILDREN = 100;
 const config = loadBenchConfig();
 const taskCount = intVar('BENCH_STEPS_TASKS', 2000, 1);
 const parents = intVar('BENCH_STEPS_PARENTS', 10, 1);
-const queue = process.env.BENCH_STEPS_QUEUE ?? 'redis';
-if (queue !== 'redis' && queue !== 'postgres')
-  throw new Error(`BENCH_STEPS_QUEUE must be "redis" or "postgres" (got "${queue}")`);
+const queue = enumVar('BENCH_STEPS_QUEUE', ['redis', 'postgres'], 'redis');
 
 interface Phase {
   label: string;
